@@ -1,0 +1,162 @@
+"""Exec driver contract: runs container processes from an OCI runtime-spec shaped dict.
+
+An exec driver is one class registered under the entry-point group ``dockyard.execdrivers``; its
+entry-point name equals its ``name`` attribute and is what users write as ``exec-driver``.
+
+The daemon is asyncio; every method that talks to processes is a coroutine and must not block the
+event loop for more than a few milliseconds.
+
+The spec
+--------
+``create`` receives a dict shaped like an OCI runtime ``config.json`` (runtime-spec 1.0):
+
+* ``process``: ``terminal`` (bool), ``args`` (list), ``env`` (``["K=V"]``), ``cwd``,
+  ``user`` (``{"uid", "gid", "additionalGids"}``; dockyard adds ``"username"``: the Docker
+  ``User`` string, e.g. ``"nobody"``, ``"1000:1000"``, ``"app:staff"``, to be resolved against the
+  container's own ``/etc/passwd`` and ``/etc/group`` when present), ``capabilities``, ``rlimits``,
+  ``noNewPrivileges``.
+* ``root``: ``{"path": <mounted rootfs>, "readonly": bool}``.
+* ``hostname``; ``mounts`` (list of ``{"destination", "type", "source", "options"}``).
+* ``linux``: ``namespaces`` (list of ``{"type": "pid"|"network"|"mount"|"ipc"|"uts"|"cgroup"|"user",
+  "path"?: str}`` — a ``path`` means join that namespace instead of creating one; a type that is
+  absent means share the host's), ``resources``, ``maskedPaths``, ``readonlyPaths``,
+  ``cgroupsPath``.
+"""
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+from typing import Any, ClassVar
+
+
+@dataclasses.dataclass
+class ExitStatus:
+    """How a container's main process ended."""
+
+    exit_code: int
+    finished_at: float  # unix time
+    oom_killed: bool = False
+    error: str = ""
+
+
+@dataclasses.dataclass
+class ProcessState:
+    """What the driver knows of one container it holds (``restore`` and ``state`` return these)."""
+
+    id: str
+    status: str  # "created" | "running" | "paused" | "exited"
+    pid: int = 0
+    started_at: float = 0.0
+    exit: ExitStatus | None = None
+
+
+@dataclasses.dataclass
+class AttachStreams:
+    """One attach session to a container's stdio.
+
+    ``reader`` yields the container's output exactly as the Docker API sends it on a hijacked
+    attach: multiplexed frames (8-byte header ``[stream, 0, 0, 0, size_be32]``, stream 1 stdout,
+    2 stderr) when the container has no TTY, raw bytes when it has one. It reaches EOF once the
+    container has exited and all of its output has been delivered.
+    ``writer`` (``None`` unless stdin was asked for and the container was created with
+    ``open_stdin``) feeds the container's stdin; ``writer.write_eof()`` closes it when the
+    container was created with ``stdin_once``.
+    """
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter | None
+
+    def close(self) -> None:
+        """Detach; the container keeps running."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+class ExecDriver(abc.ABC):
+    """Runs and supervises container processes.
+
+    Containers outlive the daemon: whatever owns a container's stdio, exit status and log must not
+    be the daemon process. ``restore`` re-adopts what is still running after a daemon restart.
+    """
+
+    #: the entry-point name, also the value users give to ``--exec-driver``
+    name: ClassVar[str] = ""
+
+    def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
+        """``root`` is a private directory under exec-root for this driver's runtime state.
+
+        Raise :class:`~dockyard.hookspecs.errors.DriverNotSupported` if this host cannot run the
+        driver. Do not start processes here; that belongs in :meth:`restore`.
+        """
+        self.root = root
+        self.options = dict(options or {})
+
+    @abc.abstractmethod
+    async def restore(self) -> list[ProcessState]:
+        """Called once when the daemon starts: (re)connect to whatever runs the containers and
+        return every container it still holds (running or exited but not yet deleted)."""
+
+    @abc.abstractmethod
+    async def create(self, cid: str, spec: dict[str, Any], *, log_path: str, tty: bool = False,
+                     open_stdin: bool = False, stdin_once: bool = False) -> None:
+        """Prepare container ``cid`` from ``spec`` without starting its process.
+
+        Output is written to ``log_path`` in Docker's json-file format (one JSON object per line:
+        ``{"log": "...", "stream": "stdout"|"stderr", "time": RFC3339Nano}``) from the first byte on,
+        whether or not anybody is attached. May be called again for a created or exited ``cid``
+        (restart): the new spec replaces the old one; the log is appended to.
+        """
+
+    @abc.abstractmethod
+    async def attach(self, cid: str, *, stdin: bool = False, stdout: bool = True,
+                     stderr: bool = True) -> AttachStreams:
+        """Attach to ``cid``'s stdio. Allowed before :meth:`start`: output from the first byte is
+        delivered. Raises NotFound for an unknown ``cid``."""
+
+    @abc.abstractmethod
+    async def start(self, cid: str) -> int:
+        """Start the container's process and return its host pid.
+
+        Returns once the process has exec'd the user's program (or raise
+        :class:`~dockyard.hookspecs.errors.ExecError` with Docker's message and exit code when it
+        cannot, e.g. ``exec: "nosuch": executable file not found in $PATH`` → 127).
+        """
+
+    @abc.abstractmethod
+    async def wait(self, cid: str) -> ExitStatus:
+        """Return once ``cid``'s main process has exited and all its output has been written to the
+        log and to attached readers. Returns at once for a container that has already exited."""
+
+    @abc.abstractmethod
+    async def kill(self, cid: str, signal: int) -> None:
+        """Send ``signal`` to the container's main process. Conflict if it is not running."""
+
+    @abc.abstractmethod
+    async def delete(self, cid: str) -> None:
+        """Forget ``cid``: kill whatever still runs in it, release its runtime resources. The
+        caller has already stopped it unless forced. Idempotent."""
+
+    @abc.abstractmethod
+    async def state(self, cid: str) -> ProcessState:
+        """What the driver knows of ``cid`` now. NotFound for an unknown one."""
+
+    async def resize(self, cid: str, height: int, width: int) -> None:
+        """Resize the container's TTY. No-op for a container without one."""
+
+    async def pause(self, cid: str) -> None:
+        raise NotImplementedError(f"{self.name}: pause")
+
+    async def resume(self, cid: str) -> None:
+        raise NotImplementedError(f"{self.name}: resume")
+
+    async def pids(self, cid: str) -> list[int]:
+        """Host pids of every process in the container."""
+        raise NotImplementedError(f"{self.name}: pids")
+
+    async def close(self) -> None:
+        """The daemon is going away: disconnect, leaving running containers running."""
+
+    def status(self) -> list[tuple[str, str]]:
+        """``(key, value)`` lines shown under this driver in ``info``."""
+        return []

@@ -1,0 +1,88 @@
+"""Graph driver contract: read-only image layers and copy-on-write container layers.
+
+Learned from moby's ``daemon/graphdriver`` (``ProtoDriver`` + ``DiffDriver``): a small core that
+knows how to create and mount layers, and a diff side that a driver may take from the
+:class:`NaiveDiff` mixin when it only knows how to mount.
+
+A driver is one class registered under the entry-point group ``dockyard.graphdrivers``; its
+entry-point name equals its ``name`` attribute and is what users write as ``storage-driver``.
+Methods are synchronous (file-system work); the daemon calls them from worker threads.
+"""
+from __future__ import annotations
+
+import abc
+from typing import IO, Any, ClassVar
+
+
+class GraphDriver(abc.ABC):
+    #: the entry-point name, also the value users give to ``--storage-driver``
+    name: ClassVar[str] = ""
+
+    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+        """``home`` is this driver's own directory (``<data-root>/<name>``); create it if needed.
+
+        ``options`` are the ``storage-opts`` meant for this driver, ``key=value`` parsed into a
+        dict. Raise :class:`~dockyard.hookspecs.errors.DriverNotSupported` naming the missing kernel
+        feature when this host cannot run the driver, and
+        :class:`~dockyard.hookspecs.errors.InvalidParameter` for an unknown option.
+        """
+        self.home = home
+        self.options = dict(options or {})
+
+    # -- the core ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create(self, id: str, parent: str | None) -> None:
+        """Create read-only layer ``id`` on top of ``parent`` (``None`` for a base layer)."""
+
+    def create_rw(self, id: str, parent: str | None) -> None:
+        """Create the writable layer of a container on top of ``parent``."""
+        self.create(id, parent)
+
+    @abc.abstractmethod
+    def remove(self, id: str) -> None:
+        """Remove layer ``id``. NotFound if it does not exist."""
+
+    @abc.abstractmethod
+    def get(self, id: str) -> str:
+        """Mount layer ``id`` (with all its parents) and return the path of its root. Reference
+        counted: every ``get`` needs a matching :meth:`put`."""
+
+    @abc.abstractmethod
+    def put(self, id: str) -> None:
+        """Release one reference taken by :meth:`get`; unmount at zero."""
+
+    @abc.abstractmethod
+    def exists(self, id: str) -> bool:
+        """Whether layer ``id`` exists."""
+
+    def status(self) -> list[tuple[str, str]]:
+        """``(key, value)`` lines for ``info`` (``Driver Status``)."""
+        return []
+
+    def metadata(self, id: str) -> dict[str, str]:
+        """Low-level details of ``id`` for ``inspect``'s ``GraphDriver.Data``."""
+        return {}
+
+    def cleanup(self) -> None:
+        """Unmount everything this driver mounted; called when the daemon stops."""
+
+    # -- the diff side -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def diff(self, id: str, parent: str | None) -> IO[bytes]:
+        """An uncompressed tar stream of the changes of ``id`` against ``parent``, with OCI
+        whiteouts (``.wh.<name>`` for a deletion, ``.wh..wh..opq`` for an opaque directory)."""
+
+    @abc.abstractmethod
+    def changes(self, id: str, parent: str | None) -> list[dict[str, Any]]:
+        """``[{"Path": "/x", "Kind": 0|1|2}]`` (modified, added, deleted) as ``docker diff``."""
+
+    @abc.abstractmethod
+    def apply_diff(self, id: str, parent: str | None, stream: IO[bytes]) -> int:
+        """Apply an uncompressed layer tar to ``id`` and return the unpacked size in bytes.
+
+        Entries whose path escapes the layer (``..``, absolute links followed, hard links to
+        outside) are refused with InvalidParameter and nothing outside the layer is written."""
+
+    @abc.abstractmethod
+    def diff_size(self, id: str, parent: str | None) -> int:
+        """The size in bytes of the changes of ``id`` against ``parent``."""

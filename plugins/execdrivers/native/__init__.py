@@ -1,0 +1,1 @@
+"""Placeholder: the native exec driver is being written."""
