@@ -1,0 +1,111 @@
+"""Content-addressed blob storage (OCI image-layout ``blobs/sha256/<hex>``).
+
+A blob is written to a temporary name, fsynced, its digest verified, then renamed into place:
+after a crash a blob is either whole or absent.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from typing import IO
+
+from dockyard.hookspecs.errors import InvalidParameter, NotFound
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def split_digest(digest: str) -> tuple[str, str]:
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        raise InvalidParameter(f"invalid digest {digest!r}")
+    return algo, hexpart
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(d)
+
+
+class BlobStore:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(os.path.join(root, "sha256"), exist_ok=True)
+
+    def path(self, digest: str) -> str:
+        algo, hexpart = split_digest(digest)
+        return os.path.join(self.root, algo, hexpart)
+
+    def exists(self, digest: str) -> bool:
+        return os.path.exists(self.path(digest))
+
+    def put(self, data: bytes, digest: str | None = None) -> str:
+        actual = sha256_digest(data)
+        if digest is not None and digest != actual:
+            raise InvalidParameter(f"digest mismatch: expected {digest}, content is {actual}")
+        path = self.path(actual)
+        if not os.path.exists(path):
+            atomic_write(path, data, 0o444)
+        return actual
+
+    def put_stream(self, stream: IO[bytes], digest: str | None = None) -> str:
+        d = os.path.join(self.root, "sha256")
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while chunk := stream.read(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            actual = "sha256:" + h.hexdigest()
+            if digest is not None and digest != actual:
+                raise InvalidParameter(f"digest mismatch: expected {digest}, content is {actual}")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, self.path(actual))
+            fsync_dir(d)
+            return actual
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def get(self, digest: str) -> bytes:
+        try:
+            with open(self.path(digest), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+        if sha256_digest(data) != digest:
+            raise InvalidParameter(f"blob {digest} is corrupt on disk")
+        return data
+
+    def delete(self, digest: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path(digest))

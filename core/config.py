@@ -1,0 +1,144 @@
+"""Daemon configuration: ``/etc/dockyard/daemon.json`` with Docker's key names, flags on top.
+
+An unknown key, a value of the wrong type or an unknown driver name stops start-up with a message
+that names it and lists the valid choices.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from dockyard.hookspecs.errors import InvalidParameter
+
+DEFAULT_CONFIG_FILE = "/etc/dockyard/daemon.json"
+
+# key -> (type, default). Docker's names wherever Docker has one.
+SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "data-root": (str, "/var/lib/dockyard"),
+    "exec-root": (str, "/run/dockyard"),
+    "pidfile": (str, ""),
+    "hosts": (list, ["unix:///run/dockyard.sock"]),
+    "tls": (bool, False),
+    "tlsverify": (bool, False),
+    "tlscacert": (str, ""),
+    "tlscert": (str, ""),
+    "tlskey": (str, ""),
+    "storage-driver": (str, ""),
+    "storage-opts": (list, []),
+    "exec-driver": (str, "native"),
+    "exec-opts": (list, []),
+    "log-level": (str, "info"),
+    "debug": (bool, False),
+    "log-driver": (str, "json-file"),
+    "log-opts": (dict, {}),
+    "insecure-registries": (list, []),
+    "registry-mirrors": (list, []),
+    "bip": (str, ""),
+    "default-address-pools": (list, []),
+    "iptables": (bool, True),
+    "ip-masq": (bool, True),
+    "ip-forward": (bool, True),
+    "icc": (bool, True),
+    "userland-proxy": (bool, True),
+    "mtu": (int, 1500),
+    "dns": (list, []),
+    "live-restore": (bool, True),
+    "default-ulimits": (dict, {}),
+    "labels": (list, []),
+    "disabled-plugins": (list, []),
+    "required-plugins": (list, []),
+}
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+LOG_DRIVERS = ("json-file",)
+
+
+@dataclasses.dataclass
+class Config:
+    values: dict[str, Any]
+    source: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def storage_opts(self) -> dict[str, str]:
+        return parse_opts(self.values["storage-opts"], "storage-opts")
+
+    def exec_opts(self) -> dict[str, str]:
+        return parse_opts(self.values["exec-opts"], "exec-opts")
+
+
+def parse_opts(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, str) or "=" not in item:
+            raise InvalidParameter(f"invalid {what} value {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _check_type(key: str, value: Any, want: type | tuple[type, ...], where: str) -> Any:
+    if want is int and isinstance(value, bool):
+        raise InvalidParameter(f"{where}: {key!r} must be an integer, not {value!r}")
+    if want is list and isinstance(value, str):
+        return [value]
+    if not isinstance(value, want):
+        names = want.__name__ if isinstance(want, type) else "/".join(t.__name__ for t in want)
+        raise InvalidParameter(f"{where}: {key!r} must be {names}, not {json.dumps(value)}")
+    return value
+
+
+def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = False) -> Config:
+    """Read ``path`` (a missing default file is fine; a missing explicit one is an error), check
+    every key and type, then apply ``overrides`` (flags given on the command line)."""
+    values = {k: (list(d) if isinstance(d, list) else dict(d) if isinstance(d, dict) else d)
+              for k, (_, d) in SCHEMA.items()}
+    source = None
+    if path and (path_explicit or os.path.exists(path)):
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except FileNotFoundError:
+            raise InvalidParameter(f"config file {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise InvalidParameter(f"config file {path} is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise InvalidParameter(f"config file {path} must hold a JSON object")
+        unknown = sorted(set(raw) - set(SCHEMA))
+        if unknown:
+            raise InvalidParameter(
+                f"{path}: unknown configuration key(s) {', '.join(map(repr, unknown))}; "
+                f"valid keys: {', '.join(sorted(SCHEMA))}")
+        for key, value in raw.items():
+            values[key] = _check_type(key, value, SCHEMA[key][0], path)
+        both = sorted(k for k in raw if overrides.get(k) not in (None, [], ()))
+        if both:
+            raise InvalidParameter(
+                f"the following directives are specified both as a flag and in the configuration "
+                f"file {path}: {', '.join(both)}")
+        source = path
+    for key, value in overrides.items():
+        if value in (None, [], ()):
+            continue
+        if key not in SCHEMA:
+            raise InvalidParameter(f"unknown configuration key {key!r}")
+        values[key] = _check_type(key, value, SCHEMA[key][0], "flag")
+    if values["debug"]:
+        values["log-level"] = "debug"
+    if values["log-level"] not in LOG_LEVELS:
+        raise InvalidParameter(f"invalid log-level {values['log-level']!r}; valid choices: "
+                               + ", ".join(LOG_LEVELS))
+    if values["log-driver"] not in LOG_DRIVERS:
+        raise InvalidParameter(f"invalid log-driver {values['log-driver']!r}; valid choices: "
+                               + ", ".join(LOG_DRIVERS))
+    for key in ("data-root", "exec-root"):
+        if not os.path.isabs(values[key]):
+            raise InvalidParameter(f"{key} must be an absolute path, not {values[key]!r}")
+    parse_opts(values["storage-opts"], "storage-opts")
+    parse_opts(values["exec-opts"], "exec-opts")
+    return Config(values, source)

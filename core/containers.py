@@ -1,0 +1,592 @@
+"""Containers as a state machine: created → running ⇄ paused → exited → removed.
+
+The record of each container lives in SQLite (the shape ``GET /containers/{id}/json`` shows, plus
+private ``_`` keys); the exec driver runs its process; the graph driver holds its rootfs; the
+network driver its endpoint. This service drives them in order and keeps the record true.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal as signal_mod
+import time
+from typing import Any, AsyncIterator
+
+from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, InvalidParameter,
+                                       NotFound, NotModified)
+from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
+
+from . import names, reference, spec as specmod
+from .blobs import atomic_write
+
+log = logging.getLogger(__name__)
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def rfc3339(ts: float) -> str:
+    dt = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
+
+
+def parse_signal(sig: str | int | None, default: int = signal_mod.SIGKILL) -> int:
+    if sig in (None, ""):
+        return int(default)
+    if isinstance(sig, int) or str(sig).isdigit():
+        num = int(sig)
+        if not 0 < num < 65:
+            raise InvalidParameter(f"Invalid signal: {sig}")
+        return num
+    name = str(sig).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name.startswith("SIGRTMIN+") or name.startswith("SIGRTMAX-"):
+        base = signal_mod.SIGRTMIN if "MIN" in name else signal_mod.SIGRTMAX
+        try:
+            off = int(name[9:])
+        except ValueError:
+            raise InvalidParameter(f"Invalid signal: {sig}") from None
+        return int(base) + off if "MIN" in name else int(base) - off
+    try:
+        return int(signal_mod.Signals[name])
+    except KeyError:
+        raise InvalidParameter(f"Invalid signal: {sig}") from None
+
+
+class _Runtime:
+    """What the daemon keeps in memory for one container."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.prepared = False          # rootfs mounted and the exec driver holds the spec
+        self.exit_waiters: list[asyncio.Future[int]] = []
+        self.remove_waiters: list[asyncio.Future[int]] = []
+        self.watcher: asyncio.Task[None] | None = None
+        self.stopping = False
+
+
+class ContainerService:
+    def __init__(self, daemon: Any) -> None:
+        self.d = daemon
+        self.state = daemon.state
+        self.images = daemon.images
+        self.graph = daemon.graph
+        self.execdrv = daemon.execdriver
+        self.root = os.path.join(daemon.data_root, "containers")
+        os.makedirs(self.root, exist_ok=True)
+        self._rt: dict[str, _Runtime] = {}
+        self._cache: dict[str, dict[str, Any]] = {c["Id"]: c for c in self.state.containers()}
+
+    # -- lookup & persistence -------------------------------------------------------------------
+    def rt(self, cid: str) -> _Runtime:
+        if cid not in self._rt:
+            self._rt[cid] = _Runtime()
+        return self._rt[cid]
+
+    def all(self) -> list[dict[str, Any]]:
+        return sorted(self._cache.values(), key=lambda c: c["_created"], reverse=True)
+
+    def get(self, ref: str) -> dict[str, Any]:
+        """A container by full id, name (with or without ``/``) or unique id prefix."""
+        if not ref:
+            raise NotFound("No such container: ")
+        if ref in self._cache:
+            return self._cache[ref]
+        name = ref if ref.startswith("/") else "/" + ref
+        for c in self._cache.values():
+            if c["Name"] == name:
+                return c
+        matches = [c for cid, c in self._cache.items() if cid.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def save(self, c: dict[str, Any]) -> None:
+        self.state.put_container(c)
+        self._cache[c["Id"]] = c
+
+    def using_image(self, image_id: str) -> list[dict[str, Any]]:
+        return [c for c in self._cache.values() if c["Image"] == image_id]
+
+    @staticmethod
+    def public(c: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in c.items() if not k.startswith("_")}
+
+    # -- create ---------------------------------------------------------------------------------
+    async def create(self, body: dict[str, Any], name: str | None) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InvalidParameter("container config must be a JSON object")
+        image_name = body.get("Image")
+        if not image_name or not isinstance(image_name, str):
+            raise InvalidParameter("Config.Image must be given: no image specified")
+        host = body.get("HostConfig") or {}
+        if not isinstance(host, dict):
+            raise InvalidParameter("HostConfig must be a JSON object")
+        for key in ("Cmd", "Entrypoint", "Env"):
+            val = body.get(key)
+            if isinstance(val, str):
+                body[key] = [val] if key != "Cmd" else ["/bin/sh", "-c", val]
+            elif val is not None and not (isinstance(val, list) and all(isinstance(x, str) for x in val)):
+                raise InvalidParameter(f"{key} must be a list of strings")
+        if name:
+            if not names.VALID_NAME.match(name):
+                raise InvalidParameter(f"Invalid container name ({name}), only "
+                                       "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            full = "/" + name.lstrip("/")
+            for c in self._cache.values():
+                if c["Name"] == full:
+                    raise Conflict(f'Conflict. The container name "{full}" is already in use by '
+                                   f'container "{c["Id"]}". You have to remove (or rename) that '
+                                   "container to be able to reuse that name.")
+        else:
+            full = "/" + names.random_name({c["Name"][1:] for c in self._cache.values()})
+        image_id = self.images.resolve(image_name)
+        img_cfg = (self.images.config(image_id).get("config") or {})
+        network_mode = host.get("NetworkMode") or "default"
+        network = self.d.networks.resolve_mode(network_mode)
+
+        cid = secrets.token_hex(32)
+        cfg = {
+            "Hostname": body.get("Hostname") or cid[:12], "Domainname": body.get("Domainname") or "",
+            "User": body.get("User") if body.get("User") is not None else img_cfg.get("User", ""),
+            "AttachStdin": bool(body.get("AttachStdin")), "AttachStdout": bool(body.get("AttachStdout")),
+            "AttachStderr": bool(body.get("AttachStderr")), "Tty": bool(body.get("Tty")),
+            "OpenStdin": bool(body.get("OpenStdin")), "StdinOnce": bool(body.get("StdinOnce")),
+            "Env": specmod.merge_env(img_cfg.get("Env"), body.get("Env")),
+            "Cmd": body.get("Cmd"),
+            "Image": image_name,
+            "Volumes": body.get("Volumes") or img_cfg.get("Volumes"),
+            "WorkingDir": body.get("WorkingDir") or img_cfg.get("WorkingDir", ""),
+            "Entrypoint": body.get("Entrypoint"),
+            "OnBuild": None,
+            "Labels": {**(img_cfg.get("Labels") or {}), **(body.get("Labels") or {})},
+            "StopSignal": body.get("StopSignal") or img_cfg.get("StopSignal") or "SIGTERM",
+        }
+        if body.get("StopTimeout") is not None:
+            cfg["StopTimeout"] = int(body["StopTimeout"])
+        if body.get("ExposedPorts") or img_cfg.get("ExposedPorts"):
+            cfg["ExposedPorts"] = {**(img_cfg.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})}
+        # Docker's rule: an Entrypoint given at create drops the image's Cmd.
+        if cfg["Entrypoint"] is None:
+            cfg["Entrypoint"] = img_cfg.get("Entrypoint")
+            if cfg["Cmd"] is None:
+                cfg["Cmd"] = img_cfg.get("Cmd")
+        if cfg["Entrypoint"] == [""]:
+            cfg["Entrypoint"] = None
+        args = specmod.command(cfg)
+        parse_signal(cfg["StopSignal"])
+        for key in ("Memory", "PidsLimit", "CpuShares", "CpuQuota", "CpuPeriod", "MemorySwap"):
+            if host.get(key) is not None and not isinstance(host[key], int):
+                raise InvalidParameter(f"HostConfig.{key} must be an integer")
+        if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:
+            raise InvalidParameter("Minimum memory limit allowed is 6MB")
+        host_cfg = {"NetworkMode": network_mode, "AutoRemove": bool(host.get("AutoRemove")),
+                    "LogConfig": {"Type": "json-file", "Config": {}},
+                    "RestartPolicy": host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}
+        host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
+        host_cfg["LogConfig"] = {"Type": "json-file", "Config": (host.get("LogConfig") or {}).get("Config") or {}}
+
+        cdir = os.path.join(self.root, cid)
+        os.makedirs(cdir, exist_ok=True)
+        top = self.images.top_cache_id(image_id)
+        try:
+            await asyncio.to_thread(self.graph.create_rw, cid, top)
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+        now = time.time()
+        c: dict[str, Any] = {
+            "Id": cid, "Created": rfc3339(now), "Path": args[0], "Args": args[1:],
+            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                      "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
+            "Image": image_id, "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
+            "HostnamePath": os.path.join(cdir, "hostname"), "HostsPath": os.path.join(cdir, "hosts"),
+            "LogPath": os.path.join(cdir, f"{cid}-json.log"), "Name": full, "RestartCount": 0,
+            "Driver": self.graph.name, "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+            "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_cfg,
+            "GraphDriver": {"Name": self.graph.name, "Data": self.graph.metadata(cid)},
+            "Mounts": [], "Config": cfg,
+            "NetworkSettings": self.d.networks.settings_for(network),
+            "_created": now, "_network": network["Name"],
+        }
+        self.save(c)
+        self.d.emit("dockyard_container_created", container=self.public(c))
+        self.d.event("container", "create", cid, {"name": full[1:], "image": image_name})
+        return {"Id": cid, "Warnings": []}
+
+    # -- prepare / start ------------------------------------------------------------------------
+    async def _prepare(self, c: dict[str, Any]) -> None:
+        """Mount the rootfs and hand the exec driver its spec (before attach or start)."""
+        rt = self.rt(c["Id"])
+        if rt.prepared:
+            return
+        cid = c["Id"]
+        rootfs = await asyncio.to_thread(self.graph.get, cid)
+        try:
+            self._write_etc_files(c)
+            namespaces = [{"type": t} for t in ("pid", "mount", "ipc", "uts")]
+            namespaces += self.d.networks.namespaces_for(c["_network"])
+            spec = specmod.build(c, rootfs, namespaces)
+            cfg = c["Config"]
+            await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
+                                      open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])
+        except BaseException:
+            await asyncio.to_thread(self.graph.put, cid)
+            raise
+        rt.prepared = True
+
+    def _write_etc_files(self, c: dict[str, Any]) -> None:
+        hostname = c["Config"]["Hostname"]
+        atomic_write(c["HostnamePath"], (hostname + "\n").encode())
+        ip = (c["NetworkSettings"].get("IPAddress") or "")
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                 "ff02::2\tip6-allrouters\n")
+        if ip:
+            hosts += f"{ip}\t{hostname}\n"
+        atomic_write(c["HostsPath"], hosts.encode())
+        atomic_write(c["ResolvConfPath"], self.d.networks.resolv_conf(c["_network"]).encode())
+
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        cid = c["Id"]
+        rt = self.rt(cid)
+        async with rt.lock:
+            if c["State"]["Running"]:
+                raise NotModified("container already started")
+            if rt.stopping:
+                raise Conflict(f"container {cid[:12]} is being removed")
+            await self._prepare(c)
+            try:
+                pid = await self.execdrv.start(cid)
+            except ExecError as exc:
+                await self._record_exit(c, ExitStatus(exc.exit_code, time.time(), error=exc.message))
+                raise
+            now = time.time()
+            c["State"].update(Status="running", Running=True, Paused=False, Pid=pid, ExitCode=0,
+                              Error="", StartedAt=rfc3339(now), FinishedAt=ZERO_TIME, OOMKilled=False)
+            self.save(c)
+            await self.d.networks.joined(c, pid)
+            rt.watcher = asyncio.create_task(self._watch(cid), name=f"watch-{cid[:12]}")
+        self.d.emit("dockyard_container_started", container=self.public(c))
+        self.d.event("container", "start", cid, {"name": c["Name"][1:], "image": c["Config"]["Image"]})
+
+    async def _watch(self, cid: str) -> None:
+        try:
+            status = await self.execdrv.wait(cid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the driver lost it: record it as dead
+            log.exception("waiting for %s failed", cid[:12])
+            status = ExitStatus(255, time.time(), error=str(exc))
+        c = self._cache.get(cid)
+        if c is None:
+            return
+        rt = self.rt(cid)
+        async with rt.lock:
+            await self._record_exit(c, status)
+        if c["HostConfig"].get("AutoRemove") and cid in self._cache:
+            try:
+                await self.remove(cid, force=True)
+            except DockyardError:
+                log.exception("auto-remove of %s failed", cid[:12])
+
+    async def _record_exit(self, c: dict[str, Any], status: ExitStatus) -> None:
+        cid = c["Id"]
+        rt = self.rt(cid)
+        c["State"].update(Status="exited", Running=False, Paused=False, Pid=0,
+                          ExitCode=status.exit_code, OOMKilled=status.oom_killed,
+                          Error=status.error, FinishedAt=rfc3339(status.finished_at))
+        self.save(c)
+        if rt.prepared:
+            rt.prepared = False
+            await self.d.networks.left(c)
+            try:
+                await asyncio.to_thread(self.graph.put, cid)
+            except Exception:  # noqa: BLE001
+                log.exception("unmounting %s failed", cid[:12])
+        waiters, rt.exit_waiters = rt.exit_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(status.exit_code)
+        self.d.emit("dockyard_container_exited", container=self.public(c), exit_code=status.exit_code)
+        self.d.event("container", "die", cid, {"name": c["Name"][1:], "exitCode": str(status.exit_code)})
+
+    # -- stop / kill / wait ---------------------------------------------------------------------
+    async def kill(self, ref: str, sig: str | int | None) -> None:
+        c = self.get(ref)
+        num = parse_signal(sig)
+        if not c["State"]["Running"]:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c['Id']} is not running")
+        await self.execdrv.kill(c["Id"], num)
+        self.d.event("container", "kill", c["Id"], {"name": c["Name"][1:], "signal": str(num)})
+
+    async def stop(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
+        c = self.get(ref)
+        if not c["State"]["Running"]:
+            raise NotModified("container already stopped")
+        if timeout is None:
+            timeout = c["Config"].get("StopTimeout", 10)
+        num = parse_signal(sig or c["Config"].get("StopSignal") or "SIGTERM")
+        fut = self._exit_future(c)
+        with contextlib.suppress(DockyardError):
+            await self.execdrv.kill(c["Id"], num)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout if timeout >= 0 else None)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(DockyardError):
+                await self.execdrv.kill(c["Id"], signal_mod.SIGKILL)
+            await fut
+        self.d.event("container", "stop", c["Id"], {"name": c["Name"][1:]})
+
+    def _exit_future(self, c: dict[str, Any]) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.rt(c["Id"]).exit_waiters.append(fut)
+        return fut
+
+    def wait_future(self, ref: str, condition: str) -> asyncio.Future[int]:
+        """A future of the exit code for ``condition`` (not-running, next-exit, removed)."""
+        if condition not in ("not-running", "next-exit", "removed", ""):
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        c = self.get(ref)
+        loop = asyncio.get_running_loop()
+        if condition == "removed":
+            fut: asyncio.Future[int] = loop.create_future()
+            self.rt(c["Id"]).remove_waiters.append(fut)
+            return fut
+        if condition in ("not-running", "") and not c["State"]["Running"]:
+            fut = loop.create_future()
+            fut.set_result(c["State"]["ExitCode"])
+            return fut
+        return self._exit_future(c)
+
+    # -- remove ---------------------------------------------------------------------------------
+    async def remove(self, ref: str, force: bool = False) -> None:
+        c = self.get(ref)
+        cid = c["Id"]
+        rt = self.rt(cid)
+        if c["State"]["Running"]:
+            if not force:
+                raise Conflict(f"cannot remove container \"{c['Name']}\": container is running: "
+                               "stop the container before removing or force remove")
+            rt.stopping = True
+            fut = self._exit_future(c)
+            with contextlib.suppress(DockyardError):
+                await self.execdrv.kill(cid, signal_mod.SIGKILL)
+            try:
+                await asyncio.wait_for(fut, 30)
+            except asyncio.TimeoutError:
+                raise DockyardError(f"container {cid[:12]} did not exit after SIGKILL") from None
+        async with rt.lock:
+            if cid not in self._cache:
+                return
+            rt.stopping = True
+            with contextlib.suppress(NotFound):
+                await self.execdrv.delete(cid)
+            if rt.prepared:
+                rt.prepared = False
+                await asyncio.to_thread(self.graph.put, cid)
+            if self.graph.exists(cid):
+                await asyncio.to_thread(self.graph.remove, cid)
+            self.state.delete_container(cid)
+            del self._cache[cid]
+            shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
+        self._rt.pop(cid, None)
+        for fut in rt.remove_waiters:
+            if not fut.done():
+                fut.set_result(c["State"]["ExitCode"])
+        self.d.emit("dockyard_container_removed", container_id=cid)
+        self.d.event("container", "destroy", cid, {"name": c["Name"][1:]})
+
+    # -- attach / logs --------------------------------------------------------------------------
+    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict[str, Any], AttachStreams]:
+        c = self.get(ref)
+        rt = self.rt(c["Id"])
+        async with rt.lock:
+            if not c["State"]["Running"]:
+                await self._prepare(c)
+            streams = await self.execdrv.attach(c["Id"], stdin=stdin and c["Config"]["OpenStdin"],
+                                                stdout=stdout, stderr=stderr)
+        return c, streams
+
+    async def resize(self, ref: str, h: int, w: int) -> None:
+        c = self.get(ref)
+        if not c["State"]["Running"]:
+            raise Conflict(f"Container {c['Id'][:12]} is not running")
+        await self.execdrv.resize(c["Id"], h, w)
+
+    async def logs(self, ref: str, *, stdout: bool, stderr: bool, follow: bool, tail: str,
+                   since: float, until: float, timestamps: bool) -> AsyncIterator[tuple[int, bytes]]:
+        """Yield ``(stream, bytes)`` from the json-file log; with ``follow`` until the container stops."""
+        c = self.get(ref)
+        path = c["LogPath"]
+        want = {"stdout": stdout, "stderr": stderr}
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            return
+        with f:
+            lines = f.readlines()
+            if not lines or lines[-1].endswith(b"\n"):
+                partial = b""
+            else:
+                partial = lines.pop()
+            if tail not in ("", "all"):
+                try:
+                    n = int(tail)
+                except ValueError:
+                    raise InvalidParameter(f"invalid tail value {tail!r}") from None
+                lines = lines[-n:] if n > 0 else []
+            for line in lines:
+                item = self._log_item(line, want, since, until, timestamps)
+                if item:
+                    yield item
+            if not follow:
+                return
+            buf = partial
+            while True:
+                chunk = f.read()
+                if chunk:
+                    buf += chunk
+                    *complete, buf = buf.split(b"\n")
+                    for line in complete:
+                        item = self._log_item(line, want, since, until, timestamps)
+                        if item:
+                            yield item
+                    continue
+                cur = self._cache.get(c["Id"])
+                if cur is None or not cur["State"]["Running"]:
+                    break
+                await asyncio.sleep(0.05)
+
+    @staticmethod
+    def _log_item(line: bytes, want: dict[str, bool], since: float, until: float,
+                  timestamps: bool) -> tuple[int, bytes] | None:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return None
+        stream = rec.get("stream", "stdout")
+        if not want.get(stream):
+            return None
+        ts = rec.get("time", "")
+        if since or until:
+            t = _parse_time(ts)
+            if (since and t < since) or (until and t > until):
+                return None
+        data = rec.get("log", "").encode("utf-8", "surrogateescape")
+        if timestamps:
+            data = ts.encode() + b" " + data
+        return (1 if stream == "stdout" else 2), data
+
+    # -- daemon start / stop --------------------------------------------------------------------
+    async def restore(self) -> None:
+        """Re-adopt containers still running in the exec driver; record the ones that died."""
+        held = {p.id: p for p in await self.execdrv.restore()}
+        for c in list(self._cache.values()):
+            cid = c["Id"]
+            proc = held.pop(cid, None)
+            if c["State"]["Running"]:
+                if proc is not None and proc.status in ("running", "paused"):
+                    rt = self.rt(cid)
+                    await asyncio.to_thread(self.graph.get, cid)
+                    rt.prepared = True
+                    c["State"]["Pid"] = proc.pid
+                    self.save(c)
+                    rt.watcher = asyncio.create_task(self._watch(cid))
+                    log.info("re-adopted running container %s", cid[:12])
+                else:
+                    self.rt(cid).prepared = proc is not None
+                    if proc is not None:
+                        await asyncio.to_thread(self.graph.get, cid)
+                    status = proc.exit if proc is not None and proc.exit else \
+                        ExitStatus(255, time.time(), error="container lost while the daemon was down")
+                    await self._record_exit(c, status)
+                    if c["HostConfig"].get("AutoRemove"):
+                        await self.remove(cid, force=True)
+            elif proc is not None:
+                with contextlib.suppress(DockyardError):
+                    await self.execdrv.delete(cid)
+        for cid in held:  # the driver holds containers we have no record of
+            log.warning("deleting unknown container %s found in the exec driver", cid[:12])
+            with contextlib.suppress(DockyardError):
+                await self.execdrv.delete(cid)
+
+    async def shutdown(self) -> None:
+        for rt in self._rt.values():
+            if rt.watcher is not None:
+                rt.watcher.cancel()
+
+
+def _parse_time(ts: str) -> float:
+    try:
+        base, _, frac = ts.rstrip("Z").partition(".")
+        dt = datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+        return dt.timestamp() + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        return 0.0
+
+
+def summary(c: dict[str, Any], images: Any) -> dict[str, Any]:
+    """The ``GET /containers/json`` shape of a container record."""
+    st = c["State"]
+    now = time.time()
+    if st["Running"]:
+        status = "Up " + human_duration(now - _parse_time(st["StartedAt"]))
+        if st["Paused"]:
+            status += " (Paused)"
+    elif st["Status"] == "exited":
+        status = f"Exited ({st['ExitCode']}) {human_duration(now - _parse_time(st['FinishedAt']))} ago"
+    else:
+        status = st["Status"].capitalize()
+    cmd = " ".join([c["Path"], *c["Args"]])
+    image = c["Config"]["Image"]
+    try:
+        image = reference.familiar(image)
+    except DockyardError:
+        pass
+    return {
+        "Id": c["Id"], "Names": [c["Name"]], "Image": image, "ImageID": c["Image"],
+        "Command": cmd, "Created": int(c["_created"]), "Ports": [],
+        "Labels": c["Config"].get("Labels") or {}, "State": st["Status"], "Status": status,
+        "HostConfig": {"NetworkMode": c["HostConfig"].get("NetworkMode", "default")},
+        "NetworkSettings": {"Networks": c["NetworkSettings"].get("Networks", {})},
+        "Mounts": c.get("Mounts", []),
+    }
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's ``units.HumanDuration``."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"

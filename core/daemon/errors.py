@@ -1,0 +1,56 @@
+"""Errors → HTTP, in one place: Docker's ``{"message": ...}`` body with the status of the error."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from dockyard.hookspecs.errors import DockyardError, NotModified
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=json.dumps({"message": message}) + "\n",
+                        content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NotModified:
+        return web.Response(status=304)
+    except DockyardError as exc:
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc.message)
+        return error_response(exc.status, exc.message or type(exc).__name__)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        msg = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        return error_response(exc.status, msg or exc.reason)
+    except (ValueError, TypeError, KeyError) as exc:
+        # malformed input that slipped past validation: the client's fault, say so plainly
+        log.info("%s %s: bad request: %r", request.method, request.path, exc)
+        return error_response(400, f"invalid request: {exc}")
+    except Exception as exc:  # noqa: BLE001 - never a traceback to the client
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+async def json_body(request: web.Request, default: object = None) -> object:
+    """The request's JSON body; InvalidParameter (400) if it is not JSON."""
+    from dockyard.hookspecs.errors import InvalidParameter
+
+    raw = await request.read()
+    if not raw.strip():
+        return default
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParameter(f"invalid JSON in request body: {exc}") from None

@@ -1,0 +1,174 @@
+"""``dockyardd``: the daemon's command line (flags mirror dockerd's)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+from typing import Any
+from urllib.parse import urlparse
+
+import click
+from aiohttp import web
+
+from dockyard.hookspecs.errors import DockyardError
+
+from .. import config as configmod
+
+log = logging.getLogger("dockyard.daemon")
+
+
+def _listen_targets(hosts: list[str]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for h in hosts:
+        if h.startswith("unix://"):
+            out.append(("unix", h[len("unix://"):] or "/run/dockyard.sock"))
+        elif h.startswith("tcp://"):
+            u = urlparse(h)
+            if not u.hostname or not u.port:
+                raise DockyardError(f"invalid host {h!r}: expected tcp://ADDRESS:PORT")
+            out.append(("tcp", (u.hostname, u.port)))
+        elif h.startswith("fd://"):
+            raise DockyardError("fd:// hosts (socket activation) are not supported")
+        else:
+            raise DockyardError(f"invalid host {h!r}: expected unix://PATH or tcp://ADDRESS:PORT")
+    return out
+
+
+def _check_socket(path: str) -> None:
+    if not os.path.exists(path):
+        return
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+    except OSError:
+        os.unlink(path)  # stale socket of a dead daemon
+    else:
+        raise DockyardError(f"another daemon is already listening on {path}")
+    finally:
+        s.close()
+
+
+def _ssl_context(cfg: configmod.Config) -> ssl.SSLContext | None:
+    if not (cfg["tls"] or cfg["tlsverify"]):
+        return None
+    if not cfg["tlscert"] or not cfg["tlskey"]:
+        raise DockyardError("--tls/--tlsverify need --tlscert and --tlskey")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cfg["tlscert"], cfg["tlskey"])
+    if cfg["tlsverify"]:
+        if not cfg["tlscacert"]:
+            raise DockyardError("--tlsverify needs --tlscacert")
+        ctx.load_verify_locations(cfg["tlscacert"])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+async def serve(cfg: configmod.Config) -> None:
+    from .app import Daemon  # heavy imports only once the flags are good
+
+    targets = _listen_targets(cfg["hosts"])
+    sslctx = _ssl_context(cfg)
+    daemon = Daemon(cfg)
+    app = daemon.make_app()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    sites = []
+    try:
+        for kind, where in targets:
+            if kind == "unix":
+                os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
+                _check_socket(where)
+                site: web.BaseSite = web.UnixSite(runner, where)
+                await site.start()
+                os.chmod(where, 0o660)
+            else:
+                if sslctx is None and where[0] not in ("127.0.0.1", "localhost", "::1"):
+                    log.warning("listening on tcp://%s:%d without TLS: anyone who can reach it "
+                                "controls this host", *where)
+                site = web.TCPSite(runner, where[0], where[1], ssl_context=sslctx)
+                await site.start()
+            sites.append((kind, where))
+            log.info("API listening on %s", where if kind == "unix" else f"tcp://{where[0]}:{where[1]}")
+        if cfg["pidfile"]:
+            os.makedirs(os.path.dirname(cfg["pidfile"]) or ".", exist_ok=True)
+            with open(cfg["pidfile"], "w") as f:
+                f.write(f"{os.getpid()}\n")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("dockyardd ready (storage driver %s, exec driver %s)", daemon.graph.name,
+                 daemon.execdriver.name)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        for kind, where in sites:
+            if kind == "unix":
+                with contextlib.suppress(OSError):
+                    os.unlink(where)
+        if cfg["pidfile"]:
+            with contextlib.suppress(OSError):
+                os.unlink(cfg["pidfile"])
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config-file", default=configmod.DEFAULT_CONFIG_FILE, show_default=True,
+              help="daemon configuration file (JSON, Docker's key names)")
+@click.option("--data-root", help="root of persistent state [default: /var/lib/dockyard]")
+@click.option("--exec-root", help="root of runtime state [default: /run/dockyard]")
+@click.option("-H", "--host", "hosts", multiple=True,
+              help="socket(s) to listen on: unix://PATH or tcp://ADDR:PORT [default: unix:///run/dockyard.sock]")
+@click.option("--pidfile", help="write the daemon's pid to this file")
+@click.option("-s", "--storage-driver", help="graph driver to use (see `dockyard info`)")
+@click.option("--storage-opt", "storage_opts", multiple=True, help="graph driver option key=value")
+@click.option("--exec-driver", help="exec driver to use [default: native]")
+@click.option("--exec-opt", "exec_opts", multiple=True, help="exec driver option key=value")
+@click.option("-l", "--log-level", type=click.Choice(configmod.LOG_LEVELS), help="log level [default: info]")
+@click.option("-D", "--debug", is_flag=True, default=None, help="debug logging")
+@click.option("--tls", is_flag=True, default=None, help="use TLS (implied by --tlsverify)")
+@click.option("--tlsverify", is_flag=True, default=None, help="use TLS and verify clients")
+@click.option("--tlscacert", help="trust certificates signed by this CA")
+@click.option("--tlscert", help="TLS certificate file")
+@click.option("--tlskey", help="TLS key file")
+@click.version_option(package_name="dockyard", prog_name="dockyardd")
+def main(config_file: str, **flags: Any) -> None:
+    """dockyardd: the dockyard container engine daemon (serves the Docker Engine API)."""
+    explicit = config_file != configmod.DEFAULT_CONFIG_FILE
+    overrides = {
+        "data-root": flags["data_root"], "exec-root": flags["exec_root"],
+        "hosts": list(flags["hosts"]), "pidfile": flags["pidfile"],
+        "storage-driver": flags["storage_driver"], "storage-opts": list(flags["storage_opts"]),
+        "exec-driver": flags["exec_driver"], "exec-opts": list(flags["exec_opts"]),
+        "log-level": flags["log_level"], "debug": flags["debug"], "tls": flags["tls"],
+        "tlsverify": flags["tlsverify"], "tlscacert": flags["tlscacert"],
+        "tlscert": flags["tlscert"], "tlskey": flags["tlskey"],
+    }
+    try:
+        cfg = configmod.load(config_file, overrides, path_explicit=explicit)
+    except DockyardError as exc:
+        click.echo(f"dockyardd: {exc}", err=True)
+        sys.exit(1)
+    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg["log-level"], cfg["log-level"].upper())
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.geteuid() != 0:
+        click.echo("dockyardd: must run as root", err=True)
+        sys.exit(1)
+    try:
+        asyncio.run(serve(cfg))
+    except DockyardError as exc:
+        msg = exc.message
+        click.echo(f"dockyardd: {msg}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""System routes: ``/_ping``, ``/version``, ``/info``, ``/events``."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import socket
+import time
+
+from aiohttp import web
+
+from ..app import API_VERSION, MIN_API_VERSION, VERSION, route
+
+
+def _daemon(request: web.Request):  # noqa: ANN202
+    return request.app["daemon"]
+
+
+async def ping(request: web.Request) -> web.Response:
+    headers = {"Builder-Version": "1", "Cache-Control": "no-cache, no-store, must-revalidate",
+               "Pragma": "no-cache"}
+    if request.method == "HEAD":
+        return web.Response(status=200, headers={**headers, "Content-Type": "text/plain; charset=utf-8",
+                                                 "Content-Length": "0"})
+    return web.Response(text="OK", headers=headers)
+
+
+def _kernel() -> str:
+    return platform.release()
+
+
+async def version(request: web.Request) -> web.Response:
+    d = _daemon(request)
+    details = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "GitCommit": "",
+               "GoVersion": "python" + platform.python_version(), "Os": "linux",
+               "Arch": _arch(), "KernelVersion": _kernel(), "BuildTime": "", "Experimental": "false"}
+    components = [{"Name": "Engine", "Version": VERSION, "Details": details}]
+    for kind, drv in (("graph driver", d.graph), ("exec driver", d.execdriver)):
+        components.append({"Name": f"{drv.name} ({kind})", "Version": VERSION,
+                           "Details": dict(drv.status()) or {"Driver": drv.name}})
+    body = {"Platform": {"Name": f"dockyard {VERSION}"}, "Components": components,
+            "Version": VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "", "GoVersion": details["GoVersion"], "Os": "linux", "Arch": _arch(),
+            "KernelVersion": _kernel(), "BuildTime": ""}
+    return web.json_response(body)
+
+
+def _arch() -> str:
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+def _meminfo() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+async def info(request: web.Request) -> web.Response:
+    d = _daemon(request)
+    cs = d.containers.all()
+    running = sum(1 for c in cs if c["State"]["Running"] and not c["State"]["Paused"])
+    paused = sum(1 for c in cs if c["State"]["Paused"])
+    cgv2 = not os.path.isdir("/sys/fs/cgroup/memory") and os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    extra: dict = {}
+    for contribution in d.pm.hook.dockyard_info():
+        if contribution:
+            extra.update(contribution)
+    body = {
+        "ID": d.state.get_meta("daemon-id") or "", "Containers": len(cs),
+        "ContainersRunning": running, "ContainersPaused": paused,
+        "ContainersStopped": len(cs) - running - paused, "Images": len(d.images.all()),
+        "Driver": d.graph.name, "DriverStatus": [list(x) for x in d.graph.status()],
+        "Plugins": {"Volume": ["local"], "Network": sorted(d.netdrivers), "Authorization": None,
+                    "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+        "KernelMemory": False, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
+        "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "BridgeNfIptables": False,
+        "BridgeNfIp6tables": False, "Debug": d.config["log-level"] == "debug", "NFd": len(os.listdir("/proc/self/fd")),
+        "OomKillDisable": False, "NGoroutines": len(asyncio.all_tasks()),
+        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+        "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgv2 else "1",
+        "NEventsListener": len(d._event_subscribers), "KernelVersion": _kernel(),
+        "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),
+        "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": None,
+        "NCPU": os.cpu_count() or 1, "MemTotal": _meminfo(), "DockerRootDir": d.data_root,
+        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(),
+        "Labels": d.config["labels"], "ExperimentalBuild": False, "ServerVersion": VERSION,
+        "Runtimes": {d.execdriver.name: {"path": d.execdriver.name}},
+        "DefaultRuntime": d.execdriver.name, "ExecutionDriver": d.execdriver.name,
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                  "Error": "", "RemoteManagers": None},
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": [],
+        "Warnings": None,
+        "DockyardDrivers": d.info_extra(),
+        "DockyardExecDriverStatus": [list(x) for x in d.execdriver.status()],
+        "DockyardPlugins": [name for name, _ in d.pm.list_name_plugin()],
+        "DockyardExtra": extra,
+    }
+    return web.json_response(body)
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    d = _daemon(request)
+    since = request.query.get("since")
+    until = request.query.get("until")
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    q: asyncio.Queue = asyncio.Queue()
+    if since:
+        for ev in d._events:
+            if ev["time"] >= float(since):
+                q.put_nowait(ev)
+    d._event_subscribers.add(q)
+    deadline = float(until) if until else None
+    try:
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            try:
+                ev = await asyncio.wait_for(q.get(), timeout)
+            except asyncio.TimeoutError:
+                break
+            if deadline is not None and ev["time"] > deadline:
+                break
+            await resp.write(json.dumps(ev).encode() + b"\n")
+    finally:
+        d._event_subscribers.discard(q)
+    return resp
+
+
+def setup(app: web.Application) -> None:
+    route(app, "GET", "/_ping", ping)
+    route(app, "HEAD", "/_ping", ping)
+    route(app, "GET", "/version", version)
+    route(app, "GET", "/info", info)
+    route(app, "GET", "/events", events)

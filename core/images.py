@@ -1,0 +1,389 @@
+"""The local image store: layers in the graph driver, configs as content-addressed blobs.
+
+Image ids are the sha256 of the config JSON (as Docker's); layers are keyed by chain id
+(OCI image-spec: ``chain(L0) = diff_id(L0)``, ``chain(Ln) = sha256(chain(Ln-1) + " " + diff_id(Ln))``)
+and stored in the graph driver under a random cache id, recorded only once whole.
+"""
+from __future__ import annotations
+
+import bz2
+import datetime
+import gzip
+import hashlib
+import json
+import logging
+import lzma
+import secrets
+import shlex
+from typing import IO, Any
+
+from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
+from dockyard.hookspecs.graphdriver import GraphDriver
+
+from . import reference
+from .blobs import BlobStore
+from .state import State
+
+log = logging.getLogger(__name__)
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def chain_id(parent: str | None, diff_id: str) -> str:
+    if parent is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+class HashingReader:
+    """Wraps a stream, hashing every byte read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.h, self.n = raw, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.h.update(data)
+        self.n += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.h.hexdigest()
+
+
+class _Peekable:
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.head = raw, raw.read(6)
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            if size < 0:
+                data, self.head = self.head + self.raw.read(), b""
+                return data
+            data, self.head = self.head[:size], self.head[size:]
+            if len(data) < size:
+                data += self.raw.read(size - len(data))
+            return data
+        return self.raw.read(size)
+
+
+def decompressed(stream: IO[bytes]) -> IO[bytes]:
+    """The uncompressed view of a tar stream that may be gzip, bzip2, xz or zstd compressed."""
+    p = _Peekable(stream)
+    head = p.head
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            from isal import igzip  # fast path when installed
+            return igzip.GzipFile(fileobj=p, mode="rb")  # type: ignore[arg-type]
+        except ImportError:
+            return gzip.GzipFile(fileobj=p, mode="rb")  # type: ignore[arg-type]
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(p, "rb")  # type: ignore[arg-type]
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(p, "rb")  # type: ignore[arg-type]
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        try:
+            import zstandard
+        except ImportError:
+            raise InvalidParameter("zstd-compressed layer, but the zstandard module is not installed") from None
+        return zstandard.ZstdDecompressor().stream_reader(p)  # type: ignore[arg-type]
+    return p  # type: ignore[return-value]
+
+
+_CHANGE_KEYS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME", "WORKDIR",
+                "STOPSIGNAL", "ONBUILD"}
+
+
+def _json_or_shell(value: str) -> list[str]:
+    value = value.strip()
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
+            return parsed
+    return ["/bin/sh", "-c", value]
+
+
+def apply_changes(cfg: dict[str, Any], changes: list[str]) -> None:
+    """Apply Dockerfile-style ``--change`` instructions (as ``docker import -c``) to ``cfg``."""
+    for change in changes:
+        change = change.strip()
+        if not change:
+            continue
+        word, _, rest = change.partition(" ")
+        key = word.upper()
+        if key not in _CHANGE_KEYS:
+            raise InvalidParameter(f"{word} is not a valid change command; valid ones: "
+                                   + ", ".join(sorted(_CHANGE_KEYS)))
+        rest = rest.strip()
+        if key == "CMD":
+            cfg["Cmd"] = _json_or_shell(rest)
+        elif key == "ENTRYPOINT":
+            cfg["Entrypoint"] = _json_or_shell(rest)
+        elif key in ("ENV", "LABEL"):
+            pairs: list[tuple[str, str]] = []
+            if "=" in rest.split(" ", 1)[0]:
+                for tok in shlex.split(rest):
+                    k, _, v = tok.partition("=")
+                    pairs.append((k, v))
+            else:
+                k, _, v = rest.partition(" ")
+                pairs.append((k, v.strip()))
+            if key == "ENV":
+                env = [e for e in cfg.get("Env") or [] if e.split("=", 1)[0] not in dict(pairs)]
+                cfg["Env"] = env + [f"{k}={v}" for k, v in pairs]
+            else:
+                cfg.setdefault("Labels", {}).update(dict(pairs))
+        elif key == "EXPOSE":
+            for p in rest.split():
+                cfg.setdefault("ExposedPorts", {})[p if "/" in p else p + "/tcp"] = {}
+        elif key == "USER":
+            cfg["User"] = rest
+        elif key == "VOLUME":
+            vols = _json_or_shell(rest) if rest.startswith("[") else rest.split()
+            for v in vols:
+                cfg.setdefault("Volumes", {})[v] = {}
+        elif key == "WORKDIR":
+            cfg["WorkingDir"] = rest
+        elif key == "STOPSIGNAL":
+            cfg["StopSignal"] = rest
+        elif key == "ONBUILD":
+            cfg.setdefault("OnBuild", []).append(rest)
+
+
+class ImageStore:
+    def __init__(self, state: State, blobs: BlobStore, graph: GraphDriver) -> None:
+        self.state, self.blobs, self.graph = state, blobs, graph
+
+    # -- layers ------------------------------------------------------------------------------
+    def layer(self, chain: str) -> dict[str, Any]:
+        rows = self.state.q("SELECT * FROM layers WHERE chain_id=?", chain)
+        if not rows:
+            raise NotFound(f"layer {chain} not found")
+        return dict(rows[0])
+
+    def register_layer(self, stream: IO[bytes], parent: str | None) -> str:
+        """Unpack a (possibly compressed) layer tar on top of ``parent``; return its chain id.
+        Runs in a worker thread. Nothing is recorded unless the whole layer was applied."""
+        parent_cache = self.layer(parent)["cache_id"] if parent else None
+        cache_id = secrets.token_hex(32)
+        self.graph.create(cache_id, parent_cache)
+        try:
+            reader = HashingReader(decompressed(stream))
+            size = self.graph.apply_diff(cache_id, parent_cache, reader)
+            reader.drain()
+        except BaseException:
+            self._remove_cache(cache_id)
+            raise
+        diff_id = reader.digest()
+        chain = chain_id(parent, diff_id)
+        with self.state.tx() as db:
+            if db.execute("SELECT 1 FROM layers WHERE chain_id=?", (chain,)).fetchone():
+                duplicate = True
+            else:
+                duplicate = False
+                db.execute("INSERT INTO layers(chain_id, diff_id, parent, cache_id, size) "
+                           "VALUES(?,?,?,?,?)", (chain, diff_id, parent, cache_id, size))
+        if duplicate:
+            self._remove_cache(cache_id)
+        return chain
+
+    def _remove_cache(self, cache_id: str) -> None:
+        try:
+            if self.graph.exists(cache_id):
+                self.graph.remove(cache_id)
+        except Exception:  # noqa: BLE001 - best effort, reconciled at start-up
+            log.exception("could not remove layer %s", cache_id)
+
+    def layer_chain(self, top: str | None) -> list[dict[str, Any]]:
+        out = []
+        while top:
+            layer = self.layer(top)
+            out.append(layer)
+            top = layer["parent"]
+        return out[::-1]
+
+    # -- images ------------------------------------------------------------------------------
+    def create_image(self, config: dict[str, Any], top: str | None) -> str:
+        raw = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+        image_id = self.blobs.put(raw)
+        size = sum(layer["size"] for layer in self.layer_chain(top))
+        self.state.x("INSERT OR IGNORE INTO images(id, top_layer, created, size, config) "
+                     "VALUES(?,?,?,?,?)", image_id, top, config.get("created", ""), size, raw.decode())
+        return image_id
+
+    def import_image(self, stream: IO[bytes], changes: list[str], message: str = "",
+                     arch: str = "amd64") -> str:
+        """``docker import``: one layer from a rootfs tar, a config built from ``changes``."""
+        cfg: dict[str, Any] = {}
+        apply_changes(cfg, changes)
+        top = self.register_layer(stream, None)
+        created = now_rfc3339()
+        config = {
+            "architecture": arch, "os": "linux", "created": created,
+            "config": cfg,
+            "rootfs": {"type": "layers", "diff_ids": [self.layer(top)["diff_id"]]},
+            "history": [{"created": created, "created_by": "", "comment": message or "Imported from -"}],
+        }
+        return self.create_image(config, top)
+
+    def tag(self, image_id: str, ref: str) -> str:
+        r = reference.parse(ref)
+        if r.digest:
+            raise InvalidParameter(f"refusing to create a tag with a digest reference: {ref}")
+        self.state.x("INSERT INTO tags(ref, image_id) VALUES(?, ?) "
+                     "ON CONFLICT(ref) DO UPDATE SET image_id=excluded.image_id", str(r), image_id)
+        return str(r)
+
+    def get(self, image_id: str) -> dict[str, Any]:
+        rows = self.state.q("SELECT * FROM images WHERE id=?", image_id)
+        if not rows:
+            raise NotFound(f"No such image: {image_id}")
+        return dict(rows[0])
+
+    def config(self, image_id: str) -> dict[str, Any]:
+        return json.loads(self.get(image_id)["config"])
+
+    def resolve(self, name: str) -> str:
+        """The id of the image ``name`` names: a reference, a full id or an unambiguous prefix."""
+        if not name:
+            raise InvalidParameter("image name must not be empty")
+        candidate = name[7:] if name.startswith("sha256:") else name
+        if len(candidate) == 64 and all(c in "0123456789abcdef" for c in candidate):
+            if self.state.q("SELECT 1 FROM images WHERE id=?", "sha256:" + candidate):
+                return "sha256:" + candidate
+        try:
+            ref = reference.parse(name)
+        except InvalidParameter:
+            ref = None
+        if ref is not None and ref.tag:
+            rows = self.state.q("SELECT image_id FROM tags WHERE ref=?", str(ref.with_tag(ref.tag)))
+            if rows:
+                return rows[0]["image_id"]
+        if 1 <= len(candidate) < 64 and all(c in "0123456789abcdef" for c in candidate):
+            rows = self.state.q("SELECT id FROM images WHERE id LIKE ?", f"sha256:{candidate}%")
+            if len(rows) == 1:
+                return rows[0]["id"]
+            if len(rows) > 1:
+                raise InvalidParameter(f"ambiguous image id prefix {candidate!r}")
+        raise NotFound(f"No such image: {name}")
+
+    def tags_of(self, image_id: str) -> list[str]:
+        return [r["ref"] for r in self.state.q("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", image_id)]
+
+    def all(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.state.q("SELECT * FROM images ORDER BY created DESC")]
+
+    def top_cache_id(self, image_id: str) -> str | None:
+        top = self.get(image_id)["top_layer"]
+        return self.layer(top)["cache_id"] if top else None
+
+    def delete(self, name: str, force: bool, users: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """``docker rmi``: untag, and delete the image and its unshared layers once no tag is
+        left. ``users`` are the containers created from it."""
+        image_id = self.resolve(name)
+        tags = self.tags_of(image_id)
+        by_ref = None
+        try:
+            r = reference.parse(name)
+            if str(r) in tags:
+                by_ref = str(r)
+        except InvalidParameter:
+            pass
+        result: list[dict[str, str]] = []
+        if by_ref and len(tags) > 1:
+            self.state.x("DELETE FROM tags WHERE ref=?", by_ref)
+            return [{"Untagged": reference.familiar(by_ref)}]
+        if not by_ref and len(tags) > 1 and not force:
+            raise Conflict(f"conflict: unable to delete {image_id[7:19]} (must be forced) - "
+                           "image is referenced in multiple repositories")
+        if users:
+            running = [c for c in users if c["State"]["Running"]]
+            if running or not force:
+                c = (running or users)[0]
+                what = "running" if running else "stopped"
+                raise Conflict(f"conflict: unable to delete {image_id[7:19]} (cannot be forced) - "
+                               f"image is being used by {what} container {c['Id'][:12]}"
+                               if running else
+                               f"conflict: unable to remove repository reference \"{name}\" "
+                               f"(must force) - container {c['Id'][:12]} is using its referenced "
+                               f"image {image_id[7:19]}")
+            for t in tags:
+                self.state.x("DELETE FROM tags WHERE ref=?", t)
+                result.append({"Untagged": reference.familiar(t)})
+            return result
+        top = self.get(image_id)["top_layer"]
+        with self.state.tx() as db:
+            for t in tags:
+                db.execute("DELETE FROM tags WHERE ref=?", (t,))
+                result.append({"Untagged": reference.familiar(t)})
+            db.execute("DELETE FROM images WHERE id=?", (image_id,))
+        result.append({"Deleted": image_id})
+        self.blobs.delete(image_id)
+        self._release_layers(top)
+        return result
+
+    def _release_layers(self, top: str | None) -> None:
+        used: set[str] = set()
+        for row in self.state.q("SELECT top_layer FROM images WHERE top_layer IS NOT NULL"):
+            used.update(layer["chain_id"] for layer in self.layer_chain(row["top_layer"]))
+        for layer in reversed(self.layer_chain(top)):
+            if layer["chain_id"] in used:
+                break
+            self.state.x("DELETE FROM layers WHERE chain_id=?", layer["chain_id"])
+            self._remove_cache(layer["cache_id"])
+
+    def summary(self, row: dict[str, Any]) -> dict[str, Any]:
+        cfg = json.loads(row["config"])
+        tags = self.tags_of(row["id"])
+        return {
+            "Id": row["id"], "ParentId": "", "RepoTags": [reference.familiar(t) for t in tags],
+            "RepoDigests": [], "Created": _unix(cfg.get("created")), "Size": row["size"],
+            "SharedSize": -1, "VirtualSize": row["size"],
+            "Labels": (cfg.get("config") or {}).get("Labels") or {}, "Containers": -1,
+        }
+
+    def inspect(self, image_id: str, graph_name: str) -> dict[str, Any]:
+        row = self.get(image_id)
+        cfg = json.loads(row["config"])
+        top = row["top_layer"]
+        return {
+            "Id": image_id,
+            "RepoTags": [reference.familiar(t) for t in self.tags_of(image_id)],
+            "RepoDigests": [], "Parent": "", "Comment": (cfg.get("history") or [{}])[-1].get("comment", ""),
+            "Created": cfg.get("created", ""), "DockerVersion": "", "Author": cfg.get("author", ""),
+            "Config": _container_config(cfg.get("config") or {}),
+            "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", ""),
+            "Size": row["size"], "VirtualSize": row["size"],
+            "GraphDriver": {"Name": graph_name,
+                            "Data": self.graph.metadata(self.layer(top)["cache_id"]) if top else {}},
+            "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids", [])},
+            "Metadata": {"LastTagTime": ""},
+        }
+
+
+def _container_config(c: dict[str, Any]) -> dict[str, Any]:
+    base = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
+            "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
+            "StdinOnce": False, "Env": None, "Cmd": None, "Image": "", "Volumes": None,
+            "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
+    base.update(c)
+    return base
+
+
+def _unix(ts: str | None) -> int:
+    if not ts:
+        return 0
+    try:
+        return int(datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")[:26] + "+00:00"
+                                                   if "." in ts else ts.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0

@@ -1,0 +1,245 @@
+"""Small ctypes wrappers over the Linux system calls Python 3.11 does not expose.
+
+Every wrapper checks ``errno`` and raises :class:`OSError` (with the path, where there is one), so
+callers handle failures as they would for any ``os`` function. Only generic primitives live here:
+exec drivers, graph drivers and network drivers all import them.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import os
+import platform
+import socket
+import struct
+
+__all__ = [
+    "mount", "umount2", "unshare", "setns", "pivot_root", "sethostname", "setdomainname", "prctl",
+    "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
+    "NAMESPACE_FLAGS", "NAMESPACE_FILES",
+]
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# -- clone(2) / unshare(2) flags ------------------------------------------------------------------
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_FILES = 0x00000400
+CLONE_FS = 0x00000200
+
+#: OCI runtime-spec namespace type -> clone flag
+NAMESPACE_FLAGS = {
+    "pid": CLONE_NEWPID, "network": CLONE_NEWNET, "mount": CLONE_NEWNS, "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS, "cgroup": CLONE_NEWCGROUP, "user": CLONE_NEWUSER, "time": CLONE_NEWTIME,
+}
+#: OCI runtime-spec namespace type -> name under /proc/<pid>/ns/
+NAMESPACE_FILES = {
+    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+    "cgroup": "cgroup", "user": "user", "time": "time",
+}
+
+# -- mount(2) flags -------------------------------------------------------------------------------
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+MNT_EXPIRE = 4
+UMOUNT_NOFOLLOW = 8
+
+#: mount option word -> (flags to set, flags to clear); what ``mount -o`` and OCI specs use
+MOUNT_OPTIONS: dict[str, tuple[int, int]] = {
+    "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY),
+    "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID),
+    "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV),
+    "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC),
+    "sync": (MS_SYNCHRONOUS, 0), "async": (0, MS_SYNCHRONOUS),
+    "dirsync": (MS_DIRSYNC, 0), "remount": (MS_REMOUNT, 0), "mand": (MS_MANDLOCK, 0),
+    "noatime": (MS_NOATIME, 0), "atime": (0, MS_NOATIME),
+    "nodiratime": (MS_NODIRATIME, 0), "diratime": (0, MS_NODIRATIME),
+    "relatime": (MS_RELATIME, 0), "norelatime": (0, MS_RELATIME),
+    "strictatime": (MS_STRICTATIME, 0), "nostrictatime": (0, MS_STRICTATIME),
+    "bind": (MS_BIND, 0), "rbind": (MS_BIND | MS_REC, 0),
+    "nosymfollow": (MS_NOSYMFOLLOW, 0), "lazytime": (MS_LAZYTIME, 0),
+    "defaults": (0, 0),
+}
+#: propagation option word -> flags (applied by a separate mount(2) call)
+PROPAGATION_OPTIONS: dict[str, int] = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
+}
+
+
+def parse_mount_options(options: list[str] | tuple[str, ...] | None) -> tuple[int, int, str]:
+    """Split mount option words into ``(flags, propagation_flags, data)``."""
+    flags = prop = 0
+    data: list[str] = []
+    for opt in options or ():
+        if opt in MOUNT_OPTIONS:
+            set_, clear = MOUNT_OPTIONS[opt]
+            flags = (flags | set_) & ~clear
+        elif opt in PROPAGATION_OPTIONS:
+            prop |= PROPAGATION_OPTIONS[opt]
+        else:
+            data.append(opt)
+    return flags, prop, ",".join(data)
+
+
+# -- prctl(2) -------------------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_GET_NAME = 16
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+
+_SYSCALLS = {  # machine -> (pivot_root, )
+    "x86_64": {"pivot_root": 155},
+    "aarch64": {"pivot_root": 41},
+    "arm64": {"pivot_root": 41},
+    "riscv64": {"pivot_root": 41},
+    "ppc64le": {"pivot_root": 203},
+    "s390x": {"pivot_root": 217},
+    "i686": {"pivot_root": 217},
+    "armv7l": {"pivot_root": 218},
+}
+SYS_pivot_root = _SYSCALLS.get(platform.machine(), {}).get("pivot_root", 155)
+
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+
+def _b(value: str | bytes | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return os.fsencode(value)
+
+
+def _check(ret: int, *paths: str | bytes | None) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        names = [os.fsdecode(p) for p in paths if p is not None]
+        if len(names) >= 2:
+            raise OSError(err, os.strerror(err), names[0], None, names[1])
+        raise OSError(err, os.strerror(err), *names[:1])
+    return ret
+
+
+def mount(source: str | bytes | None, target: str | bytes, fstype: str | bytes | None = None,
+          flags: int = 0, data: str | bytes | None = None) -> None:
+    """mount(2). ``source``/``fstype``/``data`` may be ``None``."""
+    data_b = _b(data) or None
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags,
+                       ctypes.c_char_p(data_b) if data_b else None), target)
+
+
+def umount2(target: str | bytes, flags: int = 0) -> None:
+    """umount2(2), e.g. ``umount2(path, MNT_DETACH)``."""
+    _check(_libc.umount2(_b(target), flags), target)
+
+
+def unshare(flags: int) -> None:
+    """unshare(2) with ``CLONE_NEW*`` flags."""
+    _check(_libc.unshare(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2): join the namespace ``fd`` refers to (an open ``/proc/<pid>/ns/<x>`` file)."""
+    _check(_libc.setns(fd, nstype))
+
+
+def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
+    """pivot_root(2) through syscall(2) (glibc has no wrapper)."""
+    _check(_libc.syscall(ctypes.c_long(SYS_pivot_root), ctypes.c_char_p(_b(new_root)),
+                         ctypes.c_char_p(_b(put_old))), new_root, put_old)
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)))
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, len(raw)))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2) with integer arguments (pass a ``ctypes`` address for pointer arguments)."""
+    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5))
+
+
+def set_child_subreaper(on: bool = True) -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
+
+
+def set_name(name: str) -> None:
+    """Set the calling thread's ``comm`` (15 bytes at most, as ``ps`` shows it)."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    prctl(PR_SET_NAME, ctypes.addressof(buf))
+
+
+def set_pdeathsig(sig: int) -> None:
+    prctl(PR_SET_PDEATHSIG, sig)
+
+
+def set_no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+# -- network interface flags (enough to bring ``lo`` up in a fresh network namespace) -------------
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def set_link_up(ifname: str = "lo") -> None:
+    """Set IFF_UP on ``ifname`` in the caller's network namespace (SIOCSIFFLAGS)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0) as s:
+        req = struct.pack("16sh14x", ifname.encode(), 0)
+        flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", ifname.encode(),
+                                                              flags | IFF_UP))

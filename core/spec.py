@@ -1,0 +1,119 @@
+"""Build the OCI runtime-spec shaped dict an exec driver runs, from a container's configuration."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dockyard.hookspecs.errors import InvalidParameter
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Docker's default capability set (CapEff 00000000a80425fb)
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def merge_env(image_env: list[str] | None, env: list[str] | None) -> list[str]:
+    out: dict[str, str] = {}
+    for item in (image_env or []) + (env or []):
+        key, sep, value = item.partition("=")
+        if not key:
+            raise InvalidParameter(f"invalid environment variable: {item!r}")
+        out[key] = value if sep else os.environ.get(key, "")
+    return [f"{k}={v}" for k, v in out.items()]
+
+
+def command(config: dict[str, Any]) -> list[str]:
+    args = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+    if not args:
+        raise InvalidParameter("no command specified")
+    return args
+
+
+def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]]) -> dict[str, Any]:
+    cfg = container["Config"]
+    host = container["HostConfig"]
+    args = [container["Path"], *container["Args"]]
+    env = list(cfg.get("Env") or [])
+    keys = {e.split("=", 1)[0] for e in env}
+    if "PATH" not in keys:
+        env.insert(0, f"PATH={DEFAULT_PATH}")
+    if "HOSTNAME" not in keys:
+        env.append(f"HOSTNAME={cfg.get('Hostname', '')}")
+    if cfg.get("Tty") and "TERM" not in keys:
+        env.append("TERM=xterm")
+    caps = [c if c.startswith("CAP_") else "CAP_" + c for c in DEFAULT_CAPS]
+    for add in host.get("CapAdd") or []:
+        name = add.upper() if add.upper().startswith("CAP_") else "CAP_" + add.upper()
+        if name not in caps:
+            caps.append(name)
+    drops = {(d.upper() if d.upper().startswith("CAP_") else "CAP_" + d.upper())
+             for d in host.get("CapDrop") or []}
+    if "CAP_ALL" in drops:
+        caps = []
+    caps = [c for c in caps if c not in drops]
+    resources: dict[str, Any] = {}
+    if host.get("Memory"):
+        resources["memory"] = {"limit": int(host["Memory"])}
+        if host.get("MemorySwap"):
+            resources["memory"]["swap"] = int(host["MemorySwap"])
+    if host.get("PidsLimit"):
+        resources["pids"] = {"limit": int(host["PidsLimit"])}
+    if host.get("CpuShares"):
+        resources["cpu"] = {"shares": int(host["CpuShares"])}
+    if host.get("CpuQuota"):
+        resources.setdefault("cpu", {})["quota"] = int(host["CpuQuota"])
+    if host.get("CpuPeriod"):
+        resources.setdefault("cpu", {})["period"] = int(host["CpuPeriod"])
+    if host.get("CpusetCpus"):
+        resources.setdefault("cpu", {})["cpus"] = host["CpusetCpus"]
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    ]
+    for dest, key in (("/etc/resolv.conf", "ResolvConfPath"), ("/etc/hostname", "HostnamePath"),
+                      ("/etc/hosts", "HostsPath")):
+        if container.get(key):
+            mounts.append({"destination": dest, "type": "bind", "source": container[key],
+                           "options": ["rbind", "rprivate"]})
+    privileged = bool(host.get("Privileged"))
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": bool(cfg.get("Tty")),
+            "user": {"uid": 0, "gid": 0, "username": cfg.get("User") or ""},
+            "args": args,
+            "env": env,
+            "cwd": cfg.get("WorkingDir") or "/",
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "noNewPrivileges": not privileged,
+            "rlimits": [],
+        },
+        "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
+        "hostname": cfg.get("Hostname") or "",
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "resources": resources,
+            "maskedPaths": [] if privileged else MASKED_PATHS,
+            "readonlyPaths": [] if privileged else READONLY_PATHS,
+            "cgroupsPath": f"dockyard/{container['Id']}",
+        },
+        "annotations": {"io.dockyard.stop-signal": cfg.get("StopSignal") or "SIGTERM"},
+    }

@@ -1,0 +1,246 @@
+"""Shared fixtures: a real ``dockyardd`` on a temporary socket, data-root and exec-root.
+
+Everything a test starts is torn down here: containers, the daemon, the exec driver's supervisor,
+mounts under the temporary root.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Iterator
+
+import pytest
+
+VENV_BIN = os.path.dirname(sys.executable)
+DOCKYARD = os.path.join(VENV_BIN, "dockyard")
+DOCKYARDD = os.path.join(VENV_BIN, "dockyardd")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 60) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+class Api:
+    """A deliberately small Docker-API client over the unix socket (stdlib only)."""
+
+    def __init__(self, sock: str) -> None:
+        self.sock = sock
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, Any]:
+        conn = UnixHTTPConnection(self.sock, timeout)
+        try:
+            hdrs = dict(headers or {})
+            data = raw
+            if body is not None:
+                data = json.dumps(body).encode()
+                hdrs.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            payload = resp.read()
+            ctype = resp.getheader("Content-Type", "")
+            if "json" in ctype and payload.strip():
+                lines = payload.strip().split(b"\n")
+                value = json.loads(payload) if len(lines) == 1 else [json.loads(x) for x in lines]
+                return resp.status, value
+            return resp.status, payload
+        finally:
+            conn.close()
+
+    def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        return self.request("POST", path, body, **kw)
+
+    def delete(self, path: str, **kw: Any) -> tuple[int, Any]:
+        return self.request("DELETE", path, **kw)
+
+
+class Daemon:
+    def __init__(self, root: str, extra_args: list[str] | None = None) -> None:
+        self.root = root
+        self.sock = os.path.join(root, "d.sock")
+        self.host = f"unix://{self.sock}"
+        self.data_root = os.path.join(root, "data")
+        self.exec_root = os.path.join(root, "exec")
+        self.log_path = os.path.join(root, "dockyardd.log")
+        self.extra_args = list(extra_args or [])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.api = Api(self.sock)
+
+    def argv(self) -> list[str]:
+        return [DOCKYARDD, "--config-file", os.path.join(self.root, "daemon.json"),
+                "--data-root", self.data_root, "--exec-root", self.exec_root,
+                "-H", self.host, "--log-level", "debug", *self.extra_args]
+
+    def start(self, timeout: float = 30) -> None:
+        with open(os.path.join(self.root, "daemon.json"), "w") as f:
+            f.write("{}")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockyardd exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                status, _ = self.api.get("/_ping", timeout=2)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"dockyardd did not come up:\n{self.logs()}")
+
+    def logs(self) -> str:
+        with contextlib.suppress(OSError), open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-8000:]
+        return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        e = {**os.environ, **(env or {})}
+        e.pop("DOCKER_HOST", None)
+        return subprocess.run([DOCKYARD, "-H", self.host, *args], input=input,
+                              capture_output=True, timeout=timeout, env=e)
+
+    def import_busybox(self, tar_path: str, ref: str = "busybox:latest") -> str:
+        with open(tar_path, "rb") as f:
+            data = f.read()
+        status, body = self.api.post(
+            "/images/create?fromSrc=-&repo=" + ref.split(":")[0] + "&tag=" + ref.split(":")[1]
+            + "&changes=" + "CMD%20%5B%22sh%22%5D",
+            raw=data, headers={"Content-Type": "application/x-tar"}, timeout=120)
+        assert status == 200, body
+        return body["status"]
+
+    def remove_all_containers(self) -> None:
+        with contextlib.suppress(OSError):
+            status, cs = self.api.get("/containers/json?all=1", timeout=10)
+            if status == 200:
+                for c in cs:
+                    self.api.delete(f"/containers/{c['Id']}?force=1", timeout=60)
+
+
+def _kill_pidfile_tree(root: str) -> list[int]:
+    """Kill any process whose pidfile lies under ``root`` (the exec driver's supervisor)."""
+    killed = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if not name.endswith(".pid"):
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(dirpath, name)) as f:
+                    pid = int(f.read().strip())
+                if pid > 1:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+    return killed
+
+
+def _unmount_under(root: str) -> None:
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1].encode().decode("unicode_escape") for line in f]
+    for p in sorted((p for p in points if p == root or p.startswith(root + "/")), reverse=True):
+        subprocess.run(["umount", "-l", p], capture_output=True)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from dockyard.core.busybox import main as make_tar
+
+    path = str(tmp_path_factory.mktemp("busybox") / "busybox.tar")
+    make_tar([path])
+    return path
+
+
+def make_root() -> str:
+    # short: unix socket paths are limited to 108 bytes
+    return tempfile.mkdtemp(prefix="dky-", dir="/tmp")
+
+
+@contextlib.contextmanager
+def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None) -> Iterator[Daemon]:
+    root = make_root()
+    d = Daemon(root, extra_args)
+    try:
+        d.start()
+        if busybox_tar:
+            d.import_busybox(busybox_tar)
+        yield d
+    finally:
+        try:
+            if d.proc is not None and d.proc.poll() is None:
+                d.remove_all_containers()
+            d.stop()
+            # the supervisor exits by itself once it holds no containers; give it a moment
+            supervisor_pids = []
+            for dirpath, _dirs, files in os.walk(d.exec_root):
+                for name in files:
+                    if name.endswith(".pid"):
+                        with contextlib.suppress(OSError, ValueError):
+                            with open(os.path.join(dirpath, name)) as f:
+                                supervisor_pids.append(int(f.read().strip()))
+            for pid in supervisor_pids:
+                _wait_gone(pid, 5)
+            _kill_pidfile_tree(d.exec_root)
+        finally:
+            _unmount_under(root)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(busybox_tar: str) -> Iterator[Daemon]:
+    """A fresh dockyardd with ``busybox:latest`` imported."""
+    with running_daemon(busybox_tar) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(busybox_tar: str) -> Iterator[Daemon]:
+    """One dockyardd shared by a module's tests (they must not depend on each other's state)."""
+    with running_daemon(busybox_tar) as d:
+        yield d

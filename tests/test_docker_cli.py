@@ -1,0 +1,78 @@
+"""The real docker CLI (28.x, installed as a client on these machines) drives dockyardd unchanged."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import Daemon
+
+DOCKER = shutil.which("docker")
+pytestmark = [pytest.mark.docker_cli,
+              pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")]
+
+
+def docker(d: Daemon, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env.update(DOCKER_HOST=d.host, DOCKER_CONFIG=os.path.join(d.root, "docker-config"),
+               DOCKER_CLI_HINTS="false")
+    return subprocess.run([DOCKER, *args], input=input, capture_output=True, timeout=timeout, env=env)
+
+
+def test_docker_version(shared_daemon: Daemon) -> None:
+    r = docker(shared_daemon, "version")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "Server:" in out and "1.45" in out and "Engine" in out
+
+
+def test_docker_run_rm_and_ps(shared_daemon: Daemon) -> None:
+    r = docker(shared_daemon, "run", "--rm", "busybox", "echo", "hi")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hi\n"
+    r = docker(shared_daemon, "run", "--rm", "busybox", "sh", "-c", "exit 3")
+    assert r.returncode == 3
+    r = docker(shared_daemon, "ps", "-a")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().strip().splitlines()
+    assert lines[0].startswith("CONTAINER ID")
+    assert len(lines) == 1, "--rm left containers behind"
+
+
+def test_docker_run_named_logs_inspect(shared_daemon: Daemon) -> None:
+    name = f"dk{os.getpid()}"
+    r = docker(shared_daemon, "run", "--name", name, "-e", "FOO=bar", "busybox", "sh", "-c", "echo $FOO")
+    assert r.returncode == 0 and r.stdout == b"bar\n", r.stderr
+    r = docker(shared_daemon, "logs", name)
+    assert r.stdout == b"bar\n"
+    r = docker(shared_daemon, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name)
+    assert r.stdout.decode().strip() == "exited 0"
+    r = docker(shared_daemon, "ps", "-a", "--format", "{{.Names}}")
+    assert name in r.stdout.decode().split()
+    assert docker(shared_daemon, "rm", name).returncode == 0
+
+
+def test_docker_run_detached_stop(shared_daemon: Daemon) -> None:
+    r = docker(shared_daemon, "run", "-d", "busybox", "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.decode().strip()
+    r = docker(shared_daemon, "ps", "-q", "--no-trunc")
+    assert cid in r.stdout.decode()
+    assert docker(shared_daemon, "stop", "-t", "1", cid).returncode == 0
+    assert docker(shared_daemon, "rm", cid).returncode == 0
+
+
+def test_docker_stdin(shared_daemon: Daemon) -> None:
+    r = docker(shared_daemon, "run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done", input=b"piped\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"piped\ndone\n"
+
+
+def test_docker_errors(shared_daemon: Daemon) -> None:
+    r = docker(shared_daemon, "inspect", "nosuchthing")
+    assert r.returncode != 0
+    r = docker(shared_daemon, "run", "--rm", "busybox", "nosuchcmd")
+    assert r.returncode == 127, r.stderr
+    assert b"executable file not found" in r.stderr
