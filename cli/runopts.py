@@ -1,0 +1,270 @@
+"""``create``/``run`` flags → the ``POST /containers/create`` body the docker CLI 28 sends."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import click
+
+
+class OptError(click.UsageError):
+    """A bad flag value; ``run``/``create`` exit 125 on it, like docker."""
+
+
+_RAM = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.I)
+
+
+def ram_in_bytes(s: str) -> int:
+    """go-units ``RAMInBytes``: ``32m`` → 33554432 (binary multiples, b/k/m/g/t/p)."""
+    m = _RAM.match(s.strip())
+    if not m:
+        raise OptError(f"invalid size: '{s}'")
+    num, unit = float(m.group(1)), m.group(2).lower()
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[unit]
+    return int(num * mult)
+
+
+def parse_env_file(path: str) -> list[str]:
+    out = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise OptError(f"open {path}: {e.strerror.lower() if e.strerror else e}") from None
+    for line in lines:
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" in line:
+            out.append(line)
+        else:
+            val = os.environ.get(line.strip())
+            out.append(f"{line.strip()}={val}" if val is not None else line.strip())
+    return out
+
+
+def parse_env(values: tuple[str, ...]) -> list[str]:
+    out = []
+    for v in values:
+        if "=" in v:
+            if v.startswith("="):
+                raise OptError(f"invalid environment variable: {v}")
+            out.append(v)
+        else:
+            val = os.environ.get(v)
+            out.append(f"{v}={val}" if val is not None else v)
+    return out
+
+
+def _port_range(s: str) -> list[int]:
+    if not s:
+        return []
+    a, _, b = s.partition("-")
+    try:
+        lo, hi = int(a), int(b or a)
+    except ValueError:
+        raise OptError(f"invalid containerPort: {s}") from None
+    if not (0 <= lo <= 65535 and lo <= hi <= 65535):
+        raise OptError(f"invalid port range: {s}")
+    return list(range(lo, hi + 1))
+
+
+def parse_publish(specs: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
+    """``-p [ip:][hostPort:]containerPort[/proto]`` (ranges allowed) → (ExposedPorts, PortBindings)."""
+    exposed: dict[str, Any] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for spec in specs:
+        proto = "tcp"
+        rest = spec
+        if "/" in rest:
+            rest, proto = rest.rsplit("/", 1)
+            proto = proto.lower()
+            if proto not in ("tcp", "udp", "sctp"):
+                raise OptError(f"invalid proto: {proto}")
+        ip = ""
+        if rest.startswith("["):
+            end = rest.find("]")
+            if end < 0:
+                raise OptError(f"invalid IP address: {spec}")
+            ip, rest = rest[1:end], rest[end + 1:].lstrip(":")
+            parts = rest.split(":")
+            host_port, cport = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
+        else:
+            parts = rest.split(":")
+            if len(parts) == 1:
+                host_port, cport = "", parts[0]
+            elif len(parts) == 2:
+                host_port, cport = parts
+            elif len(parts) == 3:
+                ip, host_port, cport = parts
+            else:
+                raise OptError(f"invalid publish spec: {spec}")
+        if not cport:
+            raise OptError(f"no port specified: {spec}<empty>")
+        cports = _port_range(cport)
+        hports = _port_range(host_port)
+        if hports and len(hports) != len(cports) and len(hports) != 1:
+            raise OptError(f"invalid ranges specified for container and host Ports: {cport} and {host_port}")
+        for i, p in enumerate(cports):
+            key = f"{p}/{proto}"
+            exposed[key] = {}
+            if not hports:
+                hp = ""
+            elif len(hports) == len(cports):
+                hp = str(hports[i])
+            else:
+                hp = host_port
+            bindings.setdefault(key, []).append({"HostIp": ip, "HostPort": hp})
+    return exposed, bindings
+
+
+def parse_restart(s: str | None) -> dict[str, Any]:
+    if not s:
+        return {"Name": "no", "MaximumRetryCount": 0}
+    name, _, count = s.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise OptError(f"invalid restart policy '{s}'")
+    if count and name != "on-failure":
+        raise OptError(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    try:
+        n = int(count) if count else 0
+    except ValueError:
+        raise OptError(f"invalid restart policy: maximum retry count must be an integer") from None
+    return {"Name": name, "MaximumRetryCount": n}
+
+
+def _cap(c: str) -> str:
+    c = c.strip().upper()
+    if c == "ALL" or c.startswith("CAP_"):
+        return c
+    return "CAP_" + c
+
+
+def _labels(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        k, _, val = v.partition("=")
+        if not k:
+            raise OptError(f"invalid label: '{v}'")
+        out[k] = val
+    return out
+
+
+def _endpoint_defaults() -> dict[str, Any]:
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+            "GwPriority": 0, "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "DNSNames": None}
+
+
+def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detach: bool = False,
+                      console_size: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """The JSON docker CLI 28 sends to ``POST /containers/create`` for these flag values."""
+    if o.get("rm") and o.get("restart") and o["restart"] not in ("no",):
+        raise OptError("conflicting options: cannot specify both --restart and --rm")
+    env: list[str] = []
+    for f in o.get("env_file") or ():
+        env += parse_env_file(f)
+    env += parse_env(o.get("env") or ())
+    exposed, bindings = parse_publish(o.get("publish") or ())
+    for e in o.get("expose") or ():
+        for p in _port_range(e.split("/")[0]):
+            exposed[f"{p}/{e.split('/')[1] if '/' in e else 'tcp'}"] = {}
+    binds, volumes = [], {}
+    for v in o.get("volume") or ():
+        if ":" in v:
+            binds.append(v)
+        else:
+            volumes[v] = {}
+    interactive, tty = bool(o.get("interactive")), bool(o.get("tty"))
+    attach_stdin = interactive and not detach
+    config: dict[str, Any] = {
+        "Hostname": o.get("hostname") or "", "Domainname": "", "User": o.get("user") or "",
+        "AttachStdin": attach_stdin, "AttachStdout": not detach, "AttachStderr": not detach,
+    }
+    if exposed:
+        config["ExposedPorts"] = exposed
+    config.update({
+        "Tty": tty, "OpenStdin": interactive, "StdinOnce": attach_stdin,
+        "Env": env or None, "Cmd": list(cmd) or None, "Image": image, "Volumes": volumes,
+        "WorkingDir": o.get("workdir") or "",
+        "Entrypoint": [o["entrypoint"]] if o.get("entrypoint") is not None else None,
+        "OnBuild": None, "Labels": _labels(o.get("label") or ()),
+    })
+    if o.get("stop_signal"):
+        config["StopSignal"] = o["stop_signal"]
+    if o.get("stop_timeout") is not None:
+        config["StopTimeout"] = o["stop_timeout"]
+    network = o.get("network") or "default"
+    host: dict[str, Any] = {
+        "Binds": binds or None, "ContainerIDFile": "", "LogConfig": {"Type": o.get("log_driver") or "", "Config": {}},
+        "NetworkMode": network, "PortBindings": bindings,
+        "RestartPolicy": parse_restart(o.get("restart")), "AutoRemove": bool(o.get("rm")),
+        "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": list(console_size),
+        "CapAdd": [_cap(c) for c in o.get("cap_add") or ()] or None,
+        "CapDrop": [_cap(c) for c in o.get("cap_drop") or ()] or None,
+        "CgroupnsMode": "", "Dns": [], "DnsOptions": [], "DnsSearch": [],
+        "ExtraHosts": list(o.get("add_host") or ()) or None, "GroupAdd": None, "IpcMode": "",
+        "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+        "Privileged": bool(o.get("privileged")), "PublishAllPorts": bool(o.get("publish_all")),
+        "ReadonlyRootfs": bool(o.get("read_only")), "SecurityOpt": None, "UTSMode": "",
+        "UsernsMode": "", "ShmSize": 0, "Isolation": "",
+        "CpuShares": int(o.get("cpu_shares") or 0),
+        "Memory": ram_in_bytes(o["memory"]) if o.get("memory") else 0,
+        "NanoCpus": int(float(o["cpus"]) * 1e9) if o.get("cpus") else 0,
+        "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
+        "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
+        "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+        "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+        "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": -1,
+        "OomKillDisable": False, "PidsLimit": int(o.get("pids_limit") or 0), "Ulimits": [],
+        "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+        "MaskedPaths": None, "ReadonlyPaths": None,
+    }
+    if o.get("init"):
+        host["Init"] = True
+    endpoints = {"default": _endpoint_defaults()} if network == "default" else {}
+    return {**config, "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": endpoints}}
+
+
+def container_options(f):
+    """The flags shared by ``create`` and ``run`` (docker's names)."""
+    opts = [
+        click.option("--add-host", "add_host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)"),
+        click.option("--cap-add", "cap_add", multiple=True, help="Add Linux capabilities"),
+        click.option("--cap-drop", "cap_drop", multiple=True, help="Drop Linux capabilities"),
+        click.option("--cpu-shares", "cpu_shares", type=int, help="CPU shares (relative weight)"),
+        click.option("--cpus", help="Number of CPUs"),
+        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
+        click.option("-e", "--env", multiple=True, help="Set environment variables"),
+        click.option("--env-file", "env_file", multiple=True, help="Read in a file of environment variables"),
+        click.option("--expose", multiple=True, help="Expose a port or a range of ports"),
+        click.option("-h", "--hostname", help="Container host name"),
+        click.option("--init", is_flag=True, help="Run an init inside the container"),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
+        click.option("--log-driver", "log_driver", help="Logging driver for the container"),
+        click.option("-m", "--memory", help="Memory limit"),
+        click.option("--name", help="Assign a name to the container"),
+        click.option("--network", "--net", "network", help="Connect a container to a network"),
+        click.option("--pids-limit", "pids_limit", type=int, help="Tune container pids limit (set -1 for unlimited)"),
+        click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),
+        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host"),
+        click.option("-P", "--publish-all", "publish_all", is_flag=True, help="Publish all exposed ports to random ports"),
+        click.option("--read-only", "read_only", is_flag=True, help="Mount the container's root filesystem as read only"),
+        click.option("--restart", help="Restart policy to apply when a container exits"),
+        click.option("--rm", is_flag=True, help="Automatically remove the container when it exits"),
+        click.option("--stop-signal", "stop_signal", help="Signal to stop the container"),
+        click.option("--stop-timeout", "stop_timeout", type=int, help="Timeout (in seconds) to stop a container"),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
+        click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        click.option("-v", "--volume", multiple=True, help="Bind mount a volume"),
+        click.option("-w", "--workdir", help="Working directory inside the container"),
+        click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing",
+                     help='Pull image before running ("always", "missing", "never")'),
+        click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f

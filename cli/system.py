@@ -1,0 +1,192 @@
+"""``dockyard version`` and ``dockyard info``."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+import click
+
+from .client import API_VERSION, ConnectError, DaemonError
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+
+
+def client_version() -> str:
+    """The installed distribution's version, read cheaply from its dist-info directory name."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("dockyard-") and name.endswith(".dist-info"):
+                return name[len("dockyard-"):-len(".dist-info")]
+    try:
+        from importlib.metadata import version
+        return version("dockyard")
+    except Exception:
+        return "unknown"
+
+
+def _kv(lines: list[tuple[str, str]], indent: str) -> list[str]:
+    width = max((len(k) for k, _ in lines), default=0) + 2
+    return [f"{indent}{(k + ':').ljust(width)}{v}" for k, v in lines]
+
+
+@click.command(short_help="Show the dockyard version information")
+@click.option("-f", "--format", "fmt", help="Format output using a Go template")
+@click.pass_obj
+def version(opts: Any, fmt: str | None) -> None:
+    """Show the dockyard version information."""
+    arch = _ARCH.get(platform.machine(), platform.machine())
+    client = {"Platform": {"Name": "dockyard"}, "Version": client_version(),
+              "ApiVersion": API_VERSION, "DefaultAPIVersion": API_VERSION,
+              "GoVersion": "python" + platform.python_version(), "GitCommit": "",
+              "Os": sys.platform, "Arch": arch, "BuildTime": "", "Context": "default"}
+    server: Any = None
+    err: Exception | None = None
+    try:
+        server = opts.client.get_json("/version")
+    except (ConnectError, DaemonError) as e:
+        err = e
+    if fmt:
+        from .fmt import render_one
+        sys.stdout.write(render_one(fmt, {"Client": client, "Server": server}) + "\n")
+    else:
+        lines = ["Client:"]
+        lines += _kv([("Version", client["Version"]), ("API version", API_VERSION),
+                      ("Python version", platform.python_version()),
+                      ("OS/Arch", f"{client['Os']}/{arch}"), ("Context", "default")], " ")
+        if server is not None:
+            lines.append("")
+            pname = (server.get("Platform") or {}).get("Name") or ""
+            lines.append("Server:" + (f" {pname}" if pname else ""))
+            comps = server.get("Components") or [{
+                "Name": "Engine", "Version": server.get("Version", ""),
+                "Details": {k: server.get(k) for k in ("ApiVersion", "MinAPIVersion", "GitCommit",
+                                                        "GoVersion", "Os", "Arch", "KernelVersion",
+                                                        "BuildTime") if server.get(k)}}]
+            for comp in comps:
+                lines.append(f" {comp.get('Name', '')}:")
+                details = dict(comp.get("Details") or {})
+                kv = [("Version", comp.get("Version", ""))]
+                if comp.get("Name") == "Engine":
+                    api = details.pop("ApiVersion", server.get("ApiVersion", ""))
+                    minv = details.pop("MinAPIVersion", server.get("MinAPIVersion"))
+                    kv.append(("API version", f"{api} (minimum version {minv})" if minv else api))
+                    for key, label in (("GoVersion", "Go version"), ("GitCommit", "Git commit"),
+                                       ("BuildTime", "Built")):
+                        if key in details:
+                            kv.append((label, str(details.pop(key))))
+                    os_, arch_ = details.pop("Os", server.get("Os")), details.pop("Arch", server.get("Arch"))
+                    if os_ or arch_:
+                        kv.append(("OS/Arch", f"{os_}/{arch_}"))
+                    details.pop("KernelVersion", None)
+                    if "Experimental" in details:
+                        kv.append(("Experimental", str(details.pop("Experimental")).lower()))
+                for k in sorted(details):
+                    kv.append((k, str(details[k])))
+                lines += _kv([(k, v) for k, v in kv if v not in ("", "None")], "  ")
+        sys.stdout.write("\n".join(lines) + "\n")
+    if err is not None:
+        if isinstance(err, DaemonError):
+            raise err
+        print(str(err), file=sys.stderr)
+        sys.exit(1)
+
+
+def _drivers_section(info: dict[str, Any]) -> list[str]:
+    out = []
+    drivers = info.get("DockyardDrivers") or {}
+    if drivers:
+        out.append(" Dockyard Drivers:")
+        for kind in sorted(drivers, key=lambda k: (["graph", "exec", "network", "registry"] + [k]).index(k)):
+            d = drivers[kind] or {}
+            active = d.get("active")
+            installed = list(d.get("installed") or [])
+            shown = [f"{n} (active)" if n == active else n for n in installed]
+            if active and active not in installed:
+                shown.insert(0, f"{active} (active)")
+            out.append(f"  {kind}: {', '.join(shown) if shown else '(none)'}")
+            for k, v in d.items():
+                if k not in ("active", "installed") and v not in (None, "", [], {}):
+                    out.append(f"   {k}: {v if not isinstance(v, (list, dict)) else _compact(v)}")
+    return out
+
+
+def _compact(v: Any) -> str:
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v)
+    return ", ".join(f"{k}={x}" for k, x in v.items())
+
+
+@click.command(short_help="Display system-wide information")
+@click.option("-f", "--format", "fmt", help="Format output using a Go template")
+@click.pass_obj
+def info(opts: Any, fmt: str | None) -> None:
+    """Display system-wide information."""
+    data = opts.client.get_json("/info")
+    if fmt:
+        from .fmt import render_one
+        sys.stdout.write(render_one(fmt, data) + "\n")
+        return
+    from .fmt import bytes_size
+    g = data.get
+    L = ["Client:", f" Version:    {client_version()}", " Context:    default",
+         f" Debug Mode: {'true' if opts.log_level == 'debug' else 'false'}", "", "Server:"]
+    L.append(f" Containers: {g('Containers', 0)}")
+    L.append(f"  Running: {g('ContainersRunning', 0)}")
+    L.append(f"  Paused: {g('ContainersPaused', 0)}")
+    L.append(f"  Stopped: {g('ContainersStopped', 0)}")
+    L.append(f" Images: {g('Images', 0)}")
+    if g("ServerVersion"):
+        L.append(f" Server Version: {g('ServerVersion')}")
+    drivers = g("DockyardDrivers") or {}
+    storage = g("Driver") or (drivers.get("graph") or {}).get("active") or ""
+    L.append(f" Storage Driver: {storage}")
+    for pair in g("DriverStatus") or []:
+        if isinstance(pair, (list, tuple)) and len(pair) == 2:
+            L.append(f"  {pair[0]}: {pair[1]}")
+    execd = g("ExecutionDriver") or (drivers.get("exec") or {}).get("active")
+    if execd:
+        L.append(f" Execution Driver: {execd}")
+    if g("LoggingDriver"):
+        L.append(f" Logging Driver: {g('LoggingDriver')}")
+    if g("CgroupDriver"):
+        L.append(f" Cgroup Driver: {g('CgroupDriver')}")
+    if g("CgroupVersion"):
+        L.append(f" Cgroup Version: {g('CgroupVersion')}")
+    plugins = g("Plugins") or {}
+    L.append(" Plugins:")
+    for kind in ("Volume", "Network", "Authorization", "Log"):
+        if plugins.get(kind):
+            L.append(f"  {kind}: {' '.join(plugins[kind])}")
+    for kind, v in plugins.items():
+        if kind not in ("Volume", "Network", "Authorization", "Log") and v:
+            L.append(f"  {kind}: {_compact(v) if isinstance(v, (list, dict)) else v}")
+    L += _drivers_section(data)
+    for key, label in (("KernelVersion", "Kernel Version"), ("OperatingSystem", "Operating System"),
+                       ("OSType", "OSType"), ("Architecture", "Architecture"), ("NCPU", "CPUs")):
+        if g(key) not in (None, ""):
+            L.append(f" {label}: {g(key)}")
+    if g("MemTotal"):
+        L.append(f" Total Memory: {bytes_size(g('MemTotal'))}")
+    for key, label in (("Name", "Name"), ("ID", "ID"), ("DockerRootDir", "Dockyard Root Dir")):
+        if g(key):
+            L.append(f" {label}: {g(key)}")
+    L.append(f" Debug Mode: {str(bool(g('Debug'))).lower()}")
+    if g("Experimental") is not None:
+        L.append(f" Experimental: {str(bool(g('Experimental'))).lower()}")
+    reg = g("RegistryConfig") or {}
+    insecure = reg.get("InsecureRegistryCIDRs") or []
+    insecure += [k for k, v in (reg.get("IndexConfigs") or {}).items() if not v.get("Secure", True)]
+    if insecure:
+        L.append(" Insecure Registries:")
+        L += [f"  {x}" for x in insecure]
+    if g("LiveRestoreEnabled") is not None:
+        L.append(f" Live Restore Enabled: {str(bool(g('LiveRestoreEnabled'))).lower()}")
+    sys.stdout.write("\n".join(L) + "\n")
+    for w in g("Warnings") or []:
+        print(w, file=sys.stderr)

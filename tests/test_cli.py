@@ -1,0 +1,235 @@
+"""Integration tests of the ``dockyard`` CLI against a real dockyardd (fixture ``daemon``)."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+
+def out(r) -> str:
+    return r.stdout.decode()
+
+
+def err(r) -> str:
+    return r.stderr.decode()
+
+
+def test_version_and_info(daemon):
+    r = daemon.cli("version")
+    assert r.returncode == 0, err(r)
+    assert "Client:" in out(r) and "Server:" in out(r) and "API version:" in out(r)
+    r = daemon.cli("version", "--format", "{{.Server.ApiVersion}}")
+    assert out(r).strip() == "1.45"
+    r = daemon.cli("info")
+    assert r.returncode == 0, err(r)
+    text = out(r)
+    assert re.search(r"^ Images: 1$", text, re.M)
+    assert "Storage Driver:" in text and "Plugins:" in text and "Dockyard Drivers:" in text
+    assert re.search(r"^  graph: .*\(active\)", text, re.M)
+
+
+def test_run_rm_echo(daemon):
+    r = daemon.cli("run", "--rm", "busybox", "echo", "hi")
+    assert r.returncode == 0, err(r)
+    assert r.stdout == b"hi\n"
+    assert daemon.cli("ps", "-a", "-q").stdout == b""
+
+
+def test_run_exit_code_and_stderr(daemon):
+    r = daemon.cli("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3
+    assert r.stdout == b"out\n"
+    assert r.stderr == b"err\n"
+
+
+def test_run_env_workdir_user_name(daemon, monkeypatch):
+    r = daemon.cli("run", "-e", "FOO=bar", "-e", "FROMHOST", "-w", "/tmp", "-u", "1000:1000",
+                   "--name", "named", "busybox", "sh", "-c", 'echo $FOO $FROMHOST; pwd; id -u; id -g',
+                   env={"FROMHOST": "yes"})
+    assert r.returncode == 0, err(r)
+    assert out(r).split("\n")[:4] == ["bar yes", "/tmp", "1000", "1000"]
+    r = daemon.cli("inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{.Config.WorkingDir}}", "named")
+    assert out(r).strip() == "/named exited 0 /tmp"
+
+
+def test_run_stdin(daemon):
+    r = daemon.cli("run", "--rm", "-i", "busybox", "sh", "-c", "cat; echo done", input=b"a\nb\n")
+    assert r.returncode == 0, err(r)
+    assert r.stdout == b"a\nb\ndone\n"
+
+
+def test_run_command_not_found_and_not_executable(daemon):
+    r = daemon.cli("run", "--rm", "busybox", "no-such-command")
+    assert r.returncode == 127
+    assert "Error response from daemon:" in err(r)
+    r = daemon.cli("run", "--rm", "busybox", "/etc/passwd")
+    assert r.returncode == 126
+
+
+def test_run_missing_image_exits_125(daemon):
+    r = daemon.cli("run", "--rm", "nosuchimage:1", "true")
+    assert r.returncode == 125
+    assert "Unable to find image 'nosuchimage:1' locally" in err(r)
+
+
+def test_detach_logs_stop(daemon):
+    r = daemon.cli("run", "-d", "--name", "bg", "busybox", "sh", "-c",
+                   "echo started; while true; do sleep 0.1; done")
+    assert r.returncode == 0, err(r)
+    cid = out(r).strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid)
+    deadline = time.monotonic() + 10
+    while b"started" not in daemon.cli("logs", "bg").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert daemon.cli("logs", "bg").stdout == b"started\n"
+    r = daemon.cli("logs", "-t", "--tail", "1", "bg")
+    assert re.match(rb"\d{4}-\d\d-\d\dT[\d:.]+Z started\n", r.stdout)
+    r = daemon.cli("ps")
+    lines = out(r).splitlines()
+    assert lines[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert lines[1].startswith(cid[:12]) and " Up " in lines[1] and lines[1].endswith("bg")
+    assert out(daemon.cli("ps", "-q")).strip() == cid[:12]
+    assert out(daemon.cli("ps", "--no-trunc", "-q")).strip() == cid
+    r = daemon.cli("stop", "-t", "1", "bg")
+    assert r.returncode == 0 and out(r).strip() == "bg"
+    assert out(daemon.cli("inspect", "-f", "{{.State.Running}}", cid)).strip() == "false"
+    assert daemon.cli("ps", "-q").stdout == b""
+
+
+def test_ps_all_format(daemon):
+    daemon.cli("create", "--name", "c1", "-l", "k=v", "busybox", "true")
+    daemon.cli("run", "--name", "c2", "busybox", "true")
+    r = daemon.cli("ps", "-a", "--format", "{{.Names}} {{.Label \"k\"}}")
+    assert sorted(out(r).splitlines()) == ["c1 v", "c2 "]
+    r = daemon.cli("ps", "-a", "--format", "table {{.Names}}\t{{.State}}")
+    lines = out(r).splitlines()
+    assert lines[0].split() == ["NAMES", "STATE"]
+    assert {tuple(x.split()) for x in lines[1:]} == {("c1", "created"), ("c2", "exited")}
+    r = daemon.cli("ps", "-l", "--format", "{{.Names}}")
+    assert out(r).strip() == "c2"
+    r = daemon.cli("ps", "-a", "--format", "{{json .}}")
+    assert {json.loads(x)["Names"] for x in out(r).splitlines()} == {"c1", "c2"}
+
+
+def test_inspect_formats_and_errors(daemon):
+    daemon.cli("create", "--name", "ins", "-e", "A=1", "busybox", "echo", "x")
+    r = daemon.cli("inspect", "ins")
+    data = json.loads(r.stdout)
+    assert isinstance(data, list) and data[0]["Name"] == "/ins"
+    r = daemon.cli("inspect", "-f", "{{json .Config.Cmd}}|{{range .Config.Env}}{{.}},{{end}}|{{len .Config.Cmd}}", "ins")
+    assert out(r).startswith('["echo","x"]|') and "A=1," in out(r) and out(r).strip().endswith("|2")
+    r = daemon.cli("inspect", "--type", "image", "-f", "{{index .RepoTags 0}}", "busybox")
+    assert out(r).strip() == "busybox:latest"
+    r = daemon.cli("inspect", "nosuchthing")
+    assert r.returncode == 1 and "No such object: nosuchthing" in err(r)
+    r = daemon.cli("inspect", "-f", "{{nosuchfunc .Id}}", "ins")
+    assert r.returncode == 1 and "template" in err(r)
+
+
+def test_rm_force(daemon):
+    cid = out(daemon.cli("run", "-d", "busybox", "sleep", "100")).strip()
+    r = daemon.cli("rm", cid)
+    assert r.returncode == 1 and err(r).startswith("Error response from daemon:")
+    r = daemon.cli("rm", "-f", cid)
+    assert r.returncode == 0, err(r)
+    assert out(r).strip() == cid
+    assert daemon.cli("ps", "-a", "-q").stdout == b""
+
+
+def test_images_import_rmi(daemon, busybox_tar):
+    r = daemon.cli("import", busybox_tar, "mine:v1", "-c", 'CMD ["echo", "imported"]')
+    assert r.returncode == 0, err(r)
+    image_id = out(r).strip()
+    assert image_id.startswith("sha256:")
+    with open(busybox_tar, "rb") as f:
+        r = daemon.cli("import", "-", "fromstdin", input=f.read())
+    assert r.returncode == 0, err(r)
+    r = daemon.cli("images")
+    lines = out(r).splitlines()
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    repos = {tuple(x.split()[:2]) for x in lines[1:]}
+    assert {("busybox", "latest"), ("mine", "v1"), ("fromstdin", "latest")} <= repos
+    assert image_id[7:19] in out(daemon.cli("images", "-q"))
+    r = daemon.cli("images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert "mine:v1" in out(r).splitlines()
+    assert daemon.cli("run", "--rm", "mine:v1").stdout == b"imported\n"
+    r = daemon.cli("rmi", "mine:v1")
+    assert r.returncode == 0 and "Untagged: mine:v1" in out(r)
+    r = daemon.cli("rmi", "mine:v1")
+    assert r.returncode == 1 and "Error response from daemon:" in err(r)
+
+
+def test_start_attach_and_wait(daemon):
+    cid = out(daemon.cli("create", "busybox", "sh", "-c", "echo attached; exit 4")).strip()
+    r = daemon.cli("start", "-a", cid)
+    assert r.returncode == 4 and r.stdout == b"attached\n"
+    assert out(daemon.cli("wait", cid)).strip() == "4"
+
+
+def test_kill_signal(daemon):
+    daemon.cli("run", "-d", "--name", "kk", "busybox", "sleep", "100")
+    r = daemon.cli("kill", "-s", "KILL", "kk")
+    assert r.returncode == 0 and out(r).strip() == "kk"
+    assert out(daemon.cli("wait", "kk")).strip() == "137"
+
+
+def test_errors(daemon):
+    r = daemon.cli("stop", "nosuch")
+    assert r.returncode == 1
+    assert err(r).startswith("Error response from daemon: ")
+    r = daemon.cli("logs", "nosuch")
+    assert r.returncode == 1 and "Error response from daemon:" in err(r)
+
+
+def test_cannot_connect(tmp_path):
+    import os
+    import subprocess
+    import sys
+    exe = os.path.join(os.path.dirname(sys.executable), "dockyard")
+    r = subprocess.run([exe, "-H", f"unix://{tmp_path}/none.sock", "ps"], capture_output=True)
+    assert r.returncode == 1
+    assert err(r).strip() == (f"Cannot connect to the dockyard daemon at unix://{tmp_path}/none.sock: "
+                              "is dockyardd running?")
+    env = {**os.environ, "DOCKYARD_HOST": f"unix://{tmp_path}/env.sock"}
+    r = subprocess.run([exe, "ps"], capture_output=True, env=env)
+    assert f"unix://{tmp_path}/env.sock" in err(r)
+
+
+def test_runopts_body():
+    from dockyard.cli.runopts import build_create_body, ram_in_bytes
+    assert ram_in_bytes("32m") == 32 << 20
+    assert ram_in_bytes("1g") == 1 << 30
+    o = {"publish": ("8080:80", "127.0.0.1:53:53/udp", "9000"), "memory": "32m", "cap_add": ("net_admin",),
+         "restart": "on-failure:3", "network": "none", "entrypoint": "", "init": True, "pids_limit": 10}
+    b = build_create_body(o, "busybox", ("echo", "hi"))
+    assert b["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}, "9000/tcp": {}}
+    assert b["HostConfig"]["PortBindings"]["53/udp"] == [{"HostIp": "127.0.0.1", "HostPort": "53"}]
+    assert b["HostConfig"]["PortBindings"]["9000/tcp"] == [{"HostIp": "", "HostPort": ""}]
+    assert b["HostConfig"]["Memory"] == 33554432 and b["HostConfig"]["CapAdd"] == ["CAP_NET_ADMIN"]
+    assert b["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert b["Entrypoint"] == [""] and b["HostConfig"]["Init"] is True
+    assert b["NetworkingConfig"] == {"EndpointsConfig": {}}
+    d = build_create_body({}, "busybox", ())
+    assert d["HostConfig"]["NetworkMode"] == "default" and "default" in d["NetworkingConfig"]["EndpointsConfig"]
+    assert d["Cmd"] is None and d["AttachStdout"] is True and "Init" not in d["HostConfig"]
+
+
+def test_plugin_adds_command(tmp_path):
+    """A ``dockyard.plugins`` entry point's ``dockyard_add_commands`` hook adds a CLI command."""
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "dky_hello.py").write_text(
+        "import click\nfrom dockyard.hookspecs import hookimpl\n"
+        "@hookimpl\ndef dockyard_add_commands(cli):\n"
+        "    @cli.command()\n    def hello():\n        click.echo('hello from plugin')\n")
+    dist = tmp_path / "dky_hello-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: dky-hello\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[dockyard.plugins]\nhello = dky_hello\n")
+    exe = os.path.join(os.path.dirname(sys.executable), "dockyard")
+    r = subprocess.run([exe, "hello"], capture_output=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hello from plugin\n"
