@@ -1,0 +1,335 @@
+"""The exec-driver conformance suite.
+
+Like the graph-driver suite: the suite owns the tests, a driver supplies only a factory
+``factory(root) -> ExecDriver``. Every test gets a fresh driver root in a new temporary directory
+and a busybox root file system made from the host's static busybox (Debian's ``busybox-static``;
+the tests skip without one). A factory raising
+:class:`~dockyard.hookspecs.errors.DriverNotSupported` skips the test with its reason. After each
+test every container the driver still holds is deleted and the drivers are closed.
+
+A third-party driver runs the whole suite with one line in one of its test modules::
+
+    from dockyard.hookspecs.conformance.execdriver import execdriver_suite
+    TestMyExecDriverConformance = execdriver_suite(MyExecDriver)
+
+Every installed exec driver (entry-point group ``dockyard.execdrivers``)::
+
+    from dockyard.hookspecs.conformance.execdriver import installed_execdriver_suite
+    TestInstalledExecDrivers = installed_execdriver_suite()
+
+The tests use plain ``asyncio.run`` (no pytest-asyncio) and need root.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+import uuid
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+import pytest
+
+from ..errors import Conflict, DriverNotSupported, ExecError, NotFound
+from ..execdriver import ExecDriver, ExitStatus
+
+GROUP = "dockyard.execdrivers"
+Factory = Callable[[str], ExecDriver]
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$")
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="exec drivers need root")
+
+
+def build_busybox_rootfs(dest: str) -> None:
+    """A minimal runnable root file system: the host's static busybox, its applets, passwd."""
+    for cand in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.isfile(cand):
+            busybox = cand
+            break
+    else:
+        pytest.skip("no static busybox on this host (apt-get install busybox-static)")
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root",
+              "home"):
+        os.makedirs(os.path.join(dest, d), exist_ok=True)
+    shutil.copy2(busybox, os.path.join(dest, "bin/busybox"))
+    out = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=True)
+    for full in out.stdout.split():
+        link = os.path.join(dest, full.lstrip("/"))
+        if full.lstrip("/") != "bin/busybox" and not os.path.lexists(link):
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink("/bin/busybox", link)
+    with open(os.path.join(dest, "etc/passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n")
+    with open(os.path.join(dest, "etc/group"), "w") as f:
+        f.write("root:x:0:\nnogroup:x:65534:\n")
+
+
+def demux(data: bytes) -> tuple[bytes, bytes]:
+    """Split Docker's multiplexed attach stream into (stdout, stderr)."""
+    out = {1: b"", 2: b""}
+    while data:
+        assert len(data) >= 8, f"truncated frame header: {data!r}"
+        stream, size = struct.unpack(">BxxxI", data[:8])
+        assert stream in (1, 2), f"bad stream byte {stream}"
+        out[stream] += data[8:8 + size]
+        data = data[8 + size:]
+    return out[1], out[2]
+
+
+class Env:
+    """One test's world: a driver root, a rootfs, helpers to make specs and run containers."""
+
+    def __init__(self, factory: Factory, rootfs: str) -> None:
+        self.factory = factory
+        self.rootfs = rootfs
+        self.dir = tempfile.mkdtemp(prefix="dy-conf-")
+        self.root = os.path.join(self.dir, "exec")
+        self.drivers: list[ExecDriver] = []
+
+    def driver(self) -> ExecDriver:
+        try:
+            d = self.factory(self.root)
+        except DriverNotSupported as e:
+            pytest.skip(f"driver not supported here: {e.reason}")
+        self.drivers.append(d)
+        return d
+
+    @staticmethod
+    def cid() -> str:
+        return "c" + uuid.uuid4().hex[:20]
+
+    def log(self, cid: str) -> str:
+        return os.path.join(self.dir, cid + "-json.log")
+
+    def spec(self, args: list[str], *, user: str | None = None,
+             namespaces: tuple[str, ...] = ("pid", "network", "mount", "ipc", "uts")) -> dict:
+        spec: dict[str, Any] = {
+            "process": {"args": args, "env": [PATH], "cwd": "/", "terminal": False,
+                        "user": {"uid": 0, "gid": 0}},
+            "root": {"path": self.rootfs, "readonly": False},
+            "hostname": "conformance",
+            "linux": {"namespaces": [{"type": t} for t in namespaces]},
+        }
+        if user is not None:
+            spec["process"]["user"]["username"] = user
+        return spec
+
+    async def run(self, d: ExecDriver, args: list[str], **kw: Any
+                  ) -> tuple[ExitStatus, bytes, bytes]:
+        cid = self.cid()
+        await d.create(cid, self.spec(args, **kw), log_path=self.log(cid))
+        att = await d.attach(cid)
+        await d.start(cid)
+        status = await asyncio.wait_for(d.wait(cid), 30)
+        out, err = demux(await asyncio.wait_for(att.reader.read(), 30))
+        att.close()
+        await d.delete(cid)
+        return status, out, err
+
+    async def cleanup(self) -> None:
+        for drv in reversed(self.drivers):
+            try:
+                for st in await drv.restore():
+                    await drv.delete(st.id)
+            except Exception:  # noqa: BLE001 - a closed driver may refuse; the next one tries
+                pass
+            await drv.close()
+
+
+@needs_root
+class ExecDriverSuite:
+    """The tests. Subclass with an ``exec_driver_factory`` fixture (or use
+    :func:`execdriver_suite`); the class is not collected itself (no ``Test`` prefix)."""
+
+    @pytest.fixture
+    def exec_driver_factory(self) -> Factory:
+        raise NotImplementedError("subclass ExecDriverSuite with an exec_driver_factory fixture")
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def busybox_rootfs(cls, tmp_path_factory: Any) -> str:
+        path = str(tmp_path_factory.mktemp("execdriver-conformance") / "rootfs")
+        build_busybox_rootfs(path)
+        return path
+
+    @pytest.fixture
+    def env(self, exec_driver_factory: Factory, busybox_rootfs: str):
+        e = Env(exec_driver_factory, busybox_rootfs)
+        yield e
+        asyncio.run(e.cleanup())
+        shutil.rmtree(e.dir, ignore_errors=True)
+
+    # -- output -----------------------------------------------------------------------------
+    def test_output_reaches_log_and_attach(self, env: Env) -> None:
+        async def main() -> None:
+            d = env.driver()
+            cid = env.cid()
+            await d.create(cid, env.spec(["sh", "-c", "echo out; echo err >&2"]),
+                           log_path=env.log(cid))
+            att = await d.attach(cid)
+            await d.start(cid)
+            assert (await asyncio.wait_for(d.wait(cid), 30)).exit_code == 0
+            out, err = demux(await asyncio.wait_for(att.reader.read(), 30))
+            assert (out, err) == (b"out\n", b"err\n")
+            with open(env.log(cid)) as f:
+                entries = [json.loads(line) for line in f]
+            assert sorted((e["stream"], e["log"]) for e in entries) == [
+                ("stderr", "err\n"), ("stdout", "out\n")]
+            assert all(TIME_RE.match(e["time"]) for e in entries)
+            await d.delete(cid)
+
+        asyncio.run(main())
+
+    def test_exit_code(self, env: Env) -> None:
+        async def main() -> None:
+            status, _, _ = await env.run(env.driver(), ["sh", "-c", "exit 5"])
+            assert status.exit_code == 5
+
+        asyncio.run(main())
+
+    def test_pid_1_and_hostname(self, env: Env) -> None:
+        async def main() -> None:
+            status, out, _ = await env.run(env.driver(), ["sh", "-c", "echo $$; hostname"])
+            assert out == b"1\nconformance\n"
+
+        asyncio.run(main())
+
+    def test_missing_executable(self, env: Env) -> None:
+        async def main() -> None:
+            d = env.driver()
+            cid = env.cid()
+            await d.create(cid, env.spec(["nosuch-binary"]), log_path=env.log(cid))
+            with pytest.raises(ExecError) as ei:
+                await d.start(cid)
+            assert ei.value.exit_code == 127
+            assert 'exec: "nosuch-binary": executable file not found in $PATH' in str(ei.value)
+            assert (await asyncio.wait_for(d.wait(cid), 30)).exit_code == 127
+            await d.delete(cid)
+
+        asyncio.run(main())
+
+    def test_user(self, env: Env) -> None:
+        async def main() -> None:
+            _, out, _ = await env.run(env.driver(), ["id", "-u"], user="nobody")
+            assert out == b"65534\n"
+
+        asyncio.run(main())
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def test_kill_wait_and_state(self, env: Env) -> None:
+        async def main() -> None:
+            d = env.driver()
+            cid = env.cid()
+            await d.create(cid, env.spec(["sleep", "100"]), log_path=env.log(cid))
+            assert (await d.state(cid)).status == "created"
+            pid = await d.start(cid)
+            st = await d.state(cid)
+            assert st.status == "running" and st.pid == pid
+            waiters = [asyncio.ensure_future(d.wait(cid)) for _ in range(10)]
+            await d.kill(cid, signal.SIGKILL)
+            assert {w.exit_code for w in await asyncio.wait_for(asyncio.gather(*waiters), 30)} \
+                == {137}
+            t0 = time.monotonic()
+            assert (await d.wait(cid)).exit_code == 137
+            assert time.monotonic() - t0 < 1
+            assert (await d.state(cid)).status == "exited"
+            with pytest.raises(Conflict):
+                await d.kill(cid, signal.SIGTERM)
+            await d.delete(cid)
+            await d.delete(cid)
+            with pytest.raises(NotFound):
+                await d.state(cid)
+            with pytest.raises(NotFound):
+                await d.attach(cid)
+
+        asyncio.run(main())
+
+    def test_stdin(self, env: Env) -> None:
+        async def main() -> None:
+            d = env.driver()
+            cid = env.cid()
+            await d.create(cid, env.spec(["cat"]), log_path=env.log(cid), open_stdin=True,
+                           stdin_once=True)
+            att = await d.attach(cid, stdin=True)
+            assert att.writer is not None
+            await d.start(cid)
+            att.writer.write(b"ping\n")
+            await att.writer.drain()
+            att.writer.write_eof()
+            assert (await asyncio.wait_for(d.wait(cid), 30)).exit_code == 0
+            out, _ = demux(await asyncio.wait_for(att.reader.read(), 30))
+            assert out == b"ping\n"
+            att.close()
+            await d.delete(cid)
+
+        asyncio.run(main())
+
+    def test_tty_gives_raw_stream(self, env: Env) -> None:
+        async def main() -> None:
+            d = env.driver()
+            cid = env.cid()
+            await d.create(cid, env.spec(["sh", "-c", "test -t 1 && echo isatty"]),
+                           log_path=env.log(cid), tty=True)
+            att = await d.attach(cid)
+            await d.start(cid)
+            assert (await asyncio.wait_for(d.wait(cid), 30)).exit_code == 0
+            assert (await asyncio.wait_for(att.reader.read(), 30)).replace(b"\r", b"") \
+                == b"isatty\n"
+            await d.delete(cid)
+
+        asyncio.run(main())
+
+    def test_restore_from_a_new_driver_object(self, env: Env) -> None:
+        async def main() -> None:
+            d1 = env.driver()
+            cid = env.cid()
+            await d1.create(cid, env.spec(["sleep", "100"]), log_path=env.log(cid))
+            pid = await d1.start(cid)
+            await d1.close()
+            d2 = env.driver()
+            states = {s.id: s for s in await d2.restore()}
+            assert states[cid].status == "running" and states[cid].pid == pid
+            await d2.kill(cid, signal.SIGKILL)
+            assert (await asyncio.wait_for(d2.wait(cid), 30)).exit_code == 137
+            await d2.delete(cid)
+
+        asyncio.run(main())
+
+
+def execdriver_suite(factory: Factory | type, name: str | None = None) -> type:
+    """A test class running the whole suite against ``factory(root)`` (a driver class or any
+    callable). Assign it to a ``Test*`` name in a test module."""
+    cls_name = name or f"ExecDriverConformance_{getattr(factory, 'name', '') or getattr(factory, '__name__', 'driver')}"
+
+    @pytest.fixture
+    def exec_driver_factory(self: Any) -> Factory:
+        if isinstance(factory, type):
+            return lambda root: factory(root, {})  # type: ignore[call-arg]
+        return factory  # type: ignore[return-value]
+
+    return type(cls_name, (ExecDriverSuite,), {"exec_driver_factory": exec_driver_factory})
+
+
+def installed_execdrivers() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def installed_execdriver_suite() -> type:
+    """A test class running the suite once per installed exec driver (parametrized by name)."""
+    eps = installed_execdrivers()
+
+    @pytest.fixture(params=sorted(eps))
+    def exec_driver_factory(self: Any, request: Any) -> Factory:
+        cls = eps[request.param].load()
+        return lambda root: cls(root, {})
+
+    return type("InstalledExecDrivers", (ExecDriverSuite,),
+                {"exec_driver_factory": exec_driver_factory})
