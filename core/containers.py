@@ -22,7 +22,7 @@ from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, Inval
                                        NotFound, NotModified)
 from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 
-from . import names, reference, spec as specmod
+from . import names, spec as specmod
 from .blobs import atomic_write
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,9 @@ class ContainerService:
         image_name = body.get("Image")
         if not image_name or not isinstance(image_name, str):
             raise InvalidParameter("Config.Image must be given: no image specified")
-        host = body.get("HostConfig") or {}
+        host = body.get("HostConfig")
+        if host is None:
+            host = {}
         if not isinstance(host, dict):
             raise InvalidParameter("HostConfig must be a JSON object")
         for key in ("Cmd", "Entrypoint", "Env"):
@@ -266,12 +268,16 @@ class ContainerService:
             if rt.stopping:
                 raise Conflict(f"container {cid[:12]} is being removed")
             await self._prepare(c)
+            now = time.time()
             try:
                 pid = await self.execdrv.start(cid)
             except ExecError as exc:
                 await self._record_exit(c, ExitStatus(exc.exit_code, time.time(), error=exc.message))
+                if c["HostConfig"].get("AutoRemove"):
+                    # as dockerd: a container that could not start is cleaned up at once
+                    asyncio.get_running_loop().call_soon(
+                        lambda: asyncio.ensure_future(self._auto_remove(cid)))
                 raise
-            now = time.time()
             c["State"].update(Status="running", Running=True, Paused=False, Pid=pid, ExitCode=0,
                               Error="", StartedAt=rfc3339(now), FinishedAt=ZERO_TIME, OOMKilled=False)
             self.save(c)
@@ -294,11 +300,16 @@ class ContainerService:
         rt = self.rt(cid)
         async with rt.lock:
             await self._record_exit(c, status)
-        if c["HostConfig"].get("AutoRemove") and cid in self._cache:
-            try:
-                await self.remove(cid, force=True)
-            except DockyardError:
-                log.exception("auto-remove of %s failed", cid[:12])
+        if c["HostConfig"].get("AutoRemove"):
+            await self._auto_remove(cid)
+
+    async def _auto_remove(self, cid: str) -> None:
+        if cid not in self._cache:
+            return
+        try:
+            await self.remove(cid, force=True)
+        except DockyardError:
+            log.exception("auto-remove of %s failed", cid[:12])
 
     async def _record_exit(self, c: dict[str, Any], status: ExitStatus) -> None:
         cid = c["Id"]
@@ -550,10 +561,6 @@ def summary(c: dict[str, Any], images: Any) -> dict[str, Any]:
         status = st["Status"].capitalize()
     cmd = " ".join([c["Path"], *c["Args"]])
     image = c["Config"]["Image"]
-    try:
-        image = reference.familiar(image)
-    except DockyardError:
-        pass
     return {
         "Id": c["Id"], "Names": [c["Name"]], "Image": image, "ImageID": c["Image"],
         "Command": cmd, "Created": int(c["_created"]), "Ports": [],

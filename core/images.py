@@ -260,15 +260,18 @@ class ImageStore:
         if len(candidate) == 64 and all(c in "0123456789abcdef" for c in candidate):
             if self.state.q("SELECT 1 FROM images WHERE id=?", "sha256:" + candidate):
                 return "sha256:" + candidate
+        is_hex = all(c in "0123456789abcdef" for c in candidate)
         try:
             ref = reference.parse(name)
         except InvalidParameter:
+            if not is_hex:
+                raise
             ref = None
         if ref is not None and ref.tag:
             rows = self.state.q("SELECT image_id FROM tags WHERE ref=?", str(ref.with_tag(ref.tag)))
             if rows:
                 return rows[0]["image_id"]
-        if 1 <= len(candidate) < 64 and all(c in "0123456789abcdef" for c in candidate):
+        if 1 <= len(candidate) < 64 and is_hex:
             rows = self.state.q("SELECT id FROM images WHERE id LIKE ?", f"sha256:{candidate}%")
             if len(rows) == 1:
                 return rows[0]["id"]

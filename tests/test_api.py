@@ -258,13 +258,20 @@ def test_writes_never_reach_the_image(shared_daemon: Daemon) -> None:
 
 
 def test_isolation_basics(shared_daemon: Daemon) -> None:
-    _, code, out = run_container(shared_daemon, ["sh", "-c", "hostname; cat /proc/net/dev | tail -n +3 | cut -d: -f1; ls /proc | grep -c '^[0-9]'"],
-                                 Hostname="boxy")
-    lines = out.decode().split()
-    assert code == 0
-    assert lines[0] == "boxy"
-    assert lines[1:-1] == ["lo"]
-    assert int(lines[-1]) <= 2  # sh and the pipeline's processes of its own namespace
+    _, code, out = run_container(
+        shared_daemon,
+        ["sh", "-c", "hostname; echo --; cat /proc/net/dev | tail -n +3 | cut -d: -f1; echo --; "
+                     "ls /proc | grep '^[0-9]'; echo --; cat /proc/1/comm; echo --; grep -c ' / ' /proc/mounts"],
+        Hostname="boxy")
+    assert code == 0, out
+    hostname, links, pids, init, rootmounts = out.decode().split("--")
+    assert hostname.strip() == "boxy"
+    assert links.split() == ["lo"]
+    # only its own processes: sh as pid 1 plus the pipeline it runs now
+    assert "1" in pids.split() and len(pids.split()) <= 4 and max(map(int, pids.split())) < 50
+    assert init.split() == ["sh"]
+    # host mounts are invisible: one root mount
+    assert rootmounts.split()[-1] == "1"
 
 
 def _dockyardd_fails(args: list[str], config: str | None = None) -> subprocess.CompletedProcess[str]:
