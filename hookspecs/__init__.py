@@ -7,6 +7,7 @@ from .errors import (Conflict, DockyardError, DriverNotFound, DriverNotSupported
                      InvalidParameter, NotFound, NotModified)
 from .execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
 from .graphdriver import GraphDriver
+from .naivediff import NaiveDiff
 from .netdriver import Endpoint, NetDriver
 from .registry import RegistryBackend
 from .spec import hookimpl, hookspec
@@ -24,6 +25,6 @@ PLUGIN_GROUP = "dockyard.plugins"
 __all__ = [
     "AttachStreams", "Conflict", "DRIVER_GROUPS", "DockyardError", "DriverNotFound",
     "DriverNotSupported", "Endpoint", "ExecDriver", "ExecError", "ExitStatus", "GraphDriver",
-    "InvalidParameter", "NetDriver", "NotFound", "NotModified", "PLUGIN_GROUP", "ProcessState",
+    "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound", "NotModified", "PLUGIN_GROUP", "ProcessState",
     "RegistryBackend", "hookimpl", "hookspec",
 ]
