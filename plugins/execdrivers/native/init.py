@@ -1,0 +1,446 @@
+"""What runs in the processes the supervisor forks for one container, between fork and execve.
+
+``child_main`` runs in the supervisor's forked child (the *intermediate*): it leaves the
+supervisor's session, joins the container's cgroups, sets up stdio, joins or creates the
+namespaces, forks the container's first process (pid 1 of a new pid namespace), reports that
+process's host pid and exits. ``_container_main`` runs in that grandchild: mounts, hostname,
+``lo``, pivot_root, console, user, working directory, then ``execve``.
+
+Both talk to the supervisor over one ``SOCK_SEQPACKET`` socket (close-on-exec), one message each:
+
+* ``P<pid>``       the intermediate: the container process's host pid
+* ``T`` + fd       the container process: the console master (SCM_RIGHTS), when ``tty``
+* ``E<code> <msg>`` either: a failure before exec; the sender then exits with ``code``
+
+A successful ``execve`` closes the socket, so end-of-file means "exec'd" unless an ``E`` came.
+Nothing here may touch the supervisor's event loop or import anything after ``pivot_root``.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import gc
+import os
+import resource
+import signal
+import socket
+import stat
+import termios
+from typing import Any, NoReturn
+
+from dockyard.core import linux
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: device nodes bind-mounted from the host into a tmpfs /dev
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
+
+
+class InitError(Exception):
+    """A failure to report to the supervisor with Docker's exit code."""
+
+    def __init__(self, message: str, code: int = 128) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def default_mounts() -> list[dict[str, Any]]:
+    """The mounts Docker gives every container (what the daemon puts in ``spec["mounts"]``)."""
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+    ]
+
+
+# -- the intermediate -----------------------------------------------------------------------------
+def _report(chan: socket.socket, code: int, message: str) -> None:
+    try:
+        chan.send(b"E%d %s" % (code, message.encode("utf-8", "replace")[:60000]))
+    except OSError:
+        pass
+
+
+def _reset_signals() -> None:
+    try:
+        signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE,
+                signal.SIGXFSZ, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
+    """Entry point of the supervisor's forked child. Never returns."""
+    code = 128
+    try:
+        gc.disable()  # a collection would touch (copy) every page of the supervisor's heap
+        _reset_signals()
+        linux.set_name("dockyard-init")
+        os.setsid()
+        # Joining a cgroup waits for an RCU grace period (milliseconds): unless the container
+        # gets its own cgroup namespace (rooted where its creator is), move the container
+        # process while it sets itself up, and let it exec only once that is done.
+        early = any(ns["type"] == "cgroup" and not ns.get("path") for ns in cfg["namespaces"])
+        if early:
+            _join_cgroups(cfg["cgroup_procs"], 0)
+        # stdio: the container's pipes (the console is opened later, inside the container)
+        for target, fd in enumerate(cfg["stdio"]):
+            if fd is not None:
+                os.dup2(fd, target)
+        # namespaces: join those with a path, create the others
+        joined: set[str] = set()
+        for ns in cfg["namespaces"]:
+            if ns.get("path"):
+                fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    linux.setns(fd, linux.NAMESPACE_FLAGS[ns["type"]])
+                finally:
+                    os.close(fd)
+                joined.add(ns["type"])
+        flags = linux.CLONE_NEWNS
+        for ns in cfg["namespaces"]:
+            if not ns.get("path"):
+                flags |= linux.NAMESPACE_FLAGS[ns["type"]]
+        linux.unshare(flags)
+        # opened now: once the container pivots, this mount namespace no longer shows them
+        cg_fds = [] if early else [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
+                                   for p in cfg["cgroup_procs"]]
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(gate_w)
+            for fd in cg_fds:
+                os.close(fd)
+            cfg["gate"] = gate_r
+            _container_main(cfg, chan)  # never returns
+        os.close(gate_r)
+        try:
+            for fd in cg_fds:
+                os.write(fd, b"%d" % pid)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        os.write(gate_w, b"1")
+        chan.send(b"P%d" % pid)
+        os._exit(0)
+    except InitError as e:
+        code = e.code
+        _report(chan, code, str(e))
+    except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
+        _report(chan, code, f"container init: {e}")
+    os._exit(code)
+
+
+def _join_cgroups(procs_files: list[str], pid: int) -> None:
+    for procs in procs_files:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"%d" % pid)
+        finally:
+            os.close(fd)
+
+
+# -- the container's first process ----------------------------------------------------------------
+def _container_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
+    code = 128
+    try:
+        _setup_container(cfg, chan)
+    except InitError as e:
+        code = e.code
+        _report(chan, code, str(e))
+    except BaseException as e:  # noqa: BLE001
+        _report(chan, code, f"container init: {e}")
+    os._exit(code)
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """``root``/``unsafe`` with symlinks resolved as if ``root`` were ``/`` (never escapes it)."""
+    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        cur = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 255:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe)
+            target = os.readlink(cur)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+        else:
+            resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _ensure_file(path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
+def _populate_dev(dev: str) -> None:
+    for name in DEV_NODES:
+        path = os.path.join(dev, name)
+        if not os.path.exists("/dev/" + name):
+            continue
+        _ensure_file(path)
+        linux.mount("/dev/" + name, path, None, linux.MS_BIND)
+    for name, target in DEV_LINKS:
+        try:
+            os.symlink(target, os.path.join(dev, name))
+        except FileExistsError:
+            pass
+
+
+def _mount_one(rootfs: str, m: dict[str, Any]) -> None:
+    dest = secure_join(rootfs, m["destination"])
+    typ = m.get("type") or ""
+    source = m.get("source") or typ or "none"
+    flags, prop, data = linux.parse_mount_options(m.get("options"))
+    if flags & linux.MS_BIND or typ == "bind":
+        flags |= linux.MS_BIND
+        if os.path.isdir(source):
+            os.makedirs(dest, exist_ok=True)
+        else:
+            _ensure_file(dest)
+        linux.mount(source, dest, None, flags & (linux.MS_BIND | linux.MS_REC))
+        extra = flags & ~(linux.MS_BIND | linux.MS_REC)
+        if extra:
+            linux.mount(None, dest, None, extra | linux.MS_BIND | linux.MS_REMOUNT)
+    else:
+        os.makedirs(dest, exist_ok=True)
+        try:
+            linux.mount(source, dest, typ, flags, data or None)
+        except PermissionError:
+            if typ != "sysfs":
+                raise
+            # sysfs of a network namespace we do not own: bind the host's, read-only
+            linux.mount("/sys", dest, None, linux.MS_BIND | linux.MS_REC)
+            linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+        if typ == "tmpfs" and os.path.normpath(m["destination"]) == "/dev":
+            _populate_dev(dest)
+    if prop:
+        linux.mount(None, dest, None, prop)
+
+
+def _mask_paths(masked: list[str], readonly: list[str]) -> None:
+    for path in masked:
+        try:
+            if os.path.isdir(path):
+                linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY)
+            elif os.path.exists(path):
+                linux.mount("/dev/null", path, None, linux.MS_BIND)
+        except FileNotFoundError:
+            pass
+    for path in readonly:
+        try:
+            if not os.path.exists(path):
+                continue
+            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
+            linux.mount(None, path, None,
+                        linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
+        except FileNotFoundError:
+            pass
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f
+                    if line.strip() and not line.startswith("#")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def resolve_user(spec_user: dict[str, Any]) -> tuple[int, int, list[int], str]:
+    """``(uid, gid, supplementary gids, home)`` from ``process.user``, the way Docker resolves
+    ``--user`` against the container's own ``/etc/passwd`` and ``/etc/group``."""
+    username = spec_user.get("username")
+    extra = [int(g) for g in spec_user.get("additionalGids") or ()]
+    if username is None or username == "":
+        if "username" not in spec_user and ("uid" in spec_user or "gid" in spec_user):
+            uid, gid = int(spec_user.get("uid", 0)), int(spec_user.get("gid", 0))
+            home = "/"
+            for ent in _read_db("/etc/passwd"):
+                if len(ent) >= 6 and ent[2] == str(uid):
+                    home = ent[5]
+                    break
+            return uid, gid, extra, home
+        username = "0"
+    user, _, group = username.partition(":")
+    uid, gid, home, name = 0, 0, "/", None
+    passwd = _read_db("/etc/passwd")
+    for ent in passwd:
+        if len(ent) >= 4 and (ent[0] == user or ent[2] == user):
+            name, uid, gid = ent[0], int(ent[2]), int(ent[3])
+            home = ent[5] if len(ent) >= 6 and ent[5] else "/"
+            break
+    else:
+        if not user.isdigit():
+            raise InitError(f"unable to find user {user}: no matching entries in passwd file")
+        uid = int(user)
+    groups_db = _read_db("/etc/group")
+    if group:
+        for ent in groups_db:
+            if len(ent) >= 3 and (ent[0] == group or ent[2] == group):
+                gid = int(ent[2])
+                break
+        else:
+            if not group.isdigit():
+                raise InitError(f"unable to find group {group}: no matching entries in group file")
+            gid = int(group)
+    groups: list[int] = [gid]
+    if name is not None and not group:
+        for ent in groups_db:
+            if len(ent) >= 4 and name in ent[3].split(","):
+                g = int(ent[2])
+                if g not in groups:
+                    groups.append(g)
+    for g in extra:
+        if g not in groups:
+            groups.append(g)
+    return uid, gid, groups, home
+
+
+def _lookup(arg0: str, env: list[str]) -> str:
+    """Go's ``exec.LookPath`` with the container's ``PATH``; raise Docker's messages."""
+    if "/" in arg0:
+        try:
+            st = os.stat(arg0)
+        except OSError as e:
+            raise InitError(f'exec: "{arg0}": stat {arg0}: {_go_err(e)}',
+                            127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126) from None
+        if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
+            raise InitError(f'exec: "{arg0}": permission denied', 126)
+        return arg0
+    path = DEFAULT_PATH
+    for kv in env:
+        if kv.startswith("PATH="):
+            path = kv[5:]
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", arg0)
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return cand
+    raise InitError(f'exec: "{arg0}": executable file not found in $PATH', 127)
+
+
+def _go_err(e: OSError) -> str:
+    msg = os.strerror(e.errno) if e.errno else str(e)
+    return msg[:1].lower() + msg[1:]
+
+
+def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
+    spec = cfg["spec"]
+    proc = spec.get("process") or {}
+    new_ns = {ns["type"] for ns in cfg["namespaces"] if not ns.get("path")}
+
+    # -- the file system view ---------------------------------------------------------------
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    rootfs = os.path.realpath(spec["root"]["path"])
+    linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+    for m in cfg["mounts"]:
+        _mount_one(rootfs, m)
+    if "uts" in new_ns and spec.get("hostname"):
+        linux.sethostname(spec["hostname"])
+    if "network" in new_ns:
+        linux.set_link_up("lo")
+    os.chdir(rootfs)
+    linux.pivot_root(".", ".")
+    linux.umount2(".", linux.MNT_DETACH)
+    os.chdir("/")
+    lin = spec.get("linux") or {}
+    _mask_paths(lin.get("maskedPaths") or [], lin.get("readonlyPaths") or [])
+
+    # -- the console ------------------------------------------------------------------------
+    os.setsid()
+    if cfg["tty"]:
+        master, slave = os.openpty()
+        socket.send_fds(chan, [b"T"], [master])
+        os.close(master)
+        try:
+            console = os.ttyname(slave)
+            _ensure_file("/dev/console")
+            linux.mount(console, "/dev/console", None, linux.MS_BIND)
+        except OSError:
+            pass
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        for target in (0, 1, 2):
+            os.dup2(slave, target)
+        os.close(slave)
+
+    if (spec.get("root") or {}).get("readonly"):
+        linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+    # -- the process ------------------------------------------------------------------------
+    uid, gid, groups, home = resolve_user(proc.get("user") or {})
+    env = list(proc.get("env") or [])
+    if not any(kv.startswith("HOME=") for kv in env):
+        env.append("HOME=" + home)
+    if not any(kv.startswith("PATH=") for kv in env):
+        env.append("PATH=" + DEFAULT_PATH)
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.makedirs(cwd, exist_ok=True)
+        os.chdir(cwd)
+    except OSError as e:
+        raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}")
+    for kind, soft, hard in cfg.get("base_rlimits") or ():
+        resource.setrlimit(kind, (soft, hard))
+    for rl in proc.get("rlimits") or ():
+        kind = getattr(resource, rl["type"], None)
+        if kind is None:
+            raise InitError(f"unknown rlimit {rl['type']}")
+        hard_now = resource.getrlimit(kind)[1]
+        hard = rl["hard"] if hard_now == resource.RLIM_INFINITY or rl["hard"] <= hard_now \
+            else hard_now
+        resource.setrlimit(kind, (min(rl["soft"], hard), hard))
+    args = list(proc.get("args") or [])
+    if not args:
+        raise InitError("no command specified")
+    path = _lookup(args[0], env)
+    os.umask(0o022)
+    if proc.get("noNewPrivileges"):
+        linux.set_no_new_privs()
+    os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
+        os._exit(128)
+    try:
+        os.execve(path, args, dict(kv.split("=", 1) for kv in env if "=" in kv))
+    except OSError as e:
+        code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else \
+            126 if e.errno in (errno.EACCES, errno.EISDIR, errno.EPERM) else 128
+        raise InitError(f'exec: "{args[0]}": {_go_err(e)}', code) from None

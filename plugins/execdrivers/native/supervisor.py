@@ -1,0 +1,887 @@
+"""The native driver's supervisor: one long-lived, single-threaded process per driver root.
+
+It is the fork server (every container is forked from it, see :mod:`.init`), the subreaper and
+parent of every container's first process, and the owner of each container's stdio, json-file log
+and exit status. It is separate from the API daemon so containers survive the daemon; it exits by
+itself once it holds no container and no client is connected.
+
+Run as ``python -m dockyard.plugins.execdrivers.native.supervisor --root ROOT [--ready-fd N]``.
+
+Protocol (unix socket ``ROOT/supervisor.sock``): every connection starts with one JSON line.
+
+* control connection: any number of requests ``{"rid": n, "op": ..., ...}``, answered (possibly
+  out of order: ``wait`` answers when the container exits) by ``{"rid": n, "ok": true,
+  "result": ...}`` or ``{"rid": n, "ok": false, "error": {"type", "message", "exit_code"}}``.
+  Ops: ``hello``, ``create``, ``start``, ``wait``, ``kill``, ``delete``, ``state``, ``list``,
+  ``resize``, ``pause``, ``resume``, ``pids``.
+* attach connection: first line ``{"op": "attach", "id", "stdin", "stdout", "stderr"}``, answered
+  by one JSON line (``{"ok": true, "stdin": granted}`` or an error); afterwards the connection is a
+  raw byte stream: container output to the client (Docker's multiplexed frames, raw for a TTY),
+  client bytes to the container's stdin; the client's half-close closes stdin when the container
+  has ``stdin_once``. The supervisor closes the connection once the container exited and its output
+  was delivered.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import struct
+import sys
+import termios
+import time
+from typing import Any
+
+from dockyard.core import linux
+from dockyard.hookspecs.errors import (
+    Conflict, DockyardError, ExecError, InvalidParameter, NotFound,
+)
+from dockyard.plugins.execdrivers.native import init as _init
+from dockyard.plugins.execdrivers.native.cgroups import Cgroups
+
+log = logging.getLogger("dockyard.native.supervisor")
+
+SOCK_NAME = "supervisor.sock"
+PID_NAME = "supervisor.pid"
+LOG_NAME = "supervisor.log"
+LOCK_NAME = "supervisor.lock"
+LINE_LIMIT = 64 << 20
+IDLE_GRACE = 30.0     # exit if no client ever connects within this many seconds of starting
+DRAIN_GRACE = 2.0     # after the main process exited, wait at most this long for output EOF
+LOG_LINE_MAX = 16 * 1024
+STREAM_NAMES = {1: "stdout", 2: "stderr"}
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def rfc3339nano(ns: int) -> str:
+    sec, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%09dZ" % frac
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class JsonLog:
+    """Docker's json-file log: one object per line of output (lines longer than 16 KiB split)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.partial = {1: b"", 2: b""}
+
+    def write(self, stream: int, data: bytes) -> None:
+        buf = self.partial[stream] + data
+        lines = buf.split(b"\n")
+        rest = lines.pop()
+        out = [line + b"\n" for line in lines]
+        while len(rest) >= LOG_LINE_MAX:
+            out.append(rest[:LOG_LINE_MAX])
+            rest = rest[LOG_LINE_MAX:]
+        self.partial[stream] = rest
+        if out:
+            self._emit(stream, out)
+
+    def _emit(self, stream: int, chunks: list[bytes]) -> None:
+        ts = rfc3339nano(time.time_ns())
+        name = STREAM_NAMES[stream]
+        text = "".join(
+            json.dumps({"log": c.decode("utf-8", "replace"), "stream": name, "time": ts},
+                       ensure_ascii=False, separators=(",", ":")) + "\n" for c in chunks)
+        try:
+            _write_all(self.fd, text.encode())
+        except OSError as e:
+            log.error("writing log %s: %s", self.path, e)
+
+    def flush(self) -> None:
+        for stream in (1, 2):
+            if self.partial[stream]:
+                self._emit(stream, [self.partial[stream]])
+                self.partial[stream] = b""
+
+    def close(self) -> None:
+        self.flush()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class FdWriter:
+    """Non-blocking, buffered writes to a container's stdin (a pipe or the console master).
+
+    Data written before the fd exists (attach before start) is kept until it does.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.fd: int | None = None
+        self.owns = True
+        self.eof_bytes = b""
+        self.buf = bytearray()
+        self.eof = False
+        self.closed = False
+        self.waiting = False
+
+    def attach(self, fd: int, owns: bool = True, eof_bytes: bytes = b"") -> None:
+        self.fd, self.owns, self.eof_bytes = fd, owns, eof_bytes
+        os.set_blocking(fd, False)
+        self._flush()
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.eof:
+            return
+        self.buf += data
+        self._flush()
+
+    def write_eof(self) -> None:
+        if not self.closed and not self.eof:
+            self.eof = True
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.fd is None or self.closed:
+            return
+        while self.buf:
+            try:
+                n = os.write(self.fd, self.buf)
+            except BlockingIOError:
+                if not self.waiting:
+                    self.loop.add_writer(self.fd, self._flush)
+                    self.waiting = True
+                return
+            except OSError:
+                self.close()
+                return
+            del self.buf[:n]
+        if self.waiting:
+            self.loop.remove_writer(self.fd)
+            self.waiting = False
+        if self.eof:
+            if self.owns:
+                self.close()
+            elif self.eof_bytes:
+                try:
+                    os.write(self.fd, self.eof_bytes)
+                except OSError:
+                    pass
+                self.eof_bytes = b""
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.buf.clear()
+        if self.fd is not None:
+            if self.waiting:
+                self.loop.remove_writer(self.fd)
+                self.waiting = False
+            if self.owns:
+                try:
+                    os.close(self.fd)
+                except OSError:
+                    pass
+
+
+class AttachClient:
+    def __init__(self, writer: asyncio.StreamWriter, stdout: bool, stderr: bool) -> None:
+        self.writer = writer
+        self.want = {1: stdout, 2: stderr}
+        self.done = asyncio.get_running_loop().create_future()
+
+    def send(self, stream: int, data: bytes, tty: bool) -> None:
+        if self.writer.is_closing():
+            return
+        if tty:
+            if self.want[1] or self.want[2]:
+                self.writer.write(data)
+        elif self.want[stream]:
+            self.writer.write(struct.pack(">BxxxI", stream, len(data)) + data)
+
+    def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+class Container:
+    def __init__(self, sup: "Supervisor", cid: str) -> None:
+        self.sup = sup
+        self.id = cid
+        self.dir = os.path.join(sup.root, cid)
+        self.spec: dict[str, Any] = {}
+        self.log_path = ""
+        self.tty = self.open_stdin = self.stdin_once = False
+        self.status = "created"
+        self.pid = 0
+        self.started_at = 0.0
+        self.exit: dict[str, Any] | None = None
+        self.cg_dirs: list[str] = []
+        self.mem_limited = False
+        self.log: JsonLog | None = None
+        self.clients: list[AttachClient] = []
+        self.waiters: list[asyncio.Future] = []
+        self._reset_run()
+
+    def _reset_run(self) -> None:
+        self.starting = False
+        self.out_fds: dict[int, int] = {}
+        self.master: int | None = None
+        self.proc_code: int | None = None
+        self.finished_at = 0.0
+        self.exit_error = ""
+        self.drain_timer: asyncio.TimerHandle | None = None
+        self.stdin: FdWriter | None = FdWriter(self.sup.loop) if self.open_stdin else None
+        self.stdin_claimed = False
+        self.winsize: tuple[int, int] | None = None
+
+    # -- state ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "pid": self.pid,
+                "started_at": self.started_at, "exit": self.exit}
+
+    def persist(self) -> None:
+        data = dict(self.state(), log_path=self.log_path, tty=self.tty,
+                    open_stdin=self.open_stdin, stdin_once=self.stdin_once, cgroups=self.cg_dirs)
+        tmp = os.path.join(self.dir, "state.json.tmp")
+        try:
+            with open(tmp, "w") as f:
+                json.dump(data, f)
+            os.replace(tmp, os.path.join(self.dir, "state.json"))
+        except OSError as e:
+            log.error("%s: persisting state: %s", self.id, e)
+
+    # -- output ---------------------------------------------------------------------------------
+    def add_output(self, fd: int, stream: int) -> None:
+        os.set_blocking(fd, False)
+        self.out_fds[fd] = stream
+        self.sup.loop.add_reader(fd, self._on_output, fd)
+
+    def _on_output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the console's last slave closed
+            data = b""
+        if not data:
+            self._close_output(fd)
+            return
+        stream = self.out_fds[fd]
+        if self.log is not None:
+            self.log.write(stream, data)
+        for cl in self.clients:
+            cl.send(stream, data, self.tty)
+
+    def _close_output(self, fd: int) -> None:
+        if self.out_fds.pop(fd, None) is None:
+            return
+        self.sup.loop.remove_reader(fd)
+        if fd != self.master:
+            os.close(fd)
+        if not self.out_fds and self.proc_code is not None:
+            self._finalize()
+
+    def _force_drain(self) -> None:
+        """The main process exited long ago but something still holds its output open (a
+        daemonized child without a pid namespace): take what is buffered and stop reading."""
+        self.drain_timer = None
+        for fd in list(self.out_fds):
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                stream = self.out_fds[fd]
+                if self.log is not None:
+                    self.log.write(stream, data)
+                for cl in self.clients:
+                    cl.send(stream, data, self.tty)
+            self._close_output(fd)
+
+    def set_master(self, fd: int) -> None:
+        self.master = fd
+        if self.winsize:
+            self._apply_winsize()
+        self.add_output(fd, 1)
+        if self.stdin is not None:
+            self.stdin.attach(fd, owns=False, eof_bytes=b"\x04")
+
+    def _apply_winsize(self) -> None:
+        if self.master is not None and self.winsize:
+            h, w = self.winsize
+            try:
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+            except OSError as e:
+                log.info("%s: resize: %s", self.id, e)
+
+    def resize(self, height: int, width: int) -> None:
+        if self.tty:
+            self.winsize = (height, width)
+            self._apply_winsize()
+
+    # -- exit -----------------------------------------------------------------------------------
+    def on_exit(self, code: int) -> None:
+        self.sup.by_pid.pop(self.pid, None)
+        self.proc_code = code
+        self.finished_at = time.time()
+        if not self.out_fds:
+            self._finalize()
+        else:
+            self.drain_timer = self.sup.loop.call_later(DRAIN_GRACE, self._force_drain)
+
+    def _finalize(self) -> None:
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
+        if self.log is not None:
+            self.log.flush()
+        oom = self.mem_limited and self.sup.cgroups.oom_killed(self.cg_dirs)
+        self.exit = {"exit_code": self.proc_code if self.proc_code is not None else 128,
+                     "finished_at": self.finished_at or time.time(), "oom_killed": oom,
+                     "error": self.exit_error}
+        self.status = "exited"
+        if self.stdin is not None:
+            self.stdin.close()
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+        for cl in self.clients:
+            cl.close()
+        self.clients.clear()
+        self.persist()
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_result(self.exit)
+        self.waiters.clear()
+
+    def wait_future(self) -> asyncio.Future:
+        fut = self.sup.loop.create_future()
+        if self.status == "exited" and not self.starting:
+            fut.set_result(self.exit)
+        else:
+            self.waiters.append(fut)
+        return fut
+
+
+class Supervisor:
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.sock_path = os.path.join(self.root, SOCK_NAME)
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.containers: dict[str, Container] = {}
+        self.by_pid: dict[int, Container] = {}
+        self.intermediates: set[int] = set()
+        self.early_exits: dict[int, int] = {}
+        self.pending_starts = 0
+        self.nclients = 0
+        self.ever_connected = False
+        self.stop: asyncio.Event | None = None
+        self.cgroups = Cgroups()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.base_rlimits = [(resource.RLIMIT_NOFILE, soft, hard)]
+        if soft != hard:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            except (OSError, ValueError):
+                pass
+
+    # -- life -----------------------------------------------------------------------------------
+    async def serve(self, ready_fd: int | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stop = asyncio.Event()
+        try:
+            os.unlink(self.sock_path)
+        except FileNotFoundError:
+            pass
+        server = await asyncio.start_unix_server(self._on_connection, path=self.sock_path,
+                                                 limit=LINE_LIMIT, backlog=128)
+        os.chmod(self.sock_path, 0o600)
+        sock_ino = os.stat(self.sock_path).st_ino
+        tmp = os.path.join(self.root, PID_NAME + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, os.path.join(self.root, PID_NAME))
+        self.loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        self.loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        self._reap()
+        self.loop.call_later(IDLE_GRACE, self._maybe_exit)
+        log.info("supervisor %d serving on %s", os.getpid(), self.sock_path)
+        if ready_fd is not None:
+            try:
+                os.write(ready_fd, b"ready\n")
+            finally:
+                os.close(ready_fd)
+        await self.stop.wait()
+        try:
+            if os.stat(self.sock_path).st_ino == sock_ino:
+                os.unlink(self.sock_path)
+        except FileNotFoundError:
+            pass
+        try:
+            os.unlink(os.path.join(self.root, PID_NAME))
+        except FileNotFoundError:
+            pass
+        server.close()
+        log.info("supervisor %d exiting: no containers, no clients", os.getpid())
+
+    def _maybe_exit(self) -> None:
+        if self.nclients == 0 and not self.containers and self.stop is not None:
+            self.stop.set()
+
+    def _on_sigterm(self) -> None:
+        if self.containers:
+            log.warning("SIGTERM ignored: %d containers held", len(self.containers))
+        else:
+            self.stop.set()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:
+                code = 128 - code
+            c = self.by_pid.pop(pid, None)
+            if c is not None:
+                c.on_exit(code)
+            elif pid in self.intermediates:
+                self.intermediates.discard(pid)
+            elif self.pending_starts:
+                self.early_exits[pid] = code
+
+    # -- connections ----------------------------------------------------------------------------
+    async def _on_connection(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        self.nclients += 1
+        self.ever_connected = True
+        tasks: set[asyncio.Task] = set()
+        try:
+            line = await reader.readline()
+            while line:
+                req = json.loads(line)
+                if req.get("op") == "attach":
+                    await self._attach(req, reader, writer)
+                    return
+                task = self.loop.create_task(self._request(req, writer))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                line = await reader.readline()
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as e:
+            log.info("connection dropped: %s", e)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("connection handler")
+        finally:
+            for t in tasks:
+                t.cancel()
+            writer.close()
+            self.nclients -= 1
+            self._maybe_exit()
+
+    async def _request(self, req: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        rid = req.pop("rid", None)
+        op = req.pop("op", "")
+        try:
+            handler = getattr(self, "op_" + op, None)
+            if handler is None:
+                raise InvalidParameter(f"unknown op {op!r}")
+            resp = {"rid": rid, "ok": True, "result": await handler(**req)}
+        except DockyardError as e:
+            resp = {"rid": rid, "ok": False, "error": {
+                "type": type(e).__name__, "message": e.message,
+                "exit_code": getattr(e, "exit_code", None)}}
+        except asyncio.CancelledError:
+            raise
+        except TypeError as e:
+            resp = {"rid": rid, "ok": False,
+                    "error": {"type": "InvalidParameter", "message": f"{op}: {e}"}}
+        except Exception as e:  # noqa: BLE001
+            log.exception("op %s", op)
+            resp = {"rid": rid, "ok": False, "error": {"type": "DockyardError", "message": str(e)}}
+        if not writer.is_closing():
+            writer.write(json.dumps(resp).encode() + b"\n")
+
+    async def _attach(self, req: dict[str, Any], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        c = self.containers.get(req.get("id", ""))
+        if c is None:
+            writer.write(json.dumps({"ok": False, "error": {
+                "type": "NotFound", "message": f"No such container: {req.get('id')}"}}).encode()
+                + b"\n")
+            return
+        want_stdin = bool(req.get("stdin")) and c.open_stdin
+        writer.write(json.dumps({"ok": True, "stdin": want_stdin}).encode() + b"\n")
+        if c.status == "exited" and not c.starting:
+            return
+        cl = AttachClient(writer, bool(req.get("stdout", True)), bool(req.get("stderr", True)))
+        c.clients.append(cl)
+        first_stdin = want_stdin and not c.stdin_claimed
+        if want_stdin:
+            c.stdin_claimed = True
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if want_stdin and c.stdin is not None and cl in c.clients:
+                    c.stdin.write(data)
+            if want_stdin and cl in c.clients:
+                # half-close: stdin is done, output keeps flowing until the container exits
+                if c.stdin_once and first_stdin and c.stdin is not None:
+                    c.stdin.write_eof()
+                closed = self.loop.create_task(writer.wait_closed())
+                try:
+                    await asyncio.wait([cl.done, closed], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    closed.cancel()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if cl in c.clients:
+                c.clients.remove(cl)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _get(self, cid: str) -> Container:
+        c = self.containers.get(cid)
+        if c is None:
+            raise NotFound(f"No such container: {cid}")
+        return c
+
+    # -- ops ------------------------------------------------------------------------------------
+    async def op_hello(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": 1, "containers": len(self.containers)}
+
+    async def op_list(self) -> list[dict[str, Any]]:
+        return [c.state() for c in self.containers.values()]
+
+    async def op_state(self, id: str) -> dict[str, Any]:
+        return self._get(id).state()
+
+    async def op_create(self, id: str, spec: dict[str, Any], log_path: str, tty: bool = False,
+                        open_stdin: bool = False, stdin_once: bool = False) -> None:
+        if not ID_RE.match(id or ""):
+            raise InvalidParameter(f"invalid container id {id!r}")
+        c = self.containers.get(id)
+        if c is not None and (c.status in ("running", "paused") or c.starting):
+            raise Conflict(f"container {id} is running")
+        root = (spec.get("root") or {}).get("path")
+        if not root or not os.path.isdir(root):
+            raise InvalidParameter(f"rootfs {root!r} is not a directory")
+        if not (spec.get("process") or {}).get("args"):
+            raise InvalidParameter("no command specified")
+        for ns in (spec.get("linux") or {}).get("namespaces") or ():
+            if ns.get("type") not in linux.NAMESPACE_FLAGS:
+                raise InvalidParameter(f"unknown namespace type {ns.get('type')!r}")
+            if ns["type"] == "user" and not ns.get("path"):
+                raise InvalidParameter("native: creating user namespaces is not supported")
+        if not log_path:
+            raise InvalidParameter("log_path is required")
+        new = c is None
+        if new:
+            c = Container(self, id)
+            os.makedirs(c.dir, mode=0o700, exist_ok=True)
+        resources = (spec.get("linux") or {}).get("resources") or {}
+        if self.cgroups.available:
+            rel = (spec.get("linux") or {}).get("cgroupsPath") or ""
+            if not rel or ":" in rel:
+                rel = f"dockyard/{id}"
+            try:
+                if c.cg_dirs and not new:
+                    self.cgroups.apply(c.cg_dirs, resources)
+                else:
+                    c.cg_dirs = self.cgroups.create(rel, resources)
+            except (InvalidParameter, OSError) as e:
+                if new:
+                    Cgroups.remove(c.cg_dirs)
+                    shutil.rmtree(c.dir, ignore_errors=True)
+                raise InvalidParameter(str(e)) from None
+        c.mem_limited = (resources.get("memory") or {}).get("limit") is not None
+        c.spec, c.tty, c.open_stdin, c.stdin_once = spec, bool(tty), bool(open_stdin), bool(stdin_once)
+        if c.log is None or c.log_path != log_path:
+            if c.log is not None:
+                c.log.close()
+            try:
+                c.log = JsonLog(log_path)
+            except OSError as e:
+                if new:
+                    Cgroups.remove(c.cg_dirs)
+                    shutil.rmtree(c.dir, ignore_errors=True)
+                raise InvalidParameter(f"cannot open log {log_path}: {e}") from None
+            c.log_path = log_path
+        c.status = "created"
+        c.pid = 0
+        c._reset_run()
+        self.containers[id] = c
+        with open(os.path.join(c.dir, "config.json"), "w") as f:
+            json.dump(spec, f)
+        c.persist()
+
+    async def op_start(self, id: str) -> int:
+        c = self._get(id)
+        if c.starting or c.status in ("running", "paused"):
+            raise Conflict(f"container {id} is already running")
+        if c.status == "exited":
+            c._reset_run()
+        c.starting = True
+        c.status = "created"
+        c.exit = None
+        spec = c.spec
+        namespaces = list((spec.get("linux") or {}).get("namespaces") or ())
+        mounts = spec["mounts"] if "mounts" in spec else _init.default_mounts()
+        child_fds: list[int] = []
+        stdio: list[int | None] = [None, None, None]
+        chan = child_chan = None
+        try:
+            if not c.tty:
+                if c.open_stdin:
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    child_fds.append(r)
+                    stdio[0] = r
+                    c.stdin.attach(w)
+                else:
+                    stdio[0] = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                    child_fds.append(stdio[0])
+                for stream in (1, 2):
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    child_fds.append(w)
+                    stdio[stream] = w
+                    c.add_output(r, stream)
+            chan, child_chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            cfg = {"spec": spec, "namespaces": namespaces, "mounts": mounts, "tty": c.tty,
+                   "stdio": stdio, "cgroup_procs": Cgroups.procs_files(c.cg_dirs),
+                   "base_rlimits": self.base_rlimits}
+            self.pending_starts += 1
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                try:
+                    _init.child_main(cfg, child_chan)
+                finally:
+                    os._exit(128)
+            self.intermediates.add(pid)
+        except BaseException:
+            for fd in child_fds:
+                os.close(fd)
+            if chan is not None:
+                chan.close()
+                child_chan.close()
+            for fd in list(c.out_fds):
+                c._close_output(fd)
+            c.starting = False
+            raise
+        for fd in child_fds:
+            os.close(fd)
+        child_chan.close()
+        try:
+            gpid, err = await self._read_reports(c, chan)
+        finally:
+            chan.close()
+            self.pending_starts -= 1
+        c.starting = False
+        if gpid:
+            c.pid = gpid
+            c.started_at = time.time()
+            c.status = "running"
+            self.by_pid[gpid] = c
+            early = self.early_exits.pop(gpid, None)
+            if early is not None:
+                self.by_pid.pop(gpid, None)
+                c.on_exit(early)
+        if not self.pending_starts:
+            self.early_exits.clear()
+        if err is not None or not gpid:
+            code, message = err if err is not None else (128, "container init failed")
+            c.exit_error = message
+            if not gpid:
+                c.on_exit(code)
+            await c.wait_future()
+            raise ExecError(message, code)
+        c.persist()
+        return gpid
+
+    async def _read_reports(self, c: Container, chan: socket.socket
+                            ) -> tuple[int, tuple[int, str] | None]:
+        """Read the children's messages until end-of-file (the container process exec'd or
+        everything died)."""
+        chan.setblocking(False)
+        fut = self.loop.create_future()
+        got: dict[str, Any] = {"pid": 0, "err": None}
+
+        def on_readable() -> None:
+            while True:
+                try:
+                    msg, fds, _flags, _addr = socket.recv_fds(chan, 65536, 4)
+                except BlockingIOError:
+                    return
+                except OSError as e:
+                    msg, fds = b"", []
+                    log.warning("%s: report channel: %s", c.id, e)
+                if not msg and not fds:
+                    self.loop.remove_reader(chan.fileno())
+                    if not fut.done():
+                        fut.set_result(None)
+                    return
+                kind = msg[:1]
+                if kind == b"P":
+                    got["pid"] = int(msg[1:])
+                elif kind == b"T" and fds:
+                    c.set_master(fds[0])
+                    fds = fds[1:]
+                elif kind == b"E":
+                    code, _, text = msg[1:].partition(b" ")
+                    got["err"] = (int(code), text.decode("utf-8", "replace"))
+                for fd in fds:
+                    os.close(fd)
+
+        self.loop.add_reader(chan.fileno(), on_readable)
+        try:
+            await fut
+        finally:
+            if not fut.done():
+                self.loop.remove_reader(chan.fileno())
+        return got["pid"], got["err"]
+
+    async def op_wait(self, id: str) -> dict[str, Any]:
+        c = self._get(id)
+        return await c.wait_future()
+
+    async def op_kill(self, id: str, signal: int) -> None:
+        c = self._get(id)
+        if c.status not in ("running", "paused") or not c.pid or c.proc_code is not None:
+            raise Conflict(f"Container {id} is not running")
+        try:
+            os.kill(c.pid, int(signal))
+        except ProcessLookupError:
+            pass
+        if c.status == "paused" and int(signal) == 9:
+            self._thaw(c)
+
+    async def op_delete(self, id: str) -> None:
+        c = self.containers.get(id)
+        if c is None:
+            return None
+        if c.status in ("running", "paused") or c.starting:
+            if c.pid and c.proc_code is None:
+                try:
+                    os.kill(c.pid, 9)
+                except ProcessLookupError:
+                    pass
+            self.cgroups.kill_all(c.cg_dirs)
+            if c.status == "paused":
+                self._thaw(c)
+            await c.wait_future()
+        for _ in range(200):
+            busy = Cgroups.remove(c.cg_dirs)
+            if not busy:
+                break
+            self.cgroups.kill_all(c.cg_dirs)
+            await asyncio.sleep(0.005)
+        else:
+            log.warning("%s: cgroups still busy: %s", id, busy)
+        for cl in c.clients:
+            cl.close()
+        c.clients.clear()
+        for fut in c.waiters:
+            if not fut.done():
+                fut.set_exception(NotFound(f"No such container: {id}"))
+        c.waiters.clear()
+        if c.stdin is not None:
+            c.stdin.close()
+        if c.log is not None:
+            c.log.close()
+            c.log = None
+        shutil.rmtree(c.dir, ignore_errors=True)
+        self.containers.pop(id, None)
+        return None
+
+    async def op_resize(self, id: str, height: int, width: int) -> None:
+        self._get(id).resize(int(height), int(width))
+
+    async def op_pids(self, id: str) -> list[int]:
+        c = self._get(id)
+        if c.cg_dirs:
+            return self.cgroups.pids(c.cg_dirs)
+        return [c.pid] if c.status in ("running", "paused") else []
+
+    def _thaw(self, c: Container) -> None:
+        try:
+            self.cgroups.freeze(c.cg_dirs, False)
+        except (OSError, DockyardError) as e:
+            log.warning("%s: thaw: %s", c.id, e)
+        if c.status == "paused":
+            c.status = "running"
+
+    async def op_pause(self, id: str) -> None:
+        c = self._get(id)
+        if c.status != "running":
+            raise Conflict(f"Container {id} is not running")
+        for _ in range(1000):
+            if self.cgroups.freeze(c.cg_dirs, True):
+                break
+            await asyncio.sleep(0.001)
+        else:
+            self.cgroups.freeze(c.cg_dirs, False)
+            raise DockyardError(f"container {id}: freezing timed out")
+        c.status = "paused"
+        c.persist()
+
+    async def op_resume(self, id: str) -> None:
+        c = self._get(id)
+        if c.status != "paused":
+            raise Conflict(f"Container {id} is not paused")
+        for _ in range(1000):
+            if self.cgroups.freeze(c.cg_dirs, False):
+                break
+            await asyncio.sleep(0.001)
+        c.status = "running"
+        c.persist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dockyard-native-supervisor")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--ready-fd", type=int, default=None)
+    args = parser.parse_args(argv)
+    root = os.path.abspath(args.root)
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    logging.basicConfig(filename=os.path.join(root, LOG_NAME), level=logging.INFO,
+                        format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    if args.ready_fd is not None:
+        os.set_inheritable(args.ready_fd, False)
+    # one supervisor per root: a previous one may still be shutting down
+    lock = os.open(os.path.join(root, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    linux.set_child_subreaper()
+    linux.set_name("dockyard-shim")
+    try:
+        asyncio.run(Supervisor(root).serve(args.ready_fd))
+    except Exception:  # noqa: BLE001
+        log.exception("supervisor failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
