@@ -222,7 +222,7 @@ def attach_and_run(opts: Any, cid: str, tty: bool, stdin: bool, auto_remove: boo
         if start:
             try:
                 client.request("POST", f"/containers/{cid}/start").read()
-            except DaemonError as e:
+            except DaemonError:
                 sock.close()
                 raise
         if tty:

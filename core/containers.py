@@ -24,6 +24,7 @@ from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 
 from . import names, spec as specmod
 from .blobs import atomic_write
+from .units import human_duration
 
 log = logging.getLogger(__name__)
 
@@ -569,31 +570,3 @@ def summary(c: dict[str, Any], images: Any) -> dict[str, Any]:
         "NetworkSettings": {"Networks": c["NetworkSettings"].get("Networks", {})},
         "Mounts": c.get("Mounts", []),
     }
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's ``units.HumanDuration``."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
