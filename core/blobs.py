@@ -96,6 +96,20 @@ class BlobStore:
                 os.unlink(tmp)
             raise
 
+    def writer(self) -> "BlobWriter":
+        """A temporary file that becomes a blob on :meth:`BlobWriter.commit` (digest verified),
+        and vanishes otherwise."""
+        return BlobWriter(self)
+
+    def open(self, digest: str) -> IO[bytes]:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+
+    def size(self, digest: str) -> int:
+        return os.path.getsize(self.path(digest))
+
     def get(self, digest: str) -> bytes:
         try:
             with open(self.path(digest), "rb") as f:
@@ -109,3 +123,46 @@ class BlobStore:
     def delete(self, digest: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(self.path(digest))
+
+
+class BlobWriter:
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.dir = os.path.join(store.root, "sha256")
+        fd, self.tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        self.f = os.fdopen(fd, "wb")
+        self.h = hashlib.sha256()
+        self.size = 0
+        self.digest: str | None = None
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def commit(self, expected: str | None = None) -> str:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        actual = "sha256:" + self.h.hexdigest()
+        if expected is not None and expected != actual:
+            self.abort()
+            raise InvalidParameter(f"digest mismatch: expected {expected}, content is {actual}")
+        os.chmod(self.tmp, 0o444)
+        os.replace(self.tmp, self.store.path(actual))
+        fsync_dir(self.dir)
+        self.digest = actual
+        return actual
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.digest is None:
+            self.abort()
