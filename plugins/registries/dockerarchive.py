@@ -59,6 +59,7 @@ class DockerArchiveBackend(RegistryBackend):
     name = "docker-archive"
     transport = "docker-archive"
     wants_uncompressed = True
+    wants_oci = True  # Docker 25's save: the archive is an OCI image layout as well
 
     def __init__(self, location: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(location, options)
