@@ -55,7 +55,13 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
 class BlobStore:
     def __init__(self, root: str) -> None:
         self.root = root
-        os.makedirs(os.path.join(root, "sha256"), exist_ok=True)
+        d = os.path.join(root, "sha256")
+        os.makedirs(d, exist_ok=True)
+        # temporary files of writes a crash interrupted: never whole, never referenced
+        for name in os.listdir(d):
+            if name.startswith(".tmp-"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(d, name))
 
     def path(self, digest: str) -> str:
         algo, hexpart = split_digest(digest)

@@ -310,3 +310,202 @@ def test_images_filters_digests_prune_export(daemon: Daemon, tmp_path: Any) -> N
     assert r.returncode == 0, r.stderr
     assert b"deleted: sha256:" in r.stdout
     assert d.api.get("/images/json")[1] == []
+
+
+def test_distribution_backend_chunked_upload_mount_catalog(registry: str) -> None:
+    """The backend alone against the real registry: chunked and streamed uploads, mount, delete."""
+    import hashlib
+    import io
+
+    from dockyard.hookspecs.errors import InvalidParameter, NotFound
+    from dockyard.plugins.registries.distribution import DistributionBackend
+    data = os.urandom(300_000)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    chunked = DistributionBackend(registry, {"chunk_size": 65536})
+    chunked.put_blob("chunk/a", digest, io.BytesIO(data), len(data))
+    assert chunked.has_blob("chunk/a", digest) == len(data)
+    with contextlib.closing(chunked.get_blob("chunk/a", digest)) as f:
+        assert f.read() == data
+    plain = DistributionBackend(registry)
+    # cross-repository mount: no bytes sent
+    assert plain.mount_blob("chunk/b", digest, "chunk/a")
+    assert plain.has_blob("chunk/b", digest) == len(data)
+    # size unknown: a streamed (chunked transfer-encoding) upload
+    other = os.urandom(1000)
+    plain.put_blob("chunk/c", "sha256:" + hashlib.sha256(other).hexdigest(), io.BytesIO(other))
+    # a lying source is refused by the registry or by our own verifier
+    with pytest.raises((InvalidParameter, Exception)):
+        plain.put_blob("chunk/c", digest, io.BytesIO(b"not it"), 6)
+    with pytest.raises(NotFound):
+        plain.resolve("chunk/a", "nope")
+    assert "chunk/a" in plain.catalog()
+
+
+def test_registry_mirror_serves_docker_io(busybox_tar: str, registry: str) -> None:
+    """``--registry-mirror``: docker.io names are pulled from the (loopback) mirror."""
+    with running_daemon(busybox_tar) as a:
+        assert a.api.post(f"/images/busybox/tag?repo={registry}/library/mirrored&tag=m1")[0] == 201
+        push(a, f"{registry}/library/mirrored:m1")
+    with running_daemon(None, ["--registry-mirror", f"http://{registry}"]) as b:
+        pull(b, "mirrored:m1")
+        run_echo(b, "mirrored:m1", "mirror")
+        assert inspect(b, "docker.io/library/mirrored:m1")["RepoTags"] == ["mirrored:m1"]
+
+
+def test_interrupted_pull_leaves_no_image_and_resumes(busybox_tar: str, tmp_path: Any) -> None:
+    """Kill the daemon while a layer is downloading: after a restart there is no image, no
+    temporary file; the next pull completes, fetching only what is missing."""
+    import asyncio
+    import gzip
+    import hashlib
+    import io
+    import threading
+
+    from aiohttp import web
+
+    def sha(b: bytes) -> str:
+        return "sha256:" + hashlib.sha256(b).hexdigest()
+
+    with open(busybox_tar, "rb") as f:
+        base = f.read()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("big")
+        payload = os.urandom(4 << 20)
+        ti.size = len(payload)
+        tf.addfile(ti, io.BytesIO(payload))
+    second = buf.getvalue()
+    blobs = {sha(gzip.compress(x, mtime=0)): gzip.compress(x, mtime=0) for x in (base, second)}
+    layer_digests = list(blobs)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [sha(base), sha(second)]}}).encode()
+    blobs[sha(config)] = config
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                      "size": len(config), "digest": sha(config)},
+                           "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                                       "size": len(blobs[d]), "digest": d} for d in layer_digests]}).encode()
+    stall = threading.Event()
+    stall.set()
+    requested = threading.Event()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        tail = request.match_info["tail"]
+        if tail == "":
+            return web.json_response({})
+        if "/manifests/" in tail:
+            return web.Response(body=manifest if request.method == "GET" else None, headers={
+                "Content-Type": "application/vnd.docker.distribution.manifest.v2+json",
+                "Docker-Content-Digest": sha(manifest)})
+        digest = tail.rsplit("/", 1)[1]
+        data = blobs[digest]
+        if digest == layer_digests[1] and stall.is_set():
+            resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
+            await resp.prepare(request)
+            await resp.write(data[:1000])
+            requested.set()
+            while stall.is_set():
+                await asyncio.sleep(0.1)
+            raise ConnectionResetError("stalled download ends")
+        return web.Response(body=data)
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_route("*", "/v2/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    port = free_port()
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    ref = f"127.0.0.1:{port}/slow/img"
+    try:
+        with running_daemon(None) as d:
+            from conftest import UnixHTTPConnection
+            conn = UnixHTTPConnection(d.sock, 60)
+            conn.request("POST", f"/images/create?fromImage={ref}&tag=latest")
+            conn.getresponse()
+            assert requested.wait(60)
+            time.sleep(0.5)
+            d.stop(sig=9)
+            conn.close()
+            d.start()
+            assert d.api.get("/images/json")[1] == []
+            blobdir = os.path.join(d.data_root, "image", "blobs", "sha256")
+            assert not [n for n in os.listdir(blobdir) if n.startswith(".tmp-")]
+            stall.clear()
+            msgs = pull(d, f"{ref}:latest")
+            by_layer = {m.get("id"): m.get("status") for m in msgs if m.get("id")}
+            assert by_layer[layer_digests[0][7:19]] in ("Already exists", "Pull complete")
+            run_echo(d, f"{ref}:latest", "resumed")
+    finally:
+        stall.clear()
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+        loop.close()
+
+
+def test_bearer_token_auth_through_a_token_server(pair: tuple[Daemon, Daemon], registry: str) -> None:
+    """A registry that wants Bearer tokens (as Docker Hub does): the daemon asks the realm for
+    a token per scope, with the login's credentials, then pushes and pulls with it."""
+    import asyncio
+    import secrets
+    import threading
+
+    import aiohttp
+    from aiohttp import web
+
+    token = secrets.token_hex(16)
+    port = free_port()
+    scopes: list[str] = []
+
+    async def token_handler(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Basic " + base64.b64encode(b"bob:pw").decode():
+            return web.Response(status=401)
+        scopes.append(request.query.get("scope", ""))
+        return web.json_response({"token": token})
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != f"Bearer {token}":
+            return web.json_response({"errors": [{"code": "UNAUTHORIZED", "message": "token needed"}]},
+                                     status=401, headers={"WWW-Authenticate":
+                                     f'Bearer realm="http://127.0.0.1:{port}/token",service="test"'})
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "authorization")}
+        async with aiohttp.ClientSession(auto_decompress=False) as s:
+            async with s.request(request.method, f"http://{registry}{request.rel_url}", headers=headers,
+                                 data=await request.read(), allow_redirects=False) as r:
+                body = await r.read()
+                out = {k: v.replace(registry, f"127.0.0.1:{port}") for k, v in r.headers.items()
+                       if k.lower() not in ("content-length", "transfer-encoding", "date", "server")}
+                return web.Response(status=r.status, body=body, headers=out)
+
+    loop = asyncio.new_event_loop()
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_get("/token", token_handler)
+    app.router.add_route("*", "/v2/{tail:.*}", proxy)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    try:
+        a, b = pair
+        host = f"127.0.0.1:{port}"
+        auth = base64.urlsafe_b64encode(json.dumps({"username": "bob", "password": "pw"}).encode()).decode()
+        assert a.api.post(f"/images/busybox/tag?repo={host}/tok/bb&tag=1")[0] == 201
+        status, body = a.api.post(f"/images/{host}/tok/bb/push?tag=1", timeout=60)
+        assert "token request failed" in json.dumps(body) or "unauthorized" in json.dumps(body).lower()
+        push(a, f"{host}/tok/bb:1", auth)
+        assert "repository:tok/bb:pull,push" in scopes
+        status, body = b.api.post(f"/images/create?fromImage={host}/tok/bb&tag=1", timeout=120,
+                                  headers={"X-Registry-Auth": auth})
+        assert status == 200 and not any(m.get("error") for m in body), body
+        run_echo(b, f"{host}/tok/bb:1", "bearer")
+        status, body = b.api.post("/auth", {"username": "bob", "password": "pw", "serveraddress": host})
+        assert status == 200 and body["Status"] == "Login Succeeded"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+        loop.close()
