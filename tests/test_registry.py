@@ -67,13 +67,15 @@ def docker_registry() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def dockyard_registry(htpasswd: str | None = None) -> Iterator[str]:
+def dockyard_registry(htpasswd: str | None = None, tls: tuple[str, str] | None = None) -> Iterator[str]:
     """``dockyard registry serve`` on a free loopback port; yields host:port."""
     root = tempfile.mkdtemp(prefix="dky-dreg-")
     port = free_port()
     argv = [DOCKYARD, "registry", "serve", "--addr", f"127.0.0.1:{port}", "--root", os.path.join(root, "data")]
     if htpasswd:
         argv += ["--htpasswd", htpasswd]
+    if tls:
+        argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
     log = open(os.path.join(root, "log"), "wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=log)
     log.close()
@@ -509,3 +511,28 @@ def test_bearer_token_auth_through_a_token_server(pair: tuple[Daemon, Daemon], r
         loop.call_soon_threadsafe(loop.stop)
         t.join(10)
         loop.close()
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl needed to make a certificate")
+def test_registry_serve_tls(pair: tuple[Daemon, Daemon], tmp_path: Any) -> None:
+    """``--tls-cert/--tls-key``: HTTPS; the daemon reaches the loopback registry over HTTPS
+    without verification (loopback is insecure by default), skopeo with --tls-verify=false."""
+    a, b = pair
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    with dockyard_registry(tls=(cert, key)) as reg:
+        ref = f"{reg}/tls/bb:1"
+        assert a.api.post(f"/images/busybox/tag?repo={reg}/tls/bb&tag=1")[0] == 201
+        push(a, ref)
+        pull(b, ref)
+        run_echo(b, ref, "tls")
+        import ssl
+        import urllib.request
+        ctx = ssl.create_default_context(cafile=cert)
+        tags = json.load(urllib.request.urlopen(f"https://{reg}/v2/tls/bb/tags/list", timeout=10, context=ctx))
+        assert tags["tags"] == ["1"]
+        if SKOPEO:
+            subprocess.run([SKOPEO, "inspect", "--tls-verify=false", f"docker://{ref}"], check=True,
+                           capture_output=True, timeout=60)

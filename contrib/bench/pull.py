@@ -168,7 +168,7 @@ def time_dockerd(ref: str, driver: str) -> float | None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-            subprocess.run(f"grep ' {root}' /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l",
+            subprocess.run(f"grep ' {root}/' /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l",
                            shell=True, check=False)
 
 
