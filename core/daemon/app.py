@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.hookspecs import DRIVER_GROUPS
-from dockyard.hookspecs.errors import DriverNotSupported
+from dockyard.hookspecs.errors import DriverNotFound, DriverNotSupported
 
 from .. import plugins
 from ..blobs import BlobStore
@@ -76,6 +76,23 @@ class Daemon:
         self.containers = ContainerService(self)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    # -- registry backends ---------------------------------------------------------------------
+    def backend(self, transport: str, location: str, options: dict[str, Any] | None = None) -> Any:
+        """A registry backend for an image transport (``docker``, ``oci``, ``docker-archive``):
+        the installed backend that declares it, chosen by what it serves, never by name."""
+        reg = self.registries["registry"]
+        for name in reg.names():
+            cls = reg.get_class(name)
+            if getattr(cls, "transport", "") == transport:
+                return cls(location, options or {})
+        raise DriverNotFound("registry", transport, reg.names())
+
+    def remote(self, domain: str, auth: dict[str, Any] | None = None) -> Any:
+        """The backend for a registry host, with the daemon's insecure-registries and mirrors."""
+        return self.backend("docker", domain, {
+            "auth": auth or {}, "insecure-registries": self.config["insecure-registries"],
+            "mirrors": self.config["registry-mirrors"]})
 
     # -- hooks & events -------------------------------------------------------------------------
     def emit(self, hook: str, **kwargs: Any) -> None:

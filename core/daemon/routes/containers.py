@@ -221,7 +221,33 @@ async def top(request: web.Request) -> web.Response:
     return web.json_response({"Titles": ["UID", "PID", "CMD"], "Processes": procs})
 
 
+async def export(request: web.Request) -> web.StreamResponse:
+    """``docker export``: the container's whole filesystem as one tar (through the graph
+    driver's mount, so it works for any driver)."""
+    from dockyard.hookspecs.naivediff import compute_changes, stream_from_writer, write_layer_tar
+    d = request.app["daemon"]
+    c = d.containers.get(request.match_info["id"])
+    cid = c["Id"]
+    root = await asyncio.to_thread(d.graph.get, cid)
+    try:
+        changes = await asyncio.to_thread(compute_changes, root, None)
+        stream = stream_from_writer(lambda out: write_layer_tar(out, root, changes))
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await resp.prepare(request)
+        try:
+            while chunk := await asyncio.to_thread(stream.read, 1 << 20):
+                await resp.write(chunk)
+        finally:
+            stream.close()
+        await resp.write_eof()
+        d.event("container", "export", cid, {})
+        return resp
+    finally:
+        await asyncio.to_thread(d.graph.put, cid)
+
+
 def setup(app: web.Application) -> None:
+    route(app, "GET", "/containers/{id}/export", export)
     route(app, "POST", "/containers/create", create)
     route(app, "GET", "/containers/json", list_)
     route(app, "GET", "/containers/{id}/json", inspect)
