@@ -17,6 +17,10 @@ from typing import IO, Any, ClassVar
 class GraphDriver(abc.ABC):
     #: the entry-point name, also the value users give to ``--storage-driver``
     name: ClassVar[str] = ""
+    #: documented departures from full POSIX semantics that the conformance suite tolerates;
+    #: the only one known is ``"hardlink-copy-up"``: writing one name of a hard-linked file of a
+    #: parent layer unlinks it from its other names (overlayfs without ``index=on``)
+    limitations: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
         """``home`` is this driver's own directory (``<data-root>/<name>``); create it if needed.

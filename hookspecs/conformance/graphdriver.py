@@ -616,7 +616,11 @@ class GraphDriverSuite:
             # the child's hard link pair is its own, not shared with the parent
             with open(os.path.join(root, "hl1"), "ab") as f:
                 f.write(b"!")
-            assert read(root, "sticky/hl2") == b"hard!"
+            if "hardlink-copy-up" in getattr(d, "limitations", ()):
+                # overlayfs without index=on breaks the pair on copy-up (so does Docker's overlay2)
+                assert read(root, "sticky/hl2") in (b"hard", b"hard!")
+            else:
+                assert read(root, "sticky/hl2") == b"hard!"
         finally:
             d.put("child")
         proot = d.get("base")
