@@ -17,9 +17,11 @@ from typing import IO, Any, ClassVar
 class GraphDriver(abc.ABC):
     #: the entry-point name, also the value users give to ``--storage-driver``
     name: ClassVar[str] = ""
-    #: documented departures from full POSIX semantics that the conformance suite tolerates;
-    #: the only one known is ``"hardlink-copy-up"``: writing one name of a hard-linked file of a
-    #: parent layer unlinks it from its other names (overlayfs without ``index=on``)
+    #: documented departures from full POSIX semantics that the conformance suite tolerates:
+    #: ``"hardlink-copy-up"``: writing one name of a hard-linked file of a parent layer unlinks
+    #: it from its other names (overlayfs without ``index=on``, as Docker's overlay2);
+    #: ``"hardlinks-in-lower"``: hard links of parent layers show as separate inodes with the
+    #: right link count (fuse-overlayfs)
     limitations: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, home: str, options: dict[str, str] | None = None) -> None:

@@ -606,17 +606,25 @@ class GraphDriverSuite:
             d.put("base")
         d.create("child", "base")
         root = d.get("child")
+        limits = getattr(d, "limitations", ())
         try:
-            assert snapshot(root) == want
+            if "hardlinks-in-lower" in limits:
+                # the names keep content and metadata, but are not shown as one inode
+                unlink = lambda snap: {k: v[:7] + (None,) + v[8:] for k, v in snap.items()}  # noqa: E731
+                assert unlink(snapshot(root)) == unlink(want)
+            else:
+                assert snapshot(root) == want
             assert os.lstat(os.path.join(root, "old")).st_mtime_ns == want_ns
             a, b = os.lstat(os.path.join(root, "hl1")), os.lstat(os.path.join(root, "sticky/hl2"))
-            assert a.st_ino == b.st_ino and a.st_nlink == 2
+            assert a.st_nlink == 2
+            if "hardlinks-in-lower" not in limits:
+                assert a.st_ino == b.st_ino
             assert stat.S_ISSOCK(os.lstat(os.path.join(root, "sock")).st_mode)
             assert os.getxattr(os.path.join(root, "cap"), "security.capability") == CAP_NET_RAW
             # the child's hard link pair is its own, not shared with the parent
             with open(os.path.join(root, "hl1"), "ab") as f:
                 f.write(b"!")
-            if "hardlink-copy-up" in getattr(d, "limitations", ()):
+            if {"hardlink-copy-up", "hardlinks-in-lower"} & set(limits):
                 # overlayfs without index=on breaks the pair on copy-up (so does Docker's overlay2)
                 assert read(root, "sticky/hl2") in (b"hard", b"hard!")
             else:

@@ -426,18 +426,20 @@ class OverlayLayout(NaiveDiff, GraphDriver):
                 for name in names:
                     p, r = os.path.join(dirpath, name), rel + "/" + name
                     st = os.lstat(p)
-                    if is_whiteout(st):
-                        out.append(Change(r, CHANGE_DELETE))
-                        continue
                     if name.startswith(WHITEOUT_PREFIX):
-                        # whiteouts another tool left as files (fuse-overlayfs without privileges)
-                        if name == WHITEOUT_OPAQUE:
+                        # markers fuse-overlayfs leaves next to (or instead of) the kernel's:
+                        # ".wh..wh..opq" files and ".wh..opq" devices in opaque directories,
+                        # ".wh.<name>" files when it cannot make devices
+                        if name in (WHITEOUT_OPAQUE, ".wh..opq"):
                             for c in reversed(out):
                                 if c.path == rel:
                                     c.opaque = True
                                     break
                         else:
                             out.append(Change(rel + "/" + name[len(WHITEOUT_PREFIX):], CHANGE_DELETE))
+                        continue
+                    if is_whiteout(st):
+                        out.append(Change(r, CHANGE_DELETE))
                         continue
                     below = lroot is not None and _exists_nofollow(lroot, r)
                     kind = CHANGE_MODIFY if below else CHANGE_ADD
