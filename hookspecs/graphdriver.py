@@ -23,6 +23,9 @@ class GraphDriver(abc.ABC):
     #: ``"hardlinks-in-lower"``: hard links of parent layers show as separate inodes with the
     #: right link count (fuse-overlayfs)
     limitations: ClassVar[frozenset[str]] = frozenset()
+    #: the file-system type ``home`` must be on (``"btrfs"``...), or ``None``: the conformance
+    #: suite then runs the driver on a loop-mounted file system of that type it makes itself
+    required_fs: ClassVar[str | None] = None
 
     def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
         """``home`` is this driver's own directory (``<data-root>/<name>``); create it if needed.
