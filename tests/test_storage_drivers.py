@@ -108,3 +108,31 @@ def test_data_root_keeps_its_driver(busybox_tar: str) -> None:
         _kill_pidfile_tree(os.path.join(root, "exec"))
         subprocess.run(["umount", "-R", "-l", root], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_storage_migrate_moves_images_and_stopped_containers(busybox_tar: str) -> None:
+    script = "if [ -e /kept ]; then cat /kept; else echo kept > /kept; rm /bin/ls; echo first; fi"
+    with running_daemon(busybox_tar) as d:
+        assert d.api.get("/info")[1]["Driver"] == "overlay"
+        cid, code, out = run_container(d, ["sh", "-c", script])
+        assert (code, out) == (0, b"first\n")
+        for target in ("vfs", "overlay"):
+            r = d.cli("storage", "migrate", "--to", target)
+            out = r.stdout.decode()
+            assert r.returncode == 0, r.stderr.decode() + out
+            assert "verified" in out and f"now using {target}" in out, out
+            assert d.api.get("/info")[1]["Driver"] == target
+            assert not os.path.exists(os.path.join(d.data_root, "vfs" if target == "overlay" else "overlay"))
+            # the stopped container kept its own changes
+            assert d.api.post(f"/containers/{cid}/start")[0] == 204
+            status, res = d.api.post(f"/containers/{cid}/wait", timeout=60)
+            _, logs = d.api.get(f"/containers/{cid}/logs?stdout=1")
+            assert res["StatusCode"] == 0 and logs.endswith(b"kept\n"), logs
+            # and the image did not get them
+            _, code, out = run_container(d, ["sh", "-c", "test ! -e /kept && test -e /bin/ls && echo clean"])
+            assert (code, out) == (0, b"clean\n")
+            status, c = d.api.get(f"/containers/{cid}/json")
+            assert c["GraphDriver"]["Name"] == target
+        r = d.cli("storage", "migrate", "--to", "devicemapper")
+        assert r.returncode != 0 and b"not supported" in r.stderr, r.stderr
+        assert d.api.get("/info")[1]["Driver"] == "overlay"

@@ -49,6 +49,7 @@ class Daemon:
 
         self.state = State(os.path.join(self.data_root, "dockyard.db"))
         self.graph = self._select_graph_driver(config)
+        self.migrating = False  # a storage migration holds off container creation and mounts
 
         ereg = self.registries["exec"]
         ename = config["exec-driver"]
@@ -143,8 +144,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, images, system
-        for module in (system, containers, images):
+        from .routes import containers, images, storage, system
+        for module in (system, containers, images, storage):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)
