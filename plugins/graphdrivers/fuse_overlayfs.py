@@ -54,7 +54,8 @@ class FuseOverlayfsDriver(OverlayLayout):
     def status(self) -> list[tuple[str, str]]:
         try:
             out = subprocess.run([self._bin, "--version"], capture_output=True, timeout=10)
-            version = out.stdout.decode(errors="replace").splitlines()[0].strip()
-        except (OSError, subprocess.SubprocessError, IndexError):
+            lines = out.stdout.decode(errors="replace").splitlines()
+            version = next(line.strip() for line in lines if "fuse-overlayfs" in line)
+        except (OSError, subprocess.SubprocessError, StopIteration):
             version = "unknown"
         return self._backing_status() + [("fuse-overlayfs", version)]
