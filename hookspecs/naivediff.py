@@ -634,6 +634,10 @@ class WhiteoutFormat:
         _opaque(sroot, dir_parts, unpacked)
 
 
+    def dir_replaced(self, dfd: int, name: str, was: os.stat_result) -> None:
+        """Directory ``name`` (in ``dfd``) was just made where ``was`` stood (removed first)."""
+
+
 #: the OCI behaviour (remove what a whiteout names)
 OCI_WHITEOUTS = WhiteoutFormat()
 
@@ -679,7 +683,7 @@ def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | No
             try:
                 dfd = sroot.open_dir(parent, create=True, what=ti.name)
                 try:
-                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times)
+                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times, whiteouts)
                 except tarfile.TarError as e:  # truncated or corrupt data
                     raise InvalidParameter(f"layer tar: {ti.name!r}: {e}") from None
                 finally:
@@ -705,14 +709,16 @@ def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | No
 
 def _apply_entry(tf: tarfile.TarFile, ti: tarfile.TarInfo, dfd: int, name: str,
                  link_src: tuple[int, str] | None, parts: list[str],
-                 dir_times: list[tuple[list[str], float, float]]) -> int:
+                 dir_times: list[tuple[list[str], float, float]],
+                 whiteouts: WhiteoutFormat) -> int:
     try:
         old = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         old = None
+    replaced = None
     if old is not None and not (ti.isdir() and stat.S_ISDIR(old.st_mode)):
         remove_at(dfd, name)  # replace; never write through what was there
-        old = None
+        replaced, old = old, None
     mode = ti.mode & 0o7777
     xattrs = _entry_xattrs(ti)
     mtime = ti.mtime
@@ -739,6 +745,8 @@ def _apply_entry(tf: tarfile.TarFile, ti: tarfile.TarInfo, dfd: int, name: str,
     if ti.isdir():
         if old is None:
             os.mkdir(name, 0o700, dir_fd=dfd)
+            if replaced is not None:
+                whiteouts.dir_replaced(dfd, name, replaced)
         fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
         try:
             _chown(os.fchown, fd, ti.uid, ti.gid)

@@ -577,6 +577,19 @@ class GraphDriverSuite:
         finally:
             d.put("l")
 
+    def test_apply_diff_whiteout_then_new_dir(self, env: Env) -> None:
+        """``.wh.d`` followed by ``d/`` in one tar replaces the parent's directory: none of its
+        old entries may show through."""
+        d = env.driver
+        self.layer(env, "base", None, {"d/old": "o", "d/sub/x": "x"})
+        d.create("l", "base")
+        d.apply_diff("l", "base", make_tar(("file", ".wh.d"), ("dir", "d"), ("file", "d/new", "n")))
+        root = d.get("l")
+        try:
+            assert sorted(os.listdir(os.path.join(root, "d"))) == ["new"]
+        finally:
+            d.put("l")
+
     def test_apply_diff_rejects_garbage(self, env: Env) -> None:
         env.driver.create("l", None)
         with pytest.raises(InvalidParameter):

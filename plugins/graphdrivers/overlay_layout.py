@@ -157,6 +157,11 @@ class OverlayWhiteouts(WhiteoutFormat):
         finally:
             os.close(dfd)
 
+    def dir_replaced(self, dfd: int, name: str, was: os.stat_result) -> None:
+        # a directory made where this tar left a whiteout must not show the lower one's entries
+        if is_whiteout(was):
+            os.setxattr(f"/proc/self/fd/{dfd}/{name}", OPAQUE_XATTR, b"y", follow_symlinks=False)
+
     def opaque(self, sroot: SecureRoot, dir_parts: list[str], unpacked: set[tuple[str, ...]],
                what: str) -> None:
         super().opaque(sroot, dir_parts, unpacked, what)  # the upper keeps only this tar's entries
