@@ -136,3 +136,33 @@ def test_storage_migrate_moves_images_and_stopped_containers(busybox_tar: str) -
         r = d.cli("storage", "migrate", "--to", "devicemapper")
         assert r.returncode != 0 and b"not supported" in r.stderr, r.stderr
         assert d.api.get("/info")[1]["Driver"] == "overlay"
+
+
+def _mount_count(path: str) -> int:
+    with open("/proc/self/mountinfo") as f:
+        return sum(1 for line in f if line.split()[4] == path)
+
+
+@pytest.mark.parametrize("driver", ["overlay", "fuse-overlayfs"])
+def test_sigkilled_daemon_leaves_mounts_that_the_next_one_adopts(driver: str, busybox_tar: str) -> None:
+    import signal
+    with running_daemon(busybox_tar, ["--storage-driver", driver]) as d:
+        status, body = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["sleep", "1000"]})
+        assert status == 201, body
+        cid = body["Id"]
+        assert d.api.post(f"/containers/{cid}/start")[0] == 204
+        merged = os.path.join(os.path.realpath(d.data_root), driver, cid, "merged")
+        assert _mount_count(merged) == 1
+        d.stop(signal.SIGKILL)
+        assert _mount_count(merged) == 1  # left behind, the container still runs on it
+        d.start()
+        _, c = d.api.get(f"/containers/{cid}/json")
+        assert c["State"]["Running"], c["State"]
+        assert _mount_count(merged) == 1, "mounted a second time"
+        assert d.api.post(f"/containers/{cid}/kill")[0] == 204
+        d.api.post(f"/containers/{cid}/wait", timeout=60)
+        deadline = time.monotonic() + 10
+        while _mount_count(merged) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _mount_count(merged) == 0, "the adopted mount was not released"
+        assert d.api.delete(f"/containers/{cid}")[0] == 204
