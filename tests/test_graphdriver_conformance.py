@@ -88,3 +88,48 @@ def test_overlay_mount_options_stay_under_a_page_for_deep_chains(home: str) -> N
         assert ".l/" in opts
     finally:
         d.cleanup()
+
+
+def test_fuse_overlayfs_replaces_a_dead_mount(home: str) -> None:
+    """A fuse-overlayfs process that died leaves a mount answering ENOTCONN: the next driver
+    drops it and mounts afresh instead of adopting it."""
+    import signal
+    import time
+    from dockyard.hookspecs.errors import DriverNotSupported
+    from dockyard.plugins.graphdrivers.fuse_overlayfs import FuseOverlayfsDriver
+    try:
+        d = FuseOverlayfsDriver(home)
+    except DriverNotSupported as e:
+        pytest.skip(e.reason)
+    try:
+        d.create("base", None)
+        d.create_rw("ctr", "base")
+        d.get("ctr")
+        with open(os.path.join(home, "base", "link")) as f:
+            lower = f"lowerdir=.l/{f.read().strip()}".encode()  # unique: a random link name
+        pids = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"ctr/merged" in argv and any(a.startswith(lower) for a in argv):
+                pids.append(int(pid))
+        assert pids
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.stat(os.path.join(home, "ctr", "merged"))
+            except OSError:
+                break
+            time.sleep(0.05)
+        again = FuseOverlayfsDriver(home)
+        root = again.get("ctr")
+        assert os.listdir(root) == []
+        again.put("ctr")
+        again.cleanup()
+    finally:
+        d.cleanup()

@@ -213,6 +213,12 @@ class OverlayLayout(NaiveDiff, GraphDriver):
             if (fstype in self._mount_types and mp.startswith(prefix)
                     and mp.endswith("/merged") and mp.count("/") == prefix.count("/") + 1):
                 id = mp[len(prefix):-len("/merged")]
+                try:
+                    os.stat(mp)
+                except OSError as e:  # e.g. ENOTCONN: its fuse-overlayfs process is gone
+                    log.warning("%s: dropping dead mount of %s: %s", self.name, id, e)
+                    linux.umount2(mp, linux.MNT_DETACH)
+                    continue
                 log.info("%s: adopting %s, still mounted from a previous run", self.name, id)
                 self._mounted.add(id)
 
