@@ -513,7 +513,11 @@ class OverlayLayout(NaiveDiff, GraphDriver):
 
 
 def check_backing(name: str, home: str) -> str:
-    """Refuse a home an overlay upper dir cannot live on; return the backing fs name."""
+    """Refuse a home an overlay upper dir cannot live on; return the backing fs name.
+
+    fuse-overlayfs too: the whiteouts this layout writes (0/0 devices, ``trusted.overlay.*``
+    xattrs) are interpreted by an overlayfs backing itself (measured: the whiteout and opaque
+    suite tests fail for fuse-overlayfs on an overlayfs home)."""
     from dockyard.hookspecs.errors import DriverNotSupported
     os.makedirs(home, mode=0o700, exist_ok=True)
     backing = linux.fs_name(home)
