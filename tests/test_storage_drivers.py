@@ -166,3 +166,22 @@ def test_sigkilled_daemon_leaves_mounts_that_the_next_one_adopts(driver: str, bu
             time.sleep(0.05)
         assert _mount_count(merged) == 0, "the adopted mount was not released"
         assert d.api.delete(f"/containers/{cid}")[0] == 204
+
+
+def test_switching_drivers_without_images_is_allowed(busybox_tar: str) -> None:
+    """No images or containers: another driver may be chosen, and is remembered."""
+    root = make_root()
+    try:
+        for args, want in ((["--storage-driver", "vfs"], "vfs"), ([], "vfs"),
+                           (["--storage-driver", "overlay"], "overlay"), ([], "overlay")):
+            d = Daemon(root, args)
+            try:
+                d.start()
+                assert d.api.get("/info")[1]["Driver"] == want
+            finally:
+                d.stop()
+    finally:
+        time.sleep(0.5)
+        _kill_pidfile_tree(os.path.join(root, "exec"))
+        subprocess.run(["umount", "-R", "-l", root], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -83,7 +83,9 @@ class Daemon:
         recorded = self.state.get_meta("storage-driver")
         holds = bool(self.state.q("SELECT 1 FROM layers LIMIT 1")
                      or self.state.q("SELECT 1 FROM containers LIMIT 1"))
-        prior = recorded if recorded and holds else plugins.prior_graph_driver(self.data_root, greg.names())
+        # the driver this data-root last ran with; the directory scan only for data-roots
+        # older than that record
+        prior = recorded or plugins.prior_graph_driver(self.data_root, greg.names())
         if explicit and holds and prior and explicit != prior:
             raise DockyardError(
                 f"{self.data_root} holds images/containers stored by the {prior} storage driver, "
@@ -91,8 +93,8 @@ class Daemon:
                 f"--storage-driver {prior}, or move them with `dockyard storage migrate --to "
                 f"{explicit}` while running on {prior}.")
         if explicit and prior and explicit != prior:
-            log.warning("storage driver %s requested; the data-root also has a directory of %s "
-                        "(no images in it are recorded)", explicit, prior)
+            log.warning("storage driver %s requested; this data-root last ran with %s, which holds "
+                        "no images or containers", explicit, prior)
         if prior and not explicit and prior not in greg.names():
             raise DockyardError(f"{self.data_root} holds data of the {prior} storage driver, which "
                                 f"is not installed; installed: {', '.join(greg.names())}")

@@ -304,6 +304,10 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
                     self._dm("remove", os.path.basename(self.pool))
                 except DockyardError:
                     log.warning("devicemapper: pool %s still busy", self.pool)
-                for loop in self._loops:
-                    subprocess.run(["losetup", "-d", loop], capture_output=True)
+                files = os.path.join(self.home, "devicemapper")
+                for name in ("data", "metadata"):  # ours, or attached by an earlier run
+                    found = subprocess.run(["losetup", "-j", os.path.join(files, name)],
+                                           capture_output=True, text=True).stdout
+                    for line in found.splitlines():
+                        subprocess.run(["losetup", "-d", line.split(":", 1)[0]], capture_output=True)
                 self._loops.clear()
