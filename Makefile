@@ -4,10 +4,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := busybox-static iproute2 util-linux procps docker-registry skopeo umoci
+APT_PACKAGES := busybox-static iproute2 util-linux procps docker-registry skopeo umoci btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test deps sysdeps venv clean
+.PHONY: demo test deps sysdeps venv btrfsutil-link clean
 
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -23,9 +23,17 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-venv: $(STAMP)
+# Debian's btrfsutil binding (the PyPI source does not import against Debian 12's library): only
+# its one .so is linked into the venv, not the whole system site-packages.
+btrfsutil-link: $(STAMP)
+	@so=$$(dpkg -L python3-btrfsutil 2>/dev/null | grep 'btrfsutil\.cpython-.*\.so$$' | head -n1); \
+	site=$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])'); \
+	if [ -n "$$so" ] && [ -d "$$site" ]; then ln -sfn "$$so" "$$site/$$(basename $$so)"; fi
 
-deps: sysdeps venv
+venv: $(STAMP) btrfsutil-link
+
+deps: sysdeps
+	@$(MAKE) --no-print-directory venv
 
 demo: deps
 	@bash contrib/demo.sh

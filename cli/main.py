@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("containers", "ps"),
     "rm": ("containers", "rm"),
     "inspect": ("containers", "inspect"),
+    "storage": ("storage", "storage"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}

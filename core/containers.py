@@ -85,6 +85,10 @@ class ContainerService:
         self._cache: dict[str, dict[str, Any]] = {c["Id"]: c for c in self.state.containers()}
 
     # -- lookup & persistence -------------------------------------------------------------------
+    def mounted_ids(self) -> list[str]:
+        """Short ids of the containers whose rootfs is mounted (prepared or running)."""
+        return [cid[:12] for cid, rt in self._rt.items() if rt.prepared]
+
     def rt(self, cid: str) -> _Runtime:
         if cid not in self._rt:
             self._rt[cid] = _Runtime()
@@ -200,6 +204,9 @@ class ContainerService:
         cdir = os.path.join(self.root, cid)
         os.makedirs(cdir, exist_ok=True)
         top = self.images.top_cache_id(image_id)
+        if getattr(self.d, "migrating", False):
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise Conflict("a storage migration is in progress; try again when it is done")
         try:
             await asyncio.to_thread(self.graph.create_rw, cid, top)
         except BaseException:
@@ -233,6 +240,8 @@ class ContainerService:
         if rt.prepared:
             return
         cid = c["Id"]
+        if getattr(self.d, "migrating", False):
+            raise Conflict("a storage migration is in progress; try again when it is done")
         rootfs = await asyncio.to_thread(self.graph.get, cid)
         try:
             self._write_etc_files(c)

@@ -13,11 +13,16 @@ import os
 import platform
 import socket
 import struct
+import threading
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "mount", "umount2", "unshare", "setns", "pivot_root", "sethostname", "setdomainname", "prctl",
     "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
-    "NAMESPACE_FLAGS", "NAMESPACE_FILES",
+    "NAMESPACE_FLAGS", "NAMESPACE_FILES", "statfs_magic", "fs_name", "filesystems", "mountinfo",
+    "call_in_dir",
 ]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -243,3 +248,139 @@ def set_link_up(ifname: str = "lo") -> None:
         if not flags & IFF_UP:
             fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", ifname.encode(),
                                                               flags | IFF_UP))
+
+
+# -- statfs(2): which file system holds a path ----------------------------------------------------
+#: f_type magic numbers of statfs(2) -> the names moby prints as "Backing Filesystem"
+FS_MAGIC: dict[int, str] = {
+    0xEF53: "extfs", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
+    0x794C7630: "overlayfs", 0x65735546: "fuse", 0x2FC12FC1: "zfs", 0x6969: "nfs",
+    0xF2F52010: "f2fs", 0x73717368: "squashfs", 0xE0F5E1E2: "erofs", 0x858458F6: "ramfs",
+    0x61756673: "aufs", 0x4D44: "msdos", 0xFF534D42: "cifs", 0x5346544E: "ntfs",
+    0x6A656A63: "fakeowner", 0x01161970: "gfs2", 0x47504653: "gpfs",
+}
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long),
+                ("f_blocks", ctypes.c_ulong), ("f_bfree", ctypes.c_ulong),
+                ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
+                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2),
+                ("f_namelen", ctypes.c_long), ("f_frsize", ctypes.c_long),
+                ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+
+
+_libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
+
+
+def statfs_magic(path: str | bytes) -> int:
+    """The ``f_type`` magic number of the file system holding ``path``."""
+    buf = _Statfs()
+    _check(_libc.statfs(_b(path), ctypes.byref(buf)), path)
+    return buf.f_type & 0xFFFFFFFF
+
+
+def fs_name(path: str | bytes) -> str:
+    """A short name of the file system holding ``path`` (``extfs``, ``btrfs``, ``xfs``...), or
+    ``<unknown> (0x...)``."""
+    magic = statfs_magic(path)
+    return FS_MAGIC.get(magic, f"<unknown> ({magic:#x})")
+
+
+def filesystems() -> set[str]:
+    """The file-system types the running kernel knows (``/proc/filesystems``)."""
+    try:
+        with open("/proc/filesystems") as f:
+            return {line.split()[-1] for line in f if line.strip()}
+    except OSError:
+        return set()
+
+
+def mountinfo() -> list[tuple[str, str, str]]:
+    """``(mount point, fs type, source)`` of every mount in this mount namespace, in order."""
+    out = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for raw in f:
+            left, _, right = raw.decode("utf-8", "surrogateescape").partition(" - ")
+            fields, rfields = left.split(), right.split()
+            out.append((_unescape(fields[4]), rfields[0], _unescape(rfields[1]) if len(rfields) > 1 else ""))
+    return out
+
+
+def _unescape(s: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    if "\\" not in s:
+        return s
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 3 < len(s) + 1 and s[i + 1:i + 4].isdigit():
+            out.append(chr(int(s[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+# -- a private working directory for one call ----------------------------------------------------
+def call_in_dir(path: str, fn: "Callable[[], T]") -> "T":
+    """Run ``fn()`` with ``path`` as the working directory, without touching the process's.
+
+    The call runs in a new thread that first unshares its file-system attributes
+    (``unshare(CLONE_FS)``), so its ``chdir`` is its own: other threads of the daemon keep their
+    working directory. Used to pass relative paths to ``mount(2)`` (overlay's ``lowerdir=l/...``
+    stays well under a page for deep layer chains)."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            unshare(CLONE_FS)
+            os.chdir(path)
+            result["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            result["error"] = e
+
+    t = threading.Thread(target=run, name="call-in-dir", daemon=True)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+# -- readdir(3): does a file system fill in d_type? -----------------------------------------------
+class _Dirent(ctypes.Structure):
+    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                ("d_name", ctypes.c_char * 256)]
+
+
+_libc.opendir.argtypes = [ctypes.c_char_p]
+_libc.opendir.restype = ctypes.c_void_p
+_libc.readdir.argtypes = [ctypes.c_void_p]
+_libc.readdir.restype = ctypes.POINTER(_Dirent)
+_libc.closedir.argtypes = [ctypes.c_void_p]
+DT_UNKNOWN = 0
+
+
+def supports_d_type(path: str) -> bool:
+    """Whether the file system holding directory ``path`` reports entry types in ``readdir``
+    (overlayfs needs it: xfs made with ``ftype=0`` does not)."""
+    probe = os.path.join(path, f".d_type-probe-{os.getpid()}-{threading.get_ident()}")
+    open(probe, "wb").close()
+    try:
+        d = _libc.opendir(_b(path))
+        if not d:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        try:
+            while True:
+                ent = _libc.readdir(d)
+                if not ent:
+                    return True
+                if ent.contents.d_name not in (b".", b"..") and ent.contents.d_type == DT_UNKNOWN:
+                    return False
+        finally:
+            _libc.closedir(d)
+    finally:
+        os.unlink(probe)

@@ -17,6 +17,15 @@ from typing import IO, Any, ClassVar
 class GraphDriver(abc.ABC):
     #: the entry-point name, also the value users give to ``--storage-driver``
     name: ClassVar[str] = ""
+    #: documented departures from full POSIX semantics that the conformance suite tolerates:
+    #: ``"hardlink-copy-up"``: writing one name of a hard-linked file of a parent layer unlinks
+    #: it from its other names (overlayfs without ``index=on``, as Docker's overlay2);
+    #: ``"hardlinks-in-lower"``: hard links of parent layers show as separate inodes with the
+    #: right link count (fuse-overlayfs)
+    limitations: ClassVar[frozenset[str]] = frozenset()
+    #: the file-system type ``home`` must be on (``"btrfs"``...), or ``None``: the conformance
+    #: suite then runs the driver on a loop-mounted file system of that type it makes itself
+    required_fs: ClassVar[str | None] = None
 
     def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
         """``home`` is this driver's own directory (``<data-root>/<name>``); create it if needed.

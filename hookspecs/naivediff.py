@@ -48,7 +48,8 @@ WHITEOUT_OPAQUE = ".wh..wh..opq"
 CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
 
 #: xattrs never carried in a layer: host labels and another driver's bookkeeping
-_SKIP_XATTR_PREFIXES = ("security.selinux", "trusted.overlay.", "user.overlay.")
+_SKIP_XATTR_PREFIXES = ("security.selinux", "trusted.overlay.", "user.overlay.",
+                        "user.fuseoverlayfs.")
 _MAX_SYMLINKS = 40
 _BLOCK = 512
 _COPY_CHUNK = 1 << 20
@@ -498,7 +499,8 @@ class SecureRoot:
             raise
 
 
-def _remove_at(dfd: int, name: str) -> None:
+def remove_at(dfd: int, name: str) -> None:
+    """Remove ``name`` (a whole tree if a directory) in directory ``dfd``; gone already is fine."""
     try:
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
@@ -578,7 +580,7 @@ def _opaque(sroot: SecureRoot, dir_parts: list[str], unpacked: set[tuple[str, ..
         for name in names:
             key = tuple(dir_parts) + (name,)
             if key not in unpacked:
-                _remove_at(dfd, name)
+                remove_at(dfd, name)
             elif stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
                 _opaque(sroot, list(key), unpacked)
     finally:
@@ -605,9 +607,46 @@ def _iter_tar(stream: IO[bytes]) -> Iterator[tuple[tarfile.TarFile, tarfile.TarI
         tf.close()
 
 
-def apply_layer_tar(root: str, stream: IO[bytes]) -> int:
+class WhiteoutFormat:
+    """How :func:`apply_layer_tar` records the tar's OCI whiteouts in the directory it fills.
+
+    The default suits a layer directory that holds the *whole* tree (vfs, btrfs, a mounted
+    layer): a whiteout removes its victim, an opaque marker removes what the tar did not itself
+    unpack in that directory. A driver that unpacks into an upper directory of a union (overlay)
+    subclasses it to leave its own markers instead (a 0/0 character device, an xattr). Both
+    methods receive the :class:`SecureRoot` of the layer and must write only through it."""
+
+    def whiteout(self, sroot: "SecureRoot", parent: list[str], victim: str, what: str) -> None:
+        """``parent/.wh.victim``: make ``parent/victim`` disappear."""
+        try:
+            dfd = sroot.open_dir(parent, what=what)
+        except FileNotFoundError:
+            return
+        try:
+            remove_at(dfd, victim)
+        finally:
+            os.close(dfd)
+
+    def opaque(self, sroot: "SecureRoot", dir_parts: list[str], unpacked: set[tuple[str, ...]],
+               what: str) -> None:
+        """``dir/.wh..wh..opq``: hide everything below ``dir`` this tar did not unpack itself
+        (``unpacked`` holds the path tuples unpacked so far)."""
+        _opaque(sroot, dir_parts, unpacked)
+
+
+    def dir_replaced(self, dfd: int, name: str, was: os.stat_result) -> None:
+        """Directory ``name`` (in ``dfd``) was just made where ``was`` stood (removed first)."""
+
+
+#: the OCI behaviour (remove what a whiteout names)
+OCI_WHITEOUTS = WhiteoutFormat()
+
+
+def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | None = None) -> int:
     """Unpack the uncompressed layer tar ``stream`` into directory ``root`` and return the sum of
-    the sizes of its regular files. See the module docstring for what is refused."""
+    the sizes of its regular files. See the module docstring for what is refused. ``whiteouts``
+    decides how whiteout entries are recorded (default: :data:`OCI_WHITEOUTS`)."""
+    whiteouts = whiteouts or OCI_WHITEOUTS
     size = 0
     unpacked: set[tuple[str, ...]] = set()
     dir_times: list[tuple[list[str], float, float]] = []
@@ -619,19 +658,12 @@ def apply_layer_tar(root: str, stream: IO[bytes]) -> int:
             base, parent = parts[-1], parts[:-1]
             if base.startswith(WHITEOUT_PREFIX):
                 if base == WHITEOUT_OPAQUE:
-                    _opaque(sroot, parent, unpacked)
+                    whiteouts.opaque(sroot, parent, unpacked, ti.name)
                 elif not base.startswith(WHITEOUT_META_PREFIX):
                     victim = base[len(WHITEOUT_PREFIX):]
                     if victim in ("", ".", ".."):
                         raise InvalidParameter(f"layer tar: bad whiteout {ti.name!r}")
-                    try:
-                        dfd = sroot.open_dir(parent, what=ti.name)
-                    except FileNotFoundError:
-                        continue
-                    try:
-                        _remove_at(dfd, victim)
-                    finally:
-                        os.close(dfd)
+                    whiteouts.whiteout(sroot, parent, victim, ti.name)
                 continue
             link_src: tuple[int, str] | None = None
             if ti.islnk():
@@ -651,7 +683,7 @@ def apply_layer_tar(root: str, stream: IO[bytes]) -> int:
             try:
                 dfd = sroot.open_dir(parent, create=True, what=ti.name)
                 try:
-                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times)
+                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times, whiteouts)
                 except tarfile.TarError as e:  # truncated or corrupt data
                     raise InvalidParameter(f"layer tar: {ti.name!r}: {e}") from None
                 finally:
@@ -677,14 +709,16 @@ def apply_layer_tar(root: str, stream: IO[bytes]) -> int:
 
 def _apply_entry(tf: tarfile.TarFile, ti: tarfile.TarInfo, dfd: int, name: str,
                  link_src: tuple[int, str] | None, parts: list[str],
-                 dir_times: list[tuple[list[str], float, float]]) -> int:
+                 dir_times: list[tuple[list[str], float, float]],
+                 whiteouts: WhiteoutFormat) -> int:
     try:
         old = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         old = None
+    replaced = None
     if old is not None and not (ti.isdir() and stat.S_ISDIR(old.st_mode)):
-        _remove_at(dfd, name)  # replace; never write through what was there
-        old = None
+        remove_at(dfd, name)  # replace; never write through what was there
+        replaced, old = old, None
     mode = ti.mode & 0o7777
     xattrs = _entry_xattrs(ti)
     mtime = ti.mtime
@@ -711,6 +745,8 @@ def _apply_entry(tf: tarfile.TarFile, ti: tarfile.TarInfo, dfd: int, name: str,
     if ti.isdir():
         if old is None:
             os.mkdir(name, 0o700, dir_fd=dfd)
+            if replaced is not None:
+                whiteouts.dir_replaced(dfd, name, replaced)
         fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
         try:
             _chown(os.fchown, fd, ti.uid, ti.gid)

@@ -197,14 +197,17 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> str:
     return path
 
 
-def make_root() -> str:
+def make_root(dir: str = "/tmp") -> str:
     # short: unix socket paths are limited to 108 bytes
-    return tempfile.mkdtemp(prefix="dky-", dir="/tmp")
+    return tempfile.mkdtemp(prefix="dky-", dir=dir)
 
 
 @contextlib.contextmanager
-def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None) -> Iterator[Daemon]:
-    root = make_root()
+def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
+                   root_dir: str = "/tmp") -> Iterator[Daemon]:
+    """A dockyardd whose socket, data-root and exec-root are in a fresh directory under
+    ``root_dir`` (give one on another file system to put the data-root there)."""
+    root = make_root(root_dir)
     d = Daemon(root, extra_args)
     try:
         d.start()

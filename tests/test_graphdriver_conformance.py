@@ -41,3 +41,95 @@ def test_vfs_removes_leftovers_of_a_crash(home: str) -> None:
     d = VfsDriver(home)
     assert sorted(os.listdir(os.path.join(home, "dir"))) == ["a"]
     assert d.exists("a") and not d.exists("b")
+
+
+def test_btrfs_refuses_other_file_systems(home: str) -> None:
+    from dockyard.hookspecs.errors import DriverNotSupported
+    from dockyard.plugins.graphdrivers.btrfs import BtrfsDriver
+    with pytest.raises(DriverNotSupported, match=r"is on \w+, not btrfs"):
+        BtrfsDriver(home)
+
+
+def test_btrfs_removes_nested_subvolumes() -> None:
+    from dockyard.hookspecs.conformance.loopfs import LoopFilesystem, LoopUnavailable
+    from dockyard.plugins.graphdrivers.btrfs import BtrfsDriver
+    try:
+        fs = LoopFilesystem("btrfs", 1 << 30).open()
+    except LoopUnavailable as e:
+        pytest.skip(str(e))
+    try:
+        import btrfsutil
+        d = BtrfsDriver(os.path.join(fs.path, "btrfs"))
+        d.create("base", None)
+        d.create_rw("ctr", "base")
+        root = d.get("ctr")
+        btrfsutil.create_subvolume(os.path.join(root, "nested"))  # btrfs inside a container
+        btrfsutil.create_subvolume(os.path.join(root, "nested", "deeper"))
+        d.put("ctr")
+        d.remove("ctr")
+        assert not d.exists("ctr") and d.exists("base")
+        assert sorted(os.listdir(os.path.join(fs.path, "btrfs", "subvolumes"))) == ["base"]
+        d.remove("base")
+    finally:
+        fs.close()
+
+
+def test_overlay_mount_options_stay_under_a_page_for_deep_chains(home: str) -> None:
+    from dockyard.plugins.graphdrivers.overlay import OverlayDriver
+    d = OverlayDriver(home)
+    parent = None
+    for i in range(160):
+        d.create(f"layer-{i:03d}", parent)
+        parent = f"layer-{i:03d}"
+    try:
+        root = d.get(parent)
+        assert os.path.isdir(root)
+        opts = next(line for line in open("/proc/self/mountinfo") if os.path.join(home, parent) in line)
+        assert ".l/" in opts
+    finally:
+        d.cleanup()
+
+
+def test_fuse_overlayfs_replaces_a_dead_mount(home: str) -> None:
+    """A fuse-overlayfs process that died leaves a mount answering ENOTCONN: the next driver
+    drops it and mounts afresh instead of adopting it."""
+    import signal
+    import time
+    from dockyard.hookspecs.errors import DriverNotSupported
+    from dockyard.plugins.graphdrivers.fuse_overlayfs import FuseOverlayfsDriver
+    try:
+        d = FuseOverlayfsDriver(home)
+    except DriverNotSupported as e:
+        pytest.skip(e.reason)
+    try:
+        d.create("base", None)
+        d.create_rw("ctr", "base")
+        d.get("ctr")
+        with open(os.path.join(home, "base", "link")) as f:
+            lower = f"lowerdir=.l/{f.read().strip()}".encode()  # unique: a random link name
+        pids = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"ctr/merged" in argv and any(a.startswith(lower) for a in argv):
+                pids.append(int(pid))
+        assert pids
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.stat(os.path.join(home, "ctr", "merged"))
+            except OSError:
+                break
+            time.sleep(0.05)
+        again = FuseOverlayfsDriver(home)
+        root = again.get("ctr")
+        assert os.listdir(root) == []
+        again.put("ctr")
+        again.cleanup()
+    finally:
+        d.cleanup()

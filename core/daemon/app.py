@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.hookspecs import DRIVER_GROUPS
-from dockyard.hookspecs.errors import DriverNotFound, DriverNotSupported
+from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
 from .. import plugins
 from ..blobs import BlobStore
@@ -47,13 +47,9 @@ class Daemon:
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
 
-        greg = self.registries["graph"]
-        opts = config.storage_opts()
-        self.graph = greg.select(
-            config["storage-driver"] or None, GRAPH_PRIORITY,
-            lambda name: greg.create(name, os.path.join(self.data_root, name), opts),
-            prior=plugins.prior_graph_driver(self.data_root, greg.names()))
-        log.info("storage driver: %s", self.graph.name)
+        self.state = State(os.path.join(self.data_root, "dockyard.db"))
+        self.graph = self._select_graph_driver(config)
+        self.migrating = False  # a storage migration holds off container creation and mounts
 
         ereg = self.registries["exec"]
         ename = config["exec-driver"]
@@ -69,7 +65,6 @@ class Daemon:
                 log.info("network driver %s skipped: %s", name, exc.reason)
                 self.netdriver_errors[name] = exc.reason
 
-        self.state = State(os.path.join(self.data_root, "dockyard.db"))
         self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"))
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.networks = NetworkService(self)
@@ -93,6 +88,46 @@ class Daemon:
         return self.backend("docker", domain, {
             "auth": auth or {}, "insecure-registries": self.config["insecure-registries"],
             "mirrors": self.config["registry-mirrors"]})
+
+    def _select_graph_driver(self, config: Config) -> Any:
+        """Explicit config, else the driver that stored this data-root's layers, else the
+        priority list. Starting with a driver other than the one holding images and containers
+        is refused, naming both: their layers would be invisible (the state database would list
+        images the driver cannot find). ``dockyard storage migrate`` moves them instead."""
+        greg = self.registries["graph"]
+        opts = config.storage_opts()
+        explicit = config["storage-driver"] or None
+        recorded = self.state.get_meta("storage-driver")
+        holds = bool(self.state.q("SELECT 1 FROM layers LIMIT 1")
+                     or self.state.q("SELECT 1 FROM containers LIMIT 1"))
+        # the driver this data-root last ran with; the directory scan only for data-roots
+        # older than that record
+        prior = recorded or plugins.prior_graph_driver(self.data_root, greg.names())
+        if explicit and holds and prior and explicit != prior:
+            raise DockyardError(
+                f"{self.data_root} holds images/containers stored by the {prior} storage driver, "
+                f"but {explicit} was requested: they would be invisible to it. Start with "
+                f"--storage-driver {prior}, or move them with `dockyard storage migrate --to "
+                f"{explicit}` while running on {prior}.")
+        if explicit and prior and explicit != prior:
+            log.warning("storage driver %s requested; this data-root last ran with %s, which holds "
+                        "no images or containers", explicit, prior)
+        if prior and not explicit and prior not in greg.names():
+            raise DockyardError(f"{self.data_root} holds data of the {prior} storage driver, which "
+                                f"is not installed; installed: {', '.join(greg.names())}")
+        try:
+            graph = greg.select(explicit, GRAPH_PRIORITY,
+                                lambda name: greg.create(name, os.path.join(self.data_root, name), opts),
+                                prior=prior)
+        except DriverNotSupported as exc:
+            name = explicit or prior
+            if name:
+                raise DriverNotSupported(f"storage driver {name} is not supported on this host: "
+                                         f"{exc.reason}") from None
+            raise
+        self.state.set_meta("storage-driver", graph.name)
+        log.info("storage driver: %s", graph.name)
+        return graph
 
     # -- hooks & events -------------------------------------------------------------------------
     def emit(self, hook: str, **kwargs: Any) -> None:
@@ -128,8 +163,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, images, system
-        for module in (system, containers, images):
+        from .routes import containers, images, storage, system
+        for module in (system, containers, images, storage):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

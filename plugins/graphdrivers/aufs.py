@@ -1,0 +1,160 @@
+"""The ``aufs`` graph driver: layers as aufs branches (the seeds' UnionFS).
+
+Learned from moby's (removed) ``daemon/graphdriver/aufs``; written from scratch::
+
+    <home>/diff/<id>/     the layer's own files (aufs keeps OCI-style ``.wh.`` whiteouts here)
+    <home>/layers/<id>    the ids of its parents, nearest first, one a line
+    <home>/mnt/<id>/      where it is mounted while referenced
+
+``get`` mounts ``br:<diff/id>=rw:<diff/parent>=ro+wh:...`` with mount(2); branches that do not fit
+in the first page of options are added with ``remount,append:...`` one at a time, so deep images
+mount. The diff side is the naive one. Mainline kernels have no aufs: the constructor then
+raises ``DriverNotSupported("aufs is not in /proc/filesystems")`` before touching anything.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import threading
+import uuid
+
+from dockyard.core import linux
+from dockyard.hookspecs.errors import Conflict, DriverNotSupported, InvalidParameter, NotFound
+from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.naivediff import NaiveDiff
+
+from .vfs import check_id
+
+log = logging.getLogger(__name__)
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class AufsDriver(NaiveDiff, GraphDriver):
+    name = "aufs"
+
+    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+        if "aufs" not in linux.filesystems():
+            raise DriverNotSupported("aufs is not in /proc/filesystems")
+        super().__init__(home, options)
+        if self.options:
+            raise InvalidParameter("aufs: unknown storage option(s): " + ", ".join(sorted(self.options)))
+        backing = linux.fs_name(os.path.dirname(home.rstrip("/")) or "/")
+        if backing in ("aufs", "btrfs", "overlayfs"):
+            raise DriverNotSupported(f"aufs: {home} is on {backing}, which aufs cannot use as a branch")
+        for sub in ("diff", "layers", "mnt"):
+            os.makedirs(os.path.join(home, sub), mode=0o700, exist_ok=True)
+        self._lock = threading.RLock()
+        self._refs: dict[str, int] = {}
+        self._mounted: set[str] = set()
+        mnt = os.path.realpath(os.path.join(home, "mnt")) + "/"
+        for mp, fstype, _ in linux.mountinfo():
+            if fstype == "aufs" and mp.startswith(mnt):
+                self._mounted.add(mp[len(mnt):])
+
+    def _p(self, sub: str, id: str) -> str:
+        return os.path.join(self.home, sub, check_id(id))
+
+    def _parents(self, id: str) -> list[str]:
+        try:
+            with open(self._p("layers", id)) as f:
+                return [line.strip() for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def create(self, id: str, parent: str | None) -> None:
+        with self._lock:
+            if os.path.lexists(self._p("diff", id)):
+                raise Conflict(f"aufs: layer {id} already exists")
+            if parent is not None and not os.path.isdir(self._p("diff", parent)):
+                raise NotFound(f"aufs: parent layer {parent} not found")
+            parents = [parent] + self._parents(parent) if parent is not None else []
+            tmp = os.path.join(self.home, "diff", f".tmp-{id}-{uuid.uuid4().hex[:12]}")
+            os.mkdir(tmp, 0o755)
+            with open(self._p("layers", id), "w") as f:
+                f.write("".join(p + "\n" for p in parents))
+            os.makedirs(self._p("mnt", id), mode=0o755, exist_ok=True)
+            os.rename(tmp, self._p("diff", id))
+
+    def remove(self, id: str) -> None:
+        with self._lock:
+            if not os.path.isdir(self._p("diff", id)):
+                raise NotFound(f"aufs: layer {id} not found")
+            if self._refs.get(id, 0) > 0:
+                raise Conflict(f"aufs: layer {id} is in use")
+            if id in self._mounted:
+                self._unmount(id)
+            doomed = os.path.join(self.home, "diff", f".rm-{id}-{uuid.uuid4().hex[:12]}")
+            os.rename(self._p("diff", id), doomed)
+            for sub in ("layers", "mnt"):
+                p = self._p(sub, id)
+                if os.path.isdir(p):
+                    os.rmdir(p)
+                elif os.path.exists(p):
+                    os.unlink(p)
+        shutil.rmtree(doomed)
+
+    def _mount(self, id: str) -> None:
+        branches = [f"{self._p('diff', id)}=rw"] + [f"{self._p('diff', p)}=ro+wh"
+                                                   for p in self._parents(id)]
+        target = self._p("mnt", id)
+        data, rest = "br:" + branches[0], branches[1:]
+        while rest and len(data) + len(rest[0]) + 1 + len(",dio,xino=/dev/shm/aufs.xino") < _PAGE:
+            data += ":" + rest.pop(0)
+        linux.mount("none", target, "aufs", 0, data + ",dio,xino=/dev/shm/aufs.xino")
+        try:
+            for b in rest:
+                linux.mount("none", target, None, linux.MS_REMOUNT, f"append:{b}")
+        except OSError:
+            linux.umount2(target, linux.MNT_DETACH)
+            raise
+
+    def _unmount(self, id: str) -> None:
+        try:
+            linux.umount2(self._p("mnt", id), 0)
+        except OSError as e:
+            if e.errno == errno.EBUSY:
+                linux.umount2(self._p("mnt", id), linux.MNT_DETACH)
+            elif e.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+        self._mounted.discard(id)
+
+    def get(self, id: str) -> str:
+        with self._lock:
+            if not os.path.isdir(self._p("diff", id)):
+                raise NotFound(f"aufs: layer {id} not found")
+            if self._refs.get(id, 0) == 0 and id not in self._mounted:
+                self._mount(id)
+                self._mounted.add(id)
+            self._refs[id] = self._refs.get(id, 0) + 1
+            return self._p("mnt", id)
+
+    def put(self, id: str) -> None:
+        with self._lock:
+            n = self._refs.get(id, 0)
+            if n > 1:
+                self._refs[id] = n - 1
+                return
+            self._refs.pop(id, None)
+            if id in self._mounted:
+                self._unmount(id)
+
+    def exists(self, id: str) -> bool:
+        return os.path.isdir(self._p("diff", id))
+
+    def status(self) -> list[tuple[str, str]]:
+        return [("Root Dir", self.home), ("Backing Filesystem", linux.fs_name(self.home)),
+                ("Dirs", str(len(os.listdir(os.path.join(self.home, "diff")))))]
+
+    def metadata(self, id: str) -> dict[str, str]:
+        if not self.exists(id):
+            raise NotFound(f"aufs: layer {id} not found")
+        return {"Dir": self._p("diff", id), "MountPoint": self._p("mnt", id)}
+
+    def cleanup(self) -> None:
+        with self._lock:
+            for id in sorted(self._mounted):
+                self._unmount(id)
+            self._refs.clear()

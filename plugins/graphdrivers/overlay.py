@@ -1,0 +1,76 @@
+"""The ``overlay`` graph driver: the kernel's overlayfs over the overlay2 layout.
+
+The layout, reference counting and the native diff live in
+:mod:`dockyard.plugins.graphdrivers.overlay_layout` (shared with ``fuse-overlayfs``); this module
+checks the host and mounts.
+
+Host checks (``DriverNotSupported`` names what is missing): ``overlay`` in ``/proc/filesystems``;
+a home whose file system can hold an upper directory (not overlayfs/fuse/nfs..., with d_type);
+and a trial mount in home, which also settles which options the kernel takes. Mounts use
+``index=off`` (a layer's diff dir is the upper of its own mount and a lower of its children's),
+and ``redirect_dir=off,metacopy=off`` where the kernel knows them, so an upper directory always
+holds whole files and real directories: that is what makes reading it as a layer diff correct.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import uuid
+
+from dockyard.core import linux
+from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
+
+from .overlay_layout import PAGE_SIZE, OverlayLayout, check_backing
+
+log = logging.getLogger(__name__)
+
+_OPTION_SETS = (("index=off", "redirect_dir=off", "metacopy=off"), ("index=off",), ())
+
+
+class OverlayDriver(OverlayLayout):
+    name = "overlay"
+    _mount_types = ("overlay",)
+
+    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+        if "overlay" not in linux.filesystems():
+            raise DriverNotSupported("overlay is not in /proc/filesystems (no overlayfs in this kernel)")
+        self._backing = check_backing(self.name, home)
+        self._extra = self._probe(home)
+        super().__init__(home, options)
+
+    def _probe(self, home: str) -> tuple[str, ...]:
+        """Mount a throw-away overlay in home; return the option set the kernel accepted."""
+        probe = os.path.join(home, f".tmp-probe-{uuid.uuid4().hex[:12]}")
+        for d in ("l1", "l2", "u", "w", "m"):
+            os.makedirs(os.path.join(probe, d))
+        last: OSError | None = None
+        try:
+            for extra in _OPTION_SETS:
+                data = ",".join(("lowerdir=l1:l2", "upperdir=u", "workdir=w") + extra)
+                try:
+                    linux.call_in_dir(probe, lambda: linux.mount("overlay", "m", "overlay", 0, data))
+                except OSError as e:
+                    last = e
+                    if e.errno == errno.EINVAL:
+                        continue
+                    break
+                linux.umount2(os.path.join(probe, "m"), linux.MNT_DETACH)
+                return extra
+        finally:
+            shutil.rmtree(probe, ignore_errors=True)
+        raise DriverNotSupported(f"overlay: a trial overlay mount on {self._backing} at {home} "
+                                 f"failed: {last.strerror if last else 'unknown error'}")
+
+    def _mount(self, id: str, lowers: list[str]) -> None:
+        data = ",".join((f"lowerdir={':'.join(lowers)}", f"upperdir={id}/diff",
+                         f"workdir={id}/work") + self._extra)
+        if len(data) >= PAGE_SIZE:
+            raise DockyardError(f"overlay: mount options for layer {id} ({len(lowers)} lower "
+                                f"layers) exceed a page ({len(data)} bytes)")
+        linux.call_in_dir(self.home, lambda: linux.mount("overlay", f"{id}/merged", "overlay", 0, data))
+
+    def status(self) -> list[tuple[str, str]]:
+        return self._backing_status() + [
+            ("Using metacopy", "false"), ("Mount Options", ",".join(self._extra) or "(defaults)")]

@@ -1,0 +1,530 @@
+"""The overlay2 on-disk layout, shared by the ``overlay`` (kernel) and ``fuse-overlayfs`` drivers.
+
+Learned from moby's ``daemon/graphdriver/overlay2`` design; written from scratch::
+
+    <home>/.l/<short>         -> ../<id>/diff   (a short name for every layer's diff dir)
+    <home>/<id>/diff/         the layer's own files (the overlay upper dir)
+    <home>/<id>/link          <short>
+    <home>/<id>/lower         .l/<parent short>:.l/<grandparent short>:...  (absent for a base layer)
+    <home>/<id>/work/         overlay's work dir
+    <home>/<id>/merged/       where the layer is mounted while referenced
+
+Mount options name the lower layers by their short links *relative to home*
+(``lowerdir=.l/ABC:.l/DEF``), so 128 layers take about 3 KB, under a page. (moby calls the
+link directory ``l``; a dot name cannot collide with a layer id, and ``l`` is a valid one.) The mount call runs with
+home as working directory in a thread of its own (``core.linux.call_in_dir``), never changing
+the daemon's working directory.
+
+* A base layer (no ``lower``) is not mounted: ``get`` returns its ``diff`` directory.
+* ``get``/``put`` are reference counted in memory; at start-up every ``merged`` still mounted
+  (a daemon killed with SIGKILL) is adopted: the next ``get`` counts it instead of mounting again,
+  ``put``/``cleanup``/``remove`` unmount it.
+* Layers appear atomically (built under ``.tmp-<id>-*``, renamed) and disappear atomically
+  (renamed to ``.rm-<id>-*`` before the delete); leftovers are removed at start-up.
+* The diff side is native: the changes of a layer against its parent are its upper directory,
+  overlay whiteouts (0/0 character devices, ``trusted.overlay.opaque=y``) converted to OCI ones
+  by the shared tar writer; ``apply_diff`` unpacks straight into the upper directory with the
+  reverse conversion (:class:`OverlayWhiteouts`, a hook of the shared tar reader). For a
+  ``parent`` other than the layer's own, the naive (mount and compare) diff is used.
+"""
+from __future__ import annotations
+
+import base64
+import errno
+import logging
+import os
+import shutil
+import stat
+import threading
+import uuid
+from typing import IO, Any, Callable
+
+from dockyard.core import linux
+from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.naivediff import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, WHITEOUT_OPAQUE,
+                                         WHITEOUT_PREFIX, Change, NaiveDiff, SecureRoot,
+                                         WhiteoutFormat, apply_layer_tar, changes_size,
+                                         remove_at, stream_from_writer, write_layer_tar)
+
+log = logging.getLogger(__name__)
+
+LINK_DIR = ".l"  # moby names it "l"; a dot name cannot collide with a layer id ("l" is one)
+_TMP_PREFIX = ".tmp-"
+_RM_PREFIX = ".rm-"
+_LINK_LEN = 20           # base32 characters: 100 random bits; ".l/" + 20 + ":" = 24 bytes a layer
+OPAQUE_XATTR = "trusted.overlay.opaque"
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def check_id(id: object, what: str = "layer id") -> str:
+    """Layer ids become path components and mount-option words: no ``/ , : =``, no dot names."""
+    if (not isinstance(id, str) or not id or any(c in id for c in "/,:=\0\n") or ".." in id
+            or id.startswith(".") or len(id) > 200):
+        raise InvalidParameter(f"invalid {what} {id!r}")
+    return id
+
+
+def _new_link() -> str:
+    return base64.b32encode(os.urandom(15)).decode()[:_LINK_LEN]
+
+
+def _exists_nofollow(root: str, rel: str) -> bool:
+    """Whether ``root/rel`` exists, never following a symlink in ``rel``'s directories."""
+    cur = root
+    parts = [p for p in rel.split("/") if p]
+    for i, p in enumerate(parts):
+        cur = os.path.join(cur, p)
+        try:
+            st = os.lstat(cur)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            return False
+    return True
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+class OverlayWhiteouts(WhiteoutFormat):
+    """OCI whiteouts recorded the overlayfs way, in an upper directory: ``.wh.x`` becomes a 0/0
+    character device ``x`` (only where ``x`` exists below), ``.wh..wh..opq`` the
+    ``trusted.overlay.opaque=y`` xattr on its directory. ``lower()`` returns the root of the merged
+    lower layers (or ``None`` for a base layer); it is called only when a whiteout needs it."""
+
+    def __init__(self, lower: Callable[[], str | None]) -> None:
+        self._lower_fn = lower
+        self._lower: str | None = None
+        self._asked = False
+
+    def lower_root(self) -> str | None:
+        if not self._asked:
+            self._asked = True
+            self._lower = self._lower_fn()
+        return self._lower
+
+    def _in_lower(self, parts: list[str]) -> os.stat_result | None:
+        root = self.lower_root()
+        if root is None or not _exists_nofollow(root, "/".join(parts)):
+            return None
+        return os.lstat(os.path.join(root, *parts))
+
+    def _open_or_copy_dirs(self, sroot: SecureRoot, parent: list[str], what: str) -> int | None:
+        """The upper directory ``parent``; made (with the lower one's owner, mode and times) when
+        it exists only below. ``None`` when it exists nowhere."""
+        try:
+            return sroot.open_dir(parent, what=what)
+        except FileNotFoundError:
+            pass
+        for i in range(1, len(parent) + 1):
+            st = self._in_lower(parent[:i])
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                return None
+            dfd = sroot.open_dir(parent[:i - 1], what=what)
+            try:
+                try:
+                    os.mkdir(parent[i - 1], 0o700, dir_fd=dfd)
+                except FileExistsError:
+                    continue
+                os.chown(parent[i - 1], st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+                os.chmod(parent[i - 1], stat.S_IMODE(st.st_mode), dir_fd=dfd)
+                os.utime(parent[i - 1], ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd)
+            finally:
+                os.close(dfd)
+        return sroot.open_dir(parent, what=what)
+
+    def whiteout(self, sroot: SecureRoot, parent: list[str], victim: str, what: str) -> None:
+        below = self._in_lower(parent + [victim]) is not None
+        dfd = self._open_or_copy_dirs(sroot, parent, what) if below else None
+        if dfd is None:
+            try:
+                dfd = sroot.open_dir(parent, what=what)
+            except FileNotFoundError:
+                return  # nothing of that name anywhere: nothing to hide
+        try:
+            remove_at(dfd, victim)
+            if below:
+                os.mknod(victim, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dfd)
+        finally:
+            os.close(dfd)
+
+    def dir_replaced(self, dfd: int, name: str, was: os.stat_result) -> None:
+        # a directory made where this tar left a whiteout must not show the lower one's entries
+        if is_whiteout(was):
+            os.setxattr(f"/proc/self/fd/{dfd}/{name}", OPAQUE_XATTR, b"y", follow_symlinks=False)
+
+    def opaque(self, sroot: SecureRoot, dir_parts: list[str], unpacked: set[tuple[str, ...]],
+               what: str) -> None:
+        super().opaque(sroot, dir_parts, unpacked, what)  # the upper keeps only this tar's entries
+        if not dir_parts:
+            # the layer's root cannot be marked opaque: hide the lower root's entries one by one
+            lroot = self.lower_root()
+            for name in sorted(os.listdir(lroot)) if lroot else ():
+                if (name,) not in unpacked:
+                    self.whiteout(sroot, [], name, what)
+            return
+        try:
+            dfd = sroot.open_dir(dir_parts, what=what)
+        except FileNotFoundError:
+            return
+        try:
+            os.setxattr(f"/proc/self/fd/{dfd}", OPAQUE_XATTR, b"y")
+        finally:
+            os.close(dfd)
+
+
+class OverlayLayout(NaiveDiff, GraphDriver):
+    """The layout, reference counting and native diff; subclasses say how to mount.
+
+    Subclasses implement :meth:`_mount` (``lowers`` are ``l/<short>`` names relative to home)
+    and set ``_mount_types`` (the mountinfo file-system types of their mounts)."""
+
+    _mount_types: tuple[str, ...] = ()
+    # copy-up of one name of a hard-linked lower file makes a new inode (index=off, as Docker's
+    # overlay2: with index=on the upper directory would no longer be the layer's diff)
+    limitations = frozenset({"hardlink-copy-up"})
+
+    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+        super().__init__(home, options)
+        if self.options:
+            raise InvalidParameter(f"{self.name}: unknown storage option(s): "
+                                   + ", ".join(sorted(self.options)))
+        os.makedirs(os.path.join(home, LINK_DIR), mode=0o700, exist_ok=True)
+        self._lock = threading.RLock()
+        self._refs: dict[str, int] = {}
+        self._mounted: set[str] = set()
+        self._busy: dict[str, int] = {}  # ids in create/remove or held by a diff stream
+        for name in os.listdir(home):
+            if name.startswith((_TMP_PREFIX, _RM_PREFIX)):
+                log.info("%s: removing leftover %s", self.name, name)
+                self._unmount_path(os.path.join(home, name, "merged"), quiet=True)
+                shutil.rmtree(os.path.join(home, name), ignore_errors=True)
+        prefix = os.path.realpath(home) + "/"
+        for mp, fstype, _src in linux.mountinfo():
+            if (fstype in self._mount_types and mp.startswith(prefix)
+                    and mp.endswith("/merged") and mp.count("/") == prefix.count("/") + 1):
+                id = mp[len(prefix):-len("/merged")]
+                try:
+                    os.stat(mp)
+                except OSError as e:  # e.g. ENOTCONN: its fuse-overlayfs process is gone
+                    log.warning("%s: dropping dead mount of %s: %s", self.name, id, e)
+                    linux.umount2(mp, linux.MNT_DETACH)
+                    continue
+                log.info("%s: adopting %s, still mounted from a previous run", self.name, id)
+                self._mounted.add(id)
+
+    # -- to implement ---------------------------------------------------------------------------
+    def _mount(self, id: str, lowers: list[str]) -> None:
+        """Mount layer ``id`` at ``<home>/<id>/merged`` with ``<id>/diff`` as upper dir."""
+        raise NotImplementedError
+
+    def _unmount_path(self, path: str, quiet: bool = False) -> None:
+        try:
+            linux.umount2(path, 0)
+        except OSError as e:
+            if e.errno in (errno.EINVAL, errno.ENOENT):
+                if not quiet:
+                    log.debug("%s: %s was not mounted", self.name, path)
+                return
+            if e.errno != errno.EBUSY:
+                raise
+            log.warning("%s: %s busy, detaching it lazily", self.name, path)
+            linux.umount2(path, linux.MNT_DETACH)
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _dir(self, id: str) -> str:
+        return os.path.join(self.home, check_id(id))
+
+    def _lowers(self, id: str) -> list[str]:
+        try:
+            with open(os.path.join(self._dir(id), "lower")) as f:
+                data = f.read().strip()
+        except FileNotFoundError:
+            return []
+        return data.split(":") if data else []
+
+    def _link(self, id: str) -> str:
+        with open(os.path.join(self._dir(id), "link")) as f:
+            return f.read().strip()
+
+    def parent_of(self, id: str) -> str | None:
+        """The id of ``id``'s parent (from its first lower link), ``None`` for a base layer."""
+        lowers = self._lowers(id)
+        if not lowers:
+            return None
+        target = os.readlink(os.path.join(self.home, lowers[0]))  # ../<parent>/diff
+        return target.split("/")[-2]
+
+    def _hold(self, id: str) -> None:
+        with self._lock:
+            if not os.path.isdir(self._dir(id)):
+                raise NotFound(f"{self.name}: layer {id} not found")
+            self._busy[id] = self._busy.get(id, 0) + 1
+
+    def _release(self, id: str) -> None:
+        with self._lock:
+            n = self._busy.get(id, 0) - 1
+            if n <= 0:
+                self._busy.pop(id, None)
+            else:
+                self._busy[id] = n
+
+    # -- the core -------------------------------------------------------------------------------
+    def create(self, id: str, parent: str | None) -> None:
+        path = self._dir(id)
+        with self._lock:
+            if id in self._busy or os.path.lexists(path):
+                raise Conflict(f"{self.name}: layer {id} already exists")
+            if parent is not None and not os.path.isdir(self._dir(parent)):
+                raise NotFound(f"{self.name}: parent layer {parent} not found")
+            self._busy[id] = 1
+            if parent is not None:
+                self._busy[parent] = self._busy.get(parent, 0) + 1
+        tmp = os.path.join(self.home, f"{_TMP_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
+        link = None
+        try:
+            os.mkdir(tmp, 0o700)
+            os.mkdir(os.path.join(tmp, "diff"), 0o755)
+            os.mkdir(os.path.join(tmp, "work"), 0o700)
+            os.mkdir(os.path.join(tmp, "merged"), 0o700)
+            if parent is not None:
+                lowers = [os.path.join(LINK_DIR, self._link(parent))] + self._lowers(parent)
+                with open(os.path.join(tmp, "lower"), "w") as f:
+                    f.write(":".join(lowers))
+            while link is None:
+                candidate = _new_link()
+                try:
+                    os.symlink(os.path.join("..", id, "diff"),
+                               os.path.join(self.home, LINK_DIR, candidate))
+                    link = candidate
+                except FileExistsError:
+                    continue
+            with open(os.path.join(tmp, "link"), "w") as f:
+                f.write(link)
+            try:
+                os.rename(tmp, path)
+            except OSError as e:
+                raise Conflict(f"{self.name}: layer {id} already exists: {e}") from None
+        except BaseException:
+            if link is not None:
+                os.unlink(os.path.join(self.home, LINK_DIR, link))
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            self._release(id)
+            if parent is not None:
+                self._release(parent)
+
+    def remove(self, id: str) -> None:
+        path = self._dir(id)
+        with self._lock:
+            if not os.path.isdir(path):
+                raise NotFound(f"{self.name}: layer {id} not found")
+            if self._refs.get(id, 0) > 0:
+                raise Conflict(f"{self.name}: layer {id} is in use ({self._refs[id]} reference(s))")
+            if id in self._busy:
+                raise Conflict(f"{self.name}: layer {id} is busy")
+            if id in self._mounted:
+                self._unmount_path(os.path.join(path, "merged"))
+                self._mounted.discard(id)
+            try:
+                link = self._link(id)
+            except FileNotFoundError:
+                link = None
+            doomed = os.path.join(self.home, f"{_RM_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
+            os.rename(path, doomed)
+            if link:
+                try:
+                    os.unlink(os.path.join(self.home, LINK_DIR, link))
+                except FileNotFoundError:
+                    pass
+        shutil.rmtree(doomed)
+
+    def get(self, id: str) -> str:
+        path = self._dir(id)
+        with self._lock:
+            if not os.path.isdir(path):
+                raise NotFound(f"{self.name}: layer {id} not found")
+            n = self._refs.get(id, 0)
+            lowers = self._lowers(id)
+            root = os.path.join(path, "merged") if lowers else os.path.join(path, "diff")
+            if n == 0 and lowers and id not in self._mounted:
+                self._mount(id, lowers)
+                self._mounted.add(id)
+            self._refs[id] = n + 1
+            return root
+
+    def put(self, id: str) -> None:
+        path = self._dir(id)
+        with self._lock:
+            n = self._refs.get(id, 0)
+            if n > 1:
+                self._refs[id] = n - 1
+                return
+            self._refs.pop(id, None)
+            if n == 0:
+                log.debug("%s: put of %s without get", self.name, id)
+            if id in self._mounted:
+                self._unmount_path(os.path.join(path, "merged"))
+                self._mounted.discard(id)
+
+    def exists(self, id: str) -> bool:
+        return os.path.isdir(self._dir(id))
+
+    def metadata(self, id: str) -> dict[str, str]:
+        path = self._dir(id)
+        if not os.path.isdir(path):
+            raise NotFound(f"{self.name}: layer {id} not found")
+        out = {"UpperDir": os.path.join(path, "diff"), "WorkDir": os.path.join(path, "work"),
+               "MergedDir": os.path.join(path, "merged")}
+        lowers = self._lowers(id)
+        if lowers:
+            out["LowerDir"] = ":".join(
+                os.path.normpath(os.path.join(self.home, LINK_DIR, os.readlink(os.path.join(self.home, lower))))
+                for lower in lowers)
+        return out
+
+    def cleanup(self) -> None:
+        with self._lock:
+            for id in sorted(self._mounted):
+                try:
+                    self._unmount_path(os.path.join(self.home, id, "merged"))
+                except OSError:
+                    log.exception("%s: cannot unmount %s", self.name, id)
+            self._mounted.clear()
+            self._refs.clear()
+
+    # -- the native diff ------------------------------------------------------------------------
+    def _native(self, id: str, parent: str | None) -> bool:
+        return self.exists(id) and self.parent_of(id) == parent
+
+    def _with_parent_root(self, parent: str | None) -> tuple[Callable[[], str | None], Callable[[], None]]:
+        """A lazy ``get(parent)`` and its matching release."""
+        taken: list[str] = []
+
+        def root() -> str | None:
+            if parent is None:
+                return None
+            r = self.get(parent)
+            taken.append(parent)
+            return r
+
+        def release() -> None:
+            for p in taken:
+                self.put(p)
+        return root, release
+
+    def upper_changes(self, id: str, parent: str | None) -> list[Change]:
+        """The changes of ``id`` read from its upper directory, in walk order."""
+        upper = os.path.join(self._dir(id), "diff")
+        lower_root, release = self._with_parent_root(parent)
+        out: list[Change] = []
+        try:
+            lroot = lower_root()
+
+            def walk(dirpath: str, rel: str) -> None:
+                with os.scandir(dirpath) as it:
+                    names = sorted(e.name for e in it)
+                for name in names:
+                    p, r = os.path.join(dirpath, name), rel + "/" + name
+                    st = os.lstat(p)
+                    if name.startswith(WHITEOUT_PREFIX):
+                        # markers fuse-overlayfs leaves next to (or instead of) the kernel's:
+                        # ".wh..wh..opq" files and ".wh..opq" devices in opaque directories,
+                        # ".wh.<name>" files when it cannot make devices
+                        if name in (WHITEOUT_OPAQUE, ".wh..opq"):
+                            for c in reversed(out):
+                                if c.path == rel:
+                                    c.opaque = True
+                                    break
+                        else:
+                            out.append(Change(rel + "/" + name[len(WHITEOUT_PREFIX):], CHANGE_DELETE))
+                        continue
+                    if is_whiteout(st):
+                        out.append(Change(r, CHANGE_DELETE))
+                        continue
+                    below = lroot is not None and _exists_nofollow(lroot, r)
+                    kind = CHANGE_MODIFY if below else CHANGE_ADD
+                    if stat.S_ISDIR(st.st_mode):
+                        out.append(Change(r, kind, opaque=_is_opaque(p) and below))
+                        walk(p, r)
+                    else:
+                        out.append(Change(r, kind))
+
+            walk(upper, "")
+        finally:
+            release()
+        return out
+
+    def changes(self, id: str, parent: str | None) -> list[dict[str, Any]]:
+        if not self._native(id, parent):
+            return super().changes(id, parent)
+        return [c.as_dict() for c in self.upper_changes(id, parent)]
+
+    def diff_size(self, id: str, parent: str | None) -> int:
+        if not self._native(id, parent):
+            return super().diff_size(id, parent)
+        return changes_size(os.path.join(self._dir(id), "diff"), self.upper_changes(id, parent))
+
+    def diff(self, id: str, parent: str | None) -> IO[bytes]:
+        if not self._native(id, parent):
+            return super().diff(id, parent)
+        self._hold(id)
+        try:
+            changes = self.upper_changes(id, parent)
+            upper = os.path.join(self._dir(id), "diff")
+            return stream_from_writer(lambda out: write_layer_tar(out, upper, changes),
+                                      on_done=lambda: self._release(id))
+        except BaseException:
+            self._release(id)
+            raise
+
+    def apply_diff(self, id: str, parent: str | None, stream: IO[bytes]) -> int:
+        if not self._native(id, parent):
+            return super().apply_diff(id, parent, stream)
+        self._hold(id)
+        lower_root, release = self._with_parent_root(parent)
+        try:
+            return apply_layer_tar(os.path.join(self._dir(id), "diff"), stream,
+                                   OverlayWhiteouts(lower_root))
+        finally:
+            try:
+                release()
+            finally:
+                self._release(id)
+
+    # -- status ---------------------------------------------------------------------------------
+    def _backing_status(self) -> list[tuple[str, str]]:
+        try:
+            dtype = "true" if linux.supports_d_type(self.home) else "false"
+        except OSError:
+            dtype = "unknown"
+        return [("Backing Filesystem", linux.fs_name(self.home)), ("Supports d_type", dtype),
+                ("Native Overlay Diff", "true")]
+
+
+def check_backing(name: str, home: str) -> str:
+    """Refuse a home an overlay upper dir cannot live on; return the backing fs name.
+
+    fuse-overlayfs too: the whiteouts this layout writes (0/0 devices, ``trusted.overlay.*``
+    xattrs) are interpreted by an overlayfs backing itself (measured: the whiteout and opaque
+    suite tests fail for fuse-overlayfs on an overlayfs home)."""
+    from dockyard.hookspecs.errors import DriverNotSupported
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    backing = linux.fs_name(home)
+    if backing in ("overlayfs", "aufs", "fuse", "nfs", "cifs", "ecryptfs"):
+        raise DriverNotSupported(f"{name}: {home} is on {backing}, which cannot host an overlay "
+                                 "upper directory")
+    if not linux.supports_d_type(home):
+        raise DriverNotSupported(f"{name}: {home} is on {backing} without d_type support "
+                                 "(xfs needs ftype=1)")
+    return backing
