@@ -4,7 +4,10 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := busybox-static iproute2 util-linux procps
+APT_PACKAGES := busybox-static iproute2 util-linux procps python3-seccomp tini
+# Debian's libseccomp binding (not on PyPI in a form that builds here): only that one module is
+# made importable in the venv, through a directory holding a link to it and a .pth naming it.
+SECCOMP_SO = $(firstword $(wildcard /usr/lib/python3/dist-packages/seccomp.cpython-*.so))
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test deps sysdeps venv clean
@@ -20,9 +23,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(VENV)/bin/pip install -q -e '.[test]'
+	@if [ -n "$(SECCOMP_SO)" ]; then \
+	  site=$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  mkdir -p $(VENV)/debian-modules && ln -sf $(SECCOMP_SO) $(VENV)/debian-modules/ && \
+	  echo "$$(cd $(VENV)/debian-modules && pwd)" > $$site/dockyard-debian-seccomp.pth; fi
 	touch $@
 
-venv: $(STAMP)
+venv: sysdeps $(STAMP)
 
 deps: sysdeps venv
 

@@ -29,6 +29,7 @@ import termios
 from typing import Any, NoReturn
 
 from dockyard.core import linux
+from dockyard.plugins.execdrivers.native import security
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -361,6 +362,29 @@ def _go_err(e: OSError) -> str:
     return msg[:1].lower() + msg[1:]
 
 
+def _drop_privileges(proc: dict[str, Any], lin: dict[str, Any], uid: int, gid: int,
+                     groups: list[int]) -> dict[str, Any] | None:
+    """Bounding set, no_new_privs, user and groups, then the remaining capability sets. A
+    seccomp filter is compiled here; it is loaded (by the caller) just before ``execve`` when
+    no_new_privs allows an unprivileged load, else here while still privileged."""
+    caps = proc.get("capabilities")
+    if caps is not None:
+        security.drop_bounding(caps.get("bounding") or [])
+    flt = None
+    if lin.get("seccomp"):
+        flt = security.compile_filter(lin["seccomp"])
+    if proc.get("noNewPrivileges"):
+        linux.set_no_new_privs()
+    elif flt is not None:
+        security.load_seccomp(flt)
+        flt = None
+    os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    security.apply_capabilities(caps, uid)
+    return flt
+
+
 def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     spec = cfg["spec"]
     proc = spec.get("process") or {}
@@ -431,13 +455,11 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         raise InitError("no command specified")
     path = _lookup(args[0], env)
     os.umask(0o022)
-    if proc.get("noNewPrivileges"):
-        linux.set_no_new_privs()
-    os.setgroups(groups)
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    cfg["filter"] = _drop_privileges(proc, lin, uid, gid, groups)
     if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
         os._exit(128)
+    if cfg.get("filter") is not None:
+        security.load_seccomp(cfg["filter"])
     try:
         os.execve(path, args, dict(kv.split("=", 1) for kv in env if "=" in kv))
     except OSError as e:

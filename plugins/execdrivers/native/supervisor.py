@@ -47,6 +47,11 @@ from dockyard.hookspecs.errors import (
 from dockyard.plugins.execdrivers.native import init as _init
 from dockyard.plugins.execdrivers.native.cgroups import Cgroups
 
+try:  # warm: the fork server compiles seccomp filters in its children
+    import seccomp  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
 log = logging.getLogger("dockyard.native.supervisor")
 
 SOCK_NAME = "supervisor.sock"
