@@ -410,6 +410,7 @@ class ContainerService:
                 await asyncio.to_thread(self.graph.remove, cid)
             self.state.delete_container(cid)
             del self._cache[cid]
+            self.d.execs.forget_container(cid)
             shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
         self._rt.pop(cid, None)
         for fut in rt.remove_waiters:
@@ -417,6 +418,27 @@ class ContainerService:
                 fut.set_result(c["State"]["ExitCode"])
         self.d.emit("dockyard_container_removed", container_id=cid)
         self.d.event("container", "destroy", cid, {"name": c["Name"][1:]})
+
+    # -- pause / stats ----------------------------------------------------------------------------
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        if not c["State"]["Running"]:
+            raise Conflict(f"Container {c['Id']} is not running")
+        if c["State"]["Paused"]:
+            raise Conflict(f"Container {c['Id']} is already paused")
+        await self.execdrv.pause(c["Id"])
+        c["State"].update(Paused=True, Status="paused")
+        self.save(c)
+        self.d.event("container", "pause", c["Id"], {"name": c["Name"][1:]})
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if not c["State"]["Paused"]:
+            raise Conflict(f"Container {c['Id']} is not paused")
+        await self.execdrv.resume(c["Id"])
+        c["State"].update(Paused=False, Status="running")
+        self.save(c)
+        self.d.event("container", "unpause", c["Id"], {"name": c["Name"][1:]})
 
     # -- attach / logs --------------------------------------------------------------------------
     async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict[str, Any], AttachStreams]:

@@ -18,6 +18,7 @@ from .. import plugins
 from ..blobs import BlobStore
 from ..config import Config
 from ..containers import ContainerService
+from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService
 from ..state import State
@@ -74,6 +75,7 @@ class Daemon:
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.networks = NetworkService(self)
         self.containers = ContainerService(self)
+        self.execs = ExecService(self)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
@@ -111,8 +113,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, images, system
-        for module in (system, containers, images):
+        from .routes import containers, execs, images, system
+        for module in (system, containers, execs, images):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)
