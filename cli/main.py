@@ -27,6 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("containers", "ps"),
     "rm": ("containers", "rm"),
     "inspect": ("containers", "inspect"),
+    "exec": ("execs", "exec_"),
+    "pause": ("execs", "pause"),
+    "unpause": ("execs", "unpause"),
+    "top": ("execs", "top"),
+    "stats": ("execs", "stats"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}

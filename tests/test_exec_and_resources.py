@@ -157,3 +157,26 @@ def test_docker_stats_pause_cli(shared_daemon: Daemon) -> None:
         assert r.returncode == 0 and b"sleep 1000" in r.stdout, r
     finally:
         _rm(d, cid)
+
+
+def test_dockyard_exec_cli(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _running(d)
+    try:
+        r = d.cli("exec", "-e", "X=1", "-w", "/etc", "-u", "nobody", cid, "sh", "-c",
+                  "echo $X; pwd; id -u; exit 5")
+        assert r.returncode == 5, r.stderr
+        assert r.stdout.decode().split() == ["1", "/etc", "65534"]
+        r = d.cli("exec", "-i", cid, "cat", input=b"abc")
+        assert (r.returncode, r.stdout) == (0, b"abc"), r.stderr
+        r = d.cli("exec", "-t", cid, "tty")
+        assert r.returncode == 0 and r.stdout.startswith(b"/dev/pts/"), r
+        assert d.cli("exec", "-d", cid, "sleep", "20").returncode == 0
+        r = d.cli("top", cid)
+        assert r.returncode == 0 and b"sleep 20" in r.stdout, r
+        assert d.cli("pause", cid).returncode == 0
+        assert d.cli("unpause", cid).returncode == 0
+        r = d.cli("stats", "--no-stream", cid)
+        assert r.returncode == 0 and cid[:12].encode() in r.stdout, r
+    finally:
+        _rm(d, cid)
