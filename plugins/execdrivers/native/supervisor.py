@@ -535,6 +535,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         self._reap()
+        self._recover()
         self.loop.call_later(IDLE_GRACE, self._maybe_exit)
         log.info("supervisor %d serving on %s", os.getpid(), self.sock_path)
         if ready_fd is not None:
@@ -554,6 +555,62 @@ class Supervisor:
             pass
         server.close()
         log.info("supervisor %d exiting: no containers, no clients", os.getpid())
+
+    def _recover(self) -> None:
+        """Containers left by a supervisor that died: their processes lost their owner (stdio,
+        exit status), so kill what is left in their cgroups, remove the cgroups and hold them
+        as exited, for the daemon to record and clean up (unmount) on its restore."""
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return
+        for cid in names:
+            path = os.path.join(self.root, cid, "state.json")
+            if cid in self.containers or not ID_RE.match(cid) or not os.path.exists(path):
+                continue
+            try:
+                with open(path) as f:
+                    st = json.load(f)
+            except (OSError, ValueError):
+                shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
+                continue
+            c = Container(self, cid)
+            c.cg_dirs = [d for d in st.get("cgroups") or [] if d.startswith(self.cgroups.root + "/")]
+            c.log_path = st.get("log_path", "")
+            c.tty, c.open_stdin, c.stdin_once = (bool(st.get(k)) for k in ("tty", "open_stdin",
+                                                                           "stdin_once"))
+            c.started_at = st.get("started_at", 0.0)
+            c._reset_run()
+            killed = 0
+            if c.cg_dirs:
+                try:
+                    self.cgroups.freeze(c.cg_dirs, False)
+                except (OSError, DockyardError):
+                    pass
+                for _ in range(100):
+                    killed += self.cgroups.kill_all(c.cg_dirs)
+                    if not Cgroups.remove(c.cg_dirs):
+                        break
+                    time.sleep(0.01)
+                c.cg_dirs = []  # created afresh if the container is started again
+            if st.get("status") in ("running", "paused"):
+                c.exit = {"exit_code": 255 if not killed else 137, "finished_at": time.time(),
+                          "oom_killed": False, "error": "the native supervisor died while the "
+                                                        "container ran; its processes were killed"}
+                log.warning("%s: recovered from a dead supervisor (killed %d processes)",
+                            cid, killed)
+            else:
+                c.exit = st.get("exit") or {"exit_code": 255, "finished_at": time.time(),
+                                            "oom_killed": False, "error": ""}
+            c.status = "exited"
+            c.pid = 0
+            try:
+                with open(os.path.join(self.root, cid, "config.json")) as f:
+                    c.spec = json.load(f)
+            except (OSError, ValueError):
+                c.spec = {}
+            self.containers[cid] = c
+            c.persist()
 
     def _maybe_exit(self) -> None:
         if self.nclients == 0 and not self.containers and self.stop is not None:
