@@ -489,7 +489,9 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         _reset_signals()
         linux.set_name("dockyard-exec")
         os.setsid()
-        _join_cgroups(cfg["cgroup_procs"], 0)
+        # the cgroups are joined by writing the process's pid while it sets itself up (each
+        # cgroup.procs write waits for an RCU grace period); it execs only once that is done
+        cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cfg["cgroup_procs"]]
         for target, fd in enumerate(cfg["stdio"]):
             if fd is not None:
                 os.dup2(fd, target)
@@ -508,9 +510,22 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         for fd, flag in joins:
             linux.setns(fd, flag)
             os.close(fd)
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
+            os.close(gate_w)
+            for fd in cg_fds:
+                os.close(fd)
+            cfg["gate"] = gate_r
             _exec_process_main(cfg, chan)
+        os.close(gate_r)
+        try:
+            for fd in cg_fds:
+                os.write(fd, b"%d" % pid)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        os.write(gate_w, b"1")
         chan.send(b"P%d" % pid)
         os._exit(0)
     except InitError as e:
@@ -564,6 +579,8 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
             privileged = dict(base, capabilities=None, noNewPrivileges=False)
             lin = dict(lin, seccomp=None)
         flt = _drop_privileges(privileged, lin, uid, gid, groups)
+        if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
+            os._exit(126)
         if flt is not None:
             security.load_seccomp(flt)
         try:
