@@ -38,6 +38,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("containers", "rm"),
     "inspect": ("containers", "inspect"),
     "storage": ("storage", "storage"),
+    "exec": ("execs", "exec_"),
+    "pause": ("execs", "pause"),
+    "unpause": ("execs", "unpause"),
+    "top": ("execs", "top"),
+    "stats": ("execs", "stats"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}

@@ -18,6 +18,7 @@ from .. import plugins
 from ..blobs import BlobStore
 from ..config import Config
 from ..containers import ContainerService
+from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService
 from ..state import State
@@ -69,6 +70,7 @@ class Daemon:
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.networks = NetworkService(self)
         self.containers = ContainerService(self)
+        self.execs = ExecService(self)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
@@ -163,8 +165,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, images, storage, system
-        for module in (system, containers, images, storage):
+        from .routes import containers, execs, images, storage, system
+        for module in (system, containers, execs, images, storage):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)
