@@ -23,13 +23,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: sysdeps $(STAMP)
 	@if [ -n "$(SECCOMP_SO)" ]; then \
 	  site=$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	  mkdir -p $(VENV)/debian-modules && ln -sf $(SECCOMP_SO) $(VENV)/debian-modules/ && \
 	  echo "$$(cd $(VENV)/debian-modules && pwd)" > $$site/dockyard-debian-seccomp.pth; fi
-	touch $@
-
-venv: sysdeps $(STAMP)
 
 deps: sysdeps venv
 

@@ -356,7 +356,7 @@ class Container:
             self.drain_timer = None
         if self.log is not None:
             self.log.flush()
-        oom = self.mem_limited and self.sup.cgroups.oom_killed(self.cg_dirs)
+        oom = self.mem_limited and self.sup.cgroups.oom_killed(self.cg_dirs, self.proc_code)
         self.exit = {"exit_code": self.proc_code if self.proc_code is not None else 128,
                      "finished_at": self.finished_at or time.time(), "oom_killed": oom,
                      "error": self.exit_error}
