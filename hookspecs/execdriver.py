@@ -72,6 +72,11 @@ class AttachStreams:
         if self.writer is not None:
             self.writer.close()
 
+    async def detach(self) -> None:
+        """The client typed its detach keys: end the session *without* closing the container's
+        stdin (even with ``stdin_once``); the container keeps running. Defaults to :meth:`close`."""
+        self.close()
+
 
 class ExecDriver(abc.ABC):
     """Runs and supervises container processes.

@@ -76,3 +76,31 @@ def test_docker_errors(shared_daemon: Daemon) -> None:
     r = docker(shared_daemon, "run", "--rm", "busybox", "nosuchcmd")
     assert r.returncode == 127, r.stderr
     assert b"executable file not found" in r.stderr
+
+
+def test_docker_run_security_limits_and_signals(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    r = docker(d, "run", "--rm", "busybox", "grep", "CapEff", "/proc/self/status")
+    assert r.returncode == 0 and r.stdout.split() == [b"CapEff:", b"00000000a80425fb"], r
+    r = docker(d, "run", "--rm", "busybox", "sh", "-c", "mount -t tmpfs x /mnt")
+    assert r.returncode != 0
+    r = docker(d, "run", "--rm", "-m", "32m", "busybox", "sh", "-c",
+               "x=$(head -c 209715200 /dev/zero | tr '\\0' a)")
+    assert r.returncode == 137, r
+    r = docker(d, "run", "--rm", "-u", "nobody", "busybox", "id", "-u")
+    assert r.stdout == b"65534\n", r
+    r = docker(d, "run", "--rm", "-t", "busybox", "tty")
+    assert r.returncode == 0 and r.stdout.startswith(b"/dev/pts/"), r
+    r = docker(d, "run", "--rm", "--init", "busybox", "cat", "/proc/1/cmdline")
+    assert r.stdout.startswith(b"/dev/init\0"), r
+    r = docker(d, "run", "-d", "busybox", "sh", "-c",
+               "trap 'exit 12' HUP; trap 'exit 13' TERM; while true; do sleep 0.05; done")
+    cid = r.stdout.decode().strip()
+    try:
+        assert docker(d, "kill", "-s", "HUP", cid).returncode == 0
+        assert docker(d, "wait", cid).stdout == b"12\n"
+        assert docker(d, "start", cid).returncode == 0
+        assert docker(d, "stop", "-t", "5", cid).returncode == 0
+        assert docker(d, "wait", cid).stdout == b"13\n"
+    finally:
+        docker(d, "rm", "-f", cid)

@@ -180,3 +180,52 @@ def test_dockyard_exec_cli(shared_daemon: Daemon) -> None:
         assert r.returncode == 0 and cid[:12].encode() in r.stdout, r
     finally:
         _rm(d, cid)
+
+
+def _attach_socket(d: Daemon, cid: str, query: str = "stream=1&stdin=1&stdout=1&stderr=1"):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(d.sock)
+    s.sendall(f"POST /v1.45/containers/{cid}/attach?{query} HTTP/1.1\r\nHost: localhost\r\n"
+              "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def _read_until(s: socket.socket, needle: bytes) -> bytes:
+    data = b""
+    while needle not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_tty_detach_keys_keep_the_container_and_its_stdin(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = d.api.post("/containers/create", {
+        "Image": "busybox", "Cmd": ["sh"], "Tty": True, "OpenStdin": True, "StdinOnce": True,
+        "AttachStdin": True, "AttachStdout": True})[1]["Id"]
+    try:
+        s = _attach_socket(d, cid)
+        assert d.api.post(f"/containers/{cid}/start")[0] == 204
+        s.sendall(b"echo one-$((40+2))\n")
+        assert b"one-42" in _read_until(s, b"one-42")
+        s.sendall(b"\x10\x11")  # ctrl-p ctrl-q
+        assert _read_until(s, b"never") is not None  # the daemon closes the connection
+        s.close()
+        time.sleep(0.3)
+        assert d.api.get(f"/containers/{cid}/json")[1]["State"]["Running"] is True
+        s = _attach_socket(d, cid)
+        s.sendall(b"echo two-$((40+3))\n")
+        assert b"two-43" in _read_until(s, b"two-43")
+        s.sendall(b"exit 3\n")
+        _read_until(s, b"never")
+        s.close()
+        assert d.api.post(f"/containers/{cid}/wait")[1]["StatusCode"] == 3
+    finally:
+        _rm(d, cid)

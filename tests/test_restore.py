@@ -89,3 +89,19 @@ def test_dead_supervisor_means_exited_containers(daemon: Daemon) -> None:
     # it can be started again and removed
     assert d.api.post(f"/containers/{cid}/start")[0] == 204
     assert d.api.delete(f"/containers/{cid}?force=1")[0] == 204
+
+
+def test_supervisor_killed_under_a_running_daemon(daemon: Daemon) -> None:
+    d = daemon
+    status, body = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["sleep", "1000"]})
+    cid = body["Id"]
+    assert d.api.post(f"/containers/{cid}/start")[0] == 204
+    pid = d.api.get(f"/containers/{cid}/json")[1]["State"]["Pid"]
+    os.kill(_supervisor_pid(d), signal.SIGKILL)
+    assert _eventually(lambda: d.api.get(f"/containers/{cid}/json")[1]["State"]["Status"] == "exited")
+    st = d.api.get(f"/containers/{cid}/json")[1]["State"]
+    assert st["ExitCode"] in (137, 255) and "supervisor" in st["Error"], st
+    assert _eventually(lambda: not os.path.exists(f"/proc/{pid}/stat") or
+                       open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z")
+    assert d.api.post(f"/containers/{cid}/start")[0] == 204
+    assert d.api.delete(f"/containers/{cid}?force=1")[0] == 204

@@ -13,21 +13,66 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.execdriver import AttachStreams
 
 log = logging.getLogger(__name__)
 
 
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+_CTRL_SPECIAL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def parse_detach_keys(spec: str | None) -> bytes:
+    """Docker's detach-key syntax (``ctrl-p,ctrl-q``, ``a``, ``ctrl-@``) → the byte sequence.
+    An empty string disables detaching."""
+    if spec is None:
+        spec = DEFAULT_DETACH_KEYS
+    out = bytearray()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        if part.startswith("ctrl-") and len(part) == 6:
+            ch = part[5]
+            if ch.isalpha():
+                out.append(ord(ch.lower()) - ord("a") + 1)
+            elif ch in _CTRL_SPECIAL:
+                out.append(_CTRL_SPECIAL[ch])
+            else:
+                raise InvalidParameter(f"invalid detach key: {part!r}")
+        elif len(part) == 1:
+            out += part.encode()
+        else:
+            raise InvalidParameter(f"invalid detach key: {part!r}")
+    return bytes(out)
+
+
 class _HijackedProtocol(asyncio.Protocol):
-    def __init__(self, streams: AttachStreams) -> None:
+    def __init__(self, streams: AttachStreams, detach_keys: bytes = b"") -> None:
         self.streams = streams
         self.closed = asyncio.get_running_loop().create_future()
         self.can_write = asyncio.Event()
         self.can_write.set()
+        self.detach_keys = detach_keys
+        self.held = b""  # a prefix of the detach sequence, not forwarded yet
+        self.detached = False
 
     def data_received(self, data: bytes) -> None:
         w = self.streams.writer
-        if w is not None and not w.is_closing():
+        if self.detach_keys and w is not None:
+            data = self.held + data
+            self.held = b""
+            idx = data.find(self.detach_keys)
+            if idx >= 0:
+                if idx and not w.is_closing():
+                    w.write(data[:idx])
+                self.detached = True
+                if not self.closed.done():
+                    self.closed.set_result(None)
+                return
+            for n in range(min(len(self.detach_keys) - 1, len(data)), 0, -1):
+                if data.endswith(self.detach_keys[:n]):
+                    data, self.held = data[:-n], data[-n:]
+                    break
+        if w is not None and not w.is_closing() and data:
             w.write(data)
 
     def eof_received(self) -> bool:
@@ -51,8 +96,11 @@ class _HijackedProtocol(asyncio.Protocol):
 
 
 async def serve_hijacked(request: web.Request, streams: AttachStreams, tty: bool,
-                         upgrade: bool = True) -> web.StreamResponse:
-    """Answer 101 (or 200 without an upgrade header) and pump ``streams`` over the connection."""
+                         upgrade: bool = True, detach_keys: bytes = b"") -> web.StreamResponse:
+    """Answer 101 (or 200 without an upgrade header) and pump ``streams`` over the connection.
+
+    With ``detach_keys`` (a TTY session with stdin), that sequence typed by the client detaches:
+    the connection closes and the process keeps running, as with dockerd."""
     ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     if upgrade:
         resp = web.StreamResponse(status=101, reason="UPGRADED",
@@ -66,7 +114,7 @@ async def serve_hijacked(request: web.Request, streams: AttachStreams, tty: bool
     if transport is None or transport.is_closing():
         streams.close()
         return resp
-    proto = _HijackedProtocol(streams)
+    proto = _HijackedProtocol(streams, detach_keys if streams.writer is not None else b"")
     transport.set_protocol(proto)
     transport.resume_reading()
     try:
@@ -84,6 +132,9 @@ async def serve_hijacked(request: web.Request, streams: AttachStreams, tty: bool
                 break
             transport.write(chunk)
     finally:
+        if proto.detached:
+            with contextlib.suppress(Exception):
+                await streams.detach()
         streams.close()
         if not transport.is_closing():
             with contextlib.suppress(OSError, RuntimeError):

@@ -16,7 +16,7 @@ from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter,
 from ...containers import summary
 from ..app import route
 from ..errors import json_body
-from ..hijack import serve_hijacked
+from ..hijack import parse_detach_keys, serve_hijacked
 
 
 def _svc(request: web.Request):  # noqa: ANN202
@@ -162,7 +162,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
                                   _flag(request, "stdout"), _flag(request, "stderr"))
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
         "upgrade" in request.headers.get("Connection", "").lower()
-    return await serve_hijacked(request, streams, c["Config"]["Tty"], upgrade=upgrade)
+    keys = parse_detach_keys(request.query.get("detachKeys")) if c["Config"]["Tty"] else b""
+    return await serve_hijacked(request, streams, c["Config"]["Tty"], upgrade=upgrade,
+                                detach_keys=keys)
 
 
 async def resize(request: web.Request) -> web.Response:

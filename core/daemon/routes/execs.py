@@ -7,7 +7,7 @@ from dockyard.hookspecs.errors import InvalidParameter
 
 from ..app import route
 from ..errors import json_body
-from ..hijack import serve_hijacked
+from ..hijack import parse_detach_keys, serve_hijacked
 from .containers import _int
 
 
@@ -34,7 +34,9 @@ async def start(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200)
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
         "upgrade" in request.headers.get("Connection", "").lower()
-    return await serve_hijacked(request, streams, e["ProcessConfig"]["tty"], upgrade=upgrade)
+    tty = e["ProcessConfig"]["tty"]
+    keys = parse_detach_keys(e["DetachKeys"] or None) if tty else b""
+    return await serve_hijacked(request, streams, tty, upgrade=upgrade, detach_keys=keys)
 
 
 async def inspect(request: web.Request) -> web.Response:

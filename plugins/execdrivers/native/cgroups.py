@@ -231,7 +231,10 @@ class Cgroups:
         _write(f"{d}/freezer.state", "FROZEN" if frozen else "THAWED")
         return _read(f"{d}/freezer.state").strip() == ("FROZEN" if frozen else "THAWED")
 
-    def oom_killed(self, dirs: list[str]) -> bool:
+    def oom_killed(self, dirs: list[str], exit_code: int | None = None) -> bool:
+        """Did the OOM killer act in this cgroup? ``oom_kill`` of memory.oom_control (v1, kernel
+        4.13+) or memory.events (v2); on older v1 kernels, a SIGKILL exit (137) with the limit
+        hit (memory.failcnt > 0) counts."""
         d = self._dir(dirs, "memory")
         try:
             if self.v2:
@@ -240,10 +243,18 @@ class Cgroups:
                 text = _read(f"{d}/memory.oom_control") if d else ""
         except OSError:
             return False
+        seen = False
         for line in text.splitlines():
             key, _, val = line.partition(" ")
-            if key == "oom_kill" and val.strip() not in ("", "0"):
-                return True
+            if key == "oom_kill":
+                seen = True
+                if val.strip() not in ("", "0"):
+                    return True
+        if not seen and not self.v2 and d and exit_code == 137:
+            try:
+                return int(_read(f"{d}/memory.failcnt").strip() or 0) > 0
+            except (OSError, ValueError):
+                return False
         return False
 
     def stats(self, dirs: list[str]) -> dict:

@@ -55,15 +55,27 @@ def _process_state(d: dict[str, Any]) -> ProcessState:
                         started_at=d.get("started_at", 0.0), exit=_exit_status(d.get("exit")))
 
 
+class ConnectionLost(DockyardError):
+    """The supervisor went away in the middle of a request."""
+
+
 @dataclasses.dataclass
 class NativeAttach(AttachStreams):
     """An attach session; ``close()`` detaches even when no stdin writer was asked for."""
 
     transport_writer: asyncio.StreamWriter | None = None
+    driver: "NativeDriver | None" = None
+    token: str = ""
 
     def close(self) -> None:
         if self.transport_writer is not None:
             self.transport_writer.close()
+
+    async def detach(self) -> None:
+        if self.driver is not None and self.token:
+            with contextlib.suppress(DockyardError, OSError):
+                await self.driver._call("detach", token=self.token)
+        self.close()
 
 
 class _Control:
@@ -92,7 +104,7 @@ class _Control:
             self.closed = True
             for fut in self.pending.values():
                 if not fut.done():
-                    fut.set_exception(DockyardError("native: lost the connection to the supervisor"))
+                    fut.set_exception(ConnectionLost("native: lost the connection to the supervisor"))
             self.pending.clear()
             self.writer.close()
 
@@ -227,8 +239,9 @@ class NativeDriver(ExecDriver):
                      stderr: bool = True) -> AttachStreams:
         await self._conn()  # make sure a supervisor runs
         reader, writer = await asyncio.open_unix_connection(self.sock_path, limit=LINE_LIMIT)
+        token = os.urandom(8).hex()
         try:
-            writer.write(json.dumps({"op": "attach", "id": cid, "stdin": stdin,
+            writer.write(json.dumps({"op": "attach", "id": cid, "stdin": stdin, "token": token,
                                      "stdout": stdout, "stderr": stderr}).encode() + b"\n")
             line = await reader.readline()
             msg = json.loads(line) if line else {
@@ -240,7 +253,7 @@ class NativeDriver(ExecDriver):
             writer.close()
             raise _error(msg.get("error") or {})
         return NativeAttach(reader=reader, writer=writer if msg.get("stdin") else None,
-                            transport_writer=writer)
+                            transport_writer=writer, driver=self, token=token)
 
     async def start(self, cid: str) -> int:
         return await self._call("start", id=cid)
@@ -248,7 +261,7 @@ class NativeDriver(ExecDriver):
     async def wait(self, cid: str) -> ExitStatus:
         task = self._waits.get(cid)
         if task is None:
-            task = asyncio.ensure_future(self._call("wait", id=cid))
+            task = asyncio.ensure_future(self._wait_surviving(cid))
             self._waits[cid] = task
 
             def forget(t: asyncio.Task, cid: str = cid) -> None:
@@ -259,6 +272,20 @@ class NativeDriver(ExecDriver):
 
             task.add_done_callback(forget)
         return _exit_status(await asyncio.shield(task))  # type: ignore[return-value]
+
+    async def _wait_surviving(self, cid: str) -> Any:
+        """``wait`` that outlives the supervisor: if it dies, the next one (started here at once)
+        kills the orphaned processes and answers with the container's recorded exit."""
+        for attempt in range(3):
+            try:
+                return await self._call("wait", id=cid)
+            except ConnectionLost:
+                if attempt == 2:
+                    raise
+                log.warning("native: supervisor lost while waiting for %s; starting a new one",
+                            cid[:12])
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def kill(self, cid: str, signal: int) -> None:
         await self._call("kill", id=cid, signal=int(signal))

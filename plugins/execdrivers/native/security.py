@@ -145,7 +145,12 @@ def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
 
 def compile_filter(profile: dict[str, Any]) -> Any:
     """A ``seccomp.SyscallFilter`` for an OCI ``linux.seccomp`` object (not loaded yet)."""
-    import seccomp  # Debian's python3-seccomp; imported only when a profile is asked for
+    try:
+        import seccomp  # Debian's python3-seccomp; imported only when a profile is asked for
+    except ImportError:
+        raise RuntimeError("a seccomp profile was asked for but libseccomp's Python binding is "
+                           "not importable (apt-get install python3-seccomp, then make venv); "
+                           "--security-opt seccomp=unconfined runs without one") from None
 
     default = _action(seccomp, profile.get("defaultAction", "SCMP_ACT_ALLOW"),
                       profile.get("defaultErrnoRet"))

@@ -356,7 +356,7 @@ class Container:
             self.drain_timer = None
         if self.log is not None:
             self.log.flush()
-        oom = self.mem_limited and self.sup.cgroups.oom_killed(self.cg_dirs)
+        oom = self.mem_limited and self.sup.cgroups.oom_killed(self.cg_dirs, self.proc_code)
         self.exit = {"exit_code": self.proc_code if self.proc_code is not None else 128,
                      "finished_at": self.finished_at or time.time(), "oom_killed": oom,
                      "error": self.exit_error}
@@ -499,6 +499,7 @@ class Supervisor:
         self.containers: dict[str, Container] = {}
         self.by_pid: dict[int, Any] = {}  # Container or Exec
         self.execs: dict[str, Exec] = {}
+        self.detached_tokens: set[str] = set()
         self.intermediates: set[int] = set()
         self.early_exits: dict[int, int] = {}
         self.pending_starts = 0
@@ -724,7 +725,8 @@ class Supervisor:
                     c.stdin.write(data)
             if want_stdin and cl in c.clients:
                 # half-close: stdin is done, output keeps flowing until the container exits
-                if c.stdin_once and first_stdin and c.stdin is not None:
+                detached = req.get("token") and req["token"] in self.detached_tokens
+                if c.stdin_once and first_stdin and c.stdin is not None and not detached:
                     c.stdin.write_eof()
                 closed = self.loop.create_task(writer.wait_closed())
                 try:
@@ -734,6 +736,7 @@ class Supervisor:
         except (ConnectionError, OSError):
             pass
         finally:
+            self.detached_tokens.discard(req.get("token") or "")
             if cl in c.clients:
                 c.clients.remove(cl)
 
@@ -874,6 +877,10 @@ class Supervisor:
     # -- ops ------------------------------------------------------------------------------------
     async def op_hello(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": 1, "containers": len(self.containers)}
+
+    async def op_detach(self, token: str) -> None:
+        """The attach session with ``token`` is detaching: its end of input is not stdin's."""
+        self.detached_tokens.add(str(token))
 
     async def op_list(self) -> list[dict[str, Any]]:
         return [c.state() for c in self.containers.values()]
