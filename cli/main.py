@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("containers", "ps"),
     "rm": ("containers", "rm"),
     "inspect": ("containers", "inspect"),
+    "network": ("networks", "network"),
+    "port": ("networks", "port"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}
