@@ -186,34 +186,50 @@ class BridgeDriver(NetDriver):
             data={"veth": "veth" + endpoint_id[:11], "bridge": net["bridge"],
                   "internal": net["internal"]})
 
+    @staticmethod
+    def _index(ipr: Any, name: str) -> int | None:
+        """The index of link ``name`` (one request, not a dump of every link), or None."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        if not name:
+            return None
+        try:
+            return ipr.link("get", ifname=name)[0]["index"]
+        except NetlinkError:
+            return None
+
     def join(self, endpoint: Endpoint, netns_path: str) -> None:
         host_if = endpoint.data["veth"]
-        peer = "vp" + endpoint.endpoint_id[:13]
+        mtu = endpoint.mtu or self.mtu
         with self._lock, self._ipr() as ipr:
-            br = ipr.link_lookup(ifname=endpoint.data["bridge"])
-            if not br:
+            br = self._index(ipr, endpoint.data["bridge"])
+            if br is None:
                 raise DockyardError(f"bridge {endpoint.data['bridge']} is missing")
-            for idx in ipr.link_lookup(ifname=host_if):  # a leftover of a failed attempt
-                ipr.link("del", index=idx)
-            ipr.link("add", ifname=host_if, kind="veth", peer={"ifname": peer})
+            stale = self._index(ipr, host_if)
+            if stale is not None:  # a leftover of a failed attempt
+                ipr.link("del", index=stale)
+            # one request makes the pair, plugs the host end into the bridge and creates the
+            # container end already inside the namespace, named and addressed (MAC) as it stays
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                hidx = ipr.link_lookup(ifname=host_if)[0]
-                pidx = ipr.link_lookup(ifname=peer)[0]
-                ipr.link("set", index=hidx, master=br[0], mtu=endpoint.mtu or self.mtu)
-                ipr.link("set", index=pidx, net_ns_fd=netns_path)
-                ipr.link("set", index=hidx, state="up")
-                linux.in_netns(netns_path, self._configure_inside, endpoint, peer)
+                ipr.link("add", ifname=host_if, kind="veth", master=br, mtu=mtu,
+                         peer={"ifname": endpoint.interface, "net_ns_fd": fd,
+                               "address": endpoint.mac_address, "mtu": mtu})
+            finally:
+                os.close(fd)
+            try:
+                ipr.link("set", index=self._index(ipr, host_if), state="up")
+                linux.in_netns(netns_path, self._configure_inside, endpoint)
             except BaseException:
-                for idx in ipr.link_lookup(ifname=host_if):
+                idx = self._index(ipr, host_if)
+                if idx is not None:
                     ipr.link("del", index=idx)
                 raise
             self.joined.add(endpoint.endpoint_id)
 
-    def _configure_inside(self, ep: Endpoint, peer: str) -> None:
+    def _configure_inside(self, ep: Endpoint) -> None:
         with self._ipr() as ipr:
-            idx = ipr.link_lookup(ifname=peer)[0]
-            ipr.link("set", index=idx, ifname=ep.interface, address=ep.mac_address,
-                     mtu=ep.mtu or self.mtu)
+            idx = self._index(ipr, ep.interface)
             ipr.addr("add", index=idx, address=ep.ip_address, prefixlen=ep.prefix_len)
             ipr.link("set", index=idx, state="up")
             if ep.gateway and not ep.data.get("internal"):
@@ -225,7 +241,8 @@ class BridgeDriver(NetDriver):
         with self._lock:
             self.joined.discard(endpoint.endpoint_id)
             with self._ipr() as ipr:
-                for idx in ipr.link_lookup(ifname=endpoint.data.get("veth", "")):
+                idx = self._index(ipr, endpoint.data.get("veth", ""))
+                if idx is not None:
                     with contextlib.suppress(Exception):  # gone with its namespace meanwhile
                         ipr.link("del", index=idx)
 
