@@ -309,8 +309,8 @@ class NetworkService:
     def settings_for(self, c: dict[str, Any]) -> dict[str, Any]:
         """``NetworkSettings`` as ``GET /containers/{id}/json`` shows it."""
         nets = self.container_networks(c)
-        primary = next(iter(nets))
-        first = self._endpoint_settings(c, primary)
+        primary = next(iter(nets), "")
+        first = self._endpoint_settings(c, primary) if primary else {}
         sandbox = c.get("_sandbox") or ""
         net = self.networks.get(primary) or {}
         return {"Bridge": "", "SandboxID": c["Id"] if sandbox else "", "SandboxKey": sandbox,
@@ -357,7 +357,7 @@ class NetworkService:
 
     # -- /etc files -----------------------------------------------------------------------------
     def _is_host(self, c: dict[str, Any]) -> bool:
-        primary = next(iter(self.container_networks(c)))
+        primary = next(iter(self.container_networks(c)), "")
         return primary in self.networks and self.driver_of(primary).namespace == "host"
 
     def resolv_conf(self, c: dict[str, Any]) -> str:
@@ -585,9 +585,7 @@ class NetworkService:
             raise Forbidden("container cannot be disconnected from host network or connected to host network")
         await self._detach(c, net["Name"])
         del nets[net["Name"]]
-        c["_networks"] = nets
-        if not nets:
-            c["_network"] = c["_network"]  # keeps the record's primary for a later connect
+        c["_networks"] = nets  # may be empty: the container then starts with loopback only
         c["NetworkSettings"] = self.settings_for(c)
         self.d.containers.save(c)
         self.d.event("network", "disconnect", net["Id"], {"container": c["Id"], "name": net["Name"],

@@ -333,3 +333,28 @@ def test_nothing_is_left_after_containers_and_daemon_are_gone(busybox_tar: str) 
         assert f"{d.bridge_name}:" not in links and f"{user_bridge}:" not in links
         assert nft_table(d.bridge_name) == ""
         assert remove_network_leftovers(d) == []
+
+
+def test_icc_off_isolates_containers_of_one_network(netd: Daemon) -> None:
+    r = netd.cli("network", "create", "--subnet", unique_subnet(), "-o",
+                 "com.docker.network.bridge.enable_icc=false", "noicc")
+    ok(r)
+    try:
+        ok(netd.cli("run", "-d", "--name", "lonely", "--network", "noicc", "busybox", "sh", "-c", HTTPD))
+        ip = ip_of(netd, "lonely", "noicc")
+        assert "drop" in subprocess.run(["nft", "list", "table", "bridge", "dockyard_" + netd.bridge_name],
+                                        capture_output=True, text=True).stdout
+        r = netd.cli("run", "--rm", "--network", "noicc", "busybox", "sh", "-c",
+                     f"timeout 3 wget -q -O- http://{ip}/; exit $?")
+        assert r.returncode != 0 and b"hello" not in r.stdout
+        # the same server on a network with ICC on answers (so the drop above is the rule's)
+        ok(netd.cli("network", "connect", "bridge", "lonely"))
+        bridge_ip = ip_of(netd, "lonely", "bridge")
+        page = ok(netd.cli("run", "--rm", "busybox", "sh", "-c",
+                           f"for i in $(seq 50); do wget -q -O- http://{bridge_ip}/ && exit 0; sleep 0.1; done; exit 1"))
+        assert page.startswith("hello-from-")
+    finally:
+        netd.cli("rm", "-f", "lonely")
+        netd.cli("network", "rm", "noicc")
+    assert subprocess.run(["nft", "list", "table", "bridge", "dockyard_" + netd.bridge_name],
+                          capture_output=True).returncode != 0

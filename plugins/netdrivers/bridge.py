@@ -11,7 +11,8 @@ a crash is the same operation as any update. The rules:
   left to the daemon's userland proxy, as Docker does);
 * ``forward``: drop traffic between two of this daemon's bridges (networks are isolated), and any
   traffic in or out of an internal network;
-* bridge ``forward``: drop traffic between two ports of one bridge whose network has ICC off.
+* bridge ``forward``: drop frames between two ports (veths) of one bridge whose network has ICC
+  off (``icc``, or the network option ``com.docker.network.bridge.enable_icc``).
 
 Bridges this driver made carry an interface alias naming the driver's home, so ``restore`` can tell
 them (and the veths plugged into them) from any other daemon's on the same host.
@@ -88,6 +89,8 @@ class BridgeDriver(NetDriver):
         self.nets: dict[str, dict[str, Any]] = {}
         self.ports: dict[str, list[tuple[str, str, int, str, int, str]]] = {}
         self.joined: set[str] = set()
+        #: bridge name -> host-side veths plugged into it (for ICC-off rules)
+        self.members: dict[str, set[str]] = {}
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -226,6 +229,12 @@ class BridgeDriver(NetDriver):
                     ipr.link("del", index=idx)
                 raise
             self.joined.add(endpoint.endpoint_id)
+            self.members.setdefault(endpoint.data["bridge"], set()).add(host_if)
+            if not self._net_of_bridge(endpoint.data["bridge"]).get("icc", True):
+                self._apply_rules()
+
+    def _net_of_bridge(self, bridge: str) -> dict[str, Any]:
+        return next((n for n in self.nets.values() if n["bridge"] == bridge), {})
 
     def _configure_inside(self, ep: Endpoint) -> None:
         with self._ipr() as ipr:
@@ -240,6 +249,11 @@ class BridgeDriver(NetDriver):
     def leave(self, endpoint: Endpoint, netns_path: str) -> None:
         with self._lock:
             self.joined.discard(endpoint.endpoint_id)
+            bridge = endpoint.data.get("bridge", "")
+            if endpoint.data.get("veth") in self.members.get(bridge, set()):
+                self.members[bridge].discard(endpoint.data["veth"])
+                if not self._net_of_bridge(bridge).get("icc", True):
+                    self._apply_rules()
             with self._ipr() as ipr:
                 idx = self._index(ipr, endpoint.data.get("veth", ""))
                 if idx is not None:
@@ -288,6 +302,9 @@ class BridgeDriver(NetDriver):
                     with contextlib.suppress(Exception):
                         ipr.link("del", index=link["index"])
             self.joined = {ep.endpoint_id for ep in endpoints}
+            self.members = {}
+            for ep in endpoints:
+                self.members.setdefault(ep.data.get("bridge", ""), set()).add(ep.data.get("veth", ""))
             self.ports = {}
             by_id = {ep.endpoint_id: ep for ep in endpoints}
             for eid, plist in published.items():
@@ -347,11 +364,16 @@ class BridgeDriver(NetDriver):
                 body.append(f"    oifname {b} iifname != {b} drop")
             body.append(f"    iifname {b} oifname != {b} oifname @bridges drop")
         body += ["  }", "}"]
-        no_icc = [n["bridge"] for n in self.nets.values() if not n["icc"]]
+        # ICC off: frames between two ports of the bridge are dropped (bridge family; the ports
+        # are the veths joined to it, traffic to the gateway is not bridged and stays allowed)
+        no_icc = [sorted(self.members.get(n["bridge"], ())) for n in self.nets.values() if not n["icc"]]
+        no_icc = [ports for ports in no_icc if ports]
         if no_icc:
             body += [f"table bridge {t} {{",
                      "  chain forward { type filter hook forward priority filter; policy accept;"]
-            body += [f"    meta ibrname {q(b)} meta obrname {q(b)} drop" for b in no_icc]
+            for ports in no_icc:
+                names = "{ " + ", ".join(map(q, ports)) + " }"
+                body.append(f"    iifname {names} oifname {names} drop")
             body += ["  }", "}"]
         return "\n".join(out + body) + "\n"
 
