@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := busybox-static iproute2 util-linux procps
+APT_PACKAGES := busybox-static iproute2 util-linux procps nftables
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test deps sysdeps venv clean

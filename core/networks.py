@@ -178,12 +178,16 @@ class NetworkService:
         name = body.get("Name")
         if not name or not isinstance(name, str):
             raise InvalidParameter("network name must be given")
-        driver = body.get("Driver") or "bridge"
+        # Docker's API default driver is its default network's: the first of DEFAULT_NETWORKS
+        # installed that allows user-defined networks
+        driver = body.get("Driver") or next(
+            (n for n in DEFAULT_NETWORKS if n in self.drivers and self.drivers[n].multiple_networks),
+            "")
         async with self._lock:
             if name in self.networks:
                 raise Conflict(f"network with name {name} already exists")
             if driver not in self.drivers:
-                raise NotFound(f"plugin \"{driver}\" not found")
+                raise NotFound(f"plugin \"{driver or 'default'}\" not found")
             if not self.drivers[driver].multiple_networks:
                 raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
             net = await asyncio.to_thread(self._create, name, driver, body)
