@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unpause": ("execs", "unpause"),
     "top": ("execs", "top"),
     "stats": ("execs", "stats"),
+    "network": ("networks", "network"),
+    "port": ("networks", "port"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}

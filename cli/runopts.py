@@ -225,6 +225,15 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
     if o.get("init"):
         host["Init"] = True
     endpoints = {"default": _endpoint_defaults()} if network == "default" else {}
+    aliases = list(o.get("network_alias") or ())
+    if aliases or o.get("ip"):
+        if network in ("default", "host", "none") or network.startswith("container:"):
+            raise OptError("network-scoped aliases and addresses are only supported for user-defined networks")
+        ep = _endpoint_defaults()
+        ep["Aliases"] = aliases or None
+        if o.get("ip"):
+            ep["IPAMConfig"] = {"IPv4Address": o["ip"]}
+        endpoints = {network: ep}
     return {**config, "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": endpoints}}
 
 
@@ -248,6 +257,8 @@ def container_options(f):
         click.option("-m", "--memory", help="Memory limit"),
         click.option("--name", help="Assign a name to the container"),
         click.option("--network", "--net", "network", help="Connect a container to a network"),
+        click.option("--network-alias", "network_alias", multiple=True, help="Add network-scoped alias for the container"),
+        click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)"),
         click.option("--pids-limit", "pids_limit", type=int, help="Tune container pids limit (set -1 for unlimited)"),
         click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),
         click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host"),

@@ -35,6 +35,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "log-opts": (dict, {}),
     "insecure-registries": (list, []),
     "registry-mirrors": (list, []),
+    "bridge": (str, "dockyard0"),
     "bip": (str, ""),
     "default-address-pools": (list, []),
     "iptables": (bool, True),

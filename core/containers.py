@@ -25,6 +25,7 @@ from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 from . import names, spec as specmod
 from .blobs import atomic_write
 from .units import human_duration
+from .networks import NetworkService
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +226,10 @@ class ContainerService:
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_cfg,
             "GraphDriver": {"Name": self.graph.name, "Data": self.graph.metadata(cid)},
             "Mounts": [], "Config": cfg,
-            "NetworkSettings": self.d.networks.settings_for(network),
+            "NetworkSettings": {},
             "_created": now, "_network": network["Name"],
         }
+        self.d.networks.configure(c, network, body)
         self.save(c)
         self.d.emit("dockyard_container_created", container=self.public(c))
         self.d.event("container", "create", cid, {"name": full[1:], "image": image_name})
@@ -243,15 +245,22 @@ class ContainerService:
         if getattr(self.d, "migrating", False):
             raise Conflict("a storage migration is in progress; try again when it is done")
         rootfs = await asyncio.to_thread(self.graph.get, cid)
+        networked = False
         try:
-            self._write_etc_files(c)
             namespaces = [{"type": t} for t in ("pid", "mount", "ipc", "uts")]
-            namespaces += self.d.networks.namespaces_for(c["_network"])
+            # the sandbox is ready (endpoints plumbed, ports published) before the process runs
+            networked = True
+            namespaces += await self.d.networks.setup(c)
+            self.save(c)
+            self._write_etc_files(c)
             spec = specmod.build(c, rootfs, namespaces)
             cfg = c["Config"]
             await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
                                       open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])
         except BaseException:
+            if networked:
+                await self.d.networks.teardown(c)
+                self.save(c)
             await asyncio.to_thread(self.graph.put, cid)
             raise
         rt.prepared = True
@@ -261,15 +270,8 @@ class ContainerService:
         # event loop, were the largest cost on the start path in a cProfile of the daemon)
         hostname = c["Config"]["Hostname"]
         atomic_write(c["HostnamePath"], (hostname + "\n").encode(), durable=False)
-        ip = (c["NetworkSettings"].get("IPAddress") or "")
-        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-                 "ff02::2\tip6-allrouters\n")
-        if ip:
-            hosts += f"{ip}\t{hostname}\n"
-        atomic_write(c["HostsPath"], hosts.encode(), durable=False)
-        atomic_write(c["ResolvConfPath"], self.d.networks.resolv_conf(c["_network"]).encode(),
-                     durable=False)
+        atomic_write(c["HostsPath"], self.d.networks.hosts_file(c).encode(), durable=False)
+        atomic_write(c["ResolvConfPath"], self.d.networks.resolv_conf(c).encode(), durable=False)
 
     async def start(self, ref: str) -> None:
         c = self.get(ref)
@@ -294,7 +296,6 @@ class ContainerService:
             c["State"].update(Status="running", Running=True, Paused=False, Pid=pid, ExitCode=0,
                               Error="", StartedAt=rfc3339(now), FinishedAt=ZERO_TIME, OOMKilled=False)
             self.save(c)
-            await self.d.networks.joined(c, pid)
             rt.watcher = asyncio.create_task(self._watch(cid), name=f"watch-{cid[:12]}")
         self.d.emit("dockyard_container_started", container=self.public(c))
         self.d.event("container", "start", cid, {"name": c["Name"][1:], "image": c["Config"]["Image"]})
@@ -331,9 +332,11 @@ class ContainerService:
                           ExitCode=status.exit_code, OOMKilled=status.oom_killed,
                           Error=status.error, FinishedAt=rfc3339(status.finished_at))
         self.save(c)
+        if c.get("_sandbox") or c.get("_endpoints") or c.get("_ports"):
+            await self.d.networks.teardown(c)
+            self.save(c)
         if rt.prepared:
             rt.prepared = False
-            await self.d.networks.left(c)
             try:
                 await asyncio.to_thread(self.graph.put, cid)
             except Exception:  # noqa: BLE001
@@ -416,6 +419,8 @@ class ContainerService:
             rt.stopping = True
             with contextlib.suppress(NotFound):
                 await self.execdrv.delete(cid)
+            if c.get("_sandbox") or c.get("_endpoints") or c.get("_ports"):
+                await self.d.networks.teardown(c)  # prepared (attached) but never started
             if rt.prepared:
                 rt.prepared = False
                 await asyncio.to_thread(self.graph.put, cid)
@@ -562,6 +567,7 @@ class ContainerService:
             elif proc is not None:
                 with contextlib.suppress(DockyardError):
                     await self.execdrv.delete(cid)
+        await self.d.networks.reconcile([c for c in self._cache.values() if c["State"]["Running"]])
         for cid in held:  # the driver holds containers we have no record of
             log.warning("deleting unknown container %s found in the exec driver", cid[:12])
             with contextlib.suppress(DockyardError):
@@ -598,7 +604,7 @@ def summary(c: dict[str, Any], images: Any) -> dict[str, Any]:
     image = c["Config"]["Image"]
     return {
         "Id": c["Id"], "Names": [c["Name"]], "Image": image, "ImageID": c["Image"],
-        "Command": cmd, "Created": int(c["_created"]), "Ports": [],
+        "Command": cmd, "Created": int(c["_created"]), "Ports": NetworkService.port_summary(c),
         "Labels": c["Config"].get("Labels") or {}, "State": st["Status"], "Status": status,
         "HostConfig": {"NetworkMode": c["HostConfig"].get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": c["NetworkSettings"].get("Networks", {})},

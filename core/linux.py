@@ -6,6 +6,7 @@ exec drivers, graph drivers and network drivers all import them.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import fcntl
@@ -22,7 +23,7 @@ __all__ = [
     "mount", "umount2", "unshare", "setns", "pivot_root", "sethostname", "setdomainname", "prctl",
     "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
     "NAMESPACE_FLAGS", "NAMESPACE_FILES", "statfs_magic", "fs_name", "filesystems", "mountinfo",
-    "call_in_dir",
+    "call_in_dir", "create_netns", "remove_netns", "in_netns",
 ]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -384,3 +385,74 @@ def supports_d_type(path: str) -> bool:
             _libc.closedir(d)
     finally:
         os.unlink(probe)
+
+
+# -- network namespaces as files (what ``ip netns add`` makes) --------------------------------------
+def _in_thread(fn, *args):  # noqa: ANN001, ANN202
+    """Run ``fn`` in a fresh thread and return its result (namespace changes die with it)."""
+    import threading
+
+    box: list = [None, None]
+
+    def run() -> None:
+        try:
+            box[0] = fn(*args)
+        except BaseException as e:  # noqa: BLE001
+            box[1] = e
+
+    t = threading.Thread(target=run, name="netns")
+    t.start()
+    t.join()
+    if box[1] is not None:
+        raise box[1]
+    return box[0]
+
+
+def create_netns(path: str) -> None:
+    """Make a new network namespace, with ``lo`` up, kept alive by a bind mount on ``path``.
+
+    Done in a short-lived thread: unshare(CLONE_NEWNET) changes only the calling thread, so the
+    daemon's other threads stay in the host's namespace and nothing is forked."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+
+    def make() -> None:
+        import threading
+
+        unshare(CLONE_NEWNET)
+        mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, MS_BIND)
+        set_link_up("lo")
+
+    try:
+        _in_thread(make)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            umount2(path, MNT_DETACH)
+        os.unlink(path)
+        raise
+
+
+def remove_netns(path: str) -> None:
+    """Unmount and delete a namespace file made by :func:`create_netns` (missing is fine).
+    The kernel frees the namespace, and the interfaces in it, once nothing else holds it."""
+    try:
+        umount2(path, MNT_DETACH)
+    except OSError as e:
+        if e.errno not in (22, 2):  # EINVAL: not a mount point; ENOENT
+            raise
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def in_netns(path: str, fn, *args):  # noqa: ANN001, ANN201
+    """Call ``fn(*args)`` in a thread that has joined the network namespace at ``path``; sockets
+    it creates (netlink included) stay in that namespace after it returns."""
+    def run():  # noqa: ANN202
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(fd, CLONE_NEWNET)
+        finally:
+            os.close(fd)
+        return fn(*args)
+
+    return _in_thread(run)

@@ -1,49 +1,259 @@
-"""Networks: one predefined network per installed network driver (Docker's ``bridge``, ``host``,
-``none`` are such), user-defined ones later; endpoints joined when a container starts."""
+"""Networks: the predefined one of each installed driver (Docker's ``bridge``, ``host``, ``none``)
+and user-defined ones; each container's *sandbox* (its network namespace) and endpoints.
+
+The sandbox is made before the container's first process runs: a namespace file under
+``<exec-root>/netns/<container id>`` (made by :func:`dockyard.core.linux.create_netns`), into
+which each network's driver plumbs its endpoint; the runtime spec then names that file, so the
+exec driver joins it instead of creating an empty namespace. Addresses come from the IPAM
+(:mod:`dockyard.core.ipam`, rows in the state DB). Published ports are reserved by binding the
+host socket (:mod:`dockyard.core.portproxy`) and handed to the driver for its kernel rules; names
+are served by :mod:`dockyard.core.dns`. Everything is undone when the container stops, and
+:meth:`NetworkService.reconcile` removes what a crash left behind.
+
+Nothing here names a driver: what differs between drivers is read from their class attributes
+(``namespace``, ``needs_ipam``, ``multiple_networks``).
+"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import ipaddress
 import json
 import logging
 import os
 import secrets
+import time
 from typing import Any
 
-from dockyard.hookspecs.errors import NotFound
+from dockyard.hookspecs.errors import (Conflict, DockyardError, Forbidden, InvalidParameter,
+                                       NotFound)
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
+
+from . import ipam as ipammod
+from . import linux
+from .dns import ADDRESS as DNS_ADDRESS, DnsServer
+from .portproxy import Proxy
 
 log = logging.getLogger(__name__)
 
 #: the network ``NetworkMode: default`` means, in Docker's order of preference
 DEFAULT_NETWORKS = ("bridge", "none")
+NETWORK_CONFIG_KEYS = ("bridge", "bip", "iptables", "ip-masq", "ip-forward", "icc", "mtu")
+
+
+def _rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e9):09d}Z"
+
+
+def driver_options(config: Any) -> dict[str, Any]:
+    """What every network driver gets as ``options``: the daemon's network settings."""
+    return {k: config.get(k) for k in NETWORK_CONFIG_KEYS if config.get(k) not in (None, "")}
+
+
+def parse_port(key: str) -> tuple[int, str]:
+    port, _, proto = key.partition("/")
+    try:
+        return int(port), (proto or "tcp").lower()
+    except ValueError:
+        raise InvalidParameter(f"invalid port {key!r}") from None
 
 
 class NetworkService:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
         self.state = daemon.state
+        self.config = daemon.config
         self.drivers: dict[str, NetDriver] = daemon.netdrivers
-        self._endpoints: dict[str, Endpoint] = {}
+        self.ipam = ipammod.Ipam(self.state)
+        self.netns_dir = os.path.join(daemon.exec_root, "netns")
+        os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
+        self.dns = DnsServer(self._resolve, list(self.config.get("dns") or []))
+        self._proxies: dict[str, list[Proxy]] = {}
+        self._lock = asyncio.Lock()
         self.networks: dict[str, dict[str, Any]] = {}
         for row in self.state.q("SELECT * FROM networks"):
             self.networks[row["name"]] = json.loads(row["data"])
-        for name, driver in self.drivers.items():
-            if name not in self.networks:
-                self._create(name, name, {})
 
-    def _create(self, name: str, driver: str, options: dict[str, Any]) -> dict[str, Any]:
+    async def start(self) -> None:
+        """At daemon start (drivers do netlink work, so in a thread: pyroute2's synchronous API
+        cannot run on the event loop's thread)."""
+        await asyncio.to_thread(self._start)
+
+    def _start(self) -> None:
+        # bring every known network up in its driver (re-made after a reboot or a clean stop)
+        for name, net in list(self.networks.items()):
+            drv = self.drivers.get(net["Driver"])
+            if drv is None:
+                log.warning("network %s: driver %s is not available", name, net["Driver"])
+                continue
+            if net.get("_predefined") and drv.needs_ipam:
+                self._update_predefined_subnet(net)
+            try:
+                net["Options"] = drv.create_network(net["Id"], self._driver_create_opts(net)) or net["Options"]
+            except DockyardError as e:
+                log.error("network %s could not be brought up: %s", name, e.message)
+        for name, drv in self.drivers.items():
+            if name not in self.networks:
+                self._create(name, name, {}, predefined=True)
+
+    # -- records --------------------------------------------------------------------------------
+    @staticmethod
+    def _driver_create_opts(net: dict[str, Any]) -> dict[str, Any]:
+        cfg = (net["IPAM"].get("Config") or [{}])[0] if net["IPAM"].get("Config") else {}
+        return {"Name": net["Name"], "Internal": net["Internal"], "Default": bool(net.get("_predefined")),
+                "Options": dict(net.get("_user_options") or {}),
+                "Subnet": cfg.get("Subnet"), "Gateway": cfg.get("Gateway")}
+
+    def _save(self, net: dict[str, Any]) -> None:
+        self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?) "
+                     "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
+                     net["Id"], net["Name"], net["Driver"], json.dumps(net))
+
+    def _taken_subnets(self) -> list[ipaddress.IPv4Network]:
+        taken = ipammod.host_routes()
+        for net in self.networks.values():
+            for cfg in net["IPAM"].get("Config") or []:
+                if cfg.get("Subnet"):
+                    taken.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
+        return taken
+
+    def _ipam_config(self, wanted: list[dict[str, Any]], bip: str = "") -> list[dict[str, str]]:
+        if bip:
+            iface = ipaddress.ip_interface(bip)
+            if iface.network.prefixlen > 30:
+                raise InvalidParameter(f"bip {bip} is too small a network")
+            gw = str(iface.ip) if iface.ip != iface.network.network_address else \
+                str(next(iface.network.hosts()))
+            return [{"Subnet": str(iface.network), "Gateway": gw}]
+        cfg = dict((wanted or [{}])[0])
+        if cfg.get("Subnet"):
+            subnet = ipammod.parse_subnet(cfg["Subnet"])
+            for other in self._taken_subnets():
+                if subnet.overlaps(other):
+                    raise Forbidden(f"Pool overlaps with other one on this address space "
+                                    f"({subnet} overlaps {other})")
+        else:
+            pools = self.config.get("default-address-pools") or []
+            subnet = ipammod.pick_subnet(pools, self._taken_subnets())
+        gw = cfg.get("Gateway") or str(next(subnet.hosts()))
+        if ipaddress.ip_address(gw) not in subnet:
+            raise InvalidParameter(f"gateway {gw} is not in subnet {subnet}")
+        out = {"Subnet": str(subnet), "Gateway": gw}
+        if cfg.get("IPRange"):
+            out["IPRange"] = cfg["IPRange"]
+        return [out]
+
+    def _update_predefined_subnet(self, net: dict[str, Any]) -> None:
+        bip = self.config.get("bip") or ""
+        if bip:
+            new = self._ipam_config([], bip)
+            if new != net["IPAM"]["Config"]:
+                net["IPAM"]["Config"] = new
+                self._save(net)
+
+    def _create(self, name: str, driver: str, body: dict[str, Any], predefined: bool = False) -> dict[str, Any]:
+        drv = self.drivers[driver]
         nid = secrets.token_hex(32)
-        data = self.drivers[driver].create_network(nid, options)
-        net = {"Name": name, "Id": nid, "Created": "", "Scope": "local", "Driver": driver,
-               "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
-               "Internal": False, "Attachable": False, "Ingress": False,
-               "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": {},
-               "Options": data or {}, "Labels": {}}
+        ipam_cfg: list[dict[str, str]] = []
+        if drv.needs_ipam:
+            wanted = ((body.get("IPAM") or {}).get("Config") or [])
+            ipam_cfg = self._ipam_config(wanted, self.config.get("bip") or "" if predefined else "")
+        net = {"Name": name, "Id": nid, "Created": _rfc3339(time.time()), "Scope": "local",
+               "Driver": driver, "EnableIPv6": False,
+               "IPAM": {"Driver": "default", "Options": {}, "Config": ipam_cfg},
+               "Internal": bool(body.get("Internal")), "Attachable": bool(body.get("Attachable")),
+               "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+               "Containers": {}, "Options": {}, "Labels": dict(body.get("Labels") or {}),
+               "_predefined": predefined, "_user_options": dict(body.get("Options") or {})}
+        data = drv.create_network(nid, self._driver_create_opts(net))
+        net["Options"] = {**net["_user_options"], **(data or {})}
         self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?)",
                      nid, name, driver, json.dumps(net))
         self.networks[name] = net
         return net
 
+    # -- the /networks API ----------------------------------------------------------------------
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("Name")
+        if not name or not isinstance(name, str):
+            raise InvalidParameter("network name must be given")
+        # Docker's API default driver is its default network's: the first of DEFAULT_NETWORKS
+        # installed that allows user-defined networks
+        driver = body.get("Driver") or next(
+            (n for n in DEFAULT_NETWORKS if n in self.drivers and self.drivers[n].multiple_networks),
+            "")
+        async with self._lock:
+            if name in self.networks:
+                raise Conflict(f"network with name {name} already exists")
+            if driver not in self.drivers:
+                raise NotFound(f"plugin \"{driver or 'default'}\" not found")
+            if not self.drivers[driver].multiple_networks:
+                raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
+            net = await asyncio.to_thread(self._create, name, driver, body)
+        self.d.event("network", "create", net["Id"], {"name": name, "type": driver})
+        return net
+
+    def get(self, ref: str) -> dict[str, Any]:
+        if ref in self.networks:
+            return self.networks[ref]
+        for net in self.networks.values():
+            if net["Id"] == ref:
+                return net
+        matches = [n for n in self.networks.values() if n["Id"].startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidParameter(f"network {ref} is ambiguous ({len(matches)} matches found based on ID prefix)")
+        raise NotFound(f"network {ref} not found")
+
+    def public(self, net: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in net.items() if not k.startswith("_")}
+        members = {}
+        for c in self.d.containers.all():
+            ep = (c.get("_endpoints") or {}).get(net["Name"])
+            if ep and c["State"]["Running"]:
+                members[c["Id"]] = {"Name": c["Name"][1:], "EndpointID": ep["endpoint_id"],
+                                    "MacAddress": ep["mac_address"],
+                                    "IPv4Address": f"{ep['ip_address']}/{ep['prefix_len']}" if ep["ip_address"] else "",
+                                    "IPv6Address": ""}
+        out["Containers"] = members
+        return out
+
+    def users(self, net: dict[str, Any], running_only: bool) -> list[dict[str, Any]]:
+        return [c for c in self.d.containers.all()
+                if net["Name"] in self.container_networks(c)
+                and (c["State"]["Running"] or not running_only)]
+
+    async def remove(self, ref: str) -> None:
+        net = self.get(ref)
+        if net.get("_predefined"):
+            raise Forbidden(f"{net['Name']} is a pre-defined network and cannot be removed")
+        async with self._lock:
+            active = self.users(net, running_only=True)
+            if active:
+                raise Forbidden(f"error while removing network: network {net['Name']} id "
+                                f"{net['Id']} has active endpoints")
+            await asyncio.to_thread(self.drivers[net["Driver"]].delete_network, net["Id"])
+            self.ipam.release_network(net["Id"])
+            self.state.x("DELETE FROM networks WHERE id=?", net["Id"])
+            self.networks.pop(net["Name"], None)
+        self.d.event("network", "destroy", net["Id"], {"name": net["Name"], "type": net["Driver"]})
+
+    async def prune(self) -> list[str]:
+        removed = []
+        for net in list(self.networks.values()):
+            if net.get("_predefined") or self.users(net, running_only=False):
+                continue
+            with contextlib.suppress(DockyardError):
+                await self.remove(net["Id"])
+                removed.append(net["Name"])
+        return removed
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.public(n) for n in self.networks.values()]
+
+    # -- container configuration ----------------------------------------------------------------
     def resolve_mode(self, mode: str) -> dict[str, Any]:
         if mode == "default":
             for name in DEFAULT_NETWORKS:
@@ -54,55 +264,401 @@ class NetworkService:
             raise NotFound("no network driver is installed")
         if mode.startswith("container:"):
             raise NotFound(f"network mode {mode!r} is not supported yet")
-        for net in self.networks.values():
-            if mode in (net["Name"], net["Id"]) or (len(mode) >= 6 and net["Id"].startswith(mode)):
-                return net
-        raise NotFound(f"network {mode} not found")
+        return self.get(mode)
 
     def driver_of(self, name: str) -> NetDriver:
         return self.drivers[self.networks[name]["Driver"]]
 
-    def namespaces_for(self, name: str) -> list[dict[str, str]]:
-        return [] if self.driver_of(name).namespace == "host" else [{"type": "network"}]
+    @staticmethod
+    def container_networks(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The networks a container is attached to, primary first: name → endpoint settings."""
+        nets = c.get("_networks")
+        if nets is None:
+            nets = {c["_network"]: {}}
+        return nets
 
-    def settings_for(self, net: dict[str, Any]) -> dict[str, Any]:
-        return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
-                "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-                "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-                "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-                "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-                "Networks": {net["Name"]: {"IPAMConfig": None, "Links": None, "Aliases": None,
-                                           "NetworkID": net["Id"], "EndpointID": "", "Gateway": "",
-                                           "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                                           "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                                           "MacAddress": "", "DriverOpts": None}}}
+    def configure(self, c: dict[str, Any], network: dict[str, Any], body: dict[str, Any]) -> None:
+        """At create: record the container's networks (NetworkMode plus EndpointsConfig)."""
+        eps = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+        nets: dict[str, dict[str, Any]] = {network["Name"]: {}}
+        for key, cfg in eps.items():
+            if key == "default":
+                continue
+            net = self.get(key)
+            if net["Driver"] != network["Driver"] and self.drivers[net["Driver"]].namespace == "host":
+                raise InvalidParameter("container cannot be connected to host network and another")
+            nets[net["Name"]] = {"Aliases": list((cfg or {}).get("Aliases") or []) or None,
+                                 "IPAMConfig": (cfg or {}).get("IPAMConfig")}
+        primary_cfg = eps.get(network["Name"]) or eps.get(network["Id"]) or {}
+        nets[network["Name"]] = {"Aliases": list(primary_cfg.get("Aliases") or []) or None,
+                                 "IPAMConfig": primary_cfg.get("IPAMConfig")}
+        if len(nets) > 1 and self.drivers[network["Driver"]].namespace == "host":
+            raise InvalidParameter("container cannot be connected to host network and another")
+        c["_networks"] = nets
+        c["NetworkSettings"] = self.settings_for(c)
 
-    def resolv_conf(self, name: str) -> str:
-        # A container with no route out gets no name servers (it could not reach them anyway).
-        if self.driver_of(name).namespace == "host" and os.path.exists("/etc/resolv.conf"):
-            with open("/etc/resolv.conf", encoding="utf-8", errors="replace") as f:
+    def _endpoint_settings(self, c: dict[str, Any], name: str) -> dict[str, Any]:
+        net = self.networks.get(name)
+        cfg = self.container_networks(c).get(name) or {}
+        ep = (c.get("_endpoints") or {}).get(name) or {}
+        aliases = list(cfg.get("Aliases") or [])
+        return {"IPAMConfig": cfg.get("IPAMConfig"), "Links": None,
+                "Aliases": aliases or None, "MacAddress": ep.get("mac_address", ""),
+                "DriverOpts": None, "NetworkID": net["Id"] if net else "",
+                "EndpointID": ep.get("endpoint_id", ""), "Gateway": ep.get("gateway", ""),
+                "IPAddress": ep.get("ip_address", ""), "IPPrefixLen": ep.get("prefix_len", 0),
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "DNSNames": self._names_of(c, name) if ep.get("ip_address") else None}
+
+    def settings_for(self, c: dict[str, Any]) -> dict[str, Any]:
+        """``NetworkSettings`` as ``GET /containers/{id}/json`` shows it."""
+        nets = self.container_networks(c)
+        primary = next(iter(nets), "")
+        first = self._endpoint_settings(c, primary) if primary else {}
+        sandbox = c.get("_sandbox") or ""
+        net = self.networks.get(primary) or {}
+        return {"Bridge": "", "SandboxID": c["Id"] if sandbox else "", "SandboxKey": sandbox,
+                "Ports": self._ports_view(c), "HairpinMode": False, "LinkLocalIPv6Address": "",
+                "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
+                "SecondaryIPv6Addresses": None,
+                "EndpointID": first["EndpointID"] if net.get("_predefined") else "",
+                "Gateway": first["Gateway"] if net.get("_predefined") else "",
+                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "IPAddress": first["IPAddress"] if net.get("_predefined") else "",
+                "IPPrefixLen": first["IPPrefixLen"] if net.get("_predefined") else 0,
+                "IPv6Gateway": "",
+                "MacAddress": first["MacAddress"] if net.get("_predefined") else "",
+                "Networks": {name: self._endpoint_settings(c, name) for name in nets}}
+
+    @staticmethod
+    def _ports_view(c: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in (c["Config"].get("ExposedPorts") or {}):
+            out[key] = None
+        for key in (c["HostConfig"].get("PortBindings") or {}):
+            out.setdefault(key, None)
+        for p in c.get("_ports") or []:
+            key = f"{p['ContainerPort']}/{p['Proto']}"
+            out[key] = (out.get(key) or []) + [{"HostIp": p["HostIp"] or "0.0.0.0",
+                                                "HostPort": str(p["HostPort"])}]
+        return out
+
+    @staticmethod
+    def port_summary(c: dict[str, Any]) -> list[dict[str, Any]]:
+        """``Ports`` of ``GET /containers/json``."""
+        out = []
+        published = set()
+        for p in c.get("_ports") or []:
+            out.append({"IP": p["HostIp"] or "0.0.0.0", "PrivatePort": p["ContainerPort"],
+                        "PublicPort": p["HostPort"], "Type": p["Proto"]})
+            published.add(f"{p['ContainerPort']}/{p['Proto']}")
+        if c["State"]["Running"]:
+            for key in (c["Config"].get("ExposedPorts") or {}):
+                if key not in published:
+                    port, proto = parse_port(key)
+                    out.append({"PrivatePort": port, "Type": proto})
+        return out
+
+    # -- /etc files -----------------------------------------------------------------------------
+    def _is_host(self, c: dict[str, Any]) -> bool:
+        primary = next(iter(self.container_networks(c)), "")
+        return primary in self.networks and self.driver_of(primary).namespace == "host"
+
+    def resolv_conf(self, c: dict[str, Any]) -> str:
+        if self._is_host(c):
+            with contextlib.suppress(OSError), open("/etc/resolv.conf", encoding="utf-8",
+                                                    errors="replace") as f:
                 return f.read()
-        return ""
+            return ""
+        if any(ep.get("ip_address") for ep in (c.get("_endpoints") or {}).values()):
+            return f"nameserver {DNS_ADDRESS}\noptions ndots:0\n"
+        return ""  # no route out, no name servers
 
-    async def joined(self, c: dict[str, Any], pid: int) -> None:
-        name = c["_network"]
-        driver = self.driver_of(name)
-        if driver.namespace == "host":
-            return
-        net = self.networks[name]
-        ep = await asyncio.to_thread(driver.create_endpoint, net["Id"], c["Id"], {})
-        await asyncio.to_thread(driver.join, ep, f"/proc/{pid}/ns/net")
-        self._endpoints[c["Id"]] = ep
+    def hosts_file(self, c: dict[str, Any]) -> str:
+        if self._is_host(c):
+            with contextlib.suppress(OSError), open("/etc/hosts", encoding="utf-8", errors="replace") as f:
+                return f.read()
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                 "ff02::2\tip6-allrouters\n")
+        hostname = c["Config"]["Hostname"]
+        for ep in (c.get("_endpoints") or {}).values():
+            if ep.get("ip_address"):
+                hosts += f"{ep['ip_address']}\t{hostname}\n"
+                break
+        return hosts
 
-    async def left(self, c: dict[str, Any]) -> None:
-        ep = self._endpoints.pop(c["Id"], None)
-        if ep is None:
-            return
-        driver = self.driver_of(c["_network"])
+    # -- names ----------------------------------------------------------------------------------
+    def _names_of(self, c: dict[str, Any], netname: str) -> list[str]:
+        cfg = self.container_networks(c).get(netname) or {}
+        return [c["Name"][1:], *(cfg.get("Aliases") or []), c["Id"][:12]]
+
+    def _resolve(self, asker: str, qname: str) -> list[str] | None:
+        """Addresses of ``qname`` on the networks container ``asker`` shares with it."""
+        me = self.d.containers._cache.get(asker)
+        if me is None:
+            return None
+        mine = {n for n in (me.get("_endpoints") or {}) if not self.networks.get(n, {}).get("_predefined")}
+        out: list[str] = []
+        for c in self.d.containers.all():
+            if not c["State"]["Running"] and c["Id"] != asker:
+                continue
+            for netname, ep in (c.get("_endpoints") or {}).items():
+                if netname not in mine or not ep.get("ip_address"):
+                    continue
+                names = {n.lower() for n in self._names_of(c, netname)}
+                if qname in names and ep["ip_address"] not in out:
+                    out.append(ep["ip_address"])
+        return out or None
+
+    # -- the sandbox ----------------------------------------------------------------------------
+    def _sandbox_path(self, cid: str) -> str:
+        return os.path.join(self.netns_dir, cid)
+
+    async def setup(self, c: dict[str, Any]) -> list[dict[str, str]]:
+        """Before the container's process exists: make its namespace, plumb every endpoint,
+        publish its ports, serve its names. Return the spec's network namespace entries."""
+        if self._is_host(c):
+            c["_sandbox"] = ""
+            c["_endpoints"] = {}
+            c["NetworkSettings"] = self.settings_for(c)
+            return []
+        cid = c["Id"]
+        path = self._sandbox_path(cid)
+        if os.path.exists(path):
+            await asyncio.to_thread(linux.remove_netns, path)
+        await asyncio.to_thread(linux.create_netns, path)
+        c["_sandbox"] = path
+        c["_endpoints"] = {}
+        c["_ports"] = []
         try:
-            await asyncio.to_thread(driver.delete_endpoint, ep)
-        except Exception:  # noqa: BLE001
-            log.exception("releasing endpoint of %s failed", c["Id"][:12])
+            for name in list(self.container_networks(c)):
+                await self._attach(c, name)
+            await self._publish(c)
+            if any(ep.get("ip_address") for ep in c["_endpoints"].values()):
+                await self.dns.add(cid, path)
+        except BaseException:
+            await self.teardown(c)
+            raise
+        c["NetworkSettings"] = self.settings_for(c)
+        return [{"type": "network", "path": path}]
 
-    def list(self) -> list[dict[str, Any]]:
-        return list(self.networks.values())
+    async def _attach(self, c: dict[str, Any], name: str) -> None:
+        net = self.get(name)
+        drv = self.drivers[net["Driver"]]
+        cid = c["Id"]
+        opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}"}
+        address = ""
+        if drv.needs_ipam:
+            cfg = net["IPAM"]["Config"][0]
+            wanted = ((self.container_networks(c).get(name) or {}).get("IPAMConfig") or {}).get("IPv4Address") or ""
+            address = self.ipam.allocate(net["Id"], cfg["Subnet"], cid, wanted,
+                                         gateway=cfg.get("Gateway") or "")
+            opts.update(Address=address, Gateway=cfg.get("Gateway") or "",
+                        PrefixLen=ipaddress.ip_network(cfg["Subnet"]).prefixlen)
+        eid = secrets.token_hex(32)
+        try:
+            ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], eid, opts)
+            c["_endpoints"][name] = dataclasses.asdict(ep)
+            await asyncio.to_thread(drv.join, ep, c["_sandbox"])
+        except BaseException:
+            if name not in c["_endpoints"] and address:
+                self.ipam.release(net["Id"], address)
+            raise
+
+    async def _detach(self, c: dict[str, Any], name: str) -> None:
+        epd = (c.get("_endpoints") or {}).pop(name, None)
+        if epd is None:
+            return
+        net = self.networks.get(name)
+        ep = Endpoint(**epd)
+        if net is not None and net["Driver"] in self.drivers:
+            drv = self.drivers[net["Driver"]]
+            mine = [p for p in c.get("_ports") or [] if p.get("_endpoint") == ep.endpoint_id]
+            for step, args in (("unpublish", (ep, mine)), ("leave", (ep, c.get("_sandbox") or "")),
+                               ("delete_endpoint", (ep,))):
+                if step == "unpublish" and not mine:
+                    continue
+                try:
+                    await asyncio.to_thread(getattr(drv, step), *args)
+                except Exception:  # noqa: BLE001 - undo as much as possible
+                    log.exception("%s of %s on %s failed", step, c["Id"][:12], name)
+        if ep.ip_address:
+            self.ipam.release(ep.network_id, ep.ip_address)
+
+    async def _publish(self, c: dict[str, Any]) -> None:
+        host = c["HostConfig"]
+        bindings: dict[str, list[dict[str, str]]] = dict(host.get("PortBindings") or {})
+        if host.get("PublishAllPorts"):
+            for key in (c["Config"].get("ExposedPorts") or {}):
+                bindings.setdefault(key, [{"HostIp": "", "HostPort": ""}])
+        if not bindings:
+            return
+        target = next((ep for ep in c["_endpoints"].values() if ep.get("ip_address")), None)
+        if target is None:
+            return  # none: nothing to publish to (Docker ignores -p there too)
+        ep = Endpoint(**target)
+        userland = self.config.get("userland-proxy", True)
+        proxies: list[Proxy] = self._proxies.setdefault(c["Id"], [])
+        ports = []
+        for key, lst in bindings.items():
+            cport, proto = parse_port(key)
+            if proto not in ("tcp", "udp"):
+                raise InvalidParameter(f"unsupported protocol {proto}")
+            for b in lst or [{"HostIp": "", "HostPort": ""}]:
+                hp = str((b or {}).get("HostPort") or "")
+                lo, _, hi = hp.partition("-")
+                host_ip = (b or {}).get("HostIp") or ""
+                px = Proxy(proto, host_ip, int(lo) if lo else 0, (ep.ip_address, cport))
+                px.bind()
+                proxies.append(px)
+                if userland:
+                    await px.start()
+                ports.append({"Proto": proto, "HostIp": host_ip, "HostPort": px.host_port,
+                              "ContainerPort": cport})
+        drv = self.drivers[self.networks[self._name_of_net(ep.network_id)]["Driver"]]
+        await asyncio.to_thread(drv.publish, ep, ports)
+        c["_ports"] = [{**p, "_endpoint": ep.endpoint_id} for p in ports]
+
+    def _name_of_net(self, nid: str) -> str:
+        for name, net in self.networks.items():
+            if net["Id"] == nid:
+                return name
+        raise NotFound(f"network {nid} not found")
+
+    async def teardown(self, c: dict[str, Any]) -> None:
+        """After the container's process exited: undo :meth:`setup` (failures are logged)."""
+        cid = c["Id"]
+        self.dns.remove(cid)
+        for px in self._proxies.pop(cid, []):
+            await px.close()
+        for name in list(reversed(list((c.get("_endpoints") or {})))):
+            await self._detach(c, name)
+        self.ipam.release_owner(cid)
+        sandbox = c.get("_sandbox")
+        if sandbox:
+            try:
+                await asyncio.to_thread(linux.remove_netns, sandbox)
+            except OSError:
+                log.exception("removing the network namespace of %s failed", cid[:12])
+        c["_sandbox"] = ""
+        c["_endpoints"] = {}
+        c["_ports"] = []
+        c["NetworkSettings"] = self.settings_for(c)
+
+    # kept for callers of the first version of this service
+    async def left(self, c: dict[str, Any]) -> None:
+        await self.teardown(c)
+
+    # -- connect / disconnect -------------------------------------------------------------------
+    async def connect(self, ref: str, cref: str, cfg: dict[str, Any]) -> None:
+        net = self.get(ref)
+        c = self.d.containers.get(cref)
+        nets = self.container_networks(c)
+        if net["Name"] in nets:
+            raise Forbidden(f"endpoint with name {c['Name'][1:]} already exists in network {net['Name']}")
+        if self._is_host(c) or self.drivers[net["Driver"]].namespace == "host":
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
+        if not self.drivers[net["Driver"]].multiple_networks and len(nets) and \
+                self.drivers[net["Driver"]].namespace != "private":
+            raise Forbidden(f"container cannot be connected to network {net['Name']}")
+        nets = dict(nets)
+        nets[net["Name"]] = {"Aliases": list(cfg.get("Aliases") or []) or None,
+                             "IPAMConfig": cfg.get("IPAMConfig")}
+        c["_networks"] = nets
+        if c["State"]["Running"] and c.get("_sandbox"):
+            try:
+                await self._attach(c, net["Name"])
+            except BaseException:
+                nets.pop(net["Name"], None)
+                raise
+            if c["_endpoints"][net["Name"]].get("ip_address"):
+                await self.dns.add(c["Id"], c["_sandbox"])
+        c["NetworkSettings"] = self.settings_for(c)
+        self.d.containers.save(c)
+        self.d.event("network", "connect", net["Id"], {"container": c["Id"], "name": net["Name"],
+                                                       "type": net["Driver"]})
+
+    async def disconnect(self, ref: str, cref: str, force: bool = False) -> None:
+        net = self.get(ref)
+        c = self.d.containers.get(cref)
+        nets = dict(self.container_networks(c))
+        if net["Name"] not in nets:
+            raise Forbidden(f"container {c['Id'][:12]} is not connected to network {net['Name']}")
+        if self._is_host(c):
+            raise Forbidden("container cannot be disconnected from host network or connected to host network")
+        await self._detach(c, net["Name"])
+        del nets[net["Name"]]
+        c["_networks"] = nets  # may be empty: the container then starts with loopback only
+        c["NetworkSettings"] = self.settings_for(c)
+        self.d.containers.save(c)
+        self.d.event("network", "disconnect", net["Id"], {"container": c["Id"], "name": net["Name"],
+                                                          "type": net["Driver"]})
+
+    # -- daemon start / stop --------------------------------------------------------------------
+    async def reconcile(self, running: list[dict[str, Any]]) -> None:
+        """At daemon start, once the exec driver re-adopted ``running`` containers: serve their
+        names and ports again, and remove what a crash left (namespace files, addresses,
+        interfaces, firewall rules) that belongs to no running container."""
+        live = {c["Id"] for c in running}
+        for name in os.listdir(self.netns_dir):
+            if name not in live:
+                log.info("removing leftover network namespace %s", name[:12])
+                await asyncio.to_thread(linux.remove_netns, os.path.join(self.netns_dir, name))
+        for row in self.state.q("SELECT DISTINCT owner FROM ipam"):
+            if row["owner"] not in live:
+                self.ipam.release_owner(row["owner"])
+        per_driver: dict[str, tuple[list[Endpoint], dict[str, list[dict[str, Any]]]]] = {
+            name: ([], {}) for name in self.drivers}
+        for c in running:
+            for netname, epd in (c.get("_endpoints") or {}).items():
+                net = self.networks.get(netname)
+                if net is None or net["Driver"] not in per_driver:
+                    continue
+                ep = Endpoint(**epd)
+                eps, pub = per_driver[net["Driver"]]
+                eps.append(ep)
+                mine = [p for p in c.get("_ports") or [] if p.get("_endpoint") == ep.endpoint_id]
+                if mine:
+                    pub[ep.endpoint_id] = mine
+            if c.get("_sandbox") and os.path.exists(c["_sandbox"]):
+                if any(ep.get("ip_address") for ep in (c.get("_endpoints") or {}).values()):
+                    with contextlib.suppress(OSError):
+                        await self.dns.add(c["Id"], c["_sandbox"])
+            await self._rebind(c)
+        for name, drv in self.drivers.items():
+            nets = {n["Id"]: self._driver_create_opts(n) for n in self.networks.values()
+                    if n["Driver"] == name}
+            eps, pub = per_driver[name]
+            try:
+                await asyncio.to_thread(drv.restore, nets, eps, pub)
+            except Exception:  # noqa: BLE001
+                log.exception("network driver %s could not restore its state", name)
+
+    async def _rebind(self, c: dict[str, Any]) -> None:
+        target = {ep["endpoint_id"]: ep for ep in (c.get("_endpoints") or {}).values()}
+        userland = self.config.get("userland-proxy", True)
+        for p in c.get("_ports") or []:
+            ep = target.get(p.get("_endpoint"))
+            if ep is None:
+                continue
+            px = Proxy(p["Proto"], p["HostIp"], p["HostPort"], (ep["ip_address"], p["ContainerPort"]))
+            try:
+                px.bind()
+                if userland:
+                    await px.start()
+            except DockyardError as e:
+                log.warning("port %s of %s could not be bound again: %s", p["HostPort"], c["Id"][:12], e)
+                continue
+            self._proxies.setdefault(c["Id"], []).append(px)
+
+    async def shutdown(self) -> None:
+        self.dns.close()
+        for cid in list(self._proxies):
+            for px in self._proxies.pop(cid):
+                await px.close()
+        for name, drv in self.drivers.items():
+            try:
+                await asyncio.to_thread(drv.close)
+            except Exception:  # noqa: BLE001
+                log.exception("network driver %s failed to close", name)

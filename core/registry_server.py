@@ -16,7 +16,6 @@ import os
 import re
 import ssl
 import uuid
-from typing import Any
 
 from aiohttp import web
 

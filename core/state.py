@@ -67,6 +67,14 @@ CREATE TABLE IF NOT EXISTS networks (
     driver TEXT NOT NULL,
     data TEXT NOT NULL
 );
+-- IPAM: one row per address in use; the primary key is what makes "never handed out twice" true
+CREATE TABLE IF NOT EXISTS ipam (
+    network_id TEXT NOT NULL,
+    address TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (network_id, address)
+);
+CREATE INDEX IF NOT EXISTS ipam_by_owner ON ipam(owner);
 """
 
 

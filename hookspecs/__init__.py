@@ -3,7 +3,7 @@
 Drivers subclass one of the four base classes; extension plugins implement the pluggy hooks in
 :mod:`dockyard.hookspecs.spec` with :data:`hookimpl`. Nothing here imports the rest of dockyard.
 """
-from .errors import (Conflict, DockyardError, DriverNotFound, DriverNotSupported, ExecError,
+from .errors import (Conflict, DockyardError, DriverNotFound, DriverNotSupported, ExecError, Forbidden,
                      InvalidParameter, NotFound, NotModified)
 from .execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
 from .graphdriver import GraphDriver
@@ -24,7 +24,7 @@ PLUGIN_GROUP = "dockyard.plugins"
 
 __all__ = [
     "AttachStreams", "Conflict", "DRIVER_GROUPS", "DockyardError", "DriverNotFound",
-    "DriverNotSupported", "Endpoint", "ExecDriver", "ExecError", "ExitStatus", "GraphDriver",
+    "DriverNotSupported", "Endpoint", "ExecDriver", "ExecError", "ExitStatus", "Forbidden", "GraphDriver",
     "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound", "NotModified", "PLUGIN_GROUP", "ProcessState",
     "RegistryBackend", "hookimpl", "hookspec",
 ]

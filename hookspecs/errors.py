@@ -37,6 +37,12 @@ class InvalidParameter(DockyardError):
     status = 400
 
 
+class Forbidden(DockyardError):
+    """The operation is never allowed on this object (removing a predefined network...). HTTP 403."""
+
+    status = 403
+
+
 class NotModified(DockyardError):
     """Nothing to do (start of a running container, stop of a stopped one). HTTP 304."""
 

@@ -2,6 +2,24 @@
 
 A driver is one class registered under the entry-point group ``dockyard.netdrivers``; its
 entry-point name equals its ``name`` attribute and is the ``Driver`` of a network.
+
+The daemon owns the *sandbox* (a container's network namespace, a bind-mounted file it creates
+before the container's first process runs and removes after it exits) and the *IPAM* (subnets and
+addresses, persisted in its state database, so no address is handed out twice even across
+restarts). A driver only plumbs: it gets addresses already chosen and a namespace already made.
+
+The order of calls for one container on one network::
+
+    create_endpoint(network_id, endpoint_id, options)   # options carry the address IPAM chose
+    join(endpoint, netns_path)                           # before the container's process starts
+    publish(endpoint, ports)                             # host ports already reserved by the daemon
+    ...
+    unpublish(endpoint, ports)
+    leave(endpoint, netns_path)                          # the namespace still exists
+    delete_endpoint(endpoint)
+
+Every method is called from a worker thread, never concurrently for the same network; raise
+:class:`~dockyard.hookspecs.errors.DockyardError` subclasses for user errors.
 """
 from __future__ import annotations
 
@@ -20,6 +38,12 @@ class Endpoint:
     prefix_len: int = 0
     gateway: str = ""
     mac_address: str = ""
+    #: interface name inside the container (``eth0``, ``eth1``... for a second network)
+    interface: str = "eth0"
+    mtu: int = 0
+    #: driver-private data (e.g. the host-side veth name); persisted with the container and
+    #: handed back after a daemon restart, so keep it JSON-serialisable
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class NetDriver(abc.ABC):
@@ -28,16 +52,31 @@ class NetDriver(abc.ABC):
     #: ``"private"`` (a new namespace the driver configures through :meth:`join`) or ``"host"``
     #: (they share the host's; :meth:`join` is not called).
     namespace: ClassVar[str] = "private"
+    #: whether the daemon's IPAM gives this driver's networks a subnet and gateway
+    #: (``options["Subnet"]``/``["Gateway"]`` in :meth:`create_network`) and each endpoint an
+    #: address (``options["Address"]``, ``["PrefixLen"]``, ``["Gateway"]``,
+    #: ``["MacAddress"]`` in :meth:`create_endpoint`).
+    needs_ipam: ClassVar[bool] = False
+    #: whether users may create more networks of this driver (``network create -d NAME``);
+    #: ``host`` and ``none`` have only their predefined network, as in Docker.
+    multiple_networks: ClassVar[bool] = True
 
     def __init__(self, home: str, options: dict[str, Any] | None = None) -> None:
-        """``home`` is a private directory for the driver's state. Raise DriverNotSupported
-        if the host cannot run the driver."""
+        """``home`` is a private directory for the driver's state. ``options`` holds the daemon's
+        network configuration under Docker's key names (``bridge``, ``bip``, ``iptables``,
+        ``ip-masq``, ``ip-forward``, ``icc``, ``mtu``); ignore keys you do not use.
+        Raise DriverNotSupported if the host cannot run the driver."""
         self.home = home
         self.options = dict(options or {})
 
     @abc.abstractmethod
     def create_network(self, network_id: str, options: dict[str, Any]) -> dict[str, Any]:
-        """Create a network; return driver data to keep with the network record."""
+        """Create a network; return driver data to keep with the network record (shown as the
+        network's ``Options``). ``options``: ``Name``, ``Internal`` (no traffic leaves the
+        network), ``Default`` (the daemon's predefined network of this driver), ``Options``
+        (``-o`` driver options given by the user), plus ``Subnet``/``Gateway`` when
+        :attr:`needs_ipam`. Also called for every existing network at daemon start (with the
+        same id): then make sure the network exists, and do not fail if it does."""
 
     @abc.abstractmethod
     def delete_network(self, network_id: str) -> None:
@@ -46,23 +85,46 @@ class NetDriver(abc.ABC):
     @abc.abstractmethod
     def create_endpoint(self, network_id: str, endpoint_id: str,
                         options: dict[str, Any]) -> Endpoint:
-        """Allocate an endpoint (address, MAC) on ``network_id``."""
+        """Allocate an endpoint on ``network_id``. ``options``: ``Interface`` (its name inside
+        the container) and, when :attr:`needs_ipam`, ``Address``, ``PrefixLen``, ``Gateway``,
+        ``MacAddress`` chosen by the daemon."""
 
     @abc.abstractmethod
     def join(self, endpoint: Endpoint, netns_path: str) -> None:
-        """Plumb ``endpoint`` into the network namespace at ``netns_path``."""
+        """Plumb ``endpoint`` into the network namespace at ``netns_path`` (a bind-mounted
+        namespace file; its ``lo`` is already up). Called before the container's process starts,
+        or while it runs (``network connect``)."""
 
     @abc.abstractmethod
     def leave(self, endpoint: Endpoint, netns_path: str) -> None:
-        """Undo :meth:`join`."""
+        """Undo :meth:`join` (the namespace may already be gone: do not fail then)."""
 
     @abc.abstractmethod
     def delete_endpoint(self, endpoint: Endpoint) -> None:
         """Release what :meth:`create_endpoint` allocated."""
 
     def publish(self, endpoint: Endpoint, ports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Publish container ports on the host; return the bindings made."""
+        """Publish container ports on the host; return the bindings made.
+
+        Each port is ``{"Proto": "tcp"|"udp", "HostIp": str, "HostPort": int,
+        "ContainerPort": int}``; the daemon has already reserved ``HostPort`` (it holds a socket
+        bound to it, and runs the userland proxy there when that is enabled), so the driver only
+        adds kernel rules (e.g. DNAT) that send traffic to the endpoint."""
         return []
+
+    def unpublish(self, endpoint: Endpoint, ports: list[dict[str, Any]]) -> None:
+        """Remove what :meth:`publish` made for ``ports``."""
+
+    def restore(self, networks: dict[str, dict[str, Any]], endpoints: list[Endpoint],
+                published: dict[str, list[dict[str, Any]]]) -> None:
+        """Called once at daemon start, after :meth:`create_network` ran for every network
+        (``networks``: network id → the options given to create_network). ``endpoints`` are
+        those of containers still running; ``published`` maps endpoint id → its ports.
+        Remove anything of this driver left by a crash that is not in these (interfaces,
+        firewall rules) and re-make what they need."""
+
+    def close(self) -> None:
+        """The daemon stops (containers may keep running: leave their plumbing in place)."""
 
     def status(self) -> list[tuple[str, str]]:
         return []

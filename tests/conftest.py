@@ -202,13 +202,82 @@ def make_root(dir: str = "/tmp") -> str:
     return tempfile.mkdtemp(prefix="dky-", dir=dir)
 
 
+def _host_subnets() -> list[Any]:
+    import ipaddress
+    out = []
+    for line in subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True,
+                               text=True).stdout.splitlines():
+        dst = line.split()[0] if line.split() else ""
+        if dst in ("default", "broadcast", "local", "unreachable") or not dst[0].isdigit():
+            parts = line.split()
+            dst = parts[1] if len(parts) > 1 and parts[1][:1].isdigit() else ""
+        if dst:
+            out.append(ipaddress.ip_network(dst, strict=False))
+    return out
+
+
+def unique_subnet(prefix: int = 24) -> str:
+    """A random 10.x subnet overlapping no route of the host (so parallel daemons and test
+    networks never share addresses)."""
+    import ipaddress
+    import random
+    taken = _host_subnets()
+    for _ in range(1000):
+        net = ipaddress.ip_network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/{prefix}",
+                                   strict=False)
+        if not any(net.overlaps(t) for t in taken):
+            return str(net)
+    raise RuntimeError("no free 10.x subnet")
+
+
+def network_args() -> tuple[str, list[str]]:
+    """A unique default bridge (name and address) for one test daemon, IPv4 forwarding left
+    as the host has it."""
+    import ipaddress
+    name = "dyt" + os.urandom(4).hex()
+    net = ipaddress.ip_network(unique_subnet())
+    return name, ["--bridge", name, "--bip", f"{net.network_address + 1}/{net.prefixlen}",
+                  "--ip-forward", "false"]
+
+
+def remove_network_leftovers(d: "Daemon") -> list[str]:
+    """Delete what a daemon's bridge driver may have left (after a crash): its bridges (marked
+    with its tag), veths plugged into them, its nftables tables. Returns what was found."""
+    import hashlib
+    found = []
+    home = os.path.realpath(os.path.join(d.data_root, "network", "bridge"))
+    tag = "dockyard:" + hashlib.sha256(home.encode()).hexdigest()[:16]
+    out = subprocess.run(["ip", "-o", "-d", "link", "show"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if f"alias {tag}" in line:
+            name = line.split(":")[1].strip().split("@")[0]
+            found.append(name)
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+    bridge = getattr(d, "bridge_name", "")
+    if bridge:
+        table = "dockyard_" + bridge
+        for family in ("ip", "bridge"):
+            if subprocess.run(["nft", "list", "table", family, table], capture_output=True).returncode == 0:
+                found.append(f"nft {family} {table}")
+                subprocess.run(["nft", "delete", "table", family, table], capture_output=True)
+    return found
+
+
 @contextlib.contextmanager
 def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
                    root_dir: str = "/tmp") -> Iterator[Daemon]:
     """A dockyardd whose socket, data-root and exec-root are in a fresh directory under
-    ``root_dir`` (give one on another file system to put the data-root there)."""
+    ``root_dir`` (give one on another file system to put the data-root there), with a bridge
+    and subnet of its own."""
     root = make_root(root_dir)
-    d = Daemon(root, extra_args)
+    extra = list(extra_args or [])
+    _name, net_args = network_args()
+    for i in range(0, len(net_args), 2):
+        if net_args[i] not in extra:
+            extra += net_args[i:i + 2]
+    bridge = extra[extra.index("--bridge") + 1]
+    d = Daemon(root, extra)
+    d.bridge_name = bridge
     try:
         d.start()
         if busybox_tar:
@@ -231,6 +300,11 @@ def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
                 _wait_gone(pid, 5)
             _kill_pidfile_tree(d.exec_root)
         finally:
+            _unmount_under(root)
+            remove_network_leftovers(d)
+            if os.environ.get("DOCKYARD_KEEP_LOGS"):
+                with contextlib.suppress(OSError):
+                    shutil.copy(d.log_path, os.environ["DOCKYARD_KEEP_LOGS"] + "/" + os.path.basename(root) + ".log")
             _unmount_under(root)
             shutil.rmtree(root, ignore_errors=True)
 

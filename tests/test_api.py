@@ -269,7 +269,7 @@ def test_isolation_basics(shared_daemon: Daemon) -> None:
     assert code == 0, out
     hostname, links, pids, init, rootmounts = out.decode().split("--")
     assert hostname.strip() == "boxy"
-    assert links.split() == ["lo"]
+    assert links.split() == ["lo", "eth0"]  # the default network is the bridge
     # only its own processes: sh as pid 1 plus the pipeline it runs now
     assert "1" in pids.split() and len(pids.split()) <= 4 and max(map(int, pids.split())) < 50
     assert init.split() == ["sh"]

@@ -104,3 +104,44 @@ def test_docker_run_security_limits_and_signals(shared_daemon: Daemon) -> None:
         assert docker(d, "wait", cid).stdout == b"13\n"
     finally:
         docker(d, "rm", "-f", cid)
+
+
+def test_docker_networks_and_ports(shared_daemon: Daemon) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    from conftest import unique_subnet
+
+    d = shared_daemon
+    net, name = f"dkn{os.getpid()}", f"dkw{os.getpid()}"
+    r = docker(d, "network", "create", "--subnet", unique_subnet(), "--label", "k=v", net)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = docker(d, "network", "ls", "--format", "{{.Name}}")
+        assert {"bridge", "host", "none", net} <= set(r.stdout.decode().split())
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        r = docker(d, "run", "-d", "--name", name, "--network", net, "--network-alias", "alias1",
+                   "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+                   "mkdir /w && echo via-docker > /w/index.html && exec httpd -f -p 80 -h /w")
+        assert r.returncode == 0, r.stderr
+        assert docker(d, "port", name).stdout.decode().strip() == f"80/tcp -> 127.0.0.1:{port}"
+        body = b""
+        for _ in range(100):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body == b"via-docker\n"
+        r = docker(d, "run", "--rm", "--network", net, "busybox", "wget", "-qO-", "http://alias1/")
+        assert r.returncode == 0 and r.stdout == b"via-docker\n", r.stderr
+        r = docker(d, "network", "inspect", "-f", "{{range .Containers}}{{.Name}}{{end}}", net)
+        assert r.stdout.decode().strip() == name
+        assert docker(d, "rm", "-f", name).returncode == 0
+    finally:
+        docker(d, "rm", "-f", name)
+        r = docker(d, "network", "rm", net)
+    assert r.returncode == 0, r.stderr

@@ -20,7 +20,7 @@ from ..config import Config
 from ..containers import ContainerService
 from ..execs import ExecService
 from ..images import ImageStore
-from ..networks import NetworkService
+from ..networks import NetworkService, driver_options
 from ..state import State
 from .errors import error_middleware, error_response
 
@@ -61,7 +61,8 @@ class Daemon:
         nreg = self.registries["network"]
         for name in nreg.names():
             try:
-                self.netdrivers[name] = nreg.create(name, os.path.join(self.data_root, "network", name), {})
+                self.netdrivers[name] = nreg.create(name, os.path.join(self.data_root, "network", name),
+                                                    driver_options(config))
             except DriverNotSupported as exc:
                 log.info("network driver %s skipped: %s", name, exc.reason)
                 self.netdriver_errors[name] = exc.reason
@@ -151,10 +152,12 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self, app: web.Application) -> None:
+        await self.networks.start()
         await self.containers.restore()
 
     async def shutdown(self, app: web.Application) -> None:
         await self.containers.shutdown()
+        await self.networks.shutdown()
         await self.execdriver.close()
         if not any(c["State"]["Running"] for c in self.containers.all()):
             await asyncio.to_thread(self.graph.cleanup)
@@ -165,8 +168,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, execs, images, storage, system
-        for module in (system, containers, execs, images, storage):
+        from .routes import containers, execs, images, networks, storage, system
+        for module in (system, containers, execs, images, networks, storage):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

@@ -140,6 +140,15 @@ async def serve(cfg: configmod.Config) -> None:
               help="registry (host:port or CIDR) reached without TLS verification, or over HTTP")
 @click.option("--registry-mirror", "registry_mirrors", multiple=True,
               help="preferred Docker Hub mirror (URL)")
+@click.option("-b", "--bridge", help="name of the default bridge network's bridge [default: dockyard0]")
+@click.option("--bip", help="address and prefix of the default bridge, e.g. 172.17.0.1/16")
+@click.option("--iptables", type=click.BOOL, default=None, help="add firewall (nftables) rules [default: true]")
+@click.option("--ip-masq", "ip_masq", type=click.BOOL, default=None, help="masquerade bridge traffic leaving the host [default: true]")
+@click.option("--ip-forward", "ip_forward", type=click.BOOL, default=None, help="enable net.ipv4.ip_forward [default: true]")
+@click.option("--icc", type=click.BOOL, default=None, help="allow traffic between containers of a bridge [default: true]")
+@click.option("--userland-proxy", "userland_proxy", type=click.BOOL, default=None, help="proxy published ports in the daemon (needed for loopback) [default: true]")
+@click.option("--mtu", type=int, help="MTU of container interfaces [default: 1500]")
+@click.option("--dns", multiple=True, help="upstream DNS server for names the embedded DNS does not know (none: no forwarding)")
 @click.version_option(package_name="dockyard", prog_name="dockyardd")
 def main(config_file: str, **flags: Any) -> None:
     """dockyardd: the dockyard container engine daemon (serves the Docker Engine API)."""
@@ -154,6 +163,9 @@ def main(config_file: str, **flags: Any) -> None:
         "tlscert": flags["tlscert"], "tlskey": flags["tlskey"],
         "insecure-registries": list(flags["insecure_registries"]),
         "registry-mirrors": list(flags["registry_mirrors"]),
+        "bridge": flags["bridge"], "bip": flags["bip"], "iptables": flags["iptables"],
+        "ip-masq": flags["ip_masq"], "ip-forward": flags["ip_forward"], "icc": flags["icc"],
+        "userland-proxy": flags["userland_proxy"], "mtu": flags["mtu"], "dns": list(flags["dns"]),
     }
     try:
         cfg = configmod.load(config_file, overrides, path_explicit=explicit)
@@ -163,6 +175,9 @@ def main(config_file: str, **flags: Any) -> None:
     level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg["log-level"], cfg["log-level"].upper())
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(ImportError):  # it resets its logger's level when imported
+        import pyroute2.config.log  # noqa: F401
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # it logs every netlink message
     if os.geteuid() != 0:
         click.echo("dockyardd: must run as root", err=True)
         sys.exit(1)

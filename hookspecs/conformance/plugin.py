@@ -10,6 +10,8 @@ Options:
 
 ``--dockyard-graphdriver NAME``
     run the installed-drivers graph-driver suite for NAME only (repeatable; default: all).
+``--dockyard-netdriver NAME``
+    the same for the network-driver suite.
 ``--dockyard-basetemp DIR``
     make each test's fresh driver home under DIR (default: the system temp dir; also from the
     environment variable ``DOCKYARD_CONFORMANCE_BASETEMP``). Use it when a driver needs a given
@@ -25,6 +27,10 @@ def pytest_addoption(parser: Any) -> None:
     group.addoption("--dockyard-graphdriver", action="append", default=None,
                     dest="dockyard_graphdriver", metavar="NAME",
                     help="run the graph-driver conformance suite for this installed driver only "
+                         "(repeatable; default: all installed)")
+    group.addoption("--dockyard-netdriver", action="append", default=None,
+                    dest="dockyard_netdriver", metavar="NAME",
+                    help="run the network-driver conformance suite for this installed driver only "
                          "(repeatable; default: all installed)")
     group.addoption("--dockyard-basetemp", action="store", default=None,
                     dest="dockyard_basetemp", metavar="DIR",

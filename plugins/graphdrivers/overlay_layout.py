@@ -40,7 +40,7 @@ import uuid
 from typing import IO, Any, Callable
 
 from dockyard.core import linux
-from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
 from dockyard.hookspecs.naivediff import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, WHITEOUT_OPAQUE,
                                          WHITEOUT_PREFIX, Change, NaiveDiff, SecureRoot,

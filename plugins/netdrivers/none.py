@@ -1,6 +1,7 @@
 """The ``none`` network driver: a private network namespace with loopback only.
 
-The exec driver creates the namespace and brings ``lo`` up; there is nothing to plumb.
+The daemon creates the namespace (with ``lo`` up) before the container starts; there is nothing
+to plumb.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dockyard.hookspecs.netdriver import Endpoint, NetDriver
 class NoneDriver(NetDriver):
     name = "none"
     namespace = "private"
+    multiple_networks = False
 
     def create_network(self, network_id: str, options: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -20,7 +22,7 @@ class NoneDriver(NetDriver):
         pass
 
     def create_endpoint(self, network_id: str, endpoint_id: str, options: dict[str, Any]) -> Endpoint:
-        return Endpoint(network_id, endpoint_id)
+        return Endpoint(network_id, endpoint_id, interface="")
 
     def join(self, endpoint: Endpoint, netns_path: str) -> None:
         pass

@@ -17,7 +17,6 @@ import http.client
 import ipaddress
 import json
 import logging
-import socket
 import ssl
 import threading
 import time

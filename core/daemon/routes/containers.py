@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
 import struct
 import time
@@ -227,7 +226,7 @@ async def top(request: web.Request) -> web.Response:
         raise DockyardError("ps printed nothing")
     titles = lines[0].split()
     if "PID" not in titles:
-        raise DockyardError(f"Couldn't find PID field in ps output")
+        raise DockyardError("Couldn't find PID field in ps output")
     col = titles.index("PID")
     procs = []
     for line in lines[1:]:

@@ -1,0 +1,106 @@
+"""Network routes, as the Docker Engine API groups them under ``/networks``."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.hookspecs.errors import InvalidParameter
+
+from ..app import route
+from ..errors import json_body
+
+
+def _svc(request: web.Request):  # noqa: ANN202
+    return request.app["daemon"].networks
+
+
+def _filters(request: web.Request) -> dict[str, list[str]]:
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        f = json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidParameter(f"invalid filters: {raw!r}") from None
+    if not isinstance(f, dict):
+        raise InvalidParameter("filters must be a JSON object")
+    return {k: list(v.keys()) if isinstance(v, dict) else list(v) for k, v in f.items()}
+
+
+def _match(net: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        if key == "name" and not any(v in net["Name"] for v in values):
+            return False
+        if key == "id" and not any(net["Id"].startswith(v) for v in values):
+            return False
+        if key == "driver" and net["Driver"] not in values:
+            return False
+        if key == "type":
+            kind = "builtin" if net.get("_predefined") else "custom"
+            if kind not in values:
+                return False
+        if key == "label":
+            labels = net.get("Labels") or {}
+            for v in values:
+                k, sep, val = v.partition("=")
+                if k not in labels or (sep and labels[k] != val):
+                    return False
+    return True
+
+
+async def list_(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    filters = _filters(request)
+    return web.json_response([svc.public(n) for n in svc.networks.values() if _match(n, filters)])
+
+
+async def inspect(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    return web.json_response(svc.public(svc.get(request.match_info["id"])))
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidParameter("network config must be a JSON object")
+    net = await _svc(request).create(body)
+    return web.json_response({"Id": net["Id"], "Warning": ""}, status=201)
+
+
+async def remove(request: web.Request) -> web.Response:
+    await _svc(request).remove(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def connect(request: web.Request) -> web.Response:
+    body = await json_body(request) or {}
+    if not body.get("Container"):
+        raise InvalidParameter("Container must be given")
+    await _svc(request).connect(request.match_info["id"], body["Container"],
+                                body.get("EndpointConfig") or {})
+    return web.Response(status=200)
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    body = await json_body(request) or {}
+    if not body.get("Container"):
+        raise InvalidParameter("Container must be given")
+    await _svc(request).disconnect(request.match_info["id"], body["Container"], bool(body.get("Force")))
+    return web.Response(status=200)
+
+
+async def prune(request: web.Request) -> web.Response:
+    removed = await _svc(request).prune()
+    return web.json_response({"NetworksDeleted": removed})
+
+
+def setup(app: web.Application) -> None:
+    route(app, "GET", "/networks", list_)
+    route(app, "POST", "/networks/create", create)
+    route(app, "POST", "/networks/prune", prune)
+    route(app, "GET", "/networks/{id}", inspect)
+    route(app, "DELETE", "/networks/{id}", remove)
+    route(app, "POST", "/networks/{id}/connect", connect)
+    route(app, "POST", "/networks/{id}/disconnect", disconnect)
