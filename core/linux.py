@@ -23,7 +23,7 @@ __all__ = [
     "mount", "umount2", "unshare", "setns", "pivot_root", "sethostname", "setdomainname", "prctl",
     "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
     "NAMESPACE_FLAGS", "NAMESPACE_FILES", "statfs_magic", "fs_name", "filesystems", "mountinfo",
-    "call_in_dir", "create_netns", "remove_netns", "in_netns",
+    "call_in_dir", "in_thread", "create_netns", "remove_netns", "in_netns",
 ]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -324,29 +324,40 @@ def _unescape(s: str) -> str:
 
 
 # -- a private working directory for one call ----------------------------------------------------
-def call_in_dir(path: str, fn: "Callable[[], T]") -> "T":
-    """Run ``fn()`` with ``path`` as the working directory, without touching the process's.
+def in_thread(fn: "Callable[..., T]", *args: Any) -> "T":
+    """Run ``fn(*args)`` in a fresh thread and return its result or raise its error.
 
-    The call runs in a new thread that first unshares its file-system attributes
-    (``unshare(CLONE_FS)``), so its ``chdir`` is its own: other threads of the daemon keep their
-    working directory. Used to pass relative paths to ``mount(2)`` (overlay's ``lowerdir=l/...``
-    stays well under a page for deep layer chains)."""
+    For calls that change per-thread kernel state (``unshare(CLONE_FS)``, ``setns``,
+    ``unshare(CLONE_NEWNET)``): the change dies with the thread, the daemon's other threads never
+    see it, and nothing is forked."""
     result: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            unshare(CLONE_FS)
-            os.chdir(path)
-            result["value"] = fn()
+            result["value"] = fn(*args)
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller
             result["error"] = e
 
-    t = threading.Thread(target=run, name="call-in-dir", daemon=True)
+    t = threading.Thread(target=run, name=getattr(fn, "__name__", "linux-call"), daemon=True)
     t.start()
     t.join()
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+def call_in_dir(path: str, fn: "Callable[[], T]") -> "T":
+    """Run ``fn()`` with ``path`` as the working directory, without touching the process's.
+
+    The call runs in its own thread (:func:`in_thread`) that first unshares its file-system
+    attributes (``unshare(CLONE_FS)``), so its ``chdir`` is its own. Used to pass relative paths to
+    ``mount(2)`` (overlay's ``lowerdir=l/...`` stays well under a page for deep layer chains)."""
+    def run() -> "T":
+        unshare(CLONE_FS)
+        os.chdir(path)
+        return fn()
+
+    return in_thread(run)
 
 
 # -- readdir(3): does a file system fill in d_type? -----------------------------------------------
@@ -388,26 +399,6 @@ def supports_d_type(path: str) -> bool:
 
 
 # -- network namespaces as files (what ``ip netns add`` makes) --------------------------------------
-def _in_thread(fn, *args):  # noqa: ANN001, ANN202
-    """Run ``fn`` in a fresh thread and return its result (namespace changes die with it)."""
-    import threading
-
-    box: list = [None, None]
-
-    def run() -> None:
-        try:
-            box[0] = fn(*args)
-        except BaseException as e:  # noqa: BLE001
-            box[1] = e
-
-    t = threading.Thread(target=run, name="netns")
-    t.start()
-    t.join()
-    if box[1] is not None:
-        raise box[1]
-    return box[0]
-
-
 def create_netns(path: str) -> None:
     """Make a new network namespace, with ``lo`` up, kept alive by a bind mount on ``path``.
 
@@ -417,14 +408,12 @@ def create_netns(path: str) -> None:
     os.close(fd)
 
     def make() -> None:
-        import threading
-
         unshare(CLONE_NEWNET)
         mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, MS_BIND)
         set_link_up("lo")
 
     try:
-        _in_thread(make)
+        in_thread(make)
     except BaseException:
         with contextlib.suppress(OSError):
             umount2(path, MNT_DETACH)
@@ -455,4 +444,4 @@ def in_netns(path: str, fn, *args):  # noqa: ANN001, ANN201
             os.close(fd)
         return fn(*args)
 
-    return _in_thread(run)
+    return in_thread(run)
