@@ -285,6 +285,15 @@ def test_registry_serve_htpasswd_login_push_pull(pair: tuple[Daemon, Daemon], tm
         r = b.cli("pull", ref, env=env)
         assert r.returncode == 0, r.stderr
         run_echo(b, ref, "private")
+        if DOCKER:  # the docker CLI logs in through the daemon's /auth and pushes with its config
+            denv = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "dcfg")}
+            r = subprocess.run([DOCKER, "-H", a.host, "login", "-u", "alice", "--password-stdin", reg],
+                               input=b"s3cret\n", capture_output=True, timeout=60, env=denv)
+            assert r.returncode == 0 and b"Login Succeeded" in r.stdout, r.stderr
+            assert a.api.post(f"/images/busybox/tag?repo={reg}/private/viadocker&tag=2")[0] == 201
+            r = subprocess.run([DOCKER, "-H", a.host, "push", f"{reg}/private/viadocker:2"],
+                               capture_output=True, timeout=120, env=denv)
+            assert r.returncode == 0, r.stderr
         assert a.cli("logout", reg, env=env).returncode == 0
         assert reg not in json.loads((tmp_path / "cfg" / "config.json").read_text()).get("auths", {})
 
