@@ -422,6 +422,7 @@ class ImageStore:
                 result.append({"Untagged": reference.familiar(t)})
             return result
         top = self.get(image_id)["top_layer"]
+        manifests = {r["ref"].split("@", 1)[1] for r in self.repo_digests(image_id)}
         with self.state.tx() as db:
             for t in tags:
                 db.execute("DELETE FROM tags WHERE ref=?", (t,))
@@ -430,6 +431,9 @@ class ImageStore:
             db.execute("DELETE FROM images WHERE id=?", (image_id,))
         result.append({"Deleted": image_id})
         self.blobs.delete(image_id)
+        for digest in manifests:  # the manifests it was pulled or pushed as, unless shared
+            if not self.state.q("SELECT 1 FROM repo_digests WHERE ref LIKE ?", f"%@{digest}"):
+                self.blobs.delete(digest)
         self._release_layers(top)
         return result
 
