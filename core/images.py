@@ -84,8 +84,10 @@ def decompressed(stream: IO[bytes]) -> IO[bytes]:
     head = p.head
     if head.startswith(b"\x1f\x8b"):
         try:
-            from isal import igzip  # fast path when installed
-            return igzip.GzipFile(fileobj=p, mode="rb")  # type: ignore[arg-type]
+            # isal, decompressing in its own thread (it releases the GIL): gunzip runs on one
+            # core while the tar is unpacked on another
+            from isal import igzip_threaded
+            return igzip_threaded.open(p, "rb", threads=1)  # type: ignore[arg-type,return-value]
         except ImportError:
             return gzip.GzipFile(fileobj=p, mode="rb")  # type: ignore[arg-type]
     if head.startswith(b"BZh"):
@@ -203,10 +205,22 @@ class ImageStore:
         return dict(rows[0])
 
     def register_layer(self, stream: IO[bytes], parent: str | None,
-                       expected_diff_id: str | None = None) -> str:
+                       expected_diff_id: str | None = None, keep_blob: bool = False) -> str:
         """Unpack a (possibly compressed) layer tar on top of ``parent``; return its chain id.
         Runs in a worker thread. Nothing is recorded unless the whole layer was applied and,
-        when ``expected_diff_id`` is given, its uncompressed content hashes to it."""
+        when ``expected_diff_id`` is given, its uncompressed content hashes to it.
+
+        ``keep_blob``: also keep the stream's bytes as a blob (a layer made here — import,
+        commit, build — so push and save can send exactly the tar its diff id names)."""
+        if keep_blob:
+            with self.blobs.writer() as w:
+                tee = _Tee(stream, w)
+                chain = self.register_layer(tee, parent, expected_diff_id)
+                tee.drain()
+                digest = w.commit()
+            self.record_layer_blob(digest, self.layer(chain)["diff_id"],
+                                   _media_type_of(self.blobs.path(digest)), w.size)
+            return chain
         parent_cache = self.layer(parent)["cache_id"] if parent else None
         cache_id = secrets.token_hex(32)
         self.graph.create(cache_id, parent_cache)
@@ -311,13 +325,7 @@ class ImageStore:
         """``docker import``: one layer from a rootfs tar, a config built from ``changes``."""
         cfg: dict[str, Any] = {}
         apply_changes(cfg, changes)
-        with self.blobs.writer() as w:
-            tee = _Tee(stream, w)
-            top = self.register_layer(tee, None)
-            tee.drain()
-            diff_id = self.layer(top)["diff_id"]
-            digest = w.commit()
-        self.record_layer_blob(digest, diff_id, _media_type_of(self.blobs.path(digest)), w.size)
+        top = self.register_layer(stream, None, keep_blob=True)
         created = now_rfc3339()
         config = {
             "architecture": arch, "os": "linux", "created": created,
@@ -420,6 +428,7 @@ class ImageStore:
                 result.append({"Untagged": reference.familiar(t)})
             return result
         top = self.get(image_id)["top_layer"]
+        manifests = {r["ref"].split("@", 1)[1] for r in self.repo_digests(image_id)}
         with self.state.tx() as db:
             for t in tags:
                 db.execute("DELETE FROM tags WHERE ref=?", (t,))
@@ -428,6 +437,9 @@ class ImageStore:
             db.execute("DELETE FROM images WHERE id=?", (image_id,))
         result.append({"Deleted": image_id})
         self.blobs.delete(image_id)
+        for digest in manifests:  # the manifests it was pulled or pushed as, unless shared
+            if not self.state.q("SELECT 1 FROM repo_digests WHERE ref LIKE ?", f"%@{digest}"):
+                self.blobs.delete(digest)
         self._release_layers(top)
         return result
 

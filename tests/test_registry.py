@@ -284,6 +284,15 @@ def test_registry_serve_htpasswd_login_push_pull(pair: tuple[Daemon, Daemon], tm
         r = b.cli("pull", ref, env=env)
         assert r.returncode == 0, r.stderr
         run_echo(b, ref, "private")
+        if DOCKER:  # the docker CLI logs in through the daemon's /auth and pushes with its config
+            denv = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "dcfg")}
+            r = subprocess.run([DOCKER, "-H", a.host, "login", "-u", "alice", "--password-stdin", reg],
+                               input=b"s3cret\n", capture_output=True, timeout=60, env=denv)
+            assert r.returncode == 0 and b"Login Succeeded" in r.stdout, r.stderr
+            assert a.api.post(f"/images/busybox/tag?repo={reg}/private/viadocker&tag=2")[0] == 201
+            r = subprocess.run([DOCKER, "-H", a.host, "push", f"{reg}/private/viadocker:2"],
+                               capture_output=True, timeout=120, env=denv)
+            assert r.returncode == 0, r.stderr
         assert a.cli("logout", reg, env=env).returncode == 0
         assert reg not in json.loads((tmp_path / "cfg" / "config.json").read_text()).get("auths", {})
 
@@ -535,3 +544,53 @@ def test_registry_serve_tls(pair: tuple[Daemon, Daemon], tmp_path: Any) -> None:
         if SKOPEO:
             subprocess.run([SKOPEO, "inspect", "--tls-verify=false", f"docker://{ref}"], check=True,
                            capture_output=True, timeout=60)
+
+
+@pytest.mark.skipif(not (shutil.which("dockerd") and DOCKER), reason="dockerd (Debian docker.io) not installed")
+def test_real_dockerd_pushes_to_and_pulls_from_registry_serve(busybox_tar: str, tmp_path: Any) -> None:
+    """Docker's own registry client (dockerd: streamed PATCH uploads, HEAD checks, mounts) against
+    ``dockyard registry serve``; then dockyardd pulls what dockerd pushed, and dockerd pulls back."""
+    root = tempfile.mkdtemp(prefix="dky-dd-")
+    sock = f"unix://{root}/docker.sock"
+    log = open(os.path.join(root, "dockerd.log"), "wb")
+    proc = subprocess.Popen(["dockerd", "--data-root", f"{root}/data", "--exec-root", f"{root}/exec",
+                             "--pidfile", f"{root}/pid", "-H", sock, "--iptables=false", "--ip-masq=false",
+                             "--bridge=none", "--storage-driver", "vfs"], stdout=log, stderr=log)
+    log.close()
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "cfg")}
+
+    def docker(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([DOCKER, "-H", sock, *args], capture_output=True, timeout=180, env=env)
+
+    try:
+        deadline = time.monotonic() + 60
+        while docker("version").returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.skip("dockerd did not start here")
+            time.sleep(0.3)
+        with dockyard_registry() as reg:
+            ref = f"{reg}/fromdocker/bb:1"
+            r = docker("import", busybox_tar, ref)
+            assert r.returncode == 0, r.stderr
+            r = docker("push", ref)
+            assert r.returncode == 0, r.stderr
+            pushed = docker("inspect", "-f", "{{json .RepoDigests}}", ref)
+            with running_daemon(None) as d:
+                pull(d, ref)
+                assert inspect(d, ref)["RepoDigests"] == json.loads(pushed.stdout)
+                run_echo(d, ref, "from-dockerd")
+                # and back: dockyardd pushes under a new name, dockerd pulls it
+                assert d.api.post(f"/images/{ref}/tag?repo={reg}/fromdockyard/bb&tag=2")[0] == 201
+                push(d, f"{reg}/fromdockyard/bb:2")
+            r = docker("pull", f"{reg}/fromdockyard/bb:2")
+            assert r.returncode == 0, r.stderr
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        subprocess.run(f"grep ' {root}/' /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r -n1 umount -l",
+                       shell=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -251,3 +251,14 @@ def test_index_platform_selection_and_zstd(daemon: Daemon, hostile: tuple[str, H
     assert info["RootFS"]["Layers"] == [sha(GOOD)]
     # RepoDigests name the index, as Docker's do
     assert info["RepoDigests"] == [f"{host}/multi@{sha(index)}"]
+
+
+def test_rmi_of_a_pulled_image_leaves_no_blob(daemon: Daemon, hostile: tuple[str, Hostile]) -> None:
+    host, h = hostile
+    before = snapshot(daemon)
+    h.image("gc", [GOOD, layer_tar([("file", "x", b"x")])])
+    status, body = daemon.api.post(f"/images/create?fromImage={host}/gc&tag=latest", timeout=120)
+    assert status == 200 and not any(m.get("error") for m in body), body
+    assert snapshot(daemon) != before
+    assert daemon.api.delete(f"/images/{host}/gc:latest")[0] == 200
+    assert snapshot(daemon) == before
