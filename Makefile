@@ -4,15 +4,16 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := busybox-static iproute2 util-linux procps btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs
+APT_PACKAGES := busybox-static iproute2 util-linux procps docker-registry skopeo umoci btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs python3-seccomp tini
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test deps sysdeps venv btrfsutil-link clean
+.PHONY: demo test deps sysdeps venv debian-modules clean
 
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
+	  [ -e /usr/sbin/policy-rc.d ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
@@ -22,14 +23,20 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-# Debian's btrfsutil binding (the PyPI source does not import against Debian 12's library): only
-# its one .so is linked into the venv, not the whole system site-packages.
-btrfsutil-link: $(STAMP)
-	@so=$$(dpkg -L python3-btrfsutil 2>/dev/null | grep 'btrfsutil\.cpython-.*\.so$$' | head -n1); \
-	site=$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])'); \
-	if [ -n "$$so" ] && [ -d "$$site" ]; then ln -sfn "$$so" "$$site/$$(basename $$so)"; fi
+# Two bindings come from Debian, not PyPI: btrfsutil (the PyPI source does not import against
+# Debian 12's library) and libseccomp's. Only their .so files are made importable in the venv,
+# through a directory of links named by a .pth — never the whole system site-packages.
+DEBIAN_MODULES := btrfsutil seccomp
+debian-modules: $(STAMP)
+	@site=$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	dir=$$(cd $(VENV) && pwd)/debian-modules; mkdir -p $$dir; \
+	for m in $(DEBIAN_MODULES); do \
+	  so=$$(ls /usr/lib/python3/dist-packages/$$m.cpython-*.so 2>/dev/null | head -n1); \
+	  [ -n "$$so" ] && ln -sfn "$$so" "$$dir/"; \
+	done; \
+	echo "$$dir" > "$$site/dockyard-debian-modules.pth"
 
-venv: $(STAMP) btrfsutil-link
+venv: $(STAMP) debian-modules
 
 deps: sysdeps
 	@$(MAKE) --no-print-directory venv

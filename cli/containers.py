@@ -222,7 +222,7 @@ def attach_and_run(opts: Any, cid: str, tty: bool, stdin: bool, auto_remove: boo
         if start:
             try:
                 client.request("POST", f"/containers/{cid}/start").read()
-            except DaemonError as e:
+            except DaemonError:
                 sock.close()
                 raise
         if tty:
@@ -642,3 +642,21 @@ def inspect(opts: Any, names: tuple[str, ...], fmt: str | None, type_: str | Non
         sys.stdout.write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
     if failed:
         sys.exit(1)
+
+
+@click.command(short_help="Export a container's filesystem as a tar archive")
+@click.argument("container")
+@click.option("-o", "--output", help="Write to a file, instead of STDOUT")
+@click.pass_obj
+def export(opts: Any, container: str, output: str | None) -> None:
+    """Export a container's filesystem as a tar archive."""
+    if not output and sys.stdout.isatty():
+        raise click.ClickException("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    resp = opts.client.request("GET", f"/containers/{_p(container)}/export")
+    out = open(output, "wb") if output else sys.stdout.buffer
+    try:
+        for chunk in resp.iter_chunks():
+            out.write(chunk)
+    finally:
+        if output:
+            out.close()

@@ -17,6 +17,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rmi": ("images", "rmi"),
     "import": ("images", "import_"),
     "pull": ("images", "pull"),
+    "push": ("images", "push"),
+    "tag": ("images", "tag"),
+    "save": ("images", "save"),
+    "load": ("images", "load"),
+    "history": ("images", "history"),
+    "login": ("images", "login"),
+    "logout": ("images", "logout"),
+    "image": ("images", "image_group"),
+    "registry": ("images", "registry_group"),
+    "export": ("containers", "export"),
     "create": ("containers", "create"),
     "run": ("containers", "run"),
     "start": ("containers", "start"),
@@ -28,6 +38,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("containers", "rm"),
     "inspect": ("containers", "inspect"),
     "storage": ("storage", "storage"),
+    "exec": ("execs", "exec_"),
+    "pause": ("execs", "pause"),
+    "unpause": ("execs", "unpause"),
+    "top": ("execs", "top"),
+    "stats": ("execs", "stats"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}

@@ -126,11 +126,11 @@ def parse_restart(s: str | None) -> dict[str, Any]:
     if name not in ("no", "always", "unless-stopped", "on-failure"):
         raise OptError(f"invalid restart policy '{s}'")
     if count and name != "on-failure":
-        raise OptError(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        raise OptError("invalid restart policy: maximum retry count can only be used with 'on-failure'")
     try:
         n = int(count) if count else 0
     except ValueError:
-        raise OptError(f"invalid restart policy: maximum retry count must be an integer") from None
+        raise OptError("invalid restart policy: maximum retry count must be an integer") from None
     return {"Name": name, "MaximumRetryCount": n}
 
 

@@ -33,8 +33,10 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    ``durable=False`` skips both fsyncs: for files regenerated anyway after a crash."""
     d = os.path.dirname(path)
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
@@ -42,20 +44,28 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(d)
+    if durable:
+        fsync_dir(d)
 
 
 class BlobStore:
     def __init__(self, root: str) -> None:
         self.root = root
-        os.makedirs(os.path.join(root, "sha256"), exist_ok=True)
+        d = os.path.join(root, "sha256")
+        os.makedirs(d, exist_ok=True)
+        # temporary files of writes a crash interrupted: never whole, never referenced
+        for name in os.listdir(d):
+            if name.startswith(".tmp-"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(d, name))
 
     def path(self, digest: str) -> str:
         algo, hexpart = split_digest(digest)
@@ -96,6 +106,20 @@ class BlobStore:
                 os.unlink(tmp)
             raise
 
+    def writer(self) -> "BlobWriter":
+        """A temporary file that becomes a blob on :meth:`BlobWriter.commit` (digest verified),
+        and vanishes otherwise."""
+        return BlobWriter(self)
+
+    def open(self, digest: str) -> IO[bytes]:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+
+    def size(self, digest: str) -> int:
+        return os.path.getsize(self.path(digest))
+
     def get(self, digest: str) -> bytes:
         try:
             with open(self.path(digest), "rb") as f:
@@ -109,3 +133,46 @@ class BlobStore:
     def delete(self, digest: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(self.path(digest))
+
+
+class BlobWriter:
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.dir = os.path.join(store.root, "sha256")
+        fd, self.tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        self.f = os.fdopen(fd, "wb")
+        self.h = hashlib.sha256()
+        self.size = 0
+        self.digest: str | None = None
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def commit(self, expected: str | None = None) -> str:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        actual = "sha256:" + self.h.hexdigest()
+        if expected is not None and expected != actual:
+            self.abort()
+            raise InvalidParameter(f"digest mismatch: expected {expected}, content is {actual}")
+        os.chmod(self.tmp, 0o444)
+        os.replace(self.tmp, self.store.path(actual))
+        fsync_dir(self.dir)
+        self.digest = actual
+        return actual
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.digest is None:
+            self.abort()

@@ -72,6 +72,11 @@ class _Peekable:
             return data
         return self.raw.read(size)
 
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
 
 def decompressed(stream: IO[bytes]) -> IO[bytes]:
     """The uncompressed view of a tar stream that may be gzip, bzip2, xz or zstd compressed."""
@@ -94,6 +99,33 @@ def decompressed(stream: IO[bytes]) -> IO[bytes]:
             raise InvalidParameter("zstd-compressed layer, but the zstandard module is not installed") from None
         return zstandard.ZstdDecompressor().stream_reader(p)  # type: ignore[arg-type]
     return p  # type: ignore[return-value]
+
+
+class _Tee:
+    """Reads through ``raw``, copying every byte to ``sink`` (a blob writer)."""
+
+    def __init__(self, raw: IO[bytes], sink: Any) -> None:
+        self.raw, self.sink = raw, sink
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.sink.write(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def _media_type_of(path: str) -> str:
+    """The layer media type of a stored blob, from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        return "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "application/vnd.oci.image.layer.v1.tar+zstd"
+    return "application/vnd.docker.image.rootfs.diff.tar"
 
 
 _CHANGE_KEYS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER", "VOLUME", "WORKDIR",
@@ -170,9 +202,11 @@ class ImageStore:
             raise NotFound(f"layer {chain} not found")
         return dict(rows[0])
 
-    def register_layer(self, stream: IO[bytes], parent: str | None) -> str:
+    def register_layer(self, stream: IO[bytes], parent: str | None,
+                       expected_diff_id: str | None = None) -> str:
         """Unpack a (possibly compressed) layer tar on top of ``parent``; return its chain id.
-        Runs in a worker thread. Nothing is recorded unless the whole layer was applied."""
+        Runs in a worker thread. Nothing is recorded unless the whole layer was applied and,
+        when ``expected_diff_id`` is given, its uncompressed content hashes to it."""
         parent_cache = self.layer(parent)["cache_id"] if parent else None
         cache_id = secrets.token_hex(32)
         self.graph.create(cache_id, parent_cache)
@@ -180,10 +214,13 @@ class ImageStore:
             reader = HashingReader(decompressed(stream))
             size = self.graph.apply_diff(cache_id, parent_cache, reader)
             reader.drain()
+            diff_id = reader.digest()
+            if expected_diff_id is not None and diff_id != expected_diff_id:
+                raise InvalidParameter(f"layer diff id mismatch: the image config says "
+                                       f"{expected_diff_id}, the layer's content is {diff_id}")
         except BaseException:
             self._remove_cache(cache_id)
             raise
-        diff_id = reader.digest()
         chain = chain_id(parent, diff_id)
         with self.state.tx() as db:
             if db.execute("SELECT 1 FROM layers WHERE chain_id=?", (chain,)).fetchone():
@@ -195,6 +232,42 @@ class ImageStore:
         if duplicate:
             self._remove_cache(cache_id)
         return chain
+
+    def remove_layer_if_unused(self, chain: str) -> None:
+        """Drop a layer no image and no other layer builds on (an aborted pull's leftovers)."""
+        if self.state.q("SELECT 1 FROM images WHERE top_layer=?", chain) or \
+                self.state.q("SELECT 1 FROM layers WHERE parent=?", chain):
+            return
+        rows = self.state.q("SELECT * FROM layers WHERE chain_id=?", chain)
+        if rows:
+            self.state.x("DELETE FROM layers WHERE chain_id=?", chain)
+            self._remove_cache(rows[0]["cache_id"])
+
+    def has_layer(self, chain: str) -> bool:
+        return bool(self.state.q("SELECT 1 FROM layers WHERE chain_id=?", chain))
+
+    # -- the blobs layers came as, and the manifests images came as ----------------------------
+    def record_layer_blob(self, digest: str, diff_id: str, media_type: str, size: int) -> None:
+        self.state.x("INSERT OR IGNORE INTO layer_blobs(digest, diff_id, media_type, size) "
+                     "VALUES(?,?,?,?)", digest, diff_id, media_type, size)
+
+    def layer_blobs(self, diff_id: str) -> list[dict[str, Any]]:
+        """The stored blobs whose uncompressed content is ``diff_id`` (compressed ones first)."""
+        rows = [dict(r) for r in self.state.q("SELECT * FROM layer_blobs WHERE diff_id=?", diff_id)]
+        rows = [r for r in rows if self.blobs.exists(r["digest"])]
+        rows.sort(key=lambda r: (r["digest"] == diff_id, r["digest"]))
+        return rows
+
+    def add_repo_digest(self, name: str, digest: str, image_id: str, media_type: str) -> str:
+        ref = f"{reference.parse(name, default_tag=False).name}@{digest}"
+        self.state.x("INSERT INTO repo_digests(ref, image_id, media_type) VALUES(?,?,?) "
+                     "ON CONFLICT(ref) DO UPDATE SET image_id=excluded.image_id, "
+                     "media_type=excluded.media_type", ref, image_id, media_type)
+        return ref
+
+    def repo_digests(self, image_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.state.q(
+            "SELECT ref, media_type FROM repo_digests WHERE image_id=? ORDER BY ref", image_id)]
 
     def _remove_cache(self, cache_id: str) -> None:
         try:
@@ -214,18 +287,37 @@ class ImageStore:
     # -- images ------------------------------------------------------------------------------
     def create_image(self, config: dict[str, Any], top: str | None) -> str:
         raw = json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+        return self.create_image_raw(raw, top)
+
+    def create_image_raw(self, raw: bytes, top: str | None) -> str:
+        """Record an image whose config is exactly ``raw`` (its id is the digest of these
+        bytes, so a pulled image keeps the id it has everywhere)."""
+        config = json.loads(raw)
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        chain = self.layer_chain(top)
+        if [layer["diff_id"] for layer in chain] != list(diff_ids):
+            raise InvalidParameter("image config's rootfs.diff_ids do not match its layers")
         image_id = self.blobs.put(raw)
-        size = sum(layer["size"] for layer in self.layer_chain(top))
+        size = sum(layer["size"] for layer in chain)
         self.state.x("INSERT OR IGNORE INTO images(id, top_layer, created, size, config) "
                      "VALUES(?,?,?,?,?)", image_id, top, config.get("created", ""), size, raw.decode())
         return image_id
+
+    def config_bytes(self, image_id: str) -> bytes:
+        return self.get(image_id)["config"].encode()
 
     def import_image(self, stream: IO[bytes], changes: list[str], message: str = "",
                      arch: str = "amd64") -> str:
         """``docker import``: one layer from a rootfs tar, a config built from ``changes``."""
         cfg: dict[str, Any] = {}
         apply_changes(cfg, changes)
-        top = self.register_layer(stream, None)
+        with self.blobs.writer() as w:
+            tee = _Tee(stream, w)
+            top = self.register_layer(tee, None)
+            tee.drain()
+            diff_id = self.layer(top)["diff_id"]
+            digest = w.commit()
+        self.record_layer_blob(digest, diff_id, _media_type_of(self.blobs.path(digest)), w.size)
         created = now_rfc3339()
         config = {
             "architecture": arch, "os": "linux", "created": created,
@@ -267,7 +359,11 @@ class ImageStore:
             if not is_hex:
                 raise
             ref = None
-        if ref is not None and ref.tag:
+        if ref is not None and ref.digest:
+            rows = self.state.q("SELECT image_id FROM repo_digests WHERE ref=?", f"{ref.name}@{ref.digest}")
+            if rows:
+                return rows[0]["image_id"]
+        elif ref is not None and ref.tag:
             rows = self.state.q("SELECT image_id FROM tags WHERE ref=?", str(ref.with_tag(ref.tag)))
             if rows:
                 return rows[0]["image_id"]
@@ -328,6 +424,7 @@ class ImageStore:
             for t in tags:
                 db.execute("DELETE FROM tags WHERE ref=?", (t,))
                 result.append({"Untagged": reference.familiar(t)})
+            db.execute("DELETE FROM repo_digests WHERE image_id=?", (image_id,))
             db.execute("DELETE FROM images WHERE id=?", (image_id,))
         result.append({"Deleted": image_id})
         self.blobs.delete(image_id)
@@ -343,13 +440,20 @@ class ImageStore:
                 break
             self.state.x("DELETE FROM layers WHERE chain_id=?", layer["chain_id"])
             self._remove_cache(layer["cache_id"])
+            if not self.state.q("SELECT 1 FROM layers WHERE diff_id=?", layer["diff_id"]):
+                for b in self.state.q("SELECT digest FROM layer_blobs WHERE diff_id=?", layer["diff_id"]):
+                    self.blobs.delete(b["digest"])
+                self.state.x("DELETE FROM layer_blobs WHERE diff_id=?", layer["diff_id"])
+
+    def _familiar_digests(self, image_id: str) -> list[str]:
+        return [reference.familiar(r["ref"]) for r in self.repo_digests(image_id)]
 
     def summary(self, row: dict[str, Any]) -> dict[str, Any]:
         cfg = json.loads(row["config"])
         tags = self.tags_of(row["id"])
         return {
             "Id": row["id"], "ParentId": "", "RepoTags": [reference.familiar(t) for t in tags],
-            "RepoDigests": [], "Created": _unix(cfg.get("created")), "Size": row["size"],
+            "RepoDigests": self._familiar_digests(row["id"]), "Created": _unix(cfg.get("created")), "Size": row["size"],
             "SharedSize": -1, "VirtualSize": row["size"],
             "Labels": (cfg.get("config") or {}).get("Labels") or {}, "Containers": -1,
         }
@@ -361,7 +465,7 @@ class ImageStore:
         return {
             "Id": image_id,
             "RepoTags": [reference.familiar(t) for t in self.tags_of(image_id)],
-            "RepoDigests": [], "Parent": "", "Comment": (cfg.get("history") or [{}])[-1].get("comment", ""),
+            "RepoDigests": self._familiar_digests(image_id), "Parent": "", "Comment": (cfg.get("history") or [{}])[-1].get("comment", ""),
             "Created": cfg.get("created", ""), "DockerVersion": "", "Author": cfg.get("author", ""),
             "Config": _container_config(cfg.get("config") or {}),
             "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", ""),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dockyard.core import seccomp as seccompmod
 from dockyard.hookspecs.errors import InvalidParameter
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -19,6 +20,20 @@ MASKED_PATHS = [
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
     "/sys/devices/virtual/powercap",
 ]
+#: every capability (``--privileged``)
+ALL_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+#: ``--init``: a static reaper bind-mounted at /dev/init, as Docker does with docker-init (tini)
+INIT_BINARY = next((p for p in ("/usr/bin/tini-static", "/usr/bin/docker-init")
+                    if os.path.exists(p)), "/usr/bin/tini-static")
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
@@ -93,6 +108,28 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             mounts.append({"destination": dest, "type": "bind", "source": container[key],
                            "options": ["rbind", "rprivate"]})
     privileged = bool(host.get("Privileged"))
+    secopts = [o.replace(":", "=", 1) for o in host.get("SecurityOpt") or ()]
+    seccomp = None if privileged or "seccomp=unconfined" in secopts else seccompmod.default_profile()
+    rlimits = []
+    for ul in host.get("Ulimits") or ():
+        try:
+            rlimits.append({"type": "RLIMIT_" + str(ul["Name"]).upper(),
+                            "soft": int(ul["Soft"]), "hard": int(ul["Hard"])})
+        except (KeyError, TypeError, ValueError):
+            raise InvalidParameter(f"invalid ulimit {ul!r}") from None
+    if privileged:
+        caps = list(ALL_CAPS)
+    if host.get("Init"):
+        args = ["/dev/init", "--", *args]
+        mounts.append({"destination": "/dev/init", "type": "bind", "source": INIT_BINARY,
+                       "options": ["bind", "ro"]})
+    if host.get("BlkioWeight"):
+        resources["blockIO"] = {"weight": int(host["BlkioWeight"])}
+    if host.get("CpusetMems"):
+        resources.setdefault("cpu", {})["mems"] = host["CpusetMems"]
+    if host.get("NanoCpus"):
+        resources.setdefault("cpu", {})["quota"] = int(host["NanoCpus"]) * 100000 // 1_000_000_000
+        resources["cpu"]["period"] = 100000
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -101,9 +138,10 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             "args": args,
             "env": env,
             "cwd": cfg.get("WorkingDir") or "/",
-            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
+                             "inheritable": [], "ambient": []},
             "noNewPrivileges": not privileged,
-            "rlimits": [],
+            "rlimits": rlimits,
         },
         "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
         "hostname": cfg.get("Hostname") or "",
@@ -114,6 +152,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             "maskedPaths": [] if privileged else MASKED_PATHS,
             "readonlyPaths": [] if privileged else READONLY_PATHS,
             "cgroupsPath": f"dockyard/{container['Id']}",
+            **({"seccomp": seccomp} if seccomp else {}),
         },
         "annotations": {"io.dockyard.stop-signal": cfg.get("StopSignal") or "SIGTERM"},
     }

@@ -36,6 +36,23 @@ CREATE TABLE IF NOT EXISTS tags (
     image_id TEXT NOT NULL REFERENCES images(id)
 );
 CREATE INDEX IF NOT EXISTS tags_by_image ON tags(image_id);
+-- the compressed (or plain) blobs a layer was pulled, loaded or imported as: pushed and saved
+-- as they are, so a re-pushed image keeps its digests
+CREATE TABLE IF NOT EXISTS layer_blobs (
+    digest TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS layer_blobs_by_diff ON layer_blobs(diff_id);
+-- ``name@digest`` of the manifests an image was pulled or pushed as (Docker's RepoDigests);
+-- the manifest bytes are blobs
+CREATE TABLE IF NOT EXISTS repo_digests (
+    ref TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id),
+    media_type TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS repo_digests_by_image ON repo_digests(image_id);
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,

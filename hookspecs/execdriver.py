@@ -154,6 +154,42 @@ class ExecDriver(abc.ABC):
         """Host pids of every process in the container."""
         raise NotImplementedError(f"{self.name}: pids")
 
+    # -- exec (optional: a driver without it answers NotImplementedError → HTTP 501) -----------
+    async def exec(self, cid: str, eid: str, process: dict[str, Any], *, tty: bool = False,
+                   stdin: bool = False, detach: bool = False
+                   ) -> tuple[int, AttachStreams | None]:
+        """Start a new process in running container ``cid`` (``docker exec``) and return its
+        host pid and, unless ``detach``, its streams.
+
+        ``process`` is shaped like the spec's ``process``: ``args``, ``env`` (added to the
+        container's), ``cwd``, ``user`` (``{"username": "..."}``, resolved in the container; empty
+        means the container's user), ``privileged``. The process joins every namespace and the
+        cgroup of the container and gets the container's capabilities, no_new_privs and seccomp
+        profile. ``eid`` names it for :meth:`exec_wait` and :meth:`exec_resize`. The streams are
+        framed as for :meth:`attach` (raw with ``tty``); ``reader`` reaches EOF once the process
+        exited and its output was delivered. Its output is not written to the container's log.
+        Conflict if ``cid`` is not running; ExecError (126/127) if the program cannot be run.
+        """
+        raise NotImplementedError(f"{self.name}: exec")
+
+    async def exec_wait(self, eid: str) -> int:
+        """The exit code of exec ``eid`` once it has exited (at once if it already has)."""
+        raise NotImplementedError(f"{self.name}: exec")
+
+    async def exec_resize(self, eid: str, height: int, width: int) -> None:
+        """Resize exec ``eid``'s TTY. No-op without one."""
+        raise NotImplementedError(f"{self.name}: exec")
+
+    async def exec_forget(self, eid: str) -> None:
+        """Drop what the driver remembers of an exited exec ``eid``. Idempotent."""
+
+    async def stats(self, cid: str) -> dict[str, Any]:
+        """Raw resource usage of ``cid`` (``cpu``: ``{usage_ns, user_ns, system_ns,
+        throttling}``, ``memory``: ``{usage, limit, max_usage, stats}``, ``pids``:
+        ``{current, limit}``, ``blkio``: ``{io_service_bytes, io_serviced}``, ``online_cpus``,
+        ``system_ns``); the daemon shapes Docker's stats JSON from it."""
+        raise NotImplementedError(f"{self.name}: stats")
+
     async def close(self) -> None:
         """The daemon is going away: disconnect, leaving running containers running."""
 

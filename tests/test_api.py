@@ -1,7 +1,6 @@
 """The Docker Engine API served by a real dockyardd, spoken to over its unix socket."""
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -9,7 +8,6 @@ import struct
 import subprocess
 import time
 
-import pytest
 
 from conftest import DOCKYARDD, Daemon, UnixHTTPConnection, make_root
 

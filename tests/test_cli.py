@@ -5,7 +5,6 @@ import json
 import re
 import time
 
-import pytest
 
 
 def out(r) -> str:

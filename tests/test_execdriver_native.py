@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native driver nee
 from dockyard.plugins.execdrivers.native import NativeDriver  # noqa: E402
 
 ALL_NS = ("pid", "network", "mount", "ipc", "uts")
-CGROUP_DIRS = ("pids", "memory", "cpu", "cpuacct", "freezer", "cpuset")
+CGROUP_DIRS = ("pids", "memory", "cpu", "cpuacct", "freezer", "cpuset", "blkio")
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
 

@@ -154,3 +154,19 @@ def test_required_plugin_missing_stops_startup(busybox_tar: str) -> None:
         assert r.returncode != 0 and "nosuchplugin" in r.stderr
     finally:
         subprocess.run(["rm", "-rf", root])
+
+
+def test_image_pushed_and_pulled_hooks_fire(plugin_daemon: Daemon) -> None:
+    from test_registry import dockyard_registry
+    d = plugin_daemon
+    with dockyard_registry() as reg:
+        ref = f"{reg}/hooks/bb:1"
+        assert d.api.post(f"/images/busybox/tag?repo={reg}/hooks/bb&tag=1")[0] == 201
+        status, _ = d.api.post(f"/images/{reg}/hooks/bb/push?tag=1", timeout=120)
+        assert status == 200
+        status, _ = d.api.post(f"/images/create?fromImage={reg}/hooks/bb&tag=1", timeout=120)
+        assert status == 200
+    time.sleep(0.2)
+    image_id = d.api.get("/images/busybox/json")[1]["Id"]
+    ev = [e for e in _events(d.hook_log) if e[0] in ("image_pushed", "image_pulled")]
+    assert ev == [["image_pushed", image_id, f"{ref}"], ["image_pulled", image_id, f"{ref}"]]

@@ -12,12 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.hookspecs import DRIVER_GROUPS
-from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
+from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
 from .. import plugins
 from ..blobs import BlobStore
 from ..config import Config
 from ..containers import ContainerService
+from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService
 from ..state import State
@@ -69,8 +70,26 @@ class Daemon:
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.networks = NetworkService(self)
         self.containers = ContainerService(self)
+        self.execs = ExecService(self)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    # -- registry backends ---------------------------------------------------------------------
+    def backend(self, transport: str, location: str, options: dict[str, Any] | None = None) -> Any:
+        """A registry backend for an image transport (``docker``, ``oci``, ``docker-archive``):
+        the installed backend that declares it, chosen by what it serves, never by name."""
+        reg = self.registries["registry"]
+        for name in reg.names():
+            cls = reg.get_class(name)
+            if getattr(cls, "transport", "") == transport:
+                return cls(location, options or {})
+        raise DriverNotFound("registry", transport, reg.names())
+
+    def remote(self, domain: str, auth: dict[str, Any] | None = None) -> Any:
+        """The backend for a registry host, with the daemon's insecure-registries and mirrors."""
+        return self.backend("docker", domain, {
+            "auth": auth or {}, "insecure-registries": self.config["insecure-registries"],
+            "mirrors": self.config["registry-mirrors"]})
 
     def _select_graph_driver(self, config: Config) -> Any:
         """Explicit config, else the driver that stored this data-root's layers, else the
@@ -146,8 +165,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, images, storage, system
-        for module in (system, containers, images, storage):
+        from .routes import containers, execs, images, storage, system
+        for module in (system, containers, execs, images, storage):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

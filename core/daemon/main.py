@@ -136,6 +136,10 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("--tlscacert", help="trust certificates signed by this CA")
 @click.option("--tlscert", help="TLS certificate file")
 @click.option("--tlskey", help="TLS key file")
+@click.option("--insecure-registry", "insecure_registries", multiple=True,
+              help="registry (host:port or CIDR) reached without TLS verification, or over HTTP")
+@click.option("--registry-mirror", "registry_mirrors", multiple=True,
+              help="preferred Docker Hub mirror (URL)")
 @click.version_option(package_name="dockyard", prog_name="dockyardd")
 def main(config_file: str, **flags: Any) -> None:
     """dockyardd: the dockyard container engine daemon (serves the Docker Engine API)."""
@@ -148,6 +152,8 @@ def main(config_file: str, **flags: Any) -> None:
         "log-level": flags["log_level"], "debug": flags["debug"], "tls": flags["tls"],
         "tlsverify": flags["tlsverify"], "tlscacert": flags["tlscacert"],
         "tlscert": flags["tlscert"], "tlskey": flags["tlskey"],
+        "insecure-registries": list(flags["insecure_registries"]),
+        "registry-mirrors": list(flags["registry_mirrors"]),
     }
     try:
         cfg = configmod.load(config_file, overrides, path_explicit=explicit)

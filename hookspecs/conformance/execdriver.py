@@ -45,6 +45,11 @@ Factory = Callable[[str], ExecDriver]
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$")
 
+#: Docker's default capability set (CapEff 00000000a80425fb)
+DOCKER_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+               "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+               "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE")
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="exec drivers need root")
 
 
@@ -110,7 +115,8 @@ class Env:
         return os.path.join(self.dir, cid + "-json.log")
 
     def spec(self, args: list[str], *, user: str | None = None,
-             namespaces: tuple[str, ...] = ("pid", "network", "mount", "ipc", "uts")) -> dict:
+             namespaces: tuple[str, ...] = ("pid", "network", "mount", "ipc", "uts"),
+             resources: dict | None = None, secure: bool = False) -> dict:
         spec: dict[str, Any] = {
             "process": {"args": args, "env": [PATH], "cwd": "/", "terminal": False,
                         "user": {"uid": 0, "gid": 0}},
@@ -120,6 +126,18 @@ class Env:
         }
         if user is not None:
             spec["process"]["user"]["username"] = user
+        if resources:
+            spec["linux"]["resources"] = resources
+        if secure:  # what the daemon gives every unprivileged container
+            spec["process"]["capabilities"] = {k: list(DOCKER_CAPS) for k in (
+                "bounding", "effective", "permitted")}
+            spec["process"]["capabilities"].update(inheritable=[], ambient=[])
+            spec["process"]["noNewPrivileges"] = True
+            spec["linux"]["maskedPaths"] = ["/proc/keys", "/proc/timer_list", "/sys/firmware"]
+            spec["linux"]["readonlyPaths"] = ["/proc/sys", "/proc/sysrq-trigger"]
+            spec["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                {"names": ["mount", "umount2", "unshare", "setns"], "action": "SCMP_ACT_ERRNO",
+                 "errnoRet": 1}]}
         return spec
 
     async def run(self, d: ExecDriver, args: list[str], **kw: Any
@@ -300,6 +318,141 @@ class ExecDriverSuite:
             await d2.kill(cid, signal.SIGKILL)
             assert (await asyncio.wait_for(d2.wait(cid), 30)).exit_code == 137
             await d2.delete(cid)
+
+        asyncio.run(main())
+
+
+    # -- isolation --------------------------------------------------------------------------
+    def test_isolation(self, env: Env) -> None:
+        async def main() -> None:
+            script = ("ls /proc | grep -c '^[0-9]'; ls /sys/class/net; "
+                      "awk '$5 == \"/\"' /proc/self/mountinfo | wc -l; test -e /work && echo hostfs; true")
+            status, out, _ = await env.run(env.driver(), ["sh", "-c", script])
+            assert status.exit_code == 0
+            lines = out.decode().split()
+            assert lines[0] in ("1", "2", "3")  # sh, ls, grep at most
+            assert lines[1:] == ["lo", "1"]
+
+        asyncio.run(main())
+
+    def test_security_defaults(self, env: Env) -> None:
+        async def main() -> None:
+            script = ("grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; "
+                      "mount -t tmpfs none /mnt 2>/dev/null && echo mounted; "
+                      "echo x > /proc/sys/kernel/domainname 2>/dev/null && echo wrote; "
+                      "wc -c < /proc/keys")
+            status, out, _ = await env.run(env.driver(), ["sh", "-c", script], secure=True)
+            assert out.decode().split() == ["NoNewPrivs:", "1", "Seccomp:", "2",
+                                            "CapEff:", "00000000a80425fb",
+                                            "CapBnd:", "00000000a80425fb", "0"] or \
+                out.decode().split() == ["CapEff:", "00000000a80425fb", "CapBnd:",
+                                         "00000000a80425fb", "NoNewPrivs:", "1", "Seccomp:", "2",
+                                         "0"], out
+
+        asyncio.run(main())
+
+    # -- limits -----------------------------------------------------------------------------
+    def test_pids_limit(self, env: Env) -> None:
+        async def main() -> None:
+            script = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done 2>&1; kill $(jobs -p) 2>/dev/null; true"
+            _, out, err = await env.run(env.driver(), ["sh", "-c", script],
+                                        resources={"pids": {"limit": 4}})
+            assert b"fork" in out + err or b"Resource temporarily unavailable" in out + err
+
+        asyncio.run(main())
+
+    def test_oom_is_137_and_reported(self, env: Env) -> None:
+        async def main() -> None:
+            script = "x=$(head -c 209715200 /dev/zero | tr '\\0' a); echo survived"
+            status, out, _ = await env.run(
+                env.driver(), ["sh", "-c", script],
+                resources={"memory": {"limit": 32 << 20, "swap": 32 << 20}})
+            assert status.exit_code == 137 and status.oom_killed, (status, out)
+
+        asyncio.run(main())
+
+    # -- signals ----------------------------------------------------------------------------
+    def test_trapped_sigterm_exit_code(self, env: Env) -> None:
+        async def main() -> None:
+            d = env.driver()
+            cid = env.cid()
+            await d.create(cid, env.spec(["sh", "-c", "trap 'exit 42' TERM; echo ready; "
+                                                      "while true; do sleep 0.05; done"]),
+                           log_path=env.log(cid))
+            att = await d.attach(cid)
+            await d.start(cid)
+            assert (await asyncio.wait_for(att.reader.readexactly(8 + 6), 30))[8:] == b"ready\n"
+            await d.kill(cid, signal.SIGTERM)
+            assert (await asyncio.wait_for(d.wait(cid), 30)).exit_code == 42
+            att.close()
+            await d.delete(cid)
+
+        asyncio.run(main())
+
+    # -- exec -------------------------------------------------------------------------------
+    def test_exec(self, env: Env) -> None:
+        async def main() -> None:
+            d = env.driver()
+            cid = env.cid()
+            await d.create(cid, env.spec(["sleep", "100"], secure=True), log_path=env.log(cid))
+            await d.start(cid)
+            try:
+                pid, st = await d.exec(cid, "x" + cid, {
+                    "args": ["sh", "-c", "hostname; echo $E; id -u; ls /proc | grep -c '^[0-9]'; "
+                                         "grep CapEff /proc/self/status; exit 3"],
+                    "env": ["E=v"], "user": {"username": "nobody"}})
+            except NotImplementedError:
+                pytest.skip("the driver has no exec")
+            out, err = demux(await asyncio.wait_for(st.reader.read(), 30))
+            assert await asyncio.wait_for(d.exec_wait("x" + cid), 30) == 3
+            lines = out.decode().split()
+            assert lines[:3] == ["conformance", "v", "65534"], (out, err)
+            assert lines[3] in ("3", "4", "5") and lines[4:] == ["CapEff:", "0000000000000000"]
+            _, st = await d.exec(cid, "t" + cid, {"args": ["tty"]}, tty=True)
+            assert (await asyncio.wait_for(st.reader.read(), 30)).startswith(b"/dev/pts/")
+            assert await d.exec_wait("t" + cid) == 0
+            with pytest.raises(ExecError) as ei:
+                await d.exec(cid, "n" + cid, {"args": ["nosuch"]})
+            assert ei.value.exit_code == 127
+            with open(env.log(cid)) as f:
+                assert f.read() == ""  # exec output is not the container's log
+            await d.kill(cid, signal.SIGKILL)
+            await asyncio.wait_for(d.wait(cid), 30)
+            with pytest.raises(Conflict):
+                await d.exec(cid, "z" + cid, {"args": ["true"]})
+            await d.delete(cid)
+
+        asyncio.run(main())
+
+    # -- pause ------------------------------------------------------------------------------
+    def test_pause_resume_and_stats(self, env: Env) -> None:
+        async def main() -> None:
+            d = env.driver()
+            cid = env.cid()
+            await d.create(cid, env.spec(["sh", "-c", "while true; do echo t; sleep 0.02; done"],
+                                         resources={"pids": {"limit": 20}}),
+                           log_path=env.log(cid))
+            await d.start(cid)
+            try:
+                await d.pause(cid)
+            except NotImplementedError:
+                pytest.skip("the driver cannot pause")
+            assert (await d.state(cid)).status == "paused"
+            await asyncio.sleep(0.1)
+            size = os.path.getsize(env.log(cid))
+            await asyncio.sleep(0.3)
+            assert os.path.getsize(env.log(cid)) == size
+            await d.resume(cid)
+            assert (await d.state(cid)).status == "running"
+            try:
+                stats = await d.stats(cid)
+            except NotImplementedError:
+                stats = None
+            if stats is not None:
+                assert stats["cpu"]["usage_ns"] > 0 and stats["pids"]["limit"] == 20
+                assert stats["memory"]["usage"] > 0
+            assert set(await d.pids(cid)) >= {(await d.state(cid)).pid}
+            await d.delete(cid)
 
         asyncio.run(main())
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import struct
+import time
 from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import InvalidParameter
+from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from ...containers import summary
 from ..app import route
@@ -204,24 +206,166 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 
 async def top(request: web.Request) -> web.Response:
+    """Docker's shape: run ``ps`` (``ps_args``, default ``-ef``) on the host and keep the rows
+    whose PID is in the container."""
     svc = _svc(request)
     c = svc.get(request.match_info["id"])
     if not c["State"]["Running"]:
-        raise InvalidParameter(f"Container {c['Id'][:12]} is not running")
-    pids = await request.app["daemon"].execdriver.pids(c["Id"])
+        raise Conflict(f"Container {c['Id']} is not running")
+    pids = set(await request.app["daemon"].execdriver.pids(c["Id"]))
+    ps_args = request.query.get("ps_args") or "-ef"
+    proc = await asyncio.create_subprocess_exec(
+        "ps", *shlex.split(ps_args), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise DockyardError(f"Error running ps: {err.decode(errors='replace').strip()}")
+    lines = out.decode(errors="replace").splitlines()
+    if not lines:
+        raise DockyardError("ps printed nothing")
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise DockyardError(f"Couldn't find PID field in ps output")
+    col = titles.index("PID")
     procs = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            st = os.stat(f"/proc/{pid}")
-        except OSError:
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) <= col:
             continue
-        procs.append([str(st.st_uid), str(pid), cmd])
-    return web.json_response({"Titles": ["UID", "PID", "CMD"], "Processes": procs})
+        try:
+            pid = int(fields[col])
+        except ValueError:
+            continue
+        if pid in pids:
+            procs.append(fields)
+    return web.json_response({"Titles": titles, "Processes": procs})
+
+
+async def pause(request: web.Request) -> web.Response:
+    await _svc(request).pause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.Response:
+    await _svc(request).unpause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+def _mem_total() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _docker_stats(c: dict[str, Any], raw: dict[str, Any], pre: dict[str, Any] | None,
+                  now: float, pre_time: float | None) -> dict[str, Any]:
+    from ...containers import rfc3339, ZERO_TIME
+
+    def cpu(r: dict[str, Any] | None) -> dict[str, Any]:
+        if not r:
+            return {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0,
+                                  "usage_in_usermode": 0}, "throttling_data": {
+                "periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+        cp = r.get("cpu") or {}
+        usage = {"total_usage": cp.get("usage_ns", 0), "usage_in_kernelmode": cp.get("system_ns", 0),
+                 "usage_in_usermode": cp.get("user_ns", 0)}
+        if cp.get("percpu_ns"):
+            usage["percpu_usage"] = cp["percpu_ns"]
+        return {"cpu_usage": usage, "system_cpu_usage": r.get("system_ns", 0),
+                "online_cpus": r.get("online_cpus", 0),
+                "throttling_data": cp.get("throttling") or {
+                    "periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+
+    mem = raw.get("memory") or {}
+    total = _mem_total()
+    limit = mem.get("limit")
+    if limit is None or (total and limit > total):
+        limit = total
+    memory = {"usage": mem.get("usage", 0), "stats": mem.get("stats") or {}, "limit": limit}
+    if mem.get("max_usage"):
+        memory["max_usage"] = mem["max_usage"]
+    if "failcnt" in mem:
+        memory["failcnt"] = mem["failcnt"]
+    blk = raw.get("blkio") or {}
+    pids = raw.get("pids") or {}
+    return {
+        "read": rfc3339(now), "preread": rfc3339(pre_time) if pre_time else ZERO_TIME,
+        "pids_stats": {k: v for k, v in (("current", pids.get("current", 0)),
+                                         ("limit", pids.get("limit"))) if v is not None},
+        "blkio_stats": {"io_service_bytes_recursive": blk.get("io_service_bytes") or None,
+                        "io_serviced_recursive": blk.get("io_serviced") or None,
+                        "io_queue_recursive": None, "io_service_time_recursive": None,
+                        "io_wait_time_recursive": None, "io_merged_recursive": None,
+                        "io_time_recursive": None, "sectors_recursive": None},
+        "num_procs": 0, "storage_stats": {},
+        "cpu_stats": cpu(raw), "precpu_stats": cpu(pre), "memory_stats": memory,
+        "name": c["Name"], "id": c["Id"],
+    }
+
+
+async def stats(request: web.Request) -> web.StreamResponse:
+    svc = _svc(request)
+    c = svc.get(request.match_info["id"])
+    drv = request.app["daemon"].execdriver
+    stream = _flag(request, "stream", True)
+    one_shot = _flag(request, "one-shot")
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+
+    async def sample() -> dict[str, Any]:
+        if not c["State"]["Running"]:
+            return {}
+        try:
+            return await drv.stats(c["Id"])
+        except (NotFound, Conflict):
+            return {}
+
+    pre, pre_time = None, None
+    if not stream and not one_shot:
+        pre, pre_time = await sample(), time.time()
+        await asyncio.sleep(0.25)
+    await resp.prepare(request)
+    while True:
+        raw, now = await sample(), time.time()
+        body = _docker_stats(c, raw, pre, now, pre_time) if raw else \
+            _docker_stats(c, {}, None, now, None)
+        await resp.write(json.dumps(body).encode() + b"\n")
+        if not stream or not c["State"]["Running"]:
+            break
+        pre, pre_time = raw, now
+        await asyncio.sleep(1.0)
+    await resp.write_eof()
+    return resp
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """``docker export``: the container's whole filesystem as one tar (through the graph
+    driver's mount, so it works for any driver)."""
+    from dockyard.hookspecs.naivediff import compute_changes, stream_from_writer, write_layer_tar
+    d = request.app["daemon"]
+    c = d.containers.get(request.match_info["id"])
+    cid = c["Id"]
+    root = await asyncio.to_thread(d.graph.get, cid)
+    try:
+        changes = await asyncio.to_thread(compute_changes, root, None)
+        stream = stream_from_writer(lambda out: write_layer_tar(out, root, changes))
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await resp.prepare(request)
+        try:
+            while chunk := await asyncio.to_thread(stream.read, 1 << 20):
+                await resp.write(chunk)
+        finally:
+            stream.close()
+        await resp.write_eof()
+        d.event("container", "export", cid, {})
+        return resp
+    finally:
+        await asyncio.to_thread(d.graph.put, cid)
 
 
 def setup(app: web.Application) -> None:
+    route(app, "GET", "/containers/{id}/export", export)
     route(app, "POST", "/containers/create", create)
     route(app, "GET", "/containers/json", list_)
     route(app, "GET", "/containers/{id}/json", inspect)
@@ -234,4 +378,7 @@ def setup(app: web.Application) -> None:
     route(app, "POST", "/containers/{id}/resize", resize)
     route(app, "GET", "/containers/{id}/logs", logs)
     route(app, "GET", "/containers/{id}/top", top)
+    route(app, "POST", "/containers/{id}/pause", pause)
+    route(app, "POST", "/containers/{id}/unpause", unpause)
+    route(app, "GET", "/containers/{id}/stats", stats)
     route(app, "DELETE", "/containers/{id}", remove)

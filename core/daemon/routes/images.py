@@ -2,16 +2,103 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import contextlib
+import fnmatch
 import json
+import logging
 import os
 import tempfile
+import threading
+from typing import Any, Callable
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import InvalidParameter, NotFound
+from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
-from ... import reference
+from ... import reference, transfer
 from ..app import route
+from ..errors import json_body
+
+log = logging.getLogger(__name__)
+
+
+def registry_auth(request: web.Request) -> dict[str, Any]:
+    """The credentials of ``X-Registry-Auth`` (base64url JSON), or {}."""
+    raw = request.headers.get("X-Registry-Auth", "").strip()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, binascii.Error):
+        raise InvalidParameter("invalid X-Registry-Auth header") from None
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in ("username", "password", "identitytoken",
+                                                   "registrytoken", "serveraddress") and v}
+
+
+class JsonStream:
+    """Docker's newline-delimited JSON progress: run ``fn(progress, cancel)`` in a thread and
+    stream what it reports; a failure after the headers went out becomes an ``error`` message."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        self.started = False
+
+    async def write(self, msg: dict[str, Any]) -> None:
+        if not self.started:
+            await self.resp.prepare(self.request)
+            self.started = True
+        await self.resp.write(json.dumps(msg).encode() + b"\r\n")
+
+    async def run(self, fn: Callable[..., Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def progress(msg: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, msg)
+
+        task = asyncio.ensure_future(asyncio.to_thread(fn, progress, cancel))
+        try:
+            while True:
+                getter = asyncio.ensure_future(q.get())
+                done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await self.write(getter.result())
+                    continue
+                getter.cancel()
+                while not q.empty():
+                    await self.write(q.get_nowait())
+                return task.result()
+        except BaseException:
+            cancel.set()
+            if not task.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(task)
+            raise
+
+    async def fail(self, exc: BaseException) -> web.StreamResponse:
+        """Report ``exc`` in the stream (the status line is gone already) and end it."""
+        if isinstance(exc, DockyardError):
+            msg = exc.message
+        else:
+            log.error("%s %s failed", self.request.method, self.request.path, exc_info=exc)
+            msg = f"internal error: {type(exc).__name__}: {exc}"
+        await self.error(msg)
+        return await self.finish()
+
+    async def error(self, message: str) -> None:
+        await self.write({"errorDetail": {"message": message}, "error": message})
+
+    async def finish(self) -> web.StreamResponse:
+        if not self.started:
+            await self.resp.prepare(self.request)
+        await self.resp.write_eof()
+        return self.resp
 
 
 def _d(request: web.Request):  # noqa: ANN202
@@ -63,17 +150,309 @@ async def create(request: web.Request) -> web.StreamResponse:
     if q.get("fromImage"):
         image = q["fromImage"]
         tag = q.get("tag")
-        ref = reference.parse(image if not tag or "@" in image or ":" in image.rsplit("/", 1)[-1]
-                              else f"{image}:{tag}")
-        raise NotFound(f"pull access denied for {ref.familiar_name}: pulling from registries is "
-                       "not supported by this daemon yet (import the image instead)")
+        if tag and tag.startswith("sha256:") and "@" not in image:
+            image = f"{image}@{tag}"
+        elif tag and "@" not in image and ":" not in image.rsplit("/", 1)[-1]:
+            image = f"{image}:{tag}"
+        if q.get("platform") and q["platform"] not in ("linux/amd64", "linux", "amd64"):
+            raise InvalidParameter(f"platform {q['platform']!r} is not supported here (linux/amd64)")
+        return await pull(request, reference.parse(image))
     raise InvalidParameter("fromImage or fromSrc must be given")
+
+
+async def pull(request: web.Request, ref: reference.Reference) -> web.StreamResponse:
+    d = _d(request)
+    backend = d.remote(ref.domain, registry_auth(request))
+    want = ref.digest or ref.tag or "latest"
+    # unknown image or refused credentials: an HTTP error before any progress, as Docker does
+    try:
+        await asyncio.to_thread(backend.resolve, ref.path, want)
+    except NotFound:
+        raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist "
+                       f"or may require 'docker login': manifest unknown: {want}") from None
+    out = JsonStream(request)
+
+    def work(progress: Any, cancel: threading.Event) -> dict[str, Any]:
+        try:
+            return transfer.Puller(d.images, backend, progress, cancel).pull(
+                ref.path, want, status_id=ref.tag or ref.digest)
+        finally:
+            backend.close()
+
+    try:
+        result = await out.run(work)
+    except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
+        return await out.fail(exc)
+    image_id = result["image_id"]
+    if ref.tag:
+        d.images.tag(image_id, str(ref))
+    d.images.add_repo_digest(ref.name, result["digest"], image_id, result["media_type"])
+    await out.write({"status": f"Digest: {result['digest']}"})
+    shown = ref.familiar()
+    await out.write({"status": (f"Status: Downloaded newer image for {shown}" if result["fresh"]
+                                else f"Status: Image is up to date for {shown}")})
+    d.emit("dockyard_image_pulled", image_id=image_id, reference=str(ref))
+    d.event("image", "pull", str(ref), {"name": str(ref)})
+    return await out.finish()
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    d = _d(request)
+    name = request.match_info["name"]
+    tag = request.query.get("tag") or ""
+    base = reference.parse(name, default_tag=False)
+    if base.digest:
+        raise InvalidParameter("cannot push a digest reference")
+    if tag or base.tag:
+        refs = [base.with_tag(tag or base.tag)]  # type: ignore[arg-type]
+    else:
+        prefix = base.name + ":"
+        refs = [reference.parse(r["ref"]) for r in d.images.state.q(
+            "SELECT ref FROM tags WHERE substr(ref, 1, ?) = ? ORDER BY ref", len(prefix), prefix)]
+    if not refs:
+        raise NotFound(f"An image does not exist locally with the tag: {base.familiar_name}")
+    ids = [d.images.resolve(str(r)) for r in refs]
+    backend = d.remote(base.domain, registry_auth(request))
+    out = JsonStream(request)
+    await out.write({"status": f"The push refers to repository [{base.name}]"})
+    for r, image_id in zip(refs, ids):
+        others = sorted({reference.parse(x["ref"].split("@")[0], default_tag=False).path
+                         for x in d.images.repo_digests(image_id)
+                         if x["ref"].startswith(base.domain + "/")} |
+                        {reference.parse(t).path for t in d.images.tags_of(image_id)
+                         if t.startswith(base.domain + "/")})
+
+        def work(progress: Any, cancel: threading.Event, r: Any = r, image_id: str = image_id,
+                 others: list[str] = others) -> tuple[str, int]:
+            return transfer.Pusher(d.images, backend, progress).push(image_id, r.path, r.tag, others)
+
+        try:
+            digest, size = await out.run(work)
+        except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
+            return await out.fail(exc)
+        d.images.add_repo_digest(r.name, digest, image_id, "")
+        await out.write({"status": f"{r.tag}: digest: {digest} size: {size}", "progressDetail": {}})
+        await out.write({"progressDetail": {}, "aux": {"Tag": r.tag, "Digest": digest, "Size": size}})
+        d.emit("dockyard_image_pushed", image_id=image_id, reference=str(r))
+        d.event("image", "push", str(r), {"name": str(r)})
+    return await out.finish()
+
+
+async def auth(request: web.Request) -> web.Response:
+    d = _d(request)
+    body = await json_body(request, {}) or {}
+    if not isinstance(body, dict):
+        raise InvalidParameter("auth body must be a JSON object")
+    server = (body.get("serveraddress") or "docker.io").split("://", 1)[-1].rstrip("/")
+    if server.endswith("/v1") or server.endswith("/v2"):
+        server = server[:-3]
+    if server in ("index.docker.io", "registry-1.docker.io"):
+        server = "docker.io"
+    creds = {k: body[k] for k in ("username", "password", "identitytoken") if body.get(k)}
+    backend = d.remote(server, creds)
+    try:
+        await asyncio.to_thread(backend.ping)
+    except DockyardError as exc:
+        if exc.status == 401:
+            raise DockyardError(f"login attempt to {server} failed: {exc.message}") from None
+        raise
+    return web.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+
+
+async def save(request: web.Request) -> web.StreamResponse:
+    """``docker save``: the named images as one ``docker-archive`` tar."""
+    d = _d(request)
+    names = request.query.getall("names", [])
+    if not names:
+        raise InvalidParameter("no image names given")
+    tmpdir = os.path.join(d.data_root, "tmp")
+    os.makedirs(tmpdir, exist_ok=True)
+    fd, path = tempfile.mkstemp(dir=tmpdir, prefix="save-", suffix=".tar")
+    os.close(fd)
+    try:
+        jobs = []
+        for name in names:
+            image_id = d.images.resolve(name)
+            ref = None
+            with contextlib.suppress(InvalidParameter):
+                r = reference.parse(name)
+                if str(r) in d.images.tags_of(image_id):
+                    ref = r
+            jobs.append((image_id, ref))
+
+        def work() -> None:
+            backend = d.backend("docker-archive", path, {"mode": "w"})
+            try:
+                for image_id, ref in jobs:
+                    p = transfer.Pusher(d.images, backend, lambda m: None)
+                    if ref is None:
+                        p.push(image_id, "", None)
+                    else:
+                        p.push(image_id, ref.name, ref.tag)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    backend.close()
+                raise
+            backend.close()
+
+        await asyncio.to_thread(work)
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await resp.prepare(request)
+        with open(path, "rb") as f:
+            while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+async def load(request: web.Request) -> web.StreamResponse:
+    """``docker load``: every image of a ``docker save`` tar (classic or Docker 25 layout)."""
+    d = _d(request)
+    quiet = request.query.get("quiet", "").lower() in ("1", "true")
+    path = await _spool(request, os.path.join(d.data_root, "tmp"))
+    out = JsonStream(request)
+    try:
+        backend = await asyncio.to_thread(d.backend, "docker-archive", path, {"mode": "r"})
+        try:
+            for repo, ref in backend.images():
+                def work(progress: Any, cancel: threading.Event, repo: str = repo, ref: str = ref) -> Any:
+                    return transfer.Puller(d.images, backend, (lambda m: None) if quiet else progress,
+                                           cancel).pull(repo, ref)
+                try:
+                    result = await out.run(work)
+                except Exception as exc:  # noqa: BLE001
+                    return await out.fail(exc)
+                image_id = result["image_id"]
+                tags = backend.tags_of(result["digest"]) if hasattr(backend, "tags_of") else []
+                if repo and not ref.startswith("sha256:"):
+                    tags = sorted(set(tags) | {reference.normalize(f"{repo}:{ref}")})
+                for t in tags:
+                    d.images.tag(image_id, t)
+                    await out.write({"stream": f"Loaded image: {reference.familiar(t)}\n"})
+                if not tags:
+                    await out.write({"stream": f"Loaded image ID: {image_id}\n"})
+                d.event("image", "load", image_id, {"name": image_id})
+        finally:
+            backend.close()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return await out.finish()
+
+
+async def history(request: web.Request) -> web.Response:
+    d = _d(request)
+    image_id = d.images.resolve(request.match_info["name"])
+    cfg = d.images.config(image_id)
+    layers = d.images.layer_chain(d.images.get(image_id)["top_layer"])
+    sizes = [layer["size"] for layer in layers]
+    out = []
+    hist = cfg.get("history") or [{"created": cfg.get("created", ""), "created_by": ""}]
+    from ...images import _unix
+    for h in hist:
+        size = 0
+        if not h.get("empty_layer") and sizes:
+            size = sizes.pop(0)
+        out.append({"Id": "<missing>", "Created": _unix(h.get("created")),
+                    "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
+                    "Comment": h.get("comment", "")})
+    out.reverse()
+    if out:
+        out[0]["Id"] = image_id
+        out[0]["Tags"] = [reference.familiar(t) for t in d.images.tags_of(image_id)] or None
+    return web.json_response(out)
+
+
+def _filters(request: web.Request) -> dict[str, list[str]]:
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidParameter("invalid filters: not JSON") from None
+    out: dict[str, list[str]] = {}
+    for k, v in data.items():
+        out[k] = list(v) if isinstance(v, list) else [x for x, on in v.items() if on]
+    return out
+
+
+def _keep(d: Any, row: dict[str, Any], s: dict[str, Any], flt: dict[str, list[str]]) -> bool:
+    known = {"dangling", "reference", "label", "before", "since"}
+    bad = set(flt) - known
+    if bad:
+        raise InvalidParameter(f"invalid filter '{sorted(bad)[0]}'")
+    if "dangling" in flt:
+        want = flt["dangling"][0].lower() in ("1", "true")
+        if want != (not s["RepoTags"]):
+            return False
+    if "reference" in flt:
+        names = s["RepoTags"] + [x.split("@")[0] for x in s["RepoDigests"]]
+        ok = False
+        for pat in flt["reference"]:
+            for n in names:
+                repo = n.rsplit(":", 1)[0] if ":" in n.rsplit("/", 1)[-1] else n
+                if fnmatch.fnmatchcase(n, pat) or fnmatch.fnmatchcase(repo, pat):
+                    ok = True
+        if not ok:
+            return False
+    for lab in flt.get("label", []):
+        k, _, v = lab.partition("=")
+        labels = s.get("Labels") or {}
+        if k not in labels or (v and labels[k] != v):
+            return False
+    for key in ("before", "since"):
+        for name in flt.get(key, []):
+            other = d.images.summary(d.images.get(d.images.resolve(name)))
+            if key == "before" and not s["Created"] < other["Created"]:
+                return False
+            if key == "since" and not s["Created"] > other["Created"]:
+                return False
+    return True
 
 
 async def list_(request: web.Request) -> web.Response:
     d = _d(request)
-    out = [d.images.summary(row) for row in d.images.all()]
+    flt = _filters(request)
+    out = []
+    for row in d.images.all():
+        s = d.images.summary(row)
+        if _keep(d, row, s, flt):
+            out.append(s)
     return web.json_response(out)
+
+
+async def prune(request: web.Request) -> web.Response:
+    """``docker image prune``: dangling images (``dangling=false``: every unused one)."""
+    d = _d(request)
+    flt = _filters(request)
+    everything = (flt.get("dangling") or ["true"])[0].lower() in ("0", "false")
+    deleted: list[dict[str, str]] = []
+    reclaimed = 0
+    for row in d.images.all():
+        if d.containers.using_image(row["id"]):
+            continue
+        tags = d.images.tags_of(row["id"])
+        if tags and not everything:
+            continue
+        for label in flt.get("label", []):
+            k, _, v = label.partition("=")
+            labels = (json.loads(row["config"]).get("config") or {}).get("Labels") or {}
+            if k not in labels or (v and labels[k] != v):
+                break
+        else:
+            try:
+                res = await asyncio.to_thread(d.images.delete, row["id"], True, [])
+            except (NotFound, Conflict):
+                continue
+            deleted += res
+            reclaimed += row["size"]
+            d.emit("dockyard_image_removed", image_id=row["id"])
+            d.event("image", "delete", row["id"], {})
+    return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -111,6 +490,18 @@ async def tag(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     route(app, "POST", "/images/create", create)
     route(app, "GET", "/images/json", list_)
+    route(app, "GET", "/images/get", save)
+    route(app, "POST", "/images/load", load)
+    route(app, "POST", "/images/prune", prune)
+    route(app, "POST", "/auth", auth)
+    route(app, "GET", "/images/{name:.+}/get", save_one)
+    route(app, "GET", "/images/{name:.+}/history", history)
+    route(app, "POST", "/images/{name:.+}/push", push)
     route(app, "GET", "/images/{name:.+}/json", inspect)
     route(app, "POST", "/images/{name:.+}/tag", tag)
     route(app, "DELETE", "/images/{name:.+}", remove)
+
+
+async def save_one(request: web.Request) -> web.StreamResponse:
+    request = request.clone(rel_url=request.rel_url.with_query({"names": request.match_info["name"]}))
+    return await save(request)

@@ -16,7 +16,7 @@ from dockyard.hookspecs.errors import InvalidParameter
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-V1_CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer", "cpuset")
+V1_CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer", "cpuset", "blkio")
 
 
 def _write(path: str, value: str | int) -> None:
@@ -142,6 +142,18 @@ class Cgroups:
                     _write(f"{d}/cpu.weight", max(1, min(weight, 10000)))
                 if cpu.get("quota"):
                     _write(f"{d}/cpu.max", f"{cpu['quota']} {cpu.get('period') or 100000}")
+                if cpu.get("cpus") and os.path.exists(f"{d}/cpuset.cpus"):
+                    _write(f"{d}/cpuset.cpus", cpu["cpus"])
+                if cpu.get("mems") and os.path.exists(f"{d}/cpuset.mems"):
+                    _write(f"{d}/cpuset.mems", cpu["mems"])
+                weight = (res.get("blockIO") or {}).get("weight")
+                if weight:
+                    if os.path.exists(f"{d}/io.bfq.weight"):
+                        _write(f"{d}/io.bfq.weight", weight)
+                    elif os.path.exists(f"{d}/io.weight"):
+                        _write(f"{d}/io.weight", f"default {1 + (weight - 10) * 9999 // 990}")
+                    else:
+                        log.warning("cgroup v2: no io weight here; BlkioWeight ignored")
                 return
             d = self._dir(dirs, "memory")
             if d and mem.get("limit") is not None:
@@ -160,6 +172,15 @@ class Cgroups:
                     _write(f"{d}/cpu.cfs_period_us", cpu["period"])
                 if cpu.get("quota"):
                     _write(f"{d}/cpu.cfs_quota_us", cpu["quota"])
+            weight = (res.get("blockIO") or {}).get("weight")
+            d = self._dir(dirs, "blkio")
+            if weight and d:
+                for name in ("blkio.weight", "blkio.bfq.weight"):
+                    if os.path.exists(f"{d}/{name}"):
+                        _write(f"{d}/{name}", weight)
+                        break
+                else:
+                    log.warning("cgroup v1: no blkio weight (needs the bfq scheduler); ignored")
             d = self._dir(dirs, "cpuset")
             if d:
                 if cpu.get("cpus"):
@@ -224,6 +245,104 @@ class Cgroups:
             if key == "oom_kill" and val.strip() not in ("", "0"):
                 return True
         return False
+
+    def stats(self, dirs: list[str]) -> dict:
+        """Raw usage figures, the same keys on v1 and v2 (see ExecDriver.stats)."""
+        out: dict = {"cpu": {}, "memory": {}, "pids": {}, "blkio": {"io_service_bytes": [],
+                                                                     "io_serviced": []}}
+
+        def kv(path: str) -> dict[str, int]:
+            try:
+                text = _read(path)
+            except OSError:
+                return {}
+            res = {}
+            for line in text.splitlines():
+                k, _, v = line.partition(" ")
+                try:
+                    res[k] = int(v)
+                except ValueError:
+                    pass
+            return res
+
+        def num(path: str) -> int | None:
+            try:
+                v = _read(path).strip()
+            except OSError:
+                return None
+            return None if v == "max" else int(v)
+
+        if self.v2:
+            d = self._dir(dirs, "unified")
+            if d is None:
+                return out
+            cs = kv(f"{d}/cpu.stat")
+            out["cpu"] = {"usage_ns": cs.get("usage_usec", 0) * 1000,
+                          "user_ns": cs.get("user_usec", 0) * 1000,
+                          "system_ns": cs.get("system_usec", 0) * 1000,
+                          "throttling": {"periods": cs.get("nr_periods", 0),
+                                         "throttled_periods": cs.get("nr_throttled", 0),
+                                         "throttled_time": cs.get("throttled_usec", 0) * 1000}}
+            out["memory"] = {"usage": num(f"{d}/memory.current") or 0,
+                             "max_usage": num(f"{d}/memory.peak") or 0,
+                             "limit": num(f"{d}/memory.max"), "stats": kv(f"{d}/memory.stat")}
+            out["pids"] = {"current": num(f"{d}/pids.current") or 0, "limit": num(f"{d}/pids.max")}
+            try:
+                for line in _read(f"{d}/io.stat").splitlines():
+                    dev, *fields = line.split()
+                    major, minor = (int(x) for x in dev.split(":"))
+                    f = dict(x.split("=", 1) for x in fields if "=" in x)
+                    for key, op, lst in (("rbytes", "read", "io_service_bytes"),
+                                         ("wbytes", "write", "io_service_bytes"),
+                                         ("rios", "read", "io_serviced"),
+                                         ("wios", "write", "io_serviced")):
+                        out["blkio"][lst].append({"major": major, "minor": minor, "op": op,
+                                                  "value": int(f.get(key, 0))})
+            except OSError:
+                pass
+            return out
+        d = self._dir(dirs, "cpuacct")
+        if d:
+            st = kv(f"{d}/cpuacct.stat")
+            hz = os.sysconf("SC_CLK_TCK")
+            out["cpu"] = {"usage_ns": num(f"{d}/cpuacct.usage") or 0,
+                          "user_ns": st.get("user", 0) * 1_000_000_000 // hz,
+                          "system_ns": st.get("system", 0) * 1_000_000_000 // hz}
+            try:
+                out["cpu"]["percpu_ns"] = [int(x) for x in _read(f"{d}/cpuacct.usage_percpu").split()]
+            except OSError:
+                pass
+        d = self._dir(dirs, "cpu")
+        if d:
+            cs = kv(f"{d}/cpu.stat")
+            out["cpu"]["throttling"] = {"periods": cs.get("nr_periods", 0),
+                                        "throttled_periods": cs.get("nr_throttled", 0),
+                                        "throttled_time": cs.get("throttled_time", 0)}
+        d = self._dir(dirs, "memory")
+        if d:
+            out["memory"] = {"usage": num(f"{d}/memory.usage_in_bytes") or 0,
+                             "max_usage": num(f"{d}/memory.max_usage_in_bytes") or 0,
+                             "failcnt": num(f"{d}/memory.failcnt") or 0,
+                             "limit": num(f"{d}/memory.limit_in_bytes"),
+                             "stats": kv(f"{d}/memory.stat")}
+        d = self._dir(dirs, "pids")
+        if d:
+            out["pids"] = {"current": num(f"{d}/pids.current") or 0, "limit": num(f"{d}/pids.max")}
+        d = self._dir(dirs, "blkio")
+        if d:
+            for fname, lst in (("blkio.throttle.io_service_bytes_recursive", "io_service_bytes"),
+                               ("blkio.throttle.io_serviced_recursive", "io_serviced")):
+                try:
+                    for line in _read(f"{d}/{fname}").splitlines():
+                        parts = line.split()
+                        if len(parts) != 3:
+                            continue
+                        major, minor = (int(x) for x in parts[0].split(":"))
+                        out["blkio"][lst].append({"major": major, "minor": minor,
+                                                  "op": parts[1].lower(), "value": int(parts[2])})
+                except OSError:
+                    pass
+        return out
 
     @staticmethod
     def remove(dirs: list[str]) -> list[str]:

@@ -281,6 +281,40 @@ class NativeDriver(ExecDriver):
     async def pids(self, cid: str) -> list[int]:
         return await self._call("pids", id=cid)
 
+    async def exec(self, cid: str, eid: str, process: dict[str, Any], *, tty: bool = False,
+                   stdin: bool = False, detach: bool = False) -> tuple[int, AttachStreams | None]:
+        await self._conn()
+        reader, writer = await asyncio.open_unix_connection(self.sock_path, limit=LINE_LIMIT)
+        try:
+            writer.write(json.dumps({"op": "exec", "container": cid, "id": eid, "process": process,
+                                     "tty": tty, "stdin": stdin, "detach": detach}).encode() + b"\n")
+            line = await reader.readline()
+            msg = json.loads(line) if line else {
+                "ok": False, "error": {"message": "native: supervisor closed the exec"}}
+        except BaseException:
+            writer.close()
+            raise
+        if not msg.get("ok"):
+            writer.close()
+            raise _error(msg.get("error") or {})
+        if detach:
+            writer.close()
+            return msg["pid"], None
+        return msg["pid"], NativeAttach(reader=reader, writer=writer if stdin else None,
+                                        transport_writer=writer)
+
+    async def exec_wait(self, eid: str) -> int:
+        return await self._call("exec_wait", id=eid)
+
+    async def exec_resize(self, eid: str, height: int, width: int) -> None:
+        await self._call("exec_resize", id=eid, height=int(height), width=int(width))
+
+    async def exec_forget(self, eid: str) -> None:
+        await self._call("exec_forget", id=eid)
+
+    async def stats(self, cid: str) -> dict[str, Any]:
+        return await self._call("stats", id=cid)
+
     async def close(self) -> None:
         for task in list(self._waits.values()):
             task.cancel()

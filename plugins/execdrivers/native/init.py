@@ -29,6 +29,7 @@ import termios
 from typing import Any, NoReturn
 
 from dockyard.core import linux
+from dockyard.plugins.execdrivers.native import security
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -361,6 +362,44 @@ def _go_err(e: OSError) -> str:
     return msg[:1].lower() + msg[1:]
 
 
+def _apply_rlimits(base: Any, rlimits: Any) -> None:
+    """The supervisor's own (raised) limits, then the spec's: never above the current hard limit
+    (root here may lack CAP_SYS_RESOURCE)."""
+    for kind, soft, hard in base or ():
+        resource.setrlimit(kind, (soft, hard))
+    for rl in rlimits or ():
+        kind = getattr(resource, rl["type"], None)
+        if kind is None:
+            raise InitError(f"unknown rlimit {rl['type']}")
+        hard_now = resource.getrlimit(kind)[1]
+        hard = rl["hard"] if hard_now == resource.RLIM_INFINITY or rl["hard"] <= hard_now \
+            else hard_now
+        resource.setrlimit(kind, (min(rl["soft"], hard), hard))
+
+
+def _drop_privileges(proc: dict[str, Any], lin: dict[str, Any], uid: int, gid: int,
+                     groups: list[int]) -> dict[str, Any] | None:
+    """Bounding set, no_new_privs, user and groups, then the remaining capability sets. A
+    seccomp filter is compiled here; it is loaded (by the caller) just before ``execve`` when
+    no_new_privs allows an unprivileged load, else here while still privileged."""
+    caps = proc.get("capabilities")
+    if caps is not None:
+        security.drop_bounding(caps.get("bounding") or [])
+    flt = None
+    if lin.get("seccomp"):
+        flt = security.compile_filter(lin["seccomp"])
+    if proc.get("noNewPrivileges"):
+        linux.set_no_new_privs()
+    elif flt is not None:
+        security.load_seccomp(flt)
+        flt = None
+    os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    security.apply_capabilities(caps, uid)
+    return flt
+
+
 def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     spec = cfg["spec"]
     proc = spec.get("process") or {}
@@ -416,31 +455,142 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.chdir(cwd)
     except OSError as e:
         raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}")
-    for kind, soft, hard in cfg.get("base_rlimits") or ():
-        resource.setrlimit(kind, (soft, hard))
-    for rl in proc.get("rlimits") or ():
-        kind = getattr(resource, rl["type"], None)
-        if kind is None:
-            raise InitError(f"unknown rlimit {rl['type']}")
-        hard_now = resource.getrlimit(kind)[1]
-        hard = rl["hard"] if hard_now == resource.RLIM_INFINITY or rl["hard"] <= hard_now \
-            else hard_now
-        resource.setrlimit(kind, (min(rl["soft"], hard), hard))
+    _apply_rlimits(cfg.get("base_rlimits"), proc.get("rlimits"))
     args = list(proc.get("args") or [])
     if not args:
         raise InitError("no command specified")
     path = _lookup(args[0], env)
     os.umask(0o022)
-    if proc.get("noNewPrivileges"):
-        linux.set_no_new_privs()
-    os.setgroups(groups)
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    cfg["filter"] = _drop_privileges(proc, lin, uid, gid, groups)
     if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
         os._exit(128)
+    if cfg.get("filter") is not None:
+        security.load_seccomp(cfg["filter"])
     try:
         os.execve(path, args, dict(kv.split("=", 1) for kv in env if "=" in kv))
     except OSError as e:
         code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else \
             126 if e.errno in (errno.EACCES, errno.EISDIR, errno.EPERM) else 128
         raise InitError(f'exec: "{args[0]}": {_go_err(e)}', code) from None
+
+
+# -- exec: a new process in a running container ------------------------------------------------
+#: setns order: the mount namespace last (the /proc/<pid>/ns files are opened before any join)
+EXEC_NS_ORDER = ("cgroup", "ipc", "uts", "network", "pid", "mount")
+
+
+def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
+    """The supervisor's forked child for an exec: join the container's cgroups and every
+    namespace it has of its own (``/proc/<pid>/ns/*``), fork the process (so that it is inside
+    the pid namespace), report its host pid, exit."""
+    code = 128
+    try:
+        gc.disable()
+        _reset_signals()
+        linux.set_name("dockyard-exec")
+        os.setsid()
+        # the cgroups are joined by writing the process's pid while it sets itself up (each
+        # cgroup.procs write waits for an RCU grace period); it execs only once that is done
+        cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cfg["cgroup_procs"]]
+        for target, fd in enumerate(cfg["stdio"]):
+            if fd is not None:
+                os.dup2(fd, target)
+        target_pid = cfg["target_pid"]
+        joins = []
+        for typ in EXEC_NS_ORDER:
+            name = linux.NAMESPACE_FILES[typ]
+            try:
+                theirs = os.stat(f"/proc/{target_pid}/ns/{name}")
+                ours = os.stat(f"/proc/self/ns/{name}")
+            except FileNotFoundError:
+                continue
+            if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+                joins.append((os.open(f"/proc/{target_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC),
+                              linux.NAMESPACE_FLAGS[typ]))
+        for fd, flag in joins:
+            linux.setns(fd, flag)
+            os.close(fd)
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(gate_w)
+            for fd in cg_fds:
+                os.close(fd)
+            cfg["gate"] = gate_r
+            _exec_process_main(cfg, chan)
+        os.close(gate_r)
+        try:
+            for fd in cg_fds:
+                os.write(fd, b"%d" % pid)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        os.write(gate_w, b"1")
+        chan.send(b"P%d" % pid)
+        os._exit(0)
+    except InitError as e:
+        code = e.code
+        _report(chan, code, str(e))
+    except BaseException as e:  # noqa: BLE001
+        _report(chan, code, f"exec: {e}")
+    os._exit(code)
+
+
+def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
+    code = 126
+    try:
+        spec = cfg["spec"]
+        proc = cfg["process"]
+        base = spec.get("process") or {}
+        lin = spec.get("linux") or {}
+        os.setsid()
+        if cfg["tty"]:
+            master, slave = os.openpty()
+            socket.send_fds(chan, [b"T"], [master])
+            os.close(master)
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for target in (0, 1, 2):
+                os.dup2(slave, target)
+            os.close(slave)
+        user = proc.get("user") or {"username": (base.get("user") or {}).get("username", "")}
+        uid, gid, groups, home = resolve_user(user)
+        env: dict[str, str] = {}
+        for kv in list(base.get("env") or []) + list(proc.get("env") or []):
+            k, _, v = kv.partition("=")
+            env[k] = v
+        env.setdefault("HOME", home)
+        env.setdefault("PATH", DEFAULT_PATH)
+        if cfg["tty"]:
+            env.setdefault("TERM", "xterm")
+        env_list = [f"{k}={v}" for k, v in env.items()]
+        cwd = proc.get("cwd") or base.get("cwd") or "/"
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}")
+        _apply_rlimits(cfg.get("base_rlimits"), base.get("rlimits"))
+        args = list(proc.get("args") or [])
+        if not args:
+            raise InitError("no command specified")
+        path = _lookup(args[0], env_list)
+        os.umask(0o022)
+        privileged = dict(base)
+        if proc.get("privileged"):
+            privileged = dict(base, capabilities=None, noNewPrivileges=False)
+            lin = dict(lin, seccomp=None)
+        flt = _drop_privileges(privileged, lin, uid, gid, groups)
+        if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
+            os._exit(126)
+        if flt is not None:
+            security.load_seccomp(flt)
+        try:
+            os.execve(path, args, env)
+        except OSError as e:
+            code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+            raise InitError(f'exec: "{args[0]}": {_go_err(e)}', code) from None
+    except InitError as e:
+        code = e.code
+        _report(chan, code, str(e))
+    except BaseException as e:  # noqa: BLE001
+        _report(chan, code, f"exec: {e}")
+    os._exit(code)

@@ -47,6 +47,11 @@ from dockyard.hookspecs.errors import (
 from dockyard.plugins.execdrivers.native import init as _init
 from dockyard.plugins.execdrivers.native.cgroups import Cgroups
 
+try:  # warm: the fork server compiles seccomp filters in its children
+    import seccomp  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
 log = logging.getLogger("dockyard.native.supervisor")
 
 SOCK_NAME = "supervisor.sock"
@@ -233,6 +238,7 @@ class Container:
         self.log: JsonLog | None = None
         self.clients: list[AttachClient] = []
         self.waiters: list[asyncio.Future] = []
+        self.execs: list[str] = []
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -378,13 +384,121 @@ class Container:
         return fut
 
 
+class Exec:
+    """One process started in a running container (``docker exec``). Its output goes to the
+    one client that started it (never to the container's log), as Docker does."""
+
+    def __init__(self, sup: "Supervisor", eid: str, c: Container, tty: bool) -> None:
+        self.sup, self.id, self.container, self.tty = sup, eid, c, tty
+        self.pid = 0
+        self.exit_code: int | None = None
+        self.out_fds: dict[int, int] = {}
+        self.master: int | None = None
+        self.client: AttachClient | None = None
+        self.stdin: FdWriter | None = None
+        self.waiters: list[asyncio.Future] = []
+        self.proc_code: int | None = None
+        self.drain_timer: asyncio.TimerHandle | None = None
+        self.winsize: tuple[int, int] | None = None
+        self.held: list[tuple[int, bytes]] | None = []
+
+    def add_output(self, fd: int, stream: int) -> None:
+        os.set_blocking(fd, False)
+        self.out_fds[fd] = stream
+        self.sup.loop.add_reader(fd, self._on_output, fd)
+
+    def _on_output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_output(fd)
+            return
+        if self.held is not None:
+            self.held.append((self.out_fds[fd], data))
+        elif self.client is not None:
+            self.client.send(self.out_fds[fd], data, self.tty)
+
+    def go_live(self) -> None:
+        """The client has its answer line: deliver what was held back, then stream."""
+        held, self.held = self.held or [], None
+        if self.client is not None:
+            for stream, data in held:
+                self.client.send(stream, data, self.tty)
+            if self.exit_code is not None:
+                self.client.close()
+
+    def _close_output(self, fd: int) -> None:
+        if self.out_fds.pop(fd, None) is None:
+            return
+        self.sup.loop.remove_reader(fd)
+        if fd != self.master:
+            os.close(fd)
+        if not self.out_fds and self.proc_code is not None:
+            self._finalize()
+
+    def set_master(self, fd: int) -> None:
+        self.master = fd
+        if self.winsize:
+            self.resize(*self.winsize)
+        self.add_output(fd, 1)
+        if self.stdin is not None:
+            self.stdin.attach(fd, owns=False, eof_bytes=b"\x04")
+
+    def resize(self, height: int, width: int) -> None:
+        self.winsize = (height, width)
+        if self.master is not None:
+            try:
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+            except OSError as e:
+                log.info("exec %s: resize: %s", self.id, e)
+
+    def on_exit(self, code: int) -> None:
+        self.sup.by_pid.pop(self.pid, None)
+        self.proc_code = code
+        if not self.out_fds:
+            self._finalize()
+        else:
+            self.drain_timer = self.sup.loop.call_later(DRAIN_GRACE, self._force_drain)
+
+    def _force_drain(self) -> None:
+        self.drain_timer = None
+        for fd in list(self.out_fds):
+            self._close_output(fd)
+
+    def _finalize(self) -> None:
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
+        self.exit_code = self.proc_code if self.proc_code is not None else 128
+        if self.stdin is not None:
+            self.stdin.close()
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+        if self.client is not None and self.held is None:
+            self.client.close()
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_result(self.exit_code)
+        self.waiters.clear()
+
+    def state(self) -> dict[str, Any]:
+        return {"id": self.id, "container": self.container.id, "pid": self.pid,
+                "running": self.exit_code is None and self.pid != 0, "exit_code": self.exit_code}
+
+
 class Supervisor:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self.sock_path = os.path.join(self.root, SOCK_NAME)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.containers: dict[str, Container] = {}
-        self.by_pid: dict[int, Container] = {}
+        self.by_pid: dict[int, Any] = {}  # Container or Exec
+        self.execs: dict[str, Exec] = {}
         self.intermediates: set[int] = set()
         self.early_exits: dict[int, int] = {}
         self.pending_starts = 0
@@ -421,6 +535,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         self._reap()
+        self._recover()
         self.loop.call_later(IDLE_GRACE, self._maybe_exit)
         log.info("supervisor %d serving on %s", os.getpid(), self.sock_path)
         if ready_fd is not None:
@@ -440,6 +555,62 @@ class Supervisor:
             pass
         server.close()
         log.info("supervisor %d exiting: no containers, no clients", os.getpid())
+
+    def _recover(self) -> None:
+        """Containers left by a supervisor that died: their processes lost their owner (stdio,
+        exit status), so kill what is left in their cgroups, remove the cgroups and hold them
+        as exited, for the daemon to record and clean up (unmount) on its restore."""
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return
+        for cid in names:
+            path = os.path.join(self.root, cid, "state.json")
+            if cid in self.containers or not ID_RE.match(cid) or not os.path.exists(path):
+                continue
+            try:
+                with open(path) as f:
+                    st = json.load(f)
+            except (OSError, ValueError):
+                shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
+                continue
+            c = Container(self, cid)
+            c.cg_dirs = [d for d in st.get("cgroups") or [] if d.startswith(self.cgroups.root + "/")]
+            c.log_path = st.get("log_path", "")
+            c.tty, c.open_stdin, c.stdin_once = (bool(st.get(k)) for k in ("tty", "open_stdin",
+                                                                           "stdin_once"))
+            c.started_at = st.get("started_at", 0.0)
+            c._reset_run()
+            killed = 0
+            if c.cg_dirs:
+                try:
+                    self.cgroups.freeze(c.cg_dirs, False)
+                except (OSError, DockyardError):
+                    pass
+                for _ in range(100):
+                    killed += self.cgroups.kill_all(c.cg_dirs)
+                    if not Cgroups.remove(c.cg_dirs):
+                        break
+                    time.sleep(0.01)
+                c.cg_dirs = []  # created afresh if the container is started again
+            if st.get("status") in ("running", "paused"):
+                c.exit = {"exit_code": 255 if not killed else 137, "finished_at": time.time(),
+                          "oom_killed": False, "error": "the native supervisor died while the "
+                                                        "container ran; its processes were killed"}
+                log.warning("%s: recovered from a dead supervisor (killed %d processes)",
+                            cid, killed)
+            else:
+                c.exit = st.get("exit") or {"exit_code": 255, "finished_at": time.time(),
+                                            "oom_killed": False, "error": ""}
+            c.status = "exited"
+            c.pid = 0
+            try:
+                with open(os.path.join(self.root, cid, "config.json")) as f:
+                    c.spec = json.load(f)
+            except (OSError, ValueError):
+                c.spec = {}
+            self.containers[cid] = c
+            c.persist()
 
     def _maybe_exit(self) -> None:
         if self.nclients == 0 and not self.containers and self.stop is not None:
@@ -482,6 +653,9 @@ class Supervisor:
                 req = json.loads(line)
                 if req.get("op") == "attach":
                     await self._attach(req, reader, writer)
+                    return
+                if req.get("op") == "exec":
+                    await self._exec(req, reader, writer)
                     return
                 task = self.loop.create_task(self._request(req, writer))
                 tasks.add(task)
@@ -562,6 +736,133 @@ class Supervisor:
         finally:
             if cl in c.clients:
                 c.clients.remove(cl)
+
+    async def _exec(self, req: dict[str, Any], reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
+        """An exec connection: start the process, answer one JSON line, then (unless detached)
+        carry its output to the client and the client's bytes to its stdin until it exits."""
+        try:
+            ex = await self._start_exec(req, writer)
+        except DockyardError as e:
+            writer.write(json.dumps({"ok": False, "error": {
+                "type": type(e).__name__, "message": e.message,
+                "exit_code": getattr(e, "exit_code", None)}}).encode() + b"\n")
+            return
+        except Exception as e:  # noqa: BLE001
+            log.exception("exec")
+            writer.write(json.dumps({"ok": False, "error": {
+                "type": "DockyardError", "message": str(e)}}).encode() + b"\n")
+            return
+        writer.write(json.dumps({"ok": True, "pid": ex.pid}).encode() + b"\n")
+        ex.go_live()
+        if ex.client is None:
+            return
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if ex.stdin is not None:
+                    ex.stdin.write(data)
+            if ex.stdin is not None:
+                ex.stdin.write_eof()
+            closed = self.loop.create_task(writer.wait_closed())
+            try:
+                await asyncio.wait([ex.client.done, closed], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            ex.client = None
+
+    async def _start_exec(self, req: dict[str, Any], writer: asyncio.StreamWriter) -> Exec:
+        c = self._get(req.get("container", ""))
+        if c.status not in ("running",) or not c.pid or c.proc_code is not None:
+            raise Conflict(f"Container {c.id} is not running" if c.status != "paused"
+                           else f"Container {c.id} is paused, unpause the container before exec")
+        eid = req.get("id") or ""
+        if not ID_RE.match(eid) or eid in self.execs:
+            raise InvalidParameter(f"invalid or duplicate exec id {eid!r}")
+        process = req.get("process") or {}
+        if not process.get("args"):
+            raise InvalidParameter("No exec command specified")
+        tty = bool(req.get("tty"))
+        detach = bool(req.get("detach"))
+        ex = Exec(self, eid, c, tty)
+        child_fds: list[int] = []
+        stdio: list[int | None] = [None, None, None]
+        chan = child_chan = None
+        if not detach:
+            ex.client = AttachClient(writer, True, True)
+        try:
+            if req.get("stdin") and not detach:
+                ex.stdin = FdWriter(self.loop)
+            if not tty:
+                if ex.stdin is not None:
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    child_fds.append(r)
+                    stdio[0] = r
+                    ex.stdin.attach(w)
+                else:
+                    stdio[0] = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+                    child_fds.append(stdio[0])
+                for stream in (1, 2):
+                    if detach:
+                        stdio[stream] = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+                        child_fds.append(stdio[stream])
+                    else:
+                        r, w = os.pipe2(os.O_CLOEXEC)
+                        child_fds.append(w)
+                        stdio[stream] = w
+                        ex.add_output(r, stream)
+            chan, child_chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            cfg = {"spec": c.spec, "process": process, "tty": tty, "stdio": stdio,
+                   "target_pid": c.pid, "cgroup_procs": Cgroups.procs_files(c.cg_dirs),
+                   "base_rlimits": self.base_rlimits}
+            self.pending_starts += 1
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                try:
+                    _init.exec_main(cfg, child_chan)
+                finally:
+                    os._exit(128)
+            self.intermediates.add(pid)
+        except BaseException:
+            for fd in child_fds:
+                os.close(fd)
+            if chan is not None:
+                chan.close()
+                child_chan.close()
+            for fd in list(ex.out_fds):
+                ex._close_output(fd)
+            raise
+        for fd in child_fds:
+            os.close(fd)
+        child_chan.close()
+        try:
+            gpid, err = await self._read_reports(ex, chan)  # type: ignore[arg-type]
+        finally:
+            chan.close()
+            self.pending_starts -= 1
+        if gpid:
+            ex.pid = gpid
+            self.by_pid[gpid] = ex
+            early = self.early_exits.pop(gpid, None)
+            if early is not None:
+                ex.on_exit(early)
+        if not self.pending_starts:
+            self.early_exits.clear()
+        if err is not None or not gpid:
+            code, message = err if err is not None else (126, "exec failed")
+            if not gpid:
+                ex.on_exit(code)
+            for fd in list(ex.out_fds):
+                ex._close_output(fd)
+            raise ExecError(message, code)
+        self.execs[eid] = ex
+        c.execs.append(eid)
+        return ex
 
     # -- helpers --------------------------------------------------------------------------------
     def _get(self, cid: str) -> Container:
@@ -812,12 +1113,55 @@ class Supervisor:
         if c.log is not None:
             c.log.close()
             c.log = None
+        for eid in c.execs:
+            ex = self.execs.pop(eid, None)
+            if ex is not None:
+                for fut in ex.waiters:
+                    if not fut.done():
+                        fut.set_exception(NotFound(f"No such exec instance: {eid}"))
+        c.execs.clear()
         shutil.rmtree(c.dir, ignore_errors=True)
         self.containers.pop(id, None)
         return None
 
+    def _get_exec(self, eid: str) -> Exec:
+        ex = self.execs.get(eid)
+        if ex is None:
+            raise NotFound(f"No such exec instance: {eid}")
+        return ex
+
+    async def op_exec_wait(self, id: str) -> int:
+        ex = self._get_exec(id)
+        if ex.exit_code is not None:
+            return ex.exit_code
+        fut = self.loop.create_future()
+        ex.waiters.append(fut)
+        return await fut
+
+    async def op_exec_state(self, id: str) -> dict[str, Any]:
+        return self._get_exec(id).state()
+
+    async def op_exec_resize(self, id: str, height: int, width: int) -> None:
+        ex = self._get_exec(id)
+        if ex.tty:
+            ex.resize(int(height), int(width))
+
+    async def op_exec_forget(self, id: str) -> None:
+        ex = self.execs.pop(id, None)
+        if ex is not None and id in ex.container.execs:
+            ex.container.execs.remove(id)
+
     async def op_resize(self, id: str, height: int, width: int) -> None:
         self._get(id).resize(int(height), int(width))
+
+    async def op_stats(self, id: str) -> dict[str, Any]:
+        c = self._get(id)
+        out = self.cgroups.stats(c.cg_dirs) if c.cg_dirs else {}
+        out["online_cpus"] = len(os.sched_getaffinity(0))
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:8]
+        out["system_ns"] = sum(int(x) for x in fields) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        return out
 
     async def op_pids(self, id: str) -> list[int]:
         c = self._get(id)

@@ -1,0 +1,55 @@
+"""``docker exec``: ``/containers/{id}/exec`` and the ``/exec`` group."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from dockyard.hookspecs.errors import InvalidParameter
+
+from ..app import route
+from ..errors import json_body
+from ..hijack import serve_hijacked
+from .containers import _int
+
+
+def _svc(request: web.Request):  # noqa: ANN202
+    return request.app["daemon"].execs
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidParameter("exec config missing from request body")
+    eid = _svc(request).create(request.match_info["id"], body)
+    return web.json_response({"Id": eid}, status=201)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    body = await json_body(request, {}) or {}
+    svc = _svc(request)
+    e = svc.get(request.match_info["id"])
+    detach = bool(body.get("Detach"))
+    tty = body.get("Tty")
+    streams = await svc.start(e["ID"], detach, bool(tty) if tty is not None else None)
+    if detach or streams is None:
+        return web.Response(status=200)
+    upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
+        "upgrade" in request.headers.get("Connection", "").lower()
+    return await serve_hijacked(request, streams, e["ProcessConfig"]["tty"], upgrade=upgrade)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    return web.json_response(svc.public(svc.get(request.match_info["id"])))
+
+
+async def resize(request: web.Request) -> web.Response:
+    await _svc(request).resize(request.match_info["id"], _int(request, "h", 0) or 0,
+                               _int(request, "w", 0) or 0)
+    return web.Response(status=200)
+
+
+def setup(app: web.Application) -> None:
+    route(app, "POST", "/containers/{id}/exec", create)
+    route(app, "POST", "/exec/{id}/start", start)
+    route(app, "GET", "/exec/{id}/json", inspect)
+    route(app, "POST", "/exec/{id}/resize", resize)

@@ -1,0 +1,152 @@
+"""``docker exec``: exec instances of running containers, kept in memory as dockerd keeps them.
+
+An instance is created (``POST /containers/{id}/exec``), started once (``POST /exec/{id}/start``,
+hijacked unless detached), inspected (``GET /exec/{id}/json``) and forgotten when its container is
+removed. The exec driver runs the process; this service only keeps Docker's view of it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import struct
+from typing import Any
+
+from dockyard.hookspecs.errors import Conflict, DockyardError, ExecError, InvalidParameter, NotFound
+from dockyard.hookspecs.execdriver import AttachStreams
+
+log = logging.getLogger(__name__)
+
+
+class _ExitAwareReader:
+    """Wraps an exec's output reader: end-of-file is reported only once the exit code is
+    recorded, so a client that inspects the exec right after the stream ends sees it."""
+
+    def __init__(self, reader: Any, recorded: asyncio.Future) -> None:
+        self.reader, self.recorded = reader, recorded
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self.reader.read(n)
+        if not data:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.recorded), 10)
+            except (asyncio.TimeoutError, DockyardError):
+                pass
+        return data
+
+
+class ExecService:
+    def __init__(self, daemon: Any) -> None:
+        self.d = daemon
+        self.execs: dict[str, dict[str, Any]] = {}
+        self._recorded: dict[str, asyncio.Future] = {}
+
+    def get(self, eid: str) -> dict[str, Any]:
+        e = self.execs.get(eid)
+        if e is None:
+            raise NotFound(f"No such exec instance: {eid}")
+        return e
+
+    def create(self, ref: str, body: dict[str, Any]) -> str:
+        c = self.d.containers.get(ref)
+        if not c["State"]["Running"]:
+            raise Conflict(f"Container {c['Id']} is not running")
+        if c["State"]["Paused"]:
+            raise Conflict(f"Container {c['Id']} is paused, unpause the container before exec")
+        cmd = body.get("Cmd")
+        if isinstance(cmd, str):
+            cmd = [cmd]
+        if not cmd or not all(isinstance(x, str) for x in cmd):
+            raise InvalidParameter("No exec command specified")
+        env = body.get("Env") or []
+        if not isinstance(env, list):
+            raise InvalidParameter("Env must be a list of strings")
+        eid = secrets.token_hex(32)
+        self.execs[eid] = {
+            "ID": eid, "ContainerID": c["Id"], "Running": False, "ExitCode": None, "Pid": 0,
+            "OpenStdin": bool(body.get("AttachStdin")), "OpenStdout": bool(body.get("AttachStdout")),
+            "OpenStderr": bool(body.get("AttachStderr")), "CanRemove": False,
+            "DetachKeys": body.get("DetachKeys") or "",
+            "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": cmd[0],
+                              "arguments": cmd[1:], "privileged": bool(body.get("Privileged")),
+                              "user": body.get("User") or ""},
+            "_env": env, "_cwd": body.get("WorkingDir") or "", "_started": False,
+        }
+        ids = c.get("ExecIDs") or []
+        c["ExecIDs"] = ids + [eid]
+        return eid
+
+    @staticmethod
+    def public(e: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in e.items() if not k.startswith("_")}
+
+    async def start(self, eid: str, detach: bool, tty: bool | None = None) -> AttachStreams | None:
+        e = self.get(eid)
+        if e["_started"]:
+            raise Conflict(f"Error: Exec command {eid} is already running")
+        c = self.d.containers.get(e["ContainerID"])
+        if not c["State"]["Running"]:
+            raise Conflict(f"Container {c['Id']} is not running")
+        pc = e["ProcessConfig"]
+        if tty is not None and tty:
+            pc["tty"] = True
+        user = pc["user"] or c["Config"].get("User") or ""
+        process = {"args": [pc["entrypoint"], *pc["arguments"]], "env": e["_env"],
+                   "cwd": e["_cwd"] or c["Config"].get("WorkingDir") or "/",
+                   "user": {"username": user}, "privileged": pc["privileged"]}
+        e["_started"] = True
+        loop = asyncio.get_running_loop()
+        recorded: asyncio.Future = loop.create_future()
+        self._recorded[eid] = recorded
+        try:
+            pid, streams = await self.d.execdriver.exec(
+                c["Id"], eid, process, tty=pc["tty"], stdin=e["OpenStdin"] and not detach,
+                detach=detach)
+        except ExecError as exc:
+            e.update(ExitCode=exc.exit_code, Running=False)
+            recorded.set_result(exc.exit_code)
+            if detach:
+                raise
+            return None if detach else _FailedStreams(exc, pc["tty"])
+        e.update(Pid=pid, Running=True)
+        asyncio.ensure_future(self._watch(eid, recorded))
+        if streams is not None:
+            streams.reader = _ExitAwareReader(streams.reader, recorded)  # type: ignore[assignment]
+        return streams
+
+    async def _watch(self, eid: str, recorded: asyncio.Future) -> None:
+        code = 126
+        try:
+            code = await self.d.execdriver.exec_wait(eid)
+        except DockyardError as exc:
+            log.info("exec %s: %s", eid[:12], exc)
+        except Exception:  # noqa: BLE001
+            log.exception("exec %s", eid[:12])
+        e = self.execs.get(eid)
+        if e is not None:
+            e.update(ExitCode=code, Running=False)
+        if not recorded.done():
+            recorded.set_result(code)
+
+    async def resize(self, eid: str, h: int, w: int) -> None:
+        e = self.get(eid)
+        if not e["Running"]:
+            raise Conflict(f"Exec {eid} is not running")
+        await self.d.execdriver.exec_resize(eid, h, w)
+
+    def forget_container(self, cid: str) -> None:
+        for eid in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:
+            self.execs.pop(eid, None)
+            self._recorded.pop(eid, None)
+
+
+class _FailedStreams(AttachStreams):
+    """What a hijacked exec start shows when the program cannot run: Docker writes the error
+    to the stream (the CLI prints it) and the exit code is in ``GET /exec/{id}/json``."""
+
+    def __init__(self, exc: ExecError, tty: bool) -> None:
+        reader = asyncio.StreamReader()
+        msg = (f"OCI runtime exec failed: {exc.message}: unknown\r\n").encode()
+        reader.feed_data(msg if tty else struct.pack(">BxxxI", 1, len(msg)) + msg)
+        reader.feed_eof()
+        super().__init__(reader=reader, writer=None)

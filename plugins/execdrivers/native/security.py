@@ -1,0 +1,170 @@
+"""Capabilities and seccomp for a container process, applied between fork and execve.
+
+* capabilities: the OCI spec's ``process.capabilities`` sets (names such as ``CAP_CHOWN``); the
+  bounding set is reduced with ``PR_CAPBSET_DROP``, effective/permitted/inheritable are set with
+  ``capset(2)`` (version 3), the ambient set is cleared unless the spec lists some.
+* seccomp: the OCI spec's ``linux.seccomp`` (``defaultAction``, ``syscalls`` with ``names``,
+  ``action``, ``errnoRet`` and ``args``) compiled with libseccomp's Python binding (Debian's
+  ``python3-seccomp``) and loaded as the last step before ``execve``.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+from typing import Any
+
+from dockyard.core import linux
+
+#: capability name -> number (linux/capability.h)
+CAPS = {name: i for i, name in enumerate((
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+))}
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAPS.values())
+
+
+def _mask(names: list[str] | None) -> int:
+    mask = 0
+    top = last_cap()
+    for name in names or ():
+        n = CAPS.get(name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper())
+        if n is None:
+            raise ValueError(f"unknown capability {name!r}")
+        if n <= top:  # a capability this kernel does not know cannot be held
+            mask |= 1 << n
+    return mask
+
+
+def drop_bounding(keep: list[str]) -> None:
+    """Drop every capability not in ``keep`` from the bounding set (needs CAP_SETPCAP)."""
+    keep_mask = _mask(keep)
+    for n in range(last_cap() + 1):
+        if not keep_mask & (1 << n):
+            try:
+                linux.prctl(linux.PR_CAPBSET_DROP, n)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+
+
+def _held() -> int:
+    """The caller's permitted set: a set cannot grow beyond it (e.g. --privileged on a host
+    whose root lacks CAP_SYS_RESOURCE)."""
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if _libc.capget(ctypes.byref(hdr), data) != 0:
+        return (1 << 64) - 1
+    return data[0].permitted | (data[1].permitted << 32)
+
+
+def capset(effective: list[str], permitted: list[str], inheritable: list[str]) -> None:
+    held = _held()
+    eff, prm, inh = _mask(effective) & held, _mask(permitted) & held, _mask(inheritable) & held
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        data[i].effective = (eff >> (32 * i)) & 0xFFFFFFFF
+        data[i].permitted = (prm >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inh >> (32 * i)) & 0xFFFFFFFF
+    if _libc.capset(ctypes.byref(hdr), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {errno.errorcode.get(err, err)}")
+
+
+def set_ambient(names: list[str]) -> None:
+    linux.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    for name in names:
+        linux.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, _mask([name]).bit_length() - 1)
+
+
+def apply_capabilities(caps: dict[str, Any] | None, uid: int) -> None:
+    """After setresuid: set effective/permitted/inheritable (root only: a non-root user has
+    lost them on setuid, as in Docker) and the ambient set."""
+    if caps is None:
+        return
+    if uid == 0:
+        capset(caps.get("effective") or [], caps.get("permitted") or [],
+               caps.get("inheritable") or [])
+    if caps.get("ambient"):
+        set_ambient(caps["ambient"])
+    else:
+        linux.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+# -- seccomp --------------------------------------------------------------------------------------
+_OPS = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP_CMP_EQ": "EQ",
+        "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
+
+
+def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
+    if name == "SCMP_ACT_ALLOW":
+        return seccomp.ALLOW
+    if name == "SCMP_ACT_ERRNO":
+        return seccomp.ERRNO(errno.EPERM if errno_ret is None else errno_ret)
+    if name in ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"):
+        return seccomp.KILL
+    if name == "SCMP_ACT_KILL_PROCESS":
+        return seccomp.KILL_PROCESS
+    if name == "SCMP_ACT_LOG":
+        return seccomp.LOG
+    if name == "SCMP_ACT_TRAP":
+        return seccomp.TRAP
+    raise ValueError(f"unsupported seccomp action {name!r}")
+
+
+def compile_filter(profile: dict[str, Any]) -> Any:
+    """A ``seccomp.SyscallFilter`` for an OCI ``linux.seccomp`` object (not loaded yet)."""
+    import seccomp  # Debian's python3-seccomp; imported only when a profile is asked for
+
+    default = _action(seccomp, profile.get("defaultAction", "SCMP_ACT_ALLOW"),
+                      profile.get("defaultErrnoRet"))
+    flt = seccomp.SyscallFilter(default)
+    for rule in profile.get("syscalls") or ():
+        act = _action(seccomp, rule.get("action", "SCMP_ACT_ALLOW"), rule.get("errnoRet"))
+        args = [seccomp.Arg(int(a["index"]), getattr(seccomp, _OPS[a.get("op", "SCMP_CMP_EQ")]),
+                            int(a.get("value", 0)), int(a.get("valueTwo", 0)))
+                if a.get("op") == "SCMP_CMP_MASKED_EQ" else
+                seccomp.Arg(int(a["index"]), getattr(seccomp, _OPS[a.get("op", "SCMP_CMP_EQ")]),
+                            int(a.get("value", 0)))
+                for a in rule.get("args") or ()]
+        for name in rule.get("names") or ():
+            try:
+                flt.add_rule(act, name, *args)
+            except (RuntimeError, ValueError, OSError):
+                continue  # a syscall this architecture or libseccomp does not know
+    return flt
+
+
+def load_seccomp(flt: Any) -> None:
+    flt.load()

@@ -1,0 +1,182 @@
+"""exec, pause/unpause, stats and top through the API and the real docker CLI."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from conftest import Daemon
+from test_api import demux
+from test_docker_cli import DOCKER, docker
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def _running(d: Daemon, cmd: list[str] | None = None, **extra) -> str:
+    status, body = d.api.post("/containers/create", {"Image": "busybox",
+                                                     "Cmd": cmd or ["sleep", "1000"], **extra})
+    assert status == 201, body
+    cid = body["Id"]
+    assert d.api.post(f"/containers/{cid}/start")[0] == 204
+    return cid
+
+
+def _hijacked_start(d: Daemon, eid: str) -> bytes:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(30)
+    s.connect(d.sock)
+    body = b'{"Detach": false, "Tty": false}'
+    s.sendall(f"POST /v1.45/exec/{eid}/start HTTP/1.1\r\nHost: localhost\r\n"
+              "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    return data
+
+
+def _rm(d: Daemon, cid: str) -> None:
+    d.api.delete(f"/containers/{cid}?force=1")
+
+
+def test_exec_api_detached_and_inspect(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _running(d)
+    try:
+        status, body = d.api.post(f"/containers/{cid}/exec",
+                                  {"Cmd": ["sh", "-c", "echo $FOO > /tmp/x; exit 4"],
+                                   "Env": ["FOO=bar"]})
+        assert status == 201, body
+        eid = body["Id"]
+        status, _ = d.api.post(f"/exec/{eid}/start", {"Detach": True})
+        assert status == 200
+        for _ in range(200):
+            info = d.api.get(f"/exec/{eid}/json")[1]
+            if not info["Running"] and info["ExitCode"] is not None:
+                break
+            time.sleep(0.05)
+        assert info["ExitCode"] == 4 and info["ContainerID"] == cid
+        assert d.api.get(f"/containers/{cid}/json")[1]["ExecIDs"] == [eid]
+        # the exec ran in the container's mount namespace
+        eid2 = d.api.post(f"/containers/{cid}/exec", {"Cmd": ["cat", "/tmp/x"],
+                                                      "AttachStdout": True})[1]["Id"]
+        out = _hijacked_start(d, eid2)
+        assert demux(out) == b"bar\n"
+        assert d.api.get(f"/exec/{eid2}/json")[1]["ExitCode"] == 0
+        assert d.api.get("/exec/nosuch/json")[0] == 404
+    finally:
+        _rm(d, cid)
+    assert d.api.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})[0] == 404
+
+
+def test_exec_on_stopped_container_conflicts(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"]})[1]["Id"]
+    try:
+        assert d.api.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})[0] == 409
+    finally:
+        _rm(d, cid)
+
+
+@pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
+def test_docker_exec_cli(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _running(d, User="nobody")
+    try:
+        r = docker(d, "exec", cid, "sh", "-c", "id -u; echo $HOME; pwd; exit 7")
+        assert r.returncode == 7, r.stderr
+        assert r.stdout.decode().split() == ["65534", "/home", "/"]
+        r = docker(d, "exec", "-u", "root", "-w", "/tmp", "-e", "A=b", cid, "sh", "-c",
+                   "id -u; pwd; echo $A; cat /proc/1/cmdline | tr '\\0' ' '; "
+                   "grep ^CapEff /proc/self/status")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode().split() == ["0", "/tmp", "b", "sleep", "1000", "CapEff:",
+                                             "00000000a80425fb"]
+        r = docker(d, "exec", "-i", cid, "cat", input=b"from stdin\n")
+        assert (r.returncode, r.stdout) == (0, b"from stdin\n"), r.stderr
+        r = docker(d, "exec", cid, "nosuch")
+        assert r.returncode == 127, r
+        r = docker(d, "exec", "-d", cid, "sleep", "30")
+        assert r.returncode == 0, r.stderr
+        top = d.api.get(f"/containers/{cid}/top?ps_args=-ef")[1]
+        assert top["Titles"][:2] == ["UID", "PID"]
+        cmds = [p[-1] for p in top["Processes"]]
+        assert "sleep 1000" in cmds and "sleep 30" in cmds
+    finally:
+        _rm(d, cid)
+
+
+def test_pause_unpause_and_stats(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _running(d, ["sh", "-c", "while true; do echo tick; sleep 0.05; done"],
+                   HostConfig={"Memory": 64 << 20, "PidsLimit": 50})
+    try:
+        assert d.api.post(f"/containers/{cid}/pause")[0] == 204
+        info = d.api.get(f"/containers/{cid}/json")[1]["State"]
+        assert info["Status"] == "paused" and info["Paused"] is True
+        assert d.api.post(f"/containers/{cid}/pause")[0] == 409
+        assert d.api.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})[0] == 409
+        size = len(d.api.get(f"/containers/{cid}/logs?stdout=1")[1])
+        time.sleep(0.3)
+        assert len(d.api.get(f"/containers/{cid}/logs?stdout=1")[1]) == size  # frozen
+        assert d.api.post(f"/containers/{cid}/unpause")[0] == 204
+        assert d.api.get(f"/containers/{cid}/json")[1]["State"]["Status"] == "running"
+        status, raw = d.api.get(f"/containers/{cid}/stats?stream=0")
+        assert status == 200
+        st = raw if isinstance(raw, dict) else json.loads(raw)
+        assert st["id"] == cid and st["name"].startswith("/")
+        assert st["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+        assert st["precpu_stats"]["cpu_usage"]["total_usage"] > 0
+        assert st["cpu_stats"]["system_cpu_usage"] > 0 and st["cpu_stats"]["online_cpus"] >= 1
+        assert st["memory_stats"]["limit"] == 64 << 20 and st["memory_stats"]["usage"] > 0
+        assert st["pids_stats"]["current"] >= 1 and st["pids_stats"]["limit"] == 50
+        assert "io_service_bytes_recursive" in st["blkio_stats"]
+    finally:
+        _rm(d, cid)
+
+
+@pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
+def test_docker_stats_pause_cli(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _running(d)
+    try:
+        r = docker(d, "stats", "--no-stream", "--format", "{{.ID}} {{.PIDs}}", cid)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.decode().split() == [cid[:12], "1"]
+        assert docker(d, "pause", cid).returncode == 0
+        assert docker(d, "unpause", cid).returncode == 0
+        r = docker(d, "top", cid)
+        assert r.returncode == 0 and b"sleep 1000" in r.stdout, r
+    finally:
+        _rm(d, cid)
+
+
+def test_dockyard_exec_cli(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _running(d)
+    try:
+        r = d.cli("exec", "-e", "X=1", "-w", "/etc", "-u", "nobody", cid, "sh", "-c",
+                  "echo $X; pwd; id -u; exit 5")
+        assert r.returncode == 5, r.stderr
+        assert r.stdout.decode().split() == ["1", "/etc", "65534"]
+        r = d.cli("exec", "-i", cid, "cat", input=b"abc")
+        assert (r.returncode, r.stdout) == (0, b"abc"), r.stderr
+        r = d.cli("exec", "-t", cid, "tty")
+        assert r.returncode == 0 and r.stdout.startswith(b"/dev/pts/"), r
+        assert d.cli("exec", "-d", cid, "sleep", "20").returncode == 0
+        r = d.cli("top", cid)
+        assert r.returncode == 0 and b"sleep 20" in r.stdout, r
+        assert d.cli("pause", cid).returncode == 0
+        assert d.cli("unpause", cid).returncode == 0
+        r = d.cli("stats", "--no-stream", cid)
+        assert r.returncode == 0 and cid[:12].encode() in r.stdout, r
+    finally:
+        _rm(d, cid)
