@@ -6,12 +6,14 @@ storage drivers, and lose stopped containers' changes. Here, with no container r
 
 1. plan: every image layer, parents before children, then every stopped container's writable
    layer on top of its image;
-2. for each: ``new.create`` (``create_rw`` for a container), stream ``old.diff`` into
-   ``new.apply_diff`` while hashing it, then hash ``new.diff`` of the result: the two sha256 must be
-   equal (the layer reads back from the new driver exactly as it left the old one). Where the old
-   driver reproduces the tar the layer was registered from, its sha256 also equals the recorded
-   diff id, and the report says ``diff_id verified``; otherwise (the original tar came from
-   another writer) it says ``content verified``;
+2. an image layer whose registered blob is kept (pulled, loaded, imported) is unpacked from that
+   blob into the new driver, hashing it: the sha256 must equal the recorded diff id
+   (``diff_id verified``); the old and new drivers' own diffs of the layer are then compared,
+   and a difference (the old copy drifted) is reported as a warning, the registered content
+   kept. Any other layer (a stopped container's, or an image layer without its blob):
+   ``new.create``/``create_rw``, ``old.diff`` streamed into ``new.apply_diff`` while hashing,
+   then ``new.diff`` hashed: the two sha256 must be equal (``content verified``; a layer's
+   diff cannot reproduce the original tar's bytes, hence its diff id, without that tar);
 3. any failure removes what was made in the new driver and leaves the old one in charge;
 4. on success the daemon, image store and container service switch to the new driver, the state
    database records it, container records get the new ``GraphDriver`` data, and the old driver's
@@ -30,7 +32,7 @@ from typing import IO, Any, Callable
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter
 from dockyard.hookspecs.graphdriver import GraphDriver
 
-from .images import HashingReader
+from .images import HashingReader, decompressed
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +78,31 @@ def plan(daemon: Any) -> list[Step]:
     return steps
 
 
+def copy_from_blob(daemon: Any, old: GraphDriver, new: GraphDriver, step: Step,
+                   blob: str) -> tuple[str, str | None]:
+    """Unpack the blob an image layer was registered from into ``new``; its uncompressed
+    sha256 must be the recorded diff id. Returns ``(diff id, warning)``: the old and new
+    drivers' own diffs of the layer are compared as a cross-check of the old copy."""
+    if new.exists(step.id):
+        new.remove(step.id)
+    new.create(step.id, step.parent)
+    with open(daemon.blobs.path(blob), "rb") as f:
+        reader = HashingReader(decompressed(f))
+        new.apply_diff(step.id, step.parent, reader)  # type: ignore[arg-type]
+        reader.drain()
+    if reader.digest() != step.diff_id:
+        raise DockyardError(f"{step.label}: stored blob {blob[:19]} unpacks to {reader.digest()}, "
+                            f"not the recorded diff id {step.diff_id}")
+    was, now = _sha256(old.diff(step.id, step.parent)), _sha256(new.diff(step.id, step.parent))
+    warning = None if was == now else (
+        f"{step.label}: {old.name}'s copy differed from its registered content ({was} vs {now}); "
+        "the registered content was kept")
+    return reader.digest(), warning
+
+
 def copy_layer(old: GraphDriver, new: GraphDriver, step: Step) -> str:
-    """Copy one layer; return its sha256 as both drivers diff it (raise if they differ)."""
+    """Copy one layer through the drivers' diffs; return its sha256 as both drivers diff it
+    (raise if they differ)."""
     if new.exists(step.id):  # left by an interrupted migration
         new.remove(step.id)
     (new.create_rw if step.rw else new.create)(step.id, step.parent)
@@ -107,12 +132,20 @@ def migrate(daemon: Any, new: GraphDriver, progress: Callable[[dict[str, Any]], 
     exact = 0
     try:
         for i, step in enumerate(steps, 1):
-            digest = copy_layer(old, new, step)
+            blobs = daemon.images.layer_blobs(step.diff_id) if step.diff_id else []
+            warning = None
+            if blobs:
+                digest, warning = copy_from_blob(daemon, old, new, step, blobs[0]["digest"])
+            else:
+                digest = copy_layer(old, new, step)
             done.append(step)
             same = step.diff_id is not None and digest == step.diff_id
             exact += same
             progress({"status": "diff_id verified" if same else "content verified",
                       "id": step.label, "progress": f"{i}/{len(steps)}", "digest": digest})
+            if warning:
+                log.warning("migration: %s", warning)
+                progress({"status": "warning: " + warning, "id": step.label})
     except BaseException:
         for step in reversed(done):
             try:

@@ -436,11 +436,13 @@ class SecureRoot:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def open_dir(self, parts: list[str], create: bool = False, what: str = "") -> int:
+    def open_dir(self, parts: list[str], create: bool = False, what: str = "",
+                 made: Any = None) -> int:
         """An O_DIRECTORY fd of ``parts`` below the root (caller closes it). Symlinks met on the
         way are followed inside the root: absolute targets from the root, relative ones from
         their directory; one that climbs above the root is refused. Missing directories are
-        made (0755) when ``create``, else FileNotFoundError."""
+        made (0755) when ``create``, else FileNotFoundError; ``made(parent_fd, name, parts)`` is then
+        called for each directory made."""
         todo = list(parts)
         here: list[str] = []
         fd = os.dup(self.fd)
@@ -470,6 +472,9 @@ class SecureRoot:
                         os.mkdir(name, 0o755, dir_fd=fd)
                     except FileExistsError:
                         pass
+                    else:
+                        if made is not None:
+                            made(fd, name, here + [name])
                     nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as e:
                     if e.errno not in (errno.ELOOP, errno.ENOTDIR):
@@ -637,6 +642,10 @@ class WhiteoutFormat:
     def dir_replaced(self, dfd: int, name: str, was: os.stat_result) -> None:
         """Directory ``name`` (in ``dfd``) was just made where ``was`` stood (removed first)."""
 
+    def implied_dir(self, dfd: int, name: str, parts: list[str]) -> None:
+        """Directory ``name`` (in ``dfd``, at ``parts``) was just made (0755, root) because an
+        entry below it had no entry of its own in the tar."""
+
 
 #: the OCI behaviour (remove what a whiteout names)
 OCI_WHITEOUTS = WhiteoutFormat()
@@ -681,7 +690,7 @@ def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | No
                     raise InvalidParameter(f"layer tar: hard link {ti.name!r} to a directory")
                 link_src = (ldfd, lparts[-1])
             try:
-                dfd = sroot.open_dir(parent, create=True, what=ti.name)
+                dfd = sroot.open_dir(parent, create=True, what=ti.name, made=whiteouts.implied_dir)
                 try:
                     size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times, whiteouts)
                 except tarfile.TarError as e:  # truncated or corrupt data

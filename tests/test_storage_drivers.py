@@ -120,7 +120,8 @@ def test_storage_migrate_moves_images_and_stopped_containers(busybox_tar: str) -
             r = d.cli("storage", "migrate", "--to", target)
             out = r.stdout.decode()
             assert r.returncode == 0, r.stderr.decode() + out
-            assert "verified" in out and f"now using {target}" in out, out
+            assert "diff_id verified" in out and f"now using {target}" in out, out
+            assert "content verified" in out and "warning" not in out, out  # the container layer
             assert d.api.get("/info")[1]["Driver"] == target
             assert not os.path.exists(os.path.join(d.data_root, "vfs" if target == "overlay" else "overlay"))
             # the stopped container kept its own changes

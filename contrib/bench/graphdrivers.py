@@ -12,6 +12,9 @@ the btrfs driver), with the driver's own API (no daemon in between):
   the end, and that tar applied to a fresh layer.
 
 Medians of ``--repeat`` runs (create, mount) or single runs (diff, apply; each moves 100 MB).
+The loop images live in ``/dev/shm`` when it has room (``--backing DIR`` otherwise): the root
+file system of the development VM slows file creation for minutes after a large delete (see
+HOST-FACTS), which made figures from loop images on it swing by 5x between runs.
 Run as root from the repository::
 
     .venv/bin/python contrib/bench/graphdrivers.py [--driver overlay ...] [--repeat 5]
@@ -67,12 +70,12 @@ def drain(stream: Any) -> int:
             n += len(chunk)
 
 
-def bench(name: str, repeat: int) -> dict[str, str]:
+def bench(name: str, repeat: int, backing: str | None) -> dict[str, str]:
     from importlib.metadata import entry_points
     eps = {ep.name: ep for ep in entry_points(group="dockyard.graphdrivers")}
     cls = eps[name].load()
     fstype = getattr(cls, "required_fs", None) or "ext4"
-    with LoopFilesystem(fstype, 8 << 30) as fs:
+    with LoopFilesystem(fstype, 8 << 30, dir=backing) as fs:
         home = os.path.join(fs.path, name)
         try:
             d = cls(home, {})
@@ -126,11 +129,20 @@ def bench(name: str, repeat: int) -> dict[str, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--driver", action="append", help="driver(s) to measure (default: all)")
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--backing", default=None,
+                    help="directory for the loop image files (default: /dev/shm when it has 6 GB "
+                         "free, so the host's own file system does not colour the figures)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (loop devices, mounts)")
-    rows = [bench(n, args.repeat) for n in (args.driver or DRIVERS)]
+    backing = args.backing
+    if backing is None and os.path.isdir("/dev/shm"):
+        st = os.statvfs("/dev/shm")
+        backing = "/dev/shm" if st.f_bavail * st.f_frsize > 6 << 30 else None
+    print(f"loop images in {backing or 'the system temp dir'}; medians of {args.repeat} runs "
+          "for create and mount", file=sys.stderr)
+    rows = [bench(n, args.repeat, backing) for n in (args.driver or DRIVERS)]
     cols = ["driver", "fs", "create 2MB", "create 1GB", "mount+umount", "diff 100MB", "apply 100MB", "note"]
     cols = [c for c in cols if any(c in r for r in rows)]
     widths = {c: max(len(c), *(len(r.get(c, "")) for r in rows)) for c in cols}

@@ -590,6 +590,31 @@ class GraphDriverSuite:
         finally:
             d.put("l")
 
+    @needs_root
+    def test_apply_diff_keeps_parent_dir_metadata_without_dir_entry(self, env: Env) -> None:
+        """A tar with ``tmp/x`` but no ``tmp/`` entry must not change the parent's ``tmp``."""
+        d = env.driver
+        d.create("base", None)
+        root = d.get("base")
+        try:
+            os.makedirs(os.path.join(root, "tmp/deep"))
+            os.chmod(os.path.join(root, "tmp"), 0o1777)
+            os.chown(os.path.join(root, "tmp/deep"), 1234, 5678)
+            os.chmod(os.path.join(root, "tmp/deep"), 0o750)
+        finally:
+            d.put("base")
+        d.create("l", "base")
+        d.apply_diff("l", "base", make_tar(("file", "tmp/deep/x", "x")))
+        root = d.get("l")
+        try:
+            st = os.stat(os.path.join(root, "tmp"))
+            assert stat.S_IMODE(st.st_mode) == 0o1777
+            st = os.stat(os.path.join(root, "tmp/deep"))
+            assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o750, 1234, 5678)
+            assert read(root, "tmp/deep/x") == b"x"
+        finally:
+            d.put("l")
+
     def test_apply_diff_rejects_garbage(self, env: Env) -> None:
         env.driver.create("l", None)
         with pytest.raises(InvalidParameter):

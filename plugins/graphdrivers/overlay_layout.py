@@ -95,6 +95,12 @@ def _is_opaque(path: str) -> bool:
         return False
 
 
+def _copy_dir_meta(dfd: int, name: str, st: os.stat_result) -> None:
+    os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+    os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dfd)
+    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd)
+
+
 class OverlayWhiteouts(WhiteoutFormat):
     """OCI whiteouts recorded the overlayfs way, in an upper directory: ``.wh.x`` becomes a 0/0
     character device ``x`` (only where ``x`` exists below), ``.wh..wh..opq`` the
@@ -135,12 +141,17 @@ class OverlayWhiteouts(WhiteoutFormat):
                     os.mkdir(parent[i - 1], 0o700, dir_fd=dfd)
                 except FileExistsError:
                     continue
-                os.chown(parent[i - 1], st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
-                os.chmod(parent[i - 1], stat.S_IMODE(st.st_mode), dir_fd=dfd)
-                os.utime(parent[i - 1], ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd)
+                _copy_dir_meta(dfd, parent[i - 1], st)
             finally:
                 os.close(dfd)
         return sroot.open_dir(parent, what=what)
+
+    def implied_dir(self, dfd: int, name: str, parts: list[str]) -> None:
+        # the tar has "tmp/x" but no "tmp/": the upper's new "tmp" would replace the lower one's
+        # owner and mode in the merged view (a 1777 /tmp becoming 0755): copy them from below
+        st = self._in_lower(parts)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            _copy_dir_meta(dfd, name, st)
 
     def whiteout(self, sroot: SecureRoot, parent: list[str], victim: str, what: str) -> None:
         below = self._in_lower(parent + [victim]) is not None
