@@ -8,7 +8,7 @@ from .errors import (Conflict, DockyardError, DriverNotFound, DriverNotSupported
 from .execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
 from .graphdriver import GraphDriver
 from .naivediff import NaiveDiff
-from .netdriver import Endpoint, NetDriver
+from .netdriver import Endpoint, NetDriver, PassiveNetDriver
 from .registry import RegistryBackend
 from .spec import hookimpl, hookspec
 
@@ -25,6 +25,6 @@ PLUGIN_GROUP = "dockyard.plugins"
 __all__ = [
     "AttachStreams", "Conflict", "DRIVER_GROUPS", "DockyardError", "DriverNotFound",
     "DriverNotSupported", "Endpoint", "ExecDriver", "ExecError", "ExitStatus", "Forbidden", "GraphDriver",
-    "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound", "NotModified", "PLUGIN_GROUP", "ProcessState",
+    "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound", "NotModified", "PLUGIN_GROUP", "PassiveNetDriver", "ProcessState",
     "RegistryBackend", "hookimpl", "hookspec",
 ]

@@ -128,3 +128,29 @@ class NetDriver(abc.ABC):
 
     def status(self) -> list[tuple[str, str]]:
         return []
+
+
+class PassiveNetDriver(NetDriver):
+    """A driver with nothing to plumb: its networks and endpoints are records only (``none``
+    and ``host`` are such). Subclasses set :attr:`name`, :attr:`namespace` and :meth:`status`."""
+
+    multiple_networks = False
+
+    def create_network(self, network_id: str, options: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def delete_network(self, network_id: str) -> None:
+        pass
+
+    def create_endpoint(self, network_id: str, endpoint_id: str,
+                        options: dict[str, Any]) -> Endpoint:
+        return Endpoint(network_id, endpoint_id, interface="")
+
+    def join(self, endpoint: Endpoint, netns_path: str) -> None:
+        pass
+
+    def leave(self, endpoint: Endpoint, netns_path: str) -> None:
+        pass
+
+    def delete_endpoint(self, endpoint: Endpoint) -> None:
+        pass

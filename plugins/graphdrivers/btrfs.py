@@ -8,9 +8,9 @@ returns the subvolume and counts references. The diff side is the naive one (mou
 compare), as moby's.
 
 * Requires home on btrfs: ``DriverNotSupported("<home> is on <fstype>, not btrfs")``.
-* New layers are made under ``.tmp-<id>-*`` and renamed; removal renames to ``.rm-<id>-*`` and
-  deletes the subvolume recursively (subvolumes a container made inside its rootfs included).
-  Leftovers are deleted at start-up.
+* Layers appear and disappear atomically as every directory-per-layer driver's do
+  (``dirlayers.DirectoryLayers``); deleting one deletes its subvolume recursively (subvolumes a
+  container made inside its rootfs included).
 """
 from __future__ import annotations
 
@@ -18,26 +18,19 @@ import logging
 import os
 import shutil
 import subprocess
-import threading
-import uuid
 
 from dockyard.core import linux
-from dockyard.hookspecs.errors import (Conflict, DockyardError, DriverNotSupported,
-                                       InvalidParameter, NotFound)
-from dockyard.hookspecs.graphdriver import GraphDriver
-from dockyard.hookspecs.naivediff import NaiveDiff
+from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
 
-from .vfs import check_id
+from .dirlayers import DirectoryLayers
 
 log = logging.getLogger(__name__)
 
-_TMP_PREFIX = ".tmp-"
-_RM_PREFIX = ".rm-"
 
-
-class BtrfsDriver(NaiveDiff, GraphDriver):
+class BtrfsDriver(DirectoryLayers):
     name = "btrfs"
     required_fs = "btrfs"
+    subdir = "subvolumes"
 
     def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
         super().__init__(home, options)
@@ -53,22 +46,17 @@ class BtrfsDriver(NaiveDiff, GraphDriver):
             raise DriverNotSupported(f"btrfs: the btrfsutil Python binding cannot be imported "
                                      f"({e}; apt install python3-btrfsutil, then make venv)") from None
         self._bu = btrfsutil
-        if self.options:
-            raise InvalidParameter("btrfs: unknown storage option(s): "
-                                   + ", ".join(sorted(self.options)))
-        self._dir = os.path.join(home, "subvolumes")
-        os.makedirs(self._dir, mode=0o700, exist_ok=True)
-        self._lock = threading.Lock()
-        self._refs: dict[str, int] = {}
-        self._busy: set[str] = set()
-        for name in os.listdir(self._dir):
-            if name.startswith((_TMP_PREFIX, _RM_PREFIX)):
-                log.info("btrfs: removing leftover %s", name)
-                self._delete(os.path.join(self._dir, name))
+        self._open_store()
 
-    # -- helpers --------------------------------------------------------------------------------
-    def _path(self, id: str) -> str:
-        return os.path.join(self._dir, check_id(id))
+    def _make(self, path: str, parent_path: str | None) -> None:
+        try:
+            if parent_path is None:
+                self._bu.create_subvolume(path)
+                os.chmod(path, 0o755)
+            else:
+                self._bu.create_snapshot(parent_path, path)
+        except self._bu.BtrfsUtilError as e:
+            raise DockyardError(f"btrfs: creating {os.path.basename(path)} failed: {e}") from None
 
     def _delete(self, path: str) -> None:
         try:
@@ -78,77 +66,6 @@ class BtrfsDriver(NaiveDiff, GraphDriver):
                 shutil.rmtree(path)
         except self._bu.BtrfsUtilError as e:
             raise DockyardError(f"btrfs: deleting {path} failed: {e}") from None
-
-    # -- the core -------------------------------------------------------------------------------
-    def create(self, id: str, parent: str | None) -> None:
-        path = self._path(id)
-        ppath = self._path(parent) if parent is not None else None
-        with self._lock:
-            if id in self._busy or os.path.lexists(path):
-                raise Conflict(f"btrfs: layer {id} already exists")
-            if ppath is not None and not os.path.isdir(ppath):
-                raise NotFound(f"btrfs: parent layer {parent} not found")
-            self._busy.add(id)
-            if parent is not None:
-                self._busy.add(parent)
-        tmp = os.path.join(self._dir, f"{_TMP_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
-        made = False
-        try:
-            try:
-                if ppath is None:
-                    self._bu.create_subvolume(tmp)
-                    os.chmod(tmp, 0o755)
-                else:
-                    self._bu.create_snapshot(ppath, tmp)
-                made = True
-            except self._bu.BtrfsUtilError as e:
-                raise DockyardError(f"btrfs: creating layer {id} failed: {e}") from None
-            try:
-                os.rename(tmp, path)
-            except OSError as e:
-                raise Conflict(f"btrfs: layer {id} already exists: {e}") from None
-        except BaseException:
-            if made:
-                self._delete(tmp)
-            raise
-        finally:
-            with self._lock:
-                self._busy.discard(id)
-                if parent is not None:
-                    self._busy.discard(parent)
-
-    def remove(self, id: str) -> None:
-        path = self._path(id)
-        with self._lock:
-            if not os.path.isdir(path):
-                raise NotFound(f"btrfs: layer {id} not found")
-            if self._refs.get(id, 0) > 0:
-                raise Conflict(f"btrfs: layer {id} is in use ({self._refs[id]} reference(s))")
-            if id in self._busy:
-                raise Conflict(f"btrfs: layer {id} is busy")
-            doomed = os.path.join(self._dir, f"{_RM_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
-            os.rename(path, doomed)
-        self._delete(doomed)
-
-    def get(self, id: str) -> str:
-        path = self._path(id)
-        with self._lock:
-            if not os.path.isdir(path):
-                raise NotFound(f"btrfs: layer {id} not found")
-            self._refs[id] = self._refs.get(id, 0) + 1
-        return path
-
-    def put(self, id: str) -> None:
-        check_id(id)
-        with self._lock:
-            n = self._refs.get(id, 0)
-            if n <= 1:
-                self._refs.pop(id, None)
-            else:
-                self._refs[id] = n - 1
-
-    def exists(self, id: str) -> bool:
-        return os.path.isdir(self._path(id))
 
     def status(self) -> list[tuple[str, str]]:
         out = [("Backing Filesystem", "btrfs")]
@@ -163,13 +80,3 @@ class BtrfsDriver(NaiveDiff, GraphDriver):
             pass
         out.append(("Library", "btrfsutil (" + os.path.basename(getattr(self._bu, "__file__", "?")) + ")"))
         return out
-
-    def metadata(self, id: str) -> dict[str, str]:
-        path = self._path(id)
-        if not os.path.isdir(path):
-            raise NotFound(f"btrfs: layer {id} not found")
-        return {"Dir": path}
-
-    def cleanup(self) -> None:
-        with self._lock:
-            self._refs.clear()

@@ -37,7 +37,7 @@ from dockyard.hookspecs.errors import (Conflict, DockyardError, DriverNotSupport
 from dockyard.hookspecs.graphdriver import GraphDriver
 from dockyard.hookspecs.naivediff import NaiveDiff
 
-from .vfs import check_id
+from .dirlayers import check_id
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from ...containers import summary
+from .. import params
 from ..app import route
 from ..errors import json_body
 from ..hijack import parse_detach_keys, serve_hijacked
@@ -22,21 +23,8 @@ def _svc(request: web.Request):  # noqa: ANN202
     return request.app["daemon"].containers
 
 
-def _flag(request: web.Request, name: str, default: bool = False) -> bool:
-    v = request.query.get(name)
-    if v is None:
-        return default
-    return v.lower() in ("1", "true", "yes", "on")
 
 
-def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
-    v = request.query.get(name)
-    if v in (None, ""):
-        return default
-    try:
-        return int(v)
-    except ValueError:
-        raise InvalidParameter(f"invalid value for {name}: {v!r}") from None
 
 
 async def create(request: web.Request) -> web.Response:
@@ -47,20 +35,6 @@ async def create(request: web.Request) -> web.Response:
     return web.json_response(result, status=201)
 
 
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        f = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidParameter(f"invalid filters: {raw!r}") from None
-    if not isinstance(f, dict):
-        raise InvalidParameter("filters must be a JSON object")
-    out = {}
-    for k, v in f.items():
-        out[k] = list(v.keys()) if isinstance(v, dict) else list(v)
-    return out
 
 
 def _match(c: dict[str, Any], filters: dict[str, list[str]]) -> bool:
@@ -87,9 +61,9 @@ def _match(c: dict[str, Any], filters: dict[str, list[str]]) -> bool:
 
 async def list_(request: web.Request) -> web.Response:
     svc = _svc(request)
-    all_ = _flag(request, "all")
-    limit = _int(request, "limit", -1) or -1
-    filters = _filters(request)
+    all_ = params.flag(request, "all")
+    limit = params.integer(request, "limit", -1) or -1
+    filters = params.filters(request)
     out = []
     for c in svc.all():
         if not all_ and not c["State"]["Running"] and "status" not in filters:
@@ -113,7 +87,7 @@ async def start(request: web.Request) -> web.Response:
 
 
 async def stop(request: web.Request) -> web.Response:
-    await _svc(request).stop(request.match_info["id"], _int(request, "t"), request.query.get("signal"))
+    await _svc(request).stop(request.match_info["id"], params.integer(request, "t"), request.query.get("signal"))
     return web.Response(status=204)
 
 
@@ -121,7 +95,7 @@ async def restart(request: web.Request) -> web.Response:
     svc = _svc(request)
     c = svc.get(request.match_info["id"])
     if c["State"]["Running"]:
-        await svc.stop(c["Id"], _int(request, "t"), request.query.get("signal"))
+        await svc.stop(c["Id"], params.integer(request, "t"), request.query.get("signal"))
     await svc.start(c["Id"])
     return web.Response(status=204)
 
@@ -147,18 +121,18 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 
 async def remove(request: web.Request) -> web.Response:
-    await _svc(request).remove(request.match_info["id"], force=_flag(request, "force"))
+    await _svc(request).remove(request.match_info["id"], force=params.flag(request, "force"))
     return web.Response(status=204)
 
 
 async def attach(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
-    stream = _flag(request, "stream")
-    logs = _flag(request, "logs")
+    stream = params.flag(request, "stream")
+    logs = params.flag(request, "logs")
     if not stream and not logs:
         raise InvalidParameter("either logs or stream must be set")
-    c, streams = await svc.attach(request.match_info["id"], _flag(request, "stdin"),
-                                  _flag(request, "stdout"), _flag(request, "stderr"))
+    c, streams = await svc.attach(request.match_info["id"], params.flag(request, "stdin"),
+                                  params.flag(request, "stdout"), params.flag(request, "stderr"))
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
         "upgrade" in request.headers.get("Connection", "").lower()
     keys = parse_detach_keys(request.query.get("detachKeys")) if c["Config"]["Tty"] else b""
@@ -167,7 +141,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
 
 async def resize(request: web.Request) -> web.Response:
-    h, w = _int(request, "h", 0), _int(request, "w", 0)
+    h, w = params.integer(request, "h", 0), params.integer(request, "w", 0)
     await _svc(request).resize(request.match_info["id"], h or 0, w or 0)
     return web.Response(status=200)
 
@@ -185,7 +159,7 @@ def _time_param(request: web.Request, name: str) -> float:
 async def logs(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(request.match_info["id"])
-    stdout, stderr = _flag(request, "stdout"), _flag(request, "stderr")
+    stdout, stderr = params.flag(request, "stdout"), params.flag(request, "stderr")
     if not stdout and not stderr:
         raise InvalidParameter("you must choose at least one stream")
     tty = c["Config"]["Tty"]
@@ -193,11 +167,11 @@ async def logs(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(status=200, headers={"Content-Type": ctype})
     await resp.prepare(request)
     async for stream, data in svc.logs(c["Id"], stdout=stdout, stderr=stderr,
-                                       follow=_flag(request, "follow"),
+                                       follow=params.flag(request, "follow"),
                                        tail=request.query.get("tail", "all"),
                                        since=_time_param(request, "since"),
                                        until=_time_param(request, "until"),
-                                       timestamps=_flag(request, "timestamps")):
+                                       timestamps=params.flag(request, "timestamps")):
         if tty:
             await resp.write(data)
         else:
@@ -310,8 +284,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(request.match_info["id"])
     drv = request.app["daemon"].execdriver
-    stream = _flag(request, "stream", True)
-    one_shot = _flag(request, "one-shot")
+    stream = params.flag(request, "stream", True)
+    one_shot = params.flag(request, "one-shot")
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
 
     async def sample() -> dict[str, Any]:

@@ -5,10 +5,11 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
+from .. import params
 from ..app import route
 from ..errors import json_body
 from ..hijack import parse_detach_keys, serve_hijacked
-from .containers import _int
+
 
 
 def _svc(request: web.Request):  # noqa: ANN202
@@ -45,8 +46,8 @@ async def inspect(request: web.Request) -> web.Response:
 
 
 async def resize(request: web.Request) -> web.Response:
-    await _svc(request).resize(request.match_info["id"], _int(request, "h", 0) or 0,
-                               _int(request, "w", 0) or 0)
+    await _svc(request).resize(request.match_info["id"], params.integer(request, "h", 0) or 0,
+                               params.integer(request, "w", 0) or 0)
     return web.Response(status=200)
 
 

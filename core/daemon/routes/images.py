@@ -18,6 +18,7 @@ from aiohttp import web
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from ... import reference, transfer
+from .. import params
 from ..app import route
 from ..errors import json_body
 
@@ -311,7 +312,7 @@ async def save(request: web.Request) -> web.StreamResponse:
 async def load(request: web.Request) -> web.StreamResponse:
     """``docker load``: every image of a ``docker save`` tar (classic or Docker 25 layout)."""
     d = _d(request)
-    quiet = request.query.get("quiet", "").lower() in ("1", "true")
+    quiet = params.flag(request, "quiet")
     path = await _spool(request, os.path.join(d.data_root, "tmp"))
     out = JsonStream(request)
     try:
@@ -366,18 +367,6 @@ async def history(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise InvalidParameter("invalid filters: not JSON") from None
-    out: dict[str, list[str]] = {}
-    for k, v in data.items():
-        out[k] = list(v) if isinstance(v, list) else [x for x, on in v.items() if on]
-    return out
 
 
 def _keep(d: Any, row: dict[str, Any], s: dict[str, Any], flt: dict[str, list[str]]) -> bool:
@@ -416,7 +405,7 @@ def _keep(d: Any, row: dict[str, Any], s: dict[str, Any], flt: dict[str, list[st
 
 async def list_(request: web.Request) -> web.Response:
     d = _d(request)
-    flt = _filters(request)
+    flt = params.filters(request)
     out = []
     for row in d.images.all():
         s = d.images.summary(row)
@@ -428,7 +417,7 @@ async def list_(request: web.Request) -> web.Response:
 async def prune(request: web.Request) -> web.Response:
     """``docker image prune``: dangling images (``dangling=false``: every unused one)."""
     d = _d(request)
-    flt = _filters(request)
+    flt = params.filters(request)
     everything = (flt.get("dangling") or ["true"])[0].lower() in ("0", "false")
     deleted: list[dict[str, str]] = []
     reclaimed = 0
@@ -464,7 +453,7 @@ async def inspect(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     d = _d(request)
     name = request.match_info["name"]
-    force = request.query.get("force", "").lower() in ("1", "true")
+    force = params.flag(request, "force")
     image_id = d.images.resolve(name)
     result = await asyncio.to_thread(d.images.delete, name, force, d.containers.using_image(image_id))
     for item in result:

@@ -1,13 +1,13 @@
 """Network routes, as the Docker Engine API groups them under ``/networks``."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
+from .. import params
 from ..app import route
 from ..errors import json_body
 
@@ -16,17 +16,6 @@ def _svc(request: web.Request):  # noqa: ANN202
     return request.app["daemon"].networks
 
 
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        f = json.loads(raw)
-    except json.JSONDecodeError:
-        raise InvalidParameter(f"invalid filters: {raw!r}") from None
-    if not isinstance(f, dict):
-        raise InvalidParameter("filters must be a JSON object")
-    return {k: list(v.keys()) if isinstance(v, dict) else list(v) for k, v in f.items()}
 
 
 def _match(net: dict[str, Any], filters: dict[str, list[str]]) -> bool:
@@ -52,7 +41,7 @@ def _match(net: dict[str, Any], filters: dict[str, list[str]]) -> bool:
 
 async def list_(request: web.Request) -> web.Response:
     svc = _svc(request)
-    filters = _filters(request)
+    filters = params.filters(request)
     return web.json_response([svc.public(n) for n in svc.networks.values() if _match(n, filters)])
 
 

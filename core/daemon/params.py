@@ -1,0 +1,52 @@
+"""Query parameters as the Docker API sends them, parsed one way for every route group."""
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from dockyard.hookspecs.errors import InvalidParameter
+
+TRUE = ("1", "true", "yes", "on")
+
+
+def flag(request: web.Request, name: str, default: bool = False) -> bool:
+    """A boolean parameter (``1``/``true``/``yes``/``on``, any case)."""
+    v = request.query.get(name)
+    if v is None:
+        return default
+    return v.lower() in TRUE
+
+
+def integer(request: web.Request, name: str, default: int | None = None) -> int | None:
+    """An integer parameter; InvalidParameter (400) naming it if it is not one."""
+    v = request.query.get(name)
+    if v in (None, ""):
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise InvalidParameter(f"invalid value for {name}: {v!r}") from None
+
+
+def filters(request: web.Request) -> dict[str, list[str]]:
+    """The ``filters`` parameter: a JSON object of ``{key: [values]}`` or, as older clients send
+    it, ``{key: {value: true}}``."""
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidParameter(f"invalid filters: {raw!r} is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidParameter("filters must be a JSON object")
+    out: dict[str, list[str]] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out[k] = [x for x, on in v.items() if on]
+        elif isinstance(v, list):
+            out[k] = [str(x) for x in v]
+        else:
+            raise InvalidParameter(f"invalid filter {k!r}: expected a list of values")
+    return out

@@ -1,0 +1,149 @@
+"""What the drivers that keep each layer as one directory share (``vfs``, ``btrfs``).
+
+A layer is ``<home>/<subdir>/<id>``, made whole under ``.tmp-<id>-<random>`` and renamed into
+place, so a crash leaves a whole layer or none; removal renames to ``.rm-<id>-<random>`` first so
+the layer is gone at once for everybody while the delete takes its time. Leftovers of both are
+deleted when the driver starts. Nothing is mounted: ``get`` returns the directory and counts
+references in memory; ``remove`` of a referenced or busy layer is refused with Conflict. The
+diff side is :class:`~dockyard.hookspecs.naivediff.NaiveDiff`.
+
+A subclass makes and deletes layer directories (:meth:`_make`, :meth:`_delete`); everything
+else is here.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import uuid
+
+from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
+from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.naivediff import NaiveDiff
+
+log = logging.getLogger(__name__)
+
+TMP_PREFIX = ".tmp-"
+RM_PREFIX = ".rm-"
+
+
+def check_id(id: object, what: str = "layer id") -> str:
+    """``id`` if it is a safe single path component, else InvalidParameter."""
+    if (not isinstance(id, str) or not id or "/" in id or "\0" in id or ".." in id
+            or id.startswith(".") or len(id) > 255):
+        raise InvalidParameter(f"invalid {what} {id!r}")
+    return id
+
+
+class DirectoryLayers(NaiveDiff, GraphDriver):
+    #: the directory under home that holds the layers
+    subdir = "dir"
+
+    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+        super().__init__(home, options)
+        self._dir = os.path.join(home, self.subdir)
+
+    def _open_store(self) -> None:
+        """Refuse unknown options, create the layer directory and delete what a crash left.
+        Subclasses call it once their host checks passed (DriverNotSupported comes first, and
+        ``_delete`` may need what the checks set up)."""
+        if self.options:
+            raise InvalidParameter(f"{self.name}: unknown storage option(s): "
+                                   + ", ".join(sorted(self.options)))
+        os.makedirs(self._dir, mode=0o700, exist_ok=True)
+        self._lock = threading.Lock()
+        self._refs: dict[str, int] = {}
+        self._busy: set[str] = set()  # ids being created, or parents being copied
+        for name in os.listdir(self._dir):
+            if name.startswith((TMP_PREFIX, RM_PREFIX)):
+                log.info("%s: removing leftover %s", self.name, name)
+                self._delete(os.path.join(self._dir, name))
+
+    # -- what a subclass provides ---------------------------------------------------------------
+    def _make(self, path: str, parent_path: str | None) -> None:
+        """Make layer directory ``path`` (which does not exist): empty, or a copy of
+        ``parent_path``."""
+        raise NotImplementedError
+
+    def _delete(self, path: str) -> None:
+        """Delete a layer directory made by :meth:`_make` (or a half-made one)."""
+        shutil.rmtree(path, ignore_errors=True)
+
+    # -- the core -------------------------------------------------------------------------------
+    def _path(self, id: str) -> str:
+        return os.path.join(self._dir, check_id(id))
+
+    def create(self, id: str, parent: str | None) -> None:
+        path = self._path(id)
+        ppath = self._path(parent) if parent is not None else None
+        with self._lock:
+            if id in self._busy or os.path.lexists(path):
+                raise Conflict(f"{self.name}: layer {id} already exists")
+            if ppath is not None and not os.path.isdir(ppath):
+                raise NotFound(f"{self.name}: parent layer {parent} not found")
+            self._busy.add(id)
+            if parent is not None:
+                self._busy.add(parent)  # keep it from being removed while we copy
+        tmp = os.path.join(self._dir, f"{TMP_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
+        try:
+            self._make(tmp, ppath)
+            try:
+                os.rename(tmp, path)
+            except OSError as e:  # somebody made it behind our back
+                raise Conflict(f"{self.name}: layer {id} already exists: {e}") from None
+        except BaseException:
+            if os.path.lexists(tmp):
+                self._delete(tmp)
+            raise
+        finally:
+            with self._lock:
+                self._busy.discard(id)
+                if parent is not None:
+                    self._busy.discard(parent)
+
+    def remove(self, id: str) -> None:
+        path = self._path(id)
+        with self._lock:
+            if not os.path.isdir(path):
+                raise NotFound(f"{self.name}: layer {id} not found")
+            if self._refs.get(id, 0) > 0:
+                raise Conflict(f"{self.name}: layer {id} is in use ({self._refs[id]} reference(s))")
+            if id in self._busy:
+                raise Conflict(f"{self.name}: layer {id} is busy")
+            doomed = os.path.join(self._dir, f"{RM_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
+            os.rename(path, doomed)  # gone at once for everybody; the delete may take time
+        self._delete(doomed)
+
+    def get(self, id: str) -> str:
+        path = self._path(id)
+        with self._lock:
+            if not os.path.isdir(path):
+                raise NotFound(f"{self.name}: layer {id} not found")
+            self._refs[id] = self._refs.get(id, 0) + 1
+        return path
+
+    def put(self, id: str) -> None:
+        check_id(id)
+        with self._lock:
+            n = self._refs.get(id, 0)
+            if n <= 1:
+                self._refs.pop(id, None)
+                if n == 0:
+                    log.debug("%s: put of %s without get", self.name, id)
+            else:
+                self._refs[id] = n - 1
+
+    def exists(self, id: str) -> bool:
+        return os.path.isdir(self._path(id))
+
+    def metadata(self, id: str) -> dict[str, str]:
+        path = self._path(id)
+        if not os.path.isdir(path):
+            raise NotFound(f"{self.name}: layer {id} not found")
+        return {"Dir": path}
+
+    def cleanup(self) -> None:
+        # nothing is mounted; forget the references
+        with self._lock:
+            self._refs.clear()
