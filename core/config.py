@@ -27,7 +27,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "tlskey": (str, ""),
     "storage-driver": (str, ""),
     "storage-opts": (list, []),
-    "exec-driver": (str, "native"),
+    "exec-driver": (str, ""),
     "exec-opts": (list, []),
     "log-level": (str, "info"),
     "debug": (bool, False),

@@ -66,18 +66,22 @@ class DriverRegistry:
         """Instantiate driver ``name``; DriverNotFound / DriverNotSupported propagate."""
         return self.get_class(name)(*args, **kwargs)
 
-    def select(self, explicit: str | None, priority: list[str],
-               factory: Callable[[str], Any], prior: str | None = None) -> Any:
+    def by_priority(self) -> list[str]:
+        """Installed driver names, highest ``priority`` class attribute first (ties by name)."""
+        return sorted(self.names(), key=lambda n: (-int(getattr(self.get_class(n), "priority", 0)), n))
+
+    def select(self, explicit: str | None, factory: Callable[[str], Any],
+               prior: str | None = None) -> Any:
         """Choose a driver the way moby does: the explicit one (errors propagate), else the one
-        ``prior`` already used, else the first in ``priority`` (then any other installed one) whose
-        constructor does not raise DriverNotSupported."""
+        ``prior`` already used, else the installed ones by their declared ``priority`` — the
+        first whose constructor does not raise DriverNotSupported. Core holds no list of names:
+        a driver published on PyPI ranks itself."""
         if explicit:
             self.get_class(explicit)
             return factory(explicit)
         if prior and prior in self.names():
             return factory(prior)
-        order = [n for n in priority if n in self.names()]
-        order += [n for n in self.names() if n not in order]
+        order = self.by_priority()
         reasons = []
         for name in order:
             try:

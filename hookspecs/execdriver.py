@@ -87,6 +87,9 @@ class ExecDriver(abc.ABC):
 
     #: the entry-point name, also the value users give to ``--exec-driver``
     name: ClassVar[str] = ""
+    #: with no ``exec-driver`` configured the daemon uses the installed driver of highest
+    #: priority that runs on this host (dockyard's ``native``: 50)
+    priority: ClassVar[int] = 0
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         """``root`` is a private directory under exec-root for this driver's runtime state.

@@ -17,6 +17,11 @@ from typing import IO, Any, ClassVar
 class GraphDriver(abc.ABC):
     #: the entry-point name, also the value users give to ``--storage-driver``
     name: ClassVar[str] = ""
+    #: with no ``storage-driver`` configured and no data-root already holding a driver's data,
+    #: the daemon tries the installed drivers highest priority first and keeps the first whose
+    #: constructor does not raise DriverNotSupported (dockyard's own: overlay 50, btrfs 40,
+    #: fuse-overlayfs 30, vfs 10; drivers that need special set-up rank 0)
+    priority: ClassVar[int] = 0
     #: documented departures from full POSIX semantics that the conformance suite tolerates:
     #: ``"hardlink-copy-up"``: writing one name of a hard-linked file of a parent layer unlinks
     #: it from its other names (overlayfs without ``index=on``, as Docker's overlay2);

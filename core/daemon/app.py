@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
-#: the graph drivers tried, in order, when none is configured and none holds data yet
-GRAPH_PRIORITY = ["overlay", "btrfs", "fuse-overlayfs", "vfs"]
 
 def _vtuple(v: str) -> tuple[int, int]:
     a, b = v.split(".")
@@ -53,8 +51,10 @@ class Daemon:
         self.migrating = False  # a storage migration holds off container creation and mounts
 
         ereg = self.registries["exec"]
-        ename = config["exec-driver"]
-        self.execdriver = ereg.create(ename, os.path.join(self.exec_root, ename), config.exec_opts())
+        eopts = config.exec_opts()
+        self.execdriver = ereg.select(
+            config["exec-driver"] or None,
+            lambda name: ereg.create(name, os.path.join(self.exec_root, name), eopts))
 
         self.netdrivers: dict[str, Any] = {}
         self.netdriver_errors: dict[str, str] = {}
@@ -94,7 +94,7 @@ class Daemon:
 
     def _select_graph_driver(self, config: Config) -> Any:
         """Explicit config, else the driver that stored this data-root's layers, else the
-        priority list. Starting with a driver other than the one holding images and containers
+        installed drivers by their declared priority. Starting with a driver other than the one holding images and containers
         is refused, naming both: their layers would be invisible (the state database would list
         images the driver cannot find). ``dockyard storage migrate`` moves them instead."""
         greg = self.registries["graph"]
@@ -119,7 +119,7 @@ class Daemon:
             raise DockyardError(f"{self.data_root} holds data of the {prior} storage driver, which "
                                 f"is not installed; installed: {', '.join(greg.names())}")
         try:
-            graph = greg.select(explicit, GRAPH_PRIORITY,
+            graph = greg.select(explicit,
                                 lambda name: greg.create(name, os.path.join(self.data_root, name), opts),
                                 prior=prior)
         except DriverNotSupported as exc:

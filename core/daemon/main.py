@@ -127,7 +127,7 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("--pidfile", help="write the daemon's pid to this file")
 @click.option("-s", "--storage-driver", help="graph driver to use (see `dockyard info`)")
 @click.option("--storage-opt", "storage_opts", multiple=True, help="graph driver option key=value")
-@click.option("--exec-driver", help="exec driver to use [default: native]")
+@click.option("--exec-driver", help="exec driver to use [default: the installed one of highest priority]")
 @click.option("--exec-opt", "exec_opts", multiple=True, help="exec driver option key=value")
 @click.option("-l", "--log-level", type=click.Choice(configmod.LOG_LEVELS), help="log level [default: info]")
 @click.option("-D", "--debug", is_flag=True, default=None, help="debug logging")

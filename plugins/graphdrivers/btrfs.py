@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 class BtrfsDriver(DirectoryLayers):
     name = "btrfs"
+    priority = 40
     required_fs = "btrfs"
     subdir = "subvolumes"
 

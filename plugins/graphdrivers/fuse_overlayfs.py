@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 class FuseOverlayfsDriver(OverlayLayout):
     name = "fuse-overlayfs"
+    priority = 30
     _mount_types = ("fuse.fuse-overlayfs",)
     limitations = frozenset({"hardlink-copy-up", "hardlinks-in-lower"})
 

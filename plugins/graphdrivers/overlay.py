@@ -31,6 +31,7 @@ _OPTION_SETS = (("index=off", "redirect_dir=off", "metacopy=off"), ("index=off",
 
 class OverlayDriver(OverlayLayout):
     name = "overlay"
+    priority = 50
     _mount_types = ("overlay",)
 
     def __init__(self, home: str, options: dict[str, str] | None = None) -> None:

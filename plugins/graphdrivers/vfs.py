@@ -38,6 +38,7 @@ from .dirlayers import DirectoryLayers
 
 class VfsDriver(DirectoryLayers):
     name = "vfs"
+    priority = 10
     subdir = "dir"
 
     def __init__(self, home: str, options: dict[str, str] | None = None) -> None:

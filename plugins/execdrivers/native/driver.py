@@ -135,6 +135,7 @@ class NativeDriver(ExecDriver):
     """Runs containers with namespaces, cgroups and pivot_root through a long-lived supervisor."""
 
     name = "native"
+    priority = 50
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(root, options)
