@@ -337,6 +337,11 @@ def main() -> int:
             print(f"--with-podman: {', '.join(missing)} not installed, skipping podman "
                   "(apt-get install podman runc)", file=sys.stderr)
             with_podman = False
+    def interrupted(signum: int, _frame) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up (finally below) on these as on Ctrl-C
+        signal.signal(sig, interrupted)
     work = tempfile.mkdtemp(prefix="dybench-", dir="/tmp")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", work], check=True)
     engines: list[Engine] = [Dockyard(os.path.join(work, "dy")), Docker(os.path.join(work, "dk"))]
