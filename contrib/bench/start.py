@@ -349,6 +349,7 @@ def main() -> int:
         engines.append(Podman(os.path.join(work, "pm")))
     names = [e.name for e in engines]
     results: dict = {}
+    load0 = os.getloadavg()
     try:
         tar = os.path.join(work, "busybox.tar")
         subprocess.run([os.path.join(VENV_BIN, "python"), "-m", "dockyard.core.busybox", tar], check=True)
@@ -403,7 +404,8 @@ def main() -> int:
         subprocess.run(["umount", "-l", work], check=False)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    report = {"engines": names, "results": results,
+    # Other work on the machine moves MemAvailable (it is system-wide) far more than it moves PSS.
+    report = {"engines": names, "loadavg_start_end": [load0, os.getloadavg()], "results": results,
               "ratios_dockyard_over_docker": ratios(results, "dockyard", "docker")}
     if with_podman:
         report["ratios_dockyard_over_podman"] = ratios(results, "dockyard", "podman")
