@@ -1,17 +1,34 @@
 #!/usr/bin/env python3
-"""Start-path and memory benchmark: dockyardd against dockerd, through the same docker CLI, in one run.
+"""Start-path and memory benchmark: dockyardd against dockerd (and optionally podman), in one run.
 
-Run as root from the repository (``.venv/bin/python contrib/bench/start.py``). Needs ``docker`` (the
-CLI), ``dockerd`` + ``containerd`` (Debian ``docker.io``) and ``hyperfine``. Both engines get their
-data and exec roots on one fresh tmpfs, import the same busybox rootfs tar
-(``python -m dockyard.core.busybox``) and run with no network (``--bridge=none --iptables=false``).
+Run as root from the repository (``.venv/bin/python contrib/bench/start.py [--with-podman]``). Needs
+``docker`` (the CLI), ``dockerd`` + ``containerd`` (Debian ``docker.io``) and ``hyperfine``. Both
+daemons get their data and exec roots on one fresh tmpfs, import the same busybox rootfs tar
+(``python -m dockyard.core.busybox``), run with no network (``--bridge=none --iptables=false``) and
+are driven through the same docker CLI.
 
-Measured, for each engine, and reported as the ratio dockyard / docker:
-* ``docker run --rm --network none busybox true`` (hyperfine)
-* ``docker exec C true`` on a running container (hyperfine)
+``--with-podman`` adds podman as a third peer (skipped with a message if podman is not installed).
+Install it from Debian, with no service started::
+
+    [ -e /usr/sbin/policy-rc.d ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d; apt-get install -y podman runc
+
+podman has no daemon, so it is measured through **its own CLI** (``podman run``, ``podman exec``;
+no ``podman system service``), each call a fresh podman process. It gets its own ``--root`` /
+``--runroot`` (storage driver overlay), tmp dir, events log and network config dir on the same
+tmpfs, a private ``containers.conf`` (``CONTAINERS_CONF``: runtime runc, cgroupfs, ulimits within
+this host's hard limits, file events) and ``storage.conf``, imports the same tar with
+``podman import``, and every run uses ``--pull never --network none``. Outside the tmpfs it still
+touches runc's default state root (/run/runc, a tmpfs as well) and c/image's blob-info cache
+(/var/lib/containers/cache).
+
+Measured, for each engine, and reported as ratios dockyard / docker (and dockyard / podman):
+* ``run --rm --network none busybox true`` (hyperfine)
+* ``exec C true`` on a running container (hyperfine)
 * starting 100 idle containers (``run -d ... sleep``), sequential and with 10 parallel clients
-* memory per idle container: PSS of every engine process (daemon, supervisor / containerd, shims)
-  and the drop in MemAvailable, over 100 idle containers
+* memory per idle container: PSS of every engine process (daemon, supervisor / containerd, shims;
+  for podman: one conmon per container plus any podman process alive) and the drop in MemAvailable,
+  over 100 idle containers
 These are benchmarks, not tests: numbers vary with the machine; compare ratios of one run.
 """
 from __future__ import annotations
@@ -20,6 +37,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -39,6 +57,7 @@ def sh(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 class Engine:
     name = ""
     proc_names: tuple[str, ...] = ()
+    run_opts: tuple[str, ...] = ()  # extra options of every ``run``
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -52,6 +71,23 @@ class Engine:
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["docker", *args], env=self.env, capture_output=True, check=check)
+
+    cli = docker  # the engine's client; podman overrides it with its own CLI
+
+    def cli_line(self, args: str) -> str:
+        """``args`` as one command line for hyperfine (no shell), with the client's environment."""
+        return (f"env DOCKER_HOST={self.host} DOCKER_CONFIG={self.env['DOCKER_CONFIG']} "
+                f"DOCKER_CLI_HINTS=false docker {args}")
+
+    def load_image(self, tar: str) -> None:
+        with open(tar, "rb") as f:
+            subprocess.run(["docker", "import", "-", "busybox:latest"], stdin=f, env=self.env,
+                           check=True, capture_output=True)
+
+    def remove_all(self) -> None:
+        ids = self.cli("ps", "-aq").stdout.decode().split()
+        for i in range(0, len(ids), 50):
+            self.cli("rm", "-f", *ids[i:i + 50], check=False)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -133,6 +169,92 @@ class Docker(Engine):
         return comm.startswith("containerd-shim") and self.root in joined
 
 
+class Podman(Engine):
+    """podman through its own CLI: no daemon, one conmon per container."""
+    name = "podman"
+    run_opts = ("--pull", "never")
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.conf = os.path.join(root, "containers.conf")
+        self.storage_conf = os.path.join(root, "storage.conf")
+        self.registries_conf = os.path.join(root, "registries.conf")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "CONTAINERS_"))}
+        self.env.update(CONTAINERS_CONF=self.conf, CONTAINERS_STORAGE_CONF=self.storage_conf,
+                        CONTAINERS_REGISTRIES_CONF=self.registries_conf)
+        self.argv = ["podman", "--root", os.path.join(root, "root"), "--runroot", os.path.join(root, "runroot"),
+                     "--storage-driver", "overlay"]
+
+    def start(self) -> None:
+        r = self.root
+        # This host: runc (crun refuses hybrid cgroups), cgroupfs (no systemd), and default ulimits no
+        # higher than root's hard limits (CAP_SYS_RESOURCE is missing). See HOST-FACTS.md.
+        with open(self.conf, "w") as f:
+            f.write(f"""[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+log_driver = "k8s-file"
+
+[network]
+network_config_dir = "{r}/networks"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{r}/events.log"
+tmp_dir = "{r}/tmp"
+volume_path = "{r}/volumes"
+""")
+        with open(self.storage_conf, "w") as f:
+            f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{r}/root"\nrunroot = "{r}/runroot"\n')
+        with open(self.registries_conf, "w") as f:
+            f.write("unqualified-search-registries = []\n")  # nothing to resolve a short name against
+
+    def stop(self) -> None:
+        pass  # no daemon; the containers' conmons are ended by remove_all / kill_leftovers
+
+    def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.argv, *args], env=self.env, capture_output=True, check=check)
+
+    cli = podman
+
+    def cli_line(self, args: str) -> str:
+        envs = " ".join(f"{k}={self.env[k]}" for k in
+                        ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF"))
+        if args.startswith("run "):
+            args = "run " + " ".join(self.run_opts) + args[3:]
+        return f"env {envs} {shlex.join(self.argv)} {args}"
+
+    def load_image(self, tar: str) -> None:
+        self.podman("import", tar, "busybox:latest")
+
+    def remove_all(self) -> None:
+        # -t 0: sleep as pid 1 ignores SIGTERM; docker's rm -f kills at once, podman's would wait 10 s
+        self.podman("rm", "-a", "-f", "-t", "0", check=False)
+
+    def owns(self, comm: str, cmd: list[str]) -> bool:
+        joined = " ".join(cmd)
+        return comm in ("conmon", "podman") and self.root in joined
+
+    def kill_leftovers(self) -> None:
+        """After a failure: end what remove_all could not (conmons and their containers), by pid."""
+        pids = self.engine_pids()
+        kids = []
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    kids += [int(c) for c in f.read().split()]
+            except OSError:
+                pass
+        for pid in kids + pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.podman("ps", "-aq", check=False).stdout.strip():
+            self.podman("rm", "-a", "-f", "-t", "0", check=False)
+
+
 def pss_kib(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -154,14 +276,12 @@ def mem_available_kib() -> int:
     return 0
 
 
-def hyperfine(cmds: dict[str, str], env_for: dict[str, dict], runs: int, out: str) -> dict[str, float]:
-    """Median seconds per command; each engine's command runs with its own DOCKER_HOST."""
-    args = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", out]
-    for name, cmd in cmds.items():
-        host = env_for[name]["DOCKER_HOST"]
-        cfg = env_for[name]["DOCKER_CONFIG"]
-        args += ["-n", name, f"env DOCKER_HOST={host} DOCKER_CONFIG={cfg} DOCKER_CLI_HINTS=false {cmd}"]
-    subprocess.run(args, check=True)
+def hyperfine(engines: list[Engine], args: str, runs: int, out: str) -> dict[str, float]:
+    """Median seconds of ``args`` per engine, each through its own client and environment."""
+    cmd = ["hyperfine", "-N", "--warmup", "3", "--runs", str(runs), "--export-json", out]
+    for e in engines:
+        cmd += ["-n", e.name, e.cli_line(args)]
+    subprocess.run(cmd, check=True)
     with open(out) as f:
         res = json.load(f)["results"]
     return {r["command"]: r["median"] for r in res}
@@ -169,7 +289,7 @@ def hyperfine(cmds: dict[str, str], env_for: dict[str, dict], runs: int, out: st
 
 def start_many(e: Engine, n: int, clients: int) -> tuple[float, list[str]]:
     def one(_: int) -> str:
-        r = e.docker("run", "-d", "--network", "none", "busybox", "sleep", "100000")
+        r = e.cli("run", "-d", *e.run_opts, "--network", "none", "busybox", "sleep", "100000")
         return r.stdout.decode().strip()
 
     t0 = time.perf_counter()
@@ -178,79 +298,122 @@ def start_many(e: Engine, n: int, clients: int) -> tuple[float, list[str]]:
     return (time.perf_counter() - t0) / n, ids
 
 
-def remove_all(e: Engine) -> None:
-    ids = e.docker("ps", "-aq").stdout.decode().split()
-    for i in range(0, len(ids), 50):
-        e.docker("rm", "-f", *ids[i:i + 50], check=False)
+def ratios(results: dict, num: str, den: str) -> dict[str, float]:
+    return {k: v[num] / v[den] for k, v in results.items()
+            if isinstance(v, dict) and v.get(num) is not None and v.get(den)}
+
+
+def table(results: dict, names: list[str]) -> str:
+    """The results as a Markdown table: one row per figure, one column per engine, then ratios."""
+    pairs = [(a, b) for a, b in (("dockyard", "docker"), ("dockyard", "podman"), ("docker", "podman"))
+             if a in names and b in names]
+    head = ["figure", *names, *[f"{a}/{b}" for a, b in pairs]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, v in results.items():
+        ms = key.endswith("_s") or key.endswith("_s_each")
+        cells = [key + (" (ms)" if ms else "")]
+        cells += [f"{v[n] * 1000:.1f}" if ms else f"{v[n]:.0f}" for n in names]
+        cells += [f"{v[a] / v[b]:.2f}" if v.get(b) else "-" for a, b in pairs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--idle", type=int, default=100)
+    ap.add_argument("--with-podman", action="store_true",
+                    help="add podman (through its own CLI) as a third peer, if installed")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
     for tool in ("docker", "dockerd", "hyperfine"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found (apt-get install docker.io hyperfine)")
+    with_podman = args.with_podman
+    if with_podman:
+        missing = [t for t in ("podman", "conmon", "runc") if shutil.which(t) is None]
+        if missing:
+            print(f"--with-podman: {', '.join(missing)} not installed, skipping podman "
+                  "(apt-get install podman runc)", file=sys.stderr)
+            with_podman = False
+    def interrupted(signum: int, _frame) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up (finally below) on these as on Ctrl-C
+        signal.signal(sig, interrupted)
     work = tempfile.mkdtemp(prefix="dybench-", dir="/tmp")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", work], check=True)
-    engines = [Dockyard(os.path.join(work, "dy")), Docker(os.path.join(work, "dk"))]
+    engines: list[Engine] = [Dockyard(os.path.join(work, "dy")), Docker(os.path.join(work, "dk"))]
+    if with_podman:
+        engines.append(Podman(os.path.join(work, "pm")))
+    names = [e.name for e in engines]
     results: dict = {}
+    load0 = os.getloadavg()
     try:
         tar = os.path.join(work, "busybox.tar")
         subprocess.run([os.path.join(VENV_BIN, "python"), "-m", "dockyard.core.busybox", tar], check=True)
         for e in engines:
             e.start()
-            with open(tar, "rb") as f:
-                subprocess.run(["docker", "import", "-", "busybox:latest"], stdin=f, env=e.env,
-                               check=True, capture_output=True)
-            e.docker("run", "--rm", "--network", "none", "busybox", "true")
-        envs = {e.name: e.env for e in engines}
-        run = hyperfine({e.name: "docker run --rm --network none busybox true" for e in engines},
-                        envs, args.runs, os.path.join(work, "run.json"))
-        results["run_rm_true_s"] = run
-        cids = {e.name: e.docker("run", "-d", "--network", "none", "busybox", "sleep", "100000")
+            e.load_image(tar)
+            e.cli("run", "--rm", *e.run_opts, "--network", "none", "busybox", "true")
+        results["run_rm_true_s"] = hyperfine(engines, "run --rm --network none busybox true",
+                                             args.runs, os.path.join(work, "run.json"))
+        cids = {e.name: e.cli("run", "-d", *e.run_opts, "--network", "none", "busybox", "sleep", "100000")
                 .stdout.decode().strip() for e in engines}
-        ex = hyperfine({e.name: f"docker exec {cids[e.name]} true" for e in engines},
-                       envs, args.runs, os.path.join(work, "exec.json"))
+        ex = {}
+        for e in engines:  # one container id per engine: one hyperfine call each
+            ex.update(hyperfine([e], f"exec {cids[e.name]} true", args.runs,
+                                os.path.join(work, f"exec-{e.name}.json")))
         results["exec_true_s"] = ex
         for e in engines:
-            remove_all(e)
+            e.remove_all()
         for clients in (1, 10):
             for e in engines:
                 per, _ = start_many(e, args.idle, clients)
                 results.setdefault(f"start_{args.idle}_clients{clients}_s_each", {})[e.name] = per
-                remove_all(e)
+                e.remove_all()
         for e in engines:
             time.sleep(1)
             pss0, avail0 = pss_kib(e.engine_pids()), mem_available_kib()
-            start_many(e, args.idle, 10)
+            _, ids = start_many(e, args.idle, 10)
             time.sleep(2)
-            pss1, avail1 = pss_kib(e.engine_pids()), mem_available_kib()
+            pids = e.engine_pids()
+            pss1, avail1 = pss_kib(pids), mem_available_kib()
+            running = len(e.cli("ps", "-q").stdout.split())
+            if running != args.idle:
+                print(f"warning: {e.name}: {running} containers running, not {args.idle}", file=sys.stderr)
             results.setdefault("pss_per_container_kib", {})[e.name] = (pss1 - pss0) / args.idle
             results.setdefault("memavailable_drop_per_container_kib", {})[e.name] = \
                 (avail0 - avail1) / args.idle
             results.setdefault("engine_pss_total_kib", {})[e.name] = pss1
-            remove_all(e)
+            results.setdefault("engine_processes", {})[e.name] = len(pids)
+            e.remove_all()
     finally:
         for e in engines:
             try:
-                remove_all(e)
+                e.remove_all()
             except Exception:  # noqa: BLE001
                 pass
             e.stop()
+            if isinstance(e, Podman):
+                e.kill_leftovers()
         time.sleep(1)
         subprocess.run(["sh", "-c", f"grep ' {work}' /proc/mounts | cut -d' ' -f2 | sort -r | "
                                     "xargs -r -n1 umount -l"], check=False)
         subprocess.run(["umount", "-l", work], check=False)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    ratios = {k: v["dockyard"] / v["docker"] for k, v in results.items()
-              if isinstance(v, dict) and v.get("docker")}
-    report = {"results": results, "ratios_dockyard_over_docker": ratios}
+    # Other work on the machine moves MemAvailable (it is system-wide) far more than it moves PSS.
+    report = {"engines": names, "loadavg_start_end": [load0, os.getloadavg()], "results": results,
+              "ratios_dockyard_over_docker": ratios(results, "dockyard", "docker")}
+    if with_podman:
+        report["ratios_dockyard_over_podman"] = ratios(results, "dockyard", "podman")
+        report["ratios_docker_over_podman"] = ratios(results, "docker", "podman")
+        report["note"] = ("podman is driven by its own CLI (podman run / podman exec, no service); "
+                          "dockyard and docker by the docker CLI")
     print(json.dumps(report, indent=2))
+    print(table(results, names))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)
