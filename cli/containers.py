@@ -415,6 +415,18 @@ def stop(opts: Any, containers: tuple[str, ...], timeout: int | None, sig: str |
     _each(containers, lambda n: _call(client, "POST", f"/containers/{_p(n)}/stop", params))
 
 
+@click.command(short_help="Restart one or more containers")
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.option("-t", "--time", "--timeout", "timeout", type=int, help="Seconds to wait before killing the container")
+@click.option("-s", "--signal", "sig", help="Signal to send to the container")
+@click.pass_obj
+def restart(opts: Any, containers: tuple[str, ...], timeout: int | None, sig: str | None) -> None:
+    """Restart one or more containers."""
+    client: Client = opts.client
+    params = {"t": timeout, "signal": sig}
+    _each(containers, lambda n: _call(client, "POST", f"/containers/{_p(n)}/restart", params))
+
+
 @click.command(short_help="Kill one or more running containers")
 @click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
 @click.option("-s", "--signal", "sig", help="Signal to send to the container")

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("containers", "run"),
     "start": ("containers", "start"),
     "stop": ("containers", "stop"),
+    "restart": ("containers", "restart"),
     "kill": ("containers", "kill"),
     "wait": ("containers", "wait"),
     "logs": ("containers", "logs"),

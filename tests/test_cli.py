@@ -95,6 +95,15 @@ def test_detach_logs_stop(daemon):
     assert r.returncode == 0 and out(r).strip() == "bg"
     assert out(daemon.cli("inspect", "-f", "{{.State.Running}}", cid)).strip() == "false"
     assert daemon.cli("ps", "-q").stdout == b""
+    # restart brings it back with a new process; the log keeps both runs
+    r = daemon.cli("restart", "-t", "1", "bg")
+    assert r.returncode == 0 and out(r).strip() == "bg", err(r)
+    assert out(daemon.cli("inspect", "-f", "{{.State.Running}}", cid)).strip() == "true"
+    deadline = time.monotonic() + 10
+    while daemon.cli("logs", "bg").stdout.count(b"started") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert daemon.cli("logs", "bg").stdout == b"started\nstarted\n"
+    assert daemon.cli("stop", "-t", "1", "bg").returncode == 0
 
 
 def test_ps_all_format(daemon):
