@@ -30,6 +30,7 @@ from .networks import NetworkService
 log = logging.getLogger(__name__)
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 
 
 def rfc3339(ts: float) -> str:
@@ -71,6 +72,7 @@ class _Runtime:
         self.remove_waiters: list[asyncio.Future[int]] = []
         self.watcher: asyncio.Task[None] | None = None
         self.stopping = False
+        self.restart_delay = 0.0       # the restart policy's back-off, doubled per quick exit
 
 
 class ContainerService:
@@ -201,6 +203,15 @@ class ContainerService:
                     "RestartPolicy": host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["LogConfig"] = {"Type": "json-file", "Config": (host.get("LogConfig") or {}).get("Config") or {}}
+        policy = host_cfg["RestartPolicy"]
+        if not isinstance(policy, dict) or (policy.get("Name") or "no") not in RESTART_POLICIES:
+            raise InvalidParameter(f"invalid restart policy {policy!r}; valid policies: "
+                                   + ", ".join(RESTART_POLICIES))
+        policy["Name"] = policy.get("Name") or "no"
+        if not isinstance(policy.get("MaximumRetryCount", 0), int) or policy.get("MaximumRetryCount", 0) < 0:
+            raise InvalidParameter("invalid restart policy: MaximumRetryCount must be a non-negative integer")
+        if policy["Name"] != "no" and host_cfg["AutoRemove"]:
+            raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
 
         cdir = os.path.join(self.root, cid)
         os.makedirs(cdir, exist_ok=True)
@@ -293,8 +304,10 @@ class ContainerService:
                     asyncio.get_running_loop().call_soon(
                         lambda: asyncio.ensure_future(self._auto_remove(cid)))
                 raise
-            c["State"].update(Status="running", Running=True, Paused=False, Pid=pid, ExitCode=0,
-                              Error="", StartedAt=rfc3339(now), FinishedAt=ZERO_TIME, OOMKilled=False)
+            c["State"].update(Status="running", Running=True, Paused=False, Restarting=False,
+                              Pid=pid, ExitCode=0, Error="", StartedAt=rfc3339(now),
+                              FinishedAt=ZERO_TIME, OOMKilled=False)
+            c.pop("_manually_stopped", None)
             self.save(c)
             rt.watcher = asyncio.create_task(self._watch(cid), name=f"watch-{cid[:12]}")
         self.d.emit("dockyard_container_started", container=self.public(c))
@@ -316,6 +329,41 @@ class ContainerService:
             await self._record_exit(c, status)
         if c["HostConfig"].get("AutoRemove"):
             await self._auto_remove(cid)
+        elif self._should_restart(c):
+            await self._restart_later(c)
+
+    def _should_restart(self, c: dict[str, Any]) -> bool:
+        """Docker's restart policies: ``always`` and ``unless-stopped`` restart unless the user
+        stopped or killed the container; ``on-failure[:N]`` only after a non-zero exit, N times."""
+        policy = c["HostConfig"].get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if name == "no" or c.get("_manually_stopped") or self.rt(c["Id"]).stopping:
+            return False
+        if name == "on-failure":
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            return c["State"]["ExitCode"] != 0 and (limit == 0 or c["RestartCount"] < limit)
+        return name in ("always", "unless-stopped")
+
+    async def _restart_later(self, c: dict[str, Any]) -> None:
+        cid = c["Id"]
+        rt = self.rt(cid)
+        ran = _parse_time(c["State"]["FinishedAt"]) - _parse_time(c["State"]["StartedAt"])
+        # as dockerd: 100 ms, doubled while it keeps dying within 10 s of starting, at most 1 min
+        rt.restart_delay = 0.1 if ran >= 10 or rt.restart_delay == 0 else min(rt.restart_delay * 2, 60.0)
+        c["State"].update(Status="restarting", Restarting=True)
+        self.save(c)
+        await asyncio.sleep(rt.restart_delay)
+        c = self._cache.get(cid)
+        if c is None or not c["State"]["Restarting"] or rt.stopping:
+            return
+        c["RestartCount"] += 1
+        c["State"]["Restarting"] = False
+        try:
+            await self.start(cid)
+        except DockyardError as exc:
+            log.warning("restart of %s failed: %s", cid[:12], exc)
+            c["State"].update(Status="exited", Restarting=False)
+            self.save(c)
 
     async def _auto_remove(self, cid: str) -> None:
         if cid not in self._cache:
@@ -354,13 +402,20 @@ class ContainerService:
         num = parse_signal(sig)
         if not c["State"]["Running"]:
             raise Conflict(f"Cannot kill container: {ref}: Container {c['Id']} is not running")
+        self._mark_manually_stopped(c)
         await self.execdrv.kill(c["Id"], num)
         self.d.event("container", "kill", c["Id"], {"name": c["Name"][1:], "signal": str(num)})
 
     async def stop(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
         c = self.get(ref)
+        if c["State"].get("Restarting"):  # waiting out the restart back-off: just cancel it
+            self._mark_manually_stopped(c)
+            c["State"].update(Status="exited", Restarting=False)
+            self.save(c)
+            return
         if not c["State"]["Running"]:
             raise NotModified("container already stopped")
+        self._mark_manually_stopped(c)
         if timeout is None:
             timeout = c["Config"].get("StopTimeout", 10)
         num = parse_signal(sig or c["Config"].get("StopSignal") or "SIGTERM")
@@ -374,6 +429,12 @@ class ContainerService:
                 await self.execdrv.kill(c["Id"], signal_mod.SIGKILL)
             await fut
         self.d.event("container", "stop", c["Id"], {"name": c["Name"][1:]})
+
+    def _mark_manually_stopped(self, c: dict[str, Any]) -> None:
+        # remembered across daemon restarts: ``unless-stopped`` must not bring it back
+        if not c.get("_manually_stopped"):
+            c["_manually_stopped"] = True
+            self.save(c)
 
     def _exit_future(self, c: dict[str, Any]) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -568,6 +629,17 @@ class ContainerService:
                 with contextlib.suppress(DockyardError):
                     await self.execdrv.delete(cid)
         await self.d.networks.reconcile([c for c in self._cache.values() if c["State"]["Running"]])
+        for c in list(self._cache.values()):
+            if c["State"].get("Restarting"):
+                c["State"].update(Status="exited", Restarting=False)
+                self.save(c)
+            if not c["State"]["Running"] and c["HostConfig"].get("RestartPolicy", {}).get("Name") in (
+                    "always", "unless-stopped") and not c.get("_manually_stopped"):
+                try:
+                    await self.start(c["Id"])
+                    log.info("restarted %s (restart policy)", c["Id"][:12])
+                except DockyardError as exc:
+                    log.warning("restart policy: starting %s failed: %s", c["Id"][:12], exc)
         for cid in held:  # the driver holds containers we have no record of
             log.warning("deleting unknown container %s found in the exec driver", cid[:12])
             with contextlib.suppress(DockyardError):

@@ -308,3 +308,46 @@ def test_bad_config_key_and_value_are_refused() -> None:
     assert r.returncode != 0 and "not valid JSON" in r.stderr
     r = _dockyardd_fails(["--storage-driver", "vfs"], '{"storage-driver": "vfs"}')
     assert r.returncode != 0 and "both as a flag and in the configuration" in r.stderr
+
+
+def test_restart_policies(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    # on-failure:2 runs the command three times in all, then stays exited
+    _, body = d.api.post("/containers/create", {
+        "Image": "busybox", "Cmd": ["sh", "-c", "echo run; exit 1"],
+        "HostConfig": {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}}})
+    cid = body["Id"]
+    d.api.post(f"/containers/{cid}/start")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        c = d.api.get(f"/containers/{cid}/json")[1]
+        if c["RestartCount"] == 2 and c["State"]["Status"] == "exited":
+            break
+        time.sleep(0.1)
+    assert c["RestartCount"] == 2 and c["State"]["Status"] == "exited" and c["State"]["ExitCode"] == 1
+    _, logs = d.api.get(f"/containers/{cid}/logs?stdout=1")
+    assert demux(logs) == b"run\n" * 3
+    # always restarts a clean exit, but not after the user stops it
+    _, body = d.api.post("/containers/create", {
+        "Image": "busybox", "Cmd": ["sh", "-c", "sleep 0.2"],
+        "HostConfig": {"RestartPolicy": {"Name": "always"}}})
+    cid2 = body["Id"]
+    d.api.post(f"/containers/{cid2}/start")
+    deadline = time.monotonic() + 30
+    while d.api.get(f"/containers/{cid2}/json")[1]["RestartCount"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert d.api.get(f"/containers/{cid2}/json")[1]["RestartCount"] >= 2
+    assert d.api.post(f"/containers/{cid2}/stop?t=1")[0] in (204, 304)
+    time.sleep(1.0)
+    c = d.api.get(f"/containers/{cid2}/json")[1]
+    assert c["State"]["Status"] == "exited" and not c["State"]["Restarting"]
+    # bad policies are refused
+    status, err = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                    "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}})
+    assert status == 400 and "restart policy" in err["message"]
+    status, err = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                    "HostConfig": {"AutoRemove": True,
+                                                                   "RestartPolicy": {"Name": "always"}}})
+    assert status == 400
+    for x in (cid, cid2):
+        assert d.api.delete(f"/containers/{x}?force=1")[0] == 204
