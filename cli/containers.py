@@ -427,6 +427,46 @@ def restart(opts: Any, containers: tuple[str, ...], timeout: int | None, sig: st
     _each(containers, lambda n: _call(client, "POST", f"/containers/{_p(n)}/restart", params))
 
 
+@click.command(short_help="Inspect changes to files or directories on a container's filesystem")
+@click.argument("container")
+@click.pass_obj
+def diff(opts: Any, container: str) -> None:
+    """Inspect changes to files or directories on a container's filesystem (A added, C changed,
+    D deleted)."""
+    client: Client = opts.client
+    try:
+        changes = client.get_json(f"/containers/{_p(container)}/changes") or []
+    except DaemonError as e:
+        _err(e.message)
+        sys.exit(1)
+    for ch in changes:
+        print(f"{'CAD'[ch['Kind']]} {ch['Path']}")
+
+
+@click.command(short_help="Create a new image from a container's changes")
+@click.argument("container")
+@click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]")
+@click.option("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
+@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image")
+@click.option("-m", "--message", default="", help="Commit message")
+@click.option("-p", "--pause/--no-pause", default=True, help="Pause container during commit")
+@click.pass_obj
+def commit(opts: Any, container: str, repository: str | None, author: str,
+           changes: tuple[str, ...], message: str, pause: bool) -> None:
+    """Create a new image from a container's changes."""
+    client: Client = opts.client
+    repo, tag = repository or "", ""
+    if repo and ":" in repo.rsplit("/", 1)[-1]:
+        repo, tag = repo.rsplit(":", 1)
+    params = {"container": container, "repo": repo, "tag": tag, "comment": message,
+              "author": author, "changes": list(changes), "pause": "1" if pause else "0"}
+    try:
+        print(client.post_json("/commit", params)["Id"])
+    except DaemonError as e:
+        _err(e.message)
+        sys.exit(1)
+
+
 @click.command(short_help="Kill one or more running containers")
 @click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
 @click.option("-s", "--signal", "sig", help="Signal to send to the container")

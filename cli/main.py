@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "start": ("containers", "start"),
     "stop": ("containers", "stop"),
     "restart": ("containers", "restart"),
+    "diff": ("containers", "diff"),
+    "commit": ("containers", "commit"),
     "kill": ("containers", "kill"),
     "wait": ("containers", "wait"),
     "logs": ("containers", "logs"),

@@ -519,6 +519,73 @@ class ContainerService:
         self.save(c)
         self.d.event("container", "unpause", c["Id"], {"name": c["Name"][1:]})
 
+    # -- changes / commit -----------------------------------------------------------------------
+    def _image_top(self, c: dict[str, Any]) -> tuple[str | None, str | None]:
+        """``(chain id, graph cache id)`` of the top layer of the container's image."""
+        top = self.images.get(c["Image"])["top_layer"]
+        return top, (self.images.layer(top)["cache_id"] if top else None)
+
+    async def changes(self, ref: str) -> list[dict[str, Any]]:
+        """``docker diff``: what the container changed in its image's file system."""
+        c = self.get(ref)
+        _top, parent = self._image_top(c)
+        return await asyncio.to_thread(self.graph.changes, c["Id"], parent)
+
+    async def commit(self, ref: str, *, repo: str = "", tag: str = "", comment: str = "",
+                     author: str = "", changes: list[str] | None = None,
+                     config: dict[str, Any] | None = None, pause: bool = True) -> str:
+        """``docker commit``: a new image whose top layer is the container's changes (as a
+        layer tar whose blob is kept, so it can be pushed and saved as is) and whose config is
+        the container's, with ``config`` overrides and Dockerfile-style ``changes`` on top."""
+        from .images import apply_changes, now_rfc3339
+
+        c = self.get(ref)
+        cid = c["Id"]
+        top, parent = self._image_top(c)
+        paused = False
+        if pause and c["State"]["Running"] and not c["State"]["Paused"]:
+            with contextlib.suppress(NotImplementedError, DockyardError):
+                await self.execdrv.pause(cid)
+                paused = True
+        try:
+            def layer() -> str:
+                stream = self.graph.diff(cid, parent)
+                try:
+                    return self.images.register_layer(stream, top, keep_blob=True)
+                finally:
+                    stream.close()
+            chain = await asyncio.to_thread(layer)
+        finally:
+            if paused:
+                with contextlib.suppress(DockyardError):
+                    await self.execdrv.resume(cid)
+        base = self.images.config(c["Image"])
+        ccfg = {k: v for k, v in c["Config"].items()
+                if k in ("User", "ExposedPorts", "Env", "Cmd", "WorkingDir", "Entrypoint",
+                         "Volumes", "Labels", "StopSignal", "OnBuild") and v not in (None, "", {}, [])}
+        ccfg.update({k: v for k, v in (config or {}).items() if v is not None})
+        apply_changes(ccfg, changes or [])
+        created = now_rfc3339()
+        new = dict(base)
+        new.update(created=created, config=ccfg, container=cid)
+        if author:
+            new["author"] = author
+        new["rootfs"] = {"type": "layers",
+                         "diff_ids": list((base.get("rootfs") or {}).get("diff_ids") or [])
+                         + [self.images.layer(chain)["diff_id"]]}
+        new["history"] = list(base.get("history") or []) + [
+            {"created": created, "created_by": " ".join([c["Path"], *c["Args"]]),
+             **({"comment": comment} if comment else {}), **({"author": author} if author else {})}]
+        image_id = await asyncio.to_thread(self.images.create_image, new, chain)
+        tags = []
+        if repo:
+            from . import reference
+            r = reference.parse(repo, default_tag=False)
+            tags.append(self.images.tag(image_id, str(r.with_tag(tag or r.tag or "latest"))))
+        self.d.emit("dockyard_image_built", image_id=image_id, tags=tags)
+        self.d.event("container", "commit", cid, {"name": c["Name"][1:], "imageID": image_id})
+        return image_id
+
     # -- attach / logs --------------------------------------------------------------------------
     async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict[str, Any], AttachStreams]:
         c = self.get(ref)

@@ -241,3 +241,27 @@ def test_plugin_adds_command(tmp_path):
     r = subprocess.run([exe, "hello"], capture_output=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"hello from plugin\n"
+
+
+def test_diff_and_commit(daemon):
+    r = daemon.cli("run", "--name", "cm", "busybox", "sh", "-c",
+                   "echo hi > /hello; rm /bin/ls; mkdir -p /etc/new && touch /etc/new/f")
+    assert r.returncode == 0, err(r)
+    lines = out(daemon.cli("diff", "cm")).splitlines()
+    assert "A /hello" in lines and "D /bin/ls" in lines and "A /etc/new" in lines
+    assert "C /bin" in lines and "C /etc" in lines
+    r = daemon.cli("commit", "-m", "with hello", "-c", 'CMD ["cat", "/hello"]', "cm", "committed:v1")
+    assert r.returncode == 0, err(r)
+    image_id = out(r).strip()
+    assert image_id.startswith("sha256:")
+    r = daemon.cli("run", "--rm", "committed:v1")
+    assert r.returncode == 0 and r.stdout == b"hi\n", err(r)
+    r = daemon.cli("run", "--rm", "committed:v1", "sh", "-c", "test -e /bin/ls || echo gone; cat /etc/new/f && echo ok")
+    assert r.stdout == b"gone\nok\n", err(r)
+    r = daemon.cli("inspect", "-f", "{{len .RootFS.Layers}} {{.Comment}}", "committed:v1")
+    assert out(r).strip() == "2 with hello"
+    # the image is independent of the container it came from
+    assert daemon.cli("rm", "cm").returncode == 0
+    assert daemon.cli("run", "--rm", "committed:v1").stdout == b"hi\n"
+    r = daemon.cli("diff", "nosuch")
+    assert r.returncode != 0 and b"No such container" in r.stderr

@@ -145,3 +145,20 @@ def test_docker_networks_and_ports(shared_daemon: Daemon) -> None:
         docker(d, "rm", "-f", name)
         r = docker(d, "network", "rm", net)
     assert r.returncode == 0, r.stderr
+
+
+def test_docker_diff_and_commit(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    name, image = f"dc{os.getpid()}", f"dcimg{os.getpid()}:1"
+    r = docker(d, "run", "--name", name, "busybox", "sh", "-c", "echo made > /made")
+    assert r.returncode == 0, r.stderr
+    try:
+        r = docker(d, "diff", name)
+        assert r.returncode == 0 and b"A /made" in r.stdout.splitlines(), r
+        r = docker(d, "commit", "-c", "CMD cat /made", name, image)
+        assert r.returncode == 0, r.stderr
+        r = docker(d, "run", "--rm", image)
+        assert r.returncode == 0 and r.stdout == b"made\n", r
+    finally:
+        docker(d, "rm", "-f", name)
+        docker(d, "rmi", image)

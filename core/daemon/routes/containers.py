@@ -339,6 +339,24 @@ async def export(request: web.Request) -> web.StreamResponse:
         await asyncio.to_thread(d.graph.put, cid)
 
 
+async def changes(request: web.Request) -> web.Response:
+    return web.json_response(await _svc(request).changes(request.match_info["id"]) or None)
+
+
+async def commit(request: web.Request) -> web.Response:
+    q = request.query
+    if not q.get("container"):
+        raise InvalidParameter("container must be given")
+    body = await json_body(request)
+    if body is not None and not isinstance(body, dict):
+        raise InvalidParameter("the container config must be a JSON object")
+    image_id = await _svc(request).commit(
+        q["container"], repo=q.get("repo", ""), tag=q.get("tag", ""), comment=q.get("comment", ""),
+        author=q.get("author", ""), changes=q.getall("changes", []), config=body,
+        pause=params.flag(request, "pause", True))
+    return web.json_response({"Id": image_id}, status=201)
+
+
 def setup(app: web.Application) -> None:
     route(app, "GET", "/containers/{id}/export", export)
     route(app, "POST", "/containers/create", create)
@@ -356,4 +374,6 @@ def setup(app: web.Application) -> None:
     route(app, "POST", "/containers/{id}/pause", pause)
     route(app, "POST", "/containers/{id}/unpause", unpause)
     route(app, "GET", "/containers/{id}/stats", stats)
+    route(app, "GET", "/containers/{id}/changes", changes)
+    route(app, "POST", "/commit", commit)
     route(app, "DELETE", "/containers/{id}", remove)
