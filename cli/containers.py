@@ -712,3 +712,56 @@ def export(opts: Any, container: str, output: str | None) -> None:
     finally:
         if output:
             out.close()
+
+
+@click.command(short_help="Rename a container")
+@click.argument("container")
+@click.argument("new_name", metavar="NEW_NAME")
+@click.pass_obj
+def rename(opts: Any, container: str, new_name: str) -> None:
+    """Rename a container."""
+    client: Client = opts.client
+    _each((container,), lambda n: _call(client, "POST", f"/containers/{_p(n)}/rename",
+                                        {"name": new_name}), echo=False)
+
+
+@click.command(short_help="Remove all stopped containers")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'until=<timestamp>')")
+@click.pass_obj
+def container_prune(opts: Any, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove all stopped containers."""
+    import json
+
+    from .fmt import human_size
+
+    if not force and not click.confirm("WARNING! This will remove all stopped containers.\n"
+                                       "Are you sure you want to continue?"):
+        return
+    flt: dict[str, dict[str, bool]] = {}
+    for f in filters:
+        k, _, v = f.partition("=")
+        flt.setdefault(k, {})[v] = True
+    try:
+        res = opts.client.post_json("/containers/prune", {"filters": json.dumps(flt)} if flt else None) or {}
+    except DaemonError as e:
+        _err(e.message)
+        sys.exit(1)
+    deleted = res.get("ContainersDeleted") or []
+    if deleted:
+        print("Deleted Containers:")
+        print("\n".join(deleted))
+        print()
+    print(f"Total reclaimed space: {human_size(res.get('SpaceReclaimed') or 0)}")
+
+
+@click.group(name="container", short_help="Manage containers")
+def container_group() -> None:
+    """Manage containers."""
+
+
+for _name, _cmd in (("ls", ps), ("rm", rm), ("run", run), ("create", create), ("start", start),
+                    ("stop", stop), ("restart", restart), ("kill", kill), ("wait", wait),
+                    ("logs", logs), ("inspect", inspect), ("diff", diff), ("commit", commit),
+                    ("rename", rename), ("prune", container_prune)):
+    container_group.add_command(_cmd, _name)

@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restart": ("containers", "restart"),
     "diff": ("containers", "diff"),
     "commit": ("containers", "commit"),
+    "rename": ("containers", "rename"),
+    "container": ("containers", "container_group"),
     "kill": ("containers", "kill"),
     "wait": ("containers", "wait"),
     "logs": ("containers", "logs"),

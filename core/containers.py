@@ -519,6 +519,45 @@ class ContainerService:
         self.save(c)
         self.d.event("container", "unpause", c["Id"], {"name": c["Name"][1:]})
 
+    # -- rename / prune -------------------------------------------------------------------------
+    async def rename(self, ref: str, new: str) -> None:
+        if not new or not names.VALID_NAME.match(new):
+            raise InvalidParameter(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        c = self.get(ref)
+        full = "/" + new.lstrip("/")
+        if full == c["Name"]:
+            raise InvalidParameter("Renaming a container with the same name as its current name")
+        for other in self._cache.values():
+            if other["Name"] == full:
+                raise Conflict(f'Conflict. The container name "{full}" is already in use by '
+                               f'container "{other["Id"]}". You have to remove (or rename) that '
+                               "container to be able to reuse that name.")
+        old = c["Name"]
+        c["Name"] = full
+        self.save(c)
+        self.d.event("container", "rename", c["Id"], {"name": new, "oldName": old})
+
+    async def prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
+        """``docker container prune``: remove every stopped container (``label``/``until``
+        filters honoured); return the ids removed and the space reclaimed."""
+        deleted, reclaimed = [], 0
+        until = _until(filters.get("until", []))
+        for c in list(self._cache.values()):
+            if c["State"]["Running"] or c["State"].get("Restarting"):
+                continue
+            if until is not None and c["_created"] >= until:
+                continue
+            if not _labels_match(c["Config"].get("Labels") or {}, filters.get("label", [])):
+                continue
+            _top, parent = self._image_top(c)
+            try:
+                reclaimed += await asyncio.to_thread(self.graph.diff_size, c["Id"], parent)
+            except DockyardError:
+                pass
+            await self.remove(c["Id"])
+            deleted.append(c["Id"])
+        return deleted, reclaimed
+
     # -- changes / commit -----------------------------------------------------------------------
     def _image_top(self, c: dict[str, Any]) -> tuple[str | None, str | None]:
         """``(chain id, graph cache id)`` of the top layer of the container's image."""
@@ -716,6 +755,29 @@ class ContainerService:
         for rt in self._rt.values():
             if rt.watcher is not None:
                 rt.watcher.cancel()
+
+
+def _until(values: list[str]) -> float | None:
+    if not values:
+        return None
+    v = values[0]
+    try:
+        return float(v)
+    except ValueError:
+        t = _parse_time(v)
+        if not t:
+            raise InvalidParameter(f"invalid until filter {v!r}: a unix time or RFC 3339 time") from None
+        return t
+
+
+def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
+    for w in wanted:
+        negate = w.startswith("!") or "!=" in w
+        k, sep, v = w.lstrip("!").replace("!=", "=").partition("=")
+        has = k in labels and (not sep or labels[k] == v)
+        if has == negate:
+            return False
+    return True
 
 
 def _parse_time(ts: str) -> float:

@@ -265,3 +265,22 @@ def test_diff_and_commit(daemon):
     assert daemon.cli("run", "--rm", "committed:v1").stdout == b"hi\n"
     r = daemon.cli("diff", "nosuch")
     assert r.returncode != 0 and b"No such container" in r.stderr
+
+
+def test_rename_and_container_prune(daemon):
+    assert daemon.cli("create", "--name", "old", "busybox", "true").returncode == 0
+    r = daemon.cli("rename", "old", "new")
+    assert r.returncode == 0, err(r)
+    assert out(daemon.cli("inspect", "-f", "{{.Name}}", "new")).strip() == "/new"
+    assert daemon.cli("inspect", "old").returncode != 0
+    assert daemon.cli("create", "--name", "other", "busybox", "true").returncode == 0
+    r = daemon.cli("rename", "other", "new")
+    assert r.returncode != 0 and b"already in use" in r.stderr
+    r = daemon.cli("run", "-d", "--name", "up", "busybox", "sleep", "1000")
+    assert r.returncode == 0, err(r)
+    r = daemon.cli("container", "prune", "-f")
+    assert r.returncode == 0, err(r)
+    assert out(r).startswith("Deleted Containers:")
+    left = out(daemon.cli("ps", "-a", "--format", "{{.Names}}")).split()
+    assert left == ["up"]
+    daemon.cli("rm", "-f", "up")

@@ -357,6 +357,16 @@ async def commit(request: web.Request) -> web.Response:
     return web.json_response({"Id": image_id}, status=201)
 
 
+async def rename(request: web.Request) -> web.Response:
+    await _svc(request).rename(request.match_info["id"], request.query.get("name", ""))
+    return web.Response(status=204)
+
+
+async def prune(request: web.Request) -> web.Response:
+    deleted, reclaimed = await _svc(request).prune(params.filters(request))
+    return web.json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
 def setup(app: web.Application) -> None:
     route(app, "GET", "/containers/{id}/export", export)
     route(app, "POST", "/containers/create", create)
@@ -376,4 +386,6 @@ def setup(app: web.Application) -> None:
     route(app, "GET", "/containers/{id}/stats", stats)
     route(app, "GET", "/containers/{id}/changes", changes)
     route(app, "POST", "/commit", commit)
+    route(app, "POST", "/containers/{id}/rename", rename)
+    route(app, "POST", "/containers/prune", prune)
     route(app, "DELETE", "/containers/{id}", remove)
