@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("containers", "diff"),
     "commit": ("containers", "commit"),
     "rename": ("containers", "rename"),
+    "cp": ("containers", "cp"),
     "container": ("containers", "container_group"),
     "kill": ("containers", "kill"),
     "wait": ("containers", "wait"),

@@ -558,6 +558,47 @@ class ContainerService:
             deleted.append(c["Id"])
         return deleted, reclaimed
 
+    # -- docker cp ------------------------------------------------------------------------------
+    async def _rootfs_call(self, ref: str, fn: Any, *args: Any) -> Any:
+        """Run ``fn(rootfs, *args)`` in a worker thread with the container's rootfs mounted."""
+        c = self.get(ref)
+        cid = c["Id"]
+        root = await asyncio.to_thread(self.graph.get, cid)
+        try:
+            return await asyncio.to_thread(fn, root, *args)
+        finally:
+            await asyncio.to_thread(self.graph.put, cid)
+
+    async def archive_stat(self, ref: str, path: str) -> str:
+        from . import archive
+        return await self._rootfs_call(ref, archive.stat_header, path)
+
+    async def archive_get(self, ref: str, path: str) -> tuple[str, Any]:
+        """``(stat header, tar stream)``; the rootfs stays mounted until the stream is done."""
+        from . import archive
+        cid = self.get(ref)["Id"]
+        root = await asyncio.to_thread(self.graph.get, cid)
+        try:
+            header = await asyncio.to_thread(archive.stat_header, root, path)
+            stream = await asyncio.to_thread(archive.tar_out, root, path,
+                                             lambda: self.graph.put(cid))
+        except BaseException:
+            await asyncio.to_thread(self.graph.put, cid)
+            raise
+        return header, stream
+
+    async def archive_put(self, ref: str, path: str, tar_path: str) -> None:
+        """Unpack the tar file ``tar_path`` into directory ``path`` of the container."""
+        from . import archive
+        c = self.get(ref)
+        if c["HostConfig"].get("ReadonlyRootfs"):
+            raise InvalidParameter("container rootfs is marked read-only")
+
+        def run(root: str) -> int:
+            with open(tar_path, "rb") as f:
+                return archive.extract_in(root, path, f)
+        await self._rootfs_call(c["Id"], run)
+
     # -- changes / commit -----------------------------------------------------------------------
     def _image_top(self, c: dict[str, Any]) -> tuple[str | None, str | None]:
         """``(chain id, graph cache id)`` of the top layer of the container's image."""

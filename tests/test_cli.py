@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
@@ -284,3 +285,35 @@ def test_rename_and_container_prune(daemon):
     left = out(daemon.cli("ps", "-a", "--format", "{{.Names}}")).split()
     assert left == ["up"]
     daemon.cli("rm", "-f", "up")
+
+
+def test_cp_in_and_out(daemon, tmp_path):
+    r = daemon.cli("run", "-d", "--name", "box", "busybox", "sh", "-c",
+                   "mkdir -p /data/sub && echo inside > /data/sub/f && ln -s /etc/passwd /data/link; sleep 1000")
+    assert r.returncode == 0, err(r)
+    deadline = time.monotonic() + 10
+    while daemon.cli("exec", "box", "test", "-e", "/data/link").returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # out: a directory into a local directory, a file to a new name
+    r = daemon.cli("cp", "box:/data", str(tmp_path))
+    assert r.returncode == 0, err(r)
+    assert (tmp_path / "data" / "sub" / "f").read_text() == "inside\n"
+    assert os.readlink(tmp_path / "data" / "link") == "/etc/passwd"  # kept as a link, not followed
+    r = daemon.cli("cp", "box:/data/sub/f", str(tmp_path / "renamed"))
+    assert r.returncode == 0 and (tmp_path / "renamed").read_text() == "inside\n", err(r)
+    # in: a local file into a container directory, and to a new name
+    (tmp_path / "up.txt").write_text("from host\n")
+    assert daemon.cli("cp", str(tmp_path / "up.txt"), "box:/tmp").returncode == 0
+    assert daemon.cli("cp", str(tmp_path / "up.txt"), "box:/tmp/other.txt").returncode == 0
+    r = daemon.cli("exec", "box", "cat", "/tmp/up.txt", "/tmp/other.txt")
+    assert r.stdout == b"from host\nfrom host\n", err(r)
+    # paths cannot climb out of the container, and missing ones are a clear error
+    # '..' at the container's / stays at its /: this is the container's hostname file
+    r = daemon.cli("cp", "box:/../../../etc/hostname", str(tmp_path / "h"))
+    assert r.returncode == 0, err(r)
+    cid = out(daemon.cli("inspect", "-f", "{{.Id}}", "box")).strip()
+    assert (tmp_path / "h").read_text() == "busybox\n"  # the image's own file, not the host's
+    assert cid
+    r = daemon.cli("cp", "box:/nosuch", str(tmp_path / "x"))
+    assert r.returncode != 0 and b"Could not find" in r.stderr
+    daemon.cli("rm", "-f", "box")

@@ -162,3 +162,24 @@ def test_docker_diff_and_commit(shared_daemon: Daemon) -> None:
     finally:
         docker(d, "rm", "-f", name)
         docker(d, "rmi", image)
+
+
+def test_docker_cp(shared_daemon: Daemon, tmp_path) -> None:
+    d = shared_daemon
+    name = f"dcp{os.getpid()}"
+    r = docker(d, "run", "-d", "--name", name, "busybox", "sh", "-c", "echo in-box > /in.txt; sleep 1000")
+    assert r.returncode == 0, r.stderr
+    try:
+        (tmp_path / "host.txt").write_text("from-host\n")
+        r = docker(d, "cp", str(tmp_path / "host.txt"), f"{name}:/tmp/")
+        assert r.returncode == 0, r.stderr
+        r = docker(d, "exec", name, "cat", "/tmp/host.txt")
+        assert r.stdout == b"from-host\n", r
+        for _ in range(100):
+            r = docker(d, "cp", f"{name}:/in.txt", str(tmp_path / "out.txt"))
+            if r.returncode == 0:
+                break
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "out.txt").read_text() == "in-box\n"
+    finally:
+        docker(d, "rm", "-f", name)

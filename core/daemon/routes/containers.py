@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import struct
 import time
@@ -367,6 +368,46 @@ async def prune(request: web.Request) -> web.Response:
     return web.json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
+def _archive_path(request: web.Request) -> str:
+    path = request.query.get("path", "")
+    if not path:
+        raise InvalidParameter("path must be given")
+    return path
+
+
+async def archive_head(request: web.Request) -> web.Response:
+    header = await _svc(request).archive_stat(request.match_info["id"], _archive_path(request))
+    return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": header,
+                                             "Content-Type": "application/json"})
+
+
+async def archive_get(request: web.Request) -> web.StreamResponse:
+    header, stream = await _svc(request).archive_get(request.match_info["id"], _archive_path(request))
+    resp = web.StreamResponse(headers={"X-Docker-Container-Path-Stat": header,
+                                       "Content-Type": "application/x-tar"})
+    try:
+        await resp.prepare(request)
+        while chunk := await asyncio.to_thread(stream.read, 1 << 20):
+            await resp.write(chunk)
+        await resp.write_eof()
+    finally:
+        await asyncio.to_thread(stream.close)
+    return resp
+
+
+async def archive_put(request: web.Request) -> web.Response:
+    from .images import _spool
+
+    d = request.app["daemon"]
+    target = _archive_path(request)
+    tar_path = await _spool(request, os.path.join(d.data_root, "tmp"))
+    try:
+        await _svc(request).archive_put(request.match_info["id"], target, tar_path)
+    finally:
+        os.unlink(tar_path)
+    return web.Response(status=200)
+
+
 def setup(app: web.Application) -> None:
     route(app, "GET", "/containers/{id}/export", export)
     route(app, "POST", "/containers/create", create)
@@ -388,4 +429,7 @@ def setup(app: web.Application) -> None:
     route(app, "POST", "/commit", commit)
     route(app, "POST", "/containers/{id}/rename", rename)
     route(app, "POST", "/containers/prune", prune)
+    route(app, "HEAD", "/containers/{id}/archive", archive_head)
+    route(app, "GET", "/containers/{id}/archive", archive_get)
+    route(app, "PUT", "/containers/{id}/archive", archive_put)
     route(app, "DELETE", "/containers/{id}", remove)

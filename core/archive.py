@@ -1,0 +1,140 @@
+"""Copying files in and out of a container's root file system (``docker cp``).
+
+Paths are resolved inside the rootfs one component at a time, never following a symlink out of
+it (the graph drivers' :class:`~dockyard.hookspecs.naivediff.SecureRoot`); ``..`` is resolved
+lexically against the container's ``/``. Archives going in are unpacked with the same safe tar
+application as image layers, so nothing is ever written outside the container.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import posixpath
+import stat
+import tarfile
+from typing import IO, Any
+
+from dockyard.hookspecs.errors import InvalidParameter, NotFound
+from dockyard.hookspecs.naivediff import SecureRoot, apply_layer_tar, stream_from_writer
+
+# Go's os.FileMode bits, which the docker CLI reads from the stat header
+_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET, _GO_CHARDEV = (
+    1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24, 1 << 21)
+_GO_SETUID, _GO_SETGID, _GO_STICKY = 1 << 23, 1 << 22, 1 << 20
+
+
+def _parts(path: str) -> list[str]:
+    if not path:
+        raise InvalidParameter("path must not be empty")
+    if "\0" in path:
+        raise InvalidParameter("path contains NUL")
+    return [p for p in posixpath.normpath("/" + path).split("/") if p]
+
+
+class Resolved:
+    """``path`` inside ``rootfs``: an fd of its parent directory and its last name (an fd of
+    the root and ``"."`` for ``/``)."""
+
+    def __init__(self, rootfs: str, path: str) -> None:
+        parts = _parts(path)
+        self.name = parts[-1] if parts else "."
+        with SecureRoot(rootfs) as sroot:
+            try:
+                self.dir_fd = sroot.open_dir(parts[:-1], what=path)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"Could not find the file {path} in container") from None
+        self.path = path
+
+    def close(self) -> None:
+        os.close(self.dir_fd)
+
+    def __enter__(self) -> "Resolved":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def lstat(self) -> os.stat_result:
+        try:
+            return os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise NotFound(f"Could not find the file {self.path} in container") from None
+
+    @property
+    def host_path(self) -> str:
+        """A path the host can open, anchored at the securely resolved parent."""
+        return f"/proc/self/fd/{self.dir_fd}/{self.name}"
+
+
+def go_mode(st: os.stat_result) -> int:
+    mode = stat.S_IMODE(st.st_mode) & 0o777
+    kind = stat.S_IFMT(st.st_mode)
+    mode |= {stat.S_IFDIR: _GO_DIR, stat.S_IFLNK: _GO_SYMLINK, stat.S_IFIFO: _GO_PIPE,
+             stat.S_IFSOCK: _GO_SOCKET, stat.S_IFBLK: _GO_DEVICE,
+             stat.S_IFCHR: _GO_DEVICE | _GO_CHARDEV}.get(kind, 0)
+    if st.st_mode & stat.S_ISUID:
+        mode |= _GO_SETUID
+    if st.st_mode & stat.S_ISGID:
+        mode |= _GO_SETGID
+    if st.st_mode & stat.S_ISVTX:
+        mode |= _GO_STICKY
+    return mode
+
+
+def stat_header(rootfs: str, path: str) -> str:
+    """The ``X-Docker-Container-Path-Stat`` header: base64 of ``{name, size, mode, mtime,
+    linkTarget}``."""
+    with Resolved(rootfs, path) as r:
+        st = r.lstat()
+        link = os.readlink(r.name, dir_fd=r.dir_fd) if stat.S_ISLNK(st.st_mode) else ""
+    mtime = datetime.datetime.fromtimestamp(st.st_mtime, datetime.timezone.utc)
+    doc = {"name": posixpath.basename(posixpath.normpath("/" + path)) or "/", "size": st.st_size,
+           "mode": go_mode(st), "mtime": mtime.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+           "linkTarget": link}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def tar_out(rootfs: str, path: str, on_done: Any = None) -> IO[bytes]:
+    """A tar stream of ``path`` (named by its base name; symlinks inside are kept as links)."""
+    r = Resolved(rootfs, path)
+    try:
+        r.lstat()
+    except BaseException:
+        r.close()
+        raise
+    arcname = r.name if r.name != "." else "."
+
+    def write(out: IO[bytes]) -> None:
+        try:
+            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                tar.add(r.host_path, arcname=arcname, recursive=True)
+        finally:
+            r.close()
+
+    return stream_from_writer(write, on_done)
+
+
+def extract_in(rootfs: str, path: str, stream: IO[bytes]) -> int:
+    """Unpack the tar ``stream`` into directory ``path`` of the container."""
+    with Resolved(rootfs, path) as r:
+        st = r.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            # a link to a directory inside the rootfs: resolve it the safe way
+            with SecureRoot(rootfs) as sroot:
+                fd = sroot.open_dir(_parts(path), what=path)
+            try:
+                return apply_layer_tar(os.readlink(f"/proc/self/fd/{fd}"), stream)
+            finally:
+                os.close(fd)
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidParameter(f"extraction point {path} is not a directory")
+        fd = os.open(r.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=r.dir_fd)
+        try:
+            # the directory's real path, found through the fd of the safe walk (apply_layer_tar
+            # then walks below it the same safe way)
+            return apply_layer_tar(os.readlink(f"/proc/self/fd/{fd}"), stream)
+        finally:
+            os.close(fd)
