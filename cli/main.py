@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "commit": ("containers", "commit"),
     "rename": ("containers", "rename"),
     "cp": ("containers", "cp"),
+    "volume": ("volumes", "volume_group"),
     "container": ("containers", "container_group"),
     "kill": ("containers", "kill"),
     "wait": ("containers", "wait"),

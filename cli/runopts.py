@@ -177,6 +177,11 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
             binds.append(v)
         else:
             volumes[v] = {}
+    mounts = [parse_mount(m) for m in o.get("mount") or ()]
+    tmpfs = {}
+    for t in o.get("tmpfs") or ():
+        path, _, topts = t.partition(":")
+        tmpfs[path] = topts
     interactive, tty = bool(o.get("interactive")), bool(o.get("tty"))
     attach_stdin = interactive and not detach
     config: dict[str, Any] = {
@@ -198,7 +203,7 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         config["StopTimeout"] = o["stop_timeout"]
     network = o.get("network") or "default"
     host: dict[str, Any] = {
-        "Binds": binds or None, "ContainerIDFile": "", "LogConfig": {"Type": o.get("log_driver") or "", "Config": {}},
+        "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": tmpfs or None, "ContainerIDFile": "", "LogConfig": {"Type": o.get("log_driver") or "", "Config": {}},
         "NetworkMode": network, "PortBindings": bindings,
         "RestartPolicy": parse_restart(o.get("restart")), "AutoRemove": bool(o.get("rm")),
         "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": list(console_size),
@@ -271,6 +276,8 @@ def container_options(f):
         click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
         click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])"),
         click.option("-v", "--volume", multiple=True, help="Bind mount a volume"),
+        click.option("--mount", multiple=True, help="Attach a filesystem mount to the container"),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory"),
         click.option("-w", "--workdir", help="Working directory inside the container"),
         click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing",
                      help='Pull image before running ("always", "missing", "never")'),
@@ -279,3 +286,30 @@ def container_options(f):
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """``--mount type=bind,source=/a,target=/b,readonly`` → a HostConfig.Mounts entry."""
+    m: dict[str, Any] = {"Type": "volume"}
+    for field in spec.split(","):
+        key, sep, value = field.partition("=")
+        key = key.strip().lower()
+        if key == "type":
+            m["Type"] = value
+        elif key in ("source", "src"):
+            m["Source"] = value
+        elif key in ("target", "destination", "dst"):
+            m["Target"] = value
+        elif key in ("readonly", "ro"):
+            m["ReadOnly"] = not sep or value.lower() in ("1", "true")
+        elif key == "tmpfs-size":
+            m.setdefault("TmpfsOptions", {})["SizeBytes"] = ram_in_bytes(value)
+        elif key == "tmpfs-mode":
+            m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+        elif key == "volume-nocopy":
+            m.setdefault("VolumeOptions", {})["NoCopy"] = True
+        else:
+            raise OptError(f"invalid field '{key}' must be a key=value pair")
+    if "Target" not in m:
+        raise OptError("target is required")
+    return m

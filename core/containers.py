@@ -213,6 +213,9 @@ class ContainerService:
         if policy["Name"] != "no" and host_cfg["AutoRemove"]:
             raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
 
+        mounts = self.d.volumes.mounts_for(
+            host_cfg, {**(img_cfg.get("Volumes") or {}), **(body.get("Volumes") or {})})
+
         cdir = os.path.join(self.root, cid)
         os.makedirs(cdir, exist_ok=True)
         top = self.images.top_cache_id(image_id)
@@ -236,7 +239,7 @@ class ContainerService:
             "Driver": self.graph.name, "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_cfg,
             "GraphDriver": {"Name": self.graph.name, "Data": self.graph.metadata(cid)},
-            "Mounts": [], "Config": cfg,
+            "Mounts": mounts, "Config": cfg,
             "NetworkSettings": {},
             "_created": now, "_network": network["Name"],
         }
@@ -258,6 +261,9 @@ class ContainerService:
         rootfs = await asyncio.to_thread(self.graph.get, cid)
         networked = False
         try:
+            if not c.get("_volumes_copied") and c.get("Mounts"):
+                await asyncio.to_thread(self.d.volumes.copy_up, c, rootfs)
+                self.save(c)
             namespaces = [{"type": t} for t in ("pid", "mount", "ipc", "uts")]
             # the sandbox is ready (endpoints plumbed, ports published) before the process runs
             networked = True
@@ -458,7 +464,9 @@ class ContainerService:
         return self._exit_future(c)
 
     # -- remove ---------------------------------------------------------------------------------
-    async def remove(self, ref: str, force: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """``docker rm [-f] [-v]``: ``volumes`` (and ``--rm``) also removes the container's
+        anonymous volumes."""
         c = self.get(ref)
         cid = c["Id"]
         rt = self.rt(cid)
@@ -489,6 +497,7 @@ class ContainerService:
                 await asyncio.to_thread(self.graph.remove, cid)
             self.state.delete_container(cid)
             del self._cache[cid]
+            self.d.volumes.release(c, volumes or bool(c["HostConfig"].get("AutoRemove")))
             self.d.execs.forget_container(cid)
             shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
         self._rt.pop(cid, None)

@@ -7,6 +7,8 @@ from typing import Any
 from dockyard.core import seccomp as seccompmod
 from dockyard.hookspecs.errors import InvalidParameter
 
+from .volumes import spec_mounts
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #: Docker's default capability set (CapEff 00000000a80425fb)
@@ -107,6 +109,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         if container.get(key):
             mounts.append({"destination": dest, "type": "bind", "source": container[key],
                            "options": ["rbind", "rprivate"]})
+    mounts += spec_mounts(container)
     privileged = bool(host.get("Privileged"))
     secopts = [o.replace(":", "=", 1) for o in host.get("SecurityOpt") or ()]
     seccomp = None if privileged or "seccomp=unconfined" in secopts else seccompmod.default_profile()

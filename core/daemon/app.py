@@ -22,6 +22,7 @@ from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService, driver_options
 from ..state import State
+from ..volumes import VolumeService
 from .errors import error_middleware, error_response
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Daemon:
         self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"))
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.networks = NetworkService(self)
+        self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
         self.execs = ExecService(self)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
@@ -168,8 +170,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, execs, images, networks, storage, system
-        for module in (system, containers, execs, images, networks, storage):
+        from .routes import containers, execs, images, networks, storage, system, volumes
+        for module in (system, containers, execs, images, networks, storage, volumes):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

@@ -122,7 +122,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 
 async def remove(request: web.Request) -> web.Response:
-    await _svc(request).remove(request.match_info["id"], force=params.flag(request, "force"))
+    await _svc(request).remove(request.match_info["id"], force=params.flag(request, "force"),
+                               volumes=params.flag(request, "v"))
     return web.Response(status=204)
 
 

@@ -1,0 +1,251 @@
+"""Volumes (Docker's ``local`` driver) and the mounts a container asks for.
+
+A named volume is a directory ``<data-root>/volumes/<name>/_data`` recorded in SQLite; an
+anonymous one is the same with a random name and the ``com.docker.volume.anonymous`` label (as
+Docker 23+ marks them). ``HostConfig.Binds`` (``-v``), ``HostConfig.Mounts`` (``--mount``),
+``HostConfig.Tmpfs`` (``--tmpfs``) and the image's ``VOLUME``s become the container's ``Mounts``
+(inspect's shape) at create; the spec builder turns them into bind and tmpfs mounts.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import posixpath
+import re
+import secrets
+import shutil
+import subprocess
+from typing import Any
+
+from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
+
+ANON_LABEL = "com.docker.volume.anonymous"
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_BIND_MODES = {"ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private",
+               "rprivate", "nocopy", "consistent", "cached", "delegated"}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dest(path: Any) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidParameter(f"invalid mount destination {path!r}: it must be an absolute path")
+    clean = posixpath.normpath(path)
+    if clean == "/":
+        raise InvalidParameter("invalid mount destination '/': cannot mount over the root")
+    return clean
+
+
+class VolumeService:
+    def __init__(self, daemon: Any) -> None:
+        self.state = daemon.state
+        self.d = daemon
+        self.root = os.path.join(daemon.data_root, "volumes")
+        os.makedirs(self.root, mode=0o701, exist_ok=True)
+
+    # -- volumes --------------------------------------------------------------------------------
+    def _row(self, name: str) -> dict[str, Any]:
+        rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
+        if not rows:
+            raise NotFound(f"get {name}: no such volume")
+        return json.loads(rows[0]["data"])
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self._row(name)
+
+    def list(self) -> list[dict[str, Any]]:
+        return [json.loads(r["data"]) for r in self.state.q("SELECT data FROM volumes ORDER BY name")]
+
+    def create(self, name: str | None, driver: str = "local", labels: dict[str, str] | None = None,
+               options: dict[str, str] | None = None) -> dict[str, Any]:
+        if driver not in ("", "local"):
+            raise NotFound(f"volume driver {driver!r} not found; installed: local")
+        if options:
+            raise InvalidParameter("the local volume driver takes no options here: "
+                                   + ", ".join(sorted(options)))
+        anonymous = not name
+        name = name or secrets.token_hex(32)
+        if not _NAME.match(name):
+            raise InvalidParameter(f"volume name {name!r} includes invalid characters, only "
+                                   "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
+        if rows:  # Docker: creating an existing volume returns it
+            return json.loads(rows[0]["data"])
+        labels = dict(labels or {})
+        if anonymous:
+            labels[ANON_LABEL] = ""
+        data_dir = os.path.join(self.root, name, "_data")
+        os.makedirs(data_dir, mode=0o755, exist_ok=True)
+        vol = {"Name": name, "Driver": "local", "Mountpoint": data_dir, "CreatedAt": _now(),
+               "Labels": labels, "Scope": "local", "Options": None}
+        self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
+        return vol
+
+    def users(self, name: str) -> list[str]:
+        return [c["Id"] for c in self.d.containers.all()
+                if any(m.get("Type") == "volume" and m.get("Name") == name for m in c.get("Mounts") or [])]
+
+    def remove(self, name: str, force: bool = False) -> None:
+        try:
+            self._row(name)
+        except NotFound:
+            if force:
+                return
+            raise
+        users = self.users(name)
+        if users:
+            raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        self.state.x("DELETE FROM volumes WHERE name=?", name)
+        shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+
+    def prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
+        everything = (filters.get("all") or ["false"])[0].lower() in ("1", "true")
+        deleted, reclaimed = [], 0
+        for vol in self.list():
+            if not everything and ANON_LABEL not in (vol.get("Labels") or {}):
+                continue
+            if self.users(vol["Name"]):
+                continue
+            reclaimed += _du(vol["Mountpoint"])
+            self.remove(vol["Name"])
+            deleted.append(vol["Name"])
+        return deleted, reclaimed
+
+    # -- what a container mounts ----------------------------------------------------------------
+    def mounts_for(self, host: dict[str, Any], volumes: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The ``Mounts`` of a new container, creating the named and anonymous volumes it needs.
+        ``volumes`` are the image's and the request's ``Volumes`` (anonymous unless a bind or
+        named volume already covers the destination)."""
+        out: dict[str, dict[str, Any]] = {}
+        for spec in host.get("Binds") or []:
+            if not isinstance(spec, str):
+                raise InvalidParameter(f"invalid bind {spec!r}")
+            parts = spec.split(":")
+            if len(parts) not in (2, 3):
+                raise InvalidParameter(f"invalid volume specification: {spec!r}")
+            src, dst = parts[0], _dest(parts[1])
+            modes = set(parts[2].split(",")) if len(parts) == 3 and parts[2] else set()
+            if modes - _BIND_MODES:
+                raise InvalidParameter(f"invalid mode {parts[2]!r} in volume specification {spec!r}")
+            rw = "ro" not in modes
+            if src.startswith("/"):
+                os.makedirs(src, exist_ok=True)  # -v creates a missing host path, as Docker's
+                out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
+                            "Mode": parts[2] if len(parts) == 3 else "", "RW": rw,
+                            "Propagation": "rprivate"}
+            else:
+                vol = self.create(src)
+                out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
+                            "Destination": dst, "Driver": "local", "Mode": parts[2] if len(parts) == 3 else "z",
+                            "RW": rw, "Propagation": ""}
+        for m in host.get("Mounts") or []:
+            if not isinstance(m, dict):
+                raise InvalidParameter(f"invalid mount {m!r}")
+            typ, dst = m.get("Type"), _dest(m.get("Target"))
+            ro = bool(m.get("ReadOnly"))
+            if typ == "bind":
+                src = m.get("Source") or ""
+                if not src.startswith("/") or not os.path.exists(src):
+                    raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path "
+                                           f"does not exist: {src}")
+                out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
+                            "Mode": "", "RW": not ro, "Propagation": "rprivate"}
+            elif typ == "volume":
+                vol = self.create(m.get("Source") or None,
+                                  labels=(m.get("VolumeOptions") or {}).get("Labels"))
+                out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
+                            "Destination": dst, "Driver": "local", "Mode": "z", "RW": not ro,
+                            "Propagation": ""}
+            elif typ == "tmpfs":
+                opts = m.get("TmpfsOptions") or {}
+                data = []
+                if opts.get("SizeBytes"):
+                    data.append(f"size={int(opts['SizeBytes'])}")
+                if opts.get("Mode"):
+                    data.append(f"mode={int(opts['Mode']):o}")
+                out[dst] = {"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": ",".join(data),
+                            "RW": not ro, "Propagation": ""}
+            else:
+                raise InvalidParameter(f"mount type {typ!r} is not supported; use bind, volume or tmpfs")
+        for dst, opts in (host.get("Tmpfs") or {}).items():
+            dst = _dest(dst)
+            out[dst] = {"Type": "tmpfs", "Source": "", "Destination": dst, "Mode": opts or "",
+                        "RW": "ro" not in (opts or "").split(","), "Propagation": ""}
+        for dst in volumes or {}:
+            dst = _dest(dst)
+            if dst not in out:
+                vol = self.create(None)
+                out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
+                            "Destination": dst, "Driver": "local", "Mode": "", "RW": True,
+                            "Propagation": ""}
+        return [out[k] for k in sorted(out)]
+
+    def copy_up(self, c: dict[str, Any], rootfs: str) -> None:
+        """Docker's copy-up: an empty volume mounted where the image has content gets a copy
+        of it (once, at first start). Runs in a worker thread."""
+        from .archive import Resolved
+
+        if c.get("_volumes_copied"):
+            return
+        c["_volumes_copied"] = True
+        for m in c.get("Mounts") or []:
+            if m.get("Type") != "volume" or m.get("Mode") == "nocopy":
+                continue
+            if os.listdir(m["Source"]):
+                continue
+            try:
+                with Resolved(rootfs, m["Destination"]) as r:
+                    if not os.path.isdir(r.host_path) or os.path.islink(r.host_path):
+                        continue
+                    src = os.readlink(f"/proc/self/fd/{r.dir_fd}") + "/" + r.name
+            except NotFound:
+                continue
+            subprocess.run(["cp", "-a", "--", src + "/.", m["Source"]], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def release(self, c: dict[str, Any], remove_anonymous: bool) -> None:
+        """A container goes away: with ``remove_anonymous`` (``rm -v``, ``--rm``) its anonymous
+        volumes go too, unless another container uses them."""
+        if not remove_anonymous:
+            return
+        for m in c.get("Mounts") or []:
+            if m.get("Type") != "volume":
+                continue
+            try:
+                vol = self._row(m["Name"])
+            except NotFound:
+                continue
+            if ANON_LABEL in (vol.get("Labels") or {}) and not [u for u in self.users(m["Name"]) if u != c["Id"]]:
+                self.state.x("DELETE FROM volumes WHERE name=?", m["Name"])
+                shutil.rmtree(os.path.join(self.root, m["Name"]), ignore_errors=True)
+
+
+def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runtime-spec mounts of a container's ``Mounts``."""
+    out = []
+    for m in c.get("Mounts") or []:
+        if m["Type"] == "tmpfs":
+            opts = ["nosuid", "nodev"] + [o for o in (m.get("Mode") or "").split(",") if o]
+            if not m.get("RW", True) and "ro" not in opts:
+                opts.append("ro")
+            out.append({"destination": m["Destination"], "type": "tmpfs", "source": "tmpfs",
+                        "options": opts})
+        else:
+            opts = ["rbind", "rprivate"] + ([] if m.get("RW", True) else ["ro"])
+            out.append({"destination": m["Destination"], "type": "bind", "source": m["Source"],
+                        "options": opts})
+    return out
+
+
+def _du(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
