@@ -290,11 +290,15 @@ class ContainerService:
         atomic_write(c["HostsPath"], self.d.networks.hosts_file(c).encode(), durable=False)
         atomic_write(c["ResolvConfPath"], self.d.networks.resolv_conf(c).encode(), durable=False)
 
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str, _policy: bool = False) -> None:
+        """Start the container's process. ``_policy``: a restart policy's start, which gives way
+        to a user's stop that arrives before or while it runs."""
         c = self.get(ref)
         cid = c["Id"]
         rt = self.rt(cid)
         async with rt.lock:
+            if _policy and (c.get("_manually_stopped") or not c["State"].get("Restarting")):
+                return
             if c["State"]["Running"]:
                 raise NotModified("container already started")
             if rt.stopping:
@@ -313,9 +317,13 @@ class ContainerService:
             c["State"].update(Status="running", Running=True, Paused=False, Restarting=False,
                               Pid=pid, ExitCode=0, Error="", StartedAt=rfc3339(now),
                               FinishedAt=ZERO_TIME, OOMKilled=False)
-            c.pop("_manually_stopped", None)
+            if not _policy:
+                c.pop("_manually_stopped", None)
             self.save(c)
             rt.watcher = asyncio.create_task(self._watch(cid), name=f"watch-{cid[:12]}")
+            if _policy and c.get("_manually_stopped"):  # stopped while we were starting it
+                with contextlib.suppress(DockyardError):
+                    await self.execdrv.kill(cid, signal_mod.SIGKILL)
         self.d.emit("dockyard_container_started", container=self.public(c))
         self.d.event("container", "start", cid, {"name": c["Name"][1:], "image": c["Config"]["Image"]})
 
@@ -332,13 +340,15 @@ class ContainerService:
             return
         rt = self.rt(cid)
         async with rt.lock:
-            await self._record_exit(c, status)
+            # decided before anything awaits, so a stop arriving meanwhile sees "restarting"
+            restart = not c["HostConfig"].get("AutoRemove") and self._should_restart(c, status.exit_code)
+            await self._record_exit(c, status, restarting=restart)
         if c["HostConfig"].get("AutoRemove"):
             await self._auto_remove(cid)
-        elif self._should_restart(c):
+        elif restart:
             await self._restart_later(c)
 
-    def _should_restart(self, c: dict[str, Any]) -> bool:
+    def _should_restart(self, c: dict[str, Any], exit_code: int) -> bool:
         """Docker's restart policies: ``always`` and ``unless-stopped`` restart unless the user
         stopped or killed the container; ``on-failure[:N]`` only after a non-zero exit, N times."""
         policy = c["HostConfig"].get("RestartPolicy") or {}
@@ -347,7 +357,7 @@ class ContainerService:
             return False
         if name == "on-failure":
             limit = int(policy.get("MaximumRetryCount") or 0)
-            return c["State"]["ExitCode"] != 0 and (limit == 0 or c["RestartCount"] < limit)
+            return exit_code != 0 and (limit == 0 or c["RestartCount"] < limit)
         return name in ("always", "unless-stopped")
 
     async def _restart_later(self, c: dict[str, Any]) -> None:
@@ -356,16 +366,13 @@ class ContainerService:
         ran = _parse_time(c["State"]["FinishedAt"]) - _parse_time(c["State"]["StartedAt"])
         # as dockerd: 100 ms, doubled while it keeps dying within 10 s of starting, at most 1 min
         rt.restart_delay = 0.1 if ran >= 10 or rt.restart_delay == 0 else min(rt.restart_delay * 2, 60.0)
-        c["State"].update(Status="restarting", Restarting=True)
-        self.save(c)
         await asyncio.sleep(rt.restart_delay)
         c = self._cache.get(cid)
-        if c is None or not c["State"]["Restarting"] or rt.stopping:
+        if c is None or not c["State"]["Restarting"] or rt.stopping or c.get("_manually_stopped"):
             return
         c["RestartCount"] += 1
-        c["State"]["Restarting"] = False
         try:
-            await self.start(cid)
+            await self.start(cid, _policy=True)
         except DockyardError as exc:
             log.warning("restart of %s failed: %s", cid[:12], exc)
             c["State"].update(Status="exited", Restarting=False)
@@ -379,10 +386,12 @@ class ContainerService:
         except DockyardError:
             log.exception("auto-remove of %s failed", cid[:12])
 
-    async def _record_exit(self, c: dict[str, Any], status: ExitStatus) -> None:
+    async def _record_exit(self, c: dict[str, Any], status: ExitStatus,
+                           restarting: bool = False) -> None:
         cid = c["Id"]
         rt = self.rt(cid)
-        c["State"].update(Status="exited", Running=False, Paused=False, Pid=0,
+        c["State"].update(Status="restarting" if restarting else "exited", Restarting=restarting,
+                          Running=False, Paused=False, Pid=0,
                           ExitCode=status.exit_code, OOMKilled=status.oom_killed,
                           Error=status.error, FinishedAt=rfc3339(status.finished_at))
         self.save(c)
@@ -414,14 +423,14 @@ class ContainerService:
 
     async def stop(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
         c = self.get(ref)
+        # the user wants it stopped: no restart policy brings it back, even one in flight
+        self._mark_manually_stopped(c)
         if c["State"].get("Restarting"):  # waiting out the restart back-off: just cancel it
-            self._mark_manually_stopped(c)
             c["State"].update(Status="exited", Restarting=False)
             self.save(c)
             return
         if not c["State"]["Running"]:
             raise NotModified("container already stopped")
-        self._mark_manually_stopped(c)
         if timeout is None:
             timeout = c["Config"].get("StopTimeout", 10)
         num = parse_signal(sig or c["Config"].get("StopSignal") or "SIGTERM")
