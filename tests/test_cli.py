@@ -232,3 +232,20 @@ def test_plugin_adds_command(tmp_path):
     r = subprocess.run([exe, "hello"], capture_output=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"hello from plugin\n"
+
+
+def test_runopts_security_opt(tmp_path):
+    """--security-opt seccomp=<file> is read client-side and sent as JSON, as the docker CLI does."""
+    import click
+    import pytest
+    from dockyard.cli.runopts import build_create_body
+    (tmp_path / "p.json").write_text('{\n "defaultAction": "SCMP_ACT_ALLOW"\n}\n')
+    b = build_create_body({"security_opt": (f"seccomp={tmp_path}/p.json", "no-new-privileges")},
+                          "busybox", ())
+    assert b["HostConfig"]["SecurityOpt"] == ['seccomp={"defaultAction":"SCMP_ACT_ALLOW"}',
+                                              "no-new-privileges"]
+    b = build_create_body({"security_opt": ("seccomp=unconfined",)}, "busybox", ())
+    assert b["HostConfig"]["SecurityOpt"] == ["seccomp=unconfined"]
+    assert build_create_body({}, "busybox", ())["HostConfig"]["SecurityOpt"] is None
+    with pytest.raises(click.BadParameter):
+        build_create_body({"security_opt": (f"seccomp={tmp_path}/missing.json",)}, "busybox", ())
