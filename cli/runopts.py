@@ -1,6 +1,7 @@
 """``create``/``run`` flags → the ``POST /containers/create`` body the docker CLI 28 sends."""
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -141,6 +142,27 @@ def _cap(c: str) -> str:
     return "CAP_" + c
 
 
+def parse_security_opts(values: tuple[str, ...]) -> list[str] | None:
+    """``--security-opt``, as the docker CLI sends it: ``seccomp=<file>`` is read here and sent as
+    its JSON (the daemon may run on another host); ``seccomp=unconfined`` and the rest as given."""
+    out = []
+    for opt in values or ():
+        key, sep, value = opt.partition("=")
+        if not sep:
+            key, sep, value = opt.partition(":")
+        if key == "seccomp" and sep and value not in ("unconfined", "builtin", "") \
+                and not value.lstrip().startswith("{"):
+            try:
+                with open(value, encoding="utf-8") as f:
+                    text = f.read()
+                opt = "seccomp=" + json.dumps(json.loads(text), separators=(",", ":"))
+            except (OSError, ValueError) as e:
+                raise click.BadParameter(f"opening seccomp profile ({value}) failed: {e}",
+                                         param_hint="--security-opt") from None
+        out.append(opt)
+    return out or None
+
+
 def _labels(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for v in values:
@@ -213,7 +235,7 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         "ExtraHosts": list(o.get("add_host") or ()) or None, "GroupAdd": None, "IpcMode": "",
         "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
         "Privileged": bool(o.get("privileged")), "PublishAllPorts": bool(o.get("publish_all")),
-        "ReadonlyRootfs": bool(o.get("read_only")), "SecurityOpt": None, "UTSMode": "",
+        "ReadonlyRootfs": bool(o.get("read_only")), "SecurityOpt": parse_security_opts(o.get("security_opt") or ()), "UTSMode": "",
         "UsernsMode": "", "ShmSize": 0, "Isolation": "",
         "CpuShares": int(o.get("cpu_shares") or 0),
         "Memory": ram_in_bytes(o["memory"]) if o.get("memory") else 0,
@@ -264,6 +286,7 @@ def container_options(f):
         click.option("--network", "--net", "network", help="Connect a container to a network"),
         click.option("--network-alias", "network_alias", multiple=True, help="Add network-scoped alias for the container"),
         click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)"),
+        click.option("--security-opt", "security_opt", multiple=True, help="Security Options"),
         click.option("--pids-limit", "pids_limit", type=int, help="Tune container pids limit (set -1 for unlimited)"),
         click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),
         click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host"),

@@ -22,7 +22,7 @@ from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, Inval
                                        NotFound, NotModified)
 from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 
-from . import names, spec as specmod
+from . import names, seccomp as seccompmod, spec as specmod
 from .blobs import atomic_write
 from .units import human_duration
 from .networks import NetworkService
@@ -198,6 +198,8 @@ class ContainerService:
                 raise InvalidParameter(f"HostConfig.{key} must be an integer")
         if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:
             raise InvalidParameter("Minimum memory limit allowed is 6MB")
+        if "SecurityOpt" in host:
+            host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
         host_cfg = {"NetworkMode": network_mode, "AutoRemove": bool(host.get("AutoRemove")),
                     "LogConfig": {"Type": "json-file", "Config": {}},
                     "RestartPolicy": host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}

@@ -111,8 +111,6 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
                            "options": ["rbind", "rprivate"]})
     mounts += spec_mounts(container)
     privileged = bool(host.get("Privileged"))
-    secopts = [o.replace(":", "=", 1) for o in host.get("SecurityOpt") or ()]
-    seccomp = None if privileged or "seccomp=unconfined" in secopts else seccompmod.default_profile()
     rlimits = []
     for ul in host.get("Ulimits") or ():
         try:
@@ -122,6 +120,8 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             raise InvalidParameter(f"invalid ulimit {ul!r}") from None
     if privileged:
         caps = list(ALL_CAPS)
+    # built for the final capability set: --cap-add SYS_ADMIN also opens mount, unshare, ...
+    seccomp = seccompmod.for_container(list(host.get("SecurityOpt") or ()), caps, privileged)
     if host.get("Init"):
         args = ["/dev/init", "--", *args]
         mounts.append({"destination": "/dev/init", "type": "bind", "source": INIT_BINARY,

@@ -317,3 +317,20 @@ def test_cp_in_and_out(daemon, tmp_path):
     r = daemon.cli("cp", "box:/nosuch", str(tmp_path / "x"))
     assert r.returncode != 0 and b"Could not find" in r.stderr
     daemon.cli("rm", "-f", "box")
+
+
+def test_runopts_security_opt(tmp_path):
+    """--security-opt seccomp=<file> is read client-side and sent as JSON, as the docker CLI does."""
+    import click
+    import pytest
+    from dockyard.cli.runopts import build_create_body
+    (tmp_path / "p.json").write_text('{\n "defaultAction": "SCMP_ACT_ALLOW"\n}\n')
+    b = build_create_body({"security_opt": (f"seccomp={tmp_path}/p.json", "no-new-privileges")},
+                          "busybox", ())
+    assert b["HostConfig"]["SecurityOpt"] == ['seccomp={"defaultAction":"SCMP_ACT_ALLOW"}',
+                                              "no-new-privileges"]
+    b = build_create_body({"security_opt": ("seccomp=unconfined",)}, "busybox", ())
+    assert b["HostConfig"]["SecurityOpt"] == ["seccomp=unconfined"]
+    assert build_create_body({}, "busybox", ())["HostConfig"]["SecurityOpt"] is None
+    with pytest.raises(click.BadParameter):
+        build_create_body({"security_opt": (f"seccomp={tmp_path}/missing.json",)}, "busybox", ())

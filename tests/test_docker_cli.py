@@ -183,3 +183,27 @@ def test_docker_cp(shared_daemon: Daemon, tmp_path) -> None:
         assert (tmp_path / "out.txt").read_text() == "in-box\n"
     finally:
         docker(d, "rm", "-f", name)
+
+
+def test_docker_run_seccomp_profiles(shared_daemon: Daemon, tmp_path) -> None:
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", '
+                       '"mkdirat"], "action": "SCMP_ACT_ERRNO"}]}')
+    r = docker(shared_daemon, "run", "--rm", "--security-opt", f"seccomp={profile}", "busybox",
+               "sh", "-c", "mkdir /x 2>&1; echo rc=$?")
+    assert r.returncode == 0, r.stderr
+    assert b"Operation not permitted" in r.stdout and b"rc=1" in r.stdout, r.stdout
+    r = docker(shared_daemon, "run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c",
+               "mkdir -p /mnt && mount -t tmpfs x /mnt && echo mounted")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"mounted\n"
+    r = docker(shared_daemon, "run", "-d", "busybox", "sleep", "30")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.decode().strip()
+    try:
+        r = docker(shared_daemon, "exec", cid, "sh", "-c",
+                   "grep ^Seccomp: /proc/self/status; unshare -m true 2>&1; echo rc=$?")
+        assert r.stdout.split()[:2] == [b"Seccomp:", b"2"], r.stdout
+        assert b"Operation not permitted" in r.stdout and b"rc=1" in r.stdout, r.stdout
+    finally:
+        docker(shared_daemon, "rm", "-f", cid)

@@ -378,16 +378,17 @@ def _apply_rlimits(base: Any, rlimits: Any) -> None:
 
 
 def _drop_privileges(proc: dict[str, Any], lin: dict[str, Any], uid: int, gid: int,
-                     groups: list[int]) -> dict[str, Any] | None:
-    """Bounding set, no_new_privs, user and groups, then the remaining capability sets. A
-    seccomp filter is compiled here; it is loaded (by the caller) just before ``execve`` when
-    no_new_privs allows an unprivileged load, else here while still privileged."""
+                     groups: list[int], bpf: bytes | None = None) -> bytes | None:
+    """Bounding set, no_new_privs, user and groups, then the remaining capability sets. The
+    seccomp program (``bpf``: compiled and cached by the supervisor before the fork; compiled
+    here if it did not) is loaded by the caller just before ``execve`` when no_new_privs allows
+    an unprivileged load, else here while still privileged."""
     caps = proc.get("capabilities")
     if caps is not None:
         security.drop_bounding(caps.get("bounding") or [])
     flt = None
     if lin.get("seccomp"):
-        flt = security.compile_filter(lin["seccomp"])
+        flt = bpf if bpf is not None else security.compile_bpf(lin["seccomp"])
     if proc.get("noNewPrivileges"):
         linux.set_no_new_privs()
     elif flt is not None:
@@ -461,7 +462,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         raise InitError("no command specified")
     path = _lookup(args[0], env)
     os.umask(0o022)
-    cfg["filter"] = _drop_privileges(proc, lin, uid, gid, groups)
+    cfg["filter"] = _drop_privileges(proc, lin, uid, gid, groups, cfg.get("seccomp_bpf"))
     if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
         os._exit(128)
     if cfg.get("filter") is not None:
@@ -578,7 +579,8 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         if proc.get("privileged"):
             privileged = dict(base, capabilities=None, noNewPrivileges=False)
             lin = dict(lin, seccomp=None)
-        flt = _drop_privileges(privileged, lin, uid, gid, groups)
+        flt = _drop_privileges(privileged, lin, uid, gid, groups,
+                               None if proc.get("privileged") else cfg.get("seccomp_bpf"))
         if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
             os._exit(126)
         if flt is not None:

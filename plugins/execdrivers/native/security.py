@@ -3,15 +3,19 @@
 * capabilities: the OCI spec's ``process.capabilities`` sets (names such as ``CAP_CHOWN``); the
   bounding set is reduced with ``PR_CAPBSET_DROP``, effective/permitted/inheritable are set with
   ``capset(2)`` (version 3), the ambient set is cleared unless the spec lists some.
-* seccomp: the OCI spec's ``linux.seccomp`` (``defaultAction``, ``syscalls`` with ``names``,
-  ``action``, ``errnoRet`` and ``args``) compiled with libseccomp's Python binding (Debian's
-  ``python3-seccomp``) and loaded as the last step before ``execve``.
+* seccomp: the OCI spec's ``linux.seccomp`` (``defaultAction``, ``defaultErrnoRet``,
+  ``architectures``, ``syscalls`` with ``names``, ``action``, ``errnoRet`` and ``args``) compiled
+  with libseccomp's Python binding (Debian's ``python3-seccomp``) to a BPF program — by the
+  supervisor, once per profile (:func:`bpf_for`) — and installed with ``prctl(PR_SET_SECCOMP)``
+  as the last step before ``execve``.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import errno
+import json
+import os
 from typing import Any
 
 from dockyard.core import linux
@@ -143,26 +147,48 @@ def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
     raise ValueError(f"unsupported seccomp action {name!r}")
 
 
-def compile_filter(profile: dict[str, Any]) -> Any:
-    """A ``seccomp.SyscallFilter`` for an OCI ``linux.seccomp`` object (not loaded yet)."""
+_ARCHES = {"SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X86": "X86", "SCMP_ARCH_X32": "X32",
+           "SCMP_ARCH_AARCH64": "AARCH64", "SCMP_ARCH_ARM": "ARM", "SCMP_ARCH_PPC64LE": "PPC64LE",
+           "SCMP_ARCH_S390X": "S390X", "SCMP_ARCH_S390": "S390"}
+
+
+def _import_seccomp() -> Any:
     try:
         import seccomp  # Debian's python3-seccomp; imported only when a profile is asked for
     except ImportError:
         raise RuntimeError("a seccomp profile was asked for but libseccomp's Python binding is "
                            "not importable (apt-get install python3-seccomp, then make venv); "
                            "--security-opt seccomp=unconfined runs without one") from None
+    return seccomp
 
+
+def compile_filter(profile: dict[str, Any]) -> Any:
+    """A ``seccomp.SyscallFilter`` for an OCI ``linux.seccomp`` object (not loaded yet)."""
+    seccomp = _import_seccomp()
     default = _action(seccomp, profile.get("defaultAction", "SCMP_ACT_ALLOW"),
                       profile.get("defaultErrnoRet"))
     flt = seccomp.SyscallFilter(default)
+    for name in profile.get("architectures") or ():
+        arch = getattr(seccomp.Arch, _ARCHES.get(name, ""), None)
+        if arch is None:
+            continue  # an architecture libseccomp cannot filter for here
+        try:
+            flt.add_arch(arch)
+        except (RuntimeError, ValueError, OSError):
+            pass  # already in the filter (the native one)
     for rule in profile.get("syscalls") or ():
         act = _action(seccomp, rule.get("action", "SCMP_ACT_ALLOW"), rule.get("errnoRet"))
-        args = [seccomp.Arg(int(a["index"]), getattr(seccomp, _OPS[a.get("op", "SCMP_CMP_EQ")]),
-                            int(a.get("value", 0)), int(a.get("valueTwo", 0)))
-                if a.get("op") == "SCMP_CMP_MASKED_EQ" else
-                seccomp.Arg(int(a["index"]), getattr(seccomp, _OPS[a.get("op", "SCMP_CMP_EQ")]),
-                            int(a.get("value", 0)))
-                for a in rule.get("args") or ()]
+        if act == default:
+            continue  # libseccomp refuses a rule whose action is the default one
+        args = []
+        for a in rule.get("args") or ():
+            op = a.get("op", "SCMP_CMP_EQ")
+            if op not in _OPS:
+                raise ValueError(f"unsupported seccomp operator {op!r}")
+            values = [int(a.get("value", 0))]
+            if op == "SCMP_CMP_MASKED_EQ":
+                values.append(int(a.get("valueTwo", 0)))
+            args.append(seccomp.Arg(int(a["index"]), getattr(seccomp, _OPS[op]), *values))
         for name in rule.get("names") or ():
             try:
                 flt.add_rule(act, name, *args)
@@ -171,5 +197,55 @@ def compile_filter(profile: dict[str, Any]) -> Any:
     return flt
 
 
+def compile_bpf(profile: dict[str, Any]) -> bytes:
+    """The classic-BPF program of a profile, every architecture's dispatch included."""
+    flt = compile_filter(profile)
+    try:  # a binary tree instead of a linear chain: the kernel installs (and runs) it faster
+        flt.set_attr(_import_seccomp().Attr.CTL_OPTIMIZE, 2)
+    except (AttributeError, RuntimeError, ValueError, OSError):
+        pass  # libseccomp < 2.5
+    fd = os.memfd_create("dockyard-seccomp", os.MFD_CLOEXEC)
+    with os.fdopen(fd, "w+b") as f:
+        flt.export_bpf(f)
+        f.flush()
+        f.seek(0)
+        return f.read()
+
+
+_bpf_cache: dict[str, bytes] = {}
+
+
+def bpf_for(profile: dict[str, Any]) -> bytes:
+    """:func:`compile_bpf`, remembered per profile: the profile is already resolved for one
+    capability set, so the key is (profile, caps); the fork server pays the compile once."""
+    key = json.dumps(profile, sort_keys=True, separators=(",", ":"))
+    bpf = _bpf_cache.get(key)
+    if bpf is None:
+        bpf = compile_bpf(profile)
+        if len(_bpf_cache) >= 64:
+            _bpf_cache.pop(next(iter(_bpf_cache)))
+        _bpf_cache[key] = bpf
+    return bpf
+
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_bpf(bpf: bytes) -> None:
+    """Install a program from :func:`compile_bpf` on the calling thread (needs no_new_privs or
+    CAP_SYS_ADMIN, as libseccomp's load does)."""
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(len(bpf) // 8, ctypes.addressof(buf))
+    linux.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+
+
 def load_seccomp(flt: Any) -> None:
-    flt.load()
+    if isinstance(flt, bytes):
+        load_bpf(flt)
+    else:
+        flt.load()
