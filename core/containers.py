@@ -24,6 +24,7 @@ from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 
 from . import names, seccomp as seccompmod, spec as specmod
 from .blobs import atomic_write
+from .labels import labels_match
 from .units import human_duration
 from .networks import NetworkService
 
@@ -567,7 +568,7 @@ class ContainerService:
                 continue
             if until is not None and c["_created"] >= until:
                 continue
-            if not _labels_match(c["Config"].get("Labels") or {}, filters.get("label", [])):
+            if not labels_match(c["Config"].get("Labels") or {}, filters.get("label", [])):
                 continue
             _top, parent = self._image_top(c)
             try:
@@ -831,14 +832,6 @@ def _until(values: list[str]) -> float | None:
         return t
 
 
-def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
-    for w in wanted:
-        negate = w.startswith("!") or "!=" in w
-        k, sep, v = w.lstrip("!").replace("!=", "=").partition("=")
-        has = k in labels and (not sep or labels[k] == v)
-        if has == negate:
-            return False
-    return True
 
 
 def _parse_time(ts: str) -> float:

@@ -14,6 +14,7 @@ from aiohttp import web
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from ...containers import summary
+from ...labels import labels_match
 from .. import params
 from ..app import route
 from ..errors import json_body
@@ -46,12 +47,8 @@ def _match(c: dict[str, Any], filters: dict[str, list[str]]) -> bool:
             return False
         if key == "id" and not any(c["Id"].startswith(v) for v in values):
             return False
-        if key == "label":
-            labels = c["Config"].get("Labels") or {}
-            for v in values:
-                k, sep, val = v.partition("=")
-                if k not in labels or (sep and labels[k] != val):
-                    return False
+        if key == "label" and not labels_match(c["Config"].get("Labels"), values):
+            return False
         if key == "exited" and (c["State"]["Status"] != "exited"
                                 or str(c["State"]["ExitCode"]) not in values):
             return False

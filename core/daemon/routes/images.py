@@ -18,6 +18,7 @@ from aiohttp import web
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from ... import reference, transfer
+from ...labels import labels_match
 from .. import params
 from ..app import route
 from ..errors import json_body
@@ -388,11 +389,8 @@ def _keep(d: Any, row: dict[str, Any], s: dict[str, Any], flt: dict[str, list[st
                     ok = True
         if not ok:
             return False
-    for lab in flt.get("label", []):
-        k, _, v = lab.partition("=")
-        labels = s.get("Labels") or {}
-        if k not in labels or (v and labels[k] != v):
-            return False
+    if not labels_match(s.get("Labels"), flt.get("label", [])):
+        return False
     for key in ("before", "since"):
         for name in flt.get(key, []):
             other = d.images.summary(d.images.get(d.images.resolve(name)))
@@ -427,20 +425,17 @@ async def prune(request: web.Request) -> web.Response:
         tags = d.images.tags_of(row["id"])
         if tags and not everything:
             continue
-        for label in flt.get("label", []):
-            k, _, v = label.partition("=")
-            labels = (json.loads(row["config"]).get("config") or {}).get("Labels") or {}
-            if k not in labels or (v and labels[k] != v):
-                break
-        else:
-            try:
-                res = await asyncio.to_thread(d.images.delete, row["id"], True, [])
-            except (NotFound, Conflict):
-                continue
-            deleted += res
-            reclaimed += row["size"]
-            d.emit("dockyard_image_removed", image_id=row["id"])
-            d.event("image", "delete", row["id"], {})
+        labels = (json.loads(row["config"]).get("config") or {}).get("Labels")
+        if not labels_match(labels, flt.get("label", [])):
+            continue
+        try:
+            res = await asyncio.to_thread(d.images.delete, row["id"], True, [])
+        except (NotFound, Conflict):
+            continue
+        deleted += res
+        reclaimed += row["size"]
+        d.emit("dockyard_image_removed", image_id=row["id"])
+        d.event("image", "delete", row["id"], {})
     return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
+from ...labels import labels_match
 from .. import params
 from ..app import route
 from ..errors import json_body
@@ -30,12 +31,8 @@ def _match(net: dict[str, Any], filters: dict[str, list[str]]) -> bool:
             kind = "builtin" if net.get("_predefined") else "custom"
             if kind not in values:
                 return False
-        if key == "label":
-            labels = net.get("Labels") or {}
-            for v in values:
-                k, sep, val = v.partition("=")
-                if k not in labels or (sep and labels[k] != val):
-                    return False
+        if key == "label" and not labels_match(net.get("Labels"), values):
+            return False
     return True
 
 

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
+from ...labels import labels_match
 from .. import params
 from ..app import route
 from ..errors import json_body
@@ -26,12 +27,8 @@ def _match(vol: dict[str, Any], filters: dict[str, list[str]], svc: Any) -> bool
             dangling = not svc.users(vol["Name"])
             if (values[0].lower() in ("1", "true")) != dangling:
                 return False
-        if key == "label":
-            labels = vol.get("Labels") or {}
-            for v in values:
-                k, sep, val = v.partition("=")
-                if k not in labels or (sep and labels[k] != val):
-                    return False
+        if key == "label" and not labels_match(vol.get("Labels"), values):
+            return False
     return True
 
 

@@ -123,30 +123,39 @@ def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         # opened now: once the container pivots, this mount namespace no longer shows them
         cg_fds = [] if early else [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
                                    for p in cfg["cgroup_procs"]]
-        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            os.close(gate_w)
-            for fd in cg_fds:
-                os.close(fd)
-            cfg["gate"] = gate_r
-            _container_main(cfg, chan)  # never returns
-        os.close(gate_r)
-        try:
-            for fd in cg_fds:
-                os.write(fd, b"%d" % pid)
-        except BaseException:
-            os.kill(pid, signal.SIGKILL)
-            raise
-        os.write(gate_w, b"1")
-        chan.send(b"P%d" % pid)
-        os._exit(0)
+        _fork_gated(cfg, chan, cg_fds, _container_main)
     except InitError as e:
         code = e.code
         _report(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
         _report(chan, code, f"container init: {e}")
     os._exit(code)
+
+
+def _fork_gated(cfg: dict[str, Any], chan: socket.socket, cg_fds: list[int],
+                main: Any) -> NoReturn:
+    """Fork the process that becomes the container's (or exec's) program, put it in its
+    cgroups through ``cg_fds`` while it sets itself up, then open its gate (it execs only after
+    that), report its host pid to the supervisor and leave: the supervisor, as subreaper,
+    inherits it."""
+    gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(gate_w)
+        for fd in cg_fds:
+            os.close(fd)
+        cfg["gate"] = gate_r
+        main(cfg, chan)  # never returns
+    os.close(gate_r)
+    try:
+        for fd in cg_fds:
+            os.write(fd, b"%d" % pid)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    os.write(gate_w, b"1")
+    chan.send(b"P%d" % pid)
+    os._exit(0)
 
 
 def _join_cgroups(procs_files: list[str], pid: int) -> None:
@@ -511,24 +520,7 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         for fd, flag in joins:
             linux.setns(fd, flag)
             os.close(fd)
-        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            os.close(gate_w)
-            for fd in cg_fds:
-                os.close(fd)
-            cfg["gate"] = gate_r
-            _exec_process_main(cfg, chan)
-        os.close(gate_r)
-        try:
-            for fd in cg_fds:
-                os.write(fd, b"%d" % pid)
-        except BaseException:
-            os.kill(pid, signal.SIGKILL)
-            raise
-        os.write(gate_w, b"1")
-        chan.send(b"P%d" % pid)
-        os._exit(0)
+        _fork_gated(cfg, chan, cg_fds, _exec_process_main)
     except InitError as e:
         code = e.code
         _report(chan, code, str(e))
