@@ -46,6 +46,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "mtu": (int, 1500),
     "dns": (list, []),
     "live-restore": (bool, True),
+    "userns-remap": (str, ""),
     "default-ulimits": (dict, {}),
     "labels": (list, []),
     "disabled-plugins": (list, []),

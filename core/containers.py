@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator
 from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, InvalidParameter,
                                        NotFound, NotModified)
 from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
+from dockyard.hookspecs.idmap import IDMap
 
 from . import names, seccomp as seccompmod, spec as specmod
 from .blobs import atomic_write
@@ -201,6 +202,13 @@ class ContainerService:
             raise InvalidParameter("Minimum memory limit allowed is 6MB")
         if "SecurityOpt" in host:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
+        userns_mode = host.get("UsernsMode") or ""
+        if userns_mode not in ("", "host"):
+            raise InvalidParameter(f"invalid USER mode: {userns_mode!r} (valid: host, or empty)")
+        if host.get("Privileged") and not self.d.id_map.is_identity and userns_mode != "host":
+            raise InvalidParameter("privileged mode is incompatible with user namespaces.  You must "
+                                   "run the container in the host namespace when running "
+                                   "privileged mode (--userns=host)")
         host_cfg = {"NetworkMode": network_mode, "AutoRemove": bool(host.get("AutoRemove")),
                     "LogConfig": {"Type": "json-file", "Config": {}},
                     "RestartPolicy": host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}
@@ -272,8 +280,9 @@ class ContainerService:
             networked = True
             namespaces += await self.d.networks.setup(c)
             self.save(c)
-            self._write_etc_files(c)
-            spec = specmod.build(c, rootfs, namespaces)
+            id_map = self.id_map(c)
+            self._write_etc_files(c, id_map)
+            spec = specmod.build(c, rootfs, namespaces, id_map)
             cfg = c["Config"]
             await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
                                       open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])
@@ -285,13 +294,23 @@ class ContainerService:
             raise
         rt.prepared = True
 
-    def _write_etc_files(self, c: dict[str, Any]) -> None:
+    def id_map(self, c: dict[str, Any]) -> IDMap:
+        """The user-namespace map container ``c`` runs with: the daemon's (``userns-remap``),
+        unless it asked for the host's (``--userns=host``)."""
+        if c["HostConfig"].get("UsernsMode") == "host":
+            return IDMap.identity()
+        return self.d.id_map
+
+    def _write_etc_files(self, c: dict[str, Any], id_map: IDMap) -> None:
         # rewritten on every start, so a crash cannot lose them: no fsync (six of them, on the
         # event loop, were the largest cost on the start path in a cProfile of the daemon)
         hostname = c["Config"]["Hostname"]
-        atomic_write(c["HostnamePath"], (hostname + "\n").encode(), durable=False)
-        atomic_write(c["HostsPath"], self.d.networks.hosts_file(c).encode(), durable=False)
-        atomic_write(c["ResolvConfPath"], self.d.networks.resolv_conf(c).encode(), durable=False)
+        files = ((c["HostnamePath"], hostname + "\n"), (c["HostsPath"], self.d.networks.hosts_file(c)),
+                 (c["ResolvConfPath"], self.d.networks.resolv_conf(c)))
+        for path, text in files:
+            atomic_write(path, text.encode(), durable=False)
+            if not id_map.is_identity:  # the container's root may edit them, as in Docker
+                os.chown(path, *id_map.root)
 
     async def start(self, ref: str, _policy: bool = False) -> None:
         """Start the container's process. ``_policy``: a restart policy's start, which gives way

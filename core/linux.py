@@ -23,7 +23,7 @@ __all__ = [
     "mount", "umount2", "unshare", "setns", "pivot_root", "sethostname", "setdomainname", "prctl",
     "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
     "NAMESPACE_FLAGS", "NAMESPACE_FILES", "statfs_magic", "fs_name", "filesystems", "mountinfo",
-    "call_in_dir", "in_thread", "create_netns", "remove_netns", "in_netns",
+    "call_in_dir", "in_thread", "mount_flags", "remount_bind", "create_netns", "remove_netns", "in_netns",
 ]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -179,6 +179,27 @@ def mount(source: str | bytes | None, target: str | bytes, fstype: str | bytes |
     data_b = _b(data) or None
     _check(_libc.mount(_b(source), _b(target), _b(fstype), flags,
                        ctypes.c_char_p(data_b) if data_b else None), target)
+
+
+#: statvfs(3) ``f_flag`` bits -> the mount(2) flags a bind remount must repeat: inside a user
+#: namespace, a mount inherited from the host has them locked, and a remount that drops one
+#: (``nosuid``, ``nodev``, ``noexec``, the atime mode) fails with EPERM
+_ST_TO_MS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+             (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+             (os.ST_RELATIME, MS_RELATIME), (os.ST_RDONLY, MS_RDONLY))
+
+
+def mount_flags(path: str | bytes) -> int:
+    """The per-mount flags of the mount ``path`` is on, as ``MS_*`` bits (for a bind remount
+    that must keep them)."""
+    f = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _ST_TO_MS if f & st)
+
+
+def remount_bind(path: str | bytes, flags: int) -> None:
+    """Remount the bind mount at ``path`` adding ``flags`` (e.g. ``MS_RDONLY``) to the ones it
+    has: the only form a user namespace allows on a mount it did not make."""
+    mount(None, path, None, MS_BIND | MS_REMOUNT | mount_flags(path) | flags)
 
 
 def umount2(target: str | bytes, flags: int = 0) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from dockyard.core import seccomp as seccompmod
 from dockyard.hookspecs.errors import InvalidParameter
+from dockyard.hookspecs.idmap import IDMap
 
 from .volumes import spec_mounts
 
@@ -56,8 +57,15 @@ def command(config: dict[str, Any]) -> list[str]:
     return args
 
 
-def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]]) -> dict[str, Any]:
+def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
+          id_map: IDMap | None = None) -> dict[str, Any]:
+    """The spec of ``container`` on ``rootfs``; ``namespaces`` are those it joins or creates
+    (the network's with a path); a non-identity ``id_map`` adds a new user namespace with it."""
     cfg = container["Config"]
+    userns: dict[str, Any] = {}
+    if id_map is not None and not id_map.is_identity:
+        namespaces = [*namespaces, {"type": "user"}]
+        userns = id_map.to_spec()
     host = container["HostConfig"]
     args = [container["Path"], *container["Args"]]
     env = list(cfg.get("Env") or [])
@@ -155,6 +163,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             "maskedPaths": [] if privileged else MASKED_PATHS,
             "readonlyPaths": [] if privileged else READONLY_PATHS,
             "cgroupsPath": f"dockyard/{container['Id']}",
+            **userns,
             **({"seccomp": seccomp} if seccomp else {}),
         },
         "annotations": {"io.dockyard.stop-signal": cfg.get("StopSignal") or "SIGTERM"},

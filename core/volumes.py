@@ -79,6 +79,9 @@ class VolumeService:
             labels[ANON_LABEL] = ""
         data_dir = os.path.join(self.root, name, "_data")
         os.makedirs(data_dir, mode=0o755, exist_ok=True)
+        id_map = getattr(self.d, "id_map", None)
+        if id_map is not None and not id_map.is_identity:  # writable by the containers' root
+            os.chown(data_dir, *id_map.root)
         vol = {"Name": name, "Driver": "local", "Mountpoint": data_dir, "CreatedAt": _now(),
                "Labels": labels, "Scope": "local", "Options": None}
         self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))

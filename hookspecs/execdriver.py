@@ -90,6 +90,11 @@ class ExecDriver(abc.ABC):
     #: with no ``exec-driver`` configured the daemon uses the installed driver of highest
     #: priority that runs on this host (dockyard's ``native``: 50)
     priority: ClassVar[int] = 0
+    #: whether :meth:`create` takes a spec with a new ``user`` namespace and its
+    #: ``linux.uidMappings``/``gidMappings`` (the daemon's ``userns-remap``); a driver that
+    #: does not must refuse such a spec with InvalidParameter, and the daemon will not start
+    #: remapped on it
+    user_namespaces: ClassVar[bool] = False
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         """``root`` is a private directory under exec-root for this driver's runtime state.

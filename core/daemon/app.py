@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import os
 import platform
@@ -14,7 +15,7 @@ from aiohttp import web
 from dockyard.hookspecs import DRIVER_GROUPS
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
-from .. import plugins
+from .. import plugins, userns
 from ..blobs import BlobStore
 from ..config import Config
 from ..containers import ContainerService
@@ -41,6 +42,12 @@ class Daemon:
         self.config = config
         self.data_root = config["data-root"]
         self.exec_root = config["exec-root"]
+        # userns-remap: containers' root is an unprivileged host ID; images are stored shifted,
+        # in a data-root of their own (as dockerd: <data-root>/<uid>.<gid>)
+        self.id_map, self.remap_user, _ = userns.parse(config["userns-remap"])
+        if not self.id_map.is_identity:
+            os.makedirs(self.data_root, mode=0o711, exist_ok=True)
+            self.data_root = userns.remapped_root(self.data_root, self.id_map)
         os.makedirs(self.data_root, mode=0o711, exist_ok=True)
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
         self.started = time.time()
@@ -56,6 +63,9 @@ class Daemon:
         self.execdriver = ereg.select(
             config["exec-driver"] or None,
             lambda name: ereg.create(name, os.path.join(self.exec_root, name), eopts))
+        if not self.id_map.is_identity and not getattr(self.execdriver, "user_namespaces", False):
+            raise DriverNotSupported(f"userns-remap: the {self.execdriver.name} exec driver does "
+                                     f"not run containers in user namespaces")
 
         self.netdrivers: dict[str, Any] = {}
         self.netdriver_errors: dict[str, str] = {}
@@ -94,6 +104,19 @@ class Daemon:
             "auth": auth or {}, "insecure-registries": self.config["insecure-registries"],
             "mirrors": self.config["registry-mirrors"]})
 
+    def _graph_kwargs(self) -> dict[str, Any]:
+        """``id_map`` only when remapping: a driver written before it existed still loads
+        (and is refused when remapping, by :meth:`create_graph`)."""
+        return {} if self.id_map.is_identity else {"id_map": self.id_map}
+
+    def create_graph(self, name: str, opts: dict[str, str]) -> Any:
+        greg = self.registries["graph"]
+        cls = greg.get_class(name)
+        if not self.id_map.is_identity and \
+                "id_map" not in inspect.signature(cls.__init__).parameters:
+            raise DriverNotSupported(f"userns-remap: the {name} storage driver takes no ID map")
+        return greg.create(name, os.path.join(self.data_root, name), opts, **self._graph_kwargs())
+
     def _select_graph_driver(self, config: Config) -> Any:
         """Explicit config, else the driver that stored this data-root's layers, else the
         installed drivers by their declared priority. Starting with a driver other than the one holding images and containers
@@ -122,7 +145,7 @@ class Daemon:
                                 f"is not installed; installed: {', '.join(greg.names())}")
         try:
             graph = greg.select(explicit,
-                                lambda name: greg.create(name, os.path.join(self.data_root, name), opts),
+                                lambda name: self.create_graph(name, opts),
                                 prior=prior)
         except DriverNotSupported as exc:
             name = explicit or prior

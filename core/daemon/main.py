@@ -149,6 +149,9 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("--userland-proxy", "userland_proxy", type=click.BOOL, default=None, help="proxy published ports in the daemon (needed for loopback) [default: true]")
 @click.option("--mtu", type=int, help="MTU of container interfaces [default: 1500]")
 @click.option("--dns", multiple=True, help="upstream DNS server for names the embedded DNS does not know (none: no forwarding)")
+@click.option("--userns-remap", "userns_remap",
+              help="run containers in a user namespace: default, user[:group] or uid[:gid] "
+                   "(ranges from /etc/subuid and /etc/subgid)")
 @click.version_option(package_name="dockyard", prog_name="dockyardd")
 def main(config_file: str, **flags: Any) -> None:
     """dockyardd: the dockyard container engine daemon (serves the Docker Engine API)."""
@@ -166,6 +169,7 @@ def main(config_file: str, **flags: Any) -> None:
         "bridge": flags["bridge"], "bip": flags["bip"], "iptables": flags["iptables"],
         "ip-masq": flags["ip_masq"], "ip-forward": flags["ip_forward"], "icc": flags["icc"],
         "userland-proxy": flags["userland_proxy"], "mtu": flags["mtu"], "dns": list(flags["dns"]),
+        "userns-remap": flags["userns_remap"],
     }
     try:
         cfg = configmod.load(config_file, overrides, path_explicit=explicit)

@@ -37,7 +37,7 @@ async def migrate(request: web.Request) -> web.StreamResponse:
     d.migrating = True
     try:
         try:
-            new = await asyncio.to_thread(greg.create, to, os.path.join(d.data_root, to), opts)
+            new = await asyncio.to_thread(d.create_graph, to, opts)
         except DriverNotSupported as exc:
             raise InvalidParameter(f"storage driver {to} is not supported on this host: "
                                    f"{exc.reason}") from None

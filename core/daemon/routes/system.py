@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -96,7 +97,7 @@ async def info(request: web.Request) -> web.Response:
         "DefaultRuntime": d.execdriver.name, "ExecutionDriver": d.execdriver.name,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": [],
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": _security_options(d),
         "Warnings": None,
         "DockyardDrivers": d.info_extra(),
         "DockyardExecDriverStatus": [list(x) for x in d.execdriver.status()],
@@ -151,3 +152,12 @@ def setup(app: web.Application) -> None:
     route(app, "GET", "/version", version)
     route(app, "GET", "/info", info)
     route(app, "GET", "/events", events)
+
+
+def _security_options(d: Any) -> list[str]:
+    """As dockerd lists them: the seccomp profile, user-namespace remapping, cgroup namespaces."""
+    out = ["name=seccomp,profile=builtin"]
+    if not d.id_map.is_identity:
+        out.append("name=userns")
+    out.append("name=cgroupns")
+    return out

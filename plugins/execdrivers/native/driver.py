@@ -136,6 +136,7 @@ class NativeDriver(ExecDriver):
 
     name = "native"
     priority = 50
+    user_namespaces = True
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(root, options)

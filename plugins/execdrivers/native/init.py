@@ -119,7 +119,12 @@ def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         for ns in cfg["namespaces"]:
             if not ns.get("path"):
                 flags |= linux.NAMESPACE_FLAGS[ns["type"]]
+        # a new user namespace is made in the same call as the others, so that it owns them
+        # (mounting proc, mqueue, devpts needs that); its maps are written from outside it
+        mapper = _fork_mapper(cfg, chan) if flags & linux.CLONE_NEWUSER else None
         linux.unshare(flags)
+        if mapper is not None:
+            _release_mapper(*mapper)
         # opened now: once the container pivots, this mount namespace no longer shows them
         cg_fds = [] if early else [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
                                    for p in cfg["cgroup_procs"]]
@@ -130,6 +135,56 @@ def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
         _report(chan, code, f"container init: {e}")
     os._exit(code)
+
+
+def _fork_mapper(cfg: dict[str, Any], chan: socket.socket) -> tuple[int, int]:
+    """Fork a helper that stays in the parent user namespace and, once this process has made
+    its new one, writes its ``gid_map`` and ``uid_map`` (only a process outside a user
+    namespace, with CAP_SETUID/CAP_SETGID there, may map more than its own ID)."""
+    lin = cfg["spec"].get("linux") or {}
+    maps = {"gid_map": _map_text(lin.get("gidMappings")), "uid_map": _map_text(lin.get("uidMappings"))}
+    if not maps["uid_map"] or not maps["gid_map"]:
+        raise InitError("a user namespace needs linux.uidMappings and linux.gidMappings")
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the helper
+        code = 1
+        try:
+            os.close(w)
+            if os.read(r, 1) == b"1":
+                target = os.getppid()
+                for name, text in maps.items():
+                    path = f"/proc/{target}/{name}"
+                    try:
+                        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                        try:
+                            os.write(fd, text)
+                        finally:
+                            os.close(fd)
+                    except OSError as e:
+                        _report(chan, 128, f"container init: writing {path} ({text!r}): "
+                                           f"{_go_err(e)}")
+                        raise
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(r)
+    return pid, w
+
+
+def _release_mapper(pid: int, w: int) -> None:
+    try:
+        os.write(w, b"1")
+    finally:
+        os.close(w)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:  # it has reported why
+        os._exit(128)
+
+
+def _map_text(items: Any) -> bytes:
+    return "".join(f"{int(m['containerID'])} {int(m['hostID'])} {int(m['size'])}\n"
+                   for m in items or ()).encode()
 
 
 def _fork_gated(cfg: dict[str, Any], chan: socket.socket, cg_fds: list[int],
@@ -230,21 +285,46 @@ def _populate_dev(dev: str) -> None:
             pass
 
 
-def _mount_one(rootfs: str, m: dict[str, Any]) -> None:
+def _is_bind(m: dict[str, Any]) -> bool:
+    return m.get("type") == "bind" or "bind" in (m.get("options") or ()) \
+        or "rbind" in (m.get("options") or ())
+
+
+def _open_sources(mounts: list[dict[str, Any]]) -> dict[int, int]:
+    """``O_PATH`` descriptors of the bind-mount sources, opened while this process is still the
+    host's root: once it is the root of a user namespace, host directories it may not search
+    (a data-root under a 0700 directory, ``-v /root/x:/x``) stay reachable through them."""
+    fds: dict[int, int] = {}
+    for i, m in enumerate(mounts):
+        if _is_bind(m):
+            try:
+                fds[i] = os.open(m.get("source") or "", os.O_PATH | os.O_CLOEXEC)
+            except OSError as e:
+                raise InitError(f"error mounting \"{m.get('source')}\" to rootfs at "
+                                f"\"{m['destination']}\": {_go_err(e)}") from None
+    return fds
+
+
+def _mount_one(rootfs: str, m: dict[str, Any], src_fd: int | None = None) -> None:
     dest = secure_join(rootfs, m["destination"])
     typ = m.get("type") or ""
     source = m.get("source") or typ or "none"
     flags, prop, data = linux.parse_mount_options(m.get("options"))
     if flags & linux.MS_BIND or typ == "bind":
         flags |= linux.MS_BIND
-        if os.path.isdir(source):
+        if src_fd is not None:
+            is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)
+            source = f"/proc/self/fd/{src_fd}"
+        else:
+            is_dir = os.path.isdir(source)
+        if is_dir:
             os.makedirs(dest, exist_ok=True)
         else:
             _ensure_file(dest)
         linux.mount(source, dest, None, flags & (linux.MS_BIND | linux.MS_REC))
         extra = flags & ~(linux.MS_BIND | linux.MS_REC)
         if extra:
-            linux.mount(None, dest, None, extra | linux.MS_BIND | linux.MS_REMOUNT)
+            linux.remount_bind(dest, extra)
     else:
         os.makedirs(dest, exist_ok=True)
         try:
@@ -254,7 +334,7 @@ def _mount_one(rootfs: str, m: dict[str, Any]) -> None:
                 raise
             # sysfs of a network namespace we do not own: bind the host's, read-only
             linux.mount("/sys", dest, None, linux.MS_BIND | linux.MS_REC)
-            linux.mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+            linux.remount_bind(dest, linux.MS_RDONLY)
         if typ == "tmpfs" and os.path.normpath(m["destination"]) == "/dev":
             _populate_dev(dest)
     if prop:
@@ -275,8 +355,7 @@ def _mask_paths(masked: list[str], readonly: list[str]) -> None:
             if not os.path.exists(path):
                 continue
             linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
-            linux.mount(None, path, None,
-                        linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC)
+            linux.remount_bind(path, linux.MS_RDONLY | linux.MS_REC)
         except FileNotFoundError:
             pass
 
@@ -403,6 +482,11 @@ def _drop_privileges(proc: dict[str, Any], lin: dict[str, Any], uid: int, gid: i
     elif flt is not None:
         security.load_seccomp(flt)
         flt = None
+    # root of the current user namespace first: in a new one this process is still the host's
+    # root, which the kernel does not count as "root" there, so going straight to a non-root
+    # uid would keep every capability; from the namespace's root, it drops them all
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
     os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -419,13 +503,21 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     rootfs = os.path.realpath(spec["root"]["path"])
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
-    for m in cfg["mounts"]:
-        _mount_one(rootfs, m)
+    os.chdir(rootfs)  # on the bind mount: every path below is relative to it
+    mounts = cfg["mounts"]
+    sources = _open_sources(mounts)
+    if "user" in new_ns:
+        # the root of the new user namespace from here on: file systems mounted in it (the
+        # tmpfs /dev, devpts...) only take files from IDs mapped into it, and mount points it
+        # creates belong to the container's root, not to an ID it cannot see
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    for i, m in enumerate(mounts):
+        _mount_one(".", m, sources.pop(i, None))
     if "uts" in new_ns and spec.get("hostname"):
         linux.sethostname(spec["hostname"])
     if "network" in new_ns:
         linux.set_link_up("lo")
-    os.chdir(rootfs)
     linux.pivot_root(".", ".")
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
@@ -450,7 +542,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.close(slave)
 
     if (spec.get("root") or {}).get("readonly"):
-        linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+        linux.remount_bind("/", linux.MS_RDONLY)
 
     # -- the process ------------------------------------------------------------------------
     uid, gid, groups, home = resolve_user(proc.get("user") or {})
@@ -485,8 +577,10 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
 
 
 # -- exec: a new process in a running container ------------------------------------------------
-#: setns order: the mount namespace last (the /proc/<pid>/ns files are opened before any join)
-EXEC_NS_ORDER = ("cgroup", "ipc", "uts", "network", "pid", "mount")
+#: setns order: every namespace is opened before any join; the mount namespace after the others
+#: and the user namespace last: the host's root may join the ones owned by the container's user
+#: namespace, and the network namespace (owned by the host's), only while still outside it
+EXEC_NS_ORDER = ("cgroup", "ipc", "uts", "network", "pid", "mount", "user")
 
 
 def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:

@@ -925,7 +925,10 @@ class Supervisor:
             if ns.get("type") not in linux.NAMESPACE_FLAGS:
                 raise InvalidParameter(f"unknown namespace type {ns.get('type')!r}")
             if ns["type"] == "user" and not ns.get("path"):
-                raise InvalidParameter("native: creating user namespaces is not supported")
+                lin = spec.get("linux") or {}
+                if not lin.get("uidMappings") or not lin.get("gidMappings"):
+                    raise InvalidParameter("a new user namespace needs linux.uidMappings and "
+                                           "linux.gidMappings")
         if not log_path:
             raise InvalidParameter("log_path is required")
         new = c is None
