@@ -47,6 +47,9 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "dns": (list, []),
     "live-restore": (bool, True),
     "userns-remap": (str, ""),
+    # stricter than dockerd's false: setuid programs gain nothing unless a container asks
+    # (--security-opt no-new-privileges=false)
+    "no-new-privileges": (bool, True),
     "default-ulimits": (dict, {}),
     "labels": (list, []),
     "disabled-plugins": (list, []),

@@ -202,6 +202,7 @@ class ContainerService:
             raise InvalidParameter("Minimum memory limit allowed is 6MB")
         if "SecurityOpt" in host:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
+            specmod.security_options(host["SecurityOpt"])
         userns_mode = host.get("UsernsMode") or ""
         if userns_mode not in ("", "host"):
             raise InvalidParameter(f"invalid USER mode: {userns_mode!r} (valid: host, or empty)")
@@ -282,7 +283,8 @@ class ContainerService:
             self.save(c)
             id_map = self.id_map(c)
             self._write_etc_files(c, id_map)
-            spec = specmod.build(c, rootfs, namespaces, id_map)
+            spec = specmod.build(c, rootfs, namespaces, id_map,
+                                 no_new_privs=self.d.config["no-new-privileges"])
             cfg = c["Config"]
             await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
                                       open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])

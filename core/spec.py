@@ -57,10 +57,45 @@ def command(config: dict[str, Any]) -> list[str]:
     return args
 
 
+#: ``--security-opt`` keys: ``seccomp`` (core.seccomp), ``no-new-privileges[=bool]``,
+#: ``systempaths=unconfined``; ``label`` and ``apparmor`` are accepted and have no effect (this
+#: engine has no SELinux or AppArmor support), as dockerd on a host without them
+SECURITY_OPT_KEYS = ("seccomp", "no-new-privileges", "systempaths", "label", "apparmor")
+_TRUE, _FALSE = ("", "true", "1", "yes"), ("false", "0", "no")
+
+
+def security_options(opts: list[str] | None) -> dict[str, Any]:
+    """Parse ``HostConfig.SecurityOpt`` (``key=value`` or the older ``key:value``) into
+    ``{"no_new_privs": bool | None, "systempaths_unconfined": bool}``; InvalidParameter for
+    a key or value Docker would refuse."""
+    out: dict[str, Any] = {"no_new_privs": None, "systempaths_unconfined": False}
+    for opt in opts or ():
+        cut = min((i for i in (opt.find("="), opt.find(":")) if i >= 0), default=len(opt))
+        key, value = opt[:cut], opt[cut + 1:]
+        if key not in SECURITY_OPT_KEYS:
+            raise InvalidParameter(f'invalid --security-opt: "{opt}" (valid keys: '
+                                   f'{", ".join(SECURITY_OPT_KEYS)})')
+        if key == "no-new-privileges":
+            if value.lower() not in _TRUE + _FALSE:
+                raise InvalidParameter(f'invalid --security-opt: "{opt}": no-new-privileges '
+                                       f'takes true or false')
+            out["no_new_privs"] = value.lower() in _TRUE
+        elif key == "systempaths":
+            if value != "unconfined":
+                raise InvalidParameter(f'invalid --security-opt: "{opt}": systempaths takes '
+                                       f'only unconfined')
+            out["systempaths_unconfined"] = True
+        elif key != "seccomp" and cut == len(opt):
+            raise InvalidParameter(f'invalid --security-opt: "{opt}": {key} needs a value')
+    return out
+
+
 def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
-          id_map: IDMap | None = None) -> dict[str, Any]:
+          id_map: IDMap | None = None, no_new_privs: bool = True) -> dict[str, Any]:
     """The spec of ``container`` on ``rootfs``; ``namespaces`` are those it joins or creates
-    (the network's with a path); a non-identity ``id_map`` adds a new user namespace with it."""
+    (the network's with a path); a non-identity ``id_map`` adds a new user namespace with it;
+    ``no_new_privs`` is the daemon's default (``no-new-privileges``), which
+    ``--security-opt no-new-privileges=false`` turns off for one container."""
     cfg = container["Config"]
     userns: dict[str, Any] = {}
     if id_map is not None and not id_map.is_identity:
@@ -119,6 +154,10 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
                            "options": ["rbind", "rprivate"]})
     mounts += spec_mounts(container)
     privileged = bool(host.get("Privileged"))
+    secopts = security_options(host.get("SecurityOpt"))
+    if secopts["no_new_privs"] is not None:
+        no_new_privs = secopts["no_new_privs"]
+    confined_paths = not privileged and not secopts["systempaths_unconfined"]
     rlimits = []
     for ul in host.get("Ulimits") or ():
         try:
@@ -151,7 +190,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             "cwd": cfg.get("WorkingDir") or "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
                              "inheritable": [], "ambient": []},
-            "noNewPrivileges": not privileged,
+            "noNewPrivileges": no_new_privs and not privileged,
             "rlimits": rlimits,
         },
         "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
@@ -160,8 +199,8 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         "linux": {
             "namespaces": namespaces,
             "resources": resources,
-            "maskedPaths": [] if privileged else MASKED_PATHS,
-            "readonlyPaths": [] if privileged else READONLY_PATHS,
+            "maskedPaths": MASKED_PATHS if confined_paths else [],
+            "readonlyPaths": READONLY_PATHS if confined_paths else [],
             "cgroupsPath": f"dockyard/{container['Id']}",
             **userns,
             **({"seccomp": seccomp} if seccomp else {}),

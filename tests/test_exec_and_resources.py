@@ -229,3 +229,27 @@ def test_tty_detach_keys_keep_the_container_and_its_stdin(shared_daemon: Daemon)
         assert d.api.post(f"/containers/{cid}/wait")[1]["StatusCode"] == 3
     finally:
         _rm(d, cid)
+
+
+def test_security_opts_no_new_privileges_and_systempaths(shared_daemon: Daemon) -> None:
+    """no_new_privs is on unless a container opts out; systempaths=unconfined lifts the
+    masked and read-only /proc paths; unknown options are refused at create."""
+    d = shared_daemon
+
+    def status_of(*opts: str) -> str:
+        args = [a for o in opts for a in ("--security-opt", o)]
+        r = d.cli("run", "--rm", *args, "busybox", "sh", "-c",
+                  "grep NoNewPrivs /proc/self/status; wc -c < /proc/keys; "
+                  "grep -c ' /proc/sys ' /proc/self/mounts; true")
+        assert r.returncode == 0, r.stderr
+        return " ".join(r.stdout.decode().split())
+
+    assert status_of() == "NoNewPrivs: 1 0 1"
+    assert status_of("no-new-privileges=false") == "NoNewPrivs: 0 0 1"
+    assert status_of("no-new-privileges:true") == "NoNewPrivs: 1 0 1"
+    keys = status_of("systempaths=unconfined").split()
+    # /proc/keys readable, /proc/sys not re-mounted read-only
+    assert keys[:2] == ["NoNewPrivs:", "1"] and int(keys[2]) > 0 and keys[3] == "0"
+    for bad in ("bogus=1", "no-new-privileges=maybe", "systempaths=open"):
+        r = d.cli("create", "--security-opt", bad, "busybox", "true")
+        assert r.returncode != 0 and b"invalid --security-opt" in r.stderr, (bad, r.stderr)

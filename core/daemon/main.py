@@ -152,6 +152,8 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("--userns-remap", "userns_remap",
               help="run containers in a user namespace: default, user[:group] or uid[:gid] "
                    "(ranges from /etc/subuid and /etc/subgid)")
+@click.option("--no-new-privileges", "no_new_privileges", type=click.BOOL, default=None,
+              help="set no_new_privs for every container unless it opts out [default: true]")
 @click.version_option(package_name="dockyard", prog_name="dockyardd")
 def main(config_file: str, **flags: Any) -> None:
     """dockyardd: the dockyard container engine daemon (serves the Docker Engine API)."""
@@ -169,7 +171,7 @@ def main(config_file: str, **flags: Any) -> None:
         "bridge": flags["bridge"], "bip": flags["bip"], "iptables": flags["iptables"],
         "ip-masq": flags["ip_masq"], "ip-forward": flags["ip_forward"], "icc": flags["icc"],
         "userland-proxy": flags["userland_proxy"], "mtu": flags["mtu"], "dns": list(flags["dns"]),
-        "userns-remap": flags["userns_remap"],
+        "userns-remap": flags["userns_remap"], "no-new-privileges": flags["no_new_privileges"],
     }
     try:
         cfg = configmod.load(config_file, overrides, path_explicit=explicit)
