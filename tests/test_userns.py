@@ -243,3 +243,13 @@ def test_parse_forms_and_default(tmp_path, monkeypatch) -> None:
         assert subuid.read_text().count(name) == 1
     finally:
         subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def test_host_sys_submounts_are_hidden(rd: Daemon) -> None:
+    """/sys is the host's (bound read-only), but not the file systems mounted under it: the
+    host's cgroup tree stays invisible, as with a fresh sysfs."""
+    host_cgroups = os.listdir("/sys/fs/cgroup")
+    assert host_cgroups  # the host has some
+    out = ok(rd, "run", "--rm", "busybox", "sh", "-c", "ls -A /sys/fs/cgroup | wc -l; ls /sys/class | wc -l")
+    n_cg, n_class = out.split()
+    assert n_cg == "0" and int(n_class) > 0

@@ -332,13 +332,33 @@ def _mount_one(rootfs: str, m: dict[str, Any], src_fd: int | None = None) -> Non
         except PermissionError:
             if typ != "sysfs":
                 raise
-            # sysfs of a network namespace we do not own: bind the host's, read-only
-            linux.mount("/sys", dest, None, linux.MS_BIND | linux.MS_REC)
-            linux.remount_bind(dest, linux.MS_RDONLY)
+            _bind_host_sys(dest)
         if typ == "tmpfs" and os.path.normpath(m["destination"]) == "/dev":
             _populate_dev(dest)
     if prop:
         linux.mount(None, dest, None, prop)
+
+
+def _bind_host_sys(dest: str) -> None:
+    """sysfs of a network namespace this user namespace does not own (the network driver made
+    it) cannot be mounted: bind the host's, read-only. The bind must be recursive (the host's
+    submounts are locked to it), so each file system mounted under the host's /sys (cgroups,
+    securityfs, debugfs...) is covered by an empty read-only tmpfs: a fresh sysfs shows those
+    directories empty too."""
+    subs = sorted({p for p, _, _ in linux.mountinfo() if p.startswith("/sys/")})
+    linux.mount("/sys", dest, None, linux.MS_BIND | linux.MS_REC)
+    linux.remount_bind(dest, linux.MS_RDONLY)
+    covered: list[str] = []
+    for path in subs:
+        if any(path.startswith(c + "/") for c in covered):
+            continue
+        covered.append(path)
+        try:
+            linux.mount("tmpfs", dest + path[4:], "tmpfs",
+                        linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+                        "size=0,mode=755")
+        except OSError:  # gone meanwhile, or not a directory: nothing to hide
+            pass
 
 
 def _mask_paths(masked: list[str], readonly: list[str]) -> None:
