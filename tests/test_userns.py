@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tarfile
 from typing import Iterator
@@ -253,3 +254,19 @@ def test_host_sys_submounts_are_hidden(rd: Daemon) -> None:
     out = ok(rd, "run", "--rm", "busybox", "sh", "-c", "ls -A /sys/fs/cgroup | wc -l; ls /sys/class | wc -l")
     n_cg, n_class = out.split()
     assert n_cg == "0" and int(n_class) > 0
+
+
+def test_survives_daemon_sigkill(rd: Daemon, remap_user: tuple[str, int]) -> None:
+    """Re-adoption is the same with user namespaces: after SIGKILL and restart the container
+    still runs, and exec, stop and wait work."""
+    _, base = remap_user
+    cid = ok(rd, "run", "-d", "busybox", "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done").strip()
+    try:
+        assert rd.stop(signal.SIGKILL) == -signal.SIGKILL
+        rd.start()
+        assert json.loads(ok(rd, "inspect", cid))[0]["State"]["Running"] is True
+        assert ok(rd, "exec", cid, "cat", "/proc/self/uid_map").split() == ["0", str(base), str(SIZE)]
+        ok(rd, "stop", "-t", "5", cid)
+        assert json.loads(ok(rd, "inspect", cid))[0]["State"]["ExitCode"] == 7
+    finally:
+        rd.cli("rm", "-f", cid)
