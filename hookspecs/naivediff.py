@@ -681,16 +681,14 @@ def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | No
     written (the entries before it stay, as for any refused entry). Directories made because
     an entry below them has none of its own are owned by ``id_map.root``. The tar's entry for
     the root itself (``./``) is not applied: ``root`` keeps its owner, mode and times."""
-    whiteouts = whiteouts or OCI_WHITEOUTS
+    wo = whiteouts or OCI_WHITEOUTS
     remap = id_map is not None and not id_map.is_identity
-    made = whiteouts.implied_dir
-    if remap:
-        assert id_map is not None
-        host_root = id_map.root
+    host_root = id_map.root if id_map is not None and remap else None
 
-        def made(dfd: int, name: str, parts: list[str]) -> None:
+    def made(dfd: int, name: str, parts: list[str]) -> None:
+        if host_root is not None:
             _chown(os.chown, name, *host_root, dir_fd=dfd, follow_symlinks=False)
-            whiteouts.implied_dir(dfd, name, parts)  # type: ignore[union-attr]
+        wo.implied_dir(dfd, name, parts)
     size = 0
     unpacked: set[tuple[str, ...]] = set()
     dir_times: list[tuple[list[str], float, float]] = []
@@ -702,12 +700,12 @@ def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | No
             base, parent = parts[-1], parts[:-1]
             if base.startswith(WHITEOUT_PREFIX):
                 if base == WHITEOUT_OPAQUE:
-                    whiteouts.opaque(sroot, parent, unpacked, ti.name)
+                    wo.opaque(sroot, parent, unpacked, ti.name)
                 elif not base.startswith(WHITEOUT_META_PREFIX):
                     victim = base[len(WHITEOUT_PREFIX):]
                     if victim in ("", ".", ".."):
                         raise InvalidParameter(f"layer tar: bad whiteout {ti.name!r}")
-                    whiteouts.whiteout(sroot, parent, victim, ti.name)
+                    wo.whiteout(sroot, parent, victim, ti.name)
                 continue
             if remap:
                 assert id_map is not None
@@ -730,7 +728,7 @@ def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | No
             try:
                 dfd = sroot.open_dir(parent, create=True, what=ti.name, made=made)
                 try:
-                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times, whiteouts)
+                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times, wo)
                 except tarfile.TarError as e:  # truncated or corrupt data
                     raise InvalidParameter(f"layer tar: {ti.name!r}: {e}") from None
                 finally:
