@@ -4,6 +4,10 @@ Paths are resolved inside the rootfs one component at a time, never following a 
 it (the graph drivers' :class:`~dockyard.hookspecs.naivediff.SecureRoot`); ``..`` is resolved
 lexically against the container's ``/``. Archives going in are unpacked with the same safe tar
 application as image layers, so nothing is ever written outside the container.
+
+With ``userns-remap`` the caller passes the graph driver's ``id_map``: archives going in are
+chowned to host IDs (``to_host``; an owner without a mapping is refused), archives coming out
+carry container IDs (``to_container``), as Docker's ``docker cp`` and ``docker export``.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import tarfile
 from typing import IO, Any
 
 from dockyard.hookspecs.errors import InvalidParameter, NotFound
+from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import SecureRoot, apply_layer_tar, stream_from_writer
 
 # Go's os.FileMode bits, which the docker CLI reads from the stat header
@@ -96,8 +101,10 @@ def stat_header(rootfs: str, path: str) -> str:
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
-def tar_out(rootfs: str, path: str, on_done: Any = None) -> IO[bytes]:
-    """A tar stream of ``path`` (named by its base name; symlinks inside are kept as links)."""
+def tar_out(rootfs: str, path: str, on_done: Any = None, id_map: IDMap | None = None) -> IO[bytes]:
+    """A tar stream of ``path`` (named by its base name; symlinks inside are kept as links).
+    Owners are written as ``id_map.to_container(uid, gid)`` (host IDs without a mapping as
+    65534, with no user or group names)."""
     r = Resolved(rootfs, path)
     try:
         r.lstat()
@@ -105,19 +112,26 @@ def tar_out(rootfs: str, path: str, on_done: Any = None) -> IO[bytes]:
         r.close()
         raise
     arcname = r.name if r.name != "." else "."
+    shift = None
+    if id_map is not None and not id_map.is_identity:
+        def shift(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+            ti.uid, ti.gid = id_map.to_container(ti.uid, ti.gid)
+            ti.uname = ti.gname = ""  # the host's names of shifted IDs mean nothing inside
+            return ti
 
     def write(out: IO[bytes]) -> None:
         try:
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                tar.add(r.host_path, arcname=arcname, recursive=True)
+                tar.add(r.host_path, arcname=arcname, recursive=True, filter=shift)
         finally:
             r.close()
 
     return stream_from_writer(write, on_done)
 
 
-def extract_in(rootfs: str, path: str, stream: IO[bytes]) -> int:
-    """Unpack the tar ``stream`` into directory ``path`` of the container."""
+def extract_in(rootfs: str, path: str, stream: IO[bytes], id_map: IDMap | None = None) -> int:
+    """Unpack the tar ``stream`` into directory ``path`` of the container; entries are owned by
+    ``id_map.to_host`` of their tar owner (InvalidParameter for one with no mapping)."""
     with Resolved(rootfs, path) as r:
         st = r.lstat()
         if stat.S_ISLNK(st.st_mode):
@@ -125,7 +139,7 @@ def extract_in(rootfs: str, path: str, stream: IO[bytes]) -> int:
             with SecureRoot(rootfs) as sroot:
                 fd = sroot.open_dir(_parts(path), what=path)
             try:
-                return apply_layer_tar(os.readlink(f"/proc/self/fd/{fd}"), stream)
+                return apply_layer_tar(os.readlink(f"/proc/self/fd/{fd}"), stream, id_map=id_map)
             finally:
                 os.close(fd)
         if not stat.S_ISDIR(st.st_mode):
@@ -135,6 +149,6 @@ def extract_in(rootfs: str, path: str, stream: IO[bytes]) -> int:
         try:
             # the directory's real path, found through the fd of the safe walk (apply_layer_tar
             # then walks below it the same safe way)
-            return apply_layer_tar(os.readlink(f"/proc/self/fd/{fd}"), stream)
+            return apply_layer_tar(os.readlink(f"/proc/self/fd/{fd}"), stream, id_map=id_map)
         finally:
             os.close(fd)

@@ -623,7 +623,7 @@ class ContainerService:
         try:
             header = await asyncio.to_thread(archive.stat_header, root, path)
             stream = await asyncio.to_thread(archive.tar_out, root, path,
-                                             lambda: self.graph.put(cid))
+                                             lambda: self.graph.put(cid), getattr(self.graph, "id_map", None))
         except BaseException:
             await asyncio.to_thread(self.graph.put, cid)
             raise
@@ -638,7 +638,7 @@ class ContainerService:
 
         def run(root: str) -> int:
             with open(tar_path, "rb") as f:
-                return archive.extract_in(root, path, f)
+                return archive.extract_in(root, path, f, getattr(self.graph, "id_map", None))
         await self._rootfs_call(c["Id"], run)
 
     # -- changes / commit -----------------------------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 import abc
 from typing import IO, Any, ClassVar
 
+from .idmap import IDMap
+
 
 class GraphDriver(abc.ABC):
     #: the entry-point name, also the value users give to ``--storage-driver``
@@ -32,16 +34,37 @@ class GraphDriver(abc.ABC):
     #: suite then runs the driver on a loop-mounted file system of that type it makes itself
     required_fs: ClassVar[str | None] = None
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
         """``home`` is this driver's own directory (``<data-root>/<name>``); create it if needed.
 
         ``options`` are the ``storage-opts`` meant for this driver, ``key=value`` parsed into a
         dict. Raise :class:`~dockyard.hookspecs.errors.DriverNotSupported` naming the missing kernel
         feature when this host cannot run the driver, and
         :class:`~dockyard.hookspecs.errors.InvalidParameter` for an unknown option.
+
+        ``id_map`` (``userns-remap``) is the :class:`~dockyard.hookspecs.idmap.IDMap` between the
+        IDs in layer tars (container IDs) and the IDs stored on disk (host IDs); kept as
+        ``self.id_map``, the identity when not given. With a non-identity map a driver:
+
+        * stores layers shifted: :meth:`apply_diff` chowns every entry to
+          ``id_map.to_host(uid, gid)`` of its tar header (an ID without a mapping is refused
+          with InvalidParameter), and directories it makes on its own (a layer's root, parents
+          missing from the tar) are owned by ``id_map.root``;
+        * shifts back what leaves it: :meth:`diff` writes ``id_map.to_container(st_uid, st_gid)``
+          into the tar headers (unmapped host IDs as 65534);
+        * leaves the root of a container's view (:meth:`create_rw`) owned by ``id_map.root``,
+          so root in the user namespace can create files in ``/``.
+
+        The helpers of :mod:`dockyard.hookspecs.naivediff` (and the :class:`NaiveDiff` mixin,
+        which passes ``self.id_map``) do the shifting. The core passes ``id_map=`` only when
+        remapping is on, so a third-party driver whose constructor still takes ``(home,
+        options)`` keeps working, without remapping; one that takes ``id_map`` must pass it on
+        to this constructor.
         """
         self.home = home
         self.options = dict(options or {})
+        self.id_map = id_map or IDMap.identity()
 
     # -- the core ------------------------------------------------------------------------------
     @abc.abstractmethod

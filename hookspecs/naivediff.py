@@ -11,6 +11,12 @@ like the rest of :mod:`dockyard.hookspecs` it imports nothing else of dockyard.
 * :func:`apply_layer_tar` — unpack a layer tar into a directory, honouring whiteouts, without ever
   writing outside it.
 
+Both tar functions take an optional ``id_map`` (:class:`~dockyard.hookspecs.idmap.IDMap`,
+``userns-remap``): tar headers carry container IDs, the disk holds host IDs. Applying chowns every
+entry to ``id_map.to_host(uid, gid)`` (and directories the tar implies without an entry of their
+own to ``id_map.root``); writing puts ``id_map.to_container(st_uid, st_gid)`` in the headers.
+``None`` or the identity map changes nothing.
+
 Safety of :func:`apply_layer_tar`: every entry is resolved one component at a time with
 ``openat(O_NOFOLLOW|O_DIRECTORY)`` from a descriptor of the layer root; the final component is
 never followed. Entries named with an absolute path or a ``..`` component, hard links whose target
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Iterator
 
 from .errors import InvalidParameter
+from .idmap import IDMap
 
 log = logging.getLogger(__name__)
 
@@ -270,10 +277,13 @@ def _fsencode(rel: str) -> bytes:
     return os.fsencode(rel)
 
 
-def write_layer_tar(out: IO[bytes], root: str, changes: list[Change]) -> None:
+def write_layer_tar(out: IO[bytes], root: str, changes: list[Change],
+                    id_map: IDMap | None = None) -> None:
     """Write the uncompressed tar of ``changes`` (from :func:`compute_changes`) taken from
     ``root`` to ``out``: deletions become ``.wh.<name>``, a directory whose lower entries are all
-    gone gets one ``.wh..wh..opq`` instead of a whiteout per entry."""
+    gone gets one ``.wh..wh..opq`` instead of a whiteout per entry. Owners are written as
+    ``id_map.to_container(st_uid, st_gid)`` (host IDs without a mapping as 65534)."""
+    to_container = None if id_map is None or id_map.is_identity else id_map.to_container
     links: dict[tuple[int, int], bytes] = {}
     opaque_dirs: set[str] = set()
     for c in changes:
@@ -290,7 +300,8 @@ def write_layer_tar(out: IO[bytes], root: str, changes: list[Change]) -> None:
             continue  # removed while we were diffing a live layer
         name = _fsencode(c.path.lstrip("/"))
         mode = stat.S_IMODE(st.st_mode)
-        common = dict(mode=mode, uid=st.st_uid, gid=st.st_gid, mtime=int(st.st_mtime))
+        uid, gid = to_container(st.st_uid, st.st_gid) if to_container else (st.st_uid, st.st_gid)
+        common = dict(mode=mode, uid=uid, gid=gid, mtime=int(st.st_mtime))
         fmt = stat.S_IFMT(st.st_mode)
         if fmt == stat.S_IFSOCK:
             log.warning("layer diff: skipping socket %s", c.path)
@@ -651,11 +662,33 @@ class WhiteoutFormat:
 OCI_WHITEOUTS = WhiteoutFormat()
 
 
-def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | None = None) -> int:
+def _host_ids(id_map: IDMap, ti: tarfile.TarInfo) -> tuple[int, int]:
+    try:
+        return id_map.to_host(ti.uid, ti.gid)
+    except ValueError as e:
+        raise InvalidParameter(f"layer tar: {ti.name!r} is owned by {ti.uid}:{ti.gid}, which has "
+                               f"no mapping in the user-namespace remapping ({id_map}): {e}") from None
+
+
+def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | None = None,
+                    id_map: IDMap | None = None) -> int:
     """Unpack the uncompressed layer tar ``stream`` into directory ``root`` and return the sum of
     the sizes of its regular files. See the module docstring for what is refused. ``whiteouts``
-    decides how whiteout entries are recorded (default: :data:`OCI_WHITEOUTS`)."""
-    whiteouts = whiteouts or OCI_WHITEOUTS
+    decides how whiteout entries are recorded (default: :data:`OCI_WHITEOUTS`).
+
+    ``id_map``: every entry is chowned to ``id_map.to_host(uid, gid)`` of its header; an entry
+    whose owner has no mapping is refused with InvalidParameter before anything of it is
+    written (the entries before it stay, as for any refused entry). Directories made because
+    an entry below them has none of its own are owned by ``id_map.root``. The tar's entry for
+    the root itself (``./``) is not applied: ``root`` keeps its owner, mode and times."""
+    wo = whiteouts or OCI_WHITEOUTS
+    remap = id_map is not None and not id_map.is_identity
+    host_root = id_map.root if id_map is not None and remap else None
+
+    def made(dfd: int, name: str, parts: list[str]) -> None:
+        if host_root is not None:
+            _chown(os.chown, name, *host_root, dir_fd=dfd, follow_symlinks=False)
+        wo.implied_dir(dfd, name, parts)
     size = 0
     unpacked: set[tuple[str, ...]] = set()
     dir_times: list[tuple[list[str], float, float]] = []
@@ -667,13 +700,16 @@ def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | No
             base, parent = parts[-1], parts[:-1]
             if base.startswith(WHITEOUT_PREFIX):
                 if base == WHITEOUT_OPAQUE:
-                    whiteouts.opaque(sroot, parent, unpacked, ti.name)
+                    wo.opaque(sroot, parent, unpacked, ti.name)
                 elif not base.startswith(WHITEOUT_META_PREFIX):
                     victim = base[len(WHITEOUT_PREFIX):]
                     if victim in ("", ".", ".."):
                         raise InvalidParameter(f"layer tar: bad whiteout {ti.name!r}")
-                    whiteouts.whiteout(sroot, parent, victim, ti.name)
+                    wo.whiteout(sroot, parent, victim, ti.name)
                 continue
+            if remap:
+                assert id_map is not None
+                ti.uid, ti.gid = _host_ids(id_map, ti)
             link_src: tuple[int, str] | None = None
             if ti.islnk():
                 lparts = clean_parts(ti.linkname, "hard link target")
@@ -690,9 +726,9 @@ def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | No
                     raise InvalidParameter(f"layer tar: hard link {ti.name!r} to a directory")
                 link_src = (ldfd, lparts[-1])
             try:
-                dfd = sroot.open_dir(parent, create=True, what=ti.name, made=whiteouts.implied_dir)
+                dfd = sroot.open_dir(parent, create=True, what=ti.name, made=made)
                 try:
-                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times, whiteouts)
+                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times, wo)
                 except tarfile.TarError as e:  # truncated or corrupt data
                     raise InvalidParameter(f"layer tar: {ti.name!r}: {e}") from None
                 finally:
@@ -797,7 +833,8 @@ class NaiveDiff:
     """``diff``/``changes``/``apply_diff``/``diff_size`` for a driver that only mounts.
 
     Put it first in the bases: ``class MyDriver(NaiveDiff, GraphDriver)``. It relies only on
-    ``self.get(id) -> path`` and ``self.put(id)``.
+    ``self.get(id) -> path`` and ``self.put(id)``, and passes ``self.id_map`` (when there is one)
+    to the tar helpers: the diff carries container IDs, an applied layer is stored with host IDs.
 
     :meth:`diff` returns the read end of a pipe filled by a thread while it walks the mounted
     layer: the tar streams without touching disk or memory in full (a layer may be gigabytes),
@@ -826,7 +863,8 @@ class NaiveDiff:
         changes = self._naive_changes(id, parent)
         root = self.get(id)  # type: ignore[attr-defined]
         try:
-            return stream_from_writer(lambda out: write_layer_tar(out, root, changes),
+            id_map = getattr(self, "id_map", None)
+            return stream_from_writer(lambda out: write_layer_tar(out, root, changes, id_map),
                                       on_done=lambda: self.put(id))  # type: ignore[attr-defined]
         except BaseException:
             self.put(id)  # type: ignore[attr-defined]
@@ -843,6 +881,6 @@ class NaiveDiff:
     def apply_diff(self, id: str, parent: str | None, stream: IO[bytes]) -> int:
         root = self.get(id)  # type: ignore[attr-defined]
         try:
-            return apply_layer_tar(root, stream)
+            return apply_layer_tar(root, stream, id_map=getattr(self, "id_map", None))
         finally:
             self.put(id)  # type: ignore[attr-defined]

@@ -133,3 +133,23 @@ def test_fuse_overlayfs_replaces_a_dead_mount(home: str) -> None:
         again.cleanup()
     finally:
         d.cleanup()
+
+
+def test_drivers_without_id_map_keep_working_and_skip_remap_tests(home: str) -> None:
+    """A third-party driver written before userns-remap (constructor ``(home, options)``) gets the
+    identity map from GraphDriver and is not asked to remap by the suite; ours take ``id_map``."""
+    from dockyard.hookspecs.conformance.graphdriver import _class_factory, _takes_id_map
+    from dockyard.hookspecs.idmap import IDMap
+    from dockyard.plugins.graphdrivers.vfs import VfsDriver
+
+    class OldVfs(VfsDriver):
+        def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+            super().__init__(home, options)
+
+    assert OldVfs(home).id_map.is_identity
+    assert not _takes_id_map(_class_factory(OldVfs))
+    assert _takes_id_map(_class_factory(VfsDriver))
+    for name, ep in installed_graphdrivers().items():
+        assert _takes_id_map(_class_factory(ep.load())), f"{name} takes no id_map"
+    m = IDMap(uids=((0, 100000, 65536),), gids=((0, 100000, 65536),))
+    assert VfsDriver(home, {}, id_map=m).id_map == m

@@ -21,13 +21,16 @@ Every installed driver (entry-point group ``dockyard.graphdrivers``) is run by::
     from dockyard.hookspecs.conformance.graphdriver import installed_graphdriver_suite
     TestInstalledGraphDrivers = installed_graphdriver_suite()
 
-(restrict with ``--dockyard-graphdriver NAME``). Tests needing root (ownership, device nodes,
+(restrict with ``--dockyard-graphdriver NAME``). The ``userns-remap`` tests build the driver with
+``factory(home, id_map=IDMap(...))``: the factories made from a driver class do that; a factory
+function that takes no ``id_map`` keyword skips them. Tests needing root (ownership, device nodes,
 ``security.capability``) skip when not root; xattr tests skip where the file system has no xattrs.
 """
 from __future__ import annotations
 
 import errno
 import hashlib
+import inspect
 import io
 import os
 import shutil
@@ -43,10 +46,14 @@ import pytest
 
 from ..errors import Conflict, DockyardError, DriverNotSupported, InvalidParameter, NotFound
 from ..graphdriver import GraphDriver
+from ..idmap import IDMap
 from .loopfs import LoopFilesystem, LoopUnavailable
 
 GROUP = "dockyard.graphdrivers"
-Factory = Callable[[str], GraphDriver]
+Factory = Callable[..., GraphDriver]  # factory(home) or factory(home, id_map=IDMap)
+
+#: the user-namespace remapping the remap tests use: container 0 is host uid 200000 / gid 300000
+REMAP = IDMap(uids=((0, 200000, 65536),), gids=((0, 300000, 65536),))
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 # a v2 security.capability value: cap_net_raw in permitted, effective flag set
@@ -200,6 +207,52 @@ def _loop_base(config: Any, fstype: str) -> str:
     return got.path
 
 
+def _takes_id_map(factory: Any) -> bool:
+    """Whether ``factory`` (or the class behind a factory of :func:`_class_factory`) accepts
+    ``id_map=``: drivers written before ``userns-remap`` skip the remap tests."""
+    known = getattr(factory, "takes_id_map", None)
+    if known is not None:
+        return bool(known)
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "id_map" or p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], GraphDriver]) -> Any:
+    """A fresh home (and ``outside``) for one test, its driver ``make(home)``; torn down after."""
+    base = (request.config.getoption("dockyard_basetemp", None)
+            or os.environ.get("DOCKYARD_CONFORMANCE_BASETEMP") or None)
+    fstype = getattr(graphdriver_factory, "required_fs", None)
+    if base is None and fstype:
+        base = _loop_base(request.config, fstype)
+    top = os.path.realpath(tempfile.mkdtemp(prefix="dockyard-gd-", dir=base))
+    home, outside = os.path.join(top, "home"), os.path.join(top, "outside")
+    os.mkdir(outside)
+    write(outside, "sentinel", b"do not touch")
+    driver = None
+    try:
+        try:
+            driver = make(home)
+        except DriverNotSupported as e:
+            pytest.skip(f"driver not supported here: {e.reason}")
+        e = Env(driver, home, outside)
+        before = _outside_state(outside)
+        yield e
+        assert _outside_state(outside) == before, "the driver wrote outside its home"
+    finally:
+        try:
+            if driver is not None:
+                driver.cleanup()
+            left = _mounts_under(top)
+        finally:
+            for mp in sorted(_mounts_under(top), reverse=True):
+                subprocess.run(["umount", "-l", mp], check=False)
+            shutil.rmtree(top, ignore_errors=True)
+        assert not left, f"still mounted after cleanup(): {left}"
+
+
 # ------------------------------------------------------------------------------------------------
 # the suite
 # ------------------------------------------------------------------------------------------------
@@ -213,36 +266,17 @@ class GraphDriverSuite:
 
     @pytest.fixture
     def env(self, graphdriver_factory: Factory, request: Any) -> Any:
-        base = (request.config.getoption("dockyard_basetemp", None)
-                or os.environ.get("DOCKYARD_CONFORMANCE_BASETEMP") or None)
-        fstype = getattr(graphdriver_factory, "required_fs", None)
-        if base is None and fstype:
-            base = _loop_base(request.config, fstype)
-        top = os.path.realpath(tempfile.mkdtemp(prefix="dockyard-gd-", dir=base))
-        home, outside = os.path.join(top, "home"), os.path.join(top, "outside")
-        os.mkdir(outside)
-        write(outside, "sentinel", b"do not touch")
-        driver = None
-        try:
-            try:
-                driver = graphdriver_factory(home)
-            except DriverNotSupported as e:
-                pytest.skip(f"driver not supported here: {e.reason}")
-            e = Env(driver, home, outside)
-            before = _outside_state(outside)
-            yield e
-            assert _outside_state(outside) == before, "the driver wrote outside its home"
-        finally:
-            try:
-                if driver is not None:
-                    driver.cleanup()
-                left = _mounts_under(top)
-            finally:
-                for mp in sorted(_mounts_under(top), reverse=True):
-                    subprocess.run(["umount", "-l", mp], check=False)
-                shutil.rmtree(top, ignore_errors=True)
-            assert not left, f"still mounted after cleanup(): {left}"
+        yield from _driver_env(graphdriver_factory, request, graphdriver_factory)
 
+    @pytest.fixture
+    def remap_env(self, graphdriver_factory: Factory, request: Any) -> Any:
+        """Like ``env``, the driver built with ``id_map=REMAP``."""
+        if os.geteuid() != 0:
+            pytest.skip("needs root")
+        if not _takes_id_map(graphdriver_factory):
+            pytest.skip("the factory takes no id_map keyword")
+        yield from _driver_env(graphdriver_factory, request,
+                               lambda home: graphdriver_factory(home, id_map=REMAP))
     # -- helpers bound to a driver --------------------------------------------------------------
     @staticmethod
     def layer(env: Env, id: str, parent: str | None = None, files: dict[str, Any] | None = None,
@@ -786,6 +820,142 @@ class GraphDriverSuite:
         finally:
             d.put("child")
 
+    # -- userns-remap (the driver built with id_map=REMAP) ----------------------------------------
+    @staticmethod
+    def _owner(root: str, rel: str = "") -> tuple[int, int]:
+        st = os.lstat(os.path.join(root, rel) if rel else root)
+        return st.st_uid, st.st_gid
+
+    def test_remap_applied_layer_is_stored_shifted(self, remap_env: Env) -> None:
+        d = remap_env.driver
+        assert d.id_map == REMAP
+        d.create("base", None)
+        d.apply_diff("base", None, make_tar(
+            ("dir", "etc"), ("file", "etc/passwd", "root:x:0:0"),
+            ("file", "home/u/f", "mine", {"uid": 1000, "gid": 1000}),
+            ("dir", "d", None, {"uid": 5, "gid": 7}),
+            ("symlink", "l", "home/u/f", {"uid": 1000, "gid": 1001}),
+            ("hardlink", "h", "home/u/f", {"uid": 1000, "gid": 1000})))
+        root = d.get("base")
+        try:
+            own = self._owner
+            assert own(root, "etc") == own(root, "etc/passwd") == (200000, 300000)
+            assert own(root, "home/u/f") == own(root, "h") == (201000, 301000)
+            assert own(root, "d") == (200005, 300007)
+            assert own(root, "l") == (201000, 301001)
+            # directories the tar implies without entries, and the layer's root: container root
+            assert own(root, "home") == own(root, "home/u") == own(root) == (200000, 300000)
+        finally:
+            d.put("base")
+
+    def test_remap_diff_gives_container_ids(self, remap_env: Env) -> None:
+        d = remap_env.driver
+        blob = make_tar(("dir", "etc"), ("file", "etc/passwd", "x"), ("file", "etc/keep", "k"),
+                        ("file", "u", "u", {"uid": 1000, "gid": 1000}),
+                        ("dir", "d", None, {"uid": 5, "gid": 7}),
+                        ("symlink", "l", "u", {"uid": 3, "gid": 4})).getvalue()
+        d.create("base", None)
+        d.apply_diff("base", None, io.BytesIO(blob))
+        with d.diff("base", None) as s:
+            names = tar_names(s)
+        owners = {n: (ti.uid, ti.gid) for n, ti in names.items()}
+        assert owners == {"etc": (0, 0), "etc/passwd": (0, 0), "etc/keep": (0, 0),
+                          "u": (1000, 1000), "d": (5, 7), "l": (3, 4)}
+        # a child layer: the native (overlay) and naive diffs both shift back, whiteouts included
+        d.create("child", "base")
+        d.apply_diff("child", "base", make_tar(
+            ("file", "etc/.wh.passwd"), ("dir", "d", None, {"uid": 5, "gid": 7}),
+            ("file", "d/new", "n", {"uid": 6, "gid": 8}), ("dir", "o", None, {"uid": 9, "gid": 9}),
+            ("file", "o/.wh..wh..opq")))
+        root = d.get("child")
+        try:
+            assert self._owner(root, "d/new") == (200006, 300008)
+            assert not os.path.lexists(os.path.join(root, "etc/passwd"))
+            assert self._owner(root, "etc") == (200000, 300000)
+        finally:
+            d.put("child")
+        with d.diff("child", "base") as s:
+            names = tar_names(s)
+        assert "etc/.wh.passwd" in names
+        assert (names["d/new"].uid, names["d/new"].gid) == (6, 8)
+        assert all((ti.uid, ti.gid) != (200000, 300000) for ti in names.values())
+        # and the diff applied to a fresh remapped layer gives the same tree
+        d.create("again", None)
+        d.apply_diff("again", None, io.BytesIO(blob))
+        a, b = d.get("base"), d.get("again")
+        try:
+            assert snapshot(a, times=False) == snapshot(b, times=False)
+        finally:
+            d.put("again")
+            d.put("base")
+
+    def test_remap_rw_layer_root_and_host_written_files(self, remap_env: Env) -> None:
+        d = remap_env.driver
+        d.create("base", None)
+        d.apply_diff("base", None, make_tar(("dir", "etc"), ("file", "etc/x", "x"),
+                                            ("dir", "tmp", None, {"mode": 0o1777})))
+        d.create_rw("ctr", "base")
+        d.create_rw("scratch", None)
+        root = d.get("ctr")
+        try:
+            assert self._owner(root) == (200000, 300000)
+            # what root of the container (host 200000) and others write
+            write(root, "mine", "m")
+            os.chown(os.path.join(root, "mine"), 200005, 300007)
+            os.mkdir(os.path.join(root, "tmp/sub"))
+            os.chown(os.path.join(root, "tmp/sub"), 200000, 300000)
+            write(root, "stranger", "s")
+            os.chown(os.path.join(root, "stranger"), 12345, 12345)  # no mapping: overflow ID
+            write(root, "etc/x", "changed")  # copied up: keeps its shifted owner
+            assert self._owner(root, "etc/x") == (200000, 300000)
+            assert stat.S_IMODE(os.lstat(os.path.join(root, "tmp")).st_mode) == 0o1777
+        finally:
+            d.put("ctr")
+        root = d.get("scratch")
+        try:
+            assert self._owner(root) == (200000, 300000)
+        finally:
+            d.put("scratch")
+        kinds = {c["Path"]: c["Kind"] for c in d.changes("ctr", "base")}
+        assert kinds["/mine"] == 1 and kinds["/etc/x"] == 0
+        with d.diff("ctr", "base") as s:
+            names = tar_names(s)
+        owners = {n: (ti.uid, ti.gid) for n, ti in names.items()}
+        assert owners["mine"] == (5, 7)
+        assert owners["stranger"] == (65534, 65534)
+        assert owners["etc/x"] == owners["tmp/sub"] == owners["tmp"] == (0, 0)
+
+    def test_remap_implied_dir_keeps_parent_owner(self, remap_env: Env) -> None:
+        """``tmp/x`` without a ``tmp/`` entry over a parent's ``tmp`` owned 5:7 (stored
+        200005:300007): the layer's ``tmp`` keeps that owner and mode."""
+        d = remap_env.driver
+        d.create("base", None)
+        d.apply_diff("base", None, make_tar(("dir", "tmp", None, {"uid": 5, "gid": 7, "mode": 0o1777})))
+        d.create("l", "base")
+        d.apply_diff("l", "base", make_tar(("file", "tmp/x", "x", {"uid": 1, "gid": 2})))
+        root = d.get("l")
+        try:
+            st = os.lstat(os.path.join(root, "tmp"))
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (200005, 300007, 0o1777)
+            assert self._owner(root, "tmp/x") == (200001, 300002)
+        finally:
+            d.put("l")
+
+    def test_remap_unmapped_owner_refused(self, remap_env: Env) -> None:
+        d = remap_env.driver
+        d.create("l", None)
+        with pytest.raises(InvalidParameter, match="70000"):
+            d.apply_diff("l", None, make_tar(("file", "ok", "1"),
+                                             ("file", "bad", "2", {"uid": 70000, "gid": 0})))
+        root = d.get("l")
+        try:
+            assert not os.path.lexists(os.path.join(root, "bad"))
+        finally:
+            d.put("l")
+        d.create("g", None)
+        with pytest.raises(InvalidParameter, match="70001"):
+            d.apply_diff("g", None, make_tar(("dir", "x", None, {"gid": 70001})))
+
 
 # ------------------------------------------------------------------------------------------------
 # builders
@@ -798,10 +968,20 @@ def graphdriver_suite(factory: Factory | type, name: str | None = None) -> type:
     @pytest.fixture
     def graphdriver_factory(self: Any) -> Factory:
         if isinstance(factory, type):
-            return _with_fs(lambda home: factory(home, {}), factory)  # type: ignore[call-arg]
+            return _with_fs(_class_factory(factory), factory)
         return factory  # type: ignore[return-value]
 
     return type(cls_name, (GraphDriverSuite,), {"graphdriver_factory": graphdriver_factory})
+
+
+def _class_factory(cls: Any) -> Factory:
+    """``cls(home, {})``; with an ``id_map``, ``cls(home, {}, id_map=id_map)``."""
+    def factory(home: str, id_map: IDMap | None = None) -> GraphDriver:
+        if id_map is None:
+            return cls(home, {})
+        return cls(home, {}, id_map=id_map)
+    factory.takes_id_map = _takes_id_map(cls)  # type: ignore[attr-defined]
+    return factory
 
 
 def _with_fs(factory: Any, cls: type) -> Any:
@@ -826,7 +1006,7 @@ def installed_graphdriver_suite() -> type:
         cls = eps[request.param].load()  # a driver that fails to import fails the suite
         assert getattr(cls, "name", None) == request.param, \
             f"entry point {request.param!r} loads a driver named {getattr(cls, 'name', None)!r}"
-        return _with_fs(lambda home: cls(home, {}), cls)
+        return _with_fs(_class_factory(cls), cls)
 
     return type("InstalledGraphDrivers", (GraphDriverSuite,),
                 {"graphdriver_factory": graphdriver_factory})

@@ -23,6 +23,7 @@ import uuid
 from dockyard.core import linux
 from dockyard.hookspecs.errors import Conflict, DriverNotSupported, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import NaiveDiff
 
 from .dirlayers import check_id
@@ -35,10 +36,11 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 class AufsDriver(NaiveDiff, GraphDriver):
     name = "aufs"
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
         if "aufs" not in linux.filesystems():
             raise DriverNotSupported("aufs is not in /proc/filesystems")
-        super().__init__(home, options)
+        super().__init__(home, options, id_map)
         if self.options:
             raise InvalidParameter("aufs: unknown storage option(s): " + ", ".join(sorted(self.options)))
         backing = linux.fs_name(os.path.dirname(home.rstrip("/")) or "/")
@@ -46,6 +48,10 @@ class AufsDriver(NaiveDiff, GraphDriver):
             raise DriverNotSupported(f"aufs: {home} is on {backing}, which aufs cannot use as a branch")
         for sub in ("diff", "layers", "mnt"):
             os.makedirs(os.path.join(home, sub), mode=0o700, exist_ok=True)
+        if not self.id_map.is_identity:  # root of the user namespace must reach mnt/<id>
+            for d in (home, os.path.join(home, "mnt")):
+                os.chown(d, 0, self.id_map.root[1])
+                os.chmod(d, 0o710)
         self._lock = threading.RLock()
         self._refs: dict[str, int] = {}
         self._mounted: set[str] = set()
@@ -73,6 +79,8 @@ class AufsDriver(NaiveDiff, GraphDriver):
             parents = [parent] + self._parents(parent) if parent is not None else []
             tmp = os.path.join(self.home, "diff", f".tmp-{id}-{uuid.uuid4().hex[:12]}")
             os.mkdir(tmp, 0o755)
+            if not self.id_map.is_identity:  # userns-remap: the layer's root is the container root's
+                os.chown(tmp, *self.id_map.root)
             with open(self._p("layers", id), "w") as f:
                 f.write("".join(p + "\n" for p in parents))
             os.makedirs(self._p("mnt", id), mode=0o755, exist_ok=True)

@@ -21,6 +21,7 @@ import subprocess
 
 from dockyard.core import linux
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
+from dockyard.hookspecs.idmap import IDMap
 
 from .dirlayers import DirectoryLayers
 
@@ -33,8 +34,9 @@ class BtrfsDriver(DirectoryLayers):
     required_fs = "btrfs"
     subdir = "subvolumes"
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
-        super().__init__(home, options)
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
+        super().__init__(home, options, id_map)
         if "btrfs" not in linux.filesystems():
             raise DriverNotSupported("btrfs is not in /proc/filesystems")
         os.makedirs(home, mode=0o700, exist_ok=True)

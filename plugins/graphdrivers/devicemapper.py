@@ -35,6 +35,7 @@ from dockyard.core import linux
 from dockyard.hookspecs.errors import (Conflict, DockyardError, DriverNotSupported,
                                        InvalidParameter, NotFound)
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import NaiveDiff
 
 from .dirlayers import check_id
@@ -56,11 +57,12 @@ def _size(value: str, what: str) -> int:
 class DevicemapperDriver(NaiveDiff, GraphDriver):
     name = "devicemapper"
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
         if not os.path.exists("/dev/mapper/control"):
             raise DriverNotSupported("devicemapper: /dev/mapper/control not found: the kernel "
                                      "has no device-mapper support")
-        super().__init__(home, options)
+        super().__init__(home, options, id_map)
         unknown = sorted(set(self.options) - _OPTIONS)
         if unknown:
             raise InvalidParameter(f"devicemapper: unknown storage option(s): {', '.join(unknown)}; "
@@ -78,6 +80,10 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
         self._mnt = os.path.join(home, "mnt")
         for d in (self._meta, self._mnt):
             os.makedirs(d, mode=0o700, exist_ok=True)
+        if not self.id_map.is_identity:  # root of the user namespace must reach mnt/<id>
+            for d in (home, self._mnt):
+                os.chown(d, 0, self.id_map.root[1])
+                os.chmod(d, 0o710)
         self._lock = threading.RLock()
         self._refs: dict[str, int] = {}
         self._loops: list[str] = []
@@ -186,6 +192,9 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
             linux.mount(f"/dev/mapper/{name}", tmp, "ext4", 0, None)
             try:
                 os.mkdir(os.path.join(tmp, "rootfs"), 0o755)
+                # userns-remap: every layer is a snapshot of the base, so its root is the
+                # container root's
+                os.chown(os.path.join(tmp, "rootfs"), *self.id_map.root)
             finally:
                 linux.umount2(tmp, 0)
                 os.rmdir(tmp)

@@ -7,6 +7,11 @@ deleted when the driver starts. Nothing is mounted: ``get`` returns the director
 references in memory; ``remove`` of a referenced or busy layer is refused with Conflict. The
 diff side is :class:`~dockyard.hookspecs.naivediff.NaiveDiff`.
 
+With ``userns-remap`` (``id_map``) every layer's root directory is owned by ``id_map.root``
+(a copy or snapshot of a parent is chowned before it appears), and home and the layer directory
+are ``0710`` with group ``id_map.root``'s gid, so root of the user namespace can reach its
+rootfs; the NaiveDiff side stores applied tars shifted and shifts diffs back.
+
 A subclass makes and deletes layer directories (:meth:`_make`, :meth:`_delete`); everything
 else is here.
 """
@@ -20,6 +25,7 @@ import uuid
 
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import NaiveDiff
 
 log = logging.getLogger(__name__)
@@ -40,8 +46,9 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
     #: the directory under home that holds the layers
     subdir = "dir"
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
-        super().__init__(home, options)
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
+        super().__init__(home, options, id_map)
         self._dir = os.path.join(home, self.subdir)
 
     def _open_store(self) -> None:
@@ -52,6 +59,10 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
             raise InvalidParameter(f"{self.name}: unknown storage option(s): "
                                    + ", ".join(sorted(self.options)))
         os.makedirs(self._dir, mode=0o700, exist_ok=True)
+        if not self.id_map.is_identity:
+            for d in (self.home, self._dir):
+                os.chown(d, 0, self.id_map.root[1])
+                os.chmod(d, 0o710)
         self._lock = threading.Lock()
         self._refs: dict[str, int] = {}
         self._busy: set[str] = set()  # ids being created, or parents being copied
@@ -88,6 +99,10 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
         tmp = os.path.join(self._dir, f"{TMP_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
         try:
             self._make(tmp, ppath)
+            if not self.id_map.is_identity:
+                # a layer's root belongs to root of the user namespace (a container's too, so it
+                # can create files in /)
+                os.chown(tmp, *self.id_map.root)
             try:
                 os.rename(tmp, path)
             except OSError as e:  # somebody made it behind our back

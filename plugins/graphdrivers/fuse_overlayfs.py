@@ -18,6 +18,7 @@ import subprocess
 
 from dockyard.core import linux
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
+from dockyard.hookspecs.idmap import IDMap
 
 from .overlay_layout import OverlayLayout, check_backing
 
@@ -30,7 +31,8 @@ class FuseOverlayfsDriver(OverlayLayout):
     _mount_types = ("fuse.fuse-overlayfs",)
     limitations = frozenset({"hardlink-copy-up", "hardlinks-in-lower"})
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
         self._bin = shutil.which("fuse-overlayfs")
         if self._bin is None:
             raise DriverNotSupported("fuse-overlayfs: the fuse-overlayfs binary is not in PATH "
@@ -41,7 +43,7 @@ class FuseOverlayfsDriver(OverlayLayout):
         if "fuse" not in linux.filesystems():
             raise DriverNotSupported("fuse-overlayfs: fuse is not in /proc/filesystems")
         self._backing = check_backing(self.name, home)
-        super().__init__(home, options)
+        super().__init__(home, options, id_map)
 
     def _mount(self, id: str, lowers: list[str]) -> None:
         opts = f"lowerdir={':'.join(lowers)},upperdir={id}/diff,workdir={id}/work"

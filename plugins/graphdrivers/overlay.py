@@ -21,6 +21,7 @@ import uuid
 
 from dockyard.core import linux
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
+from dockyard.hookspecs.idmap import IDMap
 
 from .overlay_layout import PAGE_SIZE, OverlayLayout, check_backing
 
@@ -34,12 +35,13 @@ class OverlayDriver(OverlayLayout):
     priority = 50
     _mount_types = ("overlay",)
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
         if "overlay" not in linux.filesystems():
             raise DriverNotSupported("overlay is not in /proc/filesystems (no overlayfs in this kernel)")
         self._backing = check_backing(self.name, home)
         self._extra = self._probe(home)
-        super().__init__(home, options)
+        super().__init__(home, options, id_map)
 
     def _probe(self, home: str) -> tuple[str, ...]:
         """Mount a throw-away overlay in home; return the option set the kernel accepted."""

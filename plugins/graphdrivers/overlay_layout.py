@@ -21,6 +21,10 @@ the daemon's working directory.
   ``put``/``cleanup``/``remove`` unmount it.
 * Layers appear atomically (built under ``.tmp-<id>-*``, renamed) and disappear atomically
   (renamed to ``.rm-<id>-*`` before the delete); leftovers are removed at start-up.
+* ``userns-remap`` (``id_map``, as moby's overlay2): a layer's ``diff`` and ``work`` directories
+  are owned by ``id_map.root``, the layer directory (holding ``merged``) and home's are
+  ``0710`` with group ``id_map.root``'s gid so root of the user namespace can reach the mount;
+  applied tars are stored shifted and diffs shifted back by the shared tar helpers.
 * The diff side is native: the changes of a layer against its parent are its upper directory,
   overlay whiteouts (0/0 character devices, ``trusted.overlay.opaque=y``) converted to OCI ones
   by the shared tar writer; ``apply_diff`` unpacks straight into the upper directory with the
@@ -42,6 +46,7 @@ from typing import IO, Any, Callable
 from dockyard.core import linux
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, WHITEOUT_OPAQUE,
                                          WHITEOUT_PREFIX, Change, NaiveDiff, SecureRoot,
                                          WhiteoutFormat, apply_layer_tar, changes_size,
@@ -204,12 +209,16 @@ class OverlayLayout(NaiveDiff, GraphDriver):
     # overlay2: with index=on the upper directory would no longer be the layer's diff)
     limitations = frozenset({"hardlink-copy-up"})
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
-        super().__init__(home, options)
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
+        super().__init__(home, options, id_map)
         if self.options:
             raise InvalidParameter(f"{self.name}: unknown storage option(s): "
                                    + ", ".join(sorted(self.options)))
         os.makedirs(os.path.join(home, LINK_DIR), mode=0o700, exist_ok=True)
+        if not self.id_map.is_identity:
+            os.chown(home, 0, self.id_map.root[1])
+            os.chmod(home, 0o710)
         self._lock = threading.RLock()
         self._refs: dict[str, int] = {}
         self._mounted: set[str] = set()
@@ -307,6 +316,14 @@ class OverlayLayout(NaiveDiff, GraphDriver):
             os.mkdir(os.path.join(tmp, "diff"), 0o755)
             os.mkdir(os.path.join(tmp, "work"), 0o700)
             os.mkdir(os.path.join(tmp, "merged"), 0o700)
+            if not self.id_map.is_identity:
+                # the root of the layer (the merged view's root, for a container's layer) belongs
+                # to root of the user namespace; the path to the mount is searchable by it
+                uid, gid = self.id_map.root
+                for sub in ("diff", "work"):
+                    os.chown(os.path.join(tmp, sub), uid, gid)
+                os.chown(tmp, 0, gid)
+                os.chmod(tmp, 0o710)
             if parent is not None:
                 lowers = [os.path.join(LINK_DIR, self._link(parent))] + self._lowers(parent)
                 with open(os.path.join(tmp, "lower"), "w") as f:
@@ -493,7 +510,7 @@ class OverlayLayout(NaiveDiff, GraphDriver):
         try:
             changes = self.upper_changes(id, parent)
             upper = os.path.join(self._dir(id), "diff")
-            return stream_from_writer(lambda out: write_layer_tar(out, upper, changes),
+            return stream_from_writer(lambda out: write_layer_tar(out, upper, changes, self.id_map),
                                       on_done=lambda: self._release(id))
         except BaseException:
             self._release(id)
@@ -506,7 +523,7 @@ class OverlayLayout(NaiveDiff, GraphDriver):
         lower_root, release = self._with_parent_root(parent)
         try:
             return apply_layer_tar(os.path.join(self._dir(id), "diff"), stream,
-                                   OverlayWhiteouts(lower_root))
+                                   OverlayWhiteouts(lower_root), self.id_map)
         finally:
             try:
                 release()

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
+from dockyard.hookspecs.idmap import IDMap
 
 from .dirlayers import DirectoryLayers
 
@@ -41,8 +42,9 @@ class VfsDriver(DirectoryLayers):
     priority = 10
     subdir = "dir"
 
-    def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
-        super().__init__(home, options)
+    def __init__(self, home: str, options: dict[str, str] | None = None,
+                 id_map: IDMap | None = None) -> None:
+        super().__init__(home, options, id_map)
         self._cp = shutil.which("cp")
         if self._cp is None:
             raise DriverNotSupported("vfs: cp (GNU coreutils) not found in PATH")

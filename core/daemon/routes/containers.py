@@ -323,7 +323,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     root = await asyncio.to_thread(d.graph.get, cid)
     try:
         changes = await asyncio.to_thread(compute_changes, root, None)
-        stream = stream_from_writer(lambda out: write_layer_tar(out, root, changes))
+        stream = stream_from_writer(lambda out: write_layer_tar(out, root, changes, getattr(d.graph, "id_map", None)))
         resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
         await resp.prepare(request)
         try:
