@@ -115,23 +115,24 @@ def parse(setting: str, *, create_default: bool = True) -> tuple[IDMap, str, str
         ent = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
     except KeyError:
         raise InvalidParameter(f"userns-remap: no such user {user!r}") from None
-    if user.isdigit() and not group:
-        # a numeric user with no group: the group of the same name, as dockerd does
-        group = ent.pw_name
-    group = group or ent.pw_name
-    try:
-        gent = grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)
-    except KeyError:
-        raise InvalidParameter(f"userns-remap: no such group {group!r}") from None
+    if group:
+        try:
+            gent = grp.getgrgid(int(group)) if group.isdigit() else grp.getgrnam(group)
+        except KeyError:
+            raise InvalidParameter(f"userns-remap: no such group {group!r}") from None
+        gnames = (gent.gr_name, str(gent.gr_gid))
+    else:
+        # no group given: /etc/subgid entries under the user's name, as dockerd
+        gnames = (ent.pw_name,)
     uids = _ranges_for(SUBUID, (ent.pw_name, str(ent.pw_uid)))
     if not uids:
         raise InvalidParameter(f"userns-remap: no subordinate uid ranges for user {ent.pw_name} "
                                f"in {SUBUID}")
-    gids = _ranges_for(SUBGID, (gent.gr_name, str(gent.gr_gid)))
+    gids = _ranges_for(SUBGID, gnames)
     if not gids:
-        raise InvalidParameter(f"userns-remap: no subordinate gid ranges for group "
-                               f"{gent.gr_name} in {SUBGID}")
-    return IDMap(uids, gids), ent.pw_name, gent.gr_name
+        raise InvalidParameter(f"userns-remap: no subordinate gid ranges for {gnames[0]} "
+                               f"in {SUBGID}")
+    return IDMap(uids, gids), ent.pw_name, gnames[0]
 
 
 def remapped_root(data_root: str, id_map: IDMap) -> str:
