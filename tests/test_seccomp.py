@@ -135,6 +135,29 @@ def test_bad_profile_is_refused_at_create(shared_daemon: Daemon) -> None:
     assert status == 400, body
 
 
+@needs_root
+@pytest.mark.parametrize("where", ["defaultAction", "rule"])
+@pytest.mark.parametrize("action,says", [
+    ("SCMP_ACT_NOTIFY", "SCMP_ACT_NOTIFY (%s) is not supported: it hands the call to a user-space "
+                        "listener"),
+    ("SCMP_ACT_TRACE", "SCMP_ACT_TRACE (%s) is not supported: it hands the call to a ptrace tracer"),
+    ("SCMP_ACT_BOGUS", "seccomp profile: unknown action 'SCMP_ACT_BOGUS' (%s); supported: "),
+])
+def test_actions_dockyard_cannot_run_are_refused_at_create(shared_daemon: Daemon, where: str,
+                                                           action: str, says: str) -> None:
+    if where == "defaultAction":
+        profile, place = {"defaultAction": action, "syscalls": []}, "defaultAction"
+    else:
+        profile = {"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["mkdir"], "action": action}]}
+        place = "the rule for mkdir"
+    status, body = shared_daemon.api.post("/containers/create", {
+        "Image": "busybox", "Cmd": ["true"],
+        "HostConfig": {"SecurityOpt": ["seccomp=" + json.dumps(profile)]}})
+    assert status == 400, body
+    assert says % place in body["message"], body
+
+
 # -- ENOSYS for system calls newer than the profile ------------------------------------------------
 x86_64_only = pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 numbers")
 X32 = 0x40000000
