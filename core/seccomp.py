@@ -10,7 +10,9 @@ so one path serves the default and ``--security-opt seccomp=profile.json``.
 
 The default is an ALLOW-list, as Docker's: every system call not listed fails with EPERM
 (``SCMP_ACT_ERRNO``); ``clone3`` fails with ENOSYS so that libc falls back to ``clone``, whose
-flags a filter can inspect; ``clone`` with a ``CLONE_NEW*`` flag, mount/namespace/BPF/perf/... calls
+flags a filter can inspect; so does every call newer than the profile (the exec driver's filter
+answers ENOSYS above the highest number the profile names, see
+``plugins/execdrivers/native/security.py``); ``clone`` with a ``CLONE_NEW*`` flag, mount/namespace/BPF/perf/... calls
 are allowed only when CAP_SYS_ADMIN (or the capability named in the rule) is in the container's
 set. ``--privileged`` and ``--security-opt seccomp=unconfined`` turn seccomp off.
 """
