@@ -10,7 +10,9 @@ so one path serves the default and ``--security-opt seccomp=profile.json``.
 
 The default is an ALLOW-list, as Docker's: every system call not listed fails with EPERM
 (``SCMP_ACT_ERRNO``); ``clone3`` fails with ENOSYS so that libc falls back to ``clone``, whose
-flags a filter can inspect; ``clone`` with a ``CLONE_NEW*`` flag, mount/namespace/BPF/perf/... calls
+flags a filter can inspect; so does every call newer than the profile (the exec driver's filter
+answers ENOSYS above the highest number the profile names, see
+``plugins/execdrivers/native/security.py``); ``clone`` with a ``CLONE_NEW*`` flag, mount/namespace/BPF/perf/... calls
 are allowed only when CAP_SYS_ADMIN (or the capability named in the rule) is in the container's
 set. ``--privileged`` and ``--security-opt seccomp=unconfined`` turn seccomp off.
 """
@@ -229,7 +231,37 @@ def parse_profile(value: str) -> dict[str, Any]:
         raise InvalidParameter("decoding seccomp profile failed: not a seccomp profile")
     if not profile.get("defaultAction"):
         raise InvalidParameter("decoding seccomp profile failed: no defaultAction")
+    _check_action(profile["defaultAction"], "defaultAction")
+    for rule in profile.get("syscalls") or ():
+        if not isinstance(rule, dict):
+            raise InvalidParameter("decoding seccomp profile failed: a syscalls entry is not an "
+                                   "object")
+        names = rule.get("names") or [rule.get("name")]
+        _check_action(rule.get("action", "SCMP_ACT_ALLOW"), f"the rule for {names[0]}")
     return profile
+
+
+#: the actions the exec driver compiles
+ACTIONS = {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
+           "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"}
+#: actions of Docker's format that hand the call to another process, which dockyard does not run
+_UNSUPPORTED = {
+    "SCMP_ACT_NOTIFY": "it hands the call to a user-space listener (listenerPath), and dockyard "
+                       "runs none",
+    "SCMP_ACT_TRACE": "it hands the call to a ptrace tracer, and dockyard attaches none (without "
+                      "one the kernel fails every such call with ENOSYS)",
+}
+
+
+def _check_action(action: Any, where: str) -> None:
+    """Refuse at create (400), not at start, an action the exec driver cannot compile."""
+    if action in ACTIONS:
+        return
+    why = _UNSUPPORTED.get(action) if isinstance(action, str) else None
+    if why:
+        raise InvalidParameter(f"seccomp profile: {action} ({where}) is not supported: {why}")
+    raise InvalidParameter(f"seccomp profile: unknown action {action!r} ({where}); supported: "
+                           + ", ".join(sorted(ACTIONS)))
 
 
 def _split(opt: str) -> tuple[str, str] | None:

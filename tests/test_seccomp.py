@@ -133,3 +133,137 @@ def test_bad_profile_is_refused_at_create(shared_daemon: Daemon) -> None:
     status, body = shared_daemon.api.post("/containers/create", {
         "Image": "busybox", "Cmd": ["true"], "HostConfig": {"SecurityOpt": ["seccomp={nope"]}})
     assert status == 400, body
+
+
+@needs_root
+@pytest.mark.parametrize("where", ["defaultAction", "rule"])
+@pytest.mark.parametrize("action,says", [
+    ("SCMP_ACT_NOTIFY", "SCMP_ACT_NOTIFY (%s) is not supported: it hands the call to a user-space "
+                        "listener"),
+    ("SCMP_ACT_TRACE", "SCMP_ACT_TRACE (%s) is not supported: it hands the call to a ptrace tracer"),
+    ("SCMP_ACT_BOGUS", "seccomp profile: unknown action 'SCMP_ACT_BOGUS' (%s); supported: "),
+])
+def test_actions_dockyard_cannot_run_are_refused_at_create(shared_daemon: Daemon, where: str,
+                                                           action: str, says: str) -> None:
+    if where == "defaultAction":
+        profile, place = {"defaultAction": action, "syscalls": []}, "defaultAction"
+    else:
+        profile = {"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["mkdir"], "action": action}]}
+        place = "the rule for mkdir"
+    status, body = shared_daemon.api.post("/containers/create", {
+        "Image": "busybox", "Cmd": ["true"],
+        "HostConfig": {"SecurityOpt": ["seccomp=" + json.dumps(profile)]}})
+    assert status == 400, body
+    assert says % place in body["message"], body
+
+
+# -- ENOSYS for system calls newer than the profile ------------------------------------------------
+x86_64_only = pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 numbers")
+X32 = 0x40000000
+# x86_64 numbers: all exist in the kernel, only some are named by the default profile
+GETPID, MOUNT, KEXEC_LOAD, FUTEX_WAITV = 39, 165, 246, 449   # futex_waitv: the profile's highest
+CACHESTAT, FCHMODAT2, STATMOUNT, LISTMOUNT, MSEAL = 451, 452, 457, 458, 462  # newer
+
+
+def _errnos_under(bpf: bytes, numbers: list[int]) -> dict[int, int]:
+    """Load ``bpf`` in a forked child (no_new_privs, as the exec driver does) and call each raw
+    system call number with zero arguments: {number: errno, 0 when the call succeeded}. The
+    kernel, not a model of the filter, answers."""
+    import ctypes
+    from dockyard.plugins.execdrivers.native import security
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.close(r)
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall.restype = ctypes.c_long
+            if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+                os._exit(2)
+            security.load_bpf(bpf)
+            out = {}
+            for nr in numbers:
+                ctypes.set_errno(0)
+                rc = libc.syscall(ctypes.c_long(nr), 0, 0, 0, 0, 0, 0)
+                out[nr] = ctypes.get_errno() if rc == -1 else 0
+            os.write(w, json.dumps(out).encode())
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    return {int(k): v for k, v in json.loads(data).items()}
+
+
+def _bpf(profile: dict) -> bytes:
+    from dockyard.plugins.execdrivers.native import security
+    return security.compile_bpf(profile)
+
+
+@x86_64_only
+def test_enosys_ranges_per_architecture() -> None:
+    from dockyard.plugins.execdrivers.native import security
+    ranges = security.enosys_ranges(profiles.default_profile(list(DEFAULT_CAPS)))
+    assert ranges["X86_64"] == [(FUTEX_WAITV + 1, 1023)]
+    assert ranges["X86"] == [(FUTEX_WAITV + 1, 1023)]
+    # x32: common calls and x32's own (512..547, rt_sigaction... named by the profile) apart
+    assert ranges["X32"] == [(X32 | (FUTEX_WAITV + 1), X32 | 511), (X32 | 548, X32 | 1023)]
+    # a profile that allows by default, or already answers ENOSYS, gets no stub
+    for default in ({"defaultAction": "SCMP_ACT_ALLOW"}, {"defaultAction": "SCMP_ACT_LOG"},
+                    {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.ENOSYS}):
+        p = {**default, "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL"}]}
+        assert security.enosys_ranges(p) == {} and security.enosys_stub(p) == b""
+    # a deny-by-default profile naming only old calls: everything after its highest
+    killer = {"defaultAction": "SCMP_ACT_KILL_PROCESS", "architectures": ["SCMP_ARCH_X86_64"],
+              "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}
+    assert security.enosys_ranges(killer)["X86_64"] == [(232, 1023)]  # exit_group: 231
+
+
+@needs_root
+@x86_64_only
+def test_newer_syscalls_get_enosys_known_ones_keep_eperm() -> None:
+    bpf = _bpf(profiles.default_profile(list(DEFAULT_CAPS)))
+    got = _errnos_under(bpf, [GETPID, MOUNT, KEXEC_LOAD, FCHMODAT2, STATMOUNT, LISTMOUNT, MSEAL,
+                              1000, 1023, 1024, 5000, X32 | GETPID, X32 | 528, X32 | MSEAL,
+                              X32 | 1000, X32 | 2000])
+    assert got[GETPID] == 0  # allowed: works
+    # named by no rule, below the profile's highest: refused as the profile says (this kernel
+    # may lack kexec_load, and then says ENOSYS itself: EPERM is the filter's answer)
+    assert got[MOUNT] == errno.EPERM and got[KEXEC_LOAD] == errno.EPERM
+    # newer than the profile: "no such call", so that libc falls back
+    for nr in (FCHMODAT2, STATMOUNT, LISTMOUNT, MSEAL, 1000, 1023):
+        assert got[nr] == errno.ENOSYS, nr
+    assert got[1024] == errno.EPERM and got[5000] == errno.EPERM  # above the bound: the default
+    # x32 (x86_64's AUDIT_ARCH, bit 30 set): its kexec_load (528) is refused, newer calls ENOSYS
+    assert got[X32 | 528] == errno.EPERM
+    assert got[X32 | MSEAL] == errno.ENOSYS and got[X32 | 1000] == errno.ENOSYS
+    assert got[X32 | 2000] == errno.EPERM
+
+
+@needs_root
+@x86_64_only
+def test_enosys_follows_the_profiles_default_action() -> None:
+    # allow by default: a newer call really runs (mseal of nothing succeeds)
+    allow = profiles.resolve({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}, list(DEFAULT_CAPS))
+    got = _errnos_under(_bpf(allow), [MSEAL, MOUNT])
+    assert got[MSEAL] == 0 and got[MOUNT] not in (0, errno.ENOSYS, errno.EPERM)  # EFAULT: ran
+    # a custom errno default: older unnamed calls get it, newer ones ENOSYS
+    custom = profiles.resolve({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EACCES,
+                               "syscalls": [{"names": profiles.ALWAYS, "action": "SCMP_ACT_ALLOW"}]},
+                              list(DEFAULT_CAPS))
+    got = _errnos_under(_bpf(custom), [GETPID, KEXEC_LOAD, MSEAL])
+    assert got == {GETPID: 0, KEXEC_LOAD: errno.EACCES, MSEAL: errno.ENOSYS}
+    # a profile naming a newer call itself decides it, and the calls below it (the name must be
+    # one libseccomp knows: Debian 12's 2.5.4 ends at futex_requeue, 456; mseal is unknown to it)
+    named = profiles.resolve({**custom, "syscalls": [*custom["syscalls"],
+                                                     {"names": ["cachestat"], "action": "SCMP_ACT_ERRNO",
+                                                      "errnoRet": errno.EPERM}]}, list(DEFAULT_CAPS))
+    got = _errnos_under(_bpf(named), [FUTEX_WAITV + 1, CACHESTAT, FCHMODAT2])
+    assert got == {FUTEX_WAITV + 1: errno.EACCES, CACHESTAT: errno.EPERM, FCHMODAT2: errno.ENOSYS}

@@ -22,8 +22,18 @@ this host's hard limits, file events) and ``storage.conf``, imports the same tar
 touches runc's default state root (/run/runc, a tmpfs as well) and c/image's blob-info cache
 (/var/lib/containers/cache).
 
-Measured, for each engine, and reported as ratios dockyard / docker (and dockyard / podman):
-* ``run --rm --network none busybox true`` (hyperfine)
+``--with-runc`` adds runc (``/usr/sbin/runc``, Debian ``runc``) to the ``run --rm`` figure, the floor
+of "a container start": no image store, no daemon, no client. Its OCI bundle is the same busybox
+rootfs tar unpacked on the tmpfs, with the ``config.json`` of ``runc spec`` adjusted (``args``
+``["true"]``, no terminal, root not read-only; ``runc spec`` already asks for new pid, network
+(``lo`` only), ipc, uts and mount namespaces; it sets no seccomp filter and no cgroup limits). Each
+run is ``runc --root <tmpfs>/state run --bundle B dybench-true``: ``runc run`` deletes the container
+when its process exits, so one id serves every run, one at a time.
+
+Measured, for each engine, and reported as ratios dockyard / docker (and dockyard / podman,
+dockyard / runc):
+* ``run --rm --network none busybox true`` (hyperfine), also through dockyard's own CLI
+  (``dockyard run``, column ``dockyard-cli``, same dockyardd) and, with ``--with-runc``, runc
 * ``exec C true`` on a running container (hyperfine)
 * starting 100 idle containers (``run -d ... sleep``), sequential and with 10 parallel clients
 * memory per idle container: PSS of every engine process (daemon, supervisor / containerd, shims;
@@ -255,6 +265,62 @@ volume_path = "{r}/volumes"
             self.podman("rm", "-a", "-f", "-t", "0", check=False)
 
 
+class DockyardCli:
+    """dockyard's own CLI (Python) against the same dockyardd: only in the ``run --rm`` figure."""
+    name = "dockyard-cli"
+
+    def __init__(self, daemon: Dockyard) -> None:
+        self.daemon = daemon
+
+    def cli_line(self, args: str) -> str:
+        return f"env DOCKYARD_HOST={self.daemon.host} {os.path.join(VENV_BIN, 'dockyard')} {args}"
+
+
+class Runc:
+    """runc alone on an OCI bundle of the same rootfs: only in the ``run --rm`` figure."""
+    name = "runc"
+    container_id = "dybench-true"
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.bundle = os.path.join(root, "bundle")
+        self.state = os.path.join(root, "state")
+
+    def prepare(self, tar: str) -> None:
+        rootfs = os.path.join(self.bundle, "rootfs")
+        os.makedirs(rootfs)
+        sh("tar", "-xf", tar, "-C", rootfs)
+        sh("runc", "spec", "--bundle", self.bundle)
+        path = os.path.join(self.bundle, "config.json")
+        with open(path) as f:
+            config = json.load(f)
+        config["process"]["args"] = ["true"]
+        config["process"]["terminal"] = False
+        config["root"]["readonly"] = False
+        namespaces = config["linux"].setdefault("namespaces", [])
+        if not any(n["type"] == "network" for n in namespaces):
+            namespaces.append({"type": "network"})  # a new one: lo only, as --network none
+        with open(path, "w") as f:
+            json.dump(config, f, indent=2)
+        self.run_once()
+
+    def argv(self) -> list[str]:
+        return ["runc", "--root", self.state, "run", "--bundle", self.bundle, self.container_id]
+
+    def run_once(self) -> None:
+        r = subprocess.run(self.argv(), capture_output=True, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise RuntimeError(f"runc run failed: {r.stderr.decode(errors='replace').strip()}")
+
+    def cli_line(self, args: str) -> str:
+        assert args == "run --rm --network none busybox true", args
+        return shlex.join(self.argv())
+
+    def cleanup(self) -> None:
+        if os.path.isdir(self.state):
+            sh("runc", "--root", self.state, "delete", "-f", self.container_id, check=False)
+
+
 def pss_kib(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -303,17 +369,24 @@ def ratios(results: dict, num: str, den: str) -> dict[str, float]:
             if isinstance(v, dict) and v.get(num) is not None and v.get(den)}
 
 
+#: the ratios the table shows, when both columns are there
+PAIRS = (("dockyard", "docker"), ("dockyard", "podman"), ("docker", "podman"), ("dockyard", "runc"),
+         ("docker", "runc"), ("dockyard-cli", "runc"), ("dockyard-cli", "docker"))
+
+
 def table(results: dict, names: list[str]) -> str:
-    """The results as a Markdown table: one row per figure, one column per engine, then ratios."""
-    pairs = [(a, b) for a, b in (("dockyard", "docker"), ("dockyard", "podman"), ("docker", "podman"))
-             if a in names and b in names]
+    """The results as a Markdown table: one row per figure, one column per engine, then ratios
+    ("-" where a figure was not measured for a column: dockyard-cli and runc only start)."""
+    pairs = [(a, b) for a, b in PAIRS if a in names and b in names]
     head = ["figure", *names, *[f"{a}/{b}" for a, b in pairs]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, v in results.items():
         ms = key.endswith("_s") or key.endswith("_s_each")
         cells = [key + (" (ms)" if ms else "")]
-        cells += [f"{v[n] * 1000:.1f}" if ms else f"{v[n]:.0f}" for n in names]
-        cells += [f"{v[a] / v[b]:.2f}" if v.get(b) else "-" for a, b in pairs]
+        cells += ["-" if v.get(n) is None else f"{v[n] * 1000:.1f}" if ms else f"{v[n]:.0f}"
+                  for n in names]
+        cells += [f"{v[a] / v[b]:.2f}" if v.get(a) is not None and v.get(b) else "-"
+                  for a, b in pairs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -324,6 +397,8 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=100)
     ap.add_argument("--with-podman", action="store_true",
                     help="add podman (through its own CLI) as a third peer, if installed")
+    ap.add_argument("--with-runc", action="store_true",
+                    help="add runc alone on an OCI bundle of the same rootfs to the run --rm figure")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
@@ -337,6 +412,11 @@ def main() -> int:
             print(f"--with-podman: {', '.join(missing)} not installed, skipping podman "
                   "(apt-get install podman runc)", file=sys.stderr)
             with_podman = False
+    with_runc = args.with_runc
+    if with_runc and shutil.which("runc") is None:
+        print("--with-runc: runc not installed, skipping it (apt-get install runc)", file=sys.stderr)
+        with_runc = False
+
     def interrupted(signum: int, _frame) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -347,7 +427,12 @@ def main() -> int:
     engines: list[Engine] = [Dockyard(os.path.join(work, "dy")), Docker(os.path.join(work, "dk"))]
     if with_podman:
         engines.append(Podman(os.path.join(work, "pm")))
-    names = [e.name for e in engines]
+    # peers measured only in the run --rm figure
+    starters: list = [DockyardCli(engines[0])]
+    runc = Runc(os.path.join(work, "runc")) if with_runc else None
+    if runc is not None:
+        starters.append(runc)
+    names = [e.name for e in engines] + [p.name for p in starters]
     results: dict = {}
     load0 = os.getloadavg()
     try:
@@ -357,7 +442,10 @@ def main() -> int:
             e.start()
             e.load_image(tar)
             e.cli("run", "--rm", *e.run_opts, "--network", "none", "busybox", "true")
-        results["run_rm_true_s"] = hyperfine(engines, "run --rm --network none busybox true",
+        if runc is not None:
+            runc.prepare(tar)
+        results["run_rm_true_s"] = hyperfine([*engines, *starters],
+                                             "run --rm --network none busybox true",
                                              args.runs, os.path.join(work, "run.json"))
         cids = {e.name: e.cli("run", "-d", *e.run_opts, "--network", "none", "busybox", "sleep", "100000")
                 .stdout.decode().strip() for e in engines}
@@ -398,6 +486,8 @@ def main() -> int:
             e.stop()
             if isinstance(e, Podman):
                 e.kill_leftovers()
+        if runc is not None:
+            runc.cleanup()
         time.sleep(1)
         subprocess.run(["sh", "-c", f"grep ' {work}' /proc/mounts | cut -d' ' -f2 | sort -r | "
                                     "xargs -r -n1 umount -l"], check=False)
@@ -407,6 +497,11 @@ def main() -> int:
     # Other work on the machine moves MemAvailable (it is system-wide) far more than it moves PSS.
     report = {"engines": names, "loadavg_start_end": [load0, os.getloadavg()], "results": results,
               "ratios_dockyard_over_docker": ratios(results, "dockyard", "docker")}
+    if with_runc:
+        report["ratios_dockyard_over_runc"] = ratios(results, "dockyard", "runc")
+        report["ratios_dockyard_cli_over_runc"] = ratios(results, "dockyard-cli", "runc")
+        report["ratios_docker_over_runc"] = ratios(results, "docker", "runc")
+    report["ratios_dockyard_cli_over_docker"] = ratios(results, "dockyard-cli", "docker")
     if with_podman:
         report["ratios_dockyard_over_podman"] = ratios(results, "dockyard", "podman")
         report["ratios_docker_over_podman"] = ratios(results, "docker", "podman")
