@@ -38,7 +38,8 @@ dockyard / runc):
 * starting 100 idle containers (``run -d ... sleep``), sequential and with 10 parallel clients
 * memory per idle container: PSS of every engine process (daemon, supervisor / containerd, shims;
   for podman: one conmon per container plus any podman process alive) and the drop in MemAvailable,
-  over 100 idle containers
+  over 100 idle containers; engines take turns for ``--mem-rounds`` rounds (median reported),
+  ``--drop-caches`` drops the page cache before each MemAvailable reading
 These are benchmarks, not tests: numbers vary with the machine; compare ratios of one run.
 """
 from __future__ import annotations
@@ -50,6 +51,7 @@ import os
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -334,6 +336,20 @@ def pss_kib(pids: list[int]) -> int:
     return total
 
 
+def settled_available(drop_caches: bool) -> int:
+    """MemAvailable (KiB), the median of five readings 0.2 s apart; with ``drop_caches``, after
+    ``sync`` and dropping the page cache (what other jobs cache is then not in the figure)."""
+    if drop_caches:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    values = []
+    for _ in range(5):
+        values.append(mem_available_kib())
+        time.sleep(0.2)
+    return int(statistics.median(values))
+
+
 def mem_available_kib() -> int:
     with open("/proc/meminfo") as f:
         for line in f:
@@ -381,6 +397,8 @@ def table(results: dict, names: list[str]) -> str:
     head = ["figure", *names, *[f"{a}/{b}" for a, b in pairs]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, v in results.items():
+        if any(isinstance(x, list) for x in v.values()):  # per-round detail: JSON only
+            continue
         ms = key.endswith("_s") or key.endswith("_s_each")
         cells = [key + (" (ms)" if ms else "")]
         cells += ["-" if v.get(n) is None else f"{v[n] * 1000:.1f}" if ms else f"{v[n]:.0f}"
@@ -395,6 +413,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--idle", type=int, default=100)
+    ap.add_argument("--mem-rounds", type=int, default=3,
+                    help="memory measurement rounds per engine (the median is reported)")
+    ap.add_argument("--drop-caches", action="store_true",
+                    help="sync and drop the page cache before each MemAvailable reading")
     ap.add_argument("--with-podman", action="store_true",
                     help="add podman (through its own CLI) as a third peer, if installed")
     ap.add_argument("--with-runc", action="store_true",
@@ -461,22 +483,31 @@ def main() -> int:
                 per, _ = start_many(e, args.idle, clients)
                 results.setdefault(f"start_{args.idle}_clients{clients}_s_each", {})[e.name] = per
                 e.remove_all()
-        for e in engines:
-            time.sleep(1)
-            pss0, avail0 = pss_kib(e.engine_pids()), mem_available_kib()
-            _, ids = start_many(e, args.idle, 10)
-            time.sleep(2)
-            pids = e.engine_pids()
-            pss1, avail1 = pss_kib(pids), mem_available_kib()
-            running = len(e.cli("ps", "-q").stdout.split())
-            if running != args.idle:
-                print(f"warning: {e.name}: {running} containers running, not {args.idle}", file=sys.stderr)
-            results.setdefault("pss_per_container_kib", {})[e.name] = (pss1 - pss0) / args.idle
-            results.setdefault("memavailable_drop_per_container_kib", {})[e.name] = \
-                (avail0 - avail1) / args.idle
-            results.setdefault("engine_pss_total_kib", {})[e.name] = pss1
-            results.setdefault("engine_processes", {})[e.name] = len(pids)
-            e.remove_all()
+        # memory: engines take turns, ``--mem-rounds`` times; each figure is the median of its
+        # rounds (MemAvailable moves with everything else on a shared machine)
+        rounds: dict[str, dict[str, list[float]]] = {}
+        for _ in range(args.mem_rounds):
+            for e in engines:
+                time.sleep(1)
+                pss0, avail0 = pss_kib(e.engine_pids()), settled_available(args.drop_caches)
+                _, ids = start_many(e, args.idle, 10)
+                time.sleep(2)
+                pids = e.engine_pids()
+                pss1, avail1 = pss_kib(pids), settled_available(args.drop_caches)
+                running = len(e.cli("ps", "-q").stdout.split())
+                if running != args.idle:
+                    print(f"warning: {e.name}: {running} containers running, not {args.idle}",
+                          file=sys.stderr)
+                for key, value in (("pss_per_container_kib", (pss1 - pss0) / args.idle),
+                                   ("memavailable_drop_per_container_kib", (avail0 - avail1) / args.idle),
+                                   ("engine_pss_total_kib", pss1), ("engine_processes", len(pids))):
+                    rounds.setdefault(key, {}).setdefault(e.name, []).append(value)
+                e.remove_all()
+        for key, per_engine in rounds.items():
+            for name, values in per_engine.items():
+                results.setdefault(key, {})[name] = statistics.median(values)
+        results["memavailable_rounds_kib"] = {n: [round(v) for v in vs] for n, vs in
+                                              rounds.get("memavailable_drop_per_container_kib", {}).items()}
     finally:
         for e in engines:
             try:
