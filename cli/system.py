@@ -167,6 +167,13 @@ def info(opts: Any, fmt: str | None) -> None:
         if kind not in ("Volume", "Network", "Authorization", "Log") and v:
             L.append(f"  {kind}: {_compact(v) if isinstance(v, (list, dict)) else v}")
     L += _drivers_section(data)
+    secopts = g("SecurityOptions") or []
+    if secopts:  # as the docker CLI: "name=seccomp,profile=builtin" -> "seccomp" + "Profile: builtin"
+        L.append(" Security Options:")
+        for opt in secopts:
+            fields = dict(kv.split("=", 1) for kv in opt.split(",") if "=" in kv)
+            L.append(f"  {fields.pop('name', opt)}")
+            L += [f"   {k.capitalize()}: {v}" for k, v in fields.items()]
     for key, label in (("KernelVersion", "Kernel Version"), ("OperatingSystem", "Operating System"),
                        ("OSType", "OSType"), ("Architecture", "Architecture"), ("NCPU", "CPUs")):
         if g(key) not in (None, ""):

@@ -270,3 +270,8 @@ def test_survives_daemon_sigkill(rd: Daemon, remap_user: tuple[str, int]) -> Non
         assert json.loads(ok(rd, "inspect", cid))[0]["State"]["ExitCode"] == 7
     finally:
         rd.cli("rm", "-f", cid)
+
+
+def test_cli_info_shows_userns(rd: Daemon) -> None:
+    out = ok(rd, "info")
+    assert " Security Options:\n  seccomp\n   Profile: builtin\n  userns\n" in out

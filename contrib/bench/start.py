@@ -382,7 +382,8 @@ def start_many(e: Engine, n: int, clients: int) -> tuple[float, list[str]]:
 
 def ratios(results: dict, num: str, den: str) -> dict[str, float]:
     return {k: v[num] / v[den] for k, v in results.items()
-            if isinstance(v, dict) and v.get(num) is not None and v.get(den)}
+            if isinstance(v, dict) and isinstance(v.get(num), (int, float))
+            and isinstance(v.get(den), (int, float)) and v[den]}
 
 
 #: the ratios the table shows, when both columns are there
