@@ -523,7 +523,7 @@ def main() -> int:
         time.sleep(1)
         subprocess.run(["sh", "-c", f"grep ' {work}' /proc/mounts | cut -d' ' -f2 | sort -r | "
                                     "xargs -r -n1 umount -l"], check=False)
-        subprocess.run(["umount", "-l", work], check=False)
+        subprocess.run(["umount", "-l", work], check=False, stderr=subprocess.DEVNULL)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     # Other work on the machine moves MemAvailable (it is system-wide) far more than it moves PSS.
