@@ -153,3 +153,33 @@ def test_drivers_without_id_map_keep_working_and_skip_remap_tests(home: str) -> 
         assert _takes_id_map(_class_factory(ep.load())), f"{name} takes no id_map"
     m = IDMap(uids=((0, 100000, 65536),), gids=((0, 100000, 65536),))
     assert VfsDriver(home, {}, id_map=m).id_map == m
+
+
+def test_daemon_refuses_a_driver_without_id_map_when_remapping(home: str) -> None:
+    """The core hands a remapping daemon's map only to drivers that take one; an older driver
+    is refused by name rather than silently storing unshifted layers."""
+    from dockyard.core.daemon.app import Daemon
+    from dockyard.core.plugins import DriverRegistry
+    from dockyard.hookspecs.errors import DriverNotSupported
+    from dockyard.hookspecs.idmap import IDMap
+    from dockyard.plugins.graphdrivers.vfs import VfsDriver
+
+    class OldVfs(VfsDriver):
+        name = "oldvfs"
+
+        def __init__(self, home: str, options: dict[str, str] | None = None) -> None:
+            super().__init__(home, options)
+
+    class Registry(DriverRegistry):
+        def get_class(self, name: str) -> type:
+            return {"oldvfs": OldVfs, "vfs": VfsDriver}[name]
+
+    d = object.__new__(Daemon)  # only what create_graph reads
+    d.registries = {"graph": Registry("graph")}
+    d.data_root = home
+    d.id_map = IDMap(uids=((0, 100000, 65536),), gids=((0, 100000, 65536),))
+    with pytest.raises(DriverNotSupported, match="oldvfs storage driver takes no ID map"):
+        d.create_graph("oldvfs", {})
+    assert d.create_graph("vfs", {}).id_map == d.id_map
+    d.id_map = IDMap.identity()
+    assert d.create_graph("oldvfs", {}).id_map.is_identity
