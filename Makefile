@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-APT_PACKAGES := busybox-static iproute2 util-linux procps docker-registry skopeo umoci btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs python3-seccomp tini nftables docker.io
+APT_PACKAGES := busybox-static iproute2 util-linux procps docker-registry skopeo umoci btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs python3-seccomp tini nftables docker.io docker-compose
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test deps sysdeps venv debian-modules clean

@@ -80,13 +80,19 @@ class ExecService:
     def public(e: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in e.items() if not k.startswith("_")}
 
-    async def start(self, eid: str, detach: bool, tty: bool | None = None) -> AttachStreams | None:
+    def check_start(self, eid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(exec, container)`` if exec ``eid`` may start now, else Conflict/NotFound: what a
+        hijacked start must answer before its headers go out."""
         e = self.get(eid)
         if e["_started"]:
             raise Conflict(f"Error: Exec command {eid} is already running")
         c = self.d.containers.get(e["ContainerID"])
         if not c["State"]["Running"]:
             raise Conflict(f"Container {c['Id']} is not running")
+        return e, c
+
+    async def start(self, eid: str, detach: bool, tty: bool | None = None) -> AttachStreams | None:
+        e, c = self.check_start(eid)
         pc = e["ProcessConfig"]
         if tty is not None and tty:
             pc["tty"] = True
@@ -107,7 +113,7 @@ class ExecService:
             recorded.set_result(exc.exit_code)
             if detach:
                 raise
-            return None if detach else _FailedStreams(exc, pc["tty"])
+            return None if detach else FailedStreams(exc.message, pc["tty"])
         e.update(Pid=pid, Running=True)
         asyncio.ensure_future(self._watch(eid, recorded))
         if streams is not None:
@@ -140,13 +146,13 @@ class ExecService:
             self._recorded.pop(eid, None)
 
 
-class _FailedStreams(AttachStreams):
+class FailedStreams(AttachStreams):
     """What a hijacked exec start shows when the program cannot run: Docker writes the error
     to the stream (the CLI prints it) and the exit code is in ``GET /exec/{id}/json``."""
 
-    def __init__(self, exc: ExecError, tty: bool) -> None:
+    def __init__(self, message: str, tty: bool) -> None:
         reader = asyncio.StreamReader()
-        msg = (f"OCI runtime exec failed: {exc.message}: unknown\r\n").encode()
+        msg = (f"OCI runtime exec failed: {message}: unknown\r\n").encode()
         reader.feed_data(msg if tty else struct.pack(">BxxxI", 1, len(msg)) + msg)
         reader.feed_eof()
         super().__init__(reader=reader, writer=None)

@@ -471,9 +471,19 @@ class ImageStore:
         }
 
     def inspect(self, image_id: str, graph_name: str) -> dict[str, Any]:
+        """``GET /images/{name}/json``, with ``Container`` and ``ContainerConfig`` still there:
+        dockerd dropped them in API 1.45, but docker-compose 1.x negotiates the server's version
+        and reads ``ContainerConfig`` whenever it recreates a service (KeyError without it)."""
         row = self.get(image_id)
         cfg = json.loads(row["config"])
         top = row["top_layer"]
+        out = self._inspect(image_id, graph_name, row, cfg, top)
+        out["Container"] = cfg.get("container", "")
+        out["ContainerConfig"] = _container_config(cfg.get("container_config") or {})
+        return out
+
+    def _inspect(self, image_id: str, graph_name: str, row: Any, cfg: dict[str, Any],
+                 top: str | None) -> dict[str, Any]:
         return {
             "Id": image_id,
             "RepoTags": [reference.familiar(t) for t in self.tags_of(image_id)],

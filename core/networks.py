@@ -90,7 +90,8 @@ class NetworkService:
             if net.get("_predefined") and drv.needs_ipam:
                 self._update_predefined_subnet(net)
             try:
-                net["Options"] = drv.create_network(net["Id"], self._driver_create_opts(net)) or net["Options"]
+                data = drv.create_network(net["Id"], self._driver_create_opts(net))
+                net["Options"] = self._shown_options(net, data)
             except DockyardError as e:
                 log.error("network %s could not be brought up: %s", name, e.message)
         for name, drv in self.drivers.items():
@@ -104,6 +105,14 @@ class NetworkService:
         return {"Name": net["Name"], "Internal": net["Internal"], "Default": bool(net.get("_predefined")),
                 "Options": dict(net.get("_user_options") or {}),
                 "Subnet": cfg.get("Subnet"), "Gateway": cfg.get("Gateway")}
+
+    @staticmethod
+    def _shown_options(net: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
+        """``Options`` as dockerd shows them: what the user gave; for a predefined network also
+        what the driver chose (``com.docker.network.bridge.name``...). docker-compose compares a
+        user network's Options with its file and recreates the network on any extra key."""
+        user = dict(net.get("_user_options") or {})
+        return {**user, **(data or {})} if net.get("_predefined") else user
 
     def _save(self, net: dict[str, Any]) -> None:
         self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?) "
@@ -167,7 +176,7 @@ class NetworkService:
                "Containers": {}, "Options": {}, "Labels": dict(body.get("Labels") or {}),
                "_predefined": predefined, "_user_options": dict(body.get("Options") or {})}
         data = drv.create_network(nid, self._driver_create_opts(net))
-        net["Options"] = {**net["_user_options"], **(data or {})}
+        net["Options"] = self._shown_options(net, data)
         self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?)",
                      nid, name, driver, json.dumps(net))
         self.networks[name] = net

@@ -47,3 +47,18 @@ def test_images_and_not_found(client) -> None:
     assert any("busybox:latest" in i.tags for i in client.images.list())
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get("nosuchimage:latest")
+
+
+def test_exec_run_never_loses_output(client) -> None:
+    """docker-py reads the 101's headers through a buffered file, then the raw socket: output
+    sent in the same read as the headers would vanish. The exec starts only after them, as in
+    dockerd (before, about one exec_run in six came back empty or cut)."""
+    ct = client.containers.run("busybox", "sleep 300", detach=True)
+    try:
+        for i in range(60):
+            r = ct.exec_run(["sh", "-c", "echo out-$0; echo err-$0 >&2", str(i)])
+            assert r.exit_code == 0 and b"out-%d" % i in r.output and b"err-%d" % i in r.output, (i, r)
+        r = ct.exec_run(["nosuchcommand"])
+        assert r.exit_code == 127 and b"executable file not found" in r.output
+    finally:
+        ct.remove(force=True)

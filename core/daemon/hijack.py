@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -95,9 +95,16 @@ class _HijackedProtocol(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def serve_hijacked(request: web.Request, streams: AttachStreams, tty: bool,
-                         upgrade: bool = True, detach_keys: bytes = b"") -> web.StreamResponse:
+async def serve_hijacked(request: web.Request,
+                         streams: AttachStreams | Callable[[], Awaitable[AttachStreams]],
+                         tty: bool, upgrade: bool = True,
+                         detach_keys: bytes = b"") -> web.StreamResponse:
     """Answer 101 (or 200 without an upgrade header) and pump ``streams`` over the connection.
+
+    ``streams`` may be a coroutine function, called once the answer's headers are on the wire:
+    an exec is started only then, as dockerd does. docker-py reads the headers through a
+    buffered file and then the socket underneath it, so output that arrives in the same read
+    as the headers is lost to it (about one ``exec_run`` in six, measured).
 
     With ``detach_keys`` (a TTY session with stdin), that sequence typed by the client detaches:
     the connection closes and the process keeps running, as with dockerd."""
@@ -111,6 +118,12 @@ async def serve_hijacked(request: web.Request, streams: AttachStreams, tty: bool
     resp.force_close()
     await resp.prepare(request)
     transport: Any = request.transport
+    if callable(streams):
+        # the client may half-close at once (no stdin): that end-of-file must reach our
+        # protocol, not aiohttp's, which would drop the connection meanwhile
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        streams = await streams()
     if transport is None or transport.is_closing():
         streams.close()
         return resp

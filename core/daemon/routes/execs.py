@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import InvalidParameter
+from dockyard.hookspecs.errors import DockyardError, InvalidParameter
+from dockyard.hookspecs.execdriver import AttachStreams
 
 from .. import params
+from ...execs import FailedStreams
 from ..app import route
 from ..errors import json_body
 from ..hijack import parse_detach_keys, serve_hijacked
@@ -29,15 +31,26 @@ async def start(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     e = svc.get(request.match_info["id"])
     detach = bool(body.get("Detach"))
-    tty = body.get("Tty")
-    streams = await svc.start(e["ID"], detach, bool(tty) if tty is not None else None)
-    if detach or streams is None:
+    tty_arg = bool(body["Tty"]) if body.get("Tty") is not None else None
+    if detach:
+        await svc.start(e["ID"], True, tty_arg)
         return web.Response(status=200)
+    # what can be refused with a status is refused now; the process starts once the 101 is
+    # on the wire (see serve_hijacked)
+    svc.check_start(e["ID"])
+    tty = bool(tty_arg) or e["ProcessConfig"]["tty"]
+    keys = parse_detach_keys(e["DetachKeys"] or None) if tty else b""
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
         "upgrade" in request.headers.get("Connection", "").lower()
-    tty = e["ProcessConfig"]["tty"]
-    keys = parse_detach_keys(e["DetachKeys"] or None) if tty else b""
-    return await serve_hijacked(request, streams, tty, upgrade=upgrade, detach_keys=keys)
+
+    async def open_streams() -> AttachStreams:
+        try:
+            streams = await svc.start(e["ID"], False, tty_arg)
+        except DockyardError as exc:  # it stopped meanwhile: too late for a status
+            return FailedStreams(exc.message, tty)
+        return streams if streams is not None else FailedStreams("exec failed", tty)
+
+    return await serve_hijacked(request, open_streams, tty, upgrade=upgrade, detach_keys=keys)
 
 
 async def inspect(request: web.Request) -> web.Response:

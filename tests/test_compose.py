@@ -1,0 +1,117 @@
+"""docker-compose (Debian's 1.29, on docker-py) drives dockyardd unchanged: a two-service project
+with a user network, a named volume and a loopback port, through its whole life."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+from conftest import Daemon, running_daemon
+
+COMPOSE = shutil.which("docker-compose")
+pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed")
+
+PROJECT_FILE = """\
+version: "3.8"
+services:
+  web:
+    image: busybox:latest
+    init: true  # tini as pid 1 passes SIGTERM on: stop, recreate and down do not wait 10 s
+    command: sh -c 'mkdir -p /www && echo hello-from-web > /www/index.html && httpd -f -p 80 -h /www'
+    ports:
+      - "127.0.0.1:{port}:80"
+    volumes:
+      - data:/data
+    environment:
+      GREETING: {greeting}
+    networks: [front]
+  client:
+    image: busybox:latest
+    init: true
+    command: sh -c 'until wget -q -O - http://web/; do sleep 0.2; done; sleep 300'
+    depends_on: [web]
+    networks: [front]
+volumes:
+  data: {{}}
+networks:
+  front: {{}}
+"""
+
+
+@pytest.fixture(scope="module")
+def cd(busybox_tar: str):
+    with running_daemon(busybox_tar) as d:
+        yield d
+
+
+def compose(d: Daemon, project: str, *args: str, timeout: float = 120) -> str:
+    env = {**os.environ, "DOCKER_HOST": d.host, "COMPOSE_INTERACTIVE_NO_CLI": "1"}
+    r = subprocess.run([COMPOSE, "--ansi", "never", *args], cwd=project, env=env,
+                       capture_output=True, timeout=timeout, text=True)
+    assert r.returncode == 0, (args, r.stdout, r.stderr, d.logs()[-2000:])
+    return r.stdout + r.stderr
+
+
+def compose_out(d: Daemon, project: str, *args: str) -> str:
+    """Only what the command itself printed (its progress lines go to stderr)."""
+    env = {**os.environ, "DOCKER_HOST": d.host, "COMPOSE_INTERACTIVE_NO_CLI": "1"}
+    r = subprocess.run([COMPOSE, "--ansi", "never", *args], cwd=project, env=env,
+                       capture_output=True, timeout=120, text=True)
+    assert r.returncode == 0, (args, r.stdout, r.stderr)
+    return r.stdout
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_compose_project_lifecycle(cd: Daemon, tmp_path) -> None:
+    project = tmp_path / "shop"
+    project.mkdir()
+    port = _free_port()
+    (project / "docker-compose.yml").write_text(PROJECT_FILE.format(port=port, greeting="hi"))
+    try:
+        out = compose(cd, str(project), "up", "-d")
+        assert "Creating shop_web_1" in out and "Creating shop_client_1" in out
+        # the client reached the web service by name over the project network
+        deadline_out = ""
+        for _ in range(100):
+            deadline_out = compose(cd, str(project), "logs", "--no-color", "client")
+            if "hello-from-web" in deadline_out:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert "hello-from-web" in deadline_out
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+            assert resp.read() == b"hello-from-web\n"
+        assert compose_out(cd, str(project), "exec", "-T", "web", "sh", "-c", "echo $GREETING") == "hi\n"
+        # a second up changes nothing (network, volume and containers match the file)
+        out = compose(cd, str(project), "up", "-d")
+        assert "shop_web_1 is up-to-date" in out and "needs to be recreated" not in out
+        # one-off run, scale, and a changed service recreated with its volume kept
+        assert "ran-once" in compose(cd, str(project), "run", "--rm", "client", "echo", "ran-once")
+        compose(cd, str(project), "exec", "-T", "web", "sh", "-c", "echo kept > /data/f")
+        compose(cd, str(project), "up", "-d", "--scale", "client=2")
+        ps = compose(cd, str(project), "ps")
+        assert "shop_client_2" in ps and ps.count(" Up ") == 3, ps
+        (project / "docker-compose.yml").write_text(PROJECT_FILE.format(port=port, greeting="hello"))
+        out = compose(cd, str(project), "up", "-d", "--scale", "client=2")
+        assert "Recreating shop_web_1" in out
+        assert compose_out(cd, str(project), "exec", "-T", "web", "sh", "-c",
+                           "echo $GREETING; cat /data/f").split() == ["hello", "kept"]
+        compose(cd, str(project), "stop")
+        compose(cd, str(project), "start")
+        assert "httpd" in compose(cd, str(project), "top", "web")
+    finally:
+        compose(cd, str(project), "down", "-v", "--remove-orphans")
+    # nothing of the project is left
+    _, containers = cd.api.get("/containers/json?all=1")
+    _, volumes = cd.api.get("/volumes")
+    _, networks = cd.api.get("/networks")
+    assert containers == [] and volumes["Volumes"] in ([], None)
+    assert {n["Name"] for n in networks} == {"bridge", "host", "none"}
