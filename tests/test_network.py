@@ -320,7 +320,7 @@ def test_nothing_is_left_after_containers_and_daemon_are_gone(busybox_tar: str) 
         subnet = unique_subnet()
         ok(d.cli("network", "create", "--subnet", subnet, "tmpnet"))
         _, net = d.api.get("/networks/tmpnet")
-        user_bridge = net["Options"]["com.docker.network.bridge.name"]
+        user_bridge = "br-" + net["Id"][:12]
         ok(d.cli("run", "-d", "--name", "x1", "-p", f"127.0.0.1:{free_port()}:80", "busybox", "sleep", "1000"))
         ok(d.cli("run", "-d", "--name", "x2", "--network", "tmpnet", "busybox", "sleep", "1000"))
         assert len(bridge_ports(d.bridge_name)) == 1 and len(bridge_ports(user_bridge)) == 1
