@@ -258,7 +258,7 @@ class ContainerService:
         self.d.networks.configure(c, network, body)
         self.save(c)
         self.d.emit("dockyard_container_created", container=self.public(c))
-        self.d.event("container", "create", cid, {"name": full[1:], "image": image_name})
+        self._event("create", c)
         return {"Id": cid, "Warnings": []}
 
     # -- prepare / start ------------------------------------------------------------------------
@@ -295,6 +295,13 @@ class ContainerService:
             await asyncio.to_thread(self.graph.put, cid)
             raise
         rt.prepared = True
+
+    def _event(self, action: str, c: dict[str, Any], **extra: str) -> None:
+        """A container event with dockerd's attributes: the container's labels, its image and
+        name, then what the action adds (``exitCode``, ``signal``...)."""
+        attrs = {**(c["Config"].get("Labels") or {}), "image": c["Config"]["Image"],
+                 "name": c["Name"][1:], **extra}
+        self.d.event("container", action, c["Id"], attrs)
 
     def id_map(self, c: dict[str, Any]) -> IDMap:
         """The user-namespace map container ``c`` runs with: the daemon's (``userns-remap``),
@@ -349,7 +356,7 @@ class ContainerService:
                 with contextlib.suppress(DockyardError):
                     await self.execdrv.kill(cid, signal_mod.SIGKILL)
         self.d.emit("dockyard_container_started", container=self.public(c))
-        self.d.event("container", "start", cid, {"name": c["Name"][1:], "image": c["Config"]["Image"]})
+        self._event("start", c)
 
     async def _watch(self, cid: str) -> None:
         try:
@@ -433,7 +440,7 @@ class ContainerService:
             if not fut.done():
                 fut.set_result(status.exit_code)
         self.d.emit("dockyard_container_exited", container=self.public(c), exit_code=status.exit_code)
-        self.d.event("container", "die", cid, {"name": c["Name"][1:], "exitCode": str(status.exit_code)})
+        self._event("die", c, exitCode=str(status.exit_code))
 
     # -- stop / kill / wait ---------------------------------------------------------------------
     async def kill(self, ref: str, sig: str | int | None) -> None:
@@ -443,7 +450,7 @@ class ContainerService:
             raise Conflict(f"Cannot kill container: {ref}: Container {c['Id']} is not running")
         self._mark_manually_stopped(c)
         await self.execdrv.kill(c["Id"], num)
-        self.d.event("container", "kill", c["Id"], {"name": c["Name"][1:], "signal": str(num)})
+        self._event("kill", c, signal=str(num))
 
     async def stop(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
         c = self.get(ref)
@@ -467,7 +474,7 @@ class ContainerService:
             with contextlib.suppress(DockyardError):
                 await self.execdrv.kill(c["Id"], signal_mod.SIGKILL)
             await fut
-        self.d.event("container", "stop", c["Id"], {"name": c["Name"][1:]})
+        self._event("stop", c)
 
     def _mark_manually_stopped(self, c: dict[str, Any]) -> None:
         # remembered across daemon restarts: ``unless-stopped`` must not bring it back
@@ -538,7 +545,7 @@ class ContainerService:
             if not fut.done():
                 fut.set_result(c["State"]["ExitCode"])
         self.d.emit("dockyard_container_removed", container_id=cid)
-        self.d.event("container", "destroy", cid, {"name": c["Name"][1:]})
+        self._event("destroy", c)
 
     # -- pause / stats ----------------------------------------------------------------------------
     async def pause(self, ref: str) -> None:
@@ -550,7 +557,7 @@ class ContainerService:
         await self.execdrv.pause(c["Id"])
         c["State"].update(Paused=True, Status="paused")
         self.save(c)
-        self.d.event("container", "pause", c["Id"], {"name": c["Name"][1:]})
+        self._event("pause", c)
 
     async def unpause(self, ref: str) -> None:
         c = self.get(ref)
@@ -559,7 +566,7 @@ class ContainerService:
         await self.execdrv.resume(c["Id"])
         c["State"].update(Paused=False, Status="running")
         self.save(c)
-        self.d.event("container", "unpause", c["Id"], {"name": c["Name"][1:]})
+        self._event("unpause", c)
 
     # -- rename / prune -------------------------------------------------------------------------
     async def rename(self, ref: str, new: str) -> None:
@@ -577,7 +584,7 @@ class ContainerService:
         old = c["Name"]
         c["Name"] = full
         self.save(c)
-        self.d.event("container", "rename", c["Id"], {"name": new, "oldName": old})
+        self._event("rename", c, oldName=old)
 
     async def prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
         """``docker container prune``: remove every stopped container (``label``/``until``
@@ -705,7 +712,7 @@ class ContainerService:
             r = reference.parse(repo, default_tag=False)
             tags.append(self.images.tag(image_id, str(r.with_tag(tag or r.tag or "latest"))))
         self.d.emit("dockyard_image_built", image_id=image_id, tags=tags)
-        self.d.event("container", "commit", cid, {"name": c["Name"][1:], "imageID": image_id})
+        self._event("commit", c, imageID=image_id)
         return image_id
 
     # -- attach / logs --------------------------------------------------------------------------

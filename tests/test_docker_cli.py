@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 import shutil
 import subprocess
 
@@ -207,3 +208,29 @@ def test_docker_run_seccomp_profiles(shared_daemon: Daemon, tmp_path) -> None:
         assert b"Operation not permitted" in r.stdout and b"rc=1" in r.stdout, r.stdout
     finally:
         docker(shared_daemon, "rm", "-f", cid)
+
+
+def test_docker_events_window_and_filters(shared_daemon: Daemon) -> None:
+    """``docker events --since/--until`` replays the window and ends; filters select by type,
+    event, container and label; an unknown filter is a 400."""
+    d = shared_daemon
+    name = "ev" + os.urandom(3).hex()
+    r = docker(d, "run", "--rm", "--name", name, "--label", "team=blue", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.1)  # --until 0s is "now", in whole seconds on the CLI's side
+
+    def events(*filters: str) -> list[str]:
+        args = [a for f in filters for a in ("--filter", f)]
+        r = docker(d, "events", "--since", "2m", "--until", "0s", "--format",
+                   "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}", *args, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.decode().splitlines()
+
+    mine = [e for e in events("container=" + name)]
+    assert mine == [f"container {a} {name}" for a in ("create", "start", "die", "destroy")], mine
+    assert events("container=" + name, "event=start") == [f"container start {name}"]
+    assert all(e.startswith("container ") for e in events("type=container"))
+    assert f"container die {name}" in events("label=team=blue", "event=die")
+    assert not [e for e in events("label=team=red") if name in e]
+    r = docker(d, "events", "--since", "1m", "--until", "0s", "--filter", "bogus=1", timeout=30)
+    assert r.returncode != 0 and b"invalid filter" in r.stderr

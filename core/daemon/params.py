@@ -50,3 +50,22 @@ def filters(request: web.Request) -> dict[str, list[str]]:
         else:
             raise InvalidParameter(f"invalid filter {k!r}: expected a list of values")
     return out
+
+
+def timestamp(request: web.Request, name: str) -> float | None:
+    """A time parameter (``since``/``until``): unix seconds (fractions allowed, as the docker
+    CLI sends ``1700000000.123456789``) or RFC 3339; ``None`` when absent."""
+    v = request.query.get(name)
+    if not v:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    import datetime
+    import re
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", v)
+    if not m:
+        raise InvalidParameter(f"invalid {name} value {v!r}: a unix time or an RFC 3339 time")
+    dt = datetime.datetime.fromisoformat(m.group(1) + (m.group(3) or "Z").replace("Z", "+00:00"))
+    return dt.timestamp() + (float("0" + m.group(2)) if m.group(2) else 0.0)

@@ -146,13 +146,7 @@ async def resize(request: web.Request) -> web.Response:
 
 
 def _time_param(request: web.Request, name: str) -> float:
-    v = request.query.get(name)
-    if not v:
-        return 0.0
-    try:
-        return float(v)
-    except ValueError:
-        raise InvalidParameter(f"invalid {name} value {v!r}") from None
+    return params.timestamp(request, name) or 0.0
 
 
 async def logs(request: web.Request) -> web.StreamResponse:

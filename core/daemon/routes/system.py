@@ -11,6 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.hookspecs.errors import InvalidParameter
+
+from ...labels import labels_match
+from .. import params
 from ..app import API_VERSION, MIN_API_VERSION, VERSION, route
 
 
@@ -118,32 +122,82 @@ def _os_name() -> str:
     return "Linux"
 
 
+def _event_matches(ev: dict[str, Any], flt: dict[str, list[str]]) -> bool:
+    """dockerd's event filters: ``type``, ``event``, ``container``/``image``/``network``/
+    ``volume`` (ID or name), ``label`` (on the actor's attributes), ``daemon``/``scope``."""
+    actor = ev.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    ident = {actor.get("ID", ""), attrs.get("name", "")}
+    for key, values in flt.items():
+        if not values:
+            continue
+        if key == "type":
+            ok = ev["Type"] in values
+        elif key == "event":
+            ok = ev["Action"] in values or ev["Action"].split(":")[0] in values
+        elif key in ("container", "network", "volume", "plugin", "node", "service", "secret",
+                     "config"):
+            ok = ev["Type"] == key and any(v in ident or actor.get("ID", "").startswith(v)
+                                           for v in values)
+        elif key == "image":
+            ok = attrs.get("image") in values or (ev["Type"] == "image" and bool(ident & set(values)))
+        elif key == "label":
+            ok = labels_match(attrs, values)
+        elif key == "scope":
+            ok = ev.get("scope", "local") in values
+        elif key == "daemon":
+            ok = ev["Type"] == "daemon"
+        else:
+            raise InvalidParameter(f"invalid filter '{key}'")
+        if not ok:
+            return False
+    return True
+
+
 async def events(request: web.Request) -> web.StreamResponse:
+    """``GET /events``: with ``since`` or ``until``, the buffered events of that window first;
+    without ``until``, then live events until the client goes."""
     d = _daemon(request)
-    since = request.query.get("since")
-    until = request.query.get("until")
+    since = params.timestamp(request, "since")
+    until = params.timestamp(request, "until")
+    flt = params.filters(request)
+    for key in flt:  # refused with a 400 before the stream starts
+        if key not in EVENT_FILTERS:
+            raise InvalidParameter(f"invalid filter '{key}'")
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     q: asyncio.Queue = asyncio.Queue()
-    if since:
+    if since is not None or until is not None:
+        lo, hi = since or 0.0, until if until is not None else float("inf")
         for ev in d._events:
-            if ev["time"] >= float(since):
+            if lo <= ev["timeNano"] / 1e9 <= hi:
                 q.put_nowait(ev)
     d._event_subscribers.add(q)
-    deadline = float(until) if until else None
     try:
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
-            try:
-                ev = await asyncio.wait_for(q.get(), timeout)
-            except asyncio.TimeoutError:
-                break
-            if deadline is not None and ev["time"] > deadline:
-                break
-            await resp.write(json.dumps(ev).encode() + b"\n")
+            if q.empty():
+                timeout = None if until is None else until - time.time()
+                if timeout is not None and timeout <= 0:
+                    break
+                try:
+                    ev = await asyncio.wait_for(q.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+            else:
+                ev = q.get_nowait()
+            if until is not None and ev["timeNano"] / 1e9 > until:
+                continue
+            if since is not None and ev["timeNano"] / 1e9 < since:
+                continue
+            if _event_matches(ev, flt):
+                await resp.write(json.dumps(ev).encode() + b"\n")
     finally:
         d._event_subscribers.discard(q)
     return resp
+
+
+EVENT_FILTERS = ("type", "event", "container", "network", "volume", "plugin", "node", "service",
+                 "secret", "config", "image", "label", "scope", "daemon")
 
 
 def setup(app: web.Application) -> None:
