@@ -755,6 +755,48 @@ def container_prune(opts: Any, force: bool, filters: tuple[str, ...]) -> None:
     print(f"Total reclaimed space: {human_size(res.get('SpaceReclaimed') or 0)}")
 
 
+@click.command(short_help="Update configuration of one or more containers")
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.option("-m", "--memory", help="Memory limit")
+@click.option("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+@click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+@click.option("--cpus", help="Number of CPUs")
+@click.option("--cpu-period", type=int, help="Limit CPU CFS (Completely Fair Scheduler) period")
+@click.option("--cpu-quota", type=int, help="Limit CPU CFS (Completely Fair Scheduler) quota")
+@click.option("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+@click.option("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
+@click.option("--pids-limit", type=int, help="Tune container pids limit (set -1 for unlimited)")
+@click.option("--blkio-weight", type=int, help="Block IO (relative weight), between 10 and 1000")
+@click.option("--restart", help="Restart policy to apply when a container exits")
+@click.pass_obj
+def update(opts: Any, containers: tuple[str, ...], **o: Any) -> None:
+    """Update configuration of one or more containers."""
+    from .runopts import parse_restart, ram_in_bytes
+    try:
+        body: dict[str, Any] = {
+            "Memory": ram_in_bytes(o["memory"]) if o["memory"] else 0,
+            "MemorySwap": (-1 if o["memory_swap"] == "-1" else ram_in_bytes(o["memory_swap"]))
+            if o["memory_swap"] else 0,
+            "CpuShares": o["cpu_shares"] or 0, "CpuPeriod": o["cpu_period"] or 0,
+            "CpuQuota": o["cpu_quota"] or 0,
+            "NanoCpus": int(float(o["cpus"]) * 1e9) if o["cpus"] else 0,
+            "CpusetCpus": o["cpuset_cpus"] or "", "CpusetMems": o["cpuset_mems"] or "",
+            "PidsLimit": o["pids_limit"] or 0, "BlkioWeight": o["blkio_weight"] or 0,
+        }
+        if o["restart"]:
+            body["RestartPolicy"] = parse_restart(o["restart"])
+    except (OptError, ValueError) as e:
+        msg = e.format_message() if isinstance(e, OptError) else f"invalid value: {e}"
+        print(f"dockyard: {msg}", file=sys.stderr)
+        sys.exit(125)
+    client: Client = opts.client
+
+    def one(name: str) -> None:
+        client.post_json(f"/containers/{_p(name)}/update", body=body)
+
+    _each(containers, one)
+
+
 @click.group(name="container", short_help="Manage containers")
 def container_group() -> None:
     """Manage containers."""
@@ -763,7 +805,7 @@ def container_group() -> None:
 for _name, _cmd in (("ls", ps), ("rm", rm), ("run", run), ("create", create), ("start", start),
                     ("stop", stop), ("restart", restart), ("kill", kill), ("wait", wait),
                     ("logs", logs), ("inspect", inspect), ("diff", diff), ("commit", commit),
-                    ("rename", rename), ("prune", container_prune)):
+                    ("rename", rename), ("prune", container_prune), ("update", update)):
     container_group.add_command(_cmd, _name)
 
 

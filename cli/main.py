@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("containers", "diff"),
     "commit": ("containers", "commit"),
     "rename": ("containers", "rename"),
+    "update": ("containers", "update"),
     "cp": ("containers", "cp"),
     "volume": ("volumes", "volume_group"),
     "container": ("containers", "container_group"),

@@ -568,6 +568,60 @@ class ContainerService:
         self.save(c)
         self._event("unpause", c)
 
+    # -- update -----------------------------------------------------------------------------------
+    #: the ``UpdateConfig`` fields this engine applies (dockerd's others are accepted at zero)
+    UPDATE_INT_KEYS = ("Memory", "MemorySwap", "CpuShares", "CpuQuota", "CpuPeriod", "NanoCpus",
+                       "PidsLimit", "BlkioWeight")
+
+    async def update(self, ref: str, body: Any) -> dict[str, Any]:
+        """``docker update``: new resource limits (applied at once to a running container, kept
+        for later starts) and restart policy."""
+        if not isinstance(body, dict):
+            raise InvalidParameter("update config must be a JSON object")
+        c = self.get(ref)
+        host = c["HostConfig"]
+        new: dict[str, Any] = {}
+        for key in self.UPDATE_INT_KEYS:
+            v = body.get(key)
+            if v is None or v == 0:
+                continue
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise InvalidParameter(f"{key} must be an integer")
+            new[key] = v
+        for key in ("CpusetCpus", "CpusetMems"):
+            if body.get(key):
+                new[key] = str(body[key])
+        if new.get("NanoCpus") and (new.get("CpuQuota") or new.get("CpuPeriod")):
+            raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period/Quota cannot "
+                                   "both be set")
+        if new.get("Memory") and 0 < new["Memory"] < 6 * 1024 * 1024:
+            raise InvalidParameter("Minimum memory limit allowed is 6MB")
+        mem = new.get("Memory", host.get("Memory") or 0)
+        swap = new.get("MemorySwap", host.get("MemorySwap") or 0)
+        if mem > 0 and swap > 0 and swap < mem:
+            raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, "
+                                   "see usage")
+        policy = body.get("RestartPolicy")
+        if policy and policy.get("Name"):
+            if policy["Name"] not in RESTART_POLICIES:
+                raise InvalidParameter(f"invalid restart policy {policy['Name']!r}")
+            if policy["Name"] != "no" and host.get("AutoRemove"):
+                raise InvalidParameter("Restart policy cannot be updated because AutoRemove is "
+                                       "enabled for the container")
+        updated = {**host, **new}
+        if new.get("NanoCpus"):
+            updated.pop("CpuQuota", None)
+            updated.pop("CpuPeriod", None)
+        if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
+            await self.execdrv.update(c["Id"], specmod.resources_of(updated))
+        if policy and policy.get("Name"):
+            updated["RestartPolicy"] = {"Name": policy["Name"],
+                                        "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
+        c["HostConfig"] = updated
+        self.save(c)
+        self._event("update", c)
+        return {"Warnings": []}
+
     # -- rename / prune -------------------------------------------------------------------------
     async def rename(self, ref: str, new: str) -> None:
         if not new or not names.VALID_NAME.match(new):

@@ -90,6 +90,33 @@ def security_options(opts: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def resources_of(host: dict[str, Any]) -> dict[str, Any]:
+    """OCI ``linux.resources`` from a HostConfig (at create, and again for ``docker update``)."""
+    resources: dict[str, Any] = {}
+    if host.get("Memory"):
+        resources["memory"] = {"limit": int(host["Memory"])}
+        if host.get("MemorySwap"):
+            resources["memory"]["swap"] = int(host["MemorySwap"])
+    if host.get("PidsLimit"):
+        resources["pids"] = {"limit": int(host["PidsLimit"])}
+    if host.get("CpuShares"):
+        resources["cpu"] = {"shares": int(host["CpuShares"])}
+    if host.get("CpuQuota"):
+        resources.setdefault("cpu", {})["quota"] = int(host["CpuQuota"])
+    if host.get("CpuPeriod"):
+        resources.setdefault("cpu", {})["period"] = int(host["CpuPeriod"])
+    if host.get("CpusetCpus"):
+        resources.setdefault("cpu", {})["cpus"] = host["CpusetCpus"]
+    if host.get("BlkioWeight"):
+        resources["blockIO"] = {"weight": int(host["BlkioWeight"])}
+    if host.get("CpusetMems"):
+        resources.setdefault("cpu", {})["mems"] = host["CpusetMems"]
+    if host.get("NanoCpus"):
+        resources.setdefault("cpu", {})["quota"] = int(host["NanoCpus"]) * 100000 // 1_000_000_000
+        resources["cpu"]["period"] = 100000
+    return resources
+
+
 def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
           id_map: IDMap | None = None, no_new_privs: bool = True) -> dict[str, Any]:
     """The spec of ``container`` on ``rootfs``; ``namespaces`` are those it joins or creates
@@ -121,21 +148,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
     if "CAP_ALL" in drops:
         caps = []
     caps = [c for c in caps if c not in drops]
-    resources: dict[str, Any] = {}
-    if host.get("Memory"):
-        resources["memory"] = {"limit": int(host["Memory"])}
-        if host.get("MemorySwap"):
-            resources["memory"]["swap"] = int(host["MemorySwap"])
-    if host.get("PidsLimit"):
-        resources["pids"] = {"limit": int(host["PidsLimit"])}
-    if host.get("CpuShares"):
-        resources["cpu"] = {"shares": int(host["CpuShares"])}
-    if host.get("CpuQuota"):
-        resources.setdefault("cpu", {})["quota"] = int(host["CpuQuota"])
-    if host.get("CpuPeriod"):
-        resources.setdefault("cpu", {})["period"] = int(host["CpuPeriod"])
-    if host.get("CpusetCpus"):
-        resources.setdefault("cpu", {})["cpus"] = host["CpusetCpus"]
+    resources = resources_of(host)
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -173,13 +186,6 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         args = ["/dev/init", "--", *args]
         mounts.append({"destination": "/dev/init", "type": "bind", "source": INIT_BINARY,
                        "options": ["bind", "ro"]})
-    if host.get("BlkioWeight"):
-        resources["blockIO"] = {"weight": int(host["BlkioWeight"])}
-    if host.get("CpusetMems"):
-        resources.setdefault("cpu", {})["mems"] = host["CpusetMems"]
-    if host.get("NanoCpus"):
-        resources.setdefault("cpu", {})["quota"] = int(host["NanoCpus"]) * 100000 // 1_000_000_000
-        resources["cpu"]["period"] = 100000
     return {
         "ociVersion": "1.0.2",
         "process": {

@@ -167,6 +167,11 @@ class ExecDriver(abc.ABC):
         """Host pids of every process in the container."""
         raise NotImplementedError(f"{self.name}: pids")
 
+    async def update(self, cid: str, resources: dict[str, Any]) -> None:
+        """Apply new ``linux.resources`` to a created or running container (``docker update``)
+        and keep them for its later starts. InvalidParameter if the kernel refuses a value."""
+        raise NotImplementedError(f"{self.name}: update")
+
     # -- exec (optional: a driver without it answers NotImplementedError → HTTP 501) -----------
     async def exec(self, cid: str, eid: str, process: dict[str, Any], *, tty: bool = False,
                    stdin: bool = False, detach: bool = False

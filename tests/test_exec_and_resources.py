@@ -253,3 +253,45 @@ def test_security_opts_no_new_privileges_and_systempaths(shared_daemon: Daemon) 
     for bad in ("bogus=1", "no-new-privileges=maybe", "systempaths=open"):
         r = d.cli("create", "--security-opt", bad, "busybox", "true")
         assert r.returncode != 0 and b"invalid --security-opt" in r.stderr, (bad, r.stderr)
+
+
+def test_update_resources_and_restart_policy(shared_daemon: Daemon) -> None:
+    """``docker update`` / ``dockyard update``: limits change on the running container's
+    cgroups at once, survive a restart, and bad values are refused."""
+    d = shared_daemon
+    cid = d.cli("run", "-d", "-m", "32m", "--pids-limit", "20", "busybox", "sleep", "300").stdout.decode().strip()
+    try:
+        def mem_limit() -> int:
+            r = d.cli("exec", cid, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+            if r.returncode == 0 and r.stdout.strip().isdigit():
+                return int(r.stdout)
+            pid = json.loads(d.cli("inspect", cid).stdout)[0]["State"]["Pid"]
+            with open(f"/proc/{pid}/cgroup") as f:
+                rel = next(line.split(":", 2)[2].strip() for line in f if ":memory:" in line)
+            with open(f"/sys/fs/cgroup/memory{rel}/memory.limit_in_bytes") as f:
+                return int(f.read())
+
+        assert mem_limit() == 32 << 20
+        r = d.cli("update", "-m", "64m", "--memory-swap", "128m", "--pids-limit", "50",
+                  "--restart", "on-failure:3", cid)
+        assert r.returncode == 0 and r.stdout.decode().strip() == cid, r.stderr
+        assert mem_limit() == 64 << 20
+        host = json.loads(d.cli("inspect", cid).stdout)[0]["HostConfig"]
+        assert (host["Memory"], host["MemorySwap"], host["PidsLimit"]) == (64 << 20, 128 << 20, 50)
+        assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+        # the pids limit is live: 60 background sleeps hit it
+        r = d.cli("exec", cid, "sh", "-c", "for i in $(seq 60); do sleep 30 & done 2>&1; true")
+        assert b"can't fork" in r.stdout + r.stderr or b"Resource temporarily" in r.stdout + r.stderr
+        assert d.cli("restart", "-t", "1", cid).returncode == 0
+        assert mem_limit() == 64 << 20  # kept for later starts
+        for bad, msg in ((["-m", "1m"], b"Minimum memory limit"),
+                         (["-m", "256m", "--memory-swap", "128m"], b"memoryswap limit should be larger"),
+                         (["--cpus", "1", "--cpu-quota", "50000"], b"Conflicting options")):
+            r = d.cli("update", *bad, cid)
+            assert r.returncode != 0 and msg in r.stderr, (bad, r.stderr)
+        if DOCKER:
+            r = docker(d, "update", "--cpu-shares", "512", cid)
+            assert r.returncode == 0, r.stderr
+            assert json.loads(d.cli("inspect", cid).stdout)[0]["HostConfig"]["CpuShares"] == 512
+    finally:
+        d.cli("rm", "-f", cid)

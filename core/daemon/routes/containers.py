@@ -350,6 +350,11 @@ async def commit(request: web.Request) -> web.Response:
     return web.json_response({"Id": image_id}, status=201)
 
 
+async def update(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return web.json_response(await _svc(request).update(request.match_info["id"], body))
+
+
 async def rename(request: web.Request) -> web.Response:
     await _svc(request).rename(request.match_info["id"], request.query.get("name", ""))
     return web.Response(status=204)
@@ -420,6 +425,7 @@ def setup(app: web.Application) -> None:
     route(app, "GET", "/containers/{id}/changes", changes)
     route(app, "POST", "/commit", commit)
     route(app, "POST", "/containers/{id}/rename", rename)
+    route(app, "POST", "/containers/{id}/update", update)
     route(app, "POST", "/containers/prune", prune)
     route(app, "HEAD", "/containers/{id}/archive", archive_head)
     route(app, "GET", "/containers/{id}/archive", archive_get)

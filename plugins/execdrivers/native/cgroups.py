@@ -157,9 +157,17 @@ class Cgroups:
                 return
             d = self._dir(dirs, "memory")
             if d and mem.get("limit") is not None:
-                _write(f"{d}/memory.limit_in_bytes", mem["limit"])
-                if mem.get("swap") is not None and os.path.exists(f"{d}/memory.memsw.limit_in_bytes"):
-                    _write(f"{d}/memory.memsw.limit_in_bytes", mem["swap"])
+                memsw = f"{d}/memory.memsw.limit_in_bytes"
+                if mem.get("swap") is not None and os.path.exists(memsw):
+                    # the kernel keeps limit <= memsw at every step: raise memsw first when
+                    # it grows (docker update), lower the limit first when it shrinks
+                    with open(memsw) as f:
+                        grows = mem["swap"] < 0 or mem["swap"] >= int(f.read())
+                    order = [(memsw, mem["swap"]), (f"{d}/memory.limit_in_bytes", mem["limit"])]
+                    for path, value in (order if grows else order[::-1]):
+                        _write(path, value)
+                else:
+                    _write(f"{d}/memory.limit_in_bytes", mem["limit"])
             d = self._dir(dirs, "pids")
             if d and pids.get("limit") is not None:
                 lim = pids["limit"]

@@ -304,6 +304,9 @@ class NativeDriver(ExecDriver):
     async def pause(self, cid: str) -> None:
         await self._call("pause", id=cid)
 
+    async def update(self, cid: str, resources: dict[str, Any]) -> None:
+        await self._call("update", id=cid, resources=resources)
+
     async def resume(self, cid: str) -> None:
         await self._call("resume", id=cid)
 

@@ -1208,6 +1208,23 @@ class Supervisor:
         if c.status == "paused":
             c.status = "running"
 
+    async def op_update(self, id: str, resources: dict[str, Any]) -> None:
+        """``docker update``: the new limits on the container's cgroups now, and in its spec
+        for later starts."""
+        c = self._get(id)
+        if not isinstance(resources, dict):
+            raise InvalidParameter("resources must be an object")
+        if self.cgroups.available and c.cg_dirs:
+            self.cgroups.apply(c.cg_dirs, resources)
+        lin = c.spec.setdefault("linux", {})
+        merged = dict(lin.get("resources") or {})
+        for key, value in resources.items():
+            merged[key] = {**(merged.get(key) or {}), **value} if isinstance(value, dict) else value
+        lin["resources"] = merged
+        c.mem_limited = (merged.get("memory") or {}).get("limit") is not None
+        with open(os.path.join(c.dir, "config.json"), "w") as f:
+            json.dump(c.spec, f)
+
     async def op_pause(self, id: str) -> None:
         c = self._get(id)
         if c.status != "running":
