@@ -13,6 +13,8 @@ from .client import DEFAULT_HOST
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("system", "version"),
     "info": ("system", "info"),
+    "system": ("system", "system_group"),
+    "events": ("system", "events"),
     "images": ("images", "images"),
     "rmi": ("images", "rmi"),
     "import": ("images", "import_"),

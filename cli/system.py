@@ -197,3 +197,105 @@ def info(opts: Any, fmt: str | None) -> None:
     sys.stdout.write("\n".join(L) + "\n")
     for w in g("Warnings") or []:
         print(w, file=sys.stderr)
+
+
+# -- system df / events -------------------------------------------------------------------------
+def _df_rows(data: dict[str, Any]) -> list[tuple[str, int, int, int, int]]:
+    """``(type, total, active, size, reclaimable)`` as ``docker system df`` counts them."""
+    images = data.get("Images") or []
+    active_images = [i for i in images if (i.get("Containers") or 0) > 0]
+    img_size = data.get("LayersSize") or 0
+    img_used = sum((i.get("Size") or 0) - max(i.get("SharedSize") or 0, 0) for i in active_images)
+    ctrs = data.get("Containers") or []
+    running = [c for c in ctrs if c.get("State") in ("running", "paused", "restarting")]
+    c_size = sum(c.get("SizeRw") or 0 for c in ctrs)
+    c_recl = sum(c.get("SizeRw") or 0 for c in ctrs if c not in running)
+    vols = data.get("Volumes") or []
+    used_vols = [v for v in vols if ((v.get("UsageData") or {}).get("RefCount") or 0) > 0]
+    v_size = sum(max((v.get("UsageData") or {}).get("Size") or 0, 0) for v in vols)
+    v_recl = v_size - sum(max((v.get("UsageData") or {}).get("Size") or 0, 0) for v in used_vols)
+    return [("Images", len(images), len(active_images), img_size, max(img_size - img_used, 0)),
+            ("Containers", len(ctrs), len(running), c_size, c_recl),
+            ("Local Volumes", len(vols), len(used_vols), v_size, v_recl),
+            ("Build Cache", 0, 0, 0, 0)]
+
+
+@click.command(short_help="Show docker disk usage")
+@click.option("--format", "fmt", help="Format output using a Go template")
+@click.pass_obj
+def df(opts: Any, fmt: str | None) -> None:
+    """Show dockyard disk usage: images, containers, local volumes."""
+    from .fmt import human_size, render_list
+    data = opts.client.get_json("/system/df")
+    rows = []
+    for typ, total, active, size, recl in _df_rows(data):
+        pct = f" ({recl * 100 // size}%)" if size and typ != "Containers" else ""
+        rows.append({"Type": typ, "TotalCount": total, "Active": active, "Size": human_size(size),
+                     "Reclaimable": human_size(recl) + pct})
+    render_list(fmt or "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
+                rows, {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+                       "Reclaimable": "RECLAIMABLE"})
+
+
+def _when(value: str | None) -> str | None:
+    """``--since``/``--until``: a duration before now (``10m``, ``1h30m``, ``0s``), unix
+    seconds or an RFC 3339 time, sent as the daemon takes it."""
+    import re
+    import time
+    if not value:
+        return None
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", value)
+    if parts and "".join(n + u for n, u in parts) == value:
+        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+        return f"{time.time() - sum(float(n) * scale[u] for n, u in parts):.9f}"
+    return value
+
+
+@click.command(short_help="Get real time events from the server")
+@click.option("--since", help="Show all events created since timestamp")
+@click.option("--until", help="Stream events until this timestamp")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
+@click.option("--format", "fmt", help="Format output using a Go template")
+@click.pass_obj
+def events(opts: Any, since: str | None, until: str | None, filters: tuple[str, ...],
+           fmt: str | None) -> None:
+    """Get real time events from the server."""
+    import datetime
+    import json
+    from .fmt import render_one
+    flt: dict[str, list[str]] = {}
+    for f in filters:
+        k, sep, v = f.partition("=")
+        if not sep:
+            raise click.BadParameter(f"bad format of filter (expected name=value): {f}")
+        flt.setdefault(k, []).append(v)
+    params = {k: v for k, v in (("since", _when(since)), ("until", _when(until))) if v}
+    if flt:
+        params["filters"] = json.dumps(flt)
+    resp = opts.client.request("GET", "/events", params)
+    try:
+        for line in resp.iter_lines():
+            if not line.strip():
+                continue
+            ev = json.loads(line)
+            if fmt:
+                print(render_one("{{json .}}" if fmt == "json" else fmt, ev), flush=True)
+                continue
+            ts = datetime.datetime.fromtimestamp(ev.get("timeNano", 0) / 1e9, datetime.timezone.utc)
+            attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+            detail = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
+            print(f"{ts.strftime('%Y-%m-%dT%H:%M:%S.%f')}000Z {ev['Type']} {ev['Action']} "
+                  f"{(ev.get('Actor') or {}).get('ID', '')}" + (f" ({detail})" if detail else ""),
+                  flush=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@click.group(name="system", short_help="Manage dockyard")
+def system_group() -> None:
+    """Manage dockyard."""
+
+
+system_group.add_command(df, "df")
+system_group.add_command(events, "events")
+system_group.add_command(info, "info")

@@ -234,3 +234,54 @@ def test_docker_events_window_and_filters(shared_daemon: Daemon) -> None:
     assert not [e for e in events("label=team=red") if name in e]
     r = docker(d, "events", "--since", "1m", "--until", "0s", "--filter", "bogus=1", timeout=30)
     assert r.returncode != 0 and b"invalid filter" in r.stderr
+
+
+def test_system_df_and_ps_size(shared_daemon: Daemon) -> None:
+    """``/system/df`` (docker system df, dockyard system df) and ``ps -s`` report what the store
+    holds: layer sizes, a container's writable layer, a volume's bytes and users."""
+    d = shared_daemon
+    vol = "dfv" + os.urandom(3).hex()
+    name = "df" + os.urandom(3).hex()
+    r = d.cli("run", "--name", name, "-v", f"{vol}:/data", "busybox", "sh", "-c",
+              "dd if=/dev/zero of=/data/blob bs=1024 count=1024 2>/dev/null; "
+              "dd if=/dev/zero of=/rw bs=1024 count=300 2>/dev/null")
+    assert r.returncode == 0, r.stderr
+    try:
+        status, df = d.api.get("/system/df")
+        assert status == 200 and df["LayersSize"] > 1_000_000
+        v = next(v for v in df["Volumes"] if v["Name"] == vol)
+        assert v["UsageData"]["Size"] >= 1 << 20 and v["UsageData"]["RefCount"] == 1
+        c = next(c for c in df["Containers"] if c["Names"] == ["/" + name])
+        assert 300 << 10 <= c["SizeRw"] < 2 << 20 and c["SizeRootFs"] > c["SizeRw"]
+        img = next(i for i in df["Images"] if "busybox:latest" in i["RepoTags"])
+        assert img["Containers"] >= 1 and img["SharedSize"] >= 0
+        status, only = d.api.get("/system/df?type=volume")
+        assert set(only) == {"Volumes"}
+        assert d.api.get("/system/df?type=bogus")[0] == 400
+        out = d.cli("system", "df").stdout.decode()
+        assert out.splitlines()[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+        assert any(line.startswith("Local Volumes") for line in out.splitlines())
+        r = d.cli("ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}", "--filter", "name=" + name)
+        assert r.returncode == 0 and r.stdout.decode().startswith(name + " "), r
+        if DOCKER:
+            r = docker(d, "system", "df")
+            assert r.returncode == 0 and b"Local Volumes" in r.stdout, r.stderr
+            r = docker(d, "ps", "-a", "-s", "--filter", "name=" + name, "--format", "{{.Size}}")
+            assert r.returncode == 0 and b"virtual" in r.stdout, r
+    finally:
+        d.cli("rm", "-f", name)
+        d.cli("volume", "rm", vol)
+
+
+def test_dockyard_events_cli(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    name = "evc" + os.urandom(3).hex()
+    assert d.cli("run", "--rm", "--name", name, "busybox", "true").returncode == 0
+    r = d.cli("events", "--since", "2m", "--until", "0s", "--filter", "container=" + name,
+              "--filter", "event=die", timeout=30)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == 1 and " container die " in lines[0] and f"name={name}" in lines[0]
+    r = d.cli("system", "events", "--since", "2m", "--until", "0s", "--filter",
+              "container=" + name, "--format", "{{.Action}}", timeout=30)
+    assert r.stdout.decode().split() == ["create", "start", "die", "destroy"]

@@ -71,6 +71,12 @@ async def list_(request: web.Request) -> web.Response:
         out.append(summary(c, None))
     if limit > 0:
         out = out[:limit]
+    if params.flag(request, "size"):  # docker ps -s
+        from ...usage import container_sizes
+        d = request.app["daemon"]
+        by_id = {c["Id"]: c for c in svc.all()}
+        for s in out:
+            s["SizeRw"], s["SizeRootFs"] = await asyncio.to_thread(container_sizes, d, by_id[s["Id"]])
     return web.json_response(out)
 
 

@@ -200,12 +200,21 @@ EVENT_FILTERS = ("type", "event", "container", "network", "volume", "plugin", "n
                  "secret", "config", "image", "label", "scope", "daemon")
 
 
+async def df(request: web.Request) -> web.Response:
+    """``docker system df``: images, containers, volumes and their sizes (``type`` selects)."""
+    from ...usage import disk_usage
+    d = _daemon(request)
+    types = request.query.getall("type", [])
+    return web.json_response(await asyncio.to_thread(disk_usage, d, types))
+
+
 def setup(app: web.Application) -> None:
     route(app, "GET", "/_ping", ping)
     route(app, "HEAD", "/_ping", ping)
     route(app, "GET", "/version", version)
     route(app, "GET", "/info", info)
     route(app, "GET", "/events", events)
+    route(app, "GET", "/system/df", df)
 
 
 def _security_options(d: Any) -> list[str]:
