@@ -120,6 +120,34 @@ def parse_publish(specs: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, lis
     return exposed, bindings
 
 
+def parse_sysctls(values: tuple[str, ...]) -> dict[str, str] | None:
+    out = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not sep or not k:
+            raise OptError(f"invalid argument \"{v}\" for \"--sysctl\" flag: sysctl '{v}' is not "
+                           "in the format key=value")
+        out[k] = val
+    return out or None
+
+
+def parse_devices(values: tuple[str, ...]) -> list[dict[str, str]]:
+    """``--device /dev/x[:/dev/y[:rwm]]``."""
+    out = []
+    for v in values:
+        parts = v.split(":")
+        if len(parts) > 3 or not parts[0]:
+            raise OptError(f"invalid device specification: {v}")
+        perms = "rwm"
+        if len(parts) == 3:
+            perms = parts[2]
+        elif len(parts) == 2 and set(parts[1]) <= set("rwm") and not parts[1].startswith("/"):
+            perms, parts = parts[1], parts[:1]
+        out.append({"PathOnHost": parts[0], "PathInContainer": parts[1] if len(parts) > 1 else parts[0],
+                    "CgroupPermissions": perms})
+    return out
+
+
 def parse_restart(s: str | None) -> dict[str, Any]:
     if not s:
         return {"Name": "no", "MaximumRetryCount": 0}
@@ -232,18 +260,23 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         "CapAdd": [_cap(c) for c in o.get("cap_add") or ()] or None,
         "CapDrop": [_cap(c) for c in o.get("cap_drop") or ()] or None,
         "CgroupnsMode": "", "Dns": [], "DnsOptions": [], "DnsSearch": [],
-        "ExtraHosts": list(o.get("add_host") or ()) or None, "GroupAdd": None, "IpcMode": "",
-        "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+        "ExtraHosts": list(o.get("add_host") or ()) or None,
+        "GroupAdd": list(o.get("group_add") or ()) or None, "IpcMode": o.get("ipc") or "",
+        "Cgroup": "", "Links": None, "OomScoreAdj": int(o.get("oom_score_adj") or 0),
+        "PidMode": o.get("pid") or "",
         "Privileged": bool(o.get("privileged")), "PublishAllPorts": bool(o.get("publish_all")),
-        "ReadonlyRootfs": bool(o.get("read_only")), "SecurityOpt": parse_security_opts(o.get("security_opt") or ()), "UTSMode": "",
-        "UsernsMode": o.get("userns") or "", "ShmSize": 0, "Isolation": "",
+        "ReadonlyRootfs": bool(o.get("read_only")), "SecurityOpt": parse_security_opts(o.get("security_opt") or ()), "UTSMode": o.get("uts") or "",
+        "UsernsMode": o.get("userns") or "",
+        "ShmSize": ram_in_bytes(o["shm_size"]) if o.get("shm_size") else 0, "Isolation": "",
+        "Sysctls": parse_sysctls(o.get("sysctl") or ()),
         "CpuShares": int(o.get("cpu_shares") or 0),
         "Memory": ram_in_bytes(o["memory"]) if o.get("memory") else 0,
         "NanoCpus": int(float(o["cpus"]) * 1e9) if o.get("cpus") else 0,
         "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
         "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
         "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
-        "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None,
+        "CpusetCpus": "", "CpusetMems": "", "Devices": parse_devices(o.get("device") or ()),
+        "DeviceCgroupRules": None,
         "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": -1,
         "OomKillDisable": False, "PidsLimit": int(o.get("pids_limit") or 0), "Ulimits": [],
         "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
@@ -268,6 +301,14 @@ def container_options(f):
     """The flags shared by ``create`` and ``run`` (docker's names)."""
     opts = [
         click.option("--add-host", "add_host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)"),
+        click.option("--device", multiple=True, help="Add a host device to the container"),
+        click.option("--group-add", "group_add", multiple=True, help="Add additional groups to join"),
+        click.option("--ipc", help="IPC mode to use (host, container:<name>)"),
+        click.option("--oom-score-adj", "oom_score_adj", type=int, help="Tune host's OOM preferences (-1000 to 1000)"),
+        click.option("--pid", help="PID namespace to use (host, container:<name>)"),
+        click.option("--shm-size", "shm_size", help="Size of /dev/shm"),
+        click.option("--sysctl", multiple=True, help="Sysctl options"),
+        click.option("--uts", help="UTS namespace to use (host)"),
         click.option("--cap-add", "cap_add", multiple=True, help="Add Linux capabilities"),
         click.option("--cap-drop", "cap_drop", multiple=True, help="Drop Linux capabilities"),
         click.option("--cpu-shares", "cpu_shares", type=int, help="CPU shares (relative weight)"),

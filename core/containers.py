@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal as signal_mod
+import socket
 import time
 from typing import Any, AsyncIterator
 
@@ -23,11 +24,11 @@ from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, Inval
 from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 from dockyard.hookspecs.idmap import IDMap
 
-from . import names, seccomp as seccompmod, spec as specmod
+from . import linux, names, seccomp as seccompmod, spec as specmod
 from .blobs import atomic_write
 from .labels import labels_match
 from .units import human_duration
-from .networks import NetworkService
+from .networks import NetworkService, parse_extra_hosts
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ class ContainerService:
 
         cid = secrets.token_hex(32)
         cfg = {
-            "Hostname": body.get("Hostname") or cid[:12], "Domainname": body.get("Domainname") or "",
+            "Hostname": body.get("Hostname") or (socket.gethostname() if host.get("UTSMode") == "host"
+                                                 else cid[:12]),
+            "Domainname": body.get("Domainname") or "",
             "User": body.get("User") if body.get("User") is not None else img_cfg.get("User", ""),
             "AttachStdin": bool(body.get("AttachStdin")), "AttachStdout": bool(body.get("AttachStdout")),
             "AttachStderr": bool(body.get("AttachStderr")), "Tty": bool(body.get("Tty")),
@@ -203,9 +206,14 @@ class ContainerService:
         if "SecurityOpt" in host:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
             specmod.security_options(host["SecurityOpt"])
+        parse_extra_hosts(host.get("ExtraHosts"))
+        if host.get("ShmSize") is not None and (not isinstance(host["ShmSize"], int)
+                                                or host["ShmSize"] < 0):
+            raise InvalidParameter("SHM size can not be less than 0")
         userns_mode = host.get("UsernsMode") or ""
         if userns_mode not in ("", "host"):
             raise InvalidParameter(f"invalid USER mode: {userns_mode!r} (valid: host, or empty)")
+        self._check_ns_modes(host, not self.d.id_map.is_identity and userns_mode != "host")
         if host.get("Privileged") and not self.d.id_map.is_identity and userns_mode != "host":
             raise InvalidParameter("privileged mode is incompatible with user namespaces.  You must "
                                    "run the container in the host namespace when running "
@@ -214,6 +222,8 @@ class ContainerService:
                     "LogConfig": {"Type": "json-file", "Config": {}},
                     "RestartPolicy": host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
+        host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
+        specmod.check_host_config(host_cfg)
         host_cfg["LogConfig"] = {"Type": "json-file", "Config": (host.get("LogConfig") or {}).get("Config") or {}}
         policy = host_cfg["RestartPolicy"]
         if not isinstance(policy, dict) or (policy.get("Name") or "no") not in RESTART_POLICIES:
@@ -276,7 +286,7 @@ class ContainerService:
             if not c.get("_volumes_copied") and c.get("Mounts"):
                 await asyncio.to_thread(self.d.volumes.copy_up, c, rootfs)
                 self.save(c)
-            namespaces = [{"type": t} for t in ("pid", "mount", "ipc", "uts")]
+            namespaces = self._own_namespaces(c)
             # the sandbox is ready (endpoints plumbed, ports published) before the process runs
             networked = True
             namespaces += await self.d.networks.setup(c)
@@ -295,6 +305,41 @@ class ContainerService:
             await asyncio.to_thread(self.graph.put, cid)
             raise
         rt.prepared = True
+
+    #: HostConfig key -> namespace type, for --pid/--ipc/--uts host|container:<name>
+    NS_MODES = (("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts"))
+
+    def _check_ns_modes(self, host: dict[str, Any], remapped: bool) -> None:
+        for key, typ in self.NS_MODES:
+            mode = host.get(key) or ""
+            if mode in ("", "private", "shareable") or mode == "host":
+                pass
+            elif mode.startswith("container:") and typ != "uts":
+                self.get(mode[len("container:"):])  # NotFound names it
+            else:
+                raise InvalidParameter(f"invalid {key[:-4].upper()} mode: {mode!r}")
+            if remapped and mode and mode not in ("private", "shareable") and typ != "uts":
+                raise InvalidParameter(f"--{typ}={mode} is not supported with user namespaces "
+                                       f"(userns-remap); add --userns=host")
+
+    def _own_namespaces(self, c: dict[str, Any]) -> list[dict[str, str]]:
+        """The namespaces the container creates or joins, other than the network's: its own,
+        the host's (``host``: none made), or a running container's (``container:<name>``)."""
+        out = [{"type": "mount"}]
+        for key, typ in self.NS_MODES:
+            mode = c["HostConfig"].get(key) or ""
+            if mode == "host":
+                continue
+            if mode.startswith("container:"):
+                peer = self.get(mode[len("container:"):])
+                if not peer["State"]["Running"] or not peer["State"].get("Pid"):
+                    raise Conflict(f"cannot join the {typ} namespace of container "
+                                   f"{peer['Name'][1:]}: it is not running")
+                out.append({"type": typ, "path":
+                            f"/proc/{peer['State']['Pid']}/ns/{linux.NAMESPACE_FILES[typ]}"})
+                continue
+            out.append({"type": typ})
+        return out
 
     def _event(self, action: str, c: dict[str, Any], **extra: str) -> None:
         """A container event with dockerd's attributes: the container's labels, its image and

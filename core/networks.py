@@ -59,6 +59,26 @@ def parse_port(key: str) -> tuple[int, str]:
         raise InvalidParameter(f"invalid port {key!r}") from None
 
 
+def parse_extra_hosts(entries: Any) -> list[tuple[str, str]]:
+    """``["name:ip", ...]`` (``ExtraHosts``; ``name=ip`` too, and ``host-gateway``) as
+    ``(name, ip)``; InvalidParameter names a bad entry."""
+    out = []
+    for entry in entries or ():
+        if not isinstance(entry, str):
+            raise InvalidParameter(f"invalid extra host {entry!r}")
+        cut = min((i for i in (entry.find(":"), entry.find("=")) if i > 0), default=-1)
+        name, ip = (entry[:cut], entry[cut + 1:].strip("[]")) if cut > 0 else ("", "")
+        if not name or not ip:
+            raise InvalidParameter(f"invalid extra host {entry!r}: expected name:ip")
+        if ip != "host-gateway":
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise InvalidParameter(f"invalid IP address in add-host: {ip!r}") from None
+        out.append((name, ip))
+    return out
+
+
 class NetworkService:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
@@ -271,8 +291,9 @@ class NetworkService:
             if self.networks:
                 return next(iter(self.networks.values()))
             raise NotFound("no network driver is installed")
-        if mode.startswith("container:"):
-            raise NotFound(f"network mode {mode!r} is not supported yet")
+        if mode.startswith("container:"):  # a 404 here would make the docker CLI try a pull
+            raise InvalidParameter(f"network mode {mode!r} is not supported by this engine: use "
+                                   f"a user network both containers join")
         return self.get(mode)
 
     def driver_of(self, name: str) -> NetDriver:
@@ -386,7 +407,8 @@ class NetworkService:
     def hosts_file(self, c: dict[str, Any]) -> str:
         if self._is_host(c):
             with contextlib.suppress(OSError), open("/etc/hosts", encoding="utf-8", errors="replace") as f:
-                return f.read()
+                text = f.read()
+                return text + ("" if text.endswith("\n") or not text else "\n") + self.extra_hosts(c)
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                  "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
                  "ff02::2\tip6-allrouters\n")
@@ -395,7 +417,20 @@ class NetworkService:
             if ep.get("ip_address"):
                 hosts += f"{ep['ip_address']}\t{hostname}\n"
                 break
-        return hosts
+        return hosts + self.extra_hosts(c)
+
+    def extra_hosts(self, c: dict[str, Any]) -> str:
+        """``--add-host name:ip`` lines (``host-gateway``: the gateway of the container's
+        first network that has one, as dockerd's default)."""
+        out = ""
+        for name, ip in parse_extra_hosts(c["HostConfig"].get("ExtraHosts")):
+            if ip == "host-gateway":
+                ip = next((ep["gateway"] for ep in (c.get("_endpoints") or {}).values()
+                           if ep.get("gateway")), "")
+                if not ip:
+                    continue
+            out += f"{ip}\t{name}\n"
+        return out
 
     # -- names ----------------------------------------------------------------------------------
     def _names_of(self, c: dict[str, Any], netname: str) -> list[str]:

@@ -90,6 +90,36 @@ def security_options(opts: list[str] | None) -> dict[str, Any]:
     return out
 
 
+DEFAULT_SHM_SIZE = 64 << 20
+#: sysctls a container may set, as dockerd: those of the namespaces it owns
+_SYSCTL_IPC = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def check_host_config(host: dict[str, Any]) -> None:
+    """What dockerd refuses at create among the options the spec builder uses."""
+    for key, value in (host.get("Sysctls") or {}).items():
+        ok = key in _SYSCTL_IPC or key.startswith("fs.mqueue.") or key.startswith("net.")
+        if key.startswith("net.") and host.get("NetworkMode") == "host":
+            raise InvalidParameter(f"sysctl {key!r} is not allowed: the container shares the "
+                                   f"host's network namespace")
+        if key in _SYSCTL_IPC or key.startswith("fs.mqueue."):
+            if host.get("IpcMode") == "host":
+                raise InvalidParameter(f"sysctl {key!r} is not allowed: the container shares "
+                                       f"the host's IPC namespace")
+        if not ok or not isinstance(value, str) or "/" in key or ".." in key:
+            raise InvalidParameter(f"sysctl {key!r} is not whitelisted")
+    for dev in host.get("Devices") or ():
+        if not isinstance(dev, dict) or not str(dev.get("PathOnHost") or "").startswith("/dev/"):
+            raise InvalidParameter(f"invalid device {dev!r}: PathOnHost must be under /dev")
+        if not os.path.exists(dev["PathOnHost"]):
+            raise InvalidParameter(f"error gathering device information while adding custom "
+                                   f"device {dev['PathOnHost']!r}: no such file or directory")
+    for g in host.get("GroupAdd") or ():
+        if not isinstance(g, str) or not g or ":" in g:
+            raise InvalidParameter(f"invalid group {g!r}")
+
+
 def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     """OCI ``linux.resources`` from a HostConfig (at create, and again for ``docker update``)."""
     resources: dict[str, Any] = {}
@@ -158,8 +188,15 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                     f"size={int(host.get('ShmSize') or DEFAULT_SHM_SIZE) // 1024}k"]},
     ]
+    if host.get("IpcMode") == "host":  # the host's shared memory, as dockerd
+        mounts[-1] = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                      "options": ["rbind", "nosuid", "noexec", "nodev"]}
+    for dev in host.get("Devices") or ():
+        mounts.append({"destination": dev.get("PathInContainer") or dev["PathOnHost"],
+                       "type": "bind", "source": dev["PathOnHost"], "options": ["bind"]})
     for dest, key in (("/etc/resolv.conf", "ResolvConfPath"), ("/etc/hostname", "HostnamePath"),
                       ("/etc/hosts", "HostsPath")):
         if container.get(key):
@@ -190,7 +227,9 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         "ociVersion": "1.0.2",
         "process": {
             "terminal": bool(cfg.get("Tty")),
-            "user": {"uid": 0, "gid": 0, "username": cfg.get("User") or ""},
+            "user": {"uid": 0, "gid": 0, "username": cfg.get("User") or "",
+                     "additionalGroups": list(host.get("GroupAdd") or ())},
+            **({"oomScoreAdj": int(host["OomScoreAdj"])} if host.get("OomScoreAdj") else {}),
             "args": args,
             "env": env,
             "cwd": cfg.get("WorkingDir") or "/",
@@ -208,6 +247,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             "maskedPaths": MASKED_PATHS if confined_paths else [],
             "readonlyPaths": READONLY_PATHS if confined_paths else [],
             "cgroupsPath": f"dockyard/{container['Id']}",
+            **({"sysctl": dict(host["Sysctls"])} if host.get("Sysctls") else {}),
             **userns,
             **({"seccomp": seccomp} if seccomp else {}),
         },

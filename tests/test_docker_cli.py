@@ -285,3 +285,49 @@ def test_dockyard_events_cli(shared_daemon: Daemon) -> None:
     r = d.cli("system", "events", "--since", "2m", "--until", "0s", "--filter",
               "container=" + name, "--format", "{{.Action}}", timeout=30)
     assert r.stdout.decode().split() == ["create", "start", "die", "destroy"]
+
+
+def test_namespace_modes_and_process_options(shared_daemon: Daemon) -> None:
+    """--pid/--ipc/--uts host and container:<name>, --add-host, --shm-size, --sysctl,
+    --device, --oom-score-adj, --group-add: honoured, or refused with a clear message."""
+    import socket
+    d = shared_daemon
+
+    def out(*args: str) -> str:
+        r = docker(d, "run", "--rm", *args)
+        assert r.returncode == 0, (args, r.stderr)
+        return r.stdout.decode()
+
+    peer = "nsp" + os.urandom(3).hex()
+    r = docker(d, "run", "-d", "--name", peer, "busybox", "sh", "-c", "echo $$ > /tmp/me; sleep 300")
+    assert r.returncode == 0, r.stderr
+    try:
+        assert int(out("--pid", "host", "busybox", "sh", "-c", "ls /proc | grep -c '^[0-9]'")) > 10
+        assert out("--uts", "host", "busybox", "hostname").strip() == socket.gethostname()
+        # joined: the peer's processes are visible, its pid 1 is the peer's shell
+        ps = out("--pid", "container:" + peer, "busybox", "ps", "-o", "pid,args")
+        assert "sleep 300" in ps
+        peer_ipc = docker(d, "exec", peer, "readlink", "/proc/self/ns/ipc").stdout.strip()
+        assert out("--ipc", "container:" + peer, "busybox", "readlink", "/proc/self/ns/ipc").strip() \
+            == peer_ipc.decode()
+        assert out("--ipc", "host", "busybox", "readlink", "/proc/self/ns/ipc").strip() == \
+            os.readlink("/proc/self/ns/ipc")
+    finally:
+        docker(d, "rm", "-f", peer)
+    assert "10.1.2.3\tfoo.example" in out("--add-host", "foo.example:10.1.2.3", "busybox", "cat", "/etc/hosts")
+    assert out("--shm-size", "128m", "busybox", "sh", "-c", "df -k /dev/shm | tail -1").split()[1] == str(128 * 1024)
+    assert out("--sysctl", "kernel.shmmni=1234", "busybox", "cat", "/proc/sys/kernel/shmmni").strip() == "1234"
+    assert out("--device", "/dev/null:/dev/mynull", "busybox", "sh", "-c",
+               "echo x > /dev/mynull && stat -c %t,%T /dev/mynull").strip() == "1,3"
+    assert out("--oom-score-adj", "300", "busybox", "cat", "/proc/self/oom_score_adj").strip() == "300"
+    assert "4242" in out("--group-add", "4242", "busybox", "id", "-G").split()
+    status, body = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                     "HostConfig": {"Sysctls": {"kernel.panic": "1"}}})
+    assert status == 400 and "not whitelisted" in body["message"]
+    for args, msg in ((["--pid", "bogus"], b"invalid PID mode"),
+                      (["--network", "container:whatever"], b"not supported"),
+                      (["--device", "/dev/nosuchdevice"], b"no such file"),
+                      (["--add-host", "nohostip"], b"invalid"),
+                      (["--group-add", "nosuchgroup"], b"unable to find group")):
+        r = docker(d, "run", "--rm", *args, "busybox", "true")
+        assert r.returncode != 0 and msg in r.stderr, (args, r.stderr)

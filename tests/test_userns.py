@@ -183,6 +183,10 @@ def test_userns_host_and_privileged(rd: Daemon) -> None:
     assert out.split() == ["0", "0", "4294967295"]
     out = ok(rd, "run", "--rm", "--userns=host", "--privileged", "busybox", "id", "-u")
     assert out.strip() == "0"
+    r = rd.cli("run", "--rm", "--pid", "host", "busybox", "true")
+    assert r.returncode != 0 and b"not supported with user namespaces" in r.stderr
+    assert int(ok(rd, "run", "--rm", "--userns", "host", "--pid", "host", "busybox", "sh", "-c",
+                  "ls /proc | grep -c '^[0-9]'")) > 10
     r = rd.cli("run", "--rm", "--userns", "private-ish", "busybox", "true")
     assert r.returncode != 0 and b"invalid USER mode" in r.stderr
 

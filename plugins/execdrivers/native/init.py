@@ -433,10 +433,27 @@ def resolve_user(spec_user: dict[str, Any]) -> tuple[int, int, list[int], str]:
                 g = int(ent[2])
                 if g not in groups:
                     groups.append(g)
-    for g in extra:
+    for g in extra + _group_ids(spec_user.get("additionalGroups"), groups_db):
         if g not in groups:
             groups.append(g)
     return uid, gid, groups, home
+
+
+def _group_ids(names: Any, groups_db: list[list[str]]) -> list[int]:
+    """``--group-add``: numbers as they are, names from the container's /etc/group."""
+    out = []
+    for name in names or ():
+        name = str(name)
+        if name.isdigit():
+            out.append(int(name))
+            continue
+        for ent in groups_db:
+            if len(ent) >= 3 and ent[0] == name:
+                out.append(int(ent[2]))
+                break
+        else:
+            raise InitError(f"unable to find group {name}: no matching entries in group file")
+    return out
 
 
 def _lookup(arg0: str, env: list[str]) -> str:
@@ -542,6 +559,13 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
     lin = spec.get("linux") or {}
+    for key, value in (lin.get("sysctl") or {}).items():  # before /proc/sys turns read-only
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+        except OSError as e:
+            raise InitError(f"setting sysctl {key}={value}: {_go_err(e)}") from None
     _mask_paths(lin.get("maskedPaths") or [], lin.get("readonlyPaths") or [])
 
     # -- the console ------------------------------------------------------------------------
@@ -578,6 +602,12 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     except OSError as e:
         raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}")
     _apply_rlimits(cfg.get("base_rlimits"), proc.get("rlimits"))
+    if proc.get("oomScoreAdj") is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(int(proc["oomScoreAdj"])))
+        except OSError as e:
+            raise InitError(f"setting oom_score_adj {proc['oomScoreAdj']}: {_go_err(e)}") from None
     args = list(proc.get("args") or [])
     if not args:
         raise InitError("no command specified")
