@@ -120,6 +120,35 @@ def parse_publish(specs: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, lis
     return exposed, bindings
 
 
+def go_duration_ns(value: str, flag: str) -> int:
+    """A Go duration (``1m30s``, ``500ms``) in nanoseconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise OptError(f"invalid argument \"{value}\" for \"{flag}\" flag: time: invalid duration")
+    scale = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
+             "h": 3600 * 10**9}
+    return int(sum(float(n) * scale[u] for n, u in parts))
+
+
+def parse_healthcheck(o: dict[str, Any]) -> dict[str, Any] | None:
+    """``--health-cmd`` and friends, ``--no-healthcheck``: Config.Healthcheck or None."""
+    if o.get("no_healthcheck"):
+        if o.get("health_cmd"):
+            raise OptError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    check: dict[str, Any] = {}
+    if o.get("health_cmd"):
+        check["Test"] = ["CMD-SHELL", o["health_cmd"]]
+    for key, flag, name in (("health_interval", "--health-interval", "Interval"),
+                            ("health_timeout", "--health-timeout", "Timeout"),
+                            ("health_start_period", "--health-start-period", "StartPeriod")):
+        if o.get(key):
+            check[name] = go_duration_ns(o[key], flag)
+    if o.get("health_retries"):
+        check["Retries"] = int(o["health_retries"])
+    return check or None
+
+
 def parse_sysctls(values: tuple[str, ...]) -> dict[str, str] | None:
     out = {}
     for v in values:
@@ -251,6 +280,9 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         config["StopSignal"] = o["stop_signal"]
     if o.get("stop_timeout") is not None:
         config["StopTimeout"] = o["stop_timeout"]
+    check = parse_healthcheck(o)
+    if check is not None:
+        config["Healthcheck"] = check
     network = o.get("network") or "default"
     host: dict[str, Any] = {
         "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": tmpfs or None, "ContainerIDFile": "", "LogConfig": {"Type": o.get("log_driver") or "", "Config": {}},
@@ -303,6 +335,12 @@ def container_options(f):
         click.option("--add-host", "add_host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)"),
         click.option("--device", multiple=True, help="Add a host device to the container"),
         click.option("--group-add", "group_add", multiple=True, help="Add additional groups to join"),
+        click.option("--health-cmd", "health_cmd", help="Command to run to check health"),
+        click.option("--health-interval", "health_interval", help="Time between running the check (ms|s|m|h)"),
+        click.option("--health-retries", "health_retries", type=int, help="Consecutive failures needed to report unhealthy"),
+        click.option("--health-start-period", "health_start_period", help="Start period for the container to initialize"),
+        click.option("--health-timeout", "health_timeout", help="Maximum time to allow one check to run"),
+        click.option("--no-healthcheck", "no_healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK"),
         click.option("--ipc", help="IPC mode to use (host, container:<name>)"),
         click.option("--oom-score-adj", "oom_score_adj", type=int, help="Tune host's OOM preferences (-1000 to 1000)"),
         click.option("--pid", help="PID namespace to use (host, container:<name>)"),

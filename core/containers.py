@@ -24,7 +24,7 @@ from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, Inval
 from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 from dockyard.hookspecs.idmap import IDMap
 
-from . import linux, names, seccomp as seccompmod, spec as specmod
+from . import health, linux, names, seccomp as seccompmod, spec as specmod
 from .blobs import atomic_write
 from .labels import labels_match
 from .units import human_duration
@@ -74,6 +74,7 @@ class _Runtime:
         self.exit_waiters: list[asyncio.Future[int]] = []
         self.remove_waiters: list[asyncio.Future[int]] = []
         self.watcher: asyncio.Task[None] | None = None
+        self.health: asyncio.Task[None] | None = None  # the health check loop, if any
         self.stopping = False
         self.restart_delay = 0.0       # the restart policy's back-off, doubled per quick exit
 
@@ -187,6 +188,9 @@ class ContainerService:
         }
         if body.get("StopTimeout") is not None:
             cfg["StopTimeout"] = int(body["StopTimeout"])
+        check = health.effective(img_cfg.get("Healthcheck"), body.get("Healthcheck"))
+        if check is not None or body.get("Healthcheck"):
+            cfg["Healthcheck"] = check or body.get("Healthcheck")
         if body.get("ExposedPorts") or img_cfg.get("ExposedPorts"):
             cfg["ExposedPorts"] = {**(img_cfg.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})}
         # Docker's rule: an Entrypoint given at create drops the image's Cmd.
@@ -341,6 +345,23 @@ class ContainerService:
             out.append({"type": typ})
         return out
 
+    def _start_health(self, c: dict[str, Any]) -> None:
+        """Run the container's health check, if it has one, while it runs."""
+        rt = self.rt(c["Id"])
+        if rt.health is not None:
+            rt.health.cancel()
+            rt.health = None
+        check = c["Config"].get("Healthcheck")
+        try:
+            check = health.effective(None, check)
+        except InvalidParameter:
+            check = None
+        if check is None:
+            c["State"].pop("Health", None)
+            return
+        rt.health = asyncio.create_task(health.HealthMonitor(self, c["Id"], check).run(),
+                                        name=f"health-{c['Id'][:12]}")
+
     def _event(self, action: str, c: dict[str, Any], **extra: str) -> None:
         """A container event with dockerd's attributes: the container's labels, its image and
         name, then what the action adds (``exitCode``, ``signal``...)."""
@@ -397,6 +418,7 @@ class ContainerService:
                 c.pop("_manually_stopped", None)
             self.save(c)
             rt.watcher = asyncio.create_task(self._watch(cid), name=f"watch-{cid[:12]}")
+            self._start_health(c)
             if _policy and c.get("_manually_stopped"):  # stopped while we were starting it
                 with contextlib.suppress(DockyardError):
                     await self.execdrv.kill(cid, signal_mod.SIGKILL)
@@ -466,6 +488,9 @@ class ContainerService:
                            restarting: bool = False) -> None:
         cid = c["Id"]
         rt = self.rt(cid)
+        if rt.health is not None:
+            rt.health.cancel()
+            rt.health = None
         c["State"].update(Status="restarting" if restarting else "exited", Restarting=restarting,
                           Running=False, Paused=False, Pid=0,
                           ExitCode=status.exit_code, OOMKilled=status.oom_killed,
@@ -910,6 +935,7 @@ class ContainerService:
                     c["State"]["Pid"] = proc.pid
                     self.save(c)
                     rt.watcher = asyncio.create_task(self._watch(cid))
+                    self._start_health(c)
                     log.info("re-adopted running container %s", cid[:12])
                 else:
                     self.rt(cid).prepared = proc is not None
@@ -942,8 +968,9 @@ class ContainerService:
 
     async def shutdown(self) -> None:
         for rt in self._rt.values():
-            if rt.watcher is not None:
-                rt.watcher.cancel()
+            for task in (rt.watcher, rt.health):
+                if task is not None:
+                    task.cancel()
 
 
 def _until(values: list[str]) -> float | None:
@@ -978,6 +1005,9 @@ def summary(c: dict[str, Any], images: Any) -> dict[str, Any]:
         status = "Up " + human_duration(now - _parse_time(st["StartedAt"]))
         if st["Paused"]:
             status += " (Paused)"
+        elif st.get("Health"):
+            hs = st["Health"].get("Status")
+            status += " (health: starting)" if hs == "starting" else f" ({hs})"
     elif st["Status"] == "exited":
         status = f"Exited ({st['ExitCode']}) {human_duration(now - _parse_time(st['FinishedAt']))} ago"
     else:

@@ -295,3 +295,59 @@ def test_update_resources_and_restart_policy(shared_daemon: Daemon) -> None:
             assert json.loads(d.cli("inspect", cid).stdout)[0]["HostConfig"]["CpuShares"] == 512
     finally:
         d.cli("rm", "-f", cid)
+
+
+def test_health_checks(shared_daemon: Daemon) -> None:
+    """--health-*: starting, then healthy; failures past Retries make it unhealthy; the log
+    keeps the probes' output and exit codes; ps shows it; events report the changes."""
+    d = shared_daemon
+
+    def health(cid: str) -> dict:
+        return json.loads(d.cli("inspect", cid).stdout)[0]["State"].get("Health") or {}
+
+    def wait_for(cid: str, status: str, timeout: float = 20) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            h = health(cid)
+            if h.get("Status") == status:
+                return h
+            time.sleep(0.1)
+        raise AssertionError(f"{cid[:12]} never {status}: {health(cid)}")
+
+    r = d.cli("run", "-d", "--health-cmd", "test -f /tmp/ok && echo fine", "--health-interval", "200ms",
+              "--health-retries", "2", "busybox", "sh", "-c", "sleep 1; touch /tmp/ok; sleep 300")
+    cid = r.stdout.decode().strip()
+    try:
+        assert health(cid)["Status"] == "starting"
+        h = wait_for(cid, "healthy")
+        assert h["Log"][-1]["ExitCode"] == 0 and h["Log"][-1]["Output"] == "fine\n"
+        assert "(healthy)" in d.cli("ps", "--filter", "id=" + cid, "--format", "{{.Status}}").stdout.decode()
+        assert d.cli("exec", cid, "rm", "/tmp/ok").returncode == 0
+        h = wait_for(cid, "unhealthy")
+        assert h["FailingStreak"] >= 2 and h["Log"][-1]["ExitCode"] == 1 and len(h["Log"]) <= 5
+        r = d.cli("events", "--since", "1m", "--until", "0s", "--filter", "container=" + cid,
+                  "--format", "{{.Action}}", timeout=30)
+        acts = r.stdout.decode().splitlines()
+        assert "health_status: healthy" in acts and "health_status: unhealthy" in acts
+    finally:
+        d.cli("rm", "-f", cid)
+    # a check that outlives its timeout fails; --no-healthcheck has none
+    cid = d.cli("run", "-d", "--health-cmd", "sleep 5", "--health-interval", "200ms", "--health-timeout",
+                "300ms", "--health-retries", "1", "busybox", "sleep", "300").stdout.decode().strip()
+    try:
+        h = wait_for(cid, "unhealthy")
+        assert "exceeded timeout" in h["Log"][-1]["Output"]
+    finally:
+        d.cli("rm", "-f", cid)
+    cid = d.cli("create", "--no-healthcheck", "busybox", "true").stdout.decode().strip()
+    assert "Health" not in json.loads(d.cli("inspect", cid).stdout)[0]["State"]
+    d.cli("rm", cid)
+    if DOCKER:
+        r = docker(d, "run", "-d", "--health-cmd", "true", "--health-interval", "100ms", "busybox", "sleep", "300")
+        cid = r.stdout.decode().strip()
+        try:
+            wait_for(cid, "healthy")
+            r = docker(d, "inspect", "--format", "{{.State.Health.Status}}", cid)
+            assert r.stdout == b"healthy\n"
+        finally:
+            docker(d, "rm", "-f", cid)
