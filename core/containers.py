@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import ipaddress
 import json
 import logging
 import os
@@ -211,6 +212,16 @@ class ContainerService:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
             specmod.security_options(host["SecurityOpt"])
         parse_extra_hosts(host.get("ExtraHosts"))
+        for server in host.get("Dns") or ():
+            try:
+                ipaddress.ip_address(server)
+            except (ValueError, TypeError):
+                raise InvalidParameter(f"{server!r} is not an IP address (--dns)") from None
+        if (host.get("CgroupnsMode") or "") not in ("", "host", "private"):
+            raise InvalidParameter(f"invalid cgroup namespace mode: {host['CgroupnsMode']!r}")
+        parent = host.get("CgroupParent") or ""
+        if not isinstance(parent, str) or ".." in parent.split("/") or ":" in parent:
+            raise InvalidParameter(f"invalid cgroup parent {parent!r}")
         if host.get("ShmSize") is not None and (not isinstance(host["ShmSize"], int)
                                                 or host["ShmSize"] < 0):
             raise InvalidParameter("SHM size can not be less than 0")
@@ -241,6 +252,7 @@ class ContainerService:
 
         mounts = self.d.volumes.mounts_for(
             host_cfg, {**(img_cfg.get("Volumes") or {}), **(body.get("Volumes") or {})})
+        mounts = self._volumes_from(host_cfg.get("VolumesFrom"), mounts)
 
         cdir = os.path.join(self.root, cid)
         os.makedirs(cdir, exist_ok=True)
@@ -328,8 +340,11 @@ class ContainerService:
 
     def _own_namespaces(self, c: dict[str, Any]) -> list[dict[str, str]]:
         """The namespaces the container creates or joins, other than the network's: its own,
-        the host's (``host``: none made), or a running container's (``container:<name>``)."""
+        the host's (``host``: none made), or a running container's (``container:<name>``);
+        a cgroup namespace of its own with ``--cgroupns private``."""
         out = [{"type": "mount"}]
+        if c["HostConfig"].get("CgroupnsMode") == "private":
+            out.append({"type": "cgroup"})
         for key, typ in self.NS_MODES:
             mode = c["HostConfig"].get(key) or ""
             if mode == "host":
@@ -343,6 +358,29 @@ class ContainerService:
                             f"/proc/{peer['State']['Pid']}/ns/{linux.NAMESPACE_FILES[typ]}"})
                 continue
             out.append({"type": typ})
+        return out
+
+    def _volumes_from(self, specs: Any, mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``--volumes-from name[:ro|:rw]``: the other container's volumes and binds, at the
+        same places (its own mode unless one is given), after the container's own mounts."""
+        taken = {m["Destination"] for m in mounts}
+        out = list(mounts)
+        for spec in specs or ():
+            if not isinstance(spec, str) or not spec:
+                raise InvalidParameter(f"invalid VolumesFrom entry {spec!r}")
+            name, _, mode = spec.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidParameter(f"invalid mode for volumes-from: {mode}")
+            peer = self.get(name)
+            for m in peer.get("Mounts") or []:
+                if m.get("Type") not in ("volume", "bind") or m["Destination"] in taken:
+                    continue
+                m = dict(m)
+                if mode:
+                    m["RW"] = mode == "rw"
+                    m["Mode"] = mode
+                out.append(m)
+                taken.add(m["Destination"])
         return out
 
     def _start_health(self, c: dict[str, Any]) -> None:

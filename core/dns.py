@@ -83,7 +83,7 @@ class _Server(asyncio.DatagramProtocol):
             return
         if reply:
             self.transport.sendto(reply, addr)  # type: ignore[union-attr]
-        elif reply is None and self.owner.upstreams:
+        elif reply is None and self.owner.upstreams_for(self.key):
             asyncio.ensure_future(self._forward(data, addr))
 
     async def _forward(self, data: bytes, addr: Any) -> None:
@@ -97,25 +97,30 @@ class DnsServer:
         self.resolve = resolve
         self.upstreams = [u for u in (upstreams or []) if u]
         self.servers: dict[str, tuple[asyncio.DatagramTransport, str]] = {}
+        #: a container's own servers (``--dns``), in place of the daemon's
+        self.own_upstreams: dict[str, list[str]] = {}
+
+    def upstreams_for(self, key: str) -> list[str]:
+        return self.own_upstreams.get(key) or self.upstreams
 
     def answer(self, key: str, data: bytes) -> bytes | None:
         """The reply to ``data``; ``b""`` to drop it; None to forward it upstream."""
         try:
             _qid, flags, name, qtype, qclass, qend = parse_query(data)
         except (ValueError, IndexError, struct.error):
-            return None if self.upstreams else (data[:2] + b"\x80\x01" + bytes(8) if len(data) >= 12 else None)
+            return None if self.upstreams_for(key) else (data[:2] + b"\x80\x01" + bytes(8) if len(data) >= 12 else None)
         if flags & 0x8000:
             return b""  # a response sent to us: ignore
         addrs = self.resolve(key, name.lower().rstrip(".")) if qclass == QCLASS_IN else None
         if addrs:
             return build_reply(data, qend, flags, 0, addrs if qtype == QTYPE_A else [])
-        if self.upstreams:
+        if self.upstreams_for(key):
             return None
         return build_reply(data, qend, flags, RCODE_NXDOMAIN, [])
 
     async def forward(self, key: str, data: bytes) -> bytes | None:
         loop = asyncio.get_running_loop()
-        for server in self.upstreams:
+        for server in self.upstreams_for(key):
             path = self.servers.get(key, (None, ""))[1]
             try:
                 sock = await asyncio.to_thread(linux.in_netns, path, _udp_socket) if path else _udp_socket()
@@ -131,8 +136,12 @@ class DnsServer:
                 sock.close()
         return None
 
-    async def add(self, key: str, netns_path: str) -> None:
-        """Serve ``127.0.0.11:53`` in the namespace at ``netns_path`` for container ``key``."""
+    async def add(self, key: str, netns_path: str, upstreams: list[str] | None = None) -> None:
+        """Serve ``127.0.0.11:53`` in the namespace at ``netns_path`` for container ``key``;
+        names it does not know go to ``upstreams`` (the container's ``--dns``), else to the
+        daemon's."""
+        if upstreams:
+            self.own_upstreams[key] = [u for u in upstreams if u]
         if key in self.servers:
             return
         sock = await asyncio.to_thread(linux.in_netns, netns_path, _bound_socket)
@@ -141,6 +150,7 @@ class DnsServer:
         self.servers[key] = (transport, netns_path)
 
     def remove(self, key: str) -> None:
+        self.own_upstreams.pop(key, None)
         entry = self.servers.pop(key, None)
         if entry is not None:
             with contextlib.suppress(Exception):

@@ -400,9 +400,17 @@ class NetworkService:
                                                     errors="replace") as f:
                 return f.read()
             return ""
+        host = c["HostConfig"]
+        search = f"search {' '.join(host['DnsSearch'])}\n" if host.get("DnsSearch") else ""
+        opts = list(host.get("DnsOptions") or ())
+        if not any(o.startswith("ndots:") for o in opts):
+            opts.insert(0, "ndots:0")
+        options = " ".join(opts)
         if any(ep.get("ip_address") for ep in (c.get("_endpoints") or {}).values()):
-            return f"nameserver {DNS_ADDRESS}\noptions ndots:0\n"
-        return ""  # no route out, no name servers
+            # the embedded server answers for the container's networks and forwards the rest
+            # to the container's --dns servers (else the daemon's)
+            return f"nameserver {DNS_ADDRESS}\n{search}options {options}\n"
+        return search  # no route out, no name servers
 
     def hosts_file(self, c: dict[str, Any]) -> str:
         if self._is_host(c):
@@ -480,7 +488,7 @@ class NetworkService:
                 await self._attach(c, name)
             await self._publish(c)
             if any(ep.get("ip_address") for ep in c["_endpoints"].values()):
-                await self.dns.add(cid, path)
+                await self.dns.add(cid, path, c["HostConfig"].get("Dns"))
         except BaseException:
             await self.teardown(c)
             raise
@@ -617,7 +625,7 @@ class NetworkService:
                 nets.pop(net["Name"], None)
                 raise
             if c["_endpoints"][net["Name"]].get("ip_address"):
-                await self.dns.add(c["Id"], c["_sandbox"])
+                await self.dns.add(c["Id"], c["_sandbox"], c["HostConfig"].get("Dns"))
         c["NetworkSettings"] = self.settings_for(c)
         self.d.containers.save(c)
         self.d.event("network", "connect", net["Id"], {"container": c["Id"], "name": net["Name"],
@@ -668,7 +676,7 @@ class NetworkService:
             if c.get("_sandbox") and os.path.exists(c["_sandbox"]):
                 if any(ep.get("ip_address") for ep in (c.get("_endpoints") or {}).values()):
                     with contextlib.suppress(OSError):
-                        await self.dns.add(c["Id"], c["_sandbox"])
+                        await self.dns.add(c["Id"], c["_sandbox"], c["HostConfig"].get("Dns"))
             await self._rebind(c)
         for name, drv in self.drivers.items():
             nets = {n["Id"]: self._driver_create_opts(n) for n in self.networks.values()

@@ -246,7 +246,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             "resources": resources,
             "maskedPaths": MASKED_PATHS if confined_paths else [],
             "readonlyPaths": READONLY_PATHS if confined_paths else [],
-            "cgroupsPath": f"dockyard/{container['Id']}",
+            "cgroupsPath": f"{(host.get('CgroupParent') or 'dockyard').strip('/')}/{container['Id']}",
             **({"sysctl": dict(host["Sysctls"])} if host.get("Sysctls") else {}),
             **userns,
             **({"seccomp": seccomp} if seccomp else {}),

@@ -351,3 +351,21 @@ def test_health_checks(shared_daemon: Daemon) -> None:
             assert r.stdout == b"healthy\n"
         finally:
             docker(d, "rm", "-f", cid)
+
+
+def test_cgroup_parent_and_namespace(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    parent = "dkytest" + os.urandom(3).hex()
+    try:
+        r = d.cli("run", "--rm", "--cgroup-parent", parent, "busybox", "cat", "/proc/self/cgroup")
+        assert r.returncode == 0 and f":/{parent}/" in r.stdout.decode(), r
+    finally:
+        for base in os.listdir("/sys/fs/cgroup"):
+            path = os.path.join("/sys/fs/cgroup", base, parent)
+            if os.path.isdir(path):
+                os.rmdir(path)
+    mine = os.readlink("/proc/self/ns/cgroup")
+    r = d.cli("run", "--rm", "--cgroupns", "private", "busybox", "readlink", "/proc/self/ns/cgroup")
+    assert r.returncode == 0 and r.stdout.decode().strip() != mine
+    r = d.cli("run", "--rm", "--cgroup-parent", "../escape", "busybox", "true")
+    assert r.returncode != 0 and b"invalid cgroup parent" in r.stderr

@@ -103,3 +103,14 @@ def test_docker_cli_volumes(daemon: Daemon) -> None:
     r = docker("volume", "ls", "--format", "{{.Name}}")
     assert r.stdout.split() == [b"dv"]
     assert docker("volume", "rm", "dv").returncode == 0
+
+
+def test_volumes_from(daemon: Daemon) -> None:
+    """--volumes-from name[:ro]: the other container's volumes at the same places."""
+    cli_ok(daemon, "run", "--name", "src", "-v", "/data", "busybox", "sh", "-c", "echo hi > /data/f")
+    assert cli_ok(daemon, "run", "--rm", "--volumes-from", "src", "busybox", "cat", "/data/f") == b"hi\n"
+    r = daemon.cli("run", "--rm", "--volumes-from", "src:ro", "busybox", "sh", "-c", "echo x > /data/g")
+    assert r.returncode != 0 and b"Read-only" in r.stderr
+    r = daemon.cli("run", "--rm", "--volumes-from", "nosuch", "busybox", "true")
+    assert r.returncode != 0 and b"No such container" in r.stderr
+    cli_ok(daemon, "rm", "-v", "src")
