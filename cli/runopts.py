@@ -149,6 +149,16 @@ def parse_healthcheck(o: dict[str, Any]) -> dict[str, Any] | None:
     return check or None
 
 
+def parse_log_opts(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        k, sep, val = v.partition("=")
+        if not sep or not k:
+            raise OptError(f"invalid key value pair format in log options: {v}")
+        out[k] = val
+    return out
+
+
 def parse_sysctls(values: tuple[str, ...]) -> dict[str, str] | None:
     out = {}
     for v in values:
@@ -285,7 +295,8 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         config["Healthcheck"] = check
     network = o.get("network") or "default"
     host: dict[str, Any] = {
-        "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": tmpfs or None, "ContainerIDFile": "", "LogConfig": {"Type": o.get("log_driver") or "", "Config": {}},
+        "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": tmpfs or None, "ContainerIDFile": "",
+        "LogConfig": {"Type": o.get("log_driver") or "", "Config": parse_log_opts(o.get("log_opt") or ())},
         "NetworkMode": network, "PortBindings": bindings,
         "RestartPolicy": parse_restart(o.get("restart")), "AutoRemove": bool(o.get("rm")),
         "VolumeDriver": "", "ConsoleSize": list(console_size),
@@ -369,6 +380,7 @@ def container_options(f):
         click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"),
         click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
         click.option("--log-driver", "log_driver", help="Logging driver for the container"),
+        click.option("--log-opt", "log_opt", multiple=True, help="Log driver options"),
         click.option("-m", "--memory", help="Memory limit"),
         click.option("--name", help="Assign a name to the container"),
         click.option("--network", "--net", "network", help="Connect a container to a network"),

@@ -25,7 +25,7 @@ from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, Inval
 from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 from dockyard.hookspecs.idmap import IDMap
 
-from . import health, linux, names, seccomp as seccompmod, spec as specmod
+from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
 from .blobs import atomic_write
 from .labels import labels_match
 from .units import human_duration
@@ -239,7 +239,7 @@ class ContainerService:
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
         specmod.check_host_config(host_cfg)
-        host_cfg["LogConfig"] = {"Type": "json-file", "Config": (host.get("LogConfig") or {}).get("Config") or {}}
+        host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         policy = host_cfg["RestartPolicy"]
         if not isinstance(policy, dict) or (policy.get("Name") or "no") not in RESTART_POLICIES:
             raise InvalidParameter(f"invalid restart policy {policy!r}; valid policies: "
@@ -359,6 +359,37 @@ class ContainerService:
                 continue
             out.append({"type": typ})
         return out
+
+    #: json-file options dockerd accepts (max-size/max-file are applied; the rest are taken
+    #: and have no effect here)
+    LOG_OPTS = ("max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex",
+                "tag")
+
+    def _log_config(self, given: dict[str, Any]) -> dict[str, Any]:
+        """``HostConfig.LogConfig``: ``json-file`` (the default, with the daemon's log-opts
+        under the container's) or ``none``; InvalidParameter for anything else."""
+        typ = given.get("Type") or self.d.config.get("log-driver") or "json-file"
+        if typ not in ("json-file", "none"):
+            raise InvalidParameter(f"logging driver {typ!r} is not supported: json-file or none")
+        opts = {**(self.d.config.get("log-opts") or {} if typ == "json-file" else {}),
+                **(given.get("Config") or {})}
+        for key, value in opts.items():
+            if typ == "none" or key not in self.LOG_OPTS:
+                raise InvalidParameter(f"unknown log opt '{key}' for {typ} log driver")
+            if not isinstance(value, str):
+                raise InvalidParameter(f"log opt {key} must be a string")
+        try:
+            size = units.ram_in_bytes(opts["max-size"]) if opts.get("max-size") else 0
+        except ValueError:
+            raise InvalidParameter(f"invalid max-size {opts['max-size']!r}") from None
+        files = opts.get("max-file", "1")
+        if not files.isdigit() or int(files) < 1:
+            raise InvalidParameter("max-file cannot be less than 1")
+        if int(files) > 1 and not size:
+            raise InvalidParameter("max-file cannot be set without max-size")
+        if opts.get("compress", "false") not in ("false", "0"):
+            raise InvalidParameter("compress is not supported by this engine's json-file driver")
+        return {"Type": typ, "Config": opts}
 
     def _volumes_from(self, specs: Any, mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``--volumes-from name[:ro|:rw]``: the other container's volumes and binds, at the
@@ -898,14 +929,23 @@ class ContainerService:
                    since: float, until: float, timestamps: bool) -> AsyncIterator[tuple[int, bytes]]:
         """Yield ``(stream, bytes)`` from the json-file log; with ``follow`` until the container stops."""
         c = self.get(ref)
+        if (c["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+            raise InvalidParameter("configured logging driver does not support reading")
         path = c["LogPath"]
         want = {"stdout": stdout, "stderr": stderr}
         try:
             f = open(path, "rb")
         except FileNotFoundError:
             return
-        with f:
-            lines = f.readlines()
+        with contextlib.ExitStack() as stack:
+            stack.callback(lambda: f.close())
+            # rotated files first, oldest first (max-file), then the current one
+            lines = []
+            for i in range(int((c["HostConfig"].get("LogConfig") or {}).get("Config", {})
+                               .get("max-file") or 1) - 1, 0, -1):
+                with contextlib.suppress(FileNotFoundError), open(f"{path}.{i}", "rb") as old:
+                    lines += [line for line in old.readlines() if line.endswith(b"\n")]
+            lines += f.readlines()
             if not lines or lines[-1].endswith(b"\n"):
                 partial = b""
             else:
@@ -933,6 +973,15 @@ class ContainerService:
                         if item:
                             yield item
                     continue
+                try:  # rotated (renamed or truncated): go on with the file of that name
+                    st = os.stat(path)
+                    if st.st_ino != os.fstat(f.fileno()).st_ino or st.st_size < f.tell():
+                        f.close()
+                        f = open(path, "rb")
+                        buf = b""
+                        continue
+                except FileNotFoundError:
+                    pass
                 cur = self._cache.get(c["Id"])
                 if cur is None or not cur["State"]["Running"]:
                     break

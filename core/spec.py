@@ -120,6 +120,19 @@ def check_host_config(host: dict[str, Any]) -> None:
             raise InvalidParameter(f"invalid group {g!r}")
 
 
+def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
+    """What an exec driver needs of ``LogConfig``, as annotations (documented in
+    hookspecs.execdriver): ``io.dockyard.log.driver`` (``none``: write nothing),
+    ``io.dockyard.log.max-size`` (bytes) and ``io.dockyard.log.max-file``."""
+    from .units import ram_in_bytes
+    out = {"io.dockyard.log.driver": log_config.get("Type") or "json-file"}
+    opts = log_config.get("Config") or {}
+    if opts.get("max-size"):
+        out["io.dockyard.log.max-size"] = str(ram_in_bytes(opts["max-size"]))
+        out["io.dockyard.log.max-file"] = str(int(opts.get("max-file") or 1))
+    return out
+
+
 def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     """OCI ``linux.resources`` from a HostConfig (at create, and again for ``docker update``)."""
     resources: dict[str, Any] = {}
@@ -251,5 +264,6 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             **userns,
             **({"seccomp": seccomp} if seccomp else {}),
         },
-        "annotations": {"io.dockyard.stop-signal": cfg.get("StopSignal") or "SIGTERM"},
+        "annotations": {"io.dockyard.stop-signal": cfg.get("StopSignal") or "SIGTERM",
+                        **log_annotations(host.get("LogConfig") or {})},
     }

@@ -13,14 +13,19 @@ The spec
 * ``process``: ``terminal`` (bool), ``args`` (list), ``env`` (``["K=V"]``), ``cwd``,
   ``user`` (``{"uid", "gid", "additionalGids"}``; dockyard adds ``"username"``: the Docker
   ``User`` string, e.g. ``"nobody"``, ``"1000:1000"``, ``"app:staff"``, to be resolved against the
-  container's own ``/etc/passwd`` and ``/etc/group`` when present), ``capabilities``, ``rlimits``,
-  ``noNewPrivileges``.
+  container's own ``/etc/passwd`` and ``/etc/group`` when present, and ``"additionalGroups"``:
+  ``--group-add`` names or numbers resolved the same way), ``capabilities``, ``rlimits``,
+  ``noNewPrivileges``, ``oomScoreAdj``.
 * ``root``: ``{"path": <mounted rootfs>, "readonly": bool}``.
 * ``hostname``; ``mounts`` (list of ``{"destination", "type", "source", "options"}``).
 * ``linux``: ``namespaces`` (list of ``{"type": "pid"|"network"|"mount"|"ipc"|"uts"|"cgroup"|"user",
   "path"?: str}`` — a ``path`` means join that namespace instead of creating one; a type that is
   absent means share the host's), ``resources``, ``maskedPaths``, ``readonlyPaths``,
-  ``cgroupsPath``.
+  ``cgroupsPath``, ``sysctl``, and with a ``user`` namespace ``uidMappings``/``gidMappings``.
+* ``annotations``: ``io.dockyard.stop-signal``; the container log's ``io.dockyard.log.driver``
+  (``json-file``, or ``none``: keep no log), ``io.dockyard.log.max-size`` (bytes; rotate the
+  json-file log when it reaches it) and ``io.dockyard.log.max-file`` (files kept, the current one
+  included, as ``<log>.1`` … ``<log>.<n-1>``, newest first).
 """
 from __future__ import annotations
 

@@ -334,3 +334,52 @@ def test_runopts_security_opt(tmp_path):
     assert build_create_body({}, "busybox", ())["HostConfig"]["SecurityOpt"] is None
     with pytest.raises(click.BadParameter):
         build_create_body({"security_opt": (f"seccomp={tmp_path}/missing.json",)}, "busybox", ())
+
+
+def test_log_rotation_and_none_driver(shared_daemon) -> None:
+    """--log-opt max-size/max-file rotate the json-file log (logs reads the kept files in
+    order, and -f follows across a rotation); --log-driver none keeps nothing; bad options
+    are refused at create."""
+    import json as _json
+    import os as _os
+    d = shared_daemon
+    r = d.cli("run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=3", "busybox", "sh", "-c",
+              "for i in $(seq 300); do echo line$i; done; sleep 300")
+    cid = r.stdout.decode().strip()
+    try:
+        path = _json.loads(d.cli("inspect", cid).stdout)[0]["LogPath"]
+        for _ in range(100):
+            if b"line300" in d.cli("logs", "--tail", "1", cid).stdout:
+                break
+            time.sleep(0.05)
+        assert _os.path.exists(path + ".1") and _os.path.exists(path + ".2")
+        assert not _os.path.exists(path + ".3")
+        assert all(_os.path.getsize(p) < 2048 for p in (path, path + ".1", path + ".2"))
+        lines = d.cli("logs", cid).stdout.decode().split()
+        assert lines[-1] == "line300" and len(lines) < 300
+        first = int(lines[0][4:])
+        assert lines == [f"line{i}" for i in range(first, 301)]  # in order, no gap
+    finally:
+        d.cli("rm", "-f", cid)
+    # follow across rotations
+    r = d.cli("run", "-d", "--log-opt", "max-size=300", "--log-opt", "max-file=2", "busybox", "sh", "-c",
+              "sleep 1; for i in $(seq 60); do echo l$i; sleep 0.02; done")
+    cid = r.stdout.decode().strip()
+    try:
+        out = d.cli("logs", "-f", cid, timeout=60).stdout.decode().split()
+        assert out == [f"l{i}" for i in range(1, 61)], out
+    finally:
+        d.cli("rm", "-f", cid)
+    r = d.cli("run", "-d", "--log-driver", "none", "busybox", "echo", "hidden")
+    cid = r.stdout.decode().strip()
+    try:
+        d.cli("wait", cid)
+        r = d.cli("logs", cid)
+        assert r.returncode != 0 and b"does not support reading" in r.stderr
+    finally:
+        d.cli("rm", "-f", cid)
+    for opts, msg in ((["--log-opt", "max-file=2"], b"without max-size"),
+                      (["--log-opt", "bogus=1"], b"unknown log opt"),
+                      (["--log-driver", "syslog"], b"not supported")):
+        r = d.cli("create", *opts, "busybox", "true")
+        assert r.returncode != 0 and msg in r.stderr, (opts, r.stderr)

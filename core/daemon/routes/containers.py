@@ -161,6 +161,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stdout, stderr = params.flag(request, "stdout"), params.flag(request, "stderr")
     if not stdout and not stderr:
         raise InvalidParameter("you must choose at least one stream")
+    if (c["HostConfig"].get("LogConfig") or {}).get("Type") == "none":  # before the 200 goes out
+        raise InvalidParameter("configured logging driver does not support reading")
     tty = c["Config"]["Tty"]
     ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     resp = web.StreamResponse(status=200, headers={"Content-Type": ctype})
