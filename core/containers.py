@@ -29,7 +29,7 @@ from . import health, linux, names, seccomp as seccompmod, spec as specmod, unit
 from .blobs import atomic_write
 from .labels import labels_match
 from .units import human_duration
-from .networks import NetworkService, parse_extra_hosts
+from .networks import NetworkService, parse_extra_hosts, parse_link
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,10 @@ class ContainerService:
         image_id = self.images.resolve(image_name)
         img_cfg = (self.images.config(image_id).get("config") or {})
         network_mode = host.get("NetworkMode") or "default"
-        network = self.d.networks.resolve_mode(network_mode)
+        try:
+            network = self.d.networks.resolve_mode(network_mode)
+        except NotFound as exc:  # a 404 would make the docker CLI pull the image and retry
+            raise InvalidParameter(exc.message) from None
 
         cid = secrets.token_hex(32)
         cfg = {
@@ -212,6 +215,13 @@ class ContainerService:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
             specmod.security_options(host["SecurityOpt"])
         parse_extra_hosts(host.get("ExtraHosts"))
+        for link in host.get("Links") or ():
+            peer_name, _ = parse_link(link)
+            self._peer(peer_name, "link to")
+        runtime = host.get("Runtime") or ""
+        if runtime not in ("", "runc", self.execdrv.name):
+            raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (this engine runs "
+                                   f"{self.execdrv.name}; runc is taken as its alias)")
         for server in host.get("Dns") or ():
             try:
                 ipaddress.ip_address(server)
@@ -331,7 +341,7 @@ class ContainerService:
             if mode in ("", "private", "shareable") or mode == "host":
                 pass
             elif mode.startswith("container:") and typ != "uts":
-                self.get(mode[len("container:"):])  # NotFound names it
+                self._peer(mode[len("container:"):], f"join the {typ} namespace of")
             else:
                 raise InvalidParameter(f"invalid {key[:-4].upper()} mode: {mode!r}")
             if remapped and mode and mode not in ("private", "shareable") and typ != "uts":
@@ -391,6 +401,14 @@ class ContainerService:
             raise InvalidParameter("compress is not supported by this engine's json-file driver")
         return {"Type": typ, "Config": opts}
 
+    def _peer(self, ref: str, what: str) -> dict[str, Any]:
+        """A container another one refers to at create. Missing: a 400, never a 404 — the
+        docker CLI answers any 404 from create by pulling the image, and retrying."""
+        try:
+            return self.get(ref)
+        except NotFound:
+            raise InvalidParameter(f"cannot {what} {ref}: No such container: {ref}") from None
+
     def _volumes_from(self, specs: Any, mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``--volumes-from name[:ro|:rw]``: the other container's volumes and binds, at the
         same places (its own mode unless one is given), after the container's own mounts."""
@@ -402,7 +420,7 @@ class ContainerService:
             name, _, mode = spec.partition(":")
             if mode not in ("", "ro", "rw"):
                 raise InvalidParameter(f"invalid mode for volumes-from: {mode}")
-            peer = self.get(name)
+            peer = self._peer(name, "mount the volumes of")
             for m in peer.get("Mounts") or []:
                 if m.get("Type") not in ("volume", "bind") or m["Destination"] in taken:
                     continue

@@ -79,6 +79,16 @@ def parse_extra_hosts(entries: Any) -> list[tuple[str, str]]:
     return out
 
 
+def parse_link(link: str) -> tuple[str, str]:
+    """``name[:alias]`` or dockerd's stored ``/name:/container/alias`` -> ``(name, alias)``."""
+    name, _, alias = str(link).partition(":")
+    name = name.strip("/")
+    alias = alias.rsplit("/", 1)[-1] if alias else name
+    if not name or not alias:
+        raise InvalidParameter(f"invalid link {link!r}: expected name or name:alias")
+    return name, alias
+
+
 class NetworkService:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
@@ -425,7 +435,24 @@ class NetworkService:
             if ep.get("ip_address"):
                 hosts += f"{ep['ip_address']}\t{hostname}\n"
                 break
-        return hosts + self.extra_hosts(c)
+        return hosts + self.link_hosts(c) + self.extra_hosts(c)
+
+    def link_hosts(self, c: dict[str, Any]) -> str:
+        """``--link name[:alias]`` (legacy links): the linked container's address under the
+        alias, its name and short ID, as dockerd writes them."""
+        out = ""
+        for link in c["HostConfig"].get("Links") or ():
+            name, alias = parse_link(link)
+            peer = self.d.containers._cache.get(name) or next(
+                (p for p in self.d.containers._cache.values() if p["Name"][1:] == name), None)
+            if peer is None:
+                continue
+            ip = next((ep["ip_address"] for ep in (peer.get("_endpoints") or {}).values()
+                       if ep.get("ip_address")), "")
+            if ip:
+                names = dict.fromkeys([alias, peer["Name"][1:], peer["Id"][:12]])
+                out += f"{ip}\t{' '.join(names)}\n"
+        return out
 
     def extra_hosts(self, c: dict[str, Any]) -> str:
         """``--add-host name:ip`` lines (``host-gateway``: the gateway of the container's

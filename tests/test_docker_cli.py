@@ -331,3 +331,23 @@ def test_namespace_modes_and_process_options(shared_daemon: Daemon) -> None:
                       (["--group-add", "nosuchgroup"], b"unable to find group")):
         r = docker(d, "run", "--rm", *args, "busybox", "true")
         assert r.returncode != 0 and msg in r.stderr, (args, r.stderr)
+
+
+def test_links_and_runtime(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    peer = "lk" + os.urandom(3).hex()
+    assert docker(d, "run", "-d", "--name", peer, "busybox", "sleep", "300").returncode == 0
+    try:
+        ip = docker(d, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", peer).stdout.decode().strip()
+        r = docker(d, "run", "--rm", "--link", f"{peer}:db", "busybox", "sh", "-c",
+                   "grep -w db /etc/hosts; ping -c1 -W2 db >/dev/null && echo reached")
+        assert r.returncode == 0, r.stderr
+        line, reached = r.stdout.decode().splitlines()
+        assert line.split()[:3] == [ip, "db", peer] and reached == "reached"
+        r = docker(d, "run", "--rm", "--link", "nosuchpeer:x", "busybox", "true")
+        assert r.returncode != 0 and b"No such container" in r.stderr
+    finally:
+        docker(d, "rm", "-f", peer)
+    assert docker(d, "run", "--rm", "--runtime", "runc", "busybox", "true").returncode == 0
+    r = docker(d, "run", "--rm", "--runtime", "kata", "busybox", "true")
+    assert r.returncode != 0 and b"unknown or invalid runtime name" in r.stderr
