@@ -166,14 +166,28 @@ class ContainerService:
         image_id = self.images.resolve(image_name)
         img_cfg = (self.images.config(image_id).get("config") or {})
         network_mode = host.get("NetworkMode") or "default"
-        try:
-            network = self.d.networks.resolve_mode(network_mode)
-        except NotFound as exc:  # a 404 would make the docker CLI pull the image and retry
-            raise InvalidParameter(exc.message) from None
+        net_peer = None
+        if network_mode.startswith("container:"):
+            net_peer = self._peer(network_mode[len("container:"):], "join the network namespace of")
+            for key, what in (("PortBindings", "port publishing"), ("PublishAllPorts", "port publishing"),
+                              ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("Links", "--link")):
+                if host.get(key):
+                    raise InvalidParameter(f"conflicting options: {what} and the container type "
+                                           f"network mode")
+            if body.get("Hostname"):
+                raise InvalidParameter("conflicting options: hostname and the network mode")
+            network_mode = "container:" + net_peer["Id"]
+            network = None
+        else:
+            try:
+                network = self.d.networks.resolve_mode(network_mode)
+            except NotFound as exc:  # a 404 would make the docker CLI pull the image and retry
+                raise InvalidParameter(exc.message) from None
 
         cid = secrets.token_hex(32)
         cfg = {
             "Hostname": body.get("Hostname") or (socket.gethostname() if host.get("UTSMode") == "host"
+                                                 else net_peer["Config"]["Hostname"] if net_peer
                                                  else cid[:12]),
             "Domainname": body.get("Domainname") or "",
             "User": body.get("User") if body.get("User") is not None else img_cfg.get("User", ""),
@@ -248,6 +262,7 @@ class ContainerService:
                     "RestartPolicy": host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
+        host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
         specmod.check_host_config(host_cfg)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         policy = host_cfg["RestartPolicy"]
@@ -289,9 +304,15 @@ class ContainerService:
             "GraphDriver": {"Name": self.graph.name, "Data": self.graph.metadata(cid)},
             "Mounts": mounts, "Config": cfg,
             "NetworkSettings": {},
-            "_created": now, "_network": network["Name"],
+            "_created": now, "_network": network["Name"] if network else "",
         }
-        self.d.networks.configure(c, network, body)
+        if net_peer is not None:
+            # the peer's network namespace and its /etc files, as dockerd
+            c["_networks"] = {}
+            c.update({k: net_peer[k] for k in ("ResolvConfPath", "HostnamePath", "HostsPath")})
+            c["NetworkSettings"] = self.d.networks.settings_for(c)
+        else:
+            self.d.networks.configure(c, network, body)
         self.save(c)
         self.d.emit("dockyard_container_created", container=self.public(c))
         self._event("create", c)
@@ -313,12 +334,20 @@ class ContainerService:
                 await asyncio.to_thread(self.d.volumes.copy_up, c, rootfs)
                 self.save(c)
             namespaces = self._own_namespaces(c)
-            # the sandbox is ready (endpoints plumbed, ports published) before the process runs
-            networked = True
-            namespaces += await self.d.networks.setup(c)
-            self.save(c)
             id_map = self.id_map(c)
-            self._write_etc_files(c, id_map)
+            mode = c["HostConfig"].get("NetworkMode") or ""
+            if mode.startswith("container:"):
+                peer = self._cache.get(mode[len("container:"):])
+                if peer is None or not peer["State"]["Running"] or not peer["State"].get("Pid"):
+                    raise Conflict(f"cannot join network namespace of a non running container: "
+                                   f"{mode[len('container:'):][:12]}")
+                namespaces.append({"type": "network", "path": f"/proc/{peer['State']['Pid']}/ns/net"})
+            else:
+                # the sandbox is ready (endpoints plumbed, ports published) before the process runs
+                networked = True
+                namespaces += await self.d.networks.setup(c)
+                self.save(c)
+                self._write_etc_files(c, id_map)
             spec = specmod.build(c, rootfs, namespaces, id_map,
                                  no_new_privs=self.d.config["no-new-privileges"])
             cfg = c["Config"]

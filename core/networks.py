@@ -301,9 +301,6 @@ class NetworkService:
             if self.networks:
                 return next(iter(self.networks.values()))
             raise NotFound("no network driver is installed")
-        if mode.startswith("container:"):  # a 404 here would make the docker CLI try a pull
-            raise InvalidParameter(f"network mode {mode!r} is not supported by this engine: use "
-                                   f"a user network both containers join")
         return self.get(mode)
 
     def driver_of(self, name: str) -> NetDriver:
@@ -633,6 +630,9 @@ class NetworkService:
     async def connect(self, ref: str, cref: str, cfg: dict[str, Any]) -> None:
         net = self.get(ref)
         c = self.d.containers.get(cref)
+        if (c["HostConfig"].get("NetworkMode") or "").startswith("container:"):
+            raise Forbidden("container sharing network namespace with another container or host "
+                            "cannot be connected to any other network")
         nets = self.container_networks(c)
         if net["Name"] in nets:
             raise Forbidden(f"endpoint with name {c['Name'][1:]} already exists in network {net['Name']}")

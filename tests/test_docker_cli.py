@@ -325,7 +325,7 @@ def test_namespace_modes_and_process_options(shared_daemon: Daemon) -> None:
                                                      "HostConfig": {"Sysctls": {"kernel.panic": "1"}}})
     assert status == 400 and "not whitelisted" in body["message"]
     for args, msg in ((["--pid", "bogus"], b"invalid PID mode"),
-                      (["--network", "container:whatever"], b"not supported"),
+                      (["--network", "container:whatever"], b"No such container"),
                       (["--device", "/dev/nosuchdevice"], b"no such file"),
                       (["--add-host", "nohostip"], b"invalid"),
                       (["--group-add", "nosuchgroup"], b"unable to find group")):
@@ -351,3 +351,34 @@ def test_links_and_runtime(shared_daemon: Daemon) -> None:
     assert docker(d, "run", "--rm", "--runtime", "runc", "busybox", "true").returncode == 0
     r = docker(d, "run", "--rm", "--runtime", "kata", "busybox", "true")
     assert r.returncode != 0 and b"unknown or invalid runtime name" in r.stderr
+
+
+def test_network_container_mode(shared_daemon: Daemon) -> None:
+    """--network container:<name>: the peer's network namespace, address and /etc files; it
+    cannot publish ports or join other networks; the peer must be running."""
+    d = shared_daemon
+    peer = "np" + os.urandom(3).hex()
+    assert docker(d, "run", "-d", "--name", peer, "busybox", "sh", "-c",
+                  "mkdir /www; echo from-peer > /www/index.html; httpd -f -p 8080 -h /www").returncode == 0
+    try:
+        ip = docker(d, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", peer).stdout.decode().strip()
+        r = docker(d, "run", "--rm", "--network", "container:" + peer, "busybox", "sh", "-c",
+                   "ip -o -4 addr show eth0 | awk '{print $4}'; hostname; "
+                   "wget -q -O - http://127.0.0.1:8080/")
+        assert r.returncode == 0, r.stderr
+        addr, hostname, body = r.stdout.decode().split()
+        assert addr.split("/")[0] == ip and body == "from-peer"
+        assert hostname == docker(d, "inspect", "-f", "{{.Config.Hostname}}", peer).stdout.decode().strip()
+        r = docker(d, "run", "--rm", "--network", "container:" + peer, "-p", "9999:80", "busybox", "true")
+        assert r.returncode != 0 and b"conflicting options" in r.stderr
+        cid = docker(d, "create", "--network", "container:" + peer, "busybox", "sleep", "30").stdout.decode().strip()
+        r = docker(d, "network", "connect", "bridge", cid)
+        assert r.returncode != 0 and b"cannot be connected" in r.stderr
+        docker(d, "rm", "-f", cid)
+    finally:
+        docker(d, "rm", "-f", peer)
+    cid = docker(d, "create", "--name", peer, "busybox", "sleep", "30").stdout.decode().strip()
+    other = docker(d, "create", "--network", "container:" + peer, "busybox", "true").stdout.decode().strip()
+    r = docker(d, "start", other)
+    assert r.returncode != 0 and b"non running container" in r.stderr
+    docker(d, "rm", "-f", other, cid)
