@@ -495,7 +495,7 @@ class ImageStore:
             "GraphDriver": {"Name": graph_name,
                             "Data": self.graph.metadata(self.layer(top)["cache_id"]) if top else {}},
             "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids", [])},
-            "Metadata": {"LastTagTime": ""},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},  # a Go zero time: the CLI parses it
         }
 
 

@@ -471,7 +471,93 @@ async def tag(request: web.Request) -> web.Response:
     return web.Response(status=201)
 
 
+async def build(request: web.Request) -> web.StreamResponse:
+    """``POST /build``: the classic builder, the context as a tar body, a JSON-lines stream."""
+    import shutil
+    import tarfile
+    from ... import builder as builder_mod
+    from ...images import decompressed
+    d = _d(request)
+    q = request.query
+    if q.get("remote"):
+        raise InvalidParameter("building from a remote context (git or URL) is not supported")
+    tags = []
+    for t in q.getall("t", []):
+        tags.append(str(reference.parse(t)))
+
+    def jparam(name: str) -> dict[str, Any]:
+        raw = q.get(name) or ""
+        if not raw:
+            return {}
+        try:
+            v = json.loads(raw)
+        except ValueError:
+            raise InvalidParameter(f"invalid {name} parameter: not JSON") from None
+        if not isinstance(v, dict):
+            raise InvalidParameter(f"invalid {name} parameter: not a JSON object")
+        return v
+    opts = builder_mod.Options(
+        tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=jparam("buildargs"),
+        labels=jparam("labels"), nocache=params.flag(request, "nocache"),
+        rm=q.get("rm", "1").lower() not in ("0", "false"), forcerm=params.flag(request, "forcerm"),
+        quiet=params.flag(request, "q"))
+    if q.get("target"):
+        raise InvalidParameter("--target (multi-stage builds) is not supported by this builder")
+    tmp = os.path.join(d.data_root, "tmp")
+    path = await _spool(request, tmp)
+    ctx = tempfile.mkdtemp(dir=tmp, prefix="build-")
+    try:
+        def unpack() -> None:
+            with open(path, "rb") as f:
+                head = f.read(1)
+                f.seek(0)
+                if not head:
+                    return
+                with tarfile.open(fileobj=decompressed(f), mode="r|") as tar:
+                    # tarfile's "tar" filter (no absolute names, nothing outside ctx) but with
+                    # the modes as sent: COPY keeps them
+                    def keep_mode(ti: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+                        return tarfile.tar_filter(ti, dest).replace(mode=ti.mode & 0o7777, deep=False)
+                    tar.extractall(ctx, filter=keep_mode)
+        try:
+            await asyncio.to_thread(unpack)
+        except (tarfile.TarError, OSError) as exc:
+            raise InvalidParameter(f"the build context is not a valid tar archive: {exc}") from None
+        df_rel = os.path.normpath("/" + opts.dockerfile).lstrip("/")
+        df_path = os.path.join(ctx, df_rel)
+        if not os.path.isfile(df_path) and opts.dockerfile == "Dockerfile" and \
+                os.path.isfile(os.path.join(ctx, "dockerfile")):
+            df_path = os.path.join(ctx, "dockerfile")
+        if not os.path.isfile(df_path) or os.path.realpath(df_path) != os.path.abspath(df_path):
+            raise InvalidParameter(f"Cannot locate specified Dockerfile: {opts.dockerfile}")
+        with open(df_path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        out = JsonStream(request)
+        b = builder_mod.Builder(d, ctx, opts, out.write)
+        try:
+            image_id = await b.build(text)
+        except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
+            return await out.fail(exc)
+        await out.write({"aux": {"ID": image_id}})
+        if opts.quiet:
+            await out.write({"stream": image_id + "\n"})
+        else:
+            await out.write({"stream": f"Successfully built {image_id[7:19]}\n"})
+        for t in tags:
+            d.images.tag(image_id, t)
+            if not opts.quiet:
+                await out.write({"stream": f"Successfully tagged {reference.familiar(t)}\n"})
+            d.event("image", "tag", image_id, {"name": t})
+        d.emit("dockyard_image_built", image_id=image_id, tags=tags)
+        return await out.finish()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        await asyncio.to_thread(shutil.rmtree, ctx, True)
+
+
 def setup(app: web.Application) -> None:
+    route(app, "POST", "/build", build)
     route(app, "POST", "/images/create", create)
     route(app, "GET", "/images/json", list_)
     route(app, "GET", "/images/get", save)
