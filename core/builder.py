@@ -21,7 +21,6 @@ import re
 import secrets
 import stat
 import tarfile
-import threading
 from typing import Any, Awaitable, Callable
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
@@ -315,42 +314,27 @@ class Builder:
                  emit: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         self.d, self.ctx, self.opts, self._emit = daemon, context_dir, opts, emit
         self.images = daemon.images
-        self.cache_path = os.path.join(daemon.data_root, "builder-cache.json")
 
     async def say(self, text: str) -> None:
         if not self.opts.quiet:
             await self._emit({"stream": text})
 
     # -- cache ------------------------------------------------------------------------------------
-    _cache_lock = threading.Lock()
-
-    def _cache_load(self) -> dict[str, str]:
-        try:
-            with open(self.cache_path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
-
     def cache_get(self, key: str) -> str | None:
         if self.opts.nocache:
             return None
-        image_id = self._cache_load().get(key)
-        if image_id is None:
+        rows = self.images.state.q("SELECT image_id FROM build_cache WHERE key=?", key)
+        if not rows:
             return None
         try:
-            self.images.get(image_id)
+            self.images.get(rows[0]["image_id"])
         except DockyardError:
             return None
-        return image_id
+        return rows[0]["image_id"]
 
     def cache_put(self, key: str, image_id: str) -> None:
-        with self._cache_lock:
-            data = self._cache_load()
-            data[key] = image_id
-            tmp = self.cache_path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(data, f)
-            os.replace(tmp, self.cache_path)
+        self.images.state.x("INSERT OR REPLACE INTO build_cache(key, image_id) VALUES(?,?)",
+                            key, image_id)
 
     @staticmethod
     def cache_key(parent: str | None, text: str, extra: str = "") -> str:
@@ -382,7 +366,10 @@ class Builder:
 
     def config_only(self, parent: str | None, cfg: dict[str, Any], created_by: str) -> str:
         top = self._top(parent)
-        return self.images.create_image(self._new_config(parent, cfg, created_by, top, True), top)
+        image_id = self.images.create_image(self._new_config(parent, cfg, created_by, top, True), top)
+        if parent:
+            self.images.set_parent(image_id, parent)
+        return image_id
 
     def commit_rw(self, rw_id: str, parent: str | None, cfg: dict[str, Any], created_by: str) -> str:
         """An image of ``parent`` plus the changes of graph layer ``rw_id``."""
@@ -393,7 +380,10 @@ class Builder:
             chain = self.images.register_layer(stream, top, keep_blob=True)
         finally:
             stream.close()
-        return self.images.create_image(self._new_config(parent, cfg, created_by, chain, False), chain)
+        image_id = self.images.create_image(self._new_config(parent, cfg, created_by, chain, False), chain)
+        if parent:
+            self.images.set_parent(image_id, parent)
+        return image_id
 
     # -- the run ----------------------------------------------------------------------------------
     async def build(self, dockerfile_text: str) -> str:
@@ -911,7 +901,7 @@ class Builder:
                 await self.say(data.decode(errors="replace"))
             code = await exit_fut
             if code != 0:
-                shown = " ".join(cmd) if j is None else json.dumps(cmd)
+                shown = " ".join(cmd)
                 raise BuildError(f"The command '{shown}' returned a non-zero code: {code}")
             c = cs.get(cid)
             rw = cid

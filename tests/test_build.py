@@ -243,7 +243,17 @@ def test_build_ignore_args_and_file(shared_daemon: Daemon, tmp_path: Any) -> Non
     r = docker(d, "build", ctx)
     assert r.returncode != 0
     _no_containers(d)
-    _rmi(d, "alt:1", "alt:2")
+    # intermediate images: only with -a; removed with the image built on them
+    r = docker(d, "images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert sorted(r.stdout.decode().split()) == ["alt:1", "alt:2", "busybox:latest"]
+    r = docker(d, "images", "-a", "--format", "{{.Repository}}:{{.Tag}}")
+    assert "<none>:<none>" in r.stdout.decode().split()
+    busybox_id = _inspect(d, "busybox")["Id"]
+    assert _inspect(d, "alt:1")["Parent"].startswith("sha256:")
+    r = docker(d, "rmi", "alt:1", "alt:2")
+    assert r.returncode == 0, r.stderr
+    r = docker(d, "images", "-aq", "--no-trunc")
+    assert r.stdout.decode().split() == [busybox_id]
 
 
 def test_build_docker_py(shared_daemon: Daemon, tmp_path: Any) -> None:

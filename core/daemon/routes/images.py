@@ -405,8 +405,13 @@ async def list_(request: web.Request) -> web.Response:
     d = _d(request)
     flt = params.filters(request)
     out = []
+    every = params.flag(request, "all")
     for row in d.images.all():
         s = d.images.summary(row)
+        # as dockerd: an untagged image another was built on (a build step) shows only with -a
+        if not every and not s["RepoTags"] and d.images.has_children(row["id"]):
+            continue
+        s["ParentId"] = d.images.parent_of(row["id"]) or ""
         if _keep(d, row, s, flt):
             out.append(s)
     return web.json_response(out)
@@ -425,9 +430,12 @@ async def prune(request: web.Request) -> web.Response:
         tags = d.images.tags_of(row["id"])
         if tags and not everything:
             continue
+        if d.images.has_children(row["id"]):
+            continue  # a build step under another image: goes with it (below)
         labels = (json.loads(row["config"]).get("config") or {}).get("Labels")
         if not labels_match(labels, flt.get("label", [])):
             continue
+        parent = d.images.parent_of(row["id"])
         try:
             res = await asyncio.to_thread(d.images.delete, row["id"], True, [])
         except (NotFound, Conflict):
@@ -436,7 +444,33 @@ async def prune(request: web.Request) -> web.Response:
         reclaimed += row["size"]
         d.emit("dockyard_image_removed", image_id=row["id"])
         d.event("image", "delete", row["id"], {})
+        if parent:
+            deleted += await _remove_parents(d, row["id"], parent)
     return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
+async def _remove_parents(d: Any, image_id: str, parent: str | None) -> list[dict[str, str]]:
+    """As dockerd's rmi: the untagged build steps ``image_id`` (deleted) was made on, no longer
+    under any other image nor used by a container, go with it."""
+    out: list[dict[str, str]] = []
+    while parent:
+        try:
+            d.images.get(parent)
+        except NotFound:
+            break
+        if d.images.tags_of(parent) or d.images.has_children(parent) or \
+                d.containers.using_image(parent) or d.images.repo_digests(parent):
+            break
+        nxt = d.images.parent_of(parent)
+        try:
+            res = await asyncio.to_thread(d.images.delete, parent, False, [])
+        except (NotFound, Conflict):
+            break
+        out += [r for r in res if "Deleted" in r]
+        d.emit("dockyard_image_removed", image_id=parent)
+        d.event("image", "delete", parent, {})
+        parent = nxt
+    return out
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -450,7 +484,10 @@ async def remove(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     force = params.flag(request, "force")
     image_id = d.images.resolve(name)
+    parent = d.images.parent_of(image_id)
     result = await asyncio.to_thread(d.images.delete, name, force, d.containers.using_image(image_id))
+    if parent and not params.flag(request, "noprune") and {"Deleted": image_id} in result:
+        result += await _remove_parents(d, image_id, parent)
     for item in result:
         if "Deleted" in item:
             d.emit("dockyard_image_removed", image_id=item["Deleted"])
