@@ -32,6 +32,15 @@ class BuildError(DockyardError):
     status = 400
 
 
+class StepFailed(BuildError):
+    """A RUN step's command exited non-zero: dockerd reports the code in ``errorDetail``
+    (the docker CLI exits with it)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 # -- parsing -----------------------------------------------------------------------------------
 KNOWN = {"FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
          "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
@@ -351,6 +360,8 @@ class Builder:
         if parent:
             clean["Image"] = parent
         new.update(created=created, config=clean)
+        if getattr(self, "author", None):
+            new["author"] = self.author
         diff_ids = list((base.get("rootfs") or {}).get("diff_ids") or [])
         if not empty and chain is not None:
             diff_ids.append(self.images.layer(chain)["diff_id"])
@@ -520,7 +531,8 @@ class Builder:
         await self.meta(ins, "LABEL " + " ".join(f"{k}={v}" for k, v in pairs))
 
     async def do_maintainer(self, ins: Instruction) -> None:
-        await self.meta(ins, "MAINTAINER " + ins.rest)
+        self.author = ins.rest.strip()
+        await self.meta(ins, "MAINTAINER " + self.author)
 
     def _cmdline(self, rest: str) -> tuple[list[str], bool]:
         j = json_list(rest)
@@ -594,7 +606,37 @@ class Builder:
         await self.meta(ins, "ONBUILD " + trigger)
 
     async def do_healthcheck(self, ins: Instruction) -> None:
-        raise BuildError("HEALTHCHECK is not supported by this builder")
+        rest = ins.rest
+        flag_words: list[str] = []
+        while rest.startswith("--"):
+            w, _, rest = rest.partition(" ")
+            flag_words.append(w)
+            rest = rest.lstrip()
+        flags, _ = take_flags(flag_words, ("interval", "timeout", "start-period", "retries"))
+        kind, _, cmd = rest.partition(" ")
+        kind = kind.upper()
+        if kind == "NONE":
+            if flags or cmd.strip():
+                raise BuildError("HEALTHCHECK NONE takes no arguments")
+            hc: dict[str, Any] = {"Test": ["NONE"]}
+        elif kind == "CMD":
+            cmd = cmd.strip()
+            if not cmd:
+                raise BuildError("Missing command after HEALTHCHECK CMD")
+            j = json_list(cmd)
+            hc = {"Test": ["CMD", *j] if j is not None else ["CMD-SHELL", cmd]}
+            for name, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                              ("start-period", "StartPeriod")):
+                if name in flags:
+                    hc[key] = go_duration(flags[name], name)
+            if "retries" in flags:
+                if not flags["retries"].isdigit():
+                    raise BuildError(f"invalid --retries value {flags['retries']!r}")
+                hc["Retries"] = int(flags["retries"])
+        else:
+            raise BuildError(f"Unknown type {kind!r} in HEALTHCHECK (try CMD)")
+        self.cfg["Healthcheck"] = hc
+        await self.meta(ins, "HEALTHCHECK " + json.dumps(hc, sort_keys=True))
 
     async def do_workdir(self, ins: Instruction) -> None:
         w = words(ins.rest, self.env(), split=False)
@@ -902,7 +944,7 @@ class Builder:
             code = await exit_fut
             if code != 0:
                 shown = " ".join(cmd)
-                raise BuildError(f"The command '{shown}' returned a non-zero code: {code}")
+                raise StepFailed(f"The command '{shown}' returned a non-zero code: {code}", code)
             c = cs.get(cid)
             rw = cid
 
@@ -919,6 +961,24 @@ class Builder:
                     await cs.remove(cid, force=True, volumes=True)
                 if ok:
                     await self.say(f"Removing intermediate container {cid[:12]}\n")
+
+
+_DUR = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
+_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def go_duration(text: str, name: str) -> int:
+    """A Go duration (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = _DUR.match(text, pos)
+        if not m:
+            raise BuildError(f"invalid --{name} value {text!r}: a duration such as 30s or 1m30s")
+        total += float(m.group(1)) * _NS[m.group(2)]
+        pos = m.end()
+    if not text or (0 < total < 10**6):
+        raise BuildError(f"Interval \"{name}\" cannot be less than 1ms")
+    return int(total)
 
 
 _BUILTIN_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",

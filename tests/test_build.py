@@ -179,7 +179,8 @@ def test_build_failure_and_errors(shared_daemon: Daemon, tmp_path: Any) -> None:
     ctx = str(tmp_path)
     _write(ctx, "Dockerfile", "FROM busybox\nRUN echo before\nRUN exit 3\nCMD [\"true\"]\n")
     r = docker(d, "build", "-t", "fail:1", ctx)
-    assert r.returncode != 0
+    # dockerd puts the code in errorDetail, and the docker CLI exits with it
+    assert r.returncode == 3
     err = (r.stdout + r.stderr).decode()
     assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in err
     assert "before" in r.stdout.decode()
@@ -302,3 +303,34 @@ def test_dockyard_cli_build(shared_daemon: Daemon, tmp_path: Any) -> None:
     assert r.returncode != 0 and b"Cannot locate specified Dockerfile" in r.stderr + r.stdout
     _no_containers(d)
     _rmi(d, "ours:1")
+
+
+def test_build_more_instructions(shared_daemon: Daemon, tmp_path: Any) -> None:
+    d = shared_daemon
+    ctx = str(tmp_path)
+    _write(ctx, "Dockerfile", "FROM busybox\nMAINTAINER someone <s@example.com>\n"
+                              "SHELL [\"/bin/sh\", \"-ec\"]\nRUN [\"/bin/sh\", \"-c\", \"echo exec-form > /e\"]\n"
+                              "RUN echo shell-form >> /e\n"
+                              "HEALTHCHECK --interval=5s --retries=2 CMD test -f /e\n"
+                              "ONBUILD RUN echo later\nENTRYPOINT cat /e\n")
+    r = docker(d, "build", "-t", "more:1", ctx)
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = _inspect(d, "more:1")
+    cfg = info["Config"]
+    assert info["Author"] == "someone <s@example.com>"
+    assert cfg["Healthcheck"] == {"Test": ["CMD-SHELL", "test -f /e"], "Interval": 5_000_000_000,
+                                  "Retries": 2}
+    assert cfg["OnBuild"] == ["RUN echo later"]
+    assert cfg["Entrypoint"] == ["/bin/sh", "-ec", "cat /e"]
+    assert cfg["Cmd"] is None  # ENTRYPOINT drops the base image's CMD
+    assert docker(d, "run", "--rm", "more:1").stdout == b"exec-form\nshell-form\n"
+
+    # FROM scratch: only the layers the Dockerfile makes
+    _write(ctx, "Dockerfile", "FROM scratch\nCOPY f /f\nCMD [\"/f\"]\n")
+    _write(ctx, "f", "x\n")
+    r = docker(d, "build", "-t", "scratchy:1", ctx)
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = _inspect(d, "scratchy:1")
+    assert len(info["RootFS"]["Layers"]) == 1 and info["Config"]["Cmd"] == ["/f"]
+    _no_containers(d)
+    _rmi(d, "more:1", "scratchy:1")

@@ -573,6 +573,10 @@ async def build(request: web.Request) -> web.StreamResponse:
         b = builder_mod.Builder(d, ctx, opts, out.write)
         try:
             image_id = await b.build(text)
+        except builder_mod.StepFailed as exc:
+            await out.write({"errorDetail": {"code": exc.code, "message": exc.message},
+                             "error": exc.message})
+            return await out.finish()
         except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
             return await out.fail(exc)
         await out.write({"aux": {"ID": image_id}})
