@@ -21,9 +21,10 @@ import re
 import secrets
 import stat
 import tarfile
+import tempfile
 from typing import Any, Awaitable, Callable
 
-from dockyard.hookspecs.errors import DockyardError, InvalidParameter
+from dockyard.hookspecs.errors import DockyardError
 
 from .images import decompressed, now_rfc3339
 
@@ -431,12 +432,10 @@ class Builder:
                 await self.say(f" ---> {self.image[7:19]}\n")
         if not self.image:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
-        if self.opts.labels:
-            cfg = dict(self.cfg)
-            cfg["Labels"] = {**(cfg.get("Labels") or {}), **self.opts.labels}
-            self.image = await asyncio.to_thread(self.config_only, self.image, cfg,
-                                                 "/bin/sh -c #(nop)  LABEL " + " ".join(
-                                                     f"{k}={v}" for k, v in self.opts.labels.items()))
+        if self.opts.labels:  # the ``labels`` parameter (``docker build --label``): a last step
+            self.cfg["Labels"] = {**(self.cfg.get("Labels") or {}), **self.opts.labels}
+            await self.meta(instructions[-1], "LABEL " + " ".join(
+                f"{k}={v}" for k, v in sorted(self.opts.labels.items())))
         unused = sorted(k for k in self.opts.buildargs if k not in self.used_args
                         and k not in _BUILTIN_ARGS)
         if unused:
@@ -686,16 +685,17 @@ class Builder:
 
     def _apply(self, root: str, dest: str, entries: list[Any]) -> None:
         from . import archive
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for ti, src in entries:
-                if src is not None:
-                    with open(src, "rb") as f:
-                        tar.addfile(ti, f)
-                else:
-                    tar.addfile(ti)
-        buf.seek(0)
-        archive.extract_in(root, dest, buf, getattr(self.d.graph, "id_map", None))
+        # spooled through a temporary file: a context may be larger than memory
+        with tempfile.TemporaryFile(dir=os.path.join(self.d.data_root, "tmp")) as buf:
+            with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for ti, src in entries:
+                    if src is not None:
+                        with open(src, "rb") as f:
+                            tar.addfile(ti, f)
+                    else:
+                        tar.addfile(ti)
+            buf.seek(0)
+            archive.extract_in(root, dest, buf, getattr(self.d.graph, "id_map", None))
 
     @staticmethod
     def _exists(root: str, path: str) -> str | None:
@@ -745,7 +745,7 @@ class Builder:
                         if fnmatch.fnmatchcase(p, rel) and not ignored(p, self.ignore):
                             matches.append(p)
                 if not matches:
-                    raise BuildError(f"COPY failed: no source files were specified")
+                    raise BuildError("COPY failed: no source files were specified")
                 out += [(m, _safe_join(self.ctx, m)) for m in sorted(matches)]
                 continue
             full = _safe_join(self.ctx, rel)

@@ -421,6 +421,12 @@ class ImageStore:
         if by_ref and len(tags) > 1:
             self.state.x("DELETE FROM tags WHERE ref=?", by_ref)
             return [{"Untagged": reference.familiar(by_ref)}]
+        if self.has_children(image_id):  # a build step other images were made on (dockerd's rule)
+            if by_ref:
+                self.state.x("DELETE FROM tags WHERE ref=?", by_ref)
+                return [{"Untagged": reference.familiar(by_ref)}]
+            raise Conflict(f"conflict: unable to delete {image_id[7:19]} (cannot be forced) - "
+                           "image has dependent child images")
         if not by_ref and len(tags) > 1 and not force:
             raise Conflict(f"conflict: unable to delete {image_id[7:19]} (must be forced) - "
                            "image is referenced in multiple repositories")

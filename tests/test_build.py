@@ -250,7 +250,10 @@ def test_build_ignore_args_and_file(shared_daemon: Daemon, tmp_path: Any) -> Non
     r = docker(d, "images", "-a", "--format", "{{.Repository}}:{{.Tag}}")
     assert "<none>:<none>" in r.stdout.decode().split()
     busybox_id = _inspect(d, "busybox")["Id"]
-    assert _inspect(d, "alt:1")["Parent"].startswith("sha256:")
+    parent = _inspect(d, "alt:1")["Parent"]
+    assert parent.startswith("sha256:")
+    r = docker(d, "rmi", "-f", parent)
+    assert r.returncode != 0 and b"image has dependent child images" in r.stderr
     r = docker(d, "rmi", "alt:1", "alt:2")
     assert r.returncode == 0, r.stderr
     r = docker(d, "images", "-aq", "--no-trunc")
@@ -313,10 +316,13 @@ def test_build_more_instructions(shared_daemon: Daemon, tmp_path: Any) -> None:
                               "RUN echo shell-form >> /e\n"
                               "HEALTHCHECK --interval=5s --retries=2 CMD test -f /e\n"
                               "ONBUILD RUN echo later\nENTRYPOINT cat /e\n")
-    r = docker(d, "build", "-t", "more:1", ctx)
+    r = docker(d, "build", "--label", "extra=yes", "-t", "more:1", ctx)
     assert r.returncode == 0, r.stdout + r.stderr
     info = _inspect(d, "more:1")
     cfg = info["Config"]
+    assert cfg["Labels"] == {"extra": "yes"}
+    r = docker(d, "build", "--label", "extra=yes", "-t", "more:1", ctx)
+    assert r.returncode == 0 and _inspect(d, "more:1")["Id"] == info["Id"]
     assert info["Author"] == "someone <s@example.com>"
     assert cfg["Healthcheck"] == {"Test": ["CMD-SHELL", "test -f /e"], "Interval": 5_000_000_000,
                                   "Retries": 2}
