@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "images": ("images", "images"),
     "rmi": ("images", "rmi"),
     "import": ("images", "import_"),
+    "build": ("images", "build"),
     "pull": ("images", "pull"),
     "push": ("images", "push"),
     "tag": ("images", "tag"),

@@ -190,7 +190,8 @@ class ContainerService:
                                                  else net_peer["Config"]["Hostname"] if net_peer
                                                  else cid[:12]),
             "Domainname": body.get("Domainname") or "",
-            "User": body.get("User") if body.get("User") is not None else img_cfg.get("User", ""),
+            # as dockerd: an empty User (what the docker CLI sends) means the image's
+            "User": body.get("User") or img_cfg.get("User", ""),
             "AttachStdin": bool(body.get("AttachStdin")), "AttachStdout": bool(body.get("AttachStdout")),
             "AttachStderr": bool(body.get("AttachStderr")), "Tty": bool(body.get("Tty")),
             "OpenStdin": bool(body.get("OpenStdin")), "StdinOnce": bool(body.get("StdinOnce")),

@@ -383,6 +383,18 @@ class ImageStore:
                 raise InvalidParameter(f"ambiguous image id prefix {candidate!r}")
         raise NotFound(f"No such image: {name}")
 
+    # -- parents (build steps) ----------------------------------------------------------------
+    def set_parent(self, image_id: str, parent: str) -> None:
+        self.state.x("INSERT OR REPLACE INTO image_parents(id, parent) VALUES(?,?)", image_id, parent)
+
+    def parent_of(self, image_id: str) -> str | None:
+        rows = self.state.q("SELECT parent FROM image_parents WHERE id=?", image_id)
+        return rows[0]["parent"] if rows else None
+
+    def has_children(self, image_id: str) -> bool:
+        return bool(self.state.q("SELECT 1 FROM image_parents p JOIN images i ON i.id = p.id "
+                                 "WHERE p.parent=? LIMIT 1", image_id))
+
     def tags_of(self, image_id: str) -> list[str]:
         return [r["ref"] for r in self.state.q("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", image_id)]
 
@@ -409,6 +421,12 @@ class ImageStore:
         if by_ref and len(tags) > 1:
             self.state.x("DELETE FROM tags WHERE ref=?", by_ref)
             return [{"Untagged": reference.familiar(by_ref)}]
+        if self.has_children(image_id):  # a build step other images were made on (dockerd's rule)
+            if by_ref:
+                self.state.x("DELETE FROM tags WHERE ref=?", by_ref)
+                return [{"Untagged": reference.familiar(by_ref)}]
+            raise Conflict(f"conflict: unable to delete {image_id[7:19]} (cannot be forced) - "
+                           "image has dependent child images")
         if not by_ref and len(tags) > 1 and not force:
             raise Conflict(f"conflict: unable to delete {image_id[7:19]} (must be forced) - "
                            "image is referenced in multiple repositories")
@@ -435,6 +453,8 @@ class ImageStore:
                 result.append({"Untagged": reference.familiar(t)})
             db.execute("DELETE FROM repo_digests WHERE image_id=?", (image_id,))
             db.execute("DELETE FROM images WHERE id=?", (image_id,))
+            db.execute("DELETE FROM image_parents WHERE id=?", (image_id,))
+            db.execute("DELETE FROM build_cache WHERE image_id=?", (image_id,))
         result.append({"Deleted": image_id})
         self.blobs.delete(image_id)
         for digest in manifests:  # the manifests it was pulled or pushed as, unless shared
@@ -487,7 +507,7 @@ class ImageStore:
         return {
             "Id": image_id,
             "RepoTags": [reference.familiar(t) for t in self.tags_of(image_id)],
-            "RepoDigests": self._familiar_digests(image_id), "Parent": "", "Comment": (cfg.get("history") or [{}])[-1].get("comment", ""),
+            "RepoDigests": self._familiar_digests(image_id), "Parent": self.parent_of(image_id) or "", "Comment": (cfg.get("history") or [{}])[-1].get("comment", ""),
             "Created": cfg.get("created", ""), "DockerVersion": "", "Author": cfg.get("author", ""),
             "Config": _container_config(cfg.get("config") or {}),
             "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", ""),
@@ -495,7 +515,7 @@ class ImageStore:
             "GraphDriver": {"Name": graph_name,
                             "Data": self.graph.metadata(self.layer(top)["cache_id"]) if top else {}},
             "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids", [])},
-            "Metadata": {"LastTagTime": ""},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},  # a Go zero time: the CLI parses it
         }
 
 

@@ -31,6 +31,18 @@ CREATE TABLE IF NOT EXISTS images (
     size INTEGER NOT NULL,
     config TEXT NOT NULL
 );
+-- the image a build step was made on (dockerd's "parent": intermediate images are hidden from
+-- ``docker images`` and removed with the image built on them)
+CREATE TABLE IF NOT EXISTS image_parents (
+    id TEXT PRIMARY KEY,
+    parent TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS image_parents_parent ON image_parents(parent);
+-- the classic builder's cache: a step's key (parent image, instruction, content) -> its image
+CREATE TABLE IF NOT EXISTS build_cache (
+    key TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tags (
     ref TEXT PRIMARY KEY,
     image_id TEXT NOT NULL REFERENCES images(id)

@@ -382,3 +382,17 @@ def test_network_container_mode(shared_daemon: Daemon) -> None:
     r = docker(d, "start", other)
     assert r.returncode != 0 and b"non running container" in r.stderr
     docker(d, "rm", "-f", other, cid)
+
+
+def test_system_prune(daemon: Daemon) -> None:
+    """docker system prune: stopped containers, unused networks, dangling images and the
+    build cache (POST /build/prune)."""
+    d = daemon
+    assert docker(d, "run", "--name", "gone", "busybox", "true").returncode == 0
+    assert docker(d, "network", "create", "unused" + os.urandom(2).hex()).returncode == 0
+    r = docker(d, "system", "prune", "-f")
+    assert r.returncode == 0, r.stderr
+    assert b"Deleted Containers" in r.stdout and b"Deleted Networks" in r.stdout
+    assert docker(d, "ps", "-aq").stdout == b""
+    status, body = d.api.post("/build/prune")
+    assert status == 200 and "SpaceReclaimed" in body

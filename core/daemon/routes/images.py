@@ -405,8 +405,13 @@ async def list_(request: web.Request) -> web.Response:
     d = _d(request)
     flt = params.filters(request)
     out = []
+    every = params.flag(request, "all")
     for row in d.images.all():
         s = d.images.summary(row)
+        # as dockerd: an untagged image another was built on (a build step) shows only with -a
+        if not every and not s["RepoTags"] and d.images.has_children(row["id"]):
+            continue
+        s["ParentId"] = d.images.parent_of(row["id"]) or ""
         if _keep(d, row, s, flt):
             out.append(s)
     return web.json_response(out)
@@ -425,9 +430,12 @@ async def prune(request: web.Request) -> web.Response:
         tags = d.images.tags_of(row["id"])
         if tags and not everything:
             continue
+        if d.images.has_children(row["id"]):
+            continue  # a build step under another image: goes with it (below)
         labels = (json.loads(row["config"]).get("config") or {}).get("Labels")
         if not labels_match(labels, flt.get("label", [])):
             continue
+        parent = d.images.parent_of(row["id"])
         try:
             res = await asyncio.to_thread(d.images.delete, row["id"], True, [])
         except (NotFound, Conflict):
@@ -436,7 +444,33 @@ async def prune(request: web.Request) -> web.Response:
         reclaimed += row["size"]
         d.emit("dockyard_image_removed", image_id=row["id"])
         d.event("image", "delete", row["id"], {})
+        if parent:
+            deleted += await _remove_parents(d, row["id"], parent)
     return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
+async def _remove_parents(d: Any, image_id: str, parent: str | None) -> list[dict[str, str]]:
+    """As dockerd's rmi: the untagged build steps ``image_id`` (deleted) was made on, no longer
+    under any other image nor used by a container, go with it."""
+    out: list[dict[str, str]] = []
+    while parent:
+        try:
+            d.images.get(parent)
+        except NotFound:
+            break
+        if d.images.tags_of(parent) or d.images.has_children(parent) or \
+                d.containers.using_image(parent) or d.images.repo_digests(parent):
+            break
+        nxt = d.images.parent_of(parent)
+        try:
+            res = await asyncio.to_thread(d.images.delete, parent, False, [])
+        except (NotFound, Conflict):
+            break
+        out += [r for r in res if "Deleted" in r]
+        d.emit("dockyard_image_removed", image_id=parent)
+        d.event("image", "delete", parent, {})
+        parent = nxt
+    return out
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -450,7 +484,10 @@ async def remove(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     force = params.flag(request, "force")
     image_id = d.images.resolve(name)
+    parent = d.images.parent_of(image_id)
     result = await asyncio.to_thread(d.images.delete, name, force, d.containers.using_image(image_id))
+    if parent and not params.flag(request, "noprune") and {"Deleted": image_id} in result:
+        result += await _remove_parents(d, image_id, parent)
     for item in result:
         if "Deleted" in item:
             d.emit("dockyard_image_removed", image_id=item["Deleted"])
@@ -471,7 +508,109 @@ async def tag(request: web.Request) -> web.Response:
     return web.Response(status=201)
 
 
+async def build(request: web.Request) -> web.StreamResponse:
+    """``POST /build``: the classic builder, the context as a tar body, a JSON-lines stream."""
+    import shutil
+    import tarfile
+    from ... import builder as builder_mod
+    from ...images import decompressed
+    d = _d(request)
+    q = request.query
+    if q.get("remote"):
+        raise InvalidParameter("building from a remote context (git or URL) is not supported")
+    tags = []
+    for t in q.getall("t", []):
+        tags.append(str(reference.parse(t)))
+
+    def jparam(name: str) -> dict[str, Any]:
+        raw = q.get(name) or ""
+        if not raw:
+            return {}
+        try:
+            v = json.loads(raw)
+        except ValueError:
+            raise InvalidParameter(f"invalid {name} parameter: not JSON") from None
+        if not isinstance(v, dict):
+            raise InvalidParameter(f"invalid {name} parameter: not a JSON object")
+        return v
+    opts = builder_mod.Options(
+        tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=jparam("buildargs"),
+        labels=jparam("labels"), nocache=params.flag(request, "nocache"),
+        rm=q.get("rm", "1").lower() not in ("0", "false"), forcerm=params.flag(request, "forcerm"),
+        quiet=params.flag(request, "q"))
+    if q.get("target"):
+        raise InvalidParameter("--target (multi-stage builds) is not supported by this builder")
+    tmp = os.path.join(d.data_root, "tmp")
+    path = await _spool(request, tmp)
+    ctx = tempfile.mkdtemp(dir=tmp, prefix="build-")
+    try:
+        def unpack() -> None:
+            with open(path, "rb") as f:
+                head = f.read(1)
+                f.seek(0)
+                if not head:
+                    return
+                with tarfile.open(fileobj=decompressed(f), mode="r|") as tar:
+                    # tarfile's "tar" filter (no absolute names, nothing outside ctx) but with
+                    # the modes as sent: COPY keeps them
+                    def keep_mode(ti: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+                        return tarfile.tar_filter(ti, dest).replace(mode=ti.mode & 0o7777, deep=False)
+                    tar.extractall(ctx, filter=keep_mode)
+        try:
+            await asyncio.to_thread(unpack)
+        except (tarfile.TarError, OSError) as exc:
+            raise InvalidParameter(f"the build context is not a valid tar archive: {exc}") from None
+        df_rel = os.path.normpath("/" + opts.dockerfile).lstrip("/")
+        df_path = os.path.join(ctx, df_rel)
+        if not os.path.isfile(df_path) and opts.dockerfile == "Dockerfile" and \
+                os.path.isfile(os.path.join(ctx, "dockerfile")):
+            df_path = os.path.join(ctx, "dockerfile")
+        if not os.path.isfile(df_path) or os.path.realpath(df_path) != os.path.abspath(df_path):
+            raise InvalidParameter(f"Cannot locate specified Dockerfile: {opts.dockerfile}")
+        with open(df_path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        out = JsonStream(request)
+        b = builder_mod.Builder(d, ctx, opts, out.write)
+        try:
+            image_id = await b.build(text)
+        except builder_mod.StepFailed as exc:
+            await out.write({"errorDetail": {"code": exc.code, "message": exc.message},
+                             "error": exc.message})
+            return await out.finish()
+        except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
+            return await out.fail(exc)
+        await out.write({"aux": {"ID": image_id}})
+        if opts.quiet:
+            await out.write({"stream": image_id + "\n"})
+        else:
+            await out.write({"stream": f"Successfully built {image_id[7:19]}\n"})
+        for t in tags:
+            d.images.tag(image_id, t)
+            if not opts.quiet:
+                await out.write({"stream": f"Successfully tagged {reference.familiar(t)}\n"})
+            d.event("image", "tag", image_id, {"name": t})
+        d.emit("dockyard_image_built", image_id=image_id, tags=tags)
+        return await out.finish()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        await asyncio.to_thread(shutil.rmtree, ctx, True)
+
+
+async def build_prune(request: web.Request) -> web.Response:
+    """``docker builder prune`` (and the last step of ``docker system prune``): forget the
+    classic builder's cache entries. The step images stay until ``image prune`` (as dockerd's
+    classic builder, whose cache is its images)."""
+    d = _d(request)
+    rows = d.state.q("SELECT key FROM build_cache")
+    d.state.x("DELETE FROM build_cache")
+    return web.json_response({"CachesDeleted": [r["key"] for r in rows] or None,
+                              "SpaceReclaimed": 0})
+
+
 def setup(app: web.Application) -> None:
+    route(app, "POST", "/build", build)
+    route(app, "POST", "/build/prune", build_prune)
     route(app, "POST", "/images/create", create)
     route(app, "GET", "/images/json", list_)
     route(app, "GET", "/images/get", save)
