@@ -94,7 +94,7 @@ def test_compose_project_lifecycle(cd: Daemon, tmp_path) -> None:
         out = compose(cd, str(project), "up", "-d")
         assert "shop_web_1 is up-to-date" in out and "needs to be recreated" not in out
         # one-off run, scale, and a changed service recreated with its volume kept
-        assert "ran-once" in compose(cd, str(project), "run", "--rm", "client", "echo", "ran-once")
+        assert "ran-once" in compose(cd, str(project), "run", "--rm", "-T", "client", "echo", "ran-once")
         compose(cd, str(project), "exec", "-T", "web", "sh", "-c", "echo kept > /data/f")
         compose(cd, str(project), "up", "-d", "--scale", "client=2")
         ps = compose(cd, str(project), "ps")
