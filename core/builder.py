@@ -201,6 +201,16 @@ def key_values(cmd: str, rest: str, env: dict[str, str]) -> list[tuple[str, str]
     return pairs
 
 
+def leading_flags(rest: str) -> tuple[list[str], str]:
+    """``--chown=1 --chmod=644 src dst`` -> ``(["--chown=1", "--chmod=644"], "src dst")``."""
+    words: list[str] = []
+    while rest.startswith("--"):
+        w, _, rest = rest.partition(" ")
+        words.append(w)
+        rest = rest.lstrip()
+    return words, rest
+
+
 def take_flags(args: list[str], allowed: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
     flags: dict[str, str] = {}
     while args and args[0].startswith("--"):
@@ -342,6 +352,14 @@ class Builder:
             return None
         return rows[0]["image_id"]
 
+    async def use_cache(self, key: str) -> bool:
+        """Take the cached result of a step, if there is one (and say so)."""
+        hit = self.cache_get(key)
+        if hit:
+            await self.say(" ---> Using cache\n")
+            self.image = hit
+        return bool(hit)
+
     def cache_put(self, key: str, image_id: str) -> None:
         self.images.state.x("INSERT OR REPLACE INTO build_cache(key, image_id) VALUES(?,?)",
                             key, image_id)
@@ -459,10 +477,7 @@ class Builder:
     async def meta(self, ins: Instruction, text: str) -> None:
         """Commit a config change (no layer), through the cache."""
         key = self.cache_key(self.image, "#(nop) " + text, json.dumps(self.cfg, sort_keys=True))
-        hit = self.cache_get(key)
-        if hit:
-            await self.say(" ---> Using cache\n")
-            self.image = hit
+        if await self.use_cache(key):
             return
         self.image = await asyncio.to_thread(self.config_only, self.image, self.cfg,
                                              "/bin/sh -c #(nop)  " + text)
@@ -605,12 +620,7 @@ class Builder:
         await self.meta(ins, "ONBUILD " + trigger)
 
     async def do_healthcheck(self, ins: Instruction) -> None:
-        rest = ins.rest
-        flag_words: list[str] = []
-        while rest.startswith("--"):
-            w, _, rest = rest.partition(" ")
-            flag_words.append(w)
-            rest = rest.lstrip()
+        flag_words, rest = leading_flags(ins.rest)
         flags, _ = take_flags(flag_words, ("interval", "timeout", "start-period", "retries"))
         kind, _, cmd = rest.partition(" ")
         kind = kind.upper()
@@ -644,10 +654,7 @@ class Builder:
         path = posixpath.normpath(posixpath.join(self.cfg.get("WorkingDir") or "/", w[0]))
         self.cfg["WorkingDir"] = path
         key = self.cache_key(self.image, "#(nop) WORKDIR " + path, json.dumps(self.cfg, sort_keys=True))
-        hit = self.cache_get(key)
-        if hit:
-            await self.say(" ---> Using cache\n")
-            self.image = hit
+        if await self.use_cache(key):
             return
 
         def work() -> str:
@@ -808,12 +815,7 @@ class Builder:
         await self._copy(ins, add=True)
 
     async def _copy(self, ins: Instruction, add: bool) -> None:
-        raw = ins.rest
-        flags_words: list[str] = []
-        while raw.startswith("--"):
-            w, _, raw = raw.partition(" ")
-            flags_words.append(w)
-            raw = raw.lstrip()
+        flags_words, raw = leading_flags(ins.rest)
         flags, _ = take_flags(flags_words, ("chown", "chmod", "from") if not add else ("chown", "chmod"))
         if flags.get("from"):
             raise BuildError("COPY --from (multi-stage builds) is not supported by this builder")
@@ -838,10 +840,7 @@ class Builder:
         text = f"{name} " + " ".join(f"{'dir' if os.path.isdir(f) else 'file'}:{r}" for r, f in sources) \
             + f" in {dest_abs}"
         key = self.cache_key(self.image, "#(nop) " + text, digest + json.dumps(self.cfg, sort_keys=True))
-        hit = self.cache_get(key)
-        if hit:
-            await self.say(" ---> Using cache\n")
-            self.image = hit
+        if await self.use_cache(key):
             return
         dest_abs = posixpath.normpath(dest_abs)
 
@@ -919,10 +918,7 @@ class Builder:
             created_by = f"|{len(run_args)} {' '.join(run_args)} {created_by}"
         key = self.cache_key(self.image, "RUN " + json.dumps(cmd),
                              json.dumps([run_args, self.cfg], sort_keys=True))
-        hit = self.cache_get(key)
-        if hit:
-            await self.say(" ---> Using cache\n")
-            self.image = hit
+        if await self.use_cache(key):
             return
         if self.image is None:
             raise BuildError("RUN on an image built FROM scratch has no shell to run it in")

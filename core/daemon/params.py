@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -32,15 +33,7 @@ def integer(request: web.Request, name: str, default: int | None = None) -> int 
 def filters(request: web.Request) -> dict[str, list[str]]:
     """The ``filters`` parameter: a JSON object of ``{key: [values]}`` or, as older clients send
     it, ``{key: {value: true}}``."""
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid filters: {raw!r} is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidParameter("filters must be a JSON object")
+    data = json_object(request, "filters")
     out: dict[str, list[str]] = {}
     for k, v in data.items():
         if isinstance(v, dict):
@@ -69,3 +62,18 @@ def timestamp(request: web.Request, name: str) -> float | None:
         raise InvalidParameter(f"invalid {name} value {v!r}: a unix time or an RFC 3339 time")
     dt = datetime.datetime.fromisoformat(m.group(1) + (m.group(3) or "Z").replace("Z", "+00:00"))
     return dt.timestamp() + (float("0" + m.group(2)) if m.group(2) else 0.0)
+
+
+def json_object(request: web.Request, name: str) -> dict[str, Any]:
+    """A query parameter holding a JSON object (``filters``, ``buildargs``, ``labels``); ``{}``
+    when absent; InvalidParameter when it is not JSON or not an object."""
+    raw = request.query.get(name)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidParameter(f"invalid {name}: {raw!r} is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidParameter(f"{name} must be a JSON object")
+    return data

@@ -522,20 +522,10 @@ async def build(request: web.Request) -> web.StreamResponse:
     for t in q.getall("t", []):
         tags.append(str(reference.parse(t)))
 
-    def jparam(name: str) -> dict[str, Any]:
-        raw = q.get(name) or ""
-        if not raw:
-            return {}
-        try:
-            v = json.loads(raw)
-        except ValueError:
-            raise InvalidParameter(f"invalid {name} parameter: not JSON") from None
-        if not isinstance(v, dict):
-            raise InvalidParameter(f"invalid {name} parameter: not a JSON object")
-        return v
     opts = builder_mod.Options(
-        tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=jparam("buildargs"),
-        labels=jparam("labels"), nocache=params.flag(request, "nocache"),
+        tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile",
+        buildargs=params.json_object(request, "buildargs"),
+        labels=params.json_object(request, "labels"), nocache=params.flag(request, "nocache"),
         rm=q.get("rm", "1").lower() not in ("0", "false"), forcerm=params.flag(request, "forcerm"),
         quiet=params.flag(request, "q"))
     if q.get("target"):
