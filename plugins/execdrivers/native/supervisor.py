@@ -896,31 +896,10 @@ class Supervisor:
             cfg = {"spec": c.spec, "process": process, "tty": tty, "stdio": stdio,
                    "target_pid": c.pid, "cgroup_procs": Cgroups.procs_files(c.cg_dirs),
                    "base_rlimits": self.base_rlimits, "seccomp_bpf": _seccomp_bpf(c.spec)}
-            self.pending_starts += 1
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child
-                try:
-                    _init.exec_main(cfg, child_chan)
-                finally:
-                    os._exit(128)
-            self.intermediates.add(pid)
         except BaseException:
-            for fd in child_fds:
-                os.close(fd)
-            if chan is not None:
-                chan.close()
-                child_chan.close()
-            for fd in list(ex.out_fds):
-                ex._close_output(fd)
+            self._undo_setup(ex, child_fds, chan, child_chan)
             raise
-        for fd in child_fds:
-            os.close(fd)
-        child_chan.close()
-        try:
-            gpid, err = await self._read_reports(ex, chan)  # type: ignore[arg-type]
-        finally:
-            chan.close()
-            self.pending_starts -= 1
+        gpid, err = await self._spawn(ex, _init.exec_main, cfg, child_fds, chan, child_chan)
         if gpid:
             ex.pid = gpid
             self.by_pid[gpid] = ex
@@ -1057,33 +1036,14 @@ class Supervisor:
             cfg = {"spec": spec, "namespaces": namespaces, "mounts": mounts, "tty": c.tty,
                    "stdio": stdio, "cgroup_procs": Cgroups.procs_files(c.cg_dirs),
                    "base_rlimits": self.base_rlimits, "seccomp_bpf": _seccomp_bpf(spec)}
-            self.pending_starts += 1
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child
-                try:
-                    _init.child_main(cfg, child_chan)
-                finally:
-                    os._exit(128)
-            self.intermediates.add(pid)
         except BaseException:
-            for fd in child_fds:
-                os.close(fd)
-            if chan is not None:
-                chan.close()
-                child_chan.close()
-            for fd in list(c.out_fds):
-                c._close_output(fd)
+            self._undo_setup(c, child_fds, chan, child_chan)
             c.starting = False
             raise
-        for fd in child_fds:
-            os.close(fd)
-        child_chan.close()
         try:
-            gpid, err = await self._read_reports(c, chan)
+            gpid, err = await self._spawn(c, _init.child_main, cfg, child_fds, chan, child_chan)
         finally:
-            chan.close()
-            self.pending_starts -= 1
-        c.starting = False
+            c.starting = False
         if gpid:
             c.pid = gpid
             c.started_at = time.time()
@@ -1104,6 +1064,47 @@ class Supervisor:
             raise ExecError(message, code)
         c.persist()
         return gpid
+
+    @staticmethod
+    def _undo_setup(owner: Any, child_fds: list[int], chan: socket.socket | None,
+                    child_chan: socket.socket | None) -> None:
+        """A container start or exec failed before its fork: close what was made for it."""
+        for fd in child_fds:
+            os.close(fd)
+        if chan is not None:
+            chan.close()
+            child_chan.close()  # type: ignore[union-attr]
+        for fd in list(owner.out_fds):
+            owner._close_output(fd)
+
+    async def _spawn(self, owner: Any, entry: Any, cfg: dict[str, Any], child_fds: list[int],
+                     chan: socket.socket, child_chan: socket.socket
+                     ) -> tuple[int, tuple[int, str] | None]:
+        """Fork the intermediate that runs ``entry`` (container start or exec), hand it the
+        child ends, and read its reports: ``(host pid of the process, error)``. A failed fork
+        also counts as done for ``pending_starts``."""
+        self.pending_starts += 1
+        try:
+            try:
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child
+                    try:
+                        entry(cfg, child_chan)
+                    finally:
+                        os._exit(128)
+                self.intermediates.add(pid)
+            except BaseException:
+                for fd in list(owner.out_fds):
+                    owner._close_output(fd)
+                raise
+            finally:
+                for fd in child_fds:
+                    os.close(fd)
+                child_chan.close()
+            return await self._read_reports(owner, chan)
+        finally:
+            chan.close()
+            self.pending_starts -= 1
 
     async def _read_reports(self, c: Container, chan: socket.socket
                             ) -> tuple[int, tuple[int, str] | None]:
