@@ -2,14 +2,21 @@
 #   make demo   installs what it needs, starts dockyardd, imports busybox, runs a container
 #   make test   installs what it needs and runs the whole test suite
 SHELL := /bin/bash
-PYTHON ?= python3
+# Debian's own interpreter (3.11.2 on a fresh Debian 12), never whatever python3 is first on PATH
+PYTHON ?= /usr/bin/python3
 VENV := .venv
-APT_PACKAGES := busybox-static iproute2 util-linux procps docker-registry skopeo umoci btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs python3-seccomp tini nftables docker.io docker-compose
+# what running dockyard needs (make demo) ...
+RUN_PACKAGES := busybox-static iproute2 util-linux procps btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs python3-seccomp nftables tini python3-venv
+# ... and the peers and clients the tests drive (make test)
+TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test deps sysdeps venv debian-modules clean
+.PHONY: demo test deps test-deps sysdeps test-sysdeps venv debian-modules clean
 
-sysdeps:
+sysdeps: APT_PACKAGES = $(RUN_PACKAGES)
+test-sysdeps: APT_PACKAGES = $(RUN_PACKAGES) $(TEST_PACKAGES)
+sysdeps test-sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
@@ -20,6 +27,11 @@ sysdeps:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+# the test-only Python packages (pytest, docker-py), on top of the runtime ones
+$(TEST_STAMP): $(STAMP)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
@@ -41,10 +53,13 @@ venv: $(STAMP) debian-modules
 deps: sysdeps
 	@$(MAKE) --no-print-directory venv
 
+test-deps: test-sysdeps
+	@$(MAKE) --no-print-directory venv $(TEST_STAMP)
+
 demo: deps
 	@bash contrib/demo.sh
 
-test: deps
+test: test-deps
 	$(VENV)/bin/python -m pytest -q tests
 
 clean:
