@@ -193,8 +193,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, execs, images, networks, storage, system, volumes
-        for module in (system, containers, execs, images, networks, storage, volumes):
+        from .routes import absent, containers, execs, images, networks, storage, system, volumes
+        for module in (system, containers, execs, images, networks, storage, volumes, absent):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

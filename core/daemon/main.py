@@ -70,12 +70,13 @@ def _ssl_context(cfg: configmod.Config) -> ssl.SSLContext | None:
 
 async def serve(cfg: configmod.Config) -> None:
     from .app import Daemon  # heavy imports only once the flags are good
+    from .clients import access_log
 
     targets = _listen_targets(cfg["hosts"])
     sslctx = _ssl_context(cfg)
     daemon = Daemon(cfg)
     app = daemon.make_app()
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, **access_log())
     await runner.setup()
     sites = []
     try:

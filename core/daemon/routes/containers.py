@@ -17,7 +17,8 @@ from ...containers import summary
 from ...labels import labels_match
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ..clients import race, race_iter
+from ..errors import json_body, json_bytes
 from ..hijack import parse_detach_keys, serve_hijacked
 
 
@@ -114,12 +115,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
     fut = svc.wait_future(request.match_info["id"], request.query.get("condition", "not-running"))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await resp.prepare(request)
-    try:
-        code = await fut
-    except asyncio.CancelledError:
-        fut.cancel()
-        raise
-    await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    code = await race(request, fut)  # `run -d` hangs up once the container started
+    await resp.write(json_bytes({"StatusCode": code, "Error": None}))
     await resp.write_eof()
     return resp
 
@@ -167,12 +164,11 @@ async def logs(request: web.Request) -> web.StreamResponse:
     ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     resp = web.StreamResponse(status=200, headers={"Content-Type": ctype})
     await resp.prepare(request)
-    async for stream, data in svc.logs(c["Id"], stdout=stdout, stderr=stderr,
-                                       follow=params.flag(request, "follow"),
-                                       tail=request.query.get("tail", "all"),
-                                       since=_time_param(request, "since"),
-                                       until=_time_param(request, "until"),
-                                       timestamps=params.flag(request, "timestamps")):
+    items = svc.logs(c["Id"], stdout=stdout, stderr=stderr, follow=params.flag(request, "follow"),
+                     tail=request.query.get("tail", "all"), since=_time_param(request, "since"),
+                     until=_time_param(request, "until"),
+                     timestamps=params.flag(request, "timestamps"))
+    async for stream, data in race_iter(request, items):
         if tty:
             await resp.write(data)
         else:
