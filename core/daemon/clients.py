@@ -45,6 +45,7 @@ async def race(request: web.Request, aw: Awaitable[T]) -> T:
     finally:
         if not task.done():
             task.cancel()
+            await asyncio.wait({task})  # let it unwind (an async generator's __anext__ must)
 
 
 async def race_iter(request: web.Request, items: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -77,3 +77,15 @@ def json_object(request: web.Request, name: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidParameter(f"{name} must be a JSON object")
     return data
+
+
+def canonical_keys(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """``body`` with its keys matched to ``fields`` as Go's JSON decoder matches struct fields:
+    an exact name first, else the same name in any case (docker-py sends ``detachKeys``)."""
+    by_lower = {f.lower(): f for f in fields}
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        name = key if key in fields else by_lower.get(key.lower(), key)
+        if name not in out or key == name:
+            out[name] = value
+    return out

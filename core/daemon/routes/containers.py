@@ -133,13 +133,14 @@ async def attach(request: web.Request) -> web.StreamResponse:
     logs = params.flag(request, "logs")
     if not stream and not logs:
         raise InvalidParameter("either logs or stream must be set")
+    keys = parse_detach_keys(request.query.get("detachKeys"))
     c, streams = await svc.attach(request.match_info["id"], params.flag(request, "stdin"),
                                   params.flag(request, "stdout"), params.flag(request, "stderr"))
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
         "upgrade" in request.headers.get("Connection", "").lower()
-    keys = parse_detach_keys(request.query.get("detachKeys")) if c["Config"]["Tty"] else b""
+    # as dockerd, detach keys are looked for only on a TTY
     return await serve_hijacked(request, streams, c["Config"]["Tty"], upgrade=upgrade,
-                                detach_keys=keys)
+                                detach_keys=keys if c["Config"]["Tty"] else b"")
 
 
 async def resize(request: web.Request) -> web.Response:
