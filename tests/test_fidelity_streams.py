@@ -326,7 +326,7 @@ def test_clients_that_hang_up_are_not_errors(shared_daemon: Daemon) -> None:
                       "echo hello; exec sleep 300").returncode == 0
         mark = log_mark(d)
         for _ in range(2):  # run -d drops its wait once the container started
-            r = docker(d, "run", "-d", "busybox", "sleep", "1")
+            r = docker(d, "run", "-d", "busybox", "sleep", "5")
             assert r.returncode == 0, r.stderr
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env.update(DOCKER_HOST=d.host, DOCKER_CONFIG=os.path.join(d.root, "docker-config"))
