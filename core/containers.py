@@ -525,6 +525,8 @@ class ContainerService:
         cid = c["Id"]
         rt = self.rt(cid)
         async with rt.lock:
+            if cid not in self._cache:  # removed while we waited for the lock
+                raise NotFound(f"No such container: {cid}")
             if _policy and (c.get("_manually_stopped") or not c["State"].get("Restarting")):
                 return
             if c["State"]["Running"]:
@@ -571,6 +573,8 @@ class ContainerService:
             return
         rt = self.rt(cid)
         async with rt.lock:
+            if cid not in self._cache:  # removed while we waited: nothing to record
+                return
             # decided before anything awaits, so a stop arriving meanwhile sees "restarting"
             restart = not c["HostConfig"].get("AutoRemove") and self._should_restart(c, status.exit_code)
             await self._record_exit(c, status, restarting=restart)
@@ -606,8 +610,9 @@ class ContainerService:
             await self.start(cid, _policy=True)
         except DockyardError as exc:
             log.warning("restart of %s failed: %s", cid[:12], exc)
-            c["State"].update(Status="exited", Restarting=False)
-            self.save(c)
+            if cid in self._cache:  # not removed meanwhile
+                c["State"].update(Status="exited", Restarting=False)
+                self.save(c)
 
     async def _auto_remove(self, cid: str) -> None:
         if cid not in self._cache:

@@ -844,6 +844,8 @@ class Supervisor:
                 if ex.stdin is not None:
                     ex.stdin.write(data)
             if ex.stdin is not None:
+                if ex.tty:  # as dockerd: a client detaching ends the session, not the stdin
+                    return
                 ex.stdin.write_eof()
             closed = self.loop.create_task(writer.wait_closed())
             try:
