@@ -26,6 +26,8 @@ from typing import Any
 
 from dockyard.hookspecs.errors import InvalidParameter
 
+from .schema import loads
+
 
 def _names(text: str) -> list[str]:
     return text.split()
@@ -224,9 +226,9 @@ def parse_profile(value: str) -> dict[str, Any]:
             raise InvalidParameter(f"opening seccomp profile ({value}) failed: "
                                    f"{e.strerror or e}") from None
     try:
-        profile = json.loads(text)
-    except ValueError as e:
-        raise InvalidParameter(f"decoding seccomp profile failed: {e}") from None
+        profile = loads(text, "seccomp profile")
+    except InvalidParameter as e:
+        raise InvalidParameter(f"decoding seccomp profile failed: {e.message}") from None
     if not isinstance(profile, dict) or not isinstance(profile.get("syscalls") or [], list):
         raise InvalidParameter("decoding seccomp profile failed: not a seccomp profile")
     if not profile.get("defaultAction"):
@@ -277,8 +279,6 @@ def normalize_security_opts(opts: Any) -> list[str] | None:
     change the container."""
     if opts is None:
         return None
-    if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
-        raise InvalidParameter("HostConfig.SecurityOpt must be a list of strings")
     out = []
     for opt in opts:
         kv = _split(opt)
