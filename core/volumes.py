@@ -71,6 +71,9 @@ class VolumeService:
         if not _NAME.match(name):
             raise InvalidParameter(f"volume name {name!r} includes invalid characters, only "
                                    "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if len(name) > 255:  # the volume is a directory of that name
+            raise InvalidParameter(f"volume name {name[:32]}... is too long: at most 255 "
+                                   f"characters")
         rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
         if rows:  # Docker: creating an existing volume returns it
             return json.loads(rows[0]["data"])
