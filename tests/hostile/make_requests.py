@@ -19,7 +19,6 @@ import os
 import sys
 from typing import Any, Iterator
 
-import msgspec
 from msgspec import inspect as mi
 
 from dockyard.core import schema

@@ -5,8 +5,6 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import InvalidParameter
-
 from ...labels import labels_match
 from .. import params
 from ..app import route
