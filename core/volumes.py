@@ -71,6 +71,9 @@ class VolumeService:
         if not _NAME.match(name):
             raise InvalidParameter(f"volume name {name!r} includes invalid characters, only "
                                    "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if len(name) > 255:  # the volume is a directory of that name
+            raise InvalidParameter(f"volume name {name[:32]}... is too long: at most 255 "
+                                   f"characters")
         rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
         if rows:  # Docker: creating an existing volume returns it
             return json.loads(rows[0]["data"])
@@ -124,8 +127,6 @@ class VolumeService:
         named volume already covers the destination)."""
         out: dict[str, dict[str, Any]] = {}
         for spec in host.get("Binds") or []:
-            if not isinstance(spec, str):
-                raise InvalidParameter(f"invalid bind {spec!r}")
             parts = spec.split(":")
             if len(parts) not in (2, 3):
                 raise InvalidParameter(f"invalid volume specification: {spec!r}")
@@ -145,8 +146,6 @@ class VolumeService:
                             "Destination": dst, "Driver": "local", "Mode": parts[2] if len(parts) == 3 else "z",
                             "RW": rw, "Propagation": ""}
         for m in host.get("Mounts") or []:
-            if not isinstance(m, dict):
-                raise InvalidParameter(f"invalid mount {m!r}")
             typ, dst = m.get("Type"), _dest(m.get("Target"))
             ro = bool(m.get("ReadOnly"))
             if typ == "bind":
@@ -157,10 +156,12 @@ class VolumeService:
                 out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
                             "Mode": "", "RW": not ro, "Propagation": "rprivate"}
             elif typ == "volume":
-                vol = self.create(m.get("Source") or None,
-                                  labels=(m.get("VolumeOptions") or {}).get("Labels"))
+                vopts = m.get("VolumeOptions") or {}
+                vol = self.create(m.get("Source") or None, labels=vopts.get("Labels"))
+                # NoCopy (--mount volume-nocopy): no copy of the image's content, as -v :nocopy
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
-                            "Destination": dst, "Driver": "local", "Mode": "z", "RW": not ro,
+                            "Destination": dst, "Driver": "local",
+                            "Mode": "nocopy" if vopts.get("NoCopy") else "z", "RW": not ro,
                             "Propagation": ""}
             elif typ == "tmpfs":
                 opts = m.get("TmpfsOptions") or {}

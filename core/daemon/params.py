@@ -1,12 +1,13 @@
 """Query parameters as the Docker API sends them, parsed one way for every route group."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
+
+from ..schema import loads
 
 TRUE = ("1", "true", "yes", "on")
 
@@ -70,10 +71,7 @@ def json_object(request: web.Request, name: str) -> dict[str, Any]:
     raw = request.query.get(name)
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid {name}: {raw!r} is not JSON") from None
+    data = loads(raw, name)
     if not isinstance(data, dict):
         raise InvalidParameter(f"{name} must be a JSON object")
     return data

@@ -17,7 +17,8 @@ from ...containers import summary
 from ...labels import labels_match
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ...schema import CommitConfig, ContainerCreate, ContainerUpdate
+from ..body import json_body
 from ..hijack import parse_detach_keys, serve_hijacked
 
 
@@ -30,7 +31,7 @@ def _svc(request: web.Request):  # noqa: ANN202
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    body = await json_body(request, ContainerCreate)
     if body is None:
         raise InvalidParameter("container config missing from request body")
     result = await _svc(request).create(body, request.query.get("name") or None)
@@ -348,9 +349,7 @@ async def commit(request: web.Request) -> web.Response:
     q = request.query
     if not q.get("container"):
         raise InvalidParameter("container must be given")
-    body = await json_body(request)
-    if body is not None and not isinstance(body, dict):
-        raise InvalidParameter("the container config must be a JSON object")
+    body = await json_body(request, CommitConfig)
     image_id = await _svc(request).commit(
         q["container"], repo=q.get("repo", ""), tag=q.get("tag", ""), comment=q.get("comment", ""),
         author=q.get("author", ""), changes=q.getall("changes", []), config=body,
@@ -359,7 +358,7 @@ async def commit(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    body = await json_body(request, ContainerUpdate, {})
     return web.json_response(await _svc(request).update(request.match_info["id"], body))
 
 

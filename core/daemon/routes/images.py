@@ -21,7 +21,8 @@ from ... import reference, transfer
 from ...labels import labels_match
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ...schema import AuthConfig, loads
+from ..body import iter_body, json_body
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,14 @@ def registry_auth(request: web.Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error):
+        data = loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), "X-Registry-Auth")
+    except (InvalidParameter, ValueError, binascii.Error):
         raise InvalidParameter("invalid X-Registry-Auth header") from None
     if not isinstance(data, dict):
         return {}
     return {k: v for k, v in data.items() if k in ("username", "password", "identitytoken",
-                                                   "registrytoken", "serveraddress") and v}
+                                                   "registrytoken", "serveraddress")
+            and v and isinstance(v, str)}
 
 
 class JsonStream:
@@ -113,7 +115,7 @@ async def _spool(request: web.Request, tmpdir: str) -> str:
     fd, path = tempfile.mkstemp(dir=tmpdir, prefix="import-")
     try:
         with os.fdopen(fd, "wb") as f:
-            async for chunk in request.content.iter_chunked(1 << 20):
+            async for chunk in iter_body(request):
                 f.write(chunk)
     except BaseException:
         os.unlink(path)
@@ -242,9 +244,7 @@ async def push(request: web.Request) -> web.StreamResponse:
 
 async def auth(request: web.Request) -> web.Response:
     d = _d(request)
-    body = await json_body(request, {}) or {}
-    if not isinstance(body, dict):
-        raise InvalidParameter("auth body must be a JSON object")
+    body = await json_body(request, AuthConfig, {})
     server = (body.get("serveraddress") or "docker.io").split("://", 1)[-1].rstrip("/")
     if server.endswith("/v1") or server.endswith("/v2"):
         server = server[:-3]

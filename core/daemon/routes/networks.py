@@ -10,7 +10,8 @@ from dockyard.hookspecs.errors import InvalidParameter
 from ...labels import labels_match
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ...schema import NetworkConnect, NetworkCreate, NetworkDisconnect
+from ..body import json_body
 
 
 def _svc(request: web.Request):  # noqa: ANN202
@@ -48,9 +49,9 @@ async def inspect(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidParameter("network config must be a JSON object")
+    body = await json_body(request, NetworkCreate)
+    if body is None:
+        raise InvalidParameter("network config missing from request body")
     net = await _svc(request).create(body)
     return web.json_response({"Id": net["Id"], "Warning": ""}, status=201)
 
@@ -61,7 +62,7 @@ async def remove(request: web.Request) -> web.Response:
 
 
 async def connect(request: web.Request) -> web.Response:
-    body = await json_body(request) or {}
+    body = await json_body(request, NetworkConnect, {})
     if not body.get("Container"):
         raise InvalidParameter("Container must be given")
     await _svc(request).connect(request.match_info["id"], body["Container"],
@@ -70,7 +71,7 @@ async def connect(request: web.Request) -> web.Response:
 
 
 async def disconnect(request: web.Request) -> web.Response:
-    body = await json_body(request) or {}
+    body = await json_body(request, NetworkDisconnect, {})
     if not body.get("Container"):
         raise InvalidParameter("Container must be given")
     await _svc(request).disconnect(request.match_info["id"], body["Container"], bool(body.get("Force")))

@@ -5,12 +5,11 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import InvalidParameter
-
 from ...labels import labels_match
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ...schema import VolumeCreate
+from ..body import json_body
 
 
 def _svc(request: web.Request):  # noqa: ANN202
@@ -40,9 +39,7 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request, {})
-    if not isinstance(body, dict):
-        raise InvalidParameter("volume config must be a JSON object")
+    body = await json_body(request, VolumeCreate, {})
     vol = _svc(request).create(body.get("Name") or None, body.get("Driver") or "local",
                                body.get("Labels"), body.get("DriverOpts"))
     return web.json_response(vol, status=201)
