@@ -25,6 +25,8 @@ VOLUME_KEYS = ("dangling", "driver", "label", "name")
 PRUNE_KEYS = ("label", "label!", "until")  # containers and networks
 IMAGE_PRUNE_KEYS = ("dangling", "label", "label!", "until")
 VOLUME_PRUNE_KEYS = ("all", "label", "label!")
+BUILD_PRUNE_KEYS = ("description", "id", "inuse", "label", "label!", "parent", "private",
+                    "shared", "type", "unused-for", "until")
 EVENT_KEYS = ("config", "container", "daemon", "event", "image", "label", "network", "node",
               "plugin", "scope", "secret", "service", "type", "volume")
 ANONYMOUS_VOLUME = "com.docker.volume.anonymous"

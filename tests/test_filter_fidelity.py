@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.docker_cli,
 def docker(d: Daemon, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env.update(DOCKER_HOST=d.host, DOCKER_CONFIG=os.path.join(d.root, "docker-config"),
-               DOCKER_CLI_HINTS="false")
+               DOCKER_CLI_HINTS="false", DOCKER_BUILDKIT="0")  # the classic builder
     return subprocess.run([DOCKER, *args], capture_output=True, timeout=timeout, env=env)
 
 
@@ -311,6 +311,51 @@ def test_network_prune_label_not_and_until(d: Daemon, client: Any) -> None:
         assert "invalid filter: 'type'='x'" in refused(d, "network", "ls", "--filter", "type=x")
     finally:
         docker(d, "network", "rm", keep, drop)
+
+
+def test_system_prune_passes_its_filters_to_every_prune(d: Daemon) -> None:
+    """``docker system prune --filter`` sends the same filters to the container, network,
+    image and build-cache prunes; each honours them."""
+    g = uid()
+    ok(d, "create", "--name", "keep" + g, "--label", f"grp={g}", "--label", "keep=yes", "busybox", "true")
+    ok(d, "create", "--name", "drop" + g, "--label", f"grp={g}", "busybox", "true")
+    ok(d, "network", "create", "--label", f"grp={g}", "--label", "keep=yes", "keep" + g)
+    ok(d, "network", "create", "--label", f"grp={g}", "drop" + g)
+    try:
+        ok(d, "system", "prune", "-f", "--filter", f"label=grp={g}", "--filter", "label!=keep=yes")
+        assert lines(d, "ps", "-a", "--format", "{{.Names}}", "--filter", f"label=grp={g}") == ["keep" + g]
+        assert lines(d, "network", "ls", "--format", "{{.Name}}", "--filter", f"label=grp={g}") == ["keep" + g]
+        for flt, words in (({"type": ["regular"]}, "filter 'type' selects BuildKit cache records"),
+                           ({"until": ["1h"], "unused-for": ["2h"]}, "conflicting filters"),
+                           ({"bogus": ["1"]}, "invalid filter 'bogus'")):
+            status, body = d.api.post("/build/prune?filters=" + enc(flt))
+            assert status == 400 and words in body["message"], body
+        status, body = d.api.post("/build/prune?filters=" + enc({"until": ["24h"]}))
+        assert status == 200, body
+    finally:
+        docker(d, "rm", "-f", "keep" + g, "drop" + g)
+        docker(d, "network", "rm", "keep" + g, "drop" + g)
+
+
+def test_build_cache_prune_filters(d: Daemon, tmp_path: Any) -> None:
+    """The classic builder's cache: an entry goes when its step image is older than ``until``
+    and carries the ``label`` labels."""
+    g = uid()
+    (tmp_path / "Dockerfile").write_text(f"FROM busybox\nLABEL grp={g}\nRUN echo {g} > /f\n")
+    tag = f"built{g}:1"
+    ok(d, "build", "-t", tag, str(tmp_path))
+    try:
+        assert ok(d, "build", "-t", tag, str(tmp_path)).count("Using cache") == 2
+        status, body = d.api.post("/build/prune?filters=" + enc({"label": [f"grp={g}"], "until": ["24h"]}))
+        assert status == 200 and not body["CachesDeleted"], body   # younger than a day
+        status, body = d.api.post("/build/prune?filters=" + enc(
+            {"label": {f"grp={g}": True}, "label!": {f"grp={g}": True}}))
+        assert status == 200 and not body["CachesDeleted"], body
+        status, body = d.api.post("/build/prune?filters=" + enc({"label": [f"grp={g}"]}))
+        assert status == 200 and len(body["CachesDeleted"]) == 2, body
+        assert "Using cache" not in ok(d, "build", "-t", tag, str(tmp_path))
+    finally:
+        docker(d, "rmi", tag)
 
 
 # -- images REPO ------------------------------------------------------------------------------------
