@@ -27,7 +27,8 @@ from dockyard.hookspecs.idmap import IDMap
 
 from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
 from .blobs import atomic_write
-from .labels import labels_match
+from .filters import Args
+from .filtersets import prune_matcher
 from .units import human_duration
 from .networks import NetworkService, parse_extra_hosts, parse_link
 
@@ -805,24 +806,28 @@ class ContainerService:
         self.save(c)
         self._event("rename", c, oldName=old)
 
-    async def prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
-        """``docker container prune``: remove every stopped container (``label``/``until``
-        filters honoured); return the ids removed and the space reclaimed."""
+    async def prune(self, args: Args) -> tuple[list[str], int]:
+        """``docker container prune``: remove every container not running that the ``until``,
+        ``label`` and ``label!`` filters select; the ids removed and the bytes their writable
+        layers held."""
+        ok = prune_matcher(args)
         deleted, reclaimed = [], 0
-        until = _until(filters.get("until", []))
         for c in list(self._cache.values()):
             if c["State"]["Running"] or c["State"].get("Restarting"):
                 continue
-            if until is not None and c["_created"] >= until:
-                continue
-            if not labels_match(c["Config"].get("Labels") or {}, filters.get("label", [])):
+            if not ok(c["_created"], c["Config"].get("Labels")):
                 continue
             _top, parent = self._image_top(c)
             try:
-                reclaimed += await asyncio.to_thread(self.graph.diff_size, c["Id"], parent)
+                size = await asyncio.to_thread(self.graph.diff_size, c["Id"], parent)
             except DockyardError:
-                pass
-            await self.remove(c["Id"])
+                size = 0
+            try:
+                await self.remove(c["Id"])
+            except DockyardError as exc:  # as dockerd: one that cannot go is skipped
+                log.warning("prune: container %s not removed: %s", c["Id"][:12], exc)
+                continue
+            reclaimed += size
             deleted.append(c["Id"])
         return deleted, reclaimed
 
@@ -925,6 +930,7 @@ class ContainerService:
             {"created": created, "created_by": " ".join([c["Path"], *c["Args"]]),
              **({"comment": comment} if comment else {}), **({"author": author} if author else {})}]
         image_id = await asyncio.to_thread(self.images.create_image, new, chain)
+        self.images.set_parent(image_id, c["Image"])  # as dockerd: ps --filter ancestor= finds it
         tags = []
         if repo:
             from . import reference
@@ -1084,21 +1090,6 @@ class ContainerService:
             for task in (rt.watcher, rt.health):
                 if task is not None:
                     task.cancel()
-
-
-def _until(values: list[str]) -> float | None:
-    if not values:
-        return None
-    v = values[0]
-    try:
-        return float(v)
-    except ValueError:
-        t = _parse_time(v)
-        if not t:
-            raise InvalidParameter(f"invalid until filter {v!r}: a unix time or RFC 3339 time") from None
-        return t
-
-
 
 
 def _parse_time(ts: str) -> float:

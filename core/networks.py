@@ -277,11 +277,12 @@ class NetworkService:
             self.networks.pop(net["Name"], None)
         self.d.event("network", "destroy", net["Id"], {"name": net["Name"], "type": net["Driver"]})
 
-    async def prune(self) -> list[str]:
+    async def prune(self, args: Any) -> list[str]:
+        """``docker network prune``: the networks no container uses, not predefined, that
+        the ``until``/``label``/``label!`` filters (an ``Args``) select."""
+        from .listing import networks as select
         removed = []
-        for net in list(self.networks.values()):
-            if net.get("_predefined") or self.users(net, running_only=False):
-                continue
+        for net in select(self, args, prune=True):
             with contextlib.suppress(DockyardError):
                 await self.remove(net["Id"])
                 removed.append(net["Name"])

@@ -15,6 +15,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 from typing import Any
 
@@ -107,16 +108,18 @@ class VolumeService:
         self.state.x("DELETE FROM volumes WHERE name=?", name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
-    def prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
-        everything = (filters.get("all") or ["false"])[0].lower() in ("1", "true")
+    def prune(self, args: Any) -> tuple[list[str], int]:
+        """``docker volume prune``: the unused volumes the filters (an ``Args``) select; the
+        names removed and the bytes they held."""
+        from .listing import volumes as select
         deleted, reclaimed = [], 0
-        for vol in self.list():
-            if not everything and ANON_LABEL not in (vol.get("Labels") or {}):
+        for vol in select(self, args, prune=True):
+            size = directory_size(vol["Mountpoint"])
+            try:
+                self.remove(vol["Name"])
+            except Conflict:  # taken by a container meanwhile
                 continue
-            if self.users(vol["Name"]):
-                continue
-            reclaimed += _du(vol["Mountpoint"])
-            self.remove(vol["Name"])
+            reclaimed += size
             deleted.append(vol["Name"])
         return deleted, reclaimed
 
@@ -244,12 +247,22 @@ def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _du(path: str) -> int:
+def directory_size(root: str) -> int:
+    """Bytes in the files under ``root`` as dockerd counts a volume: apparent sizes, each
+    inode once, directories not counted, symbolic links not followed; -1 if ``root`` is not a
+    directory."""
+    if not os.path.isdir(root):
+        return -1
+    seen: set[tuple[int, int]] = set()
     total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
             try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
+                st = os.lstat(os.path.join(dirpath, name))
             except OSError:
-                pass
+                continue
+            if stat.S_ISDIR(st.st_mode) or not st.st_size or (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
     return total

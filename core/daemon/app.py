@@ -26,16 +26,13 @@ from ..state import State
 from ..volumes import VolumeService
 from .body import MAX_JSON_BODY
 from .errors import error_middleware, error_response
+from .params import version_tuple as _vtuple
 
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
-
-def _vtuple(v: str) -> tuple[int, int]:
-    a, b = v.split(".")
-    return int(a), int(b)
 
 
 class Daemon:

@@ -1,13 +1,11 @@
 """Network routes, as the Docker Engine API groups them under ``/networks``."""
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
-from ...labels import labels_match
+from ... import listing
 from .. import params
 from ..app import route
 from ...schema import NetworkConnect, NetworkCreate, NetworkDisconnect
@@ -20,27 +18,10 @@ def _svc(request: web.Request):  # noqa: ANN202
 
 
 
-def _match(net: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "name" and not any(v in net["Name"] for v in values):
-            return False
-        if key == "id" and not any(net["Id"].startswith(v) for v in values):
-            return False
-        if key == "driver" and net["Driver"] not in values:
-            return False
-        if key == "type":
-            kind = "builtin" if net.get("_predefined") else "custom"
-            if kind not in values:
-                return False
-        if key == "label" and not labels_match(net.get("Labels"), values):
-            return False
-    return True
-
-
 async def list_(request: web.Request) -> web.Response:
     svc = _svc(request)
-    filters = params.filters(request)
-    return web.json_response([svc.public(n) for n in svc.networks.values() if _match(n, filters)])
+    chosen = listing.networks(svc, params.filters(request))
+    return web.json_response([svc.public(n) for n in chosen])
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -79,7 +60,7 @@ async def disconnect(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    removed = await _svc(request).prune()
+    removed = await _svc(request).prune(params.filters(request))
     return web.json_response({"NetworksDeleted": removed})
 
 

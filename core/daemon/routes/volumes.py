@@ -1,11 +1,13 @@
 """Volume routes, as the Docker Engine API groups them under ``/volumes``."""
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
 from aiohttp import web
 
-from ...labels import labels_match
+from dockyard.hookspecs.errors import InvalidParameter
+
+from ... import listing
 from .. import params
 from ..app import route
 from ...schema import VolumeCreate
@@ -16,26 +18,9 @@ def _svc(request: web.Request):  # noqa: ANN202
     return request.app["daemon"].volumes
 
 
-def _match(vol: dict[str, Any], filters: dict[str, list[str]], svc: Any) -> bool:
-    for key, values in filters.items():
-        if key == "name" and not any(v in vol["Name"] for v in values):
-            return False
-        if key == "driver" and vol["Driver"] not in values:
-            return False
-        if key == "dangling":
-            dangling = not svc.users(vol["Name"])
-            if (values[0].lower() in ("1", "true")) != dangling:
-                return False
-        if key == "label" and not labels_match(vol.get("Labels"), values):
-            return False
-    return True
-
-
 async def list_(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    flt = params.filters(request)
-    return web.json_response({"Volumes": [v for v in svc.list() if _match(v, flt, svc)],
-                              "Warnings": []})
+    chosen = listing.volumes(_svc(request), params.filters(request))
+    return web.json_response({"Volumes": chosen, "Warnings": []})
 
 
 async def create(request: web.Request) -> web.Response:
@@ -55,7 +40,11 @@ async def remove(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    deleted, reclaimed = _svc(request).prune(params.filters(request))
+    """API 1.42 prunes only anonymous volumes unless ``all=true``; older clients get all."""
+    args = params.filters(request)
+    if params.api_below(request, "1.42"):
+        args.add("all", "true")
+    deleted, reclaimed = await asyncio.to_thread(_svc(request).prune, args)
     return web.json_response({"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
