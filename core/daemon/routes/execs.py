@@ -9,7 +9,8 @@ from dockyard.hookspecs.execdriver import AttachStreams
 from .. import params
 from ...execs import FailedStreams, reframe
 from ..app import route
-from ..errors import json_body
+from ...schema import ExecCreate, ExecStart
+from ..body import json_body
 from ..hijack import parse_detach_keys, serve_hijacked
 
 
@@ -18,17 +19,10 @@ def _svc(request: web.Request):  # noqa: ANN202
     return request.app["daemon"].execs
 
 
-#: the fields of dockerd's ExecConfig and ExecStartCheck (matched in any case, as Go does)
-CREATE_FIELDS = ("User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr",
-                 "AttachStdout", "Detach", "DetachKeys", "Env", "WorkingDir", "Cmd")
-START_FIELDS = ("Detach", "Tty", "ConsoleSize")
-
-
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    if not isinstance(body, dict):
+    body = await json_body(request, ExecCreate)
+    if body is None:
         raise InvalidParameter("exec config missing from request body")
-    body = params.canonical_keys(body, CREATE_FIELDS)
     try:
         parse_detach_keys(body.get("DetachKeys"))
     except InvalidParameter:
@@ -40,20 +34,18 @@ async def create(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.StreamResponse:
     """As dockerd: the process has a TTY if the exec was *created* with one; the start's own
     ``Tty`` decides how its output is framed (raw, or multiplexed as docker-py's
-    ``demux=True`` and socket readers expect)."""
-    body = await json_body(request, {}) or {}
-    if not isinstance(body, dict):
-        raise InvalidParameter("exec start config must be a JSON object")
-    body = params.canonical_keys(body, START_FIELDS)
+    ``demux=True`` and socket readers expect) and whether its ``ConsoleSize`` counts."""
+    body = await json_body(request, ExecStart, {})
     svc = _svc(request)
     e = svc.get(request.match_info["id"])
+    raw = bool(body.get("Tty"))
+    console = body.get("ConsoleSize") if raw else None
     if body.get("Detach"):
-        await svc.start(e["ID"], True)
+        await svc.start(e["ID"], True, console)
         return web.Response(status=200)
     # what can be refused with a status is refused now; the process starts once the 101 is
     # on the wire (see serve_hijacked)
     svc.check_start(e["ID"])
-    raw = bool(body.get("Tty"))
     process_tty = e["ProcessConfig"]["tty"]
     keys = parse_detach_keys(e["DetachKeys"]) if process_tty else b""
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
@@ -61,7 +53,7 @@ async def start(request: web.Request) -> web.StreamResponse:
 
     async def open_streams() -> AttachStreams:
         try:
-            streams = await svc.start(e["ID"], False)
+            streams = await svc.start(e["ID"], False, console)
         except DockyardError as exc:  # it stopped meanwhile: too late for a status
             return FailedStreams(exc.message, raw)
         if streams is None:
