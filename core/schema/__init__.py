@@ -45,7 +45,7 @@ def decode(raw: bytes, body_type: type) -> dict[str, Any]:
     dec = _decoders.get(body_type)
     if dec is None:
         dec = _decoders[body_type] = msgspec.json.Decoder(body_type)
-    if body_type.any_case:
+    if getattr(body_type, "any_case", False):
         raw = _fields_in_any_case(raw, body_type)
     if b"\\u0000" in raw and _NUL.search(raw):
         raise InvalidParameter("invalid JSON: a string holds a NUL character (\\u0000)")
