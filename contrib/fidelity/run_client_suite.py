@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Run a real client's own integration tests (docker-py's ``tests/integration``) against dockyardd
+and against dockerd 20.10, and compare.
+
+Run as root from the repository, with the project's venv::
+
+    .venv/bin/python contrib/fidelity/run_client_suite.py /path/to/docker-py \\
+        --client-python /path/to/client-venv/bin/python --out /tmp/fidelity
+
+For each daemon (``--daemon``, default both, dockerd first): a fresh network namespace (the
+sandbox: loopback only, so no test can reach an outside name), Debian's ``docker-registry`` on its
+loopback seeded with busybox-based stand-ins for the Docker Hub images the suite uses (seed.py),
+the daemon on a private socket/data-root/exec-root with that registry as its ``docker.io`` mirror,
+the seed images pulled through the daemon, then ``pytest tests/integration`` of the checkout, run
+by ``--client-python`` inside the sandbox with a per-test timeout, its junit XML kept in
+``--out/<daemon>/junit.xml`` and the daemon's log in ``--out/<daemon>/<daemon>.log``. At the end
+(or with ``--compare-only``, from what ``--out`` already holds) it prints passed/failed/error/
+skipped per daemon, every test that passes on dockerd but not on dockyardd with the first lines of
+its failure, the tests that saw a 5xx answer, and the tracebacks and ERROR lines of the logs.
+See README.md beside this file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import click
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import report  # noqa: E402
+from daemons import running  # noqa: E402
+from sandbox import Registry, Sandbox  # noqa: E402
+from seed import seed_registry  # noqa: E402
+
+# Not run against either daemon: it connects to 192.168.10.2, an address outside this machine.
+DESELECT = ["tests/integration/api_client_test.py::ConnectionTimeoutTest::test_timeout"]
+# Pulled through each daemon before the suite (the suite itself pulls alpine:3.10 and hello-world).
+PRELOAD = ["busybox:latest", "alpine:3.10", "alpine:latest"]
+
+
+def pytest_argv(client_python: str, tests: list[str], junit: str, timeout: int,
+                deselect: list[str], keyword: str | None) -> list[str]:
+    argv = [client_python, "-m", "pytest", *tests, "-p", "no:cacheprovider", "-q", "-rfE",
+            f"--timeout={timeout}", f"--junitxml={junit}", "-o", "junit_family=xunit2"]
+    for node in deselect:
+        argv += ["--deselect", node]
+    if keyword:
+        argv += ["-k", keyword]
+    return argv
+
+
+def run_one(kind: str, checkout: str, out: str, opts: dict) -> str:
+    """Run the suite against one daemon; returns the junit XML's path."""
+    workdir = os.path.join(out, kind)
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    junit = os.path.join(workdir, "junit.xml")
+    extra = {"experimental": True} if kind == "dockerd" and opts["experimental"] else {}
+    started = time.monotonic()
+    with Sandbox() as sb, Registry(sb, workdir) as reg:
+        seeded = seed_registry(sb.net([]), reg.addr, workdir)
+        click.echo(f"[{kind}] sandbox {sb.name}, registry {reg.url} with {', '.join(seeded)}")
+        with running(kind, sb, reg.addr, workdir, **extra) as d:
+            for ref in PRELOAD:
+                d.pull(ref)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+            env.update(DOCKER_HOST=d.host, DOCKER_TEST_API_VERSION=opts["api_version"],
+                       PYTHONDONTWRITEBYTECODE="1")
+            argv = pytest_argv(opts["client_python"], opts["tests"], junit, opts["timeout"],
+                               DESELECT + list(opts["deselect"]), opts["keyword"])
+            click.echo(f"[{kind}] {d.host}: {' '.join(argv[1:])}")
+            with open(os.path.join(workdir, "pytest.log"), "wb") as log:
+                try:
+                    rc = subprocess.run(sb.net(argv), cwd=checkout, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, timeout=opts["suite_timeout"]).returncode
+                except subprocess.TimeoutExpired:
+                    rc = "timeout"
+    minutes = (time.monotonic() - started) / 60
+    click.echo(f"[{kind}] pytest exit {rc} after {minutes:.1f} min; log {workdir}/pytest.log")
+    return junit
+
+
+def compare_dir(out: str, kinds: list[str]) -> str:
+    per_daemon, logs = {}, {}
+    for kind in kinds:
+        junit = os.path.join(out, kind, "junit.xml")
+        if os.path.exists(junit):
+            per_daemon[kind] = report.load_junit(junit)
+        else:
+            click.echo(f"no {junit}: {kind} left out", err=True)
+    if os.path.exists(os.path.join(out, "dockyardd", "dockyardd.log")):
+        logs["dockyardd"] = os.path.join(out, "dockyardd", "dockyardd.log")
+    with open(os.path.join(out, "outcomes.json"), "w") as f:
+        json.dump({k: {t: r.outcome for t, r in v.items()} for k, v in per_daemon.items()}, f,
+                  indent=1, sort_keys=True)
+    return report.render(per_daemon, logs)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkout", type=click.Path(exists=True, file_okay=False))
+@click.option("--daemon", "daemons", multiple=True, type=click.Choice(["dockerd", "dockyardd"]),
+              help="daemon(s) to run against [default: dockerd then dockyardd]")
+@click.option("--client-python", default=sys.executable, show_default=True,
+              help="interpreter with pytest, pytest-timeout, paramiko, websocket-client, requests")
+@click.option("--out", default="/tmp/dockyard-fidelity", show_default=True,
+              help="where junit XML, pytest output and daemon logs are kept")
+@click.option("--tests", multiple=True, default=["tests/integration"], show_default=True,
+              help="test paths or node ids, relative to the checkout")
+@click.option("-k", "keyword", help="pytest -k expression")
+@click.option("--deselect", multiple=True, help="more node ids to leave out")
+@click.option("--timeout", default=300, show_default=True, help="seconds per test")
+@click.option("--suite-timeout", default=6 * 3600, show_default=True, help="seconds for one daemon's run")
+@click.option("--api-version", default="1.41", show_default=True,
+              help="DOCKER_TEST_API_VERSION (dockerd 20.10 speaks up to 1.41)")
+@click.option("--experimental", is_flag=True, help="start dockerd with --experimental (as docker-py's CI)")
+@click.option("--compare-only", is_flag=True, help="only compare what --out holds")
+def main(checkout: str, daemons: tuple[str, ...], **opts: object) -> None:
+    """Run CHECKOUT's (a docker-py checkout) integration tests against dockerd and dockyardd."""
+    if os.geteuid() != 0:
+        raise click.ClickException("must run as root (it starts daemons and a network namespace)")
+    kinds = list(daemons) or ["dockerd", "dockyardd"]
+    out = os.path.abspath(str(opts["out"]))
+    os.makedirs(out, exist_ok=True)
+    if not opts["compare_only"]:
+        for tool in ("ip", "nsenter", "unshare", "docker-registry", "skopeo", "curl",
+                     *(["dockerd"] if "dockerd" in kinds else [])):
+            if shutil.which(tool) is None:
+                raise click.ClickException(f"{tool} not found (see contrib/fidelity/README.md)")
+        for kind in kinds:
+            run_one(kind, os.path.abspath(checkout), out, opts)
+    text = compare_dir(out, kinds)
+    with open(os.path.join(out, "comparison.txt"), "w") as f:
+        f.write(text + "\n")
+    click.echo(text)
+
+
+if __name__ == "__main__":
+    main()
