@@ -21,12 +21,14 @@ class Result:
     message: str = ""
     text: str = ""
     seconds: float = 0.0
+    output: str = ""  # what the test printed (junit_logging=all), e.g. compose's "Stderr: ..."
 
     def head(self, lines: int = 3, width: int = 200) -> list[str]:
         """The first lines that say why: the message, then the traceback's last lines."""
         out = [self.message.strip().splitlines()[0][:width]] if self.message.strip() else []
         tail = [x for x in self.text.strip().splitlines() if x.startswith("E ")]
         out += [x[:width] for x in tail[:lines - len(out)]]
+        out += [x[:width] for x in self.output.splitlines() if x.startswith("Stderr:")][:1]
         return out or [x[:width] for x in self.text.strip().splitlines()[-lines:]]
 
 
@@ -42,7 +44,8 @@ def load_junit(path: str) -> dict[str, Result]:
                 outcome = {"failure": "failed"}.get(tag, tag)
                 message, text = el.get("message", ""), el.text or ""
                 break
-        r = Result(outcome, message, text, float(case.get("time", 0) or 0))
+        printed = "\n".join(el.text or "" for el in case if el.tag in ("system-out", "system-err"))
+        r = Result(outcome, message, text, float(case.get("time", 0) or 0), printed)
         old = results.get(key)
         # a teardown error after a pass or failure comes as a second entry: keep the worse one
         if old is None or badness[r.outcome] > badness[old.outcome]:

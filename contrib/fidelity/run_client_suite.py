@@ -37,17 +37,14 @@ import report  # noqa: E402
 from daemons import running  # noqa: E402
 from sandbox import Registry, Sandbox  # noqa: E402
 from seed import seed_registry  # noqa: E402
-
-# Not run against either daemon: it connects to 192.168.10.2, an address outside this machine.
-DESELECT = ["tests/integration/api_client_test.py::ConnectionTimeoutTest::test_timeout"]
-# Pulled through each daemon before the suite (the suite itself pulls alpine:3.10 and hello-world).
-PRELOAD = ["busybox:latest", "alpine:3.10", "alpine:latest"]
+from suites import SUITES, Suite  # noqa: E402
 
 
 def pytest_argv(client_python: str, tests: list[str], junit: str, timeout: int,
                 deselect: list[str], keyword: str | None) -> list[str]:
     argv = [client_python, "-m", "pytest", *tests, "-p", "no:cacheprovider", "-q", "-rfE",
-            f"--timeout={timeout}", f"--junitxml={junit}", "-o", "junit_family=xunit2"]
+            f"--timeout={timeout}", f"--junitxml={junit}", "-o", "junit_family=xunit2",
+            "-o", "junit_logging=all", "--tb=short"]
     for node in deselect:
         argv += ["--deselect", node]
     if keyword:
@@ -55,8 +52,8 @@ def pytest_argv(client_python: str, tests: list[str], junit: str, timeout: int,
     return argv
 
 
-def run_one(kind: str, checkout: str, out: str, opts: dict) -> str:
-    """Run the suite against one daemon; returns the junit XML's path."""
+def run_one(kind: str, suite: Suite, checkout: str, out: str, opts: dict) -> str:
+    """Run ``suite`` against one daemon; returns the junit XML's path."""
     workdir = os.path.join(out, kind)
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
@@ -64,16 +61,16 @@ def run_one(kind: str, checkout: str, out: str, opts: dict) -> str:
     extra = {"experimental": True} if kind == "dockerd" and opts["experimental"] else {}
     started = time.monotonic()
     with Sandbox() as sb, Registry(sb, workdir) as reg:
-        seeded = seed_registry(sb.net([]), reg.addr, workdir)
+        seeded = seed_registry(sb.net([]), reg.addr, workdir, suite.images)
         click.echo(f"[{kind}] sandbox {sb.name}, registry {reg.url} with {', '.join(seeded)}")
         with running(kind, sb, reg.addr, workdir, **extra) as d:
-            for ref in PRELOAD:
+            for ref in suite.preload:
                 d.pull(ref)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-            env.update(DOCKER_HOST=d.host, DOCKER_TEST_API_VERSION=opts["api_version"],
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
+            env.update(suite.env, DOCKER_HOST=d.host, DOCKER_TEST_API_VERSION=opts["api_version"],
                        PYTHONDONTWRITEBYTECODE="1")
-            argv = pytest_argv(opts["client_python"], opts["tests"], junit, opts["timeout"],
-                               DESELECT + list(opts["deselect"]), opts["keyword"])
+            argv = pytest_argv(opts["client_python"], list(opts["tests"]) or suite.tests, junit,
+                               opts["timeout"], suite.deselect + list(opts["deselect"]), opts["keyword"])
             click.echo(f"[{kind}] {d.host}: {' '.join(argv[1:])}")
             with open(os.path.join(workdir, "pytest.log"), "wb") as log:
                 try:
@@ -104,14 +101,16 @@ def compare_dir(out: str, kinds: list[str]) -> str:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkout", type=click.Path(exists=True, file_okay=False))
+@click.option("--suite", "suite_name", type=click.Choice(sorted(SUITES)), default="docker-py",
+              show_default=True, help="which client's tests CHECKOUT holds (see suites.py)")
 @click.option("--daemon", "daemons", multiple=True, type=click.Choice(["dockerd", "dockyardd"]),
               help="daemon(s) to run against [default: dockerd then dockyardd]")
 @click.option("--client-python", default=sys.executable, show_default=True,
               help="interpreter with pytest, pytest-timeout, paramiko, websocket-client, requests")
 @click.option("--out", default="/tmp/dockyard-fidelity", show_default=True,
               help="where junit XML, pytest output and daemon logs are kept")
-@click.option("--tests", multiple=True, default=["tests/integration"], show_default=True,
-              help="test paths or node ids, relative to the checkout")
+@click.option("--tests", multiple=True,
+              help="test paths or node ids, relative to the checkout [default: the suite's]")
 @click.option("-k", "keyword", help="pytest -k expression")
 @click.option("--deselect", multiple=True, help="more node ids to leave out")
 @click.option("--timeout", default=300, show_default=True, help="seconds per test")
@@ -120,8 +119,9 @@ def compare_dir(out: str, kinds: list[str]) -> str:
               help="DOCKER_TEST_API_VERSION (dockerd 20.10 speaks up to 1.41)")
 @click.option("--experimental", is_flag=True, help="start dockerd with --experimental (as docker-py's CI)")
 @click.option("--compare-only", is_flag=True, help="only compare what --out holds")
-def main(checkout: str, daemons: tuple[str, ...], **opts: object) -> None:
-    """Run CHECKOUT's (a docker-py checkout) integration tests against dockerd and dockyardd."""
+def main(checkout: str, suite_name: str, daemons: tuple[str, ...], **opts: object) -> None:
+    """Run CHECKOUT's (a docker-py or docker-compose 1.29 checkout) integration tests against
+    dockerd and dockyardd."""
     if os.geteuid() != 0:
         raise click.ClickException("must run as root (it starts daemons and a network namespace)")
     kinds = list(daemons) or ["dockerd", "dockyardd"]
@@ -133,7 +133,7 @@ def main(checkout: str, daemons: tuple[str, ...], **opts: object) -> None:
             if shutil.which(tool) is None:
                 raise click.ClickException(f"{tool} not found (see contrib/fidelity/README.md)")
         for kind in kinds:
-            run_one(kind, os.path.abspath(checkout), out, opts)
+            run_one(kind, SUITES[suite_name], os.path.abspath(checkout), out, opts)
     text = compare_dir(out, kinds)
     with open(os.path.join(out, "comparison.txt"), "w") as f:
         f.write(text + "\n")

@@ -5,7 +5,7 @@ Each image is written as a ``docker save`` archive (manifest.json, config, layer
 into the registry by ``skopeo``. The rootfs is the project's busybox one
 (``dockyard.core.busybox``); images that stand for others (``alpine``, ``hello-world``) differ
 from it by their config (and hello-world by a ``/hello`` layer), so every name gets an id of its
-own, as on Docker Hub.
+own, as on Docker Hub. Which images a suite needs is said in suites.py.
 """
 from __future__ import annotations
 
@@ -37,16 +37,6 @@ class SeedImage:
     @property
     def short(self) -> str:
         return f"{self.repo.removeprefix('library/')}:{self.tag}"
-
-
-# What docker-py's tests/integration pull or build FROM (docker-compose's acceptance tests use
-# busybox too). alpine stands in as busybox with alpine's CMD.
-DEFAULT_IMAGES = [
-    SeedImage("library/busybox", "latest", ["sh"]),
-    SeedImage("library/alpine", "3.10", ["/bin/sh"], {"stand-in-for": "alpine:3.10"}),
-    SeedImage("library/alpine", "latest", ["/bin/sh"], {"stand-in-for": "alpine:latest"}),
-    SeedImage("library/hello-world", "latest", ["/hello"], {"stand-in-for": "hello-world"}, hello=True),
-]
 
 
 def _arch() -> str:
@@ -104,7 +94,7 @@ def write_archive(image: SeedImage, workdir: str, base_layer: str) -> str:
 
 
 def seed_registry(net: list[str], registry_addr: str, workdir: str,
-                  images: list[SeedImage] = DEFAULT_IMAGES) -> list[str]:
+                  images: list[SeedImage]) -> list[str]:
     """Push ``images`` to the registry at ``registry_addr`` (plain HTTP). ``net`` prefixes a
     command so it runs where the registry listens. Returns the short names pushed."""
     build = os.path.join(workdir, "seed")
