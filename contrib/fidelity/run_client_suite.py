@@ -24,9 +24,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from typing import IO
 
 import click
 
@@ -52,6 +54,28 @@ def pytest_argv(client_python: str, tests: list[str], junit: str, timeout: int,
     return argv
 
 
+def run_pytest(argv: list[str], cwd: str, env: dict[str, str], log: IO[bytes],
+               timeout: float) -> int | str:
+    """Run pytest; past ``timeout`` interrupt it as Ctrl-C would, so that it still writes the
+    junit XML of the tests it ran (nsenter execs, so the pid is pytest's)."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return "interrupted (--suite-timeout)"
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
 def run_one(kind: str, suite: Suite, checkout: str, out: str, opts: dict) -> str:
     """Run ``suite`` against one daemon; returns the junit XML's path."""
     workdir = os.path.join(out, kind)
@@ -67,17 +91,16 @@ def run_one(kind: str, suite: Suite, checkout: str, out: str, opts: dict) -> str
             for ref in suite.preload:
                 d.pull(ref)
             env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
+            # a HOME of its own: the suites write contexts and config under ~/.docker
+            home = os.path.join(workdir, "home")
+            os.makedirs(home, exist_ok=True)
             env.update(suite.env, DOCKER_HOST=d.host, DOCKER_TEST_API_VERSION=opts["api_version"],
-                       PYTHONDONTWRITEBYTECODE="1")
+                       PYTHONDONTWRITEBYTECODE="1", HOME=home)
             argv = pytest_argv(opts["client_python"], list(opts["tests"]) or suite.tests, junit,
                                opts["timeout"], suite.deselect + list(opts["deselect"]), opts["keyword"])
             click.echo(f"[{kind}] {d.host}: {' '.join(argv[1:])}")
             with open(os.path.join(workdir, "pytest.log"), "wb") as log:
-                try:
-                    rc = subprocess.run(sb.net(argv), cwd=checkout, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, timeout=opts["suite_timeout"]).returncode
-                except subprocess.TimeoutExpired:
-                    rc = "timeout"
+                rc = run_pytest(sb.net(argv), checkout, env, log, opts["suite_timeout"])
     minutes = (time.monotonic() - started) / 60
     click.echo(f"[{kind}] pytest exit {rc} after {minutes:.1f} min; log {workdir}/pytest.log")
     return junit
@@ -124,6 +147,10 @@ def main(checkout: str, suite_name: str, daemons: tuple[str, ...], **opts: objec
     dockerd and dockyardd."""
     if os.geteuid() != 0:
         raise click.ClickException("must run as root (it starts daemons and a network namespace)")
+    # Started in the background, a shell leaves SIGINT ignored, and pytest would inherit that: take
+    # it back (run_pytest interrupts pytest with it), and make SIGTERM clean up as Ctrl-C does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     kinds = list(daemons) or ["dockerd", "dockyardd"]
     out = os.path.abspath(str(opts["out"]))
     os.makedirs(out, exist_ok=True)

@@ -6,7 +6,8 @@ loopback only). So nothing a test does can reach an outside name or address (the
 and the daemons' bridges, firewall rules and published ports never meet the host's or another
 engineer's. A daemon also gets a mount namespace of its own (a slave of the host's) with a sysfs
 that describes the private network namespace and the host's cgroup mounts moved back under it;
-``/run/containerd`` is covered by a tmpfs there so dockerd starts its own containerd (it would use
+``/`` is made rshared there (as on a systemd host: rshared binds need it; still a slave of the
+host's, so nothing propagates back), and ``/run/containerd`` is covered by a tmpfs there so dockerd starts its own containerd (it would use
 a system one whose socket it finds) and its shims' sockets stay private.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ mount --rbind /sys/fs/cgroup "$keep"
 mount -t sysfs sysfs /sys
 mount --move "$keep" /sys/fs/cgroup
 rmdir "$keep"
+mount --make-rshared /
 if [ -d /run/containerd ]; then mount -t tmpfs -o mode=0711 tmpfs /run/containerd; fi
 exec "$@"
 """

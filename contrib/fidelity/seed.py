@@ -4,8 +4,8 @@ to the sandbox's registry (the daemons use it as their ``docker.io`` mirror).
 Each image is written as a ``docker save`` archive (manifest.json, config, layer tars) and copied
 into the registry by ``skopeo``. The rootfs is the project's busybox one
 (``dockyard.core.busybox``); images that stand for others (``alpine``, ``hello-world``) differ
-from it by their config (and hello-world by a ``/hello`` layer), so every name gets an id of its
-own, as on Docker Hub. Which images a suite needs is said in suites.py.
+from it by their config and by a layer of files (alpine's users, hello-world's ``/hello``), so
+every name gets an id of its own, as on Docker Hub. Which images a suite needs is said in suites.py.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from dockyard.core.busybox import write_rootfs_tar
 
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CREATED = "2020-01-01T00:00:00Z"
-HELLO = b"#!/bin/sh\necho\necho 'Hello from Docker!'\necho 'This message shows that your installation appears to be working correctly.'\n"
 
 
 @dataclass
@@ -32,7 +31,8 @@ class SeedImage:
     tag: str
     cmd: list[str]
     labels: dict[str, str] = field(default_factory=dict)
-    hello: bool = False          # add a /hello layer (hello-world)
+    # a second layer over the busybox rootfs: path -> (mode, content), content None for a directory
+    files: dict[str, tuple[int, bytes | None]] = field(default_factory=dict)
 
     @property
     def short(self) -> str:
@@ -52,25 +52,31 @@ def _sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _hello_layer(path: str) -> None:
+def _files_layer(path: str, files: dict[str, tuple[int, bytes | None]]) -> None:
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        ti = tarfile.TarInfo("hello")
-        ti.size, ti.mode, ti.mtime = len(HELLO), 0o755, 1577836800
-        tar.addfile(ti, io.BytesIO(HELLO))
+        for name, (mode, data) in sorted(files.items()):
+            ti = tarfile.TarInfo(name)
+            ti.mode, ti.mtime = mode, 1577836800
+            if data is None:
+                ti.type = tarfile.DIRTYPE
+                tar.addfile(ti)
+            else:
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
 
 
 def write_archive(image: SeedImage, workdir: str, base_layer: str) -> str:
-    """A ``docker save`` archive of ``image`` (layers: the busybox rootfs, maybe /hello)."""
+    """A ``docker save`` archive of ``image`` (layers: the busybox rootfs, then its files)."""
     d = os.path.join(workdir, image.short.replace("/", "_").replace(":", "_"))
     os.makedirs(d, exist_ok=True)
     layers = [base_layer]
-    if image.hello:
-        layers.append(os.path.join(d, "hello.tar"))
-        _hello_layer(layers[-1])
+    if image.files:
+        layers.append(os.path.join(d, "files.tar"))
+        _files_layer(layers[-1], image.files)
     digests = [_sha256_file(p) for p in layers]
     history = [{"created": CREATED, "created_by": "busybox-static rootfs (dockyard contrib/fidelity)"}]
-    if image.hello:
-        history.append({"created": CREATED, "created_by": "COPY hello /"})
+    if image.files:
+        history.append({"created": CREATED, "created_by": "COPY " + " ".join(sorted(image.files)) + " /"})
     config = {
         "architecture": _arch(), "os": "linux", "created": CREATED,
         "config": {"Env": [PATH_ENV], "Cmd": image.cmd, "Labels": image.labels or None},
