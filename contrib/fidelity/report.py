@@ -13,6 +13,8 @@ from dataclasses import dataclass
 OUTCOMES = ("passed", "failed", "error", "skipped")
 SERVER_ERROR = re.compile(r"\b(5\d\d) Server Error\b[^\n]*")
 LOG_PROBLEM = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) ")
+# docker-py's "NNN Client Error for http+docker://localhost/v1.41/PATH?QUERY: ..." -> "... for PATH: ..."
+CLIENT_URL = re.compile(r"(?:http\+docker|https?)://[^/\s]+(?:/v\d+\.\d+)?(/[^?\s:]*)(?:\?\S*?)?(?=:? )")
 
 
 @dataclass
@@ -23,11 +25,16 @@ class Result:
     seconds: float = 0.0
     output: str = ""  # what the test printed (junit_logging=all), e.g. compose's "Stderr: ..."
 
-    def head(self, lines: int = 3, width: int = 200) -> list[str]:
+    def head(self, lines: int = 3, width: int = 240) -> list[str]:
         """The first lines that say why: the message, then the traceback's last lines."""
-        out = [self.message.strip().splitlines()[0][:width]] if self.message.strip() else []
-        tail = [x for x in self.text.strip().splitlines() if x.startswith("E ")]
-        out += [x[:width] for x in tail[:lines - len(out)]]
+        first = self.message.strip().splitlines()[0] if self.message.strip() else ""
+        first = CLIENT_URL.sub(r"\1", first)
+        out = [first[:width]] if first else []
+        # the assertion's own lines, less those that only repeat the message
+        tail = [CLIENT_URL.sub(r"\1", x) for x in self.text.strip().splitlines() if x.startswith("E ")]
+        tail = [x for x in tail if x[1:].strip() not in first and
+                not x[1:].strip().startswith("requests.exceptions.HTTPError")]
+        out += [x[:width] for x in tail[:max(lines - len(out), 0)]]
         out += [x[:width] for x in self.output.splitlines() if x.startswith("Stderr:")][:1]
         return out or [x[:width] for x in self.text.strip().splitlines()[-lines:]]
 

@@ -43,7 +43,7 @@ from suites import SUITES, Suite  # noqa: E402
 
 
 def pytest_argv(client_python: str, tests: list[str], junit: str, timeout: int,
-                deselect: list[str], keyword: str | None) -> list[str]:
+                deselect: list[str], keyword: str | None, extra: list[str]) -> list[str]:
     argv = [client_python, "-m", "pytest", *tests, "-p", "no:cacheprovider", "-q", "-rfE",
             f"--timeout={timeout}", f"--junitxml={junit}", "-o", "junit_family=xunit2",
             "-o", "junit_logging=all", "--tb=short"]
@@ -51,7 +51,7 @@ def pytest_argv(client_python: str, tests: list[str], junit: str, timeout: int,
         argv += ["--deselect", node]
     if keyword:
         argv += ["-k", keyword]
-    return argv
+    return argv + extra
 
 
 def run_pytest(argv: list[str], cwd: str, env: dict[str, str], log: IO[bytes],
@@ -97,7 +97,8 @@ def run_one(kind: str, suite: Suite, checkout: str, out: str, opts: dict) -> str
             env.update(suite.env, DOCKER_HOST=d.host, DOCKER_TEST_API_VERSION=opts["api_version"],
                        PYTHONDONTWRITEBYTECODE="1", HOME=home)
             argv = pytest_argv(opts["client_python"], list(opts["tests"]) or suite.tests, junit,
-                               opts["timeout"], suite.deselect + list(opts["deselect"]), opts["keyword"])
+                               opts["timeout"], suite.deselect + list(opts["deselect"]), opts["keyword"],
+                               list(opts["pytest_arg"]))
             click.echo(f"[{kind}] {d.host}: {' '.join(argv[1:])}")
             with open(os.path.join(workdir, "pytest.log"), "wb") as log:
                 rc = run_pytest(sb.net(argv), checkout, env, log, opts["suite_timeout"])
@@ -136,6 +137,7 @@ def compare_dir(out: str, kinds: list[str]) -> str:
               help="test paths or node ids, relative to the checkout [default: the suite's]")
 @click.option("-k", "keyword", help="pytest -k expression")
 @click.option("--deselect", multiple=True, help="more node ids to leave out")
+@click.option("--pytest-arg", multiple=True, help="one more argument for pytest (e.g. --runxfail)")
 @click.option("--timeout", default=300, show_default=True, help="seconds per test")
 @click.option("--suite-timeout", default=6 * 3600, show_default=True, help="seconds for one daemon's run")
 @click.option("--api-version", default="1.41", show_default=True,
