@@ -8,8 +8,38 @@ from dataclasses import dataclass, field
 from seed import SeedImage
 
 
+# The busybox image's own users (compose execs as ``operator``), over dockyard's smaller list.
+BUSYBOX_PASSWD = """root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+bin:x:2:2:bin:/bin:/bin/false
+sys:x:3:3:sys:/dev:/bin/false
+sync:x:4:100:sync:/bin:/bin/sync
+mail:x:8:8:mail:/var/spool/mail:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+operator:x:37:37:Operator:/var:/bin/false
+nobody:x:65534:65534:nobody:/home:/bin/false
+"""
+BUSYBOX_GROUP = """root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+wheel:x:10:root
+mail:x:8:
+www-data:x:33:
+operator:x:37:
+staff:x:50:
+users:x:100:
+nogroup:x:65534:
+"""
+
+
 def _busybox(tag: str) -> SeedImage:
-    return SeedImage("library/busybox", tag, ["sh"], {"stand-in-for": f"busybox:{tag}"})
+    files = {"etc": (0o755, None), "etc/passwd": (0o644, BUSYBOX_PASSWD.encode()),
+             "etc/group": (0o644, BUSYBOX_GROUP.encode())}
+    return SeedImage("library/busybox", tag, ["sh"], {"stand-in-for": f"busybox:{tag}"}, files)
 
 
 # What tests expect of alpine beyond busybox: its users (docker-py execs as ``postgres``) and
@@ -84,7 +114,7 @@ COMPOSE = Suite(
     "compose",
     ["tests/acceptance"],
     [_busybox("latest"), _busybox("1.31.0-uclibc"), _busybox("1.27.2"), _alpine("3.10.1"),
-     _alpine("latest")],
+     _alpine("3.12"), _alpine("edge"), _alpine("latest")],
     ["busybox:latest", "busybox:1.31.0-uclibc", "busybox:1.27.2", "alpine:3.10.1"],
 )
 
