@@ -69,7 +69,8 @@ def server_errors(results: dict[str, Result]) -> dict[str, list[str]]:
     """Tests whose failure text shows a 5xx answer, with the line that says so."""
     found: dict[str, list[str]] = {}
     for key, r in results.items():
-        hits = sorted({m.group(0)[:200] for m in SERVER_ERROR.finditer(r.message + "\n" + r.text)})
+        text = CLIENT_URL.sub(r"\1", r.message + "\n" + r.text)
+        hits = sorted({m.group(0)[:200] for m in SERVER_ERROR.finditer(text)})
         if hits:
             found[key] = hits
     return found
