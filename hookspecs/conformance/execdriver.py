@@ -39,6 +39,7 @@ import pytest
 
 from ..errors import Conflict, DriverNotSupported, ExecError, InvalidParameter, NotFound
 from ..execdriver import ExecDriver, ExitStatus
+from .execdriver_devices import DeviceCases
 
 GROUP = "dockyard.execdrivers"
 Factory = Callable[[str], ExecDriver]
@@ -174,9 +175,10 @@ class Env:
 
 
 @needs_root
-class ExecDriverSuite:
-    """The tests. Subclass with an ``exec_driver_factory`` fixture (or use
-    :func:`execdriver_suite`); the class is not collected itself (no ``Test`` prefix)."""
+class ExecDriverSuite(DeviceCases):
+    """The tests (the device cases in :mod:`.execdriver_devices`). Subclass with an
+    ``exec_driver_factory`` fixture (or use :func:`execdriver_suite`); the class is not
+    collected itself (no ``Test`` prefix)."""
 
     @pytest.fixture
     def exec_driver_factory(self) -> Factory:
