@@ -36,6 +36,7 @@ from .devices import DeviceRules
 
 # bpf(2) commands, program and attach types, flags (linux/bpf.h)
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_QUERY = 5, 8, 9, 16
+BPF_PROG_GET_FD_BY_ID = 13
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6
 BPF_F_ALLOW_MULTI = 1 << 1
@@ -203,3 +204,22 @@ def attached(cgroup_dir: str) -> list[int]:
     finally:
         os.close(fd)
 
+
+
+def detach_all(cgroup_dir: str) -> int:
+    """Detach every device program attached to the cgroup v2 directory itself (before a new
+    rule set is attached to a cgroup that keeps running processes, attach first, then detach
+    the old ones); return how many."""
+    n = 0
+    for prog_id in attached(cgroup_dir):
+        try:
+            fd = _bpf(BPF_PROG_GET_FD_BY_ID, ctypes.create_string_buffer(
+                struct.pack("=III", prog_id, 0, 0), 12))
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        try:
+            detach(fd, cgroup_dir)
+            n += 1
+        finally:
+            os.close(fd)
+    return n
