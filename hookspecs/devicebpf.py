@@ -2,10 +2,11 @@
 
 cgroup v2 has no ``devices`` controller: the kernel asks the eBPF programs attached to a cgroup
 (and to its ancestors) with ``BPF_CGROUP_DEVICE`` whether a process in it may open or mknod a
-device node. This module writes that program for a :class:`~dockyard.hookspecs.devices.DeviceRules`
-state — so a v2 cgroup decides exactly as a v1 ``devices`` cgroup given the same rules — and loads,
-attaches and lists programs with the ``bpf(2)`` system call (through ctypes: no compiler, no
-libbpf). Public toolkit for exec drivers; it imports nothing of dockyard but the hookspecs.
+device node. This module writes that program for a
+:class:`~dockyard.hookspecs.devices.DeviceRules` state — so a v2 cgroup decides exactly as a v1
+``devices`` cgroup given the same rules — and loads, attaches and lists programs with the
+``bpf(2)`` system call (through ctypes: no compiler, no libbpf). Public toolkit for exec
+drivers; it imports nothing of dockyard but the hookspecs.
 
 The program (``struct bpf_cgroup_dev_ctx`` in R1: ``access_type`` = access << 16 | type,
 ``major``, ``minor``)::

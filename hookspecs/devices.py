@@ -1,4 +1,4 @@
-"""Device access for containers: the OCI ``linux.resources.devices`` rules and ``linux.devices`` nodes.
+"""Device access for containers: OCI ``linux.resources.devices`` rules, ``linux.devices`` nodes.
 
 Public toolkit for exec drivers (nothing here imports the rest of dockyard):
 
@@ -73,8 +73,8 @@ def parse_rule(text: str) -> dict[str, Any]:
                 "minor": -1 if minor == "*" else _number(int(minor), "minor", MAX_MINOR),
                 "access": _access(access, text)}
     except InvalidParameter:
-        raise InvalidParameter(f"invalid device cgroup rule format: '{text}' (major 0..{MAX_MAJOR}, "
-                               f"minor 0..{MAX_MINOR})") from None
+        raise InvalidParameter(f"invalid device cgroup rule format: '{text}' "
+                               f"(major 0..{MAX_MAJOR}, minor 0..{MAX_MINOR})") from None
     return rule
 
 

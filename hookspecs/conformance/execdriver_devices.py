@@ -10,7 +10,9 @@ nothing is written) on the host.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
     from .execdriver import Env
@@ -48,8 +50,9 @@ class DeviceCases:
             "mknod /dev/t-blk b 7 0 2>&1; true")
 
         async def main() -> None:
-            spec_extra = {"devices": [MYZERO], "resources": {"devices": DOCKER_LIKE}}
-            status, out, err = await _run(env, ["sh", "-c", script], spec_extra)
+            status, out, err = await env.run(
+                env.driver(), ["sh", "-c", script], secure=True,
+                linux={"devices": [MYZERO], "resources": {"devices": DOCKER_LIKE}})
             lines = _lines(out)
             assert status.exit_code == 0, (out, err)
             assert lines[0] == "null-ok" and lines[1] == "4", lines
@@ -68,8 +71,9 @@ class DeviceCases:
         script = "mknod /dev/t-kmsg c 1 11 && (exec 3>/dev/t-kmsg) && echo kmsg-ok"
 
         async def main() -> None:
-            spec_extra = {"resources": {"devices": [{"allow": True, "access": "rwm"}]}}
-            status, out, err = await _run(env, ["sh", "-c", script], spec_extra)
+            status, out, err = await env.run(env.driver(), ["sh", "-c", script], secure=True,
+                                             linux={"resources": {"devices": [
+                                                 {"allow": True, "access": "rwm"}]}})
             assert (status.exit_code, _lines(out)) == (0, ["kmsg-ok"]), (out, err)
 
         asyncio.run(main())
@@ -81,15 +85,14 @@ class DeviceCases:
             from .execdriver import USERNS_BASE
             d = env.driver()
             if not type(d).user_namespaces:
-                import pytest
                 pytest.skip(f"{type(d).name} declares no user-namespace support")
             maps = [{"containerID": 0, "hostID": USERNS_BASE, "size": 65536}]
-            spec_extra = {"devices": [MYZERO], "resources": {"devices": DOCKER_LIKE},
-                          "uidMappings": maps, "gidMappings": maps}
-            status, out, err = await _run(
-                env, ["sh", "-c", "head -c 3 /dev/myzero | wc -c; (echo x > /dev/myzero) 2>&1; "
-                                  "echo x > /dev/null && echo null-ok"],
-                spec_extra, namespaces=("pid", "network", "mount", "ipc", "uts", "user"), driver=d)
+            status, out, err = await env.run(
+                d, ["sh", "-c", "head -c 3 /dev/myzero | wc -c; (echo x > /dev/myzero) 2>&1; "
+                                "echo x > /dev/null && echo null-ok"],
+                secure=True, namespaces=("pid", "network", "mount", "ipc", "uts", "user"),
+                linux={"devices": [MYZERO], "resources": {"devices": DOCKER_LIKE},
+                       "uidMappings": maps, "gidMappings": maps})
             lines = _lines(out)
             assert status.exit_code == 0, (out, err)
             assert lines[0] == "3" and lines[2] == "null-ok", lines
@@ -97,23 +100,3 @@ class DeviceCases:
 
         asyncio.run(main())
 
-
-async def _run(env: Env, args: list[str], linux_extra: dict[str, Any],
-               namespaces: tuple[str, ...] = ("pid", "network", "mount", "ipc", "uts"),
-               driver: Any = None) -> tuple[Any, bytes, bytes]:
-    """Run ``args`` as root with Docker's capabilities and ``linux_extra`` merged into the
-    spec's ``linux``; (exit status, stdout, stderr)."""
-    from .execdriver import demux
-    d = driver or env.driver()
-    cid = env.cid()
-    spec = env.spec(args, secure=True, namespaces=namespaces)
-    resources = {**spec["linux"].get("resources", {}), **linux_extra.pop("resources", {})}
-    spec["linux"].update(linux_extra, resources=resources)
-    await d.create(cid, spec, log_path=env.log(cid))
-    att = await d.attach(cid)
-    await d.start(cid)
-    status = await asyncio.wait_for(d.wait(cid), 30)
-    out, err = demux(await asyncio.wait_for(att.reader.read(), 30))
-    att.close()
-    await d.delete(cid)
-    return status, out, err
