@@ -221,3 +221,38 @@ def test_program_shape_and_verifier_errors() -> None:
     assert len(prog) == 8 * 8  # the six loads, then "r0 = 0; exit": denies everything
     with pytest.raises(OSError, match="device eBPF program"):
         devicebpf.load(b"\x95" + b"\x00" * 7)  # exit with r0 unset: the verifier refuses
+
+
+@needs_root
+def test_native_cgroups_on_a_pure_cgroup2_tree(nodes_dir: str) -> None:
+    """The native driver's cgroup code in v2 mode (the host's cgroup2 mount taken as the whole
+    tree): the device program is attached to the container's directory before anything joins,
+    refusals as the rules say; a set it cannot attach is an error, never a silent start; the
+    directories go with remove."""
+    from dockyard.plugins.execdrivers.native.cgroups import Cgroups
+    base = _cgroup_mounts().get("cgroup2")
+    if base is None:
+        pytest.skip("no cgroup2 mount on this host")
+    cg = Cgroups(base)
+    assert cg.v2 and list(cg.hierarchies) == ["unified"]
+    parent = f"dky-devtest-{uuid.uuid4().hex[:12]}"
+    rules = RULE_SETS["docker-default"]
+    try:
+        dirs = cg.create(f"{parent}/c1", {"devices": rules})
+        assert len(devicebpf.attached(dirs[0])) == 1
+        assert _probe(dirs[0], nodes_dir) == _expected(DeviceRules(rules))
+        assert Cgroups.remove(dirs) == []
+        # a rule set no cgroup can hold: refused, and nothing is left of the cgroup
+        with pytest.raises(InvalidParameter, match="wildcard"):
+            cg.create(f"{parent}/c2", {"devices": [rule(False, "a *:* rwm"),
+                                                   rule(True, "c 1:* r"), rule(False, "c 1:3 r")]})
+        assert not os.path.exists(os.path.join(base, parent, "c2"))
+        # allow-all: no program at all
+        dirs = cg.create(f"{parent}/c3", {"devices": [{"allow": True, "access": "rwm"}]})
+        assert devicebpf.attached(dirs[0]) == []
+        Cgroups.remove(dirs)
+    finally:
+        for sub in ("c1", "c2", "c3", ""):
+            path = os.path.join(base, parent, sub).rstrip("/")
+            if os.path.isdir(path):
+                os.rmdir(path)
