@@ -124,15 +124,16 @@ def test_device_cgroup_rule_allows_exactly_that(shared_daemon: Daemon, loopdev) 
               f"(head -c {len(MAGIC)} /tmp/blk; echo) 2>&1; (exec 3>/tmp/blk) 2>&1; "
               f"(head -c 1 /tmp/next) 2>&1; (exec 3>/tmp/kmsg && echo kmsg-w-opened) 2>&1; "
               "(exec 3</tmp/kmsg) 2>&1; true")
-    r = docker(shared_daemon, "run", "--rm", "--device-cgroup-rule", f"b {major}:{minor} r",
-               "--device-cgroup-rule", "c 1:11 w", "busybox", "sh", "-c", script)
-    assert r.returncode == 0, r.stderr
-    lines = [line.strip() for line in r.stdout.decode().splitlines() if line.strip()]
-    assert lines[0] == MAGIC.decode(), lines
-    assert DENIED in lines[1] and "blk" in lines[1], lines
-    assert DENIED in lines[2] and "next" in lines[2], lines
-    assert lines[3] == "kmsg-w-opened", lines
-    assert DENIED in lines[4] and "kmsg" in lines[4], lines
+    args = ("run", "--rm", "--device-cgroup-rule", f"b {major}:{minor} r",
+            "--device-cgroup-rule", "c 1:11 w", "busybox", "sh", "-c", script)
+    for r in (docker(shared_daemon, *args), shared_daemon.cli(*args)):  # and dockyard's CLI
+        assert r.returncode == 0, r.stderr
+        lines = [line.strip() for line in r.stdout.decode().splitlines() if line.strip()]
+        assert lines[0] == MAGIC.decode(), lines
+        assert DENIED in lines[1] and "blk" in lines[1], lines
+        assert DENIED in lines[2] and "next" in lines[2], lines
+        assert lines[3] == "kmsg-w-opened", lines
+        assert DENIED in lines[4] and "kmsg" in lines[4], lines
 
 
 def test_privileged_has_the_hosts_devices_and_a_writable_sys(shared_daemon: Daemon,
