@@ -89,10 +89,18 @@ def nodes_at(src: str, dst: str) -> list[dict[str, Any]]:
 
 def check(host: dict[str, Any]) -> None:
     """At create: refuse what dockerd refuses at create or start — a malformed ``Devices``
-    entry, a host path with no device, a ``DeviceCgroupRules`` entry not in Docker's syntax."""
+    entry, a host path with no device, a ``DeviceCgroupRules`` entry not in Docker's syntax,
+    a ``DeviceRequests`` entry (``--gpus``: this engine has no device driver to select)."""
     for src, dst, _ in _mappings(host):
         nodes_at(src, dst)
     DeviceRules(DOCKER_RULES + _cgroup_rules(host) + RUNTIME_RULES)
+    for req in host.get("DeviceRequests") or []:
+        caps = req.get("Capabilities") if isinstance(req, dict) else None
+        shown = " ".join("[" + " ".join(map(str, c)) + "]" for c in caps or [] if
+                         isinstance(c, list))
+        driver = req.get("Driver") if isinstance(req, dict) else ""
+        raise InvalidParameter(f'could not select device driver "{driver or ""}" with '
+                               f"capabilities: [{shown}]")
 
 
 def for_container(host: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
