@@ -256,3 +256,30 @@ def test_native_cgroups_on_a_pure_cgroup2_tree(nodes_dir: str) -> None:
             path = os.path.join(base, parent, sub).rstrip("/")
             if os.path.isdir(path):
                 os.rmdir(path)
+
+
+@needs_root
+def test_devices_under_a_directory_and_through_a_symlink(tmp_path) -> None:
+    """``--device DIR:/dev/x`` takes every character and block device below DIR (FIFOs and
+    other files left out), a symlink is followed, and a path with no device is dockerd's
+    error."""
+    from dockyard.hookspecs.devices import devices_under
+    top = tmp_path / "devs"
+    (top / "sub").mkdir(parents=True)
+    os.mknod(top / "null", 0o020640, os.makedev(1, 3))
+    os.mknod(top / "sub" / "loop", 0o060600, os.makedev(7, 42))
+    os.mkfifo(top / "fifo")
+    (top / "file").write_text("x")
+    os.chown(top / "null", 12, 34)
+    got = dockerdevs.nodes_at(str(top), "/dev/x")
+    assert got == [
+        {"path": "/dev/x/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640,
+         "uid": 12, "gid": 34},
+        {"path": "/dev/x/sub/loop", "type": "b", "major": 7, "minor": 42, "fileMode": 0o600,
+         "uid": 0, "gid": 0}]
+    os.symlink(top / "null", tmp_path / "link")
+    assert [d["path"] for d in dockerdevs.nodes_at(str(tmp_path / "link"), "/dev/l")] == ["/dev/l"]
+    assert devices_under(str(top / "fifo")) == []
+    for path, why in ((top / "file", "not a device node"), (tmp_path / "none", "no such file")):
+        with pytest.raises(InvalidParameter, match=why):
+            dockerdevs.nodes_at(str(path), "/dev/y")
