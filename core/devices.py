@@ -42,16 +42,11 @@ ALLOW_ALL = [{"allow": True, "access": "rwm"}]
 
 
 def _mappings(host: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """``HostConfig.Devices`` as (path on host, path in container, cgroup permissions),
-    checked: InvalidParameter naming what is wrong."""
-    devices = host.get("Devices") or []
-    if not isinstance(devices, list):
-        raise InvalidParameter("HostConfig.Devices must be a list")
+    """``HostConfig.Devices`` (typed at the edge) as (path on host, path in container, cgroup
+    permissions), checked: InvalidParameter naming what is wrong."""
     out = []
-    for i, dev in enumerate(devices):
+    for i, dev in enumerate(host.get("Devices") or []):
         where = f"HostConfig.Devices[{i}]"
-        if not isinstance(dev, dict):
-            raise InvalidParameter(f"{where} must be an object")
         src = dev.get("PathOnHost")
         dst = dev.get("PathInContainer") or src
         perms = dev.get("CgroupPermissions") or "rwm"
@@ -66,10 +61,7 @@ def _mappings(host: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def _cgroup_rules(host: dict[str, Any]) -> list[dict[str, Any]]:
-    rules = host.get("DeviceCgroupRules") or []
-    if not isinstance(rules, list):
-        raise InvalidParameter("HostConfig.DeviceCgroupRules must be a list of strings")
-    return [parse_rule(r) for r in rules]
+    return [parse_rule(r) for r in host.get("DeviceCgroupRules") or []]
 
 
 def nodes_at(src: str, dst: str) -> list[dict[str, Any]]:
@@ -89,18 +81,11 @@ def nodes_at(src: str, dst: str) -> list[dict[str, Any]]:
 
 def check(host: dict[str, Any]) -> None:
     """At create: refuse what dockerd refuses at create or start — a malformed ``Devices``
-    entry, a host path with no device, a ``DeviceCgroupRules`` entry not in Docker's syntax,
-    a ``DeviceRequests`` entry (``--gpus``: this engine has no device driver to select)."""
+    entry, a host path with no device, a ``DeviceCgroupRules`` entry not in Docker's syntax.
+    (``DeviceRequests``, ``--gpus``, is refused at the edge: no device driver to select.)"""
     for src, dst, _ in _mappings(host):
         nodes_at(src, dst)
     DeviceRules(DOCKER_RULES + _cgroup_rules(host) + RUNTIME_RULES)
-    for req in host.get("DeviceRequests") or []:
-        caps = req.get("Capabilities") if isinstance(req, dict) else None
-        shown = " ".join("[" + " ".join(map(str, c)) + "]" for c in caps or [] if
-                         isinstance(c, list))
-        driver = req.get("Driver") if isinstance(req, dict) else ""
-        raise InvalidParameter(f'could not select device driver "{driver or ""}" with '
-                               f"capabilities: [{shown}]")
 
 
 def for_container(host: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
