@@ -24,9 +24,10 @@ import tarfile
 import tempfile
 from typing import Any, Awaitable, Callable
 
+from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
-from .images import decompressed, now_rfc3339
+from .images import now_rfc3339
 
 
 class BuildError(DockyardError):
@@ -421,9 +422,10 @@ class Builder:
         if not instructions:
             raise BuildError("the Dockerfile cannot be empty")
         pats: list[tuple[bool, str]] = []
-        ign = os.path.join(self.ctx, ".dockerignore")
-        if os.path.isfile(ign):
-            with open(ign) as f:
+        ign = os.path.realpath(os.path.join(self.ctx, ".dockerignore"))
+        # a link may point anywhere: only a file inside the context is read
+        if ign.startswith(os.path.realpath(self.ctx) + os.sep) and os.path.isfile(ign):
+            with open(ign, errors="replace") as f:
                 pats = read_ignore(f.read())
         self.ignore = pats
         for ins in instructions:
@@ -896,10 +898,10 @@ class Builder:
                 add_entry(full, arc)
             self._apply(root, "/", entries)
             for a in archives:
-                with open(a, "rb") as f:
-                    from . import archive
-                    archive.extract_in(root, dest_abs, decompressed(f),
-                                       getattr(self.d.graph, "id_map", None))
+                from . import archive
+                # the scratch layer is discarded if the archive is refused: no need to check first
+                archive.extract_in(root, dest_abs, a, getattr(self.d.graph, "id_map", None),
+                                   check_first=False)
             return 0
 
         self.image = await asyncio.to_thread(self._layer_from, fill,
@@ -982,16 +984,13 @@ _BUILTIN_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_
 
 
 def _is_archive(path: str) -> bool:
+    """As dockerd's ``isArchivePath``: the file, decompressed, starts with a valid tar header."""
     try:
         with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
+            src = tarsafe.decompressed(f)
+            try:
+                return tarsafe.is_tar(src)
+            finally:
+                src.close()
+    except (OSError, DockyardError):
         return False
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
-        try:
-            with open(path, "rb") as f:
-                tarfile.open(fileobj=decompressed(f), mode="r|").next()
-            return True
-        except Exception:  # noqa: BLE001 - not a (compressed) tar
-            return False
-    return len(head) >= 262 and head[257:262] == b"ustar"

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tarfile
 
+from dockyard.hookspecs import tarsafe
+
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 PASSWD = (
@@ -82,8 +84,7 @@ def build_rootfs_dir(dest: str, busybox: str | None = None) -> None:
     write_rootfs_tar(buf, busybox)
     buf.seek(0)
     os.makedirs(dest, exist_ok=True)
-    with tarfile.open(fileobj=buf) as tar:
-        tar.extractall(dest, filter="tar" if hasattr(tarfile, "tar_filter") else None)
+    tarsafe.extract(buf, dest, tarsafe.LAYER)
 
 
 def main(argv: list[str] | None = None) -> int:

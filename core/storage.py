@@ -29,10 +29,11 @@ import shutil
 from dataclasses import dataclass
 from typing import IO, Any, Callable
 
+from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter
 from dockyard.hookspecs.graphdriver import GraphDriver
 
-from .images import HashingReader, decompressed
+from .images import HashingReader
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,14 @@ def copy_from_blob(daemon: Any, old: GraphDriver, new: GraphDriver, step: Step,
     if new.exists(step.id):
         new.remove(step.id)
     new.create(step.id, step.parent)
-    with open(daemon.blobs.path(blob), "rb") as f:
-        reader = HashingReader(decompressed(f))
-        new.apply_diff(step.id, step.parent, reader)  # type: ignore[arg-type]
-        reader.drain()
+    with open(daemon.blobs.path(blob), "rb") as f, tarsafe.source(f) as raw:
+        plain = tarsafe.decompressed(raw)
+        try:
+            reader = HashingReader(plain)
+            new.apply_diff(step.id, step.parent, reader)  # type: ignore[arg-type]
+            reader.drain()
+        finally:
+            plain.close()
     if reader.digest() != step.diff_id:
         raise DockyardError(f"{step.label}: stored blob {blob[:19]} unpacks to {reader.digest()}, "
                             f"not the recorded diff id {step.diff_id}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs import DRIVER_GROUPS
+from dockyard.hookspecs import DRIVER_GROUPS, tarsafe
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
 from .. import plugins, userns
@@ -51,6 +51,8 @@ class Daemon:
         os.makedirs(self.data_root, mode=0o711, exist_ok=True)
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
         self.started = time.time()
+        tarsafe.configure(tarsafe.Limits(max_size=config["max-unpack-size"],
+                                         max_ratio=config["max-unpack-ratio"]))
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
 
@@ -193,8 +195,8 @@ class Daemon:
         app = web.Application(middlewares=[version_middleware, error_middleware],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
-        from .routes import containers, execs, images, networks, storage, system, volumes
-        for module in (system, containers, execs, images, networks, storage, volumes):
+        from .routes import build, containers, execs, images, networks, storage, system, volumes
+        for module in (system, containers, execs, images, build, networks, storage, volumes):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)
