@@ -68,7 +68,8 @@ def write_rootfs_tar(fileobj, busybox: str | None = None) -> None:
             rel = full.lstrip("/")
             if rel == "bin/busybox":
                 continue
-            target = os.path.relpath("/bin/busybox", os.path.dirname(full))
+            # from the link's own directory in the image (never from the current directory)
+            target = os.path.relpath("/bin/busybox", "/" + os.path.dirname(rel))
             tar.addfile(entry(rel, tarfile.SYMTYPE, 0o777, linkname=target))
         for name, text in (("etc/passwd", PASSWD), ("etc/group", GROUP),
                            ("etc/hostname", "busybox\n"), ("etc/hosts", "127.0.0.1\tlocalhost\n"),

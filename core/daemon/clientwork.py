@@ -63,6 +63,9 @@ async def client_work(request: web.Request) -> AsyncIterator[ClientWork]:
         with tarsafe.cancel_scope(work.cancel):
             yield work
     except BaseException:
+        if work.cancel.is_set() or work.gone():
+            log.info("%s %s: its work stopped (the client went away or the daemon is stopping)",
+                     request.method, request.path)
         work.cancel.set()
         raise
     finally:

@@ -29,8 +29,8 @@ from ..errors import DockyardError, InvalidParameter
 from ..idmap import IDMap
 from .guard import Budget, decompressed, source
 from .reader import TarEntry, TarReader
-from .secureroot import (DIR_FLAGS, PATH_MAX, SecureRoot, chown, clean_parts, remove_at,
-                         set_xattrs)
+from .secureroot import (DIR_FLAGS, PATH_MAX, SecureRoot, chown, clean_parts, is_utf8,
+                         remove_at, set_xattrs)
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +157,11 @@ def _rebased(name: str, rebase: tuple[str, str] | None) -> str:
 
 def _check_symlink(p: Policy, e: TarEntry, depth: int) -> None:
     target = e.linkname
-    if not target or "\0" in target or len(os.fsencode(target)) > PATH_MAX:
-        raise InvalidParameter(f"{p.label}: symlink {e.name!r} has an empty, NUL-holding or "
-                               f"too long target ({len(os.fsencode(target))} bytes; the limit "
-                               f"is {PATH_MAX})")
+    if not target or "\0" in target:
+        raise InvalidParameter(f"{p.label}: symlink {e.name!r} has an empty or NUL-holding target")
+    if len(os.fsencode(target)) > PATH_MAX:
+        raise InvalidParameter(f"{p.label}: the target of symlink {e.name!r} is "
+                               f"{len(os.fsencode(target))} bytes long (the limit is {PATH_MAX})")
     if target.startswith("/"):
         return
     named = False
@@ -197,6 +198,9 @@ def check_entry(e: TarEntry, p: Policy,
         raise InvalidParameter(f"{p.label}: {e.name!r} is a {e.kind}, which is not allowed here")
     if e.issym():
         _check_symlink(p, e, len(parts) - 1)
+        if p.utf8_names and not is_utf8(e.linkname):
+            raise InvalidParameter(f"{p.label}: the target of symlink {e.name!r} is not valid "
+                                   "UTF-8")
     if e.islnk():
         lparts = clean_parts(_rebased(e.linkname, rebase), "hard link target", p.label,
                              p.utf8_names)
@@ -449,6 +453,7 @@ def extract(stream: IO[bytes], dest: str | int, policy: Policy = LAYER, *,
     destination (a layer, a build context) or uses :func:`extract_file`, which checks first.
     """
     with SecureRoot(dest, policy.label) as sroot:
+        log.debug("%s: unpacking into %s", policy.label, dest)
         budget = Budget(policy.label, sroot.fd)
         reader = TarReader(stream, label=policy.label,
                            tick=lambda n: budget.advance(n, reader.pos))
@@ -460,8 +465,10 @@ def extract_file(path: str, dest: str | int, policy: Policy = LAYER, *, check_fi
                  whiteouts: WhiteoutFormat | None = None, id_map: IDMap | None = None,
                  rebase: tuple[str, str] | None = None) -> int:
     """:func:`extract` the archive file ``path``, which may be compressed. ``check_first``:
-    :func:`validate` the whole archive before writing anything, so that a corrupt, truncated or
-    refused archive leaves the destination untouched."""
+    :func:`validate` the whole archive before writing anything, so that a corrupt, truncated,
+    too large or refused archive leaves the destination untouched (a refusal that depends on
+    what is on disk — a hard link to a file that is not there, a symlink loop — can still
+    leave the entries before it, as with dockerd)."""
     with open(path, "rb") as f:
         if check_first:
             with source(f) as raw:

@@ -127,6 +127,8 @@ class TarReader:
 
     # -- raw input ------------------------------------------------------------------------------
     def _fail(self, msg: str) -> TarFormatError:
+        if self.pos <= BLOCK and not self._count:
+            msg = f"not a tar archive: {msg}"
         return TarFormatError(f"{self.label}: {msg}")
 
     def _read(self, n: int) -> bytes:
@@ -462,10 +464,11 @@ def _apply_pax(e: TarEntry, records: list[tuple[str, bytes]],
 
 
 def is_tar(stream: IO[bytes]) -> bool:
-    """Whether ``stream`` (uncompressed) starts with a valid tar header, as dockerd decides
-    whether ``ADD`` unpacks a file. Reads at most one header."""
+    """Whether ``stream`` (uncompressed) starts with a tar header (its checksum right), as
+    dockerd decides whether ``ADD`` unpacks a file: what follows is checked when it is
+    unpacked. Reads one block."""
     try:
-        return next(iter(TarReader(stream)), None) is not None
+        return TarReader(stream)._header() is not None
     except InvalidParameter:
         return False
 

@@ -36,11 +36,8 @@ def clean_parts(name: str, what: str = "entry", label: str = "layer tar",
     if len(raw) > PATH_MAX:
         raise InvalidParameter(f"{label}: {what} {name[:64]!r}... is {len(raw)} bytes long "
                                f"(the limit is {PATH_MAX})")
-    if utf8:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidParameter(f"{label}: {what} {raw!r} is not valid UTF-8") from None
+    if utf8 and not is_utf8(name):
+        raise InvalidParameter(f"{label}: {what} {raw!r} is not valid UTF-8")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise InvalidParameter(f"{label}: {what} {name!r} has a '..' component")
@@ -49,6 +46,15 @@ def clean_parts(name: str, what: str = "entry", label: str = "layer tar",
             raise InvalidParameter(f"{label}: {what} {name[:64]!r}...: the name {p[:32]!r}... is "
                                    f"{len(os.fsencode(p))} bytes long (the limit is {NAME_MAX})")
     return parts
+
+
+def is_utf8(name: str) -> bool:
+    """Whether ``name`` (decoded with surrogateescape) was valid UTF-8 in the archive."""
+    try:
+        os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class SecureRoot:
