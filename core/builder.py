@@ -986,11 +986,7 @@ _BUILTIN_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_
 def _is_archive(path: str) -> bool:
     """As dockerd's ``isArchivePath``: the file, decompressed, starts with a valid tar header."""
     try:
-        with open(path, "rb") as f:
-            src = tarsafe.decompressed(f)
-            try:
-                return tarsafe.is_tar(src)
-            finally:
-                src.close()
+        with open(path, "rb") as f, tarsafe.uncompressed(f) as src:
+            return tarsafe.is_tar(src)
     except (OSError, DockyardError):
         return False

@@ -181,14 +181,10 @@ class ImageStore:
         cache_id = secrets.token_hex(32)
         self.graph.create(cache_id, parent_cache)
         try:
-            with tarsafe.source(stream, input_size) as raw:
-                plain = tarsafe.decompressed(raw)
-                try:
-                    reader = HashingReader(plain)
-                    size = self.graph.apply_diff(cache_id, parent_cache, reader)
-                    reader.drain()
-                finally:
-                    plain.close()
+            with tarsafe.uncompressed(stream, input_size) as plain:
+                reader = HashingReader(plain)
+                size = self.graph.apply_diff(cache_id, parent_cache, reader)
+                reader.drain()
             diff_id = reader.digest()
             if expected_diff_id is not None and diff_id != expected_diff_id:
                 raise InvalidParameter(f"layer diff id mismatch: the image config says "

@@ -87,14 +87,10 @@ def copy_from_blob(daemon: Any, old: GraphDriver, new: GraphDriver, step: Step,
     if new.exists(step.id):
         new.remove(step.id)
     new.create(step.id, step.parent)
-    with open(daemon.blobs.path(blob), "rb") as f, tarsafe.source(f) as raw:
-        plain = tarsafe.decompressed(raw)
-        try:
-            reader = HashingReader(plain)
-            new.apply_diff(step.id, step.parent, reader)  # type: ignore[arg-type]
-            reader.drain()
-        finally:
-            plain.close()
+    with open(daemon.blobs.path(blob), "rb") as f, tarsafe.uncompressed(f) as plain:
+        reader = HashingReader(plain)
+        new.apply_diff(step.id, step.parent, reader)  # type: ignore[arg-type]
+        reader.drain()
     if reader.digest() != step.diff_id:
         raise DockyardError(f"{step.label}: stored blob {blob[:19]} unpacks to {reader.digest()}, "
                             f"not the recorded diff id {step.diff_id}")

@@ -83,9 +83,15 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def no_secret(body: Any, what: str) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    assert SECRET not in raw, f"{what}: the secret is in the answer"
+
+
 def stream_outcome(status: int, body: Any, what: str) -> str:
     """OK or REFUSED from a JSON progress stream (or an error before it started)."""
     assert status < 500, f"{what}: {status} {body}"
+    no_secret(body, what)
     if status == 400:
         return REFUSED
     assert status == 200, f"{what}: {status} {body}"
@@ -98,6 +104,7 @@ def stream_outcome(status: int, body: Any, what: str) -> str:
 
 def plain_outcome(status: int, body: Any, what: str) -> str:
     assert status < 500, f"{what}: {status} {body}"
+    no_secret(body, what)
     assert status in (200, 201, 400), f"{what}: {status} {body}"
     return OK if status in (200, 201) else REFUSED
 
@@ -122,6 +129,10 @@ def docker_archive(case: Case, tag: str) -> bytes:
 
 
 def via_load(hd: Daemon, case: Case, reg: str, box: str) -> tuple[str, list[str]]:
+    # the archive itself as the docker-archive: never a docker save, never a 5xx
+    status, body = hd.api.post("/images/load?quiet=1", raw=case.data,
+                               headers={"Content-Type": "application/x-tar"}, timeout=120)
+    assert stream_outcome(status, body, "load (as the outer archive)") == REFUSED
     tag = f"hostile-load:{case.name}"
     status, body = hd.api.post("/images/load?quiet=0", raw=docker_archive(case, tag),
                                headers={"Content-Type": "application/x-tar"}, timeout=120)

@@ -19,7 +19,8 @@ Reading
     archive file's members), :func:`is_tar`, :func:`decompressed` (gzip, bzip2, xz, zstd).
 Bounds
     :class:`Limits` and :func:`configure` (per-archive size, ratio and free-space limits),
-    :func:`source` (declare the archive as received, for the ratio), :func:`cancel_scope` and
+    :func:`source` (declare the archive as received, for the ratio), :func:`uncompressed`
+    (both at once), :func:`cancel_scope` and
     :func:`cancel_all` (stop work when its client goes, or the daemon stops).
 Paths
     :class:`SecureRoot` (the fd-anchored walk every write goes through), :func:`clean_parts`,
@@ -35,7 +36,7 @@ from .extract import (BUILD_CONTEXT, COPY_IN, COPY_OUT, LAYER, OCI_WHITEOUTS, SK
                       replace_policy, validate)
 from .guard import (Limits, UnpackCancelled, UnpackLimitExceeded, cancel_all, cancel_scope,
                     check_cancelled, configure, current_limits, decompressed, input_size,
-                    source)
+                    source, uncompressed)
 from .reader import TarEntry, TarFormatError, TarIndex, TarReader, is_tar
 from .secureroot import SecureRoot, clean_parts, remove_at
 
@@ -46,5 +47,5 @@ __all__ = [
     "WHITEOUT_PREFIX", "WhiteoutFormat", "apply_layer_tar", "cancel_all", "cancel_scope",
     "check_cancelled", "check_entry", "clean_parts", "configure", "current_limits",
     "decompressed", "extract", "extract_file", "input_size", "is_tar", "remove_at", "replace_policy", "source",
-    "validate",
+    "uncompressed", "validate",
 ]

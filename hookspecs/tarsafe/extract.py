@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from ..errors import DockyardError, InvalidParameter
 from ..idmap import IDMap
-from .guard import Budget, decompressed, source
+from .guard import Budget, uncompressed
 from .reader import TarEntry, TarReader
 from .secureroot import (DIR_FLAGS, PATH_MAX, SecureRoot, chown, clean_parts, is_utf8,
                          remove_at, set_xattrs)
@@ -471,20 +471,11 @@ def extract_file(path: str, dest: str | int, policy: Policy = LAYER, *, check_fi
     leave the entries before it, as with dockerd)."""
     with open(path, "rb") as f:
         if check_first:
-            with source(f) as raw:
-                src = decompressed(raw)
-                try:
-                    validate(src, policy, rebase=rebase)
-                finally:
-                    src.close()
+            with uncompressed(f) as src:
+                validate(src, policy, rebase=rebase)
             f.seek(0)
-        with source(f) as raw:
-            src = decompressed(raw)
-            try:
-                return extract(src, dest, policy, whiteouts=whiteouts, id_map=id_map,
-                               rebase=rebase)
-            finally:
-                src.close()
+        with uncompressed(f) as src:
+            return extract(src, dest, policy, whiteouts=whiteouts, id_map=id_map, rebase=rebase)
 
 
 def apply_layer_tar(root: str | int, stream: IO[bytes], whiteouts: WhiteoutFormat | None = None,

@@ -279,3 +279,16 @@ def decompressed(stream: IO[bytes]) -> IO[bytes]:
                                    "installed") from None
         return _Decompressing(zstandard.ZstdDecompressor().stream_reader(p), "zstd")  # type: ignore[arg-type]
     return p  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def uncompressed(raw: IO[bytes], total: int | None = None) -> Iterator[IO[bytes]]:
+    """``raw`` — the archive as received, maybe compressed — as an uncompressed stream for the
+    block, declared as its :func:`source` (for the ratio limit); the decompressor is closed
+    after."""
+    with source(raw, total) as meter:
+        plain = decompressed(meter)
+        try:
+            yield plain
+        finally:
+            plain.close()

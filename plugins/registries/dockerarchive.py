@@ -76,6 +76,17 @@ class DockerArchiveBackend(RegistryBackend):
         except OSError as exc:
             raise InvalidParameter(f"not a docker archive: {exc}") from None
         try:
+            self._read_manifest()
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.index.close()
+            raise InvalidParameter(f"docker archive: malformed manifest.json or image config: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            self.index.close()
+            raise
+
+    def _read_manifest(self) -> None:
+        try:
             raw = self._read("manifest.json")
         except NotFound:
             raise InvalidParameter("not a docker archive: no manifest.json") from None
