@@ -281,9 +281,11 @@ def ignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
     return result
 
 
-def tar_context(path: str, dockerfile: str | None = None) -> bytes:
+def tar_context(path: str, dockerfile: str | None = None,
+                extra: tuple[str, bytes] | None = None) -> bytes:
     """The build context directory as a tar (what the docker CLI sends), .dockerignore applied;
-    the Dockerfile and .dockerignore are always sent."""
+    the Dockerfile and .dockerignore are always sent. ``extra``: a ``(name, content)`` file
+    added at the end (a Dockerfile from outside the context, as ``docker build -f``)."""
     pats: list[tuple[bool, str]] = []
     ign = os.path.join(path, ".dockerignore")
     if os.path.isfile(ign):
@@ -310,6 +312,10 @@ def tar_context(path: str, dockerfile: str | None = None) -> bytes:
                         tar.addfile(ti, f)
                 else:
                     tar.addfile(ti)
+        if extra is not None:
+            ti = tarfile.TarInfo(extra[0])
+            ti.size, ti.mode = len(extra[1]), 0o600
+            tar.addfile(ti, io.BytesIO(extra[1]))
     return buf.getvalue()
 
 

@@ -124,6 +124,7 @@ class TarReader:
         self._current: TarEntry | None = None
         self._count = 0
         self._end = None if not seekable else os.fstat(stream.fileno()).st_size
+        self._held: bytes | None = None  # a byte read ahead by _peek
 
     # -- raw input ------------------------------------------------------------------------------
     def _fail(self, msg: str) -> TarFormatError:
@@ -132,7 +133,11 @@ class TarReader:
         return TarFormatError(f"{self.label}: {msg}")
 
     def _read(self, n: int) -> bytes:
-        data = self._s.read(n)
+        if self._held is not None:
+            held, self._held = self._held, None
+            data = held + self._s.read(n - 1) if held and n > 1 else held
+        else:
+            data = self._s.read(n)
         while len(data) < n:
             more = self._s.read(n - len(data))
             if not more:
@@ -178,9 +183,21 @@ class TarReader:
     def _finish_entry(self) -> None:
         if self._current is None:
             return
-        self._skip(self._left + self._pad, self._what())
+        self._skip(self._left, self._what())
+        # end of input right after the data, padding and all missing, is the end of the
+        # archive: the docker CLI's `build -f-` sends that (and Go's reader accepts it)
+        if self._pad:
+            at_end = self.pos == self._end if self._end is not None else not self._peek()
+            if not at_end:
+                self._skip(self._pad, self._what())
         self._left = self._pad = 0
         self._current = None
+
+    def _peek(self) -> bytes:
+        """One byte of input, kept for the next read (b"" at the end of input)."""
+        if self._held is None:
+            self._held = self._s.read(1)
+        return self._held
 
     # -- headers --------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[TarEntry]:
@@ -520,6 +537,12 @@ class TarIndex:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def __enter__(self) -> "TarIndex":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def get(self, name: str) -> TarEntry | None:
         """The regular-file member ``name`` (links followed), or None."""
