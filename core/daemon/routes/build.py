@@ -14,7 +14,7 @@ from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import InvalidParameter
 
 from ... import builder as builder_mod
-from ... import reference
+from ... import listing, reference
 from .. import params
 from ..app import route
 from ..clientwork import ClientWork, client_work
@@ -99,11 +99,8 @@ async def build_prune(request: web.Request) -> web.Response:
     """``docker builder prune`` (and the last step of ``docker system prune``): forget the
     classic builder's cache entries. The step images stay until ``image prune`` (as dockerd's
     classic builder, whose cache is its images)."""
-    d = request.app["daemon"]
-    rows = d.state.q("SELECT key FROM build_cache")
-    d.state.x("DELETE FROM build_cache")
-    return web.json_response({"CachesDeleted": [r["key"] for r in rows] or None,
-                              "SpaceReclaimed": 0})
+    gone = listing.build_cache_prune(request.app["daemon"], params.filters(request))
+    return web.json_response({"CachesDeleted": gone or None, "SpaceReclaimed": 0})
 
 
 def setup(app: web.Application) -> None:
