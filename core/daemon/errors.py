@@ -42,6 +42,11 @@ def _http_exception(exc: web.HTTPException) -> web.StreamResponse:
     return error_response(exc.status, msg or exc.reason)
 
 
+def _cancelled(request: web.Request, exc: BaseException) -> web.Response:
+    log.info("%s %s: request cancelled by client (%s)", request.method, request.path, exc)
+    return web.Response(status=CLIENT_CLOSED)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -49,6 +54,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except NotModified:
         return web.Response(status=304)
     except DockyardError as exc:
+        if client_gone(request):  # its work stopped because it went away
+            return _cancelled(request, exc)
         if exc.status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc.message)
         return error_response(exc.status, exc.message or type(exc).__name__)
@@ -60,8 +67,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not client_gone(request):  # a peer of ours (supervisor, registry) went away
             log.exception("%s %s failed", request.method, request.path)
             return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
-        log.info("%s %s: request cancelled by client", request.method, request.path)
-        return web.Response(status=CLIENT_CLOSED)
+        return _cancelled(request, exc)
     except NotImplementedError as exc:  # a driver without an optional operation
         return error_response(501, str(exc) or "not implemented")
     except ValueError as exc:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import DockyardError
 
-from .clients import client_gone
+from .clients import ClientGone, client_gone
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ class JsonStream:
 
     async def fail(self, exc: BaseException) -> web.StreamResponse:
         """Report ``exc`` in the stream (the status line is gone already) and end it."""
-        if isinstance(exc, ConnectionError) and client_gone(self.request):
-            raise exc  # nobody to tell: the error middleware notes it
+        if client_gone(self.request):  # nobody to tell: the error middleware notes it
+            raise ClientGone(f"{self.request.method} {self.request.path}: the client went "
+                             f"away ({type(exc).__name__}: {exc})") from exc
         if isinstance(exc, DockyardError):
             msg = exc.message
         else:

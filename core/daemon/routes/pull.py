@@ -16,6 +16,7 @@ from aiohttp import web
 from dockyard.hookspecs.errors import NotFound, Unauthorized
 
 from ... import reference, transfer
+from ..clientwork import client_work
 from ..jsonstream import JsonStream
 
 
@@ -56,7 +57,8 @@ async def pull(request: web.Request, ref: reference.Reference, auth: dict[str, A
                     ref.path, want, status_id=want)
 
             try:
-                result = await out.run(work)
+                async with client_work(request):
+                    result = await out.run(work)
             except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
                 return await out.fail(exc)
             fresh = fresh or result["fresh"]
