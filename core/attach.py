@@ -163,3 +163,22 @@ def check_removable(c: dict[str, Any], ref: str, force: bool) -> None:
         why = (f"container is {'restarting' if state.get('Restarting') else 'running'}: "
                "stop the container before removing or force remove")
     raise Conflict(f'cannot remove container "{ref}": {why}')
+
+
+async def exit_being_recorded(driver: Any, c: dict[str, Any], exited: asyncio.Future) -> None:
+    """An attach to a container recorded as running whose process has already exited (the
+    exit is on its way to the daemon) waits until the exit is recorded: it then attaches for
+    the container's next run, as an attach to a stopped container does with dockerd, instead
+    of ending at once with nothing (docker-compose's ``run`` attaches just after its start and
+    starts the container again if it has stopped)."""
+    try:
+        if (await driver.state(c["Id"])).status == "exited":
+            await asyncio.wait_for(asyncio.shield(exited), EXIT_RECORD_WAIT)
+    except (DockyardError, asyncio.TimeoutError) as exc:
+        log.info("attach to %s: %s", c["Id"][:12], exc)
+    finally:
+        exited.cancel()
+
+
+#: seconds an attach waits for an exit the driver reported to be recorded
+EXIT_RECORD_WAIT = 10

@@ -27,7 +27,7 @@ from dockyard.hookspecs.idmap import IDMap
 
 from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
-                     end_pending, record_start_failure)
+                     end_pending, exit_being_recorded, record_start_failure)
 from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
@@ -989,6 +989,8 @@ class ContainerService:
         check_attachable(c, ref)
         rt = self.rt(c["Id"])
         stdin = stdin and c["Config"]["OpenStdin"]
+        if c["State"]["Running"]:
+            await exit_being_recorded(self.execdrv, c, self._exit_future(c))
         async with rt.lock:
             if not c["State"]["Running"]:
                 try:
