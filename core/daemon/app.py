@@ -191,7 +191,7 @@ class Daemon:
         timeout = float(self.config["api-read-timeout"])
         # request.read() (unused: bodies go through .body) is held to the JSON limit too; a
         # connection that sends no request for `timeout` seconds is closed
-        app = web.Application(middlewares=[version_middleware, error_middleware],
+        app = web.Application(middlewares=[debug_middleware, version_middleware, error_middleware],
                               client_max_size=MAX_JSON_BODY,
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
@@ -220,6 +220,14 @@ def route(app: web.Application, method: str, path: str, handler: Any) -> None:
     """Register ``path`` both bare and under Docker's ``/vX.Y`` prefix."""
     app.router.add_route(method, path, handler)
     app.router.add_route(method, r"/v{apiver:\d+\.\d+}" + path, handler)
+
+
+@web.middleware
+async def debug_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """At log level debug, each request is logged as dockerd does (``Calling GET /info``)."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("Calling %s %s", request.method, request.path)
+    return await handler(request)
 
 
 @web.middleware
