@@ -57,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("networks", "network"),
     "port": ("networks", "port"),
     "completion": ("complete", "completion"),
+    "dashboard": ("dashboard", "dashboard"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}

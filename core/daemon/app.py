@@ -15,7 +15,7 @@ from aiohttp import web
 from dockyard.hookspecs import DRIVER_GROUPS
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
-from .. import plugins, userns
+from .. import dashboard, plugins, userns
 from ..blobs import BlobStore
 from ..config import Config
 from ..containers import ContainerService
@@ -191,13 +191,14 @@ class Daemon:
         timeout = float(self.config["api-read-timeout"])
         # request.read() (unused: bodies go through .body) is held to the JSON limit too; a
         # connection that sends no request for `timeout` seconds is closed
-        app = web.Application(middlewares=[debug_middleware, version_middleware, error_middleware],
+        app = web.Application(middlewares=[debug_middleware, dashboard.same_origin_middleware,
+                                           version_middleware, error_middleware],
                               client_max_size=MAX_JSON_BODY,
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
         from .routes import containers, execs, images, networks, storage, system, volumes
-        for module in (system, containers, execs, images, networks, storage, volumes):
+        for module in (system, containers, execs, images, networks, storage, volumes, dashboard):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)
