@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.hookspecs import DRIVER_GROUPS
+from dockyard.hookspecs.bindings import advice
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
 from .. import dashboard, plugins, userns
@@ -51,6 +52,9 @@ class Daemon:
         self.started = time.time()
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
+        self.missing_bindings = self._missing_bindings()
+        #: what ``info`` reports under Warnings (as dockerd's)
+        self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
 
         self.state = State(os.path.join(self.data_root, "dockyard.db"))
         self.graph = self._select_graph_driver(config)
@@ -84,6 +88,22 @@ class Daemon:
         self.execs = ExecService(self)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def _missing_bindings(self) -> list[Any]:
+        """The Debian bindings installed drivers declare (``bindings``) that this Python cannot
+        import: each is logged, naming the package and what does not work without it."""
+        out: list[Any] = []
+        for reg in self.registries.values():
+            for name in reg.names():
+                try:
+                    cls = reg.get_class(name)
+                except Exception:  # noqa: BLE001 - a driver that fails to load is listed by info
+                    continue
+                for b in getattr(cls, "bindings", ()):
+                    if b not in out and not b.available():
+                        log.warning("%s", advice(b))
+                        out.append(b)
+        return out
 
     # -- registry backends ---------------------------------------------------------------------
     def backend(self, transport: str, location: str, options: dict[str, Any] | None = None) -> Any:

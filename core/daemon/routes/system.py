@@ -100,7 +100,7 @@ async def info(request: web.Request) -> web.Response:
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": _security_options(d),
-        "Warnings": None,
+        "Warnings": d.warnings or None,
         "DockyardDrivers": d.info_extra(),
         "DockyardExecDriverStatus": [list(x) for x in d.execdriver.status()],
         "DockyardPlugins": [name for name, _ in d.pm.list_name_plugin()],
@@ -196,7 +196,7 @@ def _registry_config(cfg: Any) -> dict[str, Any]:
 
 def _security_options(d: Any) -> list[str]:
     """As dockerd lists them: the seccomp profile, user-namespace remapping, cgroup namespaces."""
-    out = ["name=seccomp,profile=builtin"]
+    out = [] if any(b.module == "seccomp" for b in d.missing_bindings) else ["name=seccomp,profile=builtin"]
     if not d.id_map.is_identity:
         out.append("name=userns")
     out.append("name=cgroupns")
