@@ -297,3 +297,63 @@ def test_dashboard_in_headless_chromium(dash_daemon: Daemon, forwarder: Forwarde
         for path in shots:
             shutil.copy(path, os.path.join(REPORTS, os.path.basename(path)))
 
+
+
+# ---- over TCP with TLS -----------------------------------------------------------------------
+
+def _pki(tmp: Any) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    p = {n: str(tmp / n) for n in ("ca.pem", "ca.key", "server.pem", "server.key", "client.pem",
+                                   "client.key")}
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p["ca.key"], "-out", p["ca.pem"],
+        "-days", "2", "-subj", "/CN=dockyard test CA")
+    for who, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+                     ("client", "extendedKeyUsage=clientAuth\n")):
+        (tmp / f"{who}.ext").write_text(ext)
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", p[f"{who}.key"], "-out",
+            str(tmp / f"{who}.csr"), "-subj", f"/CN={who}")
+        run("x509", "-req", "-in", str(tmp / f"{who}.csr"), "-CA", p["ca.pem"], "-CAkey", p["ca.key"],
+            "-CAcreateserial", "-out", p[f"{who}.pem"], "-days", "2", "-extfile", str(tmp / f"{who}.ext"))
+    return p
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl needed to make certificates")
+def test_dashboard_over_tls_needs_a_client_certificate(tmp_path: Any) -> None:
+    import ssl
+    pki = _pki(tmp_path)
+    port = _free_port()
+    args = ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", pki["ca.pem"],
+            "--tlscert", pki["server.pem"], "--tlskey", pki["server.key"]]
+
+    def get(ctx: ssl.SSLContext, method: str = "GET", path: str = "/dashboard/",
+            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        try:
+            conn.request(method, path, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    with running_daemon(None, extra_args=args):
+        anonymous = ssl.create_default_context(cafile=pki["ca.pem"])
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(anonymous)
+        client = ssl.create_default_context(cafile=pki["ca.pem"])
+        client.load_cert_chain(pki["client.pem"], pki["client.key"])
+        status, page = get(client)
+        assert status == 200 and b"<title>dockyard</title>" in page
+        # the page's own origin passes the cross-origin check; another page's does not
+        origin = f"https://127.0.0.1:{port}"
+        assert get(client, "POST", "/containers/no-such/stop", {"Origin": origin})[0] == 404
+        assert get(client, "POST", "/containers/no-such/stop", {"Origin": "https://evil.example"})[0] == 403
