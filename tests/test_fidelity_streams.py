@@ -20,7 +20,7 @@ from typing import Iterator
 import docker as dockerpy
 import pytest
 
-from conftest import Daemon, UnixHTTPConnection, unique_subnet
+from conftest import Daemon, UnixHTTPConnection, roundtrip, unique_subnet
 from test_docker_cli import DOCKER, docker
 from test_registry import dockyard_registry
 
@@ -43,13 +43,7 @@ def client(shared_daemon: Daemon) -> Iterator[dockerpy.DockerClient]:
 
 def raw(d: Daemon, method: str, path: str, body: bytes | None = None,
         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    conn = UnixHTTPConnection(d.sock, 60)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
+    return roundtrip(UnixHTTPConnection(d.sock, 60), method, path, body, headers)
 
 
 def log_mark(d: Daemon) -> int:
