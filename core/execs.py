@@ -35,6 +35,15 @@ class _ExitAwareReader:
         return data
 
 
+def exec_event(d: Any, c: dict[str, Any], kind: str, eid: str, args: list[str],
+               **extra: str) -> None:
+    """dockerd's exec events on container ``c``: ``exec_create: <command>``, ``exec_start:
+    <command>`` (the command as dockerd writes it: program, a space, the arguments) and
+    ``exec_die`` (with ``exitCode``); health probes have them too."""
+    action = kind if kind == "exec_die" else f"{kind}: {args[0]} {' '.join(args[1:])}"
+    d.containers._event(action, c, execID=eid, **extra)
+
+
 class ExecService:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
@@ -74,6 +83,7 @@ class ExecService:
         }
         ids = c.get("ExecIDs") or []
         c["ExecIDs"] = ids + [eid]
+        exec_event(self.d, c, "exec_create", eid, cmd)
         return eid
 
     @staticmethod
@@ -104,6 +114,7 @@ class ExecService:
         loop = asyncio.get_running_loop()
         recorded: asyncio.Future = loop.create_future()
         self._recorded[eid] = recorded
+        exec_event(self.d, c, "exec_start", eid, process["args"])
         try:
             pid, streams = await self.d.execdriver.exec(
                 c["Id"], eid, process, tty=pc["tty"], stdin=e["OpenStdin"] and not detach,
@@ -115,12 +126,12 @@ class ExecService:
                 raise
             return None if detach else FailedStreams(exc.message, pc["tty"])
         e.update(Pid=pid, Running=True)
-        asyncio.ensure_future(self._watch(eid, recorded))
+        asyncio.ensure_future(self._watch(eid, recorded, c))
         if streams is not None:
             streams.reader = _ExitAwareReader(streams.reader, recorded)  # type: ignore[assignment]
         return streams
 
-    async def _watch(self, eid: str, recorded: asyncio.Future) -> None:
+    async def _watch(self, eid: str, recorded: asyncio.Future, c: dict[str, Any]) -> None:
         code = 126
         try:
             code = await self.d.execdriver.exec_wait(eid)
@@ -131,6 +142,7 @@ class ExecService:
         e = self.execs.get(eid)
         if e is not None:
             e.update(ExitCode=code, Running=False)
+        exec_event(self.d, c, "exec_die", eid, [], exitCode=str(code))
         if not recorded.done():
             recorded.set_result(code)
 

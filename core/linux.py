@@ -24,6 +24,7 @@ __all__ = [
     "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
     "NAMESPACE_FLAGS", "NAMESPACE_FILES", "statfs_magic", "fs_name", "filesystems", "mountinfo",
     "call_in_dir", "in_thread", "mount_flags", "remount_bind", "create_netns", "remove_netns", "in_netns",
+    "open_tree", "move_mount",
 ]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -215,6 +216,31 @@ def unshare(flags: int) -> None:
 def setns(fd: int, nstype: int = 0) -> None:
     """setns(2): join the namespace ``fd`` refers to (an open ``/proc/<pid>/ns/<x>`` file)."""
     _check(_libc.setns(fd, nstype))
+
+
+#: the new mount API (Linux 5.2): one number on every architecture
+SYS_open_tree, SYS_move_mount = 428, 429
+OPEN_TREE_CLONE = 1
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def open_tree(path: str | bytes, flags: int = OPEN_TREE_CLONE, dirfd: int = AT_FDCWD) -> int:
+    """open_tree(2): with ``OPEN_TREE_CLONE``, an fd of a detached copy of the mount at ``path``
+    (in the caller's mount namespace), to attach elsewhere with :func:`move_mount`."""
+    return _check(_libc.syscall(ctypes.c_long(SYS_open_tree), ctypes.c_int(dirfd),
+                                ctypes.c_char_p(_b(path)),
+                                ctypes.c_uint(flags | os.O_CLOEXEC)), path)
+
+
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """move_mount(2) of the mount ``from_fd`` (from :func:`open_tree`) onto the file or directory
+    ``to_fd`` (an ``O_PATH`` fd) refers to."""
+    _check(_libc.syscall(ctypes.c_long(SYS_move_mount), ctypes.c_int(from_fd), ctypes.c_char_p(b""),
+                         ctypes.c_int(to_fd), ctypes.c_char_p(b""),
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)))
 
 
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
