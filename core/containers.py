@@ -872,8 +872,10 @@ class ContainerService:
         await asyncio.to_thread(self.d.volumes.prepare_binds, c)
         root = await asyncio.to_thread(self.graph.get, cid)
         running = bool(c["State"]["Running"] and c["State"].get("Pid"))
+        id_map = self.id_map(c)
         view = cpview.ContainerView(root, cpview.mounts_of(c, running),
-                                    c["State"]["Pid"] if running else 0)
+                                    c["State"]["Pid"] if running else 0,
+                                    None if id_map.is_identity else id_map.root)
         try:
             await asyncio.to_thread(view.open)
         except BaseException:

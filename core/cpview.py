@@ -175,10 +175,14 @@ class ContainerView:
     :meth:`call` as often as needed, then :meth:`close` (which runs the ``on_close`` callbacks
     once the view's thread is gone)."""
 
-    def __init__(self, rootfs: str, mounts: list[ViewMount], pid: int = 0) -> None:
+    def __init__(self, rootfs: str, mounts: list[ViewMount], pid: int = 0,
+                 fs_ids: tuple[int, int] | None = None) -> None:
         self.root = rootfs
         self.mounts = mounts
         self.pid = pid
+        #: with a user namespace, the host IDs of the container's root: what the view creates
+        #: is made as them (a tmpfs cloned from the container refuses owners it cannot map)
+        self.fs_ids = fs_ids
         self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._main, name="container-view", daemon=True)
@@ -236,6 +240,8 @@ class ContainerView:
     def _setup(self) -> None:
         linux.unshare(linux.CLONE_NEWNS)  # this thread only (and those it starts)
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+        if self.fs_ids is not None:
+            linux.set_fs_ids(*self.fs_ids)
         own_ns = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/mnt",
                          os.O_RDONLY | os.O_CLOEXEC)
         try:

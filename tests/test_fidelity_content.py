@@ -19,8 +19,9 @@ from typing import Any, Iterator
 import docker
 import pytest
 
-from conftest import DOCKYARD, Daemon, unique_subnet
+from conftest import DOCKYARD, Daemon, running_daemon, unique_subnet
 from test_docker_cli import docker as docker_cli
+from test_userns import remap_user  # noqa: F401 - a fixture
 
 
 def uid() -> str:
@@ -115,16 +116,22 @@ def _cp_out(d: Daemon, src: str) -> bytes:
         return f.read()
 
 
+def _bind_and_payload(hostdir: str, text: str) -> tuple[str, str]:
+    """``(a directory to bind-mount, a file holding text)`` under ``hostdir``."""
+    bind = os.path.join(hostdir, "bind")
+    os.makedirs(bind)
+    payload = os.path.join(hostdir, "payload.txt")
+    with open(payload, "w") as f:
+        f.write(text)
+    return bind, payload
+
+
 def test_cp_in_and_out_through_volumes_binds_tmpfs_and_etc_files(shared_daemon: Daemon, hostdir: str) -> None:
     """A running container: copies into a named volume, a bind mount, a tmpfs and /etc are seen
     inside; files written inside them come out; /etc/hosts is the container's, not the layer's."""
     d = shared_daemon
     name, vol = "cprun-" + uid(), "cpvol-" + uid()
-    bind = os.path.join(hostdir, "bind")
-    os.makedirs(bind)
-    payload = os.path.join(hostdir, "payload.txt")
-    with open(payload, "w") as f:
-        f.write("from the host\n")
+    bind, payload = _bind_and_payload(hostdir, "from the host\n")
     try:
         ok(docker_cli(d, "run", "-d", "--name", name, "-v", f"{vol}:/vol", "-v", f"{bind}:/bind",
                       "--tmpfs", "/scratch", "busybox", "sleep", "600"))
@@ -162,11 +169,7 @@ def test_cp_in_and_out_through_volumes_binds_tmpfs_and_etc_files(shared_daemon: 
 def test_cp_into_a_stopped_container_reaches_its_volume_and_bind(shared_daemon: Daemon, hostdir: str) -> None:
     d = shared_daemon
     name, vol = "cpstop-" + uid(), "cpvol-" + uid()
-    bind = os.path.join(hostdir, "bind")
-    os.makedirs(bind)
-    payload = os.path.join(hostdir, "payload.txt")
-    with open(payload, "w") as f:
-        f.write("copied while stopped\n")
+    bind, payload = _bind_and_payload(hostdir, "copied while stopped\n")
     try:
         ok(docker_cli(d, "run", "--name", name, "-v", f"{vol}:/vol", "-v", f"{bind}:/bind",
                       "busybox", "sh", "-c", "echo before > /vol/before"))
@@ -470,3 +473,28 @@ def test_stats_show_network_and_block_io(shared_daemon: Daemon, client: docker.D
     finally:
         _rm(d, a, b)
         docker_cli(d, "network", "rm", net)
+
+
+def test_cp_through_tmpfs_and_volume_with_userns_remap(busybox_tar: str, remap_user: tuple[str, int],
+                                                       tmp_path: Any) -> None:
+    """With userns-remap the container's mount namespace belongs to its user namespace: its
+    tmpfs is cloned from there all the same, and IDs are shifted both ways."""
+    with running_daemon(busybox_tar, ["--userns-remap", remap_user[0]]) as d:
+        name = "cpuserns-" + uid()
+        src = tmp_path / "in.txt"
+        src.write_text("to the tmpfs\n")
+        os.chown(src, 1000, 1000)
+        ok(docker_cli(d, "run", "-d", "--name", name, "-v", "usvol:/vol", "--tmpfs", "/scratch",
+                      "busybox", "sleep", "600"))
+        ok(docker_cli(d, "cp", "-a", str(src), f"{name}:/scratch/"))
+        ok(docker_cli(d, "cp", str(src), f"{name}:/vol/"))
+        out = ok(docker_cli(d, "exec", name, "sh", "-c",
+                            "cat /scratch/in.txt /vol/in.txt; stat -c %u:%g /scratch/in.txt /vol/in.txt; "
+                            "echo out > /scratch/out"))
+        # the archive's owners, as dockerd keeps them (shifted into the container's range)
+        assert out.splitlines() == ["to the tmpfs", "to the tmpfs", "1000:1000", "1000:1000"]
+        r = docker_cli(d, "cp", f"{name}:/scratch/out", "-")
+        with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
+            ti = tar.getmember("out")
+            f = tar.extractfile(ti)
+            assert f is not None and f.read() == b"out\n" and (ti.uid, ti.gid) == (0, 0)
