@@ -900,9 +900,12 @@ class ContainerService:
         _c, view = await self._view(ref)
         try:
             header = await asyncio.to_thread(view.call, archive.stat_header, view.root, path)
-            # started in the view, the stream's writer thread is in its mount namespace too
-            stream = await asyncio.to_thread(view.call, archive.tar_out, view.root, path,
-                                             view.close, getattr(self.graph, "id_map", None))
+            resolved = await asyncio.to_thread(view.call, archive.resolve_out, view.root, path)
+            # the writer is started here, in the host's mount namespace (a thread is born in
+            # its creator's): it reads through the view's descriptors, and its closing the view
+            # (which releases the rootfs) must unmount in the host's namespace
+            stream = await asyncio.to_thread(archive.tar_stream, resolved, view.close,
+                                             getattr(self.graph, "id_map", None))
         except BaseException:
             await asyncio.to_thread(view.close)
             raise

@@ -9,8 +9,10 @@ volume and bind mount of the container, then its ``/etc/resolv.conf``, ``/etc/ho
 ``/etc/hosts``; for a running container also its tmpfs mounts, cloned from its own mount
 namespace with ``open_tree(2)`` (dockerd leaves tmpfs mounts out of its view). Functions run with
 :meth:`ContainerView.call` see the container's files where the container sees them; so do the
-threads they start (a thread is born in its creator's mount namespace). The namespace and every
-mount in it end with the last of those threads: nothing to unmount, even after a crash.
+threads they start (a thread is born in its creator's mount namespace: one that must act on the
+host's mounts, as releasing the rootfs does, must be started elsewhere). Descriptors opened in the
+view lead into its mounts from any thread. The namespace and every mount in it end with the last
+of the threads in it: nothing to unmount, even after a crash.
 
 Mount points missing in the rootfs are made, as dockerd does (a start makes them anyway); the
 walk to each one follows symlinks inside the rootfs only, and the mount is made on an ``O_PATH``
@@ -206,7 +208,8 @@ class ContainerView:
         return fut.result()
 
     def close(self) -> None:
-        """End the view (idempotent; from any thread but the view's own)."""
+        """End the view (idempotent; from any thread but the view's own). The ``on_close``
+        callbacks run in the calling thread: it must be in the host's mount namespace."""
         with self._lock:
             if self._closed:
                 return
