@@ -337,15 +337,11 @@ class NetworkService:
         ``Aliases``, ``IPAMConfig``, ``Links`` (``name[:alias]``: the alias resolves to that
         container on this network, for this container) and ``DriverOpts`` (handed to the
         network driver)."""
-        cfg = cfg or {}
+        cfg = cfg or {}  # types checked at the edge (core.schema)
         links = cfg.get("Links") or []
-        if not isinstance(links, list):
-            raise InvalidParameter("EndpointSettings.Links must be a list of name[:alias]")
         for link in links:
             parse_link(link)
         opts = cfg.get("DriverOpts") or {}
-        if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
-            raise InvalidParameter("EndpointSettings.DriverOpts must map names to strings")
         return {"Aliases": list(cfg.get("Aliases") or []) or None,
                 "IPAMConfig": cfg.get("IPAMConfig"), "Links": list(links) or None,
                 "DriverOpts": dict(opts) or None}
