@@ -446,6 +446,10 @@ def test_events_of_exec_volumes_attach_resize_network_kill_and_images(
     out = ok(docker_cli(d, "events", "--since", str(int(since)), "--until", str(int(time.time()) + 1),
                         "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}}"))
     assert f"destroy {vol}" in out.splitlines()
+    out = ok(docker_cli(d, "events", "--since", str(int(since)), "--until", str(int(time.time()) + 1),
+                        "--filter", f"container={name}", "--filter", "event=exec_create",
+                        "--format", "{{.Action}}"))
+    assert out.splitlines() == ["exec_create: sh -c exit 3"]
 
 
 # -- stats ----------------------------------------------------------------------------------------
