@@ -894,15 +894,23 @@ class ContainerService:
             raise
         return header, stream
 
-    async def archive_put(self, ref: str, path: str, tar_path: str) -> None:
-        """Unpack the tar file ``tar_path`` into directory ``path`` of the container."""
+    async def archive_put(self, ref: str, path: str, tar_path: str,
+                          no_overwrite_dir_nondir: bool = False, copy_uid_gid: bool = False) -> None:
+        """Unpack the tar file ``tar_path`` (maybe compressed; checked whole before anything
+        is written) into directory ``path`` of the container, as the container sees it (its
+        volumes, bind mounts...: core.cpview). ``copy_uid_gid``: dockerd then chowns every entry
+        to the container's ``User``; with no ``User`` that is the default."""
         from . import archive, cpview
+        c = self.get(ref)
+        if copy_uid_gid and (c.get("Config") or {}).get("User"):
+            raise InvalidParameter("copyUIDGID (docker cp -a) is not supported for a container "
+                                   "with a User: entries keep the owners the archive records")
         c, view = await self._view(ref)
 
         def run(root: str) -> int:
-            cpview.check_writable(c, root, path)
-            with open(tar_path, "rb") as f:
-                return archive.extract_in(root, path, f, getattr(self.graph, "id_map", None))
+            cpview.check_writable(c, root, path)  # read-only volume or rootfs, as dockerd
+            return archive.extract_in(root, path, tar_path, getattr(self.graph, "id_map", None),
+                                      no_overwrite_dir_nondir=no_overwrite_dir_nondir)
         try:
             await asyncio.to_thread(view.call, run, view.root)
         finally:
