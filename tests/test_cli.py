@@ -312,8 +312,8 @@ def test_cp_in_and_out(daemon, tmp_path):
     r = daemon.cli("cp", "box:/../../../etc/hostname", str(tmp_path / "h"))
     assert r.returncode == 0, err(r)
     cid = out(daemon.cli("inspect", "-f", "{{.Id}}", "box")).strip()
-    assert (tmp_path / "h").read_text() == "busybox\n"  # the image's own file, not the host's
-    assert cid
+    # what the container sees there (the daemon's file, as dockerd), not the host's
+    assert (tmp_path / "h").read_text() == cid[:12] + "\n"
     r = daemon.cli("cp", "box:/nosuch", str(tmp_path / "x"))
     assert r.returncode != 0 and b"Could not find" in r.stderr
     daemon.cli("rm", "-f", "box")
