@@ -8,7 +8,7 @@ VENV := .venv
 # what running dockyard needs (make demo) ...
 RUN_PACKAGES := busybox-static iproute2 util-linux procps btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs python3-seccomp nftables tini python3-venv
 # ... and the peers and clients the tests drive (make test)
-TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose
+TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose chromium
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 

@@ -114,7 +114,7 @@ def write_reports(doc: dict, out_dir: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=1))
     else:
-        click.echo(table)
+        click.echo(table, nl=False)
     click.echo(f"results: {out_dir}/results.json, report: {out_dir}/report.html", err=True)
 
 
