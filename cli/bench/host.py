@@ -6,7 +6,6 @@ import contextlib
 import ipaddress
 import os
 import platform
-import random
 import shutil
 import signal
 import socket
@@ -202,27 +201,10 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise CommandFailed(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
-def host_subnets() -> list[ipaddress.IPv4Network]:
-    """Every IPv4 destination in any routing table of the host."""
-    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True,
-                         text=True).stdout
-    nets = []
-    for line in out.splitlines():
-        for word in line.split()[:2]:
-            with contextlib.suppress(ValueError):
-                nets.append(ipaddress.ip_network(word, strict=False))
-                break
-    return nets
-
-
 def free_subnet() -> ipaddress.IPv4Network:
-    """A random 10.x /24 that overlaps no route of the host (runs of others never collide)."""
-    taken = host_subnets()
-    for _ in range(1000):
-        net = ipaddress.ip_network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(t) for t in taken):
-            return net
-    raise CommandFailed("no free 10.x.y.0/24 subnet on this host")
+    """A random 10.x.y.0/24 that overlaps no route of the host (runs of others never collide)."""
+    from dockyard.hookspecs.conformance.subnets import free_subnet as free
+    return free()
 
 
 def unique_name(prefix: str) -> str:

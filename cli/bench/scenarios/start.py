@@ -42,7 +42,7 @@ class RunRm(Scenario):
     needs = frozenset({CAP_RUN})
     needs_reason = "cannot run a container"
     metrics = (Metric("run-rm-true", "run --rm busybox true", "ms"),)
-    runs_full, runs_quick = 20, 5
+    runs_full, runs_quick = 30, 5
 
     def prepare(self, ctx: Any, subject: Subject) -> None:
         for _ in range(WARMUP):
@@ -59,7 +59,7 @@ class Exec(Scenario):
     name = "exec"
     title = "exec true in a running container"
     metrics = (Metric("exec-true", "exec C true", "ms"),)
-    runs_full, runs_quick = 20, 5
+    runs_full, runs_quick = 30, 5
 
     def __init__(self) -> None:
         self.containers: dict[str, str] = {}

@@ -149,6 +149,10 @@ def start_all(plan: Plan, image_tar: str, progress: Callable[[str], Any]) -> Non
             plan.skip(floor.name, e.reason)
             plan.floors.remove(floor)
             plan.subjects = [s for s in plan.subjects if s.floor is not floor]
+            continue
+        for s in plan.subjects:
+            if s.floor is floor:
+                s.info.update(floor.info)
 
 
 def stop_all(plan: Plan) -> None:

@@ -7,7 +7,7 @@ a command, so only the ``run`` scenario measures them.
   terminal, root not read-only. One container id serves every run (``run`` deletes it at exit).
 * crun 1.8 refuses this host's hybrid cgroups; it runs through ``nsenter`` in a mount namespace
   the bench made where ``/sys/fs/cgroup/unified`` is unmounted (``unshare --mount=FILE``): the
-  figure includes that ``nsenter``, whose own cost is recorded as ``nsenter_true_s``.
+  figure includes that ``nsenter``, whose own cost is recorded as ``nsenter_true_ms``.
 * lxc-execute gets a configuration with the same rootfs, an empty network
   (``lxc.net.0.type = empty``) and ``lxc.apparmor.profile = unconfined``.
 """
@@ -132,7 +132,7 @@ class CrunFloor(OciFloor):
         cmd = ["umount", "/sys/fs/cgroup/unified"] if os.path.isdir("/sys/fs/cgroup/unified") \
             and os.path.ismount("/sys/fs/cgroup/unified") else ["true"]
         host.run(["unshare", f"--mount={self.mntns}", "--propagation", "private", *cmd])
-        self.info["nsenter_true_s"] = statistics.median(
+        self.info["nsenter_true_ms"] = 1000 * statistics.median(
             host.timed(["nsenter", f"--mount={self.mntns}", "true"]) for _ in range(5))
 
     def argv(self) -> list[str]:
