@@ -127,8 +127,10 @@ def test_compare_flags_only_changes_beyond_the_noise():
     # three samples each: no test can reach p <= 0.05, so the ranges decide
     assert verdicts(doc_with({"dy": [100, 110, 105]}), doc_with({"dy": [150, 160, 155]}))["dy"] == "worse"
     assert verdicts(doc_with({"dy": [100, 160, 105]}), doc_with({"dy": [150, 155, 140]}))["dy"] == "noise"
-    # a subject in one run only is shown, not judged
-    assert verdicts(doc_with({"dy": [1, 2]}), doc_with({"dy": [1, 2], "dk": [3, 4]}))["dk"] is None
+    # a subject in one run only is shown, not judged; nor are one or two samples a side
+    assert verdicts(doc_with({"dy": [1, 2]}), doc_with({"dy": [1, 2], "dk": [3, 4]})) == {
+        "dy": "few samples", "dk": None}
+    assert verdicts(doc_with({"dy": [100]}), doc_with({"dy": [200]}))["dy"] == "few samples"
 
 
 def test_compare_command_writes_charts(tmp_path):

@@ -9,8 +9,9 @@ A change of a subject's median is flagged when both hold:
   ones) gives p ≤ 0.05; when the samples are too few for any split to reach 0.05 (3 against 3
   cannot: the smallest p is 0.1), the ranges [min, max] of the two runs must not overlap.
 
-Everything else is reported as noise. A subject or figure present in one run only is shown, not
-judged.
+Everything else is reported as noise. Fewer than :data:`MIN_SAMPLES` samples on a side say
+nothing of the noise: such a change is shown as "few samples", not judged; so is a subject or
+figure present in one run only.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from typing import Any
 from . import results
 
 ALPHA = 0.05
+#: fewer samples than this on either side: the change is shown, not judged
+MIN_SAMPLES = 3
 MAX_SPLITS = 20_000
 FORMAT = "dockyard-bench-compare/1"
 
@@ -69,8 +72,10 @@ def judge(a: list[float], b: list[float], better: str, threshold: float) -> dict
     """change (relative, of the median), p (or None) and verdict: better, worse or noise."""
     ma, mb = statistics.median(a), statistics.median(b)
     change = (mb - ma) / ma if ma else math.inf
-    p = mann_whitney_p(a, b) if a and b else None
-    if abs(change) < threshold or not a or not b:
+    if min(len(a), len(b)) < MIN_SAMPLES:
+        return {"change": change, "p": None, "verdict": "few samples"}
+    p = mann_whitney_p(a, b)
+    if abs(change) < threshold:
         apart = False
     elif smallest_p(len(a), len(b)) <= ALPHA:
         apart = p is not None and p <= ALPHA
@@ -91,7 +96,6 @@ def metric_index(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 def compare_docs(a: dict[str, Any], b: dict[str, Any], threshold: float,
                  names: tuple[str, str]) -> dict[str, Any]:
     subjects = {**results.subject_map(a), **results.subject_map(b)}
-    labels = results.labels(list(subjects.values()))
     ia, ib = metric_index(a), metric_index(b)
     metrics = []
     for where in [*ia, *(k for k in ib if k not in ia)]:
@@ -99,9 +103,11 @@ def compare_docs(a: dict[str, Any], b: dict[str, Any], threshold: float,
         meta = ma or mb
         sa, sb = (ma or {}).get("samples", {}), (mb or {}).get("samples", {})
         rows = []
-        for sid in [*(s for s in sa if sa[s]), *(s for s in sb if sb[s] and s not in sa)]:
+        ids = [*(s for s in sa if sa[s]), *(s for s in sb if sb[s] and s not in sa)]
+        labels = results.labels([subjects.get(i, {"id": i, "engine": i}) for i in ids])
+        for sid in ids:
             xa, xb = sa.get(sid) or [], sb.get(sid) or []
-            row = {"id": sid, "label": labels.get(sid, sid),
+            row = {"id": sid, "label": labels[sid],
                    "engine": subjects.get(sid, {}).get("engine", sid),
                    "a": results.summary(xa) if xa else None,
                    "b": results.summary(xb) if xb else None, "change": None, "p": None,
@@ -125,7 +131,8 @@ def run_meta(doc: dict[str, Any], name: str) -> dict[str, Any]:
 def rule_text(threshold: float) -> str:
     return (f"A change is flagged when the median moved by more than {threshold * 100:.0f}% and "
             f"the samples of the two runs are told apart (two-sided Mann–Whitney p ≤ {ALPHA}, "
-            "or, with too few samples for that, ranges that do not overlap); else it is noise.")
+            f"or, with too few samples for that, ranges that do not overlap); else it is noise. "
+            f"With fewer than {MIN_SAMPLES} samples on a side a change is shown, not judged.")
 
 
 def render_compare_table(cmp: dict[str, Any]) -> str:

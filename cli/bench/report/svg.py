@@ -164,10 +164,14 @@ def paired_chart(key: str, rows: list[dict[str, Any]], title: str, subtitle: str
     body = axis(scale, y0 - 6, y0 + row * len(rows), unit)
     body.append(text(WIDTH - 10, y0 - 8, "change of median", "end", 11, "bold", "#555"))
     legend_x = LEFT
-    for name, colour in ((names[0], BEFORE_COLOUR), (names[1], "#5b9bd5")):
-        body.append(f"<rect x='{legend_x}' y='{TOP - 4}' width='12' height='10' fill='{colour}'/>")
-        body.append(text(legend_x + 16, TOP + 5, name, size=11, fill="#333"))
-        legend_x += 24 + 7 * len(name)
+    for name, colours in ((names[0], [BEFORE_COLOUR]),
+                          (f"{names[1]} (in the engine's colour)", list(COLOURS.values())[:3])):
+        for k, colour in enumerate(colours):
+            body.append(f"<rect x='{legend_x + 5 * k}' y='{TOP - 4}' width='{12 if len(colours) == 1 else 5}' "
+                        f"height='10' fill='{colour}'/>")
+        legend_x += 16 if len(colours) == 1 else 5 * len(colours) + 4
+        body.append(text(legend_x, TOP + 5, name, size=11, fill="#333"))
+        legend_x += 20 + 6.5 * len(name)
     for i, r in enumerate(rows):
         y = y0 + i * row
         parts = [f"<g class='subject' data-subject='{escape(r['id'])}' "
@@ -193,8 +197,8 @@ def change_text(r: dict[str, Any], y: float) -> str:
     if r.get("change") is None:
         return text(WIDTH - 10, y, "only in one run", "end", 11, fill="#777", cls="change")
     pct = f"{r['change'] * 100:+.1f}%"
-    if r["verdict"] == "noise":
-        return text(WIDTH - 10, y, f"{pct} (noise)", "end", 12, fill="#777", cls="change")
+    if r["verdict"] in ("noise", "few samples"):
+        return text(WIDTH - 10, y, f"{pct} ({r['verdict']})", "end", 12, fill="#777", cls="change")
     worse = r["verdict"] == "worse"
     return text(WIDTH - 10, y, f"{pct} {'▼ worse' if worse else '▲ better'}", "end", 12, "bold",
                 "#c0392b" if worse else "#1e8449", cls=f"change flagged {r['verdict']}")
