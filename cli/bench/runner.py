@@ -65,6 +65,7 @@ class Progress:
             click.echo(text, err=True)
         else:
             self.step = text
+            self.bar.render_progress()
 
     def begin(self, total: int) -> None:
         if self.tty and total:
@@ -76,8 +77,6 @@ class Progress:
         if self.bar is not None:
             self.step = text
             self.bar.update(1)
-        else:
-            click.echo(text, err=True)
 
     def end(self) -> None:
         if self.bar is not None:
@@ -199,14 +198,16 @@ def run_scenario(scen: Scenario, subs: list[Subject], ctx: Context, opts: Option
     try:
         scen.setup(ctx, subs)
         for s in subs:
+            progress.note(f"{scen.name}: preparing {s.name}")
             if attempt(ctx, scen, s, lambda s=s: scen.prepare(ctx, s)) is not FAILED:
                 active.append(s)
             else:
                 finish(ctx, scen, s)  # what prepare made before it failed
         for i in range(runs):
             for s in rotate(list(active), i):
+                progress.note(f"{scen.name}: {s.name} #{i + 1}")
                 values = attempt(ctx, scen, s, lambda s=s: scen.sample(ctx, s, i))
-                progress.advance(f"{scen.name} {s.engine_name} {s.net} #{i + 1}")
+                progress.advance(f"{scen.name}: {s.name} #{i + 1} done")
                 if values is FAILED:
                     active.remove(s)
                     finish(ctx, scen, s)

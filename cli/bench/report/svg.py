@@ -166,9 +166,10 @@ def paired_chart(key: str, rows: list[dict[str, Any]], title: str, subtitle: str
     legend_x = LEFT
     for name, colours in ((names[0], [BEFORE_COLOUR]),
                           (f"{names[1]} (in the engine's colour)", list(COLOURS.values())[:3])):
+        width = 12 if len(colours) == 1 else 5
         for k, colour in enumerate(colours):
-            body.append(f"<rect x='{legend_x + 5 * k}' y='{TOP - 4}' width='{12 if len(colours) == 1 else 5}' "
-                        f"height='10' fill='{colour}'/>")
+            body.append(f"<rect x='{legend_x + 5 * k}' y='{TOP - 4}' width='{width}' height='10' "
+                        f"fill='{colour}'/>")
         legend_x += 16 if len(colours) == 1 else 5 * len(colours) + 4
         body.append(text(legend_x, TOP + 5, name, size=11, fill="#333"))
         legend_x += 20 + 6.5 * len(name)

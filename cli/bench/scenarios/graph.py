@@ -1,4 +1,4 @@
-"""Graph drivers through their own API (no daemon in between), as
+"""Graph drivers through their own API (no daemon in between), as the former
 ``contrib/bench/graphdrivers.py`` measured them: per driver, on a file system made for the run
 (a loop-mounted ext4 without journal, or the file system the driver requires, e.g. btrfs; the
 loop image in /dev/shm when it has room).

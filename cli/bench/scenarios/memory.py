@@ -1,5 +1,5 @@
-"""Memory per idle container, as ``contrib/bench/start.py`` measured it: start N idle containers
-(10 parallel clients) and read the proportional set size of every process of the engine (daemon,
+"""Memory per idle container, as the former ``contrib/bench/start.py`` measured it: start N idle
+containers (10 parallel clients) and read the proportional set size of every process of the engine (daemon,
 supervisor / containerd, shims; podman: its conmons) and the drop of the host's MemAvailable,
 before and after, each divided by N. Rounds alternate between engines.
 
@@ -25,8 +25,10 @@ class Memory(Scenario):
 
     name = "memory"
     title = "memory per idle container"
-    metrics = (Metric("pss-per-container", "engine PSS per idle container ({containers} containers)", "KiB"),
-               Metric("memavailable-per-container", "MemAvailable drop per idle container ({containers} containers)", "KiB"),
+    metrics = (Metric("pss-per-container",
+                      "engine PSS per idle container ({containers} containers)", "KiB"),
+               Metric("memavailable-per-container",
+                      "MemAvailable drop per idle container ({containers} containers)", "KiB"),
                Metric("engine-pss-total", "engine PSS with {containers} idle containers", "KiB"))
     full = {"containers": 100, "clients": 10}
     quick = {"containers": 20}

@@ -1,4 +1,4 @@
-"""Networks, as ``contrib/bench/network.py`` measured them.
+"""Networks, as the former ``contrib/bench/network.py`` measured them.
 
 * ``network``: for every network driver, the set-up cost per container through the API:
   create → start → wait → delete of ``true`` (the ``start`` call alone, and the whole cycle), for

@@ -1,5 +1,5 @@
-"""Cold pull of a multi-layer image from a loopback registry, as ``contrib/bench/pull.py``
-measured it.
+"""Cold pull of a multi-layer image from a loopback registry, as the former
+``contrib/bench/pull.py`` measured it.
 
 The image is the busybox base plus data layers of mixed compressible and incompressible files
 (the same seed every run, so every run pulls the same bytes), pushed with skopeo to Debian's

@@ -1,5 +1,6 @@
-"""The start path, as ``contrib/bench/start.py`` measured it: ``run --rm true``, ``exec true``,
-starting many idle containers (sequential and with parallel clients), and many concurrent runs.
+"""The start path, as the former ``contrib/bench/start.py`` measured it: ``run --rm true``,
+``exec true``, starting many idle containers (sequential and with parallel clients), and many
+concurrent runs.
 
 Every engine is driven through its own CLI with ``--network`` of the subject (the docker CLI for
 dockyardd and dockerd, podman's for podman; one more dockyard subject through dockyard's own CLI
@@ -86,8 +87,10 @@ class Starts(Scenario):
 
     name = "starts"
     title = "start many idle containers, sequential and from parallel clients"
-    metrics = (Metric("start-sequential", "start {containers} idle containers, 1 client (per container)", "ms"),
-               Metric("start-parallel", "start {containers} idle containers, {clients} clients (per container)", "ms"))
+    metrics = (Metric("start-sequential",
+                      "start {containers} idle containers, 1 client (per container)", "ms"),
+               Metric("start-parallel",
+                      "start {containers} idle containers, {clients} clients (per container)", "ms"))
     full = {"containers": 100, "clients": 10}
     quick = {"containers": 20}
     runs_full, runs_quick = 3, 1
