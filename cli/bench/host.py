@@ -31,7 +31,7 @@ def venv_tool(name: str) -> str | None:
     return here if os.access(here, os.X_OK) else shutil.which(name)
 
 
-def last_lines(data: bytes, n: int = 2) -> str:
+def last_lines(data: bytes, n: int = 1) -> str:
     """The last ``n`` non-empty lines of a command's output: where its error is."""
     lines = [line.strip() for line in data.decode(errors="replace").splitlines() if line.strip()]
     return " | ".join(lines[-n:])[-600:]
