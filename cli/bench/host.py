@@ -144,6 +144,18 @@ def processes() -> Iterator[tuple[int, str, list[str]]]:
         yield int(name), comm, argv
 
 
+def stop_process(proc: "subprocess.Popen[bytes] | None", timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def children(pid: int) -> list[int]:
     with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(c) for c in f.read().split()]

@@ -96,14 +96,8 @@ class LoopbackRegistry:
         return self.addr
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        host.stop_process(self.proc, 10)
+        self.proc = None
 
 
 class Pull(Scenario):

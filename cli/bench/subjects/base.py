@@ -167,13 +167,7 @@ class Engine:
         return self.proc is not None and self.proc.poll() is None
 
     def terminate(self, timeout: float = 30) -> None:
-        if self.running():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        host.stop_process(self.proc, timeout)
 
     # -- containers ----------------------------------------------------------------------------
     def remove_all(self) -> None:
