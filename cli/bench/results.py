@@ -135,7 +135,8 @@ def headline(doc: dict[str, Any], peers: tuple[str, ...] = ("dockerd", "podman")
             continue
         for r in rows.values():
             engine = subjects.get(r["id"], {}).get("engine")
-            if engine in peers and subjects[r["id"]].get("net") == subjects[base].get("net"):
+            if (engine in peers and r["ratio"] is not None
+                    and subjects[r["id"]].get("net") == subjects[base].get("net")):
                 out.append({"metric": key, "title": metric["title"], "peer": engine,
                             "ratio": r["ratio"], "unit": metric["unit"], "better": metric["better"],
                             "baseline_median": rows[base]["median"], "peer_median": r["median"]})

@@ -124,26 +124,27 @@ def bar_chart(key: str, rows: list[dict[str, Any]], title: str, subtitle: str, u
     body = axis(scale, y0 - 6, y0 + ROW * len(rows), unit)
     body.append(text(WIDTH - RIGHT + 100, y0 - 8, "median", "end", 11, "bold", "#555"))
     body.append(text(WIDTH - 10, y0 - 8, "ratio", "end", 11, "bold", "#555"))
-    marked = [r for r in rows if r["baseline"]]
+    compared = any(not r["baseline"] for r in rows)  # else nothing to mark or divide
+    marked = [r for r in rows if r["baseline"] and compared]
     base = marked[0] if len(marked) == 1 else None  # one dashed line, or none (several modes)
     for i, r in enumerate(rows):
         y = y0 + i * ROW
         colour = BASELINE_COLOUR if r["baseline"] else COLOURS.get(r.get("engine", ""), "#8c8c8c")
-        label = r["label"] + (" (baseline)" if r["baseline"] else "")
-        ratio = "1" if r["baseline"] else fmt_ratio(r["ratio"])
+        label = r["label"] + (" (baseline)" if r in marked else "")
+        ratio = ("1" if compared else "–") if r["baseline"] else fmt_ratio(r["ratio"])
         tip = (f"{r['label']}: median {fmt_value(r['median'], unit)}, min {fmt_value(r['min'], unit)}, "
                f"max {fmt_value(r['max'], unit)}, {r['n']} samples")
         body.append(
             f"<g class='subject' data-subject='{escape(r['id'])}' data-label='{escape(r['label'])}'>"
             f"<title>{escape(tip)}</title>"
             + text(LEFT - 8, y + ROW / 2 + 4, label, "end", 12,
-                   "bold" if r["baseline"] else "normal", cls="label")
+                   "bold" if r in marked else "normal", cls="label")
             + bar(scale, r["median"], y + 6, ROW - 12, colour, "bar")
             + whisker(scale.x(r["min"]), scale.x(r["max"]), y + ROW / 2, 5)
             + text(WIDTH - RIGHT + 100, y + ROW / 2 + 4, fmt_value(r["median"], unit), "end", 12,
                    cls="median")
             + text(WIDTH - 10, y + ROW / 2 + 4, ratio, "end", 12,
-                   "bold" if r["baseline"] else "normal", cls="ratio")
+                   "bold" if r in marked else "normal", cls="ratio")
             + "</g>")
     if base is not None:
         x = scale.x(base["median"])

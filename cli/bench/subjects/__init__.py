@@ -97,11 +97,14 @@ def plan_subjects(graphs: list[str] | None, execs: list[str] | None, nets: list[
 
 
 def add_net_subjects(plan: Plan, engine: Engine, nets: list[str], dims: dict[str, str]) -> None:
+    """A subject per network mode the engine offers; an engine left with none is not started."""
     for net in nets:
         if net not in engine.nets:
             plan.skip(f"{engine.name} --network {net}", unsupported_net(engine.name, net))
             continue
         plan.subjects.append(Subject(engine.name, {**dims, "net": net}, engine.caps, engine=engine))
+    if not any(s.engine is engine for s in plan.subjects):
+        plan.engines.remove(engine)
 
 
 def unsupported_net(engine: str, net: str) -> str:
