@@ -96,8 +96,14 @@ def measure(scenarios: tuple[str, ...], graph_drivers: str | None, exec_drivers:
                    peers=[p for p in split_list(peers) or [] if p != "none"], runs=runs,
                    quick=quick, baseline=baseline)
     out_dir = out_dir or default_out("bench")
-    os.makedirs(out_dir, exist_ok=True)
-    doc = run_bench(opts, ["dockyard", "bench", *sys.argv[2:]], Progress())
+    made = not os.path.isdir(out_dir)
+    os.makedirs(out_dir, exist_ok=True)  # now: an unwritable place fails before the run
+    try:
+        doc = run_bench(opts, ["dockyard", "bench", *sys.argv[2:]], Progress())
+    except BaseException:
+        if made and not os.listdir(out_dir):
+            os.rmdir(out_dir)
+        raise
     write_reports(doc, out_dir, as_json)
 
 
