@@ -57,6 +57,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("networks", "network"),
     "port": ("networks", "port"),
     "bench": ("bench.command", "bench"),
+    "completion": ("complete", "completion"),
+    "dashboard": ("dashboard", "dashboard"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}
