@@ -60,6 +60,10 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # the middle of a request body (dockyard's own; dockerd waits 5 minutes for headers)
     "api-read-timeout": ((int, float), 300),
     "disabled-plugins": (list, []),
+    # dockyard's own: where Docker's out-of-process plugins (*.sock, *.spec, *.json) are found,
+    # in order (dockerd's fixed places by default)
+    "docker-plugin-dirs": (list, ["/run/docker/plugins", "/etc/docker/plugins",
+                                  "/usr/lib/docker/plugins"]),
     "required-plugins": (list, []),
 }
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")

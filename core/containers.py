@@ -266,8 +266,8 @@ class ContainerService:
         if policy["Name"] != "no" and host_cfg["AutoRemove"]:
             raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
 
-        mounts = self.d.volumes.mounts_for(
-            host_cfg, {**(img_cfg.get("Volumes") or {}), **(body.get("Volumes") or {})})
+        mounts = await asyncio.to_thread(  # a volume plugin may be asked to create one
+            self.d.volumes.mounts_for, host_cfg, {**(img_cfg.get("Volumes") or {}), **(body.get("Volumes") or {})})
         mounts = self._volumes_from(host_cfg.get("VolumesFrom"), mounts)
 
         cdir = os.path.join(self.root, cid)
@@ -319,7 +319,12 @@ class ContainerService:
         if getattr(self.d, "migrating", False):
             raise Conflict("a storage migration is in progress; try again when it is done")
         await asyncio.to_thread(self.d.volumes.prepare_binds, c)
-        rootfs = await asyncio.to_thread(self.graph.get, cid)
+        await asyncio.to_thread(self.d.volumes.plugins.mount, c)
+        try:
+            rootfs = await asyncio.to_thread(self.graph.get, cid)
+        except BaseException:
+            await asyncio.to_thread(self.d.volumes.plugins.unmount, c)
+            raise
         networked = False
         try:
             if not c.get("_volumes_copied") and c.get("Mounts"):
@@ -350,6 +355,7 @@ class ContainerService:
                 await self.d.networks.teardown(c)
                 self.save(c)
             await asyncio.to_thread(self.graph.put, cid)
+            await asyncio.to_thread(self.d.volumes.plugins.unmount, c)
             raise
         rt.prepared = True
         self.d.volumes.mount_events(c, "mount")
@@ -639,6 +645,7 @@ class ContainerService:
                 await asyncio.to_thread(self.graph.put, cid)
             except Exception:  # noqa: BLE001
                 log.exception("unmounting %s failed", cid[:12])
+            await asyncio.to_thread(self.d.volumes.plugins.unmount, c)
             self.d.volumes.mount_events(c, "unmount")
         waiters, rt.exit_waiters = rt.exit_waiters, []
         for fut in waiters:
@@ -756,6 +763,7 @@ class ContainerService:
             if rt.prepared:
                 rt.prepared = False
                 await asyncio.to_thread(self.graph.put, cid)
+                await asyncio.to_thread(self.d.volumes.plugins.unmount, c)
                 self.d.volumes.mount_events(c, "unmount")
             if self.graph.exists(cid):
                 await asyncio.to_thread(self.graph.remove, cid)

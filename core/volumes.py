@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import posixpath
 import re
@@ -19,8 +20,11 @@ import stat
 import subprocess
 from typing import Any
 
-from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
+from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
+from .volumeplugins import VolumePlugins, is_plugin_driver
+
+log = logging.getLogger(__name__)
 ANON_LABEL = "com.docker.volume.anonymous"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _BIND_MODES = {"ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private",
@@ -45,6 +49,8 @@ class VolumeService:
         self.state = daemon.state
         self.d = daemon
         self.root = os.path.join(daemon.data_root, "volumes")
+        #: Docker volume plugins (the VolumeDriver protocol), by the name a volume records
+        self.plugins = VolumePlugins(daemon.docker_plugins)
         os.makedirs(self.root, mode=0o701, exist_ok=True)
 
     # -- volumes --------------------------------------------------------------------------------
@@ -55,16 +61,26 @@ class VolumeService:
         return json.loads(rows[0]["data"])
 
     def get(self, name: str) -> dict[str, Any]:
-        return self._row(name)
+        """The volume as ``docker volume inspect`` shows it: a plugin's volume with the
+        mount point and status its plugin reports now. Blocking for a plugin's volume."""
+        vol = self._row(name)
+        if is_plugin_driver(vol.get("Driver")):
+            seen = self.plugins.get(vol["Driver"], name)
+            vol["Mountpoint"] = seen.get("Mountpoint") or ""
+            if seen.get("Status"):
+                vol["Status"] = seen["Status"]
+        return vol
 
     def list(self) -> list[dict[str, Any]]:
         return [json.loads(r["data"]) for r in self.state.q("SELECT data FROM volumes ORDER BY name")]
 
     def create(self, name: str | None, driver: str = "local", labels: dict[str, str] | None = None,
                options: dict[str, str] | None = None) -> dict[str, Any]:
-        if driver not in ("", "local"):
-            raise NotFound(f"volume driver {driver!r} not found; installed: local")
-        if options:
+        """``docker volume create``; ``driver`` "" takes an existing volume of any driver (a
+        container's ``-v name:/dst``), else a new local one. Blocking for a plugin's volume."""
+        if is_plugin_driver(driver):
+            self.plugins.check(driver)
+        elif options:
             raise InvalidParameter("the local volume driver takes no options here: "
                                    + ", ".join(sorted(options)))
         anonymous = not name
@@ -77,10 +93,16 @@ class VolumeService:
                                    f"characters")
         rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
         if rows:  # Docker: creating an existing volume returns it
-            return json.loads(rows[0]["data"])
+            vol = json.loads(rows[0]["data"])
+            if driver and driver != (vol.get("Driver") or "local"):
+                raise Conflict(f"create {name}: volume name is already in use with driver "
+                               f"{vol.get('Driver') or 'local'}, not {driver}")
+            return vol
         labels = dict(labels or {})
         if anonymous:
             labels[ANON_LABEL] = ""
+        if is_plugin_driver(driver):
+            return self._create_in_plugin(name, driver, labels, options or {})
         data_dir = os.path.join(self.root, name, "_data")
         os.makedirs(data_dir, mode=0o755, exist_ok=True)
         id_map = getattr(self.d, "id_map", None)
@@ -90,6 +112,15 @@ class VolumeService:
                "Labels": labels, "Scope": "local", "Options": None}
         self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
         self.d.event("volume", "create", name, {"driver": "local"})
+        return vol
+
+    def _create_in_plugin(self, name: str, driver: str, labels: dict[str, str],
+                          options: dict[str, str]) -> dict[str, Any]:
+        self.plugins.create(driver, name, options)
+        vol = {"Name": name, "Driver": driver, "Mountpoint": "", "CreatedAt": _now(),
+               "Labels": labels, "Scope": self.plugins.scope(driver), "Options": options or None}
+        self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
+        self.d.event("volume", "create", name, {"driver": driver})
         return vol
 
     def users(self, name: str) -> list[str]:
@@ -109,9 +140,12 @@ class VolumeService:
         self._destroy(name)
 
     def _destroy(self, name: str) -> None:
+        driver = self._row(name).get("Driver") or "local"
+        if is_plugin_driver(driver):  # the plugin's refusal keeps the record
+            self.plugins.remove(driver, name)
         self.state.x("DELETE FROM volumes WHERE name=?", name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
-        self.d.event("volume", "destroy", name, {"driver": "local"})
+        self.d.event("volume", "destroy", name, {"driver": driver})
 
     def prune(self, args: Any) -> tuple[list[str], int]:
         """``docker volume prune``: the unused volumes the filters (an ``Args``) select; the
@@ -124,7 +158,7 @@ class VolumeService:
                 self.remove(vol["Name"])
             except Conflict:  # taken by a container meanwhile
                 continue
-            reclaimed += size
+            reclaimed += max(size, 0)
             deleted.append(vol["Name"])
         return deleted, reclaimed
 
@@ -149,10 +183,10 @@ class VolumeService:
                             "Mode": parts[2] if len(parts) == 3 else "", "RW": rw,
                             "Propagation": "rprivate"}
             else:
-                vol = self.create(src)
+                vol = self.create(src, host.get("VolumeDriver") or "")
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
-                            "Destination": dst, "Driver": "local", "Mode": parts[2] if len(parts) == 3 else "z",
-                            "RW": rw, "Propagation": ""}
+                            "Destination": dst, "Driver": vol["Driver"],
+                            "Mode": parts[2] if len(parts) == 3 else "z", "RW": rw, "Propagation": ""}
         for m in host.get("Mounts") or []:
             typ, dst = m.get("Type"), _dest(m.get("Target"))
             ro = bool(m.get("ReadOnly"))
@@ -165,10 +199,12 @@ class VolumeService:
                             "Mode": "", "RW": not ro, "Propagation": "rprivate"}
             elif typ == "volume":
                 vopts = m.get("VolumeOptions") or {}
-                vol = self.create(m.get("Source") or None, labels=vopts.get("Labels"))
+                dcfg = vopts.get("DriverConfig") or {}
+                vol = self.create(m.get("Source") or None, dcfg.get("Name") or "",
+                                  labels=vopts.get("Labels"), options=dcfg.get("Options"))
                 # NoCopy (--mount volume-nocopy): no copy of the image's content, as -v :nocopy
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
-                            "Destination": dst, "Driver": "local",
+                            "Destination": dst, "Driver": vol["Driver"],
                             "Mode": "nocopy" if vopts.get("NoCopy") else "z", "RW": not ro,
                             "Propagation": ""}
             elif typ == "tmpfs":
@@ -189,9 +225,9 @@ class VolumeService:
         for dst in volumes or {}:
             dst = _dest(dst)
             if dst not in out:
-                vol = self.create(None)
+                vol = self.create(None, host.get("VolumeDriver") or "")
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
-                            "Destination": dst, "Driver": "local", "Mode": "", "RW": True,
+                            "Destination": dst, "Driver": vol["Driver"], "Mode": "", "RW": True,
                             "Propagation": ""}
         return [out[k] for k in sorted(out)]
 
@@ -231,7 +267,10 @@ class VolumeService:
             except NotFound:
                 continue
             if ANON_LABEL in (vol.get("Labels") or {}) and not [u for u in self.users(m["Name"]) if u != c["Id"]]:
-                self._destroy(m["Name"])
+                try:
+                    self._destroy(m["Name"])
+                except DockyardError as e:  # a plugin refused: the volume stays, listed
+                    log.warning("removing anonymous volume %s failed: %s", m["Name"], e)
 
     def prepare_binds(self, c: dict[str, Any]) -> None:
         """Before a start or a ``docker cp``, as dockerd: a missing bind source given with ``-v``

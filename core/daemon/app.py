@@ -20,6 +20,7 @@ from .. import dashboard, plugins, userns
 from ..blobs import BlobStore
 from ..config import Config
 from ..containers import ContainerService
+from ..dockerplugins import PluginDirs
 from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService, driver_options
@@ -54,6 +55,8 @@ class Daemon:
                                          max_ratio=config["max-unpack-ratio"]))
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
+        #: Docker's out-of-process plugins (volume plugins...), found by name in these directories
+        self.docker_plugins = PluginDirs(config["docker-plugin-dirs"])
         self.missing_bindings = self._missing_bindings()
         #: what ``info`` reports under Warnings (as dockerd's)
         self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
