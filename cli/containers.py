@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 import click
 
+from dockyard.hookspecs.host.streams import STDOUT, parse_header
+
 from .client import Client, DaemonError
 from .runopts import OptError, build_create_body, container_options
 
@@ -48,13 +50,9 @@ def pump_output(fp: Any, tty: bool) -> None:
             if header:
                 _write(out, header)
             return
-        size = int.from_bytes(header[4:8], "big")
+        stream, size = parse_header(header)
         data = _read_exact(fp, size)
-        stream = header[0]
-        if stream == 3:
-            _write(err, data)
-        else:
-            _write(err if stream == 2 else out, data)
+        _write(out if stream == STDOUT else err, data)  # stderr, and the daemon's errors
         if len(data) < size:
             return
 

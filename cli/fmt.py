@@ -7,7 +7,9 @@ from typing import Any, Iterable
 
 import click
 
-from dockyard.core.units import human_duration
+from dockyard.hookspecs.host.units import bytes_size, human_duration, human_size
+
+__all__ = ["ago", "bytes_size", "human_duration", "human_size", "tabwrite", "to_epoch"]
 
 
 def ago(ts: float | int | str | None) -> str:
@@ -42,28 +44,6 @@ def to_epoch(ts: float | int | str | None) -> float | None:
     except ValueError:
         return None
     return dt.timestamp() + (float("0." + frac) if frac else 0.0)
-
-
-def human_size(size: float, precision: int = 3) -> str:
-    """go-units ``HumanSizeWithPrecision`` (decimal units)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    size = float(size)
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000
-        i += 1
-    return ("%." + str(precision) + "g%s") % (size, units[i])
-
-
-def bytes_size(size: float) -> str:
-    """go-units ``BytesSize`` (binary units)."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-    i = 0
-    size = float(size)
-    while size >= 1024 and i < len(units) - 1:
-        size /= 1024
-        i += 1
-    return "%.4g%s" % (size, units[i])
 
 
 def tabwrite(lines: Iterable[str], minwidth: int = 10, padding: int = 3) -> str:

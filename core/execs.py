@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import struct
 from typing import Any
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, ExecError, InvalidParameter, NotFound
 from dockyard.hookspecs.execdriver import AttachStreams
+from dockyard.hookspecs.host.streams import STDOUT, frame
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,6 @@ class FailedStreams(AttachStreams):
     def __init__(self, message: str, tty: bool) -> None:
         reader = asyncio.StreamReader()
         msg = (f"OCI runtime exec failed: {message}: unknown\r\n").encode()
-        reader.feed_data(msg if tty else struct.pack(">BxxxI", 1, len(msg)) + msg)
+        reader.feed_data(msg if tty else frame(STDOUT, msg))
         reader.feed_eof()
         super().__init__(reader=reader, writer=None)

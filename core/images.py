@@ -19,16 +19,13 @@ from typing import IO, Any
 
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.host.timefmt import rfc3339
 
 from . import reference
 from .blobs import BlobStore
 from .state import State
 
 log = logging.getLogger(__name__)
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def chain_id(parent: str | None, diff_id: str) -> str:
@@ -326,7 +323,7 @@ class ImageStore:
         cfg: dict[str, Any] = {}
         apply_changes(cfg, changes)
         top = self.register_layer(stream, None, keep_blob=True)
-        created = now_rfc3339()
+        created = rfc3339()
         config = {
             "architecture": arch, "os": "linux", "created": created,
             "config": cfg,

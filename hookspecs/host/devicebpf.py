@@ -3,10 +3,10 @@
 cgroup v2 has no ``devices`` controller: the kernel asks the eBPF programs attached to a cgroup
 (and to its ancestors) with ``BPF_CGROUP_DEVICE`` whether a process in it may open or mknod a
 device node. This module writes that program for a
-:class:`~dockyard.hookspecs.devices.DeviceRules` state — so a v2 cgroup decides exactly as a v1
+:class:`~dockyard.hookspecs.host.devices.DeviceRules` state — so a v2 cgroup decides exactly as a v1
 ``devices`` cgroup given the same rules — and loads, attaches and lists programs with the
-``bpf(2)`` system call (through ctypes: no compiler, no libbpf). Public toolkit for exec
-drivers; it imports nothing of dockyard but the hookspecs.
+``bpf(2)`` system call (through ctypes: no compiler, no libbpf). Part of the driver toolkit
+(:mod:`dockyard.hookspecs.host`), for exec drivers.
 
 The program (``struct bpf_cgroup_dev_ctx`` in R1: ``access_type`` = access << 16 | type,
 ``major``, ``minor``)::
@@ -27,13 +27,12 @@ The program (``struct bpf_cgroup_dev_ctx`` in R1: ``access_type`` = access << 16
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import platform
 import struct
 
 from .devices import DeviceRules
+from .libc import syscall
 
 # bpf(2) commands, program and attach types, flags (linux/bpf.h)
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_QUERY = 5, 8, 9, 16
@@ -46,9 +45,6 @@ BPF_DEVCG_ACC_MKNOD, BPF_DEVCG_ACC_READ, BPF_DEVCG_ACC_WRITE = 1, 2, 4
 _TYPES = {"b": BPF_DEVCG_DEV_BLOCK, "c": BPF_DEVCG_DEV_CHAR}
 _ACCESS = {"m": BPF_DEVCG_ACC_MKNOD, "r": BPF_DEVCG_ACC_READ, "w": BPF_DEVCG_ACC_WRITE}
 
-#: the bpf system call's number per machine
-_NR_BPF = {"x86_64": 321, "aarch64": 280, "i386": 357, "i686": 357, "armv7l": 386,
-           "ppc64le": 361, "s390x": 351, "riscv64": 280}
 
 # eBPF instruction classes and fields (linux/bpf_common.h, linux/bpf.h)
 _LDX_MEM_W = 0x61               # BPF_LDX | BPF_MEM | BPF_W
@@ -130,19 +126,8 @@ def program(rules: DeviceRules) -> bytes:
 
 
 # -- the bpf system call -------------------------------------------------------------------------
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
 def _bpf(cmd: int, attr: ctypes.Array) -> int:
-    nr = _NR_BPF.get(platform.machine())
-    if nr is None:
-        raise OSError(errno.ENOSYS, f"bpf(2): unknown system call number on {platform.machine()}")
-    ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
+    return syscall("bpf", ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
 
 
 def load(prog: bytes, name: str = "dockyard_dev") -> int:
@@ -204,7 +189,6 @@ def attached(cgroup_dir: str) -> list[int]:
         return list(ids[:count])
     finally:
         os.close(fd)
-
 
 
 def detach_all(cgroup_dir: str) -> int:

@@ -1,13 +1,13 @@
 """Device access for containers: OCI ``linux.resources.devices`` rules, ``linux.devices`` nodes.
 
-Public toolkit for exec drivers (nothing here imports the rest of dockyard):
+Part of the driver toolkit (:mod:`dockyard.hookspecs.host`), for exec drivers:
 
 * :func:`parse_rule` reads the cgroup rule syntax (``c 1:3 rwm``, ``b *:* m``, ``a``) that
   Docker's ``--device-cgroup-rule`` and the v1 ``devices.allow`` file share.
 * :class:`DeviceRules` evaluates an OCI rule list the way the kernel's v1 devices controller
   would after the rules were written one by one: a default (allow or deny) plus exceptions.
   :meth:`DeviceRules.allows` is the reference decision, :meth:`DeviceRules.v1_writes` the writes
-  that put a v1 ``devices`` cgroup in that state, and :mod:`dockyard.hookspecs.devicebpf` turns the
+  that put a v1 ``devices`` cgroup in that state, and :mod:`dockyard.hookspecs.host.devicebpf` turns the
   same state into the eBPF program a cgroup v2 directory needs — so v1 and v2 decide alike.
 * :func:`create_nodes` makes the spec's ``linux.devices`` under a container's root (``mknod``, or
   bind mounts of the host's nodes inside a user namespace, where ``mknod`` is not allowed).
@@ -31,7 +31,7 @@ import re
 import stat
 from typing import Any, Callable, Iterable
 
-from .errors import InvalidParameter
+from ..errors import InvalidParameter
 
 #: Docker's ``--device-cgroup-rule`` syntax (also what ``devices.allow`` takes)
 RULE_RE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")

@@ -1,55 +1,29 @@
-"""Small ctypes wrappers over the Linux system calls Python 3.11 does not expose.
+"""Mounts: ``mount(2)``/``umount2(2)``, their flags and option words, mountinfo, file systems.
 
-Every wrapper checks ``errno`` and raises :class:`OSError` (with the path, where there is one), so
-callers handle failures as they would for any ``os`` function. Only generic primitives live here:
-exec drivers, graph drivers and network drivers all import them.
+Part of the driver toolkit (:mod:`dockyard.hookspecs.host`). Every call checks ``errno`` and
+raises :class:`OSError` naming the path, so callers handle failures as they would for any ``os``
+function. Paths may be ``str`` or ``bytes``.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import ctypes.util
-import fcntl
 import os
-import platform
-import socket
-import struct
 import threading
-from typing import Any, Callable, TypeVar
 
-T = TypeVar("T")
+from .libc import check as _check
+from .libc import fsencode as _b
+from .libc import libc as _libc
 
 __all__ = [
-    "mount", "umount2", "unshare", "setns", "pivot_root", "sethostname", "setdomainname", "prctl",
-    "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
-    "NAMESPACE_FLAGS", "NAMESPACE_FILES", "statfs_magic", "fs_name", "filesystems", "mountinfo",
-    "call_in_dir", "in_thread", "mount_flags", "remount_bind", "create_netns", "remove_netns", "in_netns",
+    "mount", "umount2", "mount_flags", "remount_bind", "parse_mount_options", "MOUNT_OPTIONS",
+    "PROPAGATION_OPTIONS", "statfs_magic", "fs_name", "FS_MAGIC", "filesystems", "mountinfo",
+    "supports_d_type",
+    "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_SYNCHRONOUS", "MS_REMOUNT",
+    "MS_MANDLOCK", "MS_DIRSYNC", "MS_NOSYMFOLLOW", "MS_NOATIME", "MS_NODIRATIME", "MS_BIND",
+    "MS_MOVE", "MS_REC", "MS_SILENT", "MS_UNBINDABLE", "MS_PRIVATE", "MS_SLAVE", "MS_SHARED",
+    "MS_RELATIME", "MS_STRICTATIME", "MS_LAZYTIME", "MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE",
+    "UMOUNT_NOFOLLOW",
 ]
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-# -- clone(2) / unshare(2) flags ------------------------------------------------------------------
-CLONE_NEWTIME = 0x00000080
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-CLONE_FILES = 0x00000400
-CLONE_FS = 0x00000200
-
-#: OCI runtime-spec namespace type -> clone flag
-NAMESPACE_FLAGS = {
-    "pid": CLONE_NEWPID, "network": CLONE_NEWNET, "mount": CLONE_NEWNS, "ipc": CLONE_NEWIPC,
-    "uts": CLONE_NEWUTS, "cgroup": CLONE_NEWCGROUP, "user": CLONE_NEWUSER, "time": CLONE_NEWTIME,
-}
-#: OCI runtime-spec namespace type -> name under /proc/<pid>/ns/
-NAMESPACE_FILES = {
-    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
-    "cgroup": "cgroup", "user": "user", "time": "time",
-}
 
 # -- mount(2) flags -------------------------------------------------------------------------------
 MS_RDONLY = 1
@@ -120,57 +94,9 @@ def parse_mount_options(options: list[str] | tuple[str, ...] | None) -> tuple[in
     return flags, prop, ",".join(data)
 
 
-# -- prctl(2) -------------------------------------------------------------------------------------
-PR_SET_PDEATHSIG = 1
-PR_GET_PDEATHSIG = 2
-PR_SET_DUMPABLE = 4
-PR_SET_KEEPCAPS = 8
-PR_SET_NAME = 15
-PR_GET_NAME = 16
-PR_CAPBSET_DROP = 24
-PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
-PR_SET_NO_NEW_PRIVS = 38
-PR_GET_NO_NEW_PRIVS = 39
-
-_SYSCALLS = {  # machine -> (pivot_root, )
-    "x86_64": {"pivot_root": 155},
-    "aarch64": {"pivot_root": 41},
-    "arm64": {"pivot_root": 41},
-    "riscv64": {"pivot_root": 41},
-    "ppc64le": {"pivot_root": 203},
-    "s390x": {"pivot_root": 217},
-    "i686": {"pivot_root": 217},
-    "armv7l": {"pivot_root": 218},
-}
-SYS_pivot_root = _SYSCALLS.get(platform.machine(), {}).get("pivot_root", 155)
-
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_void_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]
-_libc.syscall.restype = ctypes.c_long
-
-
-def _b(value: str | bytes | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    return os.fsencode(value)
-
-
-def _check(ret: int, *paths: str | bytes | None) -> int:
-    if ret < 0:
-        err = ctypes.get_errno()
-        names = [os.fsdecode(p) for p in paths if p is not None]
-        if len(names) >= 2:
-            raise OSError(err, os.strerror(err), names[0], None, names[1])
-        raise OSError(err, os.strerror(err), *names[:1])
-    return ret
 
 
 def mount(source: str | bytes | None, target: str | bytes, fstype: str | bytes | None = None,
@@ -205,71 +131,6 @@ def remount_bind(path: str | bytes, flags: int) -> None:
 def umount2(target: str | bytes, flags: int = 0) -> None:
     """umount2(2), e.g. ``umount2(path, MNT_DETACH)``."""
     _check(_libc.umount2(_b(target), flags), target)
-
-
-def unshare(flags: int) -> None:
-    """unshare(2) with ``CLONE_NEW*`` flags."""
-    _check(_libc.unshare(flags))
-
-
-def setns(fd: int, nstype: int = 0) -> None:
-    """setns(2): join the namespace ``fd`` refers to (an open ``/proc/<pid>/ns/<x>`` file)."""
-    _check(_libc.setns(fd, nstype))
-
-
-def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
-    """pivot_root(2) through syscall(2) (glibc has no wrapper)."""
-    _check(_libc.syscall(ctypes.c_long(SYS_pivot_root), ctypes.c_char_p(_b(new_root)),
-                         ctypes.c_char_p(_b(put_old))), new_root, put_old)
-
-
-def sethostname(name: str) -> None:
-    raw = name.encode()
-    _check(_libc.sethostname(raw, len(raw)))
-
-
-def setdomainname(name: str) -> None:
-    raw = name.encode()
-    _check(_libc.setdomainname(raw, len(raw)))
-
-
-def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    """prctl(2) with integer arguments (pass a ``ctypes`` address for pointer arguments)."""
-    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5))
-
-
-def set_child_subreaper(on: bool = True) -> None:
-    prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0)
-
-
-def set_name(name: str) -> None:
-    """Set the calling thread's ``comm`` (15 bytes at most, as ``ps`` shows it)."""
-    buf = ctypes.create_string_buffer(name.encode()[:15])
-    prctl(PR_SET_NAME, ctypes.addressof(buf))
-
-
-def set_pdeathsig(sig: int) -> None:
-    prctl(PR_SET_PDEATHSIG, sig)
-
-
-def set_no_new_privs() -> None:
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
-
-
-# -- network interface flags (enough to bring ``lo`` up in a fresh network namespace) -------------
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
-
-
-def set_link_up(ifname: str = "lo") -> None:
-    """Set IFF_UP on ``ifname`` in the caller's network namespace (SIOCSIFFLAGS)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0) as s:
-        req = struct.pack("16sh14x", ifname.encode(), 0)
-        flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
-        if not flags & IFF_UP:
-            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", ifname.encode(),
-                                                              flags | IFF_UP))
 
 
 # -- statfs(2): which file system holds a path ----------------------------------------------------
@@ -344,43 +205,6 @@ def _unescape(s: str) -> str:
     return "".join(out)
 
 
-# -- a private working directory for one call ----------------------------------------------------
-def in_thread(fn: "Callable[..., T]", *args: Any) -> "T":
-    """Run ``fn(*args)`` in a fresh thread and return its result or raise its error.
-
-    For calls that change per-thread kernel state (``unshare(CLONE_FS)``, ``setns``,
-    ``unshare(CLONE_NEWNET)``): the change dies with the thread, the daemon's other threads never
-    see it, and nothing is forked."""
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["value"] = fn(*args)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
-            result["error"] = e
-
-    t = threading.Thread(target=run, name=getattr(fn, "__name__", "linux-call"), daemon=True)
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-def call_in_dir(path: str, fn: "Callable[[], T]") -> "T":
-    """Run ``fn()`` with ``path`` as the working directory, without touching the process's.
-
-    The call runs in its own thread (:func:`in_thread`) that first unshares its file-system
-    attributes (``unshare(CLONE_FS)``), so its ``chdir`` is its own. Used to pass relative paths to
-    ``mount(2)`` (overlay's ``lowerdir=l/...`` stays well under a page for deep layer chains)."""
-    def run() -> "T":
-        unshare(CLONE_FS)
-        os.chdir(path)
-        return fn()
-
-    return in_thread(run)
-
-
 # -- readdir(3): does a file system fill in d_type? -----------------------------------------------
 class _Dirent(ctypes.Structure):
     _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
@@ -417,52 +241,3 @@ def supports_d_type(path: str) -> bool:
             _libc.closedir(d)
     finally:
         os.unlink(probe)
-
-
-# -- network namespaces as files (what ``ip netns add`` makes) --------------------------------------
-def create_netns(path: str) -> None:
-    """Make a new network namespace, with ``lo`` up, kept alive by a bind mount on ``path``.
-
-    Done in a short-lived thread: unshare(CLONE_NEWNET) changes only the calling thread, so the
-    daemon's other threads stay in the host's namespace and nothing is forked."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-    os.close(fd)
-
-    def make() -> None:
-        unshare(CLONE_NEWNET)
-        mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, None, MS_BIND)
-        set_link_up("lo")
-
-    try:
-        in_thread(make)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            umount2(path, MNT_DETACH)
-        os.unlink(path)
-        raise
-
-
-def remove_netns(path: str) -> None:
-    """Unmount and delete a namespace file made by :func:`create_netns` (missing is fine).
-    The kernel frees the namespace, and the interfaces in it, once nothing else holds it."""
-    try:
-        umount2(path, MNT_DETACH)
-    except OSError as e:
-        if e.errno not in (22, 2):  # EINVAL: not a mount point; ENOENT
-            raise
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def in_netns(path: str, fn, *args):  # noqa: ANN001, ANN201
-    """Call ``fn(*args)`` in a thread that has joined the network namespace at ``path``; sockets
-    it creates (netlink included) stay in that namespace after it returns."""
-    def run():  # noqa: ANN202
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            setns(fd, CLONE_NEWNET)
-        finally:
-            os.close(fd)
-        return fn(*args)
-
-    return in_thread(run)

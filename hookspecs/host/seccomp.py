@@ -1,33 +1,36 @@
-"""Seccomp profiles: Docker's default profile semantics and Docker's JSON profile format.
+"""Seccomp profiles: Docker's default profile and Docker's JSON profile format, resolved for one
+container.
 
-A *profile* is Docker's JSON structure (``defaultAction``, ``defaultErrnoRet``, ``architectures``
-or ``archMap``, ``syscalls`` with ``names``, ``action``, ``errnoRet``, ``args`` and conditional
-``includes``/``excludes`` on ``caps``, ``arches`` and ``minKernel``). :func:`resolve` turns a
-profile into the OCI ``linux.seccomp`` object for one container — the conditions evaluated
-against that container's capability set and the host's architecture — and the exec driver
-compiles that one object. The built-in profile (:data:`DEFAULT`) is written in the same structure,
-so one path serves the default and ``--security-opt seccomp=profile.json``.
+Part of the driver toolkit (:mod:`dockyard.hookspecs.host`). A *profile* is Docker's JSON
+structure (``defaultAction``, ``defaultErrnoRet``, ``architectures`` or ``archMap``, ``syscalls``
+with ``names``, ``action``, ``errnoRet``, ``args`` and conditional ``includes``/``excludes`` on
+``caps``, ``arches`` and ``minKernel``). :func:`resolve` turns a profile into the OCI
+``linux.seccomp`` object for one container — the conditions evaluated against that container's
+capability set and the host's architecture — which
+:func:`dockyard.hookspecs.host.seccompbpf.compile_bpf` compiles. The built-in profile
+(:data:`DEFAULT`) is written in the same structure, so one path serves the default and
+``--security-opt seccomp=profile.json``.
 
 The default is an ALLOW-list, as Docker's: every system call not listed fails with EPERM
 (``SCMP_ACT_ERRNO``); ``clone3`` fails with ENOSYS so that libc falls back to ``clone``, whose
-flags a filter can inspect; so does every call newer than the profile (the exec driver's filter
+flags a filter can inspect; so does every call newer than the profile (the compiled filter
 answers ENOSYS above the highest number the profile names, see
-``plugins/execdrivers/native/security.py``); ``clone`` with a ``CLONE_NEW*`` flag, mount/namespace/BPF/perf/... calls
-are allowed only when CAP_SYS_ADMIN (or the capability named in the rule) is in the container's
-set. ``--privileged`` and ``--security-opt seccomp=unconfined`` turn seccomp off.
+:mod:`~dockyard.hookspecs.host.seccompbpf`); ``clone`` with a ``CLONE_NEW*`` flag,
+mount/namespace/BPF/perf/... calls are allowed only when CAP_SYS_ADMIN (or the capability named
+in the rule) is in the container's set. Whether a container gets a filter at all
+(``--privileged``, ``--security-opt seccomp=unconfined``) is the daemon's decision.
 """
 from __future__ import annotations
 
 import errno
-import json
 import os
 import platform
 from typing import Any
 
-from dockyard.hookspecs.errors import InvalidParameter
+from .ns import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID,
+                 CLONE_NEWUSER, CLONE_NEWUTS)
 
-from .schema import decode
-from .schema.seccomp import SeccompProfile
+__all__ = ["DEFAULT", "ALWAYS", "BY_CAPABILITY", "IO_URING", "resolve", "default_profile"]
 
 
 def _names(text: str) -> list[str]:
@@ -89,8 +92,8 @@ ALWAYS = _names("""
 IO_URING = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
 
 #: the namespace flags of clone(2): CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
-CLONE_NS_MASK = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 \
-    | 0x40000000
+CLONE_NS_MASK = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
+                 | CLONE_NEWPID | CLONE_NEWNET)
 #: personality(2) values Docker allows: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32,
 #: and 0xffffffff (query)
 PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
@@ -220,92 +223,3 @@ def resolve(profile: dict[str, Any], caps: list[str], machine: str | None = None
 def default_profile(caps: list[str]) -> dict[str, Any]:
     """Docker's default profile for a container holding ``caps``."""
     return resolve(DEFAULT, caps)
-
-
-def parse_profile(value: str) -> dict[str, Any]:
-    """A profile from ``--security-opt seccomp=VALUE``: the JSON itself (what the docker CLI
-    sends: it reads the file client-side) or the path of a JSON file on the daemon's host."""
-    text = value
-    if not value.lstrip().startswith("{"):
-        try:
-            with open(value, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise InvalidParameter(f"opening seccomp profile ({value}) failed: "
-                                   f"{e.strerror or e}") from None
-    try:
-        profile = decode(text.encode(), SeccompProfile)
-    except InvalidParameter as e:
-        raise InvalidParameter(f"decoding seccomp profile failed: {e.message}") from None
-    if not profile.get("defaultAction"):
-        raise InvalidParameter("decoding seccomp profile failed: no defaultAction")
-    _check_action(profile["defaultAction"], "defaultAction")
-    for rule in profile.get("syscalls") or ():
-        names = rule.get("names") or [rule.get("name")]
-        _check_action(rule.get("action", "SCMP_ACT_ALLOW"), f"the rule for {names[0]}")
-    return profile
-
-
-#: the actions the exec driver compiles
-ACTIONS = {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
-           "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"}
-#: actions of Docker's format that hand the call to another process, which dockyard does not run
-_UNSUPPORTED = {
-    "SCMP_ACT_NOTIFY": "it hands the call to a user-space listener (listenerPath), and dockyard "
-                       "runs none",
-    "SCMP_ACT_TRACE": "it hands the call to a ptrace tracer, and dockyard attaches none (without "
-                      "one the kernel fails every such call with ENOSYS)",
-}
-
-
-def _check_action(action: Any, where: str) -> None:
-    """Refuse at create (400), not at start, an action the exec driver cannot compile."""
-    if action in ACTIONS:
-        return
-    why = _UNSUPPORTED.get(action) if isinstance(action, str) else None
-    if why:
-        raise InvalidParameter(f"seccomp profile: {action} ({where}) is not supported: {why}")
-    raise InvalidParameter(f"seccomp profile: unknown action {action!r} ({where}); supported: "
-                           + ", ".join(sorted(ACTIONS)))
-
-
-def _split(opt: str) -> tuple[str, str] | None:
-    """``seccomp=VALUE`` or Docker's older ``seccomp:VALUE``: (key, value)."""
-    cut = min((i for i in (opt.find("="), opt.find(":")) if i >= 0), default=-1)
-    return None if cut < 0 else (opt[:cut], opt[cut + 1:])
-
-
-def normalize_security_opts(opts: Any) -> list[str] | None:
-    """Check ``HostConfig.SecurityOpt`` at create time, as Docker does: a seccomp profile that
-    cannot be read or parsed is refused there; a profile given as a path on the daemon's host
-    is stored as its JSON (what the docker CLI sends anyway), so later edits of the file do not
-    change the container."""
-    if opts is None:
-        return None
-    out = []
-    for opt in opts:
-        kv = _split(opt)
-        if kv and kv[0] == "seccomp" and kv[1] not in ("unconfined", "", "builtin", "default"):
-            opt = "seccomp=" + json.dumps(parse_profile(kv[1]), separators=(",", ":"))
-        out.append(opt)
-    return out
-
-
-def for_container(security_opts: list[str], caps: list[str],
-                  privileged: bool) -> dict[str, Any] | None:
-    """The OCI ``linux.seccomp`` object for a container (None: no filter)."""
-    if privileged:
-        return None
-    profile = DEFAULT
-    for opt in security_opts:
-        kv = _split(opt)
-        if kv is None or kv[0] != "seccomp":
-            continue
-        value = kv[1]
-        if value == "unconfined":
-            return None
-        if value in ("", "builtin", "default"):
-            profile = DEFAULT
-        else:
-            profile = parse_profile(value)
-    return resolve(profile, caps)

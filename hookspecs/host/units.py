@@ -1,7 +1,14 @@
-"""Human-readable units shared by the daemon and the CLI (kept import-light: the CLI loads it)."""
+"""Sizes and durations as Docker reads and prints them (a port of Docker's ``go-units``).
+
+Part of the driver toolkit (:mod:`dockyard.hookspecs.host`) — a driver reads size options
+(``dm.basesize=10G``) with :func:`ram_in_bytes` — and what the daemon and the CLI print with.
+Import-light: the CLI loads it.
+"""
 from __future__ import annotations
 
 import re
+
+__all__ = ["human_duration", "ram_in_bytes", "human_size", "bytes_size"]
 
 
 def human_duration(seconds: float) -> str:
@@ -33,12 +40,35 @@ def human_duration(seconds: float) -> str:
 
 
 _RAM = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.I)
+_BINARY = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def ram_in_bytes(text: str) -> int:
-    """go-units ``RAMInBytes`` (what dockerd uses for ``max-size``): ``10m`` -> 10485760."""
+    """go-units ``RAMInBytes``, binary multiples (what dockerd uses for ``--memory``,
+    ``max-size``, ``--shm-size``): ``32m`` -> 33554432, ``10GiB``, ``4096``. ValueError with
+    go-units' words (``invalid size: '10x'``) for anything else."""
     m = _RAM.match(str(text).strip())
     if not m:
-        raise ValueError(f"invalid size: {text!r}")
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-    return int(float(m.group(1)) * mult[m.group(2).lower()])
+        raise ValueError(f"invalid size: '{text}'")
+    return int(float(m.group(1)) * _BINARY[m.group(2).lower()])
+
+
+def _scaled(size: float, base: int, units: tuple[str, ...]) -> tuple[float, str]:
+    i = 0
+    size = float(size)
+    while size >= base and i < len(units) - 1:
+        size /= base
+        i += 1
+    return size, units[i]
+
+
+def human_size(size: float, precision: int = 3) -> str:
+    """go-units ``HumanSizeWithPrecision``, decimal units: ``1.23MB``."""
+    value, unit = _scaled(size, 1000, ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"))
+    return f"{value:.{precision}g}{unit}"
+
+
+def bytes_size(size: float) -> str:
+    """go-units ``BytesSize``, binary units: ``1.5GiB``."""
+    value, unit = _scaled(size, 1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"))
+    return f"{value:.4g}{unit}"

@@ -5,13 +5,14 @@ import asyncio
 import json
 import os
 import shlex
-import struct
 import time
 from typing import Any
 
 from aiohttp import web
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.host.streams import frame
+from dockyard.hookspecs.host.timefmt import rfc3339
 
 from ... import listing
 from ...containers import summary
@@ -148,7 +149,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
         if tty:
             await resp.write(data)
         else:
-            await resp.write(struct.pack(">BxxxI", stream, len(data)) + data)
+            await resp.write(frame(stream, data))
     await resp.write_eof()
     return resp
 
@@ -209,7 +210,7 @@ def _mem_total() -> int:
 
 def _docker_stats(c: dict[str, Any], raw: dict[str, Any], pre: dict[str, Any] | None,
                   now: float, pre_time: float | None) -> dict[str, Any]:
-    from ...containers import rfc3339, ZERO_TIME
+    from ...containers import ZERO_TIME
 
     def cpu(r: dict[str, Any] | None) -> dict[str, Any]:
         if not r:
