@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ... import plugins
 from ...filtersets import event_matcher
 from .. import params
 from ..app import API_VERSION, MIN_API_VERSION, VERSION, route
@@ -71,10 +72,7 @@ async def info(request: web.Request) -> web.Response:
     running = sum(1 for c in cs if c["State"]["Running"] and not c["State"]["Paused"])
     paused = sum(1 for c in cs if c["State"]["Paused"])
     cgv2 = not os.path.isdir("/sys/fs/cgroup/memory") and os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-    extra: dict = {}
-    for contribution in d.pm.hook.dockyard_info():
-        if contribution:
-            extra.update(contribution)
+    extra = plugins.info_contributions(d.pm)
     body = {
         "ID": d.state.get_meta("daemon-id") or "", "Containers": len(cs),
         "ContainersRunning": running, "ContainersPaused": paused,
