@@ -22,8 +22,6 @@ Needs root; :class:`~dockyard.hookspecs.errors.DriverNotSupported` from the fact
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import ipaddress
 import os
 import random
@@ -39,14 +37,13 @@ from typing import Any, Callable
 import pytest
 
 from ..errors import DriverNotSupported
+from ..host import ns as host_ns
 from ..netdriver import Endpoint, NetDriver
 
 GROUP = "dockyard.netdrivers"
 Factory = Callable[[str, dict], NetDriver]
-CLONE_NEWNET = 0x40000000
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -72,39 +69,10 @@ def ns_links(path: str) -> dict[str, list[str]]:
     return res
 
 
-def make_netns(path: str) -> None:
-    open(path, "w").close()
-    subprocess.run(["unshare", f"--net={path}", "ip", "link", "set", "lo", "up"], check=True,
-                   capture_output=True)
-
-
-def remove_netns(path: str) -> None:
-    subprocess.run(["umount", path], capture_output=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def in_netns(path: str, fn: Callable[[], Any]) -> Any:
-    box: list[Any] = [None, None]
-
-    def run() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            box[0] = fn()
-        except BaseException as e:  # noqa: BLE001
-            box[1] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if box[1] is not None:
-        raise box[1]
-    return box[0]
+#: network namespaces as files, and calls made inside one: the driver toolkit's
+make_netns = host_ns.create_netns
+remove_netns = host_ns.remove_netns
+in_netns = host_ns.in_netns
 
 
 def free_subnet() -> ipaddress.IPv4Network:
@@ -293,7 +261,7 @@ class NetDriverSuite:
         ep = env.endpoint(nid)
         if env.driver.namespace == "host":
             env.driver.delete_endpoint(ep)
-            return
+            pytest.skip(f"{env.driver.name} endpoints live in the host's namespace: nothing to join")
         ns = env.netns()
         before_host = host_links()
         env.driver.join(ep, ns)
@@ -342,7 +310,7 @@ class NetDriverSuite:
         nid = env.network(default=True)
         ep = env.endpoint(nid)
         if env.driver.namespace == "host":
-            return
+            pytest.skip(f"{env.driver.name} endpoints live in the host's namespace: nothing to leave")
         ns = env.netns()
         env.driver.join(ep, ns)
         remove_netns(ns)
@@ -362,7 +330,8 @@ class NetDriverSuite:
         nid = env.network(default=True)
         ep = env.endpoint(nid)
         if env.driver.namespace == "host":
-            return
+            pytest.skip(f"{env.driver.name} endpoints live in the host's namespace: no plumbing "
+                        f"to leave behind")
         ns = env.netns()
         env.driver.join(ep, ns)
         before = host_links()
