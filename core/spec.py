@@ -83,7 +83,7 @@ _SYSCTL_IPC = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", 
 
 def check_host_config(host: dict[str, Any]) -> None:
     """What dockerd refuses at create among the options the spec builder uses."""
-    for key, value in (host.get("Sysctls") or {}).items():
+    for key in host.get("Sysctls") or {}:
         ok = key in _SYSCTL_IPC or key.startswith("fs.mqueue.") or key.startswith("net.")
         if key.startswith("net.") and host.get("NetworkMode") == "host":
             raise InvalidParameter(f"sysctl {key!r} is not allowed: the container shares the "
@@ -160,6 +160,34 @@ def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     return resources
 
 
+def _mounts(container: dict[str, Any], host: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spec's ``mounts``: /proc, /dev, /sys and the rest every container gets, the files
+    the daemon writes (resolv.conf, hostname, hosts), then the container's volumes and binds."""
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         # --privileged: read-write, as dockerd
+         "options": ["nosuid", "noexec", "nodev", *(() if host.get("Privileged") else ("ro",))]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                     f"size={int(host.get('ShmSize') or DEFAULT_SHM_SIZE) // 1024}k"]},
+    ]
+    if host.get("IpcMode") == "host":  # the host's shared memory, as dockerd
+        mounts[-1] = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                      "options": ["rbind", "nosuid", "noexec", "nodev"]}
+    for dest, key in (("/etc/resolv.conf", "ResolvConfPath"), ("/etc/hostname", "HostnamePath"),
+                      ("/etc/hosts", "HostsPath")):
+        if container.get(key):
+            mounts.append({"destination": dest, "type": "bind", "source": container[key],
+                           "options": ["rbind", "rprivate"]})
+    return mounts + spec_mounts(container)
+
+
 def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
           id_map: IDMap | None = None, no_new_privs: bool = True) -> dict[str, Any]:
     """The spec of ``container`` on ``rootfs``; ``namespaces`` are those it joins or creates
@@ -184,29 +212,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
     caps = capabilities(host)
     resources = resources_of(host)
     dev_nodes, resources["devices"] = devicesmod.for_container(host)
-    mounts = [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         # --privileged: read-write, as dockerd
-         "options": ["nosuid", "noexec", "nodev", *(() if host.get("Privileged") else ("ro",))]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777",
-                     f"size={int(host.get('ShmSize') or DEFAULT_SHM_SIZE) // 1024}k"]},
-    ]
-    if host.get("IpcMode") == "host":  # the host's shared memory, as dockerd
-        mounts[-1] = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
-                      "options": ["rbind", "nosuid", "noexec", "nodev"]}
-    for dest, key in (("/etc/resolv.conf", "ResolvConfPath"), ("/etc/hostname", "HostnamePath"),
-                      ("/etc/hosts", "HostsPath")):
-        if container.get(key):
-            mounts.append({"destination": dest, "type": "bind", "source": container[key],
-                           "options": ["rbind", "rprivate"]})
-    mounts += spec_mounts(container)
+    mounts = _mounts(container, host)
     privileged = bool(host.get("Privileged"))
     secopts = security_options(host.get("SecurityOpt"))
     if secopts["no_new_privs"] is not None:
