@@ -12,7 +12,7 @@ TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test deps test-deps sysdeps test-sysdeps venv debian-modules clean
+.PHONY: demo test lint deps test-deps sysdeps test-sysdeps venv debian-modules clean
 
 sysdeps: APT_PACKAGES = $(RUN_PACKAGES)
 test-sysdeps: APT_PACKAGES = $(RUN_PACKAGES) $(TEST_PACKAGES)
@@ -59,7 +59,19 @@ test-deps: test-sysdeps
 demo: deps
 	@bash contrib/demo.sh
 
+# Habits, fast, before the tests: ruff's lint over the tree, its formatter over the driver toolkit
+# (hookspecs/host, see pyproject.toml), mypy over core, hookspecs, plugins and cli. mypy sees
+# the four folders as the dockyard.* packages they install as through a directory of links.
+MYPY_PATH := $(VENV)/mypy-path
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check core hookspecs plugins cli
+	$(VENV)/bin/ruff format --check hookspecs/host
+	@mkdir -p $(MYPY_PATH)/dockyard && for p in core hookspecs plugins cli; do \
+	  ln -sfn "$(CURDIR)/$$p" "$(MYPY_PATH)/dockyard/$$p"; done
+	MYPYPATH=$(MYPY_PATH) $(VENV)/bin/mypy -p dockyard.core -p dockyard.hookspecs -p dockyard.plugins -p dockyard.cli
+
 test: test-deps
+	@$(MAKE) --no-print-directory lint
 	$(VENV)/bin/python -m pytest -q tests
 
 clean:

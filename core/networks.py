@@ -118,7 +118,7 @@ class NetworkService:
                 net["Options"] = self._shown_options(net, data)
             except DockyardError as e:
                 log.error("network %s could not be brought up: %s", name, e.message)
-        for name, drv in self.drivers.items():
+        for name in self.drivers:
             if name not in self.networks:
                 self._create(name, name, {}, predefined=True)
 

@@ -30,8 +30,21 @@ is versioned with the ``dockyard`` distribution (semantic versioning; see ``docs
 for the promise).
 Nothing here imports the rest of dockyard but :mod:`dockyard.hookspecs`.
 """
-from . import (caps, devicebpf, devices, libc, mounts, ns, refcount, seccomp, seccompbpf, streams,
-               timefmt, units)
+
+from . import (
+    caps,
+    devicebpf,
+    devices,
+    libc,
+    mounts,
+    ns,
+    refcount,
+    seccomp,
+    seccompbpf,
+    streams,
+    timefmt,
+    units,
+)
 from .caps import *  # noqa: F403
 from .mounts import *  # noqa: F403
 from .ns import *  # noqa: F403
@@ -41,8 +54,19 @@ from .timefmt import *  # noqa: F403
 from .units import *  # noqa: F403
 
 __all__ = [
-    "caps", "devicebpf", "devices", "libc", "mounts", "ns", "refcount", "seccomp", "seccompbpf",
-    "streams", "timefmt", "units", "RefCounter",
-    *caps.__all__, *mounts.__all__, *ns.__all__, *streams.__all__, *timefmt.__all__,
-    *units.__all__,
+    "caps",
+    "devicebpf",
+    "devices",
+    "libc",
+    "mounts",
+    "ns",
+    "refcount",
+    "seccomp",
+    "seccompbpf",
+    "streams",
+    "timefmt",
+    "units",
+    "RefCounter",
 ]
+__all__ += caps.__all__ + mounts.__all__ + ns.__all__ + streams.__all__ + timefmt.__all__
+__all__ += units.__all__

@@ -6,6 +6,7 @@ and turns a failure into :class:`OSError` with :func:`check`, so callers handle 
 would for any :mod:`os` function. System calls glibc has no wrapper for go through
 :func:`syscall`, which knows their numbers on the machines dockyard runs on.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -22,10 +23,28 @@ libc.syscall.restype = ctypes.c_long
 
 #: numbers of the system calls called through syscall(2), per ``platform.machine()``
 SYSCALLS: dict[str, dict[str, int]] = {
-    "pivot_root": {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "ppc64le": 203,
-                   "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218},
-    "bpf": {"x86_64": 321, "aarch64": 280, "arm64": 280, "i386": 357, "i686": 357,
-            "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280},
+    "pivot_root": {
+        "x86_64": 155,
+        "aarch64": 41,
+        "arm64": 41,
+        "riscv64": 41,
+        "ppc64le": 203,
+        "s390x": 217,
+        "i686": 217,
+        "i386": 217,
+        "armv7l": 218,
+    },
+    "bpf": {
+        "x86_64": 321,
+        "aarch64": 280,
+        "arm64": 280,
+        "i386": 357,
+        "i686": 357,
+        "armv7l": 386,
+        "ppc64le": 361,
+        "s390x": 351,
+        "riscv64": 280,
+    },
 }
 
 

@@ -6,6 +6,7 @@ raises :class:`OSError`. Namespace changes made through :func:`in_thread`, :func
 and :func:`in_netns` touch only a short-lived thread: a threaded daemon's other threads never
 see them, and nothing is forked.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,15 +28,45 @@ from .mounts import MNT_DETACH, MS_BIND, mount, umount2
 T = TypeVar("T")
 
 __all__ = [
-    "unshare", "setns", "pivot_root", "sethostname", "setdomainname", "prctl",
-    "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
-    "NAMESPACE_FLAGS", "NAMESPACE_FILES", "in_thread", "call_in_dir", "create_netns",
-    "remove_netns", "in_netns",
-    "CLONE_NEWTIME", "CLONE_NEWNS", "CLONE_NEWCGROUP", "CLONE_NEWUTS", "CLONE_NEWIPC",
-    "CLONE_NEWUSER", "CLONE_NEWPID", "CLONE_NEWNET", "CLONE_FILES", "CLONE_FS",
-    "PR_SET_PDEATHSIG", "PR_GET_PDEATHSIG", "PR_SET_DUMPABLE", "PR_SET_KEEPCAPS", "PR_SET_NAME",
-    "PR_GET_NAME", "PR_CAPBSET_DROP", "PR_SET_CHILD_SUBREAPER", "PR_GET_CHILD_SUBREAPER",
-    "PR_SET_NO_NEW_PRIVS", "PR_GET_NO_NEW_PRIVS",
+    "unshare",
+    "setns",
+    "pivot_root",
+    "sethostname",
+    "setdomainname",
+    "prctl",
+    "set_child_subreaper",
+    "set_name",
+    "set_pdeathsig",
+    "set_no_new_privs",
+    "set_link_up",
+    "NAMESPACE_FLAGS",
+    "NAMESPACE_FILES",
+    "in_thread",
+    "call_in_dir",
+    "create_netns",
+    "remove_netns",
+    "in_netns",
+    "CLONE_NEWTIME",
+    "CLONE_NEWNS",
+    "CLONE_NEWCGROUP",
+    "CLONE_NEWUTS",
+    "CLONE_NEWIPC",
+    "CLONE_NEWUSER",
+    "CLONE_NEWPID",
+    "CLONE_NEWNET",
+    "CLONE_FILES",
+    "CLONE_FS",
+    "PR_SET_PDEATHSIG",
+    "PR_GET_PDEATHSIG",
+    "PR_SET_DUMPABLE",
+    "PR_SET_KEEPCAPS",
+    "PR_SET_NAME",
+    "PR_GET_NAME",
+    "PR_CAPBSET_DROP",
+    "PR_SET_CHILD_SUBREAPER",
+    "PR_GET_CHILD_SUBREAPER",
+    "PR_SET_NO_NEW_PRIVS",
+    "PR_GET_NO_NEW_PRIVS",
 ]
 
 # -- clone(2) / unshare(2) flags ------------------------------------------------------------------
@@ -52,13 +83,25 @@ CLONE_FS = 0x00000200
 
 #: OCI runtime-spec namespace type -> clone flag
 NAMESPACE_FLAGS = {
-    "pid": CLONE_NEWPID, "network": CLONE_NEWNET, "mount": CLONE_NEWNS, "ipc": CLONE_NEWIPC,
-    "uts": CLONE_NEWUTS, "cgroup": CLONE_NEWCGROUP, "user": CLONE_NEWUSER, "time": CLONE_NEWTIME,
+    "pid": CLONE_NEWPID,
+    "network": CLONE_NEWNET,
+    "mount": CLONE_NEWNS,
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "cgroup": CLONE_NEWCGROUP,
+    "user": CLONE_NEWUSER,
+    "time": CLONE_NEWTIME,
 }
 #: OCI runtime-spec namespace type -> name under /proc/<pid>/ns/
 NAMESPACE_FILES = {
-    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
-    "cgroup": "cgroup", "user": "user", "time": "time",
+    "pid": "pid",
+    "network": "net",
+    "mount": "mnt",
+    "ipc": "ipc",
+    "uts": "uts",
+    "cgroup": "cgroup",
+    "user": "user",
+    "time": "time",
 }
 
 # -- prctl(2) -------------------------------------------------------------------------------------
@@ -78,8 +121,13 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
 
 
 def unshare(flags: int) -> None:
@@ -94,8 +142,12 @@ def setns(fd: int, nstype: int = 0) -> None:
 
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
     """pivot_root(2) through syscall(2) (glibc has no wrapper)."""
-    syscall("pivot_root", ctypes.c_char_p(_b(new_root)), ctypes.c_char_p(_b(put_old)),
-            paths=(new_root, put_old))
+    syscall(
+        "pivot_root",
+        ctypes.c_char_p(_b(new_root)),
+        ctypes.c_char_p(_b(put_old)),
+        paths=(new_root, put_old),
+    )
 
 
 def sethostname(name: str) -> None:
@@ -143,8 +195,9 @@ def set_link_up(ifname: str = "lo") -> None:
         req = struct.pack("16sh14x", ifname.encode(), 0)
         flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
         if not flags & IFF_UP:
-            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", ifname.encode(),
-                                                              flags | IFF_UP))
+            fcntl.ioctl(
+                s.fileno(), SIOCSIFFLAGS, struct.pack("16sh14x", ifname.encode(), flags | IFF_UP)
+            )
 
 
 # -- a private working directory for one call ----------------------------------------------------
@@ -176,6 +229,7 @@ def call_in_dir(path: str, fn: "Callable[[], T]") -> "T":
     The call runs in its own thread (:func:`in_thread`) that first unshares its file-system
     attributes (``unshare(CLONE_FS)``), so its ``chdir`` is its own. Used to pass relative paths to
     ``mount(2)`` (overlay's ``lowerdir=l/...`` stays well under a page for deep layer chains)."""
+
     def run() -> "T":
         unshare(CLONE_FS)
         os.chdir(path)
@@ -222,6 +276,7 @@ def remove_netns(path: str) -> None:
 def in_netns(path: str, fn: "Callable[..., T]", *args: Any) -> "T":
     """Call ``fn(*args)`` in a thread that has joined the network namespace at ``path``; sockets
     it creates (netlink included) stay in that namespace after it returns."""
+
     def run() -> "T":
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:

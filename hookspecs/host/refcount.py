@@ -7,6 +7,7 @@ under one lock, so a concurrent ``get`` never sees a half-made mount and a concu
 never unmounts what another caller just took. Pass the driver's own lock when other state (a
 set of mounted ids, a busy marker) must change under the same lock.
 """
+
 from __future__ import annotations
 
 import logging

@@ -20,6 +20,7 @@ mount/namespace/BPF/perf/... calls are allowed only when CAP_SYS_ADMIN (or the c
 in the rule) is in the container's set. Whether a container gets a filter at all
 (``--privileged``, ``--security-opt seccomp=unconfined``) is the daemon's decision.
 """
+
 from __future__ import annotations
 
 import errno
@@ -27,8 +28,15 @@ import os
 import platform
 from typing import Any
 
-from .ns import (CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID,
-                 CLONE_NEWUSER, CLONE_NEWUTS)
+from .ns import (
+    CLONE_NEWCGROUP,
+    CLONE_NEWIPC,
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    CLONE_NEWUTS,
+)
 
 __all__ = ["DEFAULT", "ALWAYS", "BY_CAPABILITY", "IO_URING", "resolve", "default_profile"]
 
@@ -92,8 +100,15 @@ ALWAYS = _names("""
 IO_URING = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
 
 #: the namespace flags of clone(2): CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
-CLONE_NS_MASK = (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER
-                 | CLONE_NEWPID | CLONE_NEWNET)
+CLONE_NS_MASK = (
+    CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET
+)
 #: personality(2) values Docker allows: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32,
 #: and 0xffffffff (query)
 PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
@@ -128,28 +143,49 @@ def _allow(names: list[str], **extra: Any) -> dict[str, Any]:
 DEFAULT: dict[str, Any] = {
     "defaultAction": "SCMP_ACT_ERRNO",
     "defaultErrnoRet": errno.EPERM,
-    "archMap": [{"architecture": "SCMP_ARCH_X86_64",
-                 "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
-                {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+    "archMap": [
+        {
+            "architecture": "SCMP_ARCH_X86_64",
+            "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        },
+        {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]},
+    ],
     "syscalls": [
         _allow(ALWAYS),
         # reading other processes' memory needs ptrace rights the kernel checks itself (4.8+)
         _allow(["ptrace", "process_vm_readv", "process_vm_writev"], includes={"minKernel": "4.8"}),
         # every socket family but AF_VSOCK (40)
         _allow(["socket"], args=[{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]),
-        *(_allow(["personality"], args=[{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}])
-          for v in PERSONALITIES),
+        *(
+            _allow(["personality"], args=[{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}])
+            for v in PERSONALITIES
+        ),
         _allow(["arch_prctl"], includes={"arches": ["amd64", "x32"]}),
         _allow(["modify_ldt"], includes={"arches": ["amd64", "x32", "x86"]}),
-        _allow(["arm_fadvise64_64", "arm_sync_file_range", "sync_file_range2", "breakpoint",
-                "cacheflush", "set_tls"], includes={"arches": ["arm", "arm64"]}),
+        _allow(
+            [
+                "arm_fadvise64_64",
+                "arm_sync_file_range",
+                "sync_file_range2",
+                "breakpoint",
+                "cacheflush",
+                "set_tls",
+            ],
+            includes={"arches": ["arm", "arm64"]},
+        ),
         *(_allow(names, includes={"caps": [cap]}) for cap, names in BY_CAPABILITY.items()),
         # without CAP_SYS_ADMIN: clone only without namespace flags, clone3 "not implemented"
-        _allow(["clone"], args=[{"index": 0, "value": CLONE_NS_MASK, "valueTwo": 0,
-                                 "op": "SCMP_CMP_MASKED_EQ"}],
-               excludes={"caps": ["CAP_SYS_ADMIN"]}),
-        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS,
-         "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
+        _allow(
+            ["clone"],
+            args=[{"index": 0, "value": CLONE_NS_MASK, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+            excludes={"caps": ["CAP_SYS_ADMIN"]},
+        ),
+        {
+            "names": ["clone3"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": errno.ENOSYS,
+            "excludes": {"caps": ["CAP_SYS_ADMIN"]},
+        },
         # io_uring: refused with EPERM whatever the capabilities, as in Docker 25+ (a large
         # attack surface that seccomp cannot filter call by call). Named here rather than left
         # to the default so that they can never fall in the "newer than the profile" ENOSYS
@@ -159,11 +195,24 @@ DEFAULT: dict[str, Any] = {
 }
 
 #: Go's GOARCH names (used in ``includes.arches``) for the host's machine
-_GOARCH = {"x86_64": "amd64", "i686": "x86", "i386": "x86", "aarch64": "arm64", "armv7l": "arm",
-           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+_GOARCH = {
+    "x86_64": "amd64",
+    "i686": "x86",
+    "i386": "x86",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 #: libseccomp architecture names for the host's machine
-_SCMP_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64",
-              "i686": "SCMP_ARCH_X86", "i386": "SCMP_ARCH_X86", "armv7l": "SCMP_ARCH_ARM"}
+_SCMP_ARCH = {
+    "x86_64": "SCMP_ARCH_X86_64",
+    "aarch64": "SCMP_ARCH_AARCH64",
+    "i686": "SCMP_ARCH_X86",
+    "i386": "SCMP_ARCH_X86",
+    "armv7l": "SCMP_ARCH_ARM",
+}
 
 
 def _kernel_at_least(want: str, release: str) -> bool:
@@ -173,11 +222,13 @@ def _kernel_at_least(want: str, release: str) -> bool:
             digits = "".join(ch for ch in part if ch.isdigit())
             out.append(int(digits or 0))
         return tuple(out)
+
     return nums(release) >= nums(want)
 
 
-def resolve(profile: dict[str, Any], caps: list[str], machine: str | None = None,
-            kernel: str | None = None) -> dict[str, Any]:
+def resolve(
+    profile: dict[str, Any], caps: list[str], machine: str | None = None, kernel: str | None = None
+) -> dict[str, Any]:
     """The OCI ``linux.seccomp`` object of ``profile`` for a container holding ``caps``:
     conditional rules kept or dropped, architectures chosen for the host."""
     machine = machine or platform.machine()
@@ -188,7 +239,7 @@ def resolve(profile: dict[str, Any], caps: list[str], machine: str | None = None
     arches: list[str] = list(profile.get("architectures") or ())
     if not arches:
         for entry in profile.get("archMap") or ():
-            if entry.get("architecture") == native:
+            if native is not None and entry.get("architecture") == native:
                 arches = [native, *(entry.get("subArchitectures") or ())]
     syscalls = []
     for rule in profile.get("syscalls") or ():
@@ -211,8 +262,10 @@ def resolve(profile: dict[str, Any], caps: list[str], machine: str | None = None
             if rule.get(key) is not None:
                 out[key] = rule[key]
         syscalls.append(out)
-    resolved: dict[str, Any] = {"defaultAction": profile.get("defaultAction", "SCMP_ACT_ALLOW"),
-                                "syscalls": syscalls}
+    resolved: dict[str, Any] = {
+        "defaultAction": profile.get("defaultAction", "SCMP_ACT_ALLOW"),
+        "syscalls": syscalls,
+    }
     if profile.get("defaultErrnoRet") is not None:
         resolved["defaultErrnoRet"] = profile["defaultErrnoRet"]
     if arches:

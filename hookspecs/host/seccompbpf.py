@@ -9,6 +9,7 @@ compiled with libseccomp's Python binding (Debian's ``python3-seccomp``) to a BP
 once) and installed with ``prctl(PR_SET_SECCOMP)`` (:func:`load_bpf`) as the last step before
 ``execve``.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -20,17 +21,44 @@ from typing import Any
 
 from .ns import prctl
 
-__all__ = ["ACTIONS", "compile_filter", "compile_bpf", "bpf_for", "load_bpf", "load_seccomp",
-           "wants_enosys", "enosys_ranges", "enosys_stub", "BPF_MAXINSNS", "ENOSYS_BOUND"]
+__all__ = [
+    "ACTIONS",
+    "compile_filter",
+    "compile_bpf",
+    "bpf_for",
+    "load_bpf",
+    "load_seccomp",
+    "wants_enosys",
+    "enosys_ranges",
+    "enosys_stub",
+    "BPF_MAXINSNS",
+    "ENOSYS_BOUND",
+]
 
 #: the actions :func:`compile_filter` compiles (Docker's ``SCMP_ACT_*`` names)
-ACTIONS = frozenset({"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD",
-                     "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG", "SCMP_ACT_TRAP"})
+ACTIONS = frozenset(
+    {
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_LOG",
+        "SCMP_ACT_TRAP",
+    }
+)
 
 
 # -- seccomp --------------------------------------------------------------------------------------
-_OPS = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP_CMP_EQ": "EQ",
-        "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
+_OPS = {
+    "SCMP_CMP_NE": "NE",
+    "SCMP_CMP_LT": "LT",
+    "SCMP_CMP_LE": "LE",
+    "SCMP_CMP_EQ": "EQ",
+    "SCMP_CMP_GE": "GE",
+    "SCMP_CMP_GT": "GT",
+    "SCMP_CMP_MASKED_EQ": "MASKED_EQ",
+}
 
 
 def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
@@ -49,26 +77,36 @@ def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
     raise ValueError(f"unsupported seccomp action {name!r}")
 
 
-_ARCHES = {"SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X86": "X86", "SCMP_ARCH_X32": "X32",
-           "SCMP_ARCH_AARCH64": "AARCH64", "SCMP_ARCH_ARM": "ARM", "SCMP_ARCH_PPC64LE": "PPC64LE",
-           "SCMP_ARCH_S390X": "S390X", "SCMP_ARCH_S390": "S390"}
+_ARCHES = {
+    "SCMP_ARCH_X86_64": "X86_64",
+    "SCMP_ARCH_X86": "X86",
+    "SCMP_ARCH_X32": "X32",
+    "SCMP_ARCH_AARCH64": "AARCH64",
+    "SCMP_ARCH_ARM": "ARM",
+    "SCMP_ARCH_PPC64LE": "PPC64LE",
+    "SCMP_ARCH_S390X": "S390X",
+    "SCMP_ARCH_S390": "S390",
+}
 
 
 def _import_seccomp() -> Any:
     try:
         import seccomp  # Debian's python3-seccomp; imported only when a profile is asked for
     except ImportError:
-        raise RuntimeError("a seccomp profile was asked for but libseccomp's Python binding is "
-                           "not importable (apt-get install python3-seccomp, then make venv); "
-                           "--security-opt seccomp=unconfined runs without one") from None
+        raise RuntimeError(
+            "a seccomp profile was asked for but libseccomp's Python binding is "
+            "not importable (apt-get install python3-seccomp, then make venv); "
+            "--security-opt seccomp=unconfined runs without one"
+        ) from None
     return seccomp
 
 
 def compile_filter(profile: dict[str, Any]) -> Any:
     """A ``seccomp.SyscallFilter`` for an OCI ``linux.seccomp`` object (not loaded yet)."""
     seccomp = _import_seccomp()
-    default = _action(seccomp, profile.get("defaultAction", "SCMP_ACT_ALLOW"),
-                      profile.get("defaultErrnoRet"))
+    default = _action(
+        seccomp, profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet")
+    )
     flt = seccomp.SyscallFilter(default)
     for name in profile.get("architectures") or ():
         arch = getattr(seccomp.Arch, _ARCHES.get(name, ""), None)
@@ -122,8 +160,13 @@ ENOSYS_BOUND = 1023
 _ENOSYS_ARCHES: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {
     "X86_64": (0xC000003E, ((0, ENOSYS_BOUND),)),
     "X86": (0x40000003, ((0, ENOSYS_BOUND),)),
-    "X32": (0xC000003E, ((X32_SYSCALL_BIT, X32_SYSCALL_BIT + 511),
-                         (X32_SYSCALL_BIT + 512, X32_SYSCALL_BIT + ENOSYS_BOUND))),
+    "X32": (
+        0xC000003E,
+        (
+            (X32_SYSCALL_BIT, X32_SYSCALL_BIT + 511),
+            (X32_SYSCALL_BIT + 512, X32_SYSCALL_BIT + ENOSYS_BOUND),
+        ),
+    ),
     "AARCH64": (0xC00000B7, ((0, ENOSYS_BOUND),)),
 }
 #: default actions that let an unnamed call through (or hand it to a tracer/listener that should
@@ -145,8 +188,9 @@ def _filter_arches(seccomp: Any, profile: dict[str, Any]) -> list[str]:
     plus the native one, which libseccomp always puts in."""
     names = [_ARCHES.get(a, "") for a in profile.get("architectures") or ()]
     native = seccomp.system_arch() & 0xFFFFFFFF  # the binding gives one unsigned, Arch signed
-    names += [n for n in _ARCHES.values()
-              if int(getattr(seccomp.Arch, n, -1)) & 0xFFFFFFFF == native]
+    names += [
+        n for n in _ARCHES.values() if int(getattr(seccomp.Arch, n, -1)) & 0xFFFFFFFF == native
+    ]
     out: list[str] = []
     for n in names:
         if n in _ENOSYS_ARCHES and n not in out:
@@ -204,19 +248,20 @@ def _assemble(items: list[Any]) -> bytes:
     labels["filter"] = pc
     out = bytearray()
     pc = 0
+
+    def rel(target: Any, pc: int) -> int:
+        off = (labels[target] if isinstance(target, str) else pc + 1 + target) - (pc + 1)
+        assert 0 <= off <= 255, off
+        return off
+
     for item in items:
         if isinstance(item, str):
             continue
         code, jt, jf, k = item
-
-        def rel(target: Any) -> int:
-            off = (labels[target] if isinstance(target, str) else pc + 1 + target) - (pc + 1)
-            assert 0 <= off <= 255, off
-            return off
         if code == _JA:
             k, jt, jf = labels[k] - (pc + 1), 0, 0
         elif code & 0x07 == 0x05:
-            jt, jf = rel(jt), rel(jf)
+            jt, jf = rel(jt, pc), rel(jf, pc)
         out += struct.pack("=HBBI", code, jt, jf, k)
         pc += 1
     return bytes(out)
@@ -287,8 +332,10 @@ def compile_bpf(profile: dict[str, Any]) -> bytes:
         program = f.read()
     stub = enosys_stub(profile)
     if len(stub + program) // 8 > BPF_MAXINSNS:
-        raise ValueError(f"seccomp profile too large: {len(stub + program) // 8} BPF "
-                         f"instructions, the kernel takes at most {BPF_MAXINSNS}")
+        raise ValueError(
+            f"seccomp profile too large: {len(stub + program) // 8} BPF "
+            f"instructions, the kernel takes at most {BPF_MAXINSNS}"
+        )
     return stub + program
 
 

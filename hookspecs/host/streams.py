@@ -5,13 +5,24 @@ the stream number (0 stdin, 1 stdout, 2 stderr, 3 an error of the daemon's), thr
 the payload's size as a big-endian uint32 — then the payload. With a TTY a stream is raw bytes
 and has no frames.
 """
+
 from __future__ import annotations
 
 import struct
 from typing import Iterator
 
-__all__ = ["STDIN", "STDOUT", "STDERR", "SYSTEMERR", "HEADER_SIZE", "frame", "frame_header",
-           "parse_header", "iter_frames", "demux"]
+__all__ = [
+    "STDIN",
+    "STDOUT",
+    "STDERR",
+    "SYSTEMERR",
+    "HEADER_SIZE",
+    "frame",
+    "frame_header",
+    "parse_header",
+    "iter_frames",
+    "demux",
+]
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 _HEADER = struct.Struct(">BxxxL")
@@ -28,7 +39,7 @@ def frame(stream: int, data: bytes) -> bytes:
     return _HEADER.pack(stream, len(data)) + data
 
 
-def parse_header(header: bytes) -> tuple[int, int]:
+def parse_header(header: bytes | bytearray | memoryview) -> tuple[int, int]:
     """``(stream, size)`` of an 8-byte frame header; ValueError for a short one."""
     if len(header) < HEADER_SIZE:
         raise ValueError(f"truncated stream frame header: {bytes(header)!r}")
@@ -44,12 +55,13 @@ def iter_frames(data: bytes, strict: bool = True) -> Iterator[tuple[int, bytes]]
     while pos < len(view):
         if len(view) - pos < HEADER_SIZE and not strict:
             return
-        stream, size = parse_header(view[pos:pos + HEADER_SIZE])
+        stream, size = parse_header(view[pos : pos + HEADER_SIZE])
         pos += HEADER_SIZE
         if pos + size > len(view) and strict:
-            raise ValueError(f"truncated stream frame: {size} bytes announced, "
-                             f"{len(view) - pos} left")
-        yield stream, bytes(view[pos:pos + size])
+            raise ValueError(
+                f"truncated stream frame: {size} bytes announced, {len(view) - pos} left"
+            )
+        yield stream, bytes(view[pos : pos + size])
         pos += size
 
 

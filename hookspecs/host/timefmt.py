@@ -5,6 +5,7 @@ Part of the driver toolkit (:mod:`dockyard.hookspecs.host`): an exec driver writ
 times. Always nine fraction digits (``2024-05-01T12:00:00.123456789Z``), which every RFC 3339
 reader takes.
 """
+
 from __future__ import annotations
 
 import time

@@ -4,6 +4,7 @@ Part of the driver toolkit (:mod:`dockyard.hookspecs.host`) — a driver reads s
 (``dm.basesize=10G``) with :func:`ram_in_bytes` — and what the daemon and the CLI print with.
 Import-light: the CLI loads it.
 """
+
 from __future__ import annotations
 
 import re

@@ -14,6 +14,7 @@ holds whole files and real directories: that is what makes reading it as a layer
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import shutil
@@ -53,7 +54,8 @@ class OverlayDriver(OverlayLayout):
             for extra in _OPTION_SETS:
                 data = ",".join(("lowerdir=l1:l2", "upperdir=u", "workdir=w") + extra)
                 try:
-                    host.call_in_dir(probe, lambda: host.mount("overlay", "m", "overlay", 0, data))
+                    host.call_in_dir(probe, functools.partial(host.mount, "overlay", "m", "overlay",
+                                                              0, data))
                 except OSError as e:
                     last = e
                     if e.errno == errno.EINVAL:

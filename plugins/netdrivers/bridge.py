@@ -323,7 +323,7 @@ class BridgeDriver(NetDriver):
             if self.joined:
                 return
             with self._ipr() as ipr:
-                for name, idx in self._our_bridges(ipr).items():
+                for idx in self._our_bridges(ipr).values():
                     with contextlib.suppress(Exception):
                         ipr.link("del", index=idx)
             self.nets.clear()

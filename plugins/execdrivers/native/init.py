@@ -618,7 +618,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.makedirs(cwd, exist_ok=True)
         os.chdir(cwd)
     except OSError as e:
-        raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}")
+        raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}") from e
     _apply_rlimits(cfg.get("base_rlimits"), proc.get("rlimits"))
     if proc.get("oomScoreAdj") is not None:
         try:
@@ -722,7 +722,7 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         try:
             os.chdir(cwd)
         except OSError as e:
-            raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}")
+            raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}") from e
         _apply_rlimits(cfg.get("base_rlimits"), base.get("rlimits"))
         args = list(proc.get("args") or [])
         if not args:
