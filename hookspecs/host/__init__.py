@@ -53,20 +53,11 @@ from .streams import *  # noqa: F403
 from .timefmt import *  # noqa: F403
 from .units import *  # noqa: F403
 
+# fmt: off
 __all__ = [
-    "caps",
-    "devicebpf",
-    "devices",
-    "libc",
-    "mounts",
-    "ns",
-    "refcount",
-    "seccomp",
-    "seccompbpf",
-    "streams",
-    "timefmt",
-    "units",
-    "RefCounter",
+    "caps", "devicebpf", "devices", "libc", "mounts", "ns", "refcount", "seccomp", "seccompbpf",
+    "streams", "timefmt", "units", "RefCounter",
 ]
+# fmt: on
 __all__ += caps.__all__ + mounts.__all__ + ns.__all__ + streams.__all__ + timefmt.__all__
 __all__ += units.__all__

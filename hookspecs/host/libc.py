@@ -22,30 +22,14 @@ libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
 #: numbers of the system calls called through syscall(2), per ``platform.machine()``
+# fmt: off
 SYSCALLS: dict[str, dict[str, int]] = {
-    "pivot_root": {
-        "x86_64": 155,
-        "aarch64": 41,
-        "arm64": 41,
-        "riscv64": 41,
-        "ppc64le": 203,
-        "s390x": 217,
-        "i686": 217,
-        "i386": 217,
-        "armv7l": 218,
-    },
-    "bpf": {
-        "x86_64": 321,
-        "aarch64": 280,
-        "arm64": 280,
-        "i386": 357,
-        "i686": 357,
-        "armv7l": 386,
-        "ppc64le": 361,
-        "s390x": 351,
-        "riscv64": 280,
-    },
+    "pivot_root": {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "ppc64le": 203,
+                   "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218},
+    "bpf": {"x86_64": 321, "aarch64": 280, "arm64": 280, "i386": 357, "i686": 357,
+            "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280},
 }
+# fmt: on
 
 
 def fsencode(value: str | bytes | None) -> bytes | None:

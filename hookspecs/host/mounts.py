@@ -15,47 +15,18 @@ from .libc import check as _check
 from .libc import fsencode as _b
 from .libc import libc as _libc
 
+# fmt: off
 __all__ = [
-    "mount",
-    "umount2",
-    "mount_flags",
-    "remount_bind",
-    "parse_mount_options",
-    "MOUNT_OPTIONS",
-    "PROPAGATION_OPTIONS",
-    "statfs_magic",
-    "fs_name",
-    "FS_MAGIC",
-    "filesystems",
-    "mountinfo",
+    "mount", "umount2", "mount_flags", "remount_bind", "parse_mount_options", "MOUNT_OPTIONS",
+    "PROPAGATION_OPTIONS", "statfs_magic", "fs_name", "FS_MAGIC", "filesystems", "mountinfo",
     "supports_d_type",
-    "MS_RDONLY",
-    "MS_NOSUID",
-    "MS_NODEV",
-    "MS_NOEXEC",
-    "MS_SYNCHRONOUS",
-    "MS_REMOUNT",
-    "MS_MANDLOCK",
-    "MS_DIRSYNC",
-    "MS_NOSYMFOLLOW",
-    "MS_NOATIME",
-    "MS_NODIRATIME",
-    "MS_BIND",
-    "MS_MOVE",
-    "MS_REC",
-    "MS_SILENT",
-    "MS_UNBINDABLE",
-    "MS_PRIVATE",
-    "MS_SLAVE",
-    "MS_SHARED",
-    "MS_RELATIME",
-    "MS_STRICTATIME",
-    "MS_LAZYTIME",
-    "MNT_FORCE",
-    "MNT_DETACH",
-    "MNT_EXPIRE",
+    "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_SYNCHRONOUS", "MS_REMOUNT",
+    "MS_MANDLOCK", "MS_DIRSYNC", "MS_NOSYMFOLLOW", "MS_NOATIME", "MS_NODIRATIME", "MS_BIND",
+    "MS_MOVE", "MS_REC", "MS_SILENT", "MS_UNBINDABLE", "MS_PRIVATE", "MS_SLAVE", "MS_SHARED",
+    "MS_RELATIME", "MS_STRICTATIME", "MS_LAZYTIME", "MNT_FORCE", "MNT_DETACH", "MNT_EXPIRE",
     "UMOUNT_NOFOLLOW",
 ]
+# fmt: on
 
 # -- mount(2) flags -------------------------------------------------------------------------------
 MS_RDONLY = 1
@@ -87,45 +58,32 @@ MNT_EXPIRE = 4
 UMOUNT_NOFOLLOW = 8
 
 #: mount option word -> (flags to set, flags to clear); what ``mount -o`` and OCI specs use
+# fmt: off
 MOUNT_OPTIONS: dict[str, tuple[int, int]] = {
-    "ro": (MS_RDONLY, 0),
-    "rw": (0, MS_RDONLY),
-    "nosuid": (MS_NOSUID, 0),
-    "suid": (0, MS_NOSUID),
-    "nodev": (MS_NODEV, 0),
-    "dev": (0, MS_NODEV),
-    "noexec": (MS_NOEXEC, 0),
-    "exec": (0, MS_NOEXEC),
-    "sync": (MS_SYNCHRONOUS, 0),
-    "async": (0, MS_SYNCHRONOUS),
-    "dirsync": (MS_DIRSYNC, 0),
-    "remount": (MS_REMOUNT, 0),
-    "mand": (MS_MANDLOCK, 0),
-    "noatime": (MS_NOATIME, 0),
-    "atime": (0, MS_NOATIME),
-    "nodiratime": (MS_NODIRATIME, 0),
-    "diratime": (0, MS_NODIRATIME),
-    "relatime": (MS_RELATIME, 0),
-    "norelatime": (0, MS_RELATIME),
-    "strictatime": (MS_STRICTATIME, 0),
-    "nostrictatime": (0, MS_STRICTATIME),
-    "bind": (MS_BIND, 0),
-    "rbind": (MS_BIND | MS_REC, 0),
-    "nosymfollow": (MS_NOSYMFOLLOW, 0),
-    "lazytime": (MS_LAZYTIME, 0),
+    "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY),
+    "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID),
+    "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV),
+    "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC),
+    "sync": (MS_SYNCHRONOUS, 0), "async": (0, MS_SYNCHRONOUS),
+    "dirsync": (MS_DIRSYNC, 0), "remount": (MS_REMOUNT, 0), "mand": (MS_MANDLOCK, 0),
+    "noatime": (MS_NOATIME, 0), "atime": (0, MS_NOATIME),
+    "nodiratime": (MS_NODIRATIME, 0), "diratime": (0, MS_NODIRATIME),
+    "relatime": (MS_RELATIME, 0), "norelatime": (0, MS_RELATIME),
+    "strictatime": (MS_STRICTATIME, 0), "nostrictatime": (0, MS_STRICTATIME),
+    "bind": (MS_BIND, 0), "rbind": (MS_BIND | MS_REC, 0),
+    "nosymfollow": (MS_NOSYMFOLLOW, 0), "lazytime": (MS_LAZYTIME, 0),
     "defaults": (0, 0),
 }
+# fmt: on
 #: propagation option word -> flags (applied by a separate mount(2) call)
+# fmt: off
 PROPAGATION_OPTIONS: dict[str, int] = {
-    "private": MS_PRIVATE,
-    "rprivate": MS_PRIVATE | MS_REC,
-    "shared": MS_SHARED,
-    "rshared": MS_SHARED | MS_REC,
-    "slave": MS_SLAVE,
-    "rslave": MS_SLAVE | MS_REC,
-    "unbindable": MS_UNBINDABLE,
-    "runbindable": MS_UNBINDABLE | MS_REC,
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
 }
+# fmt: on
 
 
 def parse_mount_options(options: list[str] | tuple[str, ...] | None) -> tuple[int, int, str]:
@@ -173,15 +131,11 @@ def mount(
 #: statvfs(3) ``f_flag`` bits -> the mount(2) flags a bind remount must repeat: inside a user
 #: namespace, a mount inherited from the host has them locked, and a remount that drops one
 #: (``nosuid``, ``nodev``, ``noexec``, the atime mode) fails with EPERM
-_ST_TO_MS = (
-    (os.ST_NOSUID, MS_NOSUID),
-    (os.ST_NODEV, MS_NODEV),
-    (os.ST_NOEXEC, MS_NOEXEC),
-    (os.ST_NOATIME, MS_NOATIME),
-    (os.ST_NODIRATIME, MS_NODIRATIME),
-    (os.ST_RELATIME, MS_RELATIME),
-    (os.ST_RDONLY, MS_RDONLY),
-)
+# fmt: off
+_ST_TO_MS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+             (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+             (os.ST_RELATIME, MS_RELATIME), (os.ST_RDONLY, MS_RDONLY))
+# fmt: on
 
 
 def mount_flags(path: str | bytes) -> int:
@@ -204,44 +158,26 @@ def umount2(target: str | bytes, flags: int = 0) -> None:
 
 # -- statfs(2): which file system holds a path ----------------------------------------------------
 #: f_type magic numbers of statfs(2) -> the names moby prints as "Backing Filesystem"
+# fmt: off
 FS_MAGIC: dict[int, str] = {
-    0xEF53: "extfs",
-    0x58465342: "xfs",
-    0x9123683E: "btrfs",
-    0x01021994: "tmpfs",
-    0x794C7630: "overlayfs",
-    0x65735546: "fuse",
-    0x2FC12FC1: "zfs",
-    0x6969: "nfs",
-    0xF2F52010: "f2fs",
-    0x73717368: "squashfs",
-    0xE0F5E1E2: "erofs",
-    0x858458F6: "ramfs",
-    0x61756673: "aufs",
-    0x4D44: "msdos",
-    0xFF534D42: "cifs",
-    0x5346544E: "ntfs",
-    0x6A656A63: "fakeowner",
-    0x01161970: "gfs2",
-    0x47504653: "gpfs",
+    0xEF53: "extfs", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x01021994: "tmpfs",
+    0x794C7630: "overlayfs", 0x65735546: "fuse", 0x2FC12FC1: "zfs", 0x6969: "nfs",
+    0xF2F52010: "f2fs", 0x73717368: "squashfs", 0xE0F5E1E2: "erofs", 0x858458F6: "ramfs",
+    0x61756673: "aufs", 0x4D44: "msdos", 0xFF534D42: "cifs", 0x5346544E: "ntfs",
+    0x6A656A63: "fakeowner", 0x01161970: "gfs2", 0x47504653: "gpfs",
 }
+# fmt: on
 
 
 class _Statfs(ctypes.Structure):
-    _fields_ = [
-        ("f_type", ctypes.c_long),
-        ("f_bsize", ctypes.c_long),
-        ("f_blocks", ctypes.c_ulong),
-        ("f_bfree", ctypes.c_ulong),
-        ("f_bavail", ctypes.c_ulong),
-        ("f_files", ctypes.c_ulong),
-        ("f_ffree", ctypes.c_ulong),
-        ("f_fsid", ctypes.c_int * 2),
-        ("f_namelen", ctypes.c_long),
-        ("f_frsize", ctypes.c_long),
-        ("f_flags", ctypes.c_long),
-        ("f_spare", ctypes.c_long * 4),
-    ]
+    # fmt: off
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long),
+                ("f_blocks", ctypes.c_ulong), ("f_bfree", ctypes.c_ulong),
+                ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
+                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2),
+                ("f_namelen", ctypes.c_long), ("f_frsize", ctypes.c_long),
+                ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+    # fmt: on
 
 
 _libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(_Statfs)]
@@ -304,13 +240,11 @@ def _unescape(s: str) -> str:
 
 # -- readdir(3): does a file system fill in d_type? -----------------------------------------------
 class _Dirent(ctypes.Structure):
-    _fields_ = [
-        ("d_ino", ctypes.c_uint64),
-        ("d_off", ctypes.c_int64),
-        ("d_reclen", ctypes.c_ushort),
-        ("d_type", ctypes.c_ubyte),
-        ("d_name", ctypes.c_char * 256),
-    ]
+    # fmt: off
+    _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64),
+                ("d_reclen", ctypes.c_ushort), ("d_type", ctypes.c_ubyte),
+                ("d_name", ctypes.c_char * 256)]
+    # fmt: on
 
 
 _libc.opendir.argtypes = [ctypes.c_char_p]

@@ -27,47 +27,19 @@ from .mounts import MNT_DETACH, MS_BIND, mount, umount2
 
 T = TypeVar("T")
 
+# fmt: off
 __all__ = [
-    "unshare",
-    "setns",
-    "pivot_root",
-    "sethostname",
-    "setdomainname",
-    "prctl",
-    "set_child_subreaper",
-    "set_name",
-    "set_pdeathsig",
-    "set_no_new_privs",
-    "set_link_up",
-    "NAMESPACE_FLAGS",
-    "NAMESPACE_FILES",
-    "in_thread",
-    "call_in_dir",
-    "create_netns",
-    "remove_netns",
-    "in_netns",
-    "CLONE_NEWTIME",
-    "CLONE_NEWNS",
-    "CLONE_NEWCGROUP",
-    "CLONE_NEWUTS",
-    "CLONE_NEWIPC",
-    "CLONE_NEWUSER",
-    "CLONE_NEWPID",
-    "CLONE_NEWNET",
-    "CLONE_FILES",
-    "CLONE_FS",
-    "PR_SET_PDEATHSIG",
-    "PR_GET_PDEATHSIG",
-    "PR_SET_DUMPABLE",
-    "PR_SET_KEEPCAPS",
-    "PR_SET_NAME",
-    "PR_GET_NAME",
-    "PR_CAPBSET_DROP",
-    "PR_SET_CHILD_SUBREAPER",
-    "PR_GET_CHILD_SUBREAPER",
-    "PR_SET_NO_NEW_PRIVS",
-    "PR_GET_NO_NEW_PRIVS",
+    "unshare", "setns", "pivot_root", "sethostname", "setdomainname", "prctl",
+    "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
+    "NAMESPACE_FLAGS", "NAMESPACE_FILES", "in_thread", "call_in_dir", "create_netns",
+    "remove_netns", "in_netns",
+    "CLONE_NEWTIME", "CLONE_NEWNS", "CLONE_NEWCGROUP", "CLONE_NEWUTS", "CLONE_NEWIPC",
+    "CLONE_NEWUSER", "CLONE_NEWPID", "CLONE_NEWNET", "CLONE_FILES", "CLONE_FS",
+    "PR_SET_PDEATHSIG", "PR_GET_PDEATHSIG", "PR_SET_DUMPABLE", "PR_SET_KEEPCAPS", "PR_SET_NAME",
+    "PR_GET_NAME", "PR_CAPBSET_DROP", "PR_SET_CHILD_SUBREAPER", "PR_GET_CHILD_SUBREAPER",
+    "PR_SET_NO_NEW_PRIVS", "PR_GET_NO_NEW_PRIVS",
 ]
+# fmt: on
 
 # -- clone(2) / unshare(2) flags ------------------------------------------------------------------
 CLONE_NEWTIME = 0x00000080
@@ -82,27 +54,19 @@ CLONE_FILES = 0x00000400
 CLONE_FS = 0x00000200
 
 #: OCI runtime-spec namespace type -> clone flag
+# fmt: off
 NAMESPACE_FLAGS = {
-    "pid": CLONE_NEWPID,
-    "network": CLONE_NEWNET,
-    "mount": CLONE_NEWNS,
-    "ipc": CLONE_NEWIPC,
-    "uts": CLONE_NEWUTS,
-    "cgroup": CLONE_NEWCGROUP,
-    "user": CLONE_NEWUSER,
-    "time": CLONE_NEWTIME,
+    "pid": CLONE_NEWPID, "network": CLONE_NEWNET, "mount": CLONE_NEWNS, "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS, "cgroup": CLONE_NEWCGROUP, "user": CLONE_NEWUSER, "time": CLONE_NEWTIME,
 }
+# fmt: on
 #: OCI runtime-spec namespace type -> name under /proc/<pid>/ns/
+# fmt: off
 NAMESPACE_FILES = {
-    "pid": "pid",
-    "network": "net",
-    "mount": "mnt",
-    "ipc": "ipc",
-    "uts": "uts",
-    "cgroup": "cgroup",
-    "user": "user",
-    "time": "time",
+    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+    "cgroup": "cgroup", "user": "user", "time": "time",
 }
+# fmt: on
 
 # -- prctl(2) -------------------------------------------------------------------------------------
 PR_SET_PDEATHSIG = 1

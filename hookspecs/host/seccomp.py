@@ -195,24 +195,15 @@ DEFAULT: dict[str, Any] = {
 }
 
 #: Go's GOARCH names (used in ``includes.arches``) for the host's machine
-_GOARCH = {
-    "x86_64": "amd64",
-    "i686": "x86",
-    "i386": "x86",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
+# fmt: off
+_GOARCH = {"x86_64": "amd64", "i686": "x86", "i386": "x86", "aarch64": "arm64", "armv7l": "arm",
+           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+# fmt: on
 #: libseccomp architecture names for the host's machine
-_SCMP_ARCH = {
-    "x86_64": "SCMP_ARCH_X86_64",
-    "aarch64": "SCMP_ARCH_AARCH64",
-    "i686": "SCMP_ARCH_X86",
-    "i386": "SCMP_ARCH_X86",
-    "armv7l": "SCMP_ARCH_ARM",
-}
+# fmt: off
+_SCMP_ARCH = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64",
+              "i686": "SCMP_ARCH_X86", "i386": "SCMP_ARCH_X86", "armv7l": "SCMP_ARCH_ARM"}
+# fmt: on
 
 
 def _kernel_at_least(want: str, release: str) -> bool:

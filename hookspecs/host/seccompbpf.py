@@ -21,19 +21,10 @@ from typing import Any
 
 from .ns import prctl
 
-__all__ = [
-    "ACTIONS",
-    "compile_filter",
-    "compile_bpf",
-    "bpf_for",
-    "load_bpf",
-    "load_seccomp",
-    "wants_enosys",
-    "enosys_ranges",
-    "enosys_stub",
-    "BPF_MAXINSNS",
-    "ENOSYS_BOUND",
-]
+# fmt: off
+__all__ = ["ACTIONS", "compile_filter", "compile_bpf", "bpf_for", "load_bpf", "load_seccomp",
+           "wants_enosys", "enosys_ranges", "enosys_stub", "BPF_MAXINSNS", "ENOSYS_BOUND"]
+# fmt: on
 
 #: the actions :func:`compile_filter` compiles (Docker's ``SCMP_ACT_*`` names)
 ACTIONS = frozenset(
@@ -50,15 +41,10 @@ ACTIONS = frozenset(
 
 
 # -- seccomp --------------------------------------------------------------------------------------
-_OPS = {
-    "SCMP_CMP_NE": "NE",
-    "SCMP_CMP_LT": "LT",
-    "SCMP_CMP_LE": "LE",
-    "SCMP_CMP_EQ": "EQ",
-    "SCMP_CMP_GE": "GE",
-    "SCMP_CMP_GT": "GT",
-    "SCMP_CMP_MASKED_EQ": "MASKED_EQ",
-}
+# fmt: off
+_OPS = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP_CMP_EQ": "EQ",
+        "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
+# fmt: on
 
 
 def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
@@ -77,16 +63,11 @@ def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
     raise ValueError(f"unsupported seccomp action {name!r}")
 
 
-_ARCHES = {
-    "SCMP_ARCH_X86_64": "X86_64",
-    "SCMP_ARCH_X86": "X86",
-    "SCMP_ARCH_X32": "X32",
-    "SCMP_ARCH_AARCH64": "AARCH64",
-    "SCMP_ARCH_ARM": "ARM",
-    "SCMP_ARCH_PPC64LE": "PPC64LE",
-    "SCMP_ARCH_S390X": "S390X",
-    "SCMP_ARCH_S390": "S390",
-}
+# fmt: off
+_ARCHES = {"SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X86": "X86", "SCMP_ARCH_X32": "X32",
+           "SCMP_ARCH_AARCH64": "AARCH64", "SCMP_ARCH_ARM": "ARM", "SCMP_ARCH_PPC64LE": "PPC64LE",
+           "SCMP_ARCH_S390X": "S390X", "SCMP_ARCH_S390": "S390"}
+# fmt: on
 
 
 def _import_seccomp() -> Any:
@@ -157,18 +138,15 @@ ENOSYS_BOUND = 1023
 #: numbering, each getting ENOSYS above the highest number the profile names inside it). x32 shares
 #: x86_64's AUDIT_ARCH and sets bit 30 in the number; its own calls (512 and up) are a second
 #: segment, otherwise naming rt_sigaction (x32: 512) would hide every new common call (450, ...).
+# fmt: off
 _ENOSYS_ARCHES: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {
     "X86_64": (0xC000003E, ((0, ENOSYS_BOUND),)),
     "X86": (0x40000003, ((0, ENOSYS_BOUND),)),
-    "X32": (
-        0xC000003E,
-        (
-            (X32_SYSCALL_BIT, X32_SYSCALL_BIT + 511),
-            (X32_SYSCALL_BIT + 512, X32_SYSCALL_BIT + ENOSYS_BOUND),
-        ),
-    ),
+    "X32": (0xC000003E, ((X32_SYSCALL_BIT, X32_SYSCALL_BIT + 511),
+                         (X32_SYSCALL_BIT + 512, X32_SYSCALL_BIT + ENOSYS_BOUND))),
     "AARCH64": (0xC00000B7, ((0, ENOSYS_BOUND),)),
 }
+# fmt: on
 #: default actions that let an unnamed call through (or hand it to a tracer/listener that should
 #: cope with new calls itself): no stub, as in runc
 _PERMISSIVE = {"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY"}

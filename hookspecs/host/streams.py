@@ -11,18 +11,10 @@ from __future__ import annotations
 import struct
 from typing import Iterator
 
-__all__ = [
-    "STDIN",
-    "STDOUT",
-    "STDERR",
-    "SYSTEMERR",
-    "HEADER_SIZE",
-    "frame",
-    "frame_header",
-    "parse_header",
-    "iter_frames",
-    "demux",
-]
+# fmt: off
+__all__ = ["STDIN", "STDOUT", "STDERR", "SYSTEMERR", "HEADER_SIZE", "frame", "frame_header",
+           "parse_header", "iter_frames", "demux"]
+# fmt: on
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 _HEADER = struct.Struct(">BxxxL")
