@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from dockyard.hookspecs import host
+from dockyard.hookspecs.errors import Conflict
 from dockyard.hookspecs.host import libc
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -176,6 +177,9 @@ def test_refcounter_failed_first_counts_nothing() -> None:
     assert refs.count("a") == 0 and len(refs) == 0
     refs.acquire("a")
     refs.acquire("b")
+    with pytest.raises(Conflict, match=r"^vfs: layer a is in use \(1 reference\(s\)\)$"):
+        refs.refuse_if_held("a", "vfs: layer a")
+    refs.refuse_if_held("c", "vfs: layer c")  # none: fine
     assert sorted(refs.clear()) == ["a", "b"] and len(refs) == 0
 
 

@@ -149,6 +149,18 @@ class Env:
         ids = [i[:8] for i in list(self.subnets) + self.endpoint_ids]
         return {n for n in links if n == self.bridge or any(i in n for i in ids)}
 
+    def joined(self, why: str) -> tuple[str, Endpoint, str]:
+        """A network, and an endpoint on it joined to a fresh namespace: ``(network id,
+        endpoint, namespace path)``. Skips, saying ``why``, for a driver whose endpoints live in
+        the host's namespace."""
+        nid = self.network(default=True)
+        ep = self.endpoint(nid)
+        if self.driver.namespace == "host":
+            pytest.skip(f"{self.driver.name} endpoints live in the host's namespace: {why}")
+        ns = self.netns()
+        self.driver.join(ep, ns)
+        return nid, ep, ns
+
     def netns(self) -> str:
         path = os.path.join(self.top, f"ns{len(self.namespaces)}")
         make_netns(path)
@@ -307,12 +319,7 @@ class NetDriverSuite:
             env.driver.delete_endpoint(ep)
 
     def test_leave_after_namespace_is_gone(self, env: Env) -> None:
-        nid = env.network(default=True)
-        ep = env.endpoint(nid)
-        if env.driver.namespace == "host":
-            pytest.skip(f"{env.driver.name} endpoints live in the host's namespace: nothing to leave")
-        ns = env.netns()
-        env.driver.join(ep, ns)
+        _, ep, ns = env.joined("nothing to leave")
         remove_netns(ns)
         env.driver.leave(ep, ns)
         env.driver.delete_endpoint(ep)
@@ -327,13 +334,7 @@ class NetDriverSuite:
         env.driver.delete_endpoint(ep)
 
     def test_restore_removes_leftovers_of_a_crash(self, env: Env) -> None:
-        nid = env.network(default=True)
-        ep = env.endpoint(nid)
-        if env.driver.namespace == "host":
-            pytest.skip(f"{env.driver.name} endpoints live in the host's namespace: no plumbing "
-                        f"to leave behind")
-        ns = env.netns()
-        env.driver.join(ep, ns)
+        nid, ep, ns = env.joined("no plumbing to leave behind")
         before = host_links()
         # the daemon died: a new driver on the same home, told no endpoint is alive
         env.driver = env.factory(env.home, dict(env.options))

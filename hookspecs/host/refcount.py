@@ -14,6 +14,8 @@ import logging
 import threading
 from typing import Callable, ContextManager, Iterator
 
+from ..errors import Conflict
+
 log = logging.getLogger(__name__)
 
 __all__ = ["RefCounter"]
@@ -68,6 +70,14 @@ class RefCounter:
             if last is not None:
                 last()
             return 0
+
+    def refuse_if_held(self, id: str, what: str, state: str = "in use") -> None:
+        """Conflict (HTTP 409) ``<what> is <state> (N reference(s))`` when ``id`` has
+        references: what ``remove`` of a layer still mounted or busy answers."""
+        with self.lock:
+            n = self._counts.get(id, 0)
+        if n:
+            raise Conflict(f"{what} is {state} ({n} reference(s))")
 
     def count(self, id: str) -> int:
         """How many references ``id`` has."""

@@ -91,8 +91,7 @@ class AufsDriver(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(self._p("diff", id)):
                 raise NotFound(f"aufs: layer {id} not found")
-            if id in self._refs:
-                raise Conflict(f"aufs: layer {id} is in use")
+            self._refs.refuse_if_held(id, f"aufs: layer {id}")
             if id in self._mounted:
                 self._unmount(id)
             doomed = os.path.join(self.home, "diff", f".rm-{id}-{uuid.uuid4().hex[:12]}")

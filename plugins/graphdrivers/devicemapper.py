@@ -240,8 +240,7 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
             meta = self._layer_meta(id)
             if meta is None:
                 raise NotFound(f"devicemapper: layer {id} not found")
-            if id in self._refs:
-                raise Conflict(f"devicemapper: layer {id} is in use")
+            self._refs.refuse_if_held(id, f"devicemapper: layer {id}")
             self._deactivate(id)
             self._message(f"delete {meta['device_id']}")
             os.unlink(os.path.join(self._meta, id + ".json"))

@@ -122,11 +122,8 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(path):
                 raise NotFound(f"{self.name}: layer {id} not found")
-            if id in self._refs:
-                raise Conflict(f"{self.name}: layer {id} is in use "
-                               f"({self._refs.count(id)} reference(s))")
-            if id in self._busy:
-                raise Conflict(f"{self.name}: layer {id} is busy")
+            self._refs.refuse_if_held(id, f"{self.name}: layer {id}")
+            self._busy.refuse_if_held(id, f"{self.name}: layer {id}", "busy")
             doomed = os.path.join(self._dir, f"{RM_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
             os.rename(path, doomed)  # gone at once for everybody; the delete may take time
         self._delete(doomed)

@@ -353,11 +353,8 @@ class OverlayLayout(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(path):
                 raise NotFound(f"{self.name}: layer {id} not found")
-            if id in self._refs:
-                raise Conflict(f"{self.name}: layer {id} is in use "
-                               f"({self._refs.count(id)} reference(s))")
-            if id in self._busy:
-                raise Conflict(f"{self.name}: layer {id} is busy")
+            self._refs.refuse_if_held(id, f"{self.name}: layer {id}")
+            self._busy.refuse_if_held(id, f"{self.name}: layer {id}", "busy")
             if id in self._mounted:
                 self._unmount_path(os.path.join(path, "merged"))
                 self._mounted.discard(id)

@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.hookspecs.host.timefmt import rfc3339
+
 from ... import plugins
 from ...filtersets import event_matcher
 from .. import params
@@ -85,7 +87,7 @@ async def info(request: web.Request) -> web.Response:
         "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "BridgeNfIptables": False,
         "BridgeNfIp6tables": False, "Debug": d.config["log-level"] == "debug", "NFd": len(os.listdir("/proc/self/fd")),
         "OomKillDisable": False, "NGoroutines": len(asyncio.all_tasks()),
-        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+        "SystemTime": rfc3339(),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgv2 else "1",
         "NEventsListener": len(d._event_subscribers), "KernelVersion": _kernel(),
         "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),
