@@ -700,16 +700,10 @@ def inspect(opts: Any, names: tuple[str, ...], fmt: str | None, type_: str | Non
 @click.pass_obj
 def export(opts: Any, container: str, output: str | None) -> None:
     """Export a container's filesystem as a tar archive."""
-    if not output and sys.stdout.isatty():
-        raise click.ClickException("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    resp = opts.client.request("GET", f"/containers/{_p(container)}/export")
-    out = open(output, "wb") if output else sys.stdout.buffer
-    try:
-        for chunk in resp.iter_chunks():
+    from .fmt import archive_output
+    with archive_output(output) as out:
+        for chunk in opts.client.request("GET", f"/containers/{_p(container)}/export").iter_chunks():
             out.write(chunk)
-    finally:
-        if output:
-            out.close()
 
 
 @click.command(short_help="Rename a container")

@@ -1,9 +1,10 @@
 """Output helpers shared by commands: docker-like tables, humanized times and sizes, --format."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import Any, Iterable
+from typing import IO, Any, Iterable, Iterator
 
 import click
 
@@ -44,6 +45,21 @@ def to_epoch(ts: float | int | str | None) -> float | None:
     except ValueError:
         return None
     return dt.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
+@contextlib.contextmanager
+def archive_output(output: str | None) -> Iterator[IO[bytes]]:
+    """Where ``save``/``export`` write their tar: the ``-o`` file, or standard output unless it
+    is a terminal (refused, before anything is asked of the daemon, with the docker CLI's
+    words)."""
+    if not output:
+        if sys.stdout.isatty():
+            raise click.ClickException("cowardly refusing to save to a terminal. Use the -o flag "
+                                       "or redirect")
+        yield sys.stdout.buffer
+        return
+    with open(output, "wb") as f:
+        yield f
 
 
 def tabwrite(lines: Iterable[str], minwidth: int = 10, padding: int = 3) -> str:
