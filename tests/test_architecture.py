@@ -43,7 +43,6 @@ MODULE_ALLOWLIST = {
     "plugins/execdrivers/native/init.py": 752,
     "core/networks.py": 738,
     "cli/gotemplate.py": 641,
-    "cli/images.py": 616,
 }
 #: functions over the limit today ("path::Class.function") -> their size today (lines)
 FUNCTION_ALLOWLIST = {

@@ -233,3 +233,28 @@ def test_units() -> None:
     assert host.human_size(1234567, 4) == "1.235MB"
     assert host.bytes_size(3 * 2**30) == "3GiB" and host.bytes_size(1536) == "1.5KiB"
     assert host.human_duration(90) == "About a minute"
+
+
+# -- the packages load lazily -------------------------------------------------------------------
+def test_one_toolkit_module_loads_alone() -> None:
+    """The CLI imports streams and units on every run: neither the contract's heavy modules
+    (pluggy, asyncio, tarfile) nor the rest of the toolkit come with them."""
+    import subprocess
+    import sys
+    code = ("import sys, dockyard.hookspecs.host.streams, dockyard.hookspecs.host.units\n"
+            "print(sorted(m for m in ('pluggy', 'asyncio', 'tarfile', 'ctypes', "
+            "'dockyard.hookspecs.naivediff', 'dockyard.hookspecs.host.mounts') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_exported_name_resolves() -> None:
+    import dockyard.hookspecs as contract
+    for name in contract.__all__:
+        assert getattr(contract, name) is not None, name
+    assert set(contract.__all__) == set(contract._EXPORTS) | {"DRIVER_GROUPS", "PLUGIN_GROUP", "host"}
+    assert {"mount", "RefCounter", "frame", "rfc3339", "ram_in_bytes", "seccomp"} <= set(host.__all__)
+    for name in host.__all__:
+        assert getattr(host, name) is not None, name
+    with pytest.raises(AttributeError):
+        host.no_such_name  # noqa: B018

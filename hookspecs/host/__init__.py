@@ -25,39 +25,63 @@ Modules (each documented in ``docs/toolkit.md``; everything in a module's ``__al
 * :mod:`.units` — sizes and durations as Docker reads and prints them (``go-units``).
 
 The names of :mod:`.mounts`, :mod:`.ns`, :mod:`.caps`, :mod:`.refcount`, :mod:`.streams`,
-:mod:`.timefmt` and :mod:`.units` are also importable from this package directly. The toolkit
+:mod:`.timefmt` and :mod:`.units` are also importable from this package directly (each module
+is imported on first use). The toolkit
 is versioned with the ``dockyard`` distribution (semantic versioning; see ``docs/toolkit.md``
 for the promise).
 Nothing here imports the rest of dockyard but :mod:`dockyard.hookspecs`.
 """
 
-from . import (
-    caps,
-    devicebpf,
-    devices,
-    libc,
-    mounts,
-    ns,
-    refcount,
-    seccomp,
-    seccompbpf,
-    streams,
-    timefmt,
-    units,
-)
-from .caps import *  # noqa: F403
-from .mounts import *  # noqa: F403
-from .ns import *  # noqa: F403
-from .refcount import RefCounter
-from .streams import *  # noqa: F403
-from .timefmt import *  # noqa: F403
-from .units import *  # noqa: F403
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# fmt: off
-__all__ = [
-    "caps", "devicebpf", "devices", "libc", "mounts", "ns", "refcount", "seccomp", "seccompbpf",
-    "streams", "timefmt", "units", "RefCounter",
-]
-# fmt: on
-__all__ += caps.__all__ + mounts.__all__ + ns.__all__ + streams.__all__ + timefmt.__all__
-__all__ += units.__all__
+#: every module of the toolkit
+_MODULES = (
+    "caps",
+    "devicebpf",
+    "devices",
+    "libc",
+    "mounts",
+    "ns",
+    "refcount",
+    "seccomp",
+    "seccompbpf",
+    "streams",
+    "timefmt",
+    "units",
+)
+#: the modules whose names this package re-exports
+_FLAT = ("mounts", "ns", "caps", "refcount", "streams", "timefmt", "units")
+
+
+def __getattr__(name: str) -> Any:
+    """Modules and re-exported names, imported on first use (PEP 562), so that a program
+    needing one module (the CLI needs ``streams`` and ``units``) loads only that one."""
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name == "__all__":
+        names = [*_MODULES]
+        for module in _FLAT:
+            names += importlib.import_module(f".{module}", __name__).__all__
+        return names
+    for module in _FLAT:
+        mod = importlib.import_module(f".{module}", __name__)
+        if name in mod.__all__:
+            value = getattr(mod, name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # what the names are, for type checkers
+    # fmt: off
+    from . import (caps, devicebpf, devices, libc, mounts, ns, refcount, seccomp, seccompbpf,
+                   streams, timefmt, units)
+    # fmt: on
+    from .caps import *
+    from .mounts import *
+    from .ns import *
+    from .refcount import *
+    from .streams import *
+    from .timefmt import *
+    from .units import *

@@ -17,8 +17,16 @@ import platform
 
 __all__ = ["libc", "check", "fsencode", "syscall", "syscall_number", "SYSCALLS"]
 
+
+def _load() -> ctypes.CDLL:
+    try:  # glibc's soname: no ``ldconfig -p`` subprocess, which find_library would run
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # another C library (musl...)
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 #: the C library, loaded once for the whole process
-libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+libc = _load()
 libc.syscall.restype = ctypes.c_long
 
 #: numbers of the system calls called through syscall(2), per ``platform.machine()``
