@@ -905,7 +905,7 @@ def _extract_out(resp: Any, target: str, rename: str | None) -> None:
     import base64
     import tempfile
 
-    from dockyard.hookspecs import tarsafe
+    from dockyard.hookspecs.host import tarsafe
 
     rebase = None
     if rename:

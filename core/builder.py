@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 from typing import Any, Awaitable, Callable
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 from dockyard.hookspecs.host.timefmt import rfc3339
 

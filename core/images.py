@@ -14,7 +14,7 @@ import secrets
 import shlex
 from typing import IO, Any
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
 from dockyard.hookspecs.host.timefmt import rfc3339
@@ -163,7 +163,7 @@ class ImageStore:
         ``keep_blob``: also keep the stream's bytes as a blob (a layer made here — import,
         commit, build — so push and save can send exactly the tar its diff id names).
         ``input_size``: the stream's size when it cannot be found with ``fstat`` (for the unpack
-        limits of :mod:`dockyard.hookspecs.tarsafe`)."""
+        limits of :mod:`dockyard.hookspecs.host.tarsafe`)."""
         if keep_blob:
             with self.blobs.writer() as w:
                 tee = _Tee(stream, w)

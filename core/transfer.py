@@ -25,7 +25,7 @@ import time
 from typing import IO, Any, Callable
 
 from dockyard.hookspecs import registry as mt
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
 from dockyard.hookspecs.host.units import human_size
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader, sha256_of

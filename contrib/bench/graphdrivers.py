@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from dockyard.hookspecs.conformance.loopfs import LoopFilesystem
 from dockyard.hookspecs.errors import DriverNotSupported
-from dockyard.hookspecs.naivediff import stream_from_writer
+from dockyard.hookspecs.host.layertar import stream_from_writer
 
 DRIVERS = ["overlay", "btrfs", "fuse-overlayfs", "vfs"]
 MB = 1 << 20

@@ -130,7 +130,7 @@ def bench_start(api: Api, runs: int) -> dict[str, tuple[float, float]]:
 
 
 def bench_sandbox(runs: int) -> tuple[float, float, float, float]:
-    from dockyard.core import linux
+    from dockyard.hookspecs.host import ns
     from dockyard.plugins.netdrivers.bridge import BridgeDriver
 
     top = tempfile.mkdtemp(prefix="dyb-sb-")
@@ -144,21 +144,21 @@ def bench_sandbox(runs: int) -> tuple[float, float, float, float]:
         for i in range(runs):
             path = os.path.join(top, f"ns{i}")
             t0 = time.perf_counter()
-            linux.create_netns(path)
+            ns.create_netns(path)
             t1 = time.perf_counter()
-            linux.remove_netns(path)
+            ns.remove_netns(path)
             t2 = time.perf_counter()
             none_up.append((t1 - t0) * 1000)
             none_down.append((t2 - t1) * 1000)
             t0 = time.perf_counter()
-            linux.create_netns(path)
+            ns.create_netns(path)
             ep = drv.create_endpoint(nid, os.urandom(32).hex(), {"Address": str(net.network_address + 2 + i),
                                                                  "PrefixLen": 24})
             drv.join(ep, path)
             t1 = time.perf_counter()
             drv.leave(ep, path)
             drv.delete_endpoint(ep)
-            linux.remove_netns(path)
+            ns.remove_netns(path)
             t2 = time.perf_counter()
             ups.append((t1 - t0) * 1000)
             downs.append((t2 - t1) * 1000)
@@ -171,7 +171,7 @@ def bench_sandbox(runs: int) -> tuple[float, float, float, float]:
 
 
 def bench_throughput(api: Api, mbytes: int) -> float:
-    from dockyard.core import linux
+    from dockyard.hookspecs.host import ns
 
     ids = []
     for _ in range(2):
@@ -180,7 +180,7 @@ def bench_throughput(api: Api, mbytes: int) -> float:
         ids.append(c["Id"])
     a = api.req("GET", f"/containers/{ids[0]}/json")[1]["NetworkSettings"]
     b = api.req("GET", f"/containers/{ids[1]}/json")[1]["NetworkSettings"]
-    srv = linux.in_netns(a["SandboxKey"], lambda: socket.create_server((a["IPAddress"], 5001)))
+    srv = ns.in_netns(a["SandboxKey"], lambda: socket.create_server((a["IPAddress"], 5001)))
     total = mbytes << 20
     got = [0]
 
@@ -195,7 +195,7 @@ def bench_throughput(api: Api, mbytes: int) -> float:
 
     t = threading.Thread(target=receive)
     t.start()
-    cli = linux.in_netns(b["SandboxKey"], lambda: socket.socket())
+    cli = ns.in_netns(b["SandboxKey"], lambda: socket.socket())
     buf = b"\0" * (1 << 20)
     t0 = time.perf_counter()
     with cli:

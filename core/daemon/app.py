@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs import DRIVER_GROUPS, tarsafe
+from dockyard.hookspecs import DRIVER_GROUPS
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
 from .. import plugins, userns

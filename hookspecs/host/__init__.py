@@ -20,15 +20,18 @@ Modules (each documented in ``docs/toolkit.md``; everything in a module's ``__al
 * :mod:`.seccompbpf` — a resolved profile compiled to BPF and installed.
 * :mod:`.devices` / :mod:`.devicebpf` — device cgroup rules, device nodes, the cgroup v2 program.
 * :mod:`.refcount` — :class:`RefCounter` for a graph driver's get/put.
+* :mod:`.changes` — the ``docker diff`` walk of two trees.
+* :mod:`.layertar` — writing a layer tar (PAX, OCI whiteouts, ID shifting), streamed.
+* :mod:`.tarsafe` — reading tars safely: the one extractor (layers with whiteouts, build
+  contexts, ``cp``), its bounds and cancellation, the strict reader.
 * :mod:`.streams` — Docker's multiplexed stream frames.
 * :mod:`.timefmt` — RFC 3339 times as Docker writes them.
 * :mod:`.units` — sizes and durations as Docker reads and prints them (``go-units``).
 
 The names of :mod:`.mounts`, :mod:`.ns`, :mod:`.caps`, :mod:`.refcount`, :mod:`.streams`,
 :mod:`.timefmt` and :mod:`.units` are also importable from this package directly (each module
-is imported on first use). The toolkit
-is versioned with the ``dockyard`` distribution (semantic versioning; see ``docs/toolkit.md``
-for the promise).
+is imported on first use). The toolkit is versioned with the ``dockyard`` distribution
+(semantic versioning; see ``docs/toolkit.md`` for the promise).
 Nothing here imports the rest of dockyard but :mod:`dockyard.hookspecs`.
 """
 
@@ -38,8 +41,10 @@ from typing import TYPE_CHECKING, Any
 #: every module of the toolkit
 _MODULES = (
     "caps",
+    "changes",
     "devicebpf",
     "devices",
+    "layertar",
     "libc",
     "mounts",
     "ns",
@@ -47,6 +52,7 @@ _MODULES = (
     "seccomp",
     "seccompbpf",
     "streams",
+    "tarsafe",
     "timefmt",
     "units",
 )
@@ -75,8 +81,8 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # what the names are, for type checkers
     # fmt: off
-    from . import (caps, devicebpf, devices, libc, mounts, ns, refcount, seccomp, seccompbpf,
-                   streams, timefmt, units)
+    from . import (caps, changes, devicebpf, devices, layertar, libc, mounts, ns, refcount,
+                   seccomp, seccompbpf, streams, tarsafe, timefmt, units)
     # fmt: on
     from .caps import *
     from .mounts import *

@@ -47,12 +47,13 @@ from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
 from dockyard.hookspecs.host import RefCounter
+from dockyard.hookspecs.host.changes import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, Change,
+                                             changes_size)
+from dockyard.hookspecs.host.layertar import stream_from_writer, write_layer_tar
+from dockyard.hookspecs.host.tarsafe import (WHITEOUT_OPAQUE, WHITEOUT_PREFIX, SecureRoot,
+                                             WhiteoutFormat, apply_layer_tar, remove_at)
 from dockyard.hookspecs.idmap import IDMap
-from dockyard.hookspecs.naivediff import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, Change,
-                                         NaiveDiff, changes_size, stream_from_writer,
-                                         write_layer_tar)
-from dockyard.hookspecs.tarsafe import (WHITEOUT_OPAQUE, WHITEOUT_PREFIX, SecureRoot,
-                                        WhiteoutFormat, apply_layer_tar, remove_at)
+from dockyard.hookspecs.naivediff import NaiveDiff
 
 log = logging.getLogger(__name__)
 

@@ -291,7 +291,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
 async def export(request: web.Request) -> web.StreamResponse:
     """``docker export``: the container's whole filesystem as one tar (through the graph
     driver's mount, so it works for any driver)."""
-    from dockyard.hookspecs.naivediff import compute_changes, stream_from_writer, write_layer_tar
+    from dockyard.hookspecs.host.changes import compute_changes
+    from dockyard.hookspecs.host.layertar import stream_from_writer, write_layer_tar
     d = request.app["daemon"]
     c = d.containers.get(request.match_info["id"])
     cid = c["Id"]
