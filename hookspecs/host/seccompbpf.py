@@ -19,12 +19,24 @@ import os
 import struct
 from typing import Any
 
+from ..bindings import Binding, advice
 from .ns import prctl
 
 # fmt: off
-__all__ = ["ACTIONS", "compile_filter", "compile_bpf", "bpf_for", "load_bpf", "load_seccomp",
-           "wants_enosys", "enosys_ranges", "enosys_stub", "BPF_MAXINSNS", "ENOSYS_BOUND"]
+__all__ = ["SECCOMP_BINDING", "ACTIONS", "compile_filter", "compile_bpf", "bpf_for", "load_bpf",
+           "load_seccomp", "wants_enosys", "enosys_ranges", "enosys_stub", "BPF_MAXINSNS",
+           "ENOSYS_BOUND"]
 # fmt: on
+
+#: Debian's libseccomp binding (not on PyPI): without it, no seccomp profile can be applied. An
+#: exec driver that compiles filters lists it in its ``bindings`` (the daemon checks at start-up)
+SECCOMP_BINDING = Binding(
+    "seccomp",
+    "python3-seccomp",
+    "seccomp profiles (Docker's default one included) cannot be applied, so "
+    "containers start only with --security-opt seccomp=unconfined; everything "
+    "else works",
+)
 
 #: the actions :func:`compile_filter` compiles (Docker's ``SCMP_ACT_*`` names)
 ACTIONS = frozenset(
@@ -76,8 +88,7 @@ def _import_seccomp() -> Any:
     except ImportError:
         raise RuntimeError(
             "a seccomp profile was asked for but libseccomp's Python binding is "
-            "not importable (apt-get install python3-seccomp, then make venv); "
-            "--security-opt seccomp=unconfined runs without one"
+            "not importable: " + advice(SECCOMP_BINDING)
         ) from None
     return seccomp
 

@@ -21,8 +21,10 @@ from typing import Any
 from dockyard.hookspecs import errors
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported, ExecError
 from dockyard.hookspecs.execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
+from dockyard.hookspecs.host.seccompbpf import SECCOMP_BINDING
 
 log = logging.getLogger(__name__)
+
 
 SUPERVISOR_MODULE = "dockyard.plugins.execdrivers.native.supervisor"
 SOCK_NAME = "supervisor.sock"
@@ -137,6 +139,7 @@ class NativeDriver(ExecDriver):
     name = "native"
     priority = 50
     user_namespaces = True
+    bindings = (SECCOMP_BINDING,)
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(root, options)
