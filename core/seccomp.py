@@ -13,14 +13,13 @@ import json
 from typing import Any
 
 from dockyard.hookspecs.errors import InvalidParameter
-from dockyard.hookspecs.host.seccomp import DEFAULT, default_profile, resolve
+from dockyard.hookspecs.host.seccomp import DEFAULT, resolve
 from dockyard.hookspecs.host.seccompbpf import ACTIONS
 
 from .schema import decode
 from .schema.seccomp import SeccompProfile
 
-__all__ = ["DEFAULT", "default_profile", "resolve", "parse_profile", "normalize_security_opts",
-           "for_container"]
+__all__ = ["parse_profile", "normalize_security_opts", "for_container"]
 
 
 def parse_profile(value: str) -> dict[str, Any]:
