@@ -24,7 +24,7 @@ UNITDIR ?= /etc/systemd/system
 COMPLETIONDIR ?= $(PREFIX)/share
 SOCKET_GROUP ?= dockyard
 
-.PHONY: demo test lint deps test-deps sysdeps test-sysdeps venv debian-modules clean install uninstall
+.PHONY: demo test lint format deps test-deps sysdeps test-sysdeps venv debian-modules clean install uninstall
 
 sysdeps: APT_PACKAGES = $(RUN_PACKAGES)
 test-sysdeps: APT_PACKAGES = $(RUN_PACKAGES) $(TEST_PACKAGES)
@@ -79,12 +79,17 @@ demo: deps
 # (hookspecs/host, see pyproject.toml), mypy over core, hookspecs, plugins and cli. mypy sees
 # the four folders as the dockyard.* packages they install as through a directory of links.
 MYPY_PATH := $(VENV)/mypy-path
+TOOLKIT_PY = $(shell find hookspecs/host -name '*.py' | sort)
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check core hookspecs plugins cli
-	$(VENV)/bin/ruff format --check hookspecs/host
+	$(VENV)/bin/ruff format --check $(TOOLKIT_PY)
 	@mkdir -p $(MYPY_PATH)/dockyard && for p in core hookspecs plugins cli; do \
 	  ln -sfn "$(CURDIR)/$$p" "$(MYPY_PATH)/dockyard/$$p"; done
 	MYPYPATH=$(MYPY_PATH) $(VENV)/bin/mypy -p dockyard.core -p dockyard.hookspecs -p dockyard.plugins -p dockyard.cli
+
+# the formatter, over what it holds (see lint)
+format: $(TEST_STAMP)
+	$(VENV)/bin/ruff format $(TOOLKIT_PY)
 
 test: test-deps
 	@$(MAKE) --no-print-directory lint
