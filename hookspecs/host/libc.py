@@ -29,6 +29,8 @@ def _load() -> ctypes.CDLL:
 libc = _load()
 libc.syscall.restype = ctypes.c_long
 
+#: the machines dockyard knows system call numbers for (``platform.machine()``)
+_MACHINES = ("x86_64", "aarch64", "arm64", "riscv64", "ppc64le", "s390x", "i686", "i386", "armv7l")
 #: numbers of the system calls called through syscall(2), per ``platform.machine()``
 # fmt: off
 SYSCALLS: dict[str, dict[str, int]] = {
@@ -36,6 +38,9 @@ SYSCALLS: dict[str, dict[str, int]] = {
                    "s390x": 217, "i686": 217, "i386": 217, "armv7l": 218},
     "bpf": {"x86_64": 321, "aarch64": 280, "arm64": 280, "i386": 357, "i686": 357,
             "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280},
+    # the new mount API (Linux 5.2): one number on every architecture
+    "open_tree": dict.fromkeys(_MACHINES, 428),
+    "move_mount": dict.fromkeys(_MACHINES, 429),
 }
 # fmt: on
 

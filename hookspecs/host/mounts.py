@@ -14,12 +14,13 @@ import threading
 from .libc import check as _check
 from .libc import fsencode as _b
 from .libc import libc as _libc
+from .libc import syscall
 
 # fmt: off
 __all__ = [
     "mount", "umount2", "mount_flags", "remount_bind", "parse_mount_options", "MOUNT_OPTIONS",
     "PROPAGATION_OPTIONS", "statfs_magic", "fs_name", "FS_MAGIC", "filesystems", "mountinfo",
-    "supports_d_type",
+    "supports_d_type", "open_tree", "move_mount", "OPEN_TREE_CLONE", "AT_FDCWD", "AT_EMPTY_PATH",
     "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_SYNCHRONOUS", "MS_REMOUNT",
     "MS_MANDLOCK", "MS_DIRSYNC", "MS_NOSYMFOLLOW", "MS_NOATIME", "MS_NODIRATIME", "MS_BIND",
     "MS_MOVE", "MS_REC", "MS_SILENT", "MS_UNBINDABLE", "MS_PRIVATE", "MS_SLAVE", "MS_SHARED",
@@ -154,6 +155,39 @@ def remount_bind(path: str | bytes, flags: int) -> None:
 def umount2(target: str | bytes, flags: int = 0) -> None:
     """umount2(2), e.g. ``umount2(path, MNT_DETACH)``."""
     _check(_libc.umount2(_b(target), flags), target)
+
+
+#: open_tree(2) / move_mount(2) flags (the new mount API, Linux 5.2)
+OPEN_TREE_CLONE = 1
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def open_tree(path: str | bytes, flags: int = OPEN_TREE_CLONE, dirfd: int = AT_FDCWD) -> int:
+    """open_tree(2): with ``OPEN_TREE_CLONE``, an fd of a detached copy of the mount at ``path``
+    (in the caller's mount namespace), to attach elsewhere with :func:`move_mount`."""
+    return syscall(
+        "open_tree",
+        ctypes.c_int(dirfd),
+        ctypes.c_char_p(_b(path)),
+        ctypes.c_uint(flags | os.O_CLOEXEC),
+        paths=(path,),
+    )
+
+
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """move_mount(2) of the mount ``from_fd`` (from :func:`open_tree`) onto the file or directory
+    ``to_fd`` (an ``O_PATH`` fd) refers to."""
+    syscall(
+        "move_mount",
+        ctypes.c_int(from_fd),
+        ctypes.c_char_p(b""),
+        ctypes.c_int(to_fd),
+        ctypes.c_char_p(b""),
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+    )
 
 
 # -- statfs(2): which file system holds a path ----------------------------------------------------

@@ -37,7 +37,8 @@ __all__ = [
     "CLONE_NEWUSER", "CLONE_NEWPID", "CLONE_NEWNET", "CLONE_FILES", "CLONE_FS",
     "PR_SET_PDEATHSIG", "PR_GET_PDEATHSIG", "PR_SET_DUMPABLE", "PR_SET_KEEPCAPS", "PR_SET_NAME",
     "PR_GET_NAME", "PR_CAPBSET_DROP", "PR_SET_CHILD_SUBREAPER", "PR_GET_CHILD_SUBREAPER",
-    "PR_SET_NO_NEW_PRIVS", "PR_GET_NO_NEW_PRIVS",
+    "PR_SET_NO_NEW_PRIVS", "PR_GET_NO_NEW_PRIVS", "set_fs_ids", "PR_SET_SECUREBITS",
+    "SECBIT_NO_SETUID_FIXUP",
 ]
 # fmt: on
 
@@ -145,6 +146,25 @@ def set_pdeathsig(sig: int) -> None:
 
 def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+PR_SET_SECUREBITS = 28
+SECBIT_NO_SETUID_FIXUP = 1 << 2
+_libc.setfsuid.argtypes = [ctypes.c_uint]
+_libc.setfsgid.argtypes = [ctypes.c_uint]
+
+
+def set_fs_ids(uid: int, gid: int) -> None:
+    """The calling thread's file-system uid and gid (``setfsuid``/``setfsgid``: the owner of the
+    files it makes, which a file system mounted in a user namespace must be able to map), its
+    capabilities kept (``SECBIT_NO_SETUID_FIXUP``). Credentials are per thread: the process's
+    other threads keep theirs; threads it starts afterwards inherit them."""
+    prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP)
+    _libc.setfsgid(gid)
+    _libc.setfsuid(uid)
+    # both calls return the previous value: asking again tells whether the change was made
+    if _libc.setfsuid(uid) != uid or _libc.setfsgid(gid) != gid:
+        raise OSError(errno.EPERM, f"setfsuid({uid})/setfsgid({gid}) refused")
 
 
 # -- network interface flags (enough to bring ``lo`` up in a fresh network namespace) -------------

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Iterator
 
 from ...errors import DockyardError, InvalidParameter
+from ..units import bytes_size
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +148,6 @@ def source(raw: IO[bytes], total: int | None = None) -> Iterator[Meter]:
         _source.reset(token)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 class Budget:
     """The accounting of one pass over one archive (see the module docstring)."""
 
@@ -176,12 +169,12 @@ class Budget:
         lim, what = self.limits, f"{self.label}: {name!r} would make the archive unpack to"
         if lim.max_size and self.total > lim.max_size:
             raise UnpackLimitExceeded(
-                f"{what} more than {_human(lim.max_size)} (daemon.json max-unpack-size)"
+                f"{what} more than {bytes_size(lim.max_size)} (daemon.json max-unpack-size)"
             )
         if self.room is not None and self.total > self.room:
             raise UnpackLimitExceeded(
-                f"{what} {_human(self.total)}, more than the free space "
-                f"of the target file system ({_human(max(self.room, 0))})"
+                f"{what} {bytes_size(self.total)}, more than the free space "
+                f"of the target file system ({bytes_size(max(self.room, 0))})"
             )
         known = self.meter.total if self.meter is not None else None
         self._ratio(known if known is not None else read_so_far, what)
@@ -198,7 +191,7 @@ class Budget:
         amount = self.total if amount is None else amount
         if lim.max_ratio and amount > max(lim.ratio_floor, lim.max_ratio * came_in):
             raise UnpackLimitExceeded(
-                f"{what} {_human(amount)} from {_human(came_in)} of input, more than "
+                f"{what} {bytes_size(amount)} from {bytes_size(came_in)} of input, more than "
                 f"{lim.max_ratio} times its size (daemon.json max-unpack-ratio)"
             )
 
