@@ -21,10 +21,8 @@ Needs root; :class:`~dockyard.hookspecs.errors.DriverNotSupported` from the fact
 """
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
-import random
 import secrets
 import shutil
 import socket
@@ -39,6 +37,7 @@ import pytest
 from ..errors import DriverNotSupported
 from ..host import ns as host_ns
 from ..netdriver import Endpoint, NetDriver
+from .subnets import free_subnet
 
 GROUP = "dockyard.netdrivers"
 Factory = Callable[[str, dict], NetDriver]
@@ -73,22 +72,6 @@ def ns_links(path: str) -> dict[str, list[str]]:
 make_netns = host_ns.create_netns
 remove_netns = host_ns.remove_netns
 in_netns = host_ns.in_netns
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True,
-                         text=True).stdout
-    taken = []
-    for line in out.splitlines():
-        for word in line.split()[:2]:
-            with contextlib.suppress(ValueError):
-                taken.append(ipaddress.ip_network(word, strict=False))
-                break
-    for _ in range(1000):
-        net = ipaddress.ip_network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(t) for t in taken):
-            return net
-    raise RuntimeError("no free subnet")
 
 
 class Env:
