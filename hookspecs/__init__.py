@@ -27,7 +27,8 @@ PLUGIN_GROUP = "dockyard.plugins"
 #: exported name -> the module of the contract that defines it
 _EXPORTS = {
     **dict.fromkeys(("Conflict", "DockyardError", "DriverNotFound", "DriverNotSupported",
-                     "ExecError", "Forbidden", "InvalidParameter", "NotFound", "NotModified"),
+                     "ExecError", "Forbidden", "InvalidParameter", "NotFound", "NotModified",
+                     "Unauthorized", "Unavailable"),
                     "errors"),
     **dict.fromkeys(("AttachStreams", "ExecDriver", "ExitStatus", "ProcessState"), "execdriver"),
     "GraphDriver": "graphdriver",
@@ -42,8 +43,8 @@ __all__ = [
     "AttachStreams", "Conflict", "DRIVER_GROUPS", "DockyardError", "DriverNotFound",
     "DriverNotSupported", "Endpoint", "ExecDriver", "ExecError", "ExitStatus", "Forbidden",
     "GraphDriver", "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound", "NotModified",
-    "PLUGIN_GROUP", "PassiveNetDriver", "ProcessState", "RefCounter", "RegistryBackend", "hookimpl",
-    "hookspec", "host",
+    "PLUGIN_GROUP", "PassiveNetDriver", "ProcessState", "RefCounter", "RegistryBackend",
+    "Unauthorized", "Unavailable", "hookimpl", "hookspec", "host",
 ]
 
 
@@ -59,7 +60,8 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:  # what the names are, for type checkers
     from . import host
     from .errors import (Conflict, DockyardError, DriverNotFound, DriverNotSupported, ExecError,
-                         Forbidden, InvalidParameter, NotFound, NotModified)
+                         Forbidden, InvalidParameter, NotFound, NotModified, Unauthorized,
+                         Unavailable)
     from .execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
     from .graphdriver import GraphDriver
     from .host import RefCounter
