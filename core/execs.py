@@ -14,7 +14,7 @@ from typing import Any
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, ExecError, InvalidParameter, NotFound
 from dockyard.hookspecs.execdriver import AttachStreams
-from dockyard.hookspecs.host.streams import STDOUT, frame
+from dockyard.hookspecs.host.streams import HEADER_SIZE, STDOUT, frame, parse_header
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class _Reframed:
     async def read(self, n: int = -1) -> bytes:
         if self.to_frames:
             data = await self.reader.read(n)
-            return struct.pack(">BxxxI", 1, len(data)) + data if data else b""
+            return frame(STDOUT, data) if data else b""
         while True:
             out = self._payloads()
             if out:
@@ -198,11 +198,11 @@ class _Reframed:
 
     def _payloads(self) -> bytes:
         out, buf = b"", self.buf
-        while len(buf) >= 8:
-            size = struct.unpack(">BxxxI", buf[:8])[1]
-            if len(buf) < 8 + size:
+        while len(buf) >= HEADER_SIZE:
+            size = parse_header(buf)[1]
+            if len(buf) < HEADER_SIZE + size:
                 break
-            out, buf = out + buf[8:8 + size], buf[8 + size:]
+            out, buf = out + buf[HEADER_SIZE:HEADER_SIZE + size], buf[HEADER_SIZE + size:]
         self.buf = buf
         return out
 
