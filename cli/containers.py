@@ -629,6 +629,7 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cre
 def ps(opts: Any, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None, last: int, latest: bool,
        size: bool, filters: tuple[str, ...]) -> None:
     """List containers."""
+    from .fmt import filter_args
     params: dict[str, Any] = {}
     if latest:
         last = 1
@@ -639,11 +640,7 @@ def ps(opts: Any, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None, last
     if size or (fmt and ".Size" in fmt):
         params["size"] = 1
     if filters:
-        flt: dict[str, dict[str, bool]] = {}
-        for f in filters:
-            k, _, v = f.partition("=")
-            flt.setdefault(k, {})[v] = True
-        params["filters"] = json.dumps(flt)
+        params["filters"] = json.dumps(filter_args(filters))
     data = opts.client.get_json("/containers/json", params) or []
     rows = [ContainerRow(c, not no_trunc) for c in data]
     if quiet and not fmt:
@@ -727,15 +724,12 @@ def container_prune(opts: Any, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all stopped containers."""
     import json
 
-    from .fmt import human_size
+    from .fmt import filter_args, human_size
 
     if not force and not click.confirm("WARNING! This will remove all stopped containers.\n"
                                        "Are you sure you want to continue?"):
         return
-    flt: dict[str, dict[str, bool]] = {}
-    for f in filters:
-        k, _, v = f.partition("=")
-        flt.setdefault(k, {})[v] = True
+    flt = filter_args(filters)
     try:
         res = opts.client.post_json("/containers/prune", {"filters": json.dumps(flt)} if flt else None) or {}
     except DaemonError as e:

@@ -10,7 +10,18 @@ import click
 
 from dockyard.hookspecs.host.units import bytes_size, human_duration, human_size
 
-__all__ = ["ago", "bytes_size", "human_duration", "human_size", "tabwrite", "to_epoch"]
+__all__ = ["ago", "bytes_size", "filter_args", "human_duration", "human_size", "tabwrite", "to_epoch"]
+
+
+def filter_args(filters: Iterable[str],
+                base: dict[str, dict[str, bool]] | None = None) -> dict[str, dict[str, bool]]:
+    """``-f name=value`` flags as the API's ``filters`` object (``{"name": {"value": true}}``),
+    added to ``base``; ``json.dumps`` it into the request's ``filters`` parameter."""
+    flt = base if base is not None else {}
+    for f in filters:
+        k, _, v = f.partition("=")
+        flt.setdefault(k, {})[v] = True
+    return flt
 
 
 def ago(ts: float | int | str | None) -> str:

@@ -75,11 +75,9 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Di
 def images(opts: Any, reference: str | None, all_: bool, quiet: bool, no_trunc: bool,
            digests: bool, filters: tuple[str, ...], fmt: str | None) -> None:
     """List images."""
+    from .fmt import filter_args
     params: dict[str, Any] = {"all": "1" if all_ else None}
-    flt: dict[str, dict[str, bool]] = {}
-    for f in filters:
-        k, _, v = f.partition("=")
-        flt.setdefault(k, {})[v] = True
+    flt = filter_args(filters)
     if reference:
         flt.setdefault("reference", {})[reference] = True
     if flt:
@@ -458,15 +456,12 @@ def history(opts: Any, image: str, no_trunc: bool, quiet: bool, human: bool, fmt
 @click.pass_obj
 def prune(opts: Any, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images."""
+    from .fmt import filter_args, human_size
     if not force and not click.confirm(
             "WARNING! This will remove all " + ("images without at least one container associated to them."
                                                  if all_ else "dangling images.") + "\nAre you sure you want to continue?"):
         return
-    flt: dict[str, dict[str, bool]] = {"dangling": {"false" if all_ else "true": True}}
-    for f in filters:
-        k, _, v = f.partition("=")
-        flt.setdefault(k, {})[v] = True
-    from .fmt import human_size
+    flt = filter_args(filters, {"dangling": {"false" if all_ else "true": True}})
     res = opts.client.post_json("/images/prune", {"filters": json.dumps(flt)}) or {}
     items = res.get("ImagesDeleted") or []
     if items:
