@@ -23,7 +23,7 @@ import socket
 import struct
 from typing import Any, Callable
 
-from . import linux
+from dockyard.hookspecs.host import ns
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class DnsServer:
         for server in self.upstreams_for(key):
             path = self.servers.get(key, (None, ""))[1]
             try:
-                sock = await asyncio.to_thread(linux.in_netns, path, _udp_socket) if path else _udp_socket()
+                sock = await asyncio.to_thread(ns.in_netns, path, _udp_socket) if path else _udp_socket()
             except OSError:
                 continue
             try:
@@ -144,7 +144,7 @@ class DnsServer:
             self.own_upstreams[key] = [u for u in upstreams if u]
         if key in self.servers:
             return
-        sock = await asyncio.to_thread(linux.in_netns, netns_path, _bound_socket)
+        sock = await asyncio.to_thread(ns.in_netns, netns_path, _bound_socket)
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
             lambda: _Server(self, key), sock=sock)
         self.servers[key] = (transport, netns_path)
