@@ -18,7 +18,7 @@ import secrets
 import shutil
 import stat
 import subprocess
-from typing import Any
+from typing import Any, Callable
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
@@ -230,6 +230,31 @@ class VolumeService:
                             "Destination": dst, "Driver": vol["Driver"], "Mode": "", "RW": True,
                             "Propagation": ""}
         return [out[k] for k in sorted(out)]
+
+    def volumes_from(self, specs: Any, mounts: list[dict[str, Any]],
+                     peer: Callable[[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+        """``--volumes-from name[:ro|:rw]``: the other container's volumes and binds, at the
+        same places (its own mode unless one is given), after the container's own mounts.
+        ``peer(name, what)`` finds the other container."""
+        taken = {m["Destination"] for m in mounts}
+        out = list(mounts)
+        for spec in specs or ():
+            if not spec:
+                raise InvalidParameter(f"invalid VolumesFrom entry {spec!r}")
+            name, _, mode = spec.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidParameter(f"invalid mode for volumes-from: {mode}")
+            other = peer(name, "mount the volumes of")
+            for m in other.get("Mounts") or []:
+                if m.get("Type") not in ("volume", "bind") or m["Destination"] in taken:
+                    continue
+                m = dict(m)
+                if mode:
+                    m["RW"] = mode == "rw"
+                    m["Mode"] = mode
+                out.append(m)
+                taken.add(m["Destination"])
+        return out
 
     def copy_up(self, c: dict[str, Any], rootfs: str) -> None:
         """Docker's copy-up: an empty volume mounted where the image has content gets a copy

@@ -35,7 +35,7 @@ MAX_FUNCTION_LINES = 80
 #: modules over the limit today -> their size today (lines); a later restructuring shrinks them
 MODULE_ALLOWLIST = {
     "plugins/execdrivers/native/supervisor.py": 1352,
-    "core/containers.py": 1218,
+    "core/containers.py": 1203,
     "hookspecs/conformance/graphdriver.py": 1012,
     "core/builder.py": 997,
     "cli/containers.py": 920,
