@@ -9,56 +9,64 @@ import click
 
 from .client import DEFAULT_HOST
 
-#: command name → (module under dockyard.cli, attribute)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "version": ("system", "version"),
-    "info": ("system", "info"),
-    "system": ("system", "system_group"),
-    "events": ("system", "events"),
-    "images": ("images", "images"),
-    "rmi": ("images", "rmi"),
-    "import": ("images", "import_"),
-    "build": ("images", "build"),
-    "pull": ("images", "pull"),
-    "push": ("images", "push"),
-    "tag": ("images", "tag"),
-    "save": ("images", "save"),
-    "load": ("images", "load"),
-    "history": ("images", "history"),
-    "login": ("images", "login"),
-    "logout": ("images", "logout"),
-    "image": ("images", "image_group"),
-    "registry": ("images", "registry_group"),
-    "export": ("containers", "export"),
-    "create": ("containers", "create"),
-    "run": ("containers", "run"),
-    "start": ("containers", "start"),
-    "stop": ("containers", "stop"),
-    "restart": ("containers", "restart"),
-    "diff": ("containers", "diff"),
-    "commit": ("containers", "commit"),
-    "rename": ("containers", "rename"),
-    "update": ("containers", "update"),
-    "cp": ("containers", "cp"),
-    "volume": ("volumes", "volume_group"),
-    "container": ("containers", "container_group"),
-    "kill": ("containers", "kill"),
-    "wait": ("containers", "wait"),
-    "logs": ("containers", "logs"),
-    "ps": ("containers", "ps"),
-    "rm": ("containers", "rm"),
-    "inspect": ("containers", "inspect"),
-    "storage": ("storage", "storage"),
-    "exec": ("execs", "exec_"),
-    "pause": ("execs", "pause"),
-    "unpause": ("execs", "unpause"),
-    "top": ("execs", "top"),
-    "stats": ("execs", "stats"),
-    "network": ("networks", "network"),
-    "port": ("networks", "port"),
-    "bench": ("bench.command", "bench"),
-    "completion": ("complete", "completion"),
-    "dashboard": ("dashboard", "dashboard"),
+#: command name → (module under dockyard.cli, attribute, short help): ``--help`` lists the
+#: commands without importing them (tests/test_cli_start.py checks the help matches)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "version": ("system", "version", "Show the dockyard version information"),
+    "info": ("system", "info", "Display system-wide information"),
+    "system": ("system", "system_group", "Manage dockyard"),
+    "events": ("system", "events", "Get real time events from the server"),
+    "images": ("images", "images", "List images"),
+    "rmi": ("images", "rmi", "Remove one or more images"),
+    "import": ("images", "import_",
+              "Import the contents from a tarball to create a filesystem image"),
+    "build": ("images", "build", "Build an image from a Dockerfile"),
+    "pull": ("images", "pull", "Download an image from a registry"),
+    "push": ("images", "push", "Upload an image to a registry"),
+    "tag": ("images", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "save": ("images", "save",
+            "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+    "load": ("images", "load", "Load an image from a tar archive or STDIN"),
+    "history": ("images", "history", "Show the history of an image"),
+    "login": ("images", "login", "Log in to a registry"),
+    "logout": ("images", "logout", "Log out from a registry"),
+    "image": ("images", "image_group", "Manage images"),
+    "registry": ("images", "registry_group", "Run a private registry"),
+    "export": ("containers", "export", "Export a container's filesystem as a tar archive"),
+    "create": ("containers", "create", "Create a new container"),
+    "run": ("containers", "run", "Create and run a new container from an image"),
+    "start": ("containers", "start", "Start one or more stopped containers"),
+    "stop": ("containers", "stop", "Stop one or more running containers"),
+    "restart": ("containers", "restart", "Restart one or more containers"),
+    "diff": ("containers", "diff",
+            "Inspect changes to files or directories on a container's filesystem"),
+    "commit": ("containers", "commit", "Create a new image from a container's changes"),
+    "rename": ("containers", "rename", "Rename a container"),
+    "update": ("containers", "update", "Update configuration of one or more containers"),
+    "cp": ("containers", "cp", "Copy files/folders between a container and the local filesystem"),
+    "volume": ("volumes", "volume_group", "Manage volumes"),
+    "container": ("containers", "container_group", "Manage containers"),
+    "kill": ("containers", "kill", "Kill one or more running containers"),
+    "wait": ("containers", "wait",
+            "Block until one or more containers stop, then print their exit codes"),
+    "logs": ("containers", "logs", "Fetch the logs of a container"),
+    "ps": ("containers", "ps", "List containers"),
+    "rm": ("containers", "rm", "Remove one or more containers"),
+    "inspect": ("containers", "inspect", "Return low-level information on dockyard objects"),
+    "storage": ("storage", "storage", "Manage the daemon's storage"),
+    "exec": ("execs", "exec_", "Execute a command in a running container"),
+    "pause": ("execs", "pause", "Pause all processes within one or more containers"),
+    "unpause": ("execs", "unpause", "Unpause all processes within one or more containers"),
+    "top": ("execs", "top", "Display the running processes of a container"),
+    "stats": ("execs", "stats", "Display a live stream of container(s) resource usage statistics"),
+    "network": ("networks", "network", "Manage networks"),
+    "port": ("networks", "port", "List port mappings or a specific mapping for the container"),
+    "bench": ("bench.command", "bench", "Benchmark drivers against each other, dockerd and podman"),
+    "completion": ("complete", "completion",
+                  "Print the shell completion script for bash, zsh or fish"),
+    "dashboard": ("dashboard", "dashboard",
+                 "Open the dashboard: containers, images, logs and stats in a browser"),
+    "plugins": ("plugins", "plugins_group", "List drivers and plugins"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}
@@ -82,18 +90,50 @@ class Options:
 
 
 class DockyardGroup(click.Group):
+    """Built-in commands are imported when invoked; plugins' commands (``dockyard_add_commands``)
+    are looked for only when a name is not built in or the commands are listed, so a built-in
+    command never pays for an entry-point scan."""
+
+    _plugins_looked_for = False
+
+    def _plugin_commands(self) -> None:
+        if self._plugins_looked_for:
+            return
+        self._plugins_looked_for = True
+        try:
+            load_plugins(self)
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not take the CLI down
+            print(f"WARNING: loading dockyard plugins failed: {e}", file=sys.stderr)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
+        self._plugin_commands()
         return sorted(set(COMMANDS) | set(self.commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.commands:
-            return self.commands[name]
         entry = COMMANDS.get(name)
         if entry is None:
-            return None
+            self._plugin_commands()
+            return self.commands.get(name)
         import importlib
         mod = importlib.import_module(f"dockyard.cli.{entry[0]}")
         return getattr(mod, entry[1])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, with the built-in commands' short help taken from COMMANDS."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in COMMANDS:  # a short_help is shown whole, as click shows it
+                help_ = COMMANDS[name][2]
+            else:
+                cmd = self.commands[name]
+                if cmd.hidden:
+                    continue
+                help_ = cmd.get_short_help_str(limit)
+            rows.append((name, help_))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -180,25 +220,29 @@ def _plugin_entry_points_present(group: str = "dockyard.plugins") -> bool:
     return False
 
 
+def config_file() -> str:
+    """The daemon configuration the CLI reads for itself (``disabled-plugins``...):
+    ``$DOCKYARD_CONFIG_FILE``, else dockyardd's default."""
+    return os.environ.get("DOCKYARD_CONFIG_FILE") or "/etc/dockyard/daemon.json"
+
+
 def load_plugins(group: click.Group) -> None:
-    """Let ``dockyard.plugins`` plugins add commands (pluggy hook ``dockyard_add_commands``)."""
+    """Let ``dockyard.plugins`` plugins add commands (pluggy hook ``dockyard_add_commands``),
+    through the daemon's own plugin manager factory: ``disabled-plugins`` of the daemon's
+    configuration file keeps a plugin out of the CLI as it keeps it out of the daemon."""
     if not _plugin_entry_points_present():
         return
-    import pluggy
-    from dockyard.hookspecs import spec
-    pm = pluggy.PluginManager(spec.PROJECT)
-    pm.add_hookspecs(spec)
-    pm.load_setuptools_entrypoints("dockyard.plugins")
+    from dockyard.core import config as configmod
+    from dockyard.core.plugins import make_plugin_manager
+    path = config_file()
+    cfg = configmod.load(path, {}, path_explicit="DOCKYARD_CONFIG_FILE" in os.environ)
+    pm = make_plugin_manager(cfg["disabled-plugins"])
     pm.hook.dockyard_add_commands(cli=group)
 
 
 def main(argv: list[str] | None = None) -> None:
     from .client import ConnectError, DaemonError
 
-    try:
-        load_plugins(cli)
-    except Exception as e:  # a broken plugin must not take the CLI down
-        print(f"WARNING: loading dockyard plugins failed: {e}", file=sys.stderr)
     args = sys.argv[1:] if argv is None else argv
     try:
         rv = cli.main(args, prog_name="dockyard", standalone_mode=False)
