@@ -220,10 +220,12 @@ def _plugin_entry_points_present(group: str = "dockyard.plugins") -> bool:
     return False
 
 
-def config_file() -> str:
-    """The daemon configuration the CLI reads for itself (``disabled-plugins``...):
-    ``$DOCKYARD_CONFIG_FILE``, else dockyardd's default."""
-    return os.environ.get("DOCKYARD_CONFIG_FILE") or "/etc/dockyard/daemon.json"
+def daemon_config(path: str | None = None) -> Any:
+    """The daemon configuration the CLI reads for itself (``disabled-plugins``...): ``path``,
+    else ``$DOCKYARD_CONFIG_FILE``, else dockyardd's default file (which may be absent)."""
+    from dockyard.core import config as configmod
+    path = path or os.environ.get("DOCKYARD_CONFIG_FILE")
+    return configmod.load(path or configmod.DEFAULT_CONFIG_FILE, {}, path_explicit=bool(path))
 
 
 def load_plugins(group: click.Group) -> None:
@@ -232,11 +234,8 @@ def load_plugins(group: click.Group) -> None:
     configuration file keeps a plugin out of the CLI as it keeps it out of the daemon."""
     if not _plugin_entry_points_present():
         return
-    from dockyard.core import config as configmod
     from dockyard.core.plugins import make_plugin_manager
-    path = config_file()
-    cfg = configmod.load(path, {}, path_explicit="DOCKYARD_CONFIG_FILE" in os.environ)
-    pm = make_plugin_manager(cfg["disabled-plugins"])
+    pm = make_plugin_manager(daemon_config()["disabled-plugins"])
     pm.hook.dockyard_add_commands(cli=group)
 
 

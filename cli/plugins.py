@@ -26,10 +26,9 @@ def _rows(opts: Any, local: bool, config_file: str | None) -> list[dict[str, Any
         except ConnectError as e:
             print(f"{e}\n(listing what is installed here instead, as a daemon started now would "
                   "find it)", file=sys.stderr)
-    from dockyard.core import config as configmod, inventory
-    path = config_file or configmod.DEFAULT_CONFIG_FILE
-    cfg = configmod.load(path, {}, path_explicit=config_file is not None)
-    return inventory.local(cfg)
+    from dockyard.core import inventory
+    from .main import daemon_config
+    return inventory.local(daemon_config(config_file))
 
 
 def _state(row: dict[str, Any]) -> str:
@@ -46,7 +45,8 @@ _local = click.option("--local", is_flag=True,
                       help="Do not ask the daemon: list what is installed here")
 _config = click.option("--config-file", metavar="PATH",
                        help="The daemon configuration read without a daemon (disabled-plugins, "
-                            "docker-plugin-dirs) [default: /etc/dockyard/daemon.json]")
+                            "docker-plugin-dirs) [default: $DOCKYARD_CONFIG_FILE, else "
+                            "/etc/dockyard/daemon.json]")
 
 
 @plugins_group.command(name="ls", short_help="List drivers and plugins")

@@ -195,6 +195,12 @@ class PluginDirs:
                            f"(it implements {', '.join(kinds) or 'nothing'})")
         return plugin
 
+    def activated(self, implements: str) -> list[str]:
+        """The plugins activated so far that implement ``implements`` (dockerd's ``info``
+        lists the volume plugins it has used)."""
+        return sorted(name for name, p in list(self._found.items())
+                      if p.implements and implements in p.implements)
+
     def names(self) -> list[str]:
         """Every plugin name a file in the directories announces (not activated)."""
         out: set[str] = set()

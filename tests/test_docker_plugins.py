@@ -148,3 +148,10 @@ def test_volume_plugin_errors_and_volume_driver(pdaemon: Daemon, plugin: Plugin)
     status, err = pdaemon.api.post("/volumes/create", {"Name": "named", "Driver": "local"})
     assert status == 409, err
     assert plugin.mounted() == []
+    # what the daemon found: info's volume plugins, dockyard plugins ls
+    assert pdaemon.api.get("/info")[1]["Plugins"]["Volume"] == ["local", plugin.name]
+    r = pdaemon.cli("plugins", "info", "--kind", "docker", plugin.name)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)
+    assert row["State"] == "active" and row["Implements"] == ["VolumeDriver"]
+    assert row["EntryPoint"] == "unix://" + os.path.join(plugin.dir, plugin.name + ".sock")
