@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from typing import Any
+from typing import Any, Callable
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
 
@@ -70,13 +70,14 @@ class Plugin:
         self.implements: list[str] | None = None
         self._lock = threading.Lock()
         url = urllib.parse.urlsplit(addr)
+        self._connect: Callable[[], http.client.HTTPConnection]
         if url.scheme == "unix":
             self._connect = lambda: _UnixConnection(url.path, self.timeout)
         elif url.scheme in ("tcp", "http"):
-            if not url.hostname or not url.port:
+            hostname, port = url.hostname, url.port
+            if not hostname or not port:
                 raise InvalidParameter(f"plugin {name}: address {addr!r} needs a host and a port")
-            self._connect = lambda: http.client.HTTPConnection(url.hostname, url.port,
-                                                               timeout=self.timeout)
+            self._connect = lambda: http.client.HTTPConnection(hostname, port, timeout=self.timeout)
         else:
             raise InvalidParameter(f"plugin {name}: unsupported address {addr!r} in {source}; "
                                    "use unix:///path or tcp://host:port")
