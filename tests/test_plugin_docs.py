@@ -70,6 +70,6 @@ def test_groups_and_contract_classes_are_in_the_doc() -> None:
     text = doc_text()
     for group in [*hookspecs.DRIVER_GROUPS.values(), hookspecs.PLUGIN_GROUP, "pytest11"]:
         assert f"`{group}`" in text, group
-    for cls in ("GraphDriver", "NaiveDiff", "ExecDriver", "NetDriver", "PassiveNetDriver",
+    for cls in ("GraphDriver", "NaiveDiff", "DirectoryLayers", "ExecDriver", "NetDriver", "PassiveNetDriver",
                 "RegistryBackend", "DriverNotSupported", "DriverNotFound"):
         assert _mentioned(text, cls), cls
