@@ -27,7 +27,7 @@ def _rows(opts: Any, local: bool, config_file: str | None) -> list[dict[str, Any
             print(f"{e}\n(listing what is installed here instead, as a daemon started now would "
                   "find it)", file=sys.stderr)
     from dockyard.core import inventory
-    from .main import daemon_config
+    from .app import daemon_config
     return inventory.local(daemon_config(config_file))
 
 

@@ -31,16 +31,36 @@ def heavy(mods: set[str]) -> list[str]:
 
 
 def test_help_imports_no_command_module() -> None:
+    """``--help`` is served before click is imported; through click (a narrow terminal), it
+    still imports no command module."""
     mods = imported("--help")
-    assert heavy(mods) == []
-    assert sorted(m for m in mods if m.startswith("dockyard.cli.")) == ["dockyard.cli.client",
+    assert heavy(mods) == [] and "click" not in mods
+    assert sorted(m for m in mods if m.startswith("dockyard.cli.")) == ["dockyard.cli.helptext",
                                                                         "dockyard.cli.main"]
+    mods = imported("--help", env={"COLUMNS": "60"})
+    assert heavy(mods) == [] and "click" in mods
+    assert sorted(m for m in mods if m.startswith("dockyard.cli.")) == [
+        "dockyard.cli.app", "dockyard.cli.client", "dockyard.cli.main"]
+
+
+def test_fast_help_is_clicks_help() -> None:
+    """The stored help text is what click renders now (else: regenerate cli/helptext.py, as its
+    docstring says), and what ``dockyard --help`` prints."""
+    from dockyard.cli import helptext, main as m
+
+    assert m.help_text() == helptext.HELP
+    out = subprocess.run([DOCKYARD, "--help"], capture_output=True, env={**os.environ,
+                         "COLUMNS": "120"}).stdout
+    assert out.decode() == helptext.HELP
+    narrow = subprocess.run([DOCKYARD, "--help"], capture_output=True,
+                            env={**os.environ, "COLUMNS": "60"}).stdout.decode()
+    assert narrow != helptext.HELP and narrow.split() == helptext.HELP.split()
 
 
 def test_help_from_the_table_is_clicks_own() -> None:
     """The short help kept in COMMANDS (so --help imports nothing) is what click would show
     with every command imported."""
-    from dockyard.cli import main as m
+    from dockyard.cli import app as m
 
     ctx = click.Context(m.cli, info_name="dockyard")
     lazy = m.cli.get_help(ctx)
@@ -55,6 +75,20 @@ def test_hot_commands_import_little(shared_daemon: Daemon) -> None:
     for argv in (["version"], ["ps"], ["ps", "-a", "--format", "{{.Names}}"]):
         mods = imported("-H", shared_daemon.host, *argv)
         assert heavy(mods) == [], argv
+    assert "click" not in imported("-H", shared_daemon.host, "version")
+
+
+def test_fast_version_prints_what_click_prints(shared_daemon: Daemon) -> None:
+    fast = shared_daemon.cli("version")
+    slow = shared_daemon.cli("-l", "info", "version")  # another global option: click's path
+    assert fast.returncode == slow.returncode == 0, (fast.stderr, slow.stderr)
+    assert fast.stdout == slow.stdout and b"Server: dockyard" in fast.stdout
+    gone = [DOCKYARD, "-H", f"unix://{shared_daemon.root}/nosuch.sock"]
+    fast = subprocess.run(gone + ["version"], capture_output=True)
+    slow = subprocess.run(gone + ["-l", "info", "version"], capture_output=True)
+    assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout,
+                                                           slow.stderr)
+    assert fast.returncode == 1 and b"Cannot connect" in fast.stderr
 
 
 def test_plugins_ls_from_the_daemon(shared_daemon: Daemon) -> None:
