@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "wait": ("containers", "wait",
             "Block until one or more containers stop, then print their exit codes"),
     "logs": ("containers", "logs", "Fetch the logs of a container"),
-    "ps": ("containers", "ps", "List containers"),
+    "ps": ("ps", "ps", "List containers"),
     "rm": ("containers", "rm", "Remove one or more containers"),
     "inspect": ("containers", "inspect", "Return low-level information on dockyard objects"),
     "storage": ("storage", "storage", "Manage the daemon's storage"),
