@@ -155,3 +155,50 @@ def test_volume_plugin_errors_and_volume_driver(pdaemon: Daemon, plugin: Plugin)
     (row,) = json.loads(r.stdout)
     assert row["State"] == "active" and row["Implements"] == ["VolumeDriver"]
     assert row["EntryPoint"] == "unix://" + os.path.join(plugin.dir, plugin.name + ".sock")
+
+
+def test_discovery_by_spec_and_json_files_and_activation_retries(tmp_path) -> None:
+    """A ``.spec`` naming a socket that is not up yet: activation retries (as dockerd) until the
+    plugin answers; a ``.json`` file; what a plugin does not implement is a 404 naming what it
+    does; a ``.json`` asking for TLS is refused, not half-honoured."""
+    from dockyard.core.dockerplugins import PluginDirs
+    from dockyard.hookspecs.errors import InvalidParameter, NotFound
+
+    name = "dkyspec" + os.urandom(3).hex()
+    socks, specs, state = tmp_path / "socks", tmp_path / "etc", tmp_path / "state"
+    for d in (socks, specs, state):
+        d.mkdir()
+    sock = socks / f"{name}.sock"
+    (specs / f"{name}.spec").write_text(f"unix://{sock}\n")
+    (specs / "viajson.json").write_text(json.dumps({"Name": "viajson", "Addr": f"unix://{sock}"}))
+    (specs / "tls.json").write_text(json.dumps({"Name": "tls", "Addr": "tcp://127.0.0.1:1",
+                                                "TLSConfig": {"InsecureSkipVerify": False}}))
+    dirs = PluginDirs([str(tmp_path / "run"), str(specs)])
+    assert dirs.names() == sorted([name, "viajson", "tls"])
+    proc = None
+
+    def start_late() -> None:
+        nonlocal proc
+        proc = subprocess.Popen([sys.executable, SERVER, str(socks), name, str(state)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    import threading
+    timer = threading.Timer(1.5, start_late)  # after the first activation attempt failed
+    timer.start()
+    try:
+        plugin = dirs.get(name, "VolumeDriver")
+        assert plugin.implements == ["VolumeDriver"] and plugin.source.endswith(".spec")
+        assert dirs.get("viajson", "VolumeDriver").addr == f"unix://{sock}"
+        with pytest.raises(NotFound, match="does not implement NetworkDriver.*VolumeDriver"):
+            dirs.get(name, "NetworkDriver")
+        with pytest.raises(InvalidParameter, match="TLS"):
+            dirs.get("tls", "VolumeDriver")
+        with pytest.raises(NotFound, match="not found"):
+            dirs.get("nosuch", "VolumeDriver")
+        assert [d["Name"] for d in dirs.describe() if d["Implements"]] == [name, "viajson"]
+    finally:
+        timer.cancel()
+        timer.join()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
