@@ -25,7 +25,7 @@ def _installed(dist: str) -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(
+needs_contrib = pytest.mark.skipif(
     not (_installed("dockyard-graph-reflink") and _installed("dockyard-net-macvlan")),
     reason="contrib plugins not installed in this venv: make contrib-plugins")
 
@@ -60,6 +60,16 @@ def reflink_daemon(busybox_tar: str) -> Iterator[Daemon]:
         fs.close()
 
 
+def test_contrib_drivers_import_only_the_contract() -> None:
+    """As dockyard's own drivers (test_architecture.py): a third-party driver imports
+    dockyard.hookspecs and nothing else of dockyard."""
+    from test_architecture import violations
+
+    bad = violations("contrib/plugins", ("dockyard.core", "dockyard.cli", "dockyard.plugins"))
+    assert not bad, bad
+
+
+@needs_contrib
 def test_reflink_selected_by_daemon_json_runs_containers(reflink_daemon: Daemon) -> None:
     d = reflink_daemon
     _, info = d.api.get("/info")
@@ -74,6 +84,7 @@ def test_reflink_selected_by_daemon_json_runs_containers(reflink_daemon: Daemon)
                                                             "active")
 
 
+@needs_contrib
 def test_reflink_refuses_a_file_system_without_reflinks(busybox_tar: str) -> None:
     """On ext4 (no FICLONE) the explicit choice stops the daemon with the driver's reason."""
     try:
@@ -91,6 +102,7 @@ def test_reflink_refuses_a_file_system_without_reflinks(busybox_tar: str) -> Non
         fs.close()
 
 
+@needs_contrib
 def test_macvlan_network_connects_containers(daemon: Daemon) -> None:
     d = daemon
     assert rows(d)[("network", "macvlan")]["State"] == "active"
