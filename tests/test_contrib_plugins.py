@@ -65,7 +65,9 @@ def test_contrib_drivers_import_only_the_contract() -> None:
     dockyard.hookspecs and nothing else of dockyard."""
     from test_architecture import violations
 
-    bad = violations("contrib/plugins", ("dockyard.core", "dockyard.cli", "dockyard.plugins"))
+    bad = [v for v in violations("contrib/plugins", ("dockyard.core", "dockyard.cli",
+                                                     "dockyard.plugins"))
+           if "/build/" not in v]  # pip's copies when a package is built in place
     assert not bad, bad
 
 
