@@ -108,6 +108,9 @@ def test_reflink_refuses_a_file_system_without_reflinks(busybox_tar: str) -> Non
 def test_macvlan_network_connects_containers(daemon: Daemon) -> None:
     d = daemon
     assert rows(d)[("network", "macvlan")]["State"] == "active"
+    # only Docker's predefined networks: a macvlan network is made by network create
+    _, nets = d.api.get("/networks")
+    assert {n["Name"] for n in nets} == {"bridge", "host", "none"}
     subnet = unique_subnet()
     net = ok(d.cli("network", "create", "-d", "macvlan", "--subnet", subnet, "mvnet")).strip()
     parent = "dm-" + net.decode()[:12]

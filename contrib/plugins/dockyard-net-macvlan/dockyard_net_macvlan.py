@@ -35,6 +35,7 @@ class MacvlanDriver(NetDriver):
     name = "macvlan"
     needs_ipam = True
     multiple_networks = True
+    predefined_network = False  # as dockerd: macvlan networks are made by network create only
 
     def __init__(self, home: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(home, options)
