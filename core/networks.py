@@ -1,5 +1,4 @@
-"""Networks: the predefined one of each installed driver that wants one (Docker's ``bridge``,
-``host``, ``none``; ``NetDriver.predefined_network``)
+"""Networks: the predefined one of each driver with ``predefined_network`` (bridge, host, none)
 and user-defined ones; each container's *sandbox* (its network namespace) and endpoints.
 
 The sandbox is made before the container's first process runs: a namespace file under
