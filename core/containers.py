@@ -30,7 +30,8 @@ from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
 from .units import human_duration
-from .networks import NetworkService, parse_extra_hosts, parse_link
+from . import links as linksmod
+from .networks import DEFAULT_NETWORKS, NetworkService, parse_extra_hosts
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,9 @@ class ContainerService:
         if network_mode.startswith("container:"):
             net_peer = self._peer(network_mode[len("container:"):], "join the network namespace of")
             for key, what in (("PortBindings", "port publishing"), ("PublishAllPorts", "port publishing"),
-                              ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("Links", "--link")):
-                if host.get(key):
+                              ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("Links", "--link"),
+                              ("MacAddress", "mac-address")):
+                if host.get(key) or (key == "MacAddress" and body.get(key)):
                     raise InvalidParameter(f"conflicting options: {what} and the container type "
                                            f"network mode")
             if body.get("Hostname"):
@@ -220,9 +222,15 @@ class ContainerService:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
             specmod.security_options(host["SecurityOpt"])
         parse_extra_hosts(host.get("ExtraHosts"))
+        links = []
         for link in host.get("Links") or ():
-            peer_name, _ = parse_link(link)
-            self._peer(peer_name, "link to")
+            peer_name, alias = linksmod.parse(link)
+            child = self._peer(peer_name, "link to")
+            if network is not None and self.d.networks.drivers[network["Driver"]].namespace == "host" \
+                    or child["HostConfig"].get("NetworkMode") == "host":
+                raise InvalidParameter("conflicting options: host type networking can't be used "
+                                       "with links. This would result in undefined behavior")
+            links.append(linksmod.shown(child, full, alias))
         runtime = host.get("Runtime") or ""
         if runtime not in ("", "runc", self.execdrv.name):
             raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (this engine runs "
@@ -249,6 +257,7 @@ class ContainerService:
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
+        host_cfg["Links"] = links or None  # as dockerd shows them: /child:/parent/alias
         specmod.check_host_config(host_cfg)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
@@ -311,8 +320,10 @@ class ContainerService:
         if getattr(self.d, "migrating", False):
             raise Conflict("a storage migration is in progress; try again when it is done")
         rootfs = await asyncio.to_thread(self.graph.get, cid)
-        networked = False
+        networked = volumes_mounted = False
         try:
+            await asyncio.to_thread(self.d.volumes.mount, c)  # volumes with mount options
+            volumes_mounted = True
             if not c.get("_volumes_copied") and c.get("Mounts"):
                 await asyncio.to_thread(self.d.volumes.copy_up, c, rootfs)
                 self.save(c)
@@ -330,6 +341,7 @@ class ContainerService:
                 networked = True
                 namespaces += await self.d.networks.setup(c)
                 self.save(c)
+                c["_link_env"] = linksmod.environment(c, self._find_name, DEFAULT_NETWORKS[0])
                 self._write_etc_files(c, id_map)
             spec = specmod.build(c, rootfs, namespaces, id_map,
                                  no_new_privs=self.d.config["no-new-privileges"])
@@ -340,6 +352,8 @@ class ContainerService:
             if networked:
                 await self.d.networks.teardown(c)
                 self.save(c)
+            if volumes_mounted:
+                await asyncio.to_thread(self.d.volumes.unmount, c)
             await asyncio.to_thread(self.graph.put, cid)
             raise
         rt.prepared = True
@@ -607,6 +621,7 @@ class ContainerService:
             self.save(c)
         if rt.prepared:
             rt.prepared = False
+            await asyncio.to_thread(self.d.volumes.unmount, c)
             try:
                 await asyncio.to_thread(self.graph.put, cid)
             except Exception:  # noqa: BLE001
@@ -679,7 +694,27 @@ class ContainerService:
             return fut
         return self._exit_future(c)
 
+    def _find_name(self, name: str) -> dict[str, Any] | None:
+        with contextlib.suppress(NotFound):
+            return self.get(name)
+        return None
+
     # -- remove ---------------------------------------------------------------------------------
+    async def remove_link(self, name: str) -> None:
+        """``docker rm --link /web/db`` (``DELETE /containers/web/db?link=1``): container web
+        no longer links to db under that alias (its /etc/hosts is written again if it runs;
+        variables already set stay, as in dockerd)."""
+        parent_name, alias = linksmod.split_link_name(name)
+        parent = self._find_name(parent_name)
+        if parent is None:
+            raise NotFound(f"No such container: {name.strip('/')}")
+        parent["HostConfig"]["Links"] = linksmod.without(parent["HostConfig"].get("Links"), alias,
+                                                         name.strip("/")) or None
+        self.save(parent)
+        if parent["State"]["Running"] and parent.get("_sandbox"):
+            atomic_write(parent["HostsPath"], self.d.networks.hosts_file(parent).encode(),
+                         durable=False)
+
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``docker rm [-f] [-v]``: ``volumes`` (and ``--rm``) also removes the container's
         anonymous volumes."""
@@ -708,6 +743,7 @@ class ContainerService:
                 await self.d.networks.teardown(c)  # prepared (attached) but never started
             if rt.prepared:
                 rt.prepared = False
+                await asyncio.to_thread(self.d.volumes.unmount, c)
                 await asyncio.to_thread(self.graph.put, cid)
             if self.graph.exists(cid):
                 await asyncio.to_thread(self.graph.remove, cid)
@@ -1068,7 +1104,9 @@ class ContainerService:
             elif proc is not None:
                 with contextlib.suppress(DockyardError):
                     await self.execdrv.delete(cid)
-        await self.d.networks.reconcile([c for c in self._cache.values() if c["State"]["Running"]])
+        running = [c for c in self._cache.values() if c["State"]["Running"]]
+        await asyncio.to_thread(self.d.volumes.restore, running)
+        await self.d.networks.reconcile(running)
         for c in list(self._cache.values()):
             if c["State"].get("Restarting"):
                 c["State"].update(Status="exited", Restarting=False)

@@ -31,15 +31,18 @@ from dockyard.hookspecs.errors import (Conflict, DockyardError, Forbidden, Inval
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
 
 from . import ipam as ipammod
-from . import linux
+from . import linux, netipam
 from .dns import ADDRESS as DNS_ADDRESS, DnsServer
+from .links import parse as parse_link
 from .portproxy import Proxy
+from .resolvconf import HostResolvConf
 
 log = logging.getLogger(__name__)
 
 #: the network ``NetworkMode: default`` means, in Docker's order of preference
 DEFAULT_NETWORKS = ("bridge", "none")
-NETWORK_CONFIG_KEYS = ("bridge", "bip", "iptables", "ip-masq", "ip-forward", "icc", "mtu")
+NETWORK_CONFIG_KEYS = ("bridge", "bip", "iptables", "ip6tables", "ip-masq", "ip-forward", "icc",
+                       "mtu")
 
 
 def _rfc3339(ts: float) -> str:
@@ -77,14 +80,13 @@ def parse_extra_hosts(entries: Any) -> list[tuple[str, str]]:
     return out
 
 
-def parse_link(link: str) -> tuple[str, str]:
-    """``name[:alias]`` or dockerd's stored ``/name:/container/alias`` -> ``(name, alias)``."""
-    name, _, alias = str(link).partition(":")
-    name = name.strip("/")
-    alias = alias.rsplit("/", 1)[-1] if alias else name
-    if not name or not alias:
-        raise InvalidParameter(f"invalid link {link!r}: expected name or name:alias")
-    return name, alias
+def proxy_target(ep: dict[str, Any], host_ip: str, port: int) -> tuple[str, int]:
+    """Where the userland proxy of a port published on ``host_ip`` connects: the endpoint's
+    IPv6 address for an IPv6 host address when it has one, else its IPv4 address (as
+    docker-proxy does)."""
+    if ":" in host_ip and ep.get("ipv6_address"):
+        return ep["ipv6_address"], port
+    return ep["ip_address"], port
 
 
 class NetworkService:
@@ -96,7 +98,8 @@ class NetworkService:
         self.ipam = ipammod.Ipam(self.state)
         self.netns_dir = os.path.join(daemon.exec_root, "netns")
         os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
-        self.dns = DnsServer(self._resolve, list(self.config.get("dns") or []))
+        self.host_resolv = HostResolvConf()
+        self.dns = DnsServer(self._resolve, list(self.config.get("dns") or []), self.host_resolv)
         self._proxies: dict[str, list[Proxy]] = {}
         self._lock = asyncio.Lock()
         self.networks: dict[str, dict[str, Any]] = {}
@@ -129,10 +132,11 @@ class NetworkService:
     # -- records --------------------------------------------------------------------------------
     @staticmethod
     def _driver_create_opts(net: dict[str, Any]) -> dict[str, Any]:
-        cfg = (net["IPAM"].get("Config") or [{}])[0] if net["IPAM"].get("Config") else {}
+        v4, v6 = netipam.by_version(net, 4), netipam.by_version(net, 6)
         return {"Name": net["Name"], "Internal": net["Internal"], "Default": bool(net.get("_predefined")),
                 "Options": dict(net.get("_user_options") or {}),
-                "Subnet": cfg.get("Subnet"), "Gateway": cfg.get("Gateway")}
+                "Subnet": v4.get("Subnet"), "Gateway": v4.get("Gateway"),
+                "IPv6Subnet": v6.get("Subnet") or "", "IPv6Gateway": v6.get("Gateway") or ""}
 
     @staticmethod
     def _shown_options(net: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
@@ -147,57 +151,70 @@ class NetworkService:
                      "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
                      net["Id"], net["Name"], net["Driver"], json.dumps(net))
 
-    def _taken_subnets(self) -> list[ipaddress.IPv4Network]:
-        taken = ipammod.host_routes()
+    def _taken_subnets(self, but: dict[str, Any] | None = None) -> list[ipammod.Network]:
+        taken = ipammod.host_routes(4) + ipammod.host_routes(6)
         for net in self.networks.values():
+            if net is but:
+                continue
             for cfg in net["IPAM"].get("Config") or []:
                 if cfg.get("Subnet"):
                     taken.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
         return taken
 
-    def _ipam_config(self, wanted: list[dict[str, Any]], bip: str = "") -> list[dict[str, str]]:
-        if bip:
-            iface = ipaddress.ip_interface(bip)
-            if iface.network.prefixlen > 30:
-                raise InvalidParameter(f"bip {bip} is too small a network")
-            gw = str(iface.ip) if iface.ip != iface.network.network_address else \
-                str(next(iface.network.hosts()))
-            return [{"Subnet": str(iface.network), "Gateway": gw}]
-        cfg = dict((wanted or [{}])[0])
-        if cfg.get("Subnet"):
-            subnet = ipammod.parse_subnet(cfg["Subnet"])
-            for other in self._taken_subnets():
-                if subnet.overlaps(other):
-                    raise Forbidden(f"Pool overlaps with other one on this address space "
-                                    f"({subnet} overlaps {other})")
-        else:
-            pools = self.config.get("default-address-pools") or []
-            subnet = ipammod.pick_subnet(pools, self._taken_subnets())
-        gw = cfg.get("Gateway") or str(next(subnet.hosts()))
-        if ipaddress.ip_address(gw) not in subnet:
-            raise InvalidParameter(f"gateway {gw} is not in subnet {subnet}")
-        out = {"Subnet": str(subnet), "Gateway": gw}
-        if cfg.get("IPRange"):
-            out["IPRange"] = cfg["IPRange"]
-        return [out]
+    def _ipam_config(self, wanted: list[dict[str, Any]], ipv6: bool,
+                     but: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``IPAM.Config`` of a network; subnets the daemon's configuration gives for the
+        predefined network (``but``) are not checked for overlaps (dockerd does not either)."""
+        return netipam.network_config(wanted, ipv6, self.config.get("default-address-pools") or [],
+                                      self.state.get_meta("daemon-id") or self.d.data_root,
+                                      self._taken_subnets(but), check_overlap=but is None)
 
-    def _update_predefined_subnet(self, net: dict[str, Any]) -> None:
+    def _predefined_ipam(self, current: list[dict[str, Any]], but: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The predefined network's ``IPAM.Config`` from daemon.json: ``bip`` (else the subnet
+        it has, else one from the pools) and, with ``ipv6``, ``fixed-cidr-v6`` (else the IPv6
+        subnet it has, else one from the pools)."""
+        wanted = []
         bip = self.config.get("bip") or ""
         if bip:
-            new = self._ipam_config([], bip)
-            if new != net["IPAM"]["Config"]:
-                net["IPAM"]["Config"] = new
-                self._save(net)
+            iface = ipaddress.ip_interface(bip)
+            if iface.network.prefixlen > ipammod.MAX_PREFIX[iface.version]:
+                raise InvalidParameter(f"bip {bip} is too small a network")
+            gw = str(iface.ip) if iface.ip != iface.network.network_address else ""
+            wanted.append({"Subnet": str(iface.network), "Gateway": gw})
+        else:
+            wanted += [c for c in current if ipaddress.ip_network(c["Subnet"]).version == 4]
+        ipv6 = bool(self.config.get("ipv6"))
+        if ipv6:
+            fixed = self.config.get("fixed-cidr-v6") or ""
+            if fixed:
+                wanted.append({"Subnet": fixed})
+            else:
+                wanted += [c for c in current if ipaddress.ip_network(c["Subnet"]).version == 6]
+        elif self.config.get("fixed-cidr-v6"):
+            raise InvalidParameter("fixed-cidr-v6 is given but ipv6 is not enabled (ipv6: true)")
+        return self._ipam_config(wanted, ipv6, but=but or {})
+
+    def _update_predefined_subnet(self, net: dict[str, Any]) -> None:
+        new = self._predefined_ipam(net["IPAM"]["Config"], but=net)
+        if new != net["IPAM"]["Config"] or net["EnableIPv6"] != bool(self.config.get("ipv6")):
+            net["IPAM"]["Config"] = new
+            net["EnableIPv6"] = bool(self.config.get("ipv6"))
+            self._save(net)
 
     def _create(self, name: str, driver: str, body: dict[str, Any], predefined: bool = False) -> dict[str, Any]:
         drv = self.drivers[driver]
         nid = secrets.token_hex(32)
-        ipam_cfg: list[dict[str, str]] = []
+        ipam_cfg: list[dict[str, Any]] = []
+        ipv6 = bool(self.config.get("ipv6")) and drv.needs_ipam if predefined else \
+            bool(body.get("EnableIPv6"))
         if drv.needs_ipam:
-            wanted = ((body.get("IPAM") or {}).get("Config") or [])
-            ipam_cfg = self._ipam_config(wanted, self.config.get("bip") or "" if predefined else "")
+            ipam_cfg = self._predefined_ipam([]) if predefined else \
+                self._ipam_config((body.get("IPAM") or {}).get("Config") or [], ipv6)
+        elif ipv6:
+            raise InvalidParameter(f"the {driver} driver gives no addresses: IPv6 cannot be "
+                                   f"enabled on its networks")
         net = {"Name": name, "Id": nid, "Created": _rfc3339(time.time()), "Scope": "local",
-               "Driver": driver, "EnableIPv6": False,
+               "Driver": driver, "EnableIPv6": ipv6 and drv.needs_ipam,
                "IPAM": {"Driver": "default", "Options": {}, "Config": ipam_cfg},
                "Internal": bool(body.get("Internal")), "Attachable": bool(body.get("Attachable")),
                "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
@@ -253,7 +270,8 @@ class NetworkService:
                 members[c["Id"]] = {"Name": c["Name"][1:], "EndpointID": ep["endpoint_id"],
                                     "MacAddress": ep["mac_address"],
                                     "IPv4Address": f"{ep['ip_address']}/{ep['prefix_len']}" if ep["ip_address"] else "",
-                                    "IPv6Address": ""}
+                                    "IPv6Address": f"{ep['ipv6_address']}/{ep['ipv6_prefix_len']}"
+                                    if ep.get("ipv6_address") else ""}
         out["Containers"] = members
         return out
 
@@ -314,24 +332,53 @@ class NetworkService:
         return nets
 
     def configure(self, c: dict[str, Any], network: dict[str, Any], body: dict[str, Any]) -> None:
-        """At create: record the container's networks (NetworkMode plus EndpointsConfig)."""
-        eps = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
-        nets: dict[str, dict[str, Any]] = {network["Name"]: {}}
+        """At create: record the container's networks (NetworkMode plus EndpointsConfig; the
+        docker CLI keys the primary network's settings by the NetworkMode it sent, ``default``
+        too). The deprecated container-wide ``MacAddress`` is the primary endpoint's, as in
+        dockerd since API 1.44."""
+        eps = dict((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+        mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
+        primary_cfg = dict(eps.pop(mode, None) or eps.pop(network["Name"], None)
+                           or eps.pop(network["Id"], None) or {})
+        eps.pop("default", None)
+        mac = body.get("MacAddress") or ""
+        if mac:
+            if primary_cfg.get("MacAddress") and \
+                    netipam.normal_mac(primary_cfg["MacAddress"]) != netipam.normal_mac(mac):
+                raise InvalidParameter("the container-wide MAC address must match the "
+                                       "endpoint-specific MAC address for the main network, or "
+                                       "be left empty")
+            primary_cfg["MacAddress"] = mac
+        nets: dict[str, dict[str, Any]] = {network["Name"]: self.endpoint_config(network, primary_cfg)}
         for key, cfg in eps.items():
-            if key == "default":
-                continue
             net = self.get(key)
             if net["Driver"] != network["Driver"] and self.drivers[net["Driver"]].namespace == "host":
                 raise InvalidParameter("container cannot be connected to host network and another")
-            nets[net["Name"]] = {"Aliases": list((cfg or {}).get("Aliases") or []) or None,
-                                 "IPAMConfig": (cfg or {}).get("IPAMConfig")}
-        primary_cfg = eps.get(network["Name"]) or eps.get(network["Id"]) or {}
-        nets[network["Name"]] = {"Aliases": list(primary_cfg.get("Aliases") or []) or None,
-                                 "IPAMConfig": primary_cfg.get("IPAMConfig")}
+            nets[net["Name"]] = self.endpoint_config(net, cfg)
         if len(nets) > 1 and self.drivers[network["Driver"]].namespace == "host":
             raise InvalidParameter("container cannot be connected to host network and another")
         c["_networks"] = nets
         c["NetworkSettings"] = self.settings_for(c)
+
+    def endpoint_config(self, net: dict[str, Any], cfg: dict[str, Any] | None) -> dict[str, Any]:
+        """What is kept of a request's ``EndpointSettings`` for ``net`` (create, or network
+        connect), checked as dockerd checks it: ``Aliases``, ``IPAMConfig`` (static IPv4/IPv6
+        addresses, link-local addresses), ``MacAddress``."""
+        cfg = cfg or {}
+        drv = self.drivers[net["Driver"]]
+        if cfg.get("MacAddress") and not drv.needs_ipam:
+            raise InvalidParameter("conflicting options: mac-address and the network mode")
+        ipam = cfg.get("IPAMConfig") or {}
+        if (ipam.get("IPv4Address") or ipam.get("IPv6Address") or ipam.get("LinkLocalIPs")) \
+                and not drv.needs_ipam:
+            raise InvalidParameter(f"user specified IP address is supported on user defined "
+                                   f"networks only (network {net['Name']})")
+        netipam.check_endpoint(net, cfg, not net.get("_predefined"))
+        if ipam.get("IPv6Address") and not net.get("EnableIPv6"):
+            raise InvalidParameter(f"invalid endpoint settings:\nIPv6 address {ipam['IPv6Address']} "
+                                   f"given but network {net['Name']} has no IPv6 (EnableIPv6)")
+        return {"Aliases": list(cfg.get("Aliases") or []) or None, "IPAMConfig": cfg.get("IPAMConfig"),
+                "MacAddress": netipam.normal_mac(cfg["MacAddress"]) if cfg.get("MacAddress") else ""}
 
     def _endpoint_settings(self, c: dict[str, Any], name: str) -> dict[str, Any]:
         net = self.networks.get(name)
@@ -339,11 +386,13 @@ class NetworkService:
         ep = (c.get("_endpoints") or {}).get(name) or {}
         aliases = list(cfg.get("Aliases") or [])
         return {"IPAMConfig": cfg.get("IPAMConfig"), "Links": None,
-                "Aliases": aliases or None, "MacAddress": ep.get("mac_address", ""),
+                "Aliases": aliases or None, "MacAddress": ep.get("mac_address") or cfg.get("MacAddress") or "",
                 "DriverOpts": None, "NetworkID": net["Id"] if net else "",
                 "EndpointID": ep.get("endpoint_id", ""), "Gateway": ep.get("gateway", ""),
                 "IPAddress": ep.get("ip_address", ""), "IPPrefixLen": ep.get("prefix_len", 0),
-                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": ep.get("ipv6_gateway", ""),
+                "GlobalIPv6Address": ep.get("ipv6_address", ""),
+                "GlobalIPv6PrefixLen": ep.get("ipv6_prefix_len", 0),
                 "DNSNames": self._names_of(c, name) if ep.get("ip_address") else None}
 
     def settings_for(self, c: dict[str, Any]) -> dict[str, Any]:
@@ -359,10 +408,11 @@ class NetworkService:
                 "SecondaryIPv6Addresses": None,
                 "EndpointID": first["EndpointID"] if net.get("_predefined") else "",
                 "Gateway": first["Gateway"] if net.get("_predefined") else "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "GlobalIPv6Address": first["GlobalIPv6Address"] if net.get("_predefined") else "",
+                "GlobalIPv6PrefixLen": first["GlobalIPv6PrefixLen"] if net.get("_predefined") else 0,
                 "IPAddress": first["IPAddress"] if net.get("_predefined") else "",
                 "IPPrefixLen": first["IPPrefixLen"] if net.get("_predefined") else 0,
-                "IPv6Gateway": "",
+                "IPv6Gateway": first["IPv6Gateway"] if net.get("_predefined") else "",
                 "MacAddress": first["MacAddress"] if net.get("_predefined") else "",
                 "Networks": {name: self._endpoint_settings(c, name) for name in nets}}
 
@@ -402,19 +452,18 @@ class NetworkService:
 
     def resolv_conf(self, c: dict[str, Any]) -> str:
         if self._is_host(c):
-            with contextlib.suppress(OSError), open("/etc/resolv.conf", encoding="utf-8",
-                                                    errors="replace") as f:
-                return f.read()
-            return ""
+            return self.host_resolv.text()
         host = c["HostConfig"]
-        search = f"search {' '.join(host['DnsSearch'])}\n" if host.get("DnsSearch") else ""
-        opts = list(host.get("DnsOptions") or ())
+        hostconf = self.host_resolv.get()
+        domains = host.get("DnsSearch") or hostconf.search
+        search = f"search {' '.join(domains)}\n" if domains else ""
+        opts = list(host.get("DnsOptions") or hostconf.options)
         if not any(o.startswith("ndots:") for o in opts):
             opts.insert(0, "ndots:0")
         options = " ".join(opts)
         if any(ep.get("ip_address") for ep in (c.get("_endpoints") or {}).values()):
             # the embedded server answers for the container's networks and forwards the rest
-            # to the container's --dns servers (else the daemon's)
+            # to the container's --dns servers (else the daemon's, else the host's)
             return f"nameserver {DNS_ADDRESS}\n{search}options {options}\n"
         return search  # no route out, no name servers
 
@@ -430,6 +479,8 @@ class NetworkService:
         for ep in (c.get("_endpoints") or {}).values():
             if ep.get("ip_address"):
                 hosts += f"{ep['ip_address']}\t{hostname}\n"
+                if ep.get("ipv6_address"):
+                    hosts += f"{ep['ipv6_address']}\t{hostname}\n"
                 break
         return hosts + self.link_hosts(c) + self.extra_hosts(c)
 
@@ -482,8 +533,9 @@ class NetworkService:
                 if netname not in mine or not ep.get("ip_address"):
                     continue
                 names = {n.lower() for n in self._names_of(c, netname)}
-                if qname in names and ep["ip_address"] not in out:
-                    out.append(ep["ip_address"])
+                if qname in names:
+                    # both families: the DNS server answers A or AAAA from them
+                    out += [a for a in (ep["ip_address"], ep.get("ipv6_address")) if a and a not in out]
         return out or None
 
     # -- the sandbox ----------------------------------------------------------------------------
@@ -521,25 +573,47 @@ class NetworkService:
     async def _attach(self, c: dict[str, Any], name: str) -> None:
         net = self.get(name)
         drv = self.drivers[net["Driver"]]
-        cid = c["Id"]
+        cfg = self.container_networks(c).get(name) or {}
         opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}"}
-        address = ""
-        if drv.needs_ipam:
-            cfg = net["IPAM"]["Config"][0]
-            wanted = ((self.container_networks(c).get(name) or {}).get("IPAMConfig") or {}).get("IPv4Address") or ""
-            address = self.ipam.allocate(net["Id"], cfg["Subnet"], cid, wanted,
-                                         gateway=cfg.get("Gateway") or "")
-            opts.update(Address=address, Gateway=cfg.get("Gateway") or "",
-                        PrefixLen=ipaddress.ip_network(cfg["Subnet"]).prefixlen)
-        eid = secrets.token_hex(32)
+        if cfg.get("MacAddress"):
+            opts["MacAddress"] = cfg["MacAddress"]
+        addresses: list[str] = []
         try:
-            ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], eid, opts)
+            if drv.needs_ipam:
+                addresses = self._allocate(c, net, cfg.get("IPAMConfig") or {}, opts)
+            ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], secrets.token_hex(32), opts)
             c["_endpoints"][name] = dataclasses.asdict(ep)
             await asyncio.to_thread(drv.join, ep, c["_sandbox"])
         except BaseException:
-            if name not in c["_endpoints"] and address:
+            if name not in c["_endpoints"]:
+                for address in addresses:
+                    self.ipam.release(net["Id"], address)
+            raise
+
+    def _allocate(self, c: dict[str, Any], net: dict[str, Any], wanted: dict[str, Any],
+                  opts: dict[str, Any]) -> list[str]:
+        """Addresses of the container on ``net`` from the IPAM, one per IP version the network
+        has (the requested ones, else from its ip-range), into the driver's ``opts``."""
+        out: list[str] = []
+        try:
+            for version, key, prefix in ((4, "IPv4Address", ""), (6, "IPv6Address", "IPv6")):
+                pool = netipam.by_version(net, version)
+                if not pool:
+                    continue
+                address = self.ipam.allocate(
+                    net["Id"], pool["Subnet"], c["Id"], wanted.get(key) or "",
+                    gateway=pool.get("Gateway") or "", pool=pool.get("IPRange") or "",
+                    reserved=(pool.get("AuxiliaryAddresses") or {}).values())
+                out.append(address)
+                opts.update({prefix + "Address": address, prefix + "Gateway": pool.get("Gateway") or "",
+                             prefix + "PrefixLen": ipaddress.ip_network(pool["Subnet"]).prefixlen})
+        except BaseException:
+            for address in out:
                 self.ipam.release(net["Id"], address)
             raise
+        if wanted.get("LinkLocalIPs"):
+            opts["LinkLocalIPs"] = list(wanted["LinkLocalIPs"])
+        return out
 
     async def _detach(self, c: dict[str, Any], name: str) -> None:
         epd = (c.get("_endpoints") or {}).pop(name, None)
@@ -558,8 +632,9 @@ class NetworkService:
                     await asyncio.to_thread(getattr(drv, step), *args)
                 except Exception:  # noqa: BLE001 - undo as much as possible
                     log.exception("%s of %s on %s failed", step, c["Id"][:12], name)
-        if ep.ip_address:
-            self.ipam.release(ep.network_id, ep.ip_address)
+        for address in (ep.ip_address, ep.ipv6_address):
+            if address:
+                self.ipam.release(ep.network_id, address)
 
     async def _publish(self, c: dict[str, Any]) -> None:
         host = c["HostConfig"]
@@ -583,8 +658,8 @@ class NetworkService:
             for b in lst or [{"HostIp": "", "HostPort": ""}]:
                 hp = str((b or {}).get("HostPort") or "")
                 lo, _, hi = hp.partition("-")
-                host_ip = (b or {}).get("HostIp") or ""
-                px = Proxy(proto, host_ip, int(lo) if lo else 0, (ep.ip_address, cport))
+                host_ip = ((b or {}).get("HostIp") or "").strip("[]")
+                px = Proxy(proto, host_ip, int(lo) if lo else 0, proxy_target(target, host_ip, cport))
                 px.bind()
                 proxies.append(px)
                 if userland:
@@ -641,8 +716,7 @@ class NetworkService:
                 self.drivers[net["Driver"]].namespace != "private":
             raise Forbidden(f"container cannot be connected to network {net['Name']}")
         nets = dict(nets)
-        nets[net["Name"]] = {"Aliases": list(cfg.get("Aliases") or []) or None,
-                             "IPAMConfig": cfg.get("IPAMConfig")}
+        nets[net["Name"]] = self.endpoint_config(net, cfg)
         c["_networks"] = nets
         if c["State"]["Running"] and c.get("_sandbox"):
             try:
@@ -720,7 +794,7 @@ class NetworkService:
             ep = target.get(p.get("_endpoint"))
             if ep is None:
                 continue
-            px = Proxy(p["Proto"], p["HostIp"], p["HostPort"], (ep["ip_address"], p["ContainerPort"]))
+            px = Proxy(p["Proto"], p["HostIp"], p["HostPort"], proxy_target(ep, p["HostIp"], p["ContainerPort"]))
             try:
                 px.bind()
                 if userland:

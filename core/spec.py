@@ -171,6 +171,9 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
     args = [container["Path"], *container["Args"]]
     env = list(cfg.get("Env") or [])
     keys = {e.split("=", 1)[0] for e in env}
+    # legacy links' variables (core.links), under the container's own
+    linked = [e for e in container.get("_link_env") or () if e.split("=", 1)[0] not in keys]
+    env = linked + env
     if "PATH" not in keys:
         env.insert(0, f"PATH={DEFAULT_PATH}")
     if "HOSTNAME" not in keys:

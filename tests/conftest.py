@@ -85,6 +85,9 @@ class Daemon:
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.api = Api(self.sock)
+        #: what the daemon reads as the host's resolv.conf (DOCKYARD_HOST_RESOLV_CONF): names
+        #: no name server unless a test writes one of its own (no query leaves the machine)
+        self.resolv_conf = os.path.join(root, "host-resolv.conf")
 
     def argv(self) -> list[str]:
         return [DOCKYARDD, "--config-file", os.path.join(self.root, "daemon.json"),
@@ -94,8 +97,13 @@ class Daemon:
     def start(self, timeout: float = 30) -> None:
         with open(os.path.join(self.root, "daemon.json"), "w") as f:
             f.write("{}")
+        if not os.path.exists(self.resolv_conf):
+            with open(self.resolv_conf, "w") as f:
+                f.write("# the test suite's host resolv.conf: no name server\n")
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        env = {**os.environ, "DOCKYARD_HOST_RESOLV_CONF": self.resolv_conf}
+        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                     env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -256,7 +264,7 @@ def remove_network_leftovers(d: "Daemon") -> list[str]:
     bridge = getattr(d, "bridge_name", "")
     if bridge:
         table = "dockyard_" + bridge
-        for family in ("ip", "bridge"):
+        for family in ("ip", "ip6", "bridge"):
             if subprocess.run(["nft", "list", "table", family, table], capture_output=True).returncode == 0:
                 found.append(f"nft {family} {table}")
                 subprocess.run(["nft", "delete", "table", family, table], capture_output=True)

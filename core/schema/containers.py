@@ -57,8 +57,7 @@ class ContainerConfig(Body):
     StopTimeout: Opt[Int] = UNSET
     Shell: Opt[StrSlice] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Domainname": (), "NetworkDisabled": (), "MacAddress": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Domainname": (), "NetworkDisabled": ()}
 
 
 # -- HostConfig --------------------------------------------------------------------------------
@@ -177,7 +176,7 @@ class VolumeDriverConfig(Body):
     Name: Opt[str] = UNSET
     Options: Opt[StrMap] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",), "Options": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",)}
 
 
 class VolumeOptions(Body):
@@ -267,8 +266,6 @@ class EndpointIPAMConfig(Body):
     IPv6Address: Opt[str] = UNSET
     LinkLocalIPs: Opt[StrList] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"IPv6Address": (), "LinkLocalIPs": ()}
-
 
 class EndpointSettings(Body):
     """``network.EndpointSettings``. Past ``DriverOpts`` its fields are what inspect shows;
@@ -289,8 +286,7 @@ class EndpointSettings(Body):
     GlobalIPv6PrefixLen: Opt[Int64] = UNSET
     DNSNames: Opt[StrList] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Links": (), "MacAddress": (), "DriverOpts": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Links": (), "DriverOpts": ()}
 
 
 class NetworkingConfig(Body):
