@@ -374,9 +374,6 @@ class NetworkService:
             raise InvalidParameter(f"user specified IP address is supported on user defined "
                                    f"networks only (network {net['Name']})")
         netipam.check_endpoint(net, cfg, not net.get("_predefined"))
-        if ipam.get("IPv6Address") and not net.get("EnableIPv6"):
-            raise InvalidParameter(f"invalid endpoint settings:\nIPv6 address {ipam['IPv6Address']} "
-                                   f"given but network {net['Name']} has no IPv6 (EnableIPv6)")
         return {"Aliases": list(cfg.get("Aliases") or []) or None, "IPAMConfig": cfg.get("IPAMConfig"),
                 "MacAddress": netipam.normal_mac(cfg["MacAddress"]) if cfg.get("MacAddress") else ""}
 

@@ -238,6 +238,13 @@ def unique_subnet(prefix: int = 24) -> str:
     raise RuntimeError("no free 10.x subnet")
 
 
+def unique_subnet6() -> str:
+    """A random ULA /64 (fd00::/8 with a random global ID), unique per call for all practical
+    purposes, overlapping no route of the host."""
+    from dockyard.hookspecs.conformance.netdriver import free_subnet6
+    return str(free_subnet6())
+
+
 def network_args() -> tuple[str, list[str]]:
     """A unique default bridge (name and address) for one test daemon, IPv4 forwarding left
     as the host has it."""
