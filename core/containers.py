@@ -712,8 +712,9 @@ class ContainerService:
                                                          name.strip("/")) or None
         self.save(parent)
         if parent["State"]["Running"] and parent.get("_sandbox"):
-            atomic_write(parent["HostsPath"], self.d.networks.hosts_file(parent).encode(),
-                         durable=False)
+            # in place: the container has this very file (inode) bind-mounted
+            with open(parent["HostsPath"], "w", encoding="utf-8") as f:
+                f.write(self.d.networks.hosts_file(parent))
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``docker rm [-f] [-v]``: ``volumes`` (and ``--rm``) also removes the container's

@@ -60,6 +60,18 @@ def check_options(opts: dict[str, str] | None) -> dict[str, str]:
     return opts
 
 
+def is_mounted(path: str) -> bool:
+    """Whether ``path`` is a mount point. From mountinfo: ``os.path.ismount`` misses a bind
+    mount of a directory of the same file system."""
+    real = os.path.realpath(path)
+    return any(point == real for point, _type, _source in linux.mountinfo())
+
+
+def mounts_under(path: str) -> list[str]:
+    real = os.path.realpath(path)
+    return [p for p, _t, _s in linux.mountinfo() if p == real or p.startswith(real + "/")]
+
+
 def needs_mount(opts: dict[str, str] | None) -> bool:
     return bool(opts and (opts.get("device") or opts.get("type")))
 
@@ -98,7 +110,7 @@ def mount(opts: dict[str, str], target: str) -> None:
         if prop:
             linux.mount(None, target, None, prop)
     except OSError as e:
-        if os.path.ismount(target):
+        if is_mounted(target):
             linux.umount2(target, linux.MNT_DETACH)
         shown = data.replace(_password(data), "********") if _password(data) else data
         raise DockyardError(f"error while mounting volume '{target}': failed to mount local "
@@ -111,13 +123,13 @@ def _password(data: str) -> str:
 
 
 def unmount(target: str) -> None:
-    if not os.path.ismount(target):
-        return
-    try:
-        linux.umount2(target)
-    except OSError as e:
-        if os.path.ismount(target):
-            raise Conflict(f"error while unmounting volume '{target}': {e.strerror}") from None
+    """Unmount ``target`` and whatever is mounted under it; Conflict if something stays."""
+    for point in sorted(mounts_under(target), reverse=True):
+        try:
+            linux.umount2(point)
+        except OSError as e:
+            if is_mounted(point):
+                raise Conflict(f"error while unmounting volume '{target}': {e.strerror}") from None
 
 
 class Mounts:
@@ -131,7 +143,7 @@ class Mounts:
         """``user`` starts using volume ``name``: mounted on ``target`` if it is the first."""
         with self._lock:
             users = self._users.setdefault(name, set())
-            if not users and not os.path.ismount(target):
+            if not users and not is_mounted(target):
                 try:
                     mount(opts, target)
                 except BaseException:
