@@ -259,6 +259,7 @@ class ContainerService:
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
         host_cfg["Links"] = links or None  # as dockerd shows them: /child:/parent/alias
         specmod.check_host_config(host_cfg)
+        specmod.check_resources(host_cfg, self.execdrv)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -815,6 +816,7 @@ class ContainerService:
         if new.get("NanoCpus"):
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
+        specmod.check_resources(new, self.execdrv)
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
             await self.execdrv.update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):

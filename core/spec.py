@@ -129,6 +129,21 @@ def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+#: an OCI ``linux.resources`` field -> the HostConfig field that sets it
+RESOURCE_FIELDS = {"memory.limit": "Memory", "memory.swap": "MemorySwap", "pids.limit": "PidsLimit",
+                   "cpu.shares": "CpuShares", "cpu.quota": "CpuQuota", "cpu.period": "CpuPeriod",
+                   "cpu.cpus": "CpusetCpus", "cpu.mems": "CpusetMems", "blockIO.weight": "BlkioWeight"}
+
+
+def check_resources(host: dict[str, Any], execdrv: Any) -> None:
+    """InvalidParameter naming the first resource of ``host`` the exec driver cannot apply on
+    this host (never run a container without a limit it asked for)."""
+    for name in execdrv.unsupported_resources(resources_of(host)):
+        field = RESOURCE_FIELDS.get(name, name)
+        raise InvalidParameter(f"HostConfig.{field}: not supported on this host by the "
+                               f"{execdrv.name} exec driver ({name})")
+
+
 def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     """OCI ``linux.resources`` from a HostConfig (at create, and again for ``docker update``)."""
     resources: dict[str, Any] = {}
@@ -239,6 +254,9 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         "ociVersion": "1.0.2",
         "process": {
             "terminal": bool(cfg.get("Tty")),
+            **({"consoleSize": {"height": host["ConsoleSize"][0], "width": host["ConsoleSize"][1]}}
+               if cfg.get("Tty") and len(host.get("ConsoleSize") or ()) == 2 and all(host["ConsoleSize"])
+               else {}),
             "user": {"uid": 0, "gid": 0, "username": cfg.get("User") or "",
                      "additionalGroups": list(host.get("GroupAdd") or ())},
             **({"oomScoreAdj": int(host["OomScoreAdj"])} if host.get("OomScoreAdj") else {}),
