@@ -314,6 +314,17 @@ def test_unknown_names_go_to_the_hosts_resolvers(busybox_tar: str) -> None:
         docker(d, "network", "rm", net)
 
 
+def test_a_builds_run_resolves_names_through_the_hosts_resolvers(busybox_tar: str, tmp_path) -> None:
+    """``RUN apt-get update`` in a build: a RUN step resolves names as a container does."""
+    with responder() as dns, running_daemon(busybox_tar) as d:
+        with open(d.resolv_conf, "w") as f:
+            f.write(f"nameserver {dns.address}\n")
+        (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN nslookup -type=a pkgs.example.org\n")
+        r = d.cli("build", "-q", str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert "pkgs.example.org" in dns.asked
+
+
 def test_daemon_dns_takes_precedence_over_the_host(busybox_tar: str) -> None:
     """``dns`` in daemon.json: those servers (from the container's namespace), not the host's."""
     subnet = ipaddress.ip_network(unique_subnet())
