@@ -151,7 +151,7 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("--ipv6", is_flag=True, default=None, help="IPv6 on the default bridge network")
 @click.option("--fixed-cidr-v6", "fixed_cidr_v6", help="IPv6 subnet of the default bridge network (with --ipv6)")
 @click.option("--ip6tables", type=click.BOOL, default=None, help="add ip6 firewall (nftables) rules for IPv6 networks [default: true]")
-@click.option("--dns", multiple=True, help="upstream DNS server for names the embedded DNS does not know (none: no forwarding)")
+@click.option("--dns", multiple=True, help="upstream DNS server for names the embedded DNS does not know [default: the host's resolvers]")
 @click.option("--userns-remap", "userns_remap",
               help="run containers in a user namespace: default, user[:group] or uid[:gid] "
                    "(ranges from /etc/subuid and /etc/subgid)")
