@@ -702,20 +702,8 @@ class ContainerService:
 
     # -- remove ---------------------------------------------------------------------------------
     async def remove_link(self, name: str) -> None:
-        """``docker rm --link /web/db`` (``DELETE /containers/web/db?link=1``): container web
-        no longer links to db under that alias (its /etc/hosts is written again if it runs;
-        variables already set stay, as in dockerd)."""
-        parent_name, alias = linksmod.split_link_name(name)
-        parent = self._find_name(parent_name)
-        if parent is None:
-            raise NotFound(f"No such container: {name.strip('/')}")
-        parent["HostConfig"]["Links"] = linksmod.without(parent["HostConfig"].get("Links"), alias,
-                                                         name.strip("/")) or None
-        self.save(parent)
-        if parent["State"]["Running"] and parent.get("_sandbox"):
-            # in place: the container has this very file (inode) bind-mounted
-            with open(parent["HostsPath"], "w", encoding="utf-8") as f:
-                f.write(self.d.networks.hosts_file(parent))
+        """``docker rm --link /web/db``: :func:`dockyard.core.links.remove`."""
+        linksmod.remove(self, name)
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``docker rm [-f] [-v]``: ``volumes`` (and ``--rm``) also removes the container's

@@ -76,12 +76,24 @@ def split_link_name(name: str) -> tuple[str, str]:
     return parent.strip("/"), alias
 
 
-def without(links: list[str] | None, alias: str, ref: str) -> list[str]:
-    """``links`` (HostConfig.Links) less the one under ``alias``; NotFound names ``ref``."""
-    kept = [link for link in links or () if parse(link)[1] != alias]
-    if len(kept) == len(links or ()):
-        raise NotFound(f"No such container: {ref}")
-    return kept
+def remove(containers: Any, name: str) -> None:
+    """``DELETE /containers/web/db?link=1``: container web no longer links to db under that
+    alias; its /etc/hosts is written again if it runs (variables already set stay, as in
+    dockerd). ``containers`` is the daemon's container service."""
+    parent_name, alias = split_link_name(name)
+    parent = containers._find_name(parent_name)
+    if parent is None:
+        raise NotFound(f"No such container: {name.strip('/')}")
+    links = parent["HostConfig"].get("Links") or []
+    kept = [link for link in links if parse(link)[1] != alias]
+    if len(kept) == len(links):
+        raise NotFound(f"No such container: {name.strip('/')}")
+    parent["HostConfig"]["Links"] = kept or None
+    containers.save(parent)
+    if parent["State"]["Running"] and parent.get("_sandbox"):
+        # in place: the container has this very file (inode) bind-mounted
+        with open(parent["HostsPath"], "w", encoding="utf-8") as f:
+            f.write(containers.d.networks.hosts_file(parent))
 
 
 def environment(c: dict[str, Any], find: Any, bridge: str) -> list[str]:

@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import threading
-from typing import Any
 from urllib.parse import urlsplit
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter

@@ -130,12 +130,20 @@ def by_version(net: dict[str, Any], version: int) -> Config:
     return {}
 
 
-def check_endpoint(net: dict[str, Any], cfg: dict[str, Any] | None, user_defined: bool) -> None:
+def check_endpoint(net: dict[str, Any], cfg: dict[str, Any] | None, user_defined: bool,
+                   addressed: bool = True) -> None:
     """An ``EndpointSettings`` for ``net`` as dockerd's ``validateEndpointSettings``: static
     addresses and aliases only on user-defined networks, each address in the network's subnet
-    of its version, link-local addresses and the MAC address well formed."""
+    of its version, link-local addresses and the MAC address well formed; no address nor MAC
+    address at all on a network whose driver gives none (``addressed``: host, none)."""
     cfg = cfg or {}
     ipam = cfg.get("IPAMConfig") or {}
+    if not addressed:
+        if cfg.get("MacAddress"):
+            raise InvalidParameter("conflicting options: mac-address and the network mode")
+        if ipam.get("IPv4Address") or ipam.get("IPv6Address") or ipam.get("LinkLocalIPs"):
+            raise InvalidParameter(f"user specified IP address is supported on user defined "
+                                   f"networks only (network {net['Name']})")
     errs = []
     v4, v6 = ipam.get("IPv4Address") or "", ipam.get("IPv6Address") or ""
     if (v4 or v6) and not user_defined:
@@ -185,3 +193,53 @@ def normal_mac(mac: str) -> str:
     if octets[0] & 1:
         raise InvalidParameter(f"invalid MAC address {mac!r}: a multicast address")
     return ":".join(f"{o:02x}" for o in octets)
+
+
+def predefined_wanted(config: Any, current: list[Config]) -> tuple[list[Config], bool]:
+    """What the daemon's configuration asks of the predefined network's addresses: ``bip``
+    (else the IPv4 subnet it has), and with ``ipv6`` ``fixed-cidr-v6`` (else the IPv6 subnet it
+    has); a missing one is picked from the pools. Returns (wanted entries, IPv6 on)."""
+    wanted = []
+    bip = config.get("bip") or ""
+    if bip:
+        iface = ipaddress.ip_interface(bip)
+        if iface.network.prefixlen > ipammod.MAX_PREFIX[iface.version]:
+            raise InvalidParameter(f"bip {bip} is too small a network")
+        gw = str(iface.ip) if iface.ip != iface.network.network_address else ""
+        wanted.append({"Subnet": str(iface.network), "Gateway": gw})
+    else:
+        wanted += [c for c in current if ipaddress.ip_network(c["Subnet"]).version == 4]
+    ipv6 = bool(config.get("ipv6"))
+    if ipv6:
+        fixed = config.get("fixed-cidr-v6") or ""
+        wanted += [{"Subnet": fixed}] if fixed else \
+            [c for c in current if ipaddress.ip_network(c["Subnet"]).version == 6]
+    elif config.get("fixed-cidr-v6"):
+        raise InvalidParameter("fixed-cidr-v6 is given but ipv6 is not enabled (ipv6: true)")
+    return wanted, ipv6
+
+
+def allocate(ipam: ipammod.Ipam, net: dict[str, Any], owner: str, wanted: dict[str, Any],
+             opts: dict[str, Any]) -> list[str]:
+    """``owner``'s addresses on ``net`` from ``ipam``, one per IP version the network has (the
+    requested ones, else from its ip-range, never its gateway or auxiliary addresses), written
+    into the network driver's endpoint ``opts`` (``Address``/``IPv6Address``...)."""
+    out: list[str] = []
+    try:
+        for version, key, prefix in ((4, "IPv4Address", ""), (6, "IPv6Address", "IPv6")):
+            pool = by_version(net, version)
+            if not pool:
+                continue
+            address = ipam.allocate(net["Id"], pool["Subnet"], owner, wanted.get(key) or "",
+                                    gateway=pool.get("Gateway") or "", pool=pool.get("IPRange") or "",
+                                    reserved=(pool.get("AuxiliaryAddresses") or {}).values())
+            out.append(address)
+            opts.update({prefix + "Address": address, prefix + "Gateway": pool.get("Gateway") or "",
+                         prefix + "PrefixLen": ipaddress.ip_network(pool["Subnet"]).prefixlen})
+    except BaseException:
+        for address in out:
+            ipam.release(net["Id"], address)
+        raise
+    if wanted.get("LinkLocalIPs"):
+        opts["LinkLocalIPs"] = list(wanted["LinkLocalIPs"])
+    return out

@@ -34,7 +34,7 @@ from . import ipam as ipammod
 from . import linux, netipam
 from .dns import ADDRESS as DNS_ADDRESS, DnsServer
 from .links import parse as parse_link
-from .portproxy import Proxy
+from .portproxy import Proxy, proxy_target
 from .resolvconf import HostResolvConf
 
 log = logging.getLogger(__name__)
@@ -78,15 +78,6 @@ def parse_extra_hosts(entries: Any) -> list[tuple[str, str]]:
                 raise InvalidParameter(f"invalid IP address in add-host: {ip!r}") from None
         out.append((name, ip))
     return out
-
-
-def proxy_target(ep: dict[str, Any], host_ip: str, port: int) -> tuple[str, int]:
-    """Where the userland proxy of a port published on ``host_ip`` connects: the endpoint's
-    IPv6 address for an IPv6 host address when it has one, else its IPv4 address (as
-    docker-proxy does)."""
-    if ":" in host_ip and ep.get("ipv6_address"):
-        return ep["ipv6_address"], port
-    return ep["ip_address"], port
 
 
 class NetworkService:
@@ -170,28 +161,8 @@ class NetworkService:
                                       self._taken_subnets(but), check_overlap=but is None)
 
     def _predefined_ipam(self, current: list[dict[str, Any]], but: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """The predefined network's ``IPAM.Config`` from daemon.json: ``bip`` (else the subnet
-        it has, else one from the pools) and, with ``ipv6``, ``fixed-cidr-v6`` (else the IPv6
-        subnet it has, else one from the pools)."""
-        wanted = []
-        bip = self.config.get("bip") or ""
-        if bip:
-            iface = ipaddress.ip_interface(bip)
-            if iface.network.prefixlen > ipammod.MAX_PREFIX[iface.version]:
-                raise InvalidParameter(f"bip {bip} is too small a network")
-            gw = str(iface.ip) if iface.ip != iface.network.network_address else ""
-            wanted.append({"Subnet": str(iface.network), "Gateway": gw})
-        else:
-            wanted += [c for c in current if ipaddress.ip_network(c["Subnet"]).version == 4]
-        ipv6 = bool(self.config.get("ipv6"))
-        if ipv6:
-            fixed = self.config.get("fixed-cidr-v6") or ""
-            if fixed:
-                wanted.append({"Subnet": fixed})
-            else:
-                wanted += [c for c in current if ipaddress.ip_network(c["Subnet"]).version == 6]
-        elif self.config.get("fixed-cidr-v6"):
-            raise InvalidParameter("fixed-cidr-v6 is given but ipv6 is not enabled (ipv6: true)")
+        """The predefined network's ``IPAM.Config`` (:func:`netipam.predefined_wanted`)."""
+        wanted, ipv6 = netipam.predefined_wanted(self.config, current)
         return self._ipam_config(wanted, ipv6, but=but or {})
 
     def _update_predefined_subnet(self, net: dict[str, Any]) -> None:
@@ -365,15 +336,8 @@ class NetworkService:
         connect), checked as dockerd checks it: ``Aliases``, ``IPAMConfig`` (static IPv4/IPv6
         addresses, link-local addresses), ``MacAddress``."""
         cfg = cfg or {}
-        drv = self.drivers[net["Driver"]]
-        if cfg.get("MacAddress") and not drv.needs_ipam:
-            raise InvalidParameter("conflicting options: mac-address and the network mode")
-        ipam = cfg.get("IPAMConfig") or {}
-        if (ipam.get("IPv4Address") or ipam.get("IPv6Address") or ipam.get("LinkLocalIPs")) \
-                and not drv.needs_ipam:
-            raise InvalidParameter(f"user specified IP address is supported on user defined "
-                                   f"networks only (network {net['Name']})")
-        netipam.check_endpoint(net, cfg, not net.get("_predefined"))
+        netipam.check_endpoint(net, cfg, not net.get("_predefined"),
+                               self.drivers[net["Driver"]].needs_ipam)
         return {"Aliases": list(cfg.get("Aliases") or []) or None, "IPAMConfig": cfg.get("IPAMConfig"),
                 "MacAddress": netipam.normal_mac(cfg["MacAddress"]) if cfg.get("MacAddress") else ""}
 
@@ -577,7 +541,7 @@ class NetworkService:
         addresses: list[str] = []
         try:
             if drv.needs_ipam:
-                addresses = self._allocate(c, net, cfg.get("IPAMConfig") or {}, opts)
+                addresses = netipam.allocate(self.ipam, net, c["Id"], cfg.get("IPAMConfig") or {}, opts)
             ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], secrets.token_hex(32), opts)
             c["_endpoints"][name] = dataclasses.asdict(ep)
             await asyncio.to_thread(drv.join, ep, c["_sandbox"])
@@ -586,31 +550,6 @@ class NetworkService:
                 for address in addresses:
                     self.ipam.release(net["Id"], address)
             raise
-
-    def _allocate(self, c: dict[str, Any], net: dict[str, Any], wanted: dict[str, Any],
-                  opts: dict[str, Any]) -> list[str]:
-        """Addresses of the container on ``net`` from the IPAM, one per IP version the network
-        has (the requested ones, else from its ip-range), into the driver's ``opts``."""
-        out: list[str] = []
-        try:
-            for version, key, prefix in ((4, "IPv4Address", ""), (6, "IPv6Address", "IPv6")):
-                pool = netipam.by_version(net, version)
-                if not pool:
-                    continue
-                address = self.ipam.allocate(
-                    net["Id"], pool["Subnet"], c["Id"], wanted.get(key) or "",
-                    gateway=pool.get("Gateway") or "", pool=pool.get("IPRange") or "",
-                    reserved=(pool.get("AuxiliaryAddresses") or {}).values())
-                out.append(address)
-                opts.update({prefix + "Address": address, prefix + "Gateway": pool.get("Gateway") or "",
-                             prefix + "PrefixLen": ipaddress.ip_network(pool["Subnet"]).prefixlen})
-        except BaseException:
-            for address in out:
-                self.ipam.release(net["Id"], address)
-            raise
-        if wanted.get("LinkLocalIPs"):
-            opts["LinkLocalIPs"] = list(wanted["LinkLocalIPs"])
-        return out
 
     async def _detach(self, c: dict[str, Any], name: str) -> None:
         epd = (c.get("_endpoints") or {}).pop(name, None)

@@ -104,6 +104,15 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
+def proxy_target(ep: dict[str, Any], host_ip: str, port: int) -> tuple[str, int]:
+    """Where the proxy of a port published on ``host_ip`` connects, for an endpoint (as the
+    daemon records it): its IPv6 address for an IPv6 host address when it has one, else its
+    IPv4 address (as docker-proxy does)."""
+    if ":" in host_ip and ep.get("ipv6_address"):
+        return ep["ipv6_address"], port
+    return ep["ip_address"], port
+
+
 class Proxy:
     """One published port: a bound host socket, proxying to ``target`` when ``enabled``."""
 

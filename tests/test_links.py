@@ -10,14 +10,10 @@ import pytest
 
 from conftest import Daemon
 from test_docker_cli import DOCKER, docker
+from test_network import ok
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")]
-
-
-def ok(r):  # noqa: ANN001, ANN201
-    assert r.returncode == 0, (r.stdout.decode(), r.stderr.decode())
-    return r.stdout.decode()
 
 
 def test_link_variables_hosts_and_removal(shared_daemon: Daemon) -> None:

@@ -12,9 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from typing import Iterator
 
 import pytest
@@ -22,17 +19,13 @@ import pytest
 from conftest import Daemon, running_daemon, unique_subnet, unique_subnet6
 from dnsresponder import responder
 from test_docker_cli import DOCKER, docker
+from test_network import http_get, ok
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed"),
               pytest.mark.skipif(not os.path.exists("/proc/sys/net/ipv6"), reason="no IPv6 here")]
 
 HTTPD = "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
-
-
-def ok(r: subprocess.CompletedProcess[bytes]) -> str:
-    assert r.returncode == 0, (r.returncode, r.stdout.decode(), r.stderr.decode())
-    return r.stdout.decode()
 
 
 def refused(r: subprocess.CompletedProcess[bytes], *words: str) -> str:
@@ -51,18 +44,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET6) as s:
         s.bind(("::1", 0))
         return s.getsockname()[1]
-
-
-def http_get(url: str) -> str:
-    last: Exception | None = None
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.read().decode()
-        except (urllib.error.URLError, ConnectionError, OSError) as e:
-            last = e
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never answered: {last}")
 
 
 def nft(family: str, table: str) -> str:

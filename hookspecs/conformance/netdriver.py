@@ -108,15 +108,21 @@ def in_netns(path: str, fn: Callable[[], Any]) -> Any:
     return box[0]
 
 
-def free_subnet() -> ipaddress.IPv4Network:
-    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True,
-                         text=True).stdout
+def _host_destinations(version: int) -> list[Any]:
+    """The destinations of the host's routes of IP ``version`` (all tables)."""
+    out = subprocess.run(["ip", f"-{version}", "-o", "route", "show", "table", "all"],
+                         capture_output=True, text=True).stdout
     taken = []
     for line in out.splitlines():
         for word in line.split()[:2]:
             with contextlib.suppress(ValueError):
                 taken.append(ipaddress.ip_network(word, strict=False))
                 break
+    return [t for t in taken if t.prefixlen > 0]
+
+
+def free_subnet() -> ipaddress.IPv4Network:
+    taken = _host_destinations(4)
     for _ in range(1000):
         net = ipaddress.ip_network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
         if not any(net.overlaps(t) for t in taken):
@@ -127,18 +133,11 @@ def free_subnet() -> ipaddress.IPv4Network:
 def free_subnet6() -> ipaddress.IPv6Network:
     """A random ULA /64 (fd00::/8 with a random 40-bit global ID) that no route of the host
     overlaps."""
-    out = subprocess.run(["ip", "-6", "-o", "route", "show", "table", "all"], capture_output=True,
-                         text=True).stdout
-    taken = []
-    for line in out.splitlines():
-        for word in line.split()[:2]:
-            with contextlib.suppress(ValueError):
-                taken.append(ipaddress.ip_network(word, strict=False))
-                break
+    taken = _host_destinations(6)
     for _ in range(1000):
         net = ipaddress.ip_network(f"fd{random.randint(0, 255):02x}:{random.randint(0, 0xffff):x}:"
                                    f"{random.randint(0, 0xffff):x}:1::/64")
-        if not any(net.overlaps(t) for t in taken if t.version == 6 and t.prefixlen > 0):
+        if not any(net.overlaps(t) for t in taken):
             return net
     raise RuntimeError("no free IPv6 subnet")
 
@@ -217,6 +216,20 @@ class Env:
         make_netns(path)
         self.namespaces.append(path)
         return path
+
+    def joined(self, *nids: str) -> list[tuple[Endpoint, str]]:
+        """An endpoint on each of ``nids``, joined to a namespace of its own."""
+        out = []
+        for nid in nids:
+            ep, ns = self.endpoint(nid), self.netns()
+            self.driver.join(ep, ns)
+            out.append((ep, ns))
+        return out
+
+    def leave(self, joined: list[tuple[Endpoint, str]]) -> None:
+        for ep, ns in joined:
+            self.driver.leave(ep, ns)
+            self.driver.delete_endpoint(ep)
 
     def close(self) -> None:
         for p in self.namespaces:
@@ -356,9 +369,7 @@ class NetDriverSuite:
         env.driver.join(b, nb)
         assert tcp_roundtrip(na, nb, a.ip_address) == b"PING"
         assert tcp_roundtrip(nb, na, b.ip_address) == b"PING"
-        for ep, ns in ((a, na), (b, nb)):
-            env.driver.leave(ep, ns)
-            env.driver.delete_endpoint(ep)
+        env.leave([(a, na), (b, nb)])
         env.driver.delete_network(nid)
 
     def test_networks_are_isolated(self, env: Env) -> None:
@@ -372,9 +383,7 @@ class NetDriverSuite:
         env.driver.join(a, na)
         env.driver.join(b, nb)
         assert tcp_blocked(na, nb, a.ip_address)
-        for ep, ns in ((a, na), (b, nb)):
-            env.driver.leave(ep, ns)
-            env.driver.delete_endpoint(ep)
+        env.leave([(a, na), (b, nb)])
 
     def test_leave_after_namespace_is_gone(self, env: Env) -> None:
         nid = env.network(default=True)
@@ -408,46 +417,35 @@ class NetDriverSuite:
         interface, and two endpoints talk over IPv6 as over IPv4."""
         self._ipv6_env(env)
         nid = env.network(default=True, ipv6=True)
-        a, b = env.endpoint(nid), env.endpoint(nid)
-        na, nb = env.netns(), env.netns()
-        env.driver.join(a, na)
-        env.driver.join(b, nb)
-        for ep, ns in ((a, na), (b, nb)):
+        joined = env.joined(nid, nid)
+        (a, na), (b, nb) = joined
+        for ep, ns in joined:
             assert f"{ep.ipv6_address}/{ep.ipv6_prefix_len}" in ns_links(ns)[ep.interface]
             assert ep.ipv6_gateway == str(env.subnets6[nid].network_address + 1)
         assert tcp_roundtrip(na, nb, a.ipv6_address) == b"PING"
         assert tcp_roundtrip(nb, na, b.ipv6_address) == b"PING"
         assert tcp_roundtrip(na, nb, a.ip_address) == b"PING"
-        for ep, ns in ((a, na), (b, nb)):
-            env.driver.leave(ep, ns)
-            env.driver.delete_endpoint(ep)
+        env.leave(joined)
         env.driver.delete_network(nid)
 
     def test_ipv6_networks_are_isolated(self, env: Env) -> None:
         self._ipv6_env(env)
         if not env.driver.multiple_networks:
             pytest.skip(f"{env.driver.name} has one network only")
-        n1, n2 = env.network(default=True, ipv6=True), env.network(ipv6=True)
-        a, b = env.endpoint(n1), env.endpoint(n2)
-        na, nb = env.netns(), env.netns()
-        env.driver.join(a, na)
-        env.driver.join(b, nb)
+        joined = env.joined(env.network(default=True, ipv6=True), env.network(ipv6=True))
+        (a, na), (_b, nb) = joined
         assert tcp_blocked(na, nb, a.ipv6_address)
-        for ep, ns in ((a, na), (b, nb)):
-            env.driver.leave(ep, ns)
-            env.driver.delete_endpoint(ep)
+        env.leave(joined)
 
     def test_ipv6_network_is_made_again_at_start(self, env: Env) -> None:
         """create_network on an existing IPv6 network (daemon start) does not fail."""
         self._ipv6_env(env)
         nid = env.network(default=True, ipv6=True)
         env.driver.create_network(nid, env.net_opts[nid])
-        ep = env.endpoint(nid)
-        ns = env.netns()
-        env.driver.join(ep, ns)
+        joined = env.joined(nid)
+        ep, ns = joined[0]
         assert f"{ep.ipv6_address}/{ep.ipv6_prefix_len}" in ns_links(ns)[ep.interface]
-        env.driver.leave(ep, ns)
-        env.driver.delete_endpoint(ep)
+        env.leave(joined)
 
     def test_restore_removes_leftovers_of_a_crash(self, env: Env) -> None:
         nid = env.network(default=True)
