@@ -64,3 +64,17 @@ def test_link_to_a_stopped_container_fails_at_start(shared_daemon: Daemon) -> No
         assert r.returncode != 0 and b"conflicting options" in r.stderr
     finally:
         docker(d, "rm", "-f", web, db)
+
+
+def test_dockyard_rm_link_removes_only_the_link(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    db, web = "ldb" + os.urandom(3).hex(), "lweb" + os.urandom(3).hex()
+    ok(docker(d, "create", "--name", db, "busybox", "true"))
+    try:
+        ok(docker(d, "create", "--name", web, "--link", f"{db}:x", "busybox", "true"))
+        r = d.cli("rm", "--link", f"/{web}/x")
+        assert r.returncode == 0, r.stderr
+        assert ok(docker(d, "inspect", "-f", "{{json .HostConfig.Links}}", web)).strip() == "null"
+        assert ok(docker(d, "inspect", "-f", "{{.Name}}", db)).strip() == f"/{db}"  # still there
+    finally:
+        docker(d, "rm", "-f", web, db)
