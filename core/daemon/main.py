@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import click
 from aiohttp import web
 
+from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
 from .. import config as configmod
@@ -107,6 +108,9 @@ async def serve(cfg: configmod.Config) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
+        # work in worker threads (unpacking an archive) stops at its next chunk: asyncio.run
+        # waits for those threads before the process can exit
+        tarsafe.cancel_all()
         await runner.cleanup()
         for kind, where in sites:
             if kind == "unix":
