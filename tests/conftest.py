@@ -88,22 +88,31 @@ class Daemon:
         #: what the daemon reads as the host's resolv.conf (DOCKYARD_HOST_RESOLV_CONF): names
         #: no name server unless a test writes one of its own (no query leaves the machine)
         self.resolv_conf = os.path.join(root, "host-resolv.conf")
+        self.config_path = os.path.join(root, "daemon.json")
+        self.config: dict[str, Any] = {}   # written to daemon.json by start()
+        self.log_level: str | None = "debug"  # None: no --log-level flag (daemon.json may set it)
+
+    def listen_args(self) -> list[str]:
+        return ["-H", self.host]
 
     def argv(self) -> list[str]:
-        return [DOCKYARDD, "--config-file", os.path.join(self.root, "daemon.json"),
+        return [DOCKYARDD, "--config-file", self.config_path,
                 "--data-root", self.data_root, "--exec-root", self.exec_root,
-                "-H", self.host, "--log-level", "debug", *self.extra_args]
+                *self.listen_args(), *(["--log-level", self.log_level] if self.log_level else []),
+                *self.extra_args]
+
+    def spawn(self, argv: list[str], log: Any) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "DOCKYARD_HOST_RESOLV_CONF": self.resolv_conf}
+        return subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
 
     def start(self, timeout: float = 30) -> None:
-        with open(os.path.join(self.root, "daemon.json"), "w") as f:
-            f.write("{}")
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f)
         if not os.path.exists(self.resolv_conf):
             with open(self.resolv_conf, "w") as f:
                 f.write("# the test suite's host resolv.conf: no name server\n")
         log = open(self.log_path, "ab")
-        env = {**os.environ, "DOCKYARD_HOST_RESOLV_CONF": self.resolv_conf}
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                     env=env)
+        self.proc = self.spawn(self.argv(), log)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -136,6 +145,9 @@ class Daemon:
         code = self.proc.returncode
         self.proc = None
         return code
+
+    def close(self) -> None:
+        """Release what the launcher holds once the daemon is gone (a subclass's sockets)."""
 
     def cli(self, *args: str, input: bytes | None = None, timeout: float = 60,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -194,6 +206,22 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_host_resolvers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every dockyardd the suite starts, also those a test spawns its own way, reads a
+    resolv.conf naming no server as the host's: no name a container looks up is forwarded to
+    the machine's real resolvers (a Daemon gets a file of its own: ``Daemon.resolv_conf``)."""
+    path = tmp_path_factory.mktemp("resolv") / "resolv.conf"
+    path.write_text("# the test suite's host resolv.conf: no name server\n")
+    before = os.environ.get("DOCKYARD_HOST_RESOLV_CONF")
+    os.environ["DOCKYARD_HOST_RESOLV_CONF"] = str(path)
+    yield
+    if before is None:
+        os.environ.pop("DOCKYARD_HOST_RESOLV_CONF", None)
+    else:
+        os.environ["DOCKYARD_HOST_RESOLV_CONF"] = before
 
 
 @pytest.fixture(scope="session")
@@ -280,10 +308,10 @@ def remove_network_leftovers(d: "Daemon") -> list[str]:
 
 @contextlib.contextmanager
 def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
-                   root_dir: str = "/tmp") -> Iterator[Daemon]:
+                   root_dir: str = "/tmp", daemon_class: type[Daemon] = Daemon) -> Iterator[Daemon]:
     """A dockyardd whose socket, data-root and exec-root are in a fresh directory under
     ``root_dir`` (give one on another file system to put the data-root there), with a bridge
-    and subnet of its own."""
+    and subnet of its own. ``daemon_class`` may change how it is configured and spawned."""
     root = make_root(root_dir)
     extra = list(extra_args or [])
     _name, net_args = network_args()
@@ -291,7 +319,7 @@ def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
         if net_args[i] not in extra:
             extra += net_args[i:i + 2]
     bridge = extra[extra.index("--bridge") + 1]
-    d = Daemon(root, extra)
+    d = daemon_class(root, extra)
     d.bridge_name = bridge
     try:
         d.start()
@@ -321,6 +349,7 @@ def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
                 with contextlib.suppress(OSError):
                     shutil.copy(d.log_path, os.environ["DOCKYARD_KEEP_LOGS"] + "/" + os.path.basename(root) + ".log")
             _unmount_under(root)
+            d.close()
             shutil.rmtree(root, ignore_errors=True)
 
 
