@@ -176,6 +176,10 @@ def check_endpoint(net: dict[str, Any], cfg: dict[str, Any] | None, user_defined
             normal_mac(cfg["MacAddress"])
         except InvalidParameter as e:
             errs.append(e.message)
+    try:
+        endpoint_sysctls(cfg.get("DriverOpts"), "eth0")
+    except InvalidParameter as e:
+        errs.append(e.message)
     if errs:
         raise InvalidParameter("invalid endpoint settings:\n" + "\n".join(errs))
 
@@ -243,3 +247,38 @@ def allocate(ipam: ipammod.Ipam, net: dict[str, Any], owner: str, wanted: dict[s
     if wanted.get("LinkLocalIPs"):
         opts["LinkLocalIPs"] = list(wanted["LinkLocalIPs"])
     return out
+
+
+#: the endpoint driver option dockerd reads itself, whatever the network driver
+OPT_SYSCTLS = "com.docker.network.endpoint.sysctls"
+
+
+def endpoint_sysctls(driver_opts: dict[str, str] | None, interface: str) -> list[tuple[str, str]]:
+    """The interface sysctls of an endpoint's ``com.docker.network.endpoint.sysctls`` driver
+    option (``net.ipv4.conf.IFNAME.forwarding=1,...``) as (``/proc/sys`` path, value) for
+    ``interface``; InvalidParameter, in dockerd's words, for one it does not take."""
+    out = []
+    text = (driver_opts or {}).get(OPT_SYSCTLS) or ""
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        parts = key.split(".", 4)
+        if not sep or len(parts) != 5 or parts[0] != "net" or parts[1] not in ("ipv4", "ipv6", "mpls") \
+                or parts[3] not in ("IFNAME", "ifname") or "/" in key or ".." in key:
+            raise InvalidParameter(f"unrecognised network interface sysctl '{item}'; represent "
+                                   f"'net.X.Y.ethN.Z=V' as 'net.X.Y.IFNAME.Z=V', 'X' must be "
+                                   f"'ipv4', 'ipv6' or 'mpls'")
+        parts[3] = interface
+        out.append(("/proc/sys/" + "/".join(parts), value))
+    return out
+
+
+def apply_sysctls(settings: list[tuple[str, str]]) -> None:
+    """Write ``settings`` (from :func:`endpoint_sysctls`), in the calling thread's network
+    namespace."""
+    for path, value in settings:
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise InvalidParameter(f"setting sysctl {path[len('/proc/sys/'):].replace('/', '.')}="
+                                   f"{value}: {e.strerror}") from None

@@ -186,7 +186,8 @@ class NetworkService:
                                    f"enabled on its networks")
         net = {"Name": name, "Id": nid, "Created": _rfc3339(time.time()), "Scope": "local",
                "Driver": driver, "EnableIPv6": ipv6 and drv.needs_ipam,
-               "IPAM": {"Driver": "default", "Options": {}, "Config": ipam_cfg},
+               "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}),
+                        "Config": ipam_cfg},
                "Internal": bool(body.get("Internal")), "Attachable": bool(body.get("Attachable")),
                "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
                "Containers": {}, "Options": {}, "Labels": dict(body.get("Labels") or {}),
@@ -334,21 +335,27 @@ class NetworkService:
     def endpoint_config(self, net: dict[str, Any], cfg: dict[str, Any] | None) -> dict[str, Any]:
         """What is kept of a request's ``EndpointSettings`` for ``net`` (create, or network
         connect), checked as dockerd checks it: ``Aliases``, ``IPAMConfig`` (static IPv4/IPv6
-        addresses, link-local addresses), ``MacAddress``."""
+        addresses, link-local addresses), ``MacAddress``, ``Links`` (``name[:alias]``: the alias
+        resolves to that container on this network, for this container) and ``DriverOpts``
+        (handed to the network driver). Types are checked at the edge (core.schema)."""
         cfg = cfg or {}
         netipam.check_endpoint(net, cfg, not net.get("_predefined"),
                                self.drivers[net["Driver"]].needs_ipam)
+        links = cfg.get("Links") or []
+        for link in links:
+            parse_link(link)
         return {"Aliases": list(cfg.get("Aliases") or []) or None, "IPAMConfig": cfg.get("IPAMConfig"),
-                "MacAddress": netipam.normal_mac(cfg["MacAddress"]) if cfg.get("MacAddress") else ""}
+                "MacAddress": netipam.normal_mac(cfg["MacAddress"]) if cfg.get("MacAddress") else "",
+                "Links": list(links) or None, "DriverOpts": dict(cfg.get("DriverOpts") or {}) or None}
 
     def _endpoint_settings(self, c: dict[str, Any], name: str) -> dict[str, Any]:
         net = self.networks.get(name)
         cfg = self.container_networks(c).get(name) or {}
         ep = (c.get("_endpoints") or {}).get(name) or {}
         aliases = list(cfg.get("Aliases") or [])
-        return {"IPAMConfig": cfg.get("IPAMConfig"), "Links": None,
+        return {"IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
                 "Aliases": aliases or None, "MacAddress": ep.get("mac_address") or cfg.get("MacAddress") or "",
-                "DriverOpts": None, "NetworkID": net["Id"] if net else "",
+                "DriverOpts": cfg.get("DriverOpts"), "NetworkID": net["Id"] if net else "",
                 "EndpointID": ep.get("endpoint_id", ""), "Gateway": ep.get("gateway", ""),
                 "IPAddress": ep.get("ip_address", ""), "IPPrefixLen": ep.get("prefix_len", 0),
                 "IPv6Gateway": ep.get("ipv6_gateway", ""),
@@ -486,6 +493,9 @@ class NetworkService:
         if me is None:
             return None
         mine = {n for n in (me.get("_endpoints") or {}) if not self.networks.get(n, {}).get("_predefined")}
+        # the asker's endpoint links on a network: an alias there names the linked container
+        linked = {(n, alias.lower()): peer for n in mine
+                  for peer, alias in map(parse_link, (self.container_networks(me).get(n) or {}).get("Links") or [])}
         out: list[str] = []
         for c in self.d.containers.all():
             if not c["State"]["Running"] and c["Id"] != asker:
@@ -494,6 +504,9 @@ class NetworkService:
                 if netname not in mine or not ep.get("ip_address"):
                     continue
                 names = {n.lower() for n in self._names_of(c, netname)}
+                peer = linked.get((netname, qname))
+                if peer is not None and peer in (c["Name"][1:], c["Id"], c["Id"][:12]):
+                    names.add(qname)
                 if qname in names:
                     # both families: the DNS server answers A or AAAA from them
                     out += [a for a in (ep["ip_address"], ep.get("ipv6_address")) if a and a not in out]
@@ -510,6 +523,8 @@ class NetworkService:
             c["_sandbox"] = ""
             c["_endpoints"] = {}
             c["NetworkSettings"] = self.settings_for(c)
+            c["_host_net"] = next(iter(self.container_networks(c)))
+            self._event("connect", self.get(c["_host_net"]), c)
             return []
         cid = c["Id"]
         path = self._sandbox_path(cid)
@@ -535,7 +550,8 @@ class NetworkService:
         net = self.get(name)
         drv = self.drivers[net["Driver"]]
         cfg = self.container_networks(c).get(name) or {}
-        opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}"}
+        opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}",
+                                "DriverOpts": dict(cfg.get("DriverOpts") or {})}
         if cfg.get("MacAddress"):
             opts["MacAddress"] = cfg["MacAddress"]
         addresses: list[str] = []
@@ -545,11 +561,21 @@ class NetworkService:
             ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], secrets.token_hex(32), opts)
             c["_endpoints"][name] = dataclasses.asdict(ep)
             await asyncio.to_thread(drv.join, ep, c["_sandbox"])
+            sysctls = netipam.endpoint_sysctls(cfg.get("DriverOpts"), ep.interface)
+            if sysctls and ep.interface:  # dockerd's own endpoint option, for any driver
+                await asyncio.to_thread(linux.in_netns, c["_sandbox"], netipam.apply_sysctls, sysctls)
         except BaseException:
             if name not in c["_endpoints"]:
                 for address in addresses:
                     self.ipam.release(net["Id"], address)
             raise
+        self._event("connect", net, c)
+
+    def _event(self, action: str, net: dict[str, Any], c: dict[str, Any]) -> None:
+        """``connect`` / ``disconnect``, as dockerd: when an endpoint joins (start, or connecting
+        a running container) or leaves (stop, or disconnecting a running one)."""
+        self.d.event("network", action, net["Id"], {"container": c["Id"], "name": net["Name"],
+                                                     "type": net["Driver"]})
 
     async def _detach(self, c: dict[str, Any], name: str) -> None:
         epd = (c.get("_endpoints") or {}).pop(name, None)
@@ -571,6 +597,8 @@ class NetworkService:
         for address in (ep.ip_address, ep.ipv6_address):
             if address:
                 self.ipam.release(ep.network_id, address)
+        if net is not None:
+            self._event("disconnect", net, c)
 
     async def _publish(self, c: dict[str, Any]) -> None:
         host = c["HostConfig"]
@@ -618,6 +646,9 @@ class NetworkService:
         self.dns.remove(cid)
         for px in self._proxies.pop(cid, []):
             await px.close()
+        host_net = self.networks.get(c.pop("_host_net", None) or "")
+        if host_net is not None:
+            self._event("disconnect", host_net, c)
         for name in list(reversed(list((c.get("_endpoints") or {})))):
             await self._detach(c, name)
         self.ipam.release_owner(cid)
@@ -631,6 +662,11 @@ class NetworkService:
         c["_endpoints"] = {}
         c["_ports"] = []
         c["NetworkSettings"] = self.settings_for(c)
+
+    @staticmethod
+    def set_up(c: dict[str, Any]) -> bool:
+        """Whether :meth:`setup` left something for :meth:`teardown` to undo."""
+        return bool(c.get("_sandbox") or c.get("_endpoints") or c.get("_ports") or c.get("_host_net"))
 
     # kept for callers of the first version of this service
     async def left(self, c: dict[str, Any]) -> None:
@@ -664,8 +700,6 @@ class NetworkService:
                 await self.dns.add(c["Id"], c["_sandbox"], c["HostConfig"].get("Dns"))
         c["NetworkSettings"] = self.settings_for(c)
         self.d.containers.save(c)
-        self.d.event("network", "connect", net["Id"], {"container": c["Id"], "name": net["Name"],
-                                                       "type": net["Driver"]})
 
     async def disconnect(self, ref: str, cref: str, force: bool = False) -> None:
         net = self.get(ref)
@@ -680,8 +714,6 @@ class NetworkService:
         c["_networks"] = nets  # may be empty: the container then starts with loopback only
         c["NetworkSettings"] = self.settings_for(c)
         self.d.containers.save(c)
-        self.d.event("network", "disconnect", net["Id"], {"container": c["Id"], "name": net["Name"],
-                                                          "type": net["Driver"]})
 
     # -- daemon start / stop --------------------------------------------------------------------
     async def reconcile(self, running: list[dict[str, Any]]) -> None:

@@ -99,6 +99,7 @@ class VolumeService:
         vol = {"Name": name, "Driver": "local", "Mountpoint": data_dir, "CreatedAt": _now(),
                "Labels": labels, "Scope": "local", "Options": options or None}
         self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
+        self.d.event("volume", "create", name, {"driver": "local"})
         return vol
 
     def users(self, name: str) -> list[str]:
@@ -115,15 +116,16 @@ class VolumeService:
         users = self.users(name)
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
-        self._delete(name)
+        self._destroy(name)
 
-    def _delete(self, name: str) -> None:
+    def _destroy(self, name: str) -> None:
         """The record and directory of an unused volume; a volume still mounted (a leftover)
         is unmounted first, never removed through its mount (a bind volume's files are the
         host's)."""
         localvolumes.unmount(os.path.join(self.root, name, "_data"))
         self.state.x("DELETE FROM volumes WHERE name=?", name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        self.d.event("volume", "destroy", name, {"driver": "local"})
 
     def prune(self, args: Any) -> tuple[list[str], int]:
         """``docker volume prune``: the unused volumes the filters (an ``Args``) select; the
@@ -156,7 +158,7 @@ class VolumeService:
                 raise InvalidParameter(f"invalid mode {parts[2]!r} in volume specification {spec!r}")
             rw = "ro" not in modes
             if src.startswith("/"):
-                os.makedirs(src, exist_ok=True)  # -v creates a missing host path, as Docker's
+                # a missing source is made (a directory) when the container starts: prepare_binds
                 out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
                             "Mode": parts[2] if len(parts) == 3 else "", "RW": rw,
                             "Propagation": "rprivate"}
@@ -245,8 +247,38 @@ class VolumeService:
             except NotFound:
                 continue
             if ANON_LABEL in (vol.get("Labels") or {}) and not [u for u in self.users(m["Name"]) if u != c["Id"]]:
-                self._delete(m["Name"])
+                self._destroy(m["Name"])
 
+    def prepare_binds(self, c: dict[str, Any]) -> None:
+        """Before a start or a ``docker cp``, as dockerd: a missing bind source given with ``-v``
+        is made (a directory); one given with ``--mount`` is refused."""
+        strict = {_dest(m.get("Target")) for m in c["HostConfig"].get("Mounts") or []
+                  if isinstance(m, dict) and m.get("Type") == "bind"}
+        for m in c.get("Mounts") or []:
+            if m.get("Type") != "bind" or os.path.exists(m["Source"]):
+                continue
+            if m["Destination"] in strict:
+                raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path "
+                                       f"does not exist: {m['Source']}")
+            try:
+                os.makedirs(m["Source"], mode=0o755, exist_ok=True)
+            except OSError as e:
+                raise InvalidParameter(f"error while creating mount source path "
+                                       f"'{m['Source']}': mkdir {e.filename}: "
+                                       f"{(e.strerror or str(e)).lower()}") from None
+
+    def mount_events(self, c: dict[str, Any], action: str) -> None:
+        """dockerd's ``mount`` / ``unmount`` events of the container's volumes (at start and
+        stop, and around a ``docker cp``)."""
+        for m in c.get("Mounts") or []:
+            if m.get("Type") != "volume":
+                continue
+            attrs = {"driver": m.get("Driver") or "local", "container": c["Id"]}
+            if action == "mount":
+                attrs.update({"destination": m["Destination"],
+                              "read/write": "true" if m.get("RW", True) else "false",
+                              "propagation": m.get("Propagation") or ""})
+            self.d.event("volume", action, m["Name"], attrs)
 
     # -- volumes with options: mounted while containers use them ------------------------------
     def _mounted_volumes(self, c: dict[str, Any]) -> list[tuple[str, dict[str, str], str]]:
@@ -262,24 +294,27 @@ class VolumeService:
                 out.append((m["Name"], opts, os.path.join(self.root, m["Name"], "_data")))
         return out
 
-    def mount(self, c: dict[str, Any]) -> None:
-        """Before container ``c`` starts: mount its volumes that have options (the first user
-        mounts). Runs in a worker thread; a failed mount is the start's error."""
+    def mount(self, c: dict[str, Any], user: str = "") -> None:
+        """Before container ``c`` starts (or a ``docker cp`` reads or writes its files: another
+        ``user``): mount its volumes that have options (the first user mounts). Runs in a
+        worker thread; a failed mount is the start's error."""
+        user = user or c["Id"]
         done = []
         try:
             for name, opts, target in self._mounted_volumes(c):
-                self.mounts.acquire(name, opts, target, c["Id"])
+                self.mounts.acquire(name, opts, target, user)
                 done.append((name, target))
         except BaseException:
             for name, target in done:
-                self.mounts.release(name, target, c["Id"])
+                self.mounts.release(name, target, user)
             raise
 
-    def unmount(self, c: dict[str, Any]) -> None:
-        """Container ``c`` stopped: release its volumes (the last user unmounts)."""
+    def unmount(self, c: dict[str, Any], user: str = "") -> None:
+        """Container ``c`` stopped (or the ``user`` is done): release its volumes (the last user
+        unmounts)."""
         for name, _opts, target in self._mounted_volumes(c):
             try:
-                self.mounts.release(name, target, c["Id"])
+                self.mounts.release(name, target, user or c["Id"])
             except Conflict as e:
                 log.warning("volume %s: %s", name, e.message)
 

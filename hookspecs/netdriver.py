@@ -91,10 +91,12 @@ class NetDriver(abc.ABC):
     def create_endpoint(self, network_id: str, endpoint_id: str,
                         options: dict[str, Any]) -> Endpoint:
         """Allocate an endpoint on ``network_id``. ``options``: ``Interface`` (its name inside
-        the container) and, when :attr:`needs_ipam`, ``Address``, ``PrefixLen``, ``Gateway``
-        chosen by the daemon, ``IPv6Address``, ``IPv6PrefixLen``, ``IPv6Gateway`` on a network
-        with IPv6 (empty otherwise), ``MacAddress`` when the user gave one (``--mac-address``:
-        use it, else choose one) and ``LinkLocalIPs`` (extra addresses for the interface,
+        the container), ``DriverOpts`` (the request's ``EndpointSettings.DriverOpts``: apply
+        those this driver knows; as dockerd's drivers, ignore the others) and, when
+        :attr:`needs_ipam`, ``Address``, ``PrefixLen``, ``Gateway`` chosen by the daemon,
+        ``IPv6Address``, ``IPv6PrefixLen``, ``IPv6Gateway`` on a network with IPv6 (empty
+        otherwise), ``MacAddress`` when the user gave one (``--mac-address``: use it, else
+        choose one) and ``LinkLocalIPs`` (extra addresses for the interface,
         ``--link-local-ip``)."""
 
     @abc.abstractmethod

@@ -94,6 +94,13 @@ def test_endpoint_settings_are_checked_as_dockerd_checks_them() -> None:
     with pytest.raises(InvalidParameter, match="mac-address"):
         netipam.check_endpoint(user, {"MacAddress": "02:00:00:00:00:01"}, False, addressed=False)
     assert netipam.normal_mac("02-AB-00-00-00-01") == "02:ab:00:00:00:01"
+    # dockerd's own endpoint option: interface sysctls
+    opt = {netipam.OPT_SYSCTLS: "net.ipv4.conf.IFNAME.forwarding=1,net.ipv6.conf.ifname.mtu=1300"}
+    assert netipam.endpoint_sysctls(opt, "eth1") == [("/proc/sys/net/ipv4/conf/eth1/forwarding", "1"),
+                                                     ("/proc/sys/net/ipv6/conf/eth1/mtu", "1300")]
+    for bad in ("net.ipv4.conf.eth0.forwarding=1", "kernel.x.y.IFNAME.z=1", "net.ipv4.conf.IFNAME.f"):
+        with pytest.raises(InvalidParameter, match="unrecognised network interface sysctl"):
+            netipam.check_endpoint(user, {"DriverOpts": {netipam.OPT_SYSCTLS: bad}}, True)
 
 
 def test_aaaa_replies_carry_only_ipv6_addresses() -> None:

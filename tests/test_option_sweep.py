@@ -167,6 +167,15 @@ def _real_endpoint(ctx: "Ctx") -> None:
     assert ep[ctx.row.field] != ctx.row.value, (ctx.row.field, ep)
 
 
+def _endpoint_sysctl_probe(ctx: "Ctx") -> None:
+    """The interface sysctl of ``com.docker.network.endpoint.sysctls`` is set (a container
+    without the option, on the same network, shows the value it would have had)."""
+    assert ctx.inspect(f"NetworkSettings.Networks.{ctx.env.net}.DriverOpts") == ctx.row.value
+    got = ctx.run().strip()
+    control = ctx._run_other({"Cmd": list(ctx.row.cmd), "HostConfig": {"NetworkMode": ctx.env.net}}).strip()
+    assert (got, control) != (control, control) and got == "2", (got, control)
+
+
 def _net_container(cmd: str, *words: str) -> Probe:
     """A container on the network the row created runs ``cmd``; its output holds ``words``
     (a format key ``{net}`` gives the network's inspect)."""
@@ -345,13 +354,14 @@ def container_rows(env: "Env") -> list[Row]:
             cmd=sleep),
         refused(H + "CpuRealtimePeriod", 1000), refused(H + "CpuRealtimeRuntime", 1000),
         Row(H + "CpusetCpus", "0", probe=cgroup_file("cpuset", "cpuset.cpus", "0", H + "CpusetCpus"), cmd=sleep),
+        # (on a host with one memory node "0" is also the default: the cgroup file is read anyway)
         Row(H + "CpusetMems", "0", probe=cgroup_file("cpuset", "cpuset.mems", "0", H + "CpusetMems"), cmd=sleep),
         Row(H + "Devices", [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/sweepnull",
                              "CgroupPermissions": "rwm"}], covers=True,
             cmd=sh("echo x > /dev/sweepnull && echo written"), probe=output("written")),
-        Row(H + "DeviceCgroupRules", ["c 1:7 rwm"], cmd=sleep,
+        Row(H + "DeviceCgroupRules", ["c 42:42 rw"], cmd=sleep,  # in no default rule
             probe=both(shown(H + "DeviceCgroupRules"),
-                       lambda ctx: (ctx.start(), ctx.assert_in("c 1:7 rwm", ctx.cgroup("devices", "devices.list"))))),
+                       lambda ctx: (ctx.start(), ctx.assert_in("c 42:42 rw", ctx.cgroup("devices", "devices.list"))))),
         refused(H + "DeviceRequests", [{"Driver": "nvidia", "Count": 1}], covers=True),
         refused(H + "KernelMemory", 64 * mb), refused(H + "KernelMemoryTCP", 64 * mb),
         refused(H + "MemoryReservation", 32 * mb),
@@ -419,11 +429,13 @@ def container_rows(env: "Env") -> list[Row]:
         Row(H + "Tmpfs", {"/sweeptmp": "size=1m"}, cmd=sh("df -k /sweeptmp | tail -1"),
             probe=output(" 1024 ", key=H + "Tmpfs")),
         Row(H + "UTSMode", "host", cmd=("hostname",), probe=_uts_host_probe),
+        # (without userns-remap the default is the host's too: the map is read anyway)
         Row(H + "UsernsMode", "host", cmd=("cat", "/proc/self/uid_map"),
             probe=output("4294967295", key=H + "UsernsMode")),
         Row(H + "ShmSize", 32 * mb, cmd=sh("df -k /dev/shm | tail -1"), probe=output(" 32768 ", key=H + "ShmSize")),
-        Row(H + "Sysctls", {"net.ipv4.ip_forward": "1"}, cmd=("cat", "/proc/sys/net/ipv4/ip_forward"),
-            probe=output("1", key=H + "Sysctls")),
+        # (a value no namespace inherits: a new one copies IPv4 settings from the host's)
+        Row(H + "Sysctls", {"net.ipv4.tcp_keepalive_time": "1234"},
+            cmd=("cat", "/proc/sys/net/ipv4/tcp_keepalive_time"), probe=output("1234", key=H + "Sysctls")),
         Row(H + "Runtime", "runc", probe=shown(H + "Runtime"), why="runc is the native driver's alias"),
         refused(H + "Isolation", "hyperv"),
         # -- Mounts --
@@ -485,10 +497,8 @@ def endpoint_rows(env: "Env") -> list[Row]:
         Row(E + "Aliases", ["sweepalias"], cmd=("nslookup", "sweepalias", "127.0.0.11"),
             probe=output("Name:\tsweepalias", "Address: " + str(ipaddress.ip_network(env.subnet).network_address)[:-1])),
         Row(E + "MacAddress", mac, cmd=("cat", "/sys/class/net/eth0/address"), probe=output(mac)),
-        pending(E + "DriverOpts", {"com.docker.network.endpoint.sysctls": "net.ipv4.conf.IFNAME.forwarding=1"},
-                cmd=("cat", "/proc/sys/net/ipv4/conf/eth0/forwarding"),
-                probe=lambda ctx: (output("1")(ctx), ctx.assert_equal(
-                    ctx.inspect(f"NetworkSettings.Networks.{env.net}.DriverOpts"), ctx.row.value))),
+        Row(E + "DriverOpts", {"com.docker.network.endpoint.sysctls": "net.ipv4.conf.IFNAME.arp_announce=2"},
+            cmd=("cat", "/proc/sys/net/ipv4/conf/eth0/arp_announce"), probe=_endpoint_sysctl_probe),
     ]
     for key, bogus in (("NetworkID", "0" * 64), ("EndpointID", "1" * 64), ("Gateway", "10.99.99.1"),
                        ("IPAddress", "10.99.99.9"), ("IPPrefixLen", 7), ("IPv6Gateway", "fd99::1"),

@@ -268,8 +268,10 @@ class EndpointIPAMConfig(Body):
 
 
 class EndpointSettings(Body):
-    """``network.EndpointSettings``. Past ``DriverOpts`` its fields are what inspect shows;
-    dockerd ignores them in a request, and so does this engine."""
+    """``network.EndpointSettings``. ``Links`` (aliases for this container on the network) and
+    ``DriverOpts`` (handed to the network driver) are applied (core.networks.endpoint_config).
+    Past ``DriverOpts`` its fields are what inspect shows; dockerd ignores them in a request,
+    and so does this engine."""
 
     IPAMConfig: Opt[EndpointIPAMConfig] = UNSET
     Links: Opt[StrList] = UNSET
@@ -285,8 +287,6 @@ class EndpointSettings(Body):
     GlobalIPv6Address: Opt[str] = UNSET
     GlobalIPv6PrefixLen: Opt[Int64] = UNSET
     DNSNames: Opt[StrList] = UNSET
-
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Links": (), "DriverOpts": ()}
 
 
 class NetworkingConfig(Body):
