@@ -184,7 +184,8 @@ version: "3.8"
 services:
   app:
     image: busybox:latest
-    command: sh -c 'df -k /cache | tail -1'
+    command: sleep 300
+    init: true
     volumes: [cache:/cache]
 volumes:
   cache:
@@ -205,7 +206,8 @@ def test_compose_driver_opts(vd: Daemon, tmp_path) -> None:
         assert r.returncode == 0, (args, r.stdout, r.stderr)
         return r.stdout
     try:
-        out = compose("run", "--rm", "-T", "app")
+        compose("up", "-d")
+        out = ok(docker(vd, "exec", f"{project}_app_1", "sh", "-c", "df -k /cache | tail -1"))
         assert out.split()[1] == "3072", out
         vol = json.loads(ok(docker(vd, "volume", "inspect", f"{project}_cache")))[0]
         assert vol["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=3m"}
