@@ -269,7 +269,7 @@ def unique_subnet(prefix: int = 24) -> str:
 def unique_subnet6() -> str:
     """A random ULA /64 (fd00::/8 with a random global ID), unique per call for all practical
     purposes, overlapping no route of the host."""
-    from dockyard.hookspecs.conformance.netdriver import free_subnet6
+    from dockyard.hookspecs.conformance.subnets import free_subnet6
     return str(free_subnet6())
 
 

@@ -26,7 +26,6 @@ import ctypes
 import ctypes.util
 import ipaddress
 import os
-import random
 import secrets
 import shutil
 import socket
@@ -40,6 +39,7 @@ import pytest
 
 from ..errors import DriverNotSupported
 from ..netdriver import Endpoint, NetDriver
+from .subnets import free_subnet, free_subnet6
 
 GROUP = "dockyard.netdrivers"
 Factory = Callable[[str, dict], NetDriver]
@@ -106,40 +106,6 @@ def in_netns(path: str, fn: Callable[[], Any]) -> Any:
     if box[1] is not None:
         raise box[1]
     return box[0]
-
-
-def _host_destinations(version: int) -> list[Any]:
-    """The destinations of the host's routes of IP ``version`` (all tables)."""
-    out = subprocess.run(["ip", f"-{version}", "-o", "route", "show", "table", "all"],
-                         capture_output=True, text=True).stdout
-    taken = []
-    for line in out.splitlines():
-        for word in line.split()[:2]:
-            with contextlib.suppress(ValueError):
-                taken.append(ipaddress.ip_network(word, strict=False))
-                break
-    return [t for t in taken if t.prefixlen > 0]
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    taken = _host_destinations(4)
-    for _ in range(1000):
-        net = ipaddress.ip_network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(t) for t in taken):
-            return net
-    raise RuntimeError("no free subnet")
-
-
-def free_subnet6() -> ipaddress.IPv6Network:
-    """A random ULA /64 (fd00::/8 with a random 40-bit global ID) that no route of the host
-    overlaps."""
-    taken = _host_destinations(6)
-    for _ in range(1000):
-        net = ipaddress.ip_network(f"fd{random.randint(0, 255):02x}:{random.randint(0, 0xffff):x}:"
-                                   f"{random.randint(0, 0xffff):x}:1::/64")
-        if not any(net.overlaps(t) for t in taken):
-            return net
-    raise RuntimeError("no free IPv6 subnet")
 
 
 class Env:
