@@ -144,7 +144,7 @@ class Env:
         ids = [i[:8] for i in list(self.subnets) + self.endpoint_ids]
         return {n for n in links if n == self.bridge or any(i in n for i in ids)}
 
-    def joined(self, why: str) -> tuple[str, Endpoint, str]:
+    def join_one(self, why: str) -> tuple[str, Endpoint, str]:
         """A network, and an endpoint on it joined to a fresh namespace: ``(network id,
         endpoint, namespace path)``. Skips, saying ``why``, for a driver whose endpoints live in
         the host's namespace."""
@@ -331,7 +331,7 @@ class NetDriverSuite:
         env.leave([(a, na), (b, nb)])
 
     def test_leave_after_namespace_is_gone(self, env: Env) -> None:
-        _, ep, ns = env.joined("nothing to leave")
+        _, ep, ns = env.join_one("nothing to leave")
         remove_netns(ns)
         env.driver.leave(ep, ns)
         env.driver.delete_endpoint(ep)
@@ -388,7 +388,7 @@ class NetDriverSuite:
         env.leave(joined)
 
     def test_restore_removes_leftovers_of_a_crash(self, env: Env) -> None:
-        nid, ep, ns = env.joined("no plumbing to leave behind")
+        nid, ep, ns = env.join_one("no plumbing to leave behind")
         before = host_links()
         # the daemon died: a new driver on the same home, told no endpoint is alive
         env.driver = env.factory(env.home, dict(env.options))

@@ -83,7 +83,7 @@ class Cgroups:
             if self.v2:
                 ok = "io" in _read(os.path.join(self.root, "cgroup.controllers")).split()
             else:
-                base = self.hierarchies.get("blkio")
+                base = self.hierarchies.get("blkio") or ""
                 ok = bool(base) and any(os.path.exists(os.path.join(base, name))
                                         for name in ("blkio.weight", "blkio.bfq.weight"))
             if not ok:
