@@ -4,7 +4,9 @@ A named volume is a directory ``<data-root>/volumes/<name>/_data`` recorded in S
 anonymous one is the same with a random name and the ``com.docker.volume.anonymous`` label (as
 Docker 23+ marks them). ``HostConfig.Binds`` (``-v``), ``HostConfig.Mounts`` (``--mount``),
 ``HostConfig.Tmpfs`` (``--tmpfs``) and the image's ``VOLUME``s become the container's ``Mounts``
-(inspect's shape) at create; the spec builder turns them into bind and tmpfs mounts.
+(inspect's shape) at create; the spec builder turns them into bind and tmpfs mounts. A volume
+created with options (``type``/``device``/``o``) is a mount on its ``_data`` directory, made
+while containers use it (:mod:`.localvolumes`).
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ from typing import Any, Callable
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
+from . import localvolumes
 from .volumeplugins import VolumePlugins, is_plugin_driver
 
 log = logging.getLogger(__name__)
+
 ANON_LABEL = "com.docker.volume.anonymous"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _BIND_MODES = {"ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private",
@@ -52,6 +56,7 @@ class VolumeService:
         #: Docker volume plugins (the VolumeDriver protocol), by the name a volume records
         self.plugins = VolumePlugins(daemon.docker_plugins)
         os.makedirs(self.root, mode=0o701, exist_ok=True)
+        self.mounts = localvolumes.Mounts()
 
     # -- volumes --------------------------------------------------------------------------------
     def _row(self, name: str) -> dict[str, Any]:
@@ -80,9 +85,8 @@ class VolumeService:
         container's ``-v name:/dst``), else a new local one. Blocking for a plugin's volume."""
         if is_plugin_driver(driver):
             self.plugins.check(driver)
-        elif options:
-            raise InvalidParameter("the local volume driver takes no options here: "
-                                   + ", ".join(sorted(options)))
+        else:
+            options = localvolumes.check_options(options)
         anonymous = not name
         name = name or secrets.token_hex(32)
         if not _NAME.match(name):
@@ -97,6 +101,9 @@ class VolumeService:
             if driver and driver != (vol.get("Driver") or "local"):
                 raise Conflict(f"create {name}: volume name is already in use with driver "
                                f"{vol.get('Driver') or 'local'}, not {driver}")
+            if options and options != (vol.get("Options") or {}):
+                raise Conflict(f"volume {name} already exists with other options "
+                               f"({json.dumps(vol.get('Options'))}): remove it first")
             return vol
         labels = dict(labels or {})
         if anonymous:
@@ -109,7 +116,7 @@ class VolumeService:
         if id_map is not None and not id_map.is_identity:  # writable by the containers' root
             os.chown(data_dir, *id_map.root)
         vol = {"Name": name, "Driver": "local", "Mountpoint": data_dir, "CreatedAt": _now(),
-               "Labels": labels, "Scope": "local", "Options": None}
+               "Labels": labels, "Scope": "local", "Options": options or None}
         self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
         self.d.event("volume", "create", name, {"driver": "local"})
         return vol
@@ -140,9 +147,15 @@ class VolumeService:
         self._destroy(name)
 
     def _destroy(self, name: str) -> None:
+        """The record and directory of an unused volume; a plugin's volume is removed by its
+        plugin first (a refusal keeps the record); a local one still mounted (a leftover) is
+        unmounted first, never removed through its mount (a bind volume's files are the
+        host's)."""
         driver = self._row(name).get("Driver") or "local"
-        if is_plugin_driver(driver):  # the plugin's refusal keeps the record
+        if is_plugin_driver(driver):
             self.plugins.remove(driver, name)
+        else:
+            localvolumes.unmount(os.path.join(self.root, name, "_data"))
         self.state.x("DELETE FROM volumes WHERE name=?", name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
         self.d.event("volume", "destroy", name, {"driver": driver})
@@ -166,7 +179,9 @@ class VolumeService:
     def mounts_for(self, host: dict[str, Any], volumes: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The ``Mounts`` of a new container, creating the named and anonymous volumes it needs.
         ``volumes`` are the image's and the request's ``Volumes`` (anonymous unless a bind or
-        named volume already covers the destination)."""
+        named volume already covers the destination). A volume plugin named and not found is a
+        400 naming its field."""
+        self._check_driver("HostConfig.VolumeDriver", host.get("VolumeDriver"))
         out: dict[str, dict[str, Any]] = {}
         for spec in host.get("Binds") or []:
             parts = spec.split(":")
@@ -187,7 +202,7 @@ class VolumeService:
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
                             "Destination": dst, "Driver": vol["Driver"],
                             "Mode": parts[2] if len(parts) == 3 else "z", "RW": rw, "Propagation": ""}
-        for m in host.get("Mounts") or []:
+        for i, m in enumerate(host.get("Mounts") or []):
             typ, dst = m.get("Type"), _dest(m.get("Target"))
             ro = bool(m.get("ReadOnly"))
             if typ == "bind":
@@ -199,7 +214,11 @@ class VolumeService:
                             "Mode": "", "RW": not ro, "Propagation": "rprivate"}
             elif typ == "volume":
                 vopts = m.get("VolumeOptions") or {}
+                # --mount volume-driver=..., volume-opt=...: the driver and options of a volume
+                # this creates
                 dcfg = vopts.get("DriverConfig") or {}
+                self._check_driver(f"HostConfig.Mounts[{i}].VolumeOptions.DriverConfig.Name",
+                                   dcfg.get("Name"))
                 vol = self.create(m.get("Source") or None, dcfg.get("Name") or "",
                                   labels=vopts.get("Labels"), options=dcfg.get("Options"))
                 # NoCopy (--mount volume-nocopy): no copy of the image's content, as -v :nocopy
@@ -255,6 +274,13 @@ class VolumeService:
                 out.append(m)
                 taken.add(m["Destination"])
         return out
+
+    def _check_driver(self, field: str, driver: str | None) -> None:
+        if is_plugin_driver(driver):
+            try:
+                self.plugins.check(driver or "")
+            except NotFound as e:
+                raise InvalidParameter(f"{field}: {e.message}") from None
 
     def copy_up(self, c: dict[str, Any], rootfs: str) -> None:
         """Docker's copy-up: an empty volume mounted where the image has content gets a copy
@@ -327,6 +353,60 @@ class VolumeService:
                               "read/write": "true" if m.get("RW", True) else "false",
                               "propagation": m.get("Propagation") or ""})
             self.d.event("volume", action, m["Name"], attrs)
+
+    # -- volumes with options: mounted while containers use them ------------------------------
+    def _mounted_volumes(self, c: dict[str, Any]) -> list[tuple[str, dict[str, str], str]]:
+        out = []
+        for m in c.get("Mounts") or []:
+            if m.get("Type") != "volume":
+                continue
+            try:
+                opts = self._row(m["Name"]).get("Options") or {}
+            except NotFound:
+                continue
+            if localvolumes.needs_mount(opts):
+                out.append((m["Name"], opts, os.path.join(self.root, m["Name"], "_data")))
+        return out
+
+    def mount(self, c: dict[str, Any], user: str = "") -> None:
+        """Before container ``c`` starts (or a ``docker cp`` reads or writes its files: another
+        ``user``): mount its volumes that have options (the first user mounts). Runs in a
+        worker thread; a failed mount is the start's error."""
+        own = not user  # the container's own start: its plugin volumes too (VolumeDriver.Mount)
+        user = user or c["Id"]
+        done = []
+        try:
+            for name, opts, target in self._mounted_volumes(c):
+                self.mounts.acquire(name, opts, target, user)
+                done.append((name, target))
+            if own:
+                self.plugins.mount(c)
+        except BaseException:
+            for name, target in done:
+                self.mounts.release(name, target, user)
+            raise
+
+    def unmount(self, c: dict[str, Any], user: str = "") -> None:
+        """Container ``c`` stopped (or the ``user`` is done): release its volumes (the last user
+        unmounts)."""
+        if not user:
+            self.plugins.unmount(c)  # VolumeDriver.Unmount of each of its Mount IDs
+        for name, _opts, target in self._mounted_volumes(c):
+            try:
+                self.mounts.release(name, target, user or c["Id"])
+            except Conflict as e:
+                log.warning("volume %s: %s", name, e.message)
+
+    def restore(self, running: list[dict[str, Any]]) -> None:
+        """At daemon start: the running containers' volumes stay mounted and counted; the
+        others are unmounted."""
+        users: dict[str, set[str]] = {}
+        for c in running:
+            for name, _opts, _target in self._mounted_volumes(c):
+                users.setdefault(name, set()).add(c["Id"])
+        mounted = {v["Name"]: v["Mountpoint"] for v in self.list()
+                   if localvolumes.needs_mount(v.get("Options"))}
+        self.mounts.restore(users, mounted)
 
 
 def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:

@@ -132,6 +132,9 @@ def test_volume_plugin_errors_and_volume_driver(pdaemon: Daemon, plugin: Plugin)
     # an unknown plugin is a 404 naming it
     status, err = pdaemon.api.post("/volumes/create", {"Name": "v", "Driver": "nosuchplugin"})
     assert status == 404 and "nosuchplugin" in err["message"], err
+    status, err = pdaemon.api.post("/containers/create", {
+        "Image": "busybox", "HostConfig": {"VolumeDriver": "nosuchplugin", "Binds": ["v:/v"]}})
+    assert status == 400 and "HostConfig.VolumeDriver" in err["message"], err
     # --volume-driver makes the new named and anonymous volumes of a container in the plugin;
     # run --rm takes the anonymous one away through the plugin's Remove
     out = ok(pdaemon.cli("run", "--rm", "--volume-driver", plugin.name, "-v", "named:/n",

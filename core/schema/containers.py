@@ -57,8 +57,7 @@ class ContainerConfig(Body):
     StopTimeout: Opt[Int] = UNSET
     Shell: Opt[StrSlice] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Domainname": (), "NetworkDisabled": (), "MacAddress": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Domainname": (), "NetworkDisabled": ()}
 
 
 # -- HostConfig --------------------------------------------------------------------------------
@@ -265,8 +264,6 @@ class EndpointIPAMConfig(Body):
     IPv6Address: Opt[str] = UNSET
     LinkLocalIPs: Opt[StrList] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"IPv6Address": (), "LinkLocalIPs": ()}
-
 
 class EndpointSettings(Body):
     """``network.EndpointSettings``. ``Links`` (aliases for this container on the network) and
@@ -288,8 +285,6 @@ class EndpointSettings(Body):
     GlobalIPv6Address: Opt[str] = UNSET
     GlobalIPv6PrefixLen: Opt[Int64] = UNSET
     DNSNames: Opt[StrList] = UNSET
-
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"MacAddress": ()}
 
 
 class NetworkingConfig(Body):
