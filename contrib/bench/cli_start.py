@@ -29,7 +29,7 @@ def start_daemon(root: str) -> tuple[subprocess.Popen[bytes], str]:
     config = os.path.join(root, "daemon.json")
     with open(config, "w") as f:
         f.write("{}")
-    bridge = "dyb" + os.urandom(4).hex()
+    bridge = "dkc" + os.urandom(4).hex()
     log = open(os.path.join(root, "dockyardd.log"), "ab")
     proc = subprocess.Popen(
         [os.path.join(BIN, "dockyardd"), "--config-file", config, "-H", f"unix://{sock}",
