@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import threading
@@ -28,6 +29,8 @@ from dockyard.hookspecs import (DockyardError, DriverNotSupported, Endpoint, Inv
                                 NetDriver, NotFound, host)
 
 MODES = ("bridge", "private", "vepa", "passthru")
+IFA_F_NODAD = 0x02  # linux/if_addr.h: the address is usable at once (no duplicate detection)
+AF_INET6 = 10
 OPTIONS = ("parent", "macvlan_mode")
 
 
@@ -103,11 +106,17 @@ class MacvlanDriver(NetDriver):
         net = self.nets.get(network_id)
         if net is None:
             raise NotFound(f"macvlan: network {network_id[:12]} not found")
+        ip6 = options.get("IPv6Address") or ""
+        link_local = [str(ipaddress.ip_address(a)) for a in options.get("LinkLocalIPs") or ()]
         return Endpoint(network_id, endpoint_id, ip_address=options.get("Address", ""),
                         prefix_len=int(options.get("PrefixLen") or 0),
                         gateway=options.get("Gateway", ""),
                         mac_address=options.get("MacAddress", ""),
-                        interface=options.get("Interface") or "eth0", data=dict(net))
+                        interface=options.get("Interface") or "eth0",
+                        ipv6_address=ip6,
+                        ipv6_prefix_len=int(options.get("IPv6PrefixLen") or 0) if ip6 else 0,
+                        ipv6_gateway=(options.get("IPv6Gateway") or "") if ip6 else "",
+                        data={**net, "link_local": link_local})
 
     def join(self, endpoint: Endpoint, netns_path: str) -> None:
         data = endpoint.data
@@ -137,13 +146,26 @@ class MacvlanDriver(NetDriver):
 
     @classmethod
     def _configure_inside(cls, ep: Endpoint) -> None:
+        link_local = ep.data.get("link_local") or []
+        # IPv6 on the interface only when the endpoint has an IPv6 address (as dockerd)
+        _set_ipv6(ep.interface, bool(ep.ipv6_address) or any(":" in a for a in link_local))
         with cls._ipr() as ipr:
             idx = cls._index(ipr, ep.interface)
             if ep.ip_address:
                 ipr.addr("add", index=idx, address=ep.ip_address, prefixlen=ep.prefix_len)
+            if ep.ipv6_address:
+                ipr.addr("add", index=idx, address=ep.ipv6_address, prefixlen=ep.ipv6_prefix_len,
+                         flags=IFA_F_NODAD)
+            for addr in link_local:  # /16 and /64, as dockerd
+                v6 = ":" in addr
+                ipr.addr("add", index=idx, address=addr, prefixlen=64 if v6 else 16,
+                         **({"flags": IFA_F_NODAD} if v6 else {}))
             ipr.link("set", index=idx, state="up")
-            if ep.gateway and not ep.data.get("internal"):
-                ipr.route("add", dst="0.0.0.0/0", gateway=ep.gateway, oif=idx)
+            if ep.data.get("internal"):
+                return
+            for gw, family, dst in ((ep.gateway, 2, "0.0.0.0/0"), (ep.ipv6_gateway, AF_INET6, "::/0")):
+                if gw:
+                    ipr.route("add", dst=dst, gateway=gw, oif=idx, family=family)
 
     def leave(self, endpoint: Endpoint, netns_path: str) -> None:
         self._remove_inside(netns_path, endpoint.interface)
@@ -208,3 +230,13 @@ class MacvlanDriver(NetDriver):
 
     def status(self) -> list[tuple[str, str]]:
         return [("Networks", str(len(self.nets)))]
+
+
+def _set_ipv6(interface: str, enabled: bool) -> None:
+    """IPv6 on or off for ``interface`` in the calling thread's network namespace."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{interface}/disable_ipv6", "w") as f:
+            f.write("0" if enabled else "1")
+    except FileNotFoundError:
+        if enabled:
+            raise DockyardError("macvlan: IPv6 is not available on this host") from None
