@@ -140,10 +140,6 @@ class ContainerService:
         if not image_name:
             raise InvalidParameter("Config.Image must be given: no image specified")
         host = body.get("HostConfig") or {}
-        for key in ("Cmd", "Entrypoint"):
-            val = body.get(key)
-            if isinstance(val, str):
-                body[key] = [val] if key != "Cmd" else ["/bin/sh", "-c", val]
         if name:
             if not names.VALID_NAME.match(name):
                 raise InvalidParameter(f"Invalid container name ({name}), only "
@@ -200,6 +196,8 @@ class ContainerService:
         }
         if body.get("StopTimeout") is not None:
             cfg["StopTimeout"] = int(body["StopTimeout"])
+        if body.get("Shell"):  # kept for commit, as dockerd (omitted when empty)
+            cfg["Shell"] = body["Shell"]
         check = health.effective(img_cfg.get("Healthcheck"), body.get("Healthcheck"))
         if check is not None or body.get("Healthcheck"):
             cfg["Healthcheck"] = check or body.get("Healthcheck")
@@ -250,6 +248,7 @@ class ContainerService:
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
         specmod.check_host_config(host_cfg)
+        specmod.check_resources(host_cfg, self.execdrv)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -332,7 +331,9 @@ class ContainerService:
                 self.save(c)
                 self._write_etc_files(c, id_map)
             spec = specmod.build(c, rootfs, namespaces, id_map,
-                                 no_new_privs=self.d.config["no-new-privileges"])
+                                 no_new_privs=self.d.config["no-new-privileges"],
+                                 rt_budget=(self.d.config["cpu-rt-period"],
+                                            self.d.config["cpu-rt-runtime"]))
             cfg = c["Config"]
             await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
                                       open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])
@@ -747,7 +748,7 @@ class ContainerService:
     # -- update -----------------------------------------------------------------------------------
     #: the ``UpdateConfig`` fields this engine applies (dockerd's others are accepted at zero)
     UPDATE_INT_KEYS = ("Memory", "MemorySwap", "CpuShares", "CpuQuota", "CpuPeriod", "NanoCpus",
-                       "PidsLimit", "BlkioWeight")
+                       "PidsLimit", "BlkioWeight", "CpuRealtimePeriod", "CpuRealtimeRuntime")
 
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
         """``docker update``: new resource limits (applied at once to a running container, kept
@@ -778,6 +779,7 @@ class ContainerService:
         if new.get("NanoCpus"):
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
+        specmod.check_resources(new, self.execdrv)
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
             await self.execdrv.update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):
@@ -921,7 +923,8 @@ class ContainerService:
         base = self.images.config(c["Image"])
         ccfg = {k: v for k, v in c["Config"].items()
                 if k in ("User", "ExposedPorts", "Env", "Cmd", "WorkingDir", "Entrypoint",
-                         "Volumes", "Labels", "StopSignal", "OnBuild") and v not in (None, "", {}, [])}
+                         "Volumes", "Labels", "StopSignal", "OnBuild", "Shell")
+                and v not in (None, "", {}, [])}
         ccfg.update({k: v for k, v in (config or {}).items() if v is not None})
         apply_changes(ccfg, changes or [])
         created = now_rfc3339()

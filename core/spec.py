@@ -129,6 +129,27 @@ def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+#: an OCI ``linux.resources`` field -> the HostConfig field that sets it
+RESOURCE_FIELDS = {"memory.limit": "Memory", "memory.swap": "MemorySwap", "pids.limit": "PidsLimit",
+                   "cpu.shares": "CpuShares", "cpu.quota": "CpuQuota", "cpu.period": "CpuPeriod",
+                   "cpu.cpus": "CpusetCpus", "cpu.mems": "CpusetMems", "blockIO.weight": "BlkioWeight",
+                   "cpu.realtimePeriod": "CpuRealtimePeriod",
+                   "cpu.realtimeRuntime": "CpuRealtimeRuntime"}
+
+
+def check_resources(host: dict[str, Any], execdrv: Any) -> None:
+    """InvalidParameter naming the first resource of ``host`` the exec driver cannot apply on
+    this host (never run a container without a limit it asked for)."""
+    period, runtime = host.get("CpuRealtimePeriod") or 0, host.get("CpuRealtimeRuntime") or 0
+    if period and runtime > period:
+        raise InvalidParameter(f"HostConfig.CpuRealtimeRuntime ({runtime}) cannot be higher than "
+                               f"HostConfig.CpuRealtimePeriod ({period})")
+    for name in execdrv.unsupported_resources(resources_of(host)):
+        field = RESOURCE_FIELDS.get(name, name)
+        raise InvalidParameter(f"HostConfig.{field}: not supported on this host by the "
+                               f"{execdrv.name} exec driver ({name})")
+
+
 def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     """OCI ``linux.resources`` from a HostConfig (at create, and again for ``docker update``)."""
     resources: dict[str, Any] = {}
@@ -153,15 +174,20 @@ def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     if host.get("NanoCpus"):
         resources.setdefault("cpu", {})["quota"] = int(host["NanoCpus"]) * 100000 // 1_000_000_000
         resources["cpu"]["period"] = 100000
+    for key, oci in (("CpuRealtimePeriod", "realtimePeriod"), ("CpuRealtimeRuntime", "realtimeRuntime")):
+        if host.get(key):
+            resources.setdefault("cpu", {})[oci] = int(host[key])
     return resources
 
 
 def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
-          id_map: IDMap | None = None, no_new_privs: bool = True) -> dict[str, Any]:
+          id_map: IDMap | None = None, no_new_privs: bool = True,
+          rt_budget: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """The spec of ``container`` on ``rootfs``; ``namespaces`` are those it joins or creates
     (the network's with a path); a non-identity ``id_map`` adds a new user namespace with it;
     ``no_new_privs`` is the daemon's default (``no-new-privileges``), which
-    ``--security-opt no-new-privileges=false`` turns off for one container."""
+    ``--security-opt no-new-privileges=false`` turns off for one container; ``rt_budget`` the
+    daemon's ``cpu-rt-period`` and ``cpu-rt-runtime`` for the container's parent cgroups."""
     cfg = container["Config"]
     userns: dict[str, Any] = {}
     if id_map is not None and not id_map.is_identity:
@@ -262,5 +288,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             **({"seccomp": seccomp} if seccomp else {}),
         },
         "annotations": {"io.dockyard.stop-signal": cfg.get("StopSignal") or "SIGTERM",
-                        **log_annotations(host.get("LogConfig") or {})},
+                        **log_annotations(host.get("LogConfig") or {}),
+                        **{f"io.dockyard.cpu-rt-{k}": str(v)
+                           for k, v in zip(("period", "runtime"), rt_budget) if v}},
     }

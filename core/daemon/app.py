@@ -70,6 +70,11 @@ class Daemon:
         if not self.id_map.is_identity and not getattr(self.execdriver, "user_namespaces", False):
             raise DriverNotSupported(f"userns-remap: the {self.execdriver.name} exec driver does "
                                      f"not run containers in user namespaces")
+        rt_budget = {"realtimePeriod": config["cpu-rt-period"],
+                     "realtimeRuntime": config["cpu-rt-runtime"]}
+        if any(rt_budget.values()) and self.execdriver.unsupported_resources({"cpu": rt_budget}):
+            raise DockyardError("daemon-scoped cpu-rt-period and cpu-rt-runtime are not supported "
+                                "by the kernel (or by the exec driver on this host)")
 
         self.netdrivers: dict[str, Any] = {}
         self.netdriver_errors: dict[str, str] = {}

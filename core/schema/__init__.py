@@ -1,8 +1,9 @@
 """Request bodies checked once, at the edge: one typed description per JSON body.
 
 :func:`decode` parses a body and checks it against its description in one pass of msgspec's C
-decoder (types, ranges, enums; unknown keys ignored as dockerd's Go decoder ignores them), then
-refuses the fields this engine knows but does not implement (:mod:`.unsupported`). Services get
+decoder (types, ranges, enums), then refuses the fields this engine knows but does not implement
+(:mod:`.unsupported`). Keys are matched as dockerd's Go decoder matches them: exactly, else in
+any case, and unknown ones are ignored (:mod:`.anycase`: only such a body is parsed twice). Services get
 plain dicts and lists whose values they can trust: a key is absent, ``null``, or of its type.
 A wrong field is an :class:`InvalidParameter` (400) naming its path::
 
@@ -21,7 +22,7 @@ import msgspec
 
 from dockyard.hookspecs.errors import InvalidParameter
 
-from . import unsupported
+from . import anycase, unsupported
 from .bodies import (AuthConfig, ExecCreate, ExecStart, NetworkConnect, NetworkCreate,
                      NetworkDisconnect, VolumeCreate)
 from .containers import CommitConfig, ContainerCreate, ContainerUpdate
@@ -48,7 +49,14 @@ def decode(raw: bytes, body_type: type) -> dict[str, Any]:
     if b"\\u0000" in raw and _NUL.search(raw):
         raise InvalidParameter("invalid JSON: a string holds a NUL character (\\u0000)")
     try:
-        value = dec.decode(raw)
+        try:
+            value = dec.decode(raw)
+        except msgspec.ValidationError as exc:
+            if not anycase.is_unknown_key(exc):
+                raise
+            # a key in another case, or one no field has: parsed again, keys as Go matches them
+            value = dec.decode(msgspec.json.encode(anycase.canonical(
+                _ANY.decode(raw), anycase.type_info(body_type))))
     except msgspec.ValidationError as exc:
         raise InvalidParameter(describe(exc, body_type)) from None
     except msgspec.DecodeError as exc:

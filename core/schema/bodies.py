@@ -8,7 +8,7 @@ from typing import ClassVar
 from msgspec import UNSET
 
 from .containers import NULL_ONLY, ConsoleSize, EndpointSettings
-from .types import Body, Empty, Opt, StrList, StrMap, StrSlice
+from .types import Body, Empty, Opt, StrList, StrMap
 
 
 # -- networks ----------------------------------------------------------------------------------
@@ -101,7 +101,8 @@ class ExecCreate(Body):
     DetachKeys: Opt[str] = UNSET
     Env: Opt[StrList] = UNSET
     WorkingDir: Opt[str] = UNSET
-    Cmd: Opt[StrSlice] = UNSET
+    #: a Go []string here, not a StrSlice: dockerd refuses a string
+    Cmd: Opt[StrList] = UNSET
 
 
 class ExecStart(Body):

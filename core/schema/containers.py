@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 from msgspec import UNSET, Meta
 
 from .types import (INT64_MAX, Body, Empty, Int, Int64, NonNegative, Opt, StrList, StrMap,
-                    StrSlice, Uint16, Uint32, Uint64)
+                    StrSlice, Uint16, Uint32, Uint64, str_slices)
 
 #: only ``null`` (or no key) means "not set": an empty list has a meaning of its own
 NULL_ONLY = ("null only",)
@@ -59,6 +59,8 @@ class ContainerConfig(Body):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         "Domainname": (), "NetworkDisabled": (), "MacAddress": ()}
+
+    __post_init__ = str_slices("Cmd", "Entrypoint", "Shell")
 
 
 # -- HostConfig --------------------------------------------------------------------------------
@@ -108,8 +110,9 @@ class Resources(Body):
     CpuPeriod: Opt[NonNegative] = UNSET
     #: -1: no limit (the cgroup's own value)
     CpuQuota: Opt[Annotated[int, Meta(ge=-1, le=INT64_MAX)]] = UNSET
-    CpuRealtimePeriod: Opt[Int64] = UNSET
-    CpuRealtimeRuntime: Opt[Int64] = UNSET
+    #: cgroup v1 ``cpu.rt_period_us`` / ``cpu.rt_runtime_us`` (-1: no limit)
+    CpuRealtimePeriod: Opt[NonNegative] = UNSET
+    CpuRealtimeRuntime: Opt[Annotated[int, Meta(ge=-1, le=INT64_MAX)]] = UNSET
     CpusetCpus: Opt[str] = UNSET
     CpusetMems: Opt[str] = UNSET
     Devices: Opt[list[DeviceMapping]] = UNSET
@@ -135,8 +138,7 @@ class Resources(Body):
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         key: () for key in (
             "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
-            "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
-            "CpuRealtimeRuntime", "DeviceRequests", "KernelMemory",
+            "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "DeviceRequests", "KernelMemory",
             "KernelMemoryTCP", "MemoryReservation", "OomKillDisable", "CpuCount", "CpuPercent",
             "IOMaximumIOps", "IOMaximumBandwidth")} | {"MemorySwappiness": (-1,)}
 
@@ -260,6 +262,8 @@ class HostConfig(Resources):
         "StorageOpt": (), "Isolation": ("default",), "MaskedPaths": NULL_ONLY,
         "ReadonlyPaths": NULL_ONLY}
 
+    __post_init__ = str_slices("CapAdd", "CapDrop")
+
 
 # -- NetworkingConfig --------------------------------------------------------------------------
 class EndpointIPAMConfig(Body):
@@ -279,6 +283,8 @@ class EndpointSettings(Body):
     Aliases: Opt[StrList] = UNSET
     MacAddress: Opt[str] = UNSET
     DriverOpts: Opt[StrMap] = UNSET
+    #: API 1.48 (the docker CLI 28 sends it, 0): which network's gateway is the default route
+    GwPriority: Opt[Int] = UNSET
     NetworkID: Opt[str] = UNSET
     EndpointID: Opt[str] = UNSET
     Gateway: Opt[str] = UNSET
@@ -290,7 +296,7 @@ class EndpointSettings(Body):
     DNSNames: Opt[StrList] = UNSET
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Links": (), "MacAddress": (), "DriverOpts": ()}
+        "Links": (), "MacAddress": (), "DriverOpts": (), "GwPriority": ()}
 
 
 class NetworkingConfig(Body):

@@ -9,8 +9,10 @@ here too, with the field's path:
 - a Go ``bool`` takes only ``true``/``false`` (``"false"`` is refused: the string slipped
   through as true once); an ``int64`` only integers within its range (``1.0``, ``2**63`` and
   ``true`` are refused: Go refuses them too);
-- ``strslice.StrSlice`` (``Cmd``, ``Entrypoint``, ``CapAdd``...) takes a string or a list of
-  strings;
+- ``strslice.StrSlice`` (``Cmd``, ``Entrypoint``, ``Shell``, ``CapAdd``, ``CapDrop``) takes a
+  string or a list of strings; a string is a list of that one string (not ``sh -c``), as the
+  Go type's ``UnmarshalJSON`` makes it: a Struct with such fields lists them in
+  :func:`str_slices`;
 - ``struct{}`` (the values of ``ExposedPorts`` and ``Volumes``) takes any object and keeps none
   of it, as Go does.
 
@@ -19,10 +21,11 @@ values that mean "not set" besides the zero values; :mod:`.unsupported` refuses 
 """
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, TypeVar, Union
+from typing import Annotated, Any, Callable, ClassVar, TypeVar, Union
 
-import msgspec
 from msgspec import UNSET, Meta, UnsetType
+
+from .anycase import GoStruct
 
 T = TypeVar("T")
 
@@ -46,16 +49,28 @@ StrList = list[str]
 StrMap = dict[str, str]
 
 
-class Body(msgspec.Struct):
-    """Base of every description: unknown keys are ignored (as Go's decoder ignores them)."""
+def str_slices(*names: str) -> Callable[[Any], None]:
+    """A ``__post_init__`` that turns each StrSlice field ``names`` given as a string into a
+    list of that string, as moby's ``strslice.StrSlice`` decodes it."""
+    def __post_init__(self: Any) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if type(value) is str:
+                setattr(self, name, [value])
+    return __post_init__
+
+
+class Body(GoStruct):
+    """Base of every description: keys match fields in any case and unknown keys are ignored,
+    as in Go's decoder (see :mod:`.anycase`)."""
 
     #: field -> values besides null/0/""/false/[]/{} that mean "not set" (see .unsupported)
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {}
 
 
-class Empty(Body):
+class Empty(Body, forbid_unknown_fields=False):
     """Go's ``struct{}``: any object, nothing kept (``{"80/tcp": {}}``)."""
 
 
-__all__ = ["UNSET", "Body", "Empty", "Int", "Int64", "NonNegative", "Opt", "StrList", "StrMap",
+__all__ = ["UNSET", "Body", "str_slices", "Empty", "Int", "Int64", "NonNegative", "Opt", "StrList", "StrMap",
            "StrSlice", "Uint16", "Uint32", "Uint64", "INT64_MAX", "INT64_MIN"]

@@ -1,0 +1,133 @@
+"""What real clients' own suites found (docker-py 7.2 ``tests/integration``, docker-compose 1.29
+acceptance tests), checked through docker-py and the docker CLI: fields in another case, CPU
+real-time budgets, exec detach keys from the client's config file, string commands, log driver
+errors, restart's FinishedAt and the healthcheck dockerd echoes."""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from typing import Any, Iterator
+
+import docker
+import pytest
+
+from conftest import Daemon, running_daemon
+
+CPU = "/sys/fs/cgroup/cpu"
+#: cgroup v1 with CONFIG_RT_GROUP_SCHED: containers can have a real-time CPU budget
+REALTIME = os.path.exists(f"{CPU}/cpu.rt_runtime_us")
+
+
+def api_client(d: Daemon, version: str = "1.41") -> docker.APIClient:
+    return docker.APIClient(base_url=d.host, version=version, timeout=60)
+
+
+@pytest.fixture
+def api(shared_daemon: Daemon) -> Iterator[docker.APIClient]:
+    c = api_client(shared_daemon)
+    yield c
+    c.close()
+
+
+@contextlib.contextmanager
+def cgroup_parent() -> Iterator[str]:
+    """A cgroup parent of the test's own, removed (in every hierarchy) at the end."""
+    name = "dkytest-" + os.urandom(4).hex()
+    try:
+        yield name
+    finally:
+        for entry in os.listdir("/sys/fs/cgroup"):
+            path = os.path.join("/sys/fs/cgroup", entry, name)
+            if os.path.isdir(path):
+                for sub in os.listdir(path):  # container cgroups left by a failed run
+                    if os.path.isdir(os.path.join(path, sub)):
+                        with contextlib.suppress(OSError):
+                            os.rmdir(os.path.join(path, sub))
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+# -- 1. keys in any case ------------------------------------------------------------------------
+@pytest.mark.skipif(not REALTIME, reason="no cgroup v1 cpu.rt_runtime_us on this host")
+def test_cpu_realtime_options_are_applied(busybox_tar: str) -> None:
+    """docker-py sends ``CPURealtimePeriod``/``CPURealtimeRuntime`` (Go matches keys in any
+    case): dockerd keeps them, inspect shows ``CpuRealtime*``, and the container's cgroup gets
+    them; its parents get the daemon's ``cpu-rt-runtime`` budget (dockerd's option)."""
+    with cgroup_parent() as parent, running_daemon(busybox_tar, ["--cpu-rt-runtime", "20000"]) as d:
+        api = api_client(d)
+        hc = api.create_host_config(cpu_rt_period=100000, cpu_rt_runtime=1000, cgroup_parent=parent)
+        assert hc["CPURealtimePeriod"] == 100000  # docker-py's spelling
+        ctr = api.create_container("busybox", "sleep 300", host_config=hc)
+        host = api.inspect_container(ctr)["HostConfig"]
+        assert (host["CpuRealtimePeriod"], host["CpuRealtimeRuntime"]) == (100000, 1000)
+        api.start(ctr)
+        assert read(f"{CPU}/{parent}/cpu.rt_runtime_us") == "20000"
+        assert read(f"{CPU}/{parent}/{ctr['Id']}/cpu.rt_period_us") == "100000"
+        assert read(f"{CPU}/{parent}/{ctr['Id']}/cpu.rt_runtime_us") == "1000"
+        # docker update changes them on the running container (docker-py has no argument)
+        assert d.api.post(f"/containers/{ctr['Id']}/update", {"CpuRealtimeRuntime": 2000})[0] == 200
+        assert read(f"{CPU}/{parent}/{ctr['Id']}/cpu.rt_runtime_us") == "2000"
+        api.remove_container(ctr, force=True)
+
+
+@pytest.mark.skipif(not REALTIME, reason="no cgroup v1 cpu.rt_runtime_us on this host")
+def test_cpu_realtime_without_a_parent_budget_fails_at_start(shared_daemon: Daemon,
+                                                             api: docker.APIClient) -> None:
+    """As dockerd without --cpu-rt-runtime: the kernel refuses a budget the parent cannot
+    give; start says why, and the runtime cannot exceed the period at create."""
+    with cgroup_parent() as parent:
+        ctr = api.create_container("busybox", "true", host_config=api.create_host_config(
+            cpu_rt_period=100000, cpu_rt_runtime=1000, cgroup_parent=parent))
+        try:
+            with pytest.raises(docker.errors.APIError) as exc:
+                api.start(ctr)
+            assert exc.value.status_code == 400 and "cpu-rt-runtime" in exc.value.explanation
+        finally:
+            api.remove_container(ctr, force=True)
+    with pytest.raises(docker.errors.APIError) as exc:
+        api.create_container("busybox", "true", host_config=api.create_host_config(
+            cpu_rt_period=1000, cpu_rt_runtime=5000))
+    assert exc.value.status_code == 400
+    assert "CpuRealtimeRuntime (5000) cannot be higher than HostConfig.CpuRealtimePeriod" in \
+        exc.value.explanation
+
+
+@pytest.mark.skipif(REALTIME, reason="this host has cgroup v1 real-time budgets")
+def test_cpu_realtime_options_are_refused_where_the_kernel_has_none(api: docker.APIClient) -> None:
+    with pytest.raises(docker.errors.APIError) as exc:
+        api.create_container("busybox", "true", host_config=api.create_host_config(
+            cpu_rt_period=100000, cpu_rt_runtime=1000))
+    assert exc.value.status_code == 400 and "HostConfig.CpuRealtime" in exc.value.explanation
+
+
+def test_exec_detach_keys_from_the_client_config(shared_daemon: Daemon) -> None:
+    """docker-py sends ``detachKeys`` (from ~/.docker/config.json) in the exec's body; typing
+    them on the exec's TTY ends the session and leaves the container running."""
+    api = api_client(shared_daemon)
+    api._general_configs["detachKeys"] = "ctrl-p"
+    ctr = api.create_container("busybox", "cat", detach=True, stdin_open=True)
+    try:
+        api.start(ctr)
+        eid = api.exec_create(ctr, "cat", stdin=True, tty=True, stdout=True)
+        assert api.exec_inspect(eid)["DetachKeys"] == "ctrl-p"
+        sock = api.exec_start(eid, tty=True, socket=True)
+        raw = sock._sock
+        raw.sendall(b"\x10")
+        raw.settimeout(30)
+        deadline = time.monotonic() + 30
+        data = b"x"
+        while data and time.monotonic() < deadline:
+            data = raw.recv(4096)  # the session ends: EOF (after any echo)
+        assert data == b""
+        raw.close()
+        assert api.inspect_container(ctr)["State"]["Running"] is True
+    finally:
+        api.remove_container(ctr, force=True)
+        api.close()
