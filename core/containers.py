@@ -200,7 +200,8 @@ class ContainerService:
             cfg["Shell"] = body["Shell"]
         check = health.effective(img_cfg.get("Healthcheck"), body.get("Healthcheck"))
         if check is not None or body.get("Healthcheck"):
-            cfg["Healthcheck"] = check or body.get("Healthcheck")
+            # Go's omitempty: {"Test": ["NONE"]} stays just that
+            cfg["Healthcheck"] = {k: v for k, v in (check or body["Healthcheck"]).items() if v}
         if body.get("ExposedPorts") or img_cfg.get("ExposedPorts"):
             cfg["ExposedPorts"] = {**(img_cfg.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})}
         # Docker's rule: an Entrypoint given at create drops the image's Cmd.
@@ -388,12 +389,18 @@ class ContainerService:
     LOG_OPTS = ("max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex",
                 "tag")
 
+    #: dockerd's other log drivers: the same words, and which ones this engine has
+    DOCKERD_LOG_DRIVERS = ("local", "syslog", "journald", "gelf", "fluentd", "awslogs",
+                           "splunk", "etwlogs", "gcplogs", "logentries")
+
     def _log_config(self, given: dict[str, Any]) -> dict[str, Any]:
         """``HostConfig.LogConfig``: ``json-file`` (the default, with the daemon's log-opts
         under the container's) or ``none``; InvalidParameter for anything else."""
         typ = given.get("Type") or self.d.config.get("log-driver") or "json-file"
-        if typ not in ("json-file", "none"):
-            raise InvalidParameter(f"logging driver {typ!r} is not supported: json-file or none")
+        if typ not in ("json-file", "none"):  # dockerd's words (docker-py checks them)
+            known = typ in self.DOCKERD_LOG_DRIVERS
+            raise InvalidParameter(f"logger: no log driver named '{typ}' is registered"
+                                   + (" (this engine has json-file and none)" if known else ""))
         opts = {**(self.d.config.get("log-opts") or {} if typ == "json-file" else {}),
                 **(given.get("Config") or {})}
         for key in opts:
@@ -509,9 +516,10 @@ class ContainerService:
                     asyncio.get_running_loop().call_soon(
                         lambda: asyncio.ensure_future(self._auto_remove(cid)))
                 raise
+            # FinishedAt keeps the last exit's time, as dockerd's SetRunning
             c["State"].update(Status="running", Running=True, Paused=False, Restarting=False,
                               Pid=pid, ExitCode=0, Error="", StartedAt=rfc3339(now),
-                              FinishedAt=ZERO_TIME, OOMKilled=False)
+                              OOMKilled=False)
             if not _policy:
                 c.pop("_manually_stopped", None)
             self.save(c)

@@ -131,3 +131,65 @@ def test_exec_detach_keys_from_the_client_config(shared_daemon: Daemon) -> None:
     finally:
         api.remove_container(ctr, force=True)
         api.close()
+
+
+# -- 5. a StrSlice given as a string --------------------------------------------------------------
+def test_string_cmd_and_entrypoint_are_one_argument_each(api: docker.APIClient) -> None:
+    """moby's strslice.StrSlice: ``"Cmd": "hello world"`` is ``["hello world"]``, not
+    ``sh -c`` (docker-py itself always splits, so the body is sent as JSON by hand)."""
+    body = {"Image": "busybox", "Entrypoint": "/bin/echo", "Cmd": "hello   world"}
+    res = api._post_json(api._url("/containers/create"), data=body)
+    ctr = api._result(res, json=True)
+    try:
+        info = api.inspect_container(ctr)
+        assert info["Config"]["Entrypoint"] == ["/bin/echo"]
+        assert info["Config"]["Cmd"] == ["hello   world"]
+        assert (info["Path"], info["Args"]) == ("/bin/echo", ["hello   world"])
+        api.start(ctr)
+        assert api.wait(ctr, timeout=60)["StatusCode"] == 0
+        assert api.logs(ctr) == b"hello   world\n"
+    finally:
+        api.remove_container(ctr, force=True)
+
+
+# -- 6. log driver errors in dockerd's words ------------------------------------------------------
+def test_unknown_log_driver_in_dockerds_words(api: docker.APIClient) -> None:
+    hc = api.create_host_config(log_config=docker.types.LogConfig(type="asdf", config={}))
+    with pytest.raises(docker.errors.APIError) as exc:
+        api.create_container("busybox", ["true"], host_config=hc)
+    assert exc.value.status_code == 400
+    assert exc.value.explanation == "logger: no log driver named 'asdf' is registered"
+
+
+# -- 4. what docker-compose's acceptance tests compare ---------------------------------------------
+def test_restart_keeps_finished_at_of_the_stop(api: docker.APIClient) -> None:
+    """``docker-compose restart``: FinishedAt is the stop's time after the restart (dockerd
+    sets it on every exit and keeps it when the container starts again)."""
+    ctr = api.create_container("busybox", ["sleep", "300"])
+    try:
+        api.start(ctr)
+        first = api.inspect_container(ctr)["State"]
+        assert first["FinishedAt"] == "0001-01-01T00:00:00Z"
+        api.restart(ctr, timeout=1)
+        state = api.inspect_container(ctr)["State"]
+        assert state["Running"] is True
+        assert first["StartedAt"] < state["FinishedAt"] <= state["StartedAt"]
+    finally:
+        api.remove_container(ctr, force=True)
+
+
+def test_disabled_healthcheck_is_echoed_as_given(api: docker.APIClient) -> None:
+    """compose's ``healthcheck: {disable: true}``: dockerd shows exactly ``{"Test": ["NONE"]}``
+    (Go's omitempty drops the zero durations)."""
+    ctr = api.create_container("busybox", ["true"], healthcheck={"test": ["NONE"]})
+    try:
+        assert api.inspect_container(ctr)["Config"]["Healthcheck"] == {"Test": ["NONE"]}
+    finally:
+        api.remove_container(ctr, force=True)
+    ctr = api.create_container("busybox", ["sleep", "1"], healthcheck={
+        "test": ["CMD", "true"], "interval": 2_000_000_000, "retries": 0})
+    try:
+        assert api.inspect_container(ctr)["Config"]["Healthcheck"] == \
+            {"Test": ["CMD", "true"], "Interval": 2_000_000_000}
+    finally:
+        api.remove_container(ctr, force=True)
