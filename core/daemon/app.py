@@ -224,8 +224,10 @@ class Daemon:
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
-        from .routes import build, containers, execs, images, networks, storage, system, volumes
-        for module in (system, containers, execs, images, build, networks, storage, volumes, dashboard):
+        from .routes import (build, containers, distribution, execs, images, networks, storage,
+                             system, volumes)
+        for module in (system, containers, execs, images, build, networks, storage, volumes,
+                       distribution, dashboard):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
-from ... import filtersets, listing, reference, transfer
+from ... import filtersets, listing, reference, remote, transfer
 from .. import params
 from ..app import route
 from ...schema import AuthConfig, loads
@@ -166,22 +166,27 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 async def pull(request: web.Request, ref: reference.Reference) -> web.StreamResponse:
     d = _d(request)
-    backend = d.remote(ref.domain, registry_auth(request))
+    every = d.remote(ref.domain, registry_auth(request)).pull_sources()
     want = ref.digest or ref.tag or "latest"
-    # unknown image or refused credentials: an HTTP error before any progress, as Docker does
+    # unknown image or refused credentials: an HTTP error before any progress, as Docker does;
+    # a mirror that lacks it gives way to the next source (core.remote)
     try:
-        await asyncio.to_thread(backend.resolve, ref.path, want)
+        backends, _ = await asyncio.to_thread(remote.first_source, every, ref.path, want)
     except NotFound:
+        remote.close_all(every)
         raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist "
                        f"or may require 'docker login': manifest unknown: {want}") from None
+    except BaseException:
+        remote.close_all(every)
+        raise
     out = JsonStream(request)
 
     def work(progress: Any, cancel: threading.Event) -> dict[str, Any]:
         try:
-            return transfer.Puller(d.images, backend, progress, cancel).pull(
-                ref.path, want, status_id=ref.tag or ref.digest)
+            return remote.pull(d.images, backends, ref.path, want, progress, cancel,
+                               status_id=ref.tag or ref.digest)
         finally:
-            backend.close()
+            remote.close_all(every)
 
     try:
         async with client_work(request):
