@@ -40,6 +40,7 @@ import pytest
 from ..errors import Conflict, DriverNotSupported, ExecError, InvalidParameter, NotFound
 from ..execdriver import ExecDriver, ExitStatus
 from .execdriver_devices import DeviceCases
+from .execdriver_resources import ResourceCases
 
 GROUP = "dockyard.execdrivers"
 Factory = Callable[[str], ExecDriver]
@@ -178,7 +179,7 @@ class Env:
 
 
 @needs_root
-class ExecDriverSuite(DeviceCases):
+class ExecDriverSuite(DeviceCases, ResourceCases):
     """The tests (the device cases in :mod:`.execdriver_devices`). Subclass with an
     ``exec_driver_factory`` fixture (or use :func:`execdriver_suite`); the class is not
     collected itself (no ``Test`` prefix)."""
