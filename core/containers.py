@@ -1060,6 +1060,7 @@ class ContainerService:
     async def restore(self) -> None:
         """Re-adopt containers still running in the exec driver; record the ones that died."""
         held = {p.id: p for p in await self.execdrv.restore()}
+        plugins = {pid: held.pop(pid) for pid in self.d.plugin_runner.ids() if pid in held}
         for c in list(self._cache.values()):
             cid = c["Id"]
             proc = held.pop(cid, None)
@@ -1101,6 +1102,7 @@ class ContainerService:
             log.warning("deleting unknown container %s found in the exec driver", cid[:12])
             with contextlib.suppress(DockyardError):
                 await self.execdrv.delete(cid)
+        await self.d.plugin_runner.restore(plugins)  # managed plugins run in the driver too
 
     async def shutdown(self) -> None:
         for rt in self._rt.values():

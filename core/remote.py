@@ -15,16 +15,17 @@ import contextlib
 import json
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from dockyard.hookspecs import registry as mt
-from dockyard.hookspecs.errors import DockyardError
+from dockyard.hookspecs.errors import DockyardError, NotFound
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader
 
 from .images import ImageStore
 from .transfer import MAX_CONFIG, Progress, Puller, fetch_manifest, read_all
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def close_all(backends: list[RegistryBackend]) -> None:
@@ -33,46 +34,39 @@ def close_all(backends: list[RegistryBackend]) -> None:
             b.close()
 
 
-def _next(exc: Exception, left: int) -> None:
-    """Log a source's failure before the next one is tried; re-raise it when none is left."""
-    if not left:
-        raise exc
-    log.info("Attempting next endpoint for pull after error: %s", exc)
+def each_source(backends: list[RegistryBackend], fn: Callable[[int, RegistryBackend], T],
+                cancel: threading.Event | None = None) -> T:
+    """``fn(i, backend)`` of the first source for which it succeeds; each failure is logged
+    before the next source is tried, and the last one's (or a cancelled pull's) is raised."""
+    for i, b in enumerate(backends):
+        try:
+            return fn(i, b)
+        except DockyardError as exc:
+            if i == len(backends) - 1 or (cancel is not None and cancel.is_set()):
+                raise
+            log.info("Attempting next endpoint for pull after error: %s", exc)
+    raise NotFound("no registry to pull from")
 
 
 def first_source(backends: list[RegistryBackend], repo: str,
                  ref: str) -> tuple[list[RegistryBackend], dict[str, Any]]:
     """The sources from the first one that knows ``repo:ref`` on, and the descriptor it gives
     (so that a pull reports a missing image before any progress, as dockerd)."""
-    for i, b in enumerate(backends):
-        try:
-            return backends[i:], b.resolve(repo, ref)
-        except DockyardError as exc:
-            _next(exc, len(backends) - 1 - i)
-    raise AssertionError("no pull source")
+    return each_source(backends, lambda i, b: (backends[i:], b.resolve(repo, ref)))
 
 
 def pull(store: ImageStore, backends: list[RegistryBackend], repo: str, ref: str,
          progress: Progress, cancel: threading.Event, status_id: str | None = None) -> dict[str, Any]:
     """:meth:`Puller.pull` from each of ``backends`` in turn until one succeeds."""
-    for i, b in enumerate(backends):
-        try:
-            return Puller(store, b, progress, cancel).pull(repo, ref, status_id=status_id)
-        except DockyardError as exc:
-            _next(exc, 0 if cancel.is_set() else len(backends) - 1 - i)
-    raise AssertionError("no pull source")
+    return each_source(backends, lambda i, b: Puller(store, b, progress, cancel).pull(
+        repo, ref, status_id=status_id), cancel)
 
 
 # -- GET /distribution/{name}/json ----------------------------------------------------------------
 def inspect(backends: list[RegistryBackend], repo: str, ref: str) -> dict[str, Any]:
     """dockerd's ``DistributionInspect`` of ``repo:ref`` (a tag or a digest), from the first
     source that has it: the manifest's descriptor, and the platforms it is for."""
-    for i, b in enumerate(backends):
-        try:
-            return _inspect(b, repo, ref)
-        except DockyardError as exc:
-            _next(exc, len(backends) - 1 - i)
-    raise AssertionError("no pull source")
+    return each_source(backends, lambda i, b: _inspect(b, repo, ref))
 
 
 def _inspect(b: RegistryBackend, repo: str, ref: str) -> dict[str, Any]:

@@ -180,6 +180,22 @@ def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     return resources
 
 
+def base_mounts(shm_size: int = DEFAULT_SHM_SIZE, sys_readonly: bool = True) -> list[dict[str, Any]]:
+    """What every container (and managed plugin) gets mounted: /proc, /dev, /sys, ..."""
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", *(("ro",) if sys_readonly else ())]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size // 1024}k"]},
+    ]
+
+
 def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
           id_map: IDMap | None = None, no_new_privs: bool = True,
           rt_budget: tuple[int, int] = (0, 0)) -> dict[str, Any]:
@@ -215,20 +231,8 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
     caps = [c for c in caps if c not in drops]
     resources = resources_of(host)
     dev_nodes, resources["devices"] = devicesmod.for_container(host)
-    mounts = [
-        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         # --privileged: read-write, as dockerd
-         "options": ["nosuid", "noexec", "nodev", *(() if host.get("Privileged") else ("ro",))]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777",
-                     f"size={int(host.get('ShmSize') or DEFAULT_SHM_SIZE) // 1024}k"]},
-    ]
+    # --privileged: /sys read-write, as dockerd
+    mounts = base_mounts(int(host.get("ShmSize") or DEFAULT_SHM_SIZE), not host.get("Privileged"))
     if host.get("IpcMode") == "host":  # the host's shared memory, as dockerd
         mounts[-1] = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
                       "options": ["rbind", "nosuid", "noexec", "nodev"]}

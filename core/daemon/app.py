@@ -22,7 +22,9 @@ from ..config import Config
 from ..containers import ContainerService
 from ..execs import ExecService
 from ..images import ImageStore
+from ..managedplugins import PluginService
 from ..networks import NetworkService, driver_options
+from ..pluginrun import PluginRunner
 from ..state import State
 from ..volumes import VolumeService
 from .body import MAX_JSON_BODY
@@ -93,6 +95,8 @@ class Daemon:
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
         self.execs = ExecService(self)
+        self.managed_plugins = PluginService(self)
+        self.plugin_runner = PluginRunner(self, self.managed_plugins)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
@@ -206,6 +210,7 @@ class Daemon:
         await self.containers.restore()
 
     async def shutdown(self, app: web.Application) -> None:
+        await self.plugin_runner.shutdown()
         await self.containers.shutdown()
         await self.networks.shutdown()
         await self.execdriver.close()
@@ -224,10 +229,10 @@ class Daemon:
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
-        from .routes import (build, containers, distribution, execs, images, networks, storage,
-                             system, volumes)
+        from .routes import (build, containers, distribution, execs, images, networks,
+                             plugins as plugin_routes, storage, system, volumes)
         for module in (system, containers, execs, images, build, networks, storage, volumes,
-                       distribution, dashboard):
+                       distribution, plugin_routes, dashboard):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

@@ -34,6 +34,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         msg = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
         return error_response(exc.status, msg or exc.reason)
+    except NotImplementedError as exc:  # a driver without an optional operation
+        return error_response(501, str(exc) or "not implemented")
     except ValueError as exc:
         # a value a parser refused (an address, a number in a string): the client's fault.
         # Types are checked at the edge (dockyard.core.schema): a TypeError or KeyError here
