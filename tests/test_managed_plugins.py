@@ -225,15 +225,6 @@ def test_plugin_removed_by_force_while_enabled(tmp_path: Any) -> None:
 
 
 def test_bad_plugin_archives_are_refused(tmp_path: Any) -> None:
-    def tar_of(files: dict[str, bytes]) -> bytes:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as t:
-            for name, data in files.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
-
     with plugin_daemon() as d:
         for files, words in (({"rootfs/x": b"x"}, "config not found"),
                              ({"config.json": b"{}"}, "no rootfs found"),
@@ -257,7 +248,7 @@ def test_privileges_come_from_the_plugin_config_in_a_registry(busybox_tar: str, 
                          "Mounts": [{"Source": "/var/lib", "Destination": "/mnt", "Type": "bind"}],
                          "Linux": {"Capabilities": ["CAP_SYS_ADMIN"], "AllowAllDevices": True}}).encode()
     with docker_registry() as reg, plugin_daemon(busybox_tar) as d:
-        layer = tarfile_gz({"rootfs/x": b"x"})
+        layer = tar_of({"rootfs/x": b"x"}, "w:gz")
         for blob in (config, layer):
             put_blob(reg, "dkytest/remote", blob)
         manifest = json.dumps({
@@ -293,9 +284,9 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def tarfile_gz(files: dict[str, bytes]) -> bytes:
+def tar_of(files: dict[str, bytes], mode: str = "w") -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+    with tarfile.open(fileobj=buf, mode=mode) as t:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
