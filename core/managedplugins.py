@@ -206,9 +206,10 @@ def apply_setting(p: dict[str, Any], arg: str) -> None:
         want = field or (settable[0] if settable else "")
         if want != _SETTABLE[kind] or want not in settable:
             raise InvalidParameter(f'"{name + ("." + field if field else "")}" is not settable')
-        if kind == "Env":
-            settings["Env"] = [e for e in settings["Env"] if e.split("=", 1)[0] != name] + \
-                [f"{name}={value}"]
+        if kind == "Env":  # replaced where it is, else added (moby's updateSettingsEnv)
+            at = next((i for i, e in enumerate(settings["Env"]) if e.split("=", 1)[0] == name),
+                      len(settings["Env"]))
+            settings["Env"][at:at + 1] = [f"{name}={value}"]
         elif kind == "Args":
             settings["Args"] = value.split(" ")
         else:  # as dockerd: the config's mount source / device path, which settings share

@@ -303,3 +303,32 @@ def put_blob(reg: str, repo: str, data: bytes) -> None:
     req = urllib.request.Request(url, data=data, method="PUT",
                                  headers={"Content-Type": "application/octet-stream"})
     urllib.request.urlopen(req, timeout=30).close()
+
+
+def test_settings_and_interface_types_as_dockerd_reads_them() -> None:
+    """moby's ``settable`` rules and ``PluginInterfaceType`` parsing, without a daemon."""
+    from dockyard.core.managedplugins import apply_setting, initial_settings
+    from dockyard.core.schema import decode
+    from dockyard.core.schema.plugins import PluginConfig, go_shape, interface_type
+
+    assert interface_type("docker.volumedriver/1.0") == "docker.volumedriver/1.0"
+    assert interface_type("volumedriver") == ".olumedriver/"  # dockerd's parser, quirk and all
+    cfg = go_shape(decode(json.dumps({
+        "env": [{"name": "DEBUG", "settable": ["value"], "value": "0"},
+                {"name": "FIXED", "value": "1"}],
+        "mounts": [{"name": "data", "source": "/a", "destination": "/d", "settable": ["source"]}],
+        "linux": {"devices": [{"name": "dev", "path": "/dev/null", "settable": ["path"]}]},
+        "args": {"name": "args", "settable": ["value"], "value": ["-v"]}}).encode(), PluginConfig))
+    p = {"Config": cfg, "Settings": initial_settings(cfg)}
+    assert p["Settings"]["Env"] == ["DEBUG=0", "FIXED=1"] and p["Settings"]["Args"] == ["-v"]
+    for arg in ("DEBUG=1", "data.source=/b", "dev=/dev/zero", "args=-x -y"):
+        apply_setting(p, arg)
+    assert p["Settings"]["Env"] == ["DEBUG=1", "FIXED=1"]
+    assert p["Settings"]["Mounts"][0]["Source"] == "/b" == p["Config"]["Mounts"][0]["Source"]
+    assert p["Settings"]["Devices"][0]["Path"] == "/dev/zero"
+    assert p["Settings"]["Args"] == ["-x", "-y"]
+    for arg, words in (("FIXED=2", '"FIXED" is not settable'), ("data.path=/x", '"data.path" is not settable'),
+                       ("=x", "invalid format"), ("other=1", 'setting "other" not found')):
+        with pytest.raises(Exception) as exc:
+            apply_setting(p, arg)
+        assert words in str(exc.value), (arg, exc.value)
