@@ -3,8 +3,9 @@
 :func:`decode` parses a body and checks it against its description in one pass of msgspec's C
 decoder (types, ranges, enums), then refuses the fields this engine knows but does not implement
 (:mod:`.unsupported`). Keys are matched as dockerd's Go decoder matches them: exactly, else in
-any case, and unknown ones are ignored (:mod:`.anycase`: only such a body is parsed twice). Services get
-plain dicts and lists whose values they can trust: a key is absent, ``null``, or of its type.
+any case, and unknown ones are ignored (:mod:`.anycase`: only such a body is parsed twice).
+Services get plain dicts and lists whose values they can trust: a key is absent, ``null``, or of
+its type.
 A wrong field is an :class:`InvalidParameter` (400) naming its path::
 
     HostConfig.Privileged: expected a boolean, got a string

@@ -72,5 +72,5 @@ class Empty(Body, forbid_unknown_fields=False):
     """Go's ``struct{}``: any object, nothing kept (``{"80/tcp": {}}``)."""
 
 
-__all__ = ["UNSET", "Body", "str_slices", "Empty", "Int", "Int64", "NonNegative", "Opt", "StrList", "StrMap",
-           "StrSlice", "Uint16", "Uint32", "Uint64", "INT64_MAX", "INT64_MIN"]
+__all__ = ["UNSET", "Body", "Empty", "Int", "Int64", "NonNegative", "Opt", "StrList", "StrMap",
+           "StrSlice", "Uint16", "Uint32", "Uint64", "INT64_MAX", "INT64_MIN", "str_slices"]

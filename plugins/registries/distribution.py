@@ -28,7 +28,7 @@ import urllib.parse
 from typing import IO, Any, Iterator
 
 from dockyard.hookspecs import registry as mt
-from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound, Unauthorized
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,6 @@ RETRIES = 3
 
 def hub_endpoint() -> str:
     return (os.environ.get("DOCKYARD_TEST_HUB_ENDPOINT") or HUB_ENDPOINT).rstrip("/")
-
-
-class Unauthorized(DockyardError):
-    status = 401
 
 
 def is_loopback(host: str) -> bool:
