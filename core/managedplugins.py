@@ -253,15 +253,25 @@ def privileges(config: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def remote_config(backend: Any, repo: str, ref: str) -> dict[str, Any]:
+class NotAPlugin(DockyardError):
+    """What a registry holds under a name is not a plugin (dockerd's 500)."""
+
+
+def remote_config(backend: Any, repo: str, ref: str) -> dict[str, Any] | None:
     """The config of plugin ``repo:ref`` in a registry (its manifest's config blob, whose
-    media type says it is a plugin), as :func:`go_shape` gives it."""
+    media type says it is a plugin), as :func:`go_shape` gives it; None when it cannot be
+    fetched (not there, registry unreachable): dockerd's ``Privileges`` then answers an empty
+    list, not an error (moby plugin/backend_linux.go), and so does dockyard."""
     from .transfer import MAX_CONFIG, fetch_manifest, read_all
 
-    _media, raw, _digest = fetch_manifest(backend, repo, ref)
+    try:
+        _media, raw, _digest = fetch_manifest(backend, repo, ref)
+    except DockyardError as exc:
+        log.info("plugin privileges of %s:%s: %s", repo, ref, exc)
+        return None
     desc = json.loads(raw).get("config") or {}
     if desc.get("mediaType") != PLUGIN_CONFIG_TYPE:
-        raise DockyardError(f"did not find plugin config for specified reference {repo}:{ref}")
+        raise NotAPlugin(f"did not find plugin config for specified reference {repo}:{ref}")
     with contextlib.closing(backend.get_blob(repo, mt.check_digest(desc["digest"]))) as s:
         data = read_all(mt.VerifyingReader(s, desc["digest"], desc.get("size"), "config"), MAX_CONFIG)
     return go_shape(decode(data, PluginConfig))

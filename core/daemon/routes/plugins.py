@@ -96,12 +96,18 @@ async def get_privileges(request: web.Request) -> web.Response:
     ref = reference.parse(request.query.get("remote") or "")
     want = ref.digest or ref.tag or "latest"
     backends = request.app["daemon"].remote(ref.domain, registry_auth(request)).pull_sources()
+    def from_sources() -> dict | None:
+        for b in backends:  # a mirror without the plugin: the next source
+            config = remote_config(b, ref.path, want)
+            if config is not None:
+                return config
+        return None
+
     try:
-        config = await asyncio.to_thread(remote.each_source, backends,
-                                         lambda i, b: remote_config(b, ref.path, want))
+        config = await asyncio.to_thread(from_sources)
     finally:
         remote.close_all(backends)
-    return web.json_response(privileges(config))
+    return web.json_response(privileges(config) if config is not None else [])
 
 
 async def no_registry_plugins(request: web.Request) -> web.Response:
