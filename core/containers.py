@@ -27,7 +27,7 @@ from dockyard.hookspecs.idmap import IDMap
 
 from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
-                     end_pending, exit_being_recorded, record_start_failure)
+                     end_pending, exit_being_recorded, no_live_output, record_start_failure)
 from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
@@ -1035,12 +1035,16 @@ class ContainerService:
         return image_id
 
     # -- attach / logs --------------------------------------------------------------------------
-    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict[str, Any], AttachStreams]:
+    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool,
+                     stream: bool = True) -> tuple[dict[str, Any], AttachStreams]:
+        """An attach session; without ``stream`` (``logs=1`` alone) one with no live output."""
         c = self.get(ref)
         check_attachable(c, ref)
         rt = self.rt(c["Id"])
         stdin = stdin and c["Config"]["OpenStdin"]
         self._event("attach", c)
+        if not stream:
+            return c, no_live_output()
         if c["State"]["Running"]:
             await exit_being_recorded(self.execdrv, c, self._exit_future(c))
         async with rt.lock:

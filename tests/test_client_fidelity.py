@@ -192,3 +192,61 @@ def test_disabled_healthcheck_is_echoed_as_given(api: docker.APIClient) -> None:
             {"Test": ["CMD", "true"], "Interval": 2_000_000_000}
     finally:
         api.remove_container(ctr, force=True)
+
+
+# -- attach ?logs=1: the log is replayed, as dockerd's containerAttach ------------------------------
+def test_attach_logs_without_stream_replays_the_log(api: docker.APIClient) -> None:
+    """docker-py's ``attach(stream=False, logs=True)`` after the container exited: its output
+    (docker-py's ``test_attach_no_stream``), each stream only when asked for."""
+    ctr = api.create_container("busybox", ["sh", "-c", "echo hello; echo oops >&2"])
+    try:
+        api.start(ctr)
+        assert api.wait(ctr)["StatusCode"] == 0
+        assert api.attach(ctr, stream=False, logs=True) == b"hello\noops\n"
+        assert api.attach(ctr, stdout=True, stderr=False, stream=False, logs=True) == b"hello\n"
+        assert api.attach(ctr, stdout=False, stderr=True, stream=False, logs=True,
+                          demux=True) == (None, b"oops\n")
+        # without logs=1 nothing of the past run is replayed: the attach waits for the next one
+        sock = api.attach_socket(ctr, {"stdout": 1, "stream": 1, "logs": 0})
+        api.start(ctr)
+        assert read_frames(sock) == b"hello\n"
+        assert api.wait(ctr)["StatusCode"] == 0
+    finally:
+        api.remove_container(ctr, force=True)
+
+
+def test_attach_logs_and_stream_of_a_running_container(api: docker.APIClient) -> None:
+    """``logs=1&stream=1``: what the container printed before the attach, then what it prints
+    after (on a TTY raw, without frames)."""
+    ctr = api.create_container("busybox", ["sh", "-c", "echo before; read x; echo after $x"],
+                               stdin_open=True, tty=True)
+    try:
+        api.start(ctr)
+        for _ in range(600):  # its first line is in the log
+            if b"before" in api.logs(ctr):
+                break
+            time.sleep(0.1)
+        sock = api.attach_socket(ctr, {"stdin": 1, "stdout": 1, "stream": 1, "logs": 1})
+        raw = getattr(sock, "_sock", sock)
+        raw.sendall(b"now\n")
+        got = b""
+        while chunk := raw.recv(65536):
+            got += chunk
+        assert got.startswith(b"before\r\n") and got.endswith(b"after now\r\n"), got
+        assert api.wait(ctr)["StatusCode"] == 0
+    finally:
+        api.remove_container(ctr, force=True)
+
+
+def read_frames(sock: Any) -> bytes:
+    """The stdout/stderr payload of a multiplexed attach stream, to its end."""
+    raw = getattr(sock, "_sock", sock)
+    data = b""
+    while chunk := raw.recv(65536):
+        data += chunk
+    out, i = b"", 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i + 4:i + 8], "big")
+        out += data[i + 8:i + 8 + size]
+        i += 8 + size
+    return out
