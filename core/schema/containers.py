@@ -57,8 +57,7 @@ class ContainerConfig(Body):
     StopTimeout: Opt[Int] = UNSET
     Shell: Opt[StrSlice] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Domainname": (), "NetworkDisabled": (), "MacAddress": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Domainname": (), "NetworkDisabled": ()}
 
     __post_init__ = str_slices("Cmd", "Entrypoint", "Shell")
 
@@ -179,7 +178,7 @@ class VolumeDriverConfig(Body):
     Name: Opt[str] = UNSET
     Options: Opt[StrMap] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",), "Options": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",)}
 
 
 class VolumeOptions(Body):
@@ -271,8 +270,6 @@ class EndpointIPAMConfig(Body):
     IPv6Address: Opt[str] = UNSET
     LinkLocalIPs: Opt[StrList] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"IPv6Address": (), "LinkLocalIPs": ()}
-
 
 class EndpointSettings(Body):
     """``network.EndpointSettings``. ``Links`` (aliases for this container on the network) and
@@ -297,7 +294,7 @@ class EndpointSettings(Body):
     GlobalIPv6PrefixLen: Opt[Int64] = UNSET
     DNSNames: Opt[StrList] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"MacAddress": (), "GwPriority": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"GwPriority": ()}
 
 
 class NetworkingConfig(Body):
