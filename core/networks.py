@@ -186,7 +186,8 @@ class NetworkService:
                                    f"enabled on its networks")
         net = {"Name": name, "Id": nid, "Created": _rfc3339(time.time()), "Scope": "local",
                "Driver": driver, "EnableIPv6": ipv6 and drv.needs_ipam,
-               "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}),
+               # Options: null when none were given (dockerd's nil map; docker-py checks it)
+               "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}) or None,
                         "Config": ipam_cfg},
                "Internal": bool(body.get("Internal")), "Attachable": bool(body.get("Attachable")),
                "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,

@@ -250,3 +250,19 @@ def read_frames(sock: Any) -> bytes:
         out += data[i + 8:i + 8 + size]
         i += 8 + size
     return out
+
+
+def test_network_ipam_options_are_null_when_none_were_given(api: docker.APIClient) -> None:
+    """dockerd shows ``IPAM.Options`` as null (a nil map) unless options were given
+    (docker-py's ``test_create_network_with_ipam_config``)."""
+    name = "dkyipam" + os.urandom(3).hex()
+    net = api.create_network(name)
+    try:
+        assert api.inspect_network(net["Id"])["IPAM"]["Options"] is None
+    finally:
+        api.remove_network(net["Id"])
+    net = api.create_network(name, ipam=docker.types.IPAMConfig(options={"foo": "bar"}))
+    try:
+        assert api.inspect_network(net["Id"])["IPAM"]["Options"] == {"foo": "bar"}
+    finally:
+        api.remove_network(net["Id"])
