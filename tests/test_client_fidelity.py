@@ -195,27 +195,77 @@ def test_disabled_healthcheck_is_echoed_as_given(api: docker.APIClient) -> None:
 
 
 # -- attach ?logs=1: the log is replayed, as dockerd's containerAttach ------------------------------
-def test_attach_logs_without_stream_replays_the_log(api: docker.APIClient) -> None:
-    """docker-py's ``attach(stream=False, logs=True)`` after the container exited: its output
-    (docker-py's ``test_attach_no_stream``), each stream only when asked for."""
+def raw_attach(d: Daemon, cid: str, query: str, send: bytes = b"") -> tuple[bytes, bytes]:
+    """``POST /containers/{cid}/attach?{query}`` over the daemon's socket, read to its end:
+    (the answer's head, what follows it). A raw read, so that no byte is lost: docker-py reads
+    the head through a buffered file and the stream from the socket under it, and so loses
+    what arrives with the head (with dockerd as well)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(60)
+        s.connect(d.sock)
+        s.sendall(f"POST /v1.41/containers/{cid}/attach?{query} HTTP/1.1\r\nHost: d\r\n"
+                  "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        if send:
+            s.sendall(send)
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The (stream, payload) frames of a multiplexed attach stream."""
+    out, i = [], 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i + 4:i + 8], "big")
+        out.append((data[i], data[i + 8:i + 8 + size]))
+        i += 8 + size
+    return out
+
+
+def test_attach_logs_without_stream_replays_the_log(shared_daemon: Daemon,
+                                                    api: docker.APIClient) -> None:
+    """``attach?logs=1`` without ``stream`` after the container exited: its log, each stream
+    only when asked for, then the end (docker-py's ``test_attach_no_stream``)."""
+    d = shared_daemon
     ctr = api.create_container("busybox", ["sh", "-c", "echo hello; echo oops >&2"])
+    cid = ctr["Id"]
     try:
         api.start(ctr)
         assert api.wait(ctr)["StatusCode"] == 0
-        assert api.attach(ctr, stream=False, logs=True) == b"hello\noops\n"
-        assert api.attach(ctr, stdout=True, stderr=False, stream=False, logs=True) == b"hello\n"
-        assert api.attach(ctr, stdout=False, stderr=True, stream=False, logs=True,
-                          demux=True) == (None, b"oops\n")
-        # without logs=1 nothing of the past run is replayed: the attach waits for the next one
+        head, body = raw_attach(d, cid, "logs=1&stdout=1&stderr=1&stream=0")
+        assert head.startswith(b"HTTP/1.1 101")
+        assert sorted(frames(body)) == [(1, b"hello\n"), (2, b"oops\n")]
+        assert frames(raw_attach(d, cid, "logs=1&stdout=1&stream=0")[1]) == [(1, b"hello\n")]
+        assert frames(raw_attach(d, cid, "logs=1&stderr=1&stream=0")[1]) == [(2, b"oops\n")]
+    finally:
+        api.remove_container(ctr, force=True)
+
+
+def test_attach_without_logs_waits_for_the_next_run(api: docker.APIClient) -> None:
+    """``logs=0&stream=1`` to a stopped container replays nothing and waits for its next start
+    (dockerpty's ``run`` relies on it)."""
+    ctr = api.create_container("busybox", ["echo", "hello"])
+    try:
+        api.start(ctr)
+        assert api.wait(ctr)["StatusCode"] == 0
         sock = api.attach_socket(ctr, {"stdout": 1, "stream": 1, "logs": 0})
         api.start(ctr)
-        assert read_frames(sock) == b"hello\n"
+        raw = getattr(sock, "_sock", sock)
+        data = b""
+        while chunk := raw.recv(65536):
+            data += chunk
+        assert frames(data) == [(1, b"hello\n")]
         assert api.wait(ctr)["StatusCode"] == 0
     finally:
         api.remove_container(ctr, force=True)
 
 
-def test_attach_logs_and_stream_of_a_running_container(api: docker.APIClient) -> None:
+def test_attach_logs_and_stream_of_a_running_container(shared_daemon: Daemon,
+                                                       api: docker.APIClient) -> None:
     """``logs=1&stream=1``: what the container printed before the attach, then what it prints
     after (on a TTY raw, without frames)."""
     ctr = api.create_container("busybox", ["sh", "-c", "echo before; read x; echo after $x"],
@@ -226,30 +276,12 @@ def test_attach_logs_and_stream_of_a_running_container(api: docker.APIClient) ->
             if b"before" in api.logs(ctr):
                 break
             time.sleep(0.1)
-        sock = api.attach_socket(ctr, {"stdin": 1, "stdout": 1, "stream": 1, "logs": 1})
-        raw = getattr(sock, "_sock", sock)
-        raw.sendall(b"now\n")
-        got = b""
-        while chunk := raw.recv(65536):
-            got += chunk
+        _, got = raw_attach(shared_daemon, ctr["Id"], "logs=1&stdin=1&stdout=1&stream=1",
+                            send=b"now\n")
         assert got.startswith(b"before\r\n") and got.endswith(b"after now\r\n"), got
         assert api.wait(ctr)["StatusCode"] == 0
     finally:
         api.remove_container(ctr, force=True)
-
-
-def read_frames(sock: Any) -> bytes:
-    """The stdout/stderr payload of a multiplexed attach stream, to its end."""
-    raw = getattr(sock, "_sock", sock)
-    data = b""
-    while chunk := raw.recv(65536):
-        data += chunk
-    out, i = b"", 0
-    while i + 8 <= len(data):
-        size = int.from_bytes(data[i + 4:i + 8], "big")
-        out += data[i + 8:i + 8 + size]
-        i += 8 + size
-    return out
 
 
 def test_network_ipam_options_are_null_when_none_were_given(api: docker.APIClient) -> None:
