@@ -20,7 +20,7 @@ import tempfile
 from typing import Any
 
 from dockyard.hookspecs import registry as mt
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from . import reference

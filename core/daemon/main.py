@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import click
 from aiohttp import web
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
 from .. import config as configmod

@@ -5,13 +5,13 @@ import asyncio
 import json
 import os
 import shlex
-import struct
 import time
 from typing import Any, AsyncIterator
 
 from aiohttp import web
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.host.streams import frame
 
 from ... import listing
 from ... import stats as stats_doc
@@ -137,7 +137,7 @@ async def _frames(items: AsyncIterator[tuple[int, bytes]], tty: bool) -> AsyncIt
     """Log records as the attach and logs streams carry them: raw on a TTY, else multiplexed."""
     try:
         async for stream, data in items:
-            yield data if tty else struct.pack(">BxxxI", stream, len(data)) + data
+            yield data if tty else frame(stream, data)
     finally:
         aclose = getattr(items, "aclose", None)
         if aclose is not None:
@@ -170,8 +170,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
                      tail=request.query.get("tail", "all"), since=_time_param(request, "since"),
                      until=_time_param(request, "until"),
                      timestamps=params.flag(request, "timestamps"))
-    async for frame in race_iter(request, _frames(items, tty)):
-        await resp.write(frame)
+    async for chunk in race_iter(request, _frames(items, tty)):
+        await resp.write(chunk)
     await resp.write_eof()
     return resp
 
@@ -264,7 +264,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
 async def export(request: web.Request) -> web.StreamResponse:
     """``docker export``: the container's whole filesystem as one tar (through the graph
     driver's mount, so it works for any driver)."""
-    from dockyard.hookspecs.naivediff import compute_changes, stream_from_writer, write_layer_tar
+    from dockyard.hookspecs.host.changes import compute_changes
+    from dockyard.hookspecs.host.layertar import stream_from_writer, write_layer_tar
     d = request.app["daemon"]
     c = d.containers.get(request.match_info["id"])
     cid = c["Id"]
