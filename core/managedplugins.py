@@ -17,7 +17,8 @@ import os
 import secrets
 import shutil
 import tempfile
-from typing import Any
+from collections.abc import Sequence
+from typing import IO, Any, cast
 
 from dockyard.hookspecs import registry as mt
 from dockyard.hookspecs.host import tarsafe
@@ -149,7 +150,7 @@ class PluginService:
         shutil.rmtree(trash, ignore_errors=True)
         self.d.event("plugin", "remove", p["Id"], {"name": p["Name"]})
 
-    def set(self, ref: str, args: list[str]) -> None:
+    def set(self, ref: str, args: Sequence[str]) -> None:
         """``POST /plugins/{name}/set``: ``NAME=value`` of a settable env variable, mount
         source (``name.source=``), device path (``name.path=``) or the args."""
         p = self.get(ref)
@@ -273,5 +274,6 @@ def remote_config(backend: Any, repo: str, ref: str) -> dict[str, Any] | None:
     if desc.get("mediaType") != PLUGIN_CONFIG_TYPE:
         raise NotAPlugin(f"did not find plugin config for specified reference {repo}:{ref}")
     with contextlib.closing(backend.get_blob(repo, mt.check_digest(desc["digest"]))) as s:
-        data = read_all(mt.VerifyingReader(s, desc["digest"], desc.get("size"), "config"), MAX_CONFIG)
+        data = read_all(cast(IO[bytes], mt.VerifyingReader(s, desc["digest"], desc.get("size"), "config")),
+                        MAX_CONFIG)
     return go_shape(decode(data, PluginConfig))

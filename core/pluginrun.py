@@ -66,9 +66,9 @@ def plugin_spec(p: dict[str, Any], rootfs: str, sockdir: str, log_driver: str = 
     dev_nodes, dev_rules = devicesmod.for_container(host)
     if cfg["Linux"]["AllowAllDevices"]:
         dev_rules = list(devicesmod.ALLOW_ALL)
-    caps = list(dict.fromkeys(specmod.DEFAULT_CAPS + [
+    caps = list(dict.fromkeys([*specmod.DEFAULT_CAPS, *[
         c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
-        for c in cfg["Linux"]["Capabilities"] or ()]))
+        for c in cfg["Linux"]["Capabilities"] or ()]]))
     return {
         "ociVersion": "1.0.2",
         "process": {"terminal": False, "user": {"uid": 0, "gid": 0},

@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import threading
-from typing import Any, Callable, TypeVar
+from typing import IO, Any, Callable, TypeVar, cast
 
 from dockyard.hookspecs import registry as mt
 from dockyard.hookspecs.errors import DockyardError, NotFound
@@ -73,7 +73,7 @@ def _inspect(b: RegistryBackend, repo: str, ref: str) -> dict[str, Any]:
     size = 0 if ref.startswith("sha256:") else int(b.resolve(repo, ref).get("size") or 0)
     media, raw, digest = fetch_manifest(b, repo, ref)
     doc = json.loads(raw)
-    out = {"Descriptor": {"mediaType": media, "digest": digest, "size": size or len(raw)},
+    out: dict[str, Any] = {"Descriptor": {"mediaType": media, "digest": digest, "size": size or len(raw)},
            "Platforms": None}
     if media in mt.INDEX_MANIFESTS:
         out["Platforms"] = [platform(m.get("platform") or {}) for m in doc.get("manifests") or []]
@@ -83,9 +83,8 @@ def _inspect(b: RegistryBackend, repo: str, ref: str) -> dict[str, Any]:
         with contextlib.suppress(DockyardError, ValueError, KeyError, TypeError):
             cfg_desc = doc["config"]
             with contextlib.closing(b.get_blob(repo, mt.check_digest(cfg_desc["digest"]))) as s:
-                config = json.loads(read_all(VerifyingReader(s, cfg_desc["digest"],
-                                                              cfg_desc.get("size"), "config"),
-                                              MAX_CONFIG))
+                config = json.loads(read_all(cast(IO[bytes], VerifyingReader(
+                    s, cfg_desc["digest"], cfg_desc.get("size"), "config")), MAX_CONFIG))
             found = platform(_any_case(config, PLATFORM_KEYS))
             if found["os"] or found["architecture"]:
                 out["Platforms"] = [found]

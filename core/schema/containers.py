@@ -59,7 +59,8 @@ class ContainerConfig(Body):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Domainname": (), "NetworkDisabled": ()}
 
-    __post_init__ = str_slices("Cmd", "Entrypoint", "Shell")
+    def __post_init__(self) -> None:
+        str_slices(self, "Cmd", "Entrypoint", "Shell")
 
 
 # -- HostConfig --------------------------------------------------------------------------------
@@ -261,7 +262,8 @@ class HostConfig(Resources):
         "StorageOpt": (), "Isolation": ("default",), "MaskedPaths": NULL_ONLY,
         "ReadonlyPaths": NULL_ONLY}
 
-    __post_init__ = str_slices("CapAdd", "CapDrop")
+    def __post_init__(self) -> None:
+        str_slices(self, "CapAdd", "CapDrop")
 
 
 # -- NetworkingConfig --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ values that mean "not set" besides the zero values; :mod:`.unsupported` refuses 
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, ClassVar, TypeVar, Union
+from typing import Annotated, Any, ClassVar, TypeVar, Union
 
 from msgspec import UNSET, Meta, UnsetType
 
@@ -49,15 +49,13 @@ StrList = list[str]
 StrMap = dict[str, str]
 
 
-def str_slices(*names: str) -> Callable[[Any], None]:
-    """A ``__post_init__`` that turns each StrSlice field ``names`` given as a string into a
-    list of that string, as moby's ``strslice.StrSlice`` decodes it."""
-    def __post_init__(self: Any) -> None:
-        for name in names:
-            value = getattr(self, name)
-            if type(value) is str:
-                setattr(self, name, [value])
-    return __post_init__
+def str_slices(body: Any, *names: str) -> None:
+    """For a ``__post_init__``: each StrSlice field ``names`` of ``body`` given as a string
+    becomes a list of that string, as moby's ``strslice.StrSlice`` decodes it."""
+    for name in names:
+        value = getattr(body, name)
+        if type(value) is str:
+            setattr(body, name, [value])
 
 
 class Body(GoStruct):

@@ -272,7 +272,9 @@ class DistributionBackend(RegistryBackend):
         if not self.hub:
             return [self]
         opts = {**self.options, "mirrors": [], "insecure": False}
-        return [DistributionBackend(m, opts) for m in self.options.get("mirrors") or ()] + [self]
+        sources: list[RegistryBackend] = [DistributionBackend(m, opts)
+                                          for m in self.options.get("mirrors") or ()]
+        return [*sources, self]
 
     def resolve(self, repo: str, ref: str) -> dict[str, Any]:
         path = f"/v2/{repo}/manifests/{ref}"

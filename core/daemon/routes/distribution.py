@@ -29,7 +29,8 @@ async def inspect(request: web.Request) -> web.Response:
         auth = {}
     backends = request.app["daemon"].remote(ref.domain, auth).pull_sources()
     try:
-        body = await asyncio.to_thread(remote.inspect, backends, ref.path, ref.digest or ref.tag)
+        body = await asyncio.to_thread(remote.inspect, backends, ref.path,
+                                        ref.digest or ref.tag or "latest")
     finally:
         remote.close_all(backends)
     return web.json_response(body)
