@@ -20,6 +20,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "exec-root": (str, "/run/dockyard"),
     "pidfile": (str, ""),
     "hosts": (list, ["unix:///run/dockyard.sock"]),
+    # the unix socket's group (dockerd's -G); "": dockyard if that group exists, else root
+    "group": (str, ""),
     "tls": (bool, False),
     "tlsverify": (bool, False),
     "tlscacert": (str, ""),
@@ -63,6 +65,8 @@ LOG_DRIVERS = ("json-file",)
 class Config:
     values: dict[str, Any]
     source: str | None = None
+    #: the keys given in the file or as flags (``--tls=false`` differs from no ``--tls``)
+    explicit: frozenset[str] = frozenset()
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -104,6 +108,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     values = {k: (list(d) if isinstance(d, list) else dict(d) if isinstance(d, dict) else d)
               for k, (_, d) in SCHEMA.items()}
     source = None
+    explicit: set[str] = set()
     if path and (path_explicit or os.path.exists(path)):
         try:
             with open(path, encoding="utf-8") as f:
@@ -121,6 +126,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
                 f"valid keys: {', '.join(sorted(SCHEMA))}")
         for key, value in raw.items():
             values[key] = _check_type(key, value, SCHEMA[key][0], path)
+        explicit.update(raw)
         both = sorted(k for k in raw if overrides.get(k) not in (None, [], ()))
         if both:
             raise InvalidParameter(
@@ -133,6 +139,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
         if key not in SCHEMA:
             raise InvalidParameter(f"unknown configuration key {key!r}")
         values[key] = _check_type(key, value, SCHEMA[key][0], "flag")
+        explicit.add(key)
     if values["debug"]:
         values["log-level"] = "debug"
     if values["log-level"] not in LOG_LEVELS:
@@ -146,4 +153,4 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
             raise InvalidParameter(f"{key} must be an absolute path, not {values[key]!r}")
     parse_opts(values["storage-opts"], "storage-opts")
     parse_opts(values["exec-opts"], "exec-opts")
-    return Config(values, source)
+    return Config(values, source, frozenset(explicit))

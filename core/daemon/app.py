@@ -44,13 +44,14 @@ class Daemon:
         self.exec_root = config["exec-root"]
         # userns-remap: containers' root is an unprivileged host ID; images are stored shifted,
         # in a data-root of their own (as dockerd: <data-root>/<uid>.<gid>)
-        self.id_map, self.remap_user, _ = userns.parse(config["userns-remap"])
-        if not self.id_map.is_identity:
-            os.makedirs(self.data_root, mode=0o711, exist_ok=True)
-            self.data_root = userns.remapped_root(self.data_root, self.id_map)
-        os.makedirs(self.data_root, mode=0o711, exist_ok=True)
+        self.id_map, self.remap_user, self.data_root = userns.resolve(self.data_root,
+                                                                      config["userns-remap"])
+        for root in (config["data-root"], self.data_root):  # a remapped root's parent first
+            os.makedirs(root, mode=0o711, exist_ok=True)
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
         self.started = time.time()
+        #: ``info``'s Warnings about how the API is exposed (set by ``main``)
+        self.api_warnings: list[str] = []
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
 
@@ -180,12 +181,15 @@ class Daemon:
         await self.networks.start()
         await self.containers.restore()
 
-    async def shutdown(self, app: web.Application) -> None:
+    async def shutdown(self, app: web.Application | None) -> None:
         await self.containers.shutdown()
         await self.networks.shutdown()
         await self.execdriver.close()
         if not any(c["State"]["Running"] for c in self.containers.all()):
             await asyncio.to_thread(self.graph.cleanup)
+
+    def close(self) -> None:
+        """Last of all, once no request or worker thread can use it: the state database."""
         self.state.close()
 
     # -- the application ------------------------------------------------------------------------

@@ -102,7 +102,7 @@ async def info(request: web.Request) -> web.Response:
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": _security_options(d),
-        "Warnings": None,
+        "Warnings": list(d.api_warnings) or None,
         "DockyardDrivers": d.info_extra(),
         "DockyardExecDriverStatus": [list(x) for x in d.execdriver.status()],
         "DockyardPlugins": [name for name, _ in d.pm.list_name_plugin()],
