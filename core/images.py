@@ -445,23 +445,27 @@ class ImageStore:
                 self.state.x("DELETE FROM tags WHERE ref=?", t)
                 result.append({"Untagged": reference.familiar(t)})
             return result
+        result += [{"Untagged": reference.familiar(t)} for t in tags]
+        self.forget(image_id)
+        result.append({"Deleted": image_id})
+        return result
+
+    def forget(self, image_id: str) -> None:
+        """Delete an image's records (tags, digests, parents, cache entries) in one
+        transaction, then its config and manifest blobs and the layers nothing else uses."""
         top = self.get(image_id)["top_layer"]
         manifests = {r["ref"].split("@", 1)[1] for r in self.repo_digests(image_id)}
         with self.state.tx() as db:
-            for t in tags:
-                db.execute("DELETE FROM tags WHERE ref=?", (t,))
-                result.append({"Untagged": reference.familiar(t)})
+            db.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
             db.execute("DELETE FROM repo_digests WHERE image_id=?", (image_id,))
             db.execute("DELETE FROM images WHERE id=?", (image_id,))
             db.execute("DELETE FROM image_parents WHERE id=?", (image_id,))
             db.execute("DELETE FROM build_cache WHERE image_id=?", (image_id,))
-        result.append({"Deleted": image_id})
         self.blobs.delete(image_id)
         for digest in manifests:  # the manifests it was pulled or pushed as, unless shared
             if not self.state.q("SELECT 1 FROM repo_digests WHERE ref LIKE ?", f"%@{digest}"):
                 self.blobs.delete(digest)
         self._release_layers(top)
-        return result
 
     def _release_layers(self, top: str | None) -> None:
         used: set[str] = set()

@@ -22,6 +22,7 @@ from ..containers import ContainerService
 from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService, driver_options
+from ..reconcile import Reconciler
 from ..state import State
 from ..volumes import VolumeService
 from .errors import error_middleware, error_response
@@ -49,6 +50,9 @@ class Daemon:
         for root in (config["data-root"], self.data_root):  # a remapped root's parent first
             os.makedirs(root, mode=0o711, exist_ok=True)
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
+        #: every temporary file of the daemon's (spooled uploads, blobs being written, build
+        #: contexts): emptied at start-up, nothing in it outlives a crash
+        self.tmp_dir = os.path.join(self.data_root, "tmp")
         self.started = time.time()
         #: ``info``'s Warnings about how the API is exposed (set by ``main``)
         self.api_warnings: list[str] = []
@@ -79,7 +83,7 @@ class Daemon:
                 log.info("network driver %s skipped: %s", name, exc.reason)
                 self.netdriver_errors[name] = exc.reason
 
-        self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"))
+        self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"), self.tmp_dir)
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.networks = NetworkService(self)
         self.volumes = VolumeService(self)
@@ -178,6 +182,7 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self, app: web.Application) -> None:
+        await asyncio.to_thread(Reconciler(self).run)  # what a crash left, before anything runs
         await self.networks.start()
         await self.containers.restore()
 

@@ -47,6 +47,7 @@ import pytest
 from ..errors import Conflict, DockyardError, DriverNotSupported, InvalidParameter, NotFound
 from ..graphdriver import GraphDriver
 from ..idmap import IDMap
+from .graphdriver_ids import LayerListingSuite
 from .loopfs import LoopFilesystem, LoopUnavailable
 
 GROUP = "dockyard.graphdrivers"
@@ -256,8 +257,8 @@ def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], Gr
 # ------------------------------------------------------------------------------------------------
 # the suite
 # ------------------------------------------------------------------------------------------------
-class GraphDriverSuite:
-    """The tests. Subclasses provide the ``graphdriver_factory`` fixture (see
+class GraphDriverSuite(LayerListingSuite):
+    """The tests (the :meth:`GraphDriver.ids` ones in :mod:`.graphdriver_ids`). Subclasses provide the ``graphdriver_factory`` fixture (see
     :func:`graphdriver_suite`); the class is not collected itself (no ``Test`` prefix)."""
 
     @pytest.fixture

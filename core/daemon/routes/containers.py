@@ -405,7 +405,7 @@ async def archive_put(request: web.Request) -> web.Response:
 
     d = request.app["daemon"]
     target = _archive_path(request)
-    tar_path = await _spool(request, os.path.join(d.data_root, "tmp"))
+    tar_path = await _spool(request, d.tmp_dir)
     try:
         await _svc(request).archive_put(request.match_info["id"], target, tar_path)
     finally:

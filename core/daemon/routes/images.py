@@ -136,7 +136,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             elif not ref.tag:
                 ref = ref.with_tag("latest")
         changes = q.getall("changes", [])
-        path = await _spool(request, os.path.join(d.data_root, "tmp"))
+        path = await _spool(request, d.tmp_dir)
         try:
             def work() -> str:
                 with open(path, "rb") as f:
@@ -267,7 +267,7 @@ async def save(request: web.Request) -> web.StreamResponse:
     names = request.query.getall("names", [])
     if not names:
         raise InvalidParameter("no image names given")
-    tmpdir = os.path.join(d.data_root, "tmp")
+    tmpdir = d.tmp_dir
     os.makedirs(tmpdir, exist_ok=True)
     fd, path = tempfile.mkstemp(dir=tmpdir, prefix="save-", suffix=".tar")
     os.close(fd)
@@ -314,7 +314,7 @@ async def load(request: web.Request) -> web.StreamResponse:
     """``docker load``: every image of a ``docker save`` tar (classic or Docker 25 layout)."""
     d = _d(request)
     quiet = params.flag(request, "quiet")
-    path = await _spool(request, os.path.join(d.data_root, "tmp"))
+    path = await _spool(request, d.tmp_dir)
     out = JsonStream(request)
     try:
         backend = await asyncio.to_thread(d.backend, "docker-archive", path, {"mode": "r"})
@@ -530,7 +530,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         quiet=params.flag(request, "q"))
     if q.get("target"):
         raise InvalidParameter("--target (multi-stage builds) is not supported by this builder")
-    tmp = os.path.join(d.data_root, "tmp")
+    tmp = d.tmp_dir
     path = await _spool(request, tmp)
     ctx = tempfile.mkdtemp(dir=tmp, prefix="build-")
     try:
