@@ -23,6 +23,7 @@ from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService, driver_options
 from ..reconcile import Reconciler
+from ..reserve import DiskReserve
 from ..state import State
 from ..volumes import VolumeService
 from .errors import error_middleware, error_response
@@ -59,6 +60,9 @@ class Daemon:
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
 
+        # on a full disk, room for the database's journal and start-up's files first
+        self.reserve = DiskReserve(self.data_root)
+        self.reserve.make_room()
         self.state = State(os.path.join(self.data_root, "dockyard.db"))
         self.graph = self._select_graph_driver(config)
         self.migrating = False  # a storage migration holds off container creation and mounts
@@ -185,6 +189,9 @@ class Daemon:
         await asyncio.to_thread(Reconciler(self).run)  # what a crash left, before anything runs
         await self.networks.start()
         await self.containers.restore()
+        if not self.reserve.refill() and not self.reserve.held():
+            log.warning("the data-root %s is nearly full: no room for its reserve, so removals "
+                        "may fail once it is full", self.data_root)
 
     async def shutdown(self, app: web.Application | None) -> None:
         await self.containers.shutdown()
@@ -199,7 +206,7 @@ class Daemon:
 
     # -- the application ------------------------------------------------------------------------
     def make_app(self) -> web.Application:
-        app = web.Application(middlewares=[version_middleware, error_middleware],
+        app = web.Application(middlewares=[version_middleware, error_middleware, room_to_remove],
                               client_max_size=1 << 40, handler_args={"max_field_size": 65536})
         app["daemon"] = self
         from .routes import containers, execs, images, networks, storage, system, volumes
@@ -250,6 +257,20 @@ async def version_middleware(request: web.Request, handler: Any) -> web.StreamRe
         if veto:
             return error_response(403, str(veto))
     return await handler(request)
+
+
+@web.middleware
+async def room_to_remove(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Removals (``DELETE`` and ``.../prune``) must work on a full disk: the data-root's reserve
+    is released first when space is short, and allocated again after when there is room."""
+    if request.method != "DELETE" and not (request.method == "POST" and request.path.endswith("/prune")):
+        return await handler(request)
+    reserve = request.app["daemon"].reserve
+    reserve.make_room()
+    try:
+        return await handler(request)
+    finally:
+        reserve.refill()
 
 
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
