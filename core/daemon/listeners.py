@@ -21,6 +21,7 @@ import os
 import socket
 import ssl
 import time
+from asyncio import sslproto
 from typing import Any
 from urllib.parse import urlparse
 
@@ -173,6 +174,51 @@ class UnixListener:
                 os.unlink(self.path)
 
 
+class _HalfCloseSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol, letting the peer half-close as Go's ``tls.Conn`` does.
+
+    The docker CLI ends stdin of ``run``/``attach``/``exec`` with ``CloseWrite``, which on TLS
+    is a ``close_notify`` alert, and keeps reading the output. asyncio answers any close_notify
+    by shutting the connection down, so the output would be lost; here an application protocol
+    whose ``eof_received`` returns true (the hijacked streams) keeps the write side until it
+    closes the transport itself."""
+
+    _peer_closed = False
+    _keep_once = False
+
+    def _do_read(self) -> None:
+        if not self._peer_closed:  # after close_notify there is nothing more to read
+            super()._do_read()
+
+    def _call_eof_received(self) -> None:
+        if self._app_state != sslproto.AppProtocolState.STATE_CON_MADE:
+            return
+        self._app_state = sslproto.AppProtocolState.STATE_EOF
+        try:
+            keep = self._app_protocol.eof_received()
+        except Exception as ex:  # noqa: BLE001 - as asyncio's own
+            self._fatal_error(ex, "Error calling eof_received()")
+            return
+        if keep and self._state == sslproto.SSLProtocolState.WRAPPED:
+            self._peer_closed = self._keep_once = True
+
+    def _start_shutdown(self) -> None:
+        if self._keep_once:  # the close_notify that was just read: the app keeps writing
+            self._keep_once = False
+            return
+        super()._start_shutdown()
+
+
+async def start_tls(conn: socket.socket, app: asyncio.Protocol, ctx: ssl.SSLContext) -> None:
+    """Serve ``app`` over TLS on the accepted ``conn`` (handshake included)."""
+    loop = asyncio.get_running_loop()
+    handshake = loop.create_future()
+    proto = _HalfCloseSSLProtocol(loop, app, ctx, handshake, server_side=True,
+                                  ssl_handshake_timeout=_SNIFF_TIMEOUT)
+    await loop.connect_accepted_socket(lambda: proto, conn)
+    await handshake
+
+
 class TLSSite(web.BaseSite):
     """A TCP site serving TLS that peeks at each connection's first byte: a TLS handshake goes
     on to aiohttp over TLS, anything else (plain HTTP) gets Go's 400 and is closed."""
@@ -220,13 +266,16 @@ class TLSSite(web.BaseSite):
             first = conn.recv(1, socket.MSG_PEEK)
             if first and first[0] == _TLS_HANDSHAKE:
                 server = self._runner.server
-                assert server is not None
-                await loop.connect_accepted_socket(server, conn, ssl=self._ssl_context,
-                                                   ssl_handshake_timeout=_SNIFF_TIMEOUT)
+                assert server is not None and self._ssl_context is not None
+                await start_tls(conn, server(), self._ssl_context)
                 return
             if first:
                 with contextlib.suppress(OSError):
+                    while conn.recv(65536):  # what was sent, so closing does not reset
+                        pass
+                with contextlib.suppress(OSError):
                     conn.send(PLAIN_HTTP_ON_TLS)
+                    conn.shutdown(socket.SHUT_WR)
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
             log.debug("TLS connection on %s failed: %s", self.name, exc)
         conn.close()
