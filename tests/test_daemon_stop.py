@@ -14,7 +14,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import tarfile
 import threading
@@ -24,7 +23,7 @@ from typing import Iterator
 import pytest
 from aiohttp import web
 
-from conftest import DOCKYARD, Daemon, running_daemon
+from conftest import DOCKYARD, Daemon, running_daemon, serve_app
 
 #: generous: the daemon's own deadline is 4 s
 STOP_BOUND = 10.0
@@ -82,24 +81,10 @@ class SlowRegistry:
 @pytest.fixture
 def slow_registry() -> Iterator[tuple[str, SlowRegistry]]:
     reg = SlowRegistry()
-    loop = asyncio.new_event_loop()
     app = web.Application()
     app.router.add_route("*", "/v2/{tail:.*}", reg.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    t = threading.Thread(target=loop.run_forever, daemon=True)
-    t.start()
-    try:
-        yield f"127.0.0.1:{port}", reg
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(10)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
+    with serve_app(app) as addr:
+        yield addr, reg
 
 
 def _terminate(d: Daemon, times: int = 1) -> float:
@@ -144,8 +129,9 @@ def _start_with_pidfile(d: Daemon) -> str:
     return pidfile
 
 
-def test_sigterm_during_a_pull_stops_within_seconds(busybox_tar: str, slow_registry) -> None:
-    addr, reg = slow_registry
+def _terminate_during_pull(busybox_tar: str, addr: str, reg: SlowRegistry, times: int) -> str:
+    """SIGTERM (``times`` times) a daemon whose worker threads are downloading a layer;
+    restart it; return its log of the stop."""
     with running_daemon(busybox_tar) as d:
         pidfile = _start_with_pidfile(d)
         before = _images(d)
@@ -154,12 +140,23 @@ def test_sigterm_during_a_pull_stops_within_seconds(busybox_tar: str, slow_regis
         try:
             assert reg.serving.wait(60), "the pull never reached the layer download"
             time.sleep(0.5)
-            _terminate(d)
+            _terminate(d, times)
         finally:
             puller.kill()
             puller.wait()
-        assert "SIGTERM received" in d.logs()
+        logs = d.logs()
         _check_restart(d, before, pidfile)
+        return logs
+
+
+def test_sigterm_during_a_pull_stops_within_seconds(busybox_tar: str, slow_registry) -> None:
+    logs = _terminate_during_pull(busybox_tar, *slow_registry, times=1)
+    assert "SIGTERM received: shutting down" in logs
+
+
+def test_second_sigterm_exits_at_once(busybox_tar: str, slow_registry) -> None:
+    logs = _terminate_during_pull(busybox_tar, *slow_registry, times=2)
+    assert "received again: exiting now" in logs
 
 
 def test_sigterm_during_a_build_stops_within_seconds(busybox_tar: str, tmp_path) -> None:
@@ -180,21 +177,4 @@ def test_sigterm_during_a_build_stops_within_seconds(busybox_tar: str, tmp_path)
         finally:
             builder.kill()
             builder.wait()
-        _check_restart(d, before, pidfile)
-
-
-def test_second_sigterm_exits_at_once(busybox_tar: str, slow_registry) -> None:
-    addr, reg = slow_registry
-    with running_daemon(busybox_tar) as d:
-        pidfile = _start_with_pidfile(d)
-        before = _images(d)
-        puller = subprocess.Popen([DOCKYARD, "-H", d.host, "pull", f"{addr}/slow/img:latest"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            assert reg.serving.wait(60)
-            _terminate(d, times=2)
-        finally:
-            puller.kill()
-            puller.wait()
-        assert "received again: exiting now" in d.logs()
         _check_restart(d, before, pidfile)

@@ -18,6 +18,7 @@ from dockyard.hookspecs.errors import DockyardError
 from .. import config as configmod
 from .. import userns
 from . import listeners
+from .diagnostics import Diagnostics
 from .lock import RootLock
 from .shutdown import HANDLER_GRACE, Pidfile, Stopper
 
@@ -70,6 +71,7 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
 
     stopper = Stopper()
     stopper.install()
+    Diagnostics().install(asyncio.get_running_loop())
     for kind, where in plan.where:
         if kind == "unix":
             os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
