@@ -35,3 +35,20 @@ def test_fifty_lifecycles_leave_counts_unchanged(busybox_tar: str) -> None:
             after = counts(d, ids)
         assert after == before
         assert len(ids) == 55 and after["cgroups"] == 0 and after["netns"] == 0
+
+
+def test_execs_of_a_long_running_container_are_not_kept(shared_daemon) -> None:  # noqa: ANN001
+    """A container exec'd into again and again (a monitoring script) keeps only its live execs
+    in ``ExecIDs``, as dockerd: exited ones leave at once."""
+    import docker
+    client = docker.DockerClient(base_url=shared_daemon.host, version="1.45", timeout=120)
+    c = client.containers.run("busybox", ["sleep", "1000"], detach=True)
+    try:
+        for i in range(30):
+            assert c.exec_run(["true"]).exit_code == 0
+        live = c.exec_run(["sleep", "30"], detach=True)
+        del live
+        c.reload()
+        assert len(c.attrs["ExecIDs"] or []) == 1
+    finally:
+        c.remove(force=True)

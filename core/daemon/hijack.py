@@ -46,8 +46,12 @@ def parse_detach_keys(spec: str | None) -> bytes:
 
 
 class _HijackedProtocol(asyncio.Protocol):
-    def __init__(self, streams: AttachStreams, detach_keys: bytes = b"") -> None:
+    def __init__(self, streams: AttachStreams, detach_keys: bytes = b"",
+                 replaced: asyncio.BaseProtocol | None = None) -> None:
         self.streams = streams
+        #: aiohttp's protocol this one took the connection from: it must hear that the
+        #: connection is gone, or its server keeps it (and its request) for ever
+        self.replaced = replaced
         self.closed = asyncio.get_running_loop().create_future()
         self.can_write = asyncio.Event()
         self.can_write.set()
@@ -93,6 +97,10 @@ class _HijackedProtocol(asyncio.Protocol):
         self.can_write.set()
         if not self.closed.done():
             self.closed.set_result(None)
+        if self.replaced is not None:
+            replaced, self.replaced = self.replaced, None
+            with contextlib.suppress(Exception):
+                replaced.connection_lost(exc)
 
 
 async def serve_hijacked(request: web.Request,
@@ -127,7 +135,8 @@ async def serve_hijacked(request: web.Request,
     if transport is None or transport.is_closing():
         streams.close()
         return resp
-    proto = _HijackedProtocol(streams, detach_keys if streams.writer is not None else b"")
+    proto = _HijackedProtocol(streams, detach_keys if streams.writer is not None else b"",
+                              replaced=transport.get_protocol())
     transport.set_protocol(proto)
     transport.resume_reading()
     try:
