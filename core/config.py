@@ -54,6 +54,9 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "no-new-privileges": (bool, True),
     "default-ulimits": (dict, {}),
     "labels": (list, []),
+    # seconds a client may send nothing: before its first request, between requests, or in
+    # the middle of a request body (dockyard's own; dockerd waits 5 minutes for headers)
+    "api-read-timeout": ((int, float), 300),
     "disabled-plugins": (list, []),
     "required-plugins": (list, []),
 }
@@ -151,6 +154,9 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     for key in ("data-root", "exec-root"):
         if not os.path.isabs(values[key]):
             raise InvalidParameter(f"{key} must be an absolute path, not {values[key]!r}")
+    if isinstance(values["api-read-timeout"], bool) or values["api-read-timeout"] <= 0:
+        raise InvalidParameter(f"api-read-timeout must be a positive number of seconds, not "
+                               f"{values['api-read-timeout']!r}")
     parse_opts(values["storage-opts"], "storage-opts")
     parse_opts(values["exec-opts"], "exec-opts")
     return Config(values, source, frozenset(explicit))

@@ -27,14 +27,14 @@ from dockyard.hookspecs.idmap import IDMap
 
 from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
 from .blobs import atomic_write
-from .labels import labels_match
+from .filters import Args
+from .filtersets import prune_matcher
 from .units import human_duration
 from .networks import NetworkService, parse_extra_hosts, parse_link
 
 log = logging.getLogger(__name__)
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 
 
 def rfc3339(ts: float) -> str:
@@ -135,22 +135,15 @@ class ContainerService:
 
     # -- create ---------------------------------------------------------------------------------
     async def create(self, body: dict[str, Any], name: str | None) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise InvalidParameter("container config must be a JSON object")
+        """``body``: a create body checked by :class:`dockyard.core.schema.ContainerCreate`."""
         image_name = body.get("Image")
-        if not image_name or not isinstance(image_name, str):
+        if not image_name:
             raise InvalidParameter("Config.Image must be given: no image specified")
-        host = body.get("HostConfig")
-        if host is None:
-            host = {}
-        if not isinstance(host, dict):
-            raise InvalidParameter("HostConfig must be a JSON object")
-        for key in ("Cmd", "Entrypoint", "Env"):
+        host = body.get("HostConfig") or {}
+        for key in ("Cmd", "Entrypoint"):
             val = body.get(key)
             if isinstance(val, str):
                 body[key] = [val] if key != "Cmd" else ["/bin/sh", "-c", val]
-            elif val is not None and not (isinstance(val, list) and all(isinstance(x, str) for x in val)):
-                raise InvalidParameter(f"{key} must be a list of strings")
         if name:
             if not names.VALID_NAME.match(name):
                 raise InvalidParameter(f"Invalid container name ({name}), only "
@@ -221,9 +214,6 @@ class ContainerService:
             cfg["Entrypoint"] = None
         args = specmod.command(cfg)
         parse_signal(cfg["StopSignal"])
-        for key in ("Memory", "PidsLimit", "CpuShares", "CpuQuota", "CpuPeriod", "MemorySwap"):
-            if host.get(key) is not None and not isinstance(host[key], int):
-                raise InvalidParameter(f"HostConfig.{key} must be an integer")
         if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:
             raise InvalidParameter("Minimum memory limit allowed is 6MB")
         if "SecurityOpt" in host:
@@ -242,14 +232,9 @@ class ContainerService:
                 ipaddress.ip_address(server)
             except (ValueError, TypeError):
                 raise InvalidParameter(f"{server!r} is not an IP address (--dns)") from None
-        if (host.get("CgroupnsMode") or "") not in ("", "host", "private"):
-            raise InvalidParameter(f"invalid cgroup namespace mode: {host['CgroupnsMode']!r}")
         parent = host.get("CgroupParent") or ""
-        if not isinstance(parent, str) or ".." in parent.split("/") or ":" in parent:
+        if ".." in parent.split("/") or ":" in parent:
             raise InvalidParameter(f"invalid cgroup parent {parent!r}")
-        if host.get("ShmSize") is not None and (not isinstance(host["ShmSize"], int)
-                                                or host["ShmSize"] < 0):
-            raise InvalidParameter("SHM size can not be less than 0")
         userns_mode = host.get("UsernsMode") or ""
         if userns_mode not in ("", "host"):
             raise InvalidParameter(f"invalid USER mode: {userns_mode!r} (valid: host, or empty)")
@@ -266,13 +251,10 @@ class ContainerService:
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
         specmod.check_host_config(host_cfg)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
-        policy = host_cfg["RestartPolicy"]
-        if not isinstance(policy, dict) or (policy.get("Name") or "no") not in RESTART_POLICIES:
-            raise InvalidParameter(f"invalid restart policy {policy!r}; valid policies: "
-                                   + ", ".join(RESTART_POLICIES))
-        policy["Name"] = policy.get("Name") or "no"
-        if not isinstance(policy.get("MaximumRetryCount", 0), int) or policy.get("MaximumRetryCount", 0) < 0:
-            raise InvalidParameter("invalid restart policy: MaximumRetryCount must be a non-negative integer")
+        # name and count are checked by the schema; null means the default
+        policy = host_cfg["RestartPolicy"] = {
+            "Name": host_cfg["RestartPolicy"].get("Name") or "no",
+            "MaximumRetryCount": host_cfg["RestartPolicy"].get("MaximumRetryCount") or 0}
         if policy["Name"] != "no" and host_cfg["AutoRemove"]:
             raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
 
@@ -413,11 +395,9 @@ class ContainerService:
             raise InvalidParameter(f"logging driver {typ!r} is not supported: json-file or none")
         opts = {**(self.d.config.get("log-opts") or {} if typ == "json-file" else {}),
                 **(given.get("Config") or {})}
-        for key, value in opts.items():
+        for key in opts:
             if typ == "none" or key not in self.LOG_OPTS:
                 raise InvalidParameter(f"unknown log opt '{key}' for {typ} log driver")
-            if not isinstance(value, str):
-                raise InvalidParameter(f"log opt {key} must be a string")
         try:
             size = units.ram_in_bytes(opts["max-size"]) if opts.get("max-size") else 0
         except ValueError:
@@ -445,7 +425,7 @@ class ContainerService:
         taken = {m["Destination"] for m in mounts}
         out = list(mounts)
         for spec in specs or ():
-            if not isinstance(spec, str) or not spec:
+            if not spec:
                 raise InvalidParameter(f"invalid VolumesFrom entry {spec!r}")
             name, _, mode = spec.partition(":")
             if mode not in ("", "ro", "rw"):
@@ -535,12 +515,21 @@ class ContainerService:
                 c.pop("_manually_stopped", None)
             self.save(c)
             rt.watcher = asyncio.create_task(self._watch(cid), name=f"watch-{cid[:12]}")
+            await self._initial_console_size(c)
             self._start_health(c)
             if _policy and c.get("_manually_stopped"):  # stopped while we were starting it
                 with contextlib.suppress(DockyardError):
                     await self.execdrv.kill(cid, signal_mod.SIGKILL)
         self.d.emit("dockyard_container_started", container=self.public(c))
         self._event("start", c)
+
+    async def _initial_console_size(self, c: dict[str, Any]) -> None:
+        """``HostConfig.ConsoleSize`` ([height, width], what ``docker run -t`` sends): the TTY's
+        size right after start, before the client's own resize."""
+        size = c["HostConfig"].get("ConsoleSize") or []
+        if c["Config"]["Tty"] and len(size) == 2 and all(size):
+            with contextlib.suppress(DockyardError, NotImplementedError):
+                await self.execdrv.resize(c["Id"], size[0], size[1])
 
     async def _watch(self, cid: str) -> None:
         try:
@@ -768,19 +757,11 @@ class ContainerService:
 
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
         """``docker update``: new resource limits (applied at once to a running container, kept
-        for later starts) and restart policy."""
-        if not isinstance(body, dict):
-            raise InvalidParameter("update config must be a JSON object")
+        for later starts) and restart policy. ``body``: checked by
+        :class:`dockyard.core.schema.ContainerUpdate`."""
         c = self.get(ref)
         host = c["HostConfig"]
-        new: dict[str, Any] = {}
-        for key in self.UPDATE_INT_KEYS:
-            v = body.get(key)
-            if v is None or v == 0:
-                continue
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise InvalidParameter(f"{key} must be an integer")
-            new[key] = v
+        new: dict[str, Any] = {key: body[key] for key in self.UPDATE_INT_KEYS if body.get(key)}
         for key in ("CpusetCpus", "CpusetMems"):
             if body.get(key):
                 new[key] = str(body[key])
@@ -796,8 +777,6 @@ class ContainerService:
                                    "see usage")
         policy = body.get("RestartPolicy")
         if policy and policy.get("Name"):
-            if policy["Name"] not in RESTART_POLICIES:
-                raise InvalidParameter(f"invalid restart policy {policy['Name']!r}")
             if policy["Name"] != "no" and host.get("AutoRemove"):
                 raise InvalidParameter("Restart policy cannot be updated because AutoRemove is "
                                        "enabled for the container")
@@ -833,24 +812,28 @@ class ContainerService:
         self.save(c)
         self._event("rename", c, oldName=old)
 
-    async def prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
-        """``docker container prune``: remove every stopped container (``label``/``until``
-        filters honoured); return the ids removed and the space reclaimed."""
+    async def prune(self, args: Args) -> tuple[list[str], int]:
+        """``docker container prune``: remove every container not running that the ``until``,
+        ``label`` and ``label!`` filters select; the ids removed and the bytes their writable
+        layers held."""
+        ok = prune_matcher(args)
         deleted, reclaimed = [], 0
-        until = _until(filters.get("until", []))
         for c in list(self._cache.values()):
             if c["State"]["Running"] or c["State"].get("Restarting"):
                 continue
-            if until is not None and c["_created"] >= until:
-                continue
-            if not labels_match(c["Config"].get("Labels") or {}, filters.get("label", [])):
+            if not ok(c["_created"], c["Config"].get("Labels")):
                 continue
             _top, parent = self._image_top(c)
             try:
-                reclaimed += await asyncio.to_thread(self.graph.diff_size, c["Id"], parent)
+                size = await asyncio.to_thread(self.graph.diff_size, c["Id"], parent)
             except DockyardError:
-                pass
-            await self.remove(c["Id"])
+                size = 0
+            try:
+                await self.remove(c["Id"])
+            except DockyardError as exc:  # as dockerd: one that cannot go is skipped
+                log.warning("prune: container %s not removed: %s", c["Id"][:12], exc)
+                continue
+            reclaimed += size
             deleted.append(c["Id"])
         return deleted, reclaimed
 
@@ -953,6 +936,7 @@ class ContainerService:
             {"created": created, "created_by": " ".join([c["Path"], *c["Args"]]),
              **({"comment": comment} if comment else {}), **({"author": author} if author else {})}]
         image_id = await asyncio.to_thread(self.images.create_image, new, chain)
+        self.images.set_parent(image_id, c["Image"])  # as dockerd: ps --filter ancestor= finds it
         tags = []
         if repo:
             from . import reference
@@ -1112,21 +1096,6 @@ class ContainerService:
             for task in (rt.watcher, rt.health):
                 if task is not None:
                     task.cancel()
-
-
-def _until(values: list[str]) -> float | None:
-    if not values:
-        return None
-    v = values[0]
-    try:
-        return float(v)
-    except ValueError:
-        t = _parse_time(v)
-        if not t:
-            raise InvalidParameter(f"invalid until filter {v!r}: a unix time or RFC 3339 time") from None
-        return t
-
-
 
 
 def _parse_time(ts: str) -> float:

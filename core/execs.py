@@ -59,14 +59,12 @@ class ExecService:
             raise Conflict(f"Container {c['Id']} is not running")
         if c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is paused, unpause the container before exec")
-        cmd = body.get("Cmd")
+        cmd = body.get("Cmd")  # checked by dockyard.core.schema.ExecCreate
         if isinstance(cmd, str):
             cmd = [cmd]
-        if not cmd or not all(isinstance(x, str) for x in cmd):
+        if not cmd:
             raise InvalidParameter("No exec command specified")
         env = body.get("Env") or []
-        if not isinstance(env, list):
-            raise InvalidParameter("Env must be a list of strings")
         eid = secrets.token_hex(32)
         self.execs[eid] = {
             "ID": eid, "ContainerID": c["Id"], "Running": False, "ExitCode": None, "Pid": 0,
@@ -77,6 +75,7 @@ class ExecService:
                               "arguments": cmd[1:], "privileged": bool(body.get("Privileged")),
                               "user": body.get("User") or ""},
             "_env": env, "_cwd": body.get("WorkingDir") or "", "_started": False,
+            "_console": body.get("ConsoleSize") or [],
         }
         ids = c.get("ExecIDs") or []
         c["ExecIDs"] = ids + [eid]
@@ -97,7 +96,10 @@ class ExecService:
             raise Conflict(f"Container {c['Id']} is not running")
         return e, c
 
-    async def start(self, eid: str, detach: bool, tty: bool | None = None) -> AttachStreams | None:
+    async def start(self, eid: str, detach: bool, tty: bool | None = None,
+                    console: list[int] | None = None) -> AttachStreams | None:
+        """Run exec ``eid``; ``console``: the TTY's [height, width] (else the one given at
+        create)."""
         e, c = self.check_start(eid)
         pc = e["ProcessConfig"]
         if tty is not None and tty:
@@ -122,6 +124,10 @@ class ExecService:
                 raise
             return None if detach else FailedStreams(exc.message, pc["tty"])
         e.update(Pid=pid, Running=True)
+        size = console or e["_console"]
+        if pc["tty"] and len(size) == 2 and all(size):
+            with contextlib.suppress(DockyardError, NotImplementedError):
+                await self.d.execdriver.exec_resize(eid, size[0], size[1])
         asyncio.ensure_future(self._watch(eid, recorded))
         if streams is not None:
             streams.reader = _ExitAwareReader(streams.reader, recorded)  # type: ignore[assignment]

@@ -391,6 +391,10 @@ class ImageStore:
         rows = self.state.q("SELECT parent FROM image_parents WHERE id=?", image_id)
         return rows[0]["parent"] if rows else None
 
+    def children_of(self, image_id: str) -> list[str]:
+        return [r["id"] for r in self.state.q("SELECT p.id FROM image_parents p JOIN images i "
+                                              "ON i.id = p.id WHERE p.parent=?", image_id)]
+
     def has_children(self, image_id: str) -> bool:
         return bool(self.state.q("SELECT 1 FROM image_parents p JOIN images i ON i.id = p.id "
                                  "WHERE p.parent=? LIMIT 1", image_id))
@@ -446,13 +450,15 @@ class ImageStore:
                 result.append({"Untagged": reference.familiar(t)})
             return result
         result += [{"Untagged": reference.familiar(t)} for t in tags]
-        self.forget(image_id)
+        released = self.forget(image_id)
         result.append({"Deleted": image_id})
-        return result
+        # as dockerd's: each layer that went with the image is a "Deleted" entry too
+        return result + [{"Deleted": chain} for chain in released]
 
-    def forget(self, image_id: str) -> None:
+    def forget(self, image_id: str) -> list[str]:
         """Delete an image's records (tags, digests, parents, cache entries) in one
-        transaction, then its config and manifest blobs and the layers nothing else uses."""
+        transaction, then its config and manifest blobs and the layers nothing else uses
+        (returned: their chain ids)."""
         top = self.get(image_id)["top_layer"]
         manifests = {r["ref"].split("@", 1)[1] for r in self.repo_digests(image_id)}
         with self.state.tx() as db:
@@ -465,9 +471,11 @@ class ImageStore:
         for digest in manifests:  # the manifests it was pulled or pushed as, unless shared
             if not self.state.q("SELECT 1 FROM repo_digests WHERE ref LIKE ?", f"%@{digest}"):
                 self.blobs.delete(digest)
-        self._release_layers(top)
+        return self._release_layers(top)
 
-    def _release_layers(self, top: str | None) -> None:
+    def _release_layers(self, top: str | None) -> list[str]:
+        """Remove the layers of ``top``'s chain no other image uses; their chain ids."""
+        released: list[str] = []
         used: set[str] = set()
         for row in self.state.q("SELECT top_layer FROM images WHERE top_layer IS NOT NULL"):
             used.update(layer["chain_id"] for layer in self.layer_chain(row["top_layer"]))
@@ -475,11 +483,13 @@ class ImageStore:
             if layer["chain_id"] in used:
                 break
             self.state.x("DELETE FROM layers WHERE chain_id=?", layer["chain_id"])
+            released.append(layer["chain_id"])
             self._remove_cache(layer["cache_id"])
             if not self.state.q("SELECT 1 FROM layers WHERE diff_id=?", layer["diff_id"]):
                 for b in self.state.q("SELECT digest FROM layer_blobs WHERE diff_id=?", layer["diff_id"]):
                     self.blobs.delete(b["digest"])
                 self.state.x("DELETE FROM layer_blobs WHERE diff_id=?", layer["diff_id"])
+        return released
 
     def _familiar_digests(self, image_id: str) -> list[str]:
         return [reference.familiar(r["ref"]) for r in self.repo_digests(image_id)]

@@ -64,8 +64,6 @@ def parse_extra_hosts(entries: Any) -> list[tuple[str, str]]:
     ``(name, ip)``; InvalidParameter names a bad entry."""
     out = []
     for entry in entries or ():
-        if not isinstance(entry, str):
-            raise InvalidParameter(f"invalid extra host {entry!r}")
         cut = min((i for i in (entry.find(":"), entry.find("=")) if i > 0), default=-1)
         name, ip = (entry[:cut], entry[cut + 1:].strip("[]")) if cut > 0 else ("", "")
         if not name or not ip:
@@ -215,7 +213,7 @@ class NetworkService:
     # -- the /networks API ----------------------------------------------------------------------
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body.get("Name")
-        if not name or not isinstance(name, str):
+        if not name:
             raise InvalidParameter("network name must be given")
         # Docker's API default driver is its default network's: the first of DEFAULT_NETWORKS
         # installed that allows user-defined networks
@@ -279,11 +277,12 @@ class NetworkService:
             self.networks.pop(net["Name"], None)
         self.d.event("network", "destroy", net["Id"], {"name": net["Name"], "type": net["Driver"]})
 
-    async def prune(self) -> list[str]:
+    async def prune(self, args: Any) -> list[str]:
+        """``docker network prune``: the networks no container uses, not predefined, that
+        the ``until``/``label``/``label!`` filters (an ``Args``) select."""
+        from .listing import networks as select
         removed = []
-        for net in list(self.networks.values()):
-            if net.get("_predefined") or self.users(net, running_only=False):
-                continue
+        for net in select(self, args, prune=True):
             with contextlib.suppress(DockyardError):
                 await self.remove(net["Id"])
                 removed.append(net["Name"])

@@ -26,6 +26,9 @@ from typing import Any
 
 from dockyard.hookspecs.errors import InvalidParameter
 
+from .schema import decode
+from .schema.seccomp import SeccompProfile
+
 
 def _names(text: str) -> list[str]:
     return text.split()
@@ -224,18 +227,13 @@ def parse_profile(value: str) -> dict[str, Any]:
             raise InvalidParameter(f"opening seccomp profile ({value}) failed: "
                                    f"{e.strerror or e}") from None
     try:
-        profile = json.loads(text)
-    except ValueError as e:
-        raise InvalidParameter(f"decoding seccomp profile failed: {e}") from None
-    if not isinstance(profile, dict) or not isinstance(profile.get("syscalls") or [], list):
-        raise InvalidParameter("decoding seccomp profile failed: not a seccomp profile")
+        profile = decode(text.encode(), SeccompProfile)
+    except InvalidParameter as e:
+        raise InvalidParameter(f"decoding seccomp profile failed: {e.message}") from None
     if not profile.get("defaultAction"):
         raise InvalidParameter("decoding seccomp profile failed: no defaultAction")
     _check_action(profile["defaultAction"], "defaultAction")
     for rule in profile.get("syscalls") or ():
-        if not isinstance(rule, dict):
-            raise InvalidParameter("decoding seccomp profile failed: a syscalls entry is not an "
-                                   "object")
         names = rule.get("names") or [rule.get("name")]
         _check_action(rule.get("action", "SCMP_ACT_ALLOW"), f"the rule for {names[0]}")
     return profile
@@ -277,8 +275,6 @@ def normalize_security_opts(opts: Any) -> list[str] | None:
     change the container."""
     if opts is None:
         return None
-    if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
-        raise InvalidParameter("HostConfig.SecurityOpt must be a list of strings")
     out = []
     for opt in opts:
         kv = _split(opt)

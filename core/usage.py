@@ -1,37 +1,22 @@
 """Disk usage: ``GET /system/df`` (``docker system df``) and container sizes (``ps -s``).
 
 Sizes come from what the store already records (each layer's unpacked size) and from the graph
-driver's ``diff_size`` for a container's writable layer; a volume is walked (``du``-like, each
-inode once). Runs in a worker thread: walking can take a while.
+driver's ``diff_size`` for a container's writable layer; a volume is walked (its files' sizes,
+each inode once, as dockerd). Runs in a worker thread: walking can take a while.
 """
 from __future__ import annotations
 
-import os
+import collections
 from typing import Any, Iterable
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
 
+from . import listing
 from .containers import summary as container_summary
+from .filters import Args
+from .volumes import directory_size
 
 DF_TYPES = ("container", "image", "volume", "build-cache")
-
-
-def tree_size(root: str) -> int:
-    """Bytes allocated under ``root`` (hard links once), without following symlinks."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += st.st_blocks * 512
-    return total
 
 
 def container_sizes(d: Any, c: dict[str, Any]) -> tuple[int, int]:
@@ -48,38 +33,15 @@ def container_sizes(d: Any, c: dict[str, Any]) -> tuple[int, int]:
     return rw, rw + image_size
 
 
-def _chain(d: Any, top: str | None) -> list[dict[str, Any]]:
-    out = []
-    while top:
-        layer = d.images.layer(top)
-        out.append(layer)
-        top = layer["parent"]
-    return out
-
-
 def disk_usage(d: Any, types: Iterable[str] = ()) -> dict[str, Any]:
     types = list(types) or list(DF_TYPES)
     for t in types:
         if t not in DF_TYPES:
-            raise InvalidParameter(f"invalid type {t!r}: one of {', '.join(DF_TYPES)}")
+            raise InvalidParameter(f"unknown object type: {t}")
     out: dict[str, Any] = {}
     containers = d.containers.all()
     if "image" in types:
-        rows = d.images.all()
-        chains = {row["id"]: _chain(d, row["top_layer"]) for row in rows}
-        users: dict[str, int] = {}
-        for layers in chains.values():
-            for layer in layers:
-                users[layer["chain_id"]] = users.get(layer["chain_id"], 0) + 1
-        images = []
-        for row in rows:
-            s = d.images.summary(row)
-            s["SharedSize"] = sum(layer["size"] for layer in chains[row["id"]]
-                                  if users[layer["chain_id"]] > 1)
-            s["Containers"] = sum(1 for c in containers if c["Image"] == row["id"])
-            images.append(s)
-        out["Images"] = images
-        out["LayersSize"] = sum(r["size"] for r in d.state.q("SELECT size FROM layers"))
+        out["Images"], out["LayersSize"] = image_usage(d, containers)
     if "container" in types:
         listed = []
         for c in containers:
@@ -91,10 +53,31 @@ def disk_usage(d: Any, types: Iterable[str] = ()) -> dict[str, Any]:
         vols = []
         for v in d.volumes.list():
             v = dict(v)
-            v["UsageData"] = {"Size": tree_size(v["Mountpoint"]) if os.path.isdir(v["Mountpoint"]) else -1,
+            v["UsageData"] = {"Size": directory_size(v["Mountpoint"]),
                               "RefCount": len(d.volumes.users(v["Name"]))}
             vols.append(v)
         out["Volumes"] = vols
     if "build-cache" in types:
         out["BuildCache"] = []
     return out
+
+
+def image_usage(d: Any, containers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """``(Images, LayersSize)`` as dockerd counts them: the images ``docker images`` lists (no
+    build steps) with ``Containers`` (how many containers use each) and ``SharedSize`` (its
+    layers some other image, build steps included, also uses); ``LayersSize`` the layers those
+    images hold, each once. The docker CLI derives what is reclaimable from these: the layers
+    no container's image holds alone."""
+    chains = {row["id"]: d.images.layer_chain(row["top_layer"]) for row in d.images.all()}
+    refs = collections.Counter(layer["chain_id"] for layers in chains.values() for layer in layers)
+    using = collections.Counter(c["Image"] for c in containers)
+    images, held = [], {}
+    for r in listing.image_rows(d, Args()):
+        s = d.images.summary(r.view.record)
+        s["RepoTags"], s["RepoDigests"] = r.repo_tags, r.repo_digests
+        layers = chains[r.view.id]
+        s["SharedSize"] = sum(layer["size"] for layer in layers if refs[layer["chain_id"]] > 1)
+        s["Containers"] = using[r.view.id]
+        held.update((layer["chain_id"], layer["size"]) for layer in layers)
+        images.append(s)
+    return images, sum(held.values())

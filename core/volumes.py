@@ -15,6 +15,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 from typing import Any
 
@@ -71,6 +72,9 @@ class VolumeService:
         if not _NAME.match(name):
             raise InvalidParameter(f"volume name {name!r} includes invalid characters, only "
                                    "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        if len(name) > 255:  # the volume is a directory of that name
+            raise InvalidParameter(f"volume name {name[:32]}... is too long: at most 255 "
+                                   f"characters")
         rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
         if rows:  # Docker: creating an existing volume returns it
             return json.loads(rows[0]["data"])
@@ -104,16 +108,18 @@ class VolumeService:
         self.state.x("DELETE FROM volumes WHERE name=?", name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
-    def prune(self, filters: dict[str, list[str]]) -> tuple[list[str], int]:
-        everything = (filters.get("all") or ["false"])[0].lower() in ("1", "true")
+    def prune(self, args: Any) -> tuple[list[str], int]:
+        """``docker volume prune``: the unused volumes the filters (an ``Args``) select; the
+        names removed and the bytes they held."""
+        from .listing import volumes as select
         deleted, reclaimed = [], 0
-        for vol in self.list():
-            if not everything and ANON_LABEL not in (vol.get("Labels") or {}):
+        for vol in select(self, args, prune=True):
+            size = directory_size(vol["Mountpoint"])
+            try:
+                self.remove(vol["Name"])
+            except Conflict:  # taken by a container meanwhile
                 continue
-            if self.users(vol["Name"]):
-                continue
-            reclaimed += _du(vol["Mountpoint"])
-            self.remove(vol["Name"])
+            reclaimed += size
             deleted.append(vol["Name"])
         return deleted, reclaimed
 
@@ -124,8 +130,6 @@ class VolumeService:
         named volume already covers the destination)."""
         out: dict[str, dict[str, Any]] = {}
         for spec in host.get("Binds") or []:
-            if not isinstance(spec, str):
-                raise InvalidParameter(f"invalid bind {spec!r}")
             parts = spec.split(":")
             if len(parts) not in (2, 3):
                 raise InvalidParameter(f"invalid volume specification: {spec!r}")
@@ -145,8 +149,6 @@ class VolumeService:
                             "Destination": dst, "Driver": "local", "Mode": parts[2] if len(parts) == 3 else "z",
                             "RW": rw, "Propagation": ""}
         for m in host.get("Mounts") or []:
-            if not isinstance(m, dict):
-                raise InvalidParameter(f"invalid mount {m!r}")
             typ, dst = m.get("Type"), _dest(m.get("Target"))
             ro = bool(m.get("ReadOnly"))
             if typ == "bind":
@@ -157,10 +159,12 @@ class VolumeService:
                 out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
                             "Mode": "", "RW": not ro, "Propagation": "rprivate"}
             elif typ == "volume":
-                vol = self.create(m.get("Source") or None,
-                                  labels=(m.get("VolumeOptions") or {}).get("Labels"))
+                vopts = m.get("VolumeOptions") or {}
+                vol = self.create(m.get("Source") or None, labels=vopts.get("Labels"))
+                # NoCopy (--mount volume-nocopy): no copy of the image's content, as -v :nocopy
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
-                            "Destination": dst, "Driver": "local", "Mode": "z", "RW": not ro,
+                            "Destination": dst, "Driver": "local",
+                            "Mode": "nocopy" if vopts.get("NoCopy") else "z", "RW": not ro,
                             "Propagation": ""}
             elif typ == "tmpfs":
                 opts = m.get("TmpfsOptions") or {}
@@ -243,12 +247,22 @@ def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _du(path: str) -> int:
+def directory_size(root: str) -> int:
+    """Bytes in the files under ``root`` as dockerd counts a volume: apparent sizes, each
+    inode once, directories not counted, symbolic links not followed; -1 if ``root`` is not a
+    directory."""
+    if not os.path.isdir(root):
+        return -1
+    seen: set[tuple[int, int]] = set()
     total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
             try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
+                st = os.lstat(os.path.join(dirpath, name))
             except OSError:
-                pass
+                continue
+            if stat.S_ISDIR(st.st_mode) or not st.st_size or (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
     return total

@@ -345,7 +345,7 @@ def test_restart_policies(shared_daemon: Daemon) -> None:
     # bad policies are refused
     status, err = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
                                                     "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}})
-    assert status == 400 and "restart policy" in err["message"]
+    assert status == 400 and "RestartPolicy.Name" in err["message"]
     status, err = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
                                                     "HostConfig": {"AutoRemove": True,
                                                                    "RestartPolicy": {"Name": "always"}}})

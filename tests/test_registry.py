@@ -301,7 +301,8 @@ def test_images_filters_digests_prune_export(daemon: Daemon, tmp_path: Any) -> N
     d = daemon
     assert d.api.post("/images/busybox/tag?repo=keep/me&tag=1")[0] == 201
     status, imgs = d.api.get('/images/json?filters={"reference":["keep/*"]}')
-    assert status == 200 and [sorted(i["RepoTags"]) for i in imgs] == [["busybox:latest", "keep/me:1"]]
+    # as dockerd: the reference filter narrows RepoTags to the tags it matches
+    assert status == 200 and [sorted(i["RepoTags"]) for i in imgs] == [["keep/me:1"]]
     status, imgs = d.api.get('/images/json?filters={"dangling":["true"]}')
     assert imgs == []
     r = d.cli("images", "--digests")

@@ -26,17 +26,15 @@ from ..reconcile import Reconciler
 from ..reserve import DiskReserve
 from ..state import State
 from ..volumes import VolumeService
+from .body import MAX_JSON_BODY
 from .errors import error_middleware, error_response
+from .params import version_tuple as _vtuple
 
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
-
-def _vtuple(v: str) -> tuple[int, int]:
-    a, b = v.split(".")
-    return int(a), int(b)
 
 
 class Daemon:
@@ -206,9 +204,14 @@ class Daemon:
 
     # -- the application ------------------------------------------------------------------------
     def make_app(self) -> web.Application:
+        timeout = float(self.config["api-read-timeout"])
+        # request.read() (unused: bodies go through .body) is held to the JSON limit too; a
+        # connection that sends no request for `timeout` seconds is closed
         app = web.Application(middlewares=[version_middleware, error_middleware, room_to_remove],
-                              client_max_size=1 << 40, handler_args={"max_field_size": 65536})
+                              client_max_size=MAX_JSON_BODY,
+                              handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
+        app["read_timeout"] = timeout
         from .routes import containers, execs, images, networks, storage, system, volumes
         for module in (system, containers, execs, images, networks, storage, volumes):
             module.setup(app)

@@ -35,9 +35,9 @@ class Plan:
 
 
 def prepare(cfg: configmod.Config) -> tuple[Plan, RootLock]:
-    """Check the listeners, TLS and socket group, then lock the data-root and exec-root, before anything is
-    touched: a second daemon on the same roots stops here, leaving the first one's socket,
-    pidfile, bridges and rules alone."""
+    """Check the listeners, TLS and socket group, then lock the data-root and exec-root before
+    anything is touched: a second daemon on the same roots stops here, leaving the first one's
+    socket, pidfile, bridges and rules alone."""
     where = listeners.targets(cfg["hosts"])
     sslctx = listeners.ssl_context(cfg)
     gid = listeners.socket_gid(cfg) if any(kind == "unix" for kind, _ in where) else 0
@@ -136,6 +136,9 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
                    "(ranges from /etc/subuid and /etc/subgid)")
 @click.option("--no-new-privileges", "no_new_privileges", type=click.BOOL, default=None,
               help="set no_new_privs for every container unless it opts out [default: true]")
+@click.option("--api-read-timeout", "api_read_timeout", type=click.FloatRange(min=0, min_open=True),
+              help="seconds a client may send nothing (no request, or a stalled request body) "
+                   "before it is disconnected [default: 300]")
 @click.version_option(package_name="dockyard", prog_name="dockyardd")
 def main(config_file: str, **flags: Any) -> None:
     """dockyardd: the dockyard container engine daemon (serves the Docker Engine API)."""
@@ -154,6 +157,7 @@ def main(config_file: str, **flags: Any) -> None:
         "ip-masq": flags["ip_masq"], "ip-forward": flags["ip_forward"], "icc": flags["icc"],
         "userland-proxy": flags["userland_proxy"], "mtu": flags["mtu"], "dns": list(flags["dns"]),
         "userns-remap": flags["userns_remap"], "no-new-privileges": flags["no_new_privileges"],
+        "api-read-timeout": flags["api_read_timeout"],
     }
     try:
         cfg = configmod.load(config_file, overrides, path_explicit=explicit)

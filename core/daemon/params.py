@@ -1,14 +1,27 @@
 """Query parameters as the Docker API sends them, parsed one way for every route group."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
+from ..schema import loads
+from ..filters import Args, parse_time
+
 TRUE = ("1", "true", "yes", "on")
+
+
+def version_tuple(v: str) -> tuple[int, int]:
+    """``"1.45"`` → ``(1, 45)``."""
+    a, b = v.split(".")
+    return int(a), int(b)
+
+
+def api_below(request: web.Request, version: str) -> bool:
+    """Whether the request speaks an API version older than ``version``."""
+    return version_tuple(request["api_version"]) < version_tuple(version)
 
 
 def flag(request: web.Request, name: str, default: bool = False) -> bool:
@@ -30,38 +43,23 @@ def integer(request: web.Request, name: str, default: int | None = None) -> int 
         raise InvalidParameter(f"invalid value for {name}: {v!r}") from None
 
 
-def filters(request: web.Request) -> dict[str, list[str]]:
-    """The ``filters`` parameter: a JSON object of ``{key: [values]}`` or, as older clients send
-    it, ``{key: {value: true}}``."""
-    data = json_object(request, "filters")
-    out: dict[str, list[str]] = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out[k] = [x for x, on in v.items() if on]
-        elif isinstance(v, list):
-            out[k] = [str(x) for x in v]
-        else:
-            raise InvalidParameter(f"invalid filter {k!r}: expected a list of values")
-    return out
+def filters(request: web.Request) -> Args:
+    """The ``filters`` parameter (both of Docker's encodings), as :class:`Args`."""
+    return Args.from_json(request.query.get("filters"))
 
 
 def timestamp(request: web.Request, name: str) -> float | None:
     """A time parameter (``since``/``until``): unix seconds (fractions allowed, as the docker
-    CLI sends ``1700000000.123456789``) or RFC 3339; ``None`` when absent."""
+    CLI sends ``1700000000.123456789``), RFC 3339 or a duration before now; ``None`` when
+    absent."""
     v = request.query.get(name)
     if not v:
         return None
     try:
-        return float(v)
-    except ValueError:
-        pass
-    import datetime
-    import re
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", v)
-    if not m:
-        raise InvalidParameter(f"invalid {name} value {v!r}: a unix time or an RFC 3339 time")
-    dt = datetime.datetime.fromisoformat(m.group(1) + (m.group(3) or "Z").replace("Z", "+00:00"))
-    return dt.timestamp() + (float("0" + m.group(2)) if m.group(2) else 0.0)
+        return parse_time(v)
+    except InvalidParameter:
+        raise InvalidParameter(f"invalid value for '{name}': {v!r} is not a unix time, an RFC 3339 "
+                               "time or a duration") from None
 
 
 def json_object(request: web.Request, name: str) -> dict[str, Any]:
@@ -70,10 +68,7 @@ def json_object(request: web.Request, name: str) -> dict[str, Any]:
     raw = request.query.get(name)
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid {name}: {raw!r} is not JSON") from None
+    data = loads(raw, name)
     if not isinstance(data, dict):
         raise InvalidParameter(f"{name} must be a JSON object")
     return data

@@ -13,11 +13,12 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
+from ... import listing
 from ...containers import summary
-from ...labels import labels_match
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ...schema import CommitConfig, ContainerCreate, ContainerUpdate
+from ..body import json_body
 from ..hijack import parse_detach_keys, serve_hijacked
 
 
@@ -30,7 +31,7 @@ def _svc(request: web.Request):  # noqa: ANN202
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    body = await json_body(request, ContainerCreate)
     if body is None:
         raise InvalidParameter("container config missing from request body")
     result = await _svc(request).create(body, request.query.get("name") or None)
@@ -39,44 +40,15 @@ async def create(request: web.Request) -> web.Response:
 
 
 
-def _match(c: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "status" and c["State"]["Status"] not in values:
-            return False
-        if key == "name" and not any(v.lstrip("/") in c["Name"] for v in values):
-            return False
-        if key == "id" and not any(c["Id"].startswith(v) for v in values):
-            return False
-        if key == "label" and not labels_match(c["Config"].get("Labels"), values):
-            return False
-        if key == "exited" and (c["State"]["Status"] != "exited"
-                                or str(c["State"]["ExitCode"]) not in values):
-            return False
-        if key == "ancestor" and not any(v in (c["Config"]["Image"], c["Image"]) for v in values):
-            return False
-    return True
-
-
 async def list_(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    all_ = params.flag(request, "all")
+    d = request.app["daemon"]
     limit = params.integer(request, "limit", -1) or -1
-    filters = params.filters(request)
-    out = []
-    for c in svc.all():
-        if not all_ and not c["State"]["Running"] and "status" not in filters:
-            continue
-        if not _match(c, filters):
-            continue
-        out.append(summary(c, None))
-    if limit > 0:
-        out = out[:limit]
+    chosen = listing.containers(d, params.filters(request), params.flag(request, "all"), limit)
+    out = [summary(c, None) for c in chosen]
     if params.flag(request, "size"):  # docker ps -s
         from ...usage import container_sizes
-        d = request.app["daemon"]
-        by_id = {c["Id"]: c for c in svc.all()}
-        for s in out:
-            s["SizeRw"], s["SizeRootFs"] = await asyncio.to_thread(container_sizes, d, by_id[s["Id"]])
+        for s, c in zip(out, chosen):
+            s["SizeRw"], s["SizeRootFs"] = await asyncio.to_thread(container_sizes, d, c)
     return web.json_response(out)
 
 
@@ -348,9 +320,7 @@ async def commit(request: web.Request) -> web.Response:
     q = request.query
     if not q.get("container"):
         raise InvalidParameter("container must be given")
-    body = await json_body(request)
-    if body is not None and not isinstance(body, dict):
-        raise InvalidParameter("the container config must be a JSON object")
+    body = await json_body(request, CommitConfig)
     image_id = await _svc(request).commit(
         q["container"], repo=q.get("repo", ""), tag=q.get("tag", ""), comment=q.get("comment", ""),
         author=q.get("author", ""), changes=q.getall("changes", []), config=body,
@@ -359,7 +329,7 @@ async def commit(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    body = await json_body(request, ContainerUpdate, {})
     return web.json_response(await _svc(request).update(request.match_info["id"], body))
 
 

@@ -9,7 +9,8 @@ from dockyard.hookspecs.execdriver import AttachStreams
 from .. import params
 from ...execs import FailedStreams
 from ..app import route
-from ..errors import json_body
+from ...schema import ExecCreate, ExecStart
+from ..body import json_body
 from ..hijack import parse_detach_keys, serve_hijacked
 
 
@@ -19,21 +20,22 @@ def _svc(request: web.Request):  # noqa: ANN202
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    if not isinstance(body, dict):
+    body = await json_body(request, ExecCreate)
+    if body is None:
         raise InvalidParameter("exec config missing from request body")
     eid = _svc(request).create(request.match_info["id"], body)
     return web.json_response({"Id": eid}, status=201)
 
 
 async def start(request: web.Request) -> web.StreamResponse:
-    body = await json_body(request, {}) or {}
+    body = await json_body(request, ExecStart, {})
     svc = _svc(request)
     e = svc.get(request.match_info["id"])
     detach = bool(body.get("Detach"))
     tty_arg = bool(body["Tty"]) if body.get("Tty") is not None else None
+    console = body.get("ConsoleSize")
     if detach:
-        await svc.start(e["ID"], True, tty_arg)
+        await svc.start(e["ID"], True, tty_arg, console)
         return web.Response(status=200)
     # what can be refused with a status is refused now; the process starts once the 101 is
     # on the wire (see serve_hijacked)
@@ -45,7 +47,7 @@ async def start(request: web.Request) -> web.StreamResponse:
 
     async def open_streams() -> AttachStreams:
         try:
-            streams = await svc.start(e["ID"], False, tty_arg)
+            streams = await svc.start(e["ID"], False, tty_arg, console)
         except DockyardError as exc:  # it stopped meanwhile: too late for a status
             return FailedStreams(exc.message, tty)
         return streams if streams is not None else FailedStreams("exec failed", tty)

@@ -5,7 +5,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import fnmatch
 import json
 import logging
 import os
@@ -17,11 +16,11 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
-from ... import reference, transfer
-from ...labels import labels_match
+from ... import filtersets, listing, reference, transfer
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ...schema import AuthConfig, loads
+from ..body import iter_body, json_body
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +31,14 @@ def registry_auth(request: web.Request) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error):
+        data = loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), "X-Registry-Auth")
+    except (InvalidParameter, ValueError, binascii.Error):
         raise InvalidParameter("invalid X-Registry-Auth header") from None
     if not isinstance(data, dict):
         return {}
     return {k: v for k, v in data.items() if k in ("username", "password", "identitytoken",
-                                                   "registrytoken", "serveraddress") and v}
+                                                   "registrytoken", "serveraddress")
+            and v and isinstance(v, str)}
 
 
 class JsonStream:
@@ -113,7 +113,7 @@ async def _spool(request: web.Request, tmpdir: str) -> str:
     fd, path = tempfile.mkstemp(dir=tmpdir, prefix="import-")
     try:
         with os.fdopen(fd, "wb") as f:
-            async for chunk in request.content.iter_chunked(1 << 20):
+            async for chunk in iter_body(request):
                 f.write(chunk)
     except BaseException:
         os.unlink(path)
@@ -242,9 +242,7 @@ async def push(request: web.Request) -> web.StreamResponse:
 
 async def auth(request: web.Request) -> web.Response:
     d = _d(request)
-    body = await json_body(request, {}) or {}
-    if not isinstance(body, dict):
-        raise InvalidParameter("auth body must be a JSON object")
+    body = await json_body(request, AuthConfig, {})
     server = (body.get("serveraddress") or "docker.io").split("://", 1)[-1].rstrip("/")
     if server.endswith("/v1") or server.endswith("/v2"):
         server = server[:-3]
@@ -370,70 +368,31 @@ async def history(request: web.Request) -> web.Response:
 
 
 
-def _keep(d: Any, row: dict[str, Any], s: dict[str, Any], flt: dict[str, list[str]]) -> bool:
-    known = {"dangling", "reference", "label", "before", "since"}
-    bad = set(flt) - known
-    if bad:
-        raise InvalidParameter(f"invalid filter '{sorted(bad)[0]}'")
-    if "dangling" in flt:
-        want = flt["dangling"][0].lower() in ("1", "true")
-        if want != (not s["RepoTags"]):
-            return False
-    if "reference" in flt:
-        names = s["RepoTags"] + [x.split("@")[0] for x in s["RepoDigests"]]
-        ok = False
-        for pat in flt["reference"]:
-            for n in names:
-                repo = n.rsplit(":", 1)[0] if ":" in n.rsplit("/", 1)[-1] else n
-                if fnmatch.fnmatchcase(n, pat) or fnmatch.fnmatchcase(repo, pat):
-                    ok = True
-        if not ok:
-            return False
-    if not labels_match(s.get("Labels"), flt.get("label", [])):
-        return False
-    for key in ("before", "since"):
-        for name in flt.get(key, []):
-            other = d.images.summary(d.images.get(d.images.resolve(name)))
-            if key == "before" and not s["Created"] < other["Created"]:
-                return False
-            if key == "since" and not s["Created"] > other["Created"]:
-                return False
-    return True
-
-
 async def list_(request: web.Request) -> web.Response:
-    d = _d(request)
-    flt = params.filters(request)
-    out = []
-    every = params.flag(request, "all")
-    for row in d.images.all():
-        s = d.images.summary(row)
-        # as dockerd: an untagged image another was built on (a build step) shows only with -a
-        if not every and not s["RepoTags"] and d.images.has_children(row["id"]):
-            continue
-        s["ParentId"] = d.images.parent_of(row["id"]) or ""
-        if _keep(d, row, s, flt):
-            out.append(s)
-    return web.json_response(out)
+    args = params.filters(request)
+    old = request.query.get("filter")  # API < 1.25 (docker-py's images(name=...) then): a glob
+    if old and not args.contains("reference"):
+        args.add("reference", old)
+    return web.json_response(listing.images(_d(request), args, params.flag(request, "all")))
 
 
 async def prune(request: web.Request) -> web.Response:
-    """``docker image prune``: dangling images (``dangling=false``: every unused one)."""
+    """``docker image prune``: unused dangling images (``dangling=false``: every unused one),
+    as the ``until``/``label``/``label!`` filters select; the space reclaimed is that of the
+    layers that went (a layer another image still uses stays, and is not counted)."""
     d = _d(request)
-    flt = params.filters(request)
-    everything = (flt.get("dangling") or ["true"])[0].lower() in ("0", "false")
+    dangling_only, ok = filtersets.image_prune_matcher(params.filters(request))
+    sizes = {r["chain_id"]: r["size"] for r in d.state.q("SELECT chain_id, size FROM layers")}
     deleted: list[dict[str, str]] = []
-    reclaimed = 0
     for row in d.images.all():
         if d.containers.using_image(row["id"]):
             continue
-        tags = d.images.tags_of(row["id"])
-        if tags and not everything:
+        if dangling_only and d.images.tags_of(row["id"]):
             continue
         if d.images.has_children(row["id"]):
             continue  # a build step under another image: goes with it (below)
-        labels = (json.loads(row["config"]).get("config") or {}).get("Labels")
-        if not labels_match(labels, flt.get("label", [])):
+        view = listing.image_view(d, row)
+        if not ok(view.created, view.labels):
             continue
         parent = d.images.parent_of(row["id"])
         try:
@@ -441,11 +400,11 @@ async def prune(request: web.Request) -> web.Response:
         except (NotFound, Conflict):
             continue
         deleted += res
-        reclaimed += row["size"]
         d.emit("dockyard_image_removed", image_id=row["id"])
         d.event("image", "delete", row["id"], {})
         if parent:
             deleted += await _remove_parents(d, row["id"], parent)
+    reclaimed = sum(sizes.get(item.get("Deleted", ""), 0) for item in deleted)
     return web.json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
@@ -488,10 +447,9 @@ async def remove(request: web.Request) -> web.Response:
     result = await asyncio.to_thread(d.images.delete, name, force, d.containers.using_image(image_id))
     if parent and not params.flag(request, "noprune") and {"Deleted": image_id} in result:
         result += await _remove_parents(d, image_id, parent)
-    for item in result:
-        if "Deleted" in item:
-            d.emit("dockyard_image_removed", image_id=item["Deleted"])
-            d.event("image", "delete", item["Deleted"], {})
+    if {"Deleted": image_id} in result:  # its build-step parents announced themselves
+        d.emit("dockyard_image_removed", image_id=image_id)
+        d.event("image", "delete", image_id, {})
     return web.json_response(result)
 
 
@@ -591,11 +549,8 @@ async def build_prune(request: web.Request) -> web.Response:
     """``docker builder prune`` (and the last step of ``docker system prune``): forget the
     classic builder's cache entries. The step images stay until ``image prune`` (as dockerd's
     classic builder, whose cache is its images)."""
-    d = _d(request)
-    rows = d.state.q("SELECT key FROM build_cache")
-    d.state.x("DELETE FROM build_cache")
-    return web.json_response({"CachesDeleted": [r["key"] for r in rows] or None,
-                              "SpaceReclaimed": 0})
+    gone = listing.build_cache_prune(_d(request), params.filters(request))
+    return web.json_response({"CachesDeleted": gone or None, "SpaceReclaimed": 0})
 
 
 def setup(app: web.Application) -> None:

@@ -1,16 +1,15 @@
 """Network routes, as the Docker Engine API groups them under ``/networks``."""
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
-from ...labels import labels_match
+from ... import listing
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ...schema import NetworkConnect, NetworkCreate, NetworkDisconnect
+from ..body import json_body
 
 
 def _svc(request: web.Request):  # noqa: ANN202
@@ -19,27 +18,10 @@ def _svc(request: web.Request):  # noqa: ANN202
 
 
 
-def _match(net: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "name" and not any(v in net["Name"] for v in values):
-            return False
-        if key == "id" and not any(net["Id"].startswith(v) for v in values):
-            return False
-        if key == "driver" and net["Driver"] not in values:
-            return False
-        if key == "type":
-            kind = "builtin" if net.get("_predefined") else "custom"
-            if kind not in values:
-                return False
-        if key == "label" and not labels_match(net.get("Labels"), values):
-            return False
-    return True
-
-
 async def list_(request: web.Request) -> web.Response:
     svc = _svc(request)
-    filters = params.filters(request)
-    return web.json_response([svc.public(n) for n in svc.networks.values() if _match(n, filters)])
+    chosen = listing.networks(svc, params.filters(request))
+    return web.json_response([svc.public(n) for n in chosen])
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -48,9 +30,9 @@ async def inspect(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise InvalidParameter("network config must be a JSON object")
+    body = await json_body(request, NetworkCreate)
+    if body is None:
+        raise InvalidParameter("network config missing from request body")
     net = await _svc(request).create(body)
     return web.json_response({"Id": net["Id"], "Warning": ""}, status=201)
 
@@ -61,7 +43,7 @@ async def remove(request: web.Request) -> web.Response:
 
 
 async def connect(request: web.Request) -> web.Response:
-    body = await json_body(request) or {}
+    body = await json_body(request, NetworkConnect, {})
     if not body.get("Container"):
         raise InvalidParameter("Container must be given")
     await _svc(request).connect(request.match_info["id"], body["Container"],
@@ -70,7 +52,7 @@ async def connect(request: web.Request) -> web.Response:
 
 
 async def disconnect(request: web.Request) -> web.Response:
-    body = await json_body(request) or {}
+    body = await json_body(request, NetworkDisconnect, {})
     if not body.get("Container"):
         raise InvalidParameter("Container must be given")
     await _svc(request).disconnect(request.match_info["id"], body["Container"], bool(body.get("Force")))
@@ -78,7 +60,7 @@ async def disconnect(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    removed = await _svc(request).prune()
+    removed = await _svc(request).prune(params.filters(request))
     return web.json_response({"NetworksDeleted": removed})
 
 

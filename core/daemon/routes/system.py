@@ -11,9 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import InvalidParameter
-
-from ...labels import labels_match
+from ...filtersets import event_matcher
 from .. import params
 from ..app import API_VERSION, MIN_API_VERSION, VERSION, route
 
@@ -122,48 +120,13 @@ def _os_name() -> str:
     return "Linux"
 
 
-def _event_matches(ev: dict[str, Any], flt: dict[str, list[str]]) -> bool:
-    """dockerd's event filters: ``type``, ``event``, ``container``/``image``/``network``/
-    ``volume`` (ID or name), ``label`` (on the actor's attributes), ``daemon``/``scope``."""
-    actor = ev.get("Actor") or {}
-    attrs = actor.get("Attributes") or {}
-    ident = {actor.get("ID", ""), attrs.get("name", "")}
-    for key, values in flt.items():
-        if not values:
-            continue
-        if key == "type":
-            ok = ev["Type"] in values
-        elif key == "event":
-            ok = ev["Action"] in values or ev["Action"].split(":")[0] in values
-        elif key in ("container", "network", "volume", "plugin", "node", "service", "secret",
-                     "config"):
-            ok = ev["Type"] == key and any(v in ident or actor.get("ID", "").startswith(v)
-                                           for v in values)
-        elif key == "image":
-            ok = attrs.get("image") in values or (ev["Type"] == "image" and bool(ident & set(values)))
-        elif key == "label":
-            ok = labels_match(attrs, values)
-        elif key == "scope":
-            ok = ev.get("scope", "local") in values
-        elif key == "daemon":
-            ok = ev["Type"] == "daemon"
-        else:
-            raise InvalidParameter(f"invalid filter '{key}'")
-        if not ok:
-            return False
-    return True
-
-
 async def events(request: web.Request) -> web.StreamResponse:
     """``GET /events``: with ``since`` or ``until``, the buffered events of that window first;
     without ``until``, then live events until the client goes."""
     d = _daemon(request)
     since = params.timestamp(request, "since")
     until = params.timestamp(request, "until")
-    flt = params.filters(request)
-    for key in flt:  # refused with a 400 before the stream starts
-        if key not in EVENT_FILTERS:
-            raise InvalidParameter(f"invalid filter '{key}'")
+    matches = event_matcher(params.filters(request))  # a bad filter: 400 before the stream
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     q: asyncio.Queue = asyncio.Queue()
@@ -189,22 +152,19 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             if since is not None and ev["timeNano"] / 1e9 < since:
                 continue
-            if _event_matches(ev, flt):
+            if matches(ev):
                 await resp.write(json.dumps(ev).encode() + b"\n")
     finally:
         d._event_subscribers.discard(q)
     return resp
 
 
-EVENT_FILTERS = ("type", "event", "container", "network", "volume", "plugin", "node", "service",
-                 "secret", "config", "image", "label", "scope", "daemon")
-
-
 async def df(request: web.Request) -> web.Response:
-    """``docker system df``: images, containers, volumes and their sizes (``type`` selects)."""
+    """``docker system df``: images, containers, volumes and their sizes (``type`` selects,
+    from API 1.42 on)."""
     from ...usage import disk_usage
     d = _daemon(request)
-    types = request.query.getall("type", [])
+    types = [] if params.api_below(request, "1.42") else request.query.getall("type", [])
     return web.json_response(await asyncio.to_thread(disk_usage, d, types))
 
 

@@ -1,48 +1,30 @@
 """Volume routes, as the Docker Engine API groups them under ``/volumes``."""
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
 from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
-from ...labels import labels_match
+from ... import listing
 from .. import params
 from ..app import route
-from ..errors import json_body
+from ...schema import VolumeCreate
+from ..body import json_body
 
 
 def _svc(request: web.Request):  # noqa: ANN202
     return request.app["daemon"].volumes
 
 
-def _match(vol: dict[str, Any], filters: dict[str, list[str]], svc: Any) -> bool:
-    for key, values in filters.items():
-        if key == "name" and not any(v in vol["Name"] for v in values):
-            return False
-        if key == "driver" and vol["Driver"] not in values:
-            return False
-        if key == "dangling":
-            dangling = not svc.users(vol["Name"])
-            if (values[0].lower() in ("1", "true")) != dangling:
-                return False
-        if key == "label" and not labels_match(vol.get("Labels"), values):
-            return False
-    return True
-
-
 async def list_(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    flt = params.filters(request)
-    return web.json_response({"Volumes": [v for v in svc.list() if _match(v, flt, svc)],
-                              "Warnings": []})
+    chosen = listing.volumes(_svc(request), params.filters(request))
+    return web.json_response({"Volumes": chosen, "Warnings": []})
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await json_body(request, {})
-    if not isinstance(body, dict):
-        raise InvalidParameter("volume config must be a JSON object")
+    body = await json_body(request, VolumeCreate, {})
     vol = _svc(request).create(body.get("Name") or None, body.get("Driver") or "local",
                                body.get("Labels"), body.get("DriverOpts"))
     return web.json_response(vol, status=201)
@@ -58,7 +40,11 @@ async def remove(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    deleted, reclaimed = _svc(request).prune(params.filters(request))
+    """API 1.42 prunes only anonymous volumes unless ``all=true``; older clients get all."""
+    args = params.filters(request)
+    if params.api_below(request, "1.42"):
+        args.add("all", "true")
+    deleted, reclaimed = await asyncio.to_thread(_svc(request).prune, args)
     return web.json_response({"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
