@@ -266,7 +266,9 @@ async def version_middleware(request: web.Request, handler: Any) -> web.StreamRe
 async def room_to_remove(request: web.Request, handler: Any) -> web.StreamResponse:
     """Removals (``DELETE`` and ``.../prune``) must work on a full disk: the data-root's reserve
     is released first when space is short, and allocated again after when there is room."""
-    if request.method != "DELETE" and not (request.method == "POST" and request.path.endswith("/prune")):
+    removal = request.method == "DELETE" or (request.method == "POST"
+                                             and request.path.endswith("/prune"))
+    if not removal:
         return await handler(request)
     reserve = request.app["daemon"].reserve
     reserve.make_room()
