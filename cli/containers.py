@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 import click
 
+from dockyard.hookspecs.errors import DockyardError
+
 from .client import Client, DaemonError
 from .runopts import OptError, build_create_body, container_options
 
@@ -869,14 +871,7 @@ def cp(opts: Any, src: str, dest: str, archive: bool, follow_link: bool) -> None
                 click.echo(f"Error: destination directory {target!r} does not exist", err=True)
                 sys.exit(1)
             rename = None if into_dir else os.path.basename(os.path.abspath(dpath))
-            with tarfile.open(fileobj=io.BufferedReader(_resp_raw(resp)), mode="r|") as tar:
-                for m in tar:
-                    if rename:
-                        first, _, rest = m.name.partition("/")
-                        m.name = rename + ("/" + rest if rest else "")
-                    # the "tar" filter keeps symlinks as they are (as docker cp does) but refuses
-                    # names, and writes through links, that land outside the destination
-                    tar.extract(m, target, set_attrs=True, filter="tar")
+            _extract_out(resp, target, rename)
             return
         # into the container
         if spath == "-":
@@ -903,23 +898,31 @@ def cp(opts: Any, src: str, dest: str, archive: bool, follow_link: bool) -> None
     except DaemonError as e:
         _err(e.message)
         sys.exit(1)
+    except DockyardError as e:
+        click.echo(f"Error: copying {src} to {dest} failed: {e.message}", err=True)
+        sys.exit(1)
     except (tarfile.TarError, OSError) as e:
         click.echo(f"Error: copying {src} to {dest} failed: {e}", err=True)
         sys.exit(1)
 
 
-def _resp_raw(resp: Any) -> Any:
-    import io
+def _extract_out(resp: Any, target: str, rename: str | None) -> None:
+    """Unpack the archive of ``docker cp`` out into directory ``target`` (its top entry renamed
+    to ``rename``): spooled to a temporary file and checked whole first, so a corrupt or hostile
+    archive leaves ``target`` untouched; then the safe extractor's host-side policy (nothing
+    outside ``target``, no chown, no device nodes, setuid bits cleared)."""
+    import base64
+    import tempfile
 
-    class _Raw(io.RawIOBase):
-        """A response body as a raw stream, so tarfile can read it sequentially."""
+    from dockyard.hookspecs import tarsafe
 
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, b: Any) -> int:
-            data = resp.read1(len(b))
-            b[:len(data)] = data
-            return len(data)
-
-    return _Raw()
+    rebase = None
+    if rename:
+        raw = resp.headers.get("x-docker-container-path-stat", "") or "e30="
+        top = json.loads(base64.b64decode(raw)).get("name") or ""
+        rebase = ("." if top in ("", "/") else top, rename)
+    with tempfile.NamedTemporaryFile(prefix="dockyard-cp-") as spool:
+        for chunk in resp.iter_chunks():
+            spool.write(chunk)
+        spool.flush()
+        tarsafe.extract_file(spool.name, target, tarsafe.COPY_OUT, rebase=rebase)

@@ -561,9 +561,7 @@ def build(opts: Any, path: str, tags: tuple[str, ...], file_: str | None, build_
           labels: tuple[str, ...], no_cache: bool, rm: bool, force_rm: bool, quiet: bool) -> None:
     """Build an image from a Dockerfile (the context directory PATH is sent as a tar, with
     .dockerignore applied)."""
-    import io
     import secrets
-    import tarfile
 
     from dockyard.core.builder import tar_context
     if not os.path.isdir(path):
@@ -585,17 +583,7 @@ def build(opts: Any, path: str, tags: tuple[str, ...], file_: str | None, build_
             dockerfile = rel
     else:
         dockerfile = "Dockerfile"
-    data = tar_context(ctx, dockerfile)
-    if extra is not None:
-        out = io.BytesIO()
-        with tarfile.open(fileobj=io.BytesIO(data)) as src, \
-                tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
-            for m in src.getmembers():
-                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
-            ti = tarfile.TarInfo(extra[0])
-            ti.size, ti.mode = len(extra[1]), 0o600
-            dst.addfile(ti, io.BytesIO(extra[1]))
-        data = out.getvalue()
+    data = tar_context(ctx, dockerfile, extra)
     args: dict[str, str] = {}
     for a in build_args:
         k, eq, v = a.partition("=")

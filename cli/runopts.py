@@ -322,7 +322,7 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
         "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
         "CpusetCpus": "", "CpusetMems": "", "Devices": parse_devices(o.get("device") or ()),
-        "DeviceCgroupRules": None,
+        "DeviceCgroupRules": list(o.get("device_cgroup_rule") or ()) or None,
         "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": -1,
         "OomKillDisable": False, "PidsLimit": int(o.get("pids_limit") or 0), "Ulimits": [],
         "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
@@ -348,6 +348,8 @@ def container_options(f):
     opts = [
         click.option("--add-host", "add_host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)"),
         click.option("--device", multiple=True, help="Add a host device to the container"),
+        click.option("--device-cgroup-rule", "device_cgroup_rule", multiple=True,
+                     help="Add a rule to the cgroup allowed devices list ('c 1:11 r')"),
         click.option("--dns", multiple=True, help="Set custom DNS servers"),
         click.option("--dns-option", "dns_option", multiple=True, help="Set DNS options"),
         click.option("--dns-search", "dns_search", multiple=True, help="Set custom DNS search domains"),

@@ -1,9 +1,10 @@
 """Copying files in and out of a container's root file system (``docker cp``).
 
 Paths are resolved inside the rootfs one component at a time, never following a symlink out of
-it (the graph drivers' :class:`~dockyard.hookspecs.naivediff.SecureRoot`); ``..`` is resolved
-lexically against the container's ``/``. Archives going in are unpacked with the same safe tar
-application as image layers, so nothing is ever written outside the container.
+it (:class:`~dockyard.hookspecs.tarsafe.SecureRoot`); ``..`` is resolved lexically against the
+container's ``/``. Archives going in are unpacked by the one safe extractor
+(:mod:`dockyard.hookspecs.tarsafe`, policy ``COPY_IN``), so nothing is ever written outside the
+container.
 
 With ``userns-remap`` the caller passes the graph driver's ``id_map``: archives going in are
 chowned to host IDs (``to_host``; an owner without a mapping is refused), archives coming out
@@ -22,7 +23,9 @@ from typing import IO, Any
 
 from dockyard.hookspecs.errors import InvalidParameter, NotFound
 from dockyard.hookspecs.idmap import IDMap
-from dockyard.hookspecs.naivediff import SecureRoot, apply_layer_tar, stream_from_writer
+from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.naivediff import stream_from_writer
+from dockyard.hookspecs.tarsafe import SecureRoot
 
 # Go's os.FileMode bits, which the docker CLI reads from the stat header
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET, _GO_CHARDEV = (
@@ -129,26 +132,31 @@ def tar_out(rootfs: str, path: str, on_done: Any = None, id_map: IDMap | None = 
     return stream_from_writer(write, on_done)
 
 
-def extract_in(rootfs: str, path: str, stream: IO[bytes], id_map: IDMap | None = None) -> int:
-    """Unpack the tar ``stream`` into directory ``path`` of the container; entries are owned by
-    ``id_map.to_host`` of their tar owner (InvalidParameter for one with no mapping)."""
+def extract_in(rootfs: str, path: str, source: str | IO[bytes], id_map: IDMap | None = None, *,
+               no_overwrite_dir_nondir: bool = False, check_first: bool = True) -> int:
+    """Unpack a tar into directory ``path`` of the container: ``source`` is a file (maybe
+    compressed; with ``check_first`` it is checked whole before anything is written) or an
+    uncompressed stream. Entries are owned by ``id_map.to_host`` of their tar owner
+    (InvalidParameter for one with no mapping); whiteout names are refused (they would act as
+    whiteouts once the container is committed). ``no_overwrite_dir_nondir``: dockerd's
+    ``noOverwriteDirNonDir`` (a directory is never replaced by a non-directory, nor the reverse)."""
+    policy = tarsafe.COPY_IN
+    if no_overwrite_dir_nondir:
+        policy = tarsafe.replace_policy(policy, replace_dirs=False)
     with Resolved(rootfs, path) as r:
         st = r.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            # a link to a directory inside the rootfs: resolve it the safe way
-            with SecureRoot(rootfs) as sroot:
-                fd = sroot.open_dir(_parts(path), what=path)
-            try:
-                return apply_layer_tar(os.readlink(f"/proc/self/fd/{fd}"), stream, id_map=id_map)
-            finally:
-                os.close(fd)
-        if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
             raise InvalidParameter(f"extraction point {path} is not a directory")
-        fd = os.open(r.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=r.dir_fd)
-        try:
-            # the directory's real path, found through the fd of the safe walk (apply_layer_tar
-            # then walks below it the same safe way)
-            return apply_layer_tar(os.readlink(f"/proc/self/fd/{fd}"), stream, id_map=id_map)
-        finally:
-            os.close(fd)
+        # the directory itself, found by the safe walk (a symlink to a directory inside the
+        # rootfs is followed inside it); unpacking goes on from this descriptor, never by path
+        with SecureRoot(rootfs) as sroot:
+            try:
+                fd = sroot.open_dir(_parts(path), what=path)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"Could not find the file {path} in container") from None
+    try:
+        if isinstance(source, str):
+            return tarsafe.extract_file(source, fd, policy, id_map=id_map, check_first=check_first)
+        return tarsafe.extract(source, fd, policy, id_map=id_map)
+    finally:
+        os.close(fd)

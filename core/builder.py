@@ -24,9 +24,10 @@ import tarfile
 import tempfile
 from typing import Any, Awaitable, Callable
 
+from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
-from .images import decompressed, now_rfc3339
+from .images import now_rfc3339
 
 
 class BuildError(DockyardError):
@@ -280,9 +281,11 @@ def ignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
     return result
 
 
-def tar_context(path: str, dockerfile: str | None = None) -> bytes:
+def tar_context(path: str, dockerfile: str | None = None,
+                extra: tuple[str, bytes] | None = None) -> bytes:
     """The build context directory as a tar (what the docker CLI sends), .dockerignore applied;
-    the Dockerfile and .dockerignore are always sent."""
+    the Dockerfile and .dockerignore are always sent. ``extra``: a ``(name, content)`` file
+    added at the end (a Dockerfile from outside the context, as ``docker build -f``)."""
     pats: list[tuple[bool, str]] = []
     ign = os.path.join(path, ".dockerignore")
     if os.path.isfile(ign):
@@ -309,6 +312,10 @@ def tar_context(path: str, dockerfile: str | None = None) -> bytes:
                         tar.addfile(ti, f)
                 else:
                     tar.addfile(ti)
+        if extra is not None:
+            ti = tarfile.TarInfo(extra[0])
+            ti.size, ti.mode = len(extra[1]), 0o600
+            tar.addfile(ti, io.BytesIO(extra[1]))
     return buf.getvalue()
 
 
@@ -421,9 +428,10 @@ class Builder:
         if not instructions:
             raise BuildError("the Dockerfile cannot be empty")
         pats: list[tuple[bool, str]] = []
-        ign = os.path.join(self.ctx, ".dockerignore")
-        if os.path.isfile(ign):
-            with open(ign) as f:
+        ign = os.path.realpath(os.path.join(self.ctx, ".dockerignore"))
+        # a link may point anywhere: only a file inside the context is read
+        if ign.startswith(os.path.realpath(self.ctx) + os.sep) and os.path.isfile(ign):
+            with open(ign, errors="replace") as f:
                 pats = read_ignore(f.read())
         self.ignore = pats
         for ins in instructions:
@@ -896,10 +904,10 @@ class Builder:
                 add_entry(full, arc)
             self._apply(root, "/", entries)
             for a in archives:
-                with open(a, "rb") as f:
-                    from . import archive
-                    archive.extract_in(root, dest_abs, decompressed(f),
-                                       getattr(self.d.graph, "id_map", None))
+                from . import archive
+                # the scratch layer is discarded if the archive is refused: no need to check first
+                archive.extract_in(root, dest_abs, a, getattr(self.d.graph, "id_map", None),
+                                   check_first=False)
             return 0
 
         self.image = await asyncio.to_thread(self._layer_from, fill,
@@ -982,16 +990,9 @@ _BUILTIN_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_
 
 
 def _is_archive(path: str) -> bool:
+    """As dockerd's ``isArchivePath``: the file, decompressed, starts with a valid tar header."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
+        with open(path, "rb") as f, tarsafe.uncompressed(f) as src:
+            return tarsafe.is_tar(src)
+    except (OSError, DockyardError):
         return False
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
-        try:
-            with open(path, "rb") as f:
-                tarfile.open(fileobj=decompressed(f), mode="r|").next()
-            return True
-        except Exception:  # noqa: BLE001 - not a (compressed) tar
-            return False
-    return len(head) >= 262 and head[257:262] == b"ustar"

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tarfile
 
+from dockyard.hookspecs import tarsafe
+
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
 PASSWD = (
@@ -66,7 +68,8 @@ def write_rootfs_tar(fileobj, busybox: str | None = None) -> None:
             rel = full.lstrip("/")
             if rel == "bin/busybox":
                 continue
-            target = os.path.relpath("/bin/busybox", os.path.dirname(full))
+            # from the link's own directory in the image (never from the current directory)
+            target = os.path.relpath("/bin/busybox", "/" + os.path.dirname(rel))
             tar.addfile(entry(rel, tarfile.SYMTYPE, 0o777, linkname=target))
         for name, text in (("etc/passwd", PASSWD), ("etc/group", GROUP),
                            ("etc/hostname", "busybox\n"), ("etc/hosts", "127.0.0.1\tlocalhost\n"),
@@ -82,8 +85,7 @@ def build_rootfs_dir(dest: str, busybox: str | None = None) -> None:
     write_rootfs_tar(buf, busybox)
     buf.seek(0)
     os.makedirs(dest, exist_ok=True)
-    with tarfile.open(fileobj=buf) as tar:
-        tar.extractall(dest, filter="tar" if hasattr(tarfile, "tar_filter") else None)
+    tarsafe.extract(buf, dest, tarsafe.LAYER)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,10 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "no-new-privileges": (bool, True),
     "default-ulimits": (dict, {}),
     "labels": (list, []),
+    # dockyard's own: how far one archive (layer, build context, cp) may unpack; 0 turns a
+    # limit off (the free space of the target file system always bounds it)
+    "max-unpack-size": (int, 256 << 30),
+    "max-unpack-ratio": (int, 1000),
     # seconds a client may send nothing: before its first request, between requests, or in
     # the middle of a request body (dockyard's own; dockerd waits 5 minutes for headers)
     "api-read-timeout": ((int, float), 300),
@@ -151,6 +155,10 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     if values["log-driver"] not in LOG_DRIVERS:
         raise InvalidParameter(f"invalid log-driver {values['log-driver']!r}; valid choices: "
                                + ", ".join(LOG_DRIVERS))
+    for key in ("max-unpack-size", "max-unpack-ratio"):
+        if values[key] < 0:
+            raise InvalidParameter(f"{key} must be 0 (no limit) or a positive integer, "
+                                   f"not {values[key]}")
     for key in ("data-root", "exec-root"):
         if not os.path.isabs(values[key]):
             raise InvalidParameter(f"{key} must be an absolute path, not {values[key]!r}")

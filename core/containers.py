@@ -866,16 +866,22 @@ class ContainerService:
             raise
         return header, stream
 
-    async def archive_put(self, ref: str, path: str, tar_path: str) -> None:
-        """Unpack the tar file ``tar_path`` into directory ``path`` of the container."""
+    async def archive_put(self, ref: str, path: str, tar_path: str,
+                          no_overwrite_dir_nondir: bool = False, copy_uid_gid: bool = False) -> None:
+        """Unpack the tar file ``tar_path`` (maybe compressed; checked whole before anything
+        is written) into directory ``path`` of the container. ``copy_uid_gid``: dockerd then
+        chowns every entry to the container's ``User``; with no ``User`` that is the default."""
         from . import archive
         c = self.get(ref)
         if c["HostConfig"].get("ReadonlyRootfs"):
             raise InvalidParameter("container rootfs is marked read-only")
+        if copy_uid_gid and (c.get("Config") or {}).get("User"):
+            raise InvalidParameter("copyUIDGID (docker cp -a) is not supported for a container "
+                                   "with a User: entries keep the owners the archive records")
 
         def run(root: str) -> int:
-            with open(tar_path, "rb") as f:
-                return archive.extract_in(root, path, f, getattr(self.graph, "id_map", None))
+            return archive.extract_in(root, path, tar_path, getattr(self.graph, "id_map", None),
+                                      no_overwrite_dir_nondir=no_overwrite_dir_nondir)
         await self._rootfs_call(c["Id"], run)
 
     # -- changes / commit -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import datetime
 import json
 import re
 import time
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from dockyard.hookspecs.errors import InvalidParameter
 
@@ -46,6 +46,13 @@ class Args:
             data = json.loads(raw)
         except (ValueError, RecursionError):
             raise InvalidParameter(f"invalid filters: {raw!r} is not JSON") from None
+        return cls.from_value(data)
+
+    @classmethod
+    def from_value(cls, data: Any) -> "Args":
+        """:meth:`from_json` of an already decoded value."""
+        if data is None:
+            return cls()
         if not isinstance(data, dict):
             raise InvalidParameter("invalid filters: expected a JSON object of filter keys")
         out = cls()

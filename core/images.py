@@ -6,17 +6,15 @@ and stored in the graph driver under a random cache id, recorded only once whole
 """
 from __future__ import annotations
 
-import bz2
 import datetime
-import gzip
 import hashlib
 import json
 import logging
-import lzma
 import secrets
 import shlex
 from typing import IO, Any
 
+from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
 
@@ -55,52 +53,6 @@ class HashingReader:
 
     def digest(self) -> str:
         return "sha256:" + self.h.hexdigest()
-
-
-class _Peekable:
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw, self.head = raw, raw.read(6)
-
-    def read(self, size: int = -1) -> bytes:
-        if self.head:
-            if size < 0:
-                data, self.head = self.head + self.raw.read(), b""
-                return data
-            data, self.head = self.head[:size], self.head[size:]
-            if len(data) < size:
-                data += self.raw.read(size - len(data))
-            return data
-        return self.raw.read(size)
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[:len(data)] = data
-        return len(data)
-
-
-def decompressed(stream: IO[bytes]) -> IO[bytes]:
-    """The uncompressed view of a tar stream that may be gzip, bzip2, xz or zstd compressed."""
-    p = _Peekable(stream)
-    head = p.head
-    if head.startswith(b"\x1f\x8b"):
-        try:
-            # isal, decompressing in its own thread (it releases the GIL): gunzip runs on one
-            # core while the tar is unpacked on another
-            from isal import igzip_threaded
-            return igzip_threaded.open(p, "rb", threads=1)  # type: ignore[arg-type,return-value]
-        except ImportError:
-            return gzip.GzipFile(fileobj=p, mode="rb")  # type: ignore[arg-type]
-    if head.startswith(b"BZh"):
-        return bz2.BZ2File(p, "rb")  # type: ignore[arg-type]
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(p, "rb")  # type: ignore[arg-type]
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        try:
-            import zstandard
-        except ImportError:
-            raise InvalidParameter("zstd-compressed layer, but the zstandard module is not installed") from None
-        return zstandard.ZstdDecompressor().stream_reader(p)  # type: ignore[arg-type]
-    return p  # type: ignore[return-value]
 
 
 class _Tee:
@@ -205,17 +157,21 @@ class ImageStore:
         return dict(rows[0])
 
     def register_layer(self, stream: IO[bytes], parent: str | None,
-                       expected_diff_id: str | None = None, keep_blob: bool = False) -> str:
+                       expected_diff_id: str | None = None, keep_blob: bool = False,
+                       input_size: int | None = None) -> str:
         """Unpack a (possibly compressed) layer tar on top of ``parent``; return its chain id.
         Runs in a worker thread. Nothing is recorded unless the whole layer was applied and,
         when ``expected_diff_id`` is given, its uncompressed content hashes to it.
 
         ``keep_blob``: also keep the stream's bytes as a blob (a layer made here — import,
-        commit, build — so push and save can send exactly the tar its diff id names)."""
+        commit, build — so push and save can send exactly the tar its diff id names).
+        ``input_size``: the stream's size when it cannot be found with ``fstat`` (for the unpack
+        limits of :mod:`dockyard.hookspecs.tarsafe`)."""
         if keep_blob:
             with self.blobs.writer() as w:
                 tee = _Tee(stream, w)
-                chain = self.register_layer(tee, parent, expected_diff_id)
+                chain = self.register_layer(tee, parent, expected_diff_id,
+                                            input_size=tarsafe.input_size(stream))
                 tee.drain()
                 digest = w.commit()
             self.record_layer_blob(digest, self.layer(chain)["diff_id"],
@@ -225,9 +181,10 @@ class ImageStore:
         cache_id = secrets.token_hex(32)
         self.graph.create(cache_id, parent_cache)
         try:
-            reader = HashingReader(decompressed(stream))
-            size = self.graph.apply_diff(cache_id, parent_cache, reader)
-            reader.drain()
+            with tarsafe.uncompressed(stream, input_size) as plain:
+                reader = HashingReader(plain)
+                size = self.graph.apply_diff(cache_id, parent_cache, reader)
+                reader.drain()
             diff_id = reader.digest()
             if expected_diff_id is not None and diff_id != expected_diff_id:
                 raise InvalidParameter(f"layer diff id mismatch: the image config says "

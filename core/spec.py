@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dockyard.core import devices as devicesmod
 from dockyard.core import seccomp as seccompmod
 from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.idmap import IDMap
@@ -109,12 +110,7 @@ def check_host_config(host: dict[str, Any]) -> None:
                                        f"the host's IPC namespace")
         if not ok or "/" in key or ".." in key:
             raise InvalidParameter(f"sysctl {key!r} is not whitelisted")
-    for dev in host.get("Devices") or ():
-        if not (dev.get("PathOnHost") or "").startswith("/dev/"):
-            raise InvalidParameter(f"invalid device {dev!r}: PathOnHost must be under /dev")
-        if not os.path.exists(dev["PathOnHost"]):
-            raise InvalidParameter(f"error gathering device information while adding custom "
-                                   f"device {dev['PathOnHost']!r}: no such file or directory")
+    devicesmod.check(host)
     for g in host.get("GroupAdd") or ():
         if not g or ":" in g:
             raise InvalidParameter(f"invalid group {g!r}")
@@ -192,13 +188,16 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         caps = []
     caps = [c for c in caps if c not in drops]
     resources = resources_of(host)
+    dev_nodes, resources["devices"] = devicesmod.for_container(host)
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         # --privileged: read-write, as dockerd
+         "options": ["nosuid", "noexec", "nodev", *(() if host.get("Privileged") else ("ro",))]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777",
@@ -207,9 +206,6 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
     if host.get("IpcMode") == "host":  # the host's shared memory, as dockerd
         mounts[-1] = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
                       "options": ["rbind", "nosuid", "noexec", "nodev"]}
-    for dev in host.get("Devices") or ():
-        mounts.append({"destination": dev.get("PathInContainer") or dev["PathOnHost"],
-                       "type": "bind", "source": dev["PathOnHost"], "options": ["bind"]})
     for dest, key in (("/etc/resolv.conf", "ResolvConfPath"), ("/etc/hostname", "HostnamePath"),
                       ("/etc/hosts", "HostsPath")):
         if container.get(key):
@@ -256,6 +252,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
+            "devices": dev_nodes,
             "resources": resources,
             "maskedPaths": MASKED_PATHS if confined_paths else [],
             "readonlyPaths": READONLY_PATHS if confined_paths else [],

@@ -29,10 +29,11 @@ import shutil
 from dataclasses import dataclass
 from typing import IO, Any, Callable
 
+from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter
 from dockyard.hookspecs.graphdriver import GraphDriver
 
-from .images import HashingReader, decompressed
+from .images import HashingReader
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,8 @@ def copy_from_blob(daemon: Any, old: GraphDriver, new: GraphDriver, step: Step,
     if new.exists(step.id):
         new.remove(step.id)
     new.create(step.id, step.parent)
-    with open(daemon.blobs.path(blob), "rb") as f:
-        reader = HashingReader(decompressed(f))
+    with open(daemon.blobs.path(blob), "rb") as f, tarsafe.uncompressed(f) as plain:
+        reader = HashingReader(plain)
         new.apply_diff(step.id, step.parent, reader)  # type: ignore[arg-type]
         reader.drain()
     if reader.digest() != step.diff_id:

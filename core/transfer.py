@@ -25,10 +25,11 @@ import time
 from typing import IO, Any, Callable
 
 from dockyard.hookspecs import registry as mt
+from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader, sha256_of
 
-from .images import ImageStore, chain_id, decompressed
+from .images import ImageStore, chain_id
 
 log = logging.getLogger(__name__)
 
@@ -394,8 +395,12 @@ class Pusher:
             with self.store.blobs.open(d["_source"]) as f:
                 stream: IO[bytes] = f
                 if d["_source"] != d["digest"]:
-                    stream = decompressed(f)  # a plain tar from a compressed blob
-                self.backend.put_blob(repo, d["digest"], stream, d["size"])
+                    stream = tarsafe.decompressed(f)  # a plain tar from a compressed blob
+                try:
+                    self.backend.put_blob(repo, d["digest"], stream, d["size"])
+                finally:
+                    if stream is not f:
+                        stream.close()
             self.progress({"status": "Pushed", "progressDetail": {}, "id": sid})
             return d
 

@@ -8,7 +8,8 @@ like the rest of :mod:`dockyard.hookspecs` it imports nothing else of dockyard.
   driver with ``get``/``put``: it compares the mounted trees of a layer and its parent.
 * :func:`compute_changes` — the ``docker diff`` walk of two directory trees.
 * :func:`write_layer_tar` — an uncompressed PAX tar of those changes with OCI whiteouts.
-* :func:`apply_layer_tar` — unpack a layer tar into a directory, honouring whiteouts, without ever
+* :func:`~dockyard.hookspecs.tarsafe.apply_layer_tar` (from :mod:`dockyard.hookspecs.tarsafe`,
+  re-exported here) — unpack a layer tar into a directory, honouring whiteouts, without ever
   writing outside it.
 
 Both tar functions take an optional ``id_map`` (:class:`~dockyard.hookspecs.idmap.IDMap`,
@@ -17,18 +18,7 @@ entry to ``id_map.to_host(uid, gid)`` (and directories the tar implies without a
 own to ``id_map.root``); writing puts ``id_map.to_container(st_uid, st_gid)`` in the headers.
 ``None`` or the identity map changes nothing.
 
-Safety of :func:`apply_layer_tar`: every entry is resolved one component at a time with
-``openat(O_NOFOLLOW|O_DIRECTORY)`` from a descriptor of the layer root; the final component is
-never followed. Entries named with an absolute path or a ``..`` component, hard links whose target
-is absolute, has ``..`` or does not resolve inside the layer, and parent paths that go through a
-symlink whose (relative) target climbs above the layer root are refused with
-:class:`~dockyard.hookspecs.errors.InvalidParameter`. A symlink with an *absolute* target met in a
-parent path is resolved against the layer root, as the container will see it (moby applies layers
-in a chroot for the same effect), so it can never lead outside either.
-
-On a refused or truncated tar the entries before the bad one stay applied: the layer is left
-partially written (never anything outside it) and the caller must remove the layer, as moby's layer
-store does when ``ApplyDiff`` fails.
+Safety of :func:`apply_layer_tar`: see :mod:`dockyard.hookspecs.tarsafe`.
 """
 from __future__ import annotations
 
@@ -36,28 +26,21 @@ import errno
 import io
 import logging
 import os
-import shutil
 import stat
-import tarfile
 import threading
 from dataclasses import dataclass
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
-from .errors import InvalidParameter
 from .idmap import IDMap
+# the safe tar application lives in tarsafe; these names stay importable from here
+from .tarsafe import (OCI_WHITEOUTS, SKIP_XATTR_PREFIXES, WHITEOUT_META_PREFIX,  # noqa: F401
+                      WHITEOUT_OPAQUE, WHITEOUT_PREFIX, SecureRoot, WhiteoutFormat,
+                      apply_layer_tar, clean_parts, remove_at)
 
 log = logging.getLogger(__name__)
 
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_META_PREFIX = ".wh..wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
-
 CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
 
-#: xattrs never carried in a layer: host labels and another driver's bookkeeping
-_SKIP_XATTR_PREFIXES = ("security.selinux", "trusted.overlay.", "user.overlay.",
-                        "user.fuseoverlayfs.")
-_MAX_SYMLINKS = 40
 _BLOCK = 512
 _COPY_CHUNK = 1 << 20
 
@@ -85,7 +68,7 @@ def _xattrs(path: str) -> dict[str, bytes]:
         raise
     out = {}
     for n in names:
-        if n.startswith(_SKIP_XATTR_PREFIXES):
+        if n.startswith(SKIP_XATTR_PREFIXES):
             continue
         try:
             out[n] = os.getxattr(path, n, follow_symlinks=False)
@@ -408,422 +391,6 @@ def stream_from_writer(write: Any, on_done: Any = None) -> IO[bytes]:
     t = threading.Thread(target=run, name="layer-diff", daemon=True)
     t.start()
     return io.BufferedReader(_PipeReader(r, t, state), buffer_size=_COPY_CHUNK)
-
-
-# ------------------------------------------------------------------------------------------------
-# tar application
-# ------------------------------------------------------------------------------------------------
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def clean_parts(name: str, what: str = "entry") -> list[str]:
-    """Split an archive path into components; refuse absolute paths and ``..``."""
-    if name.startswith("/"):
-        raise InvalidParameter(f"layer tar: {what} {name!r} is an absolute path")
-    if "\0" in name:
-        raise InvalidParameter(f"layer tar: {what} {name!r} contains NUL")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise InvalidParameter(f"layer tar: {what} {name!r} has a '..' component")
-    return parts
-
-
-class SecureRoot:
-    """A directory opened once; paths below it are resolved one component at a time, never
-    following a symlink out of it (openat + O_NOFOLLOW walk)."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.fd = os.open(root, _DIR_FLAGS)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "SecureRoot":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def open_dir(self, parts: list[str], create: bool = False, what: str = "",
-                 made: Any = None) -> int:
-        """An O_DIRECTORY fd of ``parts`` below the root (caller closes it). Symlinks met on the
-        way are followed inside the root: absolute targets from the root, relative ones from
-        their directory; one that climbs above the root is refused. Missing directories are
-        made (0755) when ``create``, else FileNotFoundError; ``made(parent_fd, name, parts)`` is then
-        called for each directory made."""
-        todo = list(parts)
-        here: list[str] = []
-        fd = os.dup(self.fd)
-        links = 0
-        try:
-            while todo:
-                name = todo.pop(0)
-                if name in ("", "."):
-                    continue
-                if name == "..":
-                    if not here:
-                        raise InvalidParameter(
-                            f"layer tar: {what or '/'.join(parts)!r} goes through a symlink "
-                            "pointing outside the layer")
-                    here.pop()
-                    os.close(fd)
-                    fd = os.dup(self.fd)
-                    todo = here + todo
-                    here = []
-                    continue
-                try:
-                    nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    try:
-                        os.mkdir(name, 0o755, dir_fd=fd)
-                    except FileExistsError:
-                        pass
-                    else:
-                        if made is not None:
-                            made(fd, name, here + [name])
-                    nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except OSError as e:
-                    if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    if not stat.S_ISLNK(st.st_mode):
-                        raise InvalidParameter(
-                            f"layer tar: {what or '/'.join(parts)!r}: "
-                            f"{'/'.join(here + [name])!r} is not a directory") from None
-                    links += 1
-                    if links > _MAX_SYMLINKS:
-                        raise InvalidParameter(
-                            f"layer tar: {what or '/'.join(parts)!r}: too many symlinks") from None
-                    target = os.readlink(name, dir_fd=fd)
-                    if target.startswith("/"):
-                        os.close(fd)
-                        fd = os.dup(self.fd)
-                        here = []
-                    todo = [p for p in target.split("/") if p not in ("", ".")] + todo
-                    continue
-                os.close(fd)
-                fd = nfd
-                here.append(name)
-            return fd
-        except BaseException:
-            os.close(fd)
-            raise
-
-
-def remove_at(dfd: int, name: str) -> None:
-    """Remove ``name`` (a whole tree if a directory) in directory ``dfd``; gone already is fine."""
-    try:
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=dfd)
-    else:
-        os.unlink(name, dir_fd=dfd)
-
-
-def _set_xattrs(target: Any, xattrs: dict[str, bytes], follow: bool) -> None:
-    for k, v in xattrs.items():
-        try:
-            os.setxattr(target, k, v, follow_symlinks=follow)
-        except OSError as e:
-            if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) or (
-                    e.errno == errno.EPERM and os.geteuid() != 0):
-                log.warning("layer tar: cannot set xattr %s: %s", k, e)
-                continue
-            raise
-
-
-def _chown(fn: Any, *args: Any, **kw: Any) -> None:
-    try:
-        fn(*args, **kw)
-    except PermissionError:
-        if os.geteuid() == 0:
-            raise
-
-
-def _entry_xattrs(ti: tarfile.TarInfo) -> dict[str, bytes]:
-    out = {}
-    for k, v in ti.pax_headers.items():
-        if k.startswith("SCHILY.xattr."):
-            name = k[len("SCHILY.xattr."):]
-            if name.startswith(_SKIP_XATTR_PREFIXES):
-                continue
-            out[name] = v.encode("utf-8", "surrogateescape")
-    return out
-
-
-def _write_sparse(fd: int, src: IO[bytes], size: int) -> None:
-    """Copy ``size`` bytes, leaving holes where whole chunks are zero."""
-    buf = bytearray(min(_COPY_CHUNK, max(size, 1)))
-    view = memoryview(buf)
-    zero = bytes(len(buf))
-    left = size
-    while left:
-        want = min(left, len(buf))
-        got = 0
-        while got < want:
-            n = src.readinto(view[got:want])  # type: ignore[attr-defined]
-            if not n:
-                raise InvalidParameter("layer tar: unexpected end of data")
-            got += n
-        chunk = view[:want]
-        if want == len(buf) and chunk == zero:
-            os.lseek(fd, want, os.SEEK_CUR)
-        else:
-            mv = chunk
-            while mv:
-                w = os.write(fd, mv)
-                mv = mv[w:]
-        left -= want
-    os.ftruncate(fd, size)
-
-
-def _opaque(sroot: SecureRoot, dir_parts: list[str], unpacked: set[tuple[str, ...]]) -> None:
-    """Remove everything below ``dir_parts`` that this tar did not itself unpack."""
-    try:
-        dfd = sroot.open_dir(dir_parts, what="/".join(dir_parts))
-    except FileNotFoundError:
-        return
-    try:
-        with os.scandir(dfd) as it:
-            names = [e.name for e in it]
-        for name in names:
-            key = tuple(dir_parts) + (name,)
-            if key not in unpacked:
-                remove_at(dfd, name)
-            elif stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
-                _opaque(sroot, list(key), unpacked)
-    finally:
-        os.close(dfd)
-
-
-def _iter_tar(stream: IO[bytes]) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    try:
-        tf = tarfile.open(fileobj=stream, mode="r|", errors="surrogateescape")
-    except tarfile.ReadError as e:
-        if "empty" in str(e):
-            return
-        raise InvalidParameter(f"layer tar: not a tar archive: {e}") from None
-    try:
-        while True:
-            try:
-                ti = tf.next()
-            except tarfile.TarError as e:
-                raise InvalidParameter(f"layer tar: {e}") from None
-            if ti is None:
-                return
-            yield tf, ti
-    finally:
-        tf.close()
-
-
-class WhiteoutFormat:
-    """How :func:`apply_layer_tar` records the tar's OCI whiteouts in the directory it fills.
-
-    The default suits a layer directory that holds the *whole* tree (vfs, btrfs, a mounted
-    layer): a whiteout removes its victim, an opaque marker removes what the tar did not itself
-    unpack in that directory. A driver that unpacks into an upper directory of a union (overlay)
-    subclasses it to leave its own markers instead (a 0/0 character device, an xattr). Both
-    methods receive the :class:`SecureRoot` of the layer and must write only through it."""
-
-    def whiteout(self, sroot: "SecureRoot", parent: list[str], victim: str, what: str) -> None:
-        """``parent/.wh.victim``: make ``parent/victim`` disappear."""
-        try:
-            dfd = sroot.open_dir(parent, what=what)
-        except FileNotFoundError:
-            return
-        try:
-            remove_at(dfd, victim)
-        finally:
-            os.close(dfd)
-
-    def opaque(self, sroot: "SecureRoot", dir_parts: list[str], unpacked: set[tuple[str, ...]],
-               what: str) -> None:
-        """``dir/.wh..wh..opq``: hide everything below ``dir`` this tar did not unpack itself
-        (``unpacked`` holds the path tuples unpacked so far)."""
-        _opaque(sroot, dir_parts, unpacked)
-
-
-    def dir_replaced(self, dfd: int, name: str, was: os.stat_result) -> None:
-        """Directory ``name`` (in ``dfd``) was just made where ``was`` stood (removed first)."""
-
-    def implied_dir(self, dfd: int, name: str, parts: list[str]) -> None:
-        """Directory ``name`` (in ``dfd``, at ``parts``) was just made (0755, root) because an
-        entry below it had no entry of its own in the tar."""
-
-
-#: the OCI behaviour (remove what a whiteout names)
-OCI_WHITEOUTS = WhiteoutFormat()
-
-
-def _host_ids(id_map: IDMap, ti: tarfile.TarInfo) -> tuple[int, int]:
-    try:
-        return id_map.to_host(ti.uid, ti.gid)
-    except ValueError as e:
-        raise InvalidParameter(f"layer tar: {ti.name!r} is owned by {ti.uid}:{ti.gid}, which has "
-                               f"no mapping in the user-namespace remapping ({id_map}): {e}") from None
-
-
-def apply_layer_tar(root: str, stream: IO[bytes], whiteouts: WhiteoutFormat | None = None,
-                    id_map: IDMap | None = None) -> int:
-    """Unpack the uncompressed layer tar ``stream`` into directory ``root`` and return the sum of
-    the sizes of its regular files. See the module docstring for what is refused. ``whiteouts``
-    decides how whiteout entries are recorded (default: :data:`OCI_WHITEOUTS`).
-
-    ``id_map``: every entry is chowned to ``id_map.to_host(uid, gid)`` of its header; an entry
-    whose owner has no mapping is refused with InvalidParameter before anything of it is
-    written (the entries before it stay, as for any refused entry). Directories made because
-    an entry below them has none of its own are owned by ``id_map.root``. The tar's entry for
-    the root itself (``./``) is not applied: ``root`` keeps its owner, mode and times."""
-    wo = whiteouts or OCI_WHITEOUTS
-    remap = id_map is not None and not id_map.is_identity
-    host_root = id_map.root if id_map is not None and remap else None
-
-    def made(dfd: int, name: str, parts: list[str]) -> None:
-        if host_root is not None:
-            _chown(os.chown, name, *host_root, dir_fd=dfd, follow_symlinks=False)
-        wo.implied_dir(dfd, name, parts)
-    size = 0
-    unpacked: set[tuple[str, ...]] = set()
-    dir_times: list[tuple[list[str], float, float]] = []
-    with SecureRoot(root) as sroot:
-        for tf, ti in _iter_tar(stream):
-            parts = clean_parts(ti.name)
-            if not parts:
-                continue  # the root itself: the layer's root keeps its own metadata
-            base, parent = parts[-1], parts[:-1]
-            if base.startswith(WHITEOUT_PREFIX):
-                if base == WHITEOUT_OPAQUE:
-                    wo.opaque(sroot, parent, unpacked, ti.name)
-                elif not base.startswith(WHITEOUT_META_PREFIX):
-                    victim = base[len(WHITEOUT_PREFIX):]
-                    if victim in ("", ".", ".."):
-                        raise InvalidParameter(f"layer tar: bad whiteout {ti.name!r}")
-                    wo.whiteout(sroot, parent, victim, ti.name)
-                continue
-            if remap:
-                assert id_map is not None
-                ti.uid, ti.gid = _host_ids(id_map, ti)
-            link_src: tuple[int, str] | None = None
-            if ti.islnk():
-                lparts = clean_parts(ti.linkname, "hard link target")
-                if not lparts:
-                    raise InvalidParameter(f"layer tar: hard link {ti.name!r} to the root")
-                try:
-                    ldfd = sroot.open_dir(lparts[:-1], what=ti.linkname)
-                    lst = os.stat(lparts[-1], dir_fd=ldfd, follow_symlinks=False)
-                except FileNotFoundError:
-                    raise InvalidParameter(
-                        f"layer tar: hard link {ti.name!r} to missing {ti.linkname!r}") from None
-                if stat.S_ISDIR(lst.st_mode):
-                    os.close(ldfd)
-                    raise InvalidParameter(f"layer tar: hard link {ti.name!r} to a directory")
-                link_src = (ldfd, lparts[-1])
-            try:
-                dfd = sroot.open_dir(parent, create=True, what=ti.name, made=made)
-                try:
-                    size += _apply_entry(tf, ti, dfd, base, link_src, parts, dir_times, wo)
-                except tarfile.TarError as e:  # truncated or corrupt data
-                    raise InvalidParameter(f"layer tar: {ti.name!r}: {e}") from None
-                finally:
-                    os.close(dfd)
-            finally:
-                if link_src is not None:
-                    os.close(link_src[0])
-            unpacked.add(tuple(parts))
-        # directory times last: creating their contents moved them
-        for parts, atime, mtime in reversed(dir_times):
-            try:
-                dfd = sroot.open_dir(parts[:-1])
-            except (FileNotFoundError, InvalidParameter):
-                continue
-            try:
-                os.utime(parts[-1], (atime, mtime), dir_fd=dfd, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(dfd)
-    return size
-
-
-def _apply_entry(tf: tarfile.TarFile, ti: tarfile.TarInfo, dfd: int, name: str,
-                 link_src: tuple[int, str] | None, parts: list[str],
-                 dir_times: list[tuple[list[str], float, float]],
-                 whiteouts: WhiteoutFormat) -> int:
-    try:
-        old = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        old = None
-    replaced = None
-    if old is not None and not (ti.isdir() and stat.S_ISDIR(old.st_mode)):
-        remove_at(dfd, name)  # replace; never write through what was there
-        replaced, old = old, None
-    mode = ti.mode & 0o7777
-    xattrs = _entry_xattrs(ti)
-    mtime = ti.mtime
-    atime = float(ti.pax_headers.get("atime", mtime))
-    proc = f"/proc/self/fd/{dfd}/{name}"
-    if ti.isreg():
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dfd)
-        try:
-            src = tf.extractfile(ti)
-            assert src is not None
-            _write_sparse(fd, src, ti.size)
-            _chown(os.fchown, fd, ti.uid, ti.gid)
-            os.fchmod(fd, mode)
-            _set_xattrs(fd, xattrs, True)
-            os.utime(fd, (atime, mtime))
-        finally:
-            os.close(fd)
-        return ti.size
-    if ti.islnk():
-        assert link_src is not None
-        os.link(link_src[1], name, src_dir_fd=link_src[0], dst_dir_fd=dfd, follow_symlinks=False)
-        return 0
-    if ti.isdir():
-        if old is None:
-            os.mkdir(name, 0o700, dir_fd=dfd)
-            if replaced is not None:
-                whiteouts.dir_replaced(dfd, name, replaced)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-        try:
-            _chown(os.fchown, fd, ti.uid, ti.gid)
-            os.fchmod(fd, mode)
-            _set_xattrs(fd, xattrs, True)
-        finally:
-            os.close(fd)
-        dir_times.append((parts, atime, mtime))
-        return 0
-    if ti.issym():
-        os.symlink(ti.linkname, name, dir_fd=dfd)
-        _chown(os.chown, name, ti.uid, ti.gid, dir_fd=dfd, follow_symlinks=False)
-        _set_xattrs(proc, xattrs, False)
-        os.utime(name, (atime, mtime), dir_fd=dfd, follow_symlinks=False)
-        return 0
-    if ti.ischr() or ti.isblk() or ti.isfifo():
-        kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK if ti.isblk() else stat.S_IFIFO
-        dev = os.makedev(ti.devmajor, ti.devminor) if kind != stat.S_IFIFO else 0
-        try:
-            os.mknod(name, kind | 0o600, dev, dir_fd=dfd)
-        except PermissionError:
-            if os.geteuid() == 0 or kind == stat.S_IFIFO:
-                raise
-            log.warning("layer tar: not root, skipping device node %s", ti.name)
-            return 0
-        # just made by us and not a symlink: the name cannot lead elsewhere
-        _chown(os.chown, name, ti.uid, ti.gid, dir_fd=dfd, follow_symlinks=False)
-        os.chmod(name, mode, dir_fd=dfd)
-        _set_xattrs(proc, xattrs, False)
-        os.utime(name, (atime, mtime), dir_fd=dfd, follow_symlinks=False)
-        return 0
-    raise InvalidParameter(f"layer tar: unsupported entry type {ti.type!r} for {ti.name!r}")
 
 
 # ------------------------------------------------------------------------------------------------

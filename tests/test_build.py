@@ -19,11 +19,13 @@ DOCKER = shutil.which("docker")
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
 
 
-def docker(d: Daemon, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+def docker(d: Daemon, *args: str, timeout: float = 120,
+           input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env.update(DOCKER_HOST=d.host, DOCKER_CONFIG=os.path.join(d.root, "docker-config"),
                DOCKER_CLI_HINTS="false", DOCKER_BUILDKIT="0")
-    return subprocess.run([DOCKER, *args], capture_output=True, timeout=timeout, env=env)
+    return subprocess.run([DOCKER, *args], capture_output=True, timeout=timeout, env=env,
+                          input=input)
 
 
 DOCKERFILE = """\
@@ -340,3 +342,38 @@ def test_build_more_instructions(shared_daemon: Daemon, tmp_path: Any) -> None:
     assert len(info["RootFS"]["Layers"]) == 1 and info["Config"]["Cmd"] == ["/f"]
     _no_containers(d)
     _rmi(d, "more:1", "scratchy:1")
+
+
+def test_build_dockerfile_from_stdin_and_compressed_context(shared_daemon: Daemon, tmp_path: Any) -> None:
+    """``docker build -f-`` sends a context tar with no end-of-archive blocks (accepted, as
+    dockerd does); a gzip-compressed context works too; a context with a hard link to a host
+    file is a 400 that names the link, not the file's content."""
+    d = shared_daemon
+    ctx = str(tmp_path / "ctx")
+    os.makedirs(ctx)
+    _write(ctx, "hello.txt", "from stdin\n")
+    r = docker(d, "build", "-f-", "-t", "stdin:1", ctx, input=b"FROM busybox\nCOPY hello.txt /\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert docker(d, "run", "--rm", "stdin:1", "cat", "/hello.txt").stdout == b"from stdin\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in (("Dockerfile", b"FROM busybox\nCOPY z.txt /\n"), ("z.txt", b"zipped\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    status, body = d.api.post("/build?t=gz:1", raw=buf.getvalue(),
+                              headers={"Content-Type": "application/x-tar"}, timeout=120)
+    assert status == 200 and not any("error" in m for m in body), body
+    secret = tmp_path / "host-secret"
+    secret.write_text("do not print me\n")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("Dockerfile")
+        ti.type, ti.linkname = tarfile.LNKTYPE, str(secret)
+        tf.addfile(ti)
+    status, body = d.api.post("/build?t=bad:1", raw=buf.getvalue(),
+                              headers={"Content-Type": "application/x-tar"}, timeout=120)
+    assert status == 400 and "hard link" in body["message"], body
+    assert "do not print me" not in json.dumps(body)
+    _no_containers(d)
+    _rmi(d, "stdin:1", "gz:1")

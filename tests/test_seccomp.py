@@ -267,3 +267,76 @@ def test_enosys_follows_the_profiles_default_action() -> None:
                                                       "errnoRet": errno.EPERM}]}, list(DEFAULT_CAPS))
     got = _errnos_under(_bpf(named), [FUTEX_WAITV + 1, CACHESTAT, FCHMODAT2])
     assert got == {FUTEX_WAITV + 1: errno.EACCES, CACHESTAT: errno.EPERM, FCHMODAT2: errno.ENOSYS}
+
+
+# -- io_uring: refused, as in Docker 25+ -----------------------------------------------------------
+IO_URING_PROBE = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* io_uring_setup(1, params), io_uring_enter(-1, ...), io_uring_register(-1, ...):
+   print each call's result as "name rc errno" */
+int main(void) {
+    unsigned char params[120];
+    long rc;
+    memset(params, 0, sizeof params);
+    errno = 0; rc = syscall(__NR_io_uring_setup, 1, params);
+    printf("io_uring_setup %ld %d\n", rc < 0 ? -1L : 0L, rc < 0 ? errno : 0);
+    errno = 0; rc = syscall(__NR_io_uring_enter, -1, 0, 0, 0, NULL, 0);
+    printf("io_uring_enter %ld %d\n", rc < 0 ? -1L : 0L, rc < 0 ? errno : 0);
+    errno = 0; rc = syscall(__NR_io_uring_register, -1, 0, NULL, 0);
+    printf("io_uring_register %ld %d\n", rc < 0 ? -1L : 0L, rc < 0 ? errno : 0);
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def io_uring_probe(tmp_path_factory) -> str:
+    """A static binary (busybox has no way to make a raw system call), built now with gcc."""
+    import shutil
+    import subprocess
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    d = tmp_path_factory.mktemp("io_uring")
+    (d / "probe.c").write_text(IO_URING_PROBE)
+    r = subprocess.run(["gcc", "-static", "-O2", "-o", str(d / "probe"), str(d / "probe.c")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot build a static binary here: {r.stderr.strip()[-300:]}")
+    os.chmod(d, 0o755)  # bind-mounted: -u nobody must reach it
+    return str(d / "probe")
+
+
+def _io_uring_results(d: Daemon, probe: str, **extra) -> dict[str, tuple[int, int]]:
+    host = {"Binds": [f"{os.path.dirname(probe)}:/probe:ro"], **extra.pop("HostConfig", {})}
+    cid, code, out = run_container(d, ["/probe/probe"], HostConfig=host, **extra)
+    d.api.delete(f"/containers/{cid}?force=1")
+    assert code == 0, out
+    return {name: (int(rc), int(err)) for name, rc, err in
+            (line.split() for line in out.decode().splitlines())}
+
+
+@needs_root
+def test_io_uring_is_refused_in_default_and_nobody_containers(shared_daemon: Daemon,
+                                                              io_uring_probe: str) -> None:
+    refused = {name: (-1, errno.EPERM) for name in ("io_uring_setup", "io_uring_enter",
+                                                     "io_uring_register")}
+    assert _io_uring_results(shared_daemon, io_uring_probe) == refused
+    assert _io_uring_results(shared_daemon, io_uring_probe, User="nobody") == refused
+    assert _io_uring_results(shared_daemon, io_uring_probe,
+                             HostConfig={"CapAdd": ["SYS_ADMIN"]}) == refused
+    # the probe does reach the kernel: without a filter io_uring_setup gives a ring (where the
+    # host allows io_uring at all), and the others fail on the bad fd, not with EPERM
+    with open("/proc/sys/kernel/io_uring_disabled") as f:
+        host_allows = f.read().strip() == "0"
+    got = _io_uring_results(shared_daemon, io_uring_probe,
+                            HostConfig={"SecurityOpt": ["seccomp=unconfined"]})
+    assert got["io_uring_enter"] == (-1, errno.EBADF), got
+    assert got["io_uring_register"][0] == -1 and got["io_uring_register"][1] in (
+        errno.EBADF, errno.EINVAL), got
+    if host_allows:
+        assert got["io_uring_setup"] == (0, 0), got

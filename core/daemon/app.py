@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs import DRIVER_GROUPS
+from dockyard.hookspecs import DRIVER_GROUPS, tarsafe
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
 from .. import plugins, userns
@@ -55,6 +55,8 @@ class Daemon:
         self.started = time.time()
         #: ``info``'s Warnings about how the API is exposed (set by ``main``)
         self.api_warnings: list[str] = []
+        tarsafe.configure(tarsafe.Limits(max_size=config["max-unpack-size"],
+                                         max_ratio=config["max-unpack-ratio"]))
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
 
@@ -212,8 +214,8 @@ class Daemon:
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
-        from .routes import containers, execs, images, networks, storage, system, volumes
-        for module in (system, containers, execs, images, networks, storage, volumes):
+        from .routes import build, containers, execs, images, networks, storage, system, volumes
+        for module in (system, containers, execs, images, build, networks, storage, volumes):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
 from .. import config as configmod
@@ -86,6 +87,8 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
                      daemon.execdriver.name)
             await stopper.requested.wait()
     finally:
+        # work in worker threads (unpacking an archive) stops at its next chunk
+        tarsafe.cancel_all()
         if runner.server is not None:
             await stopper.bounded("closing the API", runner.cleanup(), reserve=1.5)
         else:  # start-up was cut short: undo what it did

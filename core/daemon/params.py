@@ -45,7 +45,8 @@ def integer(request: web.Request, name: str, default: int | None = None) -> int 
 
 def filters(request: web.Request) -> Args:
     """The ``filters`` parameter (both of Docker's encodings), as :class:`Args`."""
-    return Args.from_json(request.query.get("filters"))
+    raw = request.query.get("filters")
+    return Args.from_value(loads(raw, "filters") if raw else None)
 
 
 def timestamp(request: web.Request, name: str) -> float | None:

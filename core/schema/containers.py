@@ -136,7 +136,7 @@ class Resources(Body):
         key: () for key in (
             "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
             "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
-            "CpuRealtimeRuntime", "DeviceCgroupRules", "DeviceRequests", "KernelMemory",
+            "CpuRealtimeRuntime", "DeviceRequests", "KernelMemory",
             "KernelMemoryTCP", "MemoryReservation", "OomKillDisable", "CpuCount", "CpuPercent",
             "IOMaximumIOps", "IOMaximumBandwidth")} | {"MemorySwappiness": (-1,)}
 
@@ -312,7 +312,8 @@ class ContainerUpdate(Resources):
     RestartPolicy: Opt[RestartPolicy] = UNSET
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        **Resources.unsupported, "CgroupParent": (), "Devices": (), "Ulimits": (), "Init": ()}
+        **Resources.unsupported, "CgroupParent": (), "Devices": (), "DeviceCgroupRules": (),
+        "Ulimits": (), "Init": ()}
 
 
 #: ``POST /commit``: the new image's config overrides

@@ -39,6 +39,7 @@ import pytest
 
 from ..errors import Conflict, DriverNotSupported, ExecError, InvalidParameter, NotFound
 from ..execdriver import ExecDriver, ExitStatus
+from .execdriver_devices import DeviceCases
 
 GROUP = "dockyard.execdrivers"
 Factory = Callable[[str], ExecDriver]
@@ -127,7 +128,9 @@ class Env:
 
     def spec(self, args: list[str], *, user: str | None = None,
              namespaces: tuple[str, ...] = ("pid", "network", "mount", "ipc", "uts"),
-             resources: dict | None = None, secure: bool = False) -> dict:
+             resources: dict | None = None, secure: bool = False,
+             linux: dict | None = None) -> dict:
+        """A spec running ``args``; ``linux`` adds keys to its ``linux`` object."""
         spec: dict[str, Any] = {
             "process": {"args": args, "env": [PATH], "cwd": "/", "terminal": False,
                         "user": {"uid": 0, "gid": 0}},
@@ -149,6 +152,7 @@ class Env:
             spec["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
                 {"names": ["mount", "umount2", "unshare", "setns"], "action": "SCMP_ACT_ERRNO",
                  "errnoRet": 1}]}
+        spec["linux"].update(linux or {})
         return spec
 
     async def run(self, d: ExecDriver, args: list[str], **kw: Any
@@ -174,9 +178,10 @@ class Env:
 
 
 @needs_root
-class ExecDriverSuite:
-    """The tests. Subclass with an ``exec_driver_factory`` fixture (or use
-    :func:`execdriver_suite`); the class is not collected itself (no ``Test`` prefix)."""
+class ExecDriverSuite(DeviceCases):
+    """The tests (the device cases in :mod:`.execdriver_devices`). Subclass with an
+    ``exec_driver_factory`` fixture (or use :func:`execdriver_suite`); the class is not
+    collected itself (no ``Test`` prefix)."""
 
     @pytest.fixture
     def exec_driver_factory(self) -> Factory:

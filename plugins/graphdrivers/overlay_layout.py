@@ -47,10 +47,11 @@ from dockyard.core import linux
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
 from dockyard.hookspecs.idmap import IDMap
-from dockyard.hookspecs.naivediff import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, WHITEOUT_OPAQUE,
-                                         WHITEOUT_PREFIX, Change, NaiveDiff, SecureRoot,
-                                         WhiteoutFormat, apply_layer_tar, changes_size,
-                                         remove_at, stream_from_writer, write_layer_tar)
+from dockyard.hookspecs.naivediff import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, Change,
+                                         NaiveDiff, changes_size, stream_from_writer,
+                                         write_layer_tar)
+from dockyard.hookspecs.tarsafe import (WHITEOUT_OPAQUE, WHITEOUT_PREFIX, SecureRoot,
+                                        WhiteoutFormat, apply_layer_tar, remove_at)
 
 log = logging.getLogger(__name__)
 

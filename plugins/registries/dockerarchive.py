@@ -10,7 +10,6 @@ is at the same time a valid OCI image layout — in a temporary directory and ta
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from typing import IO, Any
 from dockyard.hookspecs import registry as mt
 from dockyard.hookspecs.errors import InvalidParameter, NotFound
 from dockyard.hookspecs.registry import RegistryBackend
+from dockyard.hookspecs.tarsafe import TarEntry, TarIndex
 
 from .ocilayout import REF_NAME, store_blob, write_atomic
 
@@ -70,10 +70,22 @@ class DockerArchiveBackend(RegistryBackend):
             self.entries: list[dict[str, Any]] = []
             return
         try:
-            self.tar = tarfile.open(location, "r:")
-        except (tarfile.TarError, OSError) as exc:
+            # the strict reader checks the whole archive now: a corrupt or truncated one is
+            # refused before anything of it is used
+            self.index = TarIndex(location, label="docker archive")
+        except OSError as exc:
             raise InvalidParameter(f"not a docker archive: {exc}") from None
-        self.members = {os.path.normpath(m.name): m for m in self.tar.getmembers() if m.isfile()}
+        try:
+            self._read_manifest()
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.index.close()
+            raise InvalidParameter(f"docker archive: malformed manifest.json or image config: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            self.index.close()
+            raise
+
+    def _read_manifest(self) -> None:
         try:
             raw = self._read("manifest.json")
         except NotFound:
@@ -93,12 +105,11 @@ class DockerArchiveBackend(RegistryBackend):
             diff_ids = (json.loads(cfg_raw).get("rootfs") or {}).get("diff_ids") or []
             layers = []
             for path, diff_id in zip(e.get("Layers") or [], diff_ids):
-                m = self._member(path)
-                with self.tar.extractfile(m) as f:  # type: ignore[union-attr]
+                with self._open(path) as f:
                     media = _sniff(f.read(6))
-                digest = diff_id if media == mt.DOCKER_LAYER else self._hash(m)
+                digest = diff_id if media == mt.DOCKER_LAYER else self._hash(path)
                 self.blob_paths[digest] = path
-                layers.append({"mediaType": media, "size": m.size, "digest": digest})
+                layers.append({"mediaType": media, "size": self._member(path).size, "digest": digest})
             doc = {"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST,
                    "config": {"mediaType": mt.DOCKER_CONFIG, "size": len(cfg_raw), "digest": cfg_digest},
                    "layers": layers}
@@ -111,19 +122,23 @@ class DockerArchiveBackend(RegistryBackend):
                 self.tagged.setdefault("@" + digest, digest)
 
     # -- reading -------------------------------------------------------------------------------
-    def _member(self, path: str) -> tarfile.TarInfo:
-        m = self.members.get(os.path.normpath(path))
+    def _member(self, path: str) -> TarEntry:
+        m = self.index.get(path)
         if m is None:
             raise NotFound(f"docker archive: {path} missing")
         return m
 
+    def _open(self, path: str) -> IO[bytes]:
+        self._member(path)
+        return self.index.open(path)
+
     def _read(self, path: str) -> bytes:
-        with self.tar.extractfile(self._member(path)) as f:  # type: ignore[union-attr]
+        with self._open(path) as f:
             return f.read()
 
-    def _hash(self, m: tarfile.TarInfo) -> str:
+    def _hash(self, path: str) -> str:
         h = hashlib.sha256()
-        with self.tar.extractfile(m) as f:  # type: ignore[union-attr]
+        with self._open(path) as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         return "sha256:" + h.hexdigest()
@@ -146,11 +161,7 @@ class DockerArchiveBackend(RegistryBackend):
         path = self.blob_paths.get(digest)
         if path is None:
             raise NotFound(f"{self.location}: blob {digest} not in the archive")
-        with self._lock:  # tarfile is not thread-safe: hand out an independent file
-            m = self._member(path)
-        f = open(self.location, "rb")
-        f.seek(m.offset_data)
-        return _Slice(f, m.size)
+        return self._open(path)  # pread-based: several threads may read at once
 
     def has_blob(self, repo: str, digest: str) -> int | None:
         if self.mode == "w":
@@ -208,7 +219,7 @@ class DockerArchiveBackend(RegistryBackend):
 
     def close(self) -> None:
         if self.mode != "w":
-            self.tar.close()
+            self.index.close()
             return
         if not os.path.isdir(self.tmp):
             return
@@ -243,22 +254,3 @@ class DockerArchiveBackend(RegistryBackend):
             os.replace(out, self.location)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-class _Slice:
-    """``size`` bytes of an open file from its current offset."""
-
-    def __init__(self, f: IO[bytes], size: int) -> None:
-        self.f, self.left = f, size
-
-    def read(self, n: int = -1) -> bytes:
-        if self.left <= 0:
-            return b""
-        n = self.left if n < 0 else min(n, self.left)
-        data = self.f.read(n)
-        self.left -= len(data)
-        return data
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.f.close()

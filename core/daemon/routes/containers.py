@@ -371,13 +371,18 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
 
 
 async def archive_put(request: web.Request) -> web.Response:
+    from ..clientwork import client_work
     from .images import _spool
 
     d = request.app["daemon"]
     target = _archive_path(request)
+    no_overwrite = params.flag(request, "noOverwriteDirNonDir")
+    copy_ids = params.flag(request, "copyUIDGID")
     tar_path = await _spool(request, d.tmp_dir)
     try:
-        await _svc(request).archive_put(request.match_info["id"], target, tar_path)
+        async with client_work(request):
+            await _svc(request).archive_put(request.match_info["id"], target, tar_path,
+                                            no_overwrite, copy_ids)
     finally:
         os.unlink(tar_path)
     return web.Response(status=200)

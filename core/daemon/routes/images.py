@@ -21,6 +21,7 @@ from .. import params
 from ..app import route
 from ...schema import AuthConfig, loads
 from ..body import iter_body, json_body
+from ..clientwork import client_work
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ async def create(request: web.Request) -> web.StreamResponse:
             def work() -> str:
                 with open(path, "rb") as f:
                     return d.images.import_image(f, changes, q.get("message", ""))
-            image_id = await asyncio.to_thread(work)
+            async with client_work(request) as cw:
+                image_id = await cw.run(work)
         finally:
             os.unlink(path)
         tags = [d.images.tag(image_id, str(ref))] if ref else []
@@ -182,7 +184,8 @@ async def pull(request: web.Request, ref: reference.Reference) -> web.StreamResp
             backend.close()
 
     try:
-        result = await out.run(work)
+        async with client_work(request):
+            result = await out.run(work)
     except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
         return await out.fail(exc)
     image_id = result["image_id"]
@@ -322,7 +325,8 @@ async def load(request: web.Request) -> web.StreamResponse:
                     return transfer.Puller(d.images, backend, (lambda m: None) if quiet else progress,
                                            cancel).pull(repo, ref)
                 try:
-                    result = await out.run(work)
+                    async with client_work(request):
+                        result = await out.run(work)
                 except Exception as exc:  # noqa: BLE001
                     return await out.fail(exc)
                 image_id = result["image_id"]
@@ -466,96 +470,7 @@ async def tag(request: web.Request) -> web.Response:
     return web.Response(status=201)
 
 
-async def build(request: web.Request) -> web.StreamResponse:
-    """``POST /build``: the classic builder, the context as a tar body, a JSON-lines stream."""
-    import shutil
-    import tarfile
-    from ... import builder as builder_mod
-    from ...images import decompressed
-    d = _d(request)
-    q = request.query
-    if q.get("remote"):
-        raise InvalidParameter("building from a remote context (git or URL) is not supported")
-    tags = []
-    for t in q.getall("t", []):
-        tags.append(str(reference.parse(t)))
-
-    opts = builder_mod.Options(
-        tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile",
-        buildargs=params.json_object(request, "buildargs"),
-        labels=params.json_object(request, "labels"), nocache=params.flag(request, "nocache"),
-        rm=q.get("rm", "1").lower() not in ("0", "false"), forcerm=params.flag(request, "forcerm"),
-        quiet=params.flag(request, "q"))
-    if q.get("target"):
-        raise InvalidParameter("--target (multi-stage builds) is not supported by this builder")
-    tmp = d.tmp_dir
-    path = await _spool(request, tmp)
-    ctx = tempfile.mkdtemp(dir=tmp, prefix="build-")
-    try:
-        def unpack() -> None:
-            with open(path, "rb") as f:
-                head = f.read(1)
-                f.seek(0)
-                if not head:
-                    return
-                with tarfile.open(fileobj=decompressed(f), mode="r|") as tar:
-                    # tarfile's "tar" filter (no absolute names, nothing outside ctx) but with
-                    # the modes as sent: COPY keeps them
-                    def keep_mode(ti: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-                        return tarfile.tar_filter(ti, dest).replace(mode=ti.mode & 0o7777, deep=False)
-                    tar.extractall(ctx, filter=keep_mode)
-        try:
-            await asyncio.to_thread(unpack)
-        except (tarfile.TarError, OSError) as exc:
-            raise InvalidParameter(f"the build context is not a valid tar archive: {exc}") from None
-        df_rel = os.path.normpath("/" + opts.dockerfile).lstrip("/")
-        df_path = os.path.join(ctx, df_rel)
-        if not os.path.isfile(df_path) and opts.dockerfile == "Dockerfile" and \
-                os.path.isfile(os.path.join(ctx, "dockerfile")):
-            df_path = os.path.join(ctx, "dockerfile")
-        if not os.path.isfile(df_path) or os.path.realpath(df_path) != os.path.abspath(df_path):
-            raise InvalidParameter(f"Cannot locate specified Dockerfile: {opts.dockerfile}")
-        with open(df_path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-        out = JsonStream(request)
-        b = builder_mod.Builder(d, ctx, opts, out.write)
-        try:
-            image_id = await b.build(text)
-        except builder_mod.StepFailed as exc:
-            await out.write({"errorDetail": {"code": exc.code, "message": exc.message},
-                             "error": exc.message})
-            return await out.finish()
-        except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
-            return await out.fail(exc)
-        await out.write({"aux": {"ID": image_id}})
-        if opts.quiet:
-            await out.write({"stream": image_id + "\n"})
-        else:
-            await out.write({"stream": f"Successfully built {image_id[7:19]}\n"})
-        for t in tags:
-            d.images.tag(image_id, t)
-            if not opts.quiet:
-                await out.write({"stream": f"Successfully tagged {reference.familiar(t)}\n"})
-            d.event("image", "tag", image_id, {"name": t})
-        d.emit("dockyard_image_built", image_id=image_id, tags=tags)
-        return await out.finish()
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        await asyncio.to_thread(shutil.rmtree, ctx, True)
-
-
-async def build_prune(request: web.Request) -> web.Response:
-    """``docker builder prune`` (and the last step of ``docker system prune``): forget the
-    classic builder's cache entries. The step images stay until ``image prune`` (as dockerd's
-    classic builder, whose cache is its images)."""
-    gone = listing.build_cache_prune(_d(request), params.filters(request))
-    return web.json_response({"CachesDeleted": gone or None, "SpaceReclaimed": 0})
-
-
 def setup(app: web.Application) -> None:
-    route(app, "POST", "/build", build)
-    route(app, "POST", "/build/prune", build_prune)
     route(app, "POST", "/images/create", create)
     route(app, "GET", "/images/json", list_)
     route(app, "GET", "/images/get", save)

@@ -1,8 +1,14 @@
 """Per-container cgroups for the native driver: v1 hierarchies (hybrid hosts) or the v2 tree.
 
 Small on purpose: create ``<parent>/<cid>`` where the controllers live, apply the memory / pids /
-cpu limits of ``linux.resources``, list and kill the processes, freeze and thaw, remove. Runs
-inside the supervisor (synchronous: a handful of small file writes).
+cpu limits and the device rules of ``linux.resources``, list and kill the processes, freeze and
+thaw, remove. Runs inside the supervisor (synchronous: a handful of small file writes).
+
+Devices (``linux.resources.devices``, see ``dockyard.hookspecs.devices``): on v1 the container's
+``devices`` cgroup gets ``devices.deny a`` then its allow entries; on v2 an eBPF program made
+from the same rules is attached to its directory. A hybrid host (v1 controllers plus a cgroup2
+mount at ``unified``) gets both: the container also has a directory in the cgroup2 tree, and
+the kernel asks both (each must allow).
 """
 from __future__ import annotations
 
@@ -11,12 +17,18 @@ import logging
 import os
 import signal
 
+from dockyard.hookspecs import devicebpf
+from dockyard.hookspecs.devices import DeviceRules
 from dockyard.hookspecs.errors import InvalidParameter
 
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
-V1_CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer", "cpuset", "blkio")
+V1_CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer", "cpuset", "blkio", "devices")
+#: the cgroup2 mount of a hybrid host (systemd's name), beside the v1 hierarchies
+HYBRID_UNIFIED = "unified"
+#: loaded device programs kept for reuse (one per distinct rule set: usually Docker's default)
+BPF_CACHE_SIZE = 16
 
 
 def _write(path: str, value: str | int) -> None:
@@ -53,6 +65,12 @@ class Cgroups:
                     continue
                 seen.add(real)
                 self.hierarchies[ctrl] = real
+            unified = os.path.join(root, HYBRID_UNIFIED)
+            if os.path.exists(os.path.join(unified, "cgroup.controllers")):
+                self.hierarchies["unified"] = os.path.realpath(unified)
+        #: rule-set key -> fd of its loaded eBPF device program
+        self._programs: dict[str, int] = {}
+        self._bpf_warned = False
 
     @property
     def available(self) -> bool:
@@ -98,15 +116,19 @@ class Cgroups:
         parent = os.path.dirname(rel)
         if parent:
             self._prepare_parent(parent)
-        dirs = []
-        for base in self.hierarchies.values():
-            path = os.path.join(base, rel)
-            try:
-                os.mkdir(path)
-            except FileExistsError:
-                pass
-            dirs.append(path)
-        self.apply(dirs, resources or {})
+        dirs: list[str] = []
+        try:
+            for base in self.hierarchies.values():
+                path = os.path.join(base, rel)
+                try:
+                    os.mkdir(path)
+                except FileExistsError:
+                    pass
+                dirs.append(path)
+            self.apply(dirs, resources or {})
+        except BaseException:
+            self.remove(dirs)  # nothing is left of a cgroup that could not be set up
+            raise
         return dirs
 
     def _dir(self, dirs: list[str], ctrl: str) -> str | None:
@@ -119,7 +141,9 @@ class Cgroups:
         return None
 
     def apply(self, dirs: list[str], res: dict) -> None:
-        """Apply ``linux.resources`` (memory, pids, cpu)."""
+        """Apply ``linux.resources`` (memory, pids, cpu, blockIO; devices when given)."""
+        if res.get("devices") is not None:
+            self.apply_devices(dirs, res["devices"])
         try:
             mem = res.get("memory") or {}
             pids = res.get("pids") or {}
@@ -197,6 +221,43 @@ class Cgroups:
                     _write(f"{d}/cpuset.mems", cpu["mems"])
         except OSError as e:
             raise InvalidParameter(f"cannot apply resource limits: {e}") from None
+
+    def apply_devices(self, dirs: list[str], rules: list) -> None:
+        """The device rules, before any process joins: the v1 ``devices`` cgroup is written
+        (reset, then one exception per write), the v2 directory gets the eBPF program."""
+        try:
+            state = DeviceRules(rules)
+        except InvalidParameter as e:
+            raise InvalidParameter(f"device rules: {e}") from None
+        d = None if self.v2 else self._dir(dirs, "devices")
+        if d is not None:
+            try:
+                for name, line in state.v1_writes():
+                    _write(f"{d}/{name}", line)
+            except OSError as e:
+                raise InvalidParameter(f"cannot apply the device rules to {d}: {e}") from None
+        unified = self._dir(dirs, "unified")
+        if unified is None or state.allows_all:
+            return
+        try:
+            devicebpf.attach(self._program(state), unified)
+        except OSError as e:
+            if d is None:  # the only device cgroup this container has: no start without it
+                raise InvalidParameter(f"cannot apply the device rules: {e}") from None
+            if not self._bpf_warned:
+                log.warning("cgroup2 device program not attached (the v1 devices cgroup "
+                            "applies the rules): %s", e)
+                self._bpf_warned = True
+
+    def _program(self, state: DeviceRules) -> int:
+        key = repr((state.default_allow, state.sorted_exceptions()))
+        fd = self._programs.get(key)
+        if fd is None:
+            fd = devicebpf.load(devicebpf.program(state))
+            if len(self._programs) >= BPF_CACHE_SIZE:
+                os.close(self._programs.pop(next(iter(self._programs))))  # attached: kept
+            self._programs[key] = fd
+        return fd
 
     @staticmethod
     def procs_files(dirs: list[str]) -> list[str]:

@@ -29,12 +29,15 @@ import termios
 from typing import Any, NoReturn
 
 from dockyard.core import linux
+from dockyard.hookspecs import devices
+from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.plugins.execdrivers.native import security
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: device nodes bind-mounted from the host into a tmpfs /dev
-DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+#: the nodes of every container's /dev (runc's defaults): name, major, minor (character, 0666)
+DEV_NODES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9),
+             ("tty", 5, 0))
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
 
@@ -272,12 +275,6 @@ def _ensure_file(path: str) -> None:
 
 
 def _populate_dev(dev: str) -> None:
-    for name in DEV_NODES:
-        path = os.path.join(dev, name)
-        if not os.path.exists("/dev/" + name):
-            continue
-        _ensure_file(path)
-        linux.mount("/dev/" + name, path, None, linux.MS_BIND)
     for name, target in DEV_LINKS:
         try:
             os.symlink(target, os.path.join(dev, name))
@@ -359,6 +356,27 @@ def _bind_host_sys(dest: str) -> None:
                         "size=0,mode=755")
         except OSError:  # gone meanwhile, or not a directory: nothing to hide
             pass
+
+
+def _make_devices(spec: dict[str, Any], mounts: list[dict[str, Any]], userns: bool) -> None:
+    """The spec's ``linux.devices``, then the standard nodes, in the container's ``/dev``:
+    made with mknod (a node of the container's own: chmod in it cannot reach the host's), or,
+    in a user namespace where mknod is refused, the host's nodes bind-mounted. Nothing when
+    ``/dev`` is a bind mount (the host's own /dev, as runc)."""
+    if any(os.path.normpath(m["destination"]) == "/dev" and _is_bind(m) for m in mounts):
+        return
+    nodes = list((spec.get("linux") or {}).get("devices") or ())
+    nodes += [{"path": "/dev/" + name, "type": "c", "major": major, "minor": minor,
+               "fileMode": 0o666, "uid": 0, "gid": 0} for name, major, minor in DEV_NODES
+              if not userns or os.path.exists("/dev/" + name)]
+    bind = (lambda src, dst: linux.mount(src, dst, None, linux.MS_BIND)) if userns else None
+    try:
+        devices.create_nodes(".", nodes, secure_join, bind)
+    except InvalidParameter as e:
+        raise InitError(f"creating device nodes: {e}") from None
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise InitError(f"creating device nodes: {e.strerror or e}{where}") from None
 
 
 def _mask_paths(masked: list[str], readonly: list[str]) -> None:
@@ -551,6 +569,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.setresuid(0, 0, 0)
     for i, m in enumerate(mounts):
         _mount_one(".", m, sources.pop(i, None))
+    _make_devices(spec, mounts, "user" in new_ns)
     if "uts" in new_ns and spec.get("hostname"):
         linux.sethostname(spec["hostname"])
     if "network" in new_ns:

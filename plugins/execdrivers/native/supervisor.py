@@ -306,6 +306,7 @@ class Container:
         self.started_at = 0.0
         self.exit: dict[str, Any] | None = None
         self.cg_dirs: list[str] = []
+        self.cg_release: asyncio.Task | None = None
         self.mem_limited = False
         self.log: JsonLog | None = None
         self.clients: list[AttachClient] = []
@@ -441,6 +442,7 @@ class Container:
         for cl in self.clients:
             cl.close()
         self.clients.clear()
+        self.sup.release_cgroups(self)
         self.persist()
         for fut in self.waiters:
             if not fut.done():
@@ -971,14 +973,12 @@ class Supervisor:
             rel = (spec.get("linux") or {}).get("cgroupsPath") or ""
             if not rel or ":" in rel:
                 rel = f"dockyard/{id}"
+            # made afresh for every run (those of a created container hold no process yet)
+            await self._remove_cgroups(c)
             try:
-                if c.cg_dirs and not new:
-                    self.cgroups.apply(c.cg_dirs, resources)
-                else:
-                    c.cg_dirs = self.cgroups.create(rel, resources)
+                c.cg_dirs = self.cgroups.create(rel, resources)  # all made, or none left
             except (InvalidParameter, OSError) as e:
                 if new:
-                    Cgroups.remove(c.cg_dirs)
                     shutil.rmtree(c.dir, ignore_errors=True)
                 raise InvalidParameter(str(e)) from None
         c.mem_limited = (resources.get("memory") or {}).get("limit") is not None
@@ -989,8 +989,9 @@ class Supervisor:
             try:
                 c.log = JsonLog.for_spec(log_path, spec)
             except OSError as e:
+                Cgroups.remove(c.cg_dirs)  # just made, empty
+                c.cg_dirs = []
                 if new:
-                    Cgroups.remove(c.cg_dirs)
                     shutil.rmtree(c.dir, ignore_errors=True)
                 raise InvalidParameter(f"cannot open log {log_path}: {e}") from None
             c.log_path = log_path
@@ -1064,6 +1065,38 @@ class Supervisor:
             raise ExecError(message, code)
         c.persist()
         return gpid
+
+    def release_cgroups(self, c: Container) -> None:
+        """The container's main process is gone (or never ran: a failed start): its cgroups go
+        too, in every hierarchy; what is left in them (processes of a container without a pid
+        namespace) is killed first, as runc does. Retried in the background while the kernel
+        still counts exiting processes; the next create and delete wait for that."""
+        if not c.cg_dirs or (c.cg_release is not None and not c.cg_release.done()):
+            return
+        self.cgroups.kill_all(c.cg_dirs)
+        if not Cgroups.remove(c.cg_dirs):
+            c.cg_dirs = []
+            return
+        c.cg_release = self.loop.create_task(self._remove_cgroups(c))
+
+    async def _remove_cgroups(self, c: Container) -> None:
+        """Remove ``c``'s cgroups (killing what is still in them), after a pending release."""
+        if c.cg_release is not None and c.cg_release is not asyncio.current_task():
+            task, c.cg_release = c.cg_release, None
+            await asyncio.shield(task)  # the same work: let it finish
+        if not c.cg_dirs:
+            return
+        busy: list[str] = []
+        for _ in range(200):
+            busy = Cgroups.remove(c.cg_dirs)
+            if not busy:
+                break
+            self.cgroups.kill_all(busy)
+            await asyncio.sleep(0.005)
+        else:
+            log.warning("%s: cgroups still busy: %s", c.id, busy)
+        c.cg_dirs = busy
+        c.persist()
 
     @staticmethod
     def _undo_setup(owner: Any, child_fds: list[int], chan: socket.socket | None,
@@ -1177,14 +1210,7 @@ class Supervisor:
             if c.status == "paused":
                 self._thaw(c)
             await c.wait_future()
-        for _ in range(200):
-            busy = Cgroups.remove(c.cg_dirs)
-            if not busy:
-                break
-            self.cgroups.kill_all(c.cg_dirs)
-            await asyncio.sleep(0.005)
-        else:
-            log.warning("%s: cgroups still busy: %s", id, busy)
+        await self._remove_cgroups(c)
         for cl in c.clients:
             cl.close()
         c.clients.clear()

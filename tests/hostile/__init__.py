@@ -1,0 +1,1 @@
+"""Hostile archives for the tar entry points (generated, never committed as binaries)."""
