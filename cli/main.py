@@ -57,6 +57,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "network": ("networks", "network"),
     "port": ("networks", "port"),
     "tls": ("tls", "tls_group"),
+    "bench": ("bench.command", "bench"),
+    "completion": ("complete", "completion"),
+    "dashboard": ("dashboard", "dashboard"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}

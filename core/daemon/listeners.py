@@ -41,7 +41,7 @@ _SNIFF_TIMEOUT = 30.0
 
 
 def targets(hosts: list[str]) -> list[tuple[str, Any]]:
-    """``[("unix", path) | ("tcp", (host, port))]`` for ``-H`` values."""
+    """``[("unix", path) | ("tcp", (host, port)) | ("fd", spec)]`` for ``-H`` values."""
     out: list[tuple[str, Any]] = []
     for h in hosts:
         if h.startswith("unix://"):
@@ -52,9 +52,9 @@ def targets(hosts: list[str]) -> list[tuple[str, Any]]:
                 raise DockyardError(f"invalid host {h!r}: expected tcp://ADDRESS:PORT")
             out.append(("tcp", (u.hostname, u.port)))
         elif h.startswith("fd://"):
-            raise DockyardError("fd:// hosts (socket activation) are not supported")
+            out.append(("fd", h[len("fd://"):]))
         else:
-            raise DockyardError(f"invalid host {h!r}: expected unix://PATH or tcp://ADDRESS:PORT")
+            raise DockyardError(f"invalid host {h!r}: expected unix://PATH, tcp://ADDRESS:PORT or fd://")
     return out
 
 
@@ -225,10 +225,11 @@ class TLSSite(web.BaseSite):
 
     __slots__ = ("_host", "_port", "_sock", "_accepting", "_sniffing")
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, ssl_context: ssl.SSLContext,
+                 sock: socket.socket | None = None) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._host, self._port = host, port
-        self._sock: socket.socket | None = None
+        self._sock = sock  # a listening socket already bound (systemd's), else bound at start
         self._accepting: asyncio.Task[None] | None = None
         self._sniffing: set[asyncio.Task[None]] = set()
 
@@ -238,9 +239,10 @@ class TLSSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        info = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM,
-                                  flags=socket.AI_PASSIVE)[0]
-        self._sock = socket.create_server(info[4][:2], family=info[0], backlog=self._backlog)
+        if self._sock is None:
+            info = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM,
+                                      flags=socket.AI_PASSIVE)[0]
+            self._sock = socket.create_server(info[4][:2], family=info[0], backlog=self._backlog)
         self._sock.setblocking(False)
         self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
@@ -287,3 +289,17 @@ class TLSSite(web.BaseSite):
         if self._sock is not None:
             self._sock.close()
         await super().stop()
+
+
+async def start_activated(runner: web.AppRunner, sockets: list[socket.socket],
+                          sslctx: ssl.SSLContext | None) -> None:
+    """``-H fd://[SPEC]``: serve the listening sockets systemd passed. TLS applies to inherited
+    TCP sockets as to ``tcp://`` ones (plain HTTP answered with the 400, half-close kept)."""
+    for sock in sockets:
+        tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        name = sock.getsockname()
+        site: web.BaseSite = (TLSSite(runner, name[0], name[1], sslctx, sock) if tcp and sslctx
+                              else web.SockSite(runner, sock))
+        await site.start()
+        log.info("API listening on %s (fd %d, socket activation)",
+                 f"tcp://{name[0]}:{name[1]}" if tcp else name, sock.fileno())

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import ssl
 import sys
 from typing import Any
@@ -19,9 +20,11 @@ from dockyard.hookspecs.errors import DockyardError
 from .. import config as configmod
 from .. import userns
 from . import listeners
+from . import reload as reloadmod
 from .diagnostics import Diagnostics
 from .lock import RootLock
 from .shutdown import HANDLER_GRACE, Pidfile, Stopper
+from .systemd import Systemd
 
 log = logging.getLogger("dockyard.daemon")
 
@@ -33,6 +36,7 @@ class Plan:
     sslctx: ssl.SSLContext | None
     gid: int
     warnings: list[str]
+    systemd: Systemd
 
 
 def prepare(cfg: configmod.Config) -> tuple[Plan, RootLock]:
@@ -47,13 +51,15 @@ def prepare(cfg: configmod.Config) -> tuple[Plan, RootLock]:
     os.makedirs(cfg["data-root"], mode=0o711, exist_ok=True)
     lock = RootLock([real_root, cfg["exec-root"]])
     lock.acquire()
-    return Plan(where, sslctx, gid, warnings), lock
+    return Plan(where, sslctx, gid, warnings, Systemd.from_environment()), lock
 
 
 async def _start(runner: web.AppRunner, plan: Plan, stopper: Stopper, pidfile: Pidfile) -> None:
     await runner.setup()  # the daemon's start-up: reconcile, networks, containers
     for kind, where in plan.where:
-        if kind == "unix":
+        if kind == "fd":  # sockets systemd passed: they stay its own, never unlinked here
+            await listeners.start_activated(runner, plan.systemd.sockets(where), plan.sslctx)
+        elif kind == "unix":
             unix = listeners.UnixListener(runner, where, plan.gid)
             await unix.start()
             stopper.on_exit.append(unix.remove)
@@ -67,6 +73,14 @@ async def _start(runner: web.AppRunner, plan: Plan, stopper: Stopper, pidfile: P
     stopper.on_exit.append(pidfile.remove)
 
 
+def _serve_systemd(daemon: Any, systemd: Systemd) -> None:
+    """Readiness for the service manager, and SIGHUP reloads the configuration."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reloadmod.on_sighup, daemon, systemd)
+    systemd.ready(f"serving the Docker Engine API (storage driver {daemon.graph.name}, "
+                  f"exec driver {daemon.execdriver.name})")
+
+
 async def serve(cfg: configmod.Config, plan: Plan) -> None:
     from .app import Daemon  # heavy imports only once the flags are good
 
@@ -78,14 +92,16 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
             os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
             listeners.check_socket(where)
     daemon = Daemon(cfg)
-    daemon.api_warnings = plan.warnings
+    daemon.warnings += plan.warnings
     runner = web.AppRunner(daemon.make_app(), handle_signals=False, access_log=None,
                            shutdown_timeout=HANDLER_GRACE)
     try:
         if await stopper.unless_stopped(_start(runner, plan, stopper, Pidfile(cfg["pidfile"]))):
             log.info("dockyardd ready (storage driver %s, exec driver %s)", daemon.graph.name,
                      daemon.execdriver.name)
+            _serve_systemd(daemon, plan.systemd)
             await stopper.requested.wait()
+            plan.systemd.stopping()
     finally:
         # work in worker threads (unpacking an archive) stops at its next chunk
         tarsafe.cancel_all()
@@ -105,7 +121,8 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
 @click.option("--data-root", help="root of persistent state [default: /var/lib/dockyard]")
 @click.option("--exec-root", help="root of runtime state [default: /run/dockyard]")
 @click.option("-H", "--host", "hosts", multiple=True,
-              help="socket(s) to listen on: unix://PATH or tcp://ADDR:PORT [default: unix:///run/dockyard.sock]")
+              help="socket(s) to listen on: unix://PATH, tcp://ADDR:PORT, or fd:// (sockets passed by systemd) "
+                   "[default: unix:///run/dockyard.sock]")
 @click.option("-G", "--group", help="group of the unix socket [default: dockyard if it exists, else root]")
 @click.option("--pidfile", help="write the daemon's pid to this file")
 @click.option("-s", "--storage-driver", help="graph driver to use (see `dockyard info`)")
@@ -167,8 +184,7 @@ def main(config_file: str, **flags: Any) -> None:
     except DockyardError as exc:
         click.echo(f"dockyardd: {exc}", err=True)
         sys.exit(1)
-    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg["log-level"], cfg["log-level"].upper())
-    logging.basicConfig(level=level, stream=sys.stderr,
+    logging.basicConfig(level=reloadmod.logging_level(cfg), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(ImportError):  # it resets its logger's level when imported
         import pyroute2.config.log  # noqa: F401
