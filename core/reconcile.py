@@ -80,13 +80,12 @@ class Reconciler:
         n[1] += size
 
     def run(self) -> dict[str, list[int]]:
-        self.temp_files()
-        self.dangling_layers()
-        self.broken_images()
-        self.stale_containers()
-        self.orphan_layers()
-        self.orphan_blobs()
-        self.orphan_dirs()
+        for step in (self.temp_files, self.dangling_layers, self.broken_images,
+                     self.stale_containers, self.orphan_layers, self.orphan_blobs, self.orphan_dirs):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - a leftover that cannot go must not stop the daemon
+                log.exception("start-up reconcile: %s failed", step.__name__)
         for kind, (count, size) in sorted(self.removed.items()):
             log.info("start-up reconcile: removed %d %s (%.1f MB)", count, kind, size / 1e6)
         return self.removed
@@ -147,8 +146,8 @@ class Reconciler:
             if self.graph.exists(cache_id):
                 self.graph.remove(cache_id)
             self._count(kind, size)
-        except DockyardError as exc:
-            log.warning("start-up reconcile: cannot remove layer %s: %s", cache_id[:12], exc.message)
+        except (DockyardError, OSError) as exc:
+            log.warning("start-up reconcile: cannot remove layer %s: %s", cache_id[:12], exc)
 
     def broken_images(self) -> None:
         """Images with a layer the graph driver no longer has: unusable, so not listed."""
@@ -190,7 +189,7 @@ class Reconciler:
         """The size of the directory a driver reports for a layer (for the log only)."""
         try:
             meta = self.graph.metadata(lid)
-        except DockyardError:
+        except (DockyardError, OSError):  # e.g. its parent went first
             return 0
         return sum(tree_size(v) for k, v in meta.items() if k in ("UpperDir", "Dir"))
 

@@ -245,3 +245,22 @@ def test_sigkill_mid_operation_leaves_nothing_behind(crash: Crash) -> None:
     print("start-up reconcile removed, over", ROUNDS, "kills:", json.dumps(cleaned))
     # the kills did land mid-operation: restarts had leftovers to remove
     assert sum(cleaned.values()) > 0, cleaned
+
+
+def test_an_orphan_layer_whose_parent_went_first(busybox_tar: str) -> None:
+    """A layer being unpacked when the daemon died, on a parent that start-up removes first (no
+    image used it): the orphan's lower link dangles, and start-up must still remove it and
+    serve (the crash test met this once in 21 kills)."""
+    from dockyard.core.plugins import DriverRegistry
+    with running_daemon(busybox_tar) as d:
+        driver = d.api.get("/info")[1]["Driver"]
+        d.stop()
+        home = os.path.join(d.data_root, driver)
+        g = DriverRegistry("graph").create(driver, home, {})
+        g.create("crashparent", None)
+        g.create("crashchild", "crashparent")
+        g.remove("crashparent")  # as dangling_layers does to an unused parent
+        g.cleanup()
+        d.start()
+        assert orphan_layers(d) == [] and "crashchild" not in os.listdir(os.path.join(home, LAYER_DIRS[driver]))
+        assert d.cli("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
