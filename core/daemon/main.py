@@ -83,6 +83,7 @@ def _serve_systemd(daemon: Any, systemd: Systemd) -> None:
 
 async def serve(cfg: configmod.Config, plan: Plan) -> None:
     from .app import Daemon  # heavy imports only once the flags are good
+    from .clients import access_log
 
     stopper = Stopper()
     stopper.install()
@@ -93,8 +94,8 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
             listeners.check_socket(where)
     daemon = Daemon(cfg)
     daemon.warnings += plan.warnings
-    runner = web.AppRunner(daemon.make_app(), handle_signals=False, access_log=None,
-                           shutdown_timeout=HANDLER_GRACE)
+    runner = web.AppRunner(daemon.make_app(), handle_signals=False,
+                           shutdown_timeout=HANDLER_GRACE, **access_log())
     try:
         if await stopper.unless_stopped(_start(runner, plan, stopper, Pidfile(cfg["pidfile"]))):
             log.info("dockyardd ready (storage driver %s, exec driver %s)", daemon.graph.name,
