@@ -334,13 +334,14 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         host["Init"] = True
     endpoints = {"default": _endpoint_defaults()} if network == "default" else {}
     aliases = list(o.get("network_alias") or ())
-    if aliases or o.get("ip"):
-        if network in ("default", "host", "none") or network.startswith("container:"):
-            raise OptError("network-scoped aliases and addresses are only supported for user-defined networks")
+    ipam = {k: v for k, v in (("IPv4Address", o.get("ip")), ("IPv6Address", o.get("ip6")),
+                              ("LinkLocalIPs", list(o.get("link_local_ip") or ()))) if v}
+    if aliases or ipam or o.get("mac_address"):
+        # as the docker CLI: the daemon decides what the network allows
         ep = _endpoint_defaults()
         ep["Aliases"] = aliases or None
-        if o.get("ip"):
-            ep["IPAMConfig"] = {"IPv4Address": o["ip"]}
+        ep["IPAMConfig"] = ipam or None
+        ep["MacAddress"] = o.get("mac_address") or ""
         endpoints = {network: ep}
     return {**config, "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": endpoints}}
 
@@ -393,6 +394,9 @@ def container_options(f):
                      help="Connect a container to a network"),
         click.option("--network-alias", "network_alias", multiple=True, help="Add network-scoped alias for the container"),
         click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)"),
+        click.option("--ip6", help="IPv6 address (e.g., 2001:db8::33)"),
+        click.option("--link-local-ip", "link_local_ip", multiple=True, help="Container IPv4/IPv6 link-local addresses"),
+        click.option("--mac-address", "mac_address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
         click.option("--security-opt", "security_opt", multiple=True, help="Security Options"),
         click.option("--pids-limit", "pids_limit", type=int, help="Tune container pids limit (set -1 for unlimited)"),
         click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),

@@ -32,7 +32,8 @@ from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
 from .units import human_duration
-from .networks import NetworkService, parse_extra_hosts, parse_link
+from . import links as linksmod
+from .networks import DEFAULT_NETWORKS, NetworkService, parse_extra_hosts
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,9 @@ class ContainerService:
         if network_mode.startswith("container:"):
             net_peer = self._peer(network_mode[len("container:"):], "join the network namespace of")
             for key, what in (("PortBindings", "port publishing"), ("PublishAllPorts", "port publishing"),
-                              ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("Links", "--link")):
-                if host.get(key):
+                              ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("Links", "--link"),
+                              ("MacAddress", "mac-address")):
+                if host.get(key) or (key == "MacAddress" and body.get(key)):
                     raise InvalidParameter(f"conflicting options: {what} and the container type "
                                            f"network mode")
             if body.get("Hostname"):
@@ -227,9 +229,15 @@ class ContainerService:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
             specmod.security_options(host["SecurityOpt"])
         parse_extra_hosts(host.get("ExtraHosts"))
+        links = []
         for link in host.get("Links") or ():
-            peer_name, _ = parse_link(link)
-            self._peer(peer_name, "link to")
+            peer_name, alias = linksmod.parse(link)
+            child = self._peer(peer_name, "link to")
+            if network is not None and self.d.networks.drivers[network["Driver"]].namespace == "host" \
+                    or child["HostConfig"].get("NetworkMode") == "host":
+                raise InvalidParameter("conflicting options: host type networking can't be used "
+                                       "with links. This would result in undefined behavior")
+            links.append(linksmod.shown(child, full, alias))
         runtime = host.get("Runtime") or ""
         if runtime not in ("", "runc", self.execdrv.name):
             raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (this engine runs "
@@ -256,8 +264,10 @@ class ContainerService:
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
+        host_cfg["Links"] = links or None  # as dockerd shows them: /child:/parent/alias
         host_cfg["Runtime"] = runtime or "runc"  # dockerd's name for its default, an alias here
         specmod.check_host_config(host_cfg)
+        specmod.check_resources(host_cfg, self.execdrv)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -320,8 +330,10 @@ class ContainerService:
             raise Conflict("a storage migration is in progress; try again when it is done")
         await asyncio.to_thread(self.d.volumes.prepare_binds, c)
         rootfs = await asyncio.to_thread(self.graph.get, cid)
-        networked = False
+        networked = volumes_mounted = False
         try:
+            await asyncio.to_thread(self.d.volumes.mount, c)  # volumes with mount options
+            volumes_mounted = True
             if not c.get("_volumes_copied") and c.get("Mounts"):
                 await asyncio.to_thread(self.d.volumes.copy_up, c, rootfs)
                 self.save(c)
@@ -339,6 +351,7 @@ class ContainerService:
                 networked = True
                 namespaces += await self.d.networks.setup(c)
                 self.save(c)
+                c["_link_env"] = linksmod.environment(c, self._find_name, DEFAULT_NETWORKS[0])
                 self._write_etc_files(c, id_map)
             spec = specmod.build(c, rootfs, namespaces, id_map,
                                  no_new_privs=self.d.config["no-new-privileges"])
@@ -349,6 +362,8 @@ class ContainerService:
             if networked:
                 await self.d.networks.teardown(c)
                 self.save(c)
+            if volumes_mounted:
+                await asyncio.to_thread(self.d.volumes.unmount, c)
             await asyncio.to_thread(self.graph.put, cid)
             raise
         rt.prepared = True
@@ -635,6 +650,7 @@ class ContainerService:
             self.save(c)
         if rt.prepared:
             rt.prepared = False
+            await asyncio.to_thread(self.d.volumes.unmount, c)
             try:
                 await asyncio.to_thread(self.graph.put, cid)
             except Exception:  # noqa: BLE001
@@ -723,7 +739,16 @@ class ContainerService:
             return fut
         return self._exit_future(c)
 
+    def _find_name(self, name: str) -> dict[str, Any] | None:
+        with contextlib.suppress(NotFound):
+            return self.get(name)
+        return None
+
     # -- remove ---------------------------------------------------------------------------------
+    async def remove_link(self, name: str) -> None:
+        """``docker rm --link /web/db``: :func:`dockyard.core.links.remove`."""
+        linksmod.remove(self, name)
+
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``docker rm [-f] [-v]``: ``volumes`` (and ``--rm``) also removes the container's
         anonymous volumes."""
@@ -755,6 +780,7 @@ class ContainerService:
                 await self.d.networks.teardown(c)  # prepared (attached) but never started
             if rt.prepared:
                 rt.prepared = False
+                await asyncio.to_thread(self.d.volumes.unmount, c)
                 await asyncio.to_thread(self.graph.put, cid)
                 self.d.volumes.mount_events(c, "unmount")
             if self.graph.exists(cid):
@@ -833,6 +859,7 @@ class ContainerService:
         if new.get("NanoCpus"):
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
+        specmod.check_resources(new, self.execdrv)
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
             await self.execdrv.update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):
@@ -896,7 +923,13 @@ class ContainerService:
         cid = c["Id"]
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.d.volumes.prepare_binds, c)
-        root = await asyncio.to_thread(self.graph.get, cid)
+        user = f"{cid}/cp-{secrets.token_hex(4)}"  # volumes with options are mounted for it
+        await asyncio.to_thread(self.d.volumes.mount, c, user)
+        try:
+            root = await asyncio.to_thread(self.graph.get, cid)
+        except BaseException:
+            await asyncio.to_thread(self.d.volumes.unmount, c, user)
+            raise
         running = bool(c["State"]["Running"] and c["State"].get("Pid"))
         id_map = self.id_map(c)
         view = cpview.ContainerView(root, cpview.mounts_of(c, running),
@@ -906,9 +939,11 @@ class ContainerService:
             await asyncio.to_thread(view.open)
         except BaseException:
             await asyncio.to_thread(self.graph.put, cid)
+            await asyncio.to_thread(self.d.volumes.unmount, c, user)
             raise
         self.d.volumes.mount_events(c, "mount")
         view.on_close(lambda: self.graph.put(cid))
+        view.on_close(lambda: self.d.volumes.unmount(c, user))
         view.on_close(lambda: loop.call_soon_threadsafe(self.d.volumes.mount_events, c, "unmount"))
         return c, view
 
@@ -1168,7 +1203,9 @@ class ContainerService:
             elif proc is not None:
                 with contextlib.suppress(DockyardError):
                     await self.execdrv.delete(cid)
-        await self.d.networks.reconcile([c for c in self._cache.values() if c["State"]["Running"]])
+        running = [c for c in self._cache.values() if c["State"]["Running"]]
+        await asyncio.to_thread(self.d.volumes.restore, running)
+        await self.d.networks.reconcile(running)
         for c in list(self._cache.values()):
             if c["State"].get("Restarting"):
                 c["State"].update(Status="exited", Restarting=False)

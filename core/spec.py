@@ -69,13 +69,14 @@ def replace_or_append(defaults: list[str], overrides: list[str] | None) -> list[
     return [e for e in out if e is not None]
 
 
-def process_env(cfg: dict[str, Any]) -> list[str]:
+def process_env(cfg: dict[str, Any], linked: Any = ()) -> list[str]:
     """The environment of a container's process (dockerd's ``CreateDaemonEnvironment``):
-    ``PATH``, ``HOSTNAME`` and, with a TTY, ``TERM``, then ``Config.Env`` over them."""
+    ``PATH``, ``HOSTNAME`` and, with a TTY, ``TERM``, then the legacy links' variables
+    (``linked``, core.links), then ``Config.Env`` over them."""
     defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={cfg.get('Hostname', '')}"]
     if cfg.get("Tty"):
         defaults.append("TERM=xterm")
-    return replace_or_append(defaults, cfg.get("Env"))
+    return replace_or_append(defaults + list(linked), cfg.get("Env"))
 
 
 def command(config: dict[str, Any]) -> list[str]:
@@ -156,6 +157,21 @@ def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+#: an OCI ``linux.resources`` field -> the HostConfig field that sets it
+RESOURCE_FIELDS = {"memory.limit": "Memory", "memory.swap": "MemorySwap", "pids.limit": "PidsLimit",
+                   "cpu.shares": "CpuShares", "cpu.quota": "CpuQuota", "cpu.period": "CpuPeriod",
+                   "cpu.cpus": "CpusetCpus", "cpu.mems": "CpusetMems", "blockIO.weight": "BlkioWeight"}
+
+
+def check_resources(host: dict[str, Any], execdrv: Any) -> None:
+    """InvalidParameter naming the first resource of ``host`` the exec driver cannot apply on
+    this host (never run a container without a limit it asked for)."""
+    for name in execdrv.unsupported_resources(resources_of(host)):
+        field = RESOURCE_FIELDS.get(name, name)
+        raise InvalidParameter(f"HostConfig.{field}: not supported on this host by the "
+                               f"{execdrv.name} exec driver ({name})")
+
+
 def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     """OCI ``linux.resources`` from a HostConfig (at create, and again for ``docker update``)."""
     resources: dict[str, Any] = {}
@@ -196,7 +212,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         userns = id_map.to_spec()
     host = container["HostConfig"]
     args = [container["Path"], *container["Args"]]
-    env = process_env(cfg)
+    env = process_env(cfg, container.get("_link_env") or ())
     caps = [c if c.startswith("CAP_") else "CAP_" + c for c in DEFAULT_CAPS]
     for add in host.get("CapAdd") or []:
         name = add.upper() if add.upper().startswith("CAP_") else "CAP_" + add.upper()
@@ -256,6 +272,9 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         "ociVersion": "1.0.2",
         "process": {
             "terminal": bool(cfg.get("Tty")),
+            **({"consoleSize": {"height": host["ConsoleSize"][0], "width": host["ConsoleSize"][1]}}
+               if cfg.get("Tty") and len(host.get("ConsoleSize") or ()) == 2 and all(host["ConsoleSize"])
+               else {}),
             "user": {"uid": 0, "gid": 0, "username": cfg.get("User") or "",
                      "additionalGroups": list(host.get("GroupAdd") or ())},
             **({"oomScoreAdj": int(host["OomScoreAdj"])} if host.get("OomScoreAdj") else {}),

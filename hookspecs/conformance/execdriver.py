@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 import pytest
 
-from ..errors import Conflict, DriverNotSupported, ExecError, InvalidParameter, NotFound
+from ..errors import (Conflict, DockyardError, DriverNotSupported, ExecError, InvalidParameter,
+                      NotFound)
 from ..execdriver import ExecDriver, ExitStatus
 from .execdriver_devices import DeviceCases
 
@@ -374,6 +375,24 @@ class ExecDriverSuite(DeviceCases):
             _, out, err = await env.run(env.driver(), ["sh", "-c", script],
                                         resources={"pids": {"limit": 4}})
             assert b"fork" in out + err or b"Resource temporarily unavailable" in out + err
+
+        asyncio.run(main())
+
+    def test_unsupported_resources_are_named_not_dropped(self, env: Env) -> None:
+        """A resource the driver says it cannot apply here fails the container; one it does
+        not name runs (the daemon refuses the named ones at create)."""
+        async def main() -> None:
+            d = env.driver()
+            res = {"blockIO": {"weight": 300}}
+            named = d.unsupported_resources(res)
+            assert isinstance(named, list) and all(isinstance(n, str) for n in named)
+            assert d.unsupported_resources({}) == []
+            if "blockIO.weight" in named:
+                with pytest.raises(DockyardError):
+                    await env.run(d, ["true"], resources=res)
+            else:
+                status, _, _ = await env.run(d, ["true"], resources=res)
+                assert status.exit_code == 0
 
         asyncio.run(main())
 

@@ -39,7 +39,7 @@ import pytest
 
 from ..errors import DriverNotSupported
 from ..netdriver import Endpoint, NetDriver
-from .subnets import free_subnet
+from .subnets import free_subnet, free_subnet6
 
 GROUP = "dockyard.netdrivers"
 Factory = Callable[[str, dict], NetDriver]
@@ -58,7 +58,8 @@ def host_links() -> set[str]:
 
 
 def ns_links(path: str) -> dict[str, list[str]]:
-    """Interface name → its IPv4 addresses (``a.b.c.d/len``), inside the namespace at ``path``."""
+    """Interface name → its IPv4 and global IPv6 addresses (``a.b.c.d/len``), inside the
+    namespace at ``path``."""
     out = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "addr", "show"],
                          capture_output=True, text=True, check=True).stdout
     links = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link", "show"],
@@ -67,7 +68,7 @@ def ns_links(path: str) -> dict[str, list[str]]:
                                  for line in links.splitlines() if ":" in line}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) > 3 and parts[2] == "inet":
+        if len(parts) > 3 and (parts[2] == "inet" or parts[2] == "inet6" and "scope global" in line):
             res.setdefault(parts[1], []).append(parts[3])
     return res
 
@@ -123,9 +124,10 @@ class Env:
         self.namespaces: list[str] = []
         self._next_ip: dict[str, int] = {}
         self.subnets: dict[str, ipaddress.IPv4Network] = {}
+        self.subnets6: dict[str, ipaddress.IPv6Network] = {}
         self.endpoint_ids: list[str] = []
 
-    def network(self, internal: bool = False, default: bool = False) -> str:
+    def network(self, internal: bool = False, default: bool = False, ipv6: bool = False) -> str:
         nid = secrets.token_hex(32)
         subnet = free_subnet() if self.subnets or not default else ipaddress.ip_network(
             self.options["bip"], strict=False)
@@ -136,6 +138,9 @@ class Env:
                                 "Options": {}}
         if self.driver.needs_ipam:
             opts.update(Subnet=str(subnet), Gateway=str(subnet.network_address + 1))
+            if ipv6:
+                self.subnets6[nid] = subnet6 = free_subnet6()
+                opts.update(IPv6Subnet=str(subnet6), IPv6Gateway=str(subnet6.network_address + 1))
         data = self.driver.create_network(nid, opts)
         assert isinstance(data, dict)
         self.net_opts = getattr(self, "net_opts", {})
@@ -150,12 +155,19 @@ class Env:
             subnet = self.subnets[nid]
             opts.update(Address=str(subnet.network_address + n), PrefixLen=subnet.prefixlen,
                         Gateway=str(subnet.network_address + 1))
+            if nid in self.subnets6:
+                subnet6 = self.subnets6[nid]
+                opts.update(IPv6Address=str(subnet6.network_address + n),
+                            IPv6PrefixLen=subnet6.prefixlen,
+                            IPv6Gateway=str(subnet6.network_address + 1))
         eid = secrets.token_hex(32)
         self.endpoint_ids.append(eid)
         ep = self.driver.create_endpoint(nid, eid, opts)
         assert isinstance(ep, Endpoint) and ep.network_id == nid
         if self.driver.needs_ipam:
             assert ep.ip_address == opts["Address"], "the driver must use the address IPAM chose"
+            assert ep.ipv6_address == opts.get("IPv6Address", ""), \
+                "the driver must use the IPv6 address IPAM chose (and none on an IPv4 network)"
         return ep
 
     def own(self, links: set[str]) -> set[str]:
@@ -171,15 +183,35 @@ class Env:
         self.namespaces.append(path)
         return path
 
+    def joined(self, *nids: str) -> list[tuple[Endpoint, str]]:
+        """An endpoint on each of ``nids``, joined to a namespace of its own."""
+        out = []
+        for nid in nids:
+            ep, ns = self.endpoint(nid), self.netns()
+            self.driver.join(ep, ns)
+            out.append((ep, ns))
+        return out
+
+    def leave(self, joined: list[tuple[Endpoint, str]]) -> None:
+        for ep, ns in joined:
+            self.driver.leave(ep, ns)
+            self.driver.delete_endpoint(ep)
+
     def close(self) -> None:
         for p in self.namespaces:
             remove_netns(p)
         self.driver.close()
 
 
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
 def tcp_roundtrip(server_ns: str, client_ns: str, address: str, payload: bytes = b"ping") -> bytes:
-    """Listen in ``server_ns`` on ``address``, connect from ``client_ns``, echo once."""
-    srv = in_netns(server_ns, lambda: socket.create_server((address, 0)))
+    """Listen in ``server_ns`` on ``address`` (IPv4 or IPv6), connect from ``client_ns``, echo
+    once."""
+    family = _family(address)
+    srv = in_netns(server_ns, lambda: socket.create_server((address, 0), family=family))
     port = srv.getsockname()[1]
     got: list[bytes] = []
 
@@ -194,7 +226,7 @@ def tcp_roundtrip(server_ns: str, client_ns: str, address: str, payload: bytes =
     t = threading.Thread(target=serve)
     t.start()
     try:
-        cli = in_netns(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        cli = in_netns(client_ns, lambda: socket.socket(family, socket.SOCK_STREAM))
         with cli:
             cli.settimeout(10)
             cli.connect((address, port))
@@ -207,9 +239,10 @@ def tcp_roundtrip(server_ns: str, client_ns: str, address: str, payload: bytes =
 
 def tcp_blocked(server_ns: str, client_ns: str, address: str) -> bool:
     """True when a connection from ``client_ns`` to a listener in ``server_ns`` cannot be made."""
-    srv = in_netns(server_ns, lambda: socket.create_server((address, 0)))
+    family = _family(address)
+    srv = in_netns(server_ns, lambda: socket.create_server((address, 0), family=family))
     try:
-        cli = in_netns(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        cli = in_netns(client_ns, lambda: socket.socket(family, socket.SOCK_STREAM))
         with cli:
             cli.settimeout(2)
             try:
@@ -302,9 +335,7 @@ class NetDriverSuite:
         env.driver.join(b, nb)
         assert tcp_roundtrip(na, nb, a.ip_address) == b"PING"
         assert tcp_roundtrip(nb, na, b.ip_address) == b"PING"
-        for ep, ns in ((a, na), (b, nb)):
-            env.driver.leave(ep, ns)
-            env.driver.delete_endpoint(ep)
+        env.leave([(a, na), (b, nb)])
         env.driver.delete_network(nid)
 
     def test_networks_are_isolated(self, env: Env) -> None:
@@ -318,9 +349,7 @@ class NetDriverSuite:
         env.driver.join(a, na)
         env.driver.join(b, nb)
         assert tcp_blocked(na, nb, a.ip_address)
-        for ep, ns in ((a, na), (b, nb)):
-            env.driver.leave(ep, ns)
-            env.driver.delete_endpoint(ep)
+        env.leave([(a, na), (b, nb)])
 
     def test_leave_after_namespace_is_gone(self, env: Env) -> None:
         nid = env.network(default=True)
@@ -341,6 +370,48 @@ class NetDriverSuite:
         assert isinstance(made, list)
         env.driver.unpublish(ep, ports)
         env.driver.delete_endpoint(ep)
+
+    # -- IPv6 -----------------------------------------------------------------------------------
+    def _ipv6_env(self, env: Env) -> None:
+        if not env.driver.needs_ipam or env.driver.namespace == "host":
+            pytest.skip(f"{env.driver.name} endpoints have no addresses")
+        if not os.path.exists("/proc/sys/net/ipv6"):
+            pytest.skip("IPv6 is disabled on this host")
+
+    def test_ipv6_endpoints_talk(self, env: Env) -> None:
+        """A dual-stack network: each endpoint has the IPv6 address IPAM chose, on its
+        interface, and two endpoints talk over IPv6 as over IPv4."""
+        self._ipv6_env(env)
+        nid = env.network(default=True, ipv6=True)
+        joined = env.joined(nid, nid)
+        (a, na), (b, nb) = joined
+        for ep, ns in joined:
+            assert f"{ep.ipv6_address}/{ep.ipv6_prefix_len}" in ns_links(ns)[ep.interface]
+            assert ep.ipv6_gateway == str(env.subnets6[nid].network_address + 1)
+        assert tcp_roundtrip(na, nb, a.ipv6_address) == b"PING"
+        assert tcp_roundtrip(nb, na, b.ipv6_address) == b"PING"
+        assert tcp_roundtrip(na, nb, a.ip_address) == b"PING"
+        env.leave(joined)
+        env.driver.delete_network(nid)
+
+    def test_ipv6_networks_are_isolated(self, env: Env) -> None:
+        self._ipv6_env(env)
+        if not env.driver.multiple_networks:
+            pytest.skip(f"{env.driver.name} has one network only")
+        joined = env.joined(env.network(default=True, ipv6=True), env.network(ipv6=True))
+        (a, na), (_b, nb) = joined
+        assert tcp_blocked(na, nb, a.ipv6_address)
+        env.leave(joined)
+
+    def test_ipv6_network_is_made_again_at_start(self, env: Env) -> None:
+        """create_network on an existing IPv6 network (daemon start) does not fail."""
+        self._ipv6_env(env)
+        nid = env.network(default=True, ipv6=True)
+        env.driver.create_network(nid, env.net_opts[nid])
+        joined = env.joined(nid)
+        ep, ns = joined[0]
+        assert f"{ep.ipv6_address}/{ep.ipv6_prefix_len}" in ns_links(ns)[ep.interface]
+        env.leave(joined)
 
     def test_restore_removes_leftovers_of_a_crash(self, env: Env) -> None:
         nid = env.network(default=True)

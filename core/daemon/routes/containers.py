@@ -102,6 +102,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 
 async def remove(request: web.Request) -> web.Response:
+    if params.flag(request, "link"):  # docker rm --link: the name is /parent/alias
+        await _svc(request).remove_link(request.match_info["id"])
+        return web.Response(status=204)
     await _svc(request).remove(request.match_info["id"], force=params.flag(request, "force"),
                                volumes=params.flag(request, "v"))
     return web.Response(status=204)
@@ -369,4 +372,4 @@ def setup(app: web.Application) -> None:
     route(app, "HEAD", "/containers/{id}/archive", archive_head)
     route(app, "GET", "/containers/{id}/archive", archive_get)
     route(app, "PUT", "/containers/{id}/archive", archive_put)
-    route(app, "DELETE", "/containers/{id}", remove)
+    route(app, "DELETE", "/containers/{id:.+}", remove)  # a link's name has a slash

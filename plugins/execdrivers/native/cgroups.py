@@ -76,6 +76,20 @@ class Cgroups:
     def available(self) -> bool:
         return bool(self.hierarchies)
 
+    def unsupported(self, res: dict) -> list[str]:
+        """The OCI resources of ``res`` this host's cgroups cannot apply."""
+        out = []
+        if (res.get("blockIO") or {}).get("weight"):
+            if self.v2:
+                ok = "io" in _read(os.path.join(self.root, "cgroup.controllers")).split()
+            else:
+                base = self.hierarchies.get("blkio")
+                ok = bool(base) and any(os.path.exists(os.path.join(base, name))
+                                        for name in ("blkio.weight", "blkio.bfq.weight"))
+            if not ok:
+                out.append("blockIO.weight")
+        return out
+
     def _prepare_parent(self, parent: str) -> None:
         """Create the shared parent (e.g. ``dockyard``) in each hierarchy, set up once."""
         for ctrl, base in self.hierarchies.items():
@@ -176,8 +190,9 @@ class Cgroups:
                         _write(f"{d}/io.bfq.weight", weight)
                     elif os.path.exists(f"{d}/io.weight"):
                         _write(f"{d}/io.weight", f"default {1 + (weight - 10) * 9999 // 990}")
-                    else:
-                        log.warning("cgroup v2: no io weight here; BlkioWeight ignored")
+                    else:  # refused at create (unsupported()); never dropped
+                        raise InvalidParameter("BlkioWeight: this host has no block I/O weight "
+                                               "(cgroup v2 io.weight or io.bfq.weight)")
                 return
             d = self._dir(dirs, "memory")
             if d and mem.get("limit") is not None:
@@ -211,8 +226,9 @@ class Cgroups:
                     if os.path.exists(f"{d}/{name}"):
                         _write(f"{d}/{name}", weight)
                         break
-                else:
-                    log.warning("cgroup v1: no blkio weight (needs the bfq scheduler); ignored")
+                else:  # refused at create (unsupported()); never dropped
+                    raise InvalidParameter("BlkioWeight: this host has no block I/O weight "
+                                           "(blkio.weight: the bfq I/O scheduler is needed)")
             d = self._dir(dirs, "cpuset")
             if d:
                 if cpu.get("cpus"):

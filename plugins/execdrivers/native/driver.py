@@ -304,6 +304,12 @@ class NativeDriver(ExecDriver):
     async def pause(self, cid: str) -> None:
         await self._call("pause", id=cid)
 
+    def unsupported_resources(self, resources: dict[str, Any]) -> list[str]:
+        from .cgroups import Cgroups
+        if getattr(self, "_cgroups", None) is None:
+            self._cgroups = Cgroups()  # the host's layout, as the supervisor sees it
+        return self._cgroups.unsupported(resources)
+
     async def update(self, cid: str, resources: dict[str, Any]) -> None:
         await self._call("update", id=cid, resources=resources)
 

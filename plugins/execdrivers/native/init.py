@@ -25,6 +25,7 @@ import resource
 import signal
 import socket
 import stat
+import struct
 import termios
 from typing import Any, NoReturn
 
@@ -591,6 +592,10 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     os.setsid()
     if cfg["tty"]:
         master, slave = os.openpty()
+        size = (spec.get("process") or {}).get("consoleSize") or {}
+        if size.get("height") and size.get("width"):  # before the process runs (ConsoleSize)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                        struct.pack("HHHH", int(size["height"]), int(size["width"]), 0, 0))
         socket.send_fds(chan, [b"T"], [master])
         os.close(master)
         try:
