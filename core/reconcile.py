@@ -27,6 +27,7 @@ from typing import Any
 
 from dockyard.hookspecs.errors import DockyardError
 
+from . import localvolumes
 from .blobs import TMP_PREFIX
 
 log = logging.getLogger(__name__)
@@ -223,4 +224,9 @@ class Reconciler:
         volumes = {r["name"] for r in self.state.q("SELECT name FROM volumes")}
         for path in self._subdirs(self.d.volumes.root):
             if os.path.basename(path) not in volumes:
+                try:  # never through a mount: a bind volume's files are the host's
+                    localvolumes.unmount(path)
+                except DockyardError as exc:
+                    log.warning("start-up reconcile: volume directory %s kept: %s", path, exc)
+                    continue
                 self._count("half-made or half-removed volumes", _remove_path(path))

@@ -264,3 +264,23 @@ def test_an_orphan_layer_whose_parent_went_first(busybox_tar: str) -> None:
         d.start()
         assert orphan_layers(d) == [] and "crashchild" not in os.listdir(os.path.join(home, LAYER_DIRS[driver]))
         assert d.cli("run", "--rm", "--network", "none", "busybox", "true").returncode == 0
+
+
+def test_a_record_less_volume_still_mounted_is_unmounted_not_emptied(busybox_tar: str,
+                                                                     tmp_path: Any) -> None:
+    """A volume directory without a record is removed at start-up, but never through a mount
+    left on it (a bind volume's files are the host's): it is unmounted first."""
+    host_dir = tmp_path / "host-files"
+    host_dir.mkdir()
+    (host_dir / "keep.txt").write_text("the host's\n")
+    with running_daemon(None) as d:
+        d.stop()
+        data = os.path.join(d.data_root, "volumes", "crashvol", "_data")
+        os.makedirs(data)
+        subprocess.run(["mount", "--bind", str(host_dir), data], check=True)
+        try:
+            d.start()
+            assert not os.path.exists(os.path.dirname(data))
+        finally:
+            subprocess.run(["umount", data], capture_output=True)
+        assert (host_dir / "keep.txt").read_text() == "the host's\n"
