@@ -133,13 +133,10 @@ def ipam_configs(subnets: tuple[str, ...], gateways: tuple[str, ...], ranges: tu
 @click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'driver=bridge')")
 @click.pass_obj
 def ls(opts: Any, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
+    from .fmt import filter_args
     params: dict[str, Any] = {}
     if filters:
-        flt: dict[str, dict[str, bool]] = {}
-        for f in filters:
-            k, _, v = f.partition("=")
-            flt.setdefault(k, {})[v] = True
-        params["filters"] = json.dumps(flt)
+        params["filters"] = json.dumps(filter_args(filters))
     nets = sorted(opts.client.get_json("/networks", params) or [], key=lambda n: n["Name"])
     rows = [NetworkRow(n, not no_trunc) for n in nets]
     if quiet and not fmt:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from dockyard.hookspecs.host import units
+
 from . import complete
 
 
@@ -15,17 +17,12 @@ class OptError(click.UsageError):
     """A bad flag value; ``run``/``create`` exit 125 on it, like docker."""
 
 
-_RAM = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.I)
-
-
 def ram_in_bytes(s: str) -> int:
-    """go-units ``RAMInBytes``: ``32m`` → 33554432 (binary multiples, b/k/m/g/t/p)."""
-    m = _RAM.match(s.strip())
-    if not m:
-        raise OptError(f"invalid size: '{s}'")
-    num, unit = float(m.group(1)), m.group(2).lower()
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[unit]
-    return int(num * mult)
+    """:func:`dockyard.hookspecs.host.units.ram_in_bytes` for a flag: OptError on a bad size."""
+    try:
+        return units.ram_in_bytes(s)
+    except ValueError as e:
+        raise OptError(str(e)) from None
 
 
 def parse_env_file(path: str) -> list[str]:

@@ -31,7 +31,7 @@ def _names(extra: tuple[str, ...]) -> list[str]:
 
 def _san(names: list[str]):  # noqa: ANN202
     from cryptography import x509
-    out = []
+    out: list[x509.GeneralName] = []
     for n in names:
         try:
             out.append(x509.IPAddress(ipaddress.ip_address(n)))

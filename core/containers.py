@@ -23,15 +23,16 @@ from typing import Any, AsyncIterator
 from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, InvalidParameter,
                                        NotFound, NotModified)
 from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
+from dockyard.hookspecs.host import ns, units
+from dockyard.hookspecs.host.timefmt import rfc3339
 from dockyard.hookspecs.idmap import IDMap
 
-from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
+from . import health, names, seccomp as seccompmod, spec as specmod
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
                      end_pending, exit_being_recorded, record_start_failure)
 from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
-from .units import human_duration
 from . import links as linksmod
 from .networks import DEFAULT_NETWORKS, NetworkService, parse_extra_hosts
 
@@ -39,11 +40,6 @@ log = logging.getLogger(__name__)
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 KILL_WAIT = 10  # seconds a SIGKILL waits for the exit, as dockerd
-
-
-def rfc3339(ts: float) -> str:
-    dt = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
 
 
 def parse_signal(sig: str | int | None, default: int = signal_mod.SIGKILL) -> int:
@@ -402,7 +398,7 @@ class ContainerService:
                     raise Conflict(f"cannot join the {typ} namespace of container "
                                    f"{peer['Name'][1:]}: it is not running")
                 out.append({"type": typ, "path":
-                            f"/proc/{peer['State']['Pid']}/ns/{linux.NAMESPACE_FILES[typ]}"})
+                            f"/proc/{peer['State']['Pid']}/ns/{ns.NAMESPACE_FILES[typ]}"})
                 continue
             out.append({"type": typ})
         return out
@@ -1013,7 +1009,7 @@ class ContainerService:
         """``docker commit``: a new image whose top layer is the container's changes (as a
         layer tar whose blob is kept, so it can be pushed and saved as is) and whose config is
         the container's, with ``config`` overrides and Dockerfile-style ``changes`` on top."""
-        from .images import apply_changes, now_rfc3339
+        from .images import apply_changes
 
         c = self.get(ref)
         cid = c["Id"]
@@ -1041,7 +1037,7 @@ class ContainerService:
                          "Volumes", "Labels", "StopSignal", "OnBuild") and v not in (None, "", {}, [])}
         ccfg.update({k: v for k, v in (config or {}).items() if v is not None})
         apply_changes(ccfg, changes or [])
-        created = now_rfc3339()
+        created = rfc3339()
         new = dict(base)
         new.update(created=created, config=ccfg, container=cid)
         if author:
@@ -1243,14 +1239,14 @@ def summary(c: dict[str, Any], images: Any) -> dict[str, Any]:
     st = c["State"]
     now = time.time()
     if st["Running"]:
-        status = "Up " + human_duration(now - _parse_time(st["StartedAt"]))
+        status = "Up " + units.human_duration(now - _parse_time(st["StartedAt"]))
         if st["Paused"]:
             status += " (Paused)"
         elif st.get("Health"):
             hs = st["Health"].get("Status")
             status += " (health: starting)" if hs == "starting" else f" ({hs})"
     elif st["Status"] == "exited":
-        status = f"Exited ({st['ExitCode']}) {human_duration(now - _parse_time(st['FinishedAt']))} ago"
+        status = f"Exited ({st['ExitCode']}) {units.human_duration(now - _parse_time(st['FinishedAt']))} ago"
     else:
         status = st["Status"].capitalize()
     cmd = " ".join([c["Path"], *c["Args"]])

@@ -27,7 +27,8 @@ import socket
 import struct
 from typing import Any, Callable
 
-from . import linux
+from dockyard.hookspecs.host import ns
+
 from .resolvconf import HostResolvConf
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class DnsServer:
             path = self.servers.get(key, (None, ""))[1] if in_container else ""
             try:
                 family, address = _server_address(server)
-                sock = await asyncio.to_thread(linux.in_netns, path, _udp_socket, family) if path \
+                sock = await asyncio.to_thread(ns.in_netns, path, _udp_socket, family) if path \
                     else _udp_socket(family)
             except OSError:
                 continue
@@ -165,7 +166,7 @@ class DnsServer:
             self.own_upstreams[key] = [u for u in upstreams if u]
         if key in self.servers:
             return
-        sock = await asyncio.to_thread(linux.in_netns, netns_path, _bound_socket)
+        sock = await asyncio.to_thread(ns.in_netns, netns_path, _bound_socket)
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
             lambda: _Server(self, key), sock=sock)
         self.servers[key] = (transport, netns_path)

@@ -124,12 +124,12 @@ class Ipam:
             used = {r[0] for r in db.execute("SELECT address FROM ipam WHERE network_id=?",
                                              (network_id,))} | taken
             for host in space.hosts():
-                addr = str(host)
-                if addr not in used and host != net.network_address and \
+                text = str(host)
+                if text not in used and host != net.network_address and \
                         not (net.version == 4 and host == net.broadcast_address):
                     db.execute("INSERT INTO ipam(network_id, address, owner) VALUES(?,?,?)",
-                               (network_id, addr, owner))
-                    return addr
+                               (network_id, text, owner))
+                    return text
         raise Conflict(f"no available IPv{net.version} addresses on network {network_id[:12]} "
                        f"({pool or subnet})")
 

@@ -21,8 +21,7 @@ import threading
 from urllib.parse import urlsplit
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter
-
-from . import linux, units
+from dockyard.hookspecs.host import mounts, units
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +62,12 @@ def is_mounted(path: str) -> bool:
     """Whether ``path`` is a mount point. From mountinfo: ``os.path.ismount`` misses a bind
     mount of a directory of the same file system."""
     real = os.path.realpath(path)
-    return any(point == real for point, _type, _source in linux.mountinfo())
+    return any(point == real for point, _type, _source in mounts.mountinfo())
 
 
 def mounts_under(path: str) -> list[str]:
     real = os.path.realpath(path)
-    return [p for p, _t, _s in linux.mountinfo() if p == real or p.startswith(real + "/")]
+    return [p for p, _t, _s in mounts.mountinfo() if p == real or p.startswith(real + "/")]
 
 
 def needs_mount(opts: dict[str, str] | None) -> bool:
@@ -87,7 +86,7 @@ def _resolved(opts: dict[str, str]) -> tuple[str, str]:
                     ipaddress.ip_address(host)
                 except ValueError:
                     try:
-                        addr = socket.getaddrinfo(host, None)[0][4][0]
+                        addr = str(socket.getaddrinfo(host, None)[0][4][0])
                     except OSError as e:
                         raise DockyardError(f"error resolving passed in network volume address: "
                                             f"{e}") from None
@@ -100,17 +99,17 @@ def mount(opts: dict[str, str], target: str) -> None:
     if not opts.get("device"):
         raise DockyardError("missing device in volume options")
     device, data = _resolved(opts)
-    flags, prop, rest = linux.parse_mount_options([w for w in data.split(",") if w])
+    flags, prop, rest = mounts.parse_mount_options([w for w in data.split(",") if w])
     fstype = opts.get("type") or ""
     try:
-        linux.mount(device, target, fstype or None, flags & ~linux.MS_REMOUNT, rest or None)
-        if flags & linux.MS_BIND and flags & linux.MS_RDONLY:  # a bind mount is read-only
-            linux.remount_bind(target, linux.MS_RDONLY)       # only after a remount
+        mounts.mount(device, target, fstype or None, flags & ~mounts.MS_REMOUNT, rest or None)
+        if flags & mounts.MS_BIND and flags & mounts.MS_RDONLY:  # a bind mount is read-only
+            mounts.remount_bind(target, mounts.MS_RDONLY)       # only after a remount
         if prop:
-            linux.mount(None, target, None, prop)
+            mounts.mount(None, target, None, prop)
     except OSError as e:
         if is_mounted(target):
-            linux.umount2(target, linux.MNT_DETACH)
+            mounts.umount2(target, mounts.MNT_DETACH)
         shown = data.replace(_password(data), "********") if _password(data) else data
         raise DockyardError(f"error while mounting volume '{target}': failed to mount local "
                             f"volume: mount {device}:{target}, data: {shown}: "
@@ -125,7 +124,7 @@ def unmount(target: str) -> None:
     """Unmount ``target`` and whatever is mounted under it; Conflict if something stays."""
     for point in sorted(mounts_under(target), reverse=True):
         try:
-            linux.umount2(point)
+            mounts.umount2(point)
         except OSError as e:
             if is_mounted(point):
                 raise Conflict(f"error while unmounting volume '{target}': {e.strerror}") from None

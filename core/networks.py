@@ -2,7 +2,7 @@
 and user-defined ones; each container's *sandbox* (its network namespace) and endpoints.
 
 The sandbox is made before the container's first process runs: a namespace file under
-``<exec-root>/netns/<container id>`` (made by :func:`dockyard.core.linux.create_netns`), into
+``<exec-root>/netns/<container id>`` (made by :func:`dockyard.core.ns.create_netns`), into
 which each network's driver plumbs its endpoint; the runtime spec then names that file, so the
 exec driver joins it instead of creating an empty namespace. Addresses come from the IPAM
 (:mod:`dockyard.core.ipam`, rows in the state DB). Published ports are reserved by binding the
@@ -23,15 +23,16 @@ import json
 import logging
 import os
 import secrets
-import time
 from typing import Any
 
 from dockyard.hookspecs.errors import (Conflict, DockyardError, Forbidden, InvalidParameter,
                                        NotFound)
+from dockyard.hookspecs.host import ns
+from dockyard.hookspecs.host.timefmt import rfc3339
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
 
 from . import ipam as ipammod
-from . import linux, netipam
+from . import netipam
 from .dns import ADDRESS as DNS_ADDRESS, DnsServer
 from .links import parse as parse_link
 from .portproxy import Proxy, proxy_target
@@ -43,10 +44,6 @@ log = logging.getLogger(__name__)
 DEFAULT_NETWORKS = ("bridge", "none")
 NETWORK_CONFIG_KEYS = ("bridge", "bip", "iptables", "ip6tables", "ip-masq", "ip-forward", "icc",
                        "mtu")
-
-
-def _rfc3339(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e9):09d}Z"
 
 
 def driver_options(config: Any) -> dict[str, Any]:
@@ -116,7 +113,7 @@ class NetworkService:
                 net["Options"] = self._shown_options(net, data)
             except DockyardError as e:
                 log.error("network %s could not be brought up: %s", name, e.message)
-        for name, drv in self.drivers.items():
+        for name in self.drivers:
             if name not in self.networks:
                 self._create(name, name, {}, predefined=True)
 
@@ -184,7 +181,7 @@ class NetworkService:
         elif ipv6:
             raise InvalidParameter(f"the {driver} driver gives no addresses: IPv6 cannot be "
                                    f"enabled on its networks")
-        net = {"Name": name, "Id": nid, "Created": _rfc3339(time.time()), "Scope": "local",
+        net = {"Name": name, "Id": nid, "Created": rfc3339(), "Scope": "local",
                "Driver": driver, "EnableIPv6": ipv6 and drv.needs_ipam,
                "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}),
                         "Config": ipam_cfg},
@@ -529,8 +526,8 @@ class NetworkService:
         cid = c["Id"]
         path = self._sandbox_path(cid)
         if os.path.exists(path):
-            await asyncio.to_thread(linux.remove_netns, path)
-        await asyncio.to_thread(linux.create_netns, path)
+            await asyncio.to_thread(ns.remove_netns, path)
+        await asyncio.to_thread(ns.create_netns, path)
         c["_sandbox"] = path
         c["_endpoints"] = {}
         c["_ports"] = []
@@ -563,7 +560,7 @@ class NetworkService:
             await asyncio.to_thread(drv.join, ep, c["_sandbox"])
             sysctls = netipam.endpoint_sysctls(cfg.get("DriverOpts"), ep.interface)
             if sysctls and ep.interface:  # dockerd's own endpoint option, for any driver
-                await asyncio.to_thread(linux.in_netns, c["_sandbox"], netipam.apply_sysctls, sysctls)
+                await asyncio.to_thread(ns.in_netns, c["_sandbox"], netipam.apply_sysctls, sysctls)
         except BaseException:
             if name not in c["_endpoints"]:
                 for address in addresses:
@@ -655,7 +652,7 @@ class NetworkService:
         sandbox = c.get("_sandbox")
         if sandbox:
             try:
-                await asyncio.to_thread(linux.remove_netns, sandbox)
+                await asyncio.to_thread(ns.remove_netns, sandbox)
             except OSError:
                 log.exception("removing the network namespace of %s failed", cid[:12])
         c["_sandbox"] = ""
@@ -724,7 +721,7 @@ class NetworkService:
         for name in os.listdir(self.netns_dir):
             if name not in live:
                 log.info("removing leftover network namespace %s", name[:12])
-                await asyncio.to_thread(linux.remove_netns, os.path.join(self.netns_dir, name))
+                await asyncio.to_thread(ns.remove_netns, os.path.join(self.netns_dir, name))
         for row in self.state.q("SELECT DISTINCT owner FROM ipam"):
             if row["owner"] not in live:
                 self.ipam.release_owner(row["owner"])

@@ -300,8 +300,8 @@ def test_daemon_start_reconciles_what_a_crash_left(busybox_tar: str) -> None:
         assert d.stop(signal.SIGKILL) is not None
         # leftovers of a crash: a namespace file nobody owns, a veth on the bridge, a stale rule
         stale_ns = os.path.join(d.exec_root, "netns", "f" * 64)
-        from dockyard.core import linux
-        linux.create_netns(stale_ns)
+        from dockyard.hookspecs.host import ns
+        ns.create_netns(stale_ns)
         stale_veth = "veth" + os.urandom(5).hex()
         subprocess.run(["ip", "link", "add", stale_veth, "type", "veth", "peer", "name",
                         "vp" + stale_veth[4:]], check=True)

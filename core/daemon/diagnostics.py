@@ -54,8 +54,8 @@ class Diagnostics:
             tracemalloc.Filter(False, tracemalloc.__file__),
             tracemalloc.Filter(False, "<frozen importlib._bootstrap*>")))
         if self._snapshot is not None:
-            for stat in snap.compare_to(self._snapshot, "lineno")[:TOP]:
-                log.info("allocations grown: %s", stat)
+            for diff in snap.compare_to(self._snapshot, "lineno")[:TOP]:
+                log.info("allocations grown: %s", diff)
         else:
             for stat in snap.statistics("lineno")[:TOP]:
                 log.info("allocations: %s", stat)

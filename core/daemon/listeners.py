@@ -188,18 +188,18 @@ class _HalfCloseSSLProtocol(sslproto.SSLProtocol):
 
     def _do_read(self) -> None:
         if not self._peer_closed:  # after close_notify there is nothing more to read
-            super()._do_read()
+            super()._do_read()  # type: ignore[misc]  # asyncio's, not in typeshed
 
     def _call_eof_received(self) -> None:
-        if self._app_state != sslproto.AppProtocolState.STATE_CON_MADE:
+        if self._app_state != sslproto.AppProtocolState.STATE_CON_MADE:  # type: ignore[has-type]
             return
         self._app_state = sslproto.AppProtocolState.STATE_EOF
         try:
-            keep = self._app_protocol.eof_received()
+            keep = self._app_protocol.eof_received()  # type: ignore[attr-defined]
         except Exception as ex:  # noqa: BLE001 - as asyncio's own
             self._fatal_error(ex, "Error calling eof_received()")
             return
-        if keep and self._state == sslproto.SSLProtocolState.WRAPPED:
+        if keep and self._state == sslproto.SSLProtocolState.WRAPPED:  # type: ignore[attr-defined]
             self._peer_closed = self._keep_once = True
 
     def _start_shutdown(self) -> None:
@@ -209,12 +209,17 @@ class _HalfCloseSSLProtocol(sslproto.SSLProtocol):
         super()._start_shutdown()
 
 
+def _set_once(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 async def start_tls(conn: socket.socket, app: asyncio.Protocol, ctx: ssl.SSLContext) -> None:
     """Serve ``app`` over TLS on the accepted ``conn`` (handshake included)."""
     loop = asyncio.get_running_loop()
     handshake = loop.create_future()
     proto = _HalfCloseSSLProtocol(loop, app, ctx, handshake, server_side=True,
-                                  ssl_handshake_timeout=_SNIFF_TIMEOUT)
+                                  ssl_handshake_timeout=_SNIFF_TIMEOUT)  # type: ignore[arg-type]
     await loop.connect_accepted_socket(lambda: proto, conn)
     await handshake
 
@@ -260,7 +265,7 @@ class TLSSite(web.BaseSite):
         conn.setblocking(False)
         try:
             readable = loop.create_future()
-            loop.add_reader(conn.fileno(), lambda: readable.done() or readable.set_result(None))
+            loop.add_reader(conn.fileno(), _set_once, readable)
             try:
                 await asyncio.wait_for(readable, _SNIFF_TIMEOUT)
             finally:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from aiohttp import web
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
 from .. import config as configmod

@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import tempfile
 import time
@@ -40,6 +39,7 @@ import pytest
 from ..errors import (Conflict, DockyardError, DriverNotSupported, ExecError, InvalidParameter,
                       NotFound)
 from ..execdriver import ExecDriver, ExitStatus
+from ..host import streams
 from .execdriver_devices import DeviceCases
 
 GROUP = "dockyard.execdrivers"
@@ -84,14 +84,9 @@ def build_busybox_rootfs(dest: str) -> None:
 
 def demux(data: bytes) -> tuple[bytes, bytes]:
     """Split Docker's multiplexed attach stream into (stdout, stderr)."""
-    out = {1: b"", 2: b""}
-    while data:
-        assert len(data) >= 8, f"truncated frame header: {data!r}"
-        stream, size = struct.unpack(">BxxxI", data[:8])
-        assert stream in (1, 2), f"bad stream byte {stream}"
-        out[stream] += data[8:8 + size]
-        data = data[8 + size:]
-    return out[1], out[2]
+    out = streams.demux(data)
+    assert set(out) <= {streams.STDOUT, streams.STDERR}, f"bad stream numbers {sorted(out)}"
+    return out.get(streams.STDOUT, b""), out.get(streams.STDERR, b"")
 
 
 class Env:

@@ -258,8 +258,8 @@ def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], Gr
 # the suite
 # ------------------------------------------------------------------------------------------------
 class GraphDriverSuite(LayerListingSuite):
-    """The tests (the :meth:`GraphDriver.ids` ones in :mod:`.graphdriver_ids`). Subclasses provide the ``graphdriver_factory`` fixture (see
-    :func:`graphdriver_suite`); the class is not collected itself (no ``Test`` prefix)."""
+    """The tests (those of :meth:`GraphDriver.ids`: :mod:`.graphdriver_ids`). Subclasses provide
+    ``graphdriver_factory`` (see :func:`graphdriver_suite`); not collected itself (no ``Test``)."""
 
     @pytest.fixture
     def graphdriver_factory(self) -> Factory:  # pragma: no cover - overridden

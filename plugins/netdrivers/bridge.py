@@ -24,7 +24,7 @@ import subprocess
 import threading
 from typing import Any
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported, InvalidParameter
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
 
@@ -244,7 +244,7 @@ class BridgeDriver(NetDriver):
                 os.close(fd)
             try:
                 ipr.link("set", index=self._index(ipr, host_if), state="up")
-                linux.in_netns(netns_path, self._configure_inside, endpoint)
+                host.in_netns(netns_path, self._configure_inside, endpoint)
             except BaseException:
                 idx = self._index(ipr, host_if)
                 if idx is not None:
@@ -354,7 +354,7 @@ class BridgeDriver(NetDriver):
             if self.joined:
                 return
             with self._ipr() as ipr:
-                for name, idx in self._our_bridges(ipr).items():
+                for idx in self._our_bridges(ipr).values():
                     with contextlib.suppress(Exception):
                         ipr.link("del", index=idx)
             self.nets.clear()

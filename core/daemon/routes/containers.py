@@ -5,13 +5,13 @@ import asyncio
 import json
 import os
 import shlex
-import struct
 import time
 from typing import Any
 
 from aiohttp import web
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.host.streams import frame
 
 from ... import listing
 from ... import stats as stats_doc
@@ -156,7 +156,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
         if tty:
             await resp.write(data)
         else:
-            await resp.write(struct.pack(">BxxxI", stream, len(data)) + data)
+            await resp.write(frame(stream, data))
     await resp.write_eof()
     return resp
 
@@ -249,7 +249,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
 async def export(request: web.Request) -> web.StreamResponse:
     """``docker export``: the container's whole filesystem as one tar (through the graph
     driver's mount, so it works for any driver)."""
-    from dockyard.hookspecs.naivediff import compute_changes, stream_from_writer, write_layer_tar
+    from dockyard.hookspecs.host.changes import compute_changes
+    from dockyard.hookspecs.host.layertar import stream_from_writer, write_layer_tar
     d = request.app["daemon"]
     c = d.containers.get(request.match_info["id"])
     cid = c["Id"]

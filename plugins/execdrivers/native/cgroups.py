@@ -4,7 +4,7 @@ Small on purpose: create ``<parent>/<cid>`` where the controllers live, apply th
 cpu limits and the device rules of ``linux.resources``, list and kill the processes, freeze and
 thaw, remove. Runs inside the supervisor (synchronous: a handful of small file writes).
 
-Devices (``linux.resources.devices``, see ``dockyard.hookspecs.devices``): on v1 the container's
+Devices (``linux.resources.devices``, see ``dockyard.hookspecs.host.devices``): on v1 the container's
 ``devices`` cgroup gets ``devices.deny a`` then its allow entries; on v2 an eBPF program made
 from the same rules is attached to its directory. A hybrid host (v1 controllers plus a cgroup2
 mount at ``unified``) gets both: the container also has a directory in the cgroup2 tree, and
@@ -17,8 +17,8 @@ import logging
 import os
 import signal
 
-from dockyard.hookspecs import devicebpf
-from dockyard.hookspecs.devices import DeviceRules
+from dockyard.hookspecs.host import devicebpf
+from dockyard.hookspecs.host.devices import DeviceRules
 from dockyard.hookspecs.errors import InvalidParameter
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Cgroups:
             if self.v2:
                 ok = "io" in _read(os.path.join(self.root, "cgroup.controllers")).split()
             else:
-                base = self.hierarchies.get("blkio")
+                base = self.hierarchies.get("blkio") or ""
                 ok = bool(base) and any(os.path.exists(os.path.join(base, name))
                                         for name in ("blkio.weight", "blkio.bfq.weight"))
             if not ok:
@@ -443,7 +443,7 @@ class Cgroups:
         CFQ/BFQ files, or, when those count nothing, the throttle files (the only ones most
         devices fill in); entries as the kernel writes them (op ``Read``, ``Write``...)."""
         def entries(fname: str) -> list[dict]:
-            out = []
+            out: list[dict] = []
             try:
                 text = _read(f"{d}/{fname}")
             except OSError:
