@@ -58,6 +58,9 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # (--security-opt no-new-privileges=false)
     "no-new-privileges": (bool, True),
     "default-ulimits": (dict, {}),
+    # the real-time CPU budget (microseconds) given to the containers' parent cgroups (0: none)
+    "cpu-rt-period": (int, 0),
+    "cpu-rt-runtime": (int, 0),
     "labels": (list, []),
     # dockyard's own: how far one archive (layer, build context, cp) may unpack; 0 turns a
     # limit off (the free space of the target file system always bounds it)
@@ -172,6 +175,9 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
         if values[key] < 0:
             raise InvalidParameter(f"{key} must be 0 (no limit) or a positive integer, "
                                    f"not {values[key]}")
+    for key, low in (("cpu-rt-period", 0), ("cpu-rt-runtime", -1)):
+        if values[key] < low:
+            raise InvalidParameter(f"{key} must be {low} or more, not {values[key]}")
     for key in ("data-root", "exec-root"):
         if not os.path.isabs(values[key]):
             raise InvalidParameter(f"{key} must be an absolute path, not {values[key]!r}")

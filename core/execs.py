@@ -68,9 +68,7 @@ class ExecService:
             raise Conflict(f"Container {c['Id']} is not running")
         if c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is paused, unpause the container before exec")
-        cmd = body.get("Cmd")  # checked by dockyard.core.schema.ExecCreate
-        if isinstance(cmd, str):
-            cmd = [cmd]
+        cmd = body.get("Cmd")  # a list: checked by dockyard.core.schema.ExecCreate
         if not cmd:
             raise InvalidParameter("No exec command specified")
         env = body.get("Env") or []

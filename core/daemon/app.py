@@ -23,7 +23,9 @@ from ..config import Config
 from ..containers import ContainerService
 from ..execs import ExecService
 from ..images import ImageStore
+from ..managedplugins import PluginService
 from ..networks import NetworkService, driver_options
+from ..pluginrun import PluginRunner
 from ..reconcile import Reconciler
 from ..reserve import DiskReserve
 from ..state import State
@@ -79,6 +81,11 @@ class Daemon:
         if not self.id_map.is_identity and not getattr(self.execdriver, "user_namespaces", False):
             raise DriverNotSupported(f"userns-remap: the {self.execdriver.name} exec driver does "
                                      f"not run containers in user namespaces")
+        rt_budget = {"realtimePeriod": config["cpu-rt-period"],
+                     "realtimeRuntime": config["cpu-rt-runtime"]}
+        if any(rt_budget.values()) and self.execdriver.unsupported_resources({"cpu": rt_budget}):
+            raise DockyardError("daemon-scoped cpu-rt-period and cpu-rt-runtime are not supported "
+                                "by the kernel (or by the exec driver on this host)")
 
         self.netdrivers: dict[str, Any] = {}
         self.netdriver_errors: dict[str, str] = {}
@@ -97,6 +104,8 @@ class Daemon:
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
         self.execs = ExecService(self)
+        self.managed_plugins = PluginService(self)
+        self.plugin_runner = PluginRunner(self, self.managed_plugins)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
@@ -214,6 +223,7 @@ class Daemon:
                         "may fail once it is full", self.data_root)
 
     async def shutdown(self, app: web.Application | None) -> None:
+        await self.plugin_runner.shutdown()
         await self.containers.shutdown()
         await self.networks.shutdown()
         await self.execdriver.close()
@@ -236,10 +246,10 @@ class Daemon:
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
-        from .routes import (absent, build, containers, execs, images, networks, storage, system,
-                             volumes)
+        from .routes import (absent, build, containers, distribution, execs, images, networks,
+                             plugins as plugin_routes, storage, system, volumes)
         for module in (system, containers, execs, images, build, networks, storage, volumes,
-                       dashboard, absent):
+                       distribution, plugin_routes, dashboard, absent):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

@@ -160,6 +160,12 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
                    "(ranges from /etc/subuid and /etc/subgid)")
 @click.option("--no-new-privileges", "no_new_privileges", type=click.BOOL, default=None,
               help="set no_new_privs for every container unless it opts out [default: true]")
+@click.option("--cpu-rt-period", "cpu_rt_period", type=click.IntRange(min=0),
+              help="real-time CPU period (microseconds) of the containers' parent cgroups "
+                   "(cgroup v1) [default: the kernel's]")
+@click.option("--cpu-rt-runtime", "cpu_rt_runtime", type=click.IntRange(min=-1),
+              help="real-time CPU runtime (microseconds) of the containers' parent cgroups, the "
+                   "budget containers' --cpu-rt-runtime share (cgroup v1) [default: none]")
 @click.option("--api-read-timeout", "api_read_timeout", type=click.FloatRange(min=0, min_open=True),
               help="seconds a client may send nothing (no request, or a stalled request body) "
                    "before it is disconnected [default: 300]")
@@ -183,6 +189,7 @@ def main(config_file: str, **flags: Any) -> None:
         "ipv6": flags["ipv6"], "fixed-cidr-v6": flags["fixed_cidr_v6"], "ip6tables": flags["ip6tables"],
         "userns-remap": flags["userns_remap"], "no-new-privileges": flags["no_new_privileges"],
         "api-read-timeout": flags["api_read_timeout"],
+        "cpu-rt-period": flags["cpu_rt_period"], "cpu-rt-runtime": flags["cpu_rt_runtime"],
     }
     try:
         cfg = configmod.load(config_file, overrides, path_explicit=explicit)
