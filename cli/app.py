@@ -63,6 +63,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "stats": ("execs", "stats", "Display a live stream of container(s) resource usage statistics"),
     "network": ("networks", "network", "Manage networks"),
     "port": ("networks", "port", "List port mappings or a specific mapping for the container"),
+    "tls": ("tls", "tls_group", "TLS certificates for dockyardd's tcp:// listeners"),
     "bench": ("bench.command", "bench", "Benchmark drivers against each other, dockerd and podman"),
     "completion": ("complete", "completion",
                   "Print the shell completion script for bash, zsh or fish"),
