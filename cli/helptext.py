@@ -69,6 +69,7 @@ HELP = (
     "  storage     Manage the daemon's storage\n"
     '  system      Manage dockyard\n'
     '  tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE\n'
+    "  tls         TLS certificates for dockyardd's tcp:// listeners\n"
     '  top         Display the running processes of a container\n'
     '  unpause     Unpause all processes within one or more containers\n'
     '  update      Update configuration of one or more containers\n'
