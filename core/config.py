@@ -29,6 +29,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "storage-opts": (list, []),
     "exec-driver": (str, ""),
     "exec-opts": (list, []),
+    # dockerd's: more OCI runtimes by path, {"name": {"path": ..., "runtimeArgs": [...]}}
+    "runtimes": (dict, {}),
     "log-level": (str, "info"),
     "debug": (bool, False),
     "log-driver": (str, "json-file"),

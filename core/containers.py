@@ -31,6 +31,7 @@ from .filters import Args
 from .filtersets import prune_matcher
 from .units import human_duration
 from .networks import NetworkService, parse_extra_hosts, parse_link
+from .runtimes import RECORD_KEY
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,6 @@ class ContainerService:
         self.state = daemon.state
         self.images = daemon.images
         self.graph = daemon.graph
-        self.execdrv = daemon.execdriver
         self.root = os.path.join(daemon.data_root, "containers")
         os.makedirs(self.root, exist_ok=True)
         self._rt: dict[str, _Runtime] = {}
@@ -96,6 +96,11 @@ class ContainerService:
     def mounted_ids(self) -> list[str]:
         """Short ids of the containers whose rootfs is mounted (prepared or running)."""
         return [cid[:12] for cid, rt in self._rt.items() if rt.prepared]
+
+    def drv(self, cid: str) -> Any:
+        """The exec driver holding container ``cid`` (the one its record names)."""
+        c = self._cache.get(cid)
+        return self.d.runtimes.of(c) if c is not None else self.d.execdriver
 
     def rt(self, cid: str) -> _Runtime:
         if cid not in self._rt:
@@ -226,10 +231,7 @@ class ContainerService:
         for link in host.get("Links") or ():
             peer_name, _ = parse_link(link)
             self._peer(peer_name, "link to")
-        runtime = host.get("Runtime") or ""
-        if runtime not in ("", "runc", self.execdrv.name):
-            raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (this engine runs "
-                                   f"{self.execdrv.name}; runc is taken as its alias)")
+        runtime = self.d.runtimes.choose(host.get("Runtime") or "")
         for server in host.get("Dns") or ():
             try:
                 ipaddress.ip_address(server)
@@ -252,7 +254,7 @@ class ContainerService:
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
-        host_cfg["Runtime"] = runtime or "runc"  # dockerd's name for its default, an alias here
+        host_cfg["Runtime"] = runtime  # the exec driver that runs it
         specmod.check_host_config(host_cfg)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
@@ -292,6 +294,7 @@ class ContainerService:
             "Mounts": mounts, "Config": cfg,
             "NetworkSettings": {},
             "_created": now, "_network": network["Name"] if network else "",
+            RECORD_KEY: runtime,
         }
         if net_peer is not None:
             # the peer's network namespace and its /etc files, as dockerd
@@ -339,7 +342,7 @@ class ContainerService:
             spec = specmod.build(c, rootfs, namespaces, id_map,
                                  no_new_privs=self.d.config["no-new-privileges"])
             cfg = c["Config"]
-            await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
+            await self.drv(cid).create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
                                       open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])
         except BaseException:
             if networked:
@@ -507,7 +510,7 @@ class ContainerService:
             await self._prepare(c)
             now = time.time()
             try:
-                pid = await self.execdrv.start(cid)
+                pid = await self.drv(cid).start(cid)
             except ExecError as exc:
                 await self._record_exit(c, ExitStatus(exc.exit_code, time.time(), error=exc.message))
                 if c["HostConfig"].get("AutoRemove"):
@@ -526,7 +529,7 @@ class ContainerService:
             self._start_health(c)
             if _policy and c.get("_manually_stopped"):  # stopped while we were starting it
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.kill(cid, signal_mod.SIGKILL)
+                    await self.drv(cid).kill(cid, signal_mod.SIGKILL)
         self.d.emit("dockyard_container_started", container=self.public(c))
         self._event("start", c)
 
@@ -536,11 +539,11 @@ class ContainerService:
         size = c["HostConfig"].get("ConsoleSize") or []
         if c["Config"]["Tty"] and len(size) == 2 and all(size):
             with contextlib.suppress(DockyardError, NotImplementedError):
-                await self.execdrv.resize(c["Id"], size[0], size[1])
+                await self.drv(c["Id"]).resize(c["Id"], size[0], size[1])
 
     async def _watch(self, cid: str) -> None:
         try:
-            status = await self.execdrv.wait(cid)
+            status = await self.drv(cid).wait(cid)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the driver lost it: record it as dead
@@ -633,7 +636,7 @@ class ContainerService:
         if not c["State"]["Running"]:
             raise Conflict(f"Cannot kill container: {ref}: Container {c['Id']} is not running")
         self._mark_manually_stopped(c)
-        await self.execdrv.kill(c["Id"], num)
+        await self.drv(c["Id"]).kill(c["Id"], num)
         self._event("kill", c, signal=str(num))
 
     async def stop(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
@@ -651,13 +654,13 @@ class ContainerService:
         num = parse_signal(sig or c["Config"].get("StopSignal") or "SIGTERM")
         fut = self._exit_future(c)
         with contextlib.suppress(DockyardError):
-            await self.execdrv.kill(c["Id"], num)
+            await self.drv(c["Id"]).kill(c["Id"], num)
             self._event("kill", c, signal=str(num))
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout if timeout >= 0 else None)
         except asyncio.TimeoutError:
             with contextlib.suppress(DockyardError):
-                await self.execdrv.kill(c["Id"], signal_mod.SIGKILL)
+                await self.drv(c["Id"]).kill(c["Id"], signal_mod.SIGKILL)
                 self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             await fut
         self._event("stop", c)
@@ -703,7 +706,7 @@ class ContainerService:
             rt.stopping = True
             fut = self._exit_future(c)
             with contextlib.suppress(DockyardError):
-                await self.execdrv.kill(cid, signal_mod.SIGKILL)
+                await self.drv(cid).kill(cid, signal_mod.SIGKILL)
             self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             try:
                 await asyncio.wait_for(fut, 30)
@@ -714,7 +717,7 @@ class ContainerService:
                 return
             rt.stopping = True
             with contextlib.suppress(NotFound):
-                await self.execdrv.delete(cid)
+                await self.drv(cid).delete(cid)
             if self.d.networks.set_up(c):
                 await self.d.networks.teardown(c)  # prepared (attached) but never started
             if rt.prepared:
@@ -742,7 +745,7 @@ class ContainerService:
             raise Conflict(f"Container {c['Id']} is not running")
         if c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is already paused")
-        await self.execdrv.pause(c["Id"])
+        await self.drv(c["Id"]).pause(c["Id"])
         c["State"].update(Paused=True, Status="paused")
         self.save(c)
         self._event("pause", c)
@@ -751,7 +754,7 @@ class ContainerService:
         c = self.get(ref)
         if not c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is not paused")
-        await self.execdrv.resume(c["Id"])
+        await self.drv(c["Id"]).resume(c["Id"])
         c["State"].update(Paused=False, Status="running")
         self.save(c)
         self._event("unpause", c)
@@ -791,7 +794,7 @@ class ContainerService:
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
-            await self.execdrv.update(c["Id"], specmod.resources_of(updated))
+            await self.drv(c["Id"]).update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):
             updated["RestartPolicy"] = {"Name": policy["Name"],
                                         "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
@@ -943,7 +946,7 @@ class ContainerService:
         paused = False
         if pause and c["State"]["Running"] and not c["State"]["Paused"]:
             with contextlib.suppress(NotImplementedError, DockyardError):
-                await self.execdrv.pause(cid)
+                await self.drv(cid).pause(cid)
                 paused = True
         try:
             def layer() -> str:
@@ -956,7 +959,7 @@ class ContainerService:
         finally:
             if paused:
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.resume(cid)
+                    await self.drv(cid).resume(cid)
         base = self.images.config(c["Image"])
         ccfg = {k: v for k, v in c["Config"].items()
                 if k in ("User", "ExposedPorts", "Env", "Cmd", "WorkingDir", "Entrypoint",
@@ -994,7 +997,7 @@ class ContainerService:
         async with rt.lock:
             if not c["State"]["Running"]:
                 await self._prepare(c)
-            streams = await self.execdrv.attach(c["Id"], stdin=stdin and c["Config"]["OpenStdin"],
+            streams = await self.drv(c["Id"]).attach(c["Id"], stdin=stdin and c["Config"]["OpenStdin"],
                                                 stdout=stdout, stderr=stderr)
         return c, streams
 
@@ -1002,7 +1005,7 @@ class ContainerService:
         c = self.get(ref)
         if not c["State"]["Running"]:
             raise Conflict(f"Container {c['Id'][:12]} is not running")
-        await self.execdrv.resize(c["Id"], h, w)
+        await self.drv(c["Id"]).resize(c["Id"], h, w)
         self._event("resize", c, height=str(h), width=str(w))
 
     async def logs(self, ref: str, *, stdout: bool, stderr: bool, follow: bool, tail: str,
@@ -1090,7 +1093,11 @@ class ContainerService:
     # -- daemon start / stop --------------------------------------------------------------------
     async def restore(self) -> None:
         """Re-adopt containers still running in the exec driver; record the ones that died."""
-        held = {p.id: p for p in await self.execdrv.restore()}
+        held: dict[str, Any] = {}
+        owner: dict[str, Any] = {}
+        for drv in self.d.runtimes.all():
+            for p in await drv.restore():
+                held[p.id], owner[p.id] = p, drv
         for c in list(self._cache.values()):
             cid = c["Id"]
             proc = held.pop(cid, None)
@@ -1115,7 +1122,7 @@ class ContainerService:
                         await self.remove(cid, force=True)
             elif proc is not None:
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.delete(cid)
+                    await self.drv(cid).delete(cid)
         await self.d.networks.reconcile([c for c in self._cache.values() if c["State"]["Running"]])
         for c in list(self._cache.values()):
             if c["State"].get("Restarting"):
@@ -1131,7 +1138,7 @@ class ContainerService:
         for cid in held:  # the driver holds containers we have no record of
             log.warning("deleting unknown container %s found in the exec driver", cid[:12])
             with contextlib.suppress(DockyardError):
-                await self.execdrv.delete(cid)
+                await self.drv(cid).delete(cid)
 
     async def shutdown(self) -> None:
         for rt in self._rt.values():

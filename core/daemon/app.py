@@ -23,6 +23,7 @@ from ..containers import ContainerService
 from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService, driver_options
+from ..runtimes import Runtimes
 from ..state import State
 from ..volumes import VolumeService
 from .body import MAX_JSON_BODY
@@ -62,14 +63,11 @@ class Daemon:
         self.graph = self._select_graph_driver(config)
         self.migrating = False  # a storage migration holds off container creation and mounts
 
-        ereg = self.registries["exec"]
-        eopts = config.exec_opts()
-        self.execdriver = ereg.select(
-            config["exec-driver"] or None,
-            lambda name: ereg.create(name, os.path.join(self.exec_root, name), eopts))
-        if not self.id_map.is_identity and not getattr(self.execdriver, "user_namespaces", False):
-            raise DriverNotSupported(f"userns-remap: the {self.execdriver.name} exec driver does "
-                                     f"not run containers in user namespaces")
+        #: every exec driver that runs here, by name (Docker's runtimes); ``execdriver`` is the
+        #: default one
+        self.runtimes = Runtimes(self.registries["exec"], config, self.exec_root,
+                                 remapping=not self.id_map.is_identity)
+        self.execdriver = self.runtimes.default
 
         self.netdrivers: dict[str, Any] = {}
         self.netdriver_errors: dict[str, str] = {}
@@ -203,7 +201,7 @@ class Daemon:
     async def shutdown(self, app: web.Application) -> None:
         await self.containers.shutdown()
         await self.networks.shutdown()
-        await self.execdriver.close()
+        await self.runtimes.close()
         if not any(c["State"]["Running"] for c in self.containers.all()):
             await asyncio.to_thread(self.graph.cleanup)
         self.state.close()
@@ -230,12 +228,13 @@ class Daemon:
 
     def info_extra(self) -> dict[str, Any]:
         drivers = {}
-        active = {"graph": self.graph.name, "exec": self.execdriver.name,
+        active = {"graph": self.graph.name, "exec": ",".join(self.runtimes.names()),
                   "network": ",".join(sorted(self.netdrivers)), "registry": ""}
         for kind, reg in self.registries.items():
             drivers[kind] = {"active": active[kind], "installed": reg.names(),
                              "unavailable": {**reg.load_errors(),
-                                             **(self.netdriver_errors if kind == "network" else {})}}
+                                             **(self.netdriver_errors if kind == "network" else {}),
+                                             **(self.runtimes.unsupported if kind == "exec" else {})}}
         return drivers
 
 
