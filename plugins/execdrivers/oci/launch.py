@@ -228,7 +228,8 @@ def start_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
                            preexec_fn=_preexec(opts))
         log = _fresh(os.path.join(bdir, "runtime.log"))
         pidfile = _fresh(os.path.join(bdir, "pid"))
-        console = os.path.join(bdir, "console.sock") if cfg["tty"] else None
+        os.chdir(bdir)  # the console socket's path is relative: unix socket paths are short
+        console = "console.sock" if cfg["tty"] else None
         args = ["create", "--bundle", bdir, "--pid-file", pidfile,
                 *(["--console-socket", console] if console else []), cid]
         if _run_with_console(opts, args, log, console, chan) != 0:
@@ -269,7 +270,8 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         _write_json(pfile, proc)
         log = _fresh(os.path.join(edir, f"exec-{eid}.log"))
         pidfile = _fresh(os.path.join(edir, f"exec-{eid}.pid"))
-        console = os.path.join(edir, f"exec-{eid[:12]}.sock") if cfg["tty"] else None
+        os.chdir(edir)
+        console = f"exec-{eid[:12]}.sock" if cfg["tty"] else None
         args = ["exec", "--detach", "--pid-file", pidfile, "--process", pfile,
                 *(["--tty", "--console-socket", console] if console else []), cfg["id"]]
         try:
