@@ -18,7 +18,8 @@ from ... import listing, reference
 from .. import params
 from ..app import route
 from ..clientwork import ClientWork, client_work
-from .images import JsonStream, _spool
+from ..jsonstream import JsonStream
+from .images import _spool
 
 
 async def build(request: web.Request) -> web.StreamResponse:
