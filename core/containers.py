@@ -103,8 +103,7 @@ class ContainerService:
 
     def drv(self, cid: str) -> Any:
         """The exec driver holding container ``cid`` (the one its record names)."""
-        c = self._cache.get(cid)
-        return self.d.runtimes.of(c) if c is not None else self.d.execdriver
+        return self.d.runtimes.of(self._cache.get(cid))
 
     def rt(self, cid: str) -> _Runtime:
         if cid not in self._rt:
@@ -1139,11 +1138,7 @@ class ContainerService:
     # -- daemon start / stop --------------------------------------------------------------------
     async def restore(self) -> None:
         """Re-adopt containers still running in the exec driver; record the ones that died."""
-        held: dict[str, Any] = {}
-        owner: dict[str, Any] = {}
-        for drv in self.d.runtimes.all():
-            for p in await drv.restore():
-                held[p.id], owner[p.id] = p, drv
+        held, owner = await self.d.runtimes.restore()
         for c in list(self._cache.values()):
             cid = c["Id"]
             proc = held.pop(cid, None)

@@ -98,9 +98,11 @@ class Runtimes:
         raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (valid runtimes: "
                                f"{valid})")
 
-    def of(self, c: dict[str, Any]) -> Any:
-        """The driver holding container record ``c`` (records from before runtimes: the
-        default)."""
+    def of(self, c: dict[str, Any] | None) -> Any:
+        """The driver holding container record ``c`` (records from before runtimes, and
+        unknown containers: the default)."""
+        if c is None:
+            return self.default
         name = c.get(RECORD_KEY) or self.default_name
         drv = self.drivers.get(name)
         if drv is None:
@@ -125,6 +127,15 @@ class Runtimes:
             entry["status"] = {"version": drv.version() or "", "driver": type(drv).name}
             out[name] = entry
         return out
+
+    async def restore(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every driver's ``restore()``: the containers they hold by id, and their drivers."""
+        held: dict[str, Any] = {}
+        owner: dict[str, Any] = {}
+        for drv in self.all():
+            for p in await drv.restore():
+                held[p.id], owner[p.id] = p, drv
+        return held, owner
 
     async def close(self) -> None:
         for drv in self.all():

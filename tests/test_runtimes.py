@@ -183,3 +183,29 @@ def test_container_survives_a_daemon_sigkill(busybox_tar: str, runtime: str) -> 
         assert docker(d, "kill", name).returncode == 0
         assert out(docker(d, "wait", name)).strip() == "137"
         docker(d, "rm", name)
+
+
+def test_default_runtime_and_the_runtimes_map(busybox_tar: str, tmp_path) -> None:
+    """``--exec-driver`` sets the default; daemon.json's ``runtimes`` (dockerd's key) adds an OCI
+    runtime by path, served by the OCI driver; a bad entry stops the daemon with its name."""
+    crun = "/usr/bin/crun"
+    if not os.access(crun, os.X_OK):
+        pytest.skip("crun is not installed (apt-get install crun)")
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"runtimes": {"my-crun": {"path": crun, "runtimeArgs": []}}}))
+    with running_daemon(busybox_tar, ["--exec-driver", "runc", "--config-file", str(conf)]) as d:
+        info = _info(d)
+        if "runc" not in info["Runtimes"]:
+            pytest.skip("runc cannot run here")
+        assert info["DefaultRuntime"] == "runc"
+        assert info["Runtimes"]["my-crun"]["path"] == crun
+        assert info["Runtimes"]["my-crun"]["status"]["version"]
+        name = "mine-" + uuid.uuid4().hex[:6]
+        assert out(docker(d, "run", "--name", name, "--runtime", "my-crun", "busybox",
+                          "sh", "-c", "echo $$")) == "1\n"
+        assert out(docker(d, "inspect", "-f", "{{.HostConfig.Runtime}}", name)).strip() == "my-crun"
+        docker(d, "rm", name)
+        name = "dflt-" + uuid.uuid4().hex[:6]
+        assert out(docker(d, "run", "--name", name, "busybox", "true")) == ""
+        assert out(docker(d, "inspect", "-f", "{{.HostConfig.Runtime}}", name)).strip() == "runc"
+        docker(d, "rm", name)
