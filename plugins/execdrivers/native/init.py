@@ -500,6 +500,19 @@ def _lookup(arg0: str, env: list[str]) -> str:
     raise InitError(f'exec: "{arg0}": executable file not found in $PATH', 127)
 
 
+def merge_env(*lists: Any) -> dict[str, str]:
+    """``K=V`` lists merged in order (an exec's after its container's); a bare ``NAME`` unsets
+    it, as dockerd's ReplaceOrAppendEnvValues."""
+    env: dict[str, str] = {}
+    for kv in [kv for items in lists for kv in items or ()]:
+        k, sep, v = kv.partition("=")
+        if sep:
+            env[k] = v
+        else:
+            env.pop(k, None)
+    return env
+
+
 def _go_err(e: OSError) -> str:
     msg = os.strerror(e.errno) if e.errno else str(e)
     return msg[:1].lower() + msg[1:]
@@ -710,13 +723,7 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
             os.close(slave)
         user = proc.get("user") or {"username": (base.get("user") or {}).get("username", "")}
         uid, gid, groups, home = resolve_user(user)
-        env: dict[str, str] = {}
-        for kv in list(base.get("env") or []) + list(proc.get("env") or []):
-            k, sep, v = kv.partition("=")
-            if sep:
-                env[k] = v
-            else:  # a bare NAME unsets it, as dockerd's ReplaceOrAppendEnvValues
-                env.pop(k, None)
+        env = merge_env(base.get("env"), proc.get("env"))
         env.setdefault("HOME", home)
         env.setdefault("PATH", DEFAULT_PATH)
         if cfg["tty"]:

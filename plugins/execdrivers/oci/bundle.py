@@ -21,6 +21,7 @@ import os
 import resource
 from typing import Any
 
+from dockyard.plugins.execdrivers.native.init import merge_env
 from dockyard.plugins.execdrivers.native.security import CAPS
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -85,13 +86,7 @@ def process(base: dict[str, Any], root: str, *, terminal: bool,
     if extra.get("user") is not None and not (extra["user"].get("username") or ""):
         user = proc.get("user") or {}  # an exec with no user: the container's
     uid, gid, groups, home = resolve_user_in(root, user)
-    env: dict[str, str] = {}
-    for kv in list(proc.get("env") or []) + list(extra.get("env") or []):
-        k, sep, v = kv.partition("=")
-        if sep:
-            env[k] = v
-        else:  # a bare NAME unsets it, as dockerd's ReplaceOrAppendEnvValues
-            env.pop(k, None)
+    env = merge_env(proc.get("env"), extra.get("env"))
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOME", home)
     if terminal:

@@ -207,90 +207,83 @@ def _own_device_rules(cfg: dict[str, Any]) -> None:
         Cgroups().apply_devices([os.path.dirname(p) for p in cfg["cgroup_procs"]], rules)
 
 
-def start_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
-    """The container's start: write the bundle, ``create``, report the pid, ``start``."""
-    code = 128
-    opts = cfg["options"]
+def _entry(work: Any, cfg: dict[str, Any], chan: socket.socket, code: int,
+           what: str) -> NoReturn:
+    """Run ``work(cfg, chan, bundle_dir)`` in the intermediate; report its failure with Docker's
+    code (``code`` when it has none), then exit."""
     try:
         _child_setup(cfg)
         bdir = os.path.join(cfg["dir"], "bundle")
         os.makedirs(bdir, exist_ok=True)
-        spec = cfg["spec"]
-        try:
-            conf = bundle.config(spec, terminal=bool(cfg["tty"]), cgroups_path=cfg["cgroups_path"],
-                                 default_mounts=cfg["mounts"])
-        except ValueError as e:
-            raise LaunchError(str(e), 128) from None
-        _write_json(os.path.join(bdir, "config.json"), conf)
-        cid = cfg["id"]
-        if os.path.exists(os.path.join(opts["state_root"], cid)):  # a restart: the old run
-            subprocess.run(argv(opts, "delete", "--force", cid), capture_output=True,
-                           preexec_fn=_preexec(opts))
-        log = _fresh(os.path.join(bdir, "runtime.log"))
-        pidfile = _fresh(os.path.join(bdir, "pid"))
-        os.chdir(bdir)  # the console socket's path is relative: unix socket paths are short
-        console = "console.sock" if cfg["tty"] else None
-        args = ["create", "--bundle", bdir, "--pid-file", pidfile,
-                *(["--console-socket", console] if console else []), cid]
-        if _run_with_console(opts, args, log, console, chan) != 0:
-            raise LaunchError(*reversed(exec_error(_last_error(log), conf["process"]["args"][0])))
-        pid = _read_pid(pidfile)
-        chan.send(b"P%d" % pid)
-        _own_device_rules(cfg)
-        started = subprocess.run(argv(opts, "start", cid, log=log), capture_output=True,
-                                 preexec_fn=_preexec(opts))
-        if started.returncode != 0:
-            os.kill(pid, 9)
-            raise LaunchError(f"{opts.get('name')} start: {_last_error(log, started.stderr)}")
+        os.chdir(bdir)  # console sockets go by a relative path: unix socket paths are short
+        work(cfg, chan, bdir)
         code = 0
     except LaunchError as e:
         code = e.code
         _report(chan, code, str(e))
+    except ValueError as e:  # the spec's user or limits
+        _report(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
-        _report(chan, code, f"{opts.get('name')}: {e}")
+        _report(chan, code, f"{cfg['options'].get('name')}{what}: {e}")
     os._exit(code)
+
+
+def _start(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
+    opts, cid = cfg["options"], cfg["id"]
+    conf = bundle.config(cfg["spec"], terminal=bool(cfg["tty"]), cgroups_path=cfg["cgroups_path"],
+                         default_mounts=cfg["mounts"])
+    _write_json(os.path.join(bdir, "config.json"), conf)
+    if os.path.exists(os.path.join(opts["state_root"], cid)):  # a restart: the old run
+        subprocess.run(argv(opts, "delete", "--force", cid), capture_output=True,
+                       preexec_fn=_preexec(opts))
+    log = _fresh(os.path.join(bdir, "runtime.log"))
+    pidfile = _fresh(os.path.join(bdir, "pid"))
+    console = "console.sock" if cfg["tty"] else None
+    args = ["create", "--bundle", bdir, "--pid-file", pidfile,
+            *(["--console-socket", console] if console else []), cid]
+    if _run_with_console(opts, args, log, console, chan) != 0:
+        raise LaunchError(*reversed(exec_error(_last_error(log), conf["process"]["args"][0])))
+    pid = _read_pid(pidfile)
+    chan.send(b"P%d" % pid)
+    _own_device_rules(cfg)
+    started = subprocess.run(argv(opts, "start", cid, log=log), capture_output=True,
+                             preexec_fn=_preexec(opts))
+    if started.returncode != 0:
+        os.kill(pid, 9)
+        raise LaunchError(f"{opts.get('name')} start: {_last_error(log, started.stderr)}")
+
+
+def start_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
+    """The container's start: write the bundle, ``create``, report the pid, ``start``."""
+    _entry(_start, cfg, chan, 128, "")
+
+
+def _exec(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
+    opts, eid = cfg["options"], cfg["exec_id"]
+    proc = bundle.process(cfg["spec"].get("process") or {}, f"/proc/{cfg['target_pid']}/root",
+                          terminal=bool(cfg["tty"]), extra=cfg["process"])
+    pfile = os.path.join(bdir, f"exec-{eid}.json")
+    _write_json(pfile, proc)
+    log = _fresh(os.path.join(bdir, f"exec-{eid}.log"))
+    pidfile = _fresh(os.path.join(bdir, f"exec-{eid}.pid"))
+    console = f"exec-{eid[:12]}.sock" if cfg["tty"] else None
+    args = ["exec", "--detach", "--pid-file", pidfile, "--process", pfile,
+            *(["--tty", "--console-socket", console] if console else []), cfg["id"]]
+    try:
+        if _run_with_console(opts, args, log, console, chan) != 0:
+            raise LaunchError(*reversed(exec_error(_last_error(log), proc["args"][0])))
+        chan.send(b"P%d" % _read_pid(pidfile))
+    finally:
+        for path in (pfile, log, pidfile):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     """An exec: its ``process.json``, then ``exec --detach``; report the process's pid."""
-    code = 126
-    opts = cfg["options"]
-    try:
-        _child_setup(cfg)
-        edir = os.path.join(cfg["dir"], "bundle")
-        os.makedirs(edir, exist_ok=True)
-        eid = cfg["exec_id"]
-        base_proc = (cfg["spec"].get("process") or {})
-        try:
-            proc = bundle.process(base_proc, f"/proc/{cfg['target_pid']}/root",
-                                  terminal=bool(cfg["tty"]), extra=cfg["process"])
-        except ValueError as e:
-            raise LaunchError(str(e), 126) from None
-        pfile = os.path.join(edir, f"exec-{eid}.json")
-        _write_json(pfile, proc)
-        log = _fresh(os.path.join(edir, f"exec-{eid}.log"))
-        pidfile = _fresh(os.path.join(edir, f"exec-{eid}.pid"))
-        os.chdir(edir)
-        console = f"exec-{eid[:12]}.sock" if cfg["tty"] else None
-        args = ["exec", "--detach", "--pid-file", pidfile, "--process", pfile,
-                *(["--tty", "--console-socket", console] if console else []), cfg["id"]]
-        try:
-            if _run_with_console(opts, args, log, console, chan) != 0:
-                raise LaunchError(*reversed(exec_error(_last_error(log), proc["args"][0])))
-            chan.send(b"P%d" % _read_pid(pidfile))
-        finally:
-            for path in (pfile, log, pidfile):
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-        code = 0
-    except LaunchError as e:
-        code = e.code
-        _report(chan, code, str(e))
-    except BaseException as e:  # noqa: BLE001
-        _report(chan, code, f"{opts.get('name')} exec: {e}")
-    os._exit(code)
+    _entry(_exec, cfg, chan, 126, " exec")
 
 
 # -- the supervisor's side ----------------------------------------------------------------------
