@@ -31,6 +31,8 @@ import socket
 import subprocess
 from typing import Any, NoReturn
 
+# unshare/mount/umount2: the native driver's wrappers, which the public toolkit
+# (dockyard.hookspecs.host, about to land on main) takes over; switch there when it does
 from dockyard.core import linux
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
 from dockyard.plugins.execdrivers.native import launcher as base
