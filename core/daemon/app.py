@@ -230,10 +230,11 @@ class Daemon:
 
     def info_extra(self) -> dict[str, Any]:
         drivers = {}
-        active = {"graph": self.graph.name, "exec": ",".join(self.runtimes.names()),
+        active = {"graph": self.graph.name, "exec": self.execdriver.name,
                   "network": ",".join(sorted(self.netdrivers)), "registry": ""}
         for kind, reg in self.registries.items():
             drivers[kind] = {"active": active[kind], "installed": reg.names(),
+                             **({"runtimes": self.runtimes.names()} if kind == "exec" else {}),
                              "unavailable": {**reg.load_errors(),
                                              **(self.netdriver_errors if kind == "network" else {}),
                                              **(self.runtimes.unsupported if kind == "exec" else {})}}
