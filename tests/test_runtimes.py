@@ -128,6 +128,44 @@ def test_lifecycle_exec_top_stats_pause(rd: Daemon, runtime: str) -> None:
         docker(rd, "rm", "-f", name)
 
 
+def _inspect_until(d: Daemon, name: str, fmt: str, want: str, timeout: float = 60) -> str:
+    """``inspect -f fmt`` until it prints ``want`` (or ``timeout`` passes); the last output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = out(docker(d, "inspect", "-f", fmt, name)).strip()
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_restart_policy_and_health_check(rd: Daemon, runtime: str) -> None:
+    """A restart policy restarts through the container's runtime; a health check runs in it."""
+    _need(rd, runtime)
+    name = f"rs-{runtime}-{uuid.uuid4().hex[:6]}"
+    out(docker(rd, "run", "-d", "--name", name, "--runtime", runtime, "--restart",
+               "on-failure:2", "busybox", "sh", "-c", "echo run; exit 3"))
+    try:
+        assert _inspect_until(rd, name, "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+                              "2 exited 3") == "2 exited 3"
+        assert out(docker(rd, "logs", name)) == "run\n" * 3
+    finally:
+        docker(rd, "rm", "-f", name)
+    name = f"hc-{runtime}-{uuid.uuid4().hex[:6]}"
+    out(docker(rd, "run", "-d", "--name", name, "--runtime", runtime, "--health-cmd",
+               "test -f /tmp/ok && echo fine", "--health-interval", "200ms",
+               "--health-retries", "1", "--health-start-period", "5m", "busybox", "sleep", "300"))
+    try:
+        assert out(docker(rd, "inspect", "-f", "{{.State.Health.Status}}", name)).strip() \
+            == "starting"
+        assert docker(rd, "exec", name, "touch", "/tmp/ok").returncode == 0
+        assert _inspect_until(rd, name, "{{.State.Health.Status}}", "healthy") == "healthy"
+        assert docker(rd, "exec", name, "rm", "/tmp/ok").returncode == 0
+        assert _inspect_until(rd, name, "{{.State.Health.Status}}", "unhealthy") == "unhealthy"
+    finally:
+        docker(rd, "rm", "-f", name)
+
+
 def test_unknown_runtime_is_refused_with_the_choices(rd: Daemon) -> None:
     r = docker(rd, "run", "--rm", "--runtime", "kata", "busybox", "true")
     assert r.returncode != 0 and b"unknown or invalid runtime name: kata" in r.stderr
