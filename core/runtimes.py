@@ -1,7 +1,8 @@
 """The daemon's exec drivers: every installed one that runs on this host, by name.
 
 Docker calls them runtimes: ``docker run --runtime NAME`` (``HostConfig.Runtime``) picks one per
-container among them, ``exec-driver`` (daemon.json, ``--exec-driver``) names the default, and
+container among them, ``exec-driver`` (daemon.json, ``--exec-driver``) or dockerd's
+``default-runtime`` names the default (a driver, or an entry of ``runtimes``), and
 dockerd's ``runtimes`` map (``{"name": {"path": "/usr/bin/crun", "runtimeArgs": []}}``) adds
 runtimes served by an installed driver that declares ``runtime_paths`` (an OCI-runtime driver),
 one instance per entry. A container records the driver that ran it; every call about it goes to
@@ -34,18 +35,25 @@ class Runtimes:
         def make(name: str, extra: dict[str, Any] | None = None) -> Any:
             return registry.create(name, os.path.join(exec_root, name), {**opts, **(extra or {})})
 
-        self.default = registry.select(config["exec-driver"] or None, make)
-        self.default_name = self.default.name
-        if remapping and not getattr(self.default, "user_namespaces", False):
-            raise DriverNotSupported(f"userns-remap: the {self.default_name} exec driver does "
-                                     f"not run containers in user namespaces")
-        self.drivers[self.default_name] = self.default
+        wanted = config.get("default-runtime") or config["exec-driver"] or ""
+        configured = config.get("runtimes") or {}
+        if wanted not in configured:  # a driver by name, or the installed one of highest priority
+            drv = registry.select(wanted or None, make)
+            if remapping and not getattr(drv, "user_namespaces", False):
+                raise DriverNotSupported(f"userns-remap: the {drv.name} exec driver does not "
+                                         f"run containers in user namespaces")
+            self.drivers[drv.name] = drv
         for name in registry.names():
             if name not in self.drivers:
                 self._add(name, lambda n=name: make(n))
         for name, why in registry.load_errors().items():
             self.unsupported.setdefault(name, why)
-        self._add_configured(registry, config.get("runtimes") or {}, exec_root, opts)
+        self._add_configured(registry, configured, exec_root, opts)
+        self.default_name = wanted if wanted in configured else drv.name
+        if self.default_name not in self.drivers:
+            raise DriverNotSupported(f"default runtime {self.default_name}: "
+                                     f"{self.unsupported.get(self.default_name, 'not available')}")
+        self.default = self.drivers[self.default_name]
 
     def _add(self, name: str, factory: Callable[[], Any]) -> None:
         try:

@@ -256,3 +256,33 @@ def test_default_runtime_and_the_runtimes_map(busybox_tar: str, tmp_path) -> Non
         assert out(docker(d, "run", "--name", name, "busybox", "true")) == ""
         assert out(docker(d, "inspect", "-f", "{{.HostConfig.Runtime}}", name)).strip() == "runc"
         docker(d, "rm", name)
+
+
+def test_default_runtime_may_be_a_runtimes_entry(busybox_tar: str, tmp_path) -> None:
+    """dockerd's ``default-runtime`` key: here an entry of ``runtimes``, used by every container
+    that names none."""
+    crun = "/usr/bin/crun"
+    if not os.access(crun, os.X_OK):
+        pytest.skip("crun is not installed (apt-get install crun)")
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"default-runtime": "my-crun",
+                                "runtimes": {"my-crun": {"path": crun}}}))
+    with running_daemon(busybox_tar, ["--config-file", str(conf)]) as d:
+        info = _info(d)
+        assert info["DefaultRuntime"] == info["ExecutionDriver"] == "my-crun"
+        assert "native" in info["Runtimes"] and "my-crun" in info["Runtimes"]
+        name = "dr-" + uuid.uuid4().hex[:6]
+        assert out(docker(d, "run", "--name", name, "busybox", "sh", "-c", "echo $$")) == "1\n"
+        assert out(docker(d, "inspect", "-f", "{{.HostConfig.Runtime}}", name)).strip() == "my-crun"
+        docker(d, "rm", name)
+
+
+def test_default_runtime_and_exec_driver_must_agree(tmp_path) -> None:
+    from dockyard.core import config as configmod
+    from dockyard.hookspecs.errors import InvalidParameter
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"default-runtime": "crun"}))
+    with pytest.raises(InvalidParameter, match="exec-driver 'runc' and default-runtime 'crun'"):
+        configmod.load(str(conf), {"exec-driver": "runc"}, path_explicit=True)
+    assert configmod.load(str(conf), {"exec-driver": "crun"},
+                          path_explicit=True)["default-runtime"] == "crun"
