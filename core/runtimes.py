@@ -37,19 +37,20 @@ class Runtimes:
 
         wanted = config.get("default-runtime") or config["exec-driver"] or ""
         configured = config.get("runtimes") or {}
+        self.default_name = wanted
         if wanted not in configured:  # a driver by name, or the installed one of highest priority
             drv = registry.select(wanted or None, make)
             if remapping and not getattr(drv, "user_namespaces", False):
                 raise DriverNotSupported(f"userns-remap: the {drv.name} exec driver does not "
                                          f"run containers in user namespaces")
             self.drivers[drv.name] = drv
+            self.default_name = drv.name
         for name in registry.names():
             if name not in self.drivers:
                 self._add(name, lambda n=name: make(n))
         for name, why in registry.load_errors().items():
             self.unsupported.setdefault(name, why)
         self._add_configured(registry, configured, exec_root, opts)
-        self.default_name = wanted if wanted in configured else drv.name
         if self.default_name not in self.drivers:
             raise DriverNotSupported(f"default runtime {self.default_name}: "
                                      f"{self.unsupported.get(self.default_name, 'not available')}")
