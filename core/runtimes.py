@@ -10,6 +10,7 @@ that driver.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any, Callable
@@ -24,6 +25,8 @@ RECORD_KEY = "_runtime"
 
 class Runtimes:
     """Exec drivers by name; ``default`` is the one a container gets without ``--runtime``."""
+
+    record_key = RECORD_KEY
 
     def __init__(self, registry: Any, config: Any, exec_root: str, remapping: bool) -> None:
         self.remapping = remapping
@@ -47,7 +50,7 @@ class Runtimes:
             self.default_name = drv.name
         for name in registry.names():
             if name not in self.drivers:
-                self._add(name, lambda n=name: make(n))
+                self._add(name, functools.partial(make, name))
         for name, why in registry.load_errors().items():
             self.unsupported.setdefault(name, why)
         self._add_configured(registry, configured, exec_root, opts)
@@ -88,8 +91,8 @@ class Runtimes:
             extra = {"path": entry["path"], "runtimeArgs": list(entry.get("runtimeArgs") or []),
                      "name": name}
             cls = classes[0]
-            self._add(name, lambda cls=cls, extra=extra, name=name:
-                      cls(os.path.join(exec_root, name), {**opts, **extra}))
+            self._add(name, functools.partial(cls, os.path.join(exec_root, name),
+                                              {**opts, **extra}))
 
     # -- choosing -------------------------------------------------------------------------------
     def choose(self, runtime: str) -> str:

@@ -113,6 +113,19 @@ def load(ref: str | None, options: dict[str, Any] | None = None) -> Launcher:
     return cls(options)
 
 
+#: pids of the runtime commands :func:`run` forked -> the future of their exit code, which the
+#: supervisor's reaper settles through :func:`reaped`
+_HELPERS: dict[int, asyncio.Future] = {}
+
+
+def reaped(pid: int, code: int) -> bool:
+    """Whether ``pid`` was a runtime command of :func:`run` (its future now holds ``code``)."""
+    fut = _HELPERS.pop(pid, None)
+    if fut is not None and not fut.done():
+        fut.set_result(code)
+    return fut is not None
+
+
 async def run(sup: Any, argv: list[str], *, input: bytes = b"",
               setup: Callable[[], None] | None = None) -> tuple[int, bytes]:
     """Run a runtime's command as the supervisor's child and return ``(exit code, output)``
@@ -134,7 +147,7 @@ async def run(sup: Any, argv: list[str], *, input: bytes = b"",
             os._exit(127)
     loop = asyncio.get_running_loop()
     exited: asyncio.Future = loop.create_future()
-    sup.helpers[pid] = exited
+    _HELPERS[pid] = exited
     os.close(r_in)
     os.close(w_out)
     try:

@@ -41,7 +41,8 @@ import termios
 import time
 from typing import Any
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
+from dockyard.hookspecs.host import seccompbpf
 from dockyard.hookspecs.errors import (
     Conflict, DockyardError, ExecError, InvalidParameter, NotFound,
 )
@@ -49,7 +50,6 @@ from dockyard.plugins.execdrivers.native import init as _init
 from dockyard.plugins.execdrivers.native import launcher as _launcher
 from dockyard.plugins.execdrivers.native.cgroups import Cgroups
 
-from dockyard.plugins.execdrivers.native import security as _security
 
 try:  # warm: the fork server compiles seccomp filters (once per profile and capability set)
     import seccomp  # noqa: F401
@@ -63,16 +63,14 @@ def _seccomp_bpf(spec: dict[str, Any]) -> bytes | None:
     """The container's seccomp program, compiled here once per (profile, capabilities) — some
     20 ms with libseccomp — so that forked children only load it."""
     profile = (spec.get("linux") or {}).get("seccomp")
-    return _security.bpf_for(profile) if profile else None
+    return seccompbpf.bpf_for(profile) if profile else None
 
 
 def _warm_seccomp() -> None:
     """Compile Docker's default profile for Docker's default capabilities ahead of the first
     container that needs it."""
     try:
-        from dockyard.core import seccomp as profiles
-        from dockyard.core.spec import DEFAULT_CAPS
-        _security.bpf_for(profiles.default_profile(list(DEFAULT_CAPS)))
+        seccompbpf.bpf_for(host.seccomp.default_profile(list(host.DEFAULT_CAPS)))
     except Exception:  # noqa: BLE001 - only a warm-up: the first start compiles (and reports)
         log.debug("seccomp warm-up failed", exc_info=True)
 
@@ -86,11 +84,6 @@ DRAIN_GRACE = 2.0     # after the main process exited, wait at most this long fo
 LOG_LINE_MAX = 16 * 1024
 STREAM_NAMES = {1: "stdout", 2: "stderr"}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def rfc3339nano(ns: int) -> str:
-    sec, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%09dZ" % frac
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -156,7 +149,7 @@ class JsonLog:
     def _emit(self, stream: int, chunks: list[bytes]) -> None:
         if self.fd < 0:
             return
-        ts = rfc3339nano(time.time_ns())
+        ts = host.rfc3339nano(time.time_ns())
         name = STREAM_NAMES[stream]
         entries = [(json.dumps({"log": c.decode("utf-8", "replace"), "stream": name, "time": ts},
                                ensure_ascii=False, separators=(",", ":")) + "\n").encode()
@@ -286,7 +279,7 @@ class AttachClient:
             if self.want[1] or self.want[2]:
                 self.writer.write(data)
         elif self.want[stream]:
-            self.writer.write(struct.pack(">BxxxI", stream, len(data)) + data)
+            self.writer.write(host.frame(stream, data))
 
     def close(self) -> None:
         if not self.writer.is_closing():
@@ -571,8 +564,6 @@ class Supervisor:
     def __init__(self, root: str, launcher: _launcher.Launcher | None = None) -> None:
         self.root = os.path.abspath(root)
         self.launcher = launcher or _launcher.NativeLauncher()
-        #: pids of runtime commands run by the launcher -> the future of their exit code
-        self.helpers: dict[int, asyncio.Future] = {}
         self.sock_path = os.path.join(self.root, SOCK_NAME)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.containers: dict[str, Container] = {}
@@ -714,10 +705,7 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             if code < 0:
                 code = 128 - code
-            helper = self.helpers.pop(pid, None)
-            if helper is not None:
-                if not helper.done():
-                    helper.set_result(code)
+            if _launcher.reaped(pid, code):
                 continue
             c = self.by_pid.pop(pid, None)
             if c is not None:
@@ -968,7 +956,7 @@ class Supervisor:
             raise InvalidParameter("no command specified")
         self.launcher.check(spec)
         for ns in (spec.get("linux") or {}).get("namespaces") or ():
-            if ns.get("type") not in linux.NAMESPACE_FLAGS:
+            if ns.get("type") not in host.NAMESPACE_FLAGS:
                 raise InvalidParameter(f"unknown namespace type {ns.get('type')!r}")
             if ns["type"] == "user" and not ns.get("path"):
                 lin = spec.get("linux") or {}
@@ -1349,8 +1337,8 @@ def main(argv: list[str] | None = None) -> int:
     # one supervisor per root: a previous one may still be shutting down
     lock = os.open(os.path.join(root, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    linux.set_child_subreaper()
-    linux.set_name("dockyard-shim")
+    host.set_child_subreaper()
+    host.set_name("dockyard-shim")
     try:
         launcher = _launcher.load(args.launcher, json.loads(args.launcher_options))
         asyncio.run(Supervisor(root, launcher).serve(args.ready_fd))

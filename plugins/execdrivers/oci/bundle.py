@@ -21,8 +21,8 @@ import os
 import resource
 from typing import Any
 
-from dockyard.plugins.execdrivers.native.init import merge_env
-from dockyard.plugins.execdrivers.native.security import CAPS
+from dockyard.plugins.execdrivers.native.procenv import merge_env
+from dockyard.hookspecs.host.caps import CAPS
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -31,10 +31,8 @@ import socket
 import subprocess
 from typing import Any, NoReturn
 
-# unshare/mount/umount2: the native driver's wrappers, which the public toolkit
-# (dockyard.hookspecs.host, about to land on main) takes over; switch there when it does
-from dockyard.core import linux
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
+from dockyard.hookspecs.host import mounts, ns
 from dockyard.plugins.execdrivers.native import launcher as base
 from dockyard.plugins.execdrivers.native.cgroups import Cgroups
 from dockyard.plugins.execdrivers.native.init import _report, _reset_signals
@@ -64,10 +62,10 @@ def argv(opts: dict[str, Any], *args: str, log: str | None = None) -> list[str]:
 def private_cgroupfs() -> None:
     """In this process (a child about to exec crun): a mount namespace of its own, without the
     hybrid host's cgroup2 mount."""
-    linux.unshare(linux.CLONE_NEWNS)
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+    ns.unshare(ns.CLONE_NEWNS)
+    mounts.mount(None, "/", None, mounts.MS_REC | mounts.MS_SLAVE)
     try:
-        linux.umount2(UNIFIED, linux.MNT_DETACH)
+        mounts.umount2(UNIFIED, mounts.MNT_DETACH)
     except OSError as e:
         if e.errno not in (errno.EINVAL, errno.ENOENT):
             raise
@@ -115,6 +113,12 @@ def exec_error(text: str, arg0: str) -> tuple[int, str]:
     if "no such file or directory" in low and "exec" in low:
         return 127, f'exec: "{arg0}": stat {arg0}: no such file or directory'
     return 128, text
+
+
+def _not_started(log: str, arg0: str) -> LaunchError:
+    """Why the runtime did not start ``arg0``, from its log, in Docker's words and code."""
+    code, message = exec_error(_last_error(log), arg0)
+    return LaunchError(message, code)
 
 
 # -- the intermediate (a forked child of the supervisor) ----------------------------------------
@@ -244,7 +248,7 @@ def _start(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
     args = ["create", "--bundle", bdir, "--pid-file", pidfile,
             *(["--console-socket", console] if console else []), cid]
     if _run_with_console(opts, args, log, console, chan) != 0:
-        raise LaunchError(*reversed(exec_error(_last_error(log), conf["process"]["args"][0])))
+        raise _not_started(log, conf["process"]["args"][0])
     pid = _read_pid(pidfile)
     chan.send(b"P%d" % pid)
     _own_device_rules(cfg)
@@ -273,7 +277,7 @@ def _exec(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
             *(["--tty", "--console-socket", console] if console else []), cfg["id"]]
     try:
         if _run_with_console(opts, args, log, console, chan) != 0:
-            raise LaunchError(*reversed(exec_error(_last_error(log), proc["args"][0])))
+            raise _not_started(log, proc["args"][0])
         chan.send(b"P%d" % _read_pid(pidfile))
     finally:
         for path in (pfile, log, pidfile):
