@@ -179,6 +179,21 @@ def test_unknown_runtime_is_refused_with_the_choices(rd: Daemon) -> None:
     assert "Default Runtime: native" in out(docker(rd, "info"))
 
 
+def test_dockyard_cli_runtime_and_info(rd: Daemon) -> None:
+    """dockyard's own CLI: ``run --runtime``, and ``info`` lists the runtimes and the default."""
+    names = sorted(_info(rd)["Runtimes"])
+    info = rd.cli("info").stdout.decode()
+    assert f" Runtimes: {' '.join(names)}\n Default Runtime: native\n" in info
+    for runtime in names:
+        name = f"cli-{runtime}-{uuid.uuid4().hex[:6]}"
+        r = rd.cli("run", "--name", name, "--runtime", runtime, "busybox", "echo", "hi")
+        assert r.returncode == 0 and r.stdout == b"hi\n", (r.stdout, r.stderr)
+        assert out(docker(rd, "inspect", "-f", "{{.HostConfig.Runtime}}", name)).strip() == runtime
+        docker(rd, "rm", name)
+    r = rd.cli("run", "--rm", "--runtime", "kata", "busybox", "true")
+    assert r.returncode != 0 and b"unknown or invalid runtime name: kata" in r.stderr
+
+
 def test_the_runtimes_on_one_network_reach_each_other_by_name(rd: Daemon) -> None:
     available = [r for r in RUNTIMES if r in _info(rd)["Runtimes"]]
     net = "rt-" + uuid.uuid4().hex[:8]
