@@ -424,3 +424,45 @@ class Pusher:
             raise DockyardError(f"registry stored the manifest as {digest}, expected {sha256_of(raw)}")
         self.store.blobs.put(raw)
         return digest, len(raw)
+
+
+# -- pulling a reference into the daemon's store (``docker pull``, a build's FROM) ----------------
+AUTH_FIELDS = ("username", "password", "identitytoken", "registrytoken", "serveraddress")
+
+
+def clean_auth(data: Any) -> dict[str, str]:
+    """The credential fields of a Docker ``AuthConfig`` that hold a string."""
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in AUTH_FIELDS and v and isinstance(v, str)}
+
+
+def open_pull(d: Any, ref: Any, auth: dict[str, Any] | None) -> RegistryBackend:
+    """The backend ``ref`` is pulled from, once the registry knows it (NotFound in dockerd's
+    words otherwise). Runs in a worker thread."""
+    backend = d.remote(ref.domain, auth or {})
+    want = ref.digest or ref.tag or "latest"
+    try:
+        backend.resolve(ref.path, want)
+    except NotFound:
+        backend.close()
+        raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist "
+                       f"or may require 'docker login': manifest unknown: {want}") from None
+    except BaseException:
+        backend.close()
+        raise
+    return backend
+
+
+def pull_into(d: Any, ref: Any, backend: RegistryBackend, progress: Progress,
+              cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Pull ``ref`` from ``backend`` (closed after), tag it and record its repo digest."""
+    try:
+        result = Puller(d.images, backend, progress, cancel).pull(
+            ref.path, ref.digest or ref.tag or "latest", status_id=ref.tag or ref.digest)
+    finally:
+        backend.close()
+    if ref.tag:
+        d.images.tag(result["image_id"], str(ref))
+    d.images.add_repo_digest(ref.name, result["digest"], result["image_id"], result["media_type"])
+    return result

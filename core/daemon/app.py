@@ -17,6 +17,7 @@ from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSu
 
 from .. import plugins, userns
 from ..blobs import BlobStore
+from ..builder.mounts import CacheMounts
 from ..config import Config
 from ..containers import ContainerService
 from ..execs import ExecService
@@ -80,6 +81,7 @@ class Daemon:
 
         self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"))
         self.images = ImageStore(self.state, self.blobs, self.graph)
+        self.build_mounts = CacheMounts(self.state, os.path.join(self.data_root, "builder", "mounts"))
         self.networks = NetworkService(self)
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)

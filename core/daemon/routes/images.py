@@ -35,11 +35,7 @@ def registry_auth(request: web.Request) -> dict[str, Any]:
         data = loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), "X-Registry-Auth")
     except (InvalidParameter, ValueError, binascii.Error):
         raise InvalidParameter("invalid X-Registry-Auth header") from None
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if k in ("username", "password", "identitytoken",
-                                                   "registrytoken", "serveraddress")
-            and v and isinstance(v, str)}
+    return transfer.clean_auth(data)
 
 
 class JsonStream:
@@ -166,22 +162,12 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 async def pull(request: web.Request, ref: reference.Reference) -> web.StreamResponse:
     d = _d(request)
-    backend = d.remote(ref.domain, registry_auth(request))
-    want = ref.digest or ref.tag or "latest"
     # unknown image or refused credentials: an HTTP error before any progress, as Docker does
-    try:
-        await asyncio.to_thread(backend.resolve, ref.path, want)
-    except NotFound:
-        raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist "
-                       f"or may require 'docker login': manifest unknown: {want}") from None
+    backend = await asyncio.to_thread(transfer.open_pull, d, ref, registry_auth(request))
     out = JsonStream(request)
 
     def work(progress: Any, cancel: threading.Event) -> dict[str, Any]:
-        try:
-            return transfer.Puller(d.images, backend, progress, cancel).pull(
-                ref.path, want, status_id=ref.tag or ref.digest)
-        finally:
-            backend.close()
+        return transfer.pull_into(d, ref, backend, progress, cancel)
 
     try:
         async with client_work(request):
@@ -189,9 +175,6 @@ async def pull(request: web.Request, ref: reference.Reference) -> web.StreamResp
     except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
         return await out.fail(exc)
     image_id = result["image_id"]
-    if ref.tag:
-        d.images.tag(image_id, str(ref))
-    d.images.add_repo_digest(ref.name, result["digest"], image_id, result["media_type"])
     await out.write({"status": f"Digest: {result['digest']}"})
     shown = ref.familiar()
     await out.write({"status": (f"Status: Downloaded newer image for {shown}" if result["fresh"]
