@@ -6,10 +6,11 @@
   ``id`` (the target by default), shared, ``private`` or ``locked`` between concurrent users,
   seeded from ``from=``/``source=`` when new, listed and pruned as build cache;
 * ``type=tmpfs``: a tmpfs (``size=``);
-* ``type=secret``: a secret given with the build request (see :mod:`.secrets`), as a file
+* ``type=secret``: a secret given with the build request (:mod:`.options`), as a file
   (``/run/secrets/<id>`` by default, ``mode=0400``, ``uid``/``gid``) or an ``env=`` variable;
-  never in a layer nor in the history. A missing secret fails the step unless ``required``
-  is false (then the mount is left out).
+  never in a layer nor in the history. A secret the request does not give fails the step
+  unless the mount says ``required=false`` (then it is left out; BuildKit's default is the
+  other way round, which lets a misspelt id go unnoticed).
 * ``type=ssh`` is refused: the classic build API cannot forward an SSH agent.
 
 Mount points the step's container needed that its image did not have are removed before the
@@ -48,7 +49,7 @@ class MountSpec:
     size: int = 0
     id: str = ""
     sharing: str = "shared"
-    required: bool = False
+    required: bool | None = None   # secrets: None counts as required (see _secret)
     mode: int | None = None
     uid: int | None = None
     gid: int | None = None
@@ -164,6 +165,7 @@ class CacheMounts:
         self.state, self.root = state, root
         self.in_use: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._making: dict[str, asyncio.Lock] = {}
         self._reconciled = False
 
     def _reconcile(self) -> None:
@@ -229,12 +231,14 @@ class CacheMounts:
         if lock is not None:
             await lock.acquire()
         try:
-            rid = self._pick(cache_id, m.sharing == "private")
-            if rid is None:
-                rid = await asyncio.to_thread(self._create, cache_id, description, m)
-                if seed is not None:
-                    await asyncio.to_thread(seed, os.path.join(self.root, rid))
-            self.in_use[rid] = self.in_use.get(rid, 0) + 1
+            # one record made at a time per id: two steps starting together share it
+            async with self._making.setdefault(cache_id, asyncio.Lock()):
+                rid = self._pick(cache_id, m.sharing == "private")
+                if rid is None:
+                    rid = await asyncio.to_thread(self._create, cache_id, description, m)
+                    if seed is not None:
+                        await asyncio.to_thread(seed, os.path.join(self.root, rid))
+                self.in_use[rid] = self.in_use.get(rid, 0) + 1
             try:
                 yield os.path.join(self.root, rid)
             finally:
@@ -394,7 +398,10 @@ async def _secret(st: Any, m: MountSpec, prep: Prepared) -> None:
     sid = secret_id(m)
     value = b.opts.secrets.get(sid)
     if value is None:
-        if m.required:
+        # BuildKit skips a missing secret unless required=true; here a secret the request did
+        # not give fails the step unless the mount says required=false, so that a build never
+        # runs on without the secret it names by mistake
+        if m.required is not False:
             raise BuildError(f"secret {sid} not found: give it with the build request (dockyard "
                              f"build --secret id={sid},src=FILE)")
         return
