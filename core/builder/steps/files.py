@@ -161,7 +161,7 @@ async def _remote(st: "StageRun", ins: Instruction, src: str, want: str | None, 
             raise BuildError(f"{src}: commit {commit} does not match the checksum {want}")
         return Src(root=root, rel=".", host=root, ignore=[])
     got = await remote.download(src, work, want)
-    return Src(root=os.path.dirname(got.path), rel=os.path.basename(got.path), host=got.path,
+    return Src(root=os.path.dirname(got.path), rel=got.name, host=got.path,
                ignore=[], name=got.name, mode=0o600, mtime=got.mtime)
 
 
