@@ -464,3 +464,18 @@ def test_secret_header_through_the_api(bd: Daemon) -> None:
     status, body = build_api(bd, {"Dockerfile": dockerfile}, "", {"X-Dockyard-Build-Secrets": "!!"})
     assert status == 400 and "X-Dockyard-Build-Secrets" in body["message"]
     docker(bd, "rmi", "sec:1")
+
+
+def test_a_failing_stage_stops_the_others(bd: Daemon, tmp_path: Any) -> None:
+    """One stage fails at once while another still runs: the build ends with the failure
+    (exit code and words of the failing step) without waiting for the other, whose step
+    container is stopped and removed (the guard: the client gives up after 10 minutes)."""
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox AS slow\nRUN sleep 900\n"
+        "FROM busybox AS broken\nRUN echo failing && exit 5\n"
+        "FROM busybox\nCOPY --from=slow /etc/hostname /a\nCOPY --from=broken /etc/hostname /b\n")
+    r = docker(bd, "build", str(tmp_path), timeout=600)
+    assert r.returncode == 5, (r.stdout, r.stderr)
+    assert b"The command '/bin/sh -c echo failing && exit 5' returned a non-zero code: 5" in r.stderr
+    assert b"[broken 4/7] failing" in r.stdout
+    _no_containers(bd)

@@ -10,10 +10,11 @@ same time, :mod:`.graph`), and applies the ``labels`` option to the result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
 
@@ -31,18 +32,14 @@ from .stage import StageRun
 from .steps.config import arg_pairs
 from .steps.run import BUILTIN_ARGS
 
-Runner = Callable[..., Awaitable[Any]]
-
-
 class Build:
     def __init__(self, daemon: Any, ctx: Context, opts: Options, out: Output,
-                 runner: Runner | None = None, limit: int | None = None) -> None:
+                 limit: int | None = None) -> None:
         self.d = daemon
         self.images = daemon.images
         self.ctx, self.opts, self.out = ctx, opts, out
         self.committer = Committer(daemon)
         self.id_map = getattr(daemon.graph, "id_map", None)
-        self._runner = runner
         self.limit = limit
         tmp_root = os.path.join(daemon.data_root, "tmp")
         os.makedirs(tmp_root, exist_ok=True)
@@ -61,10 +58,17 @@ class Build:
                               "BUILDARCH": arch, "BUILDVARIANT": ""}
 
     async def thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Blocking work in a worker thread (one that stops when the client goes)."""
-        if self._runner is not None:
-            return await self._runner(fn, *args)
-        return await asyncio.to_thread(fn, *args)
+        """Blocking work in a worker thread. Unpacking in it stops when the client goes (the
+        request's cancel scope travels with the context); if the step is cancelled (another
+        stage failed, the client went), the thread is waited for, so that clean-up never races
+        it."""
+        task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await task
+            raise
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

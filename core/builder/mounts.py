@@ -88,45 +88,37 @@ def parse_mount(spec: str, expand: Callable[[str], str] | None = None) -> MountS
     return m
 
 
+_ALIAS = {"src": "source", "dst": "target", "destination": "target", "ro": "readonly",
+          "rw": "readwrite", "from": "from_"}
+_CHOICES = {"type": ("mount type", TYPES), "sharing": ("sharing value", SHARING)}
+_ONLY_FOR = {"required": ("secret", "ssh"), "size": ("tmpfs",)}
+
+
 def _mount_field(m: MountSpec, k: str, v: str, ro_auto: bool) -> bool:
-    if k == "type":
-        if v.lower() not in TYPES:
-            raise BuildError(f"unsupported mount type {v!r} (one of {', '.join(TYPES)})")
-        m.type = v.lower()
-    elif k == "from":
-        m.from_ = v
-    elif k in ("source", "src"):
-        m.source = v
-    elif k in ("target", "dst", "destination"):
-        m.target = v
-    elif k in ("readonly", "ro"):
-        m.readonly, ro_auto = parse_bool(v, k), False
-    elif k in ("readwrite", "rw"):
-        m.readonly, ro_auto = not parse_bool(v, k), False
+    k = _ALIAS.get(k, k)
+    if k in _ONLY_FOR and m.type not in _ONLY_FOR[k]:
+        raise BuildError(f"unexpected key '{k}' for mount type '{m.type}'")
+    if k in _CHOICES:
+        what, choices = _CHOICES[k]
+        if v.lower() not in choices:
+            raise BuildError(f"unsupported {what} {v!r} (one of {', '.join(choices)})")
+        setattr(m, k, v.lower())
+    elif k in ("readonly", "readwrite"):
+        m.readonly, ro_auto = parse_bool(v, k) == (k == "readonly"), False
     elif k == "required":
-        if m.type not in ("secret", "ssh"):
-            raise BuildError(f"unexpected key 'required' for mount type '{m.type}'")
         m.required = parse_bool(v, k)
     elif k == "size":
-        if m.type != "tmpfs":
-            raise BuildError(f"unexpected key 'size' for mount type '{m.type}'")
         try:
             m.size = ram_in_bytes(v)
         except Exception:  # noqa: BLE001 - any unparsable size
             raise BuildError(f"invalid value for size: {v}") from None
-    elif k == "id":
-        m.id = v
-    elif k == "sharing":
-        if v.lower() not in SHARING:
-            raise BuildError(f"unsupported sharing value {v!r} (one of {', '.join(SHARING)})")
-        m.sharing = v.lower()
-    elif k == "env":
-        m.env = v
-    else:  # mode, uid, gid
+    elif k in ("mode", "uid", "gid"):
         try:
             setattr(m, k, int(v, 8) if k == "mode" else int(v))
         except ValueError:
             raise BuildError(f"invalid value {v} for {k}") from None
+    else:  # from, source, target, id, env
+        setattr(m, k, v)
     return ro_auto
 
 

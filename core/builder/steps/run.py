@@ -180,7 +180,6 @@ def _missing(graph: Any, cid: str, paths: list[str]) -> list[str]:
         for path in paths:
             parts = [p for p in path.split("/") if p]
             for k in range(1, len(parts) + 1):
-                sub = "/" + "/".join(parts[:k])
                 fd = _parent_fd(root, parts[:k - 1])
                 if fd is None:
                     break

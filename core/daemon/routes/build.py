@@ -41,7 +41,7 @@ async def build(request: web.Request) -> web.StreamResponse:
                 await cw.run(context.unpack, path, ctx_dir)
                 ctx = await asyncio.to_thread(context.read_dockerfile, ctx_dir, opts.dockerfile)
             out = JsonStream(request)
-            b = Build(d, ctx, opts, Output(out.write, opts.quiet), runner=cw.run)
+            b = Build(d, ctx, opts, Output(out.write, opts.quiet), limit=d.config.get("max-build-parallelism") or None)
             try:
                 b.plan()
                 return await _run(request, b, out, cw)
