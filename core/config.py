@@ -59,7 +59,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # seconds a client may send nothing: before its first request, between requests, or in
     # the middle of a request body (dockyard's own; dockerd waits 5 minutes for headers)
     "api-read-timeout": ((int, float), 300),
-    # dockyard's own: how many build stages may build at once (0: the CPU count)
+    # dockyard's own: how many build stages may build at once (0: the CPU count plus two,
+    # as ninja's jobs; 3 on two CPUs)
     "max-build-parallelism": (int, 0),
     "disabled-plugins": (list, []),
     "required-plugins": (list, []),
@@ -153,7 +154,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     for key in ("max-unpack-size", "max-unpack-ratio", "max-build-parallelism"):
         if values[key] < 0:
             raise InvalidParameter(f"{key} must be 0 (no limit; for max-build-parallelism: the "
-                                   f"CPU count) or a positive integer, not {values[key]}")
+                                   f"default bound) or a positive integer, not {values[key]}")
     for key in ("data-root", "exec-root"):
         if not os.path.isabs(values[key]):
             raise InvalidParameter(f"{key} must be an absolute path, not {values[key]!r}")

@@ -194,6 +194,10 @@ def test_ignore_patterns() -> None:
 
 
 # -- the graph -------------------------------------------------------------------------------------
+def test_default_bound() -> None:
+    assert [graph.default_limit(n) for n in (1, 2, 4, 16)] == [2, 3, 6, 18]
+
+
 def test_needed_and_cycles() -> None:
     deps = {0: set(), 1: {0}, 2: set(), 3: {1, 2}, 4: {0}}
     assert graph.needed(deps, 3) == [0, 1, 2, 3]

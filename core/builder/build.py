@@ -262,9 +262,25 @@ class Build:
     async def _resolve_images(self) -> None:
         """Every image the needed stages name, local or pulled, before the first step."""
         wanted = set(self.order)
-        for ref in sorted({ref for kind, ref, owner in self.refs.values()
-                           if kind == "image" and owner in wanted}):
-            self.external[ref] = await self.ensure_image(ref)
+        first: dict[str, tuple[Instruction, str]] = {}
+        for (ins_id, value), (kind, ref, owner) in self.refs.items():
+            if kind == "image" and owner in wanted:
+                ins = self._instruction(ins_id)
+                if ref not in first or ins.line < first[ref][0].line:
+                    first[ref] = (ins, reference.familiar(ref) if value == "base" else value)
+        for ref, (ins, shown) in sorted(first.items(), key=lambda item: item[1][0].line):
+            try:
+                self.external[ref] = await self.ensure_image(ref)
+            except BuildError as exc:
+                what = "FROM" if ins.cmd == "FROM" else "invalid from flag value"
+                raise BuildError(f"Dockerfile line {ins.line}: {what} {shown}: {exc.message}") from None
+
+    def _instruction(self, ins_id: int) -> Instruction:
+        for st in self.df.stages:
+            for ins in (st.from_ins, *st.instructions):
+                if id(ins) == ins_id:
+                    return ins
+        raise KeyError(ins_id)
 
     async def ensure_image(self, ref: str) -> str:
         if not self.opts.pull:

@@ -4,7 +4,8 @@ stages at the same time.
 A stage depends on the stage it is based on (``FROM stage``) and on those it copies or mounts
 from (``COPY --from``, ``RUN --mount=...,from=``). Only the target and what it needs are built
 (BuildKit's rule; dockerd's legacy builder builds every stage up to the target). Stages whose
-dependencies are built start at once, at most ``limit`` at a time (the CPU count by default).
+dependencies are built start at once, at most ``limit`` at a time (by default a bound derived
+from the CPU count, :func:`default_limit`; the daemon's ``max-build-parallelism`` sets it).
 """
 from __future__ import annotations
 
@@ -40,8 +41,12 @@ def check_acyclic(deps: dict[int, set[int]]) -> None:
                                  "(circular dependency)")
 
 
-def default_limit() -> int:
-    return max(1, os.cpu_count() or 1)
+def default_limit(cpus: int | None = None) -> int:
+    """How many stages build at once by default: ninja's rule for jobs (the CPU count plus
+    two; 3 on two CPUs, 2 on one), since build steps spend much of their time waiting on I/O
+    (downloads, package managers) rather than on a CPU."""
+    n = cpus if cpus is not None else (os.cpu_count() or 1)
+    return 2 if n <= 1 else 3 if n == 2 else n + 2
 
 
 async def run(order: list[int], deps: dict[int, set[int]],
