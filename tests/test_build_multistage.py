@@ -498,3 +498,51 @@ def test_a_failing_stage_stops_the_others(bd: Daemon, tmp_path: Any) -> None:
     assert b"The command '/bin/sh -c echo failing && exit 5' returned a non-zero code: 5" in r.stderr
     assert b"[broken 4/7] failing" in r.stdout
     _no_containers(bd)
+
+
+def _wait_for(cond: Any, what: str, timeout: float = 180) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting: {what}")
+
+
+def _step_containers(d: Daemon, word: str) -> list[dict[str, Any]]:
+    return [c for c in d.api.get("/containers/json?all=1")[1] if word in c["Command"]]
+
+
+def test_client_hang_up_and_build_cancel_stop_the_build(bd: Daemon, tmp_path: Any) -> None:
+    import threading
+    g = uid()
+    (tmp_path / "Dockerfile").write_text(f"FROM busybox\nRUN echo started-{g} && sleep 900\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    env.update(DOCKER_HOST=bd.host, DOCKER_BUILDKIT="0", DOCKER_CLI_HINTS="false",
+               DOCKER_CONFIG=os.path.join(bd.root, "docker-config"))
+    proc = subprocess.Popen([shutil.which("docker") or "docker", "build", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if f"started-{g}".encode() in line and b"Step" not in line:
+                break
+        assert _step_containers(bd, f"started-{g}")
+    finally:
+        proc.kill()
+        proc.wait()
+    _wait_for(lambda: not _step_containers(bd, f"started-{g}"), "the step container to go")
+
+    # POST /build/cancel?id= stops a build started with that buildid
+    got: dict[str, Any] = {}
+    files = {"Dockerfile": f"FROM busybox\nRUN echo second-{g} && sleep 900\n".encode()}
+    worker = threading.Thread(target=lambda: got.update(
+        res=build_api(bd, files, f"buildid=b{g}")))
+    worker.start()
+    _wait_for(lambda: bool(_step_containers(bd, f"second-{g}")), "the step to start")
+    assert bd.api.post(f"/build/cancel?id=b{g}")[0] == 200
+    worker.join(300)
+    status, body = got["res"]
+    assert status == 200 and "the build was cancelled" in stream_error(body), body
+    _wait_for(lambda: not _step_containers(bd, f"second-{g}"), "the cancelled step's container to go")

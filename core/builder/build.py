@@ -32,6 +32,17 @@ from .stage import StageRun
 from .steps.config import arg_pairs
 from .steps.run import BUILTIN_ARGS
 
+def remove_leftovers(daemon: Any) -> None:
+    """At start-up (no build runs yet): what builds cut short by a crash left behind, their
+    contexts and work directories and their secrets' files."""
+    shutil.rmtree(os.path.join(daemon.exec_root, "build-secrets"), ignore_errors=True)
+    tmp = os.path.join(daemon.data_root, "tmp")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(tmp):
+            if name.startswith("build-"):
+                shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+
+
 class Build:
     def __init__(self, daemon: Any, ctx: Context, opts: Options, out: Output,
                  limit: int | None = None) -> None:

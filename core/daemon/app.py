@@ -179,6 +179,8 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self, app: web.Application) -> None:
+        from ..builder.build import remove_leftovers
+        await asyncio.to_thread(remove_leftovers, self)
         await self.networks.start()
         await self.containers.restore()
 

@@ -64,12 +64,20 @@ async def _run(request: web.Request, b: Build, out: JsonStream, cw: ClientWork) 
         while not task.done():
             await asyncio.wait({task}, timeout=0.25)
             if cw.cancel.is_set() and not task.done():
-                task.cancel()
+                task.cancel()  # the client went away: so does the build
+    except asyncio.CancelledError:  # this handler itself (the daemon is stopping)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise
+    finally:
+        running.pop(b.opts.build_id, None)
+    try:
         image_id = task.result()
     except asyncio.CancelledError:
         if cw.cancel.is_set():
-            raise  # the client went away
-        await b.out.release_held()
+            raise
+        await b.out.release_held()  # POST /build/cancel
         await out.error("the build was cancelled")
         return await out.finish()
     except StepFailed as exc:
@@ -80,8 +88,6 @@ async def _run(request: web.Request, b: Build, out: JsonStream, cw: ClientWork) 
     except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
         await b.out.release_held()
         return await out.fail(exc)
-    finally:
-        running.pop(b.opts.build_id, None)
     await out.write({"aux": {"ID": image_id}})
     if b.opts.quiet:
         await out.write({"stream": image_id + "\n"})
