@@ -1,18 +1,30 @@
-# dockyard: two commands on a fresh Debian machine, as root.
-#   make demo   installs what it needs, starts dockyardd, imports busybox, runs a container
-#   make test   installs what it needs and runs the whole test suite
+# dockyard on a fresh Debian machine, as root.
+#   make demo     installs what running dockyard needs, starts dockyardd, imports busybox, runs a container
+#   make install  installs dockyard for good: /opt/dockyard, dockyard and dockyardd in /usr/local/bin,
+#                 the systemd units (socket-activated), the `dockyard` group, shell completion
+#   make test     also installs the peers and clients the tests drive, and runs the whole test suite
 SHELL := /bin/bash
 # Debian's own interpreter (3.11.2 on a fresh Debian 12), never whatever python3 is first on PATH
 PYTHON ?= /usr/bin/python3
 VENV := .venv
-# what running dockyard needs (make demo) ...
+# what running dockyard needs (make demo, make install) ...
 RUN_PACKAGES := busybox-static iproute2 util-linux procps btrfs-progs python3-btrfsutil fuse-overlayfs fuse3 e2fsprogs python3-seccomp nftables tini python3-venv
-# ... and the peers and clients the tests drive (make test)
-TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose
+# ... and the peers and clients the tests drive (make test): Docker's CLI, daemon and compose, a
+# registry and image tools, other runtimes, a browser for the dashboard, systemd's tools for the
+# service tests
+TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose lxc runc crun chromium chromium-driver systemd
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test deps test-deps sysdeps test-sysdeps venv debian-modules clean
+# make install: where things go (override on the command line)
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+INSTALL_VENV ?= /opt/dockyard
+UNITDIR ?= /etc/systemd/system
+COMPLETIONDIR ?= $(PREFIX)/share
+SOCKET_GROUP ?= dockyard
+
+.PHONY: demo test deps test-deps sysdeps test-sysdeps venv debian-modules clean install uninstall
 
 sysdeps: APT_PACKAGES = $(RUN_PACKAGES)
 test-sysdeps: APT_PACKAGES = $(RUN_PACKAGES) $(TEST_PACKAGES)
@@ -39,14 +51,18 @@ $(TEST_STAMP): $(STAMP)
 # Debian 12's library) and libseccomp's. Only their .so files are made importable in the venv,
 # through a directory of links named by a .pth — never the whole system site-packages.
 DEBIAN_MODULES := btrfsutil seccomp
-debian-modules: $(STAMP)
-	@site=$$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-	dir=$$(cd $(VENV) && pwd)/debian-modules; mkdir -p $$dir; \
+# $(call link-debian-modules,VENV-DIR)
+define link-debian-modules
+	@site=$$($(1)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	dir=$$(cd $(1) && pwd)/debian-modules; mkdir -p $$dir; \
 	for m in $(DEBIAN_MODULES); do \
 	  so=$$(ls /usr/lib/python3/dist-packages/$$m.cpython-*.so 2>/dev/null | head -n1); \
 	  [ -n "$$so" ] && ln -sfn "$$so" "$$dir/"; \
 	done; \
 	echo "$$dir" > "$$site/dockyard-debian-modules.pth"
+endef
+debian-modules: $(STAMP)
+	$(call link-debian-modules,$(VENV))
 
 venv: $(STAMP) debian-modules
 
@@ -61,6 +77,41 @@ demo: deps
 
 test: test-deps
 	$(VENV)/bin/python -m pytest -q tests
+
+# A venv of Debian's Python holding a regular (not editable) install of this checkout, the
+# commands linked into BINDIR, the systemd units (ExecStart pointing at BINDIR), the socket's
+# group, and completion for bash, zsh and fish. Idempotent: run it again to upgrade. With
+# systemd running, the socket is enabled and started: the first client starts dockyardd.
+install: sysdeps
+	$(PYTHON) -m venv $(INSTALL_VENV)
+	$(INSTALL_VENV)/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(INSTALL_VENV)/bin/pip install -q --upgrade .
+	$(call link-debian-modules,$(INSTALL_VENV))
+	install -d $(BINDIR) $(UNITDIR) $(COMPLETIONDIR)/bash-completion/completions \
+	  $(COMPLETIONDIR)/zsh/site-functions $(COMPLETIONDIR)/fish/vendor_completions.d
+	ln -sfn $(INSTALL_VENV)/bin/dockyard $(BINDIR)/dockyard
+	ln -sfn $(INSTALL_VENV)/bin/dockyardd $(BINDIR)/dockyardd
+	sed 's#^ExecStart=/usr/local/bin/dockyardd#ExecStart=$(BINDIR)/dockyardd#' contrib/systemd/dockyard.service > $(UNITDIR)/dockyard.service
+	sed 's#^SocketGroup=dockyard#SocketGroup=$(or $(SOCKET_GROUP),root)#' contrib/systemd/dockyard.socket > $(UNITDIR)/dockyard.socket
+	chmod 644 $(UNITDIR)/dockyard.service $(UNITDIR)/dockyard.socket
+	$(INSTALL_VENV)/bin/dockyard completion bash > $(COMPLETIONDIR)/bash-completion/completions/dockyard
+	$(INSTALL_VENV)/bin/dockyard completion zsh > $(COMPLETIONDIR)/zsh/site-functions/_dockyard
+	$(INSTALL_VENV)/bin/dockyard completion fish > $(COMPLETIONDIR)/fish/vendor_completions.d/dockyard.fish
+	@if [ -n "$(SOCKET_GROUP)" ] && ! getent group $(SOCKET_GROUP) >/dev/null; then \
+	  groupadd --system $(SOCKET_GROUP) && echo "created group $(SOCKET_GROUP): its members may use the API socket (root-equivalent)"; fi
+	@if [ -d /run/systemd/system ] && [ "$(UNITDIR)" = /etc/systemd/system ]; then \
+	  systemctl daemon-reload && systemctl enable --now dockyard.socket && \
+	  echo "dockyard.socket is listening on /run/dockyard.sock; dockyardd starts on first use"; \
+	else echo "installed; systemd is not running here: start dockyardd by hand (dockyardd -H unix:///run/dockyard.sock)"; fi
+
+uninstall:
+	-@[ -d /run/systemd/system ] && systemctl disable --now dockyard.socket dockyard.service 2>/dev/null || true
+	rm -f $(BINDIR)/dockyard $(BINDIR)/dockyardd $(UNITDIR)/dockyard.service $(UNITDIR)/dockyard.socket \
+	  $(COMPLETIONDIR)/bash-completion/completions/dockyard $(COMPLETIONDIR)/zsh/site-functions/_dockyard \
+	  $(COMPLETIONDIR)/fish/vendor_completions.d/dockyard.fish
+	rm -rf $(INSTALL_VENV)
+	-@[ -d /run/systemd/system ] && systemctl daemon-reload || true
+	@echo "kept: /etc/dockyard, /var/lib/dockyard and the $(SOCKET_GROUP) group"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

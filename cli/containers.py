@@ -12,6 +12,7 @@ import click
 
 from dockyard.hookspecs.errors import DockyardError
 
+from . import complete
 from .client import Client, DaemonError
 from .runopts import OptError, build_create_body, container_options
 
@@ -307,7 +308,7 @@ def _create(opts: Any, o: dict[str, Any], image: str, cmd: tuple[str, ...], deta
 
 @click.command(context_settings=RUN_SETTINGS, short_help="Create a new container")
 @container_options
-@click.argument("image")
+@click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def create(opts: Any, image: str, command: tuple[str, ...], **o: Any) -> None:
@@ -324,7 +325,7 @@ def create(opts: Any, image: str, command: tuple[str, ...], **o: Any) -> None:
 @container_options
 @click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process")
-@click.argument("image")
+@click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def run(opts: Any, image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **o: Any) -> None:
@@ -386,7 +387,7 @@ def _each(names: tuple[str, ...], fn: Any, echo: bool = True) -> None:
 
 
 @click.command(short_help="Start one or more stopped containers")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.stopped_containers)
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
 @click.pass_obj
@@ -406,7 +407,7 @@ def start(opts: Any, containers: tuple[str, ...], attach: bool, interactive: boo
 
 
 @click.command(short_help="Stop one or more running containers")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.running_containers)
 @click.option("-t", "--time", "--timeout", "timeout", type=int, help="Seconds to wait before killing the container")
 @click.option("-s", "--signal", "sig", help="Signal to send to the container")
 @click.pass_obj
@@ -418,7 +419,7 @@ def stop(opts: Any, containers: tuple[str, ...], timeout: int | None, sig: str |
 
 
 @click.command(short_help="Restart one or more containers")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.containers)
 @click.option("-t", "--time", "--timeout", "timeout", type=int, help="Seconds to wait before killing the container")
 @click.option("-s", "--signal", "sig", help="Signal to send to the container")
 @click.pass_obj
@@ -430,7 +431,7 @@ def restart(opts: Any, containers: tuple[str, ...], timeout: int | None, sig: st
 
 
 @click.command(short_help="Inspect changes to files or directories on a container's filesystem")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.pass_obj
 def diff(opts: Any, container: str) -> None:
     """Inspect changes to files or directories on a container's filesystem (A added, C changed,
@@ -446,7 +447,7 @@ def diff(opts: Any, container: str) -> None:
 
 
 @click.command(short_help="Create a new image from a container's changes")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]")
 @click.option("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
 @click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image")
@@ -470,7 +471,7 @@ def commit(opts: Any, container: str, repository: str | None, author: str,
 
 
 @click.command(short_help="Kill one or more running containers")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.running_containers)
 @click.option("-s", "--signal", "sig", help="Signal to send to the container")
 @click.pass_obj
 def kill(opts: Any, containers: tuple[str, ...], sig: str | None) -> None:
@@ -480,7 +481,7 @@ def kill(opts: Any, containers: tuple[str, ...], sig: str | None) -> None:
 
 
 @click.command(short_help="Block until one or more containers stop, then print their exit codes")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.containers)
 @click.pass_obj
 def wait(opts: Any, containers: tuple[str, ...]) -> None:
     """Block until one or more containers stop, then print their exit codes."""
@@ -496,7 +497,7 @@ def wait(opts: Any, containers: tuple[str, ...]) -> None:
 
 
 @click.command(short_help="Remove one or more containers")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.containers)
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)")
 @click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container")
 @click.option("-l", "--link", is_flag=True, help="Remove the specified link")
@@ -529,7 +530,7 @@ def _since(value: str) -> str:
 
 
 @click.command(short_help="Fetch the logs of a container")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.option("-f", "--follow", is_flag=True, help="Follow log output")
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
 @click.option("-n", "--tail", default="all", help='Number of lines to show from the end of the logs (default "all")')
@@ -660,7 +661,7 @@ def ps(opts: Any, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None, last
 
 # -- inspect ----------------------------------------------------------------------------------
 @click.command(short_help="Return low-level information on dockyard objects")
-@click.argument("names", metavar="NAME|ID...", nargs=-1, required=True)
+@click.argument("names", metavar="NAME|ID...", nargs=-1, required=True, shell_complete=complete.any_object)
 @click.option("-f", "--format", "fmt", help="Format output using a custom template")
 @click.option("--type", "type_", type=click.Choice(["container", "image"]), help="Return JSON for specified type")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container")
@@ -699,7 +700,7 @@ def inspect(opts: Any, names: tuple[str, ...], fmt: str | None, type_: str | Non
 
 
 @click.command(short_help="Export a container's filesystem as a tar archive")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.option("-o", "--output", help="Write to a file, instead of STDOUT")
 @click.pass_obj
 def export(opts: Any, container: str, output: str | None) -> None:
@@ -717,7 +718,7 @@ def export(opts: Any, container: str, output: str | None) -> None:
 
 
 @click.command(short_help="Rename a container")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("new_name", metavar="NEW_NAME")
 @click.pass_obj
 def rename(opts: Any, container: str, new_name: str) -> None:
@@ -758,7 +759,7 @@ def container_prune(opts: Any, force: bool, filters: tuple[str, ...]) -> None:
 
 
 @click.command(short_help="Update configuration of one or more containers")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.containers)
 @click.option("-m", "--memory", help="Memory limit")
 @click.option("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
 @click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")

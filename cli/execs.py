@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from . import complete
 from .client import Client, DaemonError
 from .containers import (RawTerminal, _each, _call, _p, _pump_stdin, _term_size, pump_output)
 
@@ -32,7 +33,7 @@ def _exec_resize(client: Client, eid: str) -> None:
 @click.option("-w", "--workdir", default="", help="Working directory inside the container")
 @click.option("--privileged", is_flag=True, help="Give extended privileges to the command")
 @click.option("--detach-keys", default="ctrl-p,ctrl-q", help="Override the key sequence for detaching")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.running_containers)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
 def exec_(opts: Any, container: str, command: tuple[str, ...], interactive: bool, tty: bool,
@@ -81,7 +82,7 @@ def _keys(spec: str) -> bytes:
 
 
 @click.command(short_help="Pause all processes within one or more containers")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.running_containers)
 @click.pass_obj
 def pause(opts: Any, containers: tuple[str, ...]) -> None:
     """Pause all processes within one or more containers."""
@@ -90,7 +91,7 @@ def pause(opts: Any, containers: tuple[str, ...]) -> None:
 
 
 @click.command(short_help="Unpause all processes within one or more containers")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.paused_containers)
 @click.pass_obj
 def unpause(opts: Any, containers: tuple[str, ...]) -> None:
     """Unpause all processes within one or more containers."""
@@ -100,7 +101,7 @@ def unpause(opts: Any, containers: tuple[str, ...]) -> None:
 
 @click.command(context_settings={"ignore_unknown_options": True},
                short_help="Display the running processes of a container")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.running_containers)
 @click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def top(opts: Any, container: str, ps_args: tuple[str, ...]) -> None:
@@ -123,7 +124,7 @@ def _human(n: float) -> str:
 
 
 @click.command(short_help="Display a live stream of container(s) resource usage statistics")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.running_containers)
 @click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result")
 @click.pass_obj
 def stats(opts: Any, containers: tuple[str, ...], no_stream: bool) -> None:

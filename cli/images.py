@@ -7,6 +7,7 @@ from typing import Any, Iterator
 
 import click
 
+from . import complete
 from .client import DaemonError
 
 
@@ -62,7 +63,7 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Di
 
 
 @click.command(short_help="List images")
-@click.argument("reference", required=False)
+@click.argument("reference", required=False, shell_complete=complete.images)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all images (default hides intermediate images)")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
@@ -113,7 +114,7 @@ def images(opts: Any, reference: str | None, all_: bool, quiet: bool, no_trunc: 
 
 
 @click.command(short_help="Remove one or more images")
-@click.argument("images_", metavar="IMAGE...", nargs=-1, required=True)
+@click.argument("images_", metavar="IMAGE...", nargs=-1, required=True, shell_complete=complete.images)
 @click.option("-f", "--force", is_flag=True, help="Force removal of the image")
 @click.option("--no-prune", is_flag=True, help="Do not delete untagged parents")
 @click.pass_obj
@@ -385,7 +386,7 @@ def _stream(resp: Any, quiet: bool = False) -> dict[str, Any]:
 
 
 @click.command(short_help="Upload an image to a registry")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.images)
 @click.option("-a", "--all-tags", is_flag=True, help="Push all tags of an image to the repository")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
 @click.pass_obj
@@ -403,7 +404,7 @@ def push(opts: Any, name: str, all_tags: bool, quiet: bool) -> None:
 
 
 @click.command(short_help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
-@click.argument("source")
+@click.argument("source", shell_complete=complete.images)
 @click.argument("target")
 @click.pass_obj
 def tag(opts: Any, source: str, target: str) -> None:
@@ -414,7 +415,7 @@ def tag(opts: Any, source: str, target: str) -> None:
 
 
 @click.command(short_help="Save one or more images to a tar archive (streamed to STDOUT by default)")
-@click.argument("images_", metavar="IMAGE...", nargs=-1, required=True)
+@click.argument("images_", metavar="IMAGE...", nargs=-1, required=True, shell_complete=complete.images)
 @click.option("-o", "--output", help="Write to a file, instead of STDOUT")
 @click.pass_obj
 def save(opts: Any, images_: tuple[str, ...], output: str | None) -> None:
@@ -448,7 +449,7 @@ def load(opts: Any, input_: str | None, quiet: bool) -> None:
 
 
 @click.command(short_help="Show the history of an image")
-@click.argument("image")
+@click.argument("image", shell_complete=complete.images)
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
 @click.option("-H", "--human", default=True, help="Print sizes and dates in human readable format")

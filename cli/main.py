@@ -57,6 +57,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("execs", "stats"),
     "network": ("networks", "network"),
     "port": ("networks", "port"),
+    "completion": ("complete", "completion"),
+    "dashboard": ("dashboard", "dashboard"),
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["--help"]}

@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import click
 
+from . import complete
 from .client import DaemonError
 
 
@@ -118,7 +119,7 @@ def ls(opts: Any, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[s
 
 
 @network.command("inspect", short_help="Display detailed information on one or more networks")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.networks)
 @click.option("-f", "--format", "fmt", help="Format output using a custom template")
 @click.pass_obj
 def inspect(opts: Any, names: tuple[str, ...], fmt: str | None) -> None:
@@ -140,7 +141,7 @@ def inspect(opts: Any, names: tuple[str, ...], fmt: str | None) -> None:
 
 
 @network.command("rm", short_help="Remove one or more networks")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.networks)
 @click.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist")
 @click.pass_obj
 def rm(opts: Any, names: tuple[str, ...], force: bool) -> None:
@@ -159,8 +160,8 @@ def rm(opts: Any, names: tuple[str, ...], force: bool) -> None:
 
 
 @network.command("connect", short_help="Connect a container to a network")
-@click.argument("network_name", metavar="NETWORK")
-@click.argument("container")
+@click.argument("network_name", metavar="NETWORK", shell_complete=complete.networks)
+@click.argument("container", shell_complete=complete.containers)
 @click.option("--alias", multiple=True, help="Add network-scoped alias for the container")
 @click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)")
 @click.pass_obj
@@ -177,8 +178,8 @@ def connect(opts: Any, network_name: str, container: str, alias: tuple[str, ...]
 
 
 @network.command("disconnect", short_help="Disconnect a container from a network")
-@click.argument("network_name", metavar="NETWORK")
-@click.argument("container")
+@click.argument("network_name", metavar="NETWORK", shell_complete=complete.networks)
+@click.argument("container", shell_complete=complete.containers)
 @click.option("-f", "--force", is_flag=True, help="Force the container to disconnect from a network")
 @click.pass_obj
 def disconnect(opts: Any, network_name: str, container: str, force: bool) -> None:
@@ -207,7 +208,7 @@ def prune(opts: Any, force: bool) -> None:
 
 
 @click.command(short_help="List port mappings or a specific mapping for the container")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.running_containers)
 @click.argument("private_port", metavar="[PRIVATE_PORT[/PROTO]]", required=False)
 @click.pass_obj
 def port(opts: Any, container: str, private_port: str | None) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from . import complete
+
 
 class OptError(click.UsageError):
     """A bad flag value; ``run``/``create`` exit 125 on it, like docker."""
@@ -355,7 +357,8 @@ def container_options(f):
         click.option("--dns-search", "dns_search", multiple=True, help="Set custom DNS search domains"),
         click.option("--cgroupns", help="Cgroup namespace to use (host|private)"),
         click.option("--cgroup-parent", "cgroup_parent", help="Optional parent cgroup for the container"),
-        click.option("--volumes-from", "volumes_from", multiple=True, help="Mount volumes from the specified container(s)"),
+        click.option("--volumes-from", "volumes_from", multiple=True, shell_complete=complete.containers,
+                     help="Mount volumes from the specified container(s)"),
         click.option("--group-add", "group_add", multiple=True, help="Add additional groups to join"),
         click.option("--health-cmd", "health_cmd", help="Command to run to check health"),
         click.option("--health-interval", "health_interval", help="Time between running the check (ms|s|m|h)"),
@@ -386,7 +389,8 @@ def container_options(f):
         click.option("--link", multiple=True, help="Add link to another container"),
         click.option("-m", "--memory", help="Memory limit"),
         click.option("--name", help="Assign a name to the container"),
-        click.option("--network", "--net", "network", help="Connect a container to a network"),
+        click.option("--network", "--net", "network", shell_complete=complete.networks,
+                     help="Connect a container to a network"),
         click.option("--network-alias", "network_alias", multiple=True, help="Add network-scoped alias for the container"),
         click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)"),
         click.option("--security-opt", "security_opt", multiple=True, help="Security Options"),

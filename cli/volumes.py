@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from . import complete
 from .client import DaemonError
 from .containers import _call, _each, _err, _p
 
@@ -55,7 +56,7 @@ def volume_ls(opts: Any, quiet: bool, filters: tuple[str, ...]) -> None:
 
 
 @volume_group.command(name="inspect", short_help="Display detailed information on one or more volumes")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.volumes)
 @click.pass_obj
 def volume_inspect(opts: Any, names: tuple[str, ...]) -> None:
     out, failed = [], False
@@ -71,7 +72,7 @@ def volume_inspect(opts: Any, names: tuple[str, ...]) -> None:
 
 
 @volume_group.command(name="rm", short_help="Remove one or more volumes")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.volumes)
 @click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
 @click.pass_obj
 def volume_rm(opts: Any, names: tuple[str, ...], force: bool) -> None:

@@ -108,12 +108,25 @@ def tar_out(rootfs: str, path: str, on_done: Any = None, id_map: IDMap | None = 
     """A tar stream of ``path`` (named by its base name; symlinks inside are kept as links).
     Owners are written as ``id_map.to_container(uid, gid)`` (host IDs without a mapping as
     65534, with no user or group names)."""
+    return tar_stream(resolve_out(rootfs, path), on_done, id_map)
+
+
+def resolve_out(rootfs: str, path: str) -> Resolved:
+    """``path`` resolved for :func:`tar_stream` (NotFound if it is not there)."""
     r = Resolved(rootfs, path)
     try:
         r.lstat()
     except BaseException:
         r.close()
         raise
+    return r
+
+
+def tar_stream(r: Resolved, on_done: Any = None, id_map: IDMap | None = None) -> IO[bytes]:
+    """:func:`tar_out` of what ``r`` resolved (``r`` is closed once written). The writer thread
+    reaches the files through ``r``'s descriptor, so it may be started in another mount
+    namespace than the one ``r`` was resolved in (``docker cp`` resolves in a container's view,
+    whose mounts the writer then sees, and releases the container from the host's)."""
     arcname = r.name if r.name != "." else "."
     shift = None
     if id_map is not None and not id_map.is_identity:

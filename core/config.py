@@ -73,12 +73,20 @@ LOG_DRIVERS = ("json-file",)
 class Config:
     values: dict[str, Any]
     source: str | None = None
+    #: how it was loaded, so that a reload (SIGHUP) reads the same file with the same flags on top
+    path: str | None = None
+    path_explicit: bool = False
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
+
+    def reread(self) -> "Config":
+        """The configuration as it would be loaded now: the same file, the same flags."""
+        return load(self.path, self.overrides, path_explicit=self.path_explicit)
 
     def storage_opts(self) -> dict[str, str]:
         return parse_opts(self.values["storage-opts"], "storage-opts")
@@ -163,4 +171,4 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
                                f"{values['api-read-timeout']!r}")
     parse_opts(values["storage-opts"], "storage-opts")
     parse_opts(values["exec-opts"], "exec-opts")
-    return Config(values, source)
+    return Config(values, source, path=path, path_explicit=path_explicit, overrides=dict(overrides))

@@ -178,8 +178,11 @@ class ContainerService:
                 raise InvalidParameter(exc.message) from None
 
         cid = secrets.token_hex(32)
+        # as dockerd: the host's name with the host's network (or UTS namespace)
+        host_name = host.get("UTSMode") == "host" or (
+            network is not None and self.d.networks.driver_of(network["Name"]).namespace == "host")
         cfg = {
-            "Hostname": body.get("Hostname") or (socket.gethostname() if host.get("UTSMode") == "host"
+            "Hostname": body.get("Hostname") or (socket.gethostname() if host_name
                                                  else net_peer["Config"]["Hostname"] if net_peer
                                                  else cid[:12]),
             "Domainname": body.get("Domainname") or "",
@@ -249,6 +252,7 @@ class ContainerService:
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
+        host_cfg["Runtime"] = runtime or "runc"  # dockerd's name for its default, an alias here
         specmod.check_host_config(host_cfg)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
@@ -310,6 +314,7 @@ class ContainerService:
         cid = c["Id"]
         if getattr(self.d, "migrating", False):
             raise Conflict("a storage migration is in progress; try again when it is done")
+        await asyncio.to_thread(self.d.volumes.prepare_binds, c)
         rootfs = await asyncio.to_thread(self.graph.get, cid)
         networked = False
         try:
@@ -343,6 +348,7 @@ class ContainerService:
             await asyncio.to_thread(self.graph.put, cid)
             raise
         rt.prepared = True
+        self.d.volumes.mount_events(c, "mount")
 
     #: HostConfig key -> namespace type, for --pid/--ipc/--uts host|container:<name>
     NS_MODES = (("PidMode", "pid"), ("IpcMode", "ipc"), ("UTSMode", "uts"))
@@ -399,14 +405,15 @@ class ContainerService:
             if typ == "none" or key not in self.LOG_OPTS:
                 raise InvalidParameter(f"unknown log opt '{key}' for {typ} log driver")
         try:
-            size = units.ram_in_bytes(opts["max-size"]) if opts.get("max-size") else 0
+            size = units.ram_in_bytes(opts["max-size"]) if "max-size" in opts else -1
         except ValueError:
             raise InvalidParameter(f"invalid max-size {opts['max-size']!r}") from None
+        if size == 0:
+            raise InvalidParameter("max-size must be a positive number")
         files = opts.get("max-file", "1")
         if not files.isdigit() or int(files) < 1:
             raise InvalidParameter("max-file cannot be less than 1")
-        if int(files) > 1 and not size:
-            raise InvalidParameter("max-file cannot be set without max-size")
+        # as dockerd: max-file without max-size is taken, and rotates nothing (no size cap)
         if opts.get("compress", "false") not in ("false", "0"):
             raise InvalidParameter("compress is not supported by this engine's json-file driver")
         return {"Type": typ, "Config": opts}
@@ -602,7 +609,7 @@ class ContainerService:
                           ExitCode=status.exit_code, OOMKilled=status.oom_killed,
                           Error=status.error, FinishedAt=rfc3339(status.finished_at))
         self.save(c)
-        if c.get("_sandbox") or c.get("_endpoints") or c.get("_ports"):
+        if self.d.networks.set_up(c):
             await self.d.networks.teardown(c)
             self.save(c)
         if rt.prepared:
@@ -611,6 +618,7 @@ class ContainerService:
                 await asyncio.to_thread(self.graph.put, cid)
             except Exception:  # noqa: BLE001
                 log.exception("unmounting %s failed", cid[:12])
+            self.d.volumes.mount_events(c, "unmount")
         waiters, rt.exit_waiters = rt.exit_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -644,11 +652,13 @@ class ContainerService:
         fut = self._exit_future(c)
         with contextlib.suppress(DockyardError):
             await self.execdrv.kill(c["Id"], num)
+            self._event("kill", c, signal=str(num))
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout if timeout >= 0 else None)
         except asyncio.TimeoutError:
             with contextlib.suppress(DockyardError):
                 await self.execdrv.kill(c["Id"], signal_mod.SIGKILL)
+                self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             await fut
         self._event("stop", c)
 
@@ -694,6 +704,7 @@ class ContainerService:
             fut = self._exit_future(c)
             with contextlib.suppress(DockyardError):
                 await self.execdrv.kill(cid, signal_mod.SIGKILL)
+            self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             try:
                 await asyncio.wait_for(fut, 30)
             except asyncio.TimeoutError:
@@ -704,11 +715,12 @@ class ContainerService:
             rt.stopping = True
             with contextlib.suppress(NotFound):
                 await self.execdrv.delete(cid)
-            if c.get("_sandbox") or c.get("_endpoints") or c.get("_ports"):
+            if self.d.networks.set_up(c):
                 await self.d.networks.teardown(c)  # prepared (attached) but never started
             if rt.prepared:
                 rt.prepared = False
                 await asyncio.to_thread(self.graph.put, cid)
+                self.d.volumes.mount_events(c, "unmount")
             if self.graph.exists(cid):
                 await asyncio.to_thread(self.graph.remove, cid)
             self.state.delete_container(cid)
@@ -832,51 +844,77 @@ class ContainerService:
         return deleted, reclaimed
 
     # -- docker cp ------------------------------------------------------------------------------
-    async def _rootfs_call(self, ref: str, fn: Any, *args: Any) -> Any:
-        """Run ``fn(rootfs, *args)`` in a worker thread with the container's rootfs mounted."""
+    async def _view(self, ref: str) -> tuple[dict[str, Any], Any]:
+        """``(container, view)``: the container's files as it sees them, its volumes, bind
+        mounts, ``/etc`` files (and, running, its tmpfs mounts) at their places (core.cpview).
+        The rootfs stays mounted until the view is closed (``view.close()``, in a thread)."""
+        from . import cpview
         c = self.get(ref)
         cid = c["Id"]
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.d.volumes.prepare_binds, c)
         root = await asyncio.to_thread(self.graph.get, cid)
+        running = bool(c["State"]["Running"] and c["State"].get("Pid"))
+        id_map = self.id_map(c)
+        view = cpview.ContainerView(root, cpview.mounts_of(c, running),
+                                    c["State"]["Pid"] if running else 0,
+                                    None if id_map.is_identity else id_map.root)
         try:
-            return await asyncio.to_thread(fn, root, *args)
-        finally:
+            await asyncio.to_thread(view.open)
+        except BaseException:
             await asyncio.to_thread(self.graph.put, cid)
+            raise
+        self.d.volumes.mount_events(c, "mount")
+        view.on_close(lambda: self.graph.put(cid))
+        view.on_close(lambda: loop.call_soon_threadsafe(self.d.volumes.mount_events, c, "unmount"))
+        return c, view
 
     async def archive_stat(self, ref: str, path: str) -> str:
         from . import archive
-        return await self._rootfs_call(ref, archive.stat_header, path)
+        _c, view = await self._view(ref)
+        try:
+            return await asyncio.to_thread(view.call, archive.stat_header, view.root, path)
+        finally:
+            await asyncio.to_thread(view.close)
 
     async def archive_get(self, ref: str, path: str) -> tuple[str, Any]:
-        """``(stat header, tar stream)``; the rootfs stays mounted until the stream is done."""
+        """``(stat header, tar stream)``; the view stays open until the stream is done."""
         from . import archive
-        cid = self.get(ref)["Id"]
-        root = await asyncio.to_thread(self.graph.get, cid)
+        _c, view = await self._view(ref)
         try:
-            header = await asyncio.to_thread(archive.stat_header, root, path)
-            stream = await asyncio.to_thread(archive.tar_out, root, path,
-                                             lambda: self.graph.put(cid), getattr(self.graph, "id_map", None))
+            header = await asyncio.to_thread(view.call, archive.stat_header, view.root, path)
+            resolved = await asyncio.to_thread(view.call, archive.resolve_out, view.root, path)
+            # the writer is started here, in the host's mount namespace (a thread is born in
+            # its creator's): it reads through the view's descriptors, and its closing the view
+            # (which releases the rootfs) must unmount in the host's namespace
+            stream = await asyncio.to_thread(archive.tar_stream, resolved, view.close,
+                                             getattr(self.graph, "id_map", None))
         except BaseException:
-            await asyncio.to_thread(self.graph.put, cid)
+            await asyncio.to_thread(view.close)
             raise
         return header, stream
 
     async def archive_put(self, ref: str, path: str, tar_path: str,
                           no_overwrite_dir_nondir: bool = False, copy_uid_gid: bool = False) -> None:
         """Unpack the tar file ``tar_path`` (maybe compressed; checked whole before anything
-        is written) into directory ``path`` of the container. ``copy_uid_gid``: dockerd then
-        chowns every entry to the container's ``User``; with no ``User`` that is the default."""
-        from . import archive
+        is written) into directory ``path`` of the container, as the container sees it (its
+        volumes, bind mounts...: core.cpview). ``copy_uid_gid``: dockerd then chowns every entry
+        to the container's ``User``; with no ``User`` that is the default."""
+        from . import archive, cpview
         c = self.get(ref)
-        if c["HostConfig"].get("ReadonlyRootfs"):
-            raise InvalidParameter("container rootfs is marked read-only")
         if copy_uid_gid and (c.get("Config") or {}).get("User"):
             raise InvalidParameter("copyUIDGID (docker cp -a) is not supported for a container "
                                    "with a User: entries keep the owners the archive records")
+        c, view = await self._view(ref)
 
         def run(root: str) -> int:
+            cpview.check_writable(c, root, path)  # read-only volume or rootfs, as dockerd
             return archive.extract_in(root, path, tar_path, getattr(self.graph, "id_map", None),
                                       no_overwrite_dir_nondir=no_overwrite_dir_nondir)
-        await self._rootfs_call(c["Id"], run)
+        try:
+            await asyncio.to_thread(view.call, run, view.root)
+        finally:
+            await asyncio.to_thread(view.close)
 
     # -- changes / commit -----------------------------------------------------------------------
     def _image_top(self, c: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -886,9 +924,10 @@ class ContainerService:
 
     async def changes(self, ref: str) -> list[dict[str, Any]]:
         """``docker diff``: what the container changed in its image's file system."""
+        from .initlayer import hide_init_layer
         c = self.get(ref)
         _top, parent = self._image_top(c)
-        return await asyncio.to_thread(self.graph.changes, c["Id"], parent)
+        return hide_init_layer(await asyncio.to_thread(self.graph.changes, c["Id"], parent))
 
     async def commit(self, ref: str, *, repo: str = "", tag: str = "", comment: str = "",
                      author: str = "", changes: list[str] | None = None,
@@ -936,7 +975,8 @@ class ContainerService:
             {"created": created, "created_by": " ".join([c["Path"], *c["Args"]]),
              **({"comment": comment} if comment else {}), **({"author": author} if author else {})}]
         image_id = await asyncio.to_thread(self.images.create_image, new, chain)
-        self.images.set_parent(image_id, c["Image"])  # as dockerd: ps --filter ancestor= finds it
+        # as dockerd: inspect's Parent, and ps --filter ancestor= finds the image's containers
+        self.images.set_parent(image_id, c["Image"])
         tags = []
         if repo:
             from . import reference
@@ -950,6 +990,7 @@ class ContainerService:
     async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict[str, Any], AttachStreams]:
         c = self.get(ref)
         rt = self.rt(c["Id"])
+        self._event("attach", c)
         async with rt.lock:
             if not c["State"]["Running"]:
                 await self._prepare(c)
@@ -962,6 +1003,7 @@ class ContainerService:
         if not c["State"]["Running"]:
             raise Conflict(f"Container {c['Id'][:12]} is not running")
         await self.execdrv.resize(c["Id"], h, w)
+        self._event("resize", c, height=str(h), width=str(w))
 
     async def logs(self, ref: str, *, stdout: bool, stderr: bool, follow: bool, tail: str,
                    since: float, until: float, timestamps: bool) -> AsyncIterator[tuple[int, bytes]]:

@@ -36,6 +36,15 @@ class _ExitAwareReader:
         return data
 
 
+def exec_event(d: Any, c: dict[str, Any], kind: str, eid: str, args: list[str],
+               **extra: str) -> None:
+    """dockerd's exec events on container ``c``: ``exec_create: <command>``, ``exec_start:
+    <command>`` (the command as dockerd writes it: program, a space, the arguments) and
+    ``exec_die`` (with ``exitCode``); health probes have them too."""
+    action = kind if kind == "exec_die" else f"{kind}: {args[0]} {' '.join(args[1:])}"
+    d.containers._event(action, c, execID=eid, **extra)
+
+
 class ExecService:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
@@ -74,6 +83,7 @@ class ExecService:
         }
         ids = c.get("ExecIDs") or []
         c["ExecIDs"] = ids + [eid]
+        exec_event(self.d, c, "exec_create", eid, cmd)
         return eid
 
     @staticmethod
@@ -107,6 +117,7 @@ class ExecService:
         loop = asyncio.get_running_loop()
         recorded: asyncio.Future = loop.create_future()
         self._recorded[eid] = recorded
+        exec_event(self.d, c, "exec_start", eid, process["args"])
         try:
             pid, streams = await self.d.execdriver.exec(
                 c["Id"], eid, process, tty=pc["tty"], stdin=e["OpenStdin"] and not detach,
@@ -122,12 +133,12 @@ class ExecService:
         if pc["tty"] and len(size) == 2 and all(size):
             with contextlib.suppress(DockyardError, NotImplementedError):
                 await self.d.execdriver.exec_resize(eid, size[0], size[1])
-        asyncio.ensure_future(self._watch(eid, recorded))
+        asyncio.ensure_future(self._watch(eid, recorded, c))
         if streams is not None:
             streams.reader = _ExitAwareReader(streams.reader, recorded)  # type: ignore[assignment]
         return streams
 
-    async def _watch(self, eid: str, recorded: asyncio.Future) -> None:
+    async def _watch(self, eid: str, recorded: asyncio.Future, c: dict[str, Any]) -> None:
         code = 126
         try:
             code = await self.d.execdriver.exec_wait(eid)
@@ -138,6 +149,7 @@ class ExecService:
         e = self.execs.get(eid)
         if e is not None:
             e.update(ExitCode=code, Running=False)
+        exec_event(self.d, c, "exec_die", eid, [], exitCode=str(code))
         if not recorded.done():
             recorded.set_result(code)
 

@@ -87,7 +87,8 @@ class HealthMonitor:
             self.record(c, result, time.time() < self.period_end)
 
     async def probe(self, c: dict[str, Any]) -> dict[str, Any]:
-        eid = "health-" + secrets.token_hex(16)
+        from .execs import exec_event
+        eid = secrets.token_hex(32)
         drv = self.svc.execdrv
         start = time.time()
         user = c["Config"].get("User") or ""
@@ -95,6 +96,8 @@ class HealthMonitor:
                    "user": {"username": user}}
         output, code = b"", -1
         pid = 0
+        exec_event(self.svc.d, c, "exec_create", eid, process["args"])
+        exec_event(self.svc.d, c, "exec_start", eid, process["args"])
         try:
             pid, streams = await drv.exec(self.cid, eid, process, tty=False, stdin=False)
             try:
@@ -106,6 +109,7 @@ class HealthMonitor:
                 raw = await asyncio.wait_for(collect(), self.check["Timeout"] / NS)
                 code = await asyncio.wait_for(drv.exec_wait(eid), 5)
                 output = _demux(raw)
+                exec_event(self.svc.d, c, "exec_die", eid, [], exitCode=str(code))
             except asyncio.TimeoutError:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)

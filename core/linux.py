@@ -24,6 +24,7 @@ __all__ = [
     "set_child_subreaper", "set_name", "set_pdeathsig", "set_no_new_privs", "set_link_up",
     "NAMESPACE_FLAGS", "NAMESPACE_FILES", "statfs_magic", "fs_name", "filesystems", "mountinfo",
     "call_in_dir", "in_thread", "mount_flags", "remount_bind", "create_netns", "remove_netns", "in_netns",
+    "open_tree", "move_mount", "set_fs_ids",
 ]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -128,6 +129,8 @@ PR_SET_KEEPCAPS = 8
 PR_SET_NAME = 15
 PR_GET_NAME = 16
 PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+SECBIT_NO_SETUID_FIXUP = 1 << 2
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 PR_SET_NO_NEW_PRIVS = 38
@@ -150,6 +153,8 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.setfsuid.argtypes = [ctypes.c_uint]
+_libc.setfsgid.argtypes = [ctypes.c_uint]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
@@ -217,6 +222,31 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(fd, nstype))
 
 
+#: the new mount API (Linux 5.2): one number on every architecture
+SYS_open_tree, SYS_move_mount = 428, 429
+OPEN_TREE_CLONE = 1
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def open_tree(path: str | bytes, flags: int = OPEN_TREE_CLONE, dirfd: int = AT_FDCWD) -> int:
+    """open_tree(2): with ``OPEN_TREE_CLONE``, an fd of a detached copy of the mount at ``path``
+    (in the caller's mount namespace), to attach elsewhere with :func:`move_mount`."""
+    return _check(_libc.syscall(ctypes.c_long(SYS_open_tree), ctypes.c_int(dirfd),
+                                ctypes.c_char_p(_b(path)),
+                                ctypes.c_uint(flags | os.O_CLOEXEC)), path)
+
+
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """move_mount(2) of the mount ``from_fd`` (from :func:`open_tree`) onto the file or directory
+    ``to_fd`` (an ``O_PATH`` fd) refers to."""
+    _check(_libc.syscall(ctypes.c_long(SYS_move_mount), ctypes.c_int(from_fd), ctypes.c_char_p(b""),
+                         ctypes.c_int(to_fd), ctypes.c_char_p(b""),
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)))
+
+
 def pivot_root(new_root: str | bytes, put_old: str | bytes) -> None:
     """pivot_root(2) through syscall(2) (glibc has no wrapper)."""
     _check(_libc.syscall(ctypes.c_long(SYS_pivot_root), ctypes.c_char_p(_b(new_root)),
@@ -254,6 +284,19 @@ def set_pdeathsig(sig: int) -> None:
 
 def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_fs_ids(uid: int, gid: int) -> None:
+    """The calling thread's file-system uid and gid (``setfsuid``/``setfsgid``: the owner of the
+    files it makes, which a file system mounted in a user namespace must be able to map), its
+    capabilities kept (``SECBIT_NO_SETUID_FIXUP``). Credentials are per thread: the process's
+    other threads keep theirs; threads it starts afterwards inherit them."""
+    prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP)
+    _libc.setfsgid(gid)
+    _libc.setfsuid(uid)
+    # both calls return the previous value: asking again tells whether the change was made
+    if _libc.setfsuid(uid) != uid or _libc.setfsgid(gid) != gid:
+        raise OSError(1, f"setfsuid({uid})/setfsgid({gid}) refused")
 
 
 # -- network interface flags (enough to bring ``lo`` up in a fresh network namespace) -------------

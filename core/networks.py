@@ -198,7 +198,8 @@ class NetworkService:
             ipam_cfg = self._ipam_config(wanted, self.config.get("bip") or "" if predefined else "")
         net = {"Name": name, "Id": nid, "Created": _rfc3339(time.time()), "Scope": "local",
                "Driver": driver, "EnableIPv6": False,
-               "IPAM": {"Driver": "default", "Options": {}, "Config": ipam_cfg},
+               "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}),
+                        "Config": ipam_cfg},
                "Internal": bool(body.get("Internal")), "Attachable": bool(body.get("Attachable")),
                "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
                "Containers": {}, "Options": {}, "Labels": dict(body.get("Labels") or {}),
@@ -323,24 +324,36 @@ class NetworkService:
             net = self.get(key)
             if net["Driver"] != network["Driver"] and self.drivers[net["Driver"]].namespace == "host":
                 raise InvalidParameter("container cannot be connected to host network and another")
-            nets[net["Name"]] = {"Aliases": list((cfg or {}).get("Aliases") or []) or None,
-                                 "IPAMConfig": (cfg or {}).get("IPAMConfig")}
-        primary_cfg = eps.get(network["Name"]) or eps.get(network["Id"]) or {}
-        nets[network["Name"]] = {"Aliases": list(primary_cfg.get("Aliases") or []) or None,
-                                 "IPAMConfig": primary_cfg.get("IPAMConfig")}
+            nets[net["Name"]] = self.endpoint_config(cfg)
+        nets[network["Name"]] = self.endpoint_config(eps.get(network["Name"]) or eps.get(network["Id"]))
         if len(nets) > 1 and self.drivers[network["Driver"]].namespace == "host":
             raise InvalidParameter("container cannot be connected to host network and another")
         c["_networks"] = nets
         c["NetworkSettings"] = self.settings_for(c)
+
+    @staticmethod
+    def endpoint_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
+        """What is kept of an ``EndpointSettings`` of a request (create, or network connect):
+        ``Aliases``, ``IPAMConfig``, ``Links`` (``name[:alias]``: the alias resolves to that
+        container on this network, for this container) and ``DriverOpts`` (handed to the
+        network driver)."""
+        cfg = cfg or {}  # types checked at the edge (core.schema)
+        links = cfg.get("Links") or []
+        for link in links:
+            parse_link(link)
+        opts = cfg.get("DriverOpts") or {}
+        return {"Aliases": list(cfg.get("Aliases") or []) or None,
+                "IPAMConfig": cfg.get("IPAMConfig"), "Links": list(links) or None,
+                "DriverOpts": dict(opts) or None}
 
     def _endpoint_settings(self, c: dict[str, Any], name: str) -> dict[str, Any]:
         net = self.networks.get(name)
         cfg = self.container_networks(c).get(name) or {}
         ep = (c.get("_endpoints") or {}).get(name) or {}
         aliases = list(cfg.get("Aliases") or [])
-        return {"IPAMConfig": cfg.get("IPAMConfig"), "Links": None,
+        return {"IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
                 "Aliases": aliases or None, "MacAddress": ep.get("mac_address", ""),
-                "DriverOpts": None, "NetworkID": net["Id"] if net else "",
+                "DriverOpts": cfg.get("DriverOpts"), "NetworkID": net["Id"] if net else "",
                 "EndpointID": ep.get("endpoint_id", ""), "Gateway": ep.get("gateway", ""),
                 "IPAddress": ep.get("ip_address", ""), "IPPrefixLen": ep.get("prefix_len", 0),
                 "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
@@ -474,6 +487,9 @@ class NetworkService:
         if me is None:
             return None
         mine = {n for n in (me.get("_endpoints") or {}) if not self.networks.get(n, {}).get("_predefined")}
+        # the asker's endpoint links on a network: an alias there names the linked container
+        linked = {(n, alias.lower()): peer for n in mine
+                  for peer, alias in map(parse_link, (self.container_networks(me).get(n) or {}).get("Links") or [])}
         out: list[str] = []
         for c in self.d.containers.all():
             if not c["State"]["Running"] and c["Id"] != asker:
@@ -482,6 +498,9 @@ class NetworkService:
                 if netname not in mine or not ep.get("ip_address"):
                     continue
                 names = {n.lower() for n in self._names_of(c, netname)}
+                peer = linked.get((netname, qname))
+                if peer is not None and peer in (c["Name"][1:], c["Id"], c["Id"][:12]):
+                    names.add(qname)
                 if qname in names and ep["ip_address"] not in out:
                     out.append(ep["ip_address"])
         return out or None
@@ -497,6 +516,8 @@ class NetworkService:
             c["_sandbox"] = ""
             c["_endpoints"] = {}
             c["NetworkSettings"] = self.settings_for(c)
+            c["_host_net"] = next(iter(self.container_networks(c)))
+            self._event("connect", self.get(c["_host_net"]), c)
             return []
         cid = c["Id"]
         path = self._sandbox_path(cid)
@@ -522,7 +543,8 @@ class NetworkService:
         net = self.get(name)
         drv = self.drivers[net["Driver"]]
         cid = c["Id"]
-        opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}"}
+        opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}",
+                                "DriverOpts": dict((self.container_networks(c).get(name) or {}).get("DriverOpts") or {})}
         address = ""
         if drv.needs_ipam:
             cfg = net["IPAM"]["Config"][0]
@@ -540,6 +562,13 @@ class NetworkService:
             if name not in c["_endpoints"] and address:
                 self.ipam.release(net["Id"], address)
             raise
+        self._event("connect", net, c)
+
+    def _event(self, action: str, net: dict[str, Any], c: dict[str, Any]) -> None:
+        """``connect`` / ``disconnect``, as dockerd: when an endpoint joins (start, or connecting
+        a running container) or leaves (stop, or disconnecting a running one)."""
+        self.d.event("network", action, net["Id"], {"container": c["Id"], "name": net["Name"],
+                                                     "type": net["Driver"]})
 
     async def _detach(self, c: dict[str, Any], name: str) -> None:
         epd = (c.get("_endpoints") or {}).pop(name, None)
@@ -560,6 +589,8 @@ class NetworkService:
                     log.exception("%s of %s on %s failed", step, c["Id"][:12], name)
         if ep.ip_address:
             self.ipam.release(ep.network_id, ep.ip_address)
+        if net is not None:
+            self._event("disconnect", net, c)
 
     async def _publish(self, c: dict[str, Any]) -> None:
         host = c["HostConfig"]
@@ -607,6 +638,9 @@ class NetworkService:
         self.dns.remove(cid)
         for px in self._proxies.pop(cid, []):
             await px.close()
+        host_net = self.networks.get(c.pop("_host_net", None) or "")
+        if host_net is not None:
+            self._event("disconnect", host_net, c)
         for name in list(reversed(list((c.get("_endpoints") or {})))):
             await self._detach(c, name)
         self.ipam.release_owner(cid)
@@ -620,6 +654,11 @@ class NetworkService:
         c["_endpoints"] = {}
         c["_ports"] = []
         c["NetworkSettings"] = self.settings_for(c)
+
+    @staticmethod
+    def set_up(c: dict[str, Any]) -> bool:
+        """Whether :meth:`setup` left something for :meth:`teardown` to undo."""
+        return bool(c.get("_sandbox") or c.get("_endpoints") or c.get("_ports") or c.get("_host_net"))
 
     # kept for callers of the first version of this service
     async def left(self, c: dict[str, Any]) -> None:
@@ -641,8 +680,7 @@ class NetworkService:
                 self.drivers[net["Driver"]].namespace != "private":
             raise Forbidden(f"container cannot be connected to network {net['Name']}")
         nets = dict(nets)
-        nets[net["Name"]] = {"Aliases": list(cfg.get("Aliases") or []) or None,
-                             "IPAMConfig": cfg.get("IPAMConfig")}
+        nets[net["Name"]] = self.endpoint_config(cfg)
         c["_networks"] = nets
         if c["State"]["Running"] and c.get("_sandbox"):
             try:
@@ -654,8 +692,6 @@ class NetworkService:
                 await self.dns.add(c["Id"], c["_sandbox"], c["HostConfig"].get("Dns"))
         c["NetworkSettings"] = self.settings_for(c)
         self.d.containers.save(c)
-        self.d.event("network", "connect", net["Id"], {"container": c["Id"], "name": net["Name"],
-                                                       "type": net["Driver"]})
 
     async def disconnect(self, ref: str, cref: str, force: bool = False) -> None:
         net = self.get(ref)
@@ -670,8 +706,6 @@ class NetworkService:
         c["_networks"] = nets  # may be empty: the container then starts with loopback only
         c["NetworkSettings"] = self.settings_for(c)
         self.d.containers.save(c)
-        self.d.event("network", "disconnect", net["Id"], {"container": c["Id"], "name": net["Name"],
-                                                          "type": net["Driver"]})
 
     # -- daemon start / stop --------------------------------------------------------------------
     async def reconcile(self, running: list[dict[str, Any]]) -> None:

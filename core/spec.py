@@ -42,13 +42,40 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 
 def merge_env(image_env: list[str] | None, env: list[str] | None) -> list[str]:
-    out: dict[str, str] = {}
-    for item in (image_env or []) + (env or []):
-        key, sep, value = item.partition("=")
+    """A new container's ``Config.Env``, as dockerd merges it: the request's entries as given,
+    then the image's whose name the request does not have. A bare ``NAME`` (``-e NAME`` with
+    ``NAME`` unset on the client) stays bare: it unsets the variable (:func:`replace_or_append`)."""
+    names = set()
+    for item in env or []:
+        key = item.partition("=")[0]
         if not key:
             raise InvalidParameter(f"invalid environment variable: {item!r}")
-        out[key] = value if sep else os.environ.get(key, "")
-    return [f"{k}={v}" for k, v in out.items()]
+        names.add(key)
+    return list(env or []) + [e for e in image_env or [] if e.partition("=")[0] not in names]
+
+
+def replace_or_append(defaults: list[str], overrides: list[str] | None) -> list[str]:
+    """dockerd's ``ReplaceOrAppendEnvValues``: each ``NAME=value`` of ``overrides`` replaces
+    the entry of that name in ``defaults`` or is appended; a bare ``NAME`` removes it."""
+    out: list[str | None] = list(defaults)
+    where = {e.partition("=")[0]: i for i, e in enumerate(out)}
+    for item in overrides or []:
+        key, sep, _ = item.partition("=")
+        if key in where:
+            out[where[key]] = item if sep else None
+        elif sep:
+            where[key] = len(out)
+            out.append(item)
+    return [e for e in out if e is not None]
+
+
+def process_env(cfg: dict[str, Any]) -> list[str]:
+    """The environment of a container's process (dockerd's ``CreateDaemonEnvironment``):
+    ``PATH``, ``HOSTNAME`` and, with a TTY, ``TERM``, then ``Config.Env`` over them."""
+    defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={cfg.get('Hostname', '')}"]
+    if cfg.get("Tty"):
+        defaults.append("TERM=xterm")
+    return replace_or_append(defaults, cfg.get("Env"))
 
 
 def command(config: dict[str, Any]) -> list[str]:
@@ -169,14 +196,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         userns = id_map.to_spec()
     host = container["HostConfig"]
     args = [container["Path"], *container["Args"]]
-    env = list(cfg.get("Env") or [])
-    keys = {e.split("=", 1)[0] for e in env}
-    if "PATH" not in keys:
-        env.insert(0, f"PATH={DEFAULT_PATH}")
-    if "HOSTNAME" not in keys:
-        env.append(f"HOSTNAME={cfg.get('Hostname', '')}")
-    if cfg.get("Tty") and "TERM" not in keys:
-        env.append("TERM=xterm")
+    env = process_env(cfg)
     caps = [c if c.startswith("CAP_") else "CAP_" + c for c in DEFAULT_CAPS]
     for add in host.get("CapAdd") or []:
         name = add.upper() if add.upper().startswith("CAP_") else "CAP_" + add.upper()

@@ -89,6 +89,7 @@ class VolumeService:
         vol = {"Name": name, "Driver": "local", "Mountpoint": data_dir, "CreatedAt": _now(),
                "Labels": labels, "Scope": "local", "Options": None}
         self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
+        self.d.event("volume", "create", name, {"driver": "local"})
         return vol
 
     def users(self, name: str) -> list[str]:
@@ -105,8 +106,12 @@ class VolumeService:
         users = self.users(name)
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        self._destroy(name)
+
+    def _destroy(self, name: str) -> None:
         self.state.x("DELETE FROM volumes WHERE name=?", name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        self.d.event("volume", "destroy", name, {"driver": "local"})
 
     def prune(self, args: Any) -> tuple[list[str], int]:
         """``docker volume prune``: the unused volumes the filters (an ``Args``) select; the
@@ -139,7 +144,7 @@ class VolumeService:
                 raise InvalidParameter(f"invalid mode {parts[2]!r} in volume specification {spec!r}")
             rw = "ro" not in modes
             if src.startswith("/"):
-                os.makedirs(src, exist_ok=True)  # -v creates a missing host path, as Docker's
+                # a missing source is made (a directory) when the container starts: prepare_binds
                 out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
                             "Mode": parts[2] if len(parts) == 3 else "", "RW": rw,
                             "Propagation": "rprivate"}
@@ -226,8 +231,38 @@ class VolumeService:
             except NotFound:
                 continue
             if ANON_LABEL in (vol.get("Labels") or {}) and not [u for u in self.users(m["Name"]) if u != c["Id"]]:
-                self.state.x("DELETE FROM volumes WHERE name=?", m["Name"])
-                shutil.rmtree(os.path.join(self.root, m["Name"]), ignore_errors=True)
+                self._destroy(m["Name"])
+
+    def prepare_binds(self, c: dict[str, Any]) -> None:
+        """Before a start or a ``docker cp``, as dockerd: a missing bind source given with ``-v``
+        is made (a directory); one given with ``--mount`` is refused."""
+        strict = {_dest(m.get("Target")) for m in c["HostConfig"].get("Mounts") or []
+                  if isinstance(m, dict) and m.get("Type") == "bind"}
+        for m in c.get("Mounts") or []:
+            if m.get("Type") != "bind" or os.path.exists(m["Source"]):
+                continue
+            if m["Destination"] in strict:
+                raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path "
+                                       f"does not exist: {m['Source']}")
+            try:
+                os.makedirs(m["Source"], mode=0o755, exist_ok=True)
+            except OSError as e:
+                raise InvalidParameter(f"error while creating mount source path "
+                                       f"'{m['Source']}': mkdir {e.filename}: "
+                                       f"{(e.strerror or str(e)).lower()}") from None
+
+    def mount_events(self, c: dict[str, Any], action: str) -> None:
+        """dockerd's ``mount`` / ``unmount`` events of the container's volumes (at start and
+        stop, and around a ``docker cp``)."""
+        for m in c.get("Mounts") or []:
+            if m.get("Type") != "volume":
+                continue
+            attrs = {"driver": m.get("Driver") or "local", "container": c["Id"]}
+            if action == "mount":
+                attrs.update({"destination": m["Destination"],
+                              "read/write": "true" if m.get("RW", True) else "false",
+                              "propagation": m.get("Propagation") or ""})
+            self.d.event("volume", action, m["Name"], attrs)
 
 
 def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:

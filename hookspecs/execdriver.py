@@ -209,7 +209,9 @@ class ExecDriver(abc.ABC):
     async def stats(self, cid: str) -> dict[str, Any]:
         """Raw resource usage of ``cid`` (``cpu``: ``{usage_ns, user_ns, system_ns,
         throttling}``, ``memory``: ``{usage, limit, max_usage, stats}``, ``pids``:
-        ``{current, limit}``, ``blkio``: ``{io_service_bytes, io_serviced}``, ``online_cpus``,
+        ``{current, limit}``, ``blkio``: Docker's ``blkio_stats`` lists by their names
+        (``io_service_bytes_recursive``...: ``[{major, minor, op, value}]``, empty when nothing
+        was counted, for each one the driver measures; absent for the others), ``online_cpus``,
         ``system_ns``); the daemon shapes Docker's stats JSON from it."""
         raise NotImplementedError(f"{self.name}: stats")
 

@@ -86,8 +86,10 @@ class NetDriver(abc.ABC):
     def create_endpoint(self, network_id: str, endpoint_id: str,
                         options: dict[str, Any]) -> Endpoint:
         """Allocate an endpoint on ``network_id``. ``options``: ``Interface`` (its name inside
-        the container) and, when :attr:`needs_ipam`, ``Address``, ``PrefixLen``, ``Gateway``,
-        ``MacAddress`` chosen by the daemon."""
+        the container), ``DriverOpts`` (the request's ``EndpointSettings.DriverOpts``: apply
+        those this driver knows; as dockerd's drivers, ignore the others) and, when
+        :attr:`needs_ipam`, ``Address``, ``PrefixLen``, ``Gateway``, ``MacAddress`` chosen by
+        the daemon."""
 
     @abc.abstractmethod
     def join(self, endpoint: Endpoint, netns_path: str) -> None:

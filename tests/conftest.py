@@ -85,17 +85,27 @@ class Daemon:
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.api = Api(self.sock)
+        self.config_path = os.path.join(root, "daemon.json")
+        self.config: dict[str, Any] = {}   # written to daemon.json by start()
+        self.log_level: str | None = "debug"  # None: no --log-level flag (daemon.json may set it)
+
+    def listen_args(self) -> list[str]:
+        return ["-H", self.host]
 
     def argv(self) -> list[str]:
-        return [DOCKYARDD, "--config-file", os.path.join(self.root, "daemon.json"),
+        return [DOCKYARDD, "--config-file", self.config_path,
                 "--data-root", self.data_root, "--exec-root", self.exec_root,
-                "-H", self.host, "--log-level", "debug", *self.extra_args]
+                *self.listen_args(), *(["--log-level", self.log_level] if self.log_level else []),
+                *self.extra_args]
+
+    def spawn(self, argv: list[str], log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
 
     def start(self, timeout: float = 30) -> None:
-        with open(os.path.join(self.root, "daemon.json"), "w") as f:
-            f.write("{}")
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.proc = self.spawn(self.argv(), log)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -128,6 +138,9 @@ class Daemon:
         code = self.proc.returncode
         self.proc = None
         return code
+
+    def close(self) -> None:
+        """Release what the launcher holds once the daemon is gone (a subclass's sockets)."""
 
     def cli(self, *args: str, input: bytes | None = None, timeout: float = 60,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -265,10 +278,10 @@ def remove_network_leftovers(d: "Daemon") -> list[str]:
 
 @contextlib.contextmanager
 def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
-                   root_dir: str = "/tmp") -> Iterator[Daemon]:
+                   root_dir: str = "/tmp", daemon_class: type[Daemon] = Daemon) -> Iterator[Daemon]:
     """A dockyardd whose socket, data-root and exec-root are in a fresh directory under
     ``root_dir`` (give one on another file system to put the data-root there), with a bridge
-    and subnet of its own."""
+    and subnet of its own. ``daemon_class`` may change how it is configured and spawned."""
     root = make_root(root_dir)
     extra = list(extra_args or [])
     _name, net_args = network_args()
@@ -276,7 +289,7 @@ def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
         if net_args[i] not in extra:
             extra += net_args[i:i + 2]
     bridge = extra[extra.index("--bridge") + 1]
-    d = Daemon(root, extra)
+    d = daemon_class(root, extra)
     d.bridge_name = bridge
     try:
         d.start()
@@ -306,6 +319,7 @@ def running_daemon(busybox_tar: str | None, extra_args: list[str] | None = None,
                 with contextlib.suppress(OSError):
                     shutil.copy(d.log_path, os.environ["DOCKYARD_KEEP_LOGS"] + "/" + os.path.basename(root) + ".log")
             _unmount_under(root)
+            d.close()
             shutil.rmtree(root, ignore_errors=True)
 
 

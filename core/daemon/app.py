@@ -13,9 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.hookspecs import DRIVER_GROUPS, tarsafe
+from dockyard.hookspecs.bindings import advice
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
-from .. import plugins, userns
+from .. import dashboard, plugins, userns
 from ..blobs import BlobStore
 from ..builder.mounts import CacheMounts
 from ..config import Config
@@ -54,6 +55,9 @@ class Daemon:
                                          max_ratio=config["max-unpack-ratio"]))
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
+        self.missing_bindings = self._missing_bindings()
+        #: what ``info`` reports under Warnings (as dockerd's)
+        self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
 
         self.state = State(os.path.join(self.data_root, "dockyard.db"))
         self.graph = self._select_graph_driver(config)
@@ -88,6 +92,22 @@ class Daemon:
         self.execs = ExecService(self)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def _missing_bindings(self) -> list[Any]:
+        """The Debian bindings installed drivers declare (``bindings``) that this Python cannot
+        import: each is logged, naming the package and what does not work without it."""
+        out: list[Any] = []
+        for reg in self.registries.values():
+            for name in reg.names():
+                try:
+                    cls = reg.get_class(name)
+                except Exception:  # noqa: BLE001 - a driver that fails to load is listed by info
+                    continue
+                for b in getattr(cls, "bindings", ()):
+                    if b not in out and not b.available():
+                        log.warning("%s", advice(b))
+                        out.append(b)
+        return out
 
     # -- registry backends ---------------------------------------------------------------------
     def backend(self, transport: str, location: str, options: dict[str, Any] | None = None) -> Any:
@@ -197,13 +217,14 @@ class Daemon:
         timeout = float(self.config["api-read-timeout"])
         # request.read() (unused: bodies go through .body) is held to the JSON limit too; a
         # connection that sends no request for `timeout` seconds is closed
-        app = web.Application(middlewares=[version_middleware, error_middleware],
+        app = web.Application(middlewares=[debug_middleware, dashboard.same_origin_middleware,
+                                           version_middleware, error_middleware],
                               client_max_size=MAX_JSON_BODY,
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
         from .routes import build, containers, execs, images, networks, storage, system, volumes
-        for module in (system, containers, execs, images, build, networks, storage, volumes):
+        for module in (system, containers, execs, images, build, networks, storage, volumes, dashboard):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)
@@ -226,6 +247,14 @@ def route(app: web.Application, method: str, path: str, handler: Any) -> None:
     """Register ``path`` both bare and under Docker's ``/vX.Y`` prefix."""
     app.router.add_route(method, path, handler)
     app.router.add_route(method, r"/v{apiver:\d+\.\d+}" + path, handler)
+
+
+@web.middleware
+async def debug_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """At log level debug, each request is logged as dockerd does (``Calling GET /info``)."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("Calling %s %s", request.method, request.path)
+    return await handler(request)
 
 
 @web.middleware

@@ -19,6 +19,8 @@ from dockyard.hookspecs import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
 from .. import config as configmod
+from . import reload as reloadmod
+from .systemd import Systemd
 
 log = logging.getLogger("dockyard.daemon")
 
@@ -34,9 +36,9 @@ def _listen_targets(hosts: list[str]) -> list[tuple[str, Any]]:
                 raise DockyardError(f"invalid host {h!r}: expected tcp://ADDRESS:PORT")
             out.append(("tcp", (u.hostname, u.port)))
         elif h.startswith("fd://"):
-            raise DockyardError("fd:// hosts (socket activation) are not supported")
+            out.append(("fd", h[len("fd://"):]))
         else:
-            raise DockyardError(f"invalid host {h!r}: expected unix://PATH or tcp://ADDRESS:PORT")
+            raise DockyardError(f"invalid host {h!r}: expected unix://PATH, tcp://ADDRESS:PORT or fd://")
     return out
 
 
@@ -69,10 +71,33 @@ def _ssl_context(cfg: configmod.Config) -> ssl.SSLContext | None:
     return ctx
 
 
+async def _start_activated(runner: web.AppRunner, sockets: list[socket.socket],
+                           sslctx: ssl.SSLContext | None) -> None:
+    """``-H fd://[SPEC]``: serve the listening sockets systemd passed (they stay systemd's: the
+    daemon never unlinks their paths). TLS applies to inherited TCP sockets as to ``tcp://``."""
+    for sock in sockets:
+        tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        site = web.SockSite(runner, sock, ssl_context=sslctx if tcp else None)
+        await site.start()
+        where = sock.getsockname()
+        where = f"tcp://{where[0]}:{where[1]}" if tcp else where
+        log.info("API listening on %s (fd %d, socket activation)", where, sock.fileno())
+
+
+def _serve_systemd(daemon: Any, systemd: Systemd) -> None:
+    """Readiness for the service manager, and SIGHUP reloads the configuration."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reloadmod.on_sighup, daemon, systemd)
+    systemd.ready(f"serving the Docker Engine API (storage driver {daemon.graph.name}, "
+                  f"exec driver {daemon.execdriver.name})")
+
+
 async def serve(cfg: configmod.Config) -> None:
     from .app import Daemon  # heavy imports only once the flags are good
 
     targets = _listen_targets(cfg["hosts"])
+    systemd = Systemd.from_environment()
+    inherited = {where: systemd.sockets(where) for kind, where in targets if kind == "fd"}
     sslctx = _ssl_context(cfg)
     daemon = Daemon(cfg)
     app = daemon.make_app()
@@ -81,6 +106,9 @@ async def serve(cfg: configmod.Config) -> None:
     sites = []
     try:
         for kind, where in targets:
+            if kind == "fd":
+                await _start_activated(runner, inherited[where], sslctx)
+                continue
             if kind == "unix":
                 os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
                 _check_socket(where)
@@ -105,8 +133,10 @@ async def serve(cfg: configmod.Config) -> None:
             loop.add_signal_handler(sig, stop.set)
         log.info("dockyardd ready (storage driver %s, exec driver %s)", daemon.graph.name,
                  daemon.execdriver.name)
+        _serve_systemd(daemon, systemd)
         await stop.wait()
         log.info("shutting down")
+        systemd.stopping()
     finally:
         # work in worker threads (unpacking an archive) stops at its next chunk: asyncio.run
         # waits for those threads before the process can exit
@@ -127,7 +157,8 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("--data-root", help="root of persistent state [default: /var/lib/dockyard]")
 @click.option("--exec-root", help="root of runtime state [default: /run/dockyard]")
 @click.option("-H", "--host", "hosts", multiple=True,
-              help="socket(s) to listen on: unix://PATH or tcp://ADDR:PORT [default: unix:///run/dockyard.sock]")
+              help="socket(s) to listen on: unix://PATH, tcp://ADDR:PORT, or fd:// (sockets passed by systemd) "
+                   "[default: unix:///run/dockyard.sock]")
 @click.option("--pidfile", help="write the daemon's pid to this file")
 @click.option("-s", "--storage-driver", help="graph driver to use (see `dockyard info`)")
 @click.option("--storage-opt", "storage_opts", multiple=True, help="graph driver option key=value")
@@ -186,8 +217,7 @@ def main(config_file: str, **flags: Any) -> None:
     except DockyardError as exc:
         click.echo(f"dockyardd: {exc}", err=True)
         sys.exit(1)
-    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(cfg["log-level"], cfg["log-level"].upper())
-    logging.basicConfig(level=level, stream=sys.stderr,
+    logging.basicConfig(level=reloadmod.logging_level(cfg), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(ImportError):  # it resets its logger's level when imported
         import pyroute2.config.log  # noqa: F401

@@ -26,7 +26,8 @@ class IPAM(Body):
     Config: Opt[list[IPAMPool]] = UNSET
     Options: Opt[StrMap] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Driver": ("default",), "Options": ()}
+    #: Options are kept and shown by network inspect, as dockerd's default IPAM driver does
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Driver": ("default",)}
 
 
 class ConfigReference(Body):

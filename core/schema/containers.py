@@ -271,8 +271,10 @@ class EndpointIPAMConfig(Body):
 
 
 class EndpointSettings(Body):
-    """``network.EndpointSettings``. Past ``DriverOpts`` its fields are what inspect shows;
-    dockerd ignores them in a request, and so does this engine."""
+    """``network.EndpointSettings``. ``Links`` (aliases for this container on the network) and
+    ``DriverOpts`` (handed to the network driver) are applied (core.networks.endpoint_config).
+    Past ``DriverOpts`` its fields are what inspect shows; dockerd ignores them in a request,
+    and so does this engine."""
 
     IPAMConfig: Opt[EndpointIPAMConfig] = UNSET
     Links: Opt[StrList] = UNSET
@@ -289,8 +291,7 @@ class EndpointSettings(Body):
     GlobalIPv6PrefixLen: Opt[Int64] = UNSET
     DNSNames: Opt[StrList] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Links": (), "MacAddress": (), "DriverOpts": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"MacAddress": ()}
 
 
 class NetworkingConfig(Body):

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 
 from dockyard.core import linux
+from dockyard.hookspecs.bindings import Binding, advice
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
 from dockyard.hookspecs.idmap import IDMap
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 class BtrfsDriver(DirectoryLayers):
     name = "btrfs"
     priority = 40
+    bindings = (Binding("btrfsutil", "python3-btrfsutil",
+                        "the btrfs storage driver cannot be used (the other storage drivers work)"),)
     required_fs = "btrfs"
     subdir = "subvolumes"
 
@@ -45,9 +48,8 @@ class BtrfsDriver(DirectoryLayers):
             raise DriverNotSupported(f"{home} is on {fs}, not btrfs")
         try:
             import btrfsutil
-        except ImportError as e:
-            raise DriverNotSupported(f"btrfs: the btrfsutil Python binding cannot be imported "
-                                     f"({e}; apt install python3-btrfsutil, then make venv)") from None
+        except ImportError:
+            raise DriverNotSupported("btrfs: " + advice(self.bindings[0])) from None
         self._bu = btrfsutil
         self._open_store()
 

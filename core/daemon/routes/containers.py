@@ -14,6 +14,7 @@ from aiohttp import web
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from ... import listing
+from ... import stats as stats_doc
 from ...containers import summary
 from .. import params
 from ..app import route
@@ -54,7 +55,13 @@ async def list_(request: web.Request) -> web.Response:
 
 async def inspect(request: web.Request) -> web.Response:
     svc = _svc(request)
-    return web.json_response(svc.public(svc.get(request.match_info["id"])))
+    c = svc.get(request.match_info["id"])
+    out = svc.public(c)
+    if params.flag(request, "size"):  # docker inspect -s / docker container inspect --size
+        from ...usage import container_sizes
+        out["SizeRw"], out["SizeRootFs"] = await asyncio.to_thread(
+            container_sizes, request.app["daemon"], c)
+    return web.json_response(out)
 
 
 async def start(request: web.Request) -> web.Response:
@@ -199,60 +206,6 @@ async def unpause(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _mem_total() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _docker_stats(c: dict[str, Any], raw: dict[str, Any], pre: dict[str, Any] | None,
-                  now: float, pre_time: float | None) -> dict[str, Any]:
-    from ...containers import rfc3339, ZERO_TIME
-
-    def cpu(r: dict[str, Any] | None) -> dict[str, Any]:
-        if not r:
-            return {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0,
-                                  "usage_in_usermode": 0}, "throttling_data": {
-                "periods": 0, "throttled_periods": 0, "throttled_time": 0}}
-        cp = r.get("cpu") or {}
-        usage = {"total_usage": cp.get("usage_ns", 0), "usage_in_kernelmode": cp.get("system_ns", 0),
-                 "usage_in_usermode": cp.get("user_ns", 0)}
-        if cp.get("percpu_ns"):
-            usage["percpu_usage"] = cp["percpu_ns"]
-        return {"cpu_usage": usage, "system_cpu_usage": r.get("system_ns", 0),
-                "online_cpus": r.get("online_cpus", 0),
-                "throttling_data": cp.get("throttling") or {
-                    "periods": 0, "throttled_periods": 0, "throttled_time": 0}}
-
-    mem = raw.get("memory") or {}
-    total = _mem_total()
-    limit = mem.get("limit")
-    if limit is None or (total and limit > total):
-        limit = total
-    memory = {"usage": mem.get("usage", 0), "stats": mem.get("stats") or {}, "limit": limit}
-    if mem.get("max_usage"):
-        memory["max_usage"] = mem["max_usage"]
-    if "failcnt" in mem:
-        memory["failcnt"] = mem["failcnt"]
-    blk = raw.get("blkio") or {}
-    pids = raw.get("pids") or {}
-    return {
-        "read": rfc3339(now), "preread": rfc3339(pre_time) if pre_time else ZERO_TIME,
-        "pids_stats": {k: v for k, v in (("current", pids.get("current", 0)),
-                                         ("limit", pids.get("limit"))) if v is not None},
-        "blkio_stats": {"io_service_bytes_recursive": blk.get("io_service_bytes") or None,
-                        "io_serviced_recursive": blk.get("io_serviced") or None,
-                        "io_queue_recursive": None, "io_service_time_recursive": None,
-                        "io_wait_time_recursive": None, "io_merged_recursive": None,
-                        "io_time_recursive": None, "sectors_recursive": None},
-        "num_procs": 0, "storage_stats": {},
-        "cpu_stats": cpu(raw), "precpu_stats": cpu(pre), "memory_stats": memory,
-        "name": c["Name"], "id": c["Id"],
-    }
-
-
 async def stats(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(request.match_info["id"])
@@ -269,6 +222,11 @@ async def stats(request: web.Request) -> web.StreamResponse:
         except (NotFound, Conflict):
             return {}
 
+    def networks() -> dict[str, Any] | None:
+        if not c["State"]["Running"] or not c["State"].get("Pid") or c.get("_host_net"):
+            return None  # the host's interfaces are not the container's (dockerd shows none)
+        return stats_doc.network_stats(c["State"]["Pid"])
+
     pre, pre_time = None, None
     if not stream and not one_shot:
         pre, pre_time = await sample(), time.time()
@@ -276,8 +234,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     while True:
         raw, now = await sample(), time.time()
-        body = _docker_stats(c, raw, pre, now, pre_time) if raw else \
-            _docker_stats(c, {}, None, now, None)
+        body = stats_doc.docker_stats(c, raw, pre, now, pre_time, networks()) if raw else \
+            stats_doc.docker_stats(c, {}, None, now, None, None)
         await resp.write(json.dumps(body).encode() + b"\n")
         if not stream or not c["State"]["Running"]:
             break

@@ -282,6 +282,8 @@ async def save(request: web.Request) -> web.StreamResponse:
             backend.close()
 
         await asyncio.to_thread(work)
+        for image_id, _ref in jobs:
+            d.event("image", "save", image_id, {"name": image_id})
         resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
         await resp.prepare(request)
         with open(path, "rb") as f:
@@ -387,8 +389,7 @@ async def prune(request: web.Request) -> web.Response:
         except (NotFound, Conflict):
             continue
         deleted += res
-        d.emit("dockyard_image_removed", image_id=row["id"])
-        d.event("image", "delete", row["id"], {})
+        _removal_events(d, row["id"], res)
         if parent:
             deleted += await _remove_parents(d, row["id"], parent)
     reclaimed = sum(sizes.get(item.get("Deleted", ""), 0) for item in deleted)
@@ -413,10 +414,20 @@ async def _remove_parents(d: Any, image_id: str, parent: str | None) -> list[dic
         except (NotFound, Conflict):
             break
         out += [r for r in res if "Deleted" in r]
-        d.emit("dockyard_image_removed", image_id=parent)
-        d.event("image", "delete", parent, {})
+        _removal_events(d, parent, res)
         parent = nxt
     return out
+
+
+def _removal_events(d: Any, image_id: str, result: list[dict[str, str]]) -> None:
+    """dockerd's events for what one image deletion did: ``untag`` per tag removed, then
+    ``delete`` (both name the image by its ID)."""
+    for item in result:
+        if "Untagged" in item:
+            d.event("image", "untag", image_id, {"name": image_id})
+        elif "Deleted" in item:
+            d.emit("dockyard_image_removed", image_id=item["Deleted"])
+            d.event("image", "delete", item["Deleted"], {"name": item["Deleted"]})
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -432,11 +443,9 @@ async def remove(request: web.Request) -> web.Response:
     image_id = d.images.resolve(name)
     parent = d.images.parent_of(image_id)
     result = await asyncio.to_thread(d.images.delete, name, force, d.containers.using_image(image_id))
+    _removal_events(d, image_id, result)
     if parent and not params.flag(request, "noprune") and {"Deleted": image_id} in result:
         result += await _remove_parents(d, image_id, parent)
-    if {"Deleted": image_id} in result:  # its build-step parents announced themselves
-        d.emit("dockyard_image_removed", image_id=image_id)
-        d.event("image", "delete", image_id, {})
     return web.json_response(result)
 
 

@@ -91,7 +91,7 @@ async def info(request: web.Request) -> web.Response:
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgv2 else "1",
         "NEventsListener": len(d._event_subscribers), "KernelVersion": _kernel(),
         "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),
-        "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": None,
+        "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": _registry_config(d.config),
         "NCPU": os.cpu_count() or 1, "MemTotal": _meminfo(), "DockerRootDir": d.data_root,
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(),
         "Labels": d.config["labels"], "ExperimentalBuild": False, "ServerVersion": VERSION,
@@ -100,7 +100,7 @@ async def info(request: web.Request) -> web.Response:
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "", "SecurityOptions": _security_options(d),
-        "Warnings": None,
+        "Warnings": d.warnings or None,
         "DockyardDrivers": d.info_extra(),
         "DockyardExecDriverStatus": [list(x) for x in d.execdriver.status()],
         "DockyardPlugins": [name for name, _ in d.pm.list_name_plugin()],
@@ -177,9 +177,26 @@ def setup(app: web.Application) -> None:
     route(app, "GET", "/system/df", df)
 
 
+def _registry_config(cfg: Any) -> dict[str, Any]:
+    """dockerd's ``RegistryConfig``: the mirrors and insecure registries in force (they change
+    on a SIGHUP reload); loopback is always insecure."""
+    mirrors = list(cfg["registry-mirrors"])
+    cidrs, index = ["127.0.0.0/8"], {"docker.io": {"Name": "docker.io", "Mirrors": mirrors,
+                                                   "Secure": True, "Official": True}}
+    for entry in cfg["insecure-registries"]:
+        entry = entry.split("://", 1)[-1].rstrip("/")
+        if "/" in entry:
+            cidrs.append(entry)
+        else:
+            index[entry] = {"Name": entry, "Mirrors": [], "Secure": False, "Official": False}
+    return {"AllowNondistributableArtifactsCIDRs": None,
+            "AllowNondistributableArtifactsHostnames": None,
+            "InsecureRegistryCIDRs": cidrs, "IndexConfigs": index, "Mirrors": mirrors}
+
+
 def _security_options(d: Any) -> list[str]:
     """As dockerd lists them: the seccomp profile, user-namespace remapping, cgroup namespaces."""
-    out = ["name=seccomp,profile=builtin"]
+    out = [] if any(b.module == "seccomp" for b in d.missing_bindings) else ["name=seccomp,profile=builtin"]
     if not d.id_map.is_identity:
         out.append("name=userns")
     out.append("name=cgroupns")

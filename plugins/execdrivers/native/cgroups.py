@@ -328,8 +328,7 @@ class Cgroups:
 
     def stats(self, dirs: list[str]) -> dict:
         """Raw usage figures, the same keys on v1 and v2 (see ExecDriver.stats)."""
-        out: dict = {"cpu": {}, "memory": {}, "pids": {}, "blkio": {"io_service_bytes": [],
-                                                                     "io_serviced": []}}
+        out: dict = {"cpu": {}, "memory": {}, "pids": {}, "blkio": {}}
 
         def kv(path: str) -> dict[str, int]:
             try:
@@ -367,17 +366,16 @@ class Cgroups:
                              "max_usage": num(f"{d}/memory.peak") or 0,
                              "limit": num(f"{d}/memory.max"), "stats": kv(f"{d}/memory.stat")}
             out["pids"] = {"current": num(f"{d}/pids.current") or 0, "limit": num(f"{d}/pids.max")}
-            try:
+            try:  # as dockerd on cgroup v2: bytes read and written only
+                entries = []
                 for line in _read(f"{d}/io.stat").splitlines():
                     dev, *fields = line.split()
                     major, minor = (int(x) for x in dev.split(":"))
                     f = dict(x.split("=", 1) for x in fields if "=" in x)
-                    for key, op, lst in (("rbytes", "read", "io_service_bytes"),
-                                         ("wbytes", "write", "io_service_bytes"),
-                                         ("rios", "read", "io_serviced"),
-                                         ("wios", "write", "io_serviced")):
-                        out["blkio"][lst].append({"major": major, "minor": minor, "op": op,
-                                                  "value": int(f.get(key, 0))})
+                    for key, op in (("rbytes", "read"), ("wbytes", "write")):
+                        entries.append({"major": major, "minor": minor, "op": op,
+                                        "value": int(f.get(key, 0))})
+                out["blkio"]["io_service_bytes_recursive"] = entries
             except OSError:
                 pass
             return out
@@ -410,19 +408,46 @@ class Cgroups:
             out["pids"] = {"current": num(f"{d}/pids.current") or 0, "limit": num(f"{d}/pids.max")}
         d = self._dir(dirs, "blkio")
         if d:
-            for fname, lst in (("blkio.throttle.io_service_bytes_recursive", "io_service_bytes"),
-                               ("blkio.throttle.io_serviced_recursive", "io_serviced")):
-                try:
-                    for line in _read(f"{d}/{fname}").splitlines():
-                        parts = line.split()
-                        if len(parts) != 3:
-                            continue
-                        major, minor = (int(x) for x in parts[0].split(":"))
-                        out["blkio"][lst].append({"major": major, "minor": minor,
-                                                  "op": parts[1].lower(), "value": int(parts[2])})
-                except OSError:
-                    pass
+            out["blkio"] = self._blkio_v1(d)
         return out
+
+    #: Docker's blkio lists, from the CFQ/BFQ files (when the kernel has them)
+    BLKIO_V1 = (("io_service_bytes_recursive", "blkio.io_service_bytes_recursive"),
+                ("io_serviced_recursive", "blkio.io_serviced_recursive"),
+                ("io_queue_recursive", "blkio.io_queued_recursive"),
+                ("io_service_time_recursive", "blkio.io_service_time_recursive"),
+                ("io_wait_time_recursive", "blkio.io_wait_time_recursive"),
+                ("io_merged_recursive", "blkio.io_merged_recursive"),
+                ("io_time_recursive", "blkio.time_recursive"),
+                ("sectors_recursive", "blkio.sectors_recursive"))
+
+    @staticmethod
+    def _blkio_v1(d: str) -> dict[str, list[dict]]:
+        """As containerd for dockerd: every list (empty when nothing was counted), from the
+        CFQ/BFQ files, or, when those count nothing, the throttle files (the only ones most
+        devices fill in); entries as the kernel writes them (op ``Read``, ``Write``...)."""
+        def entries(fname: str) -> list[dict]:
+            out = []
+            try:
+                text = _read(f"{d}/{fname}")
+            except OSError:
+                return out
+            for line in text.splitlines():
+                parts = line.split()
+                if len(parts) == 3 and ":" in parts[0]:  # "Total N" has 2 fields
+                    major, minor = (int(x) for x in parts[0].split(":"))
+                    out.append({"major": major, "minor": minor, "op": parts[1],
+                                "value": int(parts[2])})
+                elif len(parts) == 2 and ":" in parts[0]:  # time / sectors: "maj:min value"
+                    major, minor = (int(x) for x in parts[0].split(":"))
+                    out.append({"major": major, "minor": minor, "op": "", "value": int(parts[1])})
+            return out
+
+        lists = {key: entries(fname) for key, fname in Cgroups.BLKIO_V1}
+        if not any(lists.values()):
+            lists["io_service_bytes_recursive"] = entries("blkio.throttle.io_service_bytes_recursive")
+            lists["io_serviced_recursive"] = entries("blkio.throttle.io_serviced_recursive")
+        return lists
 
     @staticmethod
     def remove(dirs: list[str]) -> list[str]:

@@ -19,10 +19,17 @@ import threading
 from typing import Any
 
 from dockyard.hookspecs import errors
+from dockyard.hookspecs.bindings import Binding
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported, ExecError
 from dockyard.hookspecs.execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
 
 log = logging.getLogger(__name__)
+
+#: Debian's libseccomp binding (not on PyPI): without it, no seccomp profile can be applied
+SECCOMP_BINDING = Binding("seccomp", "python3-seccomp",
+                          "seccomp profiles (Docker's default one included) cannot be applied, so "
+                          "containers start only with --security-opt seccomp=unconfined; everything "
+                          "else works")
 
 SUPERVISOR_MODULE = "dockyard.plugins.execdrivers.native.supervisor"
 SOCK_NAME = "supervisor.sock"
@@ -137,6 +144,7 @@ class NativeDriver(ExecDriver):
     name = "native"
     priority = 50
     user_namespaces = True
+    bindings = (SECCOMP_BINDING,)
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(root, options)

@@ -712,8 +712,11 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         uid, gid, groups, home = resolve_user(user)
         env: dict[str, str] = {}
         for kv in list(base.get("env") or []) + list(proc.get("env") or []):
-            k, _, v = kv.partition("=")
-            env[k] = v
+            k, sep, v = kv.partition("=")
+            if sep:
+                env[k] = v
+            else:  # a bare NAME unsets it, as dockerd's ReplaceOrAppendEnvValues
+                env.pop(k, None)
         env.setdefault("HOME", home)
         env.setdefault("PATH", DEFAULT_PATH)
         if cfg["tty"]:

@@ -157,9 +157,10 @@ def _import_seccomp() -> Any:
     try:
         import seccomp  # Debian's python3-seccomp; imported only when a profile is asked for
     except ImportError:
+        from dockyard.hookspecs.bindings import advice
+        from dockyard.plugins.execdrivers.native.driver import SECCOMP_BINDING
         raise RuntimeError("a seccomp profile was asked for but libseccomp's Python binding is "
-                           "not importable (apt-get install python3-seccomp, then make venv); "
-                           "--security-opt seccomp=unconfined runs without one") from None
+                           "not importable: " + advice(SECCOMP_BINDING)) from None
     return seccomp
 
 
