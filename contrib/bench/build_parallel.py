@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
+sys.path.insert(0, HERE)
+from network import free_subnet  # noqa: E402 - the sibling benchmarks' helpers
+from pull import tmpfs  # noqa: E402
 
 DOCKERFILE = """\
 FROM busybox AS one
@@ -71,32 +71,6 @@ def docker(host: str, *args: str, check: bool = True) -> subprocess.CompletedPro
     return r
 
 
-@contextlib.contextmanager
-def tmpfs(size: str = "2g") -> Iterator[str]:
-    root = tempfile.mkdtemp(prefix="dybuild-")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", root], check=True)
-    try:
-        yield root
-    finally:
-        subprocess.run(["umount", "-R", root], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True,
-                         text=True).stdout
-    taken = []
-    for line in out.splitlines():
-        for w in line.split()[:2]:
-            with contextlib.suppress(ValueError):
-                taken.append(ipaddress.ip_network(w, strict=False))
-                break
-    while True:
-        n = ipaddress.ip_network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(n.overlaps(t) for t in taken):
-            return n
-
-
 def wait_ready(host: str, proc: subprocess.Popen[bytes], what: str) -> None:
     for _ in range(600):
         if proc.poll() is not None:
@@ -108,6 +82,22 @@ def wait_ready(host: str, proc: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextlib.contextmanager
+def daemon(root: str, tar: str, argv: list[str], host: str, what: str) -> Iterator[str]:
+    """Start a daemon, import the busybox tar into it; stop it at the end."""
+    log = open(os.path.join(root, f"{what}.log"), "ab")
+    proc = subprocess.Popen(argv, stdout=log, stderr=log)
+    try:
+        wait_ready(host, proc, what)
+        docker(host, "import", "--change", 'CMD ["sh"]', tar, "busybox:latest")
+        yield host
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(60)
+        log.close()
+
+
+@contextlib.contextmanager
 def dockyardd(root: str, tar: str, parallelism: int = 0) -> Iterator[str]:
     os.makedirs(root)
     bridge = "dyb" + os.urandom(4).hex()
@@ -115,43 +105,29 @@ def dockyardd(root: str, tar: str, parallelism: int = 0) -> Iterator[str]:
     cfg = os.path.join(root, "daemon.json")
     with open(cfg, "w") as f:
         json.dump({"max-build-parallelism": parallelism} if parallelism else {}, f)
-    log = open(os.path.join(root, "dockyardd.log"), "ab")
     host = f"unix://{root}/d.sock"
-    proc = subprocess.Popen([os.path.join(VENV_BIN, "dockyardd"), "--config-file", cfg,
-                             "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "-H", host,
-                             "--log-level", "warn", "--bridge", bridge,
-                             "--bip", f"{net.network_address + 1}/24", "--ip-forward", "false"],
-                            stdout=log, stderr=log)
     try:
-        wait_ready(host, proc, "dockyardd")
-        docker(host, "import", "--change", 'CMD ["sh"]', tar, "busybox:latest")
-        yield host
+        with daemon(root, tar, [os.path.join(VENV_BIN, "dockyardd"), "--config-file", cfg,
+                                "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "-H",
+                                host, "--log-level", "warn", "--bridge", bridge,
+                                "--bip", f"{net.network_address + 1}/24", "--ip-forward", "false"],
+                    host, "dockyardd"):
+            yield host
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(60)
-        log.close()
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
 
 @contextlib.contextmanager
 def dockerd(root: str, tar: str) -> Iterator[str]:
     os.makedirs(root)
-    log = open(os.path.join(root, "dockerd.log"), "ab")
     host = f"unix://{root}/docker.sock"
-    proc = subprocess.Popen(["dockerd", "--data-root", f"{root}/data", "--exec-root", f"{root}/exec",
-                             "--pidfile", f"{root}/pid", "-H", host, "--iptables=false",
-                             "--ip-masq=false", "--bridge=none", "--storage-driver", "overlay2"],
-                            stdout=log, stderr=log)
     try:
-        wait_ready(host, proc, "dockerd")
-        docker(host, "import", "--change", 'CMD ["sh"]', tar, "busybox:latest")
-        yield host
+        with daemon(root, tar, ["dockerd", "--data-root", f"{root}/data", "--exec-root", f"{root}/exec",
+                                "--pidfile", f"{root}/pid", "-H", host, "--iptables=false",
+                                "--ip-masq=false", "--bridge=none", "--storage-driver", "overlay2"],
+                    host, "dockerd"):
+            yield host
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(60)
-        log.close()
         subprocess.run(["umount", "-R", f"{root}/exec"], capture_output=True)
 
 
