@@ -252,3 +252,13 @@ def test_scheduler_bound_and_failure_cancels_the_rest() -> None:
         asyncio.run(graph.run([0, 1, 2, 3], {0: set(), 1: set(), 2: set(), 3: {1}}, build, limit=2))
     assert peak[0] <= 2
     assert 0 in cancelled
+
+
+def test_step_errors_name_their_line_without_calling_them_parse_errors() -> None:
+    from dockyard.core.builder.errors import StepError, StepFailed, at_line
+    err = at_line(BuildError("COPY failed: stat x: file does not exist"), 4)
+    assert isinstance(err, StepError) and err.message == \
+        "Dockerfile line 4: COPY failed: stat x: file does not exist"
+    assert at_line(err, 9) is err
+    failed = StepFailed("The command 'x' returned a non-zero code: 3", 3)
+    assert at_line(failed, 2) is failed

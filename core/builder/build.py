@@ -23,7 +23,7 @@ from . import graph, lint
 from .cache import StepCache
 from .commit import Committer, host_arch
 from .context import Context
-from .errors import BuildError
+from .errors import BuildError, StepError
 from .mounts import parse_mount
 from .options import Options, check_platform
 from .output import Output
@@ -284,7 +284,7 @@ class Build:
                 self.external[ref] = await self.ensure_image(ref)
             except BuildError as exc:
                 what = "FROM" if ins.cmd == "FROM" else "invalid from flag value"
-                raise BuildError(f"Dockerfile line {ins.line}: {what} {shown}: {exc.message}") from None
+                raise StepError(f"{what} {shown}: {exc.message}", ins.line) from None
 
     def _instruction(self, ins_id: int) -> Instruction:
         for st in self.df.stages:

@@ -27,10 +27,17 @@ class StepFailed(BuildError):
         self.code = code
 
 
+class StepError(BuildError):
+    """A step that could not be done (a file not in the context, a download refused...),
+    named by its Dockerfile line."""
+
+    def __init__(self, message: str, line: int) -> None:
+        self.line = line
+        super().__init__(f"Dockerfile line {line}: {message}")
+
+
 def at_line(exc: BuildError, line: int) -> BuildError:
     """``exc`` with the Dockerfile line it comes from, unless it names one already."""
-    if isinstance(exc, ParseError) and exc.line or not line:
+    if isinstance(exc, (ParseError, StepError, StepFailed)) or not line:
         return exc
-    if isinstance(exc, StepFailed):
-        return exc
-    return ParseError(exc.message, line)
+    return StepError(exc.message, line)

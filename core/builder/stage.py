@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from . import cache as cachemod
-from .errors import BuildError, ParseError, StepFailed, at_line
+from .errors import BuildError, at_line
 from .output import StepOutput
 from .parse import Instruction, Stage
 
@@ -67,8 +67,6 @@ class StageRun:
         out = await self.b.out.header(self.label, number, ins.original)
         try:
             await handler(self, ins, out)
-        except (StepFailed, ParseError):
-            raise
         except BuildError as exc:
             raise at_line(exc, ins.line) from None
         finally:
@@ -81,8 +79,6 @@ class StageRun:
         from .steps import dispatch
         try:
             await dispatch(ins.cmd)(self, ins, out)
-        except (StepFailed, ParseError):
-            raise
         except BuildError as exc:
             raise at_line(exc, ins.line) from None
 
