@@ -26,7 +26,6 @@ import ctypes
 import ctypes.util
 import ipaddress
 import os
-import random
 import secrets
 import shutil
 import socket
@@ -40,6 +39,7 @@ import pytest
 
 from ..errors import DriverNotSupported
 from ..netdriver import Endpoint, NetDriver
+from .subnets import free_subnet
 
 GROUP = "dockyard.netdrivers"
 Factory = Callable[[str, dict], NetDriver]
@@ -105,22 +105,6 @@ def in_netns(path: str, fn: Callable[[], Any]) -> Any:
     if box[1] is not None:
         raise box[1]
     return box[0]
-
-
-def free_subnet() -> ipaddress.IPv4Network:
-    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True,
-                         text=True).stdout
-    taken = []
-    for line in out.splitlines():
-        for word in line.split()[:2]:
-            with contextlib.suppress(ValueError):
-                taken.append(ipaddress.ip_network(word, strict=False))
-                break
-    for _ in range(1000):
-        net = ipaddress.ip_network(f"10.{random.randint(128, 250)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(t) for t in taken):
-            return net
-    raise RuntimeError("no free subnet")
 
 
 class Env:
