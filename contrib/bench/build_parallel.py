@@ -20,7 +20,8 @@ of ``--rounds`` rounds, engines taking turns:
   CPU count itself, to show what the bound costs)
 
 Reported as seconds and as ratios dockyard / dockerd. A benchmark, not a test: compare the
-ratios of one run. (Meant to be folded into ``dockyard bench`` later.)
+ratios of one run. (Meant to be folded into ``dockyard bench`` as a scenario; it borrows its
+fresh file system from there already.)
 """
 from __future__ import annotations
 
@@ -35,12 +36,12 @@ import sys
 import time
 from typing import Iterator
 
+from dockyard.cli.bench.host import FreshFs
+from dockyard.hookspecs.conformance.subnets import free_subnet
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
-sys.path.insert(0, HERE)
-from network import free_subnet  # noqa: E402 - the sibling benchmarks' helpers
-from pull import tmpfs  # noqa: E402
 
 DOCKERFILE = """\
 FROM busybox AS one
@@ -154,7 +155,8 @@ def main() -> int:
     if os.geteuid() != 0 or not shutil.which("dockerd") or not shutil.which("docker"):
         print("needs root, dockerd and the docker CLI", file=sys.stderr)
         return 2
-    with tmpfs() as root:
+    with FreshFs(size=2 << 30, prefix="dybuild-") as fs:
+        root = fs.path
         tar = os.path.join(root, "busybox.tar")
         subprocess.run([os.path.join(VENV_BIN, "python"), "-m", "dockyard.core.busybox", tar], check=True)
         ctx = os.path.join(root, "ctx")
