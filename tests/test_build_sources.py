@@ -118,6 +118,13 @@ def test_add_url_with_and_without_checksum(bd: Daemon, served: tuple[str, str], 
     status, body = build_api(bd, {"Dockerfile": b"FROM busybox\nADD --checksum=sha256:"
                                   + b"0" * 64 + b" local.txt /x\n", "local.txt": b"x"})
     assert status == 200 and "checksum can't be specified for local sources" in stream_error(body)
+    # a downloaded archive stays as it is, unless --unpack=true
+    status, body = build_api(bd, {"Dockerfile": (
+        f"FROM busybox\nADD {url}/ctx.tar.gz /kept/\nADD --unpack=true {url}/ctx.tar.gz /unpacked/\n"
+    ).encode()}, f"t={tag}")
+    assert status == 200 and not stream_error(body), body
+    assert ok(bd, "run", "--rm", tag, "ls", "/kept", "/unpacked") == \
+        "/kept:\nctx.tar.gz\n\n/unpacked:\nDockerfile\nin-tar.txt\n"
     docker(bd, "rmi", tag)
 
 

@@ -2,7 +2,8 @@
 
 COPY reads the build context (ignore patterns applied), another stage or an image
 (``--from``), or here-documents; ADD also fetches http(s) URLs (``--checksum``), git
-repositories (``--keep-git-dir``) and unpacks local archives (unless ``--unpack=false``).
+repositories (``--keep-git-dir``) and unpacks local archives (unless ``--unpack=false``; a
+downloaded archive only with ``--unpack=true``).
 ``--chown`` (names from the image's /etc/passwd and /etc/group), ``--chmod`` (octal or
 symbolic), ``--exclude``, ``--parents``. ``--link`` builds the layer on an empty file system,
 so that its content never depends on the image below it and the layer is reused on top of any
@@ -123,7 +124,11 @@ async def _sources(st: "StageRun", ins: Instruction, sources: list[str | Heredoc
             elif from_:
                 desc.append(s)
             elif name == "ADD" and (remote.is_git(s) or remote.is_url(s)):
-                srcs.append(await _remote(st, ins, s, want, work))
+                src = await _remote(st, ins, s, want, work)
+                # a download is unpacked only when asked (--unpack=true), as BuildKit
+                src.archive = ins.has("unpack") and unpack and not src.is_dir and \
+                    await b.thread(is_archive, src.host)
+                srcs.append(src)
                 desc.append(s)
             else:
                 if want is not None:
