@@ -26,6 +26,8 @@ from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 from dockyard.hookspecs.idmap import IDMap
 
 from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
+from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
+                     end_pending, exit_being_recorded, record_start_failure)
 from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
@@ -35,6 +37,7 @@ from .networks import NetworkService, parse_extra_hosts, parse_link
 log = logging.getLogger(__name__)
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+KILL_WAIT = 10  # seconds a SIGKILL waits for the exit, as dockerd
 
 
 def rfc3339(ts: float) -> str:
@@ -78,6 +81,7 @@ class _Runtime:
         self.health: asyncio.Task[None] | None = None  # the health check loop, if any
         self.stopping = False
         self.restart_delay = 0.0       # the restart policy's back-off, doubled per quick exit
+        self.pending: list[PendingAttach] = []  # attaches answered before it could be prepared
 
 
 class ContainerService:
@@ -493,28 +497,42 @@ class ContainerService:
 
     async def start(self, ref: str, _policy: bool = False) -> None:
         """Start the container's process. ``_policy``: a restart policy's start, which gives way
-        to a user's stop that arrives before or while it runs."""
+        to a user's stop that arrives before or while it runs. As dockerd, a container that
+        could not start records why (``State.Error``) and, with ``AutoRemove``, is removed
+        before the error is answered (``docker run --rm`` waits for that)."""
         c = self.get(ref)
+        try:
+            await self._start(c, _policy)
+        except StartFailed as failed:
+            if c["HostConfig"].get("AutoRemove"):
+                await self._auto_remove(c["Id"])
+            raise failed.error from None
+
+    async def _start(self, c: dict[str, Any], _policy: bool) -> None:
         cid = c["Id"]
         rt = self.rt(cid)
         async with rt.lock:
+            if cid not in self._cache:  # removed while we waited for the lock
+                raise NotFound(f"No such container: {cid}")
             if _policy and (c.get("_manually_stopped") or not c["State"].get("Restarting")):
                 return
             if c["State"]["Running"]:
                 raise NotModified("container already started")
             if rt.stopping:
                 raise Conflict(f"container {cid[:12]} is being removed")
-            await self._prepare(c)
             now = time.time()
             try:
+                await self._prepare(c)
+                await connect_pending(rt.pending, self.execdrv, cid)
                 pid = await self.execdrv.start(cid)
-            except ExecError as exc:
-                await self._record_exit(c, ExitStatus(exc.exit_code, time.time(), error=exc.message))
-                if c["HostConfig"].get("AutoRemove"):
-                    # as dockerd: a container that could not start is cleaned up at once
-                    asyncio.get_running_loop().call_soon(
-                        lambda: asyncio.ensure_future(self._auto_remove(cid)))
-                raise
+            except DockyardError as exc:
+                end_pending(rt.pending)
+                if isinstance(exc, ExecError):
+                    await self._record_exit(c, ExitStatus(exc.exit_code, time.time(), error=exc.message))
+                else:
+                    record_start_failure(c, exc)
+                    self.save(c)
+                raise StartFailed(exc) from exc
             c["State"].update(Status="running", Running=True, Paused=False, Restarting=False,
                               Pid=pid, ExitCode=0, Error="", StartedAt=rfc3339(now),
                               FinishedAt=ZERO_TIME, OOMKilled=False)
@@ -551,6 +569,8 @@ class ContainerService:
             return
         rt = self.rt(cid)
         async with rt.lock:
+            if cid not in self._cache:  # removed while we waited: nothing to record
+                return
             # decided before anything awaits, so a stop arriving meanwhile sees "restarting"
             restart = not c["HostConfig"].get("AutoRemove") and self._should_restart(c, status.exit_code)
             await self._record_exit(c, status, restarting=restart)
@@ -586,8 +606,9 @@ class ContainerService:
             await self.start(cid, _policy=True)
         except DockyardError as exc:
             log.warning("restart of %s failed: %s", cid[:12], exc)
-            c["State"].update(Status="exited", Restarting=False)
-            self.save(c)
+            if cid in self._cache:  # not removed meanwhile
+                c["State"].update(Status="exited", Restarting=False)
+                self.save(c)
 
     async def _auto_remove(self, cid: str) -> None:
         if cid not in self._cache:
@@ -628,13 +649,26 @@ class ContainerService:
 
     # -- stop / kill / wait ---------------------------------------------------------------------
     async def kill(self, ref: str, sig: str | int | None) -> None:
+        """Send ``sig``; as dockerd, a SIGKILL is answered once the container has exited (up
+        to 10 s): clients read ``State.Running`` right after."""
         c = self.get(ref)
         num = parse_signal(sig)
         if not c["State"]["Running"]:
-            raise Conflict(f"Cannot kill container: {ref}: Container {c['Id']} is not running")
+            raise Conflict(f"cannot kill container: {ref}: container {c['Id']} is not running")
         self._mark_manually_stopped(c)
-        await self.execdrv.kill(c["Id"], num)
+        exited = self._exit_future(c) if num == signal_mod.SIGKILL else None
+        try:
+            await self.execdrv.kill(c["Id"], num)
+        except BaseException:
+            if exited is not None:
+                exited.cancel()
+            raise
         self._event("kill", c, signal=str(num))
+        if exited is not None:
+            try:
+                await asyncio.wait_for(exited, KILL_WAIT)
+            except asyncio.TimeoutError:
+                log.warning("container %s did not exit within %d s of SIGKILL", c["Id"][:12], KILL_WAIT)
 
     async def stop(self, ref: str, timeout: int | None, sig: str | None = None) -> None:
         c = self.get(ref)
@@ -696,10 +730,12 @@ class ContainerService:
         c = self.get(ref)
         cid = c["Id"]
         rt = self.rt(cid)
+        check_removable(c, ref, force)
+        if c["State"].get("Restarting"):  # waiting out the restart back-off: no more restarts
+            self._mark_manually_stopped(c)
+            c["State"].update(Status="exited", Restarting=False)
+            self.save(c)
         if c["State"]["Running"]:
-            if not force:
-                raise Conflict(f"cannot remove container \"{c['Name']}\": container is running: "
-                               "stop the container before removing or force remove")
             rt.stopping = True
             fut = self._exit_future(c)
             with contextlib.suppress(DockyardError):
@@ -728,6 +764,7 @@ class ContainerService:
             self.d.volumes.release(c, volumes or bool(c["HostConfig"].get("AutoRemove")))
             self.d.execs.forget_container(cid)
             shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
+        end_pending(rt.pending)
         self._rt.pop(cid, None)
         for fut in rt.remove_waiters:
             if not fut.done():
@@ -989,13 +1026,22 @@ class ContainerService:
     # -- attach / logs --------------------------------------------------------------------------
     async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict[str, Any], AttachStreams]:
         c = self.get(ref)
+        check_attachable(c, ref)
         rt = self.rt(c["Id"])
+        stdin = stdin and c["Config"]["OpenStdin"]
         self._event("attach", c)
+        if c["State"]["Running"]:
+            await exit_being_recorded(self.execdrv, c, self._exit_future(c))
         async with rt.lock:
             if not c["State"]["Running"]:
-                await self._prepare(c)
-            streams = await self.execdrv.attach(c["Id"], stdin=stdin and c["Config"]["OpenStdin"],
-                                                stdout=stdout, stderr=stderr)
+                try:
+                    await self._prepare(c)
+                except DockyardError as exc:  # the start will say why (see core.attach)
+                    log.info("attach to %s before a start that cannot work: %s", c["Id"][:12], exc)
+                    pending = PendingAttach(stdin, stdout, stderr)
+                    rt.pending.append(pending)
+                    return c, pending
+            streams = await self.execdrv.attach(c["Id"], stdin=stdin, stdout=stdout, stderr=stderr)
         return c, streams
 
     async def resize(self, ref: str, h: int, w: int) -> None:

@@ -101,14 +101,12 @@ class ExecService:
             raise Conflict(f"Container {c['Id']} is not running")
         return e, c
 
-    async def start(self, eid: str, detach: bool, tty: bool | None = None,
+    async def start(self, eid: str, detach: bool,
                     console: list[int] | None = None) -> AttachStreams | None:
-        """Run exec ``eid``; ``console``: the TTY's [height, width] (else the one given at
-        create)."""
+        """Run exec ``eid`` (with a TTY if it was created with one); ``console``: the TTY's
+        [height, width] (else the one given at create)."""
         e, c = self.check_start(eid)
         pc = e["ProcessConfig"]
-        if tty is not None and tty:
-            pc["tty"] = True
         user = pc["user"] or c["Config"].get("User") or ""
         process = {"args": [pc["entrypoint"], *pc["arguments"]], "env": e["_env"],
                    "cwd": e["_cwd"] or c["Config"].get("WorkingDir") or "/",
@@ -175,3 +173,43 @@ class FailedStreams(AttachStreams):
         reader.feed_data(msg if tty else struct.pack(">BxxxI", 1, len(msg)) + msg)
         reader.feed_eof()
         super().__init__(reader=reader, writer=None)
+
+
+class _Reframed:
+    """An exec's output reader in the other framing: a TTY's raw bytes as stdout frames, or
+    the frames of a process without a TTY as their raw payloads."""
+
+    def __init__(self, reader: Any, to_frames: bool) -> None:
+        self.reader, self.to_frames = reader, to_frames
+        self.buf = b""
+
+    async def read(self, n: int = -1) -> bytes:
+        if self.to_frames:
+            data = await self.reader.read(n)
+            return struct.pack(">BxxxI", 1, len(data)) + data if data else b""
+        while True:
+            out = self._payloads()
+            if out:
+                return out
+            data = await self.reader.read(n)
+            if not data:
+                return b""
+            self.buf += data
+
+    def _payloads(self) -> bytes:
+        out, buf = b"", self.buf
+        while len(buf) >= 8:
+            size = struct.unpack(">BxxxI", buf[:8])[1]
+            if len(buf) < 8 + size:
+                break
+            out, buf = out + buf[8:8 + size], buf[8 + size:]
+        self.buf = buf
+        return out
+
+
+def reframe(streams: AttachStreams, process_tty: bool, raw: bool) -> AttachStreams:
+    """``streams`` (framed as ``process_tty`` makes them) as a client that asked for ``raw``
+    output (the start's ``Tty``) wants them, as dockerd frames exec output."""
+    if process_tty != raw:
+        streams.reader = _Reframed(streams.reader, to_frames=not raw)  # type: ignore[assignment]
+    return streams

@@ -4,7 +4,8 @@ Drivers subclass one of the four base classes; extension plugins implement the p
 :mod:`dockyard.hookspecs.spec` with :data:`hookimpl`. Nothing here imports the rest of dockyard.
 """
 from .errors import (Conflict, DockyardError, DriverNotFound, DriverNotSupported, ExecError, Forbidden,
-                     InvalidParameter, NotFound, NotModified)
+                     InvalidParameter, NotFound, NotModified, Unauthorized,
+                     Unavailable)
 from .execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
 from .graphdriver import GraphDriver
 from .naivediff import NaiveDiff
@@ -25,6 +26,7 @@ PLUGIN_GROUP = "dockyard.plugins"
 __all__ = [
     "AttachStreams", "Conflict", "DRIVER_GROUPS", "DockyardError", "DriverNotFound",
     "DriverNotSupported", "Endpoint", "ExecDriver", "ExecError", "ExitStatus", "Forbidden", "GraphDriver",
-    "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound", "NotModified", "PLUGIN_GROUP", "PassiveNetDriver", "ProcessState",
-    "RegistryBackend", "hookimpl", "hookspec",
+    "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound", "NotModified",
+    "PLUGIN_GROUP", "PassiveNetDriver", "ProcessState", "RegistryBackend", "Unauthorized", "Unavailable",
+    "hookimpl", "hookspec",
 ]

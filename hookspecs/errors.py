@@ -37,10 +37,25 @@ class InvalidParameter(DockyardError):
     status = 400
 
 
+class Unauthorized(DockyardError):
+    """The credentials given were refused (a registry login). HTTP 401.
+
+    Never the answer to a pull or push: the docker CLI answers a 401 there with an interactive
+    login prompt."""
+
+    status = 401
+
+
 class Forbidden(DockyardError):
     """The operation is never allowed on this object (removing a predefined network...). HTTP 403."""
 
     status = 403
+
+
+class Unavailable(DockyardError):
+    """The request needs something this node is not (a swarm manager). HTTP 503."""
+
+    status = 503
 
 
 class NotModified(DockyardError):

@@ -65,8 +65,10 @@ class AttachStreams:
     2 stderr) when the container has no TTY, raw bytes when it has one. It reaches EOF once the
     container has exited and all of its output has been delivered.
     ``writer`` (``None`` unless stdin was asked for and the container was created with
-    ``open_stdin``) feeds the container's stdin; ``writer.write_eof()`` closes it when the
-    container was created with ``stdin_once``.
+    ``open_stdin``) feeds the container's stdin. ``writer.write_eof()``, as dockerd: closes the
+    container's stdin when it was created with ``stdin_once`` and without a TTY (the reader goes
+    on until the container exits); otherwise it ends this session (the reader reaches EOF) and
+    the container's stdin stays open — a client detaching from a TTY never closes it.
     """
 
     reader: asyncio.StreamReader

@@ -37,6 +37,17 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+def roundtrip(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request on ``conn`` (closed after): status, headers (lower-case names), raw body."""
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
 class Api:
     """A deliberately small Docker-API client over the unix socket (stdlib only)."""
 

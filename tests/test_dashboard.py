@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import DOCKYARD, Daemon, running_daemon
+from conftest import DOCKYARD, Daemon, roundtrip, running_daemon
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "core", "dashboard", "static")
@@ -48,13 +48,8 @@ class Forwarder:
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
+        return roundtrip(http.client.HTTPConnection("127.0.0.1", self.port, timeout=60), method,
+                         path, body, headers)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -223,8 +223,10 @@ class Daemon:
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
-        from .routes import build, containers, execs, images, networks, storage, system, volumes
-        for module in (system, containers, execs, images, build, networks, storage, volumes, dashboard):
+        from .routes import (absent, build, containers, execs, images, networks, storage, system,
+                             volumes)
+        for module in (system, containers, execs, images, build, networks, storage, volumes,
+                       dashboard, absent):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

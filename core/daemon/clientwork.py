@@ -18,6 +18,8 @@ from aiohttp import web
 
 from dockyard.hookspecs import tarsafe
 
+from .clients import client_gone
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 POLL = 0.25
@@ -29,8 +31,7 @@ class ClientWork:
         self.cancel = threading.Event()
 
     def gone(self) -> bool:
-        t = self.request.transport
-        return t is None or t.is_closing()
+        return client_gone(self.request)
 
     async def watch(self) -> None:
         while not self.cancel.is_set():

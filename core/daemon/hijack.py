@@ -20,28 +20,26 @@ log = logging.getLogger(__name__)
 
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
-_CTRL_SPECIAL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+#: moby/term's names of the control keys: ``ctrl-@`` is 0, ``ctrl-a`` 1 ... ``ctrl-_`` 31
+_CTRL_KEYS = {f"ctrl-{ch}": code for code, ch in enumerate("@abcdefghijklmnopqrstuvwxyz[\\]^_")}
 
 
 def parse_detach_keys(spec: str | None) -> bytes:
-    """Docker's detach-key syntax (``ctrl-p,ctrl-q``, ``a``, ``ctrl-@``) → the byte sequence.
-    An empty string disables detaching."""
-    if spec is None:
+    """Docker's detach-key syntax (``ctrl-p,ctrl-q``, ``a``, ``ctrl-@``, ``DEL``) → the byte
+    sequence, as moby/term's ``ToBytes``; none given (or empty) is the default, ctrl-p ctrl-q.
+    InvalidParameter with dockerd's words for anything else."""
+    if not spec:
         spec = DEFAULT_DETACH_KEYS
     out = bytearray()
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        if part.startswith("ctrl-") and len(part) == 6:
-            ch = part[5]
-            if ch.isalpha():
-                out.append(ord(ch.lower()) - ord("a") + 1)
-            elif ch in _CTRL_SPECIAL:
-                out.append(_CTRL_SPECIAL[ch])
-            else:
-                raise InvalidParameter(f"invalid detach key: {part!r}")
-        elif len(part) == 1:
-            out += part.encode()
+    for key in spec.split(","):
+        if len(key.encode()) == 1:
+            out += key.encode()
+        elif key in _CTRL_KEYS:
+            out.append(_CTRL_KEYS[key])
+        elif key == "DEL":
+            out.append(127)
         else:
-            raise InvalidParameter(f"invalid detach key: {part!r}")
+            raise InvalidParameter(f"Invalid detach keys ({spec}) provided")
     return bytes(out)
 
 

@@ -94,6 +94,7 @@ def _serve_systemd(daemon: Any, systemd: Systemd) -> None:
 
 async def serve(cfg: configmod.Config) -> None:
     from .app import Daemon  # heavy imports only once the flags are good
+    from .clients import access_log
 
     targets = _listen_targets(cfg["hosts"])
     systemd = Systemd.from_environment()
@@ -101,7 +102,7 @@ async def serve(cfg: configmod.Config) -> None:
     sslctx = _ssl_context(cfg)
     daemon = Daemon(cfg)
     app = daemon.make_app()
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, **access_log())
     await runner.setup()
     sites = []
     try:

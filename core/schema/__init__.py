@@ -45,6 +45,8 @@ def decode(raw: bytes, body_type: type) -> dict[str, Any]:
     dec = _decoders.get(body_type)
     if dec is None:
         dec = _decoders[body_type] = msgspec.json.Decoder(body_type)
+    if getattr(body_type, "any_case", False):
+        raw = _fields_in_any_case(raw, body_type)
     if b"\\u0000" in raw and _NUL.search(raw):
         raise InvalidParameter("invalid JSON: a string holds a NUL character (\\u0000)")
     try:
@@ -58,6 +60,16 @@ def decode(raw: bytes, body_type: type) -> dict[str, Any]:
     data = msgspec.to_builtins(value)
     unsupported.check(data, body_type)
     return data
+
+
+def _fields_in_any_case(raw: bytes, body_type: type) -> bytes:
+    """``raw`` with its top-level keys named as ``body_type``'s fields when they match in
+    another case (as in Go's decoder, a later key for the same field wins)."""
+    value = loads(raw)
+    if not isinstance(value, dict):
+        return raw
+    by_lower = {f.lower(): f for f in body_type.__struct_fields__}  # type: ignore[attr-defined]
+    return msgspec.json.encode({by_lower.get(key.lower(), key): item for key, item in value.items()})
 
 
 def loads(raw: bytes | str, what: str = "request body") -> Any:

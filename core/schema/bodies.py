@@ -104,6 +104,8 @@ class ExecCreate(Body):
     WorkingDir: Opt[str] = UNSET
     Cmd: Opt[StrSlice] = UNSET
 
+    any_case: ClassVar[bool] = True
+
 
 class ExecStart(Body):
     """``POST /exec/{id}/start``."""
@@ -111,6 +113,8 @@ class ExecStart(Body):
     Detach: Opt[bool] = UNSET
     Tty: Opt[bool] = UNSET
     ConsoleSize: Opt[ConsoleSize] = UNSET
+
+    any_case: ClassVar[bool] = True
 
 
 # -- /auth -------------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ class Body(msgspec.Struct):
 
     #: field -> values besides null/0/""/false/[]/{} that mean "not set" (see .unsupported)
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {}
+    #: match the body's top-level keys to the fields in any case, as Go's decoder does, for
+    #: bodies that real clients send so (docker-py's exec ``detachKeys``)
+    any_case: ClassVar[bool] = False
 
 
 class Empty(Body):

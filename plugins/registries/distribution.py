@@ -24,7 +24,7 @@ import urllib.parse
 from typing import IO, Any, Iterator
 
 from dockyard.hookspecs import registry as mt
-from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound, Unauthorized
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,6 @@ DOCKER_HUB = "docker.io"
 HUB_ENDPOINT = "https://registry-1.docker.io"
 RETRIES = 3
 
-
-class Unauthorized(DockyardError):
-    status = 401
 
 
 def is_loopback(host: str) -> bool:

@@ -20,7 +20,8 @@ from ...builder.output import Output
 from .. import params
 from ..app import route
 from ..clientwork import ClientWork, client_work
-from .images import JsonStream, _spool
+from ..jsonstream import JsonStream
+from .images import _spool
 
 
 async def build(request: web.Request) -> web.StreamResponse:

@@ -20,6 +20,8 @@ from .. import params
 from ..app import route
 from ...schema import CommitConfig, ContainerCreate, ContainerUpdate
 from ..body import json_body
+from ..clients import race, race_iter
+from ..errors import json_bytes
 from ..hijack import parse_detach_keys, serve_hijacked
 
 
@@ -93,12 +95,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
     fut = svc.wait_future(request.match_info["id"], request.query.get("condition", "not-running"))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     await resp.prepare(request)
-    try:
-        code = await fut
-    except asyncio.CancelledError:
-        fut.cancel()
-        raise
-    await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+    code = await race(request, fut)  # `run -d` hangs up once the container started
+    await resp.write(json_bytes({"StatusCode": code, "Error": None}))
     await resp.write_eof()
     return resp
 
@@ -115,13 +113,14 @@ async def attach(request: web.Request) -> web.StreamResponse:
     logs = params.flag(request, "logs")
     if not stream and not logs:
         raise InvalidParameter("either logs or stream must be set")
+    keys = parse_detach_keys(request.query.get("detachKeys"))
     c, streams = await svc.attach(request.match_info["id"], params.flag(request, "stdin"),
                                   params.flag(request, "stdout"), params.flag(request, "stderr"))
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
         "upgrade" in request.headers.get("Connection", "").lower()
-    keys = parse_detach_keys(request.query.get("detachKeys")) if c["Config"]["Tty"] else b""
+    # as dockerd, detach keys are looked for only on a TTY
     return await serve_hijacked(request, streams, c["Config"]["Tty"], upgrade=upgrade,
-                                detach_keys=keys)
+                                detach_keys=keys if c["Config"]["Tty"] else b"")
 
 
 async def resize(request: web.Request) -> web.Response:
@@ -146,12 +145,11 @@ async def logs(request: web.Request) -> web.StreamResponse:
     ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     resp = web.StreamResponse(status=200, headers={"Content-Type": ctype})
     await resp.prepare(request)
-    async for stream, data in svc.logs(c["Id"], stdout=stdout, stderr=stderr,
-                                       follow=params.flag(request, "follow"),
-                                       tail=request.query.get("tail", "all"),
-                                       since=_time_param(request, "since"),
-                                       until=_time_param(request, "until"),
-                                       timestamps=params.flag(request, "timestamps")):
+    items = svc.logs(c["Id"], stdout=stdout, stderr=stderr, follow=params.flag(request, "follow"),
+                     tail=request.query.get("tail", "all"), since=_time_param(request, "since"),
+                     until=_time_param(request, "until"),
+                     timestamps=params.flag(request, "timestamps"))
+    async for stream, data in race_iter(request, items):
         if tty:
             await resp.write(data)
         else:

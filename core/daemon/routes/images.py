@@ -10,11 +10,11 @@ import logging
 import os
 import tempfile
 import threading
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound, Unauthorized
 
 from ... import filtersets, listing, reference, transfer
 from .. import params
@@ -22,6 +22,8 @@ from ..app import route
 from ...schema import AuthConfig, loads
 from ..body import iter_body, json_body
 from ..clientwork import client_work
+from ..jsonstream import JsonStream
+from .pull import pull
 
 log = logging.getLogger(__name__)
 
@@ -36,68 +38,6 @@ def registry_auth(request: web.Request) -> dict[str, Any]:
     except (InvalidParameter, ValueError, binascii.Error):
         raise InvalidParameter("invalid X-Registry-Auth header") from None
     return transfer.clean_auth(data)
-
-
-class JsonStream:
-    """Docker's newline-delimited JSON progress: run ``fn(progress, cancel)`` in a thread and
-    stream what it reports; a failure after the headers went out becomes an ``error`` message."""
-
-    def __init__(self, request: web.Request) -> None:
-        self.request = request
-        self.resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        self.started = False
-
-    async def write(self, msg: dict[str, Any]) -> None:
-        if not self.started:
-            await self.resp.prepare(self.request)
-            self.started = True
-        await self.resp.write(json.dumps(msg).encode() + b"\r\n")
-
-    async def run(self, fn: Callable[..., Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def progress(msg: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(q.put_nowait, msg)
-
-        task = asyncio.ensure_future(asyncio.to_thread(fn, progress, cancel))
-        try:
-            while True:
-                getter = asyncio.ensure_future(q.get())
-                done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    await self.write(getter.result())
-                    continue
-                getter.cancel()
-                while not q.empty():
-                    await self.write(q.get_nowait())
-                return task.result()
-        except BaseException:
-            cancel.set()
-            if not task.done():
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(task)
-            raise
-
-    async def fail(self, exc: BaseException) -> web.StreamResponse:
-        """Report ``exc`` in the stream (the status line is gone already) and end it."""
-        if isinstance(exc, DockyardError):
-            msg = exc.message
-        else:
-            log.error("%s %s failed", self.request.method, self.request.path, exc_info=exc)
-            msg = f"internal error: {type(exc).__name__}: {exc}"
-        await self.error(msg)
-        return await self.finish()
-
-    async def error(self, message: str) -> None:
-        await self.write({"errorDetail": {"message": message}, "error": message})
-
-    async def finish(self) -> web.StreamResponse:
-        if not self.started:
-            await self.resp.prepare(self.request)
-        await self.resp.write_eof()
-        return self.resp
 
 
 def _d(request: web.Request):  # noqa: ANN202
@@ -156,32 +96,9 @@ async def create(request: web.Request) -> web.StreamResponse:
             image = f"{image}:{tag}"
         if q.get("platform") and q["platform"] not in ("linux/amd64", "linux", "amd64"):
             raise InvalidParameter(f"platform {q['platform']!r} is not supported here (linux/amd64)")
-        return await pull(request, reference.parse(image))
+        # no tag at all: every tag (``docker pull -a``), as dockerd
+        return await pull(request, reference.parse(image, default_tag=False), registry_auth(request))
     raise InvalidParameter("fromImage or fromSrc must be given")
-
-
-async def pull(request: web.Request, ref: reference.Reference) -> web.StreamResponse:
-    d = _d(request)
-    # unknown image or refused credentials: an HTTP error before any progress, as Docker does
-    backend = await asyncio.to_thread(transfer.open_pull, d, ref, registry_auth(request))
-    out = JsonStream(request)
-
-    def work(progress: Any, cancel: threading.Event) -> dict[str, Any]:
-        return transfer.pull_into(d, ref, backend, progress, cancel)
-
-    try:
-        async with client_work(request):
-            result = await out.run(work)
-    except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
-        return await out.fail(exc)
-    image_id = result["image_id"]
-    await out.write({"status": f"Digest: {result['digest']}"})
-    shown = ref.familiar()
-    await out.write({"status": (f"Status: Downloaded newer image for {shown}" if result["fresh"]
-                                else f"Status: Image is up to date for {shown}")})
-    d.emit("dockyard_image_pulled", image_id=image_id, reference=str(ref))
-    d.event("image", "pull", str(ref), {"name": str(ref)})
-    return await out.finish()
 
 
 async def push(request: web.Request) -> web.StreamResponse:
@@ -238,10 +155,8 @@ async def auth(request: web.Request) -> web.Response:
     backend = d.remote(server, creds)
     try:
         await asyncio.to_thread(backend.ping)
-    except DockyardError as exc:
-        if exc.status == 401:
-            raise DockyardError(f"login attempt to {server} failed: {exc.message}") from None
-        raise
+    except Unauthorized:  # dockerd's answer and words; the docker CLI says so and exits 1
+        raise Unauthorized(f"login attempt to {server} failed with status: 401 Unauthorized") from None
     return web.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
@@ -297,39 +212,44 @@ async def save(request: web.Request) -> web.StreamResponse:
 
 
 async def load(request: web.Request) -> web.StreamResponse:
-    """``docker load``: every image of a ``docker save`` tar (classic or Docker 25 layout)."""
+    """``docker load``: every image of a ``docker save`` tar (classic or Docker 25 layout).
+    As dockerd, a body that is no such tar is answered 200 with an ``error`` message in the
+    stream (docker-py raises ImageLoadError from it)."""
     d = _d(request)
     quiet = params.flag(request, "quiet")
     path = await _spool(request, os.path.join(d.data_root, "tmp"))
     out = JsonStream(request)
     try:
-        backend = await asyncio.to_thread(d.backend, "docker-archive", path, {"mode": "r"})
-        try:
-            for repo, ref in backend.images():
-                def work(progress: Any, cancel: threading.Event, repo: str = repo, ref: str = ref) -> Any:
-                    return transfer.Puller(d.images, backend, (lambda m: None) if quiet else progress,
-                                           cancel).pull(repo, ref)
-                try:
-                    async with client_work(request):
-                        result = await out.run(work)
-                except Exception as exc:  # noqa: BLE001
-                    return await out.fail(exc)
-                image_id = result["image_id"]
-                tags = backend.tags_of(result["digest"]) if hasattr(backend, "tags_of") else []
-                if repo and not ref.startswith("sha256:"):
-                    tags = sorted(set(tags) | {reference.normalize(f"{repo}:{ref}")})
-                for t in tags:
-                    d.images.tag(image_id, t)
-                    await out.write({"stream": f"Loaded image: {reference.familiar(t)}\n"})
-                if not tags:
-                    await out.write({"stream": f"Loaded image ID: {image_id}\n"})
-                d.event("image", "load", image_id, {"name": image_id})
-        finally:
-            backend.close()
+        async with client_work(request):
+            await _load_images(d, out, path, quiet)
+    except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
+        return await out.fail(exc)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
     return await out.finish()
+
+
+async def _load_images(d: Any, out: JsonStream, path: str, quiet: bool) -> None:
+    backend = await asyncio.to_thread(d.backend, "docker-archive", path, {"mode": "r"})
+    try:
+        for repo, ref in backend.images():
+            def work(progress: Any, cancel: threading.Event, repo: str = repo, ref: str = ref) -> Any:
+                return transfer.Puller(d.images, backend, (lambda m: None) if quiet else progress,
+                                       cancel).pull(repo, ref)
+            result = await out.run(work)
+            image_id = result["image_id"]
+            tags = backend.tags_of(result["digest"]) if hasattr(backend, "tags_of") else []
+            if repo and not ref.startswith("sha256:"):
+                tags = sorted(set(tags) | {reference.normalize(f"{repo}:{ref}")})
+            for t in tags:
+                d.images.tag(image_id, t)
+                await out.write({"stream": f"Loaded image: {reference.familiar(t)}\n"})
+            if not tags:
+                await out.write({"stream": f"Loaded image ID: {image_id}\n"})
+            d.event("image", "load", image_id, {"name": image_id})
+    finally:
+        backend.close()
 
 
 async def history(request: web.Request) -> web.Response:

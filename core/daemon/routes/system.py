@@ -14,6 +14,7 @@ from aiohttp import web
 from ...filtersets import event_matcher
 from .. import params
 from ..app import API_VERSION, MIN_API_VERSION, VERSION, route
+from ..clients import race
 
 
 def _daemon(request: web.Request):  # noqa: ANN202
@@ -22,7 +23,7 @@ def _daemon(request: web.Request):  # noqa: ANN202
 
 async def ping(request: web.Request) -> web.Response:
     headers = {"Builder-Version": "1", "Cache-Control": "no-cache, no-store, must-revalidate",
-               "Pragma": "no-cache"}
+               "Pragma": "no-cache", "Swarm": "inactive"}
     if request.method == "HEAD":
         return web.Response(status=200, headers={**headers, "Content-Type": "text/plain; charset=utf-8",
                                                  "Content-Length": "0"})
@@ -143,7 +144,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 if timeout is not None and timeout <= 0:
                     break
                 try:
-                    ev = await asyncio.wait_for(q.get(), timeout)
+                    ev = await race(request, asyncio.wait_for(q.get(), timeout))
                 except asyncio.TimeoutError:
                     break
             else:
@@ -168,7 +169,13 @@ async def df(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(disk_usage, d, types))
 
 
+async def options(request: web.Request) -> web.Response:
+    """``OPTIONS`` on any path: 200, as dockerd (CORS preflight)."""
+    return web.Response(status=200)
+
+
 def setup(app: web.Application) -> None:
+    app.router.add_route("OPTIONS", "/{anyroute:.*}", options)
     route(app, "GET", "/_ping", ping)
     route(app, "HEAD", "/_ping", ping)
     route(app, "GET", "/version", version)

@@ -68,21 +68,14 @@ class ConnectionLost(DockyardError):
 
 @dataclasses.dataclass
 class NativeAttach(AttachStreams):
-    """An attach session; ``close()`` detaches even when no stdin writer was asked for."""
+    """An attach session; ``close()`` detaches even when no stdin writer was asked for (the
+    supervisor never closes a TTY's stdin when a session ends, so detaching is closing)."""
 
     transport_writer: asyncio.StreamWriter | None = None
-    driver: "NativeDriver | None" = None
-    token: str = ""
 
     def close(self) -> None:
         if self.transport_writer is not None:
             self.transport_writer.close()
-
-    async def detach(self) -> None:
-        if self.driver is not None and self.token:
-            with contextlib.suppress(DockyardError, OSError):
-                await self.driver._call("detach", token=self.token)
-        self.close()
 
 
 class _Control:
@@ -249,9 +242,8 @@ class NativeDriver(ExecDriver):
                      stderr: bool = True) -> AttachStreams:
         await self._conn()  # make sure a supervisor runs
         reader, writer = await asyncio.open_unix_connection(self.sock_path, limit=LINE_LIMIT)
-        token = os.urandom(8).hex()
         try:
-            writer.write(json.dumps({"op": "attach", "id": cid, "stdin": stdin, "token": token,
+            writer.write(json.dumps({"op": "attach", "id": cid, "stdin": stdin,
                                      "stdout": stdout, "stderr": stderr}).encode() + b"\n")
             line = await reader.readline()
             msg = json.loads(line) if line else {
@@ -263,7 +255,7 @@ class NativeDriver(ExecDriver):
             writer.close()
             raise _error(msg.get("error") or {})
         return NativeAttach(reader=reader, writer=writer if msg.get("stdin") else None,
-                            transport_writer=writer, driver=self, token=token)
+                            transport_writer=writer)
 
     async def start(self, cid: str) -> int:
         return await self._call("start", id=cid)

@@ -17,9 +17,10 @@ Protocol (unix socket ``ROOT/supervisor.sock``): every connection starts with on
 * attach connection: first line ``{"op": "attach", "id", "stdin", "stdout", "stderr"}``, answered
   by one JSON line (``{"ok": true, "stdin": granted}`` or an error); afterwards the connection is a
   raw byte stream: container output to the client (Docker's multiplexed frames, raw for a TTY),
-  client bytes to the container's stdin; the client's half-close closes stdin when the container
-  has ``stdin_once``. The supervisor closes the connection once the container exited and its output
-  was delivered.
+  client bytes to the container's stdin. The client's half-close closes stdin when the container
+  has ``stdin_once`` and no TTY (output then flows until it exits); otherwise it ends the session
+  and stdin stays open (a client detaching from a TTY). The supervisor closes the connection once
+  the container exited and its output was delivered.
 """
 from __future__ import annotations
 
@@ -573,7 +574,6 @@ class Supervisor:
         self.containers: dict[str, Container] = {}
         self.by_pid: dict[int, Any] = {}  # Container or Exec
         self.execs: dict[str, Exec] = {}
-        self.detached_tokens: set[str] = set()
         self.intermediates: set[int] = set()
         self.early_exits: dict[int, int] = {}
         self.pending_starts = 0
@@ -799,9 +799,13 @@ class Supervisor:
                 if want_stdin and c.stdin is not None and cl in c.clients:
                     c.stdin.write(data)
             if want_stdin and cl in c.clients:
-                # half-close: stdin is done, output keeps flowing until the container exits
-                detached = req.get("token") and req["token"] in self.detached_tokens
-                if c.stdin_once and first_stdin and c.stdin is not None and not detached:
+                # the client's input ended. As dockerd: with stdin_once (and no TTY) that is
+                # the end of the container's stdin, and output keeps flowing until it exits;
+                # otherwise — always with a TTY (a client detaching) — the session ends and
+                # the container's stdin stays open
+                if c.tty or not c.stdin_once:
+                    return
+                if first_stdin and c.stdin is not None:
                     c.stdin.write_eof()
                 closed = self.loop.create_task(writer.wait_closed())
                 try:
@@ -811,7 +815,6 @@ class Supervisor:
         except (ConnectionError, OSError):
             pass
         finally:
-            self.detached_tokens.discard(req.get("token") or "")
             if cl in c.clients:
                 c.clients.remove(cl)
 
@@ -843,6 +846,8 @@ class Supervisor:
                 if ex.stdin is not None:
                     ex.stdin.write(data)
             if ex.stdin is not None:
+                if ex.tty:  # as dockerd: a client detaching ends the session, not the stdin
+                    return
                 ex.stdin.write_eof()
             closed = self.loop.create_task(writer.wait_closed())
             try:
@@ -931,10 +936,6 @@ class Supervisor:
     # -- ops ------------------------------------------------------------------------------------
     async def op_hello(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": 1, "containers": len(self.containers)}
-
-    async def op_detach(self, token: str) -> None:
-        """The attach session with ``token`` is detaching: its end of input is not stdin's."""
-        self.detached_tokens.add(str(token))
 
     async def op_list(self) -> list[dict[str, Any]]:
         return [c.state() for c in self.containers.values()]

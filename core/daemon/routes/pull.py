@@ -1,0 +1,78 @@
+"""``POST /images/create?fromImage=``: pull a tag, a digest, or every tag of a repository.
+
+As dockerd: a reference without a tag or digest (``docker pull -a``, docker-py's
+``all_tags=True``) pulls every tag the registry lists; a registry that refuses the credentials is
+answered as dockerd answers it, ``404 pull access denied ...`` — never ``401``, which the docker
+CLI meets with an interactive login prompt (even with its stdin on /dev/null).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.hookspecs.errors import NotFound, Unauthorized
+
+from ... import reference, transfer
+from ..clientwork import client_work
+from ..jsonstream import JsonStream
+
+
+def _denied(ref: reference.Reference, why: str) -> NotFound:
+    return NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or "
+                    f"may require 'docker login': {why}")
+
+
+async def _tags_to_pull(backend: Any, ref: reference.Reference) -> list[str]:
+    """What to pull, checked before any progress goes out: an unknown image or refused
+    credentials is an HTTP error, as with dockerd."""
+    try:
+        if ref.digest or ref.tag:
+            want = ref.digest or ref.tag
+            await asyncio.to_thread(backend.resolve, ref.path, want)
+            return [want]  # type: ignore[list-item]
+        tags = await asyncio.to_thread(backend.tags, ref.path)
+    except NotFound:
+        raise _denied(ref, f"manifest unknown: {ref.digest or ref.tag or 'no tags'}") from None
+    except Unauthorized as exc:
+        raise _denied(ref, exc.message) from None
+    if not tags:
+        raise _denied(ref, "the repository has no tags")
+    return tags
+
+
+async def pull(request: web.Request, ref: reference.Reference, auth: dict[str, Any]) -> web.StreamResponse:
+    """Pull ``ref`` (every tag when it names neither a tag nor a digest) with ``auth``."""
+    d = request.app["daemon"]
+    backend = d.remote(ref.domain, auth)
+    try:
+        wanted = await _tags_to_pull(backend, ref)
+        out = JsonStream(request)
+        fresh = False
+        for want in wanted:
+            def work(progress: Any, cancel: threading.Event, want: str = want) -> dict[str, Any]:
+                return transfer.Puller(d.images, backend, progress, cancel).pull(
+                    ref.path, want, status_id=want)
+
+            try:
+                async with client_work(request):
+                    result = await out.run(work)
+            except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
+                return await out.fail(exc)
+            fresh = fresh or result["fresh"]
+            one = ref if ref.tag or ref.digest else ref.with_tag(want)
+            if one.tag:
+                d.images.tag(result["image_id"], str(one))
+            d.images.add_repo_digest(ref.name, result["digest"], result["image_id"],
+                                     result["media_type"])
+            await out.write({"status": f"Digest: {result['digest']}"})
+            d.emit("dockyard_image_pulled", image_id=result["image_id"], reference=str(one))
+            d.event("image", "pull", str(one), {"name": str(one)})
+    finally:
+        await asyncio.to_thread(backend.close)
+    shown = ref.familiar()
+    await out.write({"status": (f"Status: Downloaded newer image for {shown}" if fresh
+                                else f"Status: Image is up to date for {shown}")})
+    return await out.finish()
