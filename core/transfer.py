@@ -26,7 +26,7 @@ from typing import IO, Any, Callable
 
 from dockyard.hookspecs import registry as mt
 from dockyard.hookspecs import tarsafe
-from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound, Unauthorized
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader, sha256_of
 
 from .images import ImageStore, chain_id
@@ -437,6 +437,13 @@ def clean_auth(data: Any) -> dict[str, str]:
     return {k: v for k, v in data.items() if k in AUTH_FIELDS and v and isinstance(v, str)}
 
 
+def pull_denied(ref: Any, why: str) -> NotFound:
+    """dockerd's answer to a pull the registry does not serve: a 404, never a 401 (which the
+    docker CLI meets with a login prompt)."""
+    return NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or "
+                    f"may require 'docker login': {why}")
+
+
 def open_pull(d: Any, ref: Any, auth: dict[str, Any] | None) -> RegistryBackend:
     """The backend ``ref`` is pulled from, once the registry knows it (NotFound in dockerd's
     words otherwise). Runs in a worker thread."""
@@ -446,8 +453,10 @@ def open_pull(d: Any, ref: Any, auth: dict[str, Any] | None) -> RegistryBackend:
         backend.resolve(ref.path, want)
     except NotFound:
         backend.close()
-        raise NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist "
-                       f"or may require 'docker login': manifest unknown: {want}") from None
+        raise pull_denied(ref, f"manifest unknown: {want}") from None
+    except Unauthorized as exc:
+        backend.close()
+        raise pull_denied(ref, exc.message) from None
     except BaseException:
         backend.close()
         raise

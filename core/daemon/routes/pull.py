@@ -20,11 +20,6 @@ from ..clientwork import client_work
 from ..jsonstream import JsonStream
 
 
-def _denied(ref: reference.Reference, why: str) -> NotFound:
-    return NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or "
-                    f"may require 'docker login': {why}")
-
-
 async def _tags_to_pull(backend: Any, ref: reference.Reference) -> list[str]:
     """What to pull, checked before any progress goes out: an unknown image or refused
     credentials is an HTTP error, as with dockerd."""
@@ -35,11 +30,12 @@ async def _tags_to_pull(backend: Any, ref: reference.Reference) -> list[str]:
             return [want]  # type: ignore[list-item]
         tags = await asyncio.to_thread(backend.tags, ref.path)
     except NotFound:
-        raise _denied(ref, f"manifest unknown: {ref.digest or ref.tag or 'no tags'}") from None
+        why = f"manifest unknown: {ref.digest or ref.tag or 'no tags'}"
+        raise transfer.pull_denied(ref, why) from None
     except Unauthorized as exc:
-        raise _denied(ref, exc.message) from None
+        raise transfer.pull_denied(ref, exc.message) from None
     if not tags:
-        raise _denied(ref, "the repository has no tags")
+        raise transfer.pull_denied(ref, "the repository has no tags")
     return tags
 
 
