@@ -156,8 +156,10 @@ async def _run(st: "StageRun", out: StepOutput, cmd: list[str], env: list[str], 
     finally:
         # dockerd keeps a failed step's container unless forcerm; it is removed here too
         if b.opts.rm or b.opts.forcerm or not ok:
-            with contextlib.suppress(DockyardError):
+            try:
                 await cs.remove(cid, force=True, volumes=True)
+            except DockyardError as exc:
+                log.warning("build step container %s was not removed: %s", cid[:12], exc.message)
             if ok:
                 await out.line(f"Removing intermediate container {cid[:12]}")
 

@@ -65,7 +65,10 @@ async def _run(request: web.Request, b: Build, out: JsonStream, cw: ClientWork) 
         while not task.done():
             await asyncio.wait({task}, timeout=0.25)
             if cw.cancel.is_set() and not task.done():
-                task.cancel()  # the client went away: so does the build
+                # the client went away: so does the build. Once: its clean-up (removing step
+                # containers) takes its time, and a second cancel would cut it short
+                task.cancel()
+                await asyncio.wait({task})
     except asyncio.CancelledError:  # this handler itself (the daemon is stopping)
         task.cancel()
         with contextlib.suppress(BaseException):
