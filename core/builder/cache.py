@@ -126,7 +126,7 @@ class Record:
     usage: int = 0
 
     def df(self) -> dict[str, Any]:
-        from ..containers import rfc3339
+        from dockyard.hookspecs.host.timefmt import rfc3339
         return {"ID": self.id, "Parent": "", "Parents": [], "Type": self.type,
                 "Description": self.description, "InUse": self.in_use, "Shared": self.shared,
                 "Size": self.size, "CreatedAt": rfc3339(self.created),

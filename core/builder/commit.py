@@ -8,7 +8,7 @@ import platform
 import secrets
 from typing import Any, Callable
 
-from ..images import now_rfc3339
+from dockyard.hookspecs.host.timefmt import rfc3339
 
 #: Go's names of this host's architecture (what an image built here says it runs on)
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386",
@@ -58,7 +58,7 @@ class Committer:
 
     def config_only(self, parent: str | None, cfg: dict[str, Any], created_by: str,
                     author: str | None = None) -> str:
-        entry = {"created": now_rfc3339(), "created_by": created_by, "empty_layer": True}
+        entry = {"created": rfc3339(), "created_by": created_by, "empty_layer": True}
         return self.make(parent, cfg, entry, None, author)
 
     def commit_rw(self, rw_id: str, parent: str | None, cfg: dict[str, Any], created_by: str,
@@ -71,7 +71,7 @@ class Committer:
             chain = self.images.register_layer(stream, top, keep_blob=True)
         finally:
             stream.close()
-        entry = {"created": now_rfc3339(), "created_by": created_by}
+        entry = {"created": rfc3339(), "created_by": created_by}
         return self.make(parent, cfg, entry, chain, author)
 
     def restore(self, parent: str | None, cfg: dict[str, Any], entry: dict[str, Any],

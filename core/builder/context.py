@@ -19,7 +19,7 @@ import re
 import tarfile
 from typing import Any
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
 
 from . import remote

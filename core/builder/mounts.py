@@ -31,7 +31,7 @@ from typing import Any, AsyncIterator, Callable
 
 from .errors import BuildError
 from .shell import parse_bool
-from ..units import ram_in_bytes
+from dockyard.hookspecs.host.units import ram_in_bytes
 
 TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 SHARING = ("shared", "private", "locked")

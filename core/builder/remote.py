@@ -26,7 +26,7 @@ import tempfile
 import urllib.parse
 import aiohttp
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 
 from .errors import BuildError
 

@@ -57,8 +57,7 @@ class ContainerConfig(Body):
     StopTimeout: Opt[Int] = UNSET
     Shell: Opt[StrSlice] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Domainname": (), "NetworkDisabled": (), "MacAddress": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Domainname": (), "NetworkDisabled": ()}
 
 
 # -- HostConfig --------------------------------------------------------------------------------
@@ -177,7 +176,7 @@ class VolumeDriverConfig(Body):
     Name: Opt[str] = UNSET
     Options: Opt[StrMap] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",), "Options": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",)}
 
 
 class VolumeOptions(Body):
@@ -267,8 +266,6 @@ class EndpointIPAMConfig(Body):
     IPv6Address: Opt[str] = UNSET
     LinkLocalIPs: Opt[StrList] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"IPv6Address": (), "LinkLocalIPs": ()}
-
 
 class EndpointSettings(Body):
     """``network.EndpointSettings``. ``Links`` (aliases for this container on the network) and
@@ -290,8 +287,6 @@ class EndpointSettings(Body):
     GlobalIPv6Address: Opt[str] = UNSET
     GlobalIPv6PrefixLen: Opt[Int64] = UNSET
     DNSNames: Opt[StrList] = UNSET
-
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"MacAddress": ()}
 
 
 class NetworkingConfig(Body):

@@ -16,7 +16,7 @@ import tempfile
 from typing import Callable
 
 from dockyard.hookspecs.idmap import IDMap
-from dockyard.hookspecs.tarsafe import SecureRoot
+from dockyard.hookspecs.host.tarsafe import SecureRoot
 
 from ... import archive
 from ..context import Patterns

@@ -200,8 +200,8 @@ def _rebase(b: Any, st: "StageRun", layer_image: str, created_by: str) -> str:
     top = b.committer.top(st.image)
     with open(b.images.blobs.path(blobs[0]["digest"]), "rb") as f:
         chain = b.images.register_layer(f, top)
-    from ...images import now_rfc3339
-    entry = {"created": now_rfc3339(), "created_by": created_by}
+    from dockyard.hookspecs.host.timefmt import rfc3339
+    entry = {"created": rfc3339(), "created_by": created_by}
     return b.committer.make(st.image, st.cfg, entry, chain, st.author)
 
 

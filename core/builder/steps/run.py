@@ -20,7 +20,7 @@ import stat
 from typing import TYPE_CHECKING, Any
 
 from dockyard.hookspecs.errors import DockyardError
-from dockyard.hookspecs.tarsafe import SecureRoot
+from dockyard.hookspecs.host.tarsafe import SecureRoot
 
 from .. import mounts as mountmod
 from ..errors import BuildError, StepFailed

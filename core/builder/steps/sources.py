@@ -12,7 +12,7 @@ import posixpath
 import stat
 from typing import Iterator
 
-from dockyard.hookspecs.tarsafe import SecureRoot
+from dockyard.hookspecs.host.tarsafe import SecureRoot
 
 from ..context import Patterns, ignored, pattern_match
 from ..errors import BuildError

@@ -4,7 +4,7 @@ Small on purpose: create ``<parent>/<cid>`` where the controllers live, apply th
 cpu limits and the device rules of ``linux.resources``, list and kill the processes, freeze and
 thaw, remove. Runs inside the supervisor (synchronous: a handful of small file writes).
 
-Devices (``linux.resources.devices``, see ``dockyard.hookspecs.devices``): on v1 the container's
+Devices (``linux.resources.devices``, see ``dockyard.hookspecs.host.devices``): on v1 the container's
 ``devices`` cgroup gets ``devices.deny a`` then its allow entries; on v2 an eBPF program made
 from the same rules is attached to its directory. A hybrid host (v1 controllers plus a cgroup2
 mount at ``unified``) gets both: the container also has a directory in the cgroup2 tree, and
@@ -17,8 +17,8 @@ import logging
 import os
 import signal
 
-from dockyard.hookspecs import devicebpf
-from dockyard.hookspecs.devices import DeviceRules
+from dockyard.hookspecs.host import devicebpf
+from dockyard.hookspecs.host.devices import DeviceRules
 from dockyard.hookspecs.errors import InvalidParameter
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,20 @@ class Cgroups:
     @property
     def available(self) -> bool:
         return bool(self.hierarchies)
+
+    def unsupported(self, res: dict) -> list[str]:
+        """The OCI resources of ``res`` this host's cgroups cannot apply."""
+        out = []
+        if (res.get("blockIO") or {}).get("weight"):
+            if self.v2:
+                ok = "io" in _read(os.path.join(self.root, "cgroup.controllers")).split()
+            else:
+                base = self.hierarchies.get("blkio") or ""
+                ok = bool(base) and any(os.path.exists(os.path.join(base, name))
+                                        for name in ("blkio.weight", "blkio.bfq.weight"))
+            if not ok:
+                out.append("blockIO.weight")
+        return out
 
     def _prepare_parent(self, parent: str) -> None:
         """Create the shared parent (e.g. ``dockyard``) in each hierarchy, set up once."""
@@ -176,8 +190,9 @@ class Cgroups:
                         _write(f"{d}/io.bfq.weight", weight)
                     elif os.path.exists(f"{d}/io.weight"):
                         _write(f"{d}/io.weight", f"default {1 + (weight - 10) * 9999 // 990}")
-                    else:
-                        log.warning("cgroup v2: no io weight here; BlkioWeight ignored")
+                    else:  # refused at create (unsupported()); never dropped
+                        raise InvalidParameter("BlkioWeight: this host has no block I/O weight "
+                                               "(cgroup v2 io.weight or io.bfq.weight)")
                 return
             d = self._dir(dirs, "memory")
             if d and mem.get("limit") is not None:
@@ -211,8 +226,9 @@ class Cgroups:
                     if os.path.exists(f"{d}/{name}"):
                         _write(f"{d}/{name}", weight)
                         break
-                else:
-                    log.warning("cgroup v1: no blkio weight (needs the bfq scheduler); ignored")
+                else:  # refused at create (unsupported()); never dropped
+                    raise InvalidParameter("BlkioWeight: this host has no block I/O weight "
+                                           "(blkio.weight: the bfq I/O scheduler is needed)")
             d = self._dir(dirs, "cpuset")
             if d:
                 if cpu.get("cpus"):
@@ -427,7 +443,7 @@ class Cgroups:
         CFQ/BFQ files, or, when those count nothing, the throttle files (the only ones most
         devices fill in); entries as the kernel writes them (op ``Read``, ``Write``...)."""
         def entries(fname: str) -> list[dict]:
-            out = []
+            out: list[dict] = []
             try:
                 text = _read(f"{d}/{fname}")
             except OSError:
