@@ -355,12 +355,13 @@ class Build:
     async def from_image(self, ins: Instruction, value: str) -> str | None:
         """The image ``COPY --from``/``--mount from=`` names: a stage's result, or an image
         (resolved in the plan; an ONBUILD trigger's is resolved now)."""
-        kind, ref, _ = self.refs.get((id(ins), value), (None, None, None))
-        if kind is None:
+        known = self.refs.get((id(ins), value))
+        if known is None:
             other = self.df.stage(value)
             if other is not None and other.index in self.results:
                 return self.results[other.index]
             return await self.ensure_image(str(reference.parse(value)))
+        kind, ref, _ = known
         if kind == "stage":
             return self.results[ref]
         return self.external[ref]

@@ -30,7 +30,7 @@ class Committer:
     def new_config(self, parent: str | None, cfg: dict[str, Any], entry: dict[str, Any],
                    diff_id: str | None, author: str | None = None) -> dict[str, Any]:
         """The image config of ``parent`` + ``cfg`` + history ``entry`` (+ a layer ``diff_id``)."""
-        base = self.images.config(parent) if parent else {
+        base: dict[str, Any] = self.images.config(parent) if parent else {
             "architecture": host_arch(), "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
         new = {k: v for k, v in base.items() if k not in ("container", "container_config")}
         clean = {k: v for k, v in cfg.items() if v not in (None, "", {}, [])}

@@ -202,7 +202,7 @@ class _Reader:
         return out
 
     def _heredoc_body(self, doc: Heredoc, start: int) -> str:
-        body = []
+        body: list[str] = []
         while self.i < len(self.lines):
             raw = self.lines[self.i]
             self.i += 1

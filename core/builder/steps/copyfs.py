@@ -131,11 +131,11 @@ def copy_into(root: str, plan: CopyPlan, id_map: IDMap | None, tmp: str) -> bool
     if entries:
         with tempfile.TemporaryFile(dir=tmp) as buf:
             with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for ti, host in entries:
-                    if host is None:
+                for ti, path in entries:
+                    if path is None:
                         tar.addfile(ti)
                     else:
-                        with open(host, "rb") as f:
+                        with open(path, "rb") as f:
                             tar.addfile(ti, f)
             buf.seek(0)
             archive.extract_in(root, target, buf, id_map)
