@@ -20,6 +20,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "exec-root": (str, "/run/dockyard"),
     "pidfile": (str, ""),
     "hosts": (list, ["unix:///run/dockyard.sock"]),
+    # the unix socket's group (dockerd's -G); "": dockyard if that group exists, else root
+    "group": (str, ""),
     "tls": (bool, False),
     "tlsverify": (bool, False),
     "tlscacert": (str, ""),
@@ -56,6 +58,9 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # (--security-opt no-new-privileges=false)
     "no-new-privileges": (bool, True),
     "default-ulimits": (dict, {}),
+    # the real-time CPU budget (microseconds) given to the containers' parent cgroups (0: none)
+    "cpu-rt-period": (int, 0),
+    "cpu-rt-runtime": (int, 0),
     "labels": (list, []),
     # dockyard's own: how far one archive (layer, build context, cp) may unpack; 0 turns a
     # limit off (the free space of the target file system always bounds it)
@@ -78,6 +83,8 @@ LOG_DRIVERS = ("json-file",)
 class Config:
     values: dict[str, Any]
     source: str | None = None
+    #: the keys given in the file or as flags (``--tls=false`` differs from no ``--tls``)
+    explicit: frozenset[str] = frozenset()
     #: how it was loaded, so that a reload (SIGHUP) reads the same file with the same flags on top
     path: str | None = None
     path_explicit: bool = False
@@ -127,6 +134,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     values = {k: (list(d) if isinstance(d, list) else dict(d) if isinstance(d, dict) else d)
               for k, (_, d) in SCHEMA.items()}
     source = None
+    explicit: set[str] = set()
     if path and (path_explicit or os.path.exists(path)):
         try:
             with open(path, encoding="utf-8") as f:
@@ -144,6 +152,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
                 f"valid keys: {', '.join(sorted(SCHEMA))}")
         for key, value in raw.items():
             values[key] = _check_type(key, value, SCHEMA[key][0], path)
+        explicit.update(raw)
         both = sorted(k for k in raw if overrides.get(k) not in (None, [], ()))
         if both:
             raise InvalidParameter(
@@ -156,6 +165,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
         if key not in SCHEMA:
             raise InvalidParameter(f"unknown configuration key {key!r}")
         values[key] = _check_type(key, value, SCHEMA[key][0], "flag")
+        explicit.add(key)
     if values["debug"]:
         values["log-level"] = "debug"
     if values["log-level"] not in LOG_LEVELS:
@@ -168,6 +178,9 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
         if values[key] < 0:
             raise InvalidParameter(f"{key} must be 0 (no limit; for max-build-parallelism: the "
                                    f"default bound) or a positive integer, not {values[key]}")
+    for key, low in (("cpu-rt-period", 0), ("cpu-rt-runtime", -1)):
+        if values[key] < low:
+            raise InvalidParameter(f"{key} must be {low} or more, not {values[key]}")
     for key in ("data-root", "exec-root"):
         if not os.path.isabs(values[key]):
             raise InvalidParameter(f"{key} must be an absolute path, not {values[key]!r}")
@@ -176,4 +189,5 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
                                f"{values['api-read-timeout']!r}")
     parse_opts(values["storage-opts"], "storage-opts")
     parse_opts(values["exec-opts"], "exec-opts")
-    return Config(values, source, path=path, path_explicit=path_explicit, overrides=dict(overrides))
+    return Config(values, source, frozenset(explicit), path=path, path_explicit=path_explicit,
+                  overrides=dict(overrides))

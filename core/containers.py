@@ -29,7 +29,7 @@ from dockyard.hookspecs.idmap import IDMap
 
 from . import health, names, seccomp as seccompmod, spec as specmod
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
-                     end_pending, exit_being_recorded, record_start_failure)
+                     end_pending, exit_being_recorded, no_live_output, record_start_failure)
 from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
@@ -141,10 +141,6 @@ class ContainerService:
         if not image_name:
             raise InvalidParameter("Config.Image must be given: no image specified")
         host = body.get("HostConfig") or {}
-        for key in ("Cmd", "Entrypoint"):
-            val = body.get(key)
-            if isinstance(val, str):
-                body[key] = [val] if key != "Cmd" else ["/bin/sh", "-c", val]
         if name:
             if not names.VALID_NAME.match(name):
                 raise InvalidParameter(f"Invalid container name ({name}), only "
@@ -205,9 +201,12 @@ class ContainerService:
         }
         if body.get("StopTimeout") is not None:
             cfg["StopTimeout"] = int(body["StopTimeout"])
+        if body.get("Shell"):  # kept for commit, as dockerd (omitted when empty)
+            cfg["Shell"] = body["Shell"]
         check = health.effective(img_cfg.get("Healthcheck"), body.get("Healthcheck"))
         if check is not None or body.get("Healthcheck"):
-            cfg["Healthcheck"] = check or body.get("Healthcheck")
+            # Go's omitempty: {"Test": ["NONE"]} stays just that
+            cfg["Healthcheck"] = {k: v for k, v in (check or body["Healthcheck"]).items() if v}
         if body.get("ExposedPorts") or img_cfg.get("ExposedPorts"):
             cfg["ExposedPorts"] = {**(img_cfg.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})}
         # Docker's rule: an Entrypoint given at create drops the image's Cmd.
@@ -350,7 +349,9 @@ class ContainerService:
                 c["_link_env"] = linksmod.environment(c, self._find_name, DEFAULT_NETWORKS[0])
                 self._write_etc_files(c, id_map)
             spec = specmod.build(c, rootfs, namespaces, id_map,
-                                 no_new_privs=self.d.config["no-new-privileges"])
+                                 no_new_privs=self.d.config["no-new-privileges"],
+                                 rt_budget=(self.d.config["cpu-rt-period"],
+                                            self.d.config["cpu-rt-runtime"]))
             cfg = c["Config"]
             await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
                                       open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])
@@ -408,12 +409,18 @@ class ContainerService:
     LOG_OPTS = ("max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex",
                 "tag")
 
+    #: dockerd's other log drivers: the same words, and which ones this engine has
+    DOCKERD_LOG_DRIVERS = ("local", "syslog", "journald", "gelf", "fluentd", "awslogs",
+                           "splunk", "etwlogs", "gcplogs", "logentries")
+
     def _log_config(self, given: dict[str, Any]) -> dict[str, Any]:
         """``HostConfig.LogConfig``: ``json-file`` (the default, with the daemon's log-opts
         under the container's) or ``none``; InvalidParameter for anything else."""
         typ = given.get("Type") or self.d.config.get("log-driver") or "json-file"
-        if typ not in ("json-file", "none"):
-            raise InvalidParameter(f"logging driver {typ!r} is not supported: json-file or none")
+        if typ not in ("json-file", "none"):  # dockerd's words (docker-py checks them)
+            known = typ in self.DOCKERD_LOG_DRIVERS
+            raise InvalidParameter(f"logger: no log driver named '{typ}' is registered"
+                                   + (" (this engine has json-file and none)" if known else ""))
         opts = {**(self.d.config.get("log-opts") or {} if typ == "json-file" else {}),
                 **(given.get("Config") or {})}
         for key in opts:
@@ -544,9 +551,10 @@ class ContainerService:
                     record_start_failure(c, exc)
                     self.save(c)
                 raise StartFailed(exc) from exc
+            # FinishedAt keeps the last exit's time, as dockerd's SetRunning
             c["State"].update(Status="running", Running=True, Paused=False, Restarting=False,
                               Pid=pid, ExitCode=0, Error="", StartedAt=rfc3339(now),
-                              FinishedAt=ZERO_TIME, OOMKilled=False)
+                              OOMKilled=False)
             if not _policy:
                 c.pop("_manually_stopped", None)
             self.save(c)
@@ -781,11 +789,7 @@ class ContainerService:
                 self.d.volumes.mount_events(c, "unmount")
             if self.graph.exists(cid):
                 await asyncio.to_thread(self.graph.remove, cid)
-            self.state.delete_container(cid)
-            del self._cache[cid]
-            self.d.volumes.release(c, volumes or bool(c["HostConfig"].get("AutoRemove")))
-            self.d.execs.forget_container(cid)
-            shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
+            self.forget(c, volumes)
         end_pending(rt.pending)
         self._rt.pop(cid, None)
         for fut in rt.remove_waiters:
@@ -793,6 +797,16 @@ class ContainerService:
                 fut.set_result(c["State"]["ExitCode"])
         self.d.emit("dockyard_container_removed", container_id=cid)
         self._event("destroy", c)
+
+    def forget(self, c: dict[str, Any], volumes: bool = False) -> None:
+        """Drop a container whose writable layer is gone: its record, directory, exec records
+        and (with ``volumes`` or ``--rm``) its anonymous volumes."""
+        cid = c["Id"]
+        self.state.delete_container(cid)
+        self._cache.pop(cid, None)
+        self.d.volumes.release(c, volumes or bool(c["HostConfig"].get("AutoRemove")))
+        self.d.execs.forget_container(cid)
+        shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
 
     # -- pause / stats ----------------------------------------------------------------------------
     async def pause(self, ref: str) -> None:
@@ -818,7 +832,7 @@ class ContainerService:
     # -- update -----------------------------------------------------------------------------------
     #: the ``UpdateConfig`` fields this engine applies (dockerd's others are accepted at zero)
     UPDATE_INT_KEYS = ("Memory", "MemorySwap", "CpuShares", "CpuQuota", "CpuPeriod", "NanoCpus",
-                       "PidsLimit", "BlkioWeight")
+                       "PidsLimit", "BlkioWeight", "CpuRealtimePeriod", "CpuRealtimeRuntime")
 
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
         """``docker update``: new resource limits (applied at once to a running container, kept
@@ -1028,7 +1042,8 @@ class ContainerService:
         base = self.images.config(c["Image"])
         ccfg = {k: v for k, v in c["Config"].items()
                 if k in ("User", "ExposedPorts", "Env", "Cmd", "WorkingDir", "Entrypoint",
-                         "Volumes", "Labels", "StopSignal", "OnBuild") and v not in (None, "", {}, [])}
+                         "Volumes", "Labels", "StopSignal", "OnBuild", "Shell")
+                and v not in (None, "", {}, [])}
         ccfg.update({k: v for k, v in (config or {}).items() if v is not None})
         apply_changes(ccfg, changes or [])
         created = rfc3339()
@@ -1055,12 +1070,16 @@ class ContainerService:
         return image_id
 
     # -- attach / logs --------------------------------------------------------------------------
-    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict[str, Any], AttachStreams]:
+    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool,
+                     stream: bool = True) -> tuple[dict[str, Any], AttachStreams]:
+        """An attach session; without ``stream`` (``logs=1`` alone) one with no live output."""
         c = self.get(ref)
         check_attachable(c, ref)
         rt = self.rt(c["Id"])
         stdin = stdin and c["Config"]["OpenStdin"]
         self._event("attach", c)
+        if not stream:
+            return c, no_live_output()
         if c["State"]["Running"]:
             await exit_being_recorded(self.execdrv, c, self._exit_future(c))
         async with rt.lock:
@@ -1168,6 +1187,7 @@ class ContainerService:
     async def restore(self) -> None:
         """Re-adopt containers still running in the exec driver; record the ones that died."""
         held = {p.id: p for p in await self.execdrv.restore()}
+        plugins = {pid: held.pop(pid) for pid in self.d.plugin_runner.ids() if pid in held}
         for c in list(self._cache.values()):
             cid = c["Id"]
             proc = held.pop(cid, None)
@@ -1211,6 +1231,7 @@ class ContainerService:
             log.warning("deleting unknown container %s found in the exec driver", cid[:12])
             with contextlib.suppress(DockyardError):
                 await self.execdrv.delete(cid)
+        await self.d.plugin_runner.restore(plugins)  # managed plugins run in the driver too
 
     async def shutdown(self) -> None:
         for rt in self._rt.values():

@@ -157,7 +157,7 @@ class Puller:
         else:
             with contextlib.closing(b.get_blob(repo, cfg_digest)) as s:
                 reader = VerifyingReader(s, cfg_digest, cfg_desc.get("size"), "config")
-                cfg_raw = _read_all(reader, MAX_CONFIG)
+                cfg_raw = read_all(reader, MAX_CONFIG)
         config = json.loads(cfg_raw)
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         if len(diff_ids) != len(layers):
@@ -263,7 +263,7 @@ class Puller:
         self.progress({"status": "Pull complete", "progressDetail": {}, "id": sid})
 
 
-def _read_all(reader: IO[bytes], limit: int) -> bytes:
+def read_all(reader: IO[bytes], limit: int) -> bytes:
     out = bytearray()
     while chunk := reader.read(1 << 16):
         out += chunk

@@ -25,7 +25,11 @@ The spec
 * ``annotations``: ``io.dockyard.stop-signal``; the container log's ``io.dockyard.log.driver``
   (``json-file``, or ``none``: keep no log), ``io.dockyard.log.max-size`` (bytes; rotate the
   json-file log when it reaches it) and ``io.dockyard.log.max-file`` (files kept, the current one
-  included, as ``<log>.1`` … ``<log>.<n-1>``, newest first).
+  included, as ``<log>.1`` … ``<log>.<n-1>``, newest first); ``io.dockyard.cpu-rt-period`` and
+  ``io.dockyard.cpu-rt-runtime`` (microseconds; the daemon's ``cpu-rt-period``/``cpu-rt-runtime``,
+  present when set): the real-time budget to write into every ancestor of the container's cgroup
+  (top down, below the hierarchy's root) before its own ``cpu.realtimePeriod``/``realtimeRuntime``,
+  which must fit in its parent's, as dockerd does.
 """
 from __future__ import annotations
 

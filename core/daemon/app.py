@@ -24,7 +24,11 @@ from ..config import Config
 from ..containers import ContainerService
 from ..execs import ExecService
 from ..images import ImageStore
+from ..managedplugins import PluginService
 from ..networks import NetworkService, driver_options
+from ..pluginrun import PluginRunner
+from ..reconcile import Reconciler
+from ..reserve import DiskReserve
 from ..state import State
 from ..volumes import VolumeService
 from .authz import authorization_middleware
@@ -46,12 +50,14 @@ class Daemon:
         self.exec_root = config["exec-root"]
         # userns-remap: containers' root is an unprivileged host ID; images are stored shifted,
         # in a data-root of their own (as dockerd: <data-root>/<uid>.<gid>)
-        self.id_map, self.remap_user, _ = userns.parse(config["userns-remap"])
-        if not self.id_map.is_identity:
-            os.makedirs(self.data_root, mode=0o711, exist_ok=True)
-            self.data_root = userns.remapped_root(self.data_root, self.id_map)
-        os.makedirs(self.data_root, mode=0o711, exist_ok=True)
+        self.id_map, self.remap_user, self.data_root = userns.resolve(self.data_root,
+                                                                      config["userns-remap"])
+        for root in (config["data-root"], self.data_root):  # a remapped root's parent first
+            os.makedirs(root, mode=0o711, exist_ok=True)
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
+        #: every temporary file of the daemon's (spooled uploads, blobs being written, build
+        #: contexts): emptied at start-up, nothing in it outlives a crash
+        self.tmp_dir = os.path.join(self.data_root, "tmp")
         self.started = time.time()
         tarsafe.configure(tarsafe.Limits(max_size=config["max-unpack-size"],
                                          max_ratio=config["max-unpack-ratio"]))
@@ -61,6 +67,9 @@ class Daemon:
         #: what ``info`` reports under Warnings (as dockerd's)
         self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
 
+        # on a full disk, room for the database's journal and start-up's files first
+        self.reserve = DiskReserve(self.data_root)
+        self.reserve.make_room()
         self.state = State(os.path.join(self.data_root, "dockyard.db"))
         self.graph = self._select_graph_driver(config)
         self.migrating = False  # a storage migration holds off container creation and mounts
@@ -73,6 +82,11 @@ class Daemon:
         if not self.id_map.is_identity and not getattr(self.execdriver, "user_namespaces", False):
             raise DriverNotSupported(f"userns-remap: the {self.execdriver.name} exec driver does "
                                      f"not run containers in user namespaces")
+        rt_budget = {"realtimePeriod": config["cpu-rt-period"],
+                     "realtimeRuntime": config["cpu-rt-runtime"]}
+        if any(rt_budget.values()) and self.execdriver.unsupported_resources({"cpu": rt_budget}):
+            raise DockyardError("daemon-scoped cpu-rt-period and cpu-rt-runtime are not supported "
+                                "by the kernel (or by the exec driver on this host)")
 
         self.netdrivers: dict[str, Any] = {}
         self.netdriver_errors: dict[str, str] = {}
@@ -85,13 +99,15 @@ class Daemon:
                 log.info("network driver %s skipped: %s", name, exc.reason)
                 self.netdriver_errors[name] = exc.reason
 
-        self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"))
+        self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"), self.tmp_dir)
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.build_mounts = CacheMounts(self.state, os.path.join(self.data_root, "builder", "mounts"))
         self.networks = NetworkService(self)
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
         self.execs = ExecService(self)
+        self.managed_plugins = PluginService(self)
+        self.plugin_runner = PluginRunner(self, self.managed_plugins)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
@@ -201,17 +217,25 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self, app: web.Application) -> None:
+        await asyncio.to_thread(Reconciler(self).run)  # what a crash left, before anything runs
         from ..builder.build import remove_leftovers
         await asyncio.to_thread(remove_leftovers, self)
         await self.networks.start()
         await self.containers.restore()
+        if not self.reserve.refill() and not self.reserve.held():
+            log.warning("the data-root %s is nearly full: no room for its reserve, so removals "
+                        "may fail once it is full", self.data_root)
 
-    async def shutdown(self, app: web.Application) -> None:
+    async def shutdown(self, app: web.Application | None) -> None:
+        await self.plugin_runner.shutdown()
         await self.containers.shutdown()
         await self.networks.shutdown()
         await self.execdriver.close()
         if not any(c["State"]["Running"] for c in self.containers.all()):
             await asyncio.to_thread(self.graph.cleanup)
+
+    def close(self) -> None:
+        """Last of all, once no request or worker thread can use it: the state database."""
         self.state.close()
 
     # -- the application ------------------------------------------------------------------------
@@ -221,15 +245,15 @@ class Daemon:
         # connection that sends no request for `timeout` seconds is closed
         app = web.Application(middlewares=[debug_middleware, dashboard.same_origin_middleware,
                                            version_middleware, error_middleware,
-                                           authorization_middleware],
+                                           authorization_middleware, room_to_remove],
                               client_max_size=MAX_JSON_BODY,
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
-        from .routes import (absent, build, containers, execs, images, networks, storage, system,
-                             volumes)
+        from .routes import (absent, build, containers, distribution, execs, images, networks,
+                             plugins as plugin_routes, storage, system, volumes)
         for module in (system, containers, execs, images, build, networks, storage, volumes,
-                       dashboard, absent):
+                       distribution, plugin_routes, dashboard, absent):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)
@@ -276,6 +300,22 @@ async def version_middleware(request: web.Request, handler: Any) -> web.StreamRe
                                        f"API version is {API_VERSION}")
     request["api_version"] = version or API_VERSION
     return await handler(request)
+
+
+@web.middleware
+async def room_to_remove(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Removals (``DELETE`` and ``.../prune``) must work on a full disk: the data-root's reserve
+    is released first when space is short, and allocated again after when there is room."""
+    removal = request.method == "DELETE" or (request.method == "POST"
+                                             and request.path.endswith("/prune"))
+    if not removal:
+        return await handler(request)
+    reserve = request.app["daemon"].reserve
+    reserve.make_room()
+    try:
+        return await handler(request)
+    finally:
+        reserve.refill()
 
 
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:

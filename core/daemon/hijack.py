@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -44,8 +44,12 @@ def parse_detach_keys(spec: str | None) -> bytes:
 
 
 class _HijackedProtocol(asyncio.Protocol):
-    def __init__(self, streams: AttachStreams, detach_keys: bytes = b"") -> None:
+    def __init__(self, streams: AttachStreams, detach_keys: bytes = b"",
+                 replaced: asyncio.BaseProtocol | None = None) -> None:
         self.streams = streams
+        #: aiohttp's protocol this one took the connection from: it must hear that the
+        #: connection is gone, or its server keeps it (and its request) for ever
+        self.replaced = replaced
         self.closed = asyncio.get_running_loop().create_future()
         self.can_write = asyncio.Event()
         self.can_write.set()
@@ -91,12 +95,17 @@ class _HijackedProtocol(asyncio.Protocol):
         self.can_write.set()
         if not self.closed.done():
             self.closed.set_result(None)
+        if self.replaced is not None:
+            replaced, self.replaced = self.replaced, None
+            with contextlib.suppress(Exception):
+                replaced.connection_lost(exc)
 
 
 async def serve_hijacked(request: web.Request,
                          streams: AttachStreams | Callable[[], Awaitable[AttachStreams]],
                          tty: bool, upgrade: bool = True,
-                         detach_keys: bytes = b"") -> web.StreamResponse:
+                         detach_keys: bytes = b"",
+                         replay: AsyncIterator[bytes] | None = None) -> web.StreamResponse:
     """Answer 101 (or 200 without an upgrade header) and pump ``streams`` over the connection.
 
     ``streams`` may be a coroutine function, called once the answer's headers are on the wire:
@@ -105,7 +114,11 @@ async def serve_hijacked(request: web.Request,
     as the headers is lost to it (about one ``exec_run`` in six, measured).
 
     With ``detach_keys`` (a TTY session with stdin), that sequence typed by the client detaches:
-    the connection closes and the process keeps running, as with dockerd."""
+    the connection closes and the process keeps running, as with dockerd.
+
+    ``replay`` (an attach's ``logs=1``) is sent first, the live output after it: as dockerd,
+    the session is attached before the log is read, so output made meanwhile may come twice
+    but is never missed."""
     ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     if upgrade:
         resp = web.StreamResponse(status=101, reason="UPGRADED",
@@ -125,10 +138,13 @@ async def serve_hijacked(request: web.Request,
     if transport is None or transport.is_closing():
         streams.close()
         return resp
-    proto = _HijackedProtocol(streams, detach_keys if streams.writer is not None else b"")
+    proto = _HijackedProtocol(streams, detach_keys if streams.writer is not None else b"",
+                              replaced=transport.get_protocol())
     transport.set_protocol(proto)
     transport.resume_reading()
     try:
+        if replay is not None:
+            await _send_replay(replay, proto, transport)
         while True:
             read = asyncio.ensure_future(streams.reader.read(65536))
             done, _ = await asyncio.wait({read, proto.closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -153,3 +169,23 @@ async def serve_hijacked(request: web.Request,
                     transport.write_eof()
             transport.close()
     return resp
+
+
+#: seconds between an attach's answer and its log replay: docker-py reads the answer's headers
+#: through a buffered file and the stream from the socket under it, so bytes that arrive with the
+#: headers are lost to it; dockerd opens and decodes the log first, a pause clients rely on
+REPLAY_PAUSE = 0.05
+
+
+async def _send_replay(replay: AsyncIterator[bytes], proto: _HijackedProtocol, transport: Any) -> None:
+    try:
+        await asyncio.sleep(REPLAY_PAUSE)
+        async for chunk in replay:
+            await proto.can_write.wait()
+            if transport.is_closing() or proto.closed.done():
+                return
+            transport.write(chunk)
+    finally:
+        aclose = getattr(replay, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -30,7 +30,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     d = request.app["daemon"]
     opts = options.from_query(request.query, lambda k: request.query.getall(k, []), request.headers)
     opts.tags = [str(reference.parse(t)) for t in opts.tags]
-    tmp = os.path.join(d.data_root, "tmp")
+    tmp = d.tmp_dir
     os.makedirs(tmp, exist_ok=True)
     path = None if opts.remote else await _spool(request, tmp)
     ctx_dir = tempfile.mkdtemp(dir=tmp, prefix="build-")

@@ -6,7 +6,7 @@ import json
 import os
 import shlex
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 
@@ -117,13 +117,31 @@ async def attach(request: web.Request) -> web.StreamResponse:
     if not stream and not logs:
         raise InvalidParameter("either logs or stream must be set")
     keys = parse_detach_keys(request.query.get("detachKeys"))
+    stdout, stderr = params.flag(request, "stdout"), params.flag(request, "stderr")
+    if logs and (svc.get(request.match_info["id"])["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+        raise InvalidParameter("configured logging driver does not support reading")
+    # as dockerd, the session is attached before the log is replayed (logs=1)
     c, streams = await svc.attach(request.match_info["id"], params.flag(request, "stdin"),
-                                  params.flag(request, "stdout"), params.flag(request, "stderr"))
+                                  stdout, stderr, stream=stream)
+    tty = c["Config"]["Tty"]
+    replay = _frames(svc.logs(c["Id"], stdout=stdout, stderr=stderr, follow=False, tail="all",
+                              since=0.0, until=0.0, timestamps=False), tty) if logs else None
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
         "upgrade" in request.headers.get("Connection", "").lower()
     # as dockerd, detach keys are looked for only on a TTY
-    return await serve_hijacked(request, streams, c["Config"]["Tty"], upgrade=upgrade,
-                                detach_keys=keys if c["Config"]["Tty"] else b"")
+    return await serve_hijacked(request, streams, tty, upgrade=upgrade,
+                                detach_keys=keys if tty else b"", replay=replay)
+
+
+async def _frames(items: AsyncIterator[tuple[int, bytes]], tty: bool) -> AsyncIterator[bytes]:
+    """Log records as the attach and logs streams carry them: raw on a TTY, else multiplexed."""
+    try:
+        async for stream, data in items:
+            yield data if tty else frame(stream, data)
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def resize(request: web.Request) -> web.Response:
@@ -152,11 +170,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
                      tail=request.query.get("tail", "all"), since=_time_param(request, "since"),
                      until=_time_param(request, "until"),
                      timestamps=params.flag(request, "timestamps"))
-    async for stream, data in race_iter(request, items):
-        if tty:
-            await resp.write(data)
-        else:
-            await resp.write(frame(stream, data))
+    async for chunk in race_iter(request, _frames(items, tty)):
+        await resp.write(chunk)
     await resp.write_eof()
     return resp
 
@@ -338,7 +353,7 @@ async def archive_put(request: web.Request) -> web.Response:
     target = _archive_path(request)
     no_overwrite = params.flag(request, "noOverwriteDirNonDir")
     copy_ids = params.flag(request, "copyUIDGID")
-    tar_path = await _spool(request, os.path.join(d.data_root, "tmp"))
+    tar_path = await _spool(request, d.tmp_dir)
     try:
         async with client_work(request):
             await _svc(request).archive_put(request.match_info["id"], target, tar_path,

@@ -969,7 +969,10 @@ class Supervisor:
                 rel = f"dockyard/{id}"
             # made afresh for every run (those of a created container hold no process yet)
             await self._remove_cgroups(c)
+            notes = spec.get("annotations") or {}
             try:
+                self.cgroups.set_rt_parents(rel, int(notes.get("io.dockyard.cpu-rt-period") or 0),
+                                            int(notes.get("io.dockyard.cpu-rt-runtime") or 0))
                 c.cg_dirs = self.cgroups.create(rel, resources)  # all made, or none left
             except (InvalidParameter, OSError) as e:
                 if new:
