@@ -26,7 +26,7 @@ from typing import IO, Any, Callable
 
 from dockyard.hookspecs import registry as mt
 from dockyard.hookspecs.host import tarsafe
-from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound, Unauthorized
+from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
 from dockyard.hookspecs.host.units import human_size
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader, sha256_of
 
@@ -435,36 +435,3 @@ def pull_denied(ref: Any, why: str) -> NotFound:
     docker CLI meets with a login prompt)."""
     return NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or "
                     f"may require 'docker login': {why}")
-
-
-def open_pull(d: Any, ref: Any, auth: dict[str, Any] | None) -> RegistryBackend:
-    """The backend ``ref`` is pulled from, once the registry knows it (NotFound in dockerd's
-    words otherwise). Runs in a worker thread."""
-    backend = d.remote(ref.domain, auth or {})
-    want = ref.digest or ref.tag or "latest"
-    try:
-        backend.resolve(ref.path, want)
-    except NotFound:
-        backend.close()
-        raise pull_denied(ref, f"manifest unknown: {want}") from None
-    except Unauthorized as exc:
-        backend.close()
-        raise pull_denied(ref, exc.message) from None
-    except BaseException:
-        backend.close()
-        raise
-    return backend
-
-
-def pull_into(d: Any, ref: Any, backend: RegistryBackend, progress: Progress,
-              cancel: threading.Event | None = None) -> dict[str, Any]:
-    """Pull ``ref`` from ``backend`` (closed after), tag it and record its repo digest."""
-    try:
-        result = Puller(d.images, backend, progress, cancel).pull(
-            ref.path, ref.digest or ref.tag or "latest", status_id=ref.tag or ref.digest)
-    finally:
-        backend.close()
-    if ref.tag:
-        d.images.tag(result["image_id"], str(ref))
-    d.images.add_repo_digest(ref.name, result["digest"], result["image_id"], result["media_type"])
-    return result

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
 
-from .. import reference, transfer
+from .. import reference, remote, transfer
 from . import graph, lint
 from .cache import StepCache
 from .commit import Committer, host_arch
@@ -319,8 +319,8 @@ class Build:
 
         def work() -> dict[str, Any]:
             try:
-                backend = transfer.open_pull(self.d, ref, self._auth(ref.domain))
-                return transfer.pull_into(self.d, ref, backend, progress)
+                backends = remote.open_pull(self.d, ref, self._auth(ref.domain))
+                return remote.pull_into(self.d, ref, backends, progress)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
