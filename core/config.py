@@ -31,6 +31,10 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "storage-opts": (list, []),
     "exec-driver": (str, ""),
     "exec-opts": (list, []),
+    # dockerd's: more OCI runtimes by path, {"name": {"path": ..., "runtimeArgs": [...]}}
+    "runtimes": (dict, {}),
+    # dockerd's name for the default: an exec driver, or an entry of "runtimes"
+    "default-runtime": (str, ""),
     "log-level": (str, "info"),
     "debug": (bool, False),
     "log-driver": (str, "json-file"),
@@ -187,6 +191,10 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     if isinstance(values["api-read-timeout"], bool) or values["api-read-timeout"] <= 0:
         raise InvalidParameter(f"api-read-timeout must be a positive number of seconds, not "
                                f"{values['api-read-timeout']!r}")
+    if values["exec-driver"] and values["default-runtime"] and \
+            values["exec-driver"] != values["default-runtime"]:
+        raise InvalidParameter(f"exec-driver {values['exec-driver']!r} and default-runtime "
+                               f"{values['default-runtime']!r} name different defaults: give one")
     parse_opts(values["storage-opts"], "storage-opts")
     parse_opts(values["exec-opts"], "exec-opts")
     return Config(values, source, frozenset(explicit), path=path, path_explicit=path_explicit,

@@ -87,7 +87,6 @@ class ContainerService:
         self.state = daemon.state
         self.images = daemon.images
         self.graph = daemon.graph
-        self.execdrv = daemon.execdriver
         self.root = os.path.join(daemon.data_root, "containers")
         os.makedirs(self.root, exist_ok=True)
         self._rt: dict[str, _Runtime] = {}
@@ -97,6 +96,9 @@ class ContainerService:
     def mounted_ids(self) -> list[str]:
         """Short ids of the containers whose rootfs is mounted (prepared or running)."""
         return [cid[:12] for cid, rt in self._rt.items() if rt.prepared]
+
+    def drv(self, cid: str) -> Any:  # the exec driver holding container cid (its record names it)
+        return self.d.runtimes.of(self._cache.get(cid))
 
     def rt(self, cid: str) -> _Runtime:
         if cid not in self._rt:
@@ -233,10 +235,7 @@ class ContainerService:
                 raise InvalidParameter("conflicting options: host type networking can't be used "
                                        "with links. This would result in undefined behavior")
             links.append(linksmod.shown(child, full, alias))
-        runtime = host.get("Runtime") or ""
-        if runtime not in ("", "runc", self.execdrv.name):
-            raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (this engine runs "
-                                   f"{self.execdrv.name}; runc is taken as its alias)")
+        runtime = self.d.runtimes.choose(host.get("Runtime") or "")
         for server in host.get("Dns") or ():
             try:
                 ipaddress.ip_address(server)
@@ -260,9 +259,9 @@ class ContainerService:
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
         host_cfg["Links"] = links or None  # as dockerd shows them: /child:/parent/alias
-        host_cfg["Runtime"] = runtime or "runc"  # dockerd's name for its default, an alias here
+        host_cfg["Runtime"] = runtime  # the exec driver that runs it
         specmod.check_host_config(host_cfg)
-        specmod.check_resources(host_cfg, self.execdrv)
+        specmod.check_resources(host_cfg, self.d.runtimes.drivers[runtime])
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -301,6 +300,7 @@ class ContainerService:
             "Mounts": mounts, "Config": cfg,
             "NetworkSettings": {},
             "_created": now, "_network": network["Name"] if network else "",
+            self.d.runtimes.record_key: runtime,
         }
         if net_peer is not None:
             # the peer's network namespace and its /etc files, as dockerd
@@ -353,7 +353,7 @@ class ContainerService:
                                  rt_budget=(self.d.config["cpu-rt-period"],
                                             self.d.config["cpu-rt-runtime"]))
             cfg = c["Config"]
-            await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
+            await self.drv(cid).create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
                                       open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])
         except BaseException:
             if networked:
@@ -541,8 +541,8 @@ class ContainerService:
             now = time.time()
             try:
                 await self._prepare(c)
-                await connect_pending(rt.pending, self.execdrv, cid)
-                pid = await self.execdrv.start(cid)
+                await connect_pending(rt.pending, self.drv(cid), cid)
+                pid = await self.drv(cid).start(cid)
             except DockyardError as exc:
                 end_pending(rt.pending)
                 if isinstance(exc, ExecError):
@@ -563,7 +563,7 @@ class ContainerService:
             self._start_health(c)
             if _policy and c.get("_manually_stopped"):  # stopped while we were starting it
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.kill(cid, signal_mod.SIGKILL)
+                    await self.drv(cid).kill(cid, signal_mod.SIGKILL)
         self.d.emit("dockyard_container_started", container=self.public(c))
         self._event("start", c)
 
@@ -573,11 +573,11 @@ class ContainerService:
         size = c["HostConfig"].get("ConsoleSize") or []
         if c["Config"]["Tty"] and len(size) == 2 and all(size):
             with contextlib.suppress(DockyardError, NotImplementedError):
-                await self.execdrv.resize(c["Id"], size[0], size[1])
+                await self.drv(c["Id"]).resize(c["Id"], size[0], size[1])
 
     async def _watch(self, cid: str) -> None:
         try:
-            status = await self.execdrv.wait(cid)
+            status = await self.drv(cid).wait(cid)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the driver lost it: record it as dead
@@ -678,7 +678,7 @@ class ContainerService:
         self._mark_manually_stopped(c)
         exited = self._exit_future(c) if num == signal_mod.SIGKILL else None
         try:
-            await self.execdrv.kill(c["Id"], num)
+            await self.drv(c["Id"]).kill(c["Id"], num)
         except BaseException:
             if exited is not None:
                 exited.cancel()
@@ -705,13 +705,13 @@ class ContainerService:
         num = parse_signal(sig or c["Config"].get("StopSignal") or "SIGTERM")
         fut = self._exit_future(c)
         with contextlib.suppress(DockyardError):
-            await self.execdrv.kill(c["Id"], num)
+            await self.drv(c["Id"]).kill(c["Id"], num)
             self._event("kill", c, signal=str(num))
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout if timeout >= 0 else None)
         except asyncio.TimeoutError:
             with contextlib.suppress(DockyardError):
-                await self.execdrv.kill(c["Id"], signal_mod.SIGKILL)
+                await self.drv(c["Id"]).kill(c["Id"], signal_mod.SIGKILL)
                 self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             await fut
         self._event("stop", c)
@@ -768,7 +768,7 @@ class ContainerService:
             rt.stopping = True
             fut = self._exit_future(c)
             with contextlib.suppress(DockyardError):
-                await self.execdrv.kill(cid, signal_mod.SIGKILL)
+                await self.drv(cid).kill(cid, signal_mod.SIGKILL)
             self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             try:
                 await asyncio.wait_for(fut, 30)
@@ -779,7 +779,7 @@ class ContainerService:
                 return
             rt.stopping = True
             with contextlib.suppress(NotFound):
-                await self.execdrv.delete(cid)
+                await self.drv(cid).delete(cid)
             if self.d.networks.set_up(c):
                 await self.d.networks.teardown(c)  # prepared (attached) but never started
             if rt.prepared:
@@ -815,7 +815,7 @@ class ContainerService:
             raise Conflict(f"Container {c['Id']} is not running")
         if c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is already paused")
-        await self.execdrv.pause(c["Id"])
+        await self.drv(c["Id"]).pause(c["Id"])
         c["State"].update(Paused=True, Status="paused")
         self.save(c)
         self._event("pause", c)
@@ -824,7 +824,7 @@ class ContainerService:
         c = self.get(ref)
         if not c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is not paused")
-        await self.execdrv.resume(c["Id"])
+        await self.drv(c["Id"]).resume(c["Id"])
         c["State"].update(Paused=False, Status="running")
         self.save(c)
         self._event("unpause", c)
@@ -863,9 +863,9 @@ class ContainerService:
         if new.get("NanoCpus"):
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
-        specmod.check_resources(new, self.execdrv)
+        specmod.check_resources(new, self.drv(c["Id"]))
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
-            await self.execdrv.update(c["Id"], specmod.resources_of(updated))
+            await self.drv(c["Id"]).update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):
             updated["RestartPolicy"] = {"Name": policy["Name"],
                                         "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
@@ -1025,7 +1025,7 @@ class ContainerService:
         paused = False
         if pause and c["State"]["Running"] and not c["State"]["Paused"]:
             with contextlib.suppress(NotImplementedError, DockyardError):
-                await self.execdrv.pause(cid)
+                await self.drv(cid).pause(cid)
                 paused = True
         try:
             def layer() -> str:
@@ -1038,7 +1038,7 @@ class ContainerService:
         finally:
             if paused:
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.resume(cid)
+                    await self.drv(cid).resume(cid)
         base = self.images.config(c["Image"])
         ccfg = {k: v for k, v in c["Config"].items()
                 if k in ("User", "ExposedPorts", "Env", "Cmd", "WorkingDir", "Entrypoint",
@@ -1081,7 +1081,7 @@ class ContainerService:
         if not stream:
             return c, no_live_output()
         if c["State"]["Running"]:
-            await exit_being_recorded(self.execdrv, c, self._exit_future(c))
+            await exit_being_recorded(self.drv(c["Id"]), c, self._exit_future(c))
         async with rt.lock:
             if not c["State"]["Running"]:
                 try:
@@ -1091,14 +1091,14 @@ class ContainerService:
                     pending = PendingAttach(stdin, stdout, stderr)
                     rt.pending.append(pending)
                     return c, pending
-            streams = await self.execdrv.attach(c["Id"], stdin=stdin, stdout=stdout, stderr=stderr)
+            streams = await self.drv(c["Id"]).attach(c["Id"], stdin=stdin, stdout=stdout, stderr=stderr)
         return c, streams
 
     async def resize(self, ref: str, h: int, w: int) -> None:
         c = self.get(ref)
         if not c["State"]["Running"]:
             raise Conflict(f"Container {c['Id'][:12]} is not running")
-        await self.execdrv.resize(c["Id"], h, w)
+        await self.drv(c["Id"]).resize(c["Id"], h, w)
         self._event("resize", c, height=str(h), width=str(w))
 
     async def logs(self, ref: str, *, stdout: bool, stderr: bool, follow: bool, tail: str,
@@ -1186,7 +1186,7 @@ class ContainerService:
     # -- daemon start / stop --------------------------------------------------------------------
     async def restore(self) -> None:
         """Re-adopt containers still running in the exec driver; record the ones that died."""
-        held = {p.id: p for p in await self.execdrv.restore()}
+        held, owner = await self.d.runtimes.restore()
         plugins = {pid: held.pop(pid) for pid in self.d.plugin_runner.ids() if pid in held}
         for c in list(self._cache.values()):
             cid = c["Id"]
@@ -1212,7 +1212,7 @@ class ContainerService:
                         await self.remove(cid, force=True)
             elif proc is not None:
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.delete(cid)
+                    await self.drv(cid).delete(cid)
         running = [c for c in self._cache.values() if c["State"]["Running"]]
         await asyncio.to_thread(self.d.volumes.restore, running)
         await self.d.networks.reconcile(running)
@@ -1227,10 +1227,10 @@ class ContainerService:
                     log.info("restarted %s (restart policy)", c["Id"][:12])
                 except DockyardError as exc:
                     log.warning("restart policy: starting %s failed: %s", c["Id"][:12], exc)
-        for cid in held:  # the driver holds containers we have no record of
-            log.warning("deleting unknown container %s found in the exec driver", cid[:12])
+        for cid in held:  # a driver holds containers we have no record of
+            log.warning("deleting unknown container %s found in exec driver %s", cid[:12], owner[cid].name)
             with contextlib.suppress(DockyardError):
-                await self.execdrv.delete(cid)
+                await owner[cid].delete(cid)
         await self.d.plugin_runner.restore(plugins)  # managed plugins run in the driver too
 
     async def shutdown(self) -> None:

@@ -106,6 +106,10 @@ class ExecDriver(abc.ABC):
     #: does not must refuse such a spec with InvalidParameter, and the daemon will not start
     #: remapped on it
     user_namespaces: ClassVar[bool] = False
+    #: whether the class runs OCI runtimes given by path: the daemon's ``runtimes`` map
+    #: (dockerd's key, ``{"name": {"path": ..., "runtimeArgs": [...]}}``) makes one instance per
+    #: entry, with the options ``path``, ``runtimeArgs`` and ``name`` (the instance's ``name``)
+    runtime_paths: ClassVar[bool] = False
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         """``root`` is a private directory under exec-root for this driver's runtime state.
@@ -234,3 +238,8 @@ class ExecDriver(abc.ABC):
     def status(self) -> list[tuple[str, str]]:
         """``(key, value)`` lines shown under this driver in ``info``."""
         return []
+
+    def version(self) -> str:
+        """The version of what runs the containers (``runc --version``'s, liblxc's...), shown in
+        ``info``'s ``Runtimes`` and ``version``'s components; empty: dockyard's own."""
+        return ""

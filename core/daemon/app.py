@@ -29,6 +29,7 @@ from ..networks import NetworkService, driver_options
 from ..pluginrun import PluginRunner
 from ..reconcile import Reconciler
 from ..reserve import DiskReserve
+from ..runtimes import Runtimes
 from ..state import State
 from ..volumes import VolumeService
 from .authz import authorization_middleware
@@ -74,14 +75,11 @@ class Daemon:
         self.graph = self._select_graph_driver(config)
         self.migrating = False  # a storage migration holds off container creation and mounts
 
-        ereg = self.registries["exec"]
-        eopts = config.exec_opts()
-        self.execdriver = ereg.select(
-            config["exec-driver"] or None,
-            lambda name: ereg.create(name, os.path.join(self.exec_root, name), eopts))
-        if not self.id_map.is_identity and not getattr(self.execdriver, "user_namespaces", False):
-            raise DriverNotSupported(f"userns-remap: the {self.execdriver.name} exec driver does "
-                                     f"not run containers in user namespaces")
+        #: every exec driver that runs here, by name (Docker's runtimes); ``execdriver`` is the
+        #: default one
+        self.runtimes = Runtimes(self.registries["exec"], config, self.exec_root,
+                                 remapping=not self.id_map.is_identity)
+        self.execdriver = self.runtimes.default
         rt_budget = {"realtimePeriod": config["cpu-rt-period"],
                      "realtimeRuntime": config["cpu-rt-runtime"]}
         if any(rt_budget.values()) and self.execdriver.unsupported_resources({"cpu": rt_budget}):
@@ -230,7 +228,7 @@ class Daemon:
         await self.plugin_runner.shutdown()
         await self.containers.shutdown()
         await self.networks.shutdown()
-        await self.execdriver.close()
+        await self.runtimes.close()
         if not any(c["State"]["Running"] for c in self.containers.all()):
             await asyncio.to_thread(self.graph.cleanup)
 
@@ -267,8 +265,10 @@ class Daemon:
                   "network": ",".join(sorted(self.netdrivers)), "registry": ""}
         for kind, reg in self.registries.items():
             drivers[kind] = {"active": active[kind], "installed": reg.names(),
+                             **({"runtimes": self.runtimes.names()} if kind == "exec" else {}),
                              "unavailable": {**reg.load_errors(),
-                                             **(self.netdriver_errors if kind == "network" else {})}}
+                                             **(self.netdriver_errors if kind == "network" else {}),
+                                             **(self.runtimes.unsupported if kind == "exec" else {})}}
         return drivers
 
 

@@ -129,6 +129,9 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
 @click.option("-s", "--storage-driver", help="graph driver to use (see `dockyard info`)")
 @click.option("--storage-opt", "storage_opts", multiple=True, help="graph driver option key=value")
 @click.option("--exec-driver", help="exec driver to use [default: the installed one of highest priority]")
+@click.option("--default-runtime", "default_runtime",
+              help="dockerd's name for the default: an exec driver or a runtime of daemon.json's "
+                   "\"runtimes\"")
 @click.option("--exec-opt", "exec_opts", multiple=True, help="exec driver option key=value")
 @click.option("-l", "--log-level", type=click.Choice(configmod.LOG_LEVELS), help="log level [default: info]")
 @click.option("-D", "--debug", is_flag=True, default=None, help="debug logging")
@@ -178,6 +181,7 @@ def main(config_file: str, **flags: Any) -> None:
         "hosts": list(flags["hosts"]), "pidfile": flags["pidfile"], "group": flags["group"],
         "storage-driver": flags["storage_driver"], "storage-opts": list(flags["storage_opts"]),
         "exec-driver": flags["exec_driver"], "exec-opts": list(flags["exec_opts"]),
+        "default-runtime": flags["default_runtime"],
         "log-level": flags["log_level"], "debug": flags["debug"], "tls": flags["tls"],
         "tlsverify": flags["tlsverify"], "tlscacert": flags["tlscacert"],
         "tlscert": flags["tlscert"], "tlskey": flags["tlskey"],

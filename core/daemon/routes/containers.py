@@ -183,7 +183,7 @@ async def top(request: web.Request) -> web.Response:
     c = svc.get(request.match_info["id"])
     if not c["State"]["Running"]:
         raise Conflict(f"Container {c['Id']} is not running")
-    pids = set(await request.app["daemon"].execdriver.pids(c["Id"]))
+    pids = set(await svc.drv(c["Id"]).pids(c["Id"]))
     ps_args = request.query.get("ps_args") or "-ef"
     proc = await asyncio.create_subprocess_exec(
         "ps", *shlex.split(ps_args), stdout=asyncio.subprocess.PIPE,
@@ -225,7 +225,7 @@ async def unpause(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(request.match_info["id"])
-    drv = request.app["daemon"].execdriver
+    drv = svc.drv(c["Id"])
     stream = params.flag(request, "stream", True)
     one_shot = params.flag(request, "one-shot")
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
