@@ -73,6 +73,9 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # seconds a client may send nothing: before its first request, between requests, or in
     # the middle of a request body (dockyard's own; dockerd waits 5 minutes for headers)
     "api-read-timeout": ((int, float), 300),
+    # dockyard's own: how many build stages may build at once (0: the CPU count plus two,
+    # as ninja's jobs; 3 on two CPUs)
+    "max-build-parallelism": (int, 0),
     "disabled-plugins": (list, []),
     # dockyard's own: where Docker's out-of-process plugins (*.sock, *.spec, *.json) are found,
     # in order (dockerd's fixed places by default)
@@ -179,10 +182,10 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     if values["log-driver"] not in LOG_DRIVERS:
         raise InvalidParameter(f"invalid log-driver {values['log-driver']!r}; valid choices: "
                                + ", ".join(LOG_DRIVERS))
-    for key in ("max-unpack-size", "max-unpack-ratio"):
+    for key in ("max-unpack-size", "max-unpack-ratio", "max-build-parallelism"):
         if values[key] < 0:
-            raise InvalidParameter(f"{key} must be 0 (no limit) or a positive integer, "
-                                   f"not {values[key]}")
+            raise InvalidParameter(f"{key} must be 0 (no limit; for max-build-parallelism: the "
+                                   f"default bound) or a positive integer, not {values[key]}")
     for key, low in (("cpu-rt-period", 0), ("cpu-rt-runtime", -1)):
         if values[key] < low:
             raise InvalidParameter(f"{key} must be {low} or more, not {values[key]}")

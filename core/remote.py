@@ -18,11 +18,11 @@ import threading
 from typing import IO, Any, Callable, TypeVar, cast
 
 from dockyard.hookspecs import registry as mt
-from dockyard.hookspecs.errors import DockyardError, NotFound
+from dockyard.hookspecs.errors import DockyardError, NotFound, Unauthorized
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader
 
 from .images import ImageStore
-from .transfer import MAX_CONFIG, Progress, Puller, fetch_manifest, read_all
+from .transfer import MAX_CONFIG, Progress, Puller, fetch_manifest, pull_denied, read_all
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +60,39 @@ def pull(store: ImageStore, backends: list[RegistryBackend], repo: str, ref: str
     """:meth:`Puller.pull` from each of ``backends`` in turn until one succeeds."""
     return each_source(backends, lambda i, b: Puller(store, b, progress, cancel).pull(
         repo, ref, status_id=status_id), cancel)
+
+
+def open_pull(d: Any, ref: Any, auth: dict[str, Any] | None) -> list[RegistryBackend]:
+    """The sources ``ref`` is pulled from (a build's ``FROM``), from the first that knows it
+    on; NotFound in dockerd's words when none does. Runs in a worker thread."""
+    every = d.remote(ref.domain, auth or {}).pull_sources()
+    try:
+        backends, _ = first_source(every, ref.path, ref.digest or ref.tag or "latest")
+    except NotFound:
+        close_all(every)
+        raise pull_denied(ref, f"manifest unknown: {ref.digest or ref.tag or 'latest'}") from None
+    except Unauthorized as exc:
+        close_all(every)
+        raise pull_denied(ref, exc.message) from None
+    except BaseException:
+        close_all(every)
+        raise
+    close_all(every[:len(every) - len(backends)])
+    return backends
+
+
+def pull_into(d: Any, ref: Any, backends: list[RegistryBackend], progress: Progress,
+              cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Pull ``ref`` from ``backends`` (closed after), tag it and record its repo digest."""
+    try:
+        result = each_source(backends, lambda i, b: Puller(d.images, b, progress, cancel).pull(
+            ref.path, ref.digest or ref.tag or "latest", status_id=ref.tag or ref.digest), cancel)
+    finally:
+        close_all(backends)
+    if ref.tag:
+        d.images.tag(result["image_id"], str(ref))
+    d.images.add_repo_digest(ref.name, result["digest"], result["image_id"], result["media_type"])
+    return result
 
 
 # -- GET /distribution/{name}/json ----------------------------------------------------------------

@@ -417,3 +417,21 @@ class Pusher:
             raise DockyardError(f"registry stored the manifest as {digest}, expected {sha256_of(raw)}")
         self.store.blobs.put(raw)
         return digest, len(raw)
+
+
+# -- pulling a reference into the daemon's store (``docker pull``, a build's FROM) ----------------
+AUTH_FIELDS = ("username", "password", "identitytoken", "registrytoken", "serveraddress")
+
+
+def clean_auth(data: Any) -> dict[str, str]:
+    """The credential fields of a Docker ``AuthConfig`` that hold a string."""
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in AUTH_FIELDS and v and isinstance(v, str)}
+
+
+def pull_denied(ref: Any, why: str) -> NotFound:
+    """dockerd's answer to a pull the registry does not serve: a 404, never a 401 (which the
+    docker CLI meets with a login prompt)."""
+    return NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or "
+                    f"may require 'docker login': {why}")

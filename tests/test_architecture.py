@@ -37,7 +37,6 @@ MODULE_ALLOWLIST = {
     "plugins/execdrivers/native/supervisor.py": 1355,
     "core/containers.py": 1253,
     "hookspecs/conformance/graphdriver.py": 1013,
-    "core/builder.py": 997,
     "cli/containers.py": 821,
     "plugins/execdrivers/native/init.py": 760,
     "core/networks.py": 781,
@@ -50,7 +49,6 @@ FUNCTION_ALLOWLIST = {
     "plugins/execdrivers/native/init.py::_setup_container": 98,
     "cli/runopts.py::build_create_body": 95,
     "hookspecs/conformance/registry.py::registry_suite": 98,
-    "core/builder.py::Builder._copy": 91,
     "plugins/execdrivers/native/cgroups.py::Cgroups.apply": 87,
 }
 

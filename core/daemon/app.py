@@ -19,6 +19,7 @@ from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSu
 
 from .. import dashboard, plugins, userns
 from ..blobs import BlobStore
+from ..builder.mounts import CacheMounts
 from ..config import Config
 from ..containers import ContainerService
 from ..dockerplugins import PluginDirs
@@ -101,6 +102,7 @@ class Daemon:
 
         self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"), self.tmp_dir)
         self.images = ImageStore(self.state, self.blobs, self.graph)
+        self.build_mounts = CacheMounts(self.state, os.path.join(self.data_root, "builder", "mounts"))
         self.networks = NetworkService(self)
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
@@ -217,6 +219,8 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self, app: web.Application) -> None:
         await asyncio.to_thread(Reconciler(self).run)  # what a crash left, before anything runs
+        from ..builder.build import remove_leftovers
+        await asyncio.to_thread(remove_leftovers, self)
         await self.networks.start()
         await self.containers.restore()
         if not self.reserve.refill() and not self.reserve.held():
