@@ -25,6 +25,7 @@ HELP = (
     'Commands:\n'
     '  bench       Benchmark drivers against each other, dockerd and podman\n'
     '  build       Build an image from a Dockerfile\n'
+    '  builder     Manage builds\n'
     "  commit      Create a new image from a container's changes\n"
     '  completion  Print the shell completion script for bash, zsh or fish\n'
     '  container   Manage containers\n'
