@@ -24,7 +24,7 @@ UNITDIR ?= /etc/systemd/system
 COMPLETIONDIR ?= $(PREFIX)/share
 SOCKET_GROUP ?= dockyard
 
-.PHONY: demo test lint format deps test-deps sysdeps test-sysdeps venv debian-modules clean install uninstall
+.PHONY: demo test lint format contrib-plugins deps test-deps sysdeps test-sysdeps venv debian-modules clean install uninstall
 
 sysdeps: APT_PACKAGES = $(RUN_PACKAGES)
 test-sysdeps: APT_PACKAGES = $(RUN_PACKAGES) $(TEST_PACKAGES)
@@ -46,6 +46,15 @@ $(STAMP): pyproject.toml
 $(TEST_STAMP): $(STAMP)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
+
+# the example third-party drivers (contrib/plugins/*), each pip-installed from its own package as
+# a user would install one from PyPI: the tests then find them through their entry points
+CONTRIB_PLUGINS := $(sort $(dir $(wildcard contrib/plugins/*/pyproject.toml)))
+CONTRIB_STAMP := $(VENV)/.installed-contrib
+$(CONTRIB_STAMP): $(STAMP) $(wildcard contrib/plugins/*/pyproject.toml contrib/plugins/*/*.py)
+	$(VENV)/bin/pip install -q $(addprefix ./,$(CONTRIB_PLUGINS))
+	touch $@
+contrib-plugins: $(CONTRIB_STAMP)
 
 # Two bindings come from Debian, not PyPI: btrfsutil (the PyPI source does not import against
 # Debian 12's library) and libseccomp's. Only their .so files are made importable in the venv,
@@ -70,7 +79,7 @@ deps: sysdeps
 	@$(MAKE) --no-print-directory venv
 
 test-deps: test-sysdeps
-	@$(MAKE) --no-print-directory venv $(TEST_STAMP)
+	@$(MAKE) --no-print-directory venv $(TEST_STAMP) $(CONTRIB_STAMP)
 
 demo: deps
 	@bash contrib/demo.sh
@@ -94,6 +103,8 @@ format: $(TEST_STAMP)
 test: test-deps
 	@$(MAKE) --no-print-directory lint
 	$(VENV)/bin/python -m pytest -q tests
+	@# each contrib plugin's own conformance run: one line in its tests/ (docs/plugins.md)
+	for p in $(CONTRIB_PLUGINS); do $(VENV)/bin/python -m pytest -q $$p/tests || exit 1; done
 
 # A venv of Debian's Python holding a regular (not editable) install of this checkout, the
 # commands linked into BINDIR, the systemd units (ExecStart pointing at BINDIR), the socket's

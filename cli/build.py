@@ -162,7 +162,7 @@ def build(opts: Any, path: str, tags: tuple[str, ...], file_: str | None, build_
     _stream(resp, False)  # with -q the daemon sends only the image id
 
 
-@click.group(name="builder")
+@click.group(name="builder", short_help="Manage builds")
 def builder_group() -> None:
     """Manage builds."""
 

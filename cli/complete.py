@@ -23,7 +23,7 @@ TIMEOUT = 2.0  # seconds, per TAB; the daemon answers these lists in millisecond
 
 def _client(ctx: click.Context) -> Any:
     from .client import DEFAULT_HOST, Client
-    from .main import tls_config
+    from .app import tls_config
     p = ctx.find_root().params
     host = (p.get("host") or os.environ.get("DOCKYARD_HOST") or os.environ.get("DOCKER_HOST")
             or DEFAULT_HOST)

@@ -1,50 +1,20 @@
 """``dockyard version`` and ``dockyard info``."""
 from __future__ import annotations
 
-import os
-import platform
 import sys
 from typing import Any
 
 import click
 
-from .client import API_VERSION, ConnectError, DaemonError
-
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
-
-
-def client_version() -> str:
-    """The installed distribution's version, read cheaply from its dist-info directory name."""
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for name in names:
-            if name.startswith("dockyard-") and name.endswith(".dist-info"):
-                return name[len("dockyard-"):-len(".dist-info")]
-    try:
-        from importlib.metadata import version
-        return version("dockyard")
-    except Exception:
-        return "unknown"
-
-
-def _kv(lines: list[tuple[str, str]], indent: str) -> list[str]:
-    width = max((len(k) for k, _ in lines), default=0) + 2
-    return [f"{indent}{(k + ':').ljust(width)}{v}" for k, v in lines]
-
+from .client import ConnectError, DaemonError
+from .versionview import _kv, client_facts, client_version, render  # noqa: F401 (client_version: -v)
 
 @click.command(short_help="Show the dockyard version information")
 @click.option("-f", "--format", "fmt", help="Format output using a Go template")
 @click.pass_obj
 def version(opts: Any, fmt: str | None) -> None:
     """Show the dockyard version information."""
-    arch = _ARCH.get(platform.machine(), platform.machine())
-    client = {"Platform": {"Name": "dockyard"}, "Version": client_version(),
-              "ApiVersion": API_VERSION, "DefaultAPIVersion": API_VERSION,
-              "GoVersion": "python" + platform.python_version(), "GitCommit": "",
-              "Os": sys.platform, "Arch": arch, "BuildTime": "", "Context": "default"}
+    client = client_facts()
     server: Any = None
     err: Exception | None = None
     try:
@@ -55,41 +25,7 @@ def version(opts: Any, fmt: str | None) -> None:
         from .fmt import render_one
         sys.stdout.write(render_one(fmt, {"Client": client, "Server": server}) + "\n")
     else:
-        lines = ["Client:"]
-        lines += _kv([("Version", client["Version"]), ("API version", API_VERSION),
-                      ("Python version", platform.python_version()),
-                      ("OS/Arch", f"{client['Os']}/{arch}"), ("Context", "default")], " ")
-        if server is not None:
-            lines.append("")
-            pname = (server.get("Platform") or {}).get("Name") or ""
-            lines.append("Server:" + (f" {pname}" if pname else ""))
-            comps = server.get("Components") or [{
-                "Name": "Engine", "Version": server.get("Version", ""),
-                "Details": {k: server.get(k) for k in ("ApiVersion", "MinAPIVersion", "GitCommit",
-                                                        "GoVersion", "Os", "Arch", "KernelVersion",
-                                                        "BuildTime") if server.get(k)}}]
-            for comp in comps:
-                lines.append(f" {comp.get('Name', '')}:")
-                details = dict(comp.get("Details") or {})
-                kv = [("Version", comp.get("Version", ""))]
-                if comp.get("Name") == "Engine":
-                    api = details.pop("ApiVersion", server.get("ApiVersion", ""))
-                    minv = details.pop("MinAPIVersion", server.get("MinAPIVersion"))
-                    kv.append(("API version", f"{api} (minimum version {minv})" if minv else api))
-                    for key, label in (("GoVersion", "Go version"), ("GitCommit", "Git commit"),
-                                       ("BuildTime", "Built")):
-                        if key in details:
-                            kv.append((label, str(details.pop(key))))
-                    os_, arch_ = details.pop("Os", server.get("Os")), details.pop("Arch", server.get("Arch"))
-                    if os_ or arch_:
-                        kv.append(("OS/Arch", f"{os_}/{arch_}"))
-                    details.pop("KernelVersion", None)
-                    if "Experimental" in details:
-                        kv.append(("Experimental", str(details.pop("Experimental")).lower()))
-                for k in sorted(details):
-                    kv.append((k, str(details[k])))
-                lines += _kv([(k, v) for k, v in kv if v not in ("", "None")], "  ")
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write(render(client, server))
     if err is not None:
         if isinstance(err, DaemonError):
             raise err

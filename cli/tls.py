@@ -79,7 +79,7 @@ def _write(path: str, data: bytes, mode: int) -> None:
     os.chmod(path, mode)  # whatever the umask
 
 
-@click.group(name="tls")
+@click.group(name="tls", short_help="TLS certificates for dockyardd's tcp:// listeners")
 def tls_group() -> None:
     """TLS certificates for dockyardd's tcp:// listeners."""
 

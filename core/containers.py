@@ -270,9 +270,9 @@ class ContainerService:
         if policy["Name"] != "no" and host_cfg["AutoRemove"]:
             raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
 
-        mounts = self.d.volumes.mounts_for(
-            host_cfg, {**(img_cfg.get("Volumes") or {}), **(body.get("Volumes") or {})})
-        mounts = self._volumes_from(host_cfg.get("VolumesFrom"), mounts)
+        wanted = {**(img_cfg.get("Volumes") or {}), **(body.get("Volumes") or {})}
+        mounts = await asyncio.to_thread(self.d.volumes.mounts_for, host_cfg, wanted)  # plugins
+        mounts = self.d.volumes.volumes_from(host_cfg.get("VolumesFrom"), mounts, self._peer)
 
         cdir = os.path.join(self.root, cid)
         os.makedirs(cdir, exist_ok=True)
@@ -447,29 +447,6 @@ class ContainerService:
             return self.get(ref)
         except NotFound:
             raise InvalidParameter(f"cannot {what} {ref}: No such container: {ref}") from None
-
-    def _volumes_from(self, specs: Any, mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``--volumes-from name[:ro|:rw]``: the other container's volumes and binds, at the
-        same places (its own mode unless one is given), after the container's own mounts."""
-        taken = {m["Destination"] for m in mounts}
-        out = list(mounts)
-        for spec in specs or ():
-            if not spec:
-                raise InvalidParameter(f"invalid VolumesFrom entry {spec!r}")
-            name, _, mode = spec.partition(":")
-            if mode not in ("", "ro", "rw"):
-                raise InvalidParameter(f"invalid mode for volumes-from: {mode}")
-            peer = self._peer(name, "mount the volumes of")
-            for m in peer.get("Mounts") or []:
-                if m.get("Type") not in ("volume", "bind") or m["Destination"] in taken:
-                    continue
-                m = dict(m)
-                if mode:
-                    m["RW"] = mode == "rw"
-                    m["Mode"] = mode
-                out.append(m)
-                taken.add(m["Destination"])
-        return out
 
     def _start_health(self, c: dict[str, Any]) -> None:
         """Run the container's health check, if it has one, while it runs."""

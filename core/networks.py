@@ -1,4 +1,4 @@
-"""Networks: the predefined one of each installed driver (Docker's ``bridge``, ``host``, ``none``)
+"""Networks: the predefined one of each driver with ``predefined_network`` (bridge, host, none)
 and user-defined ones; each container's *sandbox* (its network namespace) and endpoints.
 
 The sandbox is made before the container's first process runs: a namespace file under
@@ -113,8 +113,8 @@ class NetworkService:
                 net["Options"] = self._shown_options(net, data)
             except DockyardError as e:
                 log.error("network %s could not be brought up: %s", name, e.message)
-        for name in self.drivers:
-            if name not in self.networks:
+        for name, drv in self.drivers.items():
+            if name not in self.networks and drv.predefined_network:
                 self._create(name, name, {}, predefined=True)
 
     # -- records --------------------------------------------------------------------------------

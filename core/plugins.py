@@ -10,7 +10,6 @@ import os
 from typing import Any, Callable, Iterable
 
 import pluggy
-from stevedore import ExtensionManager
 
 from dockyard.hookspecs import DRIVER_GROUPS, PLUGIN_GROUP, spec
 from dockyard.hookspecs.errors import DriverNotFound, DriverNotSupported, InvalidParameter
@@ -59,6 +58,9 @@ class DriverRegistry:
         self.kind = kind
         self.group = DRIVER_GROUPS[kind]
         self._errors: dict[str, str] = {}
+        #: drivers :meth:`select` passed over, with the reason each gave (DriverNotSupported)
+        self.skipped: dict[str, str] = {}
+        from stevedore import ExtensionManager  # not on the CLI's path unless drivers are listed
         self._mgr = ExtensionManager(self.group, invoke_on_load=False,
                                      on_load_failure_callback=self._load_failed)
 
@@ -103,6 +105,7 @@ class DriverRegistry:
                 return factory(name)
             except DriverNotSupported as exc:
                 log.info("%s driver %s skipped: %s", self.kind, name, exc.reason)
+                self.skipped[name] = exc.reason
                 reasons.append(f"{name}: {exc.reason}")
         raise DriverNotSupported(f"no usable {self.kind} driver ({'; '.join(reasons) or 'none installed'})")
 

@@ -20,11 +20,12 @@ import secrets
 import shutil
 import stat
 import subprocess
-from typing import Any
+from typing import Any, Callable
 
-from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
+from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
 from . import localvolumes
+from .volumeplugins import VolumePlugins, is_plugin_driver
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class VolumeService:
         self.state = daemon.state
         self.d = daemon
         self.root = os.path.join(daemon.data_root, "volumes")
+        #: Docker volume plugins (the VolumeDriver protocol), by the name a volume records
+        self.plugins = VolumePlugins(daemon.docker_plugins)
         os.makedirs(self.root, mode=0o701, exist_ok=True)
         self.mounts = localvolumes.Mounts()
 
@@ -63,16 +66,27 @@ class VolumeService:
         return json.loads(rows[0]["data"])
 
     def get(self, name: str) -> dict[str, Any]:
-        return self._row(name)
+        """The volume as ``docker volume inspect`` shows it: a plugin's volume with the
+        mount point and status its plugin reports now. Blocking for a plugin's volume."""
+        vol = self._row(name)
+        if is_plugin_driver(vol.get("Driver")):
+            seen = self.plugins.get(vol["Driver"], name)
+            vol["Mountpoint"] = seen.get("Mountpoint") or ""
+            if seen.get("Status"):
+                vol["Status"] = seen["Status"]
+        return vol
 
     def list(self) -> list[dict[str, Any]]:
         return [json.loads(r["data"]) for r in self.state.q("SELECT data FROM volumes ORDER BY name")]
 
     def create(self, name: str | None, driver: str = "local", labels: dict[str, str] | None = None,
                options: dict[str, str] | None = None) -> dict[str, Any]:
-        if driver not in ("", "local"):
-            raise NotFound(f"volume driver {driver!r} not found; installed: local")
-        options = localvolumes.check_options(options)
+        """``docker volume create``; ``driver`` "" takes an existing volume of any driver (a
+        container's ``-v name:/dst``), else a new local one. Blocking for a plugin's volume."""
+        if is_plugin_driver(driver):
+            self.plugins.check(driver)
+        else:
+            options = localvolumes.check_options(options)
         anonymous = not name
         name = name or secrets.token_hex(32)
         if not _NAME.match(name):
@@ -84,6 +98,9 @@ class VolumeService:
         rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
         if rows:  # Docker: creating an existing volume returns it
             vol = json.loads(rows[0]["data"])
+            if driver and driver != (vol.get("Driver") or "local"):
+                raise Conflict(f"create {name}: volume name is already in use with driver "
+                               f"{vol.get('Driver') or 'local'}, not {driver}")
             if options and options != (vol.get("Options") or {}):
                 raise Conflict(f"volume {name} already exists with other options "
                                f"({json.dumps(vol.get('Options'))}): remove it first")
@@ -91,6 +108,8 @@ class VolumeService:
         labels = dict(labels or {})
         if anonymous:
             labels[ANON_LABEL] = ""
+        if is_plugin_driver(driver):
+            return self._create_in_plugin(name, driver, labels, options or {})
         data_dir = os.path.join(self.root, name, "_data")
         os.makedirs(data_dir, mode=0o755, exist_ok=True)
         id_map = getattr(self.d, "id_map", None)
@@ -100,6 +119,15 @@ class VolumeService:
                "Labels": labels, "Scope": "local", "Options": options or None}
         self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
         self.d.event("volume", "create", name, {"driver": "local"})
+        return vol
+
+    def _create_in_plugin(self, name: str, driver: str, labels: dict[str, str],
+                          options: dict[str, str]) -> dict[str, Any]:
+        self.plugins.create(driver, name, options)
+        vol = {"Name": name, "Driver": driver, "Mountpoint": "", "CreatedAt": _now(),
+               "Labels": labels, "Scope": self.plugins.scope(driver), "Options": options or None}
+        self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
+        self.d.event("volume", "create", name, {"driver": driver})
         return vol
 
     def users(self, name: str) -> list[str]:
@@ -119,13 +147,18 @@ class VolumeService:
         self._destroy(name)
 
     def _destroy(self, name: str) -> None:
-        """The record and directory of an unused volume; a volume still mounted (a leftover)
-        is unmounted first, never removed through its mount (a bind volume's files are the
+        """The record and directory of an unused volume; a plugin's volume is removed by its
+        plugin first (a refusal keeps the record); a local one still mounted (a leftover) is
+        unmounted first, never removed through its mount (a bind volume's files are the
         host's)."""
-        localvolumes.unmount(os.path.join(self.root, name, "_data"))
+        driver = self._row(name).get("Driver") or "local"
+        if is_plugin_driver(driver):
+            self.plugins.remove(driver, name)
+        else:
+            localvolumes.unmount(os.path.join(self.root, name, "_data"))
         self.state.x("DELETE FROM volumes WHERE name=?", name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
-        self.d.event("volume", "destroy", name, {"driver": "local"})
+        self.d.event("volume", "destroy", name, {"driver": driver})
 
     def prune(self, args: Any) -> tuple[list[str], int]:
         """``docker volume prune``: the unused volumes the filters (an ``Args``) select; the
@@ -138,7 +171,7 @@ class VolumeService:
                 self.remove(vol["Name"])
             except Conflict:  # taken by a container meanwhile
                 continue
-            reclaimed += size
+            reclaimed += max(size, 0)
             deleted.append(vol["Name"])
         return deleted, reclaimed
 
@@ -146,7 +179,9 @@ class VolumeService:
     def mounts_for(self, host: dict[str, Any], volumes: dict[str, Any] | None) -> list[dict[str, Any]]:
         """The ``Mounts`` of a new container, creating the named and anonymous volumes it needs.
         ``volumes`` are the image's and the request's ``Volumes`` (anonymous unless a bind or
-        named volume already covers the destination)."""
+        named volume already covers the destination). A volume plugin named and not found is a
+        400 naming its field."""
+        self._check_driver("HostConfig.VolumeDriver", host.get("VolumeDriver"))
         out: dict[str, dict[str, Any]] = {}
         for spec in host.get("Binds") or []:
             parts = spec.split(":")
@@ -163,11 +198,11 @@ class VolumeService:
                             "Mode": parts[2] if len(parts) == 3 else "", "RW": rw,
                             "Propagation": "rprivate"}
             else:
-                vol = self.create(src)
+                vol = self.create(src, host.get("VolumeDriver") or "")
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
-                            "Destination": dst, "Driver": "local", "Mode": parts[2] if len(parts) == 3 else "z",
-                            "RW": rw, "Propagation": ""}
-        for m in host.get("Mounts") or []:
+                            "Destination": dst, "Driver": vol["Driver"],
+                            "Mode": parts[2] if len(parts) == 3 else "z", "RW": rw, "Propagation": ""}
+        for i, m in enumerate(host.get("Mounts") or []):
             typ, dst = m.get("Type"), _dest(m.get("Target"))
             ro = bool(m.get("ReadOnly"))
             if typ == "bind":
@@ -179,12 +214,16 @@ class VolumeService:
                             "Mode": "", "RW": not ro, "Propagation": "rprivate"}
             elif typ == "volume":
                 vopts = m.get("VolumeOptions") or {}
-                # --mount volume-opt=...: the options of a volume this creates
-                vol = self.create(m.get("Source") or None, labels=vopts.get("Labels"),
-                                  options=(vopts.get("DriverConfig") or {}).get("Options"))
+                # --mount volume-driver=..., volume-opt=...: the driver and options of a volume
+                # this creates
+                dcfg = vopts.get("DriverConfig") or {}
+                self._check_driver(f"HostConfig.Mounts[{i}].VolumeOptions.DriverConfig.Name",
+                                   dcfg.get("Name"))
+                vol = self.create(m.get("Source") or None, dcfg.get("Name") or "",
+                                  labels=vopts.get("Labels"), options=dcfg.get("Options"))
                 # NoCopy (--mount volume-nocopy): no copy of the image's content, as -v :nocopy
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
-                            "Destination": dst, "Driver": "local",
+                            "Destination": dst, "Driver": vol["Driver"],
                             "Mode": "nocopy" if vopts.get("NoCopy") else "z", "RW": not ro,
                             "Propagation": ""}
             elif typ == "tmpfs":
@@ -205,11 +244,43 @@ class VolumeService:
         for dst in volumes or {}:
             dst = _dest(dst)
             if dst not in out:
-                vol = self.create(None)
+                vol = self.create(None, host.get("VolumeDriver") or "")
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
-                            "Destination": dst, "Driver": "local", "Mode": "", "RW": True,
+                            "Destination": dst, "Driver": vol["Driver"], "Mode": "", "RW": True,
                             "Propagation": ""}
         return [out[k] for k in sorted(out)]
+
+    def volumes_from(self, specs: Any, mounts: list[dict[str, Any]],
+                     peer: Callable[[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+        """``--volumes-from name[:ro|:rw]``: the other container's volumes and binds, at the
+        same places (its own mode unless one is given), after the container's own mounts.
+        ``peer(name, what)`` finds the other container."""
+        taken = {m["Destination"] for m in mounts}
+        out = list(mounts)
+        for spec in specs or ():
+            if not spec:
+                raise InvalidParameter(f"invalid VolumesFrom entry {spec!r}")
+            name, _, mode = spec.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidParameter(f"invalid mode for volumes-from: {mode}")
+            other = peer(name, "mount the volumes of")
+            for m in other.get("Mounts") or []:
+                if m.get("Type") not in ("volume", "bind") or m["Destination"] in taken:
+                    continue
+                m = dict(m)
+                if mode:
+                    m["RW"] = mode == "rw"
+                    m["Mode"] = mode
+                out.append(m)
+                taken.add(m["Destination"])
+        return out
+
+    def _check_driver(self, field: str, driver: str | None) -> None:
+        if is_plugin_driver(driver):
+            try:
+                self.plugins.check(driver or "")
+            except NotFound as e:
+                raise InvalidParameter(f"{field}: {e.message}") from None
 
     def copy_up(self, c: dict[str, Any], rootfs: str) -> None:
         """Docker's copy-up: an empty volume mounted where the image has content gets a copy
@@ -247,7 +318,10 @@ class VolumeService:
             except NotFound:
                 continue
             if ANON_LABEL in (vol.get("Labels") or {}) and not [u for u in self.users(m["Name"]) if u != c["Id"]]:
-                self._destroy(m["Name"])
+                try:
+                    self._destroy(m["Name"])
+                except DockyardError as e:  # a plugin refused: the volume stays, listed
+                    log.warning("removing anonymous volume %s failed: %s", m["Name"], e)
 
     def prepare_binds(self, c: dict[str, Any]) -> None:
         """Before a start or a ``docker cp``, as dockerd: a missing bind source given with ``-v``
@@ -298,12 +372,15 @@ class VolumeService:
         """Before container ``c`` starts (or a ``docker cp`` reads or writes its files: another
         ``user``): mount its volumes that have options (the first user mounts). Runs in a
         worker thread; a failed mount is the start's error."""
+        own = not user  # the container's own start: its plugin volumes too (VolumeDriver.Mount)
         user = user or c["Id"]
         done = []
         try:
             for name, opts, target in self._mounted_volumes(c):
                 self.mounts.acquire(name, opts, target, user)
                 done.append((name, target))
+            if own:
+                self.plugins.mount(c)
         except BaseException:
             for name, target in done:
                 self.mounts.release(name, target, user)
@@ -312,6 +389,8 @@ class VolumeService:
     def unmount(self, c: dict[str, Any], user: str = "") -> None:
         """Container ``c`` stopped (or the ``user`` is done): release its volumes (the last user
         unmounts)."""
+        if not user:
+            self.plugins.unmount(c)  # VolumeDriver.Unmount of each of its Mount IDs
         for name, _opts, target in self._mounted_volumes(c):
             try:
                 self.mounts.release(name, target, user or c["Id"])

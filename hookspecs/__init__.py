@@ -32,6 +32,7 @@ _EXPORTS = {
                     "errors"),
     **dict.fromkeys(("AttachStreams", "ExecDriver", "ExitStatus", "ProcessState"), "execdriver"),
     "GraphDriver": "graphdriver",
+    "DirectoryLayers": "dirlayers",
     "NaiveDiff": "naivediff",
     **dict.fromkeys(("Endpoint", "NetDriver", "PassiveNetDriver"), "netdriver"),
     "RegistryBackend": "registry",
@@ -40,11 +41,11 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "AttachStreams", "Conflict", "DRIVER_GROUPS", "DockyardError", "DriverNotFound",
-    "DriverNotSupported", "Endpoint", "ExecDriver", "ExecError", "ExitStatus", "Forbidden",
-    "GraphDriver", "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound", "NotModified",
-    "PLUGIN_GROUP", "PassiveNetDriver", "ProcessState", "RefCounter", "RegistryBackend",
-    "Unauthorized", "Unavailable", "hookimpl", "hookspec", "host",
+    "AttachStreams", "Conflict", "DRIVER_GROUPS", "DirectoryLayers", "DockyardError",
+    "DriverNotFound", "DriverNotSupported", "Endpoint", "ExecDriver", "ExecError", "ExitStatus",
+    "Forbidden", "GraphDriver", "InvalidParameter", "NaiveDiff", "NetDriver", "NotFound",
+    "NotModified", "PLUGIN_GROUP", "PassiveNetDriver", "ProcessState", "RefCounter",
+    "RegistryBackend", "Unauthorized", "Unavailable", "hookimpl", "hookspec", "host",
 ]
 
 
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers
                          Forbidden, InvalidParameter, NotFound, NotModified, Unauthorized,
                          Unavailable)
     from .execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
+    from .dirlayers import DirectoryLayers
     from .graphdriver import GraphDriver
     from .host import RefCounter
     from .naivediff import NaiveDiff

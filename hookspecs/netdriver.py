@@ -64,6 +64,10 @@ class NetDriver(abc.ABC):
     #: whether users may create more networks of this driver (``network create -d NAME``);
     #: ``host`` and ``none`` have only their predefined network, as in Docker.
     multiple_networks: ClassVar[bool] = True
+    #: whether the daemon keeps a predefined network named after the driver (Docker's
+    #: ``bridge``, ``host``, ``none``); a driver whose networks need the user's choices (a
+    #: parent interface, a subnet) says ``False`` and has only ``network create -d NAME`` ones.
+    predefined_network: ClassVar[bool] = True
 
     def __init__(self, home: str, options: dict[str, Any] | None = None) -> None:
         """``home`` is a private directory for the driver's state. ``options`` holds the daemon's

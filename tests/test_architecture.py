@@ -35,9 +35,9 @@ MAX_FUNCTION_LINES = 80
 #: modules over the limit today -> their size today (lines); a later restructuring shrinks them
 MODULE_ALLOWLIST = {
     "plugins/execdrivers/native/supervisor.py": 1355,
-    "core/containers.py": 1276,
+    "core/containers.py": 1253,
     "hookspecs/conformance/graphdriver.py": 1013,
-    "cli/containers.py": 920,
+    "cli/containers.py": 821,
     "plugins/execdrivers/native/init.py": 760,
     "core/networks.py": 781,
     "cli/gotemplate.py": 641,

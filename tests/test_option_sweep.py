@@ -411,6 +411,8 @@ def container_rows(env: "Env") -> list[Row]:
         Row(H + "RestartPolicy", {"Name": "on-failure", "MaximumRetryCount": 1}, covers=True,
             cmd=sh("exit 3"), probe=_restart_probe),
         Row(H + "AutoRemove", True, probe=_auto_remove_probe),
+        # a volume plugin that is not found: a 400 naming the field (a real plugin serves the
+        # container: tests/test_docker_plugins.py)
         refused(H + "VolumeDriver", "othervd"),
         Row(H + "VolumesFrom", [f"{env.peer}:ro"], cmd=("cat", "/pv/peerfile"),
             probe=output("from-peer", key=H + "VolumesFrom")),
@@ -482,7 +484,7 @@ def container_rows(env: "Env") -> list[Row]:
                                                     "VolumeOptions": {"Labels": {"swept": "yes"}}}],
             probe=lambda ctx: _volume_labels_probe(dataclasses.replace(ctx, row=dataclasses.replace(
                 ctx.row, value={"swept": "yes", "com.docker.volume.anonymous": ""})))),
-        refused(H + "Mounts.[].VolumeOptions.DriverConfig.Name",
+        refused(H + "Mounts.[].VolumeOptions.DriverConfig.Name",  # the same: no such plugin
                 [{"Type": "volume", "Target": "/v", "VolumeOptions": {"DriverConfig": {"Name": "nfsplugin"}}}]),
         Row(H + "Mounts.[].VolumeOptions.DriverConfig.Options",
             [{"Type": "volume", "Source": "sweepvo" + os.urandom(3).hex(), "Target": "/v", "VolumeOptions": {

@@ -46,7 +46,8 @@ class MeasureCommand(click.Command):
         formatter.write_usage(path, " ".join(self.collect_usage_pieces(ctx)))
 
 
-@click.group(cls=BenchGroup, name="bench")
+@click.group(cls=BenchGroup, name="bench",
+             short_help="Benchmark drivers against each other, dockerd and podman")
 def bench() -> None:
     """Benchmark dockyard's drivers against each other and against dockerd, podman and the
     bare runtimes (see `dockyard bench --help`)."""

@@ -22,6 +22,7 @@ from ..blobs import BlobStore
 from ..builder.mounts import CacheMounts
 from ..config import Config
 from ..containers import ContainerService
+from ..dockerplugins import PluginDirs
 from ..execs import ExecService
 from ..images import ImageStore
 from ..managedplugins import PluginService
@@ -64,6 +65,8 @@ class Daemon:
                                          max_ratio=config["max-unpack-ratio"]))
         self.pm = plugins.make_plugin_manager(config["disabled-plugins"], config["required-plugins"])
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
+        #: Docker's out-of-process plugins (volume plugins...), found by name in these directories
+        self.docker_plugins = PluginDirs(config["docker-plugin-dirs"])
         self.missing_bindings = self._missing_bindings()
         #: what ``info`` reports under Warnings (as dockerd's)
         self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
@@ -248,10 +251,10 @@ class Daemon:
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
-        from .routes import (absent, build, containers, distribution, execs, images, networks,
-                             plugins as plugin_routes, storage, system, volumes)
+        from .routes import (absent, build, containers, distribution, execs, images, inventory,
+                             networks, plugins as plugin_routes, storage, system, volumes)
         for module in (system, containers, execs, images, build, networks, storage, volumes,
-                       distribution, plugin_routes, dashboard, absent):
+                       distribution, plugin_routes, inventory, dashboard, absent):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)

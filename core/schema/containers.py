@@ -179,8 +179,6 @@ class VolumeDriverConfig(Body):
     Name: Opt[str] = UNSET
     Options: Opt[StrMap] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",)}
-
 
 class VolumeOptions(Body):
     NoCopy: Opt[bool] = UNSET
@@ -258,7 +256,7 @@ class HostConfig(Resources):
     ReadonlyPaths: Opt[StrList] = UNSET
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        **Resources.unsupported, "VolumeDriver": ("local",), "Annotations": (), "Cgroup": (),
+        **Resources.unsupported, "Annotations": (), "Cgroup": (),
         "StorageOpt": (), "Isolation": ("default",), "MaskedPaths": NULL_ONLY,
         "ReadonlyPaths": NULL_ONLY}
 

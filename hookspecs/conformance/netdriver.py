@@ -276,6 +276,7 @@ class NetDriverSuite:
         assert d.name
         assert d.namespace in ("private", "host")
         assert isinstance(d.needs_ipam, bool) and isinstance(d.multiple_networks, bool)
+        assert isinstance(d.predefined_network, bool)
         assert isinstance(d.status(), list)
 
     def test_network_lifecycle(self, env: Env) -> None:

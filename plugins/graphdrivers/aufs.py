@@ -27,7 +27,7 @@ from dockyard.hookspecs.host import RefCounter
 from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import NaiveDiff
 
-from .dirlayers import check_id
+from dockyard.hookspecs.dirlayers import check_id
 
 log = logging.getLogger(__name__)
 

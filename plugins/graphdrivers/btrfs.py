@@ -9,7 +9,7 @@ compare), as moby's.
 
 * Requires home on btrfs: ``DriverNotSupported("<home> is on <fstype>, not btrfs")``.
 * Layers appear and disappear atomically as every directory-per-layer driver's do
-  (``dirlayers.DirectoryLayers``); deleting one deletes its subvolume recursively (subvolumes a
+  (``dockyard.hookspecs.dirlayers.DirectoryLayers``); deleting one deletes its subvolume recursively (subvolumes a
   container made inside its rootfs included).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dockyard.hookspecs.bindings import Binding, advice
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
 from dockyard.hookspecs.idmap import IDMap
 
-from .dirlayers import DirectoryLayers
+from dockyard.hookspecs.dirlayers import DirectoryLayers
 
 log = logging.getLogger(__name__)
 

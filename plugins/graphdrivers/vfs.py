@@ -10,7 +10,7 @@ written against); it pays in disk space and in the time to copy a parent.
   walk it is faster and is coreutils' well-tested code rather than ours (numbers in the comment
   below).
 * Layers appear and disappear atomically and are reference counted as every directory-per-layer
-  driver's are (``dirlayers.DirectoryLayers``).
+  driver's are (``dockyard.hookspecs.dirlayers.DirectoryLayers``).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import subprocess
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
 from dockyard.hookspecs.idmap import IDMap
 
-from .dirlayers import DirectoryLayers
+from dockyard.hookspecs.dirlayers import DirectoryLayers
 
 
 

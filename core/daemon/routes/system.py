@@ -82,7 +82,7 @@ async def info(request: web.Request) -> web.Response:
         "ContainersRunning": running, "ContainersPaused": paused,
         "ContainersStopped": len(cs) - running - paused, "Images": len(d.images.all()),
         "Driver": d.graph.name, "DriverStatus": [list(x) for x in d.graph.status()],
-        "Plugins": {"Volume": ["local"], "Network": sorted(d.netdrivers), "Authorization": None,
+        "Plugins": {"Volume": ["local", *d.docker_plugins.activated("VolumeDriver")], "Network": sorted(d.netdrivers), "Authorization": None,
                     "Log": ["json-file"]},
         "MemoryLimit": True, "SwapLimit": os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
         "KernelMemory": False, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,

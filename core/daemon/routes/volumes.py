@@ -18,23 +18,26 @@ def _svc(request: web.Request):  # noqa: ANN202
 
 
 async def list_(request: web.Request) -> web.Response:
-    chosen = listing.volumes(_svc(request), params.filters(request))
+    chosen = await asyncio.to_thread(listing.volumes, _svc(request), params.filters(request))
     return web.json_response({"Volumes": chosen, "Warnings": []})
 
 
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request, VolumeCreate, {})
-    vol = _svc(request).create(body.get("Name") or None, body.get("Driver") or "local",
-                               body.get("Labels"), body.get("DriverOpts"))
+    # a volume plugin's answer may take time: off the event loop
+    vol = await asyncio.to_thread(_svc(request).create, body.get("Name") or None,
+                                  body.get("Driver") or "local", body.get("Labels"),
+                                  body.get("DriverOpts"))
     return web.json_response(vol, status=201)
 
 
 async def inspect(request: web.Request) -> web.Response:
-    return web.json_response(_svc(request).get(request.match_info["name"]))
+    return web.json_response(await asyncio.to_thread(_svc(request).get, request.match_info["name"]))
 
 
 async def remove(request: web.Request) -> web.Response:
-    _svc(request).remove(request.match_info["name"], force=params.flag(request, "force"))
+    await asyncio.to_thread(_svc(request).remove, request.match_info["name"],
+                            params.flag(request, "force"))
     return web.Response(status=204)
 
 

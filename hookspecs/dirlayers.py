@@ -1,4 +1,5 @@
-"""What the drivers that keep each layer as one directory share (``vfs``, ``btrfs``).
+"""What the drivers that keep each layer as one directory share (``vfs``, ``btrfs``, and any
+third-party driver of that shape: subclass :class:`DirectoryLayers`, give :meth:`_make`).
 
 A layer is ``<home>/<subdir>/<id>``, made whole under ``.tmp-<id>-<random>`` and renamed into
 place, so a crash leaves a whole layer or none; removal renames to ``.rm-<id>-<random>`` first so
@@ -23,11 +24,11 @@ import shutil
 import threading
 import uuid
 
-from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
-from dockyard.hookspecs.graphdriver import GraphDriver
-from dockyard.hookspecs.host import RefCounter
-from dockyard.hookspecs.idmap import IDMap
-from dockyard.hookspecs.naivediff import NaiveDiff
+from .errors import Conflict, InvalidParameter, NotFound
+from .graphdriver import GraphDriver
+from .host import RefCounter
+from .idmap import IDMap
+from .naivediff import NaiveDiff
 
 log = logging.getLogger(__name__)
 
