@@ -26,6 +26,7 @@ from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 from dockyard.hookspecs.idmap import IDMap
 
 from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
+from . import resources as resourcesmod
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
                      end_pending, exit_being_recorded, record_start_failure)
 from .blobs import atomic_write
@@ -221,8 +222,6 @@ class ContainerService:
             cfg["Entrypoint"] = None
         args = specmod.command(cfg)
         parse_signal(cfg["StopSignal"])
-        if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
         if "SecurityOpt" in host:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
             specmod.security_options(host["SecurityOpt"])
@@ -255,9 +254,13 @@ class ContainerService:
                     "RestartPolicy": host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
+        # dockerd's default: the host's cgroup namespace on v1, a private one on v2
+        host_cfg["CgroupnsMode"] = host.get("CgroupnsMode") or (
+            "private" if resourcesmod.support().v2 else "host")
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
         host_cfg["Runtime"] = runtime or "runc"  # dockerd's name for its default, an alias here
         specmod.check_host_config(host_cfg)
+        warnings = resourcesmod.check(host_cfg)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -307,7 +310,7 @@ class ContainerService:
         self.save(c)
         self.d.emit("dockyard_container_created", container=self.public(c))
         self._event("create", c)
-        return {"Id": cid, "Warnings": []}
+        return {"Id": cid, "Warnings": warnings}
 
     # -- prepare / start ------------------------------------------------------------------------
     async def _prepare(self, c: dict[str, Any]) -> None:
@@ -796,7 +799,7 @@ class ContainerService:
     # -- update -----------------------------------------------------------------------------------
     #: the ``UpdateConfig`` fields this engine applies (dockerd's others are accepted at zero)
     UPDATE_INT_KEYS = ("Memory", "MemorySwap", "CpuShares", "CpuQuota", "CpuPeriod", "NanoCpus",
-                       "PidsLimit", "BlkioWeight")
+                       "PidsLimit", "BlkioWeight", "MemoryReservation")
 
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
         """``docker update``: new resource limits (applied at once to a running container, kept
@@ -811,13 +814,10 @@ class ContainerService:
         if new.get("NanoCpus") and (new.get("CpuQuota") or new.get("CpuPeriod")):
             raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period/Quota cannot "
                                    "both be set")
-        if new.get("Memory") and 0 < new["Memory"] < 6 * 1024 * 1024:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
-        mem = new.get("Memory", host.get("Memory") or 0)
-        swap = new.get("MemorySwap", host.get("MemorySwap") or 0)
-        if mem > 0 and swap > 0 and swap < mem:
-            raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, "
-                                   "see usage")
+        if (new.get("Memory") and not new.get("MemorySwap") and (host.get("MemorySwap") or 0) > 0
+                and new["Memory"] > host["MemorySwap"]):
+            raise InvalidParameter("Memory limit should be smaller than already set memoryswap "
+                                   "limit, update the memoryswap at the same time")
         policy = body.get("RestartPolicy")
         if policy and policy.get("Name"):
             if policy["Name"] != "no" and host.get("AutoRemove"):
@@ -827,6 +827,7 @@ class ContainerService:
         if new.get("NanoCpus"):
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
+        warnings = resourcesmod.check(updated, update=True)
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
             await self.execdrv.update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):
@@ -835,7 +836,7 @@ class ContainerService:
         c["HostConfig"] = updated
         self.save(c)
         self._event("update", c)
-        return {"Warnings": []}
+        return {"Warnings": warnings}
 
     # -- rename / prune -------------------------------------------------------------------------
     async def rename(self, ref: str, new: str) -> None:

@@ -9,6 +9,7 @@ from dockyard.core import seccomp as seccompmod
 from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.idmap import IDMap
 
+from .resources import resources_of
 from .volumes import spec_mounts
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -138,9 +139,33 @@ def check_host_config(host: dict[str, Any]) -> None:
         if not ok or "/" in key or ".." in key:
             raise InvalidParameter(f"sysctl {key!r} is not whitelisted")
     devicesmod.check(host)
+    capabilities(host)
     for g in host.get("GroupAdd") or ():
         if not g or ":" in g:
             raise InvalidParameter(f"invalid group {g!r}")
+
+
+def _cap_names(host: dict[str, Any], key: str) -> list[str]:
+    out = []
+    for c in host.get(key) or ():
+        up = str(c).strip().upper()
+        full = up if up.startswith("CAP_") else "CAP_" + up
+        if full not in ALL_CAPS and full != "CAP_ALL":
+            raise InvalidParameter(f"invalid {key}: unknown capability: {full!r}")
+        out.append(full)
+    return out
+
+
+def capabilities(host: dict[str, Any]) -> list[str]:
+    """A container's capability set without ``--privileged``, as moby's ``TweakCapabilities``:
+    ``CapAdd`` ALL gives every capability but those dropped; ``CapDrop`` ALL keeps only those
+    added; otherwise Docker's default set less ``CapDrop``, plus ``CapAdd`` (drops first, then
+    adds). InvalidParameter naming the key for an unknown capability, as dockerd at create."""
+    add, drop = _cap_names(host, "CapAdd"), _cap_names(host, "CapDrop")
+    if "CAP_ALL" in add:
+        return [c for c in ALL_CAPS if c not in drop]
+    caps = [] if "CAP_ALL" in drop else [c for c in DEFAULT_CAPS if c not in drop]
+    return caps + [c for c in dict.fromkeys(add) if c not in caps]
 
 
 def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
@@ -154,33 +179,6 @@ def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
         out["io.dockyard.log.max-size"] = str(ram_in_bytes(opts["max-size"]))
         out["io.dockyard.log.max-file"] = str(int(opts.get("max-file") or 1))
     return out
-
-
-def resources_of(host: dict[str, Any]) -> dict[str, Any]:
-    """OCI ``linux.resources`` from a HostConfig (at create, and again for ``docker update``)."""
-    resources: dict[str, Any] = {}
-    if host.get("Memory"):
-        resources["memory"] = {"limit": int(host["Memory"])}
-        if host.get("MemorySwap"):
-            resources["memory"]["swap"] = int(host["MemorySwap"])
-    if host.get("PidsLimit"):
-        resources["pids"] = {"limit": int(host["PidsLimit"])}
-    if host.get("CpuShares"):
-        resources["cpu"] = {"shares": int(host["CpuShares"])}
-    if host.get("CpuQuota"):
-        resources.setdefault("cpu", {})["quota"] = int(host["CpuQuota"])
-    if host.get("CpuPeriod"):
-        resources.setdefault("cpu", {})["period"] = int(host["CpuPeriod"])
-    if host.get("CpusetCpus"):
-        resources.setdefault("cpu", {})["cpus"] = host["CpusetCpus"]
-    if host.get("BlkioWeight"):
-        resources["blockIO"] = {"weight": int(host["BlkioWeight"])}
-    if host.get("CpusetMems"):
-        resources.setdefault("cpu", {})["mems"] = host["CpusetMems"]
-    if host.get("NanoCpus"):
-        resources.setdefault("cpu", {})["quota"] = int(host["NanoCpus"]) * 100000 // 1_000_000_000
-        resources["cpu"]["period"] = 100000
-    return resources
 
 
 def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
@@ -197,16 +195,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
     host = container["HostConfig"]
     args = [container["Path"], *container["Args"]]
     env = process_env(cfg)
-    caps = [c if c.startswith("CAP_") else "CAP_" + c for c in DEFAULT_CAPS]
-    for add in host.get("CapAdd") or []:
-        name = add.upper() if add.upper().startswith("CAP_") else "CAP_" + add.upper()
-        if name not in caps:
-            caps.append(name)
-    drops = {(d.upper() if d.upper().startswith("CAP_") else "CAP_" + d.upper())
-             for d in host.get("CapDrop") or []}
-    if "CAP_ALL" in drops:
-        caps = []
-    caps = [c for c in caps if c not in drops]
+    caps = capabilities(host)
     resources = resources_of(host)
     dev_nodes, resources["devices"] = devicesmod.for_container(host)
     mounts = [
@@ -218,6 +207,9 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
          # --privileged: read-write, as dockerd
          "options": ["nosuid", "noexec", "nodev", *(() if host.get("Privileged") else ("ro",))]},
+        # the container's own cgroups, as dockerd (read-write with --privileged)
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "rw" if host.get("Privileged") else "ro"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777",

@@ -270,7 +270,8 @@ def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for m in c.get("Mounts") or []:
         if m["Type"] == "tmpfs":
-            opts = ["nosuid", "nodev"] + [o for o in (m.get("Mode") or "").split(",") if o]
+            # Docker's defaults; the given options come after and win (exec, suid, dev)
+            opts = ["noexec", "nosuid", "nodev"] + [o for o in (m.get("Mode") or "").split(",") if o]
             if not m.get("RW", True) and "ro" not in opts:
                 opts.append("ro")
             out.append({"destination": m["Destination"], "type": "tmpfs", "source": "tmpfs",

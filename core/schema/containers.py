@@ -134,11 +134,8 @@ class Resources(Body):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         key: () for key in (
-            "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
-            "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "CpuRealtimePeriod",
-            "CpuRealtimeRuntime", "DeviceRequests", "KernelMemory",
-            "KernelMemoryTCP", "MemoryReservation", "OomKillDisable", "CpuCount", "CpuPercent",
-            "IOMaximumIOps", "IOMaximumBandwidth")} | {"MemorySwappiness": (-1,)}
+            "CpuRealtimePeriod", "CpuRealtimeRuntime", "DeviceRequests", "KernelMemory",
+            "KernelMemoryTCP", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth")}
 
 
 class LogConfig(Body):
@@ -314,7 +311,9 @@ class ContainerUpdate(Resources):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         **Resources.unsupported, "CgroupParent": (), "Devices": (), "DeviceCgroupRules": (),
-        "Ulimits": (), "Init": ()}
+        "Ulimits": (), "Init": (), "OomKillDisable": (), "MemorySwappiness": (-1,),
+        "BlkioWeightDevice": (), "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (),
+        "BlkioDeviceReadIOps": (), "BlkioDeviceWriteIOps": ()}
 
 
 #: ``POST /commit``: the new image's config overrides

@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 
-from dockyard.hookspecs import devicebpf
+from dockyard.hookspecs import cgroupfiles, devicebpf
 from dockyard.hookspecs.devices import DeviceRules
 from dockyard.hookspecs.errors import InvalidParameter
 
@@ -141,86 +141,82 @@ class Cgroups:
         return None
 
     def apply(self, dirs: list[str], res: dict) -> None:
-        """Apply ``linux.resources`` (memory, pids, cpu, blockIO; devices when given)."""
+        """Apply ``linux.resources`` (memory, pids, cpu, blockIO; devices when given), through
+        the one translation of :mod:`dockyard.hookspecs.cgroupfiles`."""
         if res.get("devices") is not None:
             self.apply_devices(dirs, res["devices"])
         try:
-            mem = res.get("memory") or {}
-            pids = res.get("pids") or {}
-            cpu = res.get("cpu") or {}
-            if self.v2:
-                d = self._dir(dirs, "unified")
-                if d is None:
-                    return
-                if mem.get("limit") is not None:
-                    _write(f"{d}/memory.max", "max" if mem["limit"] < 0 else mem["limit"])
-                    if mem.get("swap") is not None and os.path.exists(f"{d}/memory.swap.max"):
-                        swap = mem["swap"]
-                        _write(f"{d}/memory.swap.max",
-                               "max" if swap < 0 else max(swap - mem["limit"], 0))
-                if pids.get("limit") is not None:
-                    lim = pids["limit"]
-                    _write(f"{d}/pids.max", "max" if lim <= 0 else lim)
-                if cpu.get("shares"):
-                    weight = 1 + ((cpu["shares"] - 2) * 9999) // 262142
-                    _write(f"{d}/cpu.weight", max(1, min(weight, 10000)))
-                if cpu.get("quota"):
-                    _write(f"{d}/cpu.max", f"{cpu['quota']} {cpu.get('period') or 100000}")
-                if cpu.get("cpus") and os.path.exists(f"{d}/cpuset.cpus"):
-                    _write(f"{d}/cpuset.cpus", cpu["cpus"])
-                if cpu.get("mems") and os.path.exists(f"{d}/cpuset.mems"):
-                    _write(f"{d}/cpuset.mems", cpu["mems"])
-                weight = (res.get("blockIO") or {}).get("weight")
-                if weight:
-                    if os.path.exists(f"{d}/io.bfq.weight"):
-                        _write(f"{d}/io.bfq.weight", weight)
-                    elif os.path.exists(f"{d}/io.weight"):
-                        _write(f"{d}/io.weight", f"default {1 + (weight - 10) * 9999 // 990}")
-                    else:
-                        log.warning("cgroup v2: no io weight here; BlkioWeight ignored")
-                return
-            d = self._dir(dirs, "memory")
-            if d and mem.get("limit") is not None:
-                memsw = f"{d}/memory.memsw.limit_in_bytes"
-                if mem.get("swap") is not None and os.path.exists(memsw):
-                    # the kernel keeps limit <= memsw at every step: raise memsw first when
-                    # it grows (docker update), lower the limit first when it shrinks
-                    with open(memsw) as f:
-                        grows = mem["swap"] < 0 or mem["swap"] >= int(f.read())
-                    order = [(memsw, mem["swap"]), (f"{d}/memory.limit_in_bytes", mem["limit"])]
-                    for path, value in (order if grows else order[::-1]):
-                        _write(path, value)
-                else:
-                    _write(f"{d}/memory.limit_in_bytes", mem["limit"])
-            d = self._dir(dirs, "pids")
-            if d and pids.get("limit") is not None:
-                lim = pids["limit"]
-                _write(f"{d}/pids.max", "max" if lim <= 0 else lim)
-            d = self._dir(dirs, "cpu")
-            if d:
-                if cpu.get("shares"):
-                    _write(f"{d}/cpu.shares", cpu["shares"])
-                if cpu.get("period"):
-                    _write(f"{d}/cpu.cfs_period_us", cpu["period"])
-                if cpu.get("quota"):
-                    _write(f"{d}/cpu.cfs_quota_us", cpu["quota"])
-            weight = (res.get("blockIO") or {}).get("weight")
-            d = self._dir(dirs, "blkio")
-            if weight and d:
-                for name in ("blkio.weight", "blkio.bfq.weight"):
-                    if os.path.exists(f"{d}/{name}"):
-                        _write(f"{d}/{name}", weight)
-                        break
-                else:
-                    log.warning("cgroup v1: no blkio weight (needs the bfq scheduler); ignored")
-            d = self._dir(dirs, "cpuset")
-            if d:
-                if cpu.get("cpus"):
-                    _write(f"{d}/cpuset.cpus", cpu["cpus"])
-                if cpu.get("mems"):
-                    _write(f"{d}/cpuset.mems", cpu["mems"])
+            for path, value in self._writes(dirs, res):
+                _write(path, value)
+        except cgroupfiles.Untranslatable as e:
+            raise InvalidParameter(f"cannot apply resource limits: {e}") from None
         except OSError as e:
             raise InvalidParameter(f"cannot apply resource limits: {e}") from None
+
+    def _writes(self, dirs: list[str], res: dict) -> list[tuple[str, str]]:
+        """(path, value) of each write, in order; a write whose controller is not mounted here
+        is an error (the daemon discarded, with dockerd's warning, what the host lacks)."""
+        if self.v2:
+            d = self._dir(dirs, "unified")
+            if d is None:
+                return []
+            bfq = os.path.exists(f"{d}/io.bfq.weight")
+            return [(f"{d}/{w.file}", w.value) for w in cgroupfiles.v2_writes(res, bfq=bfq)]
+        mem = self._dir(dirs, "memory")
+        current = None
+        if mem and os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):
+            current = int(_read(f"{mem}/memory.memsw.limit_in_bytes"))
+        blkio = self._dir(dirs, "blkio")
+        bfq = bool(blkio) and os.path.exists(f"{blkio}/blkio.bfq.weight")
+        out = []
+        for w in cgroupfiles.v1_writes(res, current_memsw=current, bfq=bfq):
+            d = self._dir(dirs, w.controller)
+            if d is None:
+                raise OSError(f"no {w.controller} cgroup on this host for {w.file}")
+            out.append((f"{d}/{w.file}", w.value))
+        return out
+
+    def view_mounts(self, mounts: list[dict], dirs: list[str]) -> list[dict]:
+        """``mounts`` with each ``type: cgroup`` entry (Docker's ``/sys/fs/cgroup``) made into
+        what the container sees of its own cgroups, as runc does: on v2 its directory of the
+        cgroup2 tree; on v1 a tmpfs with, per hierarchy, the container's own directory (read-only
+        unless the entry says ``rw``); the tmpfs turns read-only once they are in (init's
+        ``remountReadonly``). No cgroups here: the entry is left out (an empty directory)."""
+        out: list[dict] = []
+        for m in mounts:
+            if m.get("type") != "cgroup":
+                out.append(m)
+                continue
+            if not dirs:
+                continue
+            dest = m["destination"].rstrip("/") or "/"
+            ro = "rw" not in (m.get("options") or ())
+            flags = ["nosuid", "noexec", "nodev"] + (["ro"] if ro else [])
+            if self.v2:
+                out.append({"destination": dest, "type": "bind", "source": dirs[0],
+                            "options": ["bind", *flags]})
+                continue
+            out.append({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                        "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"],
+                        "remountReadonly": ro})
+            for name, d in self._view_names(dirs):
+                out.append({"destination": f"{dest}/{name}", "type": "bind", "source": d,
+                            "options": ["bind", *flags]})
+        return out
+
+    def _view_names(self, dirs: list[str]) -> list[tuple[str, str]]:
+        """(name under /sys/fs/cgroup, container's directory) per hierarchy: the host's name of
+        each mount (``cpu,cpuacct``) and each controller name that leads to it (``cpu``)."""
+        out = []
+        for ctrl, base in self.hierarchies.items():
+            d = next((x for x in dirs if x.startswith(base + "/")), None)
+            if d is None:
+                continue
+            names = {os.path.basename(base)}
+            names.update(c for c in V1_CONTROLLERS
+                         if os.path.realpath(os.path.join(self.root, c)) == base)
+            out += [(name, d) for name in sorted(names)]
+        return out
 
     def apply_devices(self, dirs: list[str], rules: list) -> None:
         """The device rules, before any process joins: the v1 ``devices`` cgroup is written
@@ -312,13 +308,10 @@ class Cgroups:
                 text = _read(f"{d}/memory.oom_control") if d else ""
         except OSError:
             return False
-        seen = False
-        for line in text.splitlines():
-            key, _, val = line.partition(" ")
-            if key == "oom_kill":
-                seen = True
-                if val.strip() not in ("", "0"):
-                    return True
+        kills = cgroupfiles.oom_kills(text)
+        if kills:
+            return True
+        seen = kills is not None
         if not seen and not self.v2 and d and exit_code == 137:
             try:
                 return int(_read(f"{d}/memory.failcnt").strip() or 0) > 0

@@ -569,6 +569,10 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.setresuid(0, 0, 0)
     for i, m in enumerate(mounts):
         _mount_one(".", m, sources.pop(i, None))
+    for m in mounts:  # a tmpfs that held mount points (/sys/fs/cgroup): read-only now
+        if m.get("remountReadonly"):
+            dest = secure_join(".", m["destination"])
+            linux.mount(None, dest, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.mount_flags(dest))
     _make_devices(spec, mounts, "user" in new_ns)
     if "uts" in new_ns and spec.get("hostname"):
         linux.sethostname(spec["hostname"])

@@ -1016,6 +1016,7 @@ class Supervisor:
         spec = c.spec
         namespaces = list((spec.get("linux") or {}).get("namespaces") or ())
         mounts = spec["mounts"] if "mounts" in spec else _init.default_mounts()
+        mounts = self.cgroups.view_mounts(mounts, c.cg_dirs)
         child_fds: list[int] = []
         stdio: list[int | None] = [None, None, None]
         chan = child_chan = None

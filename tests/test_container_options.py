@@ -1,0 +1,218 @@
+"""Every HostConfig resource / isolation option is applied (seen from inside the container and
+in its cgroup files on the host) or refused with a 400 naming it; through the docker CLI."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import Daemon
+from test_docker_cli import DOCKER, docker
+
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")]
+
+CGROUP = "/sys/fs/cgroup"
+MiB = 1024 * 1024
+
+
+def _run(d: Daemon, *args: str) -> str:
+    r = docker(d, "run", "--rm", *args)
+    assert r.returncode == 0, (r.stderr, d.logs()[-3000:])
+    return r.stdout.decode()
+
+
+def _started(d: Daemon, *args: str) -> str:
+    r = docker(d, "run", "-d", *args, "busybox", "sleep", "1000")
+    assert r.returncode == 0, (r.stderr, d.logs()[-3000:])
+    return r.stdout.decode().strip()
+
+
+def _host_cgroup(ctrl: str, cid: str, name: str) -> str:
+    with open(f"{CGROUP}/{ctrl}/dockyard/{cid}/{name}") as f:
+        return f.read().strip()
+
+
+def _cap_eff(out: str) -> int:
+    line = next(x for x in out.splitlines() if x.startswith("CapEff:"))
+    return int(line.split()[1], 16)
+
+
+# -- capabilities --------------------------------------------------------------------------------
+def test_cap_drop_all_then_add_keeps_only_the_added(shared_daemon: Daemon) -> None:
+    out = _run(shared_daemon, "--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "busybox",
+               "cat", "/proc/self/status")
+    assert _cap_eff(out) == 1 << 12  # CAP_NET_ADMIN alone
+
+
+def test_cap_add_all_gives_every_capability_but_the_dropped(shared_daemon: Daemon) -> None:
+    with open("/proc/self/status") as f:  # what this host's root may hand on
+        every = int(next(x for x in f if x.startswith("CapBnd:")).split()[1], 16)
+    out = _run(shared_daemon, "--cap-add", "ALL", "--cap-drop", "MKNOD", "busybox",
+               "cat", "/proc/self/status")
+    assert _cap_eff(out) == every & ~(1 << 27)
+
+
+def test_cap_drop_all_leaves_none_and_unknown_is_refused(shared_daemon: Daemon) -> None:
+    assert _cap_eff(_run(shared_daemon, "--cap-drop", "ALL", "busybox", "cat",
+                         "/proc/self/status")) == 0
+    r = docker(shared_daemon, "create", "--cap-add", "NOT_A_CAP", "busybox")
+    assert r.returncode != 0
+    assert b"unknown capability" in r.stderr and b"CAP_NOT_A_CAP" in r.stderr
+
+
+# -- memory --------------------------------------------------------------------------------------
+def test_memory_without_swap_gives_twice_the_memory(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _started(d, "--memory", "64m")
+    try:
+        assert _host_cgroup("memory", cid, "memory.limit_in_bytes") == str(64 * MiB)
+        if os.path.exists(f"{CGROUP}/memory/memory.memsw.limit_in_bytes"):
+            assert _host_cgroup("memory", cid, "memory.memsw.limit_in_bytes") == str(128 * MiB)
+        r = docker(d, "inspect", "-f", "{{.HostConfig.MemorySwap}}", cid)
+        assert r.stdout.decode().strip() == str(128 * MiB)
+        # the container sees its own limit, in its own cgroup directory
+        r = docker(d, "exec", cid, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+        assert r.stdout.decode().strip() == str(64 * MiB), r.stderr
+    finally:
+        docker(d, "rm", "-f", cid)
+
+
+def test_memory_reservation_swappiness_oom_kill_disable(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _started(d, "--memory", "64m", "--memory-reservation", "32m",
+                   "--memory-swappiness", "7", "--oom-kill-disable")
+    try:
+        assert _host_cgroup("memory", cid, "memory.soft_limit_in_bytes") == str(32 * MiB)
+        assert _host_cgroup("memory", cid, "memory.swappiness") == "7"
+        assert "oom_kill_disable 1" in _host_cgroup("memory", cid, "memory.oom_control")
+        r = docker(d, "exec", cid, "cat", "/sys/fs/cgroup/memory/memory.swappiness")
+        assert r.stdout.decode().strip() == "7"
+        r = docker(d, "inspect", "-f", "{{.HostConfig.MemoryReservation}} "
+                   "{{.HostConfig.MemorySwappiness}} {{.HostConfig.OomKillDisable}}", cid)
+        assert r.stdout.decode().split() == [str(32 * MiB), "7", "true"]
+    finally:
+        docker(d, "rm", "-f", cid)
+
+
+def test_memory_checks_as_dockerd(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    r = docker(d, "create", "--memory", "32m", "--memory-reservation", "64m", "busybox")
+    assert r.returncode != 0 and b"Minimum memory limit can not be less than memory " \
+        b"reservation limit" in r.stderr
+    r = docker(d, "create", "--memory-reservation", "1m", "busybox")
+    assert r.returncode != 0 and b"Minimum memory reservation allowed is 6MB" in r.stderr
+    r = docker(d, "create", "--oom-kill-disable", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    assert b"OOM killer is disabled for the container, but no memory limit is set" in r.stderr
+    docker(d, "rm", "-f", r.stdout.decode().strip())
+
+
+def test_kernel_memory_is_refused(shared_daemon: Daemon) -> None:
+    status, body = shared_daemon.api.post(
+        "/containers/create", {"Image": "busybox", "HostConfig": {"KernelMemory": 64 * MiB}})
+    assert status == 400 and "HostConfig.KernelMemory" in body["message"]
+
+
+# -- block I/O -----------------------------------------------------------------------------------
+def _block_device() -> str:
+    """A block device of this host (the one under /)."""
+    dev = os.stat("/").st_dev
+    path = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    if not os.path.exists(path):
+        pytest.skip("no block device under /")
+    name = os.path.basename(os.path.realpath(path))
+    if not os.path.exists(f"/dev/{name}"):
+        pytest.skip(f"/dev/{name} is missing")
+    return f"/dev/{name}"
+
+
+def test_blkio_throttles_are_written(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    dev = _block_device()
+    st = os.stat(dev)
+    mm = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    cid = _started(d, "--device-read-bps", f"{dev}:1mb", "--device-write-bps", f"{dev}:2mb",
+                   "--device-read-iops", f"{dev}:100", "--device-write-iops", f"{dev}:200")
+    try:
+        for name, value in (("read_bps_device", MiB), ("write_bps_device", 2 * MiB),
+                            ("read_iops_device", 100), ("write_iops_device", 200)):
+            assert _host_cgroup("blkio", cid, f"blkio.throttle.{name}") == f"{mm} {value}"
+        r = docker(d, "exec", cid, "cat", "/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device")
+        assert r.stdout.decode().strip() == f"{mm} {MiB}"
+    finally:
+        docker(d, "rm", "-f", cid)
+
+
+def test_blkio_weight_applied_or_warned(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    r = docker(d, "create", "--blkio-weight", "300", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.decode().strip()
+    try:
+        weight = any(os.path.exists(f"{CGROUP}/blkio/{n}") for n in ("blkio.weight",
+                                                                      "blkio.bfq.weight"))
+        if weight:
+            assert docker(d, "start", cid).returncode == 0
+        else:  # this host: no BFQ, as dockerd: discarded with its warning
+            assert b"Your kernel does not support Block I/O weight" in r.stderr
+            r = docker(d, "inspect", "-f", "{{.HostConfig.BlkioWeight}}", cid)
+            assert r.stdout.decode().strip() == "0"
+    finally:
+        docker(d, "rm", "-f", cid)
+
+
+def test_blkio_device_must_be_a_block_device(shared_daemon: Daemon) -> None:
+    r = docker(shared_daemon, "create", "--device-read-bps", "/dev/null:1mb", "busybox")
+    assert r.returncode != 0 and b"BlkioDeviceReadBps" in r.stderr
+
+
+# -- tmpfs, cgroup view --------------------------------------------------------------------------
+def test_tmpfs_gets_noexec_nosuid_nodev(shared_daemon: Daemon) -> None:
+    out = _run(shared_daemon, "--tmpfs", "/x", "--tmpfs", "/y:exec,size=1m", "busybox",
+               "grep", "-E", " /(x|y) ", "/proc/mounts")
+    opts = {line.split()[1]: set(line.split()[3].split(",")) for line in out.splitlines()}
+    assert {"noexec", "nosuid", "nodev"} <= opts["/x"]
+    assert "noexec" not in opts["/y"] and {"nosuid", "nodev"} <= opts["/y"]
+
+
+@pytest.mark.parametrize("cgroupns", ["host", "private"])
+def test_container_sees_its_own_cgroup(shared_daemon: Daemon, cgroupns: str) -> None:
+    d = shared_daemon
+    cid = _started(d, "--cgroupns", cgroupns, "--pids-limit", "77", "--cpu-shares", "512")
+    try:
+        script = ("cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares; "
+                  "grep ' /sys/fs/cgroup' /proc/self/mounts; "
+                  "touch /sys/fs/cgroup/x 2>&1; echo 1 > /sys/fs/cgroup/pids/pids.max 2>&1; "
+                  "cat /proc/self/cgroup")
+        r = docker(d, "exec", cid, "sh", "-c", script)
+        out = r.stdout.decode()
+        lines = out.splitlines()
+        assert lines[:2] == ["77", "512"], (out, r.stderr)
+        assert "Read-only file system" in out  # the view and each hierarchy are read-only
+        mounts = [x.split() for x in lines if len(x.split()) == 6
+                  and x.split()[1].startswith("/sys/fs/cgroup")]
+        assert len(mounts) >= 8, out  # the tmpfs, then one per hierarchy
+        assert [m for m in mounts if "ro" not in m[3].split(",")] == []
+        # the container's pids are those of its cgroup (sleep + this shell)
+        procs = docker(d, "exec", cid, "cat", "/sys/fs/cgroup/pids/cgroup.procs").stdout.split()
+        assert len(procs) >= 2
+        memline = next(x for x in lines if ":memory:" in x)
+        if cgroupns == "private":
+            assert memline.endswith(":memory:/"), memline
+        else:
+            assert memline.endswith(f":memory:/dockyard/{cid}"), memline
+    finally:
+        docker(d, "rm", "-f", cid)
+
+
+def test_cgroupns_default_is_dockerds(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    r = docker(d, "create", "busybox")
+    cid = r.stdout.decode().strip()
+    try:
+        mode = docker(d, "inspect", "-f", "{{.HostConfig.CgroupnsMode}}", cid).stdout.decode()
+        v2 = os.path.exists(f"{CGROUP}/cgroup.controllers")
+        assert mode.strip() == ("private" if v2 else "host")
+    finally:
+        docker(d, "rm", "-f", cid)
