@@ -164,8 +164,9 @@ def v2_writes(res: dict[str, Any], bfq: bool = False) -> list[Write]:
     if limit is not None:
         out.append(Write("", "memory.max", "max" if limit < 0 else _s(limit)))
     if mem.get("swap") is not None or limit == -1:
-        swap = memory_swap_v2(int(mem.get("swap") or 0), int(limit or 0))
-        if swap:
+        given = int(mem.get("swap") or 0)
+        swap = memory_swap_v2(given, int(limit or 0))
+        if swap or given > 0:  # 0 from swap == limit: no swap at all (as runc)
             out.append(Write("", "memory.swap.max", "max" if swap < 0 else _s(swap)))
     if mem.get("reservation"):
         out.append(Write("", "memory.low", _s(mem["reservation"])))

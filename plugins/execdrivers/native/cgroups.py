@@ -48,7 +48,7 @@ class Cgroups:
     """The cgroup layout of this host, found once."""
 
     def __init__(self, root: str = CGROUP_ROOT) -> None:
-        self.root = root
+        self.root = root.rstrip("/") or "/"
         self.v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
         #: controller name -> hierarchy mount point (v1); several names may share one mount
         self.hierarchies: dict[str, str] = {}
@@ -95,6 +95,8 @@ class Cgroups:
                 _write(os.path.join(path, "cgroup.clone_children"), "1")
             if self.v2:
                 ctrls = _read(os.path.join(base, "cgroup.controllers")).split()
+                if not ctrls:  # a cgroup2 mount without controllers (a hybrid host's unified)
+                    continue
                 want = [c for c in ("cpu", "memory", "pids", "cpuset", "io") if c in ctrls]
                 cur = base
                 for part in parent.split("/"):
@@ -269,7 +271,19 @@ class Cgroups:
             return []
 
     def kill_all(self, dirs: list[str], sig: int = signal.SIGKILL) -> int:
+        """Signal every process of the cgroup; SIGKILL on v2 is one write of ``cgroup.kill``
+        (kernel 5.14+: no fork escapes it). Returns how many were signalled (v2 kill: the
+        processes there were)."""
         n = 0
+        if self.v2 and sig == signal.SIGKILL:
+            d = self._dir(dirs, "unified")
+            if d is not None and os.path.exists(f"{d}/cgroup.kill"):
+                n = len(self.pids(dirs))
+                try:
+                    _write(f"{d}/cgroup.kill", "1")
+                    return n
+                except FileNotFoundError:
+                    return 0
         for pid in self.pids(dirs):
             try:
                 os.kill(pid, sig)
@@ -277,6 +291,18 @@ class Cgroups:
             except ProcessLookupError:
                 pass
         return n
+
+    def populated(self, dirs: list[str]) -> bool:
+        """Does the container's cgroup still hold a process? v2: ``populated`` of
+        ``cgroup.events`` (the subtree, as the kernel counts it); v1: ``cgroup.procs``."""
+        if self.v2:
+            d = self._dir(dirs, "unified")
+            try:
+                return bool(d) and cgroupfiles.events(_read(f"{d}/cgroup.events")).get(
+                    "populated", 0) == 1
+            except FileNotFoundError:
+                return False
+        return bool(self.pids(dirs))
 
     def freeze(self, dirs: list[str], frozen: bool) -> bool:
         """Freeze or thaw; return True once the cgroup reached the state."""

@@ -149,6 +149,13 @@ class NativeDriver(ExecDriver):
             raise DriverNotSupported("native: kernel without pid/mount namespaces")
         self.root = os.path.abspath(root)
         self.sock_path = os.path.join(self.root, SOCK_NAME)
+        #: ``--exec-opt native.cgroup-root=PATH``: the cgroup tree the containers go in (a v1
+        #: root of hierarchies, or a cgroup2 mount such as a hybrid host's ``unified``)
+        self.cgroup_root = self.options.get("native.cgroup-root") or ""
+        if self.cgroup_root and not os.path.exists(os.path.join(self.cgroup_root, "cgroup.procs")) \
+                and not os.path.isdir(os.path.join(self.cgroup_root, "memory")):
+            raise DriverNotSupported(f"native: native.cgroup-root {self.cgroup_root!r} is not a "
+                                     f"cgroup file system")
         self._control: _Control | None = None
         self._lock: asyncio.Lock | None = None
         self._waits: dict[str, asyncio.Task] = {}
@@ -192,7 +199,8 @@ class NativeDriver(ExecDriver):
             with open(os.path.join(self.root, LOG_NAME), "ab") as errlog:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", SUPERVISOR_MODULE, "--root", self.root,
-                     "--ready-fd", str(w)],
+                     "--ready-fd", str(w),
+                     *(["--cgroup-root", self.cgroup_root] if self.cgroup_root else [])],
                     pass_fds=(w,), start_new_session=True, close_fds=True, cwd="/",
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog)
         except BaseException:

@@ -567,7 +567,7 @@ class Exec:
 
 
 class Supervisor:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, cgroup_root: str | None = None) -> None:
         self.root = os.path.abspath(root)
         self.sock_path = os.path.join(self.root, SOCK_NAME)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -580,7 +580,7 @@ class Supervisor:
         self.nclients = 0
         self.ever_connected = False
         self.stop: asyncio.Event | None = None
-        self.cgroups = Cgroups()
+        self.cgroups = Cgroups(cgroup_root) if cgroup_root else Cgroups()
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.base_rlimits = [(resource.RLIMIT_NOFILE, soft, hard)]
         if soft != hard:
@@ -1090,7 +1090,8 @@ class Supervisor:
             return
         busy: list[str] = []
         for _ in range(200):
-            busy = Cgroups.remove(c.cg_dirs)
+            # v2: cgroup.events says when the last process is gone (no rmdir to try before)
+            busy = c.cg_dirs if self.cgroups.populated(c.cg_dirs) else Cgroups.remove(c.cg_dirs)
             if not busy:
                 break
             self.cgroups.kill_all(busy)
@@ -1336,6 +1337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dockyard-native-supervisor")
     parser.add_argument("--root", required=True)
     parser.add_argument("--ready-fd", type=int, default=None)
+    parser.add_argument("--cgroup-root", default=None,
+                        help="the cgroup tree to use (default /sys/fs/cgroup)")
     args = parser.parse_args(argv)
     root = os.path.abspath(args.root)
     os.makedirs(root, mode=0o711, exist_ok=True)
@@ -1349,7 +1352,7 @@ def main(argv: list[str] | None = None) -> int:
     linux.set_child_subreaper()
     linux.set_name("dockyard-shim")
     try:
-        asyncio.run(Supervisor(root).serve(args.ready_fd))
+        asyncio.run(Supervisor(root, args.cgroup_root).serve(args.ready_fd))
     except Exception:  # noqa: BLE001
         log.exception("supervisor failed")
         return 1
