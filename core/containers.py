@@ -26,7 +26,7 @@ from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
 from dockyard.hookspecs.idmap import IDMap
 
 from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
-from . import resources as resourcesmod
+from . import platforms, resources as resourcesmod
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
                      end_pending, exit_being_recorded, record_start_failure)
 from .blobs import atomic_write
@@ -139,8 +139,10 @@ class ContainerService:
         return {k: v for k, v in c.items() if not k.startswith("_")}
 
     # -- create ---------------------------------------------------------------------------------
-    async def create(self, body: dict[str, Any], name: str | None) -> dict[str, Any]:
-        """``body``: a create body checked by :class:`dockyard.core.schema.ContainerCreate`."""
+    async def create(self, body: dict[str, Any], name: str | None,
+                     platform: str | None = None) -> dict[str, Any]:
+        """``body``: a create body checked by :class:`dockyard.core.schema.ContainerCreate`;
+        ``platform``: the ``platform`` query (the image must match it)."""
         image_name = body.get("Image")
         if not image_name:
             raise InvalidParameter("Config.Image must be given: no image specified")
@@ -162,6 +164,7 @@ class ContainerService:
         else:
             full = "/" + names.random_name({c["Name"][1:] for c in self._cache.values()})
         image_id = self.images.resolve(image_name)
+        platforms.check(platform, image_name, self.images.config(image_id))
         img_cfg = (self.images.config(image_id).get("config") or {})
         network_mode = host.get("NetworkMode") or "default"
         net_peer = None
@@ -261,6 +264,7 @@ class ContainerService:
         host_cfg["Runtime"] = runtime or "runc"  # dockerd's name for its default, an alias here
         specmod.check_host_config(host_cfg)
         warnings = resourcesmod.check(host_cfg)
+        resourcesmod.refuse_devices_and_storage(host_cfg, self.graph.name)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {

@@ -75,6 +75,25 @@ def check(host: dict[str, Any], sup: cgroupfiles.Support | None = None,
     return warnings
 
 
+def refuse_devices_and_storage(host: dict[str, Any], storage_driver: str) -> None:
+    """``--gpus`` / ``DeviceRequests``: no device driver (nvidia...) is installed, so each
+    request is refused with dockerd's words; ``--storage-opt``: no storage driver here limits
+    a container's size, so it is refused with the reason (dockerd refuses it the same way on
+    overlay2 without xfs project quota)."""
+    for req in host.get("DeviceRequests") or ():
+        caps = "[" + " ".join("[" + " ".join(c) + "]" for c in req.get("Capabilities") or ()) + "]"
+        raise InvalidParameter(f"HostConfig.DeviceRequests: could not select device driver "
+                               f"\"{req.get('Driver') or ''}\" with capabilities: {caps} (no "
+                               f"device driver is installed)")
+    for key in host.get("StorageOpt") or {}:
+        if key != "size":
+            raise InvalidParameter(f"HostConfig.StorageOpt: Unknown option {key}")
+        raise InvalidParameter(
+            f"HostConfig.StorageOpt: --storage-opt size is not supported by the "
+            f"{storage_driver} storage driver here (a size quota needs overlay on xfs mounted "
+            f"with pquota, or btrfs with quotas enabled; this engine applies neither yet)")
+
+
 def _check_memory(host: dict[str, Any], sup: cgroupfiles.Support, update: bool) -> list[str]:
     warnings: list[str] = []
     memory = int(host.get("Memory") or 0)

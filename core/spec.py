@@ -261,6 +261,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         },
         "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
         "hostname": cfg.get("Hostname") or "",
+        **({"domainname": cfg["Domainname"]} if cfg.get("Domainname") else {}),
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,

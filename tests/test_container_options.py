@@ -216,3 +216,39 @@ def test_cgroupns_default_is_dockerds(shared_daemon: Daemon) -> None:
         assert mode.strip() == ("private" if v2 else "host")
     finally:
         docker(d, "rm", "-f", cid)
+
+
+# -- domainname, platform, gpus, storage-opt -----------------------------------------------------
+def test_domainname_is_set_in_the_uts_namespace(shared_daemon: Daemon) -> None:
+    out = _run(shared_daemon, "--hostname", "web", "--domainname", "example.test", "busybox",
+               "sh", "-c", "hostname; cat /proc/sys/kernel/domainname")
+    assert out.split() == ["web", "example.test"]
+
+
+def test_platform_the_image_does_not_match_is_refused(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    arch = d.api.get("/images/busybox/json")[1]["Architecture"]
+    other = "arm64" if arch != "arm64" else "amd64"
+    # through the API: the docker CLI would go on to pull (no outside traffic in tests)
+    status, body = d.api.post("/containers/create?platform=linux/" + other, {"Image": "busybox"})
+    assert status == 404, body
+    assert body["message"] == (f"image with reference busybox was found but does not match the "
+                               f"specified platform: wanted linux/{other}, actual: linux/{arch}")
+    status, body = d.api.post("/containers/create?platform=linux/" + arch, {"Image": "busybox"})
+    assert status == 201, body
+    d.api.delete(f"/containers/{body['Id']}?force=1")
+    status, body = d.api.post("/containers/create?platform=linux/x/y/z", {"Image": "busybox"})
+    assert status == 400 and "platform" in body["message"]
+
+
+def test_gpus_are_refused(shared_daemon: Daemon) -> None:
+    r = docker(shared_daemon, "create", "--gpus", "all", "busybox")
+    assert r.returncode != 0
+    assert b"DeviceRequests" in r.stderr and b"could not select device driver" in r.stderr
+
+
+def test_storage_opt_refused_with_the_reason(shared_daemon: Daemon) -> None:
+    r = docker(shared_daemon, "create", "--storage-opt", "size=1G", "busybox")
+    assert r.returncode != 0 and b"StorageOpt" in r.stderr and b"size" in r.stderr
+    r = docker(shared_daemon, "create", "--storage-opt", "foo=1", "busybox")
+    assert r.returncode != 0 and b"Unknown option foo" in r.stderr

@@ -58,7 +58,7 @@ class ContainerConfig(Body):
     Shell: Opt[StrSlice] = UNSET
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Domainname": (), "NetworkDisabled": (), "MacAddress": ()}
+        "NetworkDisabled": (), "MacAddress": ()}
 
 
 # -- HostConfig --------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ class Resources(Body):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         key: () for key in (
-            "CpuRealtimePeriod", "CpuRealtimeRuntime", "DeviceRequests", "KernelMemory",
+            "CpuRealtimePeriod", "CpuRealtimeRuntime", "KernelMemory",
             "KernelMemoryTCP", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth")}
 
 
@@ -254,7 +254,7 @@ class HostConfig(Resources):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         **Resources.unsupported, "VolumeDriver": ("local",), "Annotations": (), "Cgroup": (),
-        "StorageOpt": (), "Isolation": ("default",), "MaskedPaths": NULL_ONLY,
+        "Isolation": ("default",), "MaskedPaths": NULL_ONLY,
         "ReadonlyPaths": NULL_ONLY}
 
 
@@ -311,7 +311,7 @@ class ContainerUpdate(Resources):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         **Resources.unsupported, "CgroupParent": (), "Devices": (), "DeviceCgroupRules": (),
-        "Ulimits": (), "Init": (), "OomKillDisable": (), "MemorySwappiness": (-1,),
+        "Ulimits": (), "Init": (), "DeviceRequests": (), "OomKillDisable": (), "MemorySwappiness": (-1,),
         "BlkioWeightDevice": (), "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (),
         "BlkioDeviceReadIOps": (), "BlkioDeviceWriteIOps": ()}
 

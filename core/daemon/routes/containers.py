@@ -37,7 +37,8 @@ async def create(request: web.Request) -> web.Response:
     body = await json_body(request, ContainerCreate)
     if body is None:
         raise InvalidParameter("container config missing from request body")
-    result = await _svc(request).create(body, request.query.get("name") or None)
+    result = await _svc(request).create(body, request.query.get("name") or None,
+                                        request.query.get("platform") or None)
     return web.json_response(result, status=201)
 
 

@@ -576,6 +576,8 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     _make_devices(spec, mounts, "user" in new_ns)
     if "uts" in new_ns and spec.get("hostname"):
         linux.sethostname(spec["hostname"])
+    if "uts" in new_ns and spec.get("domainname"):
+        linux.setdomainname(spec["domainname"])
     if "network" in new_ns:
         linux.set_link_up("lo")
     linux.pivot_root(".", ".")
