@@ -9,6 +9,7 @@ from dockyard.core import seccomp as seccompmod
 from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.idmap import IDMap
 
+from . import propagation
 from .resources import resources_of
 from .volumes import spec_mounts
 
@@ -271,6 +272,8 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             "readonlyPaths": READONLY_PATHS if confined_paths else [],
             "cgroupsPath": f"{(host.get('CgroupParent') or 'dockyard').strip('/')}/{container['Id']}",
             **({"sysctl": dict(host["Sysctls"])} if host.get("Sysctls") else {}),
+            **({"rootfsPropagation": prop} if (prop := propagation.rootfs(
+                container.get("Mounts") or [])) else {}),
             **userns,
             **({"seccomp": seccomp} if seccomp else {}),
         },

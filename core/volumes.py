@@ -21,6 +21,8 @@ from typing import Any
 
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 
+from . import propagation
+
 ANON_LABEL = "com.docker.volume.anonymous"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _BIND_MODES = {"ro", "rw", "z", "Z", "shared", "rshared", "slave", "rslave", "private",
@@ -144,10 +146,11 @@ class VolumeService:
                 raise InvalidParameter(f"invalid mode {parts[2]!r} in volume specification {spec!r}")
             rw = "ro" not in modes
             if src.startswith("/"):
+                prop = propagation.of(modes)
                 # a missing source is made (a directory) when the container starts: prepare_binds
                 out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
                             "Mode": parts[2] if len(parts) == 3 else "", "RW": rw,
-                            "Propagation": "rprivate"}
+                            "Propagation": prop}
             else:
                 vol = self.create(src)
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
@@ -161,8 +164,9 @@ class VolumeService:
                 if not src.startswith("/") or not os.path.exists(src):
                     raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path "
                                            f"does not exist: {src}")
+                prop = (m.get("BindOptions") or {}).get("Propagation") or propagation.DEFAULT
                 out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
-                            "Mode": "", "RW": not ro, "Propagation": "rprivate"}
+                            "Mode": "", "RW": not ro, "Propagation": prop}
             elif typ == "volume":
                 vopts = m.get("VolumeOptions") or {}
                 vol = self.create(m.get("Source") or None, labels=vopts.get("Labels"))
@@ -236,6 +240,7 @@ class VolumeService:
     def prepare_binds(self, c: dict[str, Any]) -> None:
         """Before a start or a ``docker cp``, as dockerd: a missing bind source given with ``-v``
         is made (a directory); one given with ``--mount`` is refused."""
+        propagation.check_sources(c.get("Mounts") or [])
         strict = {_dest(m.get("Target")) for m in c["HostConfig"].get("Mounts") or []
                   if isinstance(m, dict) and m.get("Type") == "bind"}
         for m in c.get("Mounts") or []:
@@ -277,7 +282,8 @@ def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"destination": m["Destination"], "type": "tmpfs", "source": "tmpfs",
                         "options": opts})
         else:
-            opts = ["rbind", "rprivate"] + ([] if m.get("RW", True) else ["ro"])
+            opts = ["rbind", m.get("Propagation") or propagation.DEFAULT] + \
+                ([] if m.get("RW", True) else ["ro"])
             out.append({"destination": m["Destination"], "type": "bind", "source": m["Source"],
                         "options": opts})
     return out

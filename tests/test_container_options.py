@@ -3,6 +3,9 @@ in its cgroup files on the host) or refused with a 400 naming it; through the do
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
+from typing import Iterator
 
 import pytest
 
@@ -252,3 +255,62 @@ def test_storage_opt_refused_with_the_reason(shared_daemon: Daemon) -> None:
     assert r.returncode != 0 and b"StorageOpt" in r.stderr and b"size" in r.stderr
     r = docker(shared_daemon, "create", "--storage-opt", "foo=1", "busybox")
     assert r.returncode != 0 and b"Unknown option foo" in r.stderr
+
+
+# -- mount propagation ---------------------------------------------------------------------------
+@pytest.fixture
+def shared_dir() -> Iterator[str]:
+    """A tmpfs of this test's own, made a shared mount (the host's / is private here)."""
+    path = tempfile.mkdtemp(prefix="dockyard-prop-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "dockyard-prop", path], check=True)
+    subprocess.run(["mount", "--make-shared", path], check=True)
+    try:
+        yield path
+    finally:
+        for _ in range(5):  # what was mounted under it (from either side), then itself
+            if subprocess.run(["umount", "-R", path], capture_output=True).returncode != 0:
+                break
+        os.rmdir(path)
+
+
+def test_rslave_bind_sees_host_mounts(shared_daemon: Daemon, shared_dir: str) -> None:
+    d = shared_daemon
+    cid = _started(d, "-v", f"{shared_dir}:/data:rslave")
+    try:
+        r = docker(d, "inspect", "-f", "{{range .Mounts}}{{.Propagation}}{{end}}", cid)
+        assert r.stdout.decode().strip() == "rslave"
+        os.mkdir(f"{shared_dir}/sub")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "dockyard-prop-sub",
+                        f"{shared_dir}/sub"], check=True)
+        with open(f"{shared_dir}/sub/f", "w") as f:
+            f.write("from the host")
+        r = docker(d, "exec", cid, "cat", "/data/sub/f")
+        assert r.stdout.decode() == "from the host", r.stderr
+    finally:
+        docker(d, "rm", "-f", cid)
+
+
+def test_rshared_bind_shows_container_mounts_on_the_host(shared_daemon: Daemon,
+                                                         shared_dir: str) -> None:
+    d = shared_daemon
+    os.mkdir(f"{shared_dir}/in")
+    cid = _started(d, "--privileged", "-v", f"{shared_dir}:/data:rshared")
+    try:
+        r = docker(d, "exec", cid, "sh", "-c",
+                   "mount -t tmpfs dockyard-prop-in /data/in && echo hi > /data/in/f")
+        assert r.returncode == 0, r.stderr
+        with open(f"{shared_dir}/in/f") as f:
+            assert f.read() == "hi\n"
+    finally:
+        docker(d, "rm", "-f", cid)
+
+
+def test_shared_propagation_needs_a_shared_source(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    src = tempfile.mkdtemp(prefix="dockyard-prop-private-")
+    try:
+        r = docker(d, "run", "--rm", "-v", f"{src}:/data:rshared", "busybox", "true")
+        assert r.returncode != 0
+        assert b"is not a shared mount" in r.stderr, r.stderr
+    finally:
+        os.rmdir(src)

@@ -166,7 +166,7 @@ class BindOptions(Body):
     ReadOnlyForceRecursive: Opt[bool] = UNSET
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Propagation": ("rprivate",), "NonRecursive": (), "CreateMountpoint": (),
+        "NonRecursive": (), "CreateMountpoint": (),
         "ReadOnlyNonRecursive": (), "ReadOnlyForceRecursive": ()}
 
 

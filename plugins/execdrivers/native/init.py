@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from dockyard.core import linux
 from dockyard.hookspecs import devices
 from dockyard.hookspecs.errors import InvalidParameter
+from dockyard.hookspecs.mountpoint import mount_of
 from dockyard.plugins.execdrivers.native import security
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -555,8 +556,14 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     new_ns = {ns["type"] for ns in cfg["namespaces"] if not ns.get("path")}
 
     # -- the file system view ---------------------------------------------------------------
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    # the root's propagation (linux.rootfsPropagation): private unless a bind is shared or a
+    # slave; the rootfs's own mount is private either way (pivot_root refuses a shared parent)
+    root_prop = linux.PROPAGATION_OPTIONS.get((spec.get("linux") or {}).get("rootfsPropagation")
+                                              or "rprivate", linux.MS_REC | linux.MS_PRIVATE)
+    linux.mount(None, "/", None, root_prop | linux.MS_REC)
     rootfs = os.path.realpath(spec["root"]["path"])
+    if not root_prop & linux.MS_PRIVATE:
+        linux.mount(None, mount_of(rootfs)[0], None, linux.MS_PRIVATE)
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
     os.chdir(rootfs)  # on the bind mount: every path below is relative to it
     mounts = cfg["mounts"]
@@ -580,9 +587,17 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         linux.setdomainname(spec["domainname"])
     if "network" in new_ns:
         linux.set_link_up("lo")
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     linux.pivot_root(".", ".")
+    # the old root, now stacked on "/" (reached through its fd, as runc): a slave before it
+    # goes, so that no unmount reaches the host's mounts through a shared peer group
+    os.fchdir(old_root)
+    os.close(old_root)
+    linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC)
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
+    if not root_prop & linux.MS_PRIVATE:  # on the new root only now (as runc)
+        linux.mount(None, "/", None, root_prop | linux.MS_REC)
     lin = spec.get("linux") or {}
     for key, value in (lin.get("sysctl") or {}).items():  # before /proc/sys turns read-only
         path = "/proc/sys/" + key.replace(".", "/")
