@@ -21,7 +21,7 @@ from typing import Any
 
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 
-from . import propagation
+from . import propagation, subpath
 
 ANON_LABEL = "com.docker.volume.anonymous"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -171,7 +171,8 @@ class VolumeService:
                 vopts = m.get("VolumeOptions") or {}
                 vol = self.create(m.get("Source") or None, labels=vopts.get("Labels"))
                 # NoCopy (--mount volume-nocopy): no copy of the image's content, as -v :nocopy
-                out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
+                src = subpath.source(vol["Mountpoint"], vopts.get("Subpath") or "")
+                out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": src,
                             "Destination": dst, "Driver": "local",
                             "Mode": "nocopy" if vopts.get("NoCopy") else "z", "RW": not ro,
                             "Propagation": ""}
@@ -199,6 +200,14 @@ class VolumeService:
                             "Propagation": ""}
         return [out[k] for k in sorted(out)]
 
+    def _subpath_of(self, m: dict[str, Any]) -> str:
+        """The volume's mount point when mount ``m`` binds a subpath of it, else ""."""
+        try:
+            mountpoint = self._row(m["Name"])["Mountpoint"]
+        except NotFound:
+            return ""
+        return mountpoint if m["Source"] != mountpoint else ""
+
     def copy_up(self, c: dict[str, Any], rootfs: str) -> None:
         """Docker's copy-up: an empty volume mounted where the image has content gets a copy
         of it (once, at first start). Runs in a worker thread."""
@@ -208,8 +217,8 @@ class VolumeService:
             return
         c["_volumes_copied"] = True
         for m in c.get("Mounts") or []:
-            if m.get("Type") != "volume" or m.get("Mode") == "nocopy":
-                continue
+            if m.get("Type") != "volume" or m.get("Mode") == "nocopy" or self._subpath_of(m):
+                continue  # a volume-subpath mount gets no copy of the image's content
             if os.listdir(m["Source"]):
                 continue
             try:
@@ -241,6 +250,9 @@ class VolumeService:
         """Before a start or a ``docker cp``, as dockerd: a missing bind source given with ``-v``
         is made (a directory); one given with ``--mount`` is refused."""
         propagation.check_sources(c.get("Mounts") or [])
+        for m in c.get("Mounts") or []:
+            if m.get("Type") == "volume" and (mountpoint := self._subpath_of(m)):
+                subpath.check(mountpoint, m["Source"])
         strict = {_dest(m.get("Target")) for m in c["HostConfig"].get("Mounts") or []
                   if isinstance(m, dict) and m.get("Type") == "bind"}
         for m in c.get("Mounts") or []:

@@ -314,3 +314,34 @@ def test_shared_propagation_needs_a_shared_source(shared_daemon: Daemon) -> None
         assert b"is not a shared mount" in r.stderr, r.stderr
     finally:
         os.rmdir(src)
+
+
+# -- volume-subpath ------------------------------------------------------------------------------
+def test_volume_subpath(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    vol = "subpath-" + os.urandom(4).hex()
+    assert docker(d, "volume", "create", vol).returncode == 0
+    try:
+        mp = docker(d, "volume", "inspect", "-f", "{{.Mountpoint}}", vol).stdout.decode().strip()
+        os.makedirs(f"{mp}/a/b")
+        with open(f"{mp}/a/b/f", "w") as f:
+            f.write("in b")
+        with open(f"{mp}/top", "w") as f:
+            f.write("top")
+        os.symlink("/etc", f"{mp}/out")
+        out = _run(d, "--mount", f"type=volume,src={vol},dst=/data,volume-subpath=a/b",
+                   "busybox", "sh", "-c", "ls /data; cat /data/f; echo x > /data/g")
+        assert out.split() == ["f", "in", "b"]
+        assert os.path.exists(f"{mp}/a/b/g") and not os.path.exists(f"{mp}/g")
+        r = docker(d, "run", "--rm", "--mount",
+                   f"type=volume,src={vol},dst=/data,volume-subpath=missing", "busybox", "true")
+        assert r.returncode != 0 and b"cannot access path" in r.stderr, r.stderr
+        r = docker(d, "run", "--rm", "--mount",
+                   f"type=volume,src={vol},dst=/data,volume-subpath=out", "busybox", "true")
+        assert r.returncode != 0 and b"cannot access path" in r.stderr, r.stderr
+        r = docker(d, "create", "--mount",
+                   f"type=volume,src={vol},dst=/data,volume-subpath=../x", "busybox")
+        assert r.returncode != 0 and b"volume-subpath" in r.stderr, r.stderr
+    finally:
+        docker(d, "container", "prune", "-f")
+        docker(d, "volume", "rm", "-f", vol)

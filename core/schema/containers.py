@@ -181,9 +181,8 @@ class VolumeOptions(Body):
     NoCopy: Opt[bool] = UNSET
     Labels: Opt[StrMap] = UNSET
     DriverConfig: Opt[VolumeDriverConfig] = UNSET
+    #: a directory inside the volume to mount instead of all of it (core.subpath)
     Subpath: Opt[str] = UNSET
-
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Subpath": ()}
 
 
 class TmpfsOptions(Body):
