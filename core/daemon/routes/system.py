@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ... import resources
 from ...filtersets import event_matcher
 from .. import params
 from ..app import API_VERSION, MIN_API_VERSION, VERSION, route
@@ -76,6 +77,7 @@ async def info(request: web.Request) -> web.Response:
     for contribution in d.pm.hook.dockyard_info():
         if contribution:
             extra.update(contribution)
+    sup = resources.support()  # what the cgroups can limit, as the create checks use it
     body = {
         "ID": d.state.get_meta("daemon-id") or "", "Containers": len(cs),
         "ContainersRunning": running, "ContainersPaused": paused,
@@ -83,11 +85,12 @@ async def info(request: web.Request) -> web.Response:
         "Driver": d.graph.name, "DriverStatus": [list(x) for x in d.graph.status()],
         "Plugins": {"Volume": ["local"], "Network": sorted(d.netdrivers), "Authorization": None,
                     "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
-        "KernelMemory": False, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-        "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "BridgeNfIptables": False,
+        "MemoryLimit": sup.memory, "SwapLimit": sup.swap, "KernelMemory": False,
+        "KernelMemoryTCP": False, "CpuCfsPeriod": sup.cpu_cfs, "CpuCfsQuota": sup.cpu_cfs,
+        "CPUShares": sup.cpu_shares, "CPUSet": sup.cpuset, "PidsLimit": sup.pids,
+        "IPv4Forwarding": True, "BridgeNfIptables": False,
         "BridgeNfIp6tables": False, "Debug": d.config["log-level"] == "debug", "NFd": len(os.listdir("/proc/self/fd")),
-        "OomKillDisable": False, "NGoroutines": len(asyncio.all_tasks()),
+        "OomKillDisable": sup.oom_kill_disable, "NGoroutines": len(asyncio.all_tasks()),
         "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgv2 else "1",
         "NEventsListener": len(d._event_subscribers), "KernelVersion": _kernel(),
