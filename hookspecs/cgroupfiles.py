@@ -40,7 +40,7 @@ import os
 from typing import Any, NamedTuple
 
 __all__ = ["Write", "Untranslatable", "v1_writes", "v2_writes", "memory_swap_v2",
-           "cpu_weight", "io_weight", "oom_kills", "events", "host_support", "Support"]
+           "cpu_weight", "io_weight", "oom_kills", "events", "flat_keyed", "host_support", "Support"]
 
 
 class Write(NamedTuple):
@@ -206,7 +206,9 @@ def _io_v2(blk: dict[str, Any], bfq: bool) -> list[Write]:
     return out
 
 
-def _flat_keyed(text: str) -> dict[str, int]:
+def flat_keyed(text: str) -> dict[str, int]:
+    """A flat-keyed cgroup file (``key value`` lines: ``cpu.stat``, ``memory.stat``...); lines
+    whose value is not a number are left out."""
     out = {}
     for line in text.splitlines():
         key, _, value = line.partition(" ")
@@ -220,12 +222,12 @@ def _flat_keyed(text: str) -> dict[str, int]:
 def oom_kills(text: str) -> int | None:
     """``oom_kill`` of a v1 ``memory.oom_control`` or v2 ``memory.events`` (flat keyed
     ``key value`` lines); None when the kernel does not count it."""
-    return _flat_keyed(text).get("oom_kill")
+    return flat_keyed(text).get("oom_kill")
 
 
 def events(text: str) -> dict[str, int]:
     """v2 ``cgroup.events``: ``{"populated": 0|1, "frozen": 0|1}``."""
-    return _flat_keyed(text)
+    return flat_keyed(text)
 
 
 class Support(NamedTuple):

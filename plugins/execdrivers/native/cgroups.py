@@ -351,17 +351,9 @@ class Cgroups:
 
         def kv(path: str) -> dict[str, int]:
             try:
-                text = _read(path)
+                return cgroupfiles.flat_keyed(_read(path))
             except OSError:
                 return {}
-            res = {}
-            for line in text.splitlines():
-                k, _, v = line.partition(" ")
-                try:
-                    res[k] = int(v)
-                except ValueError:
-                    pass
-            return res
 
         def num(path: str) -> int | None:
             try:
