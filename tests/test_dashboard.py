@@ -217,6 +217,13 @@ def test_dashboard_in_headless_chromium(dash_daemon: Daemon, forwarder: Forwarde
     wait = WebDriverWait(browser, 90, poll_frequency=0.2,
                          ignored_exceptions=[StaleElementReferenceException])
 
+    def text(element_id: str) -> str:
+        """The element's text, read inside ``wait.until`` so a redraw is retried, not fatal."""
+        return browser.find_element(By.ID, element_id).text
+
+    def click(by: str, what: str) -> None:
+        wait.until(lambda b: b.find_element(by, what).click() or True)
+
     def on_row(css: str | None, what: Any) -> Any:
         """Wait until ``what`` applied to the container's row (or an element in it, found
         afresh each time) is true."""
@@ -240,15 +247,14 @@ def test_dashboard_in_headless_chromium(dash_daemon: Daemon, forwarder: Forwarde
                              env={**os.environ, "DOCKER_HOST": dash_daemon.host})
         assert run.returncode == 0, run.stderr
         wait.until(lambda b: row() is not None and row().get_attribute("data-state") == "running")
-        events = browser.find_element(By.ID, "events").text
-        assert "start" in events and name in events
+        wait.until(lambda b: "start" in text("events") and name in text("events"))
 
         # its log, followed live, and its stats drawn as sparklines
         on_row(None, lambda r: r.click() or True)
         wait.until(lambda b: "tick 3" in b.find_element(By.ID, "logs").text)
-        first = browser.find_element(By.ID, "logs").text.count("tick")
-        wait.until(lambda b: b.find_element(By.ID, "logs").text.count("tick") > first)
-        assert browser.find_element(By.ID, "logs-state").text == "following"
+        first = wait.until(lambda b: text("logs").count("tick"))
+        wait.until(lambda b: text("logs").count("tick") > first)
+        wait.until(lambda b: text("logs-state") == "following")
         wait.until(lambda b: points() >= 8)
         on_row(".spark.mem svg", lambda svg: int(svg.get_attribute("data-points")) > 0)
         running_png = shot("running")
@@ -256,9 +262,9 @@ def test_dashboard_in_headless_chromium(dash_daemon: Daemon, forwarder: Forwarde
         # Stop asks first, then stops it
         on_row('button[data-action="stop"]', lambda button: button.click() or True)
         wait.until(lambda b: b.find_element(By.ID, "confirm").is_displayed())
-        assert name in browser.find_element(By.ID, "confirm-title").text
+        wait.until(lambda b: name in text("confirm-title"))
         shot("confirm")
-        browser.find_element(By.ID, "confirm-ok").click()
+        click(By.ID, "confirm-ok")
         wait.until(lambda b: row() is not None and row().get_attribute("data-state") == "exited")
         status, c = dash_daemon.api.get(f"/containers/{name}/json")
         assert status == 200 and c["State"]["Running"] is False
@@ -266,16 +272,16 @@ def test_dashboard_in_headless_chromium(dash_daemon: Daemon, forwarder: Forwarde
         shot("stopped")
 
         # images with their layers, and the engine's drivers
-        browser.find_element(By.CSS_SELECTOR, '#tabs button[data-view="images"]').click()
-        wait.until(lambda b: "busybox:latest" in b.find_element(By.ID, "images").text)
-        browser.find_element(By.CSS_SELECTOR, "#images tbody tr").click()
+        click(By.CSS_SELECTOR, '#tabs button[data-view="images"]')
+        wait.until(lambda b: "busybox:latest" in text("images"))
+        click(By.CSS_SELECTOR, "#images tbody tr")
         wait.until(lambda b: b.find_element(By.ID, "layers-panel").is_displayed())
-        assert "layer" in browser.find_element(By.ID, "layers-name").text
+        wait.until(lambda b: "layer" in text("layers-name"))
         shot("images")
-        browser.find_element(By.CSS_SELECTOR, '#tabs button[data-view="engine"]').click()
+        click(By.CSS_SELECTOR, '#tabs button[data-view="engine"]')
         info = dash_daemon.api.get("/info")[1]
-        wait.until(lambda b: info["Driver"] in b.find_element(By.ID, "engine-cards").text)
-        assert info["ExecutionDriver"] in browser.find_element(By.ID, "engine-cards").text
+        wait.until(lambda b: info["Driver"] in text("engine-cards")
+                   and info["ExecutionDriver"] in text("engine-cards"))
         shot("engine")
 
         # nothing failed in the page, except the missing bench report it asks for
