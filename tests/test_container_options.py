@@ -345,3 +345,22 @@ def test_volume_subpath(shared_daemon: Daemon) -> None:
     finally:
         docker(d, "container", "prune", "-f")
         docker(d, "volume", "rm", "-f", vol)
+
+
+def test_update_memory_reservation_and_swap_rule(shared_daemon: Daemon) -> None:
+    d = shared_daemon
+    cid = _started(d, "--memory", "64m")
+    try:
+        r = docker(d, "update", "--memory-reservation", "16m", cid)
+        assert r.returncode == 0, r.stderr
+        assert _host_cgroup("memory", cid, "memory.soft_limit_in_bytes") == str(16 * MiB)
+        # above the swap limit set at create (2 x 64m), without a new swap limit: refused
+        r = docker(d, "update", "--memory", "256m", cid)
+        assert r.returncode != 0 and b"update the memoryswap at the same time" in r.stderr
+        r = docker(d, "update", "--memory", "256m", "--memory-swap", "512m", cid)
+        assert r.returncode == 0, r.stderr
+        assert _host_cgroup("memory", cid, "memory.limit_in_bytes") == str(256 * MiB)
+        if os.path.exists(f"{CGROUP}/memory/memory.memsw.limit_in_bytes"):
+            assert _host_cgroup("memory", cid, "memory.memsw.limit_in_bytes") == str(512 * MiB)
+    finally:
+        docker(d, "rm", "-f", cid)
