@@ -24,7 +24,7 @@ UNITDIR ?= /etc/systemd/system
 COMPLETIONDIR ?= $(PREFIX)/share
 SOCKET_GROUP ?= dockyard
 
-.PHONY: demo test deps test-deps sysdeps test-sysdeps venv debian-modules clean install uninstall
+.PHONY: demo test lint format deps test-deps sysdeps test-sysdeps venv debian-modules clean install uninstall
 
 sysdeps: APT_PACKAGES = $(RUN_PACKAGES)
 test-sysdeps: APT_PACKAGES = $(RUN_PACKAGES) $(TEST_PACKAGES)
@@ -75,7 +75,24 @@ test-deps: test-sysdeps
 demo: deps
 	@bash contrib/demo.sh
 
+# Habits, fast, before the tests: ruff's lint over the tree, its formatter over the driver toolkit
+# (hookspecs/host, see pyproject.toml), mypy over core, hookspecs, plugins and cli. mypy sees
+# the four folders as the dockyard.* packages they install as through a directory of links.
+MYPY_PATH := $(VENV)/mypy-path
+TOOLKIT_PY = $(shell find hookspecs/host -name '*.py' | sort)
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check core hookspecs plugins cli
+	$(VENV)/bin/ruff format --check $(TOOLKIT_PY)
+	@mkdir -p $(MYPY_PATH)/dockyard && for p in core hookspecs plugins cli; do \
+	  ln -sfn "$(CURDIR)/$$p" "$(MYPY_PATH)/dockyard/$$p"; done
+	MYPYPATH=$(MYPY_PATH) $(VENV)/bin/mypy -p dockyard.core -p dockyard.hookspecs -p dockyard.plugins -p dockyard.cli
+
+# the formatter, over what it holds (see lint)
+format: $(TEST_STAMP)
+	$(VENV)/bin/ruff format $(TOOLKIT_PY)
+
 test: test-deps
+	@$(MAKE) --no-print-directory lint
 	$(VENV)/bin/python -m pytest -q tests
 
 # A venv of Debian's Python holding a regular (not editable) install of this checkout, the

@@ -172,6 +172,25 @@ class Response:
             self._finish()
 
 
+def json_messages(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The messages of a JSON-lines stream (pull, push, build, load progress): blank and
+    undecodable lines skipped; DaemonError for a message that carries an error, as the docker
+    CLI stops on one."""
+    for raw in lines:
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(msg, dict):
+            continue
+        if msg.get("error") or msg.get("errorDetail"):
+            raise DaemonError(500, msg.get("error") or (msg.get("errorDetail") or {}).get("message", ""))
+        yield msg
+
+
 class Connection:
     """One socket to the daemon, re-used for consecutive requests when the server allows it."""
 

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import click
 
 from dockyard.hookspecs.errors import DockyardError
+from dockyard.hookspecs.host.streams import STDOUT, parse_header
 
 from . import complete
 from .client import Client, DaemonError
@@ -51,13 +52,9 @@ def pump_output(fp: Any, tty: bool) -> None:
             if header:
                 _write(out, header)
             return
-        size = int.from_bytes(header[4:8], "big")
+        stream, size = parse_header(header)
         data = _read_exact(fp, size)
-        stream = header[0]
-        if stream == 3:
-            _write(err, data)
-        else:
-            _write(err if stream == 2 else out, data)
+        _write(out if stream == STDOUT else err, data)  # stderr, and the daemon's errors
         if len(data) < size:
             return
 
@@ -632,6 +629,7 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cre
 def ps(opts: Any, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None, last: int, latest: bool,
        size: bool, filters: tuple[str, ...]) -> None:
     """List containers."""
+    from .fmt import filter_args
     params: dict[str, Any] = {}
     if latest:
         last = 1
@@ -642,11 +640,7 @@ def ps(opts: Any, all_: bool, quiet: bool, no_trunc: bool, fmt: str | None, last
     if size or (fmt and ".Size" in fmt):
         params["size"] = 1
     if filters:
-        flt: dict[str, dict[str, bool]] = {}
-        for f in filters:
-            k, _, v = f.partition("=")
-            flt.setdefault(k, {})[v] = True
-        params["filters"] = json.dumps(flt)
+        params["filters"] = json.dumps(filter_args(filters))
     data = opts.client.get_json("/containers/json", params) or []
     rows = [ContainerRow(c, not no_trunc) for c in data]
     if quiet and not fmt:
@@ -705,16 +699,10 @@ def inspect(opts: Any, names: tuple[str, ...], fmt: str | None, type_: str | Non
 @click.pass_obj
 def export(opts: Any, container: str, output: str | None) -> None:
     """Export a container's filesystem as a tar archive."""
-    if not output and sys.stdout.isatty():
-        raise click.ClickException("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    resp = opts.client.request("GET", f"/containers/{_p(container)}/export")
-    out = open(output, "wb") if output else sys.stdout.buffer
-    try:
-        for chunk in resp.iter_chunks():
+    from .fmt import archive_output
+    with archive_output(output) as out:
+        for chunk in opts.client.request("GET", f"/containers/{_p(container)}/export").iter_chunks():
             out.write(chunk)
-    finally:
-        if output:
-            out.close()
 
 
 @click.command(short_help="Rename a container")
@@ -736,15 +724,12 @@ def container_prune(opts: Any, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all stopped containers."""
     import json
 
-    from .fmt import human_size
+    from .fmt import filter_args, human_size
 
     if not force and not click.confirm("WARNING! This will remove all stopped containers.\n"
                                        "Are you sure you want to continue?"):
         return
-    flt: dict[str, dict[str, bool]] = {}
-    for f in filters:
-        k, _, v = f.partition("=")
-        flt.setdefault(k, {})[v] = True
+    flt = filter_args(filters)
     try:
         res = opts.client.post_json("/containers/prune", {"filters": json.dumps(flt)} if flt else None) or {}
     except DaemonError as e:
@@ -915,7 +900,7 @@ def _extract_out(resp: Any, target: str, rename: str | None) -> None:
     import base64
     import tempfile
 
-    from dockyard.hookspecs import tarsafe
+    from dockyard.hookspecs.host import tarsafe
 
     rebase = None
     if rename:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from dockyard.hookspecs.host.units import bytes_size
+
 from . import complete
 from .client import Client, DaemonError
 from .containers import (RawTerminal, _each, _call, _p, _pump_stdin, _term_size, pump_output)
@@ -115,14 +117,6 @@ def top(opts: Any, container: str, ps_args: tuple[str, ...]) -> None:
         sys.stdout.write("    ".join(str(v).ljust(widths[i]) for i, v in enumerate(r)).rstrip() + "\n")
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.4g}{unit}"
-        n /= 1024
-    return f"{n}"
-
-
 @click.command(short_help="Display a live stream of container(s) resource usage statistics")
 @click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.running_containers)
 @click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result")
@@ -148,5 +142,5 @@ def stats(opts: Any, containers: tuple[str, ...], no_stream: bool) -> None:
                                                                mem.get("stats", {}).get("inactive_file", 0))
         lim = mem.get("limit") or 1
         print(f"{st['id'][:12]:<14}{st['name'].lstrip('/'):<22}{pct:<9.2f}"
-              f"{_human(used) + ' / ' + _human(lim):<24}{used / lim * 100:<9.2f}"
+              f"{bytes_size(used) + ' / ' + bytes_size(lim):<24}{used / lim * 100:<9.2f}"
               f"{st['pids_stats'].get('current', 0)}")

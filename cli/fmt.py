@@ -1,13 +1,27 @@
 """Output helpers shared by commands: docker-like tables, humanized times and sizes, --format."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import Any, Iterable
+from typing import IO, Any, Iterable, Iterator
 
 import click
 
-from dockyard.core.units import human_duration
+from dockyard.hookspecs.host.units import bytes_size, human_duration, human_size
+
+__all__ = ["ago", "bytes_size", "filter_args", "human_duration", "human_size", "tabwrite", "to_epoch"]
+
+
+def filter_args(filters: Iterable[str],
+                base: dict[str, dict[str, bool]] | None = None) -> dict[str, dict[str, bool]]:
+    """``-f name=value`` flags as the API's ``filters`` object (``{"name": {"value": true}}``),
+    added to ``base``; ``json.dumps`` it into the request's ``filters`` parameter."""
+    flt = base if base is not None else {}
+    for f in filters:
+        k, _, v = f.partition("=")
+        flt.setdefault(k, {})[v] = True
+    return flt
 
 
 def ago(ts: float | int | str | None) -> str:
@@ -44,26 +58,19 @@ def to_epoch(ts: float | int | str | None) -> float | None:
     return dt.timestamp() + (float("0." + frac) if frac else 0.0)
 
 
-def human_size(size: float, precision: int = 3) -> str:
-    """go-units ``HumanSizeWithPrecision`` (decimal units)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    size = float(size)
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000
-        i += 1
-    return ("%." + str(precision) + "g%s") % (size, units[i])
-
-
-def bytes_size(size: float) -> str:
-    """go-units ``BytesSize`` (binary units)."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
-    i = 0
-    size = float(size)
-    while size >= 1024 and i < len(units) - 1:
-        size /= 1024
-        i += 1
-    return "%.4g%s" % (size, units[i])
+@contextlib.contextmanager
+def archive_output(output: str | None) -> Iterator[IO[bytes]]:
+    """Where ``save``/``export`` write their tar: the ``-o`` file, or standard output unless it
+    is a terminal (refused, before anything is asked of the daemon, with the docker CLI's
+    words)."""
+    if not output:
+        if sys.stdout.isatty():
+            raise click.ClickException("cowardly refusing to save to a terminal. Use the -o flag "
+                                       "or redirect")
+        yield sys.stdout.buffer
+        return
+    with open(output, "wb") as f:
+        yield f
 
 
 def tabwrite(lines: Iterable[str], minwidth: int = 10, padding: int = 3) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import click
 
 from . import complete
-from .client import DaemonError
+from .client import DaemonError, json_messages
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -75,11 +75,9 @@ IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Di
 def images(opts: Any, reference: str | None, all_: bool, quiet: bool, no_trunc: bool,
            digests: bool, filters: tuple[str, ...], fmt: str | None) -> None:
     """List images."""
+    from .fmt import filter_args
     params: dict[str, Any] = {"all": "1" if all_ else None}
-    flt: dict[str, dict[str, bool]] = {}
-    for f in filters:
-        k, _, v = f.partition("=")
-        flt.setdefault(k, {})[v] = True
+    flt = filter_args(filters)
     if reference:
         flt.setdefault("reference", {})[reference] = True
     if flt:
@@ -143,19 +141,7 @@ def rmi(opts: Any, images_: tuple[str, ...], force: bool, no_prune: bool) -> Non
 def _print_progress(lines: Iterator[bytes], quiet: bool = False) -> str | None:
     """Consume a JSON-lines progress stream; print statuses; raise on an error message."""
     last = None
-    for raw in lines:
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            continue
-        if not isinstance(msg, dict):
-            continue
-        if msg.get("error") or msg.get("errorDetail"):
-            err = msg.get("error") or (msg.get("errorDetail") or {}).get("message", "")
-            raise DaemonError(500, err)
+    for msg in json_messages(lines):
         if msg.get("progressDetail") and msg.get("progress"):
             continue
         status = msg.get("status") or msg.get("stream") or msg.get("Id")
@@ -364,16 +350,7 @@ def _stream(resp: Any, quiet: bool = False) -> dict[str, Any]:
     """Render a JSON progress stream; return the last ``aux``; raise on an error message."""
     view = LayerProgress()
     aux: dict[str, Any] = {}
-    for raw in resp.iter_lines():
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            continue
-        if msg.get("error") or msg.get("errorDetail"):
-            raise DaemonError(500, msg.get("error") or msg["errorDetail"].get("message", ""))
+    for msg in json_messages(resp.iter_lines()):
         if msg.get("aux"):
             aux = msg["aux"]
             continue
@@ -421,16 +398,10 @@ def tag(opts: Any, source: str, target: str) -> None:
 @click.pass_obj
 def save(opts: Any, images_: tuple[str, ...], output: str | None) -> None:
     """Save one or more images to a tar archive."""
-    if not output and sys.stdout.isatty():
-        raise click.ClickException("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    resp = opts.client.request("GET", "/images/get", {"names": list(images_)})
-    out = open(output, "wb") if output else sys.stdout.buffer
-    try:
-        for chunk in resp.iter_chunks():
+    from .fmt import archive_output
+    with archive_output(output) as out:
+        for chunk in opts.client.request("GET", "/images/get", {"names": list(images_)}).iter_chunks():
             out.write(chunk)
-    finally:
-        if output:
-            out.close()
 
 
 @click.command(short_help="Load an image from a tar archive or STDIN")
@@ -485,15 +456,12 @@ def history(opts: Any, image: str, no_trunc: bool, quiet: bool, human: bool, fmt
 @click.pass_obj
 def prune(opts: Any, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images."""
+    from .fmt import filter_args, human_size
     if not force and not click.confirm(
             "WARNING! This will remove all " + ("images without at least one container associated to them."
                                                  if all_ else "dangling images.") + "\nAre you sure you want to continue?"):
         return
-    flt: dict[str, dict[str, bool]] = {"dangling": {"false" if all_ else "true": True}}
-    for f in filters:
-        k, _, v = f.partition("=")
-        flt.setdefault(k, {})[v] = True
-    from .fmt import human_size
+    flt = filter_args(filters, {"dangling": {"false" if all_ else "true": True}})
     res = opts.client.post_json("/images/prune", {"filters": json.dumps(flt)}) or {}
     items = res.get("ImagesDeleted") or []
     if items:

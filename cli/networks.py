@@ -63,29 +63,29 @@ def network() -> None:
 @network.command("create", short_help="Create a network")
 @click.argument("name")
 @click.option("-d", "--driver", default="bridge", show_default=True, help="Driver to manage the Network")
-@click.option("--subnet", help="Subnet in CIDR format that represents a network segment")
-@click.option("--gateway", help="IPv4 Gateway for the master subnet")
-@click.option("--ip-range", "ip_range", help="Allocate container ip from a sub-range")
+@click.option("--subnet", multiple=True, help="Subnet in CIDR format that represents a network segment")
+@click.option("--gateway", multiple=True, help="IPv4 or IPv6 Gateway for the master subnet")
+@click.option("--ip-range", "ip_range", multiple=True, help="Allocate container ip from a sub-range")
+@click.option("--aux-address", "aux_address", multiple=True,
+              help="Auxiliary IPv4 or IPv6 addresses used by Network driver (name=address)")
+@click.option("--ipv6", is_flag=True, help="Enable or disable IPv6 networking")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network")
 @click.option("--attachable", is_flag=True, help="Enable manual container attachment")
 @click.option("--label", multiple=True, help="Set metadata on a network")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options")
+@click.option("--ipam-opt", "ipam_opt", multiple=True, help="Set IPAM driver specific options")
 @click.pass_obj
-def create(opts: Any, name: str, driver: str, subnet: str | None, gateway: str | None,
-           ip_range: str | None, internal: bool, attachable: bool, label: tuple[str, ...],
-           opt: tuple[str, ...]) -> None:
-    cfg: dict[str, str] = {}
-    if subnet:
-        cfg["Subnet"] = subnet
-    if gateway:
-        if not subnet:
-            raise click.UsageError("every ip-range or gateway must have a corresponding subnet")
-        cfg["Gateway"] = gateway
-    if ip_range:
-        cfg["IPRange"] = ip_range
+def create(opts: Any, name: str, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...],
+           ip_range: tuple[str, ...], aux_address: tuple[str, ...], ipv6: bool, internal: bool,
+           attachable: bool, label: tuple[str, ...], opt: tuple[str, ...],
+           ipam_opt: tuple[str, ...]) -> None:
+    try:
+        configs = ipam_configs(subnet, gateway, ip_range, _kv(aux_address, "aux-address"))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     body = {"Name": name, "Driver": driver, "CheckDuplicate": True, "Internal": internal,
-            "Attachable": attachable, "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Config": [cfg] if cfg else [], "Options": {}},
+            "Attachable": attachable, "EnableIPv6": ipv6,
+            "IPAM": {"Driver": "default", "Config": configs, "Options": _kv(ipam_opt, "ipam-opt")},
             "Options": _kv(opt, "option"), "Labels": _kv(label, "label")}
     try:
         res = opts.client.post_json("/networks/create", body=body)
@@ -95,6 +95,37 @@ def create(opts: Any, name: str, driver: str, subnet: str | None, gateway: str |
     print(res["Id"])
 
 
+def ipam_configs(subnets: tuple[str, ...], gateways: tuple[str, ...], ranges: tuple[str, ...],
+                 aux: dict[str, str]) -> list[dict[str, Any]]:
+    """``IPAM.Config`` from the flags, as the docker CLI pairs them: each gateway, ip-range
+    and auxiliary address goes with the subnet that contains it."""
+    import ipaddress
+
+    nets = [ipaddress.ip_network(s, strict=False) for s in subnets]
+    configs: list[dict[str, Any]] = [{"Subnet": s} for s in subnets]
+
+    def owner(value: str, what: str) -> dict[str, Any]:
+        addr = ipaddress.ip_network(value, strict=False)
+        for net, cfg in zip(nets, configs):
+            if addr.version == net.version and addr.subnet_of(net):  # type: ignore[arg-type]
+                return cfg
+        raise ValueError(f"no matching subnet for {what} {value}")
+
+    for gw in gateways:
+        cfg = owner(gw, "gateway")
+        if "Gateway" in cfg:
+            raise ValueError(f"cannot configure multiple gateways ({gw}) for the same subnet")
+        cfg["Gateway"] = gw
+    for rng in ranges:
+        cfg = owner(rng, "range")
+        if "IPRange" in cfg:
+            raise ValueError(f"cannot configure multiple ranges ({rng}) on the same subnet")
+        cfg["IPRange"] = rng
+    for key, addr in aux.items():
+        owner(addr, "aux-address").setdefault("AuxiliaryAddresses", {})[key] = addr
+    return configs
+
+
 @network.command("ls", short_help="List networks")
 @click.option("-q", "--quiet", is_flag=True, help="Only display network IDs")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output")
@@ -102,13 +133,10 @@ def create(opts: Any, name: str, driver: str, subnet: str | None, gateway: str |
 @click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'driver=bridge')")
 @click.pass_obj
 def ls(opts: Any, quiet: bool, no_trunc: bool, fmt: str | None, filters: tuple[str, ...]) -> None:
+    from .fmt import filter_args
     params: dict[str, Any] = {}
     if filters:
-        flt: dict[str, dict[str, bool]] = {}
-        for f in filters:
-            k, _, v = f.partition("=")
-            flt.setdefault(k, {})[v] = True
-        params["filters"] = json.dumps(flt)
+        params["filters"] = json.dumps(filter_args(filters))
     nets = sorted(opts.client.get_json("/networks", params) or [], key=lambda n: n["Name"])
     rows = [NetworkRow(n, not no_trunc) for n in nets]
     if quiet and not fmt:

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from dockyard.hookspecs.host import units
+
 from . import complete
 
 
@@ -15,17 +17,12 @@ class OptError(click.UsageError):
     """A bad flag value; ``run``/``create`` exit 125 on it, like docker."""
 
 
-_RAM = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.I)
-
-
 def ram_in_bytes(s: str) -> int:
-    """go-units ``RAMInBytes``: ``32m`` → 33554432 (binary multiples, b/k/m/g/t/p)."""
-    m = _RAM.match(s.strip())
-    if not m:
-        raise OptError(f"invalid size: '{s}'")
-    num, unit = float(m.group(1)), m.group(2).lower()
-    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}[unit]
-    return int(num * mult)
+    """:func:`dockyard.hookspecs.host.units.ram_in_bytes` for a flag: OptError on a bad size."""
+    try:
+        return units.ram_in_bytes(s)
+    except ValueError as e:
+        raise OptError(str(e)) from None
 
 
 def parse_env_file(path: str) -> list[str]:
@@ -334,13 +331,14 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         host["Init"] = True
     endpoints = {"default": _endpoint_defaults()} if network == "default" else {}
     aliases = list(o.get("network_alias") or ())
-    if aliases or o.get("ip"):
-        if network in ("default", "host", "none") or network.startswith("container:"):
-            raise OptError("network-scoped aliases and addresses are only supported for user-defined networks")
+    ipam = {k: v for k, v in (("IPv4Address", o.get("ip")), ("IPv6Address", o.get("ip6")),
+                              ("LinkLocalIPs", list(o.get("link_local_ip") or ()))) if v}
+    if aliases or ipam or o.get("mac_address"):
+        # as the docker CLI: the daemon decides what the network allows
         ep = _endpoint_defaults()
         ep["Aliases"] = aliases or None
-        if o.get("ip"):
-            ep["IPAMConfig"] = {"IPv4Address": o["ip"]}
+        ep["IPAMConfig"] = ipam or None
+        ep["MacAddress"] = o.get("mac_address") or ""
         endpoints = {network: ep}
     return {**config, "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": endpoints}}
 
@@ -393,6 +391,9 @@ def container_options(f):
                      help="Connect a container to a network"),
         click.option("--network-alias", "network_alias", multiple=True, help="Add network-scoped alias for the container"),
         click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)"),
+        click.option("--ip6", help="IPv6 address (e.g., 2001:db8::33)"),
+        click.option("--link-local-ip", "link_local_ip", multiple=True, help="Container IPv4/IPv6 link-local addresses"),
+        click.option("--mac-address", "mac_address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
         click.option("--security-opt", "security_opt", multiple=True, help="Security Options"),
         click.option("--pids-limit", "pids_limit", type=int, help="Tune container pids limit (set -1 for unlimited)"),
         click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),

@@ -40,10 +40,8 @@ def volume_create(opts: Any, name: str | None, driver: str, labels: tuple[str, .
 @click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'dangling=true')")
 @click.pass_obj
 def volume_ls(opts: Any, quiet: bool, filters: tuple[str, ...]) -> None:
-    flt: dict[str, dict[str, bool]] = {}
-    for f in filters:
-        k, _, v = f.partition("=")
-        flt.setdefault(k, {})[v] = True
+    from .fmt import filter_args
+    flt = filter_args(filters)
     res = opts.client.get_json("/volumes", {"filters": json.dumps(flt)} if flt else None) or {}
     vols = res.get("Volumes") or []
     if quiet:

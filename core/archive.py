@@ -1,9 +1,9 @@
 """Copying files in and out of a container's root file system (``docker cp``).
 
 Paths are resolved inside the rootfs one component at a time, never following a symlink out of
-it (:class:`~dockyard.hookspecs.tarsafe.SecureRoot`); ``..`` is resolved lexically against the
+it (:class:`~dockyard.hookspecs.host.tarsafe.SecureRoot`); ``..`` is resolved lexically against the
 container's ``/``. Archives going in are unpacked by the one safe extractor
-(:mod:`dockyard.hookspecs.tarsafe`, policy ``COPY_IN``), so nothing is ever written outside the
+(:mod:`dockyard.hookspecs.host.tarsafe`, policy ``COPY_IN``), so nothing is ever written outside the
 container.
 
 With ``userns-remap`` the caller passes the graph driver's ``id_map``: archives going in are
@@ -23,9 +23,9 @@ from typing import IO, Any
 
 from dockyard.hookspecs.errors import InvalidParameter, NotFound
 from dockyard.hookspecs.idmap import IDMap
-from dockyard.hookspecs import tarsafe
-from dockyard.hookspecs.naivediff import stream_from_writer
-from dockyard.hookspecs.tarsafe import SecureRoot
+from dockyard.hookspecs.host import tarsafe
+from dockyard.hookspecs.host.layertar import stream_from_writer
+from dockyard.hookspecs.host.tarsafe import SecureRoot
 
 # Go's os.FileMode bits, which the docker CLI reads from the stat header
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET, _GO_CHARDEV = (

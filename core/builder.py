@@ -24,10 +24,9 @@ import tarfile
 import tempfile
 from typing import Any, Awaitable, Callable
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError
-
-from .images import now_rfc3339
+from dockyard.hookspecs.host.timefmt import rfc3339
 
 
 class BuildError(DockyardError):
@@ -380,7 +379,7 @@ class Builder:
                     chain: str | None, empty: bool) -> dict[str, Any]:
         base = self.images.config(parent) if parent else {
             "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
-        created = now_rfc3339()
+        created = rfc3339()
         new = {k: v for k, v in base.items() if k not in ("container", "container_config")}
         clean = {k: v for k, v in cfg.items() if v not in (None, "", {}, [])}
         if parent:

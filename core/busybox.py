@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tarfile
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 

@@ -45,6 +45,11 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "userland-proxy": (bool, True),
     "mtu": (int, 1500),
     "dns": (list, []),
+    # IPv6 on the default bridge (its subnet: fixed-cidr-v6, else one from the pools)
+    "ipv6": (bool, False),
+    "fixed-cidr-v6": (str, ""),
+    # ip6 nftables rules for IPv6 networks (isolation, published ports, masquerade)
+    "ip6tables": (bool, True),
     "live-restore": (bool, True),
     "userns-remap": (str, ""),
     # stricter than dockerd's false: setuid programs gain nothing unless a container asks

@@ -23,27 +23,23 @@ from typing import Any, AsyncIterator
 from dockyard.hookspecs.errors import (Conflict, DockyardError, ExecError, InvalidParameter,
                                        NotFound, NotModified)
 from dockyard.hookspecs.execdriver import AttachStreams, ExitStatus
+from dockyard.hookspecs.host import ns, units
+from dockyard.hookspecs.host.timefmt import rfc3339
 from dockyard.hookspecs.idmap import IDMap
 
-from . import health, linux, names, seccomp as seccompmod, spec as specmod, units
-from . import platforms, resources as resourcesmod
+from . import health, names, resources as resourcesmod, seccomp as seccompmod, spec as specmod
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
                      end_pending, exit_being_recorded, record_start_failure)
 from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
-from .units import human_duration
-from .networks import NetworkService, parse_extra_hosts, parse_link
+from . import links as linksmod
+from .networks import DEFAULT_NETWORKS, NetworkService, parse_extra_hosts
 
 log = logging.getLogger(__name__)
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 KILL_WAIT = 10  # seconds a SIGKILL waits for the exit, as dockerd
-
-
-def rfc3339(ts: float) -> str:
-    dt = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
 
 
 def parse_signal(sig: str | int | None, default: int = signal_mod.SIGKILL) -> int:
@@ -139,10 +135,8 @@ class ContainerService:
         return {k: v for k, v in c.items() if not k.startswith("_")}
 
     # -- create ---------------------------------------------------------------------------------
-    async def create(self, body: dict[str, Any], name: str | None,
-                     platform: str | None = None) -> dict[str, Any]:
-        """``body``: a create body checked by :class:`dockyard.core.schema.ContainerCreate`;
-        ``platform``: the ``platform`` query (the image must match it)."""
+    async def create(self, body: dict[str, Any], name: str | None) -> dict[str, Any]:
+        """``body``: a create body checked by :class:`dockyard.core.schema.ContainerCreate`."""
         image_name = body.get("Image")
         if not image_name:
             raise InvalidParameter("Config.Image must be given: no image specified")
@@ -164,15 +158,15 @@ class ContainerService:
         else:
             full = "/" + names.random_name({c["Name"][1:] for c in self._cache.values()})
         image_id = self.images.resolve(image_name)
-        platforms.check(platform, image_name, self.images.config(image_id))
         img_cfg = (self.images.config(image_id).get("config") or {})
         network_mode = host.get("NetworkMode") or "default"
         net_peer = None
         if network_mode.startswith("container:"):
             net_peer = self._peer(network_mode[len("container:"):], "join the network namespace of")
             for key, what in (("PortBindings", "port publishing"), ("PublishAllPorts", "port publishing"),
-                              ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("Links", "--link")):
-                if host.get(key):
+                              ("ExtraHosts", "--add-host"), ("Dns", "--dns"), ("Links", "--link"),
+                              ("MacAddress", "mac-address")):
+                if host.get(key) or (key == "MacAddress" and body.get(key)):
                     raise InvalidParameter(f"conflicting options: {what} and the container type "
                                            f"network mode")
             if body.get("Hostname"):
@@ -229,9 +223,15 @@ class ContainerService:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
             specmod.security_options(host["SecurityOpt"])
         parse_extra_hosts(host.get("ExtraHosts"))
+        links = []
         for link in host.get("Links") or ():
-            peer_name, _ = parse_link(link)
-            self._peer(peer_name, "link to")
+            peer_name, alias = linksmod.parse(link)
+            child = self._peer(peer_name, "link to")
+            if network is not None and self.d.networks.drivers[network["Driver"]].namespace == "host" \
+                    or child["HostConfig"].get("NetworkMode") == "host":
+                raise InvalidParameter("conflicting options: host type networking can't be used "
+                                       "with links. This would result in undefined behavior")
+            links.append(linksmod.shown(child, full, alias))
         runtime = host.get("Runtime") or ""
         if runtime not in ("", "runc", self.execdrv.name):
             raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (this engine runs "
@@ -257,14 +257,11 @@ class ContainerService:
                     "RestartPolicy": host.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0}}
         host_cfg.update({k: v for k, v in host.items() if k not in host_cfg or v})
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
-        # dockerd's default: the host's cgroup namespace on v1, a private one on v2
-        host_cfg["CgroupnsMode"] = host.get("CgroupnsMode") or (
-            "private" if resourcesmod.support().v2 else "host")
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
+        host_cfg["Links"] = links or None  # as dockerd shows them: /child:/parent/alias
         host_cfg["Runtime"] = runtime or "runc"  # dockerd's name for its default, an alias here
         specmod.check_host_config(host_cfg)
-        warnings = resourcesmod.check(host_cfg)
-        resourcesmod.refuse_devices_and_storage(host_cfg, self.graph.name)
+        warnings = resourcesmod.adapt(host_cfg, self.execdrv, self.graph.name)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -327,8 +324,10 @@ class ContainerService:
             raise Conflict("a storage migration is in progress; try again when it is done")
         await asyncio.to_thread(self.d.volumes.prepare_binds, c)
         rootfs = await asyncio.to_thread(self.graph.get, cid)
-        networked = False
+        networked = volumes_mounted = False
         try:
+            await asyncio.to_thread(self.d.volumes.mount, c)  # volumes with mount options
+            volumes_mounted = True
             if not c.get("_volumes_copied") and c.get("Mounts"):
                 await asyncio.to_thread(self.d.volumes.copy_up, c, rootfs)
                 self.save(c)
@@ -346,6 +345,7 @@ class ContainerService:
                 networked = True
                 namespaces += await self.d.networks.setup(c)
                 self.save(c)
+                c["_link_env"] = linksmod.environment(c, self._find_name, DEFAULT_NETWORKS[0])
                 self._write_etc_files(c, id_map)
             spec = specmod.build(c, rootfs, namespaces, id_map,
                                  no_new_privs=self.d.config["no-new-privileges"])
@@ -356,6 +356,8 @@ class ContainerService:
             if networked:
                 await self.d.networks.teardown(c)
                 self.save(c)
+            if volumes_mounted:
+                await asyncio.to_thread(self.d.volumes.unmount, c)
             await asyncio.to_thread(self.graph.put, cid)
             raise
         rt.prepared = True
@@ -394,7 +396,7 @@ class ContainerService:
                     raise Conflict(f"cannot join the {typ} namespace of container "
                                    f"{peer['Name'][1:]}: it is not running")
                 out.append({"type": typ, "path":
-                            f"/proc/{peer['State']['Pid']}/ns/{linux.NAMESPACE_FILES[typ]}"})
+                            f"/proc/{peer['State']['Pid']}/ns/{ns.NAMESPACE_FILES[typ]}"})
                 continue
             out.append({"type": typ})
         return out
@@ -642,6 +644,7 @@ class ContainerService:
             self.save(c)
         if rt.prepared:
             rt.prepared = False
+            await asyncio.to_thread(self.d.volumes.unmount, c)
             try:
                 await asyncio.to_thread(self.graph.put, cid)
             except Exception:  # noqa: BLE001
@@ -730,7 +733,16 @@ class ContainerService:
             return fut
         return self._exit_future(c)
 
+    def _find_name(self, name: str) -> dict[str, Any] | None:
+        with contextlib.suppress(NotFound):
+            return self.get(name)
+        return None
+
     # -- remove ---------------------------------------------------------------------------------
+    async def remove_link(self, name: str) -> None:
+        """``docker rm --link /web/db``: :func:`dockyard.core.links.remove`."""
+        linksmod.remove(self, name)
+
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``docker rm [-f] [-v]``: ``volumes`` (and ``--rm``) also removes the container's
         anonymous volumes."""
@@ -762,6 +774,7 @@ class ContainerService:
                 await self.d.networks.teardown(c)  # prepared (attached) but never started
             if rt.prepared:
                 rt.prepared = False
+                await asyncio.to_thread(self.d.volumes.unmount, c)
                 await asyncio.to_thread(self.graph.put, cid)
                 self.d.volumes.mount_events(c, "unmount")
             if self.graph.exists(cid):
@@ -818,10 +831,6 @@ class ContainerService:
         if new.get("NanoCpus") and (new.get("CpuQuota") or new.get("CpuPeriod")):
             raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period/Quota cannot "
                                    "both be set")
-        if (new.get("Memory") and not new.get("MemorySwap") and (host.get("MemorySwap") or 0) > 0
-                and new["Memory"] > host["MemorySwap"]):
-            raise InvalidParameter("Memory limit should be smaller than already set memoryswap "
-                                   "limit, update the memoryswap at the same time")
         policy = body.get("RestartPolicy")
         if policy and policy.get("Name"):
             if policy["Name"] != "no" and host.get("AutoRemove"):
@@ -831,7 +840,7 @@ class ContainerService:
         if new.get("NanoCpus"):
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
-        warnings = resourcesmod.check(updated, update=True)
+        warnings = resourcesmod.check_update(host, new, updated, self.execdrv)
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
             await self.execdrv.update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):
@@ -895,7 +904,13 @@ class ContainerService:
         cid = c["Id"]
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.d.volumes.prepare_binds, c)
-        root = await asyncio.to_thread(self.graph.get, cid)
+        user = f"{cid}/cp-{secrets.token_hex(4)}"  # volumes with options are mounted for it
+        await asyncio.to_thread(self.d.volumes.mount, c, user)
+        try:
+            root = await asyncio.to_thread(self.graph.get, cid)
+        except BaseException:
+            await asyncio.to_thread(self.d.volumes.unmount, c, user)
+            raise
         running = bool(c["State"]["Running"] and c["State"].get("Pid"))
         id_map = self.id_map(c)
         view = cpview.ContainerView(root, cpview.mounts_of(c, running),
@@ -905,9 +920,11 @@ class ContainerService:
             await asyncio.to_thread(view.open)
         except BaseException:
             await asyncio.to_thread(self.graph.put, cid)
+            await asyncio.to_thread(self.d.volumes.unmount, c, user)
             raise
         self.d.volumes.mount_events(c, "mount")
         view.on_close(lambda: self.graph.put(cid))
+        view.on_close(lambda: self.d.volumes.unmount(c, user))
         view.on_close(lambda: loop.call_soon_threadsafe(self.d.volumes.mount_events, c, "unmount"))
         return c, view
 
@@ -977,7 +994,7 @@ class ContainerService:
         """``docker commit``: a new image whose top layer is the container's changes (as a
         layer tar whose blob is kept, so it can be pushed and saved as is) and whose config is
         the container's, with ``config`` overrides and Dockerfile-style ``changes`` on top."""
-        from .images import apply_changes, now_rfc3339
+        from .images import apply_changes
 
         c = self.get(ref)
         cid = c["Id"]
@@ -1005,7 +1022,7 @@ class ContainerService:
                          "Volumes", "Labels", "StopSignal", "OnBuild") and v not in (None, "", {}, [])}
         ccfg.update({k: v for k, v in (config or {}).items() if v is not None})
         apply_changes(ccfg, changes or [])
-        created = now_rfc3339()
+        created = rfc3339()
         new = dict(base)
         new.update(created=created, config=ccfg, container=cid)
         if author:
@@ -1167,7 +1184,9 @@ class ContainerService:
             elif proc is not None:
                 with contextlib.suppress(DockyardError):
                     await self.execdrv.delete(cid)
-        await self.d.networks.reconcile([c for c in self._cache.values() if c["State"]["Running"]])
+        running = [c for c in self._cache.values() if c["State"]["Running"]]
+        await asyncio.to_thread(self.d.volumes.restore, running)
+        await self.d.networks.reconcile(running)
         for c in list(self._cache.values()):
             if c["State"].get("Restarting"):
                 c["State"].update(Status="exited", Restarting=False)
@@ -1205,14 +1224,14 @@ def summary(c: dict[str, Any], images: Any) -> dict[str, Any]:
     st = c["State"]
     now = time.time()
     if st["Running"]:
-        status = "Up " + human_duration(now - _parse_time(st["StartedAt"]))
+        status = "Up " + units.human_duration(now - _parse_time(st["StartedAt"]))
         if st["Paused"]:
             status += " (Paused)"
         elif st.get("Health"):
             hs = st["Health"].get("Status")
             status += " (health: starting)" if hs == "starting" else f" ({hs})"
     elif st["Status"] == "exited":
-        status = f"Exited ({st['ExitCode']}) {human_duration(now - _parse_time(st['FinishedAt']))} ago"
+        status = f"Exited ({st['ExitCode']}) {units.human_duration(now - _parse_time(st['FinishedAt']))} ago"
     else:
         status = st["Status"].capitalize()
     cmd = " ".join([c["Path"], *c["Args"]])

@@ -30,10 +30,10 @@ import stat
 import threading
 from typing import Any, Callable
 
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import InvalidParameter
-from dockyard.hookspecs.naivediff import SecureRoot
+from dockyard.hookspecs.host.tarsafe import SecureRoot
 
-from . import linux
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +148,9 @@ def _privatize(target_fd: int, rw: bool) -> None:
     and read-only unless ``rw``: through its path, as the kernel refuses remounts through
     ``/proc/self/fd``."""
     real = os.readlink(f"/proc/self/fd/{target_fd}")
-    linux.mount(None, real, None, linux.MS_REC | linux.MS_PRIVATE)
+    host.mount(None, real, None, host.MS_REC | host.MS_PRIVATE)
     if not rw:
-        linux.remount_bind(real, linux.MS_RDONLY)
+        host.remount_bind(real, host.MS_RDONLY)
 
 
 def _clone_tmpfs(pid: int, dest: str, own_ns: int) -> int | None:
@@ -161,13 +161,13 @@ def _clone_tmpfs(pid: int, dest: str, own_ns: int) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     try:
-        linux.setns(cfd, linux.CLONE_NEWNS)
+        host.setns(cfd, host.CLONE_NEWNS)
         try:
-            return linux.open_tree(dest)
+            return host.open_tree(dest)
         except FileNotFoundError:
             return None
         finally:
-            linux.setns(own_ns, linux.CLONE_NEWNS)  # failing, the view dies with the error
+            host.setns(own_ns, host.CLONE_NEWNS)  # failing, the view dies with the error
     finally:
         os.close(cfd)
 
@@ -188,7 +188,7 @@ class ContainerView:
         self._todo: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._main, name="container-view", daemon=True)
-        self._on_close: list[Callable[[], None]] = []
+        self._on_close: list[Callable[[], object]] = []
         self._closed = False
         self._lock = threading.Lock()
 
@@ -198,7 +198,7 @@ class ContainerView:
         self._ready.result()
         return self
 
-    def on_close(self, fn: Callable[[], None]) -> None:
+    def on_close(self, fn: Callable[[], object]) -> None:
         self._on_close.append(fn)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -241,10 +241,10 @@ class ContainerView:
                 fut.set_exception(e)
 
     def _setup(self) -> None:
-        linux.unshare(linux.CLONE_NEWNS)  # this thread only (and those it starts)
-        linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+        host.unshare(host.CLONE_NEWNS)  # this thread only (and those it starts)
+        host.mount(None, "/", None, host.MS_REC | host.MS_SLAVE)
         if self.fs_ids is not None:
-            linux.set_fs_ids(*self.fs_ids)
+            host.set_fs_ids(*self.fs_ids)
         own_ns = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/mnt",
                          os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -267,10 +267,10 @@ class ContainerView:
             target = _mount_point(sroot, m.destination, is_dir)
             try:
                 if tree is not None:
-                    linux.move_mount(tree, target)
+                    host.move_mount(tree, target)
                 else:
-                    linux.mount(m.source, f"/proc/self/fd/{target}", None,
-                                linux.MS_BIND | linux.MS_REC)
+                    host.mount(m.source, f"/proc/self/fd/{target}", None,
+                                host.MS_BIND | host.MS_REC)
                 _privatize(target, m.rw if tree is None else True)
             finally:
                 os.close(target)

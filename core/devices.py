@@ -2,7 +2,7 @@
 
 One place builds both halves of the runtime spec: ``linux.devices`` (the nodes made in the
 container's ``/dev``) and ``linux.resources.devices`` (the device cgroup rules the exec driver
-applies: a v1 ``devices`` cgroup or a v2 eBPF program, see ``dockyard.hookspecs.devices``).
+applies: a v1 ``devices`` cgroup or a v2 eBPF program, see ``dockyard.hookspecs.host.devices``).
 
 * every container: dockerd's default rules (deny everything, then ``/dev/null``, ``zero``,
   ``urandom``, ``random``, ``tty``, ``console``; ``fuse`` stays closed), ``--device`` nodes with
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dockyard.hookspecs.devices import DeviceRules, devices_under, parse_rule
+from dockyard.hookspecs.host.devices import DeviceRules, devices_under, parse_rule
 from dockyard.hookspecs.errors import InvalidParameter
 
 

@@ -10,20 +10,26 @@ rather than one server on each bridge's gateway address:
 * it works the same for internal networks and for networks of any driver, needs no firewall rule
   to let containers reach the gateway, and nothing listens on a host address.
 
-Queries for names it does not know are forwarded only to the configured upstream servers
-(``dns`` in daemon.json); with none configured they get NXDOMAIN at once, so nothing leaves the
-host.
+It answers ``A`` and ``AAAA`` queries for those names with the containers' IPv4 and IPv6
+addresses. Queries for names it does not know are forwarded, as dockerd's are: to the
+container's own servers (``--dns``) or the daemon's (``dns`` in daemon.json), from the
+container's namespace; with neither, to the host's resolvers (:mod:`.resolvconf`), from the
+daemon's namespace (so a loopback resolver of the host works). With no server anywhere they get
+NXDOMAIN at once.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import struct
 from typing import Any, Callable
 
-from . import linux
+from dockyard.hookspecs.host import ns
+
+from .resolvconf import HostResolvConf
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,9 @@ RCODE_NXDOMAIN, RCODE_SERVFAIL, RCODE_REFUSED, RCODE_FORMERR = 3, 2, 5, 1
 TTL = 600
 
 Resolver = Callable[[str, str], "list[str] | None"]
+#: an upstream server, and whether queries go to it from the container's namespace (else the
+#: daemon's)
+Upstream = tuple[str, bool]
 
 
 def parse_query(data: bytes) -> tuple[int, int, str, int, int, int]:
@@ -56,14 +65,20 @@ def parse_query(data: bytes) -> tuple[int, int, str, int, int, int]:
     return qid, flags, ".".join(labels), qtype, qclass, pos + 4
 
 
-def build_reply(query: bytes, qend: int, flags: int, rcode: int, addresses: list[str]) -> bytes:
+def build_reply(query: bytes, qend: int, flags: int, rcode: int, addresses: list[str],
+                qtype: int = QTYPE_A) -> bytes:
+    """The reply to ``query``: the ``addresses`` of the family ``qtype`` asks for (``A``:
+    IPv4, ``AAAA``: IPv6; none for other types) as answers."""
     qid = query[:2]
     rd = flags & 0x0100
     hdr_flags = 0x8000 | 0x0400 | rd | 0x0080 | (flags & 0x7800) | rcode  # QR AA RD RA opcode
-    out = bytearray(qid + struct.pack(">HHHHH", hdr_flags, 1, len(addresses), 0, 0))
+    want = {QTYPE_A: 4, QTYPE_AAAA: 6}.get(qtype)
+    packed = [ipaddress.ip_address(a).packed for a in addresses]
+    packed = [p for p in packed if want and len(p) == (4 if want == 4 else 16)]
+    out = bytearray(qid + struct.pack(">HHHHH", hdr_flags, 1, len(packed), 0, 0))
     out += query[12:qend]
-    for a in addresses:
-        out += struct.pack(">HHHIH", 0xC00C, QTYPE_A, QCLASS_IN, TTL, 4) + socket.inet_aton(a)
+    for p in packed:
+        out += struct.pack(">HHHIH", 0xC00C, qtype, QCLASS_IN, TTL, len(p)) + p
     return bytes(out)
 
 
@@ -93,15 +108,20 @@ class _Server(asyncio.DatagramProtocol):
 
 
 class DnsServer:
-    def __init__(self, resolve: Resolver, upstreams: list[str] | None = None) -> None:
+    def __init__(self, resolve: Resolver, upstreams: list[str] | None = None,
+                 host: HostResolvConf | None = None) -> None:
         self.resolve = resolve
         self.upstreams = [u for u in (upstreams or []) if u]
+        self.host = host or HostResolvConf()
         self.servers: dict[str, tuple[asyncio.DatagramTransport, str]] = {}
         #: a container's own servers (``--dns``), in place of the daemon's
         self.own_upstreams: dict[str, list[str]] = {}
 
-    def upstreams_for(self, key: str) -> list[str]:
-        return self.own_upstreams.get(key) or self.upstreams
+    def upstreams_for(self, key: str) -> list[Upstream]:
+        mine = self.own_upstreams.get(key) or self.upstreams
+        if mine:
+            return [(u, True) for u in mine]
+        return [(u, False) for u in self.host.get().nameservers]
 
     def answer(self, key: str, data: bytes) -> bytes | None:
         """The reply to ``data``; ``b""`` to drop it; None to forward it upstream."""
@@ -113,21 +133,23 @@ class DnsServer:
             return b""  # a response sent to us: ignore
         addrs = self.resolve(key, name.lower().rstrip(".")) if qclass == QCLASS_IN else None
         if addrs:
-            return build_reply(data, qend, flags, 0, addrs if qtype == QTYPE_A else [])
+            return build_reply(data, qend, flags, 0, addrs, qtype)
         if self.upstreams_for(key):
             return None
         return build_reply(data, qend, flags, RCODE_NXDOMAIN, [])
 
     async def forward(self, key: str, data: bytes) -> bytes | None:
         loop = asyncio.get_running_loop()
-        for server in self.upstreams_for(key):
-            path = self.servers.get(key, (None, ""))[1]
+        for server, in_container in self.upstreams_for(key):
+            path = self.servers.get(key, (None, ""))[1] if in_container else ""
             try:
-                sock = await asyncio.to_thread(linux.in_netns, path, _udp_socket) if path else _udp_socket()
+                family, address = _server_address(server)
+                sock = await asyncio.to_thread(ns.in_netns, path, _udp_socket, family) if path \
+                    else _udp_socket(family)
             except OSError:
                 continue
             try:
-                await loop.sock_connect(sock, (server, 53))
+                await loop.sock_connect(sock, address)
                 await loop.sock_sendall(sock, data)
                 return await asyncio.wait_for(loop.sock_recv(sock, 4096), 3)
             except (OSError, asyncio.TimeoutError):
@@ -144,7 +166,7 @@ class DnsServer:
             self.own_upstreams[key] = [u for u in upstreams if u]
         if key in self.servers:
             return
-        sock = await asyncio.to_thread(linux.in_netns, netns_path, _bound_socket)
+        sock = await asyncio.to_thread(ns.in_netns, netns_path, _bound_socket)
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
             lambda: _Server(self, key), sock=sock)
         self.servers[key] = (transport, netns_path)
@@ -161,10 +183,18 @@ class DnsServer:
             self.remove(key)
 
 
-def _udp_socket() -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def _udp_socket(family: int = socket.AF_INET) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_DGRAM)
     s.setblocking(False)
     return s
+
+
+def _server_address(server: str) -> tuple[int, Any]:
+    """The socket family and address of name server ``server`` (an IP address, IPv6 with an
+    optional ``%zone``), port 53; no name is looked up."""
+    family, _, _, _, address = socket.getaddrinfo(server, 53, type=socket.SOCK_DGRAM,
+                                                  flags=socket.AI_NUMERICHOST)[0]
+    return family, address
 
 
 def _bound_socket() -> socket.socket:

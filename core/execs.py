@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import struct
 from typing import Any
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, ExecError, InvalidParameter, NotFound
 from dockyard.hookspecs.execdriver import AttachStreams
+from dockyard.hookspecs.host.streams import HEADER_SIZE, STDOUT, frame, parse_header
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class FailedStreams(AttachStreams):
     def __init__(self, message: str, tty: bool) -> None:
         reader = asyncio.StreamReader()
         msg = (f"OCI runtime exec failed: {message}: unknown\r\n").encode()
-        reader.feed_data(msg if tty else struct.pack(">BxxxI", 1, len(msg)) + msg)
+        reader.feed_data(msg if tty else frame(STDOUT, msg))
         reader.feed_eof()
         super().__init__(reader=reader, writer=None)
 
@@ -186,7 +186,7 @@ class _Reframed:
     async def read(self, n: int = -1) -> bytes:
         if self.to_frames:
             data = await self.reader.read(n)
-            return struct.pack(">BxxxI", 1, len(data)) + data if data else b""
+            return frame(STDOUT, data) if data else b""
         while True:
             out = self._payloads()
             if out:
@@ -198,11 +198,11 @@ class _Reframed:
 
     def _payloads(self) -> bytes:
         out, buf = b"", self.buf
-        while len(buf) >= 8:
-            size = struct.unpack(">BxxxI", buf[:8])[1]
-            if len(buf) < 8 + size:
+        while len(buf) >= HEADER_SIZE:
+            size = parse_header(buf)[1]
+            if len(buf) < HEADER_SIZE + size:
                 break
-            out, buf = out + buf[8:8 + size], buf[8 + size:]
+            out, buf = out + buf[HEADER_SIZE:HEADER_SIZE + size], buf[HEADER_SIZE + size:]
         self.buf = buf
         return out
 

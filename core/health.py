@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import os
 import secrets
@@ -20,6 +19,8 @@ import time
 from typing import Any
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
+from dockyard.hookspecs.host.streams import iter_frames
+from dockyard.hookspecs.host.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,6 @@ def effective(image_check: dict[str, Any] | None, own: dict[str, Any] | None) ->
     if not isinstance(merged.get("Retries") or 0, int) or (merged.get("Retries") or 0) < 0:
         raise InvalidParameter("Healthcheck.Retries must be a non-negative integer")
     return merged
-
-
-def _rfc3339(t: float) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class HealthMonitor:
@@ -92,8 +88,9 @@ class HealthMonitor:
         drv = self.svc.execdrv
         start = time.time()
         user = c["Config"].get("User") or ""
-        process = {"args": self.args(c), "env": [], "cwd": c["Config"].get("WorkingDir") or "/",
-                   "user": {"username": user}}
+        process: dict[str, Any] = {"args": self.args(c), "env": [],
+                                   "cwd": c["Config"].get("WorkingDir") or "/",
+                                   "user": {"username": user}}
         output, code = b"", -1
         pid = 0
         exec_event(self.svc.d, c, "exec_create", eid, process["args"])
@@ -123,7 +120,7 @@ class HealthMonitor:
         finally:
             with contextlib.suppress(Exception):
                 await drv.exec_forget(eid)
-        return {"Start": _rfc3339(start), "End": _rfc3339(time.time()), "ExitCode": code,
+        return {"Start": rfc3339(start), "End": rfc3339(time.time()), "ExitCode": code,
                 "Output": output[:MAX_OUTPUT].decode("utf-8", "replace")}
 
     def record(self, c: dict[str, Any], result: dict[str, Any], in_start: bool) -> None:
@@ -144,10 +141,6 @@ class HealthMonitor:
 
 
 def _demux(raw: bytes) -> bytes:
-    """The exec stream's frames (8-byte headers) to plain bytes."""
-    out, i = bytearray(), 0
-    while i + 8 <= len(raw):
-        size = int.from_bytes(raw[i + 4:i + 8], "big")
-        out += raw[i + 8:i + 8 + size]
-        i += 8 + size
-    return bytes(out)
+    """The exec stream's frames, stdout and stderr in the order they came, as plain bytes (a
+    probe killed in the middle of a write leaves a partial last frame: kept)."""
+    return b"".join(data for _, data in iter_frames(raw, strict=False))

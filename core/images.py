@@ -14,19 +14,16 @@ import secrets
 import shlex
 from typing import IO, Any
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.host.timefmt import rfc3339
 
 from . import reference
 from .blobs import BlobStore
 from .state import State
 
 log = logging.getLogger(__name__)
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def chain_id(parent: str | None, diff_id: str) -> str:
@@ -166,7 +163,7 @@ class ImageStore:
         ``keep_blob``: also keep the stream's bytes as a blob (a layer made here — import,
         commit, build — so push and save can send exactly the tar its diff id names).
         ``input_size``: the stream's size when it cannot be found with ``fstat`` (for the unpack
-        limits of :mod:`dockyard.hookspecs.tarsafe`)."""
+        limits of :mod:`dockyard.hookspecs.host.tarsafe`)."""
         if keep_blob:
             with self.blobs.writer() as w:
                 tee = _Tee(stream, w)
@@ -283,7 +280,7 @@ class ImageStore:
         cfg: dict[str, Any] = {}
         apply_changes(cfg, changes)
         top = self.register_layer(stream, None, keep_blob=True)
-        created = now_rfc3339()
+        created = rfc3339()
         config = {
             "architecture": arch, "os": "linux", "created": created,
             "config": cfg,

@@ -2,7 +2,7 @@
 and user-defined ones; each container's *sandbox* (its network namespace) and endpoints.
 
 The sandbox is made before the container's first process runs: a namespace file under
-``<exec-root>/netns/<container id>`` (made by :func:`dockyard.core.linux.create_netns`), into
+``<exec-root>/netns/<container id>`` (made by :func:`dockyard.core.ns.create_netns`), into
 which each network's driver plumbs its endpoint; the runtime spec then names that file, so the
 exec driver joins it instead of creating an empty namespace. Addresses come from the IPAM
 (:mod:`dockyard.core.ipam`, rows in the state DB). Published ports are reserved by binding the
@@ -23,27 +23,27 @@ import json
 import logging
 import os
 import secrets
-import time
 from typing import Any
 
 from dockyard.hookspecs.errors import (Conflict, DockyardError, Forbidden, InvalidParameter,
                                        NotFound)
+from dockyard.hookspecs.host import ns
+from dockyard.hookspecs.host.timefmt import rfc3339
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
 
 from . import ipam as ipammod
-from . import linux
+from . import netipam
 from .dns import ADDRESS as DNS_ADDRESS, DnsServer
-from .portproxy import Proxy
+from .links import parse as parse_link
+from .portproxy import Proxy, proxy_target
+from .resolvconf import HostResolvConf
 
 log = logging.getLogger(__name__)
 
 #: the network ``NetworkMode: default`` means, in Docker's order of preference
 DEFAULT_NETWORKS = ("bridge", "none")
-NETWORK_CONFIG_KEYS = ("bridge", "bip", "iptables", "ip-masq", "ip-forward", "icc", "mtu")
-
-
-def _rfc3339(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e9):09d}Z"
+NETWORK_CONFIG_KEYS = ("bridge", "bip", "iptables", "ip6tables", "ip-masq", "ip-forward", "icc",
+                       "mtu")
 
 
 def driver_options(config: Any) -> dict[str, Any]:
@@ -77,16 +77,6 @@ def parse_extra_hosts(entries: Any) -> list[tuple[str, str]]:
     return out
 
 
-def parse_link(link: str) -> tuple[str, str]:
-    """``name[:alias]`` or dockerd's stored ``/name:/container/alias`` -> ``(name, alias)``."""
-    name, _, alias = str(link).partition(":")
-    name = name.strip("/")
-    alias = alias.rsplit("/", 1)[-1] if alias else name
-    if not name or not alias:
-        raise InvalidParameter(f"invalid link {link!r}: expected name or name:alias")
-    return name, alias
-
-
 class NetworkService:
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
@@ -96,7 +86,8 @@ class NetworkService:
         self.ipam = ipammod.Ipam(self.state)
         self.netns_dir = os.path.join(daemon.exec_root, "netns")
         os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
-        self.dns = DnsServer(self._resolve, list(self.config.get("dns") or []))
+        self.host_resolv = HostResolvConf()
+        self.dns = DnsServer(self._resolve, list(self.config.get("dns") or []), self.host_resolv)
         self._proxies: dict[str, list[Proxy]] = {}
         self._lock = asyncio.Lock()
         self.networks: dict[str, dict[str, Any]] = {}
@@ -122,17 +113,18 @@ class NetworkService:
                 net["Options"] = self._shown_options(net, data)
             except DockyardError as e:
                 log.error("network %s could not be brought up: %s", name, e.message)
-        for name, drv in self.drivers.items():
+        for name in self.drivers:
             if name not in self.networks:
                 self._create(name, name, {}, predefined=True)
 
     # -- records --------------------------------------------------------------------------------
     @staticmethod
     def _driver_create_opts(net: dict[str, Any]) -> dict[str, Any]:
-        cfg = (net["IPAM"].get("Config") or [{}])[0] if net["IPAM"].get("Config") else {}
+        v4, v6 = netipam.by_version(net, 4), netipam.by_version(net, 6)
         return {"Name": net["Name"], "Internal": net["Internal"], "Default": bool(net.get("_predefined")),
                 "Options": dict(net.get("_user_options") or {}),
-                "Subnet": cfg.get("Subnet"), "Gateway": cfg.get("Gateway")}
+                "Subnet": v4.get("Subnet"), "Gateway": v4.get("Gateway"),
+                "IPv6Subnet": v6.get("Subnet") or "", "IPv6Gateway": v6.get("Gateway") or ""}
 
     @staticmethod
     def _shown_options(net: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
@@ -147,57 +139,50 @@ class NetworkService:
                      "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
                      net["Id"], net["Name"], net["Driver"], json.dumps(net))
 
-    def _taken_subnets(self) -> list[ipaddress.IPv4Network]:
-        taken = ipammod.host_routes()
+    def _taken_subnets(self, but: dict[str, Any] | None = None) -> list[ipammod.Network]:
+        taken = ipammod.host_routes(4) + ipammod.host_routes(6)
         for net in self.networks.values():
+            if net is but:
+                continue
             for cfg in net["IPAM"].get("Config") or []:
                 if cfg.get("Subnet"):
                     taken.append(ipaddress.ip_network(cfg["Subnet"], strict=False))
         return taken
 
-    def _ipam_config(self, wanted: list[dict[str, Any]], bip: str = "") -> list[dict[str, str]]:
-        if bip:
-            iface = ipaddress.ip_interface(bip)
-            if iface.network.prefixlen > 30:
-                raise InvalidParameter(f"bip {bip} is too small a network")
-            gw = str(iface.ip) if iface.ip != iface.network.network_address else \
-                str(next(iface.network.hosts()))
-            return [{"Subnet": str(iface.network), "Gateway": gw}]
-        cfg = dict((wanted or [{}])[0])
-        if cfg.get("Subnet"):
-            subnet = ipammod.parse_subnet(cfg["Subnet"])
-            for other in self._taken_subnets():
-                if subnet.overlaps(other):
-                    raise Forbidden(f"Pool overlaps with other one on this address space "
-                                    f"({subnet} overlaps {other})")
-        else:
-            pools = self.config.get("default-address-pools") or []
-            subnet = ipammod.pick_subnet(pools, self._taken_subnets())
-        gw = cfg.get("Gateway") or str(next(subnet.hosts()))
-        if ipaddress.ip_address(gw) not in subnet:
-            raise InvalidParameter(f"gateway {gw} is not in subnet {subnet}")
-        out = {"Subnet": str(subnet), "Gateway": gw}
-        if cfg.get("IPRange"):
-            out["IPRange"] = cfg["IPRange"]
-        return [out]
+    def _ipam_config(self, wanted: list[dict[str, Any]], ipv6: bool,
+                     but: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``IPAM.Config`` of a network; subnets the daemon's configuration gives for the
+        predefined network (``but``) are not checked for overlaps (dockerd does not either)."""
+        return netipam.network_config(wanted, ipv6, self.config.get("default-address-pools") or [],
+                                      self.state.get_meta("daemon-id") or self.d.data_root,
+                                      self._taken_subnets(but), check_overlap=but is None)
+
+    def _predefined_ipam(self, current: list[dict[str, Any]], but: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The predefined network's ``IPAM.Config`` (:func:`netipam.predefined_wanted`)."""
+        wanted, ipv6 = netipam.predefined_wanted(self.config, current)
+        return self._ipam_config(wanted, ipv6, but=but or {})
 
     def _update_predefined_subnet(self, net: dict[str, Any]) -> None:
-        bip = self.config.get("bip") or ""
-        if bip:
-            new = self._ipam_config([], bip)
-            if new != net["IPAM"]["Config"]:
-                net["IPAM"]["Config"] = new
-                self._save(net)
+        new = self._predefined_ipam(net["IPAM"]["Config"], but=net)
+        if new != net["IPAM"]["Config"] or net["EnableIPv6"] != bool(self.config.get("ipv6")):
+            net["IPAM"]["Config"] = new
+            net["EnableIPv6"] = bool(self.config.get("ipv6"))
+            self._save(net)
 
     def _create(self, name: str, driver: str, body: dict[str, Any], predefined: bool = False) -> dict[str, Any]:
         drv = self.drivers[driver]
         nid = secrets.token_hex(32)
-        ipam_cfg: list[dict[str, str]] = []
+        ipam_cfg: list[dict[str, Any]] = []
+        ipv6 = bool(self.config.get("ipv6")) and drv.needs_ipam if predefined else \
+            bool(body.get("EnableIPv6"))
         if drv.needs_ipam:
-            wanted = ((body.get("IPAM") or {}).get("Config") or [])
-            ipam_cfg = self._ipam_config(wanted, self.config.get("bip") or "" if predefined else "")
-        net = {"Name": name, "Id": nid, "Created": _rfc3339(time.time()), "Scope": "local",
-               "Driver": driver, "EnableIPv6": False,
+            ipam_cfg = self._predefined_ipam([]) if predefined else \
+                self._ipam_config((body.get("IPAM") or {}).get("Config") or [], ipv6)
+        elif ipv6:
+            raise InvalidParameter(f"the {driver} driver gives no addresses: IPv6 cannot be "
+                                   f"enabled on its networks")
+        net = {"Name": name, "Id": nid, "Created": rfc3339(), "Scope": "local",
+               "Driver": driver, "EnableIPv6": ipv6 and drv.needs_ipam,
                "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}),
                         "Config": ipam_cfg},
                "Internal": bool(body.get("Internal")), "Attachable": bool(body.get("Attachable")),
@@ -254,7 +239,8 @@ class NetworkService:
                 members[c["Id"]] = {"Name": c["Name"][1:], "EndpointID": ep["endpoint_id"],
                                     "MacAddress": ep["mac_address"],
                                     "IPv4Address": f"{ep['ip_address']}/{ep['prefix_len']}" if ep["ip_address"] else "",
-                                    "IPv6Address": ""}
+                                    "IPv6Address": f"{ep['ipv6_address']}/{ep['ipv6_prefix_len']}"
+                                    if ep.get("ipv6_address") else ""}
         out["Containers"] = members
         return out
 
@@ -315,36 +301,49 @@ class NetworkService:
         return nets
 
     def configure(self, c: dict[str, Any], network: dict[str, Any], body: dict[str, Any]) -> None:
-        """At create: record the container's networks (NetworkMode plus EndpointsConfig)."""
-        eps = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
-        nets: dict[str, dict[str, Any]] = {network["Name"]: {}}
+        """At create: record the container's networks (NetworkMode plus EndpointsConfig; the
+        docker CLI keys the primary network's settings by the NetworkMode it sent, ``default``
+        too). The deprecated container-wide ``MacAddress`` is the primary endpoint's, as in
+        dockerd since API 1.44."""
+        eps = dict((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+        mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
+        primary_cfg = dict(eps.pop(mode, None) or eps.pop(network["Name"], None)
+                           or eps.pop(network["Id"], None) or {})
+        eps.pop("default", None)
+        mac = body.get("MacAddress") or ""
+        if mac:
+            if primary_cfg.get("MacAddress") and \
+                    netipam.normal_mac(primary_cfg["MacAddress"]) != netipam.normal_mac(mac):
+                raise InvalidParameter("the container-wide MAC address must match the "
+                                       "endpoint-specific MAC address for the main network, or "
+                                       "be left empty")
+            primary_cfg["MacAddress"] = mac
+        nets: dict[str, dict[str, Any]] = {network["Name"]: self.endpoint_config(network, primary_cfg)}
         for key, cfg in eps.items():
-            if key == "default":
-                continue
             net = self.get(key)
             if net["Driver"] != network["Driver"] and self.drivers[net["Driver"]].namespace == "host":
                 raise InvalidParameter("container cannot be connected to host network and another")
-            nets[net["Name"]] = self.endpoint_config(cfg)
-        nets[network["Name"]] = self.endpoint_config(eps.get(network["Name"]) or eps.get(network["Id"]))
+            nets[net["Name"]] = self.endpoint_config(net, cfg)
         if len(nets) > 1 and self.drivers[network["Driver"]].namespace == "host":
             raise InvalidParameter("container cannot be connected to host network and another")
         c["_networks"] = nets
         c["NetworkSettings"] = self.settings_for(c)
 
-    @staticmethod
-    def endpoint_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
-        """What is kept of an ``EndpointSettings`` of a request (create, or network connect):
-        ``Aliases``, ``IPAMConfig``, ``Links`` (``name[:alias]``: the alias resolves to that
-        container on this network, for this container) and ``DriverOpts`` (handed to the
-        network driver)."""
-        cfg = cfg or {}  # types checked at the edge (core.schema)
+    def endpoint_config(self, net: dict[str, Any], cfg: dict[str, Any] | None) -> dict[str, Any]:
+        """What is kept of a request's ``EndpointSettings`` for ``net`` (create, or network
+        connect), checked as dockerd checks it: ``Aliases``, ``IPAMConfig`` (static IPv4/IPv6
+        addresses, link-local addresses), ``MacAddress``, ``Links`` (``name[:alias]``: the alias
+        resolves to that container on this network, for this container) and ``DriverOpts``
+        (handed to the network driver). Types are checked at the edge (core.schema)."""
+        cfg = cfg or {}
+        netipam.check_endpoint(net, cfg, not net.get("_predefined"),
+                               self.drivers[net["Driver"]].needs_ipam)
         links = cfg.get("Links") or []
         for link in links:
             parse_link(link)
-        opts = cfg.get("DriverOpts") or {}
-        return {"Aliases": list(cfg.get("Aliases") or []) or None,
-                "IPAMConfig": cfg.get("IPAMConfig"), "Links": list(links) or None,
-                "DriverOpts": dict(opts) or None}
+        return {"Aliases": list(cfg.get("Aliases") or []) or None, "IPAMConfig": cfg.get("IPAMConfig"),
+                "MacAddress": netipam.normal_mac(cfg["MacAddress"]) if cfg.get("MacAddress") else "",
+                "Links": list(links) or None, "DriverOpts": dict(cfg.get("DriverOpts") or {}) or None}
 
     def _endpoint_settings(self, c: dict[str, Any], name: str) -> dict[str, Any]:
         net = self.networks.get(name)
@@ -352,11 +351,13 @@ class NetworkService:
         ep = (c.get("_endpoints") or {}).get(name) or {}
         aliases = list(cfg.get("Aliases") or [])
         return {"IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
-                "Aliases": aliases or None, "MacAddress": ep.get("mac_address", ""),
+                "Aliases": aliases or None, "MacAddress": ep.get("mac_address") or cfg.get("MacAddress") or "",
                 "DriverOpts": cfg.get("DriverOpts"), "NetworkID": net["Id"] if net else "",
                 "EndpointID": ep.get("endpoint_id", ""), "Gateway": ep.get("gateway", ""),
                 "IPAddress": ep.get("ip_address", ""), "IPPrefixLen": ep.get("prefix_len", 0),
-                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": ep.get("ipv6_gateway", ""),
+                "GlobalIPv6Address": ep.get("ipv6_address", ""),
+                "GlobalIPv6PrefixLen": ep.get("ipv6_prefix_len", 0),
                 "DNSNames": self._names_of(c, name) if ep.get("ip_address") else None}
 
     def settings_for(self, c: dict[str, Any]) -> dict[str, Any]:
@@ -372,10 +373,11 @@ class NetworkService:
                 "SecondaryIPv6Addresses": None,
                 "EndpointID": first["EndpointID"] if net.get("_predefined") else "",
                 "Gateway": first["Gateway"] if net.get("_predefined") else "",
-                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "GlobalIPv6Address": first["GlobalIPv6Address"] if net.get("_predefined") else "",
+                "GlobalIPv6PrefixLen": first["GlobalIPv6PrefixLen"] if net.get("_predefined") else 0,
                 "IPAddress": first["IPAddress"] if net.get("_predefined") else "",
                 "IPPrefixLen": first["IPPrefixLen"] if net.get("_predefined") else 0,
-                "IPv6Gateway": "",
+                "IPv6Gateway": first["IPv6Gateway"] if net.get("_predefined") else "",
                 "MacAddress": first["MacAddress"] if net.get("_predefined") else "",
                 "Networks": {name: self._endpoint_settings(c, name) for name in nets}}
 
@@ -415,19 +417,18 @@ class NetworkService:
 
     def resolv_conf(self, c: dict[str, Any]) -> str:
         if self._is_host(c):
-            with contextlib.suppress(OSError), open("/etc/resolv.conf", encoding="utf-8",
-                                                    errors="replace") as f:
-                return f.read()
-            return ""
+            return self.host_resolv.text()
         host = c["HostConfig"]
-        search = f"search {' '.join(host['DnsSearch'])}\n" if host.get("DnsSearch") else ""
-        opts = list(host.get("DnsOptions") or ())
+        hostconf = self.host_resolv.get()
+        domains = host.get("DnsSearch") or hostconf.search
+        search = f"search {' '.join(domains)}\n" if domains else ""
+        opts = list(host.get("DnsOptions") or hostconf.options)
         if not any(o.startswith("ndots:") for o in opts):
             opts.insert(0, "ndots:0")
         options = " ".join(opts)
         if any(ep.get("ip_address") for ep in (c.get("_endpoints") or {}).values()):
             # the embedded server answers for the container's networks and forwards the rest
-            # to the container's --dns servers (else the daemon's)
+            # to the container's --dns servers (else the daemon's, else the host's)
             return f"nameserver {DNS_ADDRESS}\n{search}options {options}\n"
         return search  # no route out, no name servers
 
@@ -443,6 +444,8 @@ class NetworkService:
         for ep in (c.get("_endpoints") or {}).values():
             if ep.get("ip_address"):
                 hosts += f"{ep['ip_address']}\t{hostname}\n"
+                if ep.get("ipv6_address"):
+                    hosts += f"{ep['ipv6_address']}\t{hostname}\n"
                 break
         return hosts + self.link_hosts(c) + self.extra_hosts(c)
 
@@ -501,8 +504,9 @@ class NetworkService:
                 peer = linked.get((netname, qname))
                 if peer is not None and peer in (c["Name"][1:], c["Id"], c["Id"][:12]):
                     names.add(qname)
-                if qname in names and ep["ip_address"] not in out:
-                    out.append(ep["ip_address"])
+                if qname in names:
+                    # both families: the DNS server answers A or AAAA from them
+                    out += [a for a in (ep["ip_address"], ep.get("ipv6_address")) if a and a not in out]
         return out or None
 
     # -- the sandbox ----------------------------------------------------------------------------
@@ -522,8 +526,8 @@ class NetworkService:
         cid = c["Id"]
         path = self._sandbox_path(cid)
         if os.path.exists(path):
-            await asyncio.to_thread(linux.remove_netns, path)
-        await asyncio.to_thread(linux.create_netns, path)
+            await asyncio.to_thread(ns.remove_netns, path)
+        await asyncio.to_thread(ns.create_netns, path)
         c["_sandbox"] = path
         c["_endpoints"] = {}
         c["_ports"] = []
@@ -542,25 +546,25 @@ class NetworkService:
     async def _attach(self, c: dict[str, Any], name: str) -> None:
         net = self.get(name)
         drv = self.drivers[net["Driver"]]
-        cid = c["Id"]
+        cfg = self.container_networks(c).get(name) or {}
         opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}",
-                                "DriverOpts": dict((self.container_networks(c).get(name) or {}).get("DriverOpts") or {})}
-        address = ""
-        if drv.needs_ipam:
-            cfg = net["IPAM"]["Config"][0]
-            wanted = ((self.container_networks(c).get(name) or {}).get("IPAMConfig") or {}).get("IPv4Address") or ""
-            address = self.ipam.allocate(net["Id"], cfg["Subnet"], cid, wanted,
-                                         gateway=cfg.get("Gateway") or "")
-            opts.update(Address=address, Gateway=cfg.get("Gateway") or "",
-                        PrefixLen=ipaddress.ip_network(cfg["Subnet"]).prefixlen)
-        eid = secrets.token_hex(32)
+                                "DriverOpts": dict(cfg.get("DriverOpts") or {})}
+        if cfg.get("MacAddress"):
+            opts["MacAddress"] = cfg["MacAddress"]
+        addresses: list[str] = []
         try:
-            ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], eid, opts)
+            if drv.needs_ipam:
+                addresses = netipam.allocate(self.ipam, net, c["Id"], cfg.get("IPAMConfig") or {}, opts)
+            ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], secrets.token_hex(32), opts)
             c["_endpoints"][name] = dataclasses.asdict(ep)
             await asyncio.to_thread(drv.join, ep, c["_sandbox"])
+            sysctls = netipam.endpoint_sysctls(cfg.get("DriverOpts"), ep.interface)
+            if sysctls and ep.interface:  # dockerd's own endpoint option, for any driver
+                await asyncio.to_thread(ns.in_netns, c["_sandbox"], netipam.apply_sysctls, sysctls)
         except BaseException:
-            if name not in c["_endpoints"] and address:
-                self.ipam.release(net["Id"], address)
+            if name not in c["_endpoints"]:
+                for address in addresses:
+                    self.ipam.release(net["Id"], address)
             raise
         self._event("connect", net, c)
 
@@ -587,8 +591,9 @@ class NetworkService:
                     await asyncio.to_thread(getattr(drv, step), *args)
                 except Exception:  # noqa: BLE001 - undo as much as possible
                     log.exception("%s of %s on %s failed", step, c["Id"][:12], name)
-        if ep.ip_address:
-            self.ipam.release(ep.network_id, ep.ip_address)
+        for address in (ep.ip_address, ep.ipv6_address):
+            if address:
+                self.ipam.release(ep.network_id, address)
         if net is not None:
             self._event("disconnect", net, c)
 
@@ -614,8 +619,8 @@ class NetworkService:
             for b in lst or [{"HostIp": "", "HostPort": ""}]:
                 hp = str((b or {}).get("HostPort") or "")
                 lo, _, hi = hp.partition("-")
-                host_ip = (b or {}).get("HostIp") or ""
-                px = Proxy(proto, host_ip, int(lo) if lo else 0, (ep.ip_address, cport))
+                host_ip = ((b or {}).get("HostIp") or "").strip("[]")
+                px = Proxy(proto, host_ip, int(lo) if lo else 0, proxy_target(target, host_ip, cport))
                 px.bind()
                 proxies.append(px)
                 if userland:
@@ -647,7 +652,7 @@ class NetworkService:
         sandbox = c.get("_sandbox")
         if sandbox:
             try:
-                await asyncio.to_thread(linux.remove_netns, sandbox)
+                await asyncio.to_thread(ns.remove_netns, sandbox)
             except OSError:
                 log.exception("removing the network namespace of %s failed", cid[:12])
         c["_sandbox"] = ""
@@ -680,7 +685,7 @@ class NetworkService:
                 self.drivers[net["Driver"]].namespace != "private":
             raise Forbidden(f"container cannot be connected to network {net['Name']}")
         nets = dict(nets)
-        nets[net["Name"]] = self.endpoint_config(cfg)
+        nets[net["Name"]] = self.endpoint_config(net, cfg)
         c["_networks"] = nets
         if c["State"]["Running"] and c.get("_sandbox"):
             try:
@@ -716,7 +721,7 @@ class NetworkService:
         for name in os.listdir(self.netns_dir):
             if name not in live:
                 log.info("removing leftover network namespace %s", name[:12])
-                await asyncio.to_thread(linux.remove_netns, os.path.join(self.netns_dir, name))
+                await asyncio.to_thread(ns.remove_netns, os.path.join(self.netns_dir, name))
         for row in self.state.q("SELECT DISTINCT owner FROM ipam"):
             if row["owner"] not in live:
                 self.ipam.release_owner(row["owner"])
@@ -754,7 +759,7 @@ class NetworkService:
             ep = target.get(p.get("_endpoint"))
             if ep is None:
                 continue
-            px = Proxy(p["Proto"], p["HostIp"], p["HostPort"], (ep["ip_address"], p["ContainerPort"]))
+            px = Proxy(p["Proto"], p["HostIp"], p["HostPort"], proxy_target(ep, p["HostIp"], p["ContainerPort"]))
             try:
                 px.bind()
                 if userland:

@@ -30,12 +30,17 @@ def parse(text: str) -> tuple[str, str, str]:
     return os_, arch, variant
 
 
-def check(wanted: str | None, ref: str, config: dict[str, Any]) -> None:
-    """NotFound when the image (its config: ``os``, ``architecture``, ``variant``) does not
-    match the ``platform`` asked for."""
-    if not wanted:
+def check(images: Any, ref: str | None, wanted: str | None) -> None:
+    """NotFound when the local image ``ref`` (its config: ``os``, ``architecture``,
+    ``variant``) does not match the ``platform`` asked for; nothing to check without one (an
+    unknown image is the create's own error)."""
+    if not wanted or not ref:
         return
     want = parse(wanted)
+    try:
+        config = images.config(images.resolve(ref))
+    except NotFound:
+        return
     have = (config.get("os") or "linux", _ARCH.get(config.get("architecture") or "",
                                                    config.get("architecture") or ""),
             config.get("variant") or "")

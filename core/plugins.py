@@ -35,6 +35,21 @@ def make_plugin_manager(disabled: Iterable[str] = (), required: Iterable[str] = 
     return pm
 
 
+def info_contributions(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """What the plugins add to ``GET /info`` (``dockyard_info``), keyed by plugin name; a plugin
+    that raises is logged and left out, so one broken plugin cannot break ``info``."""
+    out: dict[str, Any] = {}
+    for impl in pm.hook.dockyard_info.get_hookimpls():
+        try:
+            value = impl.function()
+        except Exception:  # noqa: BLE001 - a plugin's bug, reported, never the daemon's answer
+            log.exception("plugin %s: dockyard_info failed", impl.plugin_name)
+            continue
+        if value is not None:
+            out[impl.plugin_name] = value
+    return out
+
+
 class DriverRegistry:
     """The installed drivers of one kind, by entry-point name, loaded on demand by stevedore."""
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from typing import Any
 
-from dockyard.hookspecs.errors import Conflict
+from dockyard.hookspecs.errors import Conflict, InvalidParameter
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,20 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
+def proxy_target(ep: dict[str, Any], host_ip: str, port: int) -> tuple[str, int]:
+    """Where the proxy of a port published on ``host_ip`` connects, for an endpoint (as the
+    daemon records it): its IPv6 address for an IPv6 host address when it has one, else its
+    IPv4 address (as docker-proxy does)."""
+    if ":" in host_ip and ep.get("ipv6_address"):
+        return ep["ipv6_address"], port
+    return ep["ip_address"], port
+
+
 class Proxy:
     """One published port: a bound host socket, proxying to ``target`` when ``enabled``."""
 
     def __init__(self, proto: str, host_ip: str, host_port: int, target: tuple[str, int]) -> None:
-        self.proto, self.host_ip, self.target = proto, host_ip or "0.0.0.0", target
+        self.proto, self.host_ip, self.target = proto, host_ip.strip("[]") or "0.0.0.0", target
         self.host_port = host_port
         self.sock: socket.socket | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -116,15 +126,24 @@ class Proxy:
 
     def bind(self) -> int:
         kind = socket.SOCK_STREAM if self.proto == "tcp" else socket.SOCK_DGRAM
-        s = socket.socket(socket.AF_INET, kind)
+        try:
+            family = socket.AF_INET6 if ipaddress.ip_address(self.host_ip).version == 6 \
+                else socket.AF_INET
+        except ValueError:
+            raise InvalidParameter(f"invalid host IP address {self.host_ip!r} for a published "
+                                   f"port") from None
+        shown = f"[{self.host_ip}]" if family == socket.AF_INET6 else self.host_ip
+        s = socket.socket(family, kind)
         try:
             if kind == socket.SOCK_STREAM:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # [::] is IPv6 only: 0.0.0.0 is bound on its own
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind((self.host_ip, self.host_port))
         except OSError as e:
             s.close()
             raise Conflict(f"driver failed programming external connectivity: Bind for "
-                           f"{self.host_ip}:{self.host_port} failed: {e.strerror}") from None
+                           f"{shown}:{self.host_port} failed: {e.strerror}") from None
         s.setblocking(False)
         self.sock = s
         self.host_port = s.getsockname()[1]

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from dockyard.hookspecs.errors import InvalidParameter
-from dockyard.hookspecs.mountpoint import mount_of
+from dockyard.hookspecs.host.mounts import mount_of
 
 MODES = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 DEFAULT = "rprivate"

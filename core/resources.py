@@ -1,7 +1,7 @@
 """A container's resource limits: checked, defaulted and discarded as dockerd does
 (``verifyPlatformContainerResources`` and ``adaptContainerSettings``), then turned into OCI
 ``linux.resources`` for the exec driver (which writes the cgroup files through
-:mod:`dockyard.hookspecs.cgroupfiles`).
+:mod:`dockyard.hookspecs.host.cgroupfiles`).
 
 Rules kept from dockerd:
 * ``--memory`` without ``--memory-swap`` gives swap = 2 × memory (``MemorySwap`` shows it).
@@ -18,7 +18,7 @@ import os
 import stat
 from typing import Any
 
-from dockyard.hookspecs import cgroupfiles
+from dockyard.hookspecs.host import cgroupfiles
 from dockyard.hookspecs.errors import InvalidParameter
 
 MIN_MEMORY = 6 * 1024 * 1024
@@ -72,6 +72,53 @@ def check(host: dict[str, Any], sup: cgroupfiles.Support | None = None,
             if key == "BlkioWeightDevice" and not 10 <= int(d.get("Weight") or 0) <= 1000:
                 raise InvalidParameter(f"invalid weight for device: {d.get('Path')} (Range of "
                                        f"blkio weight is from 10 to 1000)")
+    return warnings
+
+
+#: an OCI ``linux.resources`` field -> the HostConfig field that sets it
+RESOURCE_FIELDS = {"memory.limit": "Memory", "memory.swap": "MemorySwap", "pids.limit": "PidsLimit",
+                   "cpu.shares": "CpuShares", "cpu.quota": "CpuQuota", "cpu.period": "CpuPeriod",
+                   "cpu.cpus": "CpusetCpus", "cpu.mems": "CpusetMems", "blockIO.weight": "BlkioWeight",
+                   "memory.reservation": "MemoryReservation", "memory.swappiness": "MemorySwappiness",
+                   "memory.disableOOMKiller": "OomKillDisable",
+                   "blockIO.weightDevice": "BlkioWeightDevice",
+                   "blockIO.throttleReadBpsDevice": "BlkioDeviceReadBps",
+                   "blockIO.throttleWriteBpsDevice": "BlkioDeviceWriteBps",
+                   "blockIO.throttleReadIOPSDevice": "BlkioDeviceReadIOps",
+                   "blockIO.throttleWriteIOPSDevice": "BlkioDeviceWriteIOps"}
+
+
+def check_driver(host: dict[str, Any], execdrv: Any) -> None:
+    """InvalidParameter naming the first resource of ``host`` the exec driver cannot apply on
+    this host (never run a container without a limit it asked for)."""
+    for name in execdrv.unsupported_resources(resources_of(host)):
+        field = RESOURCE_FIELDS.get(name, name)
+        raise InvalidParameter(f"HostConfig.{field}: not supported on this host by the "
+                               f"{execdrv.name} exec driver ({name})")
+
+
+def adapt(host: dict[str, Any], execdrv: Any, storage_driver: str) -> list[str]:
+    """At create, dockerd's ``adaptContainerSettings`` and resource checks on a new container's
+    HostConfig (in place): the cgroup namespace default (the host's on v1, a private one on
+    v2), :func:`check`, what no driver here can do, then what the exec driver cannot apply.
+    Returns the warnings."""
+    host["CgroupnsMode"] = host.get("CgroupnsMode") or ("private" if support().v2 else "host")
+    warnings = check(host)
+    refuse_devices_and_storage(host, storage_driver)
+    check_driver(host, execdrv)
+    return warnings
+
+
+def check_update(host: dict[str, Any], new: dict[str, Any], updated: dict[str, Any],
+                 execdrv: Any) -> list[str]:
+    """``docker update``: ``new`` limits over the container's ``host``, merged as ``updated``
+    (adapted in place); dockerd's rule for a memory limit above the swap limit already set."""
+    if (new.get("Memory") and not new.get("MemorySwap") and (host.get("MemorySwap") or 0) > 0
+            and new["Memory"] > host["MemorySwap"]):
+        raise InvalidParameter("Memory limit should be smaller than already set memoryswap "
+                               "limit, update the memoryswap at the same time")
+    warnings = check(updated, update=True)
+    check_driver(updated, execdrv)
     return warnings
 
 

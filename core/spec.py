@@ -7,6 +7,7 @@ from typing import Any
 from dockyard.core import devices as devicesmod
 from dockyard.core import seccomp as seccompmod
 from dockyard.hookspecs.errors import InvalidParameter
+from dockyard.hookspecs.host.caps import ALL_CAPS, DEFAULT_CAPS, normalize as normalize_cap
 from dockyard.hookspecs.idmap import IDMap
 
 from . import propagation
@@ -15,27 +16,10 @@ from .volumes import spec_mounts
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: Docker's default capability set (CapEff 00000000a80425fb)
-DEFAULT_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-]
 MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
     "/sys/devices/virtual/powercap",
-]
-#: every capability (``--privileged``)
-ALL_CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 ]
 #: ``--init``: a static reaper bind-mounted at /dev/init, as Docker does with docker-init (tini)
 INIT_BINARY = next((p for p in ("/usr/bin/tini-static", "/usr/bin/docker-init")
@@ -60,7 +44,7 @@ def replace_or_append(defaults: list[str], overrides: list[str] | None) -> list[
     """dockerd's ``ReplaceOrAppendEnvValues``: each ``NAME=value`` of ``overrides`` replaces
     the entry of that name in ``defaults`` or is appended; a bare ``NAME`` removes it."""
     out: list[str | None] = list(defaults)
-    where = {e.partition("=")[0]: i for i, e in enumerate(out)}
+    where = {e.partition("=")[0]: i for i, e in enumerate(defaults)}
     for item in overrides or []:
         key, sep, _ = item.partition("=")
         if key in where:
@@ -71,13 +55,14 @@ def replace_or_append(defaults: list[str], overrides: list[str] | None) -> list[
     return [e for e in out if e is not None]
 
 
-def process_env(cfg: dict[str, Any]) -> list[str]:
+def process_env(cfg: dict[str, Any], linked: Any = ()) -> list[str]:
     """The environment of a container's process (dockerd's ``CreateDaemonEnvironment``):
-    ``PATH``, ``HOSTNAME`` and, with a TTY, ``TERM``, then ``Config.Env`` over them."""
+    ``PATH``, ``HOSTNAME`` and, with a TTY, ``TERM``, then the legacy links' variables
+    (``linked``, core.links), then ``Config.Env`` over them."""
     defaults = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={cfg.get('Hostname', '')}"]
     if cfg.get("Tty"):
         defaults.append("TERM=xterm")
-    return replace_or_append(defaults, cfg.get("Env"))
+    return replace_or_append(defaults + list(linked), cfg.get("Env"))
 
 
 def command(config: dict[str, Any]) -> list[str]:
@@ -128,7 +113,7 @@ _SYSCTL_IPC = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", 
 
 def check_host_config(host: dict[str, Any]) -> None:
     """What dockerd refuses at create among the options the spec builder uses."""
-    for key, value in (host.get("Sysctls") or {}).items():
+    for key in host.get("Sysctls") or {}:
         ok = key in _SYSCTL_IPC or key.startswith("fs.mqueue.") or key.startswith("net.")
         if key.startswith("net.") and host.get("NetworkMode") == "host":
             raise InvalidParameter(f"sysctl {key!r} is not allowed: the container shares the "
@@ -147,21 +132,17 @@ def check_host_config(host: dict[str, Any]) -> None:
 
 
 def _cap_names(host: dict[str, Any], key: str) -> list[str]:
-    out = []
-    for c in host.get(key) or ():
-        up = str(c).strip().upper()
-        full = up if up.startswith("CAP_") else "CAP_" + up
-        if full not in ALL_CAPS and full != "CAP_ALL":
-            raise InvalidParameter(f"invalid {key}: unknown capability: {full!r}")
-        out.append(full)
-    return out
+    try:
+        return [normalize_cap(c, allow_all=True) for c in host.get(key) or ()]
+    except ValueError as e:
+        raise InvalidParameter(f"invalid {key}: {e}") from None
 
 
 def capabilities(host: dict[str, Any]) -> list[str]:
     """A container's capability set without ``--privileged``, as moby's ``TweakCapabilities``:
     ``CapAdd`` ALL gives every capability but those dropped; ``CapDrop`` ALL keeps only those
-    added; otherwise Docker's default set less ``CapDrop``, plus ``CapAdd`` (drops first, then
-    adds). InvalidParameter naming the key for an unknown capability, as dockerd at create."""
+    added; otherwise Docker's default set less ``CapDrop``, plus ``CapAdd``. InvalidParameter
+    naming the key for an unknown capability, as dockerd answers at create."""
     add, drop = _cap_names(host, "CapAdd"), _cap_names(host, "CapDrop")
     if "CAP_ALL" in add:
         return [c for c in ALL_CAPS if c not in drop]
@@ -173,7 +154,7 @@ def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
     """What an exec driver needs of ``LogConfig``, as annotations (documented in
     hookspecs.execdriver): ``io.dockyard.log.driver`` (``none``: write nothing),
     ``io.dockyard.log.max-size`` (bytes) and ``io.dockyard.log.max-file``."""
-    from .units import ram_in_bytes
+    from dockyard.hookspecs.host.units import ram_in_bytes
     out = {"io.dockyard.log.driver": log_config.get("Type") or "json-file"}
     opts = log_config.get("Config") or {}
     if opts.get("max-size"):
@@ -182,23 +163,9 @@ def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
-          id_map: IDMap | None = None, no_new_privs: bool = True) -> dict[str, Any]:
-    """The spec of ``container`` on ``rootfs``; ``namespaces`` are those it joins or creates
-    (the network's with a path); a non-identity ``id_map`` adds a new user namespace with it;
-    ``no_new_privs`` is the daemon's default (``no-new-privileges``), which
-    ``--security-opt no-new-privileges=false`` turns off for one container."""
-    cfg = container["Config"]
-    userns: dict[str, Any] = {}
-    if id_map is not None and not id_map.is_identity:
-        namespaces = [*namespaces, {"type": "user"}]
-        userns = id_map.to_spec()
-    host = container["HostConfig"]
-    args = [container["Path"], *container["Args"]]
-    env = process_env(cfg)
-    caps = capabilities(host)
-    resources = resources_of(host)
-    dev_nodes, resources["devices"] = devicesmod.for_container(host)
+def _mounts(container: dict[str, Any], host: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spec's ``mounts``: /proc, /dev, /sys and the rest every container gets, the files
+    the daemon writes (resolv.conf, hostname, hosts), then the container's volumes and binds."""
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -224,7 +191,27 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         if container.get(key):
             mounts.append({"destination": dest, "type": "bind", "source": container[key],
                            "options": ["rbind", "rprivate"]})
-    mounts += spec_mounts(container)
+    return mounts + spec_mounts(container)
+
+
+def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
+          id_map: IDMap | None = None, no_new_privs: bool = True) -> dict[str, Any]:
+    """The spec of ``container`` on ``rootfs``; ``namespaces`` are those it joins or creates
+    (the network's with a path); a non-identity ``id_map`` adds a new user namespace with it;
+    ``no_new_privs`` is the daemon's default (``no-new-privileges``), which
+    ``--security-opt no-new-privileges=false`` turns off for one container."""
+    cfg = container["Config"]
+    userns: dict[str, Any] = {}
+    if id_map is not None and not id_map.is_identity:
+        namespaces = [*namespaces, {"type": "user"}]
+        userns = id_map.to_spec()
+    host = container["HostConfig"]
+    args = [container["Path"], *container["Args"]]
+    env = process_env(cfg, container.get("_link_env") or ())
+    caps = capabilities(host)
+    resources = resources_of(host)
+    dev_nodes, resources["devices"] = devicesmod.for_container(host)
+    mounts = _mounts(container, host)
     privileged = bool(host.get("Privileged"))
     secopts = security_options(host.get("SecurityOpt"))
     if secopts["no_new_privs"] is not None:
@@ -249,6 +236,9 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         "ociVersion": "1.0.2",
         "process": {
             "terminal": bool(cfg.get("Tty")),
+            **({"consoleSize": {"height": host["ConsoleSize"][0], "width": host["ConsoleSize"][1]}}
+               if cfg.get("Tty") and len(host.get("ConsoleSize") or ()) == 2 and all(host["ConsoleSize"])
+               else {}),
             "user": {"uid": 0, "gid": 0, "username": cfg.get("User") or "",
                      "additionalGroups": list(host.get("GroupAdd") or ())},
             **({"oomScoreAdj": int(host["OomScoreAdj"])} if host.get("OomScoreAdj") else {}),

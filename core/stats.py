@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dockyard.hookspecs.host.timefmt import rfc3339
+
 #: Docker's blkio lists (cgroup v1 has them all; v2 only the first)
 BLKIO_KEYS = ("io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
               "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive",
@@ -66,7 +68,7 @@ def docker_stats(c: dict[str, Any], raw: dict[str, Any], pre: dict[str, Any] | N
                  pre_time: float | None, networks: dict[str, Any] | None) -> dict[str, Any]:
     """One stats document: ``raw`` (and ``pre``, the sample before, for CPU percentages) as the
     exec driver gave them, ``networks`` from :func:`network_stats`."""
-    from .containers import ZERO_TIME, rfc3339
+    from .containers import ZERO_TIME
 
     mem = raw.get("memory") or {}
     total = mem_total()

@@ -29,7 +29,7 @@ import shutil
 from dataclasses import dataclass
 from typing import IO, Any, Callable
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter
 from dockyard.hookspecs.graphdriver import GraphDriver
 

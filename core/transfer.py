@@ -25,8 +25,9 @@ import time
 from typing import IO, Any, Callable
 
 from dockyard.hookspecs import registry as mt
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.host.units import human_size
 from dockyard.hookspecs.registry import RegistryBackend, VerifyingReader, sha256_of
 
 from .images import ImageStore, chain_id
@@ -49,15 +50,7 @@ def _bar(current: int, total: int) -> str:
     width = 50
     filled = min(width, int(width * current / total))
     arrow = "=" * max(filled - 1, 0) + (">" if filled else "")
-    return f"[{arrow:<{width}}] {_human(current)}/{_human(total)}"
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n:.3g}TB"
+    return f"[{arrow:<{width}}] {human_size(current)}/{human_size(total)}"
 
 
 def select_platform(index: dict[str, Any], os_: str = "linux", arch: str = "amd64") -> dict[str, Any]:

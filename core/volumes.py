@@ -4,12 +4,15 @@ A named volume is a directory ``<data-root>/volumes/<name>/_data`` recorded in S
 anonymous one is the same with a random name and the ``com.docker.volume.anonymous`` label (as
 Docker 23+ marks them). ``HostConfig.Binds`` (``-v``), ``HostConfig.Mounts`` (``--mount``),
 ``HostConfig.Tmpfs`` (``--tmpfs``) and the image's ``VOLUME``s become the container's ``Mounts``
-(inspect's shape) at create; the spec builder turns them into bind and tmpfs mounts.
+(inspect's shape) at create; the spec builder turns them into bind and tmpfs mounts. A volume
+created with options (``type``/``device``/``o``) is a mount on its ``_data`` directory, made
+while containers use it (:mod:`.localvolumes`).
 """
 from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import posixpath
 import re
@@ -21,7 +24,9 @@ from typing import Any
 
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 
-from . import propagation, subpath
+from . import localvolumes, propagation, subpath
+
+log = logging.getLogger(__name__)
 
 ANON_LABEL = "com.docker.volume.anonymous"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -48,6 +53,7 @@ class VolumeService:
         self.d = daemon
         self.root = os.path.join(daemon.data_root, "volumes")
         os.makedirs(self.root, mode=0o701, exist_ok=True)
+        self.mounts = localvolumes.Mounts()
 
     # -- volumes --------------------------------------------------------------------------------
     def _row(self, name: str) -> dict[str, Any]:
@@ -66,9 +72,7 @@ class VolumeService:
                options: dict[str, str] | None = None) -> dict[str, Any]:
         if driver not in ("", "local"):
             raise NotFound(f"volume driver {driver!r} not found; installed: local")
-        if options:
-            raise InvalidParameter("the local volume driver takes no options here: "
-                                   + ", ".join(sorted(options)))
+        options = localvolumes.check_options(options)
         anonymous = not name
         name = name or secrets.token_hex(32)
         if not _NAME.match(name):
@@ -79,7 +83,11 @@ class VolumeService:
                                    f"characters")
         rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
         if rows:  # Docker: creating an existing volume returns it
-            return json.loads(rows[0]["data"])
+            vol = json.loads(rows[0]["data"])
+            if options and options != (vol.get("Options") or {}):
+                raise Conflict(f"volume {name} already exists with other options "
+                               f"({json.dumps(vol.get('Options'))}): remove it first")
+            return vol
         labels = dict(labels or {})
         if anonymous:
             labels[ANON_LABEL] = ""
@@ -89,7 +97,7 @@ class VolumeService:
         if id_map is not None and not id_map.is_identity:  # writable by the containers' root
             os.chown(data_dir, *id_map.root)
         vol = {"Name": name, "Driver": "local", "Mountpoint": data_dir, "CreatedAt": _now(),
-               "Labels": labels, "Scope": "local", "Options": None}
+               "Labels": labels, "Scope": "local", "Options": options or None}
         self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
         self.d.event("volume", "create", name, {"driver": "local"})
         return vol
@@ -111,6 +119,10 @@ class VolumeService:
         self._destroy(name)
 
     def _destroy(self, name: str) -> None:
+        """The record and directory of an unused volume; a volume still mounted (a leftover)
+        is unmounted first, never removed through its mount (a bind volume's files are the
+        host's)."""
+        localvolumes.unmount(os.path.join(self.root, name, "_data"))
         self.state.x("DELETE FROM volumes WHERE name=?", name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
         self.d.event("volume", "destroy", name, {"driver": "local"})
@@ -169,7 +181,9 @@ class VolumeService:
                             "Mode": "", "RW": not ro, "Propagation": prop}
             elif typ == "volume":
                 vopts = m.get("VolumeOptions") or {}
-                vol = self.create(m.get("Source") or None, labels=vopts.get("Labels"))
+                # --mount volume-opt=...: the options of a volume this creates
+                vol = self.create(m.get("Source") or None, labels=vopts.get("Labels"),
+                                  options=(vopts.get("DriverConfig") or {}).get("Options"))
                 # NoCopy (--mount volume-nocopy): no copy of the image's content, as -v :nocopy
                 src = subpath.source(vol["Mountpoint"], vopts.get("Subpath") or "")
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": src,
@@ -250,9 +264,6 @@ class VolumeService:
         """Before a start or a ``docker cp``, as dockerd: a missing bind source given with ``-v``
         is made (a directory); one given with ``--mount`` is refused."""
         propagation.check_sources(c.get("Mounts") or [])
-        for m in c.get("Mounts") or []:
-            if m.get("Type") == "volume" and (mountpoint := self._subpath_of(m)):
-                subpath.check(mountpoint, m["Source"])
         strict = {_dest(m.get("Target")) for m in c["HostConfig"].get("Mounts") or []
                   if isinstance(m, dict) and m.get("Type") == "bind"}
         for m in c.get("Mounts") or []:
@@ -280,6 +291,58 @@ class VolumeService:
                               "read/write": "true" if m.get("RW", True) else "false",
                               "propagation": m.get("Propagation") or ""})
             self.d.event("volume", action, m["Name"], attrs)
+
+    # -- volumes with options: mounted while containers use them ------------------------------
+    def _mounted_volumes(self, c: dict[str, Any]) -> list[tuple[str, dict[str, str], str]]:
+        out = []
+        for m in c.get("Mounts") or []:
+            if m.get("Type") != "volume":
+                continue
+            try:
+                opts = self._row(m["Name"]).get("Options") or {}
+            except NotFound:
+                continue
+            if localvolumes.needs_mount(opts):
+                out.append((m["Name"], opts, os.path.join(self.root, m["Name"], "_data")))
+        return out
+
+    def mount(self, c: dict[str, Any], user: str = "") -> None:
+        """Before container ``c`` starts (or a ``docker cp`` reads or writes its files: another
+        ``user``): mount its volumes that have options (the first user mounts), then check its
+        volume-subpaths. Runs in a worker thread; a failed mount is the start's error."""
+        user = user or c["Id"]
+        done = []
+        try:
+            for name, opts, target in self._mounted_volumes(c):
+                self.mounts.acquire(name, opts, target, user)
+                done.append((name, target))
+            for m in c.get("Mounts") or []:  # volume-subpath: checked in the mounted volume
+                if m.get("Type") == "volume" and (mountpoint := self._subpath_of(m)):
+                    subpath.check(mountpoint, m["Source"])
+        except BaseException:
+            for name, target in done:
+                self.mounts.release(name, target, user)
+            raise
+
+    def unmount(self, c: dict[str, Any], user: str = "") -> None:
+        """Container ``c`` stopped (or the ``user`` is done): release its volumes (the last user
+        unmounts)."""
+        for name, _opts, target in self._mounted_volumes(c):
+            try:
+                self.mounts.release(name, target, user or c["Id"])
+            except Conflict as e:
+                log.warning("volume %s: %s", name, e.message)
+
+    def restore(self, running: list[dict[str, Any]]) -> None:
+        """At daemon start: the running containers' volumes stay mounted and counted; the
+        others are unmounted."""
+        users: dict[str, set[str]] = {}
+        for c in running:
+            for name, _opts, _target in self._mounted_volumes(c):
+                users.setdefault(name, set()).add(c["Id"])
+        mounted = {v["Name"]: v["Mountpoint"] for v in self.list()
+                   if localvolumes.needs_mount(v.get("Options"))}
+        self.mounts.restore(users, mounted)
 
 
 def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:

@@ -177,6 +177,13 @@ class ExecDriver(abc.ABC):
         """Host pids of every process in the container."""
         raise NotImplementedError(f"{self.name}: pids")
 
+    def unsupported_resources(self, resources: dict[str, Any]) -> list[str]:
+        """Which of ``resources`` (an OCI ``linux.resources``) this driver cannot apply on this
+        host, as dotted OCI names (``blockIO.weight``): the daemon refuses a container (or an
+        update) that sets one with a 400 naming its HostConfig field, instead of running it
+        without. Called at create and update; the default claims everything is applied."""
+        return []
+
     async def update(self, cid: str, resources: dict[str, Any]) -> None:
         """Apply new ``linux.resources`` to a created or running container (``docker update``)
         and keep them for its later starts. InvalidParameter if the kernel refuses a value."""

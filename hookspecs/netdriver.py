@@ -41,6 +41,10 @@ class Endpoint:
     #: interface name inside the container (``eth0``, ``eth1``... for a second network)
     interface: str = "eth0"
     mtu: int = 0
+    #: the IPv6 address, prefix length and gateway, on a network with IPv6 enabled
+    ipv6_address: str = ""
+    ipv6_prefix_len: int = 0
+    ipv6_gateway: str = ""
     #: driver-private data (e.g. the host-side veth name); persisted with the container and
     #: handed back after a daemon restart, so keep it JSON-serialisable
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -75,7 +79,8 @@ class NetDriver(abc.ABC):
         network's ``Options``). ``options``: ``Name``, ``Internal`` (no traffic leaves the
         network), ``Default`` (the daemon's predefined network of this driver), ``Options``
         (``-o`` driver options given by the user), plus ``Subnet``/``Gateway`` when
-        :attr:`needs_ipam`. Also called for every existing network at daemon start (with the
+        :attr:`needs_ipam`, and ``IPv6Subnet``/``IPv6Gateway`` (empty unless the network has
+        IPv6 enabled: then the gateway goes on the network's side, as the IPv4 one). Also called for every existing network at daemon start (with the
         same id): then make sure the network exists, and do not fail if it does."""
 
     @abc.abstractmethod
@@ -88,13 +93,18 @@ class NetDriver(abc.ABC):
         """Allocate an endpoint on ``network_id``. ``options``: ``Interface`` (its name inside
         the container), ``DriverOpts`` (the request's ``EndpointSettings.DriverOpts``: apply
         those this driver knows; as dockerd's drivers, ignore the others) and, when
-        :attr:`needs_ipam`, ``Address``, ``PrefixLen``, ``Gateway``, ``MacAddress`` chosen by
-        the daemon."""
+        :attr:`needs_ipam`, ``Address``, ``PrefixLen``, ``Gateway`` chosen by the daemon,
+        ``IPv6Address``, ``IPv6PrefixLen``, ``IPv6Gateway`` on a network with IPv6 (empty
+        otherwise), ``MacAddress`` when the user gave one (``--mac-address``: use it, else
+        choose one) and ``LinkLocalIPs`` (extra addresses for the interface,
+        ``--link-local-ip``)."""
 
     @abc.abstractmethod
     def join(self, endpoint: Endpoint, netns_path: str) -> None:
         """Plumb ``endpoint`` into the network namespace at ``netns_path`` (a bind-mounted
-        namespace file; its ``lo`` is already up). Called before the container's process starts,
+        namespace file; its ``lo`` is already up): the interface with its MAC address, its IPv4
+        and (when it has one) IPv6 address, IPv6 enabled on it, default routes through the
+        gateways unless the network is internal. Called before the container's process starts,
         or while it runs (``network connect``)."""
 
     @abc.abstractmethod
@@ -111,7 +121,9 @@ class NetDriver(abc.ABC):
         Each port is ``{"Proto": "tcp"|"udp", "HostIp": str, "HostPort": int,
         "ContainerPort": int}``; the daemon has already reserved ``HostPort`` (it holds a socket
         bound to it, and runs the userland proxy there when that is enabled), so the driver only
-        adds kernel rules (e.g. DNAT) that send traffic to the endpoint."""
+        adds kernel rules (e.g. DNAT) that send traffic to the endpoint. ``HostIp`` may be an
+        IPv6 address (``[::1]:8080:80``): its traffic goes to the endpoint's IPv6 address, and
+        when it has none only through the daemon's proxy."""
         return []
 
     def unpublish(self, endpoint: Endpoint, ports: list[dict[str, Any]]) -> None:

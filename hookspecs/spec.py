@@ -133,8 +133,10 @@ def dockyard_add_commands(cli: click.Group) -> None:
 def dockyard_info() -> dict[str, Any] | None:
     """Contribute keys to ``GET /info``.
 
-    Called on every ``GET /info``. Return a dict whose items are added under the ``Plugins``
-    section's ``"Extra"`` key (namespaced by plugin name), or ``None``. All results are collected.
+    Called on every ``GET /info``. Return a dict, shown under the answer's ``DockyardExtra`` key
+    as the value of the plugin's name (``{"DockyardExtra": {"myplugin": {...}}}``: two plugins
+    never overwrite each other's keys), or ``None`` to show nothing. Every plugin's result is
+    collected; one that raises is logged and left out.
     """
 
 
@@ -144,8 +146,11 @@ def dockyard_authorize(method: str, path: str, body: bytes | None) -> str | None
 
     :param method: the HTTP method.
     :param path: the request path, without the ``/vX.Y`` prefix.
-    :param body: the request body if it is JSON, else ``None``.
+    :param body: the raw request body when it is JSON (``Content-Type: application/json``, at
+        most the daemon's JSON body limit; the handler then reads the same bytes), else
+        ``None`` (no body, or a tar or other stream, which is never read ahead).
 
-    Called for every API request before it is handled. Return a message to refuse it (HTTP 403
-    with that message) or ``None`` to let it through. The first non-``None`` result wins.
+    Called for every API request before it is handled, after the API version is checked.
+    Return a message to refuse it (HTTP 403 with that message) or ``None`` to let it through.
+    The first non-``None`` result wins.
     """

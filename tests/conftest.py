@@ -96,6 +96,9 @@ class Daemon:
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.api = Api(self.sock)
+        #: what the daemon reads as the host's resolv.conf (DOCKYARD_HOST_RESOLV_CONF): names
+        #: no name server unless a test writes one of its own (no query leaves the machine)
+        self.resolv_conf = os.path.join(root, "host-resolv.conf")
         self.config_path = os.path.join(root, "daemon.json")
         self.config: dict[str, Any] = {}   # written to daemon.json by start()
         self.log_level: str | None = "debug"  # None: no --log-level flag (daemon.json may set it)
@@ -110,11 +113,15 @@ class Daemon:
                 *self.extra_args]
 
     def spawn(self, argv: list[str], log: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        env = {**os.environ, "DOCKYARD_HOST_RESOLV_CONF": self.resolv_conf}
+        return subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
 
     def start(self, timeout: float = 30) -> None:
         with open(self.config_path, "w") as f:
             json.dump(self.config, f)
+        if not os.path.exists(self.resolv_conf):
+            with open(self.resolv_conf, "w") as f:
+                f.write("# the test suite's host resolv.conf: no name server\n")
         log = open(self.log_path, "ab")
         self.proc = self.spawn(self.argv(), log)
         log.close()
@@ -212,6 +219,22 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_host_resolvers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every dockyardd the suite starts, also those a test spawns its own way, reads a
+    resolv.conf naming no server as the host's: no name a container looks up is forwarded to
+    the machine's real resolvers (a Daemon gets a file of its own: ``Daemon.resolv_conf``)."""
+    path = tmp_path_factory.mktemp("resolv") / "resolv.conf"
+    path.write_text("# the test suite's host resolv.conf: no name server\n")
+    before = os.environ.get("DOCKYARD_HOST_RESOLV_CONF")
+    os.environ["DOCKYARD_HOST_RESOLV_CONF"] = str(path)
+    yield
+    if before is None:
+        os.environ.pop("DOCKYARD_HOST_RESOLV_CONF", None)
+    else:
+        os.environ["DOCKYARD_HOST_RESOLV_CONF"] = before
+
+
 @pytest.fixture(scope="session")
 def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> str:
     from dockyard.core.busybox import main as make_tar
@@ -254,6 +277,13 @@ def unique_subnet(prefix: int = 24) -> str:
     raise RuntimeError("no free 10.x subnet")
 
 
+def unique_subnet6() -> str:
+    """A random ULA /64 (fd00::/8 with a random global ID), unique per call for all practical
+    purposes, overlapping no route of the host."""
+    from dockyard.hookspecs.conformance.subnets import free_subnet6
+    return str(free_subnet6())
+
+
 def network_args() -> tuple[str, list[str]]:
     """A unique default bridge (name and address) for one test daemon, IPv4 forwarding left
     as the host has it."""
@@ -280,7 +310,7 @@ def remove_network_leftovers(d: "Daemon") -> list[str]:
     bridge = getattr(d, "bridge_name", "")
     if bridge:
         table = "dockyard_" + bridge
-        for family in ("ip", "bridge"):
+        for family in ("ip", "ip6", "bridge"):
             if subprocess.run(["nft", "list", "table", family, table], capture_output=True).returncode == 0:
                 found.append(f"nft {family} {table}")
                 subprocess.run(["nft", "delete", "table", family, table], capture_output=True)

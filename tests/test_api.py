@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import struct
 import subprocess
 import time
 
 
 from conftest import DOCKYARDD, Daemon, UnixHTTPConnection, make_root
+from dockyard.hookspecs.host import streams
 
 
 def run_container(d: Daemon, cmd: list[str], **extra) -> tuple[str, int, bytes]:
@@ -24,13 +24,8 @@ def run_container(d: Daemon, cmd: list[str], **extra) -> tuple[str, int, bytes]:
 
 
 def demux(data: bytes, want: tuple[int, ...] = (1, 2)) -> bytes:
-    out = b""
-    while len(data) >= 8:
-        stream, size = struct.unpack(">BxxxI", data[:8])
-        if stream in want:
-            out += data[8:8 + size]
-        data = data[8 + size:]
-    return out
+    return b"".join(payload for stream, payload in streams.iter_frames(data, strict=False)
+                    if stream in want)
 
 
 def test_ping_and_version_headers(shared_daemon: Daemon) -> None:

@@ -11,7 +11,8 @@ import pytest
 from dockyard.core import archive
 from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.idmap import IDMap
-from dockyard.hookspecs.naivediff import compute_changes, write_layer_tar
+from dockyard.hookspecs.host.changes import compute_changes
+from dockyard.hookspecs.host.layertar import write_layer_tar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown)")
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 
 from dockyard.core import resources
-from dockyard.hookspecs import cgroupfiles as cf
-from dockyard.hookspecs.cgroupfiles import Write
+from dockyard.hookspecs.host import cgroupfiles as cf
+from dockyard.hookspecs.host.cgroupfiles import Write
 
 MiB = 1 << 20
 

@@ -120,6 +120,22 @@ def test_ps_all_format(daemon):
     assert out(r).strip() == "c2"
     r = daemon.cli("ps", "-a", "--format", "{{json .}}")
     assert {json.loads(x)["Names"] for x in out(r).splitlines()} == {"c1", "c2"}
+    # -f name=value, repeated: the API's filters object (same key: either value; keys: all)
+    names = lambda *a: sorted(out(daemon.cli(*a, "--format", "{{.Names}}")).split())  # noqa: E731
+    assert names("ps", "-a", "-f", "label=k=v") == ["c1"]
+    assert names("ps", "-a", "-f", "name=c1", "-f", "name=c2") == ["c1", "c2"]
+    assert names("ps", "-a", "-f", "name=c1", "-f", "status=exited") == []
+    assert daemon.cli("volume", "create", "vol-flt").returncode == 0
+    assert out(daemon.cli("volume", "ls", "-q", "-f", "name=vol-flt")).split() == ["vol-flt"]
+    assert out(daemon.cli("volume", "ls", "-q", "-f", "name=vol-none")).split() == []
+    r = daemon.cli("network", "ls", "-f", "driver=bridge", "-f", "name=host", "--format", "{{.Name}}")
+    assert out(r).split() == []
+    r = daemon.cli("network", "ls", "-f", "driver=bridge", "--format", "{{.Name}}")
+    assert out(r).split() == ["bridge"]
+    r = daemon.cli("images", "-f", "reference=busybox", "--format", "{{.Repository}}")
+    assert out(r).split() == ["busybox"]
+    r = daemon.cli("images", "-f", "reference=nosuch", "--format", "{{.Repository}}")
+    assert out(r).split() == []
 
 
 def test_inspect_formats_and_errors(daemon):

@@ -12,8 +12,8 @@ import uuid
 import pytest
 
 from dockyard.core import devices as dockerdevs
-from dockyard.hookspecs import devicebpf
-from dockyard.hookspecs.devices import DeviceRules, parse_rule
+from dockyard.hookspecs.host import devicebpf
+from dockyard.hookspecs.host.devices import DeviceRules, parse_rule
 from dockyard.hookspecs.errors import InvalidParameter
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -263,7 +263,7 @@ def test_devices_under_a_directory_and_through_a_symlink(tmp_path) -> None:
     """``--device DIR:/dev/x`` takes every character and block device below DIR (FIFOs and
     other files left out), a symlink is followed, and a path with no device is dockerd's
     error."""
-    from dockyard.hookspecs.devices import devices_under
+    from dockyard.hookspecs.host.devices import devices_under
     top = tmp_path / "devs"
     (top / "sub").mkdir(parents=True)
     os.mknod(top / "null", 0o020640, os.makedev(1, 3))

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import struct
 import tempfile
 import time
 import uuid
@@ -20,6 +19,7 @@ import pytest
 
 from dockyard.hookspecs.errors import Conflict, ExecError, NotFound
 from dockyard.hookspecs.execdriver import ExitStatus
+from dockyard.hookspecs.host import streams
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native driver needs root")
 
@@ -95,13 +95,8 @@ class Env:
 
 
 def demux(data: bytes) -> tuple[bytes, bytes]:
-    out = {1: b"", 2: b""}
-    while data:
-        assert len(data) >= 8, data
-        stream, size = struct.unpack(">BxxxI", data[:8])
-        out[stream] += data[8:8 + size]
-        data = data[8 + size:]
-    return out[1], out[2]
+    out = streams.demux(data)
+    return out.get(1, b""), out.get(2, b"")
 
 
 def _alive(pid: int) -> bool:

@@ -89,7 +89,18 @@ PLUGIN = textwrap.dedent('''
     def dockyard_authorize(method, path, body):
         if path.startswith("/containers/") and path.endswith("/json") and "forbidden" in path:
             return "forbidden by testplugin"
+        if body is not None and (json.loads(body).get("Labels") or {}).get("authz") == "deny":
+            return f"denied by testplugin: {method} {path} with label authz=deny"
         return None
+''')
+
+#: a second plugin whose info contribution fails: logged and left out, never a broken /info
+BROKEN_PLUGIN = textwrap.dedent('''
+    from dockyard.hookspecs import hookimpl
+
+    @hookimpl
+    def dockyard_info():
+        raise RuntimeError("broken on purpose")
 ''')
 
 
@@ -97,11 +108,12 @@ PLUGIN = textwrap.dedent('''
 def plugin_daemon(busybox_tar: str, tmp_path, monkeypatch) -> Daemon:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "dky_testplugin.py").write_text(PLUGIN)
-    dist = site / "dky_testplugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: dky-testplugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[dockyard.plugins]\ntestplugin = dky_testplugin\n")
+    for name, source in (("testplugin", PLUGIN), ("brokenplugin", BROKEN_PLUGIN)):
+        (site / f"dky_{name}.py").write_text(source)
+        dist = site / f"dky_{name}-1.0.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: dky-{name}\nVersion: 1.0\n")
+        (dist / "entry_points.txt").write_text(f"[dockyard.plugins]\n{name} = dky_{name}\n")
     log = tmp_path / "hooks.log"
     monkeypatch.setenv("PYTHONPATH", str(site))
     monkeypatch.setenv("DKY_PLUGIN_LOG", str(log))
@@ -134,11 +146,28 @@ def test_every_hook_fires_in_a_real_daemon(plugin_daemon: Daemon) -> None:
     # extra routes, info contributions, the authorization veto
     assert d.api.get("/plugin/hello") == (200, {"hello": "plugin"})
     _, info = d.api.get("/info")
-    assert info["DockyardExtra"] == {"testplugin": "here"}
+    assert info["DockyardExtra"] == {"testplugin": {"testplugin": "here"}}
     assert "testplugin" in info["DockyardPlugins"]
     status, err = d.api.get("/v1.45/containers/forbidden/json")
     assert status == 403 and err["message"] == "forbidden by testplugin"
     assert d.api.get("/containers/allowed/json")[0] == 404
+
+
+def test_authorization_plugin_sees_json_bodies(plugin_daemon: Daemon) -> None:
+    """The plugin gets the JSON body the handler then reads: it can refuse on the body's content,
+    and a body it let through still reaches the handler whole."""
+    d = plugin_daemon
+    status, err = d.api.post("/v1.45/containers/create",
+                             {"Image": "busybox", "Cmd": ["true"], "Labels": {"authz": "deny"}})
+    assert status == 403, err
+    assert err["message"] == ("denied by testplugin: POST /containers/create with label "
+                              "authz=deny")
+    status, body = d.api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
+                                                     "Labels": {"authz": "allow"}})
+    assert status == 201, body
+    _, c = d.api.get(f"/containers/{body['Id']}/json")
+    assert c["Config"]["Labels"] == {"authz": "allow"} and c["Config"]["Cmd"] == ["true"]
+    d.api.delete(f"/containers/{body['Id']}")
 
 
 def test_required_plugin_missing_stops_startup(busybox_tar: str) -> None:

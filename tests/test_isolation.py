@@ -20,6 +20,26 @@ def test_default_capabilities(shared_daemon: Daemon) -> None:
     assert caps["CapAmb"] == "0000000000000000"
 
 
+@pytest.mark.parametrize("host_config, want", [
+    # moby's TweakCapabilities: drop ALL keeps only what is added; add before drop is kept
+    ({"CapDrop": ["ALL"], "CapAdd": ["chown", "CAP_KILL"]}, (1 << 0) | (1 << 5)),
+    ({"CapAdd": ["NET_ADMIN"], "CapDrop": ["chown"]}, (0xA80425FB & ~1) | (1 << 12)),
+])
+def test_cap_add_and_drop(shared_daemon: Daemon, host_config: dict, want: int) -> None:
+    _, code, out = run_container(shared_daemon, ["grep", "^CapEff", "/proc/self/status"],
+                                 HostConfig=host_config)
+    assert code == 0, out
+    assert int(out.decode().split()[1], 16) == want
+
+
+def test_unknown_capability_is_refused_at_create(shared_daemon: Daemon) -> None:
+    for key in ("CapAdd", "CapDrop"):
+        status, err = shared_daemon.api.post("/containers/create", {
+            "Image": "busybox", "Cmd": ["true"], "HostConfig": {key: ["NET_FOO"]}})
+        assert status == 400, err
+        assert err["message"] == f'invalid {key}: unknown capability: "CAP_NET_FOO"'
+
+
 def test_non_root_user_has_no_effective_capabilities(shared_daemon: Daemon) -> None:
     _, code, out = run_container(shared_daemon, ["sh", "-c", "id -u; grep ^CapEff /proc/self/status"],
                                  User="nobody")

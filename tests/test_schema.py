@@ -155,11 +155,8 @@ def test_unsupported_fields_are_refused_only_when_set() -> None:
     assert "HostConfig.MaskedPaths" in _refused({"HostConfig": {"MaskedPaths": []}})
     assert "Mounts[0].BindOptions.NonRecursive" in _refused(
         {"HostConfig": {"Mounts": [{"Type": "bind", "BindOptions": {"NonRecursive": True}}]}})
-    assert "EndpointsConfig['n'].MacAddress" in _refused(
-        {"NetworkingConfig": {"EndpointsConfig": {"n": {"MacAddress": "02:00:00:00:00:01"}}}})
-    assert "IPAM.Config[0].IPRange" in _refused(
-        {"Name": "n", "IPAM": {"Config": [{"Subnet": "10.9.0.0/24", "IPRange": "10.9.0.0/25"}]}},
-        schema.NetworkCreate)
+    assert "ConfigFrom.Network" in _refused({"Name": "n", "ConfigFrom": {"Network": "other"}},
+                                            schema.NetworkCreate)
     # their "not set" values pass
     _decode({"HostConfig": {"MemorySwappiness": -1, "Isolation": "default", "VolumeDriver": "local",
                             "MaskedPaths": None, "Mounts": [{"BindOptions": {"NonRecursive": False}}]}})

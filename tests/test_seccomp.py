@@ -9,8 +9,10 @@ import os
 import pytest
 
 from conftest import Daemon
-from dockyard.core import seccomp as profiles
-from dockyard.core.spec import DEFAULT_CAPS
+from dockyard.core import seccomp as policy
+from dockyard.hookspecs.host import seccomp as profiles
+from dockyard.hookspecs.host import seccompbpf
+from dockyard.hookspecs.host.caps import DEFAULT_CAPS
 from test_api import run_container
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -47,9 +49,9 @@ def test_default_profile_is_an_allow_list_resolved_per_capability_set() -> None:
 
 
 def test_security_opt_parsing(tmp_path) -> None:
-    assert profiles.for_container(["seccomp=unconfined"], list(DEFAULT_CAPS), False) is None
-    assert profiles.for_container(["seccomp:unconfined"], list(DEFAULT_CAPS), False) is None
-    assert profiles.for_container([], list(DEFAULT_CAPS), True) is None
+    assert policy.for_container(["seccomp=unconfined"], list(DEFAULT_CAPS), False) is None
+    assert policy.for_container(["seccomp:unconfined"], list(DEFAULT_CAPS), False) is None
+    assert policy.for_container([], list(DEFAULT_CAPS), True) is None
     custom = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
               "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
                             "includes": {"caps": ["CAP_CHOWN"]}},
@@ -58,14 +60,14 @@ def test_security_opt_parsing(tmp_path) -> None:
     path = tmp_path / "p.json"
     path.write_text(json.dumps(custom))
     for opt in (f"seccomp={path}", "seccomp=" + json.dumps(custom), "seccomp:" + json.dumps(custom)):
-        got = profiles.for_container([opt], list(DEFAULT_CAPS), False)
+        got = policy.for_container([opt], list(DEFAULT_CAPS), False)
         assert got == {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
                        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
     from dockyard.hookspecs.errors import InvalidParameter
     with pytest.raises(InvalidParameter):
-        profiles.for_container([f"seccomp={tmp_path}/missing.json"], [], False)
+        policy.for_container([f"seccomp={tmp_path}/missing.json"], [], False)
     with pytest.raises(InvalidParameter):
-        profiles.for_container(["seccomp={not json"], [], False)
+        policy.for_container(["seccomp={not json"], [], False)
 
 
 def _sh(d: Daemon, script: str, **extra) -> tuple[int, str]:
@@ -171,7 +173,6 @@ def _errnos_under(bpf: bytes, numbers: list[int]) -> dict[int, int]:
     system call number with zero arguments: {number: errno, 0 when the call succeeded}. The
     kernel, not a model of the filter, answers."""
     import ctypes
-    from dockyard.plugins.execdrivers.native import security
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
@@ -181,7 +182,7 @@ def _errnos_under(bpf: bytes, numbers: list[int]) -> dict[int, int]:
             libc.syscall.restype = ctypes.c_long
             if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
                 os._exit(2)
-            security.load_bpf(bpf)
+            seccompbpf.load_bpf(bpf)
             out = {}
             for nr in numbers:
                 ctypes.set_errno(0)
@@ -202,14 +203,12 @@ def _errnos_under(bpf: bytes, numbers: list[int]) -> dict[int, int]:
 
 
 def _bpf(profile: dict) -> bytes:
-    from dockyard.plugins.execdrivers.native import security
-    return security.compile_bpf(profile)
+    return seccompbpf.compile_bpf(profile)
 
 
 @x86_64_only
 def test_enosys_ranges_per_architecture() -> None:
-    from dockyard.plugins.execdrivers.native import security
-    ranges = security.enosys_ranges(profiles.default_profile(list(DEFAULT_CAPS)))
+    ranges = seccompbpf.enosys_ranges(profiles.default_profile(list(DEFAULT_CAPS)))
     assert ranges["X86_64"] == [(FUTEX_WAITV + 1, 1023)]
     assert ranges["X86"] == [(FUTEX_WAITV + 1, 1023)]
     # x32: common calls and x32's own (512..547, rt_sigaction... named by the profile) apart
@@ -218,11 +217,11 @@ def test_enosys_ranges_per_architecture() -> None:
     for default in ({"defaultAction": "SCMP_ACT_ALLOW"}, {"defaultAction": "SCMP_ACT_LOG"},
                     {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.ENOSYS}):
         p = {**default, "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL"}]}
-        assert security.enosys_ranges(p) == {} and security.enosys_stub(p) == b""
+        assert seccompbpf.enosys_ranges(p) == {} and seccompbpf.enosys_stub(p) == b""
     # a deny-by-default profile naming only old calls: everything after its highest
     killer = {"defaultAction": "SCMP_ACT_KILL_PROCESS", "architectures": ["SCMP_ARCH_X86_64"],
               "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}
-    assert security.enosys_ranges(killer)["X86_64"] == [(232, 1023)]  # exit_group: 231
+    assert seccompbpf.enosys_ranges(killer)["X86_64"] == [(232, 1023)]  # exit_group: 231
 
 
 @needs_root

@@ -1,4 +1,4 @@
-"""The safe tar extractor (``dockyard.hookspecs.tarsafe``) in-process, against archives made by
+"""The safe tar extractor (``dockyard.hookspecs.host.tarsafe``) in-process, against archives made by
 Debian's GNU tar and by hand: formats, sparse files, corruption, limits, cancellation, policies.
 
 The daemon's entry points are exercised with the same archives in test_hostile_archives.py.
@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import InvalidParameter
 
 sys.path.insert(0, os.path.dirname(__file__))

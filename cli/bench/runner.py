@@ -206,7 +206,7 @@ def run_scenario(scen: Scenario, subs: list[Subject], ctx: Context, opts: Option
         for i in range(runs):
             for s in rotate(list(active), i):
                 progress.note(f"{scen.name}: {s.name} #{i + 1}")
-                values = attempt(ctx, scen, s, lambda s=s: scen.sample(ctx, s, i))
+                values = attempt(ctx, scen, s, lambda s=s, i=i: scen.sample(ctx, s, i))
                 progress.advance(f"{scen.name}: {s.name} #{i + 1} done")
                 if values is FAILED:
                     active.remove(s)

@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))
 
 from dockyard.core import schema  # noqa: E402
-from dockyard.core.seccomp import DEFAULT  # noqa: E402
+from dockyard.hookspecs.host.seccomp import DEFAULT  # noqa: E402
 from test_schema import CLI_CREATE  # noqa: E402
 
 

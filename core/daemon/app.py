@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs import DRIVER_GROUPS, tarsafe
+from dockyard.hookspecs import DRIVER_GROUPS
 from dockyard.hookspecs.bindings import advice
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
 from .. import dashboard, plugins, userns
@@ -25,6 +26,7 @@ from ..images import ImageStore
 from ..networks import NetworkService, driver_options
 from ..state import State
 from ..volumes import VolumeService
+from .authz import authorization_middleware
 from .body import MAX_JSON_BODY
 from .errors import error_middleware, error_response
 from .params import version_tuple as _vtuple
@@ -214,7 +216,8 @@ class Daemon:
         # request.read() (unused: bodies go through .body) is held to the JSON limit too; a
         # connection that sends no request for `timeout` seconds is closed
         app = web.Application(middlewares=[debug_middleware, dashboard.same_origin_middleware,
-                                           version_middleware, error_middleware],
+                                           version_middleware, error_middleware,
+                                           authorization_middleware],
                               client_max_size=MAX_JSON_BODY,
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
@@ -268,14 +271,6 @@ async def version_middleware(request: web.Request, handler: Any) -> web.StreamRe
             return error_response(400, f"client version {version} is too new. Maximum supported "
                                        f"API version is {API_VERSION}")
     request["api_version"] = version or API_VERSION
-    pm = request.app["daemon"].pm
-    if pm.hook.dockyard_authorize.get_hookimpls():
-        path = request.path
-        if version:
-            path = path[len(version) + 2:]
-        veto = pm.hook.dockyard_authorize(method=request.method, path=path, body=None)
-        if veto:
-            return error_response(403, str(veto))
     return await handler(request)
 
 

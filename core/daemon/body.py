@@ -41,6 +41,11 @@ def _timeout(request: web.Request) -> float:
     return float(request.app.get("read_timeout") or DEFAULT_READ_TIMEOUT)
 
 
+def _is_json(request: web.Request) -> bool:
+    ctype = request.headers.get("Content-Type", "")
+    return ctype.split(";", 1)[0].strip().lower() == "application/json"
+
+
 def check_json_content_type(request: web.Request) -> None:
     """InvalidParameter unless the body is ``application/json`` (or there is no body)."""
     ctype = request.headers.get("Content-Type", "")
@@ -49,14 +54,32 @@ def check_json_content_type(request: web.Request) -> None:
     if not ctype:
         raise InvalidParameter("Content-Type header missing: a JSON body must be sent as "
                                "'application/json'")
-    mime = ctype.split(";", 1)[0].strip().lower()
-    if mime != "application/json":
+    if not _is_json(request):
         raise InvalidParameter(f"unsupported Content-Type header ({ctype}): must be "
                                f"'application/json'")
 
 
+#: where :func:`read_json_ahead` keeps a body it read before the handler
+_READ_AHEAD = "dockyard.body.read_ahead"
+
+
+async def read_json_ahead(request: web.Request) -> bytes | None:
+    """The raw body of a request that carries JSON, read before its handler (for authorization
+    plugins) and kept, so that :func:`read_limited` and :func:`iter_body` give the handler the
+    same bytes; ``None`` for no body or a body of another type (never read ahead)."""
+    if not request.body_exists or not _is_json(request):
+        return None
+    raw = await read_limited(request)
+    request[_READ_AHEAD] = raw
+    return raw
+
+
 async def iter_body(request: web.Request) -> AsyncIterator[bytes]:
     """The body's chunks as they come; RequestTimeout if the client stalls."""
+    if _READ_AHEAD in request:
+        if request[_READ_AHEAD]:
+            yield request[_READ_AHEAD]
+        return
     timeout = _timeout(request)
     while True:
         try:
@@ -70,6 +93,8 @@ async def iter_body(request: web.Request) -> AsyncIterator[bytes]:
 
 async def read_limited(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
     """The whole body, at most ``limit`` bytes (PayloadTooLarge past it)."""
+    if _READ_AHEAD in request:
+        return request[_READ_AHEAD]
     too_large = PayloadTooLarge(f"request body too large: this engine accepts JSON bodies of at "
                                 f"most {limit} bytes ({limit >> 20} MiB)")
     if request.content_length is not None and request.content_length > limit:

@@ -2,7 +2,7 @@
 
 aiohttp does not cancel a handler whose client went away (``handler_cancellation`` is off), and
 a cancelled ``asyncio.to_thread`` leaves its thread running anyway. :func:`client_work` watches
-the connection and opens a :func:`~dockyard.hookspecs.tarsafe.cancel_scope`: unpacking done in
+the connection and opens a :func:`~dockyard.hookspecs.host.tarsafe.cancel_scope`: unpacking done in
 threads started inside the block (``asyncio.to_thread`` copies the scope) stops at its next
 chunk once the client is gone or the handler is cancelled (daemon shutdown).
 """
@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 
 from aiohttp import web
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 
 from .clients import client_gone
 

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import click
 from aiohttp import web
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
 from .. import config as configmod
@@ -184,7 +184,10 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("--icc", type=click.BOOL, default=None, help="allow traffic between containers of a bridge [default: true]")
 @click.option("--userland-proxy", "userland_proxy", type=click.BOOL, default=None, help="proxy published ports in the daemon (needed for loopback) [default: true]")
 @click.option("--mtu", type=int, help="MTU of container interfaces [default: 1500]")
-@click.option("--dns", multiple=True, help="upstream DNS server for names the embedded DNS does not know (none: no forwarding)")
+@click.option("--ipv6", is_flag=True, default=None, help="IPv6 on the default bridge network")
+@click.option("--fixed-cidr-v6", "fixed_cidr_v6", help="IPv6 subnet of the default bridge network (with --ipv6)")
+@click.option("--ip6tables", type=click.BOOL, default=None, help="add ip6 firewall (nftables) rules for IPv6 networks [default: true]")
+@click.option("--dns", multiple=True, help="upstream DNS server for names the embedded DNS does not know [default: the host's resolvers]")
 @click.option("--userns-remap", "userns_remap",
               help="run containers in a user namespace: default, user[:group] or uid[:gid] "
                    "(ranges from /etc/subuid and /etc/subgid)")
@@ -210,6 +213,7 @@ def main(config_file: str, **flags: Any) -> None:
         "bridge": flags["bridge"], "bip": flags["bip"], "iptables": flags["iptables"],
         "ip-masq": flags["ip_masq"], "ip-forward": flags["ip_forward"], "icc": flags["icc"],
         "userland-proxy": flags["userland_proxy"], "mtu": flags["mtu"], "dns": list(flags["dns"]),
+        "ipv6": flags["ipv6"], "fixed-cidr-v6": flags["fixed_cidr_v6"], "ip6tables": flags["ip6tables"],
         "userns-remap": flags["userns_remap"], "no-new-privileges": flags["no_new_privileges"],
         "api-read-timeout": flags["api_read_timeout"],
     }

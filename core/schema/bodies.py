@@ -18,8 +18,6 @@ class IPAMPool(Body):
     Gateway: Opt[str] = UNSET
     AuxiliaryAddresses: Opt[StrMap] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"IPRange": (), "AuxiliaryAddresses": ()}
-
 
 class IPAM(Body):
     Driver: Opt[str] = UNSET
@@ -56,7 +54,7 @@ class NetworkCreate(Body):
     Labels: Opt[StrMap] = UNSET
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Scope": ("local",), "Ingress": (), "ConfigOnly": (), "EnableIPv6": ()}
+        "Scope": ("local",), "Ingress": (), "ConfigOnly": ()}
 
 
 class NetworkConnect(Body):

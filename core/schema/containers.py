@@ -57,8 +57,7 @@ class ContainerConfig(Body):
     StopTimeout: Opt[Int] = UNSET
     Shell: Opt[StrSlice] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "NetworkDisabled": (), "MacAddress": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"NetworkDisabled": ()}
 
 
 # -- HostConfig --------------------------------------------------------------------------------
@@ -174,7 +173,7 @@ class VolumeDriverConfig(Body):
     Name: Opt[str] = UNSET
     Options: Opt[StrMap] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",), "Options": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Name": ("local",)}
 
 
 class VolumeOptions(Body):
@@ -263,8 +262,6 @@ class EndpointIPAMConfig(Body):
     IPv6Address: Opt[str] = UNSET
     LinkLocalIPs: Opt[StrList] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"IPv6Address": (), "LinkLocalIPs": ()}
-
 
 class EndpointSettings(Body):
     """``network.EndpointSettings``. ``Links`` (aliases for this container on the network) and
@@ -286,8 +283,6 @@ class EndpointSettings(Body):
     GlobalIPv6Address: Opt[str] = UNSET
     GlobalIPv6PrefixLen: Opt[Int64] = UNSET
     DNSNames: Opt[StrList] = UNSET
-
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"MacAddress": ()}
 
 
 class NetworkingConfig(Body):

@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import tempfile
 import time
@@ -37,8 +36,10 @@ from typing import Any, Callable
 
 import pytest
 
-from ..errors import Conflict, DriverNotSupported, ExecError, InvalidParameter, NotFound
+from ..errors import (Conflict, DockyardError, DriverNotSupported, ExecError, InvalidParameter,
+                      NotFound)
 from ..execdriver import ExecDriver, ExitStatus
+from ..host import streams
 from .execdriver_devices import DeviceCases
 
 GROUP = "dockyard.execdrivers"
@@ -83,14 +84,9 @@ def build_busybox_rootfs(dest: str) -> None:
 
 def demux(data: bytes) -> tuple[bytes, bytes]:
     """Split Docker's multiplexed attach stream into (stdout, stderr)."""
-    out = {1: b"", 2: b""}
-    while data:
-        assert len(data) >= 8, f"truncated frame header: {data!r}"
-        stream, size = struct.unpack(">BxxxI", data[:8])
-        assert stream in (1, 2), f"bad stream byte {stream}"
-        out[stream] += data[8:8 + size]
-        data = data[8 + size:]
-    return out[1], out[2]
+    out = streams.demux(data)
+    assert set(out) <= {streams.STDOUT, streams.STDERR}, f"bad stream numbers {sorted(out)}"
+    return out.get(streams.STDOUT, b""), out.get(streams.STDERR, b"")
 
 
 class Env:
@@ -374,6 +370,24 @@ class ExecDriverSuite(DeviceCases):
             _, out, err = await env.run(env.driver(), ["sh", "-c", script],
                                         resources={"pids": {"limit": 4}})
             assert b"fork" in out + err or b"Resource temporarily unavailable" in out + err
+
+        asyncio.run(main())
+
+    def test_unsupported_resources_are_named_not_dropped(self, env: Env) -> None:
+        """A resource the driver says it cannot apply here fails the container; one it does
+        not name runs (the daemon refuses the named ones at create)."""
+        async def main() -> None:
+            d = env.driver()
+            res = {"blockIO": {"weight": 300}}
+            named = d.unsupported_resources(res)
+            assert isinstance(named, list) and all(isinstance(n, str) for n in named)
+            assert d.unsupported_resources({}) == []
+            if "blockIO.weight" in named:
+                with pytest.raises(DockyardError):
+                    await env.run(d, ["true"], resources=res)
+            else:
+                status, _, _ = await env.run(d, ["true"], resources=res)
+                assert status.exit_code == 0
 
         asyncio.run(main())
 

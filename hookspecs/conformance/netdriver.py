@@ -21,9 +21,6 @@ Needs root; :class:`~dockyard.hookspecs.errors.DriverNotSupported` from the fact
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import ipaddress
 import os
 import secrets
@@ -38,15 +35,14 @@ from typing import Any, Callable
 import pytest
 
 from ..errors import DriverNotSupported
+from ..host import ns as host_ns
 from ..netdriver import Endpoint, NetDriver
-from .subnets import free_subnet
+from .subnets import free_subnet, free_subnet6
 
 GROUP = "dockyard.netdrivers"
 Factory = Callable[[str, dict], NetDriver]
-CLONE_NEWNET = 0x40000000
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -58,7 +54,8 @@ def host_links() -> set[str]:
 
 
 def ns_links(path: str) -> dict[str, list[str]]:
-    """Interface name → its IPv4 addresses (``a.b.c.d/len``), inside the namespace at ``path``."""
+    """Interface name → its IPv4 and global IPv6 addresses (``a.b.c.d/len``), inside the
+    namespace at ``path``."""
     out = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "addr", "show"],
                          capture_output=True, text=True, check=True).stdout
     links = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link", "show"],
@@ -67,44 +64,15 @@ def ns_links(path: str) -> dict[str, list[str]]:
                                  for line in links.splitlines() if ":" in line}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) > 3 and parts[2] == "inet":
+        if len(parts) > 3 and (parts[2] == "inet" or parts[2] == "inet6" and "scope global" in line):
             res.setdefault(parts[1], []).append(parts[3])
     return res
 
 
-def make_netns(path: str) -> None:
-    open(path, "w").close()
-    subprocess.run(["unshare", f"--net={path}", "ip", "link", "set", "lo", "up"], check=True,
-                   capture_output=True)
-
-
-def remove_netns(path: str) -> None:
-    subprocess.run(["umount", path], capture_output=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def in_netns(path: str, fn: Callable[[], Any]) -> Any:
-    box: list[Any] = [None, None]
-
-    def run() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-            finally:
-                os.close(fd)
-            box[0] = fn()
-        except BaseException as e:  # noqa: BLE001
-            box[1] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if box[1] is not None:
-        raise box[1]
-    return box[0]
+#: network namespaces as files, and calls made inside one: the driver toolkit's
+make_netns = host_ns.create_netns
+remove_netns = host_ns.remove_netns
+in_netns = host_ns.in_netns
 
 
 class Env:
@@ -123,9 +91,10 @@ class Env:
         self.namespaces: list[str] = []
         self._next_ip: dict[str, int] = {}
         self.subnets: dict[str, ipaddress.IPv4Network] = {}
+        self.subnets6: dict[str, ipaddress.IPv6Network] = {}
         self.endpoint_ids: list[str] = []
 
-    def network(self, internal: bool = False, default: bool = False) -> str:
+    def network(self, internal: bool = False, default: bool = False, ipv6: bool = False) -> str:
         nid = secrets.token_hex(32)
         subnet = free_subnet() if self.subnets or not default else ipaddress.ip_network(
             self.options["bip"], strict=False)
@@ -136,6 +105,9 @@ class Env:
                                 "Options": {}}
         if self.driver.needs_ipam:
             opts.update(Subnet=str(subnet), Gateway=str(subnet.network_address + 1))
+            if ipv6:
+                self.subnets6[nid] = subnet6 = free_subnet6()
+                opts.update(IPv6Subnet=str(subnet6), IPv6Gateway=str(subnet6.network_address + 1))
         data = self.driver.create_network(nid, opts)
         assert isinstance(data, dict)
         self.net_opts = getattr(self, "net_opts", {})
@@ -150,12 +122,19 @@ class Env:
             subnet = self.subnets[nid]
             opts.update(Address=str(subnet.network_address + n), PrefixLen=subnet.prefixlen,
                         Gateway=str(subnet.network_address + 1))
+            if nid in self.subnets6:
+                subnet6 = self.subnets6[nid]
+                opts.update(IPv6Address=str(subnet6.network_address + n),
+                            IPv6PrefixLen=subnet6.prefixlen,
+                            IPv6Gateway=str(subnet6.network_address + 1))
         eid = secrets.token_hex(32)
         self.endpoint_ids.append(eid)
         ep = self.driver.create_endpoint(nid, eid, opts)
         assert isinstance(ep, Endpoint) and ep.network_id == nid
         if self.driver.needs_ipam:
             assert ep.ip_address == opts["Address"], "the driver must use the address IPAM chose"
+            assert ep.ipv6_address == opts.get("IPv6Address", ""), \
+                "the driver must use the IPv6 address IPAM chose (and none on an IPv4 network)"
         return ep
 
     def own(self, links: set[str]) -> set[str]:
@@ -165,11 +144,37 @@ class Env:
         ids = [i[:8] for i in list(self.subnets) + self.endpoint_ids]
         return {n for n in links if n == self.bridge or any(i in n for i in ids)}
 
+    def join_one(self, why: str) -> tuple[str, Endpoint, str]:
+        """A network, and an endpoint on it joined to a fresh namespace: ``(network id,
+        endpoint, namespace path)``. Skips, saying ``why``, for a driver whose endpoints live in
+        the host's namespace."""
+        nid = self.network(default=True)
+        ep = self.endpoint(nid)
+        if self.driver.namespace == "host":
+            pytest.skip(f"{self.driver.name} endpoints live in the host's namespace: {why}")
+        ns = self.netns()
+        self.driver.join(ep, ns)
+        return nid, ep, ns
+
     def netns(self) -> str:
         path = os.path.join(self.top, f"ns{len(self.namespaces)}")
         make_netns(path)
         self.namespaces.append(path)
         return path
+
+    def joined(self, *nids: str) -> list[tuple[Endpoint, str]]:
+        """An endpoint on each of ``nids``, joined to a namespace of its own."""
+        out = []
+        for nid in nids:
+            ep, ns = self.endpoint(nid), self.netns()
+            self.driver.join(ep, ns)
+            out.append((ep, ns))
+        return out
+
+    def leave(self, joined: list[tuple[Endpoint, str]]) -> None:
+        for ep, ns in joined:
+            self.driver.leave(ep, ns)
+            self.driver.delete_endpoint(ep)
 
     def close(self) -> None:
         for p in self.namespaces:
@@ -177,9 +182,15 @@ class Env:
         self.driver.close()
 
 
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
 def tcp_roundtrip(server_ns: str, client_ns: str, address: str, payload: bytes = b"ping") -> bytes:
-    """Listen in ``server_ns`` on ``address``, connect from ``client_ns``, echo once."""
-    srv = in_netns(server_ns, lambda: socket.create_server((address, 0)))
+    """Listen in ``server_ns`` on ``address`` (IPv4 or IPv6), connect from ``client_ns``, echo
+    once."""
+    family = _family(address)
+    srv = in_netns(server_ns, lambda: socket.create_server((address, 0), family=family))
     port = srv.getsockname()[1]
     got: list[bytes] = []
 
@@ -194,7 +205,7 @@ def tcp_roundtrip(server_ns: str, client_ns: str, address: str, payload: bytes =
     t = threading.Thread(target=serve)
     t.start()
     try:
-        cli = in_netns(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        cli = in_netns(client_ns, lambda: socket.socket(family, socket.SOCK_STREAM))
         with cli:
             cli.settimeout(10)
             cli.connect((address, port))
@@ -207,9 +218,10 @@ def tcp_roundtrip(server_ns: str, client_ns: str, address: str, payload: bytes =
 
 def tcp_blocked(server_ns: str, client_ns: str, address: str) -> bool:
     """True when a connection from ``client_ns`` to a listener in ``server_ns`` cannot be made."""
-    srv = in_netns(server_ns, lambda: socket.create_server((address, 0)))
+    family = _family(address)
+    srv = in_netns(server_ns, lambda: socket.create_server((address, 0), family=family))
     try:
-        cli = in_netns(client_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        cli = in_netns(client_ns, lambda: socket.socket(family, socket.SOCK_STREAM))
         with cli:
             cli.settimeout(2)
             try:
@@ -277,7 +289,7 @@ class NetDriverSuite:
         ep = env.endpoint(nid)
         if env.driver.namespace == "host":
             env.driver.delete_endpoint(ep)
-            return
+            pytest.skip(f"{env.driver.name} endpoints live in the host's namespace: nothing to join")
         ns = env.netns()
         before_host = host_links()
         env.driver.join(ep, ns)
@@ -302,9 +314,7 @@ class NetDriverSuite:
         env.driver.join(b, nb)
         assert tcp_roundtrip(na, nb, a.ip_address) == b"PING"
         assert tcp_roundtrip(nb, na, b.ip_address) == b"PING"
-        for ep, ns in ((a, na), (b, nb)):
-            env.driver.leave(ep, ns)
-            env.driver.delete_endpoint(ep)
+        env.leave([(a, na), (b, nb)])
         env.driver.delete_network(nid)
 
     def test_networks_are_isolated(self, env: Env) -> None:
@@ -318,17 +328,10 @@ class NetDriverSuite:
         env.driver.join(a, na)
         env.driver.join(b, nb)
         assert tcp_blocked(na, nb, a.ip_address)
-        for ep, ns in ((a, na), (b, nb)):
-            env.driver.leave(ep, ns)
-            env.driver.delete_endpoint(ep)
+        env.leave([(a, na), (b, nb)])
 
     def test_leave_after_namespace_is_gone(self, env: Env) -> None:
-        nid = env.network(default=True)
-        ep = env.endpoint(nid)
-        if env.driver.namespace == "host":
-            return
-        ns = env.netns()
-        env.driver.join(ep, ns)
+        _, ep, ns = env.join_one("nothing to leave")
         remove_netns(ns)
         env.driver.leave(ep, ns)
         env.driver.delete_endpoint(ep)
@@ -342,13 +345,50 @@ class NetDriverSuite:
         env.driver.unpublish(ep, ports)
         env.driver.delete_endpoint(ep)
 
+    # -- IPv6 -----------------------------------------------------------------------------------
+    def _ipv6_env(self, env: Env) -> None:
+        if not env.driver.needs_ipam or env.driver.namespace == "host":
+            pytest.skip(f"{env.driver.name} endpoints have no addresses")
+        if not os.path.exists("/proc/sys/net/ipv6"):
+            pytest.skip("IPv6 is disabled on this host")
+
+    def test_ipv6_endpoints_talk(self, env: Env) -> None:
+        """A dual-stack network: each endpoint has the IPv6 address IPAM chose, on its
+        interface, and two endpoints talk over IPv6 as over IPv4."""
+        self._ipv6_env(env)
+        nid = env.network(default=True, ipv6=True)
+        joined = env.joined(nid, nid)
+        (a, na), (b, nb) = joined
+        for ep, ns in joined:
+            assert f"{ep.ipv6_address}/{ep.ipv6_prefix_len}" in ns_links(ns)[ep.interface]
+            assert ep.ipv6_gateway == str(env.subnets6[nid].network_address + 1)
+        assert tcp_roundtrip(na, nb, a.ipv6_address) == b"PING"
+        assert tcp_roundtrip(nb, na, b.ipv6_address) == b"PING"
+        assert tcp_roundtrip(na, nb, a.ip_address) == b"PING"
+        env.leave(joined)
+        env.driver.delete_network(nid)
+
+    def test_ipv6_networks_are_isolated(self, env: Env) -> None:
+        self._ipv6_env(env)
+        if not env.driver.multiple_networks:
+            pytest.skip(f"{env.driver.name} has one network only")
+        joined = env.joined(env.network(default=True, ipv6=True), env.network(ipv6=True))
+        (a, na), (_b, nb) = joined
+        assert tcp_blocked(na, nb, a.ipv6_address)
+        env.leave(joined)
+
+    def test_ipv6_network_is_made_again_at_start(self, env: Env) -> None:
+        """create_network on an existing IPv6 network (daemon start) does not fail."""
+        self._ipv6_env(env)
+        nid = env.network(default=True, ipv6=True)
+        env.driver.create_network(nid, env.net_opts[nid])
+        joined = env.joined(nid)
+        ep, ns = joined[0]
+        assert f"{ep.ipv6_address}/{ep.ipv6_prefix_len}" in ns_links(ns)[ep.interface]
+        env.leave(joined)
+
     def test_restore_removes_leftovers_of_a_crash(self, env: Env) -> None:
-        nid = env.network(default=True)
-        ep = env.endpoint(nid)
-        if env.driver.namespace == "host":
-            return
-        ns = env.netns()
-        env.driver.join(ep, ns)
+        nid, ep, ns = env.join_one("no plumbing to leave behind")
         before = host_links()
         # the daemon died: a new driver on the same home, told no endpoint is alive
         env.driver = env.factory(env.home, dict(env.options))

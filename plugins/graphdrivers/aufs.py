@@ -20,9 +20,10 @@ import shutil
 import threading
 import uuid
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import Conflict, DriverNotSupported, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.host import RefCounter
 from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import NaiveDiff
 
@@ -38,12 +39,12 @@ class AufsDriver(NaiveDiff, GraphDriver):
 
     def __init__(self, home: str, options: dict[str, str] | None = None,
                  id_map: IDMap | None = None) -> None:
-        if "aufs" not in linux.filesystems():
+        if "aufs" not in host.filesystems():
             raise DriverNotSupported("aufs is not in /proc/filesystems")
         super().__init__(home, options, id_map)
         if self.options:
             raise InvalidParameter("aufs: unknown storage option(s): " + ", ".join(sorted(self.options)))
-        backing = linux.fs_name(os.path.dirname(home.rstrip("/")) or "/")
+        backing = host.fs_name(os.path.dirname(home.rstrip("/")) or "/")
         if backing in ("aufs", "btrfs", "overlayfs"):
             raise DriverNotSupported(f"aufs: {home} is on {backing}, which aufs cannot use as a branch")
         for sub in ("diff", "layers", "mnt"):
@@ -53,10 +54,10 @@ class AufsDriver(NaiveDiff, GraphDriver):
                 os.chown(d, 0, self.id_map.root[1])
                 os.chmod(d, 0o710)
         self._lock = threading.RLock()
-        self._refs: dict[str, int] = {}
+        self._refs = RefCounter(self._lock, "aufs")
         self._mounted: set[str] = set()
         mnt = os.path.realpath(os.path.join(home, "mnt")) + "/"
-        for mp, fstype, _ in linux.mountinfo():
+        for mp, fstype, _ in host.mountinfo():
             if fstype == "aufs" and mp.startswith(mnt):
                 self._mounted.add(mp[len(mnt):])
 
@@ -90,8 +91,7 @@ class AufsDriver(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(self._p("diff", id)):
                 raise NotFound(f"aufs: layer {id} not found")
-            if self._refs.get(id, 0) > 0:
-                raise Conflict(f"aufs: layer {id} is in use")
+            self._refs.refuse_if_held(id, f"aufs: layer {id}")
             if id in self._mounted:
                 self._unmount(id)
             doomed = os.path.join(self.home, "diff", f".rm-{id}-{uuid.uuid4().hex[:12]}")
@@ -111,20 +111,20 @@ class AufsDriver(NaiveDiff, GraphDriver):
         data, rest = "br:" + branches[0], branches[1:]
         while rest and len(data) + len(rest[0]) + 1 + len(",dio,xino=/dev/shm/aufs.xino") < _PAGE:
             data += ":" + rest.pop(0)
-        linux.mount("none", target, "aufs", 0, data + ",dio,xino=/dev/shm/aufs.xino")
+        host.mount("none", target, "aufs", 0, data + ",dio,xino=/dev/shm/aufs.xino")
         try:
             for b in rest:
-                linux.mount("none", target, None, linux.MS_REMOUNT, f"append:{b}")
+                host.mount("none", target, None, host.MS_REMOUNT, f"append:{b}")
         except OSError:
-            linux.umount2(target, linux.MNT_DETACH)
+            host.umount2(target, host.MNT_DETACH)
             raise
 
     def _unmount(self, id: str) -> None:
         try:
-            linux.umount2(self._p("mnt", id), 0)
+            host.umount2(self._p("mnt", id), 0)
         except OSError as e:
             if e.errno == errno.EBUSY:
-                linux.umount2(self._p("mnt", id), linux.MNT_DETACH)
+                host.umount2(self._p("mnt", id), host.MNT_DETACH)
             elif e.errno not in (errno.EINVAL, errno.ENOENT):
                 raise
         self._mounted.discard(id)
@@ -133,27 +133,25 @@ class AufsDriver(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(self._p("diff", id)):
                 raise NotFound(f"aufs: layer {id} not found")
-            if self._refs.get(id, 0) == 0 and id not in self._mounted:
-                self._mount(id)
-                self._mounted.add(id)
-            self._refs[id] = self._refs.get(id, 0) + 1
+
+            def mount() -> None:
+                if id not in self._mounted:
+                    self._mount(id)
+                    self._mounted.add(id)
+            self._refs.acquire(id, first=mount)
             return self._p("mnt", id)
 
     def put(self, id: str) -> None:
-        with self._lock:
-            n = self._refs.get(id, 0)
-            if n > 1:
-                self._refs[id] = n - 1
-                return
-            self._refs.pop(id, None)
+        def unmount() -> None:
             if id in self._mounted:
                 self._unmount(id)
+        self._refs.release(id, last=unmount)
 
     def exists(self, id: str) -> bool:
         return os.path.isdir(self._p("diff", id))
 
     def status(self) -> list[tuple[str, str]]:
-        return [("Root Dir", self.home), ("Backing Filesystem", linux.fs_name(self.home)),
+        return [("Root Dir", self.home), ("Backing Filesystem", host.fs_name(self.home)),
                 ("Dirs", str(len(os.listdir(os.path.join(self.home, "diff")))))]
 
     def metadata(self, id: str) -> dict[str, str]:

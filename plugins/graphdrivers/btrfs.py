@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
 from dockyard.hookspecs.bindings import Binding, advice
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
 from dockyard.hookspecs.idmap import IDMap
@@ -40,10 +40,10 @@ class BtrfsDriver(DirectoryLayers):
     def __init__(self, home: str, options: dict[str, str] | None = None,
                  id_map: IDMap | None = None) -> None:
         super().__init__(home, options, id_map)
-        if "btrfs" not in linux.filesystems():
+        if "btrfs" not in host.filesystems():
             raise DriverNotSupported("btrfs is not in /proc/filesystems")
         os.makedirs(home, mode=0o700, exist_ok=True)
-        fs = linux.fs_name(home)
+        fs = host.fs_name(home)
         if fs != "btrfs":
             raise DriverNotSupported(f"{home} is on {fs}, not btrfs")
         try:

@@ -26,15 +26,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import threading
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import (Conflict, DockyardError, DriverNotSupported,
                                        InvalidParameter, NotFound)
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.host import RefCounter
 from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import NaiveDiff
 
@@ -48,10 +48,10 @@ _OPTIONS = {"dm.thinpooldev", "dm.loopdatasize", "dm.loopmetadatasize", "dm.base
 
 def _size(value: str, what: str) -> int:
     """``10G``, ``512M``, ``64K``, ``100GiB``, ``4096`` -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", value.lower())
-    if not m:
-        raise InvalidParameter(f"devicemapper: invalid size {value!r} for {what}")
-    return int(float(m[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m[2]])
+    try:
+        return host.ram_in_bytes(value)
+    except ValueError:
+        raise InvalidParameter(f"devicemapper: invalid size {value!r} for {what}") from None
 
 
 class DevicemapperDriver(NaiveDiff, GraphDriver):
@@ -85,7 +85,7 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
                 os.chown(d, 0, self.id_map.root[1])
                 os.chmod(d, 0o710)
         self._lock = threading.RLock()
-        self._refs: dict[str, int] = {}
+        self._refs = RefCounter(self._lock, "devicemapper")
         self._loops: list[str] = []
         self.deviceset = self._load_deviceset()
         self.pool = self.options.get("dm.thinpooldev") or self.deviceset["pool"]
@@ -189,14 +189,14 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
             self._run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard,lazy_itable_init=0", f"/dev/mapper/{name}"])
             tmp = os.path.join(self._mnt, ".base")
             os.makedirs(tmp, exist_ok=True)
-            linux.mount(f"/dev/mapper/{name}", tmp, "ext4", 0, None)
+            host.mount(f"/dev/mapper/{name}", tmp, "ext4", 0, None)
             try:
                 os.mkdir(os.path.join(tmp, "rootfs"), 0o755)
                 # userns-remap: every layer is a snapshot of the base, so its root is the
                 # container root's
                 os.chown(os.path.join(tmp, "rootfs"), *self.id_map.root)
             finally:
-                linux.umount2(tmp, 0)
+                host.umount2(tmp, 0)
                 os.rmdir(tmp)
         finally:
             self._dm("remove", name)
@@ -240,8 +240,7 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
             meta = self._layer_meta(id)
             if meta is None:
                 raise NotFound(f"devicemapper: layer {id} not found")
-            if self._refs.get(id, 0) > 0:
-                raise Conflict(f"devicemapper: layer {id} is in use")
+            self._refs.refuse_if_held(id, f"devicemapper: layer {id}")
             self._deactivate(id)
             self._message(f"delete {meta['device_id']}")
             os.unlink(os.path.join(self._meta, id + ".json"))
@@ -249,8 +248,8 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
 
     def _deactivate(self, id: str) -> None:
         mp = os.path.join(self._mnt, id)
-        if any(m == mp for m, _, _ in linux.mountinfo()):
-            linux.umount2(mp, 0)
+        if any(m == mp for m, _, _ in host.mountinfo()):
+            host.umount2(mp, 0)
         if self._active(self._dev_name(id)):
             self._dm("remove", self._dev_name(id))
 
@@ -260,22 +259,18 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
             if meta is None:
                 raise NotFound(f"devicemapper: layer {id} not found")
             mp = os.path.join(self._mnt, id)
-            if self._refs.get(id, 0) == 0 and not any(m == mp for m, _, _ in linux.mountinfo()):
-                name = self._dev_name(id)
-                self._activate(name, meta["device_id"], meta["size"])
-                os.makedirs(mp, mode=0o755, exist_ok=True)
-                linux.mount(f"/dev/mapper/{name}", mp, "ext4", 0, "discard")
-            self._refs[id] = self._refs.get(id, 0) + 1
+
+            def mount() -> None:
+                if not any(m == mp for m, _, _ in host.mountinfo()):
+                    name = self._dev_name(id)
+                    self._activate(name, meta["device_id"], meta["size"])
+                    os.makedirs(mp, mode=0o755, exist_ok=True)
+                    host.mount(f"/dev/mapper/{name}", mp, "ext4", 0, "discard")
+            self._refs.acquire(id, first=mount)
             return os.path.join(mp, "rootfs")
 
     def put(self, id: str) -> None:
-        with self._lock:
-            n = self._refs.get(id, 0)
-            if n > 1:
-                self._refs[id] = n - 1
-                return
-            self._refs.pop(id, None)
-            self._deactivate(id)
+        self._refs.release(id, last=lambda: self._deactivate(id))
 
     def exists(self, id: str) -> bool:
         return self._layer_meta(id) is not None
@@ -302,12 +297,11 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
 
     def cleanup(self) -> None:
         with self._lock:
-            for id in list(self._refs):
+            for id in self._refs.clear():
                 try:
                     self._deactivate(id)
                 except (OSError, DockyardError):
                     log.exception("devicemapper: cannot deactivate %s", id)
-            self._refs.clear()
             if "dm.thinpooldev" not in self.options and self._active(self.pool):
                 try:
                     self._dm("remove", os.path.basename(self.pool))

@@ -25,6 +25,7 @@ import uuid
 
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.host import RefCounter
 from dockyard.hookspecs.idmap import IDMap
 from dockyard.hookspecs.naivediff import NaiveDiff
 
@@ -63,9 +64,9 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
             for d in (self.home, self._dir):
                 os.chown(d, 0, self.id_map.root[1])
                 os.chmod(d, 0o710)
-        self._lock = threading.Lock()
-        self._refs: dict[str, int] = {}
-        self._busy: set[str] = set()  # ids being created, or parents being copied
+        self._lock = threading.RLock()
+        self._refs = RefCounter(self._lock, self.name)
+        self._busy = RefCounter(self._lock, self.name)  # ids being created, parents being copied
         for name in os.listdir(self._dir):
             if name.startswith((TMP_PREFIX, RM_PREFIX)):
                 log.info("%s: removing leftover %s", self.name, name)
@@ -93,9 +94,9 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
                 raise Conflict(f"{self.name}: layer {id} already exists")
             if ppath is not None and not os.path.isdir(ppath):
                 raise NotFound(f"{self.name}: parent layer {parent} not found")
-            self._busy.add(id)
+            self._busy.acquire(id)
             if parent is not None:
-                self._busy.add(parent)  # keep it from being removed while we copy
+                self._busy.acquire(parent)  # keep it from being removed while we copy
         tmp = os.path.join(self._dir, f"{TMP_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
         try:
             self._make(tmp, ppath)
@@ -112,20 +113,17 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
                 self._delete(tmp)
             raise
         finally:
-            with self._lock:
-                self._busy.discard(id)
-                if parent is not None:
-                    self._busy.discard(parent)
+            self._busy.release(id)
+            if parent is not None:
+                self._busy.release(parent)
 
     def remove(self, id: str) -> None:
         path = self._path(id)
         with self._lock:
             if not os.path.isdir(path):
                 raise NotFound(f"{self.name}: layer {id} not found")
-            if self._refs.get(id, 0) > 0:
-                raise Conflict(f"{self.name}: layer {id} is in use ({self._refs[id]} reference(s))")
-            if id in self._busy:
-                raise Conflict(f"{self.name}: layer {id} is busy")
+            self._refs.refuse_if_held(id, f"{self.name}: layer {id}")
+            self._busy.refuse_if_held(id, f"{self.name}: layer {id}", "busy")
             doomed = os.path.join(self._dir, f"{RM_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
             os.rename(path, doomed)  # gone at once for everybody; the delete may take time
         self._delete(doomed)
@@ -135,19 +133,11 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(path):
                 raise NotFound(f"{self.name}: layer {id} not found")
-            self._refs[id] = self._refs.get(id, 0) + 1
+            self._refs.acquire(id)
         return path
 
     def put(self, id: str) -> None:
-        check_id(id)
-        with self._lock:
-            n = self._refs.get(id, 0)
-            if n <= 1:
-                self._refs.pop(id, None)
-                if n == 0:
-                    log.debug("%s: put of %s without get", self.name, id)
-            else:
-                self._refs[id] = n - 1
+        self._refs.release(check_id(id))
 
     def exists(self, id: str) -> bool:
         return os.path.isdir(self._path(id))
@@ -159,6 +149,4 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
         return {"Dir": path}
 
     def cleanup(self) -> None:
-        # nothing is mounted; forget the references
-        with self._lock:
-            self._refs.clear()
+        self._refs.clear()  # nothing is mounted; forget the references

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
 from dockyard.hookspecs.idmap import IDMap
 
@@ -40,7 +40,7 @@ class FuseOverlayfsDriver(OverlayLayout):
         if not os.path.exists("/dev/fuse"):
             raise DriverNotSupported("fuse-overlayfs: /dev/fuse not found (no FUSE in this kernel "
                                      "or not available in this container)")
-        if "fuse" not in linux.filesystems():
+        if "fuse" not in host.filesystems():
             raise DriverNotSupported("fuse-overlayfs: fuse is not in /proc/filesystems")
         self._backing = check_backing(self.name, home)
         super().__init__(home, options, id_map)

@@ -14,12 +14,13 @@ holds whole files and real directories: that is what makes reading it as a layer
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import shutil
 import uuid
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
 from dockyard.hookspecs.idmap import IDMap
 
@@ -37,7 +38,7 @@ class OverlayDriver(OverlayLayout):
 
     def __init__(self, home: str, options: dict[str, str] | None = None,
                  id_map: IDMap | None = None) -> None:
-        if "overlay" not in linux.filesystems():
+        if "overlay" not in host.filesystems():
             raise DriverNotSupported("overlay is not in /proc/filesystems (no overlayfs in this kernel)")
         self._backing = check_backing(self.name, home)
         self._extra = self._probe(home)
@@ -53,13 +54,14 @@ class OverlayDriver(OverlayLayout):
             for extra in _OPTION_SETS:
                 data = ",".join(("lowerdir=l1:l2", "upperdir=u", "workdir=w") + extra)
                 try:
-                    linux.call_in_dir(probe, lambda: linux.mount("overlay", "m", "overlay", 0, data))
+                    host.call_in_dir(probe, functools.partial(host.mount, "overlay", "m", "overlay",
+                                                              0, data))
                 except OSError as e:
                     last = e
                     if e.errno == errno.EINVAL:
                         continue
                     break
-                linux.umount2(os.path.join(probe, "m"), linux.MNT_DETACH)
+                host.umount2(os.path.join(probe, "m"), host.MNT_DETACH)
                 return extra
         finally:
             shutil.rmtree(probe, ignore_errors=True)
@@ -72,7 +74,7 @@ class OverlayDriver(OverlayLayout):
         if len(data) >= PAGE_SIZE:
             raise DockyardError(f"overlay: mount options for layer {id} ({len(lowers)} lower "
                                 f"layers) exceed a page ({len(data)} bytes)")
-        linux.call_in_dir(self.home, lambda: linux.mount("overlay", f"{id}/merged", "overlay", 0, data))
+        host.call_in_dir(self.home, lambda: host.mount("overlay", f"{id}/merged", "overlay", 0, data))
 
     def status(self) -> list[tuple[str, str]]:
         return self._backing_status() + [

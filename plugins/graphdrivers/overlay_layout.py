@@ -12,7 +12,7 @@ Learned from moby's ``daemon/graphdriver/overlay2`` design; written from scratch
 Mount options name the lower layers by their short links *relative to home*
 (``lowerdir=.l/ABC:.l/DEF``), so 128 layers take about 3 KB, under a page. (moby calls the
 link directory ``l``; a dot name cannot collide with a layer id, and ``l`` is a valid one.) The mount call runs with
-home as working directory in a thread of its own (``core.linux.call_in_dir``), never changing
+home as working directory in a thread of its own (``core.host.call_in_dir``), never changing
 the daemon's working directory.
 
 * A base layer (no ``lower``) is not mounted: ``get`` returns its ``diff`` directory.
@@ -43,15 +43,17 @@ import threading
 import uuid
 from typing import IO, Any, Callable
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.graphdriver import GraphDriver
+from dockyard.hookspecs.host import RefCounter
+from dockyard.hookspecs.host.changes import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, Change,
+                                             changes_size)
+from dockyard.hookspecs.host.layertar import stream_from_writer, write_layer_tar
+from dockyard.hookspecs.host.tarsafe import (WHITEOUT_OPAQUE, WHITEOUT_PREFIX, SecureRoot,
+                                             WhiteoutFormat, apply_layer_tar, remove_at)
 from dockyard.hookspecs.idmap import IDMap
-from dockyard.hookspecs.naivediff import (CHANGE_ADD, CHANGE_DELETE, CHANGE_MODIFY, Change,
-                                         NaiveDiff, changes_size, stream_from_writer,
-                                         write_layer_tar)
-from dockyard.hookspecs.tarsafe import (WHITEOUT_OPAQUE, WHITEOUT_PREFIX, SecureRoot,
-                                        WhiteoutFormat, apply_layer_tar, remove_at)
+from dockyard.hookspecs.naivediff import NaiveDiff
 
 log = logging.getLogger(__name__)
 
@@ -221,16 +223,16 @@ class OverlayLayout(NaiveDiff, GraphDriver):
             os.chown(home, 0, self.id_map.root[1])
             os.chmod(home, 0o710)
         self._lock = threading.RLock()
-        self._refs: dict[str, int] = {}
+        self._refs = RefCounter(self._lock, self.name)
         self._mounted: set[str] = set()
-        self._busy: dict[str, int] = {}  # ids in create/remove or held by a diff stream
+        self._busy = RefCounter(self._lock, self.name)  # in create, or held by a diff stream
         for name in os.listdir(home):
             if name.startswith((_TMP_PREFIX, _RM_PREFIX)):
                 log.info("%s: removing leftover %s", self.name, name)
                 self._unmount_path(os.path.join(home, name, "merged"), quiet=True)
                 shutil.rmtree(os.path.join(home, name), ignore_errors=True)
         prefix = os.path.realpath(home) + "/"
-        for mp, fstype, _src in linux.mountinfo():
+        for mp, fstype, _src in host.mountinfo():
             if (fstype in self._mount_types and mp.startswith(prefix)
                     and mp.endswith("/merged") and mp.count("/") == prefix.count("/") + 1):
                 id = mp[len(prefix):-len("/merged")]
@@ -238,7 +240,7 @@ class OverlayLayout(NaiveDiff, GraphDriver):
                     os.stat(mp)
                 except OSError as e:  # e.g. ENOTCONN: its fuse-overlayfs process is gone
                     log.warning("%s: dropping dead mount of %s: %s", self.name, id, e)
-                    linux.umount2(mp, linux.MNT_DETACH)
+                    host.umount2(mp, host.MNT_DETACH)
                     continue
                 log.info("%s: adopting %s, still mounted from a previous run", self.name, id)
                 self._mounted.add(id)
@@ -250,7 +252,7 @@ class OverlayLayout(NaiveDiff, GraphDriver):
 
     def _unmount_path(self, path: str, quiet: bool = False) -> None:
         try:
-            linux.umount2(path, 0)
+            host.umount2(path, 0)
         except OSError as e:
             if e.errno in (errno.EINVAL, errno.ENOENT):
                 if not quiet:
@@ -259,7 +261,7 @@ class OverlayLayout(NaiveDiff, GraphDriver):
             if e.errno != errno.EBUSY:
                 raise
             log.warning("%s: %s busy, detaching it lazily", self.name, path)
-            linux.umount2(path, linux.MNT_DETACH)
+            host.umount2(path, host.MNT_DETACH)
 
     # -- helpers --------------------------------------------------------------------------------
     def _dir(self, id: str) -> str:
@@ -289,15 +291,10 @@ class OverlayLayout(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(self._dir(id)):
                 raise NotFound(f"{self.name}: layer {id} not found")
-            self._busy[id] = self._busy.get(id, 0) + 1
+            self._busy.acquire(id)
 
     def _release(self, id: str) -> None:
-        with self._lock:
-            n = self._busy.get(id, 0) - 1
-            if n <= 0:
-                self._busy.pop(id, None)
-            else:
-                self._busy[id] = n
+        self._busy.release(id)
 
     # -- the core -------------------------------------------------------------------------------
     def create(self, id: str, parent: str | None) -> None:
@@ -307,9 +304,9 @@ class OverlayLayout(NaiveDiff, GraphDriver):
                 raise Conflict(f"{self.name}: layer {id} already exists")
             if parent is not None and not os.path.isdir(self._dir(parent)):
                 raise NotFound(f"{self.name}: parent layer {parent} not found")
-            self._busy[id] = 1
+            self._busy.acquire(id)
             if parent is not None:
-                self._busy[parent] = self._busy.get(parent, 0) + 1
+                self._busy.acquire(parent)
         tmp = os.path.join(self.home, f"{_TMP_PREFIX}{id}-{uuid.uuid4().hex[:12]}")
         link = None
         try:
@@ -358,10 +355,8 @@ class OverlayLayout(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(path):
                 raise NotFound(f"{self.name}: layer {id} not found")
-            if self._refs.get(id, 0) > 0:
-                raise Conflict(f"{self.name}: layer {id} is in use ({self._refs[id]} reference(s))")
-            if id in self._busy:
-                raise Conflict(f"{self.name}: layer {id} is busy")
+            self._refs.refuse_if_held(id, f"{self.name}: layer {id}")
+            self._busy.refuse_if_held(id, f"{self.name}: layer {id}", "busy")
             if id in self._mounted:
                 self._unmount_path(os.path.join(path, "merged"))
                 self._mounted.discard(id)
@@ -383,28 +378,23 @@ class OverlayLayout(NaiveDiff, GraphDriver):
         with self._lock:
             if not os.path.isdir(path):
                 raise NotFound(f"{self.name}: layer {id} not found")
-            n = self._refs.get(id, 0)
             lowers = self._lowers(id)
-            root = os.path.join(path, "merged") if lowers else os.path.join(path, "diff")
-            if n == 0 and lowers and id not in self._mounted:
-                self._mount(id, lowers)
-                self._mounted.add(id)
-            self._refs[id] = n + 1
-            return root
+
+            def mount() -> None:
+                if lowers and id not in self._mounted:
+                    self._mount(id, lowers)
+                    self._mounted.add(id)
+            self._refs.acquire(id, first=mount)
+            return os.path.join(path, "merged") if lowers else os.path.join(path, "diff")
 
     def put(self, id: str) -> None:
         path = self._dir(id)
-        with self._lock:
-            n = self._refs.get(id, 0)
-            if n > 1:
-                self._refs[id] = n - 1
-                return
-            self._refs.pop(id, None)
-            if n == 0:
-                log.debug("%s: put of %s without get", self.name, id)
+
+        def unmount() -> None:
             if id in self._mounted:
                 self._unmount_path(os.path.join(path, "merged"))
                 self._mounted.discard(id)
+        self._refs.release(id, last=unmount)
 
     def exists(self, id: str) -> bool:
         return os.path.isdir(self._dir(id))
@@ -534,10 +524,10 @@ class OverlayLayout(NaiveDiff, GraphDriver):
     # -- status ---------------------------------------------------------------------------------
     def _backing_status(self) -> list[tuple[str, str]]:
         try:
-            dtype = "true" if linux.supports_d_type(self.home) else "false"
+            dtype = "true" if host.supports_d_type(self.home) else "false"
         except OSError:
             dtype = "unknown"
-        return [("Backing Filesystem", linux.fs_name(self.home)), ("Supports d_type", dtype),
+        return [("Backing Filesystem", host.fs_name(self.home)), ("Supports d_type", dtype),
                 ("Native Overlay Diff", "true")]
 
 
@@ -549,11 +539,11 @@ def check_backing(name: str, home: str) -> str:
     suite tests fail for fuse-overlayfs on an overlayfs home)."""
     from dockyard.hookspecs.errors import DriverNotSupported
     os.makedirs(home, mode=0o700, exist_ok=True)
-    backing = linux.fs_name(home)
+    backing = host.fs_name(home)
     if backing in ("overlayfs", "aufs", "fuse", "nfs", "cifs", "ecryptfs"):
         raise DriverNotSupported(f"{name}: {home} is on {backing}, which cannot host an overlay "
                                  "upper directory")
-    if not linux.supports_d_type(home):
+    if not host.supports_d_type(home):
         raise DriverNotSupported(f"{name}: {home} is on {backing} without d_type support "
                                  "(xfs needs ftype=1)")
     return backing

@@ -1,18 +1,12 @@
 """The ``bridge`` network driver: a Linux bridge per network, a veth pair per endpoint.
 
-All netlink work is pyroute2's. Firewall rules are nftables rules in one table per daemon
-(``ip dockyard_<default bridge>``, plus a ``bridge``-family table when some network has
-inter-container traffic disabled), regenerated whole and replaced atomically (``nft -f``) at each
-change: what the kernel holds is always exactly what the driver's model says, so reconciling after
-a crash is the same operation as any update. The rules:
-
-* ``postrouting``: masquerade traffic leaving a non-internal network's subnet (``ip-masq``);
-* ``prerouting``/``output``: DNAT published ports to their endpoint (loopback destinations are
-  left to the daemon's userland proxy, as Docker does);
-* ``forward``: drop traffic between two of this daemon's bridges (networks are isolated), and any
-  traffic in or out of an internal network;
-* bridge ``forward``: drop frames between two ports (veths) of one bridge whose network has ICC
-  off (``icc``, or the network option ``com.docker.network.bridge.enable_icc``).
+All netlink work is pyroute2's. A network with IPv6 gets its IPv6 gateway on the bridge and each
+endpoint its IPv6 address and default route (addresses are added without duplicate address
+detection: the IPAM already guarantees they are unique); on an IPv4-only network the container's
+interface has IPv6 disabled, as dockerd does. Firewall rules are nftables rules in one table per
+daemon and family (:mod:`.bridge_nft`), regenerated whole and replaced atomically (``nft -f``)
+at each change: what the kernel holds is always exactly what the driver's model says, so
+reconciling after a crash is the same operation as any update.
 
 Bridges this driver made carry an interface alias naming the driver's home, so ``restore`` can tell
 them (and the veths plugged into them) from any other daemon's on the same host.
@@ -30,9 +24,11 @@ import subprocess
 import threading
 from typing import Any
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported, InvalidParameter
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
+
+from . import bridge_nft
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +37,8 @@ OPT_ICC = "com.docker.network.bridge.enable_icc"
 OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
 OPT_MTU = "com.docker.network.driver.mtu"
 IFNAMSIZ = 15
+IFA_F_NODAD = 0x02
+AF_INET6 = 10
 
 
 def _truthy(v: Any, default: bool) -> bool:
@@ -76,6 +74,7 @@ class BridgeDriver(NetDriver):
         if len(self.default_bridge) > IFNAMSIZ:
             raise InvalidParameter(f"bridge name {self.default_bridge!r} is longer than 15 characters")
         self.iptables = _truthy(o.get("iptables"), True)
+        self.ip6tables = self.iptables and _truthy(o.get("ip6tables"), True)
         self.ip_masq = _truthy(o.get("ip-masq"), True)
         self.ip_forward = _truthy(o.get("ip-forward"), True)
         self.icc = _truthy(o.get("icc"), True)
@@ -87,7 +86,7 @@ class BridgeDriver(NetDriver):
         self.table = "dockyard_" + re.sub(r"[^A-Za-z0-9_]", "_", self.default_bridge)
         self._lock = threading.RLock()
         self.nets: dict[str, dict[str, Any]] = {}
-        self.ports: dict[str, list[tuple[str, str, int, str, int, str]]] = {}
+        self.ports: dict[str, list[bridge_nft.PortRow]] = {}
         self.joined: set[str] = set()
         #: bridge name -> host-side veths plugged into it (for ICC-off rules)
         self.members: dict[str, set[str]] = {}
@@ -128,6 +127,10 @@ class BridgeDriver(NetDriver):
         if not subnet or not gateway:
             raise InvalidParameter("the bridge driver needs a subnet and a gateway")
         net = ipaddress.ip_network(subnet, strict=False)
+        net6 = ipaddress.ip_network(options["IPv6Subnet"], strict=False) if options.get("IPv6Subnet") else None
+        gateway6 = options.get("IPv6Gateway") or ""
+        if net6 is not None and not gateway6:
+            raise InvalidParameter("the bridge driver needs a gateway for the IPv6 subnet")
         mtu = int(drv.get(OPT_MTU) or self.mtu)
         with self._lock, self._ipr() as ipr:
             for nid, other in self.nets.items():
@@ -139,18 +142,24 @@ class BridgeDriver(NetDriver):
                 found = ipr.link_lookup(ifname=bridge)
             idx = found[0]
             ipr.link("set", index=idx, ifalias=self.tag, mtu=mtu)
-            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx, family=2)}
+            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
             if (gateway, net.prefixlen) not in have:
                 ipr.addr("add", index=idx, address=gateway, prefixlen=net.prefixlen)
+            if net6 is not None:
+                _set_ipv6(bridge, True)
+                if (str(ipaddress.ip_address(gateway6)), net6.prefixlen) not in have:
+                    ipr.addr("add", index=idx, address=gateway6, prefixlen=net6.prefixlen,
+                             flags=IFA_F_NODAD)
             ipr.link("set", index=idx, state="up")
             self.nets[network_id] = {
                 "bridge": bridge, "subnet": str(net), "gateway": gateway, "mtu": mtu,
+                "subnet6": str(net6) if net6 is not None else "", "gateway6": gateway6,
                 "internal": bool(options.get("Internal")),
                 "icc": _truthy(drv.get(OPT_ICC), self.icc),
                 "masq": _truthy(drv.get(OPT_MASQ), self.ip_masq),
             }
             if self.ip_forward and not options.get("Internal"):
-                self._enable_forwarding()
+                self._enable_forwarding(6 if net6 is not None else 4)
             self._apply_rules()
         return {OPT_BRIDGE_NAME: bridge}
 
@@ -165,14 +174,20 @@ class BridgeDriver(NetDriver):
             self._apply_rules()
 
     @staticmethod
-    def _enable_forwarding() -> None:
-        path = "/proc/sys/net/ipv4/ip_forward"
-        with open(path) as f:
-            if f.read().strip() == "1":
-                return
-        with open(path, "w") as f:
-            f.write("1")
-        log.info("enabled IPv4 forwarding (ip-forward)")
+    def _enable_forwarding(version: int) -> None:
+        """IPv4 forwarding, and IPv6 forwarding too for a network with IPv6 (as dockerd with
+        ``ip-forward``)."""
+        paths = ["/proc/sys/net/ipv4/ip_forward"]
+        if version == 6:
+            paths += ["/proc/sys/net/ipv6/conf/all/forwarding",
+                      "/proc/sys/net/ipv6/conf/default/forwarding"]
+        for path in paths:
+            with open(path) as f:
+                if f.read().strip() == "1":
+                    continue
+            with open(path, "w") as f:
+                f.write("1")
+            log.info("enabled forwarding (ip-forward): %s", path)
 
     # -- endpoints ------------------------------------------------------------------------------
     def create_endpoint(self, network_id: str, endpoint_id: str, options: dict[str, Any]) -> Endpoint:
@@ -180,14 +195,21 @@ class BridgeDriver(NetDriver):
         ip = options.get("Address") or ""
         if not ip:
             raise InvalidParameter("the bridge driver needs an address for the endpoint")
+        ip6 = options.get("IPv6Address") or ""
+        if ip6 and not net.get("subnet6"):
+            raise InvalidParameter(f"network {network_id[:12]} has no IPv6 subnet for {ip6}")
         return Endpoint(
             network_id=network_id, endpoint_id=endpoint_id, ip_address=ip,
             prefix_len=int(options.get("PrefixLen") or ipaddress.ip_network(net["subnet"]).prefixlen),
             gateway=options.get("Gateway") or net["gateway"],
-            mac_address=options.get("MacAddress") or mac_for(ip),
+            mac_address=(options.get("MacAddress") or mac_for(ip)).lower(),
             interface=options.get("Interface") or "eth0", mtu=net["mtu"],
+            ipv6_address=ip6,
+            ipv6_prefix_len=int(options.get("IPv6PrefixLen") or 0) if ip6 else 0,
+            ipv6_gateway=(options.get("IPv6Gateway") or net.get("gateway6") or "") if ip6 else "",
             data={"veth": "veth" + endpoint_id[:11], "bridge": net["bridge"],
-                  "internal": net["internal"]})
+                  "internal": net["internal"],
+                  "link_local": [str(ipaddress.ip_address(a)) for a in options.get("LinkLocalIPs") or ()]})
 
     @staticmethod
     def _index(ipr: Any, name: str) -> int | None:
@@ -222,7 +244,7 @@ class BridgeDriver(NetDriver):
                 os.close(fd)
             try:
                 ipr.link("set", index=self._index(ipr, host_if), state="up")
-                linux.in_netns(netns_path, self._configure_inside, endpoint)
+                host.in_netns(netns_path, self._configure_inside, endpoint)
             except BaseException:
                 idx = self._index(ipr, host_if)
                 if idx is not None:
@@ -237,14 +259,26 @@ class BridgeDriver(NetDriver):
         return next((n for n in self.nets.values() if n["bridge"] == bridge), {})
 
     def _configure_inside(self, ep: Endpoint) -> None:
+        # IPv6 on the interface only when the network has it (no link-local address either)
+        _set_ipv6(ep.interface, bool(ep.ipv6_address))
         with self._ipr() as ipr:
             idx = self._index(ipr, ep.interface)
             ipr.addr("add", index=idx, address=ep.ip_address, prefixlen=ep.prefix_len)
+            if ep.ipv6_address:
+                ipr.addr("add", index=idx, address=ep.ipv6_address, prefixlen=ep.ipv6_prefix_len,
+                         flags=IFA_F_NODAD)
+            for addr in ep.data.get("link_local") or ():  # /16 and /64, as dockerd
+                v6 = ipaddress.ip_address(addr).version == 6
+                if v6:
+                    _set_ipv6(ep.interface, True)
+                ipr.addr("add", index=idx, address=addr, prefixlen=64 if v6 else 16,
+                         **({"flags": IFA_F_NODAD} if v6 else {}))
             ipr.link("set", index=idx, state="up")
-            if ep.gateway and not ep.data.get("internal"):
-                has_default = any(r["dst_len"] == 0 for r in ipr.get_routes(family=2, table=254))
-                if not has_default:
-                    ipr.route("add", dst="0.0.0.0/0", gateway=ep.gateway, oif=idx)
+            if ep.data.get("internal"):
+                return
+            for gw, family, dst in ((ep.gateway, 2, "0.0.0.0/0"), (ep.ipv6_gateway, AF_INET6, "::/0")):
+                if gw and not any(r["dst_len"] == 0 for r in ipr.get_routes(family=family, table=254)):
+                    ipr.route("add", dst=dst, gateway=gw, oif=idx, family=family)
 
     def leave(self, endpoint: Endpoint, netns_path: str) -> None:
         with self._lock:
@@ -268,17 +302,15 @@ class BridgeDriver(NetDriver):
     # -- ports ----------------------------------------------------------------------------------
     def publish(self, endpoint: Endpoint, ports: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with self._lock:
-            cur = self.ports.setdefault(endpoint.endpoint_id, [])
-            for p in ports:
-                cur.append((p["Proto"], p.get("HostIp") or "", int(p["HostPort"]),
-                            endpoint.ip_address, int(p["ContainerPort"]), endpoint.data["bridge"]))
+            self.ports.setdefault(endpoint.endpoint_id, []).extend(bridge_nft.port_rows(
+                ports, endpoint.ip_address, endpoint.ipv6_address, endpoint.data["bridge"]))
             self._apply_rules()
         return [dict(p) for p in ports]
 
     def unpublish(self, endpoint: Endpoint, ports: list[dict[str, Any]]) -> None:
         with self._lock:
             cur = self.ports.get(endpoint.endpoint_id, [])
-            drop = {(p["Proto"], p.get("HostIp") or "", int(p["HostPort"])) for p in ports}
+            drop = {(p["Proto"], (p.get("HostIp") or "").strip("[]"), int(p["HostPort"])) for p in ports}
             cur[:] = [r for r in cur if (r[0], r[1], r[2]) not in drop]
             if not cur:
                 self.ports.pop(endpoint.endpoint_id, None)
@@ -311,9 +343,8 @@ class BridgeDriver(NetDriver):
                 ep = by_id.get(eid)
                 if ep is None:
                     continue
-                self.ports[eid] = [(p["Proto"], p.get("HostIp") or "", int(p["HostPort"]),
-                                    ep.ip_address, int(p["ContainerPort"]), ep.data["bridge"])
-                                   for p in plist]
+                self.ports[eid] = bridge_nft.port_rows(plist, ep.ip_address, ep.ipv6_address,
+                                                       ep.data["bridge"])
             self._apply_rules()
 
     def close(self) -> None:
@@ -323,7 +354,7 @@ class BridgeDriver(NetDriver):
             if self.joined:
                 return
             with self._ipr() as ipr:
-                for name, idx in self._our_bridges(ipr).items():
+                for idx in self._our_bridges(ipr).values():
                     with contextlib.suppress(Exception):
                         ipr.link("del", index=idx)
             self.nets.clear()
@@ -338,55 +369,9 @@ class BridgeDriver(NetDriver):
     # -- firewall -------------------------------------------------------------------------------
     def ruleset(self) -> str:
         """The nftables script that makes the tables exactly what the model says."""
-        t = self.table
-        out = [f"table ip {t}", f"delete table ip {t}", f"table bridge {t}", f"delete table bridge {t}"]
-        if not self.nets:
-            return "\n".join(out) + "\n"
-        bridges = sorted(n["bridge"] for n in self.nets.values())
-        q = lambda s: '"' + s + '"'  # noqa: E731
-        body = [f"table ip {t} {{",
-                f"  set bridges {{ type ifname; elements = {{ {', '.join(map(q, bridges))} }} }}",
-                "  chain ports_pre {", *self._port_rules(external=True), "  }",
-                "  chain ports_out {", *self._port_rules(external=False), "  }",
-                "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;",
-                "    fib daddr type local jump ports_pre", "  }",
-                "  chain output { type nat hook output priority -100; policy accept;",
-                "    ip daddr != 127.0.0.0/8 fib daddr type local jump ports_out", "  }",
-                "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;"]
-        for n in self.nets.values():
-            if n["masq"] and not n["internal"]:
-                body.append(f"    ip saddr {n['subnet']} oifname != {q(n['bridge'])} masquerade")
-        body += ["  }", "  chain forward { type filter hook forward priority filter; policy accept;"]
-        for n in self.nets.values():
-            b = q(n["bridge"])
-            if n["internal"]:
-                body.append(f"    iifname {b} oifname != {b} drop")
-                body.append(f"    oifname {b} iifname != {b} drop")
-            body.append(f"    iifname {b} oifname != {b} oifname @bridges drop")
-        body += ["  }", "}"]
-        # ICC off: frames between two ports of the bridge are dropped (bridge family; the ports
-        # are the veths joined to it, traffic to the gateway is not bridged and stays allowed)
-        no_icc = [sorted(self.members.get(n["bridge"], ())) for n in self.nets.values() if not n["icc"]]
-        no_icc = [ports for ports in no_icc if ports]
-        if no_icc:
-            body += [f"table bridge {t} {{",
-                     "  chain forward { type filter hook forward priority filter; policy accept;"]
-            for ports in no_icc:
-                names = "{ " + ", ".join(map(q, ports)) + " }"
-                body.append(f"    iifname {names} oifname {names} drop")
-            body += ["  }", "}"]
-        return "\n".join(out + body) + "\n"
-
-    def _port_rules(self, external: bool) -> list[str]:
-        rules = []
-        for plist in self.ports.values():
-            for proto, host_ip, host_port, ip, cport, bridge in plist:
-                cond = [f'iifname != "{bridge}"'] if external else []
-                if host_ip and host_ip not in ("0.0.0.0", "::"):
-                    cond.append(f"ip daddr {host_ip}")
-                cond.append(f"{proto} dport {host_port}")
-                rules.append("    " + " ".join(cond) + f" dnat to {ip}:{cport}")
-        return rules
+        return bridge_nft.ruleset(self.table, list(self.nets.values()),
+                                  [r for rows in self.ports.values() for r in rows], self.members,
+                                  self.ip6tables)
 
     def _apply_rules(self) -> None:
         if not self.iptables:
@@ -396,3 +381,15 @@ class BridgeDriver(NetDriver):
         if res.returncode != 0:
             raise DockyardError("nft failed: " + res.stderr.decode(errors="replace").strip()
                                 + "\n--- ruleset ---\n" + script)
+
+
+def _set_ipv6(interface: str, enabled: bool) -> None:
+    """IPv6 on or off for ``interface`` of the calling thread's network namespace."""
+    path = f"/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"
+    try:
+        with open(path, "w") as f:
+            f.write("0" if enabled else "1")
+    except FileNotFoundError:
+        if enabled:  # IPv6 disabled on the whole host (ipv6.disable=1)
+            raise DockyardError("IPv6 is not available on this host (no "
+                                "/proc/sys/net/ipv6): a network with IPv6 cannot be set up") from None

@@ -22,7 +22,7 @@ from typing import IO, Any
 from dockyard.hookspecs import registry as mt
 from dockyard.hookspecs.errors import InvalidParameter, NotFound
 from dockyard.hookspecs.registry import RegistryBackend
-from dockyard.hookspecs.tarsafe import TarEntry, TarIndex
+from dockyard.hookspecs.host.tarsafe import TarEntry, TarIndex
 
 from .ocilayout import REF_NAME, store_blob, write_atomic
 

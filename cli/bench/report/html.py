@@ -114,7 +114,7 @@ def skipped_section(doc: dict[str, Any]) -> list[str]:
 
 def render_compare_html(cmp: dict[str, Any]) -> str:
     a, b = cmp["runs"]
-    body = [f"<h1>dockyard bench compare</h1>",
+    body = ["<h1>dockyard bench compare</h1>",
             f"<p class='meta'>before: {escape(a['name'])} ({escape(a.get('started', ''))}, "
             f"{escape(a.get('machine', ''))})<br>after: {escape(b['name'])} "
             f"({escape(b.get('started', ''))}, {escape(b.get('machine', ''))})</p>",

@@ -14,7 +14,7 @@ def render_table(doc: dict[str, Any]) -> str:
              "less; for MB/s, more is better)", ""]
     lines += ["| scenario | figure | subject | median | min – max | n | ratio |",
               "|---|---|---|---:|---:|---:|---:|"]
-    for name, scen, _key, metric in results.metrics(doc):
+    for name, _scen, _key, metric in results.metrics(doc):
         unit = metric["unit"]
         for row in results.chart_rows(doc, metric):
             ratio = "baseline" if row["baseline"] else results.fmt_ratio(row["ratio"])

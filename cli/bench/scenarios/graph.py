@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from typing import Any, Callable
+from typing import Any
 
 from .. import host
 from ..subjects.base import CAP_GRAPH, Subject
@@ -27,7 +27,7 @@ MB = 1 << 20
 
 def image_tar(files: int, size: int) -> Any:
     """A layer tar streamed from a thread: ``files`` files of ``size`` incompressible bytes."""
-    from dockyard.hookspecs.naivediff import stream_from_writer
+    from dockyard.hookspecs.host.layertar import stream_from_writer
     block = os.urandom(size)
 
     def write(out: Any) -> None:
@@ -136,7 +136,8 @@ class Create(GraphScenario):
         out = {}
         for label in self.full["images"]:
             cid = f"ctr{label}{index}"
-            out[f"create-{label}"] = host.measure(lambda: d.create_rw(cid, f"img{label}")) * 1000
+            out[f"create-{label}"] = host.measure(
+                lambda cid=cid, label=label: d.create_rw(cid, f"img{label}")) * 1000
 
         def cycle() -> None:
             d.get(f"ctr1gb{index}")
@@ -185,7 +186,8 @@ class LayerDiffApply(GraphScenario):
         d.create(f"applied{index}", "base")
         try:
             with open(tar_path, "rb") as f:
-                apply: Callable[[], Any] = lambda: d.apply_diff(f"applied{index}", "base", f)
+                def apply() -> Any:
+                    return d.apply_diff(f"applied{index}", "base", f)
                 applied = host.measure(apply)
         finally:
             os.unlink(tar_path)

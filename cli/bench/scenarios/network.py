@@ -62,12 +62,12 @@ class Sandbox:
         self.count = 0
 
     def cycle(self) -> tuple[float, float]:
-        from dockyard.core import linux
+        from dockyard.hookspecs.host import ns
         self.count += 1
         path = os.path.join(self.top, f"ns{self.count}")
         t0 = time.perf_counter()
         if self.private:
-            linux.create_netns(path)
+            ns.create_netns(path)
         ep = self.driver.create_endpoint(self.nid, os.urandom(32).hex(), {
             "Interface": "eth0", "Address": str(self.subnet.network_address + 1 + self.count),
             "PrefixLen": self.subnet.prefixlen, "Gateway": str(self.subnet.network_address + 1)})
@@ -76,7 +76,7 @@ class Sandbox:
         self.driver.leave(ep, path)
         self.driver.delete_endpoint(ep)
         if self.private:
-            linux.remove_netns(path)
+            ns.remove_netns(path)
         return t1 - t0, time.perf_counter() - t1
 
     def close(self) -> None:
@@ -176,8 +176,8 @@ class Throughput(Scenario):
 
 def stream(a: dict[str, str], b: dict[str, str], mbytes: int) -> float:
     """Send ``mbytes`` MiB from ``b``'s namespace to ``a``'s; MB/s."""
-    from dockyard.core import linux
-    srv = linux.in_netns(a["ns"], lambda: socket.create_server((a["ip"], 0)))
+    from dockyard.hookspecs.host import ns
+    srv = ns.in_netns(a["ns"], lambda: socket.create_server((a["ip"], 0)))
     port = srv.getsockname()[1]
     got = [0]
 
@@ -191,7 +191,7 @@ def stream(a: dict[str, str], b: dict[str, str], mbytes: int) -> float:
     t.start()
     buf = b"\0" * (1 << 20)
     try:
-        cli = linux.in_netns(b["ns"], lambda: socket.socket())
+        cli = ns.in_netns(b["ns"], lambda: socket.socket())
         t0 = time.perf_counter()
         with cli:
             cli.settimeout(120)

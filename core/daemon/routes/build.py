@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dockyard.hookspecs import tarsafe
+from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import InvalidParameter
 
 from ... import builder as builder_mod

@@ -5,15 +5,15 @@ import asyncio
 import json
 import os
 import shlex
-import struct
 import time
 from typing import Any
 
 from aiohttp import web
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.host.streams import frame
 
-from ... import listing
+from ... import listing, platforms
 from ... import stats as stats_doc
 from ...containers import summary
 from .. import params
@@ -37,8 +37,9 @@ async def create(request: web.Request) -> web.Response:
     body = await json_body(request, ContainerCreate)
     if body is None:
         raise InvalidParameter("container config missing from request body")
-    result = await _svc(request).create(body, request.query.get("name") or None,
-                                        request.query.get("platform") or None)
+    platforms.check(request.app["daemon"].images, body.get("Image"),
+                    request.query.get("platform"))
+    result = await _svc(request).create(body, request.query.get("name") or None)
     return web.json_response(result, status=201)
 
 
@@ -103,6 +104,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 
 async def remove(request: web.Request) -> web.Response:
+    if params.flag(request, "link"):  # docker rm --link: the name is /parent/alias
+        await _svc(request).remove_link(request.match_info["id"])
+        return web.Response(status=204)
     await _svc(request).remove(request.match_info["id"], force=params.flag(request, "force"),
                                volumes=params.flag(request, "v"))
     return web.Response(status=204)
@@ -154,7 +158,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
         if tty:
             await resp.write(data)
         else:
-            await resp.write(struct.pack(">BxxxI", stream, len(data)) + data)
+            await resp.write(frame(stream, data))
     await resp.write_eof()
     return resp
 
@@ -247,7 +251,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
 async def export(request: web.Request) -> web.StreamResponse:
     """``docker export``: the container's whole filesystem as one tar (through the graph
     driver's mount, so it works for any driver)."""
-    from dockyard.hookspecs.naivediff import compute_changes, stream_from_writer, write_layer_tar
+    from dockyard.hookspecs.host.changes import compute_changes
+    from dockyard.hookspecs.host.layertar import stream_from_writer, write_layer_tar
     d = request.app["daemon"]
     c = d.containers.get(request.match_info["id"])
     cid = c["Id"]
@@ -370,4 +375,4 @@ def setup(app: web.Application) -> None:
     route(app, "HEAD", "/containers/{id}/archive", archive_head)
     route(app, "GET", "/containers/{id}/archive", archive_get)
     route(app, "PUT", "/containers/{id}/archive", archive_put)
-    route(app, "DELETE", "/containers/{id}", remove)
+    route(app, "DELETE", "/containers/{id:.+}", remove)  # a link's name has a slash

@@ -11,7 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ... import resources
+from dockyard.hookspecs.host.timefmt import rfc3339
+
+from ... import plugins, resources
 from ...filtersets import event_matcher
 from .. import params
 from ..app import API_VERSION, MIN_API_VERSION, VERSION, route
@@ -73,10 +75,7 @@ async def info(request: web.Request) -> web.Response:
     running = sum(1 for c in cs if c["State"]["Running"] and not c["State"]["Paused"])
     paused = sum(1 for c in cs if c["State"]["Paused"])
     cgv2 = not os.path.isdir("/sys/fs/cgroup/memory") and os.path.exists("/sys/fs/cgroup/cgroup.controllers")
-    extra: dict = {}
-    for contribution in d.pm.hook.dockyard_info():
-        if contribution:
-            extra.update(contribution)
+    extra = plugins.info_contributions(d.pm)
     sup = resources.support()  # what the cgroups can limit, as the create checks use it
     body = {
         "ID": d.state.get_meta("daemon-id") or "", "Containers": len(cs),
@@ -91,7 +90,7 @@ async def info(request: web.Request) -> web.Response:
         "IPv4Forwarding": True, "BridgeNfIptables": False,
         "BridgeNfIp6tables": False, "Debug": d.config["log-level"] == "debug", "NFd": len(os.listdir("/proc/self/fd")),
         "OomKillDisable": sup.oom_kill_disable, "NGoroutines": len(asyncio.all_tasks()),
-        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+        "SystemTime": rfc3339(),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgv2 else "1",
         "NEventsListener": len(d._event_subscribers), "KernelVersion": _kernel(),
         "OperatingSystem": _os_name(), "OSVersion": "", "OSType": "linux", "Architecture": platform.machine(),

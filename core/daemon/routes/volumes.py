@@ -5,7 +5,6 @@ import asyncio
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import InvalidParameter
 
 from ... import listing
 from .. import params

@@ -4,7 +4,7 @@ Small on purpose: create ``<parent>/<cid>`` where the controllers live, apply th
 cpu limits and the device rules of ``linux.resources``, list and kill the processes, freeze and
 thaw, remove. Runs inside the supervisor (synchronous: a handful of small file writes).
 
-Devices (``linux.resources.devices``, see ``dockyard.hookspecs.devices``): on v1 the container's
+Devices (``linux.resources.devices``, see ``dockyard.hookspecs.host.devices``): on v1 the container's
 ``devices`` cgroup gets ``devices.deny a`` then its allow entries; on v2 an eBPF program made
 from the same rules is attached to its directory. A hybrid host (v1 controllers plus a cgroup2
 mount at ``unified``) gets both: the container also has a directory in the cgroup2 tree, and
@@ -17,8 +17,8 @@ import logging
 import os
 import signal
 
-from dockyard.hookspecs import cgroupfiles, devicebpf
-from dockyard.hookspecs.devices import DeviceRules
+from dockyard.hookspecs.host import cgroupfiles, devicebpf
+from dockyard.hookspecs.host.devices import DeviceRules
 from dockyard.hookspecs.errors import InvalidParameter
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ def _read(path: str) -> str:
 class Cgroups:
     """The cgroup layout of this host, found once."""
 
-    def __init__(self, root: str = CGROUP_ROOT) -> None:
-        self.root = root.rstrip("/") or "/"
+    def __init__(self, root: str | None = None) -> None:
+        self.root = root = (root or CGROUP_ROOT).rstrip("/") or "/"
         self.v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
         #: controller name -> hierarchy mount point (v1); several names may share one mount
         self.hierarchies: dict[str, str] = {}
@@ -71,10 +71,18 @@ class Cgroups:
         #: rule-set key -> fd of its loaded eBPF device program
         self._programs: dict[str, int] = {}
         self._bpf_warned = False
+        self._support: cgroupfiles.Support | None = None
 
     @property
     def available(self) -> bool:
         return bool(self.hierarchies)
+
+    def unsupported(self, res: dict) -> list[str]:
+        """The OCI resources of ``res`` this host's cgroups cannot apply (the probe of
+        :func:`dockyard.hookspecs.host.cgroupfiles.host_support` on this tree)."""
+        if self._support is None:
+            self._support = cgroupfiles.host_support(self.root)
+        return cgroupfiles.unsupported(res, self._support)
 
     def _prepare_parent(self, parent: str) -> None:
         """Create the shared parent (e.g. ``dockyard``) in each hierarchy, set up once."""
@@ -144,7 +152,7 @@ class Cgroups:
 
     def apply(self, dirs: list[str], res: dict) -> None:
         """Apply ``linux.resources`` (memory, pids, cpu, blockIO; devices when given), through
-        the one translation of :mod:`dockyard.hookspecs.cgroupfiles`."""
+        the one translation of :mod:`dockyard.hookspecs.host.cgroupfiles`."""
         if res.get("devices") is not None:
             self.apply_devices(dirs, res["devices"])
         try:
@@ -210,7 +218,7 @@ class Cgroups:
         """(name under /sys/fs/cgroup, container's directory) per hierarchy: the host's name of
         each mount (``cpu,cpuacct``) and each controller name that leads to it (``cpu``)."""
         out = []
-        for ctrl, base in self.hierarchies.items():
+        for base in self.hierarchies.values():
             d = next((x for x in dirs if x.startswith(base + "/")), None)
             if d is None:
                 continue
@@ -294,7 +302,8 @@ class Cgroups:
 
     def populated(self, dirs: list[str]) -> bool:
         """Does the container's cgroup still hold a process? v2: ``populated`` of
-        ``cgroup.events`` (the subtree, as the kernel counts it); v1: ``cgroup.procs``."""
+        ``cgroup.events`` (the subtree, as the kernel counts it: no rmdir is tried before it
+        says 0); v1: ``cgroup.procs``."""
         if self.v2:
             d = self._dir(dirs, "unified")
             try:
@@ -438,7 +447,7 @@ class Cgroups:
         CFQ/BFQ files, or, when those count nothing, the throttle files (the only ones most
         devices fill in); entries as the kernel writes them (op ``Read``, ``Write``...)."""
         def entries(fname: str) -> list[dict]:
-            out = []
+            out: list[dict] = []
             try:
                 text = _read(f"{d}/{fname}")
             except OSError:

@@ -19,17 +19,12 @@ import threading
 from typing import Any
 
 from dockyard.hookspecs import errors
-from dockyard.hookspecs.bindings import Binding
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported, ExecError
 from dockyard.hookspecs.execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
+from dockyard.hookspecs.host.seccompbpf import SECCOMP_BINDING
 
 log = logging.getLogger(__name__)
 
-#: Debian's libseccomp binding (not on PyPI): without it, no seccomp profile can be applied
-SECCOMP_BINDING = Binding("seccomp", "python3-seccomp",
-                          "seccomp profiles (Docker's default one included) cannot be applied, so "
-                          "containers start only with --security-opt seccomp=unconfined; everything "
-                          "else works")
 
 SUPERVISOR_MODULE = "dockyard.plugins.execdrivers.native.supervisor"
 SOCK_NAME = "supervisor.sock"
@@ -311,6 +306,13 @@ class NativeDriver(ExecDriver):
 
     async def pause(self, cid: str) -> None:
         await self._call("pause", id=cid)
+
+    def unsupported_resources(self, resources: dict[str, Any]) -> list[str]:
+        from .cgroups import Cgroups
+        if getattr(self, "_cgroups", None) is None:
+            # the supervisor's cgroup tree (native.cgroup-root, else the host's)
+            self._cgroups = Cgroups(self.cgroup_root or None)
+        return self._cgroups.unsupported(resources)
 
     async def update(self, cid: str, resources: dict[str, Any]) -> None:
         await self._call("update", id=cid, resources=resources)

@@ -25,14 +25,14 @@ import resource
 import signal
 import socket
 import stat
+import struct
 import termios
 from typing import Any, NoReturn
 
-from dockyard.core import linux
-from dockyard.hookspecs import devices
+from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import InvalidParameter
-from dockyard.hookspecs.mountpoint import mount_of
-from dockyard.plugins.execdrivers.native import security
+from dockyard.hookspecs.host import devices, seccompbpf
+from dockyard.plugins.execdrivers.native import rootfs as rootsetup
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -97,7 +97,7 @@ def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     try:
         gc.disable()  # a collection would touch (copy) every page of the supervisor's heap
         _reset_signals()
-        linux.set_name("dockyard-init")
+        host.set_name("dockyard-init")
         os.setsid()
         # Joining a cgroup waits for an RCU grace period (milliseconds): unless the container
         # gets its own cgroup namespace (rooted where its creator is), move the container
@@ -115,18 +115,18 @@ def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
             if ns.get("path"):
                 fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
                 try:
-                    linux.setns(fd, linux.NAMESPACE_FLAGS[ns["type"]])
+                    host.setns(fd, host.NAMESPACE_FLAGS[ns["type"]])
                 finally:
                     os.close(fd)
                 joined.add(ns["type"])
-        flags = linux.CLONE_NEWNS
+        flags = host.CLONE_NEWNS
         for ns in cfg["namespaces"]:
             if not ns.get("path"):
-                flags |= linux.NAMESPACE_FLAGS[ns["type"]]
+                flags |= host.NAMESPACE_FLAGS[ns["type"]]
         # a new user namespace is made in the same call as the others, so that it owns them
         # (mounting proc, mqueue, devpts needs that); its maps are written from outside it
-        mapper = _fork_mapper(cfg, chan) if flags & linux.CLONE_NEWUSER else None
-        linux.unshare(flags)
+        mapper = _fork_mapper(cfg, chan) if flags & host.CLONE_NEWUSER else None
+        host.unshare(flags)
         if mapper is not None:
             _release_mapper(*mapper)
         # opened now: once the container pivots, this mount namespace no longer shows them
@@ -307,9 +307,9 @@ def _mount_one(rootfs: str, m: dict[str, Any], src_fd: int | None = None) -> Non
     dest = secure_join(rootfs, m["destination"])
     typ = m.get("type") or ""
     source = m.get("source") or typ or "none"
-    flags, prop, data = linux.parse_mount_options(m.get("options"))
-    if flags & linux.MS_BIND or typ == "bind":
-        flags |= linux.MS_BIND
+    flags, prop, data = host.parse_mount_options(m.get("options"))
+    if flags & host.MS_BIND or typ == "bind":
+        flags |= host.MS_BIND
         if src_fd is not None:
             is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)
             source = f"/proc/self/fd/{src_fd}"
@@ -319,14 +319,14 @@ def _mount_one(rootfs: str, m: dict[str, Any], src_fd: int | None = None) -> Non
             os.makedirs(dest, exist_ok=True)
         else:
             _ensure_file(dest)
-        linux.mount(source, dest, None, flags & (linux.MS_BIND | linux.MS_REC))
-        extra = flags & ~(linux.MS_BIND | linux.MS_REC)
+        host.mount(source, dest, None, flags & (host.MS_BIND | host.MS_REC))
+        extra = flags & ~(host.MS_BIND | host.MS_REC)
         if extra:
-            linux.remount_bind(dest, extra)
+            host.remount_bind(dest, extra)
     else:
         os.makedirs(dest, exist_ok=True)
         try:
-            linux.mount(source, dest, typ, flags, data or None)
+            host.mount(source, dest, typ, flags, data or None)
         except PermissionError:
             if typ != "sysfs":
                 raise
@@ -334,7 +334,7 @@ def _mount_one(rootfs: str, m: dict[str, Any], src_fd: int | None = None) -> Non
         if typ == "tmpfs" and os.path.normpath(m["destination"]) == "/dev":
             _populate_dev(dest)
     if prop:
-        linux.mount(None, dest, None, prop)
+        host.mount(None, dest, None, prop)
 
 
 def _bind_host_sys(dest: str) -> None:
@@ -343,17 +343,17 @@ def _bind_host_sys(dest: str) -> None:
     submounts are locked to it), so each file system mounted under the host's /sys (cgroups,
     securityfs, debugfs...) is covered by an empty read-only tmpfs: a fresh sysfs shows those
     directories empty too."""
-    subs = sorted({p for p, _, _ in linux.mountinfo() if p.startswith("/sys/")})
-    linux.mount("/sys", dest, None, linux.MS_BIND | linux.MS_REC)
-    linux.remount_bind(dest, linux.MS_RDONLY)
+    subs = sorted({p for p, _, _ in host.mountinfo() if p.startswith("/sys/")})
+    host.mount("/sys", dest, None, host.MS_BIND | host.MS_REC)
+    host.remount_bind(dest, host.MS_RDONLY)
     covered: list[str] = []
     for path in subs:
         if any(path.startswith(c + "/") for c in covered):
             continue
         covered.append(path)
         try:
-            linux.mount("tmpfs", dest + path[4:], "tmpfs",
-                        linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+            host.mount("tmpfs", dest + path[4:], "tmpfs",
+                        host.MS_RDONLY | host.MS_NOSUID | host.MS_NODEV | host.MS_NOEXEC,
                         "size=0,mode=755")
         except OSError:  # gone meanwhile, or not a directory: nothing to hide
             pass
@@ -370,7 +370,7 @@ def _make_devices(spec: dict[str, Any], mounts: list[dict[str, Any]], userns: bo
     nodes += [{"path": "/dev/" + name, "type": "c", "major": major, "minor": minor,
                "fileMode": 0o666, "uid": 0, "gid": 0} for name, major, minor in DEV_NODES
               if not userns or os.path.exists("/dev/" + name)]
-    bind = (lambda src, dst: linux.mount(src, dst, None, linux.MS_BIND)) if userns else None
+    bind = (lambda src, dst: host.mount(src, dst, None, host.MS_BIND)) if userns else None
     try:
         devices.create_nodes(".", nodes, secure_join, bind)
     except InvalidParameter as e:
@@ -384,17 +384,17 @@ def _mask_paths(masked: list[str], readonly: list[str]) -> None:
     for path in masked:
         try:
             if os.path.isdir(path):
-                linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY)
+                host.mount("tmpfs", path, "tmpfs", host.MS_RDONLY)
             elif os.path.exists(path):
-                linux.mount("/dev/null", path, None, linux.MS_BIND)
+                host.mount("/dev/null", path, None, host.MS_BIND)
         except FileNotFoundError:
             pass
     for path in readonly:
         try:
             if not os.path.exists(path):
                 continue
-            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC)
-            linux.remount_bind(path, linux.MS_RDONLY | linux.MS_REC)
+            host.mount(path, path, None, host.MS_BIND | host.MS_REC)
+            host.remount_bind(path, host.MS_RDONLY | host.MS_REC)
         except FileNotFoundError:
             pass
 
@@ -529,14 +529,14 @@ def _drop_privileges(proc: dict[str, Any], lin: dict[str, Any], uid: int, gid: i
     an unprivileged load, else here while still privileged."""
     caps = proc.get("capabilities")
     if caps is not None:
-        security.drop_bounding(caps.get("bounding") or [])
+        host.drop_bounding(caps.get("bounding") or [])
     flt = None
     if lin.get("seccomp"):
-        flt = bpf if bpf is not None else security.compile_bpf(lin["seccomp"])
+        flt = bpf if bpf is not None else seccompbpf.compile_bpf(lin["seccomp"])
     if proc.get("noNewPrivileges"):
-        linux.set_no_new_privs()
+        host.set_no_new_privs()
     elif flt is not None:
-        security.load_seccomp(flt)
+        seccompbpf.load_seccomp(flt)
         flt = None
     # root of the current user namespace first: in a new one this process is still the host's
     # root, which the kernel does not count as "root" there, so going straight to a non-root
@@ -546,7 +546,7 @@ def _drop_privileges(proc: dict[str, Any], lin: dict[str, Any], uid: int, gid: i
     os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    security.apply_capabilities(caps, uid)
+    host.apply_capabilities(caps, uid)
     return flt
 
 
@@ -556,16 +556,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     new_ns = {ns["type"] for ns in cfg["namespaces"] if not ns.get("path")}
 
     # -- the file system view ---------------------------------------------------------------
-    # the root's propagation (linux.rootfsPropagation): private unless a bind is shared or a
-    # slave; the rootfs's own mount is private either way (pivot_root refuses a shared parent)
-    root_prop = linux.PROPAGATION_OPTIONS.get((spec.get("linux") or {}).get("rootfsPropagation")
-                                              or "rprivate", linux.MS_REC | linux.MS_PRIVATE)
-    linux.mount(None, "/", None, root_prop | linux.MS_REC)
-    rootfs = os.path.realpath(spec["root"]["path"])
-    if not root_prop & linux.MS_PRIVATE:
-        linux.mount(None, mount_of(rootfs)[0], None, linux.MS_PRIVATE)
-    linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
-    os.chdir(rootfs)  # on the bind mount: every path below is relative to it
+    root_prop = rootsetup.enter(spec)
     mounts = cfg["mounts"]
     sources = _open_sources(mounts)
     if "user" in new_ns:
@@ -576,28 +567,14 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.setresuid(0, 0, 0)
     for i, m in enumerate(mounts):
         _mount_one(".", m, sources.pop(i, None))
-    for m in mounts:  # a tmpfs that held mount points (/sys/fs/cgroup): read-only now
-        if m.get("remountReadonly"):
-            dest = secure_join(".", m["destination"])
-            linux.mount(None, dest, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.mount_flags(dest))
+    rootsetup.remount_readonly([secure_join(".", m["destination"]) for m in mounts
+                                if m.get("remountReadonly")])
     _make_devices(spec, mounts, "user" in new_ns)
-    if "uts" in new_ns and spec.get("hostname"):
-        linux.sethostname(spec["hostname"])
-    if "uts" in new_ns and spec.get("domainname"):
-        linux.setdomainname(spec["domainname"])
+    if "uts" in new_ns:
+        rootsetup.set_uts_names(spec)
     if "network" in new_ns:
-        linux.set_link_up("lo")
-    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-    linux.pivot_root(".", ".")
-    # the old root, now stacked on "/" (reached through its fd, as runc): a slave before it
-    # goes, so that no unmount reaches the host's mounts through a shared peer group
-    os.fchdir(old_root)
-    os.close(old_root)
-    linux.mount(None, ".", None, linux.MS_SLAVE | linux.MS_REC)
-    linux.umount2(".", linux.MNT_DETACH)
-    os.chdir("/")
-    if not root_prop & linux.MS_PRIVATE:  # on the new root only now (as runc)
-        linux.mount(None, "/", None, root_prop | linux.MS_REC)
+        host.set_link_up("lo")
+    rootsetup.pivot(root_prop)
     lin = spec.get("linux") or {}
     for key, value in (lin.get("sysctl") or {}).items():  # before /proc/sys turns read-only
         path = "/proc/sys/" + key.replace(".", "/")
@@ -612,12 +589,16 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     os.setsid()
     if cfg["tty"]:
         master, slave = os.openpty()
+        size = (spec.get("process") or {}).get("consoleSize") or {}
+        if size.get("height") and size.get("width"):  # before the process runs (ConsoleSize)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                        struct.pack("HHHH", int(size["height"]), int(size["width"]), 0, 0))
         socket.send_fds(chan, [b"T"], [master])
         os.close(master)
         try:
             console = os.ttyname(slave)
             _ensure_file("/dev/console")
-            linux.mount(console, "/dev/console", None, linux.MS_BIND)
+            host.mount(console, "/dev/console", None, host.MS_BIND)
         except OSError:
             pass
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
@@ -626,7 +607,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.close(slave)
 
     if (spec.get("root") or {}).get("readonly"):
-        linux.remount_bind("/", linux.MS_RDONLY)
+        host.remount_bind("/", host.MS_RDONLY)
 
     # -- the process ------------------------------------------------------------------------
     uid, gid, groups, home = resolve_user(proc.get("user") or {})
@@ -640,7 +621,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.makedirs(cwd, exist_ok=True)
         os.chdir(cwd)
     except OSError as e:
-        raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}")
+        raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}") from e
     _apply_rlimits(cfg.get("base_rlimits"), proc.get("rlimits"))
     if proc.get("oomScoreAdj") is not None:
         try:
@@ -657,7 +638,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
         os._exit(128)
     if cfg.get("filter") is not None:
-        security.load_seccomp(cfg["filter"])
+        seccompbpf.load_seccomp(cfg["filter"])
     try:
         os.execve(path, args, dict(kv.split("=", 1) for kv in env if "=" in kv))
     except OSError as e:
@@ -681,7 +662,7 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     try:
         gc.disable()
         _reset_signals()
-        linux.set_name("dockyard-exec")
+        host.set_name("dockyard-exec")
         os.setsid()
         # the cgroups are joined by writing the process's pid while it sets itself up (each
         # cgroup.procs write waits for an RCU grace period); it execs only once that is done
@@ -692,7 +673,7 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         target_pid = cfg["target_pid"]
         joins = []
         for typ in EXEC_NS_ORDER:
-            name = linux.NAMESPACE_FILES[typ]
+            name = host.NAMESPACE_FILES[typ]
             try:
                 theirs = os.stat(f"/proc/{target_pid}/ns/{name}")
                 ours = os.stat(f"/proc/self/ns/{name}")
@@ -700,9 +681,9 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
                 continue
             if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
                 joins.append((os.open(f"/proc/{target_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC),
-                              linux.NAMESPACE_FLAGS[typ]))
+                              host.NAMESPACE_FLAGS[typ]))
         for fd, flag in joins:
-            linux.setns(fd, flag)
+            host.setns(fd, flag)
             os.close(fd)
         _fork_gated(cfg, chan, cg_fds, _exec_process_main)
     except InitError as e:
@@ -747,7 +728,7 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         try:
             os.chdir(cwd)
         except OSError as e:
-            raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}")
+            raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}") from e
         _apply_rlimits(cfg.get("base_rlimits"), base.get("rlimits"))
         args = list(proc.get("args") or [])
         if not args:
@@ -763,7 +744,7 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
             os._exit(126)
         if flt is not None:
-            security.load_seccomp(flt)
+            seccompbpf.load_seccomp(flt)
         try:
             os.execve(path, args, env)
         except OSError as e:

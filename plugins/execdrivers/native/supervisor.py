@@ -41,14 +41,14 @@ import termios
 import time
 from typing import Any
 
-from dockyard.core import linux
+from dockyard.hookspecs import host
+from dockyard.hookspecs.host import seccompbpf
 from dockyard.hookspecs.errors import (
     Conflict, DockyardError, ExecError, InvalidParameter, NotFound,
 )
 from dockyard.plugins.execdrivers.native import init as _init
 from dockyard.plugins.execdrivers.native.cgroups import Cgroups
 
-from dockyard.plugins.execdrivers.native import security as _security
 
 try:  # warm: the fork server compiles seccomp filters (once per profile and capability set)
     import seccomp  # noqa: F401
@@ -62,16 +62,14 @@ def _seccomp_bpf(spec: dict[str, Any]) -> bytes | None:
     """The container's seccomp program, compiled here once per (profile, capabilities) — some
     20 ms with libseccomp — so that forked children only load it."""
     profile = (spec.get("linux") or {}).get("seccomp")
-    return _security.bpf_for(profile) if profile else None
+    return seccompbpf.bpf_for(profile) if profile else None
 
 
 def _warm_seccomp() -> None:
     """Compile Docker's default profile for Docker's default capabilities ahead of the first
     container that needs it."""
     try:
-        from dockyard.core import seccomp as profiles
-        from dockyard.core.spec import DEFAULT_CAPS
-        _security.bpf_for(profiles.default_profile(list(DEFAULT_CAPS)))
+        seccompbpf.bpf_for(host.seccomp.default_profile(list(host.DEFAULT_CAPS)))
     except Exception:  # noqa: BLE001 - only a warm-up: the first start compiles (and reports)
         log.debug("seccomp warm-up failed", exc_info=True)
 
@@ -85,11 +83,6 @@ DRAIN_GRACE = 2.0     # after the main process exited, wait at most this long fo
 LOG_LINE_MAX = 16 * 1024
 STREAM_NAMES = {1: "stdout", 2: "stderr"}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def rfc3339nano(ns: int) -> str:
-    sec, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%09dZ" % frac
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -155,7 +148,7 @@ class JsonLog:
     def _emit(self, stream: int, chunks: list[bytes]) -> None:
         if self.fd < 0:
             return
-        ts = rfc3339nano(time.time_ns())
+        ts = host.rfc3339nano(time.time_ns())
         name = STREAM_NAMES[stream]
         entries = [(json.dumps({"log": c.decode("utf-8", "replace"), "stream": name, "time": ts},
                                ensure_ascii=False, separators=(",", ":")) + "\n").encode()
@@ -285,7 +278,7 @@ class AttachClient:
             if self.want[1] or self.want[2]:
                 self.writer.write(data)
         elif self.want[stream]:
-            self.writer.write(struct.pack(">BxxxI", stream, len(data)) + data)
+            self.writer.write(host.frame(stream, data))
 
     def close(self) -> None:
         if not self.writer.is_closing():
@@ -580,7 +573,7 @@ class Supervisor:
         self.nclients = 0
         self.ever_connected = False
         self.stop: asyncio.Event | None = None
-        self.cgroups = Cgroups(cgroup_root) if cgroup_root else Cgroups()
+        self.cgroups = Cgroups(cgroup_root)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.base_rlimits = [(resource.RLIMIT_NOFILE, soft, hard)]
         if soft != hard:
@@ -956,7 +949,7 @@ class Supervisor:
         if not (spec.get("process") or {}).get("args"):
             raise InvalidParameter("no command specified")
         for ns in (spec.get("linux") or {}).get("namespaces") or ():
-            if ns.get("type") not in linux.NAMESPACE_FLAGS:
+            if ns.get("type") not in host.NAMESPACE_FLAGS:
                 raise InvalidParameter(f"unknown namespace type {ns.get('type')!r}")
             if ns["type"] == "user" and not ns.get("path"):
                 lin = spec.get("linux") or {}
@@ -1015,8 +1008,7 @@ class Supervisor:
         c.exit = None
         spec = c.spec
         namespaces = list((spec.get("linux") or {}).get("namespaces") or ())
-        mounts = spec["mounts"] if "mounts" in spec else _init.default_mounts()
-        mounts = self.cgroups.view_mounts(mounts, c.cg_dirs)
+        mounts = self.cgroups.view_mounts(spec.get("mounts", _init.default_mounts()), c.cg_dirs)
         child_fds: list[int] = []
         stdio: list[int | None] = [None, None, None]
         chan = child_chan = None
@@ -1090,7 +1082,6 @@ class Supervisor:
             return
         busy: list[str] = []
         for _ in range(200):
-            # v2: cgroup.events says when the last process is gone (no rmdir to try before)
             busy = c.cg_dirs if self.cgroups.populated(c.cg_dirs) else Cgroups.remove(c.cg_dirs)
             if not busy:
                 break
@@ -1335,24 +1326,22 @@ class Supervisor:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dockyard-native-supervisor")
-    parser.add_argument("--root", required=True)
+    parser.add_argument("--root", required=True, type=os.path.abspath)
     parser.add_argument("--ready-fd", type=int, default=None)
-    parser.add_argument("--cgroup-root", default=None,
-                        help="the cgroup tree to use (default /sys/fs/cgroup)")
+    parser.add_argument("--cgroup-root", default=None)  # the cgroup tree (native.cgroup-root)
     args = parser.parse_args(argv)
-    root = os.path.abspath(args.root)
-    os.makedirs(root, mode=0o711, exist_ok=True)
-    logging.basicConfig(filename=os.path.join(root, LOG_NAME), level=logging.INFO,
+    os.makedirs(args.root, mode=0o711, exist_ok=True)
+    logging.basicConfig(filename=os.path.join(args.root, LOG_NAME), level=logging.INFO,
                         format="%(asctime)s %(process)d %(levelname)s %(message)s")
     if args.ready_fd is not None:
         os.set_inheritable(args.ready_fd, False)
     # one supervisor per root: a previous one may still be shutting down
-    lock = os.open(os.path.join(root, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock = os.open(os.path.join(args.root, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    linux.set_child_subreaper()
-    linux.set_name("dockyard-shim")
+    host.set_child_subreaper()
+    host.set_name("dockyard-shim")
     try:
-        asyncio.run(Supervisor(root, args.cgroup_root).serve(args.ready_fd))
+        asyncio.run(Supervisor(args.root, args.cgroup_root).serve(args.ready_fd))
     except Exception:  # noqa: BLE001
         log.exception("supervisor failed")
         return 1

@@ -5,6 +5,7 @@ component at a time; a symlink met on the way is followed *inside* the root (an 
 from the root, as the container will see it; a relative one from its directory) and one that
 climbs above the root is refused. The final component of a path is never followed.
 """
+
 from __future__ import annotations
 
 import errno
@@ -14,7 +15,7 @@ import shutil
 import stat
 from typing import Any, Callable
 
-from ..errors import InvalidParameter
+from ...errors import InvalidParameter
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,9 @@ MAX_SYMLINKS = 40
 NAME_MAX, PATH_MAX = 255, 4095
 
 
-def clean_parts(name: str, what: str = "entry", label: str = "layer tar",
-                utf8: bool = False) -> list[str]:
+def clean_parts(
+    name: str, what: str = "entry", label: str = "layer tar", utf8: bool = False
+) -> list[str]:
     """Split an archive path into components; refuse absolute paths, ``..``, NUL, names too
     long for Linux and (``utf8``) names that are not valid UTF-8."""
     if name.startswith("/"):
@@ -34,8 +36,9 @@ def clean_parts(name: str, what: str = "entry", label: str = "layer tar",
         raise InvalidParameter(f"{label}: {what} {name!r} contains NUL")
     raw = os.fsencode(name)
     if len(raw) > PATH_MAX:
-        raise InvalidParameter(f"{label}: {what} {name[:64]!r}... is {len(raw)} bytes long "
-                               f"(the limit is {PATH_MAX})")
+        raise InvalidParameter(
+            f"{label}: {what} {name[:64]!r}... is {len(raw)} bytes long (the limit is {PATH_MAX})"
+        )
     if utf8 and not is_utf8(name):
         raise InvalidParameter(f"{label}: {what} {raw!r} is not valid UTF-8")
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -43,8 +46,10 @@ def clean_parts(name: str, what: str = "entry", label: str = "layer tar",
         raise InvalidParameter(f"{label}: {what} {name!r} has a '..' component")
     for p in parts:
         if len(os.fsencode(p)) > NAME_MAX:
-            raise InvalidParameter(f"{label}: {what} {name[:64]!r}...: the name {p[:32]!r}... is "
-                                   f"{len(os.fsencode(p))} bytes long (the limit is {NAME_MAX})")
+            raise InvalidParameter(
+                f"{label}: {what} {name[:64]!r}...: the name {p[:32]!r}... is "
+                f"{len(os.fsencode(p))} bytes long (the limit is {NAME_MAX})"
+            )
     return parts
 
 
@@ -76,15 +81,25 @@ class SecureRoot:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def open_dir(self, parts: list[str], create: bool = False, what: str = "",
-                 made: Callable[[int, str, list[str]], None] | None = None) -> int:
+    def open_dir(
+        self,
+        parts: list[str],
+        create: bool = False,
+        what: str = "",
+        made: Callable[[int, str, list[str]], None] | None = None,
+    ) -> int:
         """An O_DIRECTORY fd of ``parts`` below the root (caller closes it). Missing
         directories are made (0755) when ``create``, else FileNotFoundError;
         ``made(parent_fd, name, parts)`` is then called for each directory made."""
         return self.resolve(parts, create, what, made)[0]
 
-    def resolve(self, parts: list[str], create: bool = False, what: str = "",
-                made: Callable[[int, str, list[str]], None] | None = None) -> tuple[int, list[str]]:
+    def resolve(
+        self,
+        parts: list[str],
+        create: bool = False,
+        what: str = "",
+        made: Callable[[int, str, list[str]], None] | None = None,
+    ) -> tuple[int, list[str]]:
         """:meth:`open_dir`, and the components of where it really is (symlinks followed)."""
         todo = list(parts)
         here: list[str] = []
@@ -98,8 +113,10 @@ class SecureRoot:
                     continue
                 if name == "..":
                     if not here:
-                        raise InvalidParameter(f"{self.label}: {what!r} goes through a symlink "
-                                               "pointing outside the destination")
+                        raise InvalidParameter(
+                            f"{self.label}: {what!r} goes through a symlink "
+                            "pointing outside the destination"
+                        )
                     here.pop()
                     os.close(fd)
                     fd = os.dup(self.fd)
@@ -128,8 +145,13 @@ class SecureRoot:
             raise
 
     @staticmethod
-    def _step(fd: int, name: str, create: bool, here: list[str],
-              made: Callable[[int, str, list[str]], None] | None) -> int:
+    def _step(
+        fd: int,
+        name: str,
+        create: bool,
+        here: list[str],
+        made: Callable[[int, str, list[str]], None] | None,
+    ) -> int:
         try:
             return os.open(name, DIR_FLAGS, dir_fd=fd)
         except FileNotFoundError:
@@ -147,8 +169,9 @@ class SecureRoot:
     def _link(self, fd: int, name: str, here: list[str], what: str, links: int) -> str:
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         if not stat.S_ISLNK(st.st_mode):
-            raise InvalidParameter(f"{self.label}: {what!r}: {'/'.join(here + [name])!r} is not "
-                                   "a directory") from None
+            raise InvalidParameter(
+                f"{self.label}: {what!r}: {'/'.join(here + [name])!r} is not a directory"
+            ) from None
         if links > MAX_SYMLINKS:
             raise InvalidParameter(f"{self.label}: {what!r}: too many symlinks") from None
         return os.readlink(name, dir_fd=fd)
@@ -173,7 +196,8 @@ def set_xattrs(target: Any, xattrs: dict[str, bytes], follow: bool) -> None:
             os.setxattr(target, k, v, follow_symlinks=follow)
         except OSError as e:
             if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) or (
-                    e.errno == errno.EPERM and os.geteuid() != 0):
+                e.errno == errno.EPERM and os.geteuid() != 0
+            ):
                 log.warning("cannot set xattr %s: %s", k, e)
                 continue
             raise

@@ -15,130 +15,63 @@ to a :class:`~.guard.Budget`. What every policy enforces:
   directory; a missing target is an error;
 * modes are the archive's (``& 0o7777``), times are set last for directories.
 """
+
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
 import stat
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
-from ..errors import DockyardError, InvalidParameter
-from ..idmap import IDMap
+from ...errors import DockyardError, InvalidParameter
+from ...idmap import IDMap
 from .guard import Budget, uncompressed
+from .policy import (
+    LAYER,
+    OCI_WHITEOUTS,
+    SKIP_XATTR_PREFIXES,
+    WHITEOUT_META_PREFIX,
+    WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX,
+    Policy,
+    WhiteoutFormat,
+)
 from .reader import TarEntry, TarReader
-from .secureroot import (DIR_FLAGS, PATH_MAX, SecureRoot, chown, clean_parts, is_utf8,
-                         remove_at, set_xattrs)
+from .secureroot import (
+    DIR_FLAGS,
+    PATH_MAX,
+    SecureRoot,
+    chown,
+    clean_parts,
+    is_utf8,
+    remove_at,
+    set_xattrs,
+)
 
 log = logging.getLogger(__name__)
 
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_META_PREFIX = ".wh..wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
-#: xattrs never carried in a layer: host labels and another driver's bookkeeping
-SKIP_XATTR_PREFIXES = ("security.selinux", "trusted.overlay.", "user.overlay.",
-                       "user.fuseoverlayfs.")
 _COPY = 1 << 20
 _ZEROS = bytes(_COPY)
 #: errors of the file system that the archive's content caused (HTTP 400)
-_CLIENT_ERRNOS = {errno.ENAMETOOLONG, errno.EINVAL, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
-                  errno.ENOENT, errno.EMLINK, errno.ELOOP, errno.EPERM, errno.EXDEV,
-                  errno.ENOTEMPTY, errno.EOVERFLOW, errno.ERANGE, errno.E2BIG}
+_CLIENT_ERRNOS = {
+    errno.ENAMETOOLONG,
+    errno.EINVAL,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENOENT,
+    errno.EMLINK,
+    errno.ELOOP,
+    errno.EPERM,
+    errno.EXDEV,
+    errno.ENOTEMPTY,
+    errno.EOVERFLOW,
+    errno.ERANGE,
+    errno.E2BIG,
+}
 
 
-@dataclass(frozen=True)
-class Policy:
-    """What an extraction accepts and how it records it."""
-
-    label: str = "layer tar"     #: starts every error message
-    #: ``.wh.`` entries: "apply" (an image layer), "refuse", or "plain" (ordinary names)
-    whiteouts: str = "apply"
-    devices: bool = True         #: create device nodes (False: refuse them)
-    fifos: bool = True           #: create fifos (False: refuse them)
-    owners: bool = True          #: chown to the archive's owners (False: the extracting user's)
-    setuid: bool = True          #: keep setuid/setgid bits (False: clear them)
-    all_xattrs: bool = True      #: every xattr but host labels (False: ``user.*`` only)
-    replace_dirs: bool = True    #: a directory may replace a non-directory and the other way
-    #: refuse symlink targets with ``..`` after a name (only leading ``..`` can be checked
-    #: without following links; for destinations on the host)
-    strict_links: bool = False
-    utf8_names: bool = False     #: refuse names that are not valid UTF-8
-
-
-#: an image layer (import, load, pull, graph drivers' ``apply_diff``)
-LAYER = Policy()
-#: into a container's file system (``docker cp`` in, ``ADD`` of a local tar, ``COPY``):
-#: whiteout names would act as whiteouts once the container is committed, so they are refused
-COPY_IN = Policy(label="archive", whiteouts="refuse")
-#: a build context: a private directory of the daemon's that the builder reads from
-BUILD_CONTEXT = Policy(label="build context", whiteouts="plain", devices=False, fifos=False,
-                       owners=False, all_xattrs=False, strict_links=True, utf8_names=True)
-#: the host side of ``docker cp`` out (the client): as the docker CLI (no chown, no directory
-#: replaced by a file), and no device nodes, setuid bits or privileged xattrs from a container
-COPY_OUT = Policy(label="archive", whiteouts="plain", devices=False, owners=False, setuid=False,
-                  all_xattrs=False, replace_dirs=False, strict_links=True)
-
-
-class WhiteoutFormat:
-    """How the extractor records the tar's OCI whiteouts in the directory it fills.
-
-    The default suits a layer directory that holds the *whole* tree (vfs, btrfs, a mounted
-    layer): a whiteout removes its victim, an opaque marker removes what the tar did not itself
-    unpack in that directory. A driver that unpacks into an upper directory of a union (overlay)
-    subclasses it to leave its own markers instead (a 0/0 character device, an xattr). Its
-    methods receive the :class:`SecureRoot` of the layer and must write only through it."""
-
-    def whiteout(self, sroot: SecureRoot, parent: list[str], victim: str, what: str) -> None:
-        """``parent/.wh.victim``: make ``parent/victim`` disappear."""
-        try:
-            dfd = sroot.open_dir(parent, what=what)
-        except FileNotFoundError:
-            return
-        try:
-            remove_at(dfd, victim)
-        finally:
-            os.close(dfd)
-
-    def opaque(self, sroot: SecureRoot, dir_parts: list[str], unpacked: set[tuple[str, ...]],
-               what: str) -> None:
-        """``dir/.wh..wh..opq``: hide everything below ``dir`` this tar did not unpack itself
-        (``unpacked`` holds the path tuples unpacked so far)."""
-        _opaque(sroot, dir_parts, unpacked)
-
-    def dir_replaced(self, dfd: int, name: str, was: os.stat_result) -> None:
-        """Directory ``name`` (in ``dfd``) was just made where ``was`` stood (removed first)."""
-
-    def implied_dir(self, dfd: int, name: str, parts: list[str]) -> None:
-        """Directory ``name`` (in ``dfd``, at ``parts``) was just made (0755, root) because an
-        entry below it had no entry of its own in the tar."""
-
-
-#: the OCI behaviour (remove what a whiteout names)
-OCI_WHITEOUTS = WhiteoutFormat()
-
-
-def _opaque(sroot: SecureRoot, dir_parts: list[str], unpacked: set[tuple[str, ...]]) -> None:
-    """Remove everything below ``dir_parts`` that this tar did not itself unpack."""
-    try:
-        dfd = sroot.open_dir(dir_parts, what="/".join(dir_parts))
-    except FileNotFoundError:
-        return
-    try:
-        with os.scandir(dfd) as it:
-            names = [e.name for e in it]
-        for name in names:
-            key = tuple(dir_parts) + (name,)
-            if key not in unpacked:
-                remove_at(dfd, name)
-            elif stat.S_ISDIR(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
-                _opaque(sroot, list(key), unpacked)
-    finally:
-        os.close(dfd)
-
-
-# -- checks that need no file system ------------------------------------------------------------
 def _rebased(name: str, rebase: tuple[str, str] | None) -> str:
     if rebase is None:
         return name
@@ -151,7 +84,7 @@ def _rebased(name: str, rebase: tuple[str, str] | None) -> str:
     if stripped == old or stripped.rstrip("/") == old:
         return new
     if stripped.startswith(old + "/"):
-        return new + stripped[len(old):]
+        return new + stripped[len(old) :]
     return name
 
 
@@ -160,8 +93,10 @@ def _check_symlink(p: Policy, e: TarEntry, depth: int) -> None:
     if not target or "\0" in target:
         raise InvalidParameter(f"{p.label}: symlink {e.name!r} has an empty or NUL-holding target")
     if len(os.fsencode(target)) > PATH_MAX:
-        raise InvalidParameter(f"{p.label}: the target of symlink {e.name!r} is "
-                               f"{len(os.fsencode(target))} bytes long (the limit is {PATH_MAX})")
+        raise InvalidParameter(
+            f"{p.label}: the target of symlink {e.name!r} is "
+            f"{len(os.fsencode(target))} bytes long (the limit is {PATH_MAX})"
+        )
     if target.startswith("/"):
         return
     named = False
@@ -172,25 +107,30 @@ def _check_symlink(p: Policy, e: TarEntry, depth: int) -> None:
             depth, named = depth + 1, True
             continue
         if named and p.strict_links:
-            raise InvalidParameter(f"{p.label}: symlink {e.name!r} -> {target!r}: '..' after a "
-                                   "name cannot be checked without following links")
+            raise InvalidParameter(
+                f"{p.label}: symlink {e.name!r} -> {target!r}: '..' after a "
+                "name cannot be checked without following links"
+            )
         depth -= 1
         if depth < 0:
-            raise InvalidParameter(f"{p.label}: symlink {e.name!r} -> {target!r} points outside "
-                                   "the destination")
+            raise InvalidParameter(
+                f"{p.label}: symlink {e.name!r} -> {target!r} points outside the destination"
+            )
 
 
-def check_entry(e: TarEntry, p: Policy,
-                rebase: tuple[str, str] | None = None) -> tuple[list[str], list[str] | None]:
+def check_entry(
+    e: TarEntry, p: Policy, rebase: tuple[str, str] | None = None
+) -> tuple[list[str], list[str] | None]:
     """``(name components, hard link target components)`` of ``e`` once every check that needs
     no file system passed (``[]``: the root itself)."""
     parts = clean_parts(_rebased(e.name, rebase), "entry", p.label, p.utf8_names)
     base = parts[-1] if parts else ""
     if base.startswith(WHITEOUT_PREFIX) and p.whiteouts != "plain":
         if p.whiteouts == "refuse":
-            raise InvalidParameter(f"{p.label}: {e.name!r} is a whiteout name; whiteouts belong "
-                                   "in image layers only")
-        victim = base[len(WHITEOUT_PREFIX):]
+            raise InvalidParameter(
+                f"{p.label}: {e.name!r} is a whiteout name; whiteouts belong in image layers only"
+            )
+        victim = base[len(WHITEOUT_PREFIX) :]
         if not base.startswith(WHITEOUT_META_PREFIX) and victim in ("", ".", ".."):
             raise InvalidParameter(f"{p.label}: bad whiteout {e.name!r}")
         return parts, None
@@ -199,19 +139,22 @@ def check_entry(e: TarEntry, p: Policy,
     if e.issym():
         _check_symlink(p, e, len(parts) - 1)
         if p.utf8_names and not is_utf8(e.linkname):
-            raise InvalidParameter(f"{p.label}: the target of symlink {e.name!r} is not valid "
-                                   "UTF-8")
+            raise InvalidParameter(
+                f"{p.label}: the target of symlink {e.name!r} is not valid UTF-8"
+            )
     if e.islnk():
-        lparts = clean_parts(_rebased(e.linkname, rebase), "hard link target", p.label,
-                             p.utf8_names)
+        lparts = clean_parts(
+            _rebased(e.linkname, rebase), "hard link target", p.label, p.utf8_names
+        )
         if not lparts:
             raise InvalidParameter(f"{p.label}: hard link {e.name!r} to the root")
         return parts, lparts
     return parts, None
 
 
-def validate(stream: IO[bytes], policy: Policy = LAYER, *,
-             rebase: tuple[str, str] | None = None) -> int:
+def validate(
+    stream: IO[bytes], policy: Policy = LAYER, *, rebase: tuple[str, str] | None = None
+) -> int:
     """Read the uncompressed tar ``stream`` to its end, doing every check :func:`extract`
     does that needs no file system (format, names, types, limits); write nothing. Returns the
     size it would unpack to."""
@@ -226,8 +169,14 @@ def validate(stream: IO[bytes], policy: Policy = LAYER, *,
 
 # -- extraction -------------------------------------------------------------------------------------
 class _Extraction:
-    def __init__(self, sroot: SecureRoot, policy: Policy, whiteouts: WhiteoutFormat,
-                 id_map: IDMap | None, budget: Budget) -> None:
+    def __init__(
+        self,
+        sroot: SecureRoot,
+        policy: Policy,
+        whiteouts: WhiteoutFormat,
+        id_map: IDMap | None,
+        budget: Budget,
+    ) -> None:
         self.sroot, self.p, self.wo, self.budget = sroot, policy, whiteouts, budget
         self.remap = id_map if id_map is not None and not id_map.is_identity else None
         self.unpacked: set[tuple[str, ...]] = set()
@@ -256,14 +205,15 @@ class _Extraction:
         self.finish()
         return self.size
 
-    def entry(self, reader: TarReader, e: TarEntry, parts: list[str],
-              lparts: list[str] | None) -> None:
+    def entry(
+        self, reader: TarReader, e: TarEntry, parts: list[str], lparts: list[str] | None
+    ) -> None:
         base, parent = parts[-1], parts[:-1]
         if base.startswith(WHITEOUT_PREFIX) and self.p.whiteouts == "apply":
             if base == WHITEOUT_OPAQUE:
                 self.wo.opaque(self.sroot, parent, self.unpacked, e.name)
             elif not base.startswith(WHITEOUT_META_PREFIX):
-                self.wo.whiteout(self.sroot, parent, base[len(WHITEOUT_PREFIX):], e.name)
+                self.wo.whiteout(self.sroot, parent, base[len(WHITEOUT_PREFIX) :], e.name)
             return
         if self.remap is not None:
             try:
@@ -271,7 +221,8 @@ class _Extraction:
             except ValueError as exc:
                 raise InvalidParameter(
                     f"{self.p.label}: {e.name!r} is owned by {e.uid}:{e.gid}, which has no "
-                    f"mapping in the user-namespace remapping ({self.remap}): {exc}") from None
+                    f"mapping in the user-namespace remapping ({self.remap}): {exc}"
+                ) from None
         link_src = self.link_source(e, lparts) if lparts is not None else None
         try:
             dfd, real = self.sroot.resolve(parent, create=True, what=e.name, made=self.made)
@@ -297,14 +248,17 @@ class _Extraction:
         except FileNotFoundError:
             if ldfd >= 0:
                 os.close(ldfd)
-            raise InvalidParameter(f"{self.p.label}: hard link {e.name!r} to missing "
-                                   f"{e.linkname!r}") from None
+            raise InvalidParameter(
+                f"{self.p.label}: hard link {e.name!r} to missing {e.linkname!r}"
+            ) from None
         if stat.S_ISDIR(lst.st_mode):
             os.close(ldfd)
             raise InvalidParameter(f"{self.p.label}: hard link {e.name!r} to a directory")
         return ldfd, lparts[-1], lst
 
-    def replace(self, e: TarEntry, dfd: int, name: str) -> tuple[os.stat_result | None, os.stat_result | None]:
+    def replace(
+        self, e: TarEntry, dfd: int, name: str
+    ) -> tuple[os.stat_result | None, os.stat_result | None]:
         """Clear the way for ``e`` at ``name``: ``(kept old directory, removed old entry)``."""
         try:
             old = os.stat(name, dir_fd=dfd, follow_symlinks=False)
@@ -318,8 +272,15 @@ class _Extraction:
         remove_at(dfd, name)  # replace; never write through what was there
         return None, old
 
-    def apply(self, reader: TarReader, e: TarEntry, dfd: int, name: str,
-              link_src: tuple[int, str, os.stat_result] | None, parts: list[str]) -> None:
+    def apply(
+        self,
+        reader: TarReader,
+        e: TarEntry,
+        dfd: int,
+        name: str,
+        link_src: tuple[int, str, os.stat_result] | None,
+        parts: list[str],
+    ) -> None:
         if e.islnk():
             assert link_src is not None
             try:
@@ -330,16 +291,21 @@ class _Extraction:
                 pass
         kept, replaced = self.replace(e, dfd, name)
         mode = e.mode if self.p.setuid else e.mode & ~0o6000
-        xattrs = {k: v for k, v in e.xattrs.items() if not k.startswith(SKIP_XATTR_PREFIXES)
-                  and (self.p.all_xattrs or k.startswith("user."))}
+        xattrs = {
+            k: v
+            for k, v in e.xattrs.items()
+            if not k.startswith(SKIP_XATTR_PREFIXES)
+            and (self.p.all_xattrs or k.startswith("user."))
+        }
         times = (e.mtime if e.atime is None else e.atime, e.mtime)
         owner = (e.uid, e.gid) if self.p.owners else None
         if e.isreg():
             self.write_file(reader, e, dfd, name, mode, xattrs, times, owner)
         elif e.islnk():
             assert link_src is not None
-            os.link(link_src[1], name, src_dir_fd=link_src[0], dst_dir_fd=dfd,
-                    follow_symlinks=False)
+            os.link(
+                link_src[1], name, src_dir_fd=link_src[0], dst_dir_fd=dfd, follow_symlinks=False
+            )
         elif e.isdir():
             if kept is None:
                 os.mkdir(name, 0o700, dir_fd=dfd)
@@ -354,11 +320,23 @@ class _Extraction:
         else:
             self.special(e, dfd, name, mode, xattrs, times, owner)
 
-    def write_file(self, reader: TarReader, e: TarEntry, dfd: int, name: str, mode: int,
-                   xattrs: dict[str, bytes], times: tuple[float, float],
-                   owner: tuple[int, int] | None) -> None:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dfd)
+    def write_file(
+        self,
+        reader: TarReader,
+        e: TarEntry,
+        dfd: int,
+        name: str,
+        mode: int,
+        xattrs: dict[str, bytes],
+        times: tuple[float, float],
+        owner: tuple[int, int] | None,
+    ) -> None:
+        fd = os.open(
+            name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=dfd,
+        )
         try:
             for off, n in e.sparse if e.sparse is not None else [(0, e.stored)]:
                 os.lseek(fd, off, os.SEEK_SET)
@@ -369,8 +347,16 @@ class _Extraction:
             os.close(fd)
         self.size += e.size
 
-    def special(self, e: TarEntry, dfd: int, name: str, mode: int, xattrs: dict[str, bytes],
-                times: tuple[float, float], owner: tuple[int, int] | None) -> None:
+    def special(
+        self,
+        e: TarEntry,
+        dfd: int,
+        name: str,
+        mode: int,
+        xattrs: dict[str, bytes],
+        times: tuple[float, float],
+        owner: tuple[int, int] | None,
+    ) -> None:
         """A symlink, device node or fifo."""
         if e.issym():
             os.symlink(e.linkname, name, dir_fd=dfd)
@@ -407,8 +393,13 @@ class _Extraction:
                 os.close(dfd)
 
 
-def _set_meta(fd: int, mode: int, xattrs: dict[str, bytes], times: tuple[float, float] | None,
-              owner: tuple[int, int] | None) -> None:
+def _set_meta(
+    fd: int,
+    mode: int,
+    xattrs: dict[str, bytes],
+    times: tuple[float, float] | None,
+    owner: tuple[int, int] | None,
+) -> None:
     if owner is not None:
         chown(os.fchown, fd, *owner)
     os.fchmod(fd, mode)  # after chown, which clears setuid bits
@@ -426,7 +417,7 @@ def _copy(reader: TarReader, fd: int, n: int) -> None:
         else:
             view = memoryview(chunk)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         n -= len(chunk)
 
 
@@ -434,14 +425,21 @@ def _os_error(p: Policy, e: TarEntry, exc: OSError) -> DockyardError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DockyardError(f"{p.label}: no space left on the device while unpacking {e.name!r}")
     if exc.errno in _CLIENT_ERRNOS:
-        return InvalidParameter(f"{p.label}: cannot unpack {e.kind} {e.name!r}: "
-                                f"{exc.strerror or exc}")
+        return InvalidParameter(
+            f"{p.label}: cannot unpack {e.kind} {e.name!r}: {exc.strerror or exc}"
+        )
     return DockyardError(f"{p.label}: unpacking {e.name!r} failed: {exc}")
 
 
-def extract(stream: IO[bytes], dest: str | int, policy: Policy = LAYER, *,
-            whiteouts: WhiteoutFormat | None = None, id_map: IDMap | None = None,
-            rebase: tuple[str, str] | None = None) -> int:
+def extract(
+    stream: IO[bytes],
+    dest: str | int,
+    policy: Policy = LAYER,
+    *,
+    whiteouts: WhiteoutFormat | None = None,
+    id_map: IDMap | None = None,
+    rebase: tuple[str, str] | None = None,
+) -> int:
     """Unpack the uncompressed tar ``stream`` into ``dest`` (a directory path, or an
     O_DIRECTORY descriptor, which is not closed) as ``policy`` says; return the bytes of file
     data written. ``id_map``: entries are chowned to ``id_map.to_host`` of their owners (an owner
@@ -455,15 +453,22 @@ def extract(stream: IO[bytes], dest: str | int, policy: Policy = LAYER, *,
     with SecureRoot(dest, policy.label) as sroot:
         log.debug("%s: unpacking into %s", policy.label, dest)
         budget = Budget(policy.label, sroot.fd)
-        reader = TarReader(stream, label=policy.label,
-                           tick=lambda n: budget.advance(n, reader.pos))
+        reader = TarReader(stream, label=policy.label, tick=lambda n: budget.advance(n, reader.pos))
         return _Extraction(sroot, policy, whiteouts or OCI_WHITEOUTS, id_map, budget).run(
-            reader, rebase)
+            reader, rebase
+        )
 
 
-def extract_file(path: str, dest: str | int, policy: Policy = LAYER, *, check_first: bool = True,
-                 whiteouts: WhiteoutFormat | None = None, id_map: IDMap | None = None,
-                 rebase: tuple[str, str] | None = None) -> int:
+def extract_file(
+    path: str,
+    dest: str | int,
+    policy: Policy = LAYER,
+    *,
+    check_first: bool = True,
+    whiteouts: WhiteoutFormat | None = None,
+    id_map: IDMap | None = None,
+    rebase: tuple[str, str] | None = None,
+) -> int:
     """:func:`extract` the archive file ``path``, which may be compressed. ``check_first``:
     :func:`validate` the whole archive before writing anything, so that a corrupt, truncated,
     too large or refused archive leaves the destination untouched (a refusal that depends on
@@ -478,17 +483,15 @@ def extract_file(path: str, dest: str | int, policy: Policy = LAYER, *, check_fi
             return extract(src, dest, policy, whiteouts=whiteouts, id_map=id_map, rebase=rebase)
 
 
-def apply_layer_tar(root: str | int, stream: IO[bytes], whiteouts: WhiteoutFormat | None = None,
-                    id_map: IDMap | None = None) -> int:
+def apply_layer_tar(
+    root: str | int,
+    stream: IO[bytes],
+    whiteouts: WhiteoutFormat | None = None,
+    id_map: IDMap | None = None,
+) -> int:
     """Unpack the uncompressed layer tar ``stream`` into directory ``root`` and return the sum of
     the sizes of its regular files: :func:`extract` with the :data:`LAYER` policy. The tar's
     entry for the root itself (``./``) is not applied: ``root`` keeps its owner, mode and times.
     On a refused or truncated tar the layer is left partly written (never anything outside it)
     and the caller must remove it, as moby's layer store does when ``ApplyDiff`` fails."""
     return extract(stream, root, LAYER, whiteouts=whiteouts, id_map=id_map)
-
-
-def replace_policy(policy: Policy, **changes: Any) -> Policy:
-    """A copy of ``policy`` with ``changes`` (e.g. ``replace_dirs=False`` for dockerd's
-    ``noOverwriteDirNonDir``)."""
-    return dataclasses.replace(policy, **changes)

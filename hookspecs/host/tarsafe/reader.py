@@ -18,15 +18,14 @@ cancellation. Here:
   ``surrogateescape`` (what :func:`os.fsdecode` does), so a non-UTF-8 name reaches the file
   system byte for byte.
 """
+
 from __future__ import annotations
 
-import io
 import os
-import posixpath
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Callable, Iterator
 
-from ..errors import InvalidParameter
+from ...errors import InvalidParameter
 
 BLOCK = 512
 #: largest pax / GNU long-name header accepted (Go's archive/tar has the same limit)
@@ -43,8 +42,15 @@ _ID_MAX = (1 << 32) - 2  # (uid_t)-1 means "unchanged" to chown
 REG, LNK, SYM, CHR, BLK, DIR, FIFO = b"0", b"1", b"2", b"3", b"4", b"5", b"6"
 HEADER_ONLY = frozenset({LNK, SYM, CHR, BLK, DIR, FIFO})
 _REG_ALIASES = {b"\0": REG, b"7": REG, REG: REG}
-KIND_NAMES = {REG: "file", LNK: "hard link", SYM: "symlink", CHR: "character device",
-              BLK: "block device", DIR: "directory", FIFO: "fifo"}
+KIND_NAMES = {
+    REG: "file",
+    LNK: "hard link",
+    SYM: "symlink",
+    CHR: "character device",
+    BLK: "block device",
+    DIR: "directory",
+    FIFO: "fifo",
+}
 
 
 class TarFormatError(InvalidParameter):
@@ -56,11 +62,11 @@ class TarEntry:
     """One member of an archive, its extended headers applied."""
 
     name: str
-    type: bytes                 #: one of REG, LNK, SYM, CHR, BLK, DIR, FIFO
+    type: bytes  #: one of REG, LNK, SYM, CHR, BLK, DIR, FIFO
     mode: int = 0
     uid: int = 0
     gid: int = 0
-    size: int = 0               #: the file's size (a sparse file's real size)
+    size: int = 0  #: the file's size (a sparse file's real size)
     mtime: float = 0.0
     atime: float | None = None
     linkname: str = ""
@@ -71,9 +77,9 @@ class TarEntry:
     xattrs: dict[str, bytes] = field(default_factory=dict)
     #: ``(offset, length)`` data segments of a sparse file, in order; None for a plain one
     sparse: list[tuple[int, int]] | None = None
-    offset: int = 0             #: where its stored data starts in the (uncompressed) stream
-    stored: int = 0             #: bytes of data the archive holds for it
-    index: int = 0              #: its position in the archive, from 1
+    offset: int = 0  #: where its stored data starts in the (uncompressed) stream
+    stored: int = 0  #: bytes of data the archive holds for it
+    index: int = 0  #: its position in the archive, from 1
 
     def isreg(self) -> bool:
         return self.type == REG
@@ -115,11 +121,17 @@ class TarReader:
     ``seekable``: ``stream`` is a regular file, data is skipped with ``seek``.
     """
 
-    def __init__(self, stream: IO[bytes], *, label: str = "archive",
-                 tick: Callable[[int], None] | None = None, seekable: bool = False) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        *,
+        label: str = "archive",
+        tick: Callable[[int], None] | None = None,
+        seekable: bool = False,
+    ) -> None:
         self._s, self.label, self._tick = stream, label, tick or (lambda n: None)
-        self.pos = 0                 # bytes consumed from the stream
-        self._left = 0               # stored data of the current entry not read yet
+        self.pos = 0  # bytes consumed from the stream
+        self._left = 0  # stored data of the current entry not read yet
         self._pad = 0
         self._current: TarEntry | None = None
         self._count = 0
@@ -239,9 +251,13 @@ class TarReader:
             return None
         want = self._num(blk[148:156], "checksum", at)
         unsigned = sum(blk[:148]) + 8 * 32 + sum(blk[156:])
-        if want != unsigned and want != unsigned - 256 * sum(b > 127 for b in blk[:148] + blk[156:]):
-            raise self._fail(f"invalid header at byte {at} (entry {self._count + 1}): "
-                             "checksum mismatch, the archive is corrupt")
+        if want != unsigned and want != unsigned - 256 * sum(
+            b > 127 for b in blk[:148] + blk[156:]
+        ):
+            raise self._fail(
+                f"invalid header at byte {at} (entry {self._count + 1}): "
+                "checksum mismatch, the archive is corrupt"
+            )
         return blk
 
     def _trailer(self) -> None:
@@ -256,8 +272,9 @@ class TarReader:
             seen += len(chunk)
             self._tick(len(chunk))
             if seen > MAX_TRAILER:
-                raise self._fail(f"more than {MAX_TRAILER >> 20} MiB of padding after the "
-                                 "end-of-archive marker")
+                raise self._fail(
+                    f"more than {MAX_TRAILER >> 20} MiB of padding after the end-of-archive marker"
+                )
 
     def _num(self, raw: bytes, what: str, at: int) -> int:
         if raw and raw[0] & 0x80:  # GNU base-256
@@ -268,8 +285,10 @@ class TarReader:
         else:
             text = _cstr(raw).strip(b" ")
             if text.translate(None, b"01234567"):
-                raise self._fail(f"invalid header at byte {at} (entry {self._count + 1}): "
-                                 f"bad {what} field {raw!r}")
+                raise self._fail(
+                    f"invalid header at byte {at} (entry {self._count + 1}): "
+                    f"bad {what} field {raw!r}"
+                )
             value = int(text, 8) if text else 0
         if not -_INT64 <= value <= _INT64:
             raise self._fail(f"{what} out of range at byte {at}")
@@ -277,8 +296,9 @@ class TarReader:
 
     def _extension(self, flag: bytes, size: int, at: int, ext: dict[str, object]) -> None:
         if not 0 <= size <= MAX_SPECIAL:
-            raise self._fail(f"extended header at byte {at} is {size} bytes (the limit is "
-                             f"{MAX_SPECIAL})")
+            raise self._fail(
+                f"extended header at byte {at} is {size} bytes (the limit is {MAX_SPECIAL})"
+            )
         data = self._exact(size, f"the extended header at byte {at}")
         self._skip(-size % BLOCK, f"the extended header at byte {at}")
         if flag == b"L":
@@ -290,22 +310,29 @@ class TarReader:
             if flag == b"x":
                 ext["pax"] = records  # a later pax header replaces an earlier one, as in Go
 
-    def _entry(self, hdr: bytes, flag: bytes, size: int, at: int,
-               ext: dict[str, object]) -> TarEntry:
+    def _entry(
+        self, hdr: bytes, flag: bytes, size: int, at: int, ext: dict[str, object]
+    ) -> TarEntry:
         pax: list[tuple[str, bytes]] = ext.get("pax", [])  # type: ignore[assignment]
         magic = hdr[257:263]
         name = _cstr(hdr[0:100])
         if magic == b"ustar\0" and hdr[345]:
             name = _cstr(hdr[345:500]) + b"/" + name
-        e = TarEntry(name=_text(ext.get("name", name)),  # type: ignore[arg-type]
-                     type=_REG_ALIASES.get(flag, flag), index=self._count,
-                     mode=self._num(hdr[100:108], "mode", at) & 0o7777,
-                     uid=self._num(hdr[108:116], "uid", at), gid=self._num(hdr[116:124], "gid", at),
-                     mtime=float(self._num(hdr[136:148], "mtime", at)),
-                     linkname=_text(ext.get("linkname", _cstr(hdr[157:257]))),  # type: ignore[arg-type]
-                     uname=_text(_cstr(hdr[265:297])), gname=_text(_cstr(hdr[297:329])),
-                     devmajor=self._num(hdr[329:337], "devmajor", at),
-                     devminor=self._num(hdr[337:345], "devminor", at), size=size)
+        e = TarEntry(
+            name=_text(ext.get("name", name)),  # type: ignore[arg-type]
+            type=_REG_ALIASES.get(flag, flag),
+            index=self._count,
+            mode=self._num(hdr[100:108], "mode", at) & 0o7777,
+            uid=self._num(hdr[108:116], "uid", at),
+            gid=self._num(hdr[116:124], "gid", at),
+            mtime=float(self._num(hdr[136:148], "mtime", at)),
+            linkname=_text(ext.get("linkname", _cstr(hdr[157:257]))),  # type: ignore[arg-type]
+            uname=_text(_cstr(hdr[265:297])),
+            gname=_text(_cstr(hdr[297:329])),
+            devmajor=self._num(hdr[329:337], "devmajor", at),
+            devminor=self._num(hdr[337:345], "devminor", at),
+            size=size,
+        )
         sparse_ext = _apply_pax(e, pax, self._fail)
         if flag == b"S" and magic == b"ustar ":
             e.type = REG
@@ -347,14 +374,20 @@ class TarReader:
 
         def take(area: bytes, count: int) -> None:
             for i in range(count):
-                raw = area[i * 24:(i + 1) * 24]
+                raw = area[i * 24 : (i + 1) * 24]
                 if raw[0] == 0:
                     break
-                pairs.append((self._num(raw[:12], "sparse offset", at),
-                              self._num(raw[12:], "sparse length", at)))
+                pairs.append(
+                    (
+                        self._num(raw[:12], "sparse offset", at),
+                        self._num(raw[12:], "sparse length", at),
+                    )
+                )
                 if len(pairs) > MAX_SPARSE:
-                    raise self._fail(f"entry {e.index} ({e.name!r}): more than {MAX_SPARSE} "
-                                     "sparse segments")
+                    raise self._fail(
+                        f"entry {e.index} ({e.name!r}): more than {MAX_SPARSE} sparse segments"
+                    )
+
         take(hdr[386:482], 4)
         extended = hdr[482]
         while extended:
@@ -378,7 +411,9 @@ class TarReader:
 
     def _sparse_1x0(self, e: TarEntry, stored: int) -> tuple[list[tuple[int, int]], int]:
         """Read the GNU 1.0 sparse map stored at the start of the entry's data."""
-        buf, used, nums, want = b"", 0, [], None
+        buf, used = b"", 0
+        nums: list[int] = []
+        want: int | None = None
         while want is None or len(nums) < want:
             if b"\n" not in buf:
                 if used + BLOCK > min(stored, MAX_SPECIAL):
@@ -392,14 +427,16 @@ class TarReader:
             if want is None:
                 want = 2 * int(line)
                 if want > 2 * MAX_SPARSE:
-                    raise self._fail(f"entry {e.index} ({e.name!r}): more than {MAX_SPARSE} "
-                                     "sparse segments")
+                    raise self._fail(
+                        f"entry {e.index} ({e.name!r}): more than {MAX_SPARSE} sparse segments"
+                    )
             else:
                 nums.append(int(line))
         return list(zip(nums[::2], nums[1::2])), used
 
-    def _set_sparse(self, e: TarEntry, pairs: list[tuple[int, int]], real: int | None,
-                    stored: int) -> None:
+    def _set_sparse(
+        self, e: TarEntry, pairs: list[tuple[int, int]], real: int | None, stored: int
+    ) -> None:
         where = f"entry {e.index} ({e.name!r})"
         if real is None or real < 0:
             raise self._fail(f"{where}: sparse file without a valid real size")
@@ -424,10 +461,10 @@ def parse_pax(data: bytes, fail: Callable[[str], Exception], at: int) -> list[tu
         if sp <= pos or not data[pos:sp].isdigit():
             raise fail(f"malformed pax header at byte {at}")
         length = int(data[pos:sp])
-        rec = data[pos:pos + length]
+        rec = data[pos : pos + length]
         if length <= sp - pos + 1 or len(rec) != length or not rec.endswith(b"\n"):
             raise fail(f"malformed pax record in the header at byte {at}")
-        key, eq, value = rec[sp - pos + 1:-1].partition(b"=")
+        key, eq, value = rec[sp - pos + 1 : -1].partition(b"=")
         if not eq or not key:
             raise fail(f"malformed pax record in the header at byte {at}")
         try:
@@ -438,8 +475,9 @@ def parse_pax(data: bytes, fail: Callable[[str], Exception], at: int) -> list[tu
     return out
 
 
-def _apply_pax(e: TarEntry, records: list[tuple[str, bytes]],
-               fail: Callable[[str], Exception]) -> dict[str, object] | None:
+def _apply_pax(
+    e: TarEntry, records: list[tuple[str, bytes]], fail: Callable[[str], Exception]
+) -> dict[str, object] | None:
     """Apply pax records to ``e``; return the GNU sparse records (None: not sparse)."""
     sparse: dict[str, object] = {}
     nums: list[int] = []
@@ -449,8 +487,15 @@ def _apply_pax(e: TarEntry, records: list[tuple[str, bytes]],
                 raise fail(f"entry {e.index}: pax {key} contains NUL")
             attr = {"path": "name", "GNU.sparse.name": "name", "linkpath": "linkname"}.get(key, key)
             setattr(e, attr, _text(value))
-        elif key in ("size", "uid", "gid", "GNU.sparse.size", "GNU.sparse.realsize",
-                     "GNU.sparse.offset", "GNU.sparse.numbytes"):
+        elif key in (
+            "size",
+            "uid",
+            "gid",
+            "GNU.sparse.size",
+            "GNU.sparse.realsize",
+            "GNU.sparse.offset",
+            "GNU.sparse.numbytes",
+        ):
             if not value.isdigit():
                 raise fail(f"entry {e.index}: pax {key} {value!r} is not a number")
             n = int(value)
@@ -467,7 +512,7 @@ def _apply_pax(e: TarEntry, records: list[tuple[str, bytes]],
                 raise fail(f"entry {e.index}: pax {key} {value!r} is not a time") from None
             setattr(e, key, t)
         elif key.startswith("SCHILY.xattr."):
-            e.xattrs[key[len("SCHILY.xattr."):]] = value
+            e.xattrs[key[len("SCHILY.xattr.") :]] = value
         elif key == "GNU.sparse.map":
             try:
                 nums += [int(x) for x in value.split(b",")] if value else []
@@ -478,97 +523,3 @@ def _apply_pax(e: TarEntry, records: list[tuple[str, bytes]],
     if nums:
         sparse["nums"] = nums
     return sparse or None
-
-
-def is_tar(stream: IO[bytes]) -> bool:
-    """Whether ``stream`` (uncompressed) starts with a tar header (its checksum right), as
-    dockerd decides whether ``ADD`` unpacks a file: what follows is checked when it is
-    unpacked. Reads one block."""
-    try:
-        return TarReader(stream)._header() is not None
-    except InvalidParameter:
-        return False
-
-
-class _Slice(io.RawIOBase):
-    """``length`` bytes of file descriptor ``fd`` from ``offset`` (pread: shareable by threads)."""
-
-    def __init__(self, fd: int, offset: int, length: int) -> None:
-        self._fd, self._pos, self._end = fd, offset, offset + length
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), self._end - self._pos)
-        if n <= 0:
-            return 0
-        data = os.pread(self._fd, n, self._pos)
-        if not data:
-            raise TarFormatError("archive: unexpected end of file (truncated archive)")
-        b[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-class TarIndex:
-    """Random access to the members of an uncompressed tar file (a ``docker save`` archive).
-
-    The whole archive is checked when the index is made (headers read, data skipped with
-    ``seek``): a corrupt or truncated archive raises :class:`TarFormatError` here. Members are
-    found by their normalised name (``./a//b`` is ``a/b``); symlinks and hard links between
-    members are followed (``docker save`` links identical layers). :meth:`open` may be called
-    from several threads at once.
-    """
-
-    def __init__(self, path: str, label: str = "archive") -> None:
-        self.label = label
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            self.entries: dict[str, TarEntry] = {}
-            with os.fdopen(os.dup(self._fd), "rb") as f:
-                for e in TarReader(f, label=label, seekable=True):
-                    self.entries[_norm(e.name)] = e
-        except BaseException:
-            os.close(self._fd)
-            raise
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> "TarIndex":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def get(self, name: str) -> TarEntry | None:
-        """The regular-file member ``name`` (links followed), or None."""
-        name = _norm(name)
-        for _ in range(40):
-            e = self.entries.get(name)
-            if e is None or e.isreg():
-                return e
-            if e.issym():
-                name = _norm(posixpath.join(posixpath.dirname(name), e.linkname))
-            elif e.islnk():
-                name = _norm(e.linkname)
-            else:
-                return None
-        raise TarFormatError(f"{self.label}: too many links resolving {name!r}")
-
-    def open(self, name: str) -> IO[bytes]:
-        """A reader of member ``name``'s data; KeyError when there is no such file."""
-        e = self.get(name)
-        if e is None:
-            raise KeyError(name)
-        if e.sparse is not None:
-            raise TarFormatError(f"{self.label}: {name!r} is a sparse file, which is not "
-                                 "supported here")
-        return io.BufferedReader(_Slice(self._fd, e.offset, e.stored), buffer_size=_COPY)
-
-
-def _norm(name: str) -> str:
-    return posixpath.normpath("/" + name).lstrip("/")

@@ -14,6 +14,7 @@ Work stops at the next chunk (1 MiB) or entry when the cancel event of the curre
 :func:`cancel_scope` is set (a client that went away) or :func:`cancel_all` was called (the
 daemon is stopping); it raises :class:`UnpackCancelled`.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -29,7 +30,8 @@ import threading
 from dataclasses import dataclass
 from typing import IO, Any, Iterator
 
-from ..errors import DockyardError, InvalidParameter
+from ...errors import DockyardError, InvalidParameter
+from ..units import bytes_size
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,11 @@ class Limits:
 _limits = [Limits()]
 _shutdown = threading.Event()
 _cancel: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "dockyard_tarsafe_cancel", default=None)
+    "dockyard_tarsafe_cancel", default=None
+)
 _source: contextvars.ContextVar["Meter | None"] = contextvars.ContextVar(
-    "dockyard_tarsafe_source", default=None)
+    "dockyard_tarsafe_source", default=None
+)
 
 
 def configure(limits: Limits) -> None:
@@ -127,7 +131,7 @@ class Meter(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))
-        b[:len(data)] = data
+        b[: len(data)] = data
         return len(data)
 
 
@@ -142,14 +146,6 @@ def source(raw: IO[bytes], total: int | None = None) -> Iterator[Meter]:
         yield meter
     finally:
         _source.reset(token)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 class Budget:
@@ -172,11 +168,14 @@ class Budget:
         self.total += size
         lim, what = self.limits, f"{self.label}: {name!r} would make the archive unpack to"
         if lim.max_size and self.total > lim.max_size:
-            raise UnpackLimitExceeded(f"{what} more than {_human(lim.max_size)} (daemon.json "
-                                      f"max-unpack-size)")
+            raise UnpackLimitExceeded(
+                f"{what} more than {bytes_size(lim.max_size)} (daemon.json max-unpack-size)"
+            )
         if self.room is not None and self.total > self.room:
-            raise UnpackLimitExceeded(f"{what} {_human(self.total)}, more than the free space "
-                                      f"of the target file system ({_human(max(self.room, 0))})")
+            raise UnpackLimitExceeded(
+                f"{what} {bytes_size(self.total)}, more than the free space "
+                f"of the target file system ({bytes_size(max(self.room, 0))})"
+            )
         known = self.meter.total if self.meter is not None else None
         self._ratio(known if known is not None else read_so_far, what)
 
@@ -185,21 +184,21 @@ class Budget:
         compressed bytes read so far when the input's size is unknown."""
         check_cancelled()
         if self.meter is not None and self.meter.total is None:
-            self._ratio(self.meter.count, f"{self.label}: the archive unpacks to",
-                        unpacked)
+            self._ratio(self.meter.count, f"{self.label}: the archive unpacks to", unpacked)
 
     def _ratio(self, came_in: int, what: str, amount: int | None = None) -> None:
         lim = self.limits
         amount = self.total if amount is None else amount
         if lim.max_ratio and amount > max(lim.ratio_floor, lim.max_ratio * came_in):
             raise UnpackLimitExceeded(
-                f"{what} {_human(amount)} from {_human(came_in)} of input, more than "
-                f"{lim.max_ratio} times its size (daemon.json max-unpack-ratio)")
+                f"{what} {bytes_size(amount)} from {bytes_size(came_in)} of input, more than "
+                f"{lim.max_ratio} times its size (daemon.json max-unpack-ratio)"
+            )
 
 
 # -- decompression ---------------------------------------------------------------------------
 class _Peekable:
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes] | io.RawIOBase) -> None:
         self.raw, self.head = raw, raw.read(6)
 
     def read(self, size: int = -1) -> bytes:
@@ -215,7 +214,7 @@ class _Peekable:
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))
-        b[:len(data)] = data
+        b[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -243,7 +242,7 @@ class _Decompressing(io.RawIOBase):
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))
-        b[:len(data)] = data
+        b[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -253,32 +252,39 @@ class _Decompressing(io.RawIOBase):
         super().close()
 
 
-def decompressed(stream: IO[bytes]) -> IO[bytes]:
+def _wrap(inner: Any, fmt: str) -> IO[bytes]:
+    return _Decompressing(inner, fmt)  # type: ignore[return-value]  # a RawIOBase reads as IO
+
+
+def decompressed(stream: IO[bytes] | io.RawIOBase) -> IO[bytes]:
     """The uncompressed view of ``stream``: gzip, bzip2, xz and zstd are recognised by their
     magic bytes, anything else is passed through. Corrupt compressed data reads as
     InvalidParameter. Close the result when done (a gzip reader runs a thread)."""
-    p = _Peekable(stream)
-    head = p.head
+    peek = _Peekable(stream)
+    head = peek.head
+    p: Any = peek  # a file object for the decompressors; typeshed wants real files
     if head.startswith(b"\x1f\x8b"):
         try:
             # isal decompresses in its own thread (it releases the GIL): gunzip runs on one
             # core while the tar is unpacked on another
             from isal import igzip_threaded
-            return _Decompressing(igzip_threaded.open(p, "rb", threads=1), "gzip")
+
+            return _wrap(igzip_threaded.open(p, "rb", threads=1), "gzip")
         except ImportError:
-            return _Decompressing(gzip.GzipFile(fileobj=p, mode="rb"), "gzip")  # type: ignore[arg-type]
+            return _wrap(gzip.GzipFile(fileobj=p, mode="rb"), "gzip")
     if head.startswith(b"BZh"):
-        return _Decompressing(bz2.BZ2File(p, "rb"), "bzip2")  # type: ignore[arg-type]
+        return _wrap(bz2.BZ2File(p, "rb"), "bzip2")
     if head.startswith(b"\xfd7zXZ\x00"):
-        return _Decompressing(lzma.LZMAFile(p, "rb"), "xz")  # type: ignore[arg-type]
+        return _wrap(lzma.LZMAFile(p, "rb"), "xz")
     if head.startswith(b"\x28\xb5\x2f\xfd"):
         try:
             import zstandard
         except ImportError:
-            raise InvalidParameter("zstd-compressed data, but the zstandard module is not "
-                                   "installed") from None
-        return _Decompressing(zstandard.ZstdDecompressor().stream_reader(p), "zstd")  # type: ignore[arg-type]
-    return p  # type: ignore[return-value]
+            raise InvalidParameter(
+                "zstd-compressed data, but the zstandard module is not installed"
+            ) from None
+        return _wrap(zstandard.ZstdDecompressor().stream_reader(p), "zstd")
+    return p
 
 
 @contextlib.contextmanager

@@ -1,13 +1,13 @@
 """Device access for containers: OCI ``linux.resources.devices`` rules, ``linux.devices`` nodes.
 
-Public toolkit for exec drivers (nothing here imports the rest of dockyard):
+Part of the driver toolkit (:mod:`dockyard.hookspecs.host`), for exec drivers:
 
 * :func:`parse_rule` reads the cgroup rule syntax (``c 1:3 rwm``, ``b *:* m``, ``a``) that
   Docker's ``--device-cgroup-rule`` and the v1 ``devices.allow`` file share.
 * :class:`DeviceRules` evaluates an OCI rule list the way the kernel's v1 devices controller
   would after the rules were written one by one: a default (allow or deny) plus exceptions.
   :meth:`DeviceRules.allows` is the reference decision, :meth:`DeviceRules.v1_writes` the writes
-  that put a v1 ``devices`` cgroup in that state, and :mod:`dockyard.hookspecs.devicebpf` turns the
+  that put a v1 ``devices`` cgroup in that state, and :mod:`dockyard.hookspecs.host.devicebpf` turns the
   same state into the eBPF program a cgroup v2 directory needs — so v1 and v2 decide alike.
 * :func:`create_nodes` makes the spec's ``linux.devices`` under a container's root (``mknod``, or
   bind mounts of the host's nodes inside a user namespace, where ``mknod`` is not allowed).
@@ -23,6 +23,7 @@ Removing access that a wildcard exception also grants (``allow c 1:* r`` then ``
 cannot be expressed in v1 (the kernel silently ignores it), so it is refused, as runc does.
 A new cgroup starts open (allow-all); a list meant to confine begins with a deny-all rule.
 """
+
 from __future__ import annotations
 
 import errno
@@ -31,7 +32,7 @@ import re
 import stat
 from typing import Any, Callable, Iterable
 
-from .errors import InvalidParameter
+from ..errors import InvalidParameter
 
 #: Docker's ``--device-cgroup-rule`` syntax (also what ``devices.allow`` takes)
 RULE_RE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
@@ -39,7 +40,7 @@ ACCESS = "rwm"
 #: Linux's ``dev_t`` split: 12 bits of major, 20 of minor
 MAX_MAJOR, MAX_MINOR = (1 << 12) - 1, (1 << 20) - 1
 
-Key = tuple[str, "int | None", "int | None"]  # (type, major or None for *, minor or None)
+Key = tuple[str, int | None, int | None]  # (type, major or None for *, minor or None)
 
 
 def _access(value: Any, where: str) -> str:
@@ -55,8 +56,9 @@ def _number(value: Any, where: str, limit: int) -> int | None:
     if value is None or value == -1 or value == "*":
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
-        raise InvalidParameter(f"{where}: invalid device number {value!r} (0..{limit} or -1 "
-                               f"for all)")
+        raise InvalidParameter(
+            f"{where}: invalid device number {value!r} (0..{limit} or -1 for all)"
+        )
     return value
 
 
@@ -68,13 +70,18 @@ def parse_rule(text: str) -> dict[str, Any]:
         raise InvalidParameter(f"invalid device cgroup rule format: '{text}'")
     typ, major, minor, access = m.groups()
     try:
-        rule = {"allow": True, "type": typ,
-                "major": -1 if major == "*" else _number(int(major), "major", MAX_MAJOR),
-                "minor": -1 if minor == "*" else _number(int(minor), "minor", MAX_MINOR),
-                "access": _access(access, text)}
+        rule = {
+            "allow": True,
+            "type": typ,
+            "major": -1 if major == "*" else _number(int(major), "major", MAX_MAJOR),
+            "minor": -1 if minor == "*" else _number(int(minor), "minor", MAX_MINOR),
+            "access": _access(access, text),
+        }
     except InvalidParameter:
-        raise InvalidParameter(f"invalid device cgroup rule format: '{text}' "
-                               f"(major 0..{MAX_MAJOR}, minor 0..{MAX_MINOR})") from None
+        raise InvalidParameter(
+            f"invalid device cgroup rule format: '{text}' "
+            f"(major 0..{MAX_MAJOR}, minor 0..{MAX_MINOR})"
+        ) from None
     return rule
 
 
@@ -106,19 +113,24 @@ class DeviceRules:
         if typ == "a":
             self.default_allow, self.exceptions = rule["allow"], {}
             return
-        key = (typ, _number(rule.get("major"), where, MAX_MAJOR),
-               _number(rule.get("minor"), where, MAX_MINOR))
+        key: Key = (
+            typ,
+            _number(rule.get("major"), where, MAX_MAJOR),
+            _number(rule.get("minor"), where, MAX_MINOR),
+        )
         held = self.exceptions.get(key, "")
         if rule["allow"] != self.default_allow:
             self.exceptions[key] = _access("".join(set(held + access)), where)
             return
-        for wider in ((typ, None, key[2]), (typ, key[1], None), (typ, None, None)):
+        wider_keys: tuple[Key, ...] = ((typ, None, key[2]), (typ, key[1], None), (typ, None, None))
+        for wider in wider_keys:
             if wider != key and set(self.exceptions.get(wider, "")) & set(access):
                 raise InvalidParameter(
                     f"{where}: {format_rule(*key, access)} cannot be "
                     f"{'allowed' if rule['allow'] else 'denied'} apart from the wider exception "
                     f"{format_rule(*wider, self.exceptions[wider])} (the devices cgroup cannot "
-                    f"punch a hole in a wildcard rule)")
+                    f"punch a hole in a wildcard rule)"
+                )
         left = "".join(c for c in held if c not in access)
         if left:
             self.exceptions[key] = left
@@ -131,9 +143,11 @@ class DeviceRules:
 
     def sorted_exceptions(self) -> list[tuple[Key, str]]:
         """Exceptions in a stable order (so equal states give equal writes and programs)."""
+
         def order(item: tuple[Key, str]) -> tuple[int, int, str]:
             (typ, major, minor), _ = item
             return (-1 if major is None else major, -1 if minor is None else minor, typ)
+
         return sorted(self.exceptions.items(), key=order)
 
     def allows(self, typ: str, major: int, minor: int, access: str) -> bool:
@@ -153,10 +167,14 @@ class DeviceRules:
         """``(file, line)`` writes that put a v1 ``devices`` cgroup of unknown state into this
         one: the reset first (``devices.deny a`` or ``devices.allow a``), then one exception per
         write, each a single ``write(2)`` so the kernel applies it whole."""
-        reset, other = ("devices.allow", "devices.deny") if self.default_allow \
+        reset, other = (
+            ("devices.allow", "devices.deny")
+            if self.default_allow
             else ("devices.deny", "devices.allow")
-        return [(reset, "a")] + [(other, format_rule(*key, access))
-                                 for key, access in self.sorted_exceptions()]
+        )
+        return [(reset, "a")] + [
+            (other, format_rule(*key, access)) for key, access in self.sorted_exceptions()
+        ]
 
 
 # -- device nodes ---------------------------------------------------------------------------------
@@ -171,9 +189,15 @@ def device_from_path(path: str, container_path: str | None = None) -> dict[str, 
     st = os.lstat(path)
     for typ, fmt in (("c", stat.S_IFCHR), ("b", stat.S_IFBLK), ("p", stat.S_IFIFO)):
         if stat.S_IFMT(st.st_mode) == fmt:
-            return {"path": container_path or path, "type": typ,
-                    "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
-                    "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+            return {
+                "path": container_path or path,
+                "type": typ,
+                "major": os.major(st.st_rdev),
+                "minor": os.minor(st.st_rdev),
+                "fileMode": stat.S_IMODE(st.st_mode),
+                "uid": st.st_uid,
+                "gid": st.st_gid,
+            }
     return None
 
 
@@ -197,8 +221,9 @@ def devices_under(path: str, container_path: str | None = None) -> list[dict[str
             if name == "console":
                 continue
             try:
-                dev = device_from_path(os.path.join(dirpath, name),
-                                       os.path.normpath(os.path.join(dest, rel, name)))
+                dev = device_from_path(
+                    os.path.join(dirpath, name), os.path.normpath(os.path.join(dest, rel, name))
+                )
             except OSError:  # gone meanwhile
                 continue
             if dev is not None and dev["type"] != "p":
@@ -208,10 +233,15 @@ def devices_under(path: str, container_path: str | None = None) -> list[dict[str
 
 def check_node(dev: Any, where: str) -> None:
     """Refuse a malformed ``linux.devices`` entry (before anything is created)."""
-    if not isinstance(dev, dict) or not isinstance(dev.get("path"), str) \
-            or not dev["path"].startswith("/") or dev.get("type") not in _NODE_TYPES:
-        raise InvalidParameter(f"{where}: a device needs an absolute 'path' and a 'type' "
-                               f"(c, b, u or p): {dev!r}")
+    if (
+        not isinstance(dev, dict)
+        or not isinstance(dev.get("path"), str)
+        or not dev["path"].startswith("/")
+        or dev.get("type") not in _NODE_TYPES
+    ):
+        raise InvalidParameter(
+            f"{where}: a device needs an absolute 'path' and a 'type' (c, b, u or p): {dev!r}"
+        )
     if dev["type"] != "p":
         _number(dev.get("major"), where + ".major", MAX_MAJOR)
         _number(dev.get("minor"), where + ".minor", MAX_MINOR)
@@ -238,12 +268,18 @@ def host_node(dev: dict[str, Any]) -> str:
         for name in sorted(filenames):
             if same(os.path.join(dirpath, name)):
                 return os.path.join(dirpath, name)
-    raise InvalidParameter(f"no host device node {want[0]} {want[1]}:{want[2]} to bind at "
-                           f"{dev['path']} (a user namespace cannot mknod)")
+    raise InvalidParameter(
+        f"no host device node {want[0]} {want[1]}:{want[2]} to bind at "
+        f"{dev['path']} (a user namespace cannot mknod)"
+    )
 
 
-def create_nodes(root: str, devices: list[dict[str, Any]], resolve: Callable[[str, str], str],
-                 bind: Callable[[str, str], None] | None = None) -> None:
+def create_nodes(
+    root: str,
+    devices: list[dict[str, Any]],
+    resolve: Callable[[str, str], str],
+    bind: Callable[[str, str], None] | None = None,
+) -> None:
     """Create ``devices`` (OCI ``linux.devices``) under ``root``, the container's root file
     system, before it becomes ``/``. ``resolve(root, path)`` is the caller's symlink-safe join
     (a container path never escapes ``root``). Without ``bind`` each node is made with
@@ -263,14 +299,15 @@ def create_nodes(root: str, devices: list[dict[str, Any]], resolve: Callable[[st
             os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o000))
             bind(source, target)
             continue
-        mode = int(dev.get("fileMode") if dev.get("fileMode") is not None else 0o666) & 0o7777
+        mode = (int(dev["fileMode"]) if dev.get("fileMode") is not None else 0o666) & 0o7777
         rdev = os.makedev(dev["major"], dev["minor"]) if dev["type"] != "p" else 0
         old = os.umask(0)
         try:
             os.mknod(target, mode | _NODE_TYPES[dev["type"]], rdev)
         except OSError as e:
-            raise OSError(e.errno, f"mknod {dev['path']}: {os.strerror(e.errno or errno.EIO)}") \
-                from None
+            raise OSError(
+                e.errno, f"mknod {dev['path']}: {os.strerror(e.errno or errno.EIO)}"
+            ) from None
         finally:
             os.umask(old)
         os.chown(target, int(dev.get("uid") or 0), int(dev.get("gid") or 0))

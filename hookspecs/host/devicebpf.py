@@ -3,10 +3,10 @@
 cgroup v2 has no ``devices`` controller: the kernel asks the eBPF programs attached to a cgroup
 (and to its ancestors) with ``BPF_CGROUP_DEVICE`` whether a process in it may open or mknod a
 device node. This module writes that program for a
-:class:`~dockyard.hookspecs.devices.DeviceRules` state — so a v2 cgroup decides exactly as a v1
+:class:`~dockyard.hookspecs.host.devices.DeviceRules` state — so a v2 cgroup decides exactly as a v1
 ``devices`` cgroup given the same rules — and loads, attaches and lists programs with the
-``bpf(2)`` system call (through ctypes: no compiler, no libbpf). Public toolkit for exec
-drivers; it imports nothing of dockyard but the hookspecs.
+``bpf(2)`` system call (through ctypes: no compiler, no libbpf). Part of the driver toolkit
+(:mod:`dockyard.hookspecs.host`), for exec drivers.
 
 The program (``struct bpf_cgroup_dev_ctx`` in R1: ``access_type`` = access << 16 | type,
 ``major``, ``minor``)::
@@ -24,16 +24,16 @@ The program (``struct bpf_cgroup_dev_ctx`` in R1: ``access_type`` = access << 16
     next: ...
     r0 = DEFAULT; exit
 """
+
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
-import platform
 import struct
 
 from .devices import DeviceRules
+from .libc import syscall
 
 # bpf(2) commands, program and attach types, flags (linux/bpf.h)
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_QUERY = 5, 8, 9, 16
@@ -46,17 +46,14 @@ BPF_DEVCG_ACC_MKNOD, BPF_DEVCG_ACC_READ, BPF_DEVCG_ACC_WRITE = 1, 2, 4
 _TYPES = {"b": BPF_DEVCG_DEV_BLOCK, "c": BPF_DEVCG_DEV_CHAR}
 _ACCESS = {"m": BPF_DEVCG_ACC_MKNOD, "r": BPF_DEVCG_ACC_READ, "w": BPF_DEVCG_ACC_WRITE}
 
-#: the bpf system call's number per machine
-_NR_BPF = {"x86_64": 321, "aarch64": 280, "i386": 357, "i686": 357, "armv7l": 386,
-           "ppc64le": 361, "s390x": 351, "riscv64": 280}
 
 # eBPF instruction classes and fields (linux/bpf_common.h, linux/bpf.h)
-_LDX_MEM_W = 0x61               # BPF_LDX | BPF_MEM | BPF_W
+_LDX_MEM_W = 0x61  # BPF_LDX | BPF_MEM | BPF_W
 _ALU32_K, _ALU32_X = 0x04, 0x0C  # BPF_ALU | BPF_K, BPF_ALU | BPF_X
 _AND, _RSH, _MOV = 0x50, 0x70, 0xB0
 _JMP_K, _JMP_X, _JMP32_K = 0x05, 0x0D, 0x06  # BPF_JMP | BPF_K, | BPF_X; BPF_JMP32 | BPF_K
 _JEQ, _JNE = 0x10, 0x50
-_EXIT = 0x95                    # BPF_JMP | BPF_EXIT
+_EXIT = 0x95  # BPF_JMP | BPF_EXIT
 R0, R1, R2, R3, R4, R5 = range(6)
 LICENSE = b"Apache-2.0"
 
@@ -91,9 +88,9 @@ def program(rules: DeviceRules) -> bytes:
         code, reg, imm = _cmp(op, reg, value)
         emit(code, reg, imm=imm, to=to)
 
-    emit(_LDX_MEM_W, R2, R1)                 # r2 = ctx->access_type & 0xffff
+    emit(_LDX_MEM_W, R2, R1)  # r2 = ctx->access_type & 0xffff
     emit(_ALU32_K | _AND, R2, imm=0xFFFF)
-    emit(_LDX_MEM_W, R3, R1)                 # r3 = ctx->access_type >> 16
+    emit(_LDX_MEM_W, R3, R1)  # r3 = ctx->access_type >> 16
     emit(_ALU32_K | _RSH, R3, imm=16)
     body.append((_LDX_MEM_W, R4, R1, 4, None))  # r4 = ctx->major (imm holds the offset)
     body.append((_LDX_MEM_W, R5, R1, 8, None))  # r5 = ctx->minor
@@ -106,7 +103,7 @@ def program(rules: DeviceRules) -> bytes:
             emit(_ALU32_X | _MOV, R1, R3)
             emit(_ALU32_K | _AND, R1, imm=mask)
             if rules.default_allow:
-                jump(_JEQ, R1, 0, nxt)       # shares no access with the exception
+                jump(_JEQ, R1, 0, nxt)  # shares no access with the exception
             else:
                 emit(_JMP_X | _JNE, R1, R3, to=nxt)  # asks for more than the exception grants
         if major is not None:
@@ -130,19 +127,8 @@ def program(rules: DeviceRules) -> bytes:
 
 
 # -- the bpf system call -------------------------------------------------------------------------
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
 def _bpf(cmd: int, attr: ctypes.Array) -> int:
-    nr = _NR_BPF.get(platform.machine())
-    if nr is None:
-        raise OSError(errno.ENOSYS, f"bpf(2): unknown system call number on {platform.machine()}")
-    ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
+    return syscall("bpf", ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
 
 
 def load(prog: bytes, name: str = "dockyard_dev") -> int:
@@ -152,27 +138,47 @@ def load(prog: bytes, name: str = "dockyard_dev") -> int:
     lic = ctypes.create_string_buffer(LICENSE)
     for log_size in (0, 1 << 16):
         log = ctypes.create_string_buffer(log_size) if log_size else None
-        attr = ctypes.create_string_buffer(struct.pack(
-            "=IIQQIIQII16sII", BPF_PROG_TYPE_CGROUP_DEVICE, len(prog) // 8,
-            ctypes.addressof(insns), ctypes.addressof(lic), 1 if log_size else 0, log_size,
-            ctypes.addressof(log) if log is not None else 0, 0, 0, name.encode()[:15], 0,
-            BPF_CGROUP_DEVICE), 72)
+        attr = ctypes.create_string_buffer(
+            struct.pack(
+                "=IIQQIIQII16sII",
+                BPF_PROG_TYPE_CGROUP_DEVICE,
+                len(prog) // 8,
+                ctypes.addressof(insns),
+                ctypes.addressof(lic),
+                1 if log_size else 0,
+                log_size,
+                ctypes.addressof(log) if log is not None else 0,
+                0,
+                0,
+                name.encode()[:15],
+                0,
+                BPF_CGROUP_DEVICE,
+            ),
+            72,
+        )
         try:
             return _bpf(BPF_PROG_LOAD, attr)  # bpf(2) fds are close-on-exec
         except OSError as e:
             if log is None and e.errno in (errno.EACCES, errno.EINVAL):
                 continue  # once more, to get the verifier's reasons
             detail = log.value.decode(errors="replace").strip() if log is not None else ""
-            raise OSError(e.errno, f"loading the device eBPF program: {e.strerror}"
-                                   + (f": {detail}" if detail else "")) from None
+            raise OSError(
+                e.errno,
+                f"loading the device eBPF program: {e.strerror}"
+                + (f": {detail}" if detail else ""),
+            ) from None
     raise AssertionError("unreachable")
 
 
 def _attach_cmd(cmd: int, cgroup_dir: str, prog_fd: int, flags: int) -> None:
     fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _bpf(cmd, ctypes.create_string_buffer(
-            struct.pack("=IIIII", fd, prog_fd, BPF_CGROUP_DEVICE, flags, 0), 20))
+        _bpf(
+            cmd,
+            ctypes.create_string_buffer(
+                struct.pack("=IIIII", fd, prog_fd, BPF_CGROUP_DEVICE, flags, 0), 20
+            ),
+        )
     finally:
         os.close(fd)
 
@@ -184,8 +190,9 @@ def attach(prog_fd: int, cgroup_dir: str) -> None:
     try:
         _attach_cmd(BPF_PROG_ATTACH, cgroup_dir, prog_fd, BPF_F_ALLOW_MULTI)
     except OSError as e:
-        raise OSError(e.errno, f"attaching the device eBPF program to {cgroup_dir}: "
-                               f"{e.strerror}") from None
+        raise OSError(
+            e.errno, f"attaching the device eBPF program to {cgroup_dir}: {e.strerror}"
+        ) from None
 
 
 def detach(prog_fd: int, cgroup_dir: str) -> None:
@@ -198,13 +205,13 @@ def attached(cgroup_dir: str) -> list[int]:
     try:
         ids = (ctypes.c_uint32 * 64)()
         attr = ctypes.create_string_buffer(
-            struct.pack("=IIIIQI", fd, BPF_CGROUP_DEVICE, 0, 0, ctypes.addressof(ids), 64), 32)
+            struct.pack("=IIIIQI", fd, BPF_CGROUP_DEVICE, 0, 0, ctypes.addressof(ids), 64), 32
+        )
         _bpf(BPF_PROG_QUERY, attr)
         (count,) = struct.unpack_from("=I", attr.raw, 24)
         return list(ids[:count])
     finally:
         os.close(fd)
-
 
 
 def detach_all(cgroup_dir: str) -> int:
@@ -214,8 +221,10 @@ def detach_all(cgroup_dir: str) -> int:
     n = 0
     for prog_id in attached(cgroup_dir):
         try:
-            fd = _bpf(BPF_PROG_GET_FD_BY_ID, ctypes.create_string_buffer(
-                struct.pack("=III", prog_id, 0, 0), 12))
+            fd = _bpf(
+                BPF_PROG_GET_FD_BY_ID,
+                ctypes.create_string_buffer(struct.pack("=III", prog_id, 0, 0), 12),
+            )
         except FileNotFoundError:
             continue  # gone meanwhile
         try:

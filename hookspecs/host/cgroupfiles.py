@@ -34,13 +34,27 @@ OOM kills are counted by ``oom_kill N`` in v1's ``memory.oom_control`` and v2's
 ``memory.events`` (:func:`oom_kills`); a v2 cgroup is empty when ``cgroup.events`` says
 ``populated 0`` (:func:`events`).
 """
+
 from __future__ import annotations
 
 import os
 from typing import Any, NamedTuple
 
-__all__ = ["Write", "Untranslatable", "v1_writes", "v2_writes", "memory_swap_v2",
-           "cpu_weight", "io_weight", "oom_kills", "events", "flat_keyed", "host_support", "Support"]
+__all__ = [
+    "Write",
+    "Untranslatable",
+    "v1_writes",
+    "v2_writes",
+    "memory_swap_v2",
+    "cpu_weight",
+    "io_weight",
+    "oom_kills",
+    "events",
+    "flat_keyed",
+    "unsupported",
+    "host_support",
+    "Support",
+]
 
 
 class Write(NamedTuple):
@@ -93,14 +107,17 @@ def _dev(d: dict[str, Any]) -> str:
 
 
 #: OCI blockIO throttle lists → (v1 file, v2 io.max key)
-THROTTLES = (("throttleReadBpsDevice", "blkio.throttle.read_bps_device", "rbps"),
-             ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device", "wbps"),
-             ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "riops"),
-             ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device", "wiops"))
+THROTTLES = (
+    ("throttleReadBpsDevice", "blkio.throttle.read_bps_device", "rbps"),
+    ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device", "wbps"),
+    ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "riops"),
+    ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device", "wiops"),
+)
 
 
-def v1_writes(res: dict[str, Any], current_memsw: int | None = None,
-              bfq: bool = False) -> list[Write]:
+def v1_writes(
+    res: dict[str, Any], current_memsw: int | None = None, bfq: bool = False
+) -> list[Write]:
     """The v1 writes of ``res``. ``current_memsw``: the cgroup's memsw limit now (the kernel
     keeps memory ≤ memsw at every step: memsw is raised first when it grows, the memory limit
     lowered first when it shrinks); ``bfq``: the weight files are ``blkio.bfq.*``."""
@@ -257,20 +274,71 @@ def host_support(root: str = "/sys/fs/cgroup") -> Support:
         mem, io = "memory" in ctrls, "io" in ctrls
         # memory.swap.max exists in every non-root cgroup when the kernel accounts swap
         swap = mem and os.path.exists("/proc/sys/vm/swappiness") and _swap_accounted()
-        return Support(True, mem, swap, mem, False, False, "pids" in ctrls, "cpu" in ctrls,
-                       "cpu" in ctrls, "cpuset" in ctrls, io, io, io)
+        return Support(
+            True,
+            mem,
+            swap,
+            mem,
+            False,
+            False,
+            "pids" in ctrls,
+            "cpu" in ctrls,
+            "cpu" in ctrls,
+            "cpuset" in ctrls,
+            io,
+            io,
+            io,
+        )
 
     def has(ctrl: str, name: str) -> bool:
         return os.path.exists(os.path.join(root, ctrl, name))
 
     weight = has("blkio", "blkio.weight") or has("blkio", "blkio.bfq.weight")
     return Support(
-        False, has("memory", "memory.limit_in_bytes"), has("memory", "memory.memsw.limit_in_bytes"),
-        has("memory", "memory.soft_limit_in_bytes"), has("memory", "memory.swappiness"),
-        has("memory", "memory.oom_control"), has("pids", "pids.max"), has("cpu", "cpu.shares"),
-        has("cpu", "cpu.cfs_quota_us"), has("cpuset", "cpuset.cpus"), weight,
+        False,
+        has("memory", "memory.limit_in_bytes"),
+        has("memory", "memory.memsw.limit_in_bytes"),
+        has("memory", "memory.soft_limit_in_bytes"),
+        has("memory", "memory.swappiness"),
+        has("memory", "memory.oom_control"),
+        has("pids", "cgroup.procs"),
+        has("cpu", "cpu.shares"),
+        has("cpu", "cpu.cfs_quota_us"),
+        has("cpuset", "cpuset.cpus"),
+        weight,
         has("blkio", "blkio.weight_device") or has("blkio", "blkio.bfq.weight_device"),
-        has("blkio", "blkio.throttle.read_bps_device"))
+        has("blkio", "blkio.throttle.read_bps_device"),
+    )
+
+
+#: OCI field -> the Support field a host needs to apply it
+NEEDS = {
+    "memory.limit": "memory", "memory.swap": "swap", "memory.reservation": "reservation",
+    "memory.swappiness": "swappiness", "memory.disableOOMKiller": "oom_kill_disable",
+    "pids.limit": "pids", "cpu.shares": "cpu_shares", "cpu.quota": "cpu_cfs",
+    "cpu.period": "cpu_cfs", "cpu.cpus": "cpuset", "cpu.mems": "cpuset",
+    "blockIO.weight": "blkio_weight", "blockIO.weightDevice": "blkio_weight_device",
+    **{f"blockIO.{key}": "blkio_throttle" for key, _, _ in THROTTLES},
+}  # fmt: skip
+#: values of a field that mean "not set"
+_UNSET: tuple[object, ...] = (None, 0, False, [], -1)
+
+
+def _set_fields(res: dict[str, Any]) -> list[str]:
+    """The OCI fields ``res`` sets (``memory.limit`` -1 counts: it is written)."""
+    out = []
+    for name in NEEDS:
+        group, _, key = name.partition(".")
+        value = (res.get(group) or {}).get(key)
+        if value not in _UNSET or (name == "memory.limit" and value == -1):
+            out.append(name)
+    return out
+
+
+def unsupported(res: dict[str, Any], support: Support) -> list[str]:
+    """The OCI fields set in ``res`` that a host of ``support`` cannot apply (to refuse them,
+    naming them: never run a container without a limit it asked for)."""
+    return [name for name in _set_fields(res) if not getattr(support, NEEDS[name])]
 
 
 def _swap_accounted() -> bool:

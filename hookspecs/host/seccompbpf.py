@@ -1,135 +1,62 @@
-"""Capabilities and seccomp for a container process, applied between fork and execve.
+"""Seccomp filters: an OCI ``linux.seccomp`` object compiled to a classic-BPF program, and
+installed on the calling thread.
 
-* capabilities: the OCI spec's ``process.capabilities`` sets (names such as ``CAP_CHOWN``); the
-  bounding set is reduced with ``PR_CAPBSET_DROP``, effective/permitted/inheritable are set with
-  ``capset(2)`` (version 3), the ambient set is cleared unless the spec lists some.
-* seccomp: the OCI spec's ``linux.seccomp`` (``defaultAction``, ``defaultErrnoRet``,
-  ``architectures``, ``syscalls`` with ``names``, ``action``, ``errnoRet`` and ``args``) compiled
-  with libseccomp's Python binding (Debian's ``python3-seccomp``) to a BPF program — by the
-  supervisor, once per profile (:func:`bpf_for`) — and installed with ``prctl(PR_SET_SECCOMP)``
-  as the last step before ``execve``.
+Part of the driver toolkit (:mod:`dockyard.hookspecs.host`). The object (``defaultAction``,
+``defaultErrnoRet``, ``architectures``, ``syscalls`` with ``names``, ``action``, ``errnoRet`` and
+``args``; :func:`dockyard.hookspecs.host.seccomp.resolve` makes one from a Docker profile) is
+compiled with libseccomp's Python binding (Debian's ``python3-seccomp``) to a BPF program
+(:func:`compile_bpf`; :func:`bpf_for` remembers programs, so a fork server pays each compile
+once) and installed with ``prctl(PR_SET_SECCOMP)`` (:func:`load_bpf`) as the last step before
+``execve``.
 """
+
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import json
 import os
 import struct
 from typing import Any
 
-from dockyard.core import linux
+from ..bindings import Binding, advice
+from .ns import prctl
 
-#: capability name -> number (linux/capability.h)
-CAPS = {name: i for i, name in enumerate((
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-))}
+# fmt: off
+__all__ = ["SECCOMP_BINDING", "ACTIONS", "compile_filter", "compile_bpf", "bpf_for", "load_bpf",
+           "load_seccomp", "wants_enosys", "enosys_ranges", "enosys_stub", "BPF_MAXINSNS",
+           "ENOSYS_BOUND"]
+# fmt: on
 
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_RAISE = 2
-PR_CAP_AMBIENT_CLEAR_ALL = 4
+#: Debian's libseccomp binding (not on PyPI): without it, no seccomp profile can be applied. An
+#: exec driver that compiles filters lists it in its ``bindings`` (the daemon checks at start-up)
+SECCOMP_BINDING = Binding(
+    "seccomp",
+    "python3-seccomp",
+    "seccomp profiles (Docker's default one included) cannot be applied, so "
+    "containers start only with --security-opt seccomp=unconfined; everything "
+    "else works",
+)
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-def last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return max(CAPS.values())
-
-
-def _mask(names: list[str] | None) -> int:
-    mask = 0
-    top = last_cap()
-    for name in names or ():
-        n = CAPS.get(name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper())
-        if n is None:
-            raise ValueError(f"unknown capability {name!r}")
-        if n <= top:  # a capability this kernel does not know cannot be held
-            mask |= 1 << n
-    return mask
-
-
-def drop_bounding(keep: list[str]) -> None:
-    """Drop every capability not in ``keep`` from the bounding set (needs CAP_SETPCAP)."""
-    keep_mask = _mask(keep)
-    for n in range(last_cap() + 1):
-        if not keep_mask & (1 << n):
-            try:
-                linux.prctl(linux.PR_CAPBSET_DROP, n)
-            except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise
-
-
-def _held() -> int:
-    """The caller's permitted set: a set cannot grow beyond it (e.g. --privileged on a host
-    whose root lacks CAP_SYS_RESOURCE)."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    if _libc.capget(ctypes.byref(hdr), data) != 0:
-        return (1 << 64) - 1
-    return data[0].permitted | (data[1].permitted << 32)
-
-
-def capset(effective: list[str], permitted: list[str], inheritable: list[str]) -> None:
-    held = _held()
-    eff, prm, inh = _mask(effective) & held, _mask(permitted) & held, _mask(inheritable) & held
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for i in (0, 1):
-        data[i].effective = (eff >> (32 * i)) & 0xFFFFFFFF
-        data[i].permitted = (prm >> (32 * i)) & 0xFFFFFFFF
-        data[i].inheritable = (inh >> (32 * i)) & 0xFFFFFFFF
-    if _libc.capset(ctypes.byref(hdr), data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"capset: {errno.errorcode.get(err, err)}")
-
-
-def set_ambient(names: list[str]) -> None:
-    linux.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    for name in names:
-        linux.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, _mask([name]).bit_length() - 1)
-
-
-def apply_capabilities(caps: dict[str, Any] | None, uid: int) -> None:
-    """After setresuid: set effective/permitted/inheritable (root only: a non-root user has
-    lost them on setuid, as in Docker) and the ambient set."""
-    if caps is None:
-        return
-    if uid == 0:
-        capset(caps.get("effective") or [], caps.get("permitted") or [],
-               caps.get("inheritable") or [])
-    if caps.get("ambient"):
-        set_ambient(caps["ambient"])
-    else:
-        linux.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+#: the actions :func:`compile_filter` compiles (Docker's ``SCMP_ACT_*`` names)
+ACTIONS = frozenset(
+    {
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_LOG",
+        "SCMP_ACT_TRAP",
+    }
+)
 
 
 # -- seccomp --------------------------------------------------------------------------------------
+# fmt: off
 _OPS = {"SCMP_CMP_NE": "NE", "SCMP_CMP_LT": "LT", "SCMP_CMP_LE": "LE", "SCMP_CMP_EQ": "EQ",
         "SCMP_CMP_GE": "GE", "SCMP_CMP_GT": "GT", "SCMP_CMP_MASKED_EQ": "MASKED_EQ"}
+# fmt: on
 
 
 def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
@@ -148,27 +75,30 @@ def _action(seccomp: Any, name: str, errno_ret: int | None) -> Any:
     raise ValueError(f"unsupported seccomp action {name!r}")
 
 
+# fmt: off
 _ARCHES = {"SCMP_ARCH_X86_64": "X86_64", "SCMP_ARCH_X86": "X86", "SCMP_ARCH_X32": "X32",
            "SCMP_ARCH_AARCH64": "AARCH64", "SCMP_ARCH_ARM": "ARM", "SCMP_ARCH_PPC64LE": "PPC64LE",
            "SCMP_ARCH_S390X": "S390X", "SCMP_ARCH_S390": "S390"}
+# fmt: on
 
 
 def _import_seccomp() -> Any:
     try:
         import seccomp  # Debian's python3-seccomp; imported only when a profile is asked for
     except ImportError:
-        from dockyard.hookspecs.bindings import advice
-        from dockyard.plugins.execdrivers.native.driver import SECCOMP_BINDING
-        raise RuntimeError("a seccomp profile was asked for but libseccomp's Python binding is "
-                           "not importable: " + advice(SECCOMP_BINDING)) from None
+        raise RuntimeError(
+            "a seccomp profile was asked for but libseccomp's Python binding is "
+            "not importable: " + advice(SECCOMP_BINDING)
+        ) from None
     return seccomp
 
 
 def compile_filter(profile: dict[str, Any]) -> Any:
     """A ``seccomp.SyscallFilter`` for an OCI ``linux.seccomp`` object (not loaded yet)."""
     seccomp = _import_seccomp()
-    default = _action(seccomp, profile.get("defaultAction", "SCMP_ACT_ALLOW"),
-                      profile.get("defaultErrnoRet"))
+    default = _action(
+        seccomp, profile.get("defaultAction", "SCMP_ACT_ALLOW"), profile.get("defaultErrnoRet")
+    )
     flt = seccomp.SyscallFilter(default)
     for name in profile.get("architectures") or ():
         arch = getattr(seccomp.Arch, _ARCHES.get(name, ""), None)
@@ -219,6 +149,7 @@ ENOSYS_BOUND = 1023
 #: numbering, each getting ENOSYS above the highest number the profile names inside it). x32 shares
 #: x86_64's AUDIT_ARCH and sets bit 30 in the number; its own calls (512 and up) are a second
 #: segment, otherwise naming rt_sigaction (x32: 512) would hide every new common call (450, ...).
+# fmt: off
 _ENOSYS_ARCHES: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {
     "X86_64": (0xC000003E, ((0, ENOSYS_BOUND),)),
     "X86": (0x40000003, ((0, ENOSYS_BOUND),)),
@@ -226,6 +157,7 @@ _ENOSYS_ARCHES: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {
                          (X32_SYSCALL_BIT + 512, X32_SYSCALL_BIT + ENOSYS_BOUND))),
     "AARCH64": (0xC00000B7, ((0, ENOSYS_BOUND),)),
 }
+# fmt: on
 #: default actions that let an unnamed call through (or hand it to a tracer/listener that should
 #: cope with new calls itself): no stub, as in runc
 _PERMISSIVE = {"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_NOTIFY"}
@@ -245,8 +177,9 @@ def _filter_arches(seccomp: Any, profile: dict[str, Any]) -> list[str]:
     plus the native one, which libseccomp always puts in."""
     names = [_ARCHES.get(a, "") for a in profile.get("architectures") or ()]
     native = seccomp.system_arch() & 0xFFFFFFFF  # the binding gives one unsigned, Arch signed
-    names += [n for n in _ARCHES.values()
-              if int(getattr(seccomp.Arch, n, -1)) & 0xFFFFFFFF == native]
+    names += [
+        n for n in _ARCHES.values() if int(getattr(seccomp.Arch, n, -1)) & 0xFFFFFFFF == native
+    ]
     out: list[str] = []
     for n in names:
         if n in _ENOSYS_ARCHES and n not in out:
@@ -304,19 +237,20 @@ def _assemble(items: list[Any]) -> bytes:
     labels["filter"] = pc
     out = bytearray()
     pc = 0
+
+    def rel(target: Any, pc: int) -> int:
+        off = (labels[target] if isinstance(target, str) else pc + 1 + target) - (pc + 1)
+        assert 0 <= off <= 255, off
+        return off
+
     for item in items:
         if isinstance(item, str):
             continue
         code, jt, jf, k = item
-
-        def rel(target: Any) -> int:
-            off = (labels[target] if isinstance(target, str) else pc + 1 + target) - (pc + 1)
-            assert 0 <= off <= 255, off
-            return off
         if code == _JA:
             k, jt, jf = labels[k] - (pc + 1), 0, 0
         elif code & 0x07 == 0x05:
-            jt, jf = rel(jt), rel(jf)
+            jt, jf = rel(jt, pc), rel(jf, pc)
         out += struct.pack("=HBBI", code, jt, jf, k)
         pc += 1
     return bytes(out)
@@ -387,8 +321,10 @@ def compile_bpf(profile: dict[str, Any]) -> bytes:
         program = f.read()
     stub = enosys_stub(profile)
     if len(stub + program) // 8 > BPF_MAXINSNS:
-        raise ValueError(f"seccomp profile too large: {len(stub + program) // 8} BPF "
-                         f"instructions, the kernel takes at most {BPF_MAXINSNS}")
+        raise ValueError(
+            f"seccomp profile too large: {len(stub + program) // 8} BPF "
+            f"instructions, the kernel takes at most {BPF_MAXINSNS}"
+        )
     return stub + program
 
 
@@ -421,7 +357,7 @@ def load_bpf(bpf: bytes) -> None:
     CAP_SYS_ADMIN, as libseccomp's load does)."""
     buf = ctypes.create_string_buffer(bpf, len(bpf))
     prog = _SockFprog(len(bpf) // 8, ctypes.addressof(buf))
-    linux.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
 
 
 def load_seccomp(flt: Any) -> None:
