@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("execs", "stats"),
     "network": ("networks", "network"),
     "port": ("networks", "port"),
+    "tls": ("tls", "tls_group"),
     "bench": ("bench.command", "bench"),
     "completion": ("complete", "completion"),
     "dashboard": ("dashboard", "dashboard"),

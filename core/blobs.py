@@ -1,7 +1,8 @@
 """Content-addressed blob storage (OCI image-layout ``blobs/sha256/<hex>``).
 
-A blob is written to a temporary name, fsynced, its digest verified, then renamed into place:
-after a crash a blob is either whole or absent.
+A blob is written to a temporary file in the data-root's ``tmp/`` directory, fsynced, its digest
+verified, then renamed into place: after a crash a blob is either whole or absent, and the
+temporary file is found (and removed) by the start-up reconcile with every other one.
 """
 from __future__ import annotations
 
@@ -33,13 +34,20 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+#: the prefix of :func:`atomic_write`'s temporary files next to their target
+TMP_PREFIX = ".tmp-"
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True,
+                 tmp_dir: str | None = None) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
-    ``durable=False`` skips both fsyncs: for files regenerated anyway after a crash."""
+    ``durable=False`` skips both fsyncs: for files regenerated anyway after a crash. The
+    temporary file is made in ``tmp_dir`` (same file system), else next to ``path`` as
+    ``.tmp-*``."""
     d = os.path.dirname(path)
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir or d, prefix=TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -57,15 +65,14 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, durable: bool = True
 
 
 class BlobStore:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, tmp_dir: str) -> None:
         self.root = root
-        d = os.path.join(root, "sha256")
-        os.makedirs(d, exist_ok=True)
-        # temporary files of writes a crash interrupted: never whole, never referenced
-        for name in os.listdir(d):
-            if name.startswith(".tmp-"):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(d, name))
+        self.tmp_dir = tmp_dir
+        for d in (os.path.join(root, "sha256"), tmp_dir):
+            os.makedirs(d, exist_ok=True)
+
+    def _mkstemp(self) -> tuple[int, str]:
+        return tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-")
 
     def path(self, digest: str) -> str:
         algo, hexpart = split_digest(digest)
@@ -80,12 +87,12 @@ class BlobStore:
             raise InvalidParameter(f"digest mismatch: expected {digest}, content is {actual}")
         path = self.path(actual)
         if not os.path.exists(path):
-            atomic_write(path, data, 0o444)
+            atomic_write(path, data, 0o444, tmp_dir=self.tmp_dir)
         return actual
 
     def put_stream(self, stream: IO[bytes], digest: str | None = None) -> str:
         d = os.path.join(self.root, "sha256")
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+        fd, tmp = self._mkstemp()
         h = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as f:
@@ -139,7 +146,7 @@ class BlobWriter:
     def __init__(self, store: BlobStore) -> None:
         self.store = store
         self.dir = os.path.join(store.root, "sha256")
-        fd, self.tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        fd, self.tmp = store._mkstemp()
         self.f = os.fdopen(fd, "wb")
         self.h = hashlib.sha256()
         self.size = 0

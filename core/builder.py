@@ -700,7 +700,7 @@ class Builder:
     def _apply(self, root: str, dest: str, entries: list[Any]) -> None:
         from . import archive
         # spooled through a temporary file: a context may be larger than memory
-        with tempfile.TemporaryFile(dir=os.path.join(self.d.data_root, "tmp")) as buf:
+        with tempfile.TemporaryFile(dir=self.d.tmp_dir) as buf:
             with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for ti, src in entries:
                     if src is not None:

@@ -20,6 +20,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "exec-root": (str, "/run/dockyard"),
     "pidfile": (str, ""),
     "hosts": (list, ["unix:///run/dockyard.sock"]),
+    # the unix socket's group (dockerd's -G); "": dockyard if that group exists, else root
+    "group": (str, ""),
     "tls": (bool, False),
     "tlsverify": (bool, False),
     "tlscacert": (str, ""),
@@ -75,6 +77,8 @@ LOG_DRIVERS = ("json-file",)
 class Config:
     values: dict[str, Any]
     source: str | None = None
+    #: the keys given in the file or as flags (``--tls=false`` differs from no ``--tls``)
+    explicit: frozenset[str] = frozenset()
     #: how it was loaded, so that a reload (SIGHUP) reads the same file with the same flags on top
     path: str | None = None
     path_explicit: bool = False
@@ -124,6 +128,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     values = {k: (list(d) if isinstance(d, list) else dict(d) if isinstance(d, dict) else d)
               for k, (_, d) in SCHEMA.items()}
     source = None
+    explicit: set[str] = set()
     if path and (path_explicit or os.path.exists(path)):
         try:
             with open(path, encoding="utf-8") as f:
@@ -141,6 +146,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
                 f"valid keys: {', '.join(sorted(SCHEMA))}")
         for key, value in raw.items():
             values[key] = _check_type(key, value, SCHEMA[key][0], path)
+        explicit.update(raw)
         both = sorted(k for k in raw if overrides.get(k) not in (None, [], ()))
         if both:
             raise InvalidParameter(
@@ -153,6 +159,7 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
         if key not in SCHEMA:
             raise InvalidParameter(f"unknown configuration key {key!r}")
         values[key] = _check_type(key, value, SCHEMA[key][0], "flag")
+        explicit.add(key)
     if values["debug"]:
         values["log-level"] = "debug"
     if values["log-level"] not in LOG_LEVELS:
@@ -173,4 +180,5 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
                                f"{values['api-read-timeout']!r}")
     parse_opts(values["storage-opts"], "storage-opts")
     parse_opts(values["exec-opts"], "exec-opts")
-    return Config(values, source, path=path, path_explicit=path_explicit, overrides=dict(overrides))
+    return Config(values, source, frozenset(explicit), path=path, path_explicit=path_explicit,
+                  overrides=dict(overrides))

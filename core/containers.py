@@ -779,11 +779,7 @@ class ContainerService:
                 self.d.volumes.mount_events(c, "unmount")
             if self.graph.exists(cid):
                 await asyncio.to_thread(self.graph.remove, cid)
-            self.state.delete_container(cid)
-            del self._cache[cid]
-            self.d.volumes.release(c, volumes or bool(c["HostConfig"].get("AutoRemove")))
-            self.d.execs.forget_container(cid)
-            shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
+            self.forget(c, volumes)
         end_pending(rt.pending)
         self._rt.pop(cid, None)
         for fut in rt.remove_waiters:
@@ -791,6 +787,16 @@ class ContainerService:
                 fut.set_result(c["State"]["ExitCode"])
         self.d.emit("dockyard_container_removed", container_id=cid)
         self._event("destroy", c)
+
+    def forget(self, c: dict[str, Any], volumes: bool = False) -> None:
+        """Drop a container whose writable layer is gone: its record, directory, exec records
+        and (with ``volumes`` or ``--rm``) its anonymous volumes."""
+        cid = c["Id"]
+        self.state.delete_container(cid)
+        self._cache.pop(cid, None)
+        self.d.volumes.release(c, volumes or bool(c["HostConfig"].get("AutoRemove")))
+        self.d.execs.forget_container(cid)
+        shutil.rmtree(os.path.join(self.root, cid), ignore_errors=True)
 
     # -- pause / stats ----------------------------------------------------------------------------
     async def pause(self, ref: str) -> None:

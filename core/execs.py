@@ -1,7 +1,9 @@
 """``docker exec``: exec instances of running containers, kept in memory as dockerd keeps them.
 
 An instance is created (``POST /containers/{id}/exec``), started once (``POST /exec/{id}/start``,
-hijacked unless detached), inspected (``GET /exec/{id}/json``) and forgotten when its container is
+hijacked unless detached) and inspected (``GET /exec/{id}/json``). As dockerd, an exec that exited
+leaves its container's ``ExecIDs`` at once and stays inspectable for :data:`KEEP_EXITED` seconds
+(dockerd's exec garbage collector runs every five minutes); all of a container's go when it is
 removed. The exec driver runs the process; this service only keeps Docker's view of it.
 """
 from __future__ import annotations
@@ -17,6 +19,9 @@ from dockyard.hookspecs.execdriver import AttachStreams
 from dockyard.hookspecs.host.streams import HEADER_SIZE, STDOUT, frame, parse_header
 
 log = logging.getLogger(__name__)
+
+#: how long an exited exec can still be inspected
+KEEP_EXITED = 300.0
 
 
 class _ExitAwareReader:
@@ -123,6 +128,7 @@ class ExecService:
         except ExecError as exc:
             e.update(ExitCode=exc.exit_code, Running=False)
             recorded.set_result(exc.exit_code)
+            self._exited(eid)
             if detach:
                 raise
             return None if detach else FailedStreams(exc.message, pc["tty"])
@@ -150,6 +156,22 @@ class ExecService:
         exec_event(self.d, c, "exec_die", eid, [], exitCode=str(code))
         if not recorded.done():
             recorded.set_result(code)
+        self._exited(eid)
+
+    def _exited(self, eid: str) -> None:
+        """Out of its container's ``ExecIDs`` now; forgotten after :data:`KEEP_EXITED`."""
+        e = self.execs.get(eid)
+        if e is None:
+            return
+        with contextlib.suppress(NotFound):
+            c = self.d.containers.get(e["ContainerID"])
+            ids = [x for x in c.get("ExecIDs") or [] if x != eid]
+            c["ExecIDs"] = ids or None
+        asyncio.get_running_loop().call_later(KEEP_EXITED, self._forget, eid)
+
+    def _forget(self, eid: str) -> None:
+        self.execs.pop(eid, None)
+        self._recorded.pop(eid, None)
 
     async def resize(self, eid: str, h: int, w: int) -> None:
         e = self.get(eid)
@@ -159,8 +181,7 @@ class ExecService:
 
     def forget_container(self, cid: str) -> None:
         for eid in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:
-            self.execs.pop(eid, None)
-            self._recorded.pop(eid, None)
+            self._forget(eid)
 
 
 class FailedStreams(AttachStreams):

@@ -403,24 +403,29 @@ class ImageStore:
                 self.state.x("DELETE FROM tags WHERE ref=?", t)
                 result.append({"Untagged": reference.familiar(t)})
             return result
+        result += [{"Untagged": reference.familiar(t)} for t in tags]
+        released = self.forget(image_id)
+        result.append({"Deleted": image_id})
+        # as dockerd's: each layer that went with the image is a "Deleted" entry too
+        return result + [{"Deleted": chain} for chain in released]
+
+    def forget(self, image_id: str) -> list[str]:
+        """Delete an image's records (tags, digests, parents, cache entries) in one
+        transaction, then its config and manifest blobs and the layers nothing else uses
+        (returned: their chain ids)."""
         top = self.get(image_id)["top_layer"]
         manifests = {r["ref"].split("@", 1)[1] for r in self.repo_digests(image_id)}
         with self.state.tx() as db:
-            for t in tags:
-                db.execute("DELETE FROM tags WHERE ref=?", (t,))
-                result.append({"Untagged": reference.familiar(t)})
+            db.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
             db.execute("DELETE FROM repo_digests WHERE image_id=?", (image_id,))
             db.execute("DELETE FROM images WHERE id=?", (image_id,))
             db.execute("DELETE FROM image_parents WHERE id=?", (image_id,))
             db.execute("DELETE FROM build_cache WHERE image_id=?", (image_id,))
-        result.append({"Deleted": image_id})
         self.blobs.delete(image_id)
         for digest in manifests:  # the manifests it was pulled or pushed as, unless shared
             if not self.state.q("SELECT 1 FROM repo_digests WHERE ref LIKE ?", f"%@{digest}"):
                 self.blobs.delete(digest)
-        # as dockerd's: each layer that went with the image is a "Deleted" entry too
-        result += [{"Deleted": chain} for chain in self._release_layers(top)]
-        return result
+        return self._release_layers(top)
 
     def _release_layers(self, top: str | None) -> list[str]:
         """Remove the layers of ``top``'s chain no other image uses; their chain ids."""

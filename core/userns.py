@@ -140,3 +140,10 @@ def remapped_root(data_root: str, id_map: IDMap) -> str:
     root, as dockerd (images stored shifted for one map are useless to another)."""
     uid, gid = id_map.root
     return os.path.join(data_root, f"{uid}.{gid}")
+
+
+def resolve(data_root: str, setting: str) -> tuple[IDMap, str, str]:
+    """``(id map, remap user, the data-root the daemon really keeps its state in)`` for the
+    configured ``data-root`` and ``userns-remap``."""
+    id_map, user, _ = parse(setting)
+    return id_map, user, (data_root if id_map.is_identity else remapped_root(data_root, id_map))

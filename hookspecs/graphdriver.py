@@ -92,6 +92,15 @@ class GraphDriver(abc.ABC):
     def exists(self, id: str) -> bool:
         """Whether layer ``id`` exists."""
 
+    def ids(self) -> list[str]:
+        """Every layer this driver holds: the ids given to :meth:`create`/:meth:`create_rw` and
+        not removed since, whole layers only (never the temporary names of layers being made or
+        removed). The daemon calls it at start-up and removes, with :meth:`remove`, the layers
+        that none of its records references: what a crash left between making a layer and
+        recording it. Optional: this default raises NotImplementedError, and the daemon then
+        skips that clean-up for the driver (and says so in its log)."""
+        raise NotImplementedError(f"{self.name or type(self).__name__} cannot list its layers")
+
     def status(self) -> list[tuple[str, str]]:
         """``(key, value)`` lines for ``info`` (``Driver Status``)."""
         return []

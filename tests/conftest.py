@@ -219,6 +219,31 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Serve an aiohttp application on a free loopback port from a thread; yields host:port."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    t = threading.Thread(target=loop.run_forever, daemon=True)
+    t.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_host_resolvers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every dockyardd the suite starts, also those a test spawns its own way, reads a

@@ -6,22 +6,19 @@ OCI index with a zstd layer, to show platform selection and zstd unpacking.
 """
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import io
 import json
 import os
-import socket
 import tarfile
 import tempfile
-import threading
 from typing import Any, Iterator
 
 import pytest
 from aiohttp import web
 
-from conftest import Daemon
+from conftest import Daemon, serve_app
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -115,24 +112,12 @@ class Hostile:
 def hostile() -> Iterator[tuple[str, Hostile]]:
     outside = tempfile.mkdtemp(prefix="dky-outside-")
     h = Hostile(outside)
-    loop = asyncio.new_event_loop()
     app = web.Application()
     app.router.add_route("*", "/v2/{tail:.*}", h.handle)
-    runner = web.AppRunner(app)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    t = threading.Thread(target=loop.run_forever, daemon=True)
-    t.start()
     try:
-        yield f"127.0.0.1:{port}", h
+        with serve_app(app) as addr:
+            yield addr, h
     finally:
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(10)
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
         import shutil
         shutil.rmtree(outside, ignore_errors=True)
 

@@ -24,6 +24,8 @@ from ..containers import ContainerService
 from ..execs import ExecService
 from ..images import ImageStore
 from ..networks import NetworkService, driver_options
+from ..reconcile import Reconciler
+from ..reserve import DiskReserve
 from ..state import State
 from ..volumes import VolumeService
 from .authz import authorization_middleware
@@ -45,12 +47,14 @@ class Daemon:
         self.exec_root = config["exec-root"]
         # userns-remap: containers' root is an unprivileged host ID; images are stored shifted,
         # in a data-root of their own (as dockerd: <data-root>/<uid>.<gid>)
-        self.id_map, self.remap_user, _ = userns.parse(config["userns-remap"])
-        if not self.id_map.is_identity:
-            os.makedirs(self.data_root, mode=0o711, exist_ok=True)
-            self.data_root = userns.remapped_root(self.data_root, self.id_map)
-        os.makedirs(self.data_root, mode=0o711, exist_ok=True)
+        self.id_map, self.remap_user, self.data_root = userns.resolve(self.data_root,
+                                                                      config["userns-remap"])
+        for root in (config["data-root"], self.data_root):  # a remapped root's parent first
+            os.makedirs(root, mode=0o711, exist_ok=True)
         os.makedirs(self.exec_root, mode=0o700, exist_ok=True)
+        #: every temporary file of the daemon's (spooled uploads, blobs being written, build
+        #: contexts): emptied at start-up, nothing in it outlives a crash
+        self.tmp_dir = os.path.join(self.data_root, "tmp")
         self.started = time.time()
         tarsafe.configure(tarsafe.Limits(max_size=config["max-unpack-size"],
                                          max_ratio=config["max-unpack-ratio"]))
@@ -60,6 +64,9 @@ class Daemon:
         #: what ``info`` reports under Warnings (as dockerd's)
         self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
 
+        # on a full disk, room for the database's journal and start-up's files first
+        self.reserve = DiskReserve(self.data_root)
+        self.reserve.make_room()
         self.state = State(os.path.join(self.data_root, "dockyard.db"))
         self.graph = self._select_graph_driver(config)
         self.migrating = False  # a storage migration holds off container creation and mounts
@@ -84,7 +91,7 @@ class Daemon:
                 log.info("network driver %s skipped: %s", name, exc.reason)
                 self.netdriver_errors[name] = exc.reason
 
-        self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"))
+        self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"), self.tmp_dir)
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.networks = NetworkService(self)
         self.volumes = VolumeService(self)
@@ -199,15 +206,22 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self, app: web.Application) -> None:
+        await asyncio.to_thread(Reconciler(self).run)  # what a crash left, before anything runs
         await self.networks.start()
         await self.containers.restore()
+        if not self.reserve.refill() and not self.reserve.held():
+            log.warning("the data-root %s is nearly full: no room for its reserve, so removals "
+                        "may fail once it is full", self.data_root)
 
-    async def shutdown(self, app: web.Application) -> None:
+    async def shutdown(self, app: web.Application | None) -> None:
         await self.containers.shutdown()
         await self.networks.shutdown()
         await self.execdriver.close()
         if not any(c["State"]["Running"] for c in self.containers.all()):
             await asyncio.to_thread(self.graph.cleanup)
+
+    def close(self) -> None:
+        """Last of all, once no request or worker thread can use it: the state database."""
         self.state.close()
 
     # -- the application ------------------------------------------------------------------------
@@ -217,7 +231,7 @@ class Daemon:
         # connection that sends no request for `timeout` seconds is closed
         app = web.Application(middlewares=[debug_middleware, dashboard.same_origin_middleware,
                                            version_middleware, error_middleware,
-                                           authorization_middleware],
+                                           authorization_middleware, room_to_remove],
                               client_max_size=MAX_JSON_BODY,
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
@@ -272,6 +286,22 @@ async def version_middleware(request: web.Request, handler: Any) -> web.StreamRe
                                        f"API version is {API_VERSION}")
     request["api_version"] = version or API_VERSION
     return await handler(request)
+
+
+@web.middleware
+async def room_to_remove(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Removals (``DELETE`` and ``.../prune``) must work on a full disk: the data-root's reserve
+    is released first when space is short, and allocated again after when there is room."""
+    removal = request.method == "DELETE" or (request.method == "POST"
+                                             and request.path.endswith("/prune"))
+    if not removal:
+        return await handler(request)
+    reserve = request.app["daemon"].reserve
+    reserve.make_room()
+    try:
+        return await handler(request)
+    finally:
+        reserve.refill()
 
 
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:

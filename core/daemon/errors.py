@@ -77,6 +77,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.info("%s %s: bad request: %r", request.method, request.path, exc)
         return error_response(400, f"invalid request: {exc}")
     except Exception as exc:  # noqa: BLE001 - never a traceback to the client
+        from ..reserve import disk_full
+        if disk_full(exc):
+            log.error("%s %s: no space left on device: %s", request.method, request.path, exc)
+            return error_response(500, f"no space left on device: {exc}")
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 

@@ -44,8 +44,12 @@ def parse_detach_keys(spec: str | None) -> bytes:
 
 
 class _HijackedProtocol(asyncio.Protocol):
-    def __init__(self, streams: AttachStreams, detach_keys: bytes = b"") -> None:
+    def __init__(self, streams: AttachStreams, detach_keys: bytes = b"",
+                 replaced: asyncio.BaseProtocol | None = None) -> None:
         self.streams = streams
+        #: aiohttp's protocol this one took the connection from: it must hear that the
+        #: connection is gone, or its server keeps it (and its request) for ever
+        self.replaced = replaced
         self.closed = asyncio.get_running_loop().create_future()
         self.can_write = asyncio.Event()
         self.can_write.set()
@@ -91,6 +95,10 @@ class _HijackedProtocol(asyncio.Protocol):
         self.can_write.set()
         if not self.closed.done():
             self.closed.set_result(None)
+        if self.replaced is not None:
+            replaced, self.replaced = self.replaced, None
+            with contextlib.suppress(Exception):
+                replaced.connection_lost(exc)
 
 
 async def serve_hijacked(request: web.Request,
@@ -125,7 +133,8 @@ async def serve_hijacked(request: web.Request,
     if transport is None or transport.is_closing():
         streams.close()
         return resp
-    proto = _HijackedProtocol(streams, detach_keys if streams.writer is not None else b"")
+    proto = _HijackedProtocol(streams, detach_keys if streams.writer is not None else b"",
+                              replaced=transport.get_protocol())
     transport.set_protocol(proto)
     transport.resume_reading()
     try:

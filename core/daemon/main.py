@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
-import socket
 import ssl
 import sys
 from typing import Any
-from urllib.parse import urlparse
 
 import click
 from aiohttp import web
@@ -19,69 +18,59 @@ from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError
 
 from .. import config as configmod
+from .. import userns
+from . import listeners
 from . import reload as reloadmod
+from .diagnostics import Diagnostics
+from .lock import RootLock
+from .shutdown import HANDLER_GRACE, Pidfile, Stopper
 from .systemd import Systemd
 
 log = logging.getLogger("dockyard.daemon")
 
 
-def _listen_targets(hosts: list[str]) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for h in hosts:
-        if h.startswith("unix://"):
-            out.append(("unix", h[len("unix://"):] or "/run/dockyard.sock"))
-        elif h.startswith("tcp://"):
-            u = urlparse(h)
-            if not u.hostname or not u.port:
-                raise DockyardError(f"invalid host {h!r}: expected tcp://ADDRESS:PORT")
-            out.append(("tcp", (u.hostname, u.port)))
-        elif h.startswith("fd://"):
-            out.append(("fd", h[len("fd://"):]))
+@dataclasses.dataclass
+class Plan:
+    """What ``main`` settled before the event loop starts: where to listen, and how."""
+    where: list[tuple[str, Any]]
+    sslctx: ssl.SSLContext | None
+    gid: int
+    warnings: list[str]
+    systemd: Systemd
+
+
+def prepare(cfg: configmod.Config) -> tuple[Plan, RootLock]:
+    """Check the listeners, TLS and socket group, then lock the data-root and exec-root before
+    anything is touched: a second daemon on the same roots stops here, leaving the first one's
+    socket, pidfile, bridges and rules alone."""
+    where = listeners.targets(cfg["hosts"])
+    sslctx = listeners.ssl_context(cfg)
+    gid = listeners.socket_gid(cfg) if any(kind == "unix" for kind, _ in where) else 0
+    warnings = listeners.check_access(cfg, where)
+    _id_map, _user, real_root = userns.resolve(cfg["data-root"], cfg["userns-remap"])
+    os.makedirs(cfg["data-root"], mode=0o711, exist_ok=True)
+    lock = RootLock([real_root, cfg["exec-root"]])
+    lock.acquire()
+    return Plan(where, sslctx, gid, warnings, Systemd.from_environment()), lock
+
+
+async def _start(runner: web.AppRunner, plan: Plan, stopper: Stopper, pidfile: Pidfile) -> None:
+    await runner.setup()  # the daemon's start-up: reconcile, networks, containers
+    for kind, where in plan.where:
+        if kind == "fd":  # sockets systemd passed: they stay its own, never unlinked here
+            await listeners.start_activated(runner, plan.systemd.sockets(where), plan.sslctx)
+        elif kind == "unix":
+            unix = listeners.UnixListener(runner, where, plan.gid)
+            await unix.start()
+            stopper.on_exit.append(unix.remove)
+            log.info("API listening on %s", where)
         else:
-            raise DockyardError(f"invalid host {h!r}: expected unix://PATH, tcp://ADDRESS:PORT or fd://")
-    return out
-
-
-def _check_socket(path: str) -> None:
-    if not os.path.exists(path):
-        return
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(path)
-    except OSError:
-        os.unlink(path)  # stale socket of a dead daemon
-    else:
-        raise DockyardError(f"another daemon is already listening on {path}")
-    finally:
-        s.close()
-
-
-def _ssl_context(cfg: configmod.Config) -> ssl.SSLContext | None:
-    if not (cfg["tls"] or cfg["tlsverify"]):
-        return None
-    if not cfg["tlscert"] or not cfg["tlskey"]:
-        raise DockyardError("--tls/--tlsverify need --tlscert and --tlskey")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cfg["tlscert"], cfg["tlskey"])
-    if cfg["tlsverify"]:
-        if not cfg["tlscacert"]:
-            raise DockyardError("--tlsverify needs --tlscacert")
-        ctx.load_verify_locations(cfg["tlscacert"])
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
-async def _start_activated(runner: web.AppRunner, sockets: list[socket.socket],
-                           sslctx: ssl.SSLContext | None) -> None:
-    """``-H fd://[SPEC]``: serve the listening sockets systemd passed (they stay systemd's: the
-    daemon never unlinks their paths). TLS applies to inherited TCP sockets as to ``tcp://``."""
-    for sock in sockets:
-        tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
-        site = web.SockSite(runner, sock, ssl_context=sslctx if tcp else None)
-        await site.start()
-        where = sock.getsockname()
-        where = f"tcp://{where[0]}:{where[1]}" if tcp else where
-        log.info("API listening on %s (fd %d, socket activation)", where, sock.fileno())
+            site: web.BaseSite = (listeners.TLSSite(runner, where[0], where[1], plan.sslctx)
+                                  if plan.sslctx else web.TCPSite(runner, where[0], where[1]))
+            await site.start()
+            log.info("API listening on %s://%s:%d", "https" if plan.sslctx else "tcp", *where)
+    pidfile.write()
+    stopper.on_exit.append(pidfile.remove)
 
 
 def _serve_systemd(daemon: Any, systemd: Systemd) -> None:
@@ -92,64 +81,39 @@ def _serve_systemd(daemon: Any, systemd: Systemd) -> None:
                   f"exec driver {daemon.execdriver.name})")
 
 
-async def serve(cfg: configmod.Config) -> None:
+async def serve(cfg: configmod.Config, plan: Plan) -> None:
     from .app import Daemon  # heavy imports only once the flags are good
     from .clients import access_log
 
-    targets = _listen_targets(cfg["hosts"])
-    systemd = Systemd.from_environment()
-    inherited = {where: systemd.sockets(where) for kind, where in targets if kind == "fd"}
-    sslctx = _ssl_context(cfg)
+    stopper = Stopper()
+    stopper.install()
+    Diagnostics().install(asyncio.get_running_loop())
+    for kind, where in plan.where:
+        if kind == "unix":
+            os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
+            listeners.check_socket(where)
     daemon = Daemon(cfg)
-    app = daemon.make_app()
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, **access_log())
-    await runner.setup()
-    sites = []
+    daemon.warnings += plan.warnings
+    runner = web.AppRunner(daemon.make_app(), handle_signals=False,
+                           shutdown_timeout=HANDLER_GRACE, **access_log())
     try:
-        for kind, where in targets:
-            if kind == "fd":
-                await _start_activated(runner, inherited[where], sslctx)
-                continue
-            if kind == "unix":
-                os.makedirs(os.path.dirname(where) or ".", exist_ok=True)
-                _check_socket(where)
-                site: web.BaseSite = web.UnixSite(runner, where)
-                await site.start()
-                os.chmod(where, 0o660)
-            else:
-                if sslctx is None and where[0] not in ("127.0.0.1", "localhost", "::1"):
-                    log.warning("listening on tcp://%s:%d without TLS: anyone who can reach it "
-                                "controls this host", *where)
-                site = web.TCPSite(runner, where[0], where[1], ssl_context=sslctx)
-                await site.start()
-            sites.append((kind, where))
-            log.info("API listening on %s", where if kind == "unix" else f"tcp://{where[0]}:{where[1]}")
-        if cfg["pidfile"]:
-            os.makedirs(os.path.dirname(cfg["pidfile"]) or ".", exist_ok=True)
-            with open(cfg["pidfile"], "w") as f:
-                f.write(f"{os.getpid()}\n")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("dockyardd ready (storage driver %s, exec driver %s)", daemon.graph.name,
-                 daemon.execdriver.name)
-        _serve_systemd(daemon, systemd)
-        await stop.wait()
-        log.info("shutting down")
-        systemd.stopping()
+        if await stopper.unless_stopped(_start(runner, plan, stopper, Pidfile(cfg["pidfile"]))):
+            log.info("dockyardd ready (storage driver %s, exec driver %s)", daemon.graph.name,
+                     daemon.execdriver.name)
+            _serve_systemd(daemon, plan.systemd)
+            await stopper.requested.wait()
+            plan.systemd.stopping()
     finally:
-        # work in worker threads (unpacking an archive) stops at its next chunk: asyncio.run
-        # waits for those threads before the process can exit
+        # work in worker threads (unpacking an archive) stops at its next chunk
         tarsafe.cancel_all()
-        await runner.cleanup()
-        for kind, where in sites:
-            if kind == "unix":
-                with contextlib.suppress(OSError):
-                    os.unlink(where)
-        if cfg["pidfile"]:
-            with contextlib.suppress(OSError):
-                os.unlink(cfg["pidfile"])
+        if runner.server is not None:
+            await stopper.bounded("closing the API", runner.cleanup(), reserve=1.5)
+        else:  # start-up was cut short: undo what it did
+            await stopper.bounded("the daemon's shutdown", daemon.shutdown(None), reserve=1.5)
+        stopper.run_exit_hooks()
+        if not await stopper.finish():
+            stopper.force_exit(0)
+        daemon.close()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,6 +124,7 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("-H", "--host", "hosts", multiple=True,
               help="socket(s) to listen on: unix://PATH, tcp://ADDR:PORT, or fd:// (sockets passed by systemd) "
                    "[default: unix:///run/dockyard.sock]")
+@click.option("-G", "--group", help="group of the unix socket [default: dockyard if it exists, else root]")
 @click.option("--pidfile", help="write the daemon's pid to this file")
 @click.option("-s", "--storage-driver", help="graph driver to use (see `dockyard info`)")
 @click.option("--storage-opt", "storage_opts", multiple=True, help="graph driver option key=value")
@@ -167,8 +132,10 @@ async def serve(cfg: configmod.Config) -> None:
 @click.option("--exec-opt", "exec_opts", multiple=True, help="exec driver option key=value")
 @click.option("-l", "--log-level", type=click.Choice(configmod.LOG_LEVELS), help="log level [default: info]")
 @click.option("-D", "--debug", is_flag=True, default=None, help="debug logging")
-@click.option("--tls", is_flag=True, default=None, help="use TLS (implied by --tlsverify)")
-@click.option("--tlsverify", is_flag=True, default=None, help="use TLS and verify clients")
+@click.option("--tls", type=click.BOOL, is_flag=False, flag_value=True, default=None,
+              help="use TLS (implied by --tlsverify); --tls=false allows plain TCP listeners")
+@click.option("--tlsverify", type=click.BOOL, is_flag=False, flag_value=True, default=None,
+              help="use TLS and verify clients")
 @click.option("--tlscacert", help="trust certificates signed by this CA")
 @click.option("--tlscert", help="TLS certificate file")
 @click.option("--tlskey", help="TLS key file")
@@ -202,7 +169,7 @@ def main(config_file: str, **flags: Any) -> None:
     explicit = config_file != configmod.DEFAULT_CONFIG_FILE
     overrides = {
         "data-root": flags["data_root"], "exec-root": flags["exec_root"],
-        "hosts": list(flags["hosts"]), "pidfile": flags["pidfile"],
+        "hosts": list(flags["hosts"]), "pidfile": flags["pidfile"], "group": flags["group"],
         "storage-driver": flags["storage_driver"], "storage-opts": list(flags["storage_opts"]),
         "exec-driver": flags["exec_driver"], "exec-opts": list(flags["exec_opts"]),
         "log-level": flags["log_level"], "debug": flags["debug"], "tls": flags["tls"],
@@ -231,13 +198,19 @@ def main(config_file: str, **flags: Any) -> None:
         click.echo("dockyardd: must run as root", err=True)
         sys.exit(1)
     try:
-        asyncio.run(serve(cfg))
+        plan, lock = prepare(cfg)
     except DockyardError as exc:
-        msg = exc.message
-        click.echo(f"dockyardd: {msg}", err=True)
+        click.echo(f"dockyardd: {exc.message}", err=True)
+        sys.exit(1)
+    try:
+        asyncio.run(serve(cfg, plan))
+    except DockyardError as exc:
+        click.echo(f"dockyardd: {exc.message}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         pass
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ import pytest
 from ..errors import Conflict, DockyardError, DriverNotSupported, InvalidParameter, NotFound
 from ..graphdriver import GraphDriver
 from ..idmap import IDMap
+from .graphdriver_ids import LayerListingSuite
 from .loopfs import LoopFilesystem, LoopUnavailable
 
 GROUP = "dockyard.graphdrivers"
@@ -256,9 +257,9 @@ def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], Gr
 # ------------------------------------------------------------------------------------------------
 # the suite
 # ------------------------------------------------------------------------------------------------
-class GraphDriverSuite:
-    """The tests. Subclasses provide the ``graphdriver_factory`` fixture (see
-    :func:`graphdriver_suite`); the class is not collected itself (no ``Test`` prefix)."""
+class GraphDriverSuite(LayerListingSuite):
+    """The tests (those of :meth:`GraphDriver.ids`: :mod:`.graphdriver_ids`). Subclasses provide
+    ``graphdriver_factory`` (see :func:`graphdriver_suite`); not collected itself (no ``Test``)."""
 
     @pytest.fixture
     def graphdriver_factory(self) -> Factory:  # pragma: no cover - overridden

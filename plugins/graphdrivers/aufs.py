@@ -150,6 +150,11 @@ class AufsDriver(NaiveDiff, GraphDriver):
     def exists(self, id: str) -> bool:
         return os.path.isdir(self._p("diff", id))
 
+    def ids(self) -> list[str]:
+        diff = os.path.join(self.home, "diff")
+        return sorted(n for n in os.listdir(diff)
+                      if not n.startswith(".") and os.path.isdir(os.path.join(diff, n)))
+
     def status(self) -> list[tuple[str, str]]:
         return [("Root Dir", self.home), ("Backing Filesystem", host.fs_name(self.home)),
                 ("Dirs", str(len(os.listdir(os.path.join(self.home, "diff")))))]

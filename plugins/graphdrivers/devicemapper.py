@@ -275,6 +275,11 @@ class DevicemapperDriver(NaiveDiff, GraphDriver):
     def exists(self, id: str) -> bool:
         return self._layer_meta(id) is not None
 
+    def ids(self) -> list[str]:
+        # a layer is its metadata file (written once its thin snapshot exists)
+        return sorted(n[:-len(".json")] for n in os.listdir(self._meta)
+                      if n.endswith(".json") and not n.startswith(".") and n != "deviceset.json")
+
     def status(self) -> list[tuple[str, str]]:
         out = [("Pool Name", os.path.basename(self.pool)),
                ("Base Device Size", str(self.base_size)),

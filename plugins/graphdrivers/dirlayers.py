@@ -142,6 +142,10 @@ class DirectoryLayers(NaiveDiff, GraphDriver):
     def exists(self, id: str) -> bool:
         return os.path.isdir(self._path(id))
 
+    def ids(self) -> list[str]:
+        return sorted(n for n in os.listdir(self._dir)
+                      if not n.startswith(".") and os.path.isdir(os.path.join(self._dir, n)))
+
     def metadata(self, id: str) -> dict[str, str]:
         path = self._path(id)
         if not os.path.isdir(path):

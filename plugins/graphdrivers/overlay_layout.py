@@ -399,6 +399,11 @@ class OverlayLayout(NaiveDiff, GraphDriver):
     def exists(self, id: str) -> bool:
         return os.path.isdir(self._dir(id))
 
+    def ids(self) -> list[str]:
+        # the layer directories: not .l (links), nor .tmp-/.rm- (being made or removed)
+        return sorted(n for n in os.listdir(self.home)
+                      if not n.startswith(".") and os.path.isdir(os.path.join(self.home, n)))
+
     def metadata(self, id: str) -> dict[str, str]:
         path = self._dir(id)
         if not os.path.isdir(path):

@@ -40,7 +40,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         quiet=params.flag(request, "q"))
     if q.get("target"):
         raise InvalidParameter("--target (multi-stage builds) is not supported by this builder")
-    tmp = os.path.join(d.data_root, "tmp")
+    tmp = d.tmp_dir
     path = await _spool(request, tmp)
     ctx = tempfile.mkdtemp(dir=tmp, prefix="build-")
     try:

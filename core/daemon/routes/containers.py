@@ -340,7 +340,7 @@ async def archive_put(request: web.Request) -> web.Response:
     target = _archive_path(request)
     no_overwrite = params.flag(request, "noOverwriteDirNonDir")
     copy_ids = params.flag(request, "copyUIDGID")
-    tar_path = await _spool(request, os.path.join(d.data_root, "tmp"))
+    tar_path = await _spool(request, d.tmp_dir)
     try:
         async with client_work(request):
             await _svc(request).archive_put(request.match_info["id"], target, tar_path,

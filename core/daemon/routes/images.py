@@ -77,7 +77,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             elif not ref.tag:
                 ref = ref.with_tag("latest")
         changes = q.getall("changes", [])
-        path = await _spool(request, os.path.join(d.data_root, "tmp"))
+        path = await _spool(request, d.tmp_dir)
         try:
             def work() -> str:
                 with open(path, "rb") as f:
@@ -170,7 +170,7 @@ async def save(request: web.Request) -> web.StreamResponse:
     names = request.query.getall("names", [])
     if not names:
         raise InvalidParameter("no image names given")
-    tmpdir = os.path.join(d.data_root, "tmp")
+    tmpdir = d.tmp_dir
     os.makedirs(tmpdir, exist_ok=True)
     fd, path = tempfile.mkstemp(dir=tmpdir, prefix="save-", suffix=".tar")
     os.close(fd)
@@ -221,7 +221,7 @@ async def load(request: web.Request) -> web.StreamResponse:
     stream (docker-py raises ImageLoadError from it)."""
     d = _d(request)
     quiet = params.flag(request, "quiet")
-    path = await _spool(request, os.path.join(d.data_root, "tmp"))
+    path = await _spool(request, d.tmp_dir)
     out = JsonStream(request)
     try:
         async with client_work(request):
