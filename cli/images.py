@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any, Iterator
 
@@ -513,61 +512,3 @@ def registry_serve(addr: str, storage: str, root: str, htpasswd: str | None, tls
     reg = plugins.DriverRegistry("registry")
     backend = reg.create(storage, root, {})
     serve(backend, addr, os.path.join(root, "_uploads"), htpasswd, tls_cert, tls_key)
-
-
-@click.command(short_help="Build an image from a Dockerfile")
-@click.argument("path")
-@click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag in the 'name:tag' format")
-@click.option("-f", "--file", "file_", help="Name of the Dockerfile (Default is 'PATH/Dockerfile')")
-@click.option("--build-arg", "build_args", multiple=True, help="Set build-time variables")
-@click.option("--label", "labels", multiple=True, help="Set metadata for an image")
-@click.option("--no-cache", is_flag=True, help="Do not use cache when building the image")
-@click.option("--rm/--no-rm", default=True, help="Remove intermediate containers after a successful build")
-@click.option("--force-rm", is_flag=True, help="Always remove intermediate containers")
-@click.option("-q", "--quiet", is_flag=True, help="Suppress the build output and print image ID on success")
-@click.pass_obj
-def build(opts: Any, path: str, tags: tuple[str, ...], file_: str | None, build_args: tuple[str, ...],
-          labels: tuple[str, ...], no_cache: bool, rm: bool, force_rm: bool, quiet: bool) -> None:
-    """Build an image from a Dockerfile (the context directory PATH is sent as a tar, with
-    .dockerignore applied)."""
-    import secrets
-
-    from dockyard.core.builder import tar_context
-    if not os.path.isdir(path):
-        raise click.ClickException(f"unable to prepare context: path {path!r} not found")
-    ctx = os.path.abspath(path)
-    extra: tuple[str, bytes] | None = None
-    if file_:
-        df = file_ if os.path.isabs(file_) or os.path.exists(file_) else os.path.join(ctx, file_)
-        df = os.path.abspath(df)
-        rel = os.path.relpath(df, ctx)
-        if rel.startswith(".."):
-            try:
-                with open(df, "rb") as f:
-                    extra = (f".dockerfile.{secrets.token_hex(10)}", f.read())
-            except OSError as e:
-                raise click.ClickException(f"unable to prepare context: {e}") from None
-            dockerfile = extra[0]
-        else:
-            dockerfile = rel
-    else:
-        dockerfile = "Dockerfile"
-    data = tar_context(ctx, dockerfile, extra)
-    args: dict[str, str] = {}
-    for a in build_args:
-        k, eq, v = a.partition("=")
-        if eq:
-            args[k] = v
-        elif k in os.environ:
-            args[k] = os.environ[k]
-    label_map = dict((lb.partition("=")[0], lb.partition("=")[2]) for lb in labels)
-    params: dict[str, Any] = {"t": list(tags) or None, "dockerfile": dockerfile,
-                              "buildargs": json.dumps(args) if args else None,
-                              "labels": json.dumps(label_map) if label_map else None,
-                              "nocache": "1" if no_cache else None, "rm": "1" if rm else "0",
-                              "forcerm": "1" if force_rm else None, "q": "1" if quiet else None}
-    if not quiet:
-        print(f"Sending build context to Docker daemon  {len(data) / 1000:.4g}kB", flush=True)
-    resp = opts.client.request("POST", "/build", params, body=data,
-                               headers={"Content-Type": "application/x-tar"})
-    _stream(resp, False)  # with -q the daemon sends only the image id

@@ -158,6 +158,8 @@ def info(opts: Any, fmt: str | None) -> None:
         L.append(f" Cgroup Driver: {g('CgroupDriver')}")
     if g("CgroupVersion"):
         L.append(f" Cgroup Version: {g('CgroupVersion')}")
+    if g("Runtimes"):  # as the docker CLI: names, then the default
+        L += [f" Runtimes: {' '.join(sorted(g('Runtimes')))}", f" Default Runtime: {g('DefaultRuntime')}"]
     plugins = g("Plugins") or {}
     L.append(" Plugins:")
     for kind in ("Volume", "Network", "Authorization", "Log"):

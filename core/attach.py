@@ -116,6 +116,13 @@ class PendingAttach(AttachStreams):
         self.close()
 
 
+def no_live_output() -> AttachStreams:
+    """The session of an attach with ``logs=1`` and no ``stream``: its log replay only."""
+    reader = asyncio.StreamReader()
+    reader.feed_eof()
+    return AttachStreams(reader=reader, writer=None)
+
+
 class StartFailed(Exception):
     """A start failed once it was under way (not a refusal such as "already started"):
     ``error`` is what the client is answered, after the container is cleaned up."""

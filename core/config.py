@@ -31,6 +31,10 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "storage-opts": (list, []),
     "exec-driver": (str, ""),
     "exec-opts": (list, []),
+    # dockerd's: more OCI runtimes by path, {"name": {"path": ..., "runtimeArgs": [...]}}
+    "runtimes": (dict, {}),
+    # dockerd's name for the default: an exec driver, or an entry of "runtimes"
+    "default-runtime": (str, ""),
     "log-level": (str, "info"),
     "debug": (bool, False),
     "log-driver": (str, "json-file"),
@@ -58,6 +62,9 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # (--security-opt no-new-privileges=false)
     "no-new-privileges": (bool, True),
     "default-ulimits": (dict, {}),
+    # the real-time CPU budget (microseconds) given to the containers' parent cgroups (0: none)
+    "cpu-rt-period": (int, 0),
+    "cpu-rt-runtime": (int, 0),
     "labels": (list, []),
     # dockyard's own: how far one archive (layer, build context, cp) may unpack; 0 turns a
     # limit off (the free space of the target file system always bounds it)
@@ -66,6 +73,9 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # seconds a client may send nothing: before its first request, between requests, or in
     # the middle of a request body (dockyard's own; dockerd waits 5 minutes for headers)
     "api-read-timeout": ((int, float), 300),
+    # dockyard's own: how many build stages may build at once (0: the CPU count plus two,
+    # as ninja's jobs; 3 on two CPUs)
+    "max-build-parallelism": (int, 0),
     "disabled-plugins": (list, []),
     "required-plugins": (list, []),
 }
@@ -168,16 +178,23 @@ def load(path: str | None, overrides: dict[str, Any], *, path_explicit: bool = F
     if values["log-driver"] not in LOG_DRIVERS:
         raise InvalidParameter(f"invalid log-driver {values['log-driver']!r}; valid choices: "
                                + ", ".join(LOG_DRIVERS))
-    for key in ("max-unpack-size", "max-unpack-ratio"):
+    for key in ("max-unpack-size", "max-unpack-ratio", "max-build-parallelism"):
         if values[key] < 0:
-            raise InvalidParameter(f"{key} must be 0 (no limit) or a positive integer, "
-                                   f"not {values[key]}")
+            raise InvalidParameter(f"{key} must be 0 (no limit; for max-build-parallelism: the "
+                                   f"default bound) or a positive integer, not {values[key]}")
+    for key, low in (("cpu-rt-period", 0), ("cpu-rt-runtime", -1)):
+        if values[key] < low:
+            raise InvalidParameter(f"{key} must be {low} or more, not {values[key]}")
     for key in ("data-root", "exec-root"):
         if not os.path.isabs(values[key]):
             raise InvalidParameter(f"{key} must be an absolute path, not {values[key]!r}")
     if isinstance(values["api-read-timeout"], bool) or values["api-read-timeout"] <= 0:
         raise InvalidParameter(f"api-read-timeout must be a positive number of seconds, not "
                                f"{values['api-read-timeout']!r}")
+    if values["exec-driver"] and values["default-runtime"] and \
+            values["exec-driver"] != values["default-runtime"]:
+        raise InvalidParameter(f"exec-driver {values['exec-driver']!r} and default-runtime "
+                               f"{values['default-runtime']!r} name different defaults: give one")
     parse_opts(values["storage-opts"], "storage-opts")
     parse_opts(values["exec-opts"], "exec-opts")
     return Config(values, source, frozenset(explicit), path=path, path_explicit=path_explicit,

@@ -29,7 +29,7 @@ from dockyard.hookspecs.idmap import IDMap
 
 from . import health, names, resources as resourcesmod, seccomp as seccompmod, spec as specmod
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
-                     end_pending, exit_being_recorded, record_start_failure)
+                     end_pending, exit_being_recorded, no_live_output, record_start_failure)
 from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
@@ -87,7 +87,6 @@ class ContainerService:
         self.state = daemon.state
         self.images = daemon.images
         self.graph = daemon.graph
-        self.execdrv = daemon.execdriver
         self.root = os.path.join(daemon.data_root, "containers")
         os.makedirs(self.root, exist_ok=True)
         self._rt: dict[str, _Runtime] = {}
@@ -97,6 +96,9 @@ class ContainerService:
     def mounted_ids(self) -> list[str]:
         """Short ids of the containers whose rootfs is mounted (prepared or running)."""
         return [cid[:12] for cid, rt in self._rt.items() if rt.prepared]
+
+    def drv(self, cid: str) -> Any:  # the exec driver holding container cid (its record names it)
+        return self.d.runtimes.of(self._cache.get(cid))
 
     def rt(self, cid: str) -> _Runtime:
         if cid not in self._rt:
@@ -141,10 +143,6 @@ class ContainerService:
         if not image_name:
             raise InvalidParameter("Config.Image must be given: no image specified")
         host = body.get("HostConfig") or {}
-        for key in ("Cmd", "Entrypoint"):
-            val = body.get(key)
-            if isinstance(val, str):
-                body[key] = [val] if key != "Cmd" else ["/bin/sh", "-c", val]
         if name:
             if not names.VALID_NAME.match(name):
                 raise InvalidParameter(f"Invalid container name ({name}), only "
@@ -205,9 +203,12 @@ class ContainerService:
         }
         if body.get("StopTimeout") is not None:
             cfg["StopTimeout"] = int(body["StopTimeout"])
+        if body.get("Shell"):  # kept for commit, as dockerd (omitted when empty)
+            cfg["Shell"] = body["Shell"]
         check = health.effective(img_cfg.get("Healthcheck"), body.get("Healthcheck"))
         if check is not None or body.get("Healthcheck"):
-            cfg["Healthcheck"] = check or body.get("Healthcheck")
+            # Go's omitempty: {"Test": ["NONE"]} stays just that
+            cfg["Healthcheck"] = {k: v for k, v in (check or body["Healthcheck"]).items() if v}
         if body.get("ExposedPorts") or img_cfg.get("ExposedPorts"):
             cfg["ExposedPorts"] = {**(img_cfg.get("ExposedPorts") or {}), **(body.get("ExposedPorts") or {})}
         # Docker's rule: an Entrypoint given at create drops the image's Cmd.
@@ -232,10 +233,7 @@ class ContainerService:
                 raise InvalidParameter("conflicting options: host type networking can't be used "
                                        "with links. This would result in undefined behavior")
             links.append(linksmod.shown(child, full, alias))
-        runtime = host.get("Runtime") or ""
-        if runtime not in ("", "runc", self.execdrv.name):
-            raise InvalidParameter(f"unknown or invalid runtime name: {runtime} (this engine runs "
-                                   f"{self.execdrv.name}; runc is taken as its alias)")
+        runtime = self.d.runtimes.choose(host.get("Runtime") or "")
         for server in host.get("Dns") or ():
             try:
                 ipaddress.ip_address(server)
@@ -259,9 +257,9 @@ class ContainerService:
         host_cfg["ShmSize"] = host.get("ShmSize") or specmod.DEFAULT_SHM_SIZE
         host_cfg["NetworkMode"] = network_mode  # container:<name> recorded by ID
         host_cfg["Links"] = links or None  # as dockerd shows them: /child:/parent/alias
-        host_cfg["Runtime"] = runtime or "runc"  # dockerd's name for its default, an alias here
+        host_cfg["Runtime"] = runtime  # the exec driver that runs it
         specmod.check_host_config(host_cfg)
-        warnings = resourcesmod.adapt(host_cfg, self.execdrv, self.graph.name)
+        warnings = resourcesmod.adapt(host_cfg, self.d.runtimes.drivers[runtime], self.graph.name)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -300,6 +298,7 @@ class ContainerService:
             "Mounts": mounts, "Config": cfg,
             "NetworkSettings": {},
             "_created": now, "_network": network["Name"] if network else "",
+            self.d.runtimes.record_key: runtime,
         }
         if net_peer is not None:
             # the peer's network namespace and its /etc files, as dockerd
@@ -348,9 +347,11 @@ class ContainerService:
                 c["_link_env"] = linksmod.environment(c, self._find_name, DEFAULT_NETWORKS[0])
                 self._write_etc_files(c, id_map)
             spec = specmod.build(c, rootfs, namespaces, id_map,
-                                 no_new_privs=self.d.config["no-new-privileges"])
+                                 no_new_privs=self.d.config["no-new-privileges"],
+                                 rt_budget=(self.d.config["cpu-rt-period"],
+                                            self.d.config["cpu-rt-runtime"]))
             cfg = c["Config"]
-            await self.execdrv.create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
+            await self.drv(cid).create(cid, spec, log_path=c["LogPath"], tty=cfg["Tty"],
                                       open_stdin=cfg["OpenStdin"], stdin_once=cfg["StdinOnce"])
         except BaseException:
             if networked:
@@ -406,12 +407,18 @@ class ContainerService:
     LOG_OPTS = ("max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex",
                 "tag")
 
+    #: dockerd's other log drivers: the same words, and which ones this engine has
+    DOCKERD_LOG_DRIVERS = ("local", "syslog", "journald", "gelf", "fluentd", "awslogs",
+                           "splunk", "etwlogs", "gcplogs", "logentries")
+
     def _log_config(self, given: dict[str, Any]) -> dict[str, Any]:
         """``HostConfig.LogConfig``: ``json-file`` (the default, with the daemon's log-opts
         under the container's) or ``none``; InvalidParameter for anything else."""
         typ = given.get("Type") or self.d.config.get("log-driver") or "json-file"
-        if typ not in ("json-file", "none"):
-            raise InvalidParameter(f"logging driver {typ!r} is not supported: json-file or none")
+        if typ not in ("json-file", "none"):  # dockerd's words (docker-py checks them)
+            known = typ in self.DOCKERD_LOG_DRIVERS
+            raise InvalidParameter(f"logger: no log driver named '{typ}' is registered"
+                                   + (" (this engine has json-file and none)" if known else ""))
         opts = {**(self.d.config.get("log-opts") or {} if typ == "json-file" else {}),
                 **(given.get("Config") or {})}
         for key in opts:
@@ -532,8 +539,8 @@ class ContainerService:
             now = time.time()
             try:
                 await self._prepare(c)
-                await connect_pending(rt.pending, self.execdrv, cid)
-                pid = await self.execdrv.start(cid)
+                await connect_pending(rt.pending, self.drv(cid), cid)
+                pid = await self.drv(cid).start(cid)
             except DockyardError as exc:
                 end_pending(rt.pending)
                 if isinstance(exc, ExecError):
@@ -542,9 +549,10 @@ class ContainerService:
                     record_start_failure(c, exc)
                     self.save(c)
                 raise StartFailed(exc) from exc
+            # FinishedAt keeps the last exit's time, as dockerd's SetRunning
             c["State"].update(Status="running", Running=True, Paused=False, Restarting=False,
                               Pid=pid, ExitCode=0, Error="", StartedAt=rfc3339(now),
-                              FinishedAt=ZERO_TIME, OOMKilled=False)
+                              OOMKilled=False)
             if not _policy:
                 c.pop("_manually_stopped", None)
             self.save(c)
@@ -553,7 +561,7 @@ class ContainerService:
             self._start_health(c)
             if _policy and c.get("_manually_stopped"):  # stopped while we were starting it
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.kill(cid, signal_mod.SIGKILL)
+                    await self.drv(cid).kill(cid, signal_mod.SIGKILL)
         self.d.emit("dockyard_container_started", container=self.public(c))
         self._event("start", c)
 
@@ -563,11 +571,11 @@ class ContainerService:
         size = c["HostConfig"].get("ConsoleSize") or []
         if c["Config"]["Tty"] and len(size) == 2 and all(size):
             with contextlib.suppress(DockyardError, NotImplementedError):
-                await self.execdrv.resize(c["Id"], size[0], size[1])
+                await self.drv(c["Id"]).resize(c["Id"], size[0], size[1])
 
     async def _watch(self, cid: str) -> None:
         try:
-            status = await self.execdrv.wait(cid)
+            status = await self.drv(cid).wait(cid)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the driver lost it: record it as dead
@@ -668,7 +676,7 @@ class ContainerService:
         self._mark_manually_stopped(c)
         exited = self._exit_future(c) if num == signal_mod.SIGKILL else None
         try:
-            await self.execdrv.kill(c["Id"], num)
+            await self.drv(c["Id"]).kill(c["Id"], num)
         except BaseException:
             if exited is not None:
                 exited.cancel()
@@ -695,13 +703,13 @@ class ContainerService:
         num = parse_signal(sig or c["Config"].get("StopSignal") or "SIGTERM")
         fut = self._exit_future(c)
         with contextlib.suppress(DockyardError):
-            await self.execdrv.kill(c["Id"], num)
+            await self.drv(c["Id"]).kill(c["Id"], num)
             self._event("kill", c, signal=str(num))
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout if timeout >= 0 else None)
         except asyncio.TimeoutError:
             with contextlib.suppress(DockyardError):
-                await self.execdrv.kill(c["Id"], signal_mod.SIGKILL)
+                await self.drv(c["Id"]).kill(c["Id"], signal_mod.SIGKILL)
                 self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             await fut
         self._event("stop", c)
@@ -758,7 +766,7 @@ class ContainerService:
             rt.stopping = True
             fut = self._exit_future(c)
             with contextlib.suppress(DockyardError):
-                await self.execdrv.kill(cid, signal_mod.SIGKILL)
+                await self.drv(cid).kill(cid, signal_mod.SIGKILL)
             self._event("kill", c, signal=str(int(signal_mod.SIGKILL)))
             try:
                 await asyncio.wait_for(fut, 30)
@@ -769,7 +777,7 @@ class ContainerService:
                 return
             rt.stopping = True
             with contextlib.suppress(NotFound):
-                await self.execdrv.delete(cid)
+                await self.drv(cid).delete(cid)
             if self.d.networks.set_up(c):
                 await self.d.networks.teardown(c)  # prepared (attached) but never started
             if rt.prepared:
@@ -805,7 +813,7 @@ class ContainerService:
             raise Conflict(f"Container {c['Id']} is not running")
         if c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is already paused")
-        await self.execdrv.pause(c["Id"])
+        await self.drv(c["Id"]).pause(c["Id"])
         c["State"].update(Paused=True, Status="paused")
         self.save(c)
         self._event("pause", c)
@@ -814,7 +822,7 @@ class ContainerService:
         c = self.get(ref)
         if not c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is not paused")
-        await self.execdrv.resume(c["Id"])
+        await self.drv(c["Id"]).resume(c["Id"])
         c["State"].update(Paused=False, Status="running")
         self.save(c)
         self._event("unpause", c)
@@ -822,7 +830,8 @@ class ContainerService:
     # -- update -----------------------------------------------------------------------------------
     #: the ``UpdateConfig`` fields this engine applies (dockerd's others are accepted at zero)
     UPDATE_INT_KEYS = ("Memory", "MemorySwap", "CpuShares", "CpuQuota", "CpuPeriod", "NanoCpus",
-                       "PidsLimit", "BlkioWeight", "MemoryReservation")
+                       "PidsLimit", "BlkioWeight", "MemoryReservation", "CpuRealtimePeriod",
+                       "CpuRealtimeRuntime")
 
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
         """``docker update``: new resource limits (applied at once to a running container, kept
@@ -846,9 +855,9 @@ class ContainerService:
         if new.get("NanoCpus"):
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
-        warnings = resourcesmod.check_update(host, new, updated, self.execdrv)
+        warnings = resourcesmod.check_update(host, new, updated, self.drv(c["Id"]))
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
-            await self.execdrv.update(c["Id"], specmod.resources_of(updated))
+            await self.drv(c["Id"]).update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):
             updated["RestartPolicy"] = {"Name": policy["Name"],
                                         "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
@@ -1008,7 +1017,7 @@ class ContainerService:
         paused = False
         if pause and c["State"]["Running"] and not c["State"]["Paused"]:
             with contextlib.suppress(NotImplementedError, DockyardError):
-                await self.execdrv.pause(cid)
+                await self.drv(cid).pause(cid)
                 paused = True
         try:
             def layer() -> str:
@@ -1021,11 +1030,12 @@ class ContainerService:
         finally:
             if paused:
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.resume(cid)
+                    await self.drv(cid).resume(cid)
         base = self.images.config(c["Image"])
         ccfg = {k: v for k, v in c["Config"].items()
                 if k in ("User", "ExposedPorts", "Env", "Cmd", "WorkingDir", "Entrypoint",
-                         "Volumes", "Labels", "StopSignal", "OnBuild") and v not in (None, "", {}, [])}
+                         "Volumes", "Labels", "StopSignal", "OnBuild", "Shell")
+                and v not in (None, "", {}, [])}
         ccfg.update({k: v for k, v in (config or {}).items() if v is not None})
         apply_changes(ccfg, changes or [])
         created = rfc3339()
@@ -1052,14 +1062,18 @@ class ContainerService:
         return image_id
 
     # -- attach / logs --------------------------------------------------------------------------
-    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> tuple[dict[str, Any], AttachStreams]:
+    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool,
+                     stream: bool = True) -> tuple[dict[str, Any], AttachStreams]:
+        """An attach session; without ``stream`` (``logs=1`` alone) one with no live output."""
         c = self.get(ref)
         check_attachable(c, ref)
         rt = self.rt(c["Id"])
         stdin = stdin and c["Config"]["OpenStdin"]
         self._event("attach", c)
+        if not stream:
+            return c, no_live_output()
         if c["State"]["Running"]:
-            await exit_being_recorded(self.execdrv, c, self._exit_future(c))
+            await exit_being_recorded(self.drv(c["Id"]), c, self._exit_future(c))
         async with rt.lock:
             if not c["State"]["Running"]:
                 try:
@@ -1069,14 +1083,14 @@ class ContainerService:
                     pending = PendingAttach(stdin, stdout, stderr)
                     rt.pending.append(pending)
                     return c, pending
-            streams = await self.execdrv.attach(c["Id"], stdin=stdin, stdout=stdout, stderr=stderr)
+            streams = await self.drv(c["Id"]).attach(c["Id"], stdin=stdin, stdout=stdout, stderr=stderr)
         return c, streams
 
     async def resize(self, ref: str, h: int, w: int) -> None:
         c = self.get(ref)
         if not c["State"]["Running"]:
             raise Conflict(f"Container {c['Id'][:12]} is not running")
-        await self.execdrv.resize(c["Id"], h, w)
+        await self.drv(c["Id"]).resize(c["Id"], h, w)
         self._event("resize", c, height=str(h), width=str(w))
 
     async def logs(self, ref: str, *, stdout: bool, stderr: bool, follow: bool, tail: str,
@@ -1164,7 +1178,8 @@ class ContainerService:
     # -- daemon start / stop --------------------------------------------------------------------
     async def restore(self) -> None:
         """Re-adopt containers still running in the exec driver; record the ones that died."""
-        held = {p.id: p for p in await self.execdrv.restore()}
+        held, owner = await self.d.runtimes.restore()
+        plugins = {pid: held.pop(pid) for pid in self.d.plugin_runner.ids() if pid in held}
         for c in list(self._cache.values()):
             cid = c["Id"]
             proc = held.pop(cid, None)
@@ -1189,7 +1204,7 @@ class ContainerService:
                         await self.remove(cid, force=True)
             elif proc is not None:
                 with contextlib.suppress(DockyardError):
-                    await self.execdrv.delete(cid)
+                    await self.drv(cid).delete(cid)
         running = [c for c in self._cache.values() if c["State"]["Running"]]
         await asyncio.to_thread(self.d.volumes.restore, running)
         await self.d.networks.reconcile(running)
@@ -1204,10 +1219,11 @@ class ContainerService:
                     log.info("restarted %s (restart policy)", c["Id"][:12])
                 except DockyardError as exc:
                     log.warning("restart policy: starting %s failed: %s", c["Id"][:12], exc)
-        for cid in held:  # the driver holds containers we have no record of
-            log.warning("deleting unknown container %s found in the exec driver", cid[:12])
+        for cid in held:  # a driver holds containers we have no record of
+            log.warning("deleting unknown container %s found in exec driver %s", cid[:12], owner[cid].name)
             with contextlib.suppress(DockyardError):
-                await self.execdrv.delete(cid)
+                await owner[cid].delete(cid)
+        await self.d.plugin_runner.restore(plugins)  # managed plugins run in the driver too
 
     async def shutdown(self) -> None:
         for rt in self._rt.values():

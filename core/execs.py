@@ -68,9 +68,7 @@ class ExecService:
             raise Conflict(f"Container {c['Id']} is not running")
         if c["State"]["Paused"]:
             raise Conflict(f"Container {c['Id']} is paused, unpause the container before exec")
-        cmd = body.get("Cmd")  # checked by dockyard.core.schema.ExecCreate
-        if isinstance(cmd, str):
-            cmd = [cmd]
+        cmd = body.get("Cmd")  # a list: checked by dockyard.core.schema.ExecCreate
         if not cmd:
             raise InvalidParameter("No exec command specified")
         env = body.get("Env") or []
@@ -94,6 +92,10 @@ class ExecService:
     @staticmethod
     def public(e: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in e.items() if not k.startswith("_")}
+
+    def _drv(self, e: dict[str, Any]) -> Any:
+        """The exec driver of the exec's container."""
+        return self.d.containers.drv(e["ContainerID"])
 
     def check_start(self, eid: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(exec, container)`` if exec ``eid`` may start now, else Conflict/NotFound: what a
@@ -122,7 +124,7 @@ class ExecService:
         self._recorded[eid] = recorded
         exec_event(self.d, c, "exec_start", eid, process["args"])
         try:
-            pid, streams = await self.d.execdriver.exec(
+            pid, streams = await self._drv(e).exec(
                 c["Id"], eid, process, tty=pc["tty"], stdin=e["OpenStdin"] and not detach,
                 detach=detach)
         except ExecError as exc:
@@ -136,7 +138,7 @@ class ExecService:
         size = console or e["_console"]
         if pc["tty"] and len(size) == 2 and all(size):
             with contextlib.suppress(DockyardError, NotImplementedError):
-                await self.d.execdriver.exec_resize(eid, size[0], size[1])
+                await self._drv(e).exec_resize(eid, size[0], size[1])
         asyncio.ensure_future(self._watch(eid, recorded, c))
         if streams is not None:
             streams.reader = _ExitAwareReader(streams.reader, recorded)  # type: ignore[assignment]
@@ -145,7 +147,7 @@ class ExecService:
     async def _watch(self, eid: str, recorded: asyncio.Future, c: dict[str, Any]) -> None:
         code = 126
         try:
-            code = await self.d.execdriver.exec_wait(eid)
+            code = await self.d.containers.drv(c["Id"]).exec_wait(eid)
         except DockyardError as exc:
             log.info("exec %s: %s", eid[:12], exc)
         except Exception:  # noqa: BLE001
@@ -177,7 +179,7 @@ class ExecService:
         e = self.get(eid)
         if not e["Running"]:
             raise Conflict(f"Exec {eid} is not running")
-        await self.d.execdriver.exec_resize(eid, h, w)
+        await self._drv(e).exec_resize(eid, h, w)
 
     def forget_container(self, cid: str) -> None:
         for eid in [k for k, v in self.execs.items() if v["ContainerID"] == cid]:

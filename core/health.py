@@ -85,7 +85,7 @@ class HealthMonitor:
     async def probe(self, c: dict[str, Any]) -> dict[str, Any]:
         from .execs import exec_event
         eid = secrets.token_hex(32)
-        drv = self.svc.execdrv
+        drv = self.svc.drv(c["Id"])
         start = time.time()
         user = c["Config"].get("User") or ""
         process: dict[str, Any] = {"args": self.args(c), "env": [],

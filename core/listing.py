@@ -9,8 +9,8 @@ from dockyard.hookspecs.errors import InvalidParameter, NotFound
 
 from .containers import ZERO_TIME
 from .filters import Args, parse_time
-from .filtersets import (BUILD_PRUNE_KEYS, ContainerView, ImageRow, ImageView, NetworkView,
-                         VolumeView, network_matcher, prune_matcher, select_containers,
+from .filtersets import (ContainerView, ImageRow, ImageView, NetworkView,
+                         VolumeView, network_matcher, select_containers,
                          select_images, volume_matcher)
 from .networks import NetworkService
 
@@ -122,38 +122,3 @@ def volumes(svc: Any, args: Args, prune: bool = False) -> list[dict[str, Any]]:
         if ok(view):
             out.append(vol)
     return out
-
-
-# -- the classic builder's cache -------------------------------------------------------------------
-_BUILDKIT_ONLY = ("description", "id", "inuse", "parent", "private", "shared", "type")
-
-
-def build_cache_prune(d: Any, args: Args) -> list[str]:
-    """``POST /build/prune`` (also the last step of ``docker system prune``): forget the cache
-    entries whose step image is older than ``until`` (``unused-for``, its old name) and carries
-    the ``label``/``label!`` labels; the keys forgotten. The classic builder's cache records no
-    last use: an entry's age is its image's. BuildKit's record filters mean nothing here and
-    are refused."""
-    args.validate(BUILD_PRUNE_KEYS)
-    for key in _BUILDKIT_ONLY:
-        if args.contains(key):
-            raise InvalidParameter(f"filter '{key}' selects BuildKit cache records; the classic "
-                                   "builder's cache has none")
-    if args.contains("until") and args.contains("unused-for"):
-        raise InvalidParameter('conflicting filters: "until" and "unused-for"')
-    fields = {k: args.get(k) for k in ("label", "label!") if args.contains(k)}
-    if args.contains("until") or args.contains("unused-for"):
-        fields["until"] = args.get("until") + args.get("unused-for")
-    ok = prune_matcher(Args(fields))
-    gone = []
-    for row in d.state.q("SELECT key, image_id FROM build_cache"):
-        try:
-            view = image_view(d, d.images.get(row["image_id"]))
-        except NotFound:
-            gone.append(row["key"])  # its image went: the entry can only miss
-            continue
-        if ok(view.created, view.labels):
-            gone.append(row["key"])
-    with d.state.tx() as db:
-        db.executemany("DELETE FROM build_cache WHERE key=?", [(k,) for k in gone])
-    return gone

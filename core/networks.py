@@ -183,7 +183,7 @@ class NetworkService:
                                    f"enabled on its networks")
         net = {"Name": name, "Id": nid, "Created": rfc3339(), "Scope": "local",
                "Driver": driver, "EnableIPv6": ipv6 and drv.needs_ipam,
-               "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}),
+               "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}) or None,  # nil: null
                         "Config": ipam_cfg},
                "Internal": bool(body.get("Internal")), "Attachable": bool(body.get("Attachable")),
                "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,

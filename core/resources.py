@@ -85,12 +85,18 @@ RESOURCE_FIELDS = {"memory.limit": "Memory", "memory.swap": "MemorySwap", "pids.
                    "blockIO.throttleReadBpsDevice": "BlkioDeviceReadBps",
                    "blockIO.throttleWriteBpsDevice": "BlkioDeviceWriteBps",
                    "blockIO.throttleReadIOPSDevice": "BlkioDeviceReadIOps",
-                   "blockIO.throttleWriteIOPSDevice": "BlkioDeviceWriteIOps"}
+                   "blockIO.throttleWriteIOPSDevice": "BlkioDeviceWriteIOps",
+                   "cpu.realtimePeriod": "CpuRealtimePeriod",
+                   "cpu.realtimeRuntime": "CpuRealtimeRuntime"}
 
 
 def check_driver(host: dict[str, Any], execdrv: Any) -> None:
     """InvalidParameter naming the first resource of ``host`` the exec driver cannot apply on
     this host (never run a container without a limit it asked for)."""
+    period, runtime = host.get("CpuRealtimePeriod") or 0, host.get("CpuRealtimeRuntime") or 0
+    if period and runtime > period:
+        raise InvalidParameter(f"HostConfig.CpuRealtimeRuntime ({runtime}) cannot be higher than "
+                               f"HostConfig.CpuRealtimePeriod ({period})")
     for name in execdrv.unsupported_resources(resources_of(host)):
         field = RESOURCE_FIELDS.get(name, name)
         raise InvalidParameter(f"HostConfig.{field}: not supported on this host by the "
@@ -241,6 +247,9 @@ def resources_of(host: dict[str, Any]) -> dict[str, Any]:
     if host.get("NanoCpus"):
         cpu["quota"] = int(host["NanoCpus"]) * 100000 // 1_000_000_000
         cpu["period"] = 100000
+    for key, oci in (("CpuRealtimePeriod", "realtimePeriod"), ("CpuRealtimeRuntime", "realtimeRuntime")):
+        if host.get(key):
+            cpu[oci] = int(host[key])
     if cpu:
         resources["cpu"] = cpu
     if blk := _block_io(host):

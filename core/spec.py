@@ -163,26 +163,30 @@ def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _mounts(container: dict[str, Any], host: dict[str, Any]) -> list[dict[str, Any]]:
-    """The spec's ``mounts``: /proc, /dev, /sys and the rest every container gets, the files
-    the daemon writes (resolv.conf, hostname, hosts), then the container's volumes and binds."""
-    mounts = [
+def base_mounts(shm_size: int = DEFAULT_SHM_SIZE, sys_readonly: bool = True) -> list[dict[str, Any]]:
+    """What every container (and managed plugin) gets mounted: /proc, /dev, /sys, ..."""
+    return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         # --privileged: read-write, as dockerd
-         "options": ["nosuid", "noexec", "nodev", *(() if host.get("Privileged") else ("ro",))]},
+         "options": ["nosuid", "noexec", "nodev", *(("ro",) if sys_readonly else ())]},
         # the container's own cgroups, as dockerd (read-write with --privileged)
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-         "options": ["nosuid", "noexec", "nodev", "rw" if host.get("Privileged") else "ro"]},
+         "options": ["nosuid", "noexec", "nodev", "ro" if sys_readonly else "rw"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777",
-                     f"size={int(host.get('ShmSize') or DEFAULT_SHM_SIZE) // 1024}k"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size // 1024}k"]},
     ]
+
+
+def _mounts(container: dict[str, Any], host: dict[str, Any]) -> list[dict[str, Any]]:
+    """The spec's ``mounts``: :func:`base_mounts` (--privileged: /sys read-write, as dockerd),
+    the files the daemon writes (resolv.conf, hostname, hosts), then the container's volumes
+    and binds."""
+    mounts = base_mounts(int(host.get("ShmSize") or DEFAULT_SHM_SIZE), not host.get("Privileged"))
     if host.get("IpcMode") == "host":  # the host's shared memory, as dockerd
         mounts[-1] = {"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
                       "options": ["rbind", "nosuid", "noexec", "nodev"]}
@@ -195,11 +199,13 @@ def _mounts(container: dict[str, Any], host: dict[str, Any]) -> list[dict[str, A
 
 
 def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str]],
-          id_map: IDMap | None = None, no_new_privs: bool = True) -> dict[str, Any]:
+          id_map: IDMap | None = None, no_new_privs: bool = True,
+          rt_budget: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """The spec of ``container`` on ``rootfs``; ``namespaces`` are those it joins or creates
     (the network's with a path); a non-identity ``id_map`` adds a new user namespace with it;
     ``no_new_privs`` is the daemon's default (``no-new-privileges``), which
-    ``--security-opt no-new-privileges=false`` turns off for one container."""
+    ``--security-opt no-new-privileges=false`` turns off for one container; ``rt_budget`` the
+    daemon's ``cpu-rt-period`` and ``cpu-rt-runtime`` for the container's parent cgroups."""
     cfg = container["Config"]
     userns: dict[str, Any] = {}
     if id_map is not None and not id_map.is_identity:
@@ -268,5 +274,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             **({"seccomp": seccomp} if seccomp else {}),
         },
         "annotations": {"io.dockyard.stop-signal": cfg.get("StopSignal") or "SIGTERM",
-                        **log_annotations(host.get("LogConfig") or {})},
+                        **log_annotations(host.get("LogConfig") or {}),
+                        **{f"io.dockyard.cpu-rt-{k}": str(v)
+                           for k, v in zip(("period", "runtime"), rt_budget) if v}},
     }

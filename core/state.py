@@ -43,6 +43,16 @@ CREATE TABLE IF NOT EXISTS build_cache (
     key TEXT PRIMARY KEY,
     image_id TEXT NOT NULL
 );
+-- RUN --mount=type=cache directories (<data-root>/builder/mounts/<id>): one row each
+CREATE TABLE IF NOT EXISTS build_cache_mounts (
+    id TEXT PRIMARY KEY,
+    cache_id TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL,
+    usage INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS build_cache_mounts_by_id ON build_cache_mounts(cache_id);
 CREATE TABLE IF NOT EXISTS tags (
     ref TEXT PRIMARY KEY,
     image_id TEXT NOT NULL REFERENCES images(id)

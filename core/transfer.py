@@ -157,7 +157,7 @@ class Puller:
         else:
             with contextlib.closing(b.get_blob(repo, cfg_digest)) as s:
                 reader = VerifyingReader(s, cfg_digest, cfg_desc.get("size"), "config")
-                cfg_raw = _read_all(reader, MAX_CONFIG)
+                cfg_raw = read_all(reader, MAX_CONFIG)
         config = json.loads(cfg_raw)
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         if len(diff_ids) != len(layers):
@@ -263,7 +263,7 @@ class Puller:
         self.progress({"status": "Pull complete", "progressDetail": {}, "id": sid})
 
 
-def _read_all(reader: IO[bytes], limit: int) -> bytes:
+def read_all(reader: IO[bytes], limit: int) -> bytes:
     out = bytearray()
     while chunk := reader.read(1 << 16):
         out += chunk
@@ -417,3 +417,21 @@ class Pusher:
             raise DockyardError(f"registry stored the manifest as {digest}, expected {sha256_of(raw)}")
         self.store.blobs.put(raw)
         return digest, len(raw)
+
+
+# -- pulling a reference into the daemon's store (``docker pull``, a build's FROM) ----------------
+AUTH_FIELDS = ("username", "password", "identitytoken", "registrytoken", "serveraddress")
+
+
+def clean_auth(data: Any) -> dict[str, str]:
+    """The credential fields of a Docker ``AuthConfig`` that hold a string."""
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in AUTH_FIELDS and v and isinstance(v, str)}
+
+
+def pull_denied(ref: Any, why: str) -> NotFound:
+    """dockerd's answer to a pull the registry does not serve: a 404, never a 401 (which the
+    docker CLI meets with a login prompt)."""
+    return NotFound(f"pull access denied for {ref.familiar_name}, repository does not exist or "
+                    f"may require 'docker login': {why}")

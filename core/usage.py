@@ -58,7 +58,8 @@ def disk_usage(d: Any, types: Iterable[str] = ()) -> dict[str, Any]:
             vols.append(v)
         out["Volumes"] = vols
     if "build-cache" in types:
-        out["BuildCache"] = []
+        from .builder.cache import records
+        out["BuildCache"] = [r.df() for r in records(d)]
     return out
 
 

@@ -28,7 +28,11 @@ The spec
 * ``annotations``: ``io.dockyard.stop-signal``; the container log's ``io.dockyard.log.driver``
   (``json-file``, or ``none``: keep no log), ``io.dockyard.log.max-size`` (bytes; rotate the
   json-file log when it reaches it) and ``io.dockyard.log.max-file`` (files kept, the current one
-  included, as ``<log>.1`` … ``<log>.<n-1>``, newest first).
+  included, as ``<log>.1`` … ``<log>.<n-1>``, newest first); ``io.dockyard.cpu-rt-period`` and
+  ``io.dockyard.cpu-rt-runtime`` (microseconds; the daemon's ``cpu-rt-period``/``cpu-rt-runtime``,
+  present when set): the real-time budget to write into every ancestor of the container's cgroup
+  (top down, below the hierarchy's root) before its own ``cpu.realtimePeriod``/``realtimeRuntime``,
+  which must fit in its parent's, as dockerd does.
 """
 from __future__ import annotations
 
@@ -105,6 +109,10 @@ class ExecDriver(abc.ABC):
     #: does not must refuse such a spec with InvalidParameter, and the daemon will not start
     #: remapped on it
     user_namespaces: ClassVar[bool] = False
+    #: whether the class runs OCI runtimes given by path: the daemon's ``runtimes`` map
+    #: (dockerd's key, ``{"name": {"path": ..., "runtimeArgs": [...]}}``) makes one instance per
+    #: entry, with the options ``path``, ``runtimeArgs`` and ``name`` (the instance's ``name``)
+    runtime_paths: ClassVar[bool] = False
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         """``root`` is a private directory under exec-root for this driver's runtime state.
@@ -233,3 +241,8 @@ class ExecDriver(abc.ABC):
     def status(self) -> list[tuple[str, str]]:
         """``(key, value)`` lines shown under this driver in ``info``."""
         return []
+
+    def version(self) -> str:
+        """The version of what runs the containers (``runc --version``'s, liblxc's...), shown in
+        ``info``'s ``Runtimes`` and ``version``'s components; empty: dockyard's own."""
+        return ""

@@ -5,9 +5,10 @@ Pull copies from a backend into the local store; push copies the other way; ``do
 exposes any backend over the Distribution HTTP API. Registered under the entry-point group
 ``dockyard.registries``; a backend is built as ``Backend(location, options)``:
 
-* ``distribution``: ``location`` is a registry host (``127.0.0.1:5000``, ``docker.io``);
-  options ``auth`` (``{"username","password"}`` or ``{"identitytoken"}``), ``insecure``
-  (bool), ``mirrors`` (list of URLs), ``ca`` (a CA bundle path).
+* ``distribution``: ``location`` is a registry host (``127.0.0.1:5000``, ``docker.io``), or
+  the URL of one endpoint (``http://127.0.0.1:5000``: a mirror); options ``auth``
+  (``{"username","password"}`` or ``{"identitytoken"}``), ``insecure`` (bool), ``mirrors``
+  (list of URLs: Docker Hub's pull mirrors), ``ca`` (a CA bundle path).
 * ``oci-layout``: ``location`` is a directory (created on the first write).
 * ``docker-archive``: ``location`` is a tar file; option ``mode`` ``"r"`` (default) or ``"w"``.
 * ``filesystem``: ``location`` is the root directory of the registry server's storage.
@@ -126,6 +127,14 @@ class RegistryBackend(abc.ABC):
     def __init__(self, location: str, options: dict[str, Any] | None = None) -> None:
         self.location = location
         self.options = dict(options or {})
+
+    def pull_sources(self) -> list["RegistryBackend"]:
+        """Where images of this backend are read from for a pull (or a distribution inspect),
+        in order: a registry's mirrors, then the registry itself. The caller tries each in
+        turn and moves to the next when one fails (the whole pull again), as dockerd falls
+        back from a mirror to the registry; pushes and logins use the backend itself. The
+        default is the backend alone."""
+        return [self]
 
     def images(self) -> list[tuple[str, str]]:
         """Every ``(repo, ref)`` the backend holds (``load`` copies them all). The default walks

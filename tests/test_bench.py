@@ -232,7 +232,8 @@ def test_bench_run_json_table_and_html(tmp_path):
     # the table went to the terminal and to table.md
     assert "| run | run --rm busybox true | dockyard |" in r.stdout
     assert (out / "table.md").read_text() == r.stdout
-    assert bench_mounts() == mounts_before  # its file systems are gone
+    # its file systems are gone (another run's may have gone meanwhile too: a subset, not equal)
+    assert set(bench_mounts()) <= set(mounts_before)
 
     html = out / "report.html"
     if shutil.which("chromium") is None:

@@ -397,6 +397,6 @@ def test_log_rotation_and_none_driver(shared_daemon) -> None:
     # max-file without max-size is taken, as dockerd (tests/test_fidelity_content.py)
     for opts, msg in ((["--log-opt", "max-size=0"], b"max-size must be a positive number"),
                       (["--log-opt", "bogus=1"], b"unknown log opt"),
-                      (["--log-driver", "syslog"], b"not supported")):
+                      (["--log-driver", "syslog"], b"no log driver named 'syslog' is registered")):
         r = d.cli("create", *opts, "busybox", "true")
         assert r.returncode != 0 and msg in r.stderr, (opts, r.stderr)

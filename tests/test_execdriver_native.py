@@ -437,6 +437,11 @@ def test_restore_after_daemon_restart(env):
         await d1.create(cid, env.spec(["sh", "-c", "echo up; sleep 100"]), log_path=env.log(cid))
         pid = await d1.start(cid)
         sup = d1.supervisor_pid
+        # the shell has run its echo before the kill below (a loaded machine may not have yet)
+        for _ in range(600):
+            if os.path.exists(env.log(cid)) and os.path.getsize(env.log(cid)):
+                break
+            await asyncio.sleep(0.1)
         await d1.close()  # the daemon goes away; the container must not
 
         d2 = env.driver()  # a "restarted daemon"

@@ -212,11 +212,24 @@ class Pty:
     def send(self, data: bytes) -> None:
         os.write(self.fd, data)
 
+    def _drain(self) -> None:
+        """What the CLI wrote before it exited and is still in the terminal's buffer (its last
+        words, e.g. "read escape sequence"): read until the pty reports its end."""
+        while select.select([self.fd], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # EIO: the other side is closed and everything was read
+                return
+            if not chunk:
+                return
+            self.out += chunk
+
     def wait(self, timeout: float = 60) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
+                self._drain()
                 os.close(self.fd)
                 return os.waitstatus_to_exitcode(status)
             if select.select([self.fd], [], [], 0.2)[0]:

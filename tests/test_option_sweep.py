@@ -154,6 +154,21 @@ def cgroup_file(ctrl: str, name: str, want: str, key: str) -> Probe:
     return probe
 
 
+#: cgroup v1 with CONFIG_RT_GROUP_SCHED: containers can have a real-time CPU budget
+REALTIME = os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us")
+
+
+def _realtime_probe(key: str) -> Probe:
+    """Shown by inspect, and written to the container's cgroup: without a budget in its
+    parents (the daemon's ``--cpu-rt-runtime``) the kernel refuses it and the start says so
+    (tests/test_client_fidelity.py applies one)."""
+    def probe(ctx: "Ctx") -> None:
+        shown(key)(ctx)
+        status, res = ctx.d.api.post(f"/containers/{ctx.cid}/start")
+        assert status == 400 and "cpu-rt-runtime" in res["message"], (status, res)
+    return probe
+
+
 def both(*probes: Probe) -> Probe:
     def probe(ctx: "Ctx") -> None:
         for p in probes:
@@ -384,7 +399,13 @@ def container_rows(env: "Env") -> list[Row]:
             cmd=sleep),
         Row(H + "CpuQuota", 25000, probe=cgroup_file("cpu", "cpu.cfs_quota_us", "25000", H + "CpuQuota"),
             cmd=sleep),
-        refused(H + "CpuRealtimePeriod", 1000), refused(H + "CpuRealtimeRuntime", 1000),
+        # applied where cgroup v1 has real-time budgets (the sweep's daemon gives its parents
+        # none: its own parent has none, so the kernel refuses the container's at start, as with
+        # dockerd); refused elsewhere
+        *(Row(H + k, v, cmd=sleep, kind="applied" if REALTIME else "refused",
+              host={other: w, "CgroupParent": env.cgroup_parent}, probe=_realtime_probe(H + k))
+          for k, v, other, w in (("CpuRealtimePeriod", 100000, "CpuRealtimeRuntime", 1000),
+                                 ("CpuRealtimeRuntime", 1000, "CpuRealtimePeriod", 100000))),
         Row(H + "CpusetCpus", "0", probe=cgroup_file("cpuset", "cpuset.cpus", "0", H + "CpusetCpus"), cmd=sleep),
         # (on a host with one memory node "0" is also the default: the cgroup file is read anyway)
         Row(H + "CpusetMems", "0", probe=cgroup_file("cpuset", "cpuset.mems", "0", H + "CpusetMems"), cmd=sleep),
@@ -535,6 +556,7 @@ def endpoint_rows(env: "Env") -> list[Row]:
                                                     ctx.row.value))),
         Row(E + "Aliases", ["sweepalias"], cmd=("nslookup", "sweepalias", "127.0.0.11"),
             probe=output("Name:\tsweepalias", "Address: " + str(ipaddress.ip_network(env.subnet).network_address)[:-1])),
+        refused(E + "GwPriority", 10),
         Row(E + "MacAddress", mac, cmd=("cat", "/sys/class/net/eth0/address"), probe=output(mac)),
         Row(E + "DriverOpts", {"com.docker.network.endpoint.sysctls": "net.ipv4.conf.IFNAME.arp_announce=2"},
             cmd=("cat", "/proc/sys/net/ipv4/conf/eth0/arp_announce"), probe=_endpoint_sysctl_probe),

@@ -114,7 +114,7 @@ def _refused(body: object, body_type: type = schema.ContainerCreate) -> str:
 def test_what_the_docker_cli_sends_passes_unchanged() -> None:
     out = _decode(CLI_CREATE)
     assert out["HostConfig"]["Privileged"] is False and out["Cmd"] == ["true"]
-    assert "GwPriority" not in out["NetworkingConfig"]["EndpointsConfig"]["default"]  # unknown
+    assert out["NetworkingConfig"]["EndpointsConfig"]["default"]["GwPriority"] == 0
     assert out["HostConfig"]["MemorySwappiness"] == -1 and out["Env"] is None
     assert _decode(CLI_UPDATE, schema.ContainerUpdate)["Memory"] == 104857600
 
@@ -187,3 +187,57 @@ def test_loads_has_a_depth_limit() -> None:
             schema.loads(raw, "filters")
     with pytest.raises(InvalidParameter, match="invalid JSON in filters"):
         schema.loads(b"{", "filters")
+
+
+def test_keys_match_fields_in_any_case_as_in_go() -> None:
+    """Go's encoding/json: an exact match first, then one in another case; docker-py sends
+    ``CPURealtimePeriod`` and exec ``detachKeys``. Unknown keys are still ignored, at any depth."""
+    out = _decode({"image": "x", "HostConfig": {"CPURealtimePeriod": 1000, "cpurealtimeruntime": 500,
+                                                "NoSuchField": 1, "LOGCONFIG": {"type": "none"}},
+                   "networkingconfig": {"EndpointsConfig": {"Net": {"aliases": ["a"], "x": 1}}}})
+    assert out == {"Image": "x", "HostConfig": {"CpuRealtimePeriod": 1000, "CpuRealtimeRuntime": 500,
+                                                "LogConfig": {"Type": "none"}},
+                   "NetworkingConfig": {"EndpointsConfig": {"Net": {"Aliases": ["a"]}}}}
+    assert _decode({"detachKeys": "ctrl-p", "cmd": ["cat"]}, schema.ExecCreate) == \
+        {"DetachKeys": "ctrl-p", "Cmd": ["cat"]}
+    # map keys are data, never renamed; a later key for the same field wins; Go also folds
+    # the long s and the Kelvin sign to s and k
+    assert _decode({"labels": {"labels": "1"}, "Hostname": "a", "HOSTNAME": "b",
+                    "\u017fhell": ["sh"], "HostConfig": {"\u212aernelMemoryTCP": 0}}) == \
+        {"Labels": {"labels": "1"}, "Hostname": "b", "Shell": ["sh"],
+         "HostConfig": {"KernelMemoryTCP": 0}}
+    # types are still checked, and the path names the field
+    assert _refused({"hostconfig": {"privileged": "yes"}}).startswith("HostConfig.Privileged:")
+    # what is refused in one case is refused in any other
+    assert "HostConfig.KernelMemory: not supported" in _refused({"HostConfig": {"kernelmemory": 1}})
+    # struct{} values keep nothing, whatever their keys
+    assert _decode({"ExposedPorts": {"80/tcp": {"X": 1}}}) == {"ExposedPorts": {"80/tcp": {}}}
+
+
+def test_seccomp_profile_keys_match_in_any_case() -> None:
+    from dockyard.core.schema.seccomp import SeccompProfile
+    out = _decode({"DefaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"NAMES": ["mkdir"],
+                   "action": "SCMP_ACT_ERRNO", "ErrnoRet": 1}]}, SeccompProfile)
+    assert out == {"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+
+
+@pytest.mark.parametrize("body_type, key, given, want", [
+    (schema.ContainerCreate, "Cmd", "echo hi", ["echo hi"]),
+    (schema.ContainerCreate, "Entrypoint", "/bin/sh", ["/bin/sh"]),
+    (schema.ContainerCreate, "Shell", "bash", ["bash"]),
+    (schema.CommitConfig, "Cmd", "ls -l", ["ls -l"]),
+    (schema.ContainerCreate, "Cmd", ["a", "b"], ["a", "b"]),
+])
+def test_a_strslice_string_is_a_list_of_that_string(body_type: type, key: str, given: object,
+                                                    want: list[str]) -> None:
+    """moby's strslice.StrSlice: a string is one argument (never ``sh -c``)."""
+    assert _decode({key: given}, body_type)[key] == want
+    host = _decode({"HostConfig": {"CapAdd": "NET_ADMIN", "CapDrop": "MKNOD"}})["HostConfig"]
+    assert host == {"CapAdd": ["NET_ADMIN"], "CapDrop": ["MKNOD"]}
+
+
+def test_fields_that_are_string_lists_in_go_refuse_a_string() -> None:
+    """Healthcheck.Test and exec's Cmd are Go ``[]string``: dockerd refuses a string."""
+    assert _refused({"Healthcheck": {"Test": "true"}}).startswith("Healthcheck.Test: expected an array")
+    assert _refused({"Cmd": "ls"}, schema.ExecCreate).startswith("Cmd: expected an array")

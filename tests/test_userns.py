@@ -282,3 +282,21 @@ def test_survives_daemon_sigkill(rd: Daemon, remap_user: tuple[str, int]) -> Non
 def test_cli_info_shows_userns(rd: Daemon) -> None:
     out = ok(rd, "info")
     assert " Security Options:\n  seccomp\n   Profile: builtin\n  userns\n" in out
+
+
+def test_runtimes_without_user_namespaces_are_refused(rd: Daemon) -> None:
+    """With remapping on, the daemon offers only the exec drivers that run containers in user
+    namespaces: runc and crun (which do not yet) are listed unavailable and refused by name."""
+    _, info = rd.api.get("/info")
+    assert info["DefaultRuntime"] == "native" and "native" in info["Runtimes"]
+    unavailable = info["DockyardDrivers"]["exec"]["unavailable"]
+    for name in ("runc", "crun"):
+        if name not in unavailable and name not in info["Runtimes"]:
+            continue  # not installed: nothing to offer or refuse
+        assert name not in info["Runtimes"]
+        assert "user namespaces" in unavailable[name]
+        status, body = rd.api.post("/containers/create", {
+            "Image": "busybox", "Cmd": ["true"], "HostConfig": {"Runtime": name}})
+        assert status == 400, body
+        assert f"runtime '{name}' is not available on this host" in body["message"]
+        assert "userns-remap" in body["message"] and "valid runtimes: native" in body["message"]

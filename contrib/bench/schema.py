@@ -4,7 +4,8 @@
 For the bodies the docker CLI 28 sends to ``POST /containers/create`` (a plain create, and one
 with an inline seccomp profile, the largest body a real client sends), compare
 ``dockyard.core.schema.decode`` (msgspec decode + unsupported-field check + to_builtins) with
-``json.loads`` alone, the parse the daemon did before bodies were checked.
+``json.loads`` alone, the parse the daemon did before bodies were checked. The third body has
+one key in another case (docker-py's ``CPURealtimePeriod``): the path that parses twice.
 
     .venv/bin/python contrib/bench/schema.py [--runs 5000]
 """
@@ -40,7 +41,10 @@ def main() -> None:
     runs = ap.parse_args().runs
     big = json.loads(json.dumps(CLI_CREATE))
     big["HostConfig"]["SecurityOpt"] = ["seccomp=" + json.dumps(DEFAULT)]
-    for name, body in (("create busybox true", CLI_CREATE), ("create + seccomp profile", big)):
+    other_case = json.loads(json.dumps(CLI_CREATE))
+    other_case["HostConfig"]["CPURealtimePeriod"] = other_case["HostConfig"].pop("CpuRealtimePeriod")
+    for name, body in (("create busybox true", CLI_CREATE), ("create + seccomp profile", big),
+                       ("create, a key in any case", other_case)):
         raw = json.dumps(body).encode()
         checked = per_call(lambda: schema.decode(raw, schema.ContainerCreate), runs)
         parsed = per_call(lambda: json.loads(raw), runs)

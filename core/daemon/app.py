@@ -19,13 +19,17 @@ from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSu
 
 from .. import dashboard, plugins, userns
 from ..blobs import BlobStore
+from ..builder.mounts import CacheMounts
 from ..config import Config
 from ..containers import ContainerService
 from ..execs import ExecService
 from ..images import ImageStore
+from ..managedplugins import PluginService
 from ..networks import NetworkService, driver_options
+from ..pluginrun import PluginRunner
 from ..reconcile import Reconciler
 from ..reserve import DiskReserve
+from ..runtimes import Runtimes
 from ..state import State
 from ..volumes import VolumeService
 from .authz import authorization_middleware
@@ -71,14 +75,16 @@ class Daemon:
         self.graph = self._select_graph_driver(config)
         self.migrating = False  # a storage migration holds off container creation and mounts
 
-        ereg = self.registries["exec"]
-        eopts = config.exec_opts()
-        self.execdriver = ereg.select(
-            config["exec-driver"] or None,
-            lambda name: ereg.create(name, os.path.join(self.exec_root, name), eopts))
-        if not self.id_map.is_identity and not getattr(self.execdriver, "user_namespaces", False):
-            raise DriverNotSupported(f"userns-remap: the {self.execdriver.name} exec driver does "
-                                     f"not run containers in user namespaces")
+        #: every exec driver that runs here, by name (Docker's runtimes); ``execdriver`` is the
+        #: default one
+        self.runtimes = Runtimes(self.registries["exec"], config, self.exec_root,
+                                 remapping=not self.id_map.is_identity)
+        self.execdriver = self.runtimes.default
+        rt_budget = {"realtimePeriod": config["cpu-rt-period"],
+                     "realtimeRuntime": config["cpu-rt-runtime"]}
+        if any(rt_budget.values()) and self.execdriver.unsupported_resources({"cpu": rt_budget}):
+            raise DockyardError("daemon-scoped cpu-rt-period and cpu-rt-runtime are not supported "
+                                "by the kernel (or by the exec driver on this host)")
 
         self.netdrivers: dict[str, Any] = {}
         self.netdriver_errors: dict[str, str] = {}
@@ -93,10 +99,13 @@ class Daemon:
 
         self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"), self.tmp_dir)
         self.images = ImageStore(self.state, self.blobs, self.graph)
+        self.build_mounts = CacheMounts(self.state, os.path.join(self.data_root, "builder", "mounts"))
         self.networks = NetworkService(self)
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
         self.execs = ExecService(self)
+        self.managed_plugins = PluginService(self)
+        self.plugin_runner = PluginRunner(self, self.managed_plugins)
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._event_subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
@@ -207,6 +216,8 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self, app: web.Application) -> None:
         await asyncio.to_thread(Reconciler(self).run)  # what a crash left, before anything runs
+        from ..builder.build import remove_leftovers
+        await asyncio.to_thread(remove_leftovers, self)
         await self.networks.start()
         await self.containers.restore()
         if not self.reserve.refill() and not self.reserve.held():
@@ -214,9 +225,10 @@ class Daemon:
                         "may fail once it is full", self.data_root)
 
     async def shutdown(self, app: web.Application | None) -> None:
+        await self.plugin_runner.shutdown()
         await self.containers.shutdown()
         await self.networks.shutdown()
-        await self.execdriver.close()
+        await self.runtimes.close()
         if not any(c["State"]["Running"] for c in self.containers.all()):
             await asyncio.to_thread(self.graph.cleanup)
 
@@ -236,10 +248,10 @@ class Daemon:
                               handler_args={"max_field_size": 65536, "keepalive_timeout": timeout})
         app["daemon"] = self
         app["read_timeout"] = timeout
-        from .routes import (absent, build, containers, execs, images, networks, storage, system,
-                             volumes)
+        from .routes import (absent, build, containers, distribution, execs, images, networks,
+                             plugins as plugin_routes, storage, system, volumes)
         for module in (system, containers, execs, images, build, networks, storage, volumes,
-                       dashboard, absent):
+                       distribution, plugin_routes, dashboard, absent):
             module.setup(app)
         self.pm.hook.dockyard_add_routes(app=app)
         app.on_response_prepare.append(_add_headers)
@@ -253,8 +265,10 @@ class Daemon:
                   "network": ",".join(sorted(self.netdrivers)), "registry": ""}
         for kind, reg in self.registries.items():
             drivers[kind] = {"active": active[kind], "installed": reg.names(),
+                             **({"runtimes": self.runtimes.names()} if kind == "exec" else {}),
                              "unavailable": {**reg.load_errors(),
-                                             **(self.netdriver_errors if kind == "network" else {})}}
+                                             **(self.netdriver_errors if kind == "network" else {}),
+                                             **(self.runtimes.unsupported if kind == "exec" else {})}}
         return drivers
 
 

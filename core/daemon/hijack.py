@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -104,7 +104,8 @@ class _HijackedProtocol(asyncio.Protocol):
 async def serve_hijacked(request: web.Request,
                          streams: AttachStreams | Callable[[], Awaitable[AttachStreams]],
                          tty: bool, upgrade: bool = True,
-                         detach_keys: bytes = b"") -> web.StreamResponse:
+                         detach_keys: bytes = b"",
+                         replay: AsyncIterator[bytes] | None = None) -> web.StreamResponse:
     """Answer 101 (or 200 without an upgrade header) and pump ``streams`` over the connection.
 
     ``streams`` may be a coroutine function, called once the answer's headers are on the wire:
@@ -113,7 +114,11 @@ async def serve_hijacked(request: web.Request,
     as the headers is lost to it (about one ``exec_run`` in six, measured).
 
     With ``detach_keys`` (a TTY session with stdin), that sequence typed by the client detaches:
-    the connection closes and the process keeps running, as with dockerd."""
+    the connection closes and the process keeps running, as with dockerd.
+
+    ``replay`` (an attach's ``logs=1``) is sent first, the live output after it: as dockerd,
+    the session is attached before the log is read, so output made meanwhile may come twice
+    but is never missed."""
     ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     if upgrade:
         resp = web.StreamResponse(status=101, reason="UPGRADED",
@@ -138,6 +143,8 @@ async def serve_hijacked(request: web.Request,
     transport.set_protocol(proto)
     transport.resume_reading()
     try:
+        if replay is not None:
+            await _send_replay(replay, proto, transport)
         while True:
             read = asyncio.ensure_future(streams.reader.read(65536))
             done, _ = await asyncio.wait({read, proto.closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -162,3 +169,23 @@ async def serve_hijacked(request: web.Request,
                     transport.write_eof()
             transport.close()
     return resp
+
+
+#: seconds between an attach's answer and its log replay: docker-py reads the answer's headers
+#: through a buffered file and the stream from the socket under it, so bytes that arrive with the
+#: headers are lost to it; dockerd opens and decodes the log first, a pause clients rely on
+REPLAY_PAUSE = 0.05
+
+
+async def _send_replay(replay: AsyncIterator[bytes], proto: _HijackedProtocol, transport: Any) -> None:
+    try:
+        await asyncio.sleep(REPLAY_PAUSE)
+        async for chunk in replay:
+            await proto.can_write.wait()
+            if transport.is_closing() or proto.closed.done():
+                return
+            transport.write(chunk)
+    finally:
+        aclose = getattr(replay, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -129,6 +129,9 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
 @click.option("-s", "--storage-driver", help="graph driver to use (see `dockyard info`)")
 @click.option("--storage-opt", "storage_opts", multiple=True, help="graph driver option key=value")
 @click.option("--exec-driver", help="exec driver to use [default: the installed one of highest priority]")
+@click.option("--default-runtime", "default_runtime",
+              help="dockerd's name for the default: an exec driver or a runtime of daemon.json's "
+                   "\"runtimes\"")
 @click.option("--exec-opt", "exec_opts", multiple=True, help="exec driver option key=value")
 @click.option("-l", "--log-level", type=click.Choice(configmod.LOG_LEVELS), help="log level [default: info]")
 @click.option("-D", "--debug", is_flag=True, default=None, help="debug logging")
@@ -160,6 +163,12 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
                    "(ranges from /etc/subuid and /etc/subgid)")
 @click.option("--no-new-privileges", "no_new_privileges", type=click.BOOL, default=None,
               help="set no_new_privs for every container unless it opts out [default: true]")
+@click.option("--cpu-rt-period", "cpu_rt_period", type=click.IntRange(min=0),
+              help="real-time CPU period (microseconds) of the containers' parent cgroups "
+                   "(cgroup v1) [default: the kernel's]")
+@click.option("--cpu-rt-runtime", "cpu_rt_runtime", type=click.IntRange(min=-1),
+              help="real-time CPU runtime (microseconds) of the containers' parent cgroups, the "
+                   "budget containers' --cpu-rt-runtime share (cgroup v1) [default: none]")
 @click.option("--api-read-timeout", "api_read_timeout", type=click.FloatRange(min=0, min_open=True),
               help="seconds a client may send nothing (no request, or a stalled request body) "
                    "before it is disconnected [default: 300]")
@@ -172,6 +181,7 @@ def main(config_file: str, **flags: Any) -> None:
         "hosts": list(flags["hosts"]), "pidfile": flags["pidfile"], "group": flags["group"],
         "storage-driver": flags["storage_driver"], "storage-opts": list(flags["storage_opts"]),
         "exec-driver": flags["exec_driver"], "exec-opts": list(flags["exec_opts"]),
+        "default-runtime": flags["default_runtime"],
         "log-level": flags["log_level"], "debug": flags["debug"], "tls": flags["tls"],
         "tlsverify": flags["tlsverify"], "tlscacert": flags["tlscacert"],
         "tlscert": flags["tlscert"], "tlskey": flags["tlskey"],
@@ -183,6 +193,7 @@ def main(config_file: str, **flags: Any) -> None:
         "ipv6": flags["ipv6"], "fixed-cidr-v6": flags["fixed_cidr_v6"], "ip6tables": flags["ip6tables"],
         "userns-remap": flags["userns_remap"], "no-new-privileges": flags["no_new_privileges"],
         "api-read-timeout": flags["api_read_timeout"],
+        "cpu-rt-period": flags["cpu_rt_period"], "cpu-rt-runtime": flags["cpu_rt_runtime"],
     }
     try:
         cfg = configmod.load(config_file, overrides, path_explicit=explicit)

@@ -1,9 +1,11 @@
 """Request bodies checked once, at the edge: one typed description per JSON body.
 
 :func:`decode` parses a body and checks it against its description in one pass of msgspec's C
-decoder (types, ranges, enums; unknown keys ignored as dockerd's Go decoder ignores them), then
-refuses the fields this engine knows but does not implement (:mod:`.unsupported`). Services get
-plain dicts and lists whose values they can trust: a key is absent, ``null``, or of its type.
+decoder (types, ranges, enums), then refuses the fields this engine knows but does not implement
+(:mod:`.unsupported`). Keys are matched as dockerd's Go decoder matches them: exactly, else in
+any case, and unknown ones are ignored (:mod:`.anycase`: only such a body is parsed twice).
+Services get plain dicts and lists whose values they can trust: a key is absent, ``null``, or of
+its type.
 A wrong field is an :class:`InvalidParameter` (400) naming its path::
 
     HostConfig.Privileged: expected a boolean, got a string
@@ -21,7 +23,7 @@ import msgspec
 
 from dockyard.hookspecs.errors import InvalidParameter
 
-from . import unsupported
+from . import anycase, unsupported
 from .bodies import (AuthConfig, ExecCreate, ExecStart, NetworkConnect, NetworkCreate,
                      NetworkDisconnect, VolumeCreate)
 from .containers import CommitConfig, ContainerCreate, ContainerUpdate
@@ -45,12 +47,17 @@ def decode(raw: bytes, body_type: type) -> dict[str, Any]:
     dec = _decoders.get(body_type)
     if dec is None:
         dec = _decoders[body_type] = msgspec.json.Decoder(body_type)
-    if getattr(body_type, "any_case", False):
-        raw = _fields_in_any_case(raw, body_type)
     if b"\\u0000" in raw and _NUL.search(raw):
         raise InvalidParameter("invalid JSON: a string holds a NUL character (\\u0000)")
     try:
-        value = dec.decode(raw)
+        try:
+            value = dec.decode(raw)
+        except msgspec.ValidationError as exc:
+            if not anycase.is_unknown_key(exc):
+                raise
+            # a key in another case, or one no field has: parsed again, keys as Go matches them
+            value = dec.decode(msgspec.json.encode(anycase.canonical(
+                _ANY.decode(raw), anycase.type_info(body_type))))
     except msgspec.ValidationError as exc:
         raise InvalidParameter(describe(exc, body_type)) from None
     except msgspec.DecodeError as exc:
@@ -60,16 +67,6 @@ def decode(raw: bytes, body_type: type) -> dict[str, Any]:
     data = msgspec.to_builtins(value)
     unsupported.check(data, body_type)
     return data
-
-
-def _fields_in_any_case(raw: bytes, body_type: type) -> bytes:
-    """``raw`` with its top-level keys named as ``body_type``'s fields when they match in
-    another case (as in Go's decoder, a later key for the same field wins)."""
-    value = loads(raw)
-    if not isinstance(value, dict):
-        return raw
-    by_lower = {f.lower(): f for f in body_type.__struct_fields__}  # type: ignore[attr-defined]
-    return msgspec.json.encode({by_lower.get(key.lower(), key): item for key, item in value.items()})
 
 
 def loads(raw: bytes | str, what: str = "request body") -> Any:

@@ -8,7 +8,7 @@ from typing import ClassVar
 from msgspec import UNSET
 
 from .containers import NULL_ONLY, ConsoleSize, EndpointSettings
-from .types import Body, Empty, Opt, StrList, StrMap, StrSlice
+from .types import Body, Empty, Opt, StrList, StrMap
 
 
 # -- networks ----------------------------------------------------------------------------------
@@ -100,9 +100,8 @@ class ExecCreate(Body):
     DetachKeys: Opt[str] = UNSET
     Env: Opt[StrList] = UNSET
     WorkingDir: Opt[str] = UNSET
-    Cmd: Opt[StrSlice] = UNSET
-
-    any_case: ClassVar[bool] = True
+    #: a Go []string here, not a StrSlice: dockerd refuses a string
+    Cmd: Opt[StrList] = UNSET
 
 
 class ExecStart(Body):
@@ -111,8 +110,6 @@ class ExecStart(Body):
     Detach: Opt[bool] = UNSET
     Tty: Opt[bool] = UNSET
     ConsoleSize: Opt[ConsoleSize] = UNSET
-
-    any_case: ClassVar[bool] = True
 
 
 # -- /auth -------------------------------------------------------------------------------------

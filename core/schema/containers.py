@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 from msgspec import UNSET, Meta
 
 from .types import (INT64_MAX, Body, Empty, Int, Int64, NonNegative, Opt, StrList, StrMap,
-                    StrSlice, Uint16, Uint32, Uint64)
+                    StrSlice, Uint16, Uint32, Uint64, str_slices)
 
 #: only ``null`` (or no key) means "not set": an empty list has a meaning of its own
 NULL_ONLY = ("null only",)
@@ -58,6 +58,9 @@ class ContainerConfig(Body):
     Shell: Opt[StrSlice] = UNSET
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"NetworkDisabled": ()}
+
+    def __post_init__(self) -> None:
+        str_slices(self, "Cmd", "Entrypoint", "Shell")
 
 
 # -- HostConfig --------------------------------------------------------------------------------
@@ -107,8 +110,9 @@ class Resources(Body):
     CpuPeriod: Opt[NonNegative] = UNSET
     #: -1: no limit (the cgroup's own value)
     CpuQuota: Opt[Annotated[int, Meta(ge=-1, le=INT64_MAX)]] = UNSET
-    CpuRealtimePeriod: Opt[Int64] = UNSET
-    CpuRealtimeRuntime: Opt[Int64] = UNSET
+    #: cgroup v1 ``cpu.rt_period_us`` / ``cpu.rt_runtime_us`` (-1: no limit)
+    CpuRealtimePeriod: Opt[NonNegative] = UNSET
+    CpuRealtimeRuntime: Opt[Annotated[int, Meta(ge=-1, le=INT64_MAX)]] = UNSET
     CpusetCpus: Opt[str] = UNSET
     CpusetMems: Opt[str] = UNSET
     Devices: Opt[list[DeviceMapping]] = UNSET
@@ -133,8 +137,8 @@ class Resources(Body):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         key: () for key in (
-            "CpuRealtimePeriod", "CpuRealtimeRuntime", "KernelMemory",
-            "KernelMemoryTCP", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth")}
+            "KernelMemory", "KernelMemoryTCP", "CpuCount", "CpuPercent", "IOMaximumIOps",
+            "IOMaximumBandwidth")}
 
 
 class LogConfig(Body):
@@ -255,6 +259,9 @@ class HostConfig(Resources):
         "Isolation": ("default",), "MaskedPaths": NULL_ONLY,
         "ReadonlyPaths": NULL_ONLY}
 
+    def __post_init__(self) -> None:
+        str_slices(self, "CapAdd", "CapDrop")
+
 
 # -- NetworkingConfig --------------------------------------------------------------------------
 class EndpointIPAMConfig(Body):
@@ -274,6 +281,8 @@ class EndpointSettings(Body):
     Aliases: Opt[StrList] = UNSET
     MacAddress: Opt[str] = UNSET
     DriverOpts: Opt[StrMap] = UNSET
+    #: API 1.48 (the docker CLI 28 sends it, 0): which network's gateway is the default route
+    GwPriority: Opt[Int] = UNSET
     NetworkID: Opt[str] = UNSET
     EndpointID: Opt[str] = UNSET
     Gateway: Opt[str] = UNSET
@@ -283,6 +292,8 @@ class EndpointSettings(Body):
     GlobalIPv6Address: Opt[str] = UNSET
     GlobalIPv6PrefixLen: Opt[Int64] = UNSET
     DNSNames: Opt[StrList] = UNSET
+
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"GwPriority": ()}
 
 
 class NetworkingConfig(Body):

@@ -4,26 +4,28 @@ CLI sends the file's content inside ``HostConfig.SecurityOpt``), after moby's
 path within the profile."""
 from __future__ import annotations
 
-from msgspec import UNSET, Struct
+from msgspec import UNSET
+
+from .anycase import GoStruct
 
 from .types import Opt, StrList, Uint32, Uint64
 
 
-class Filter(Struct, rename="camel"):
+class Filter(GoStruct, rename="camel"):
     caps: Opt[StrList] = UNSET
     arches: Opt[StrList] = UNSET
     #: "5.8" (a kernel version, as a string)
     min_kernel: Opt[str] = UNSET
 
 
-class Arg(Struct, rename="camel"):
+class Arg(GoStruct, rename="camel"):
     index: Opt[Uint32] = UNSET
     value: Opt[Uint64] = UNSET
     value_two: Opt[Uint64] = UNSET
     op: Opt[str] = UNSET
 
 
-class Syscall(Struct, rename="camel"):
+class Syscall(GoStruct, rename="camel"):
     name: Opt[str] = UNSET
     names: Opt[StrList] = UNSET
     action: Opt[str] = UNSET
@@ -34,12 +36,12 @@ class Syscall(Struct, rename="camel"):
     excludes: Opt[Filter] = UNSET
 
 
-class Architecture(Struct):
+class Architecture(GoStruct):
     architecture: Opt[str] = UNSET
     subArchitectures: Opt[StrList] = UNSET
 
 
-class SeccompProfile(Struct, rename="camel"):
+class SeccompProfile(GoStruct, rename="camel"):
     default_action: Opt[str] = UNSET
     default_errno_ret: Opt[Uint32] = UNSET
     listener_path: Opt[str] = UNSET

@@ -9,8 +9,10 @@ here too, with the field's path:
 - a Go ``bool`` takes only ``true``/``false`` (``"false"`` is refused: the string slipped
   through as true once); an ``int64`` only integers within its range (``1.0``, ``2**63`` and
   ``true`` are refused: Go refuses them too);
-- ``strslice.StrSlice`` (``Cmd``, ``Entrypoint``, ``CapAdd``...) takes a string or a list of
-  strings;
+- ``strslice.StrSlice`` (``Cmd``, ``Entrypoint``, ``Shell``, ``CapAdd``, ``CapDrop``) takes a
+  string or a list of strings; a string is a list of that one string (not ``sh -c``), as the
+  Go type's ``UnmarshalJSON`` makes it: a Struct with such fields lists them in
+  :func:`str_slices`;
 - ``struct{}`` (the values of ``ExposedPorts`` and ``Volumes``) takes any object and keeps none
   of it, as Go does.
 
@@ -19,10 +21,11 @@ values that mean "not set" besides the zero values; :mod:`.unsupported` refuses 
 """
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, TypeVar, Union
+from typing import Annotated, Any, ClassVar, TypeVar, Union
 
-import msgspec
 from msgspec import UNSET, Meta, UnsetType
+
+from .anycase import GoStruct
 
 T = TypeVar("T")
 
@@ -46,19 +49,26 @@ StrList = list[str]
 StrMap = dict[str, str]
 
 
-class Body(msgspec.Struct):
-    """Base of every description: unknown keys are ignored (as Go's decoder ignores them)."""
+def str_slices(body: Any, *names: str) -> None:
+    """For a ``__post_init__``: each StrSlice field ``names`` of ``body`` given as a string
+    becomes a list of that string, as moby's ``strslice.StrSlice`` decodes it."""
+    for name in names:
+        value = getattr(body, name)
+        if type(value) is str:
+            setattr(body, name, [value])
+
+
+class Body(GoStruct):
+    """Base of every description: keys match fields in any case and unknown keys are ignored,
+    as in Go's decoder (see :mod:`.anycase`)."""
 
     #: field -> values besides null/0/""/false/[]/{} that mean "not set" (see .unsupported)
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {}
-    #: match the body's top-level keys to the fields in any case, as Go's decoder does, for
-    #: bodies that real clients send so (docker-py's exec ``detachKeys``)
-    any_case: ClassVar[bool] = False
 
 
-class Empty(Body):
+class Empty(Body, forbid_unknown_fields=False):
     """Go's ``struct{}``: any object, nothing kept (``{"80/tcp": {}}``)."""
 
 
 __all__ = ["UNSET", "Body", "Empty", "Int", "Int64", "NonNegative", "Opt", "StrList", "StrMap",
-           "StrSlice", "Uint16", "Uint32", "Uint64", "INT64_MAX", "INT64_MIN"]
+           "StrSlice", "Uint16", "Uint32", "Uint64", "INT64_MAX", "INT64_MIN", "str_slices"]

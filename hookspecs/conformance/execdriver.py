@@ -41,6 +41,7 @@ from ..errors import (Conflict, DockyardError, DriverNotSupported, ExecError, In
 from ..execdriver import ExecDriver, ExitStatus
 from ..host import streams
 from .execdriver_devices import DeviceCases
+from .execdriver_resources import ResourceCases
 
 GROUP = "dockyard.execdrivers"
 Factory = Callable[[str], ExecDriver]
@@ -174,7 +175,7 @@ class Env:
 
 
 @needs_root
-class ExecDriverSuite(DeviceCases):
+class ExecDriverSuite(DeviceCases, ResourceCases):
     """The tests (the device cases in :mod:`.execdriver_devices`). Subclass with an
     ``exec_driver_factory`` fixture (or use :func:`execdriver_suite`); the class is not
     collected itself (no ``Test`` prefix)."""

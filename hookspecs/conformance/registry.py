@@ -74,6 +74,12 @@ def registry_suite(factory: Factory, repo: str = "conformance/app") -> type:
                                                "digest": _digest(layer)}]}).encode()
             return backend.put_manifest(repo, tag, DOCKER_MANIFEST, manifest), manifest
 
+        def test_pull_sources_end_with_the_backend(self, backend: RegistryBackend) -> None:
+            """Mirrors (if any) first, the backend itself last: a pull falls back to it."""
+            sources = backend.pull_sources()
+            assert sources and sources[-1] is backend
+            assert all(isinstance(s, RegistryBackend) for s in sources)
+
         def test_blob_round_trip(self, backend: RegistryBackend) -> None:
             data = b"conformance blob " * 5000
             d = _digest(data)

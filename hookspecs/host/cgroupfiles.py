@@ -173,6 +173,9 @@ def v2_writes(res: dict[str, Any], bfq: bool = False) -> list[Write]:
     Untranslatable for swappiness, disableOOMKiller and kernel memory (v2 has no such file)."""
     out: list[Write] = []
     mem = res.get("memory") or {}
+    for key in ("realtimePeriod", "realtimeRuntime"):
+        if (res.get("cpu") or {}).get(key):
+            raise Untranslatable(f"cpu.{key}: cgroup v2 has no real-time CPU budget")
     for key in ("swappiness", "disableOOMKiller", "kernel", "kernelTCP"):
         value = mem.get(key)
         if value not in (None, False, 0) and not (key == "swappiness" and value == -1):

@@ -5,7 +5,10 @@
 * Auth: the ``WWW-Authenticate`` challenge of a 401 decides — ``Bearer`` fetches a token from
   the realm (with the credentials as basic auth when given, anonymous otherwise) per scope;
   ``Basic`` sends the credentials.
-* ``docker.io`` goes to each of the ``mirrors`` first (pulls only), then to registry-1.docker.io.
+* ``docker.io``: pulls are tried on each of the ``mirrors`` first, then on registry-1.docker.io
+  (:meth:`DistributionBackend.pull_sources`: one backend per mirror); pushes and logins go to
+  registry-1.docker.io only, as dockerd's. Tests point that address at a loopback registry with
+  the environment variable ``DOCKYARD_TEST_HUB_ENDPOINT`` (a URL; never set it otherwise).
 * Uploads: monolithic (one ``PUT``) by default; chunked (``PATCH`` with ``Content-Range``, then
   ``PUT``) when the ``chunk_size`` option is set; cross-repository mount when asked.
 * Idempotent requests (GET/HEAD) are retried on connection errors and 5xx answers.
@@ -17,6 +20,7 @@ import http.client
 import ipaddress
 import json
 import logging
+import os
 import ssl
 import threading
 import time
@@ -31,8 +35,12 @@ log = logging.getLogger(__name__)
 
 DOCKER_HUB = "docker.io"
 HUB_ENDPOINT = "https://registry-1.docker.io"
+HUB_NAMES = (DOCKER_HUB, "index.docker.io", "registry-1.docker.io")
 RETRIES = 3
 
+
+def hub_endpoint() -> str:
+    return (os.environ.get("DOCKYARD_TEST_HUB_ENDPOINT") or HUB_ENDPOINT).rstrip("/")
 
 
 def is_loopback(host: str) -> bool:
@@ -96,8 +104,11 @@ class DistributionBackend(RegistryBackend):
         self.auth = self.options.get("auth") or {}
         self.chunk_size = int(self.options.get("chunk_size") or 0)
         self.timeout = float(self.options.get("timeout") or 60)
-        if host in (DOCKER_HUB, "index.docker.io", "registry-1.docker.io"):
-            self.endpoints = [m.rstrip("/") for m in self.options.get("mirrors") or []] + [HUB_ENDPOINT]
+        self.hub = host in HUB_NAMES
+        if "://" in location:  # one endpoint (a mirror)
+            self.endpoints = [location.rstrip("/")]
+        elif self.hub:
+            self.endpoints = [hub_endpoint()]
         else:
             self.endpoints = [f"https://{host}"] + ([f"http://{host}"] if self.insecure else [])
         self._base: str | None = None
@@ -239,13 +250,15 @@ class DistributionBackend(RegistryBackend):
             if resp.status not in ok:
                 data = r.read()
                 r.close()
-                msg = _error_message(data) or resp.reason
+                # the registry's own words, as dockerd reports them ("manifest unknown:
+                # manifest unknown"); else what the answer says, and who gave it
+                msg = _error_message(data) or f"{self.host}: {resp.reason}"
                 if resp.status == 404:
-                    raise NotFound(f"{self.host}: {msg}")
+                    raise NotFound(msg)
                 if resp.status in (401, 403):
-                    raise Unauthorized(f"{self.host}: {msg}")
+                    raise Unauthorized(msg)
                 if resp.status == 400:
-                    raise InvalidParameter(f"{self.host}: {msg}")
+                    raise InvalidParameter(msg)
                 raise DockyardError(f"{self.host}: {method} {p}: {resp.status} {msg}")
             if not stream:
                 data = r.read()
@@ -254,16 +267,28 @@ class DistributionBackend(RegistryBackend):
             return r
 
     # -- the contract -------------------------------------------------------------------------------
+    def pull_sources(self) -> list[RegistryBackend]:
+        """Docker Hub's mirrors (``registry-mirrors``), each on its own, then the registry."""
+        if not self.hub:
+            return [self]
+        opts = {**self.options, "mirrors": [], "insecure": False}
+        sources: list[RegistryBackend] = [DistributionBackend(m, opts)
+                                          for m in self.options.get("mirrors") or ()]
+        return [*sources, self]
+
     def resolve(self, repo: str, ref: str) -> dict[str, Any]:
-        r = self.request("HEAD", f"/v2/{repo}/manifests/{ref}", scope=_scope(repo),
-                         headers={"Accept": ", ".join(mt.MANIFEST_ACCEPT)})
-        digest = r.headers.get("Docker-Content-Digest")
-        media = (r.headers.get("Content-Type") or "").split(";")[0].strip()
-        size = int(r.headers.get("Content-Length") or 0)
+        path = f"/v2/{repo}/manifests/{ref}"
+        accept = {"Accept": ", ".join(mt.MANIFEST_ACCEPT)}
+        try:
+            r = self.request("HEAD", path, scope=_scope(repo), headers=accept)
+            digest = r.headers.get("Docker-Content-Digest")
+        except NotFound:  # a HEAD has no body: the GET gives the registry's words (or answers)
+            digest = None
         if not digest:
             media, raw = self.get_manifest(repo, ref)
-            digest, size = mt.sha256_of(raw), len(raw)
-        return {"mediaType": media, "digest": digest, "size": size}
+            return {"mediaType": media, "digest": mt.sha256_of(raw), "size": len(raw)}
+        media = (r.headers.get("Content-Type") or "").split(";")[0].strip()
+        return {"mediaType": media, "digest": digest, "size": int(r.headers.get("Content-Length") or 0)}
 
     def get_manifest(self, repo: str, ref: str) -> tuple[str, bytes]:
         r = self.request("GET", f"/v2/{repo}/manifests/{ref}", scope=_scope(repo),

@@ -5,8 +5,7 @@ as ``POST /build``), buildah for podman (``podman build --layers``).
 The context: ``FROM busybox``, two RUN steps around a COPY of N small files, WORKDIR, ENV, CMD.
 *cold*: ``build --no-cache`` (every step runs); *warm*: the same build again with the cache a
 first build filled (every step is a cache hit). Built images are removed at the end.
-RUN steps get ``--network none``; dockyard's builder runs them on its (private) default bridge
-whatever the request says.
+RUN steps get ``--network none`` (both builders apply it).
 """
 from __future__ import annotations
 

@@ -1,17 +1,17 @@
 """Docker API groups dockyard does not implement, answered as dockerd answers on a node without
 them, so that tools probing for them (docker-py's network tests leave a swarm in teardown and
-accept 503; ``docker plugin ls``; ``docker search``) get the status and words they expect.
+accept 503; ``docker search``) get the status and words they expect. (Managed plugins are
+served: routes/plugins.py.)
 
 - swarm mode (``/swarm*``, ``/nodes``, ``/services``, ``/tasks``, ``/secrets``, ``/configs``):
   ``503`` and dockerd's words for a node that is not part of a swarm;
-- managed plugins: none installed (``GET /plugins`` is ``[]``, a named one is not found);
 - ``GET /images/search``: dockyard keeps no index and contacts no outside registry to search.
 """
 from __future__ import annotations
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import NotFound, Unavailable
+from dockyard.hookspecs.errors import Unavailable
 
 from ..app import route
 
@@ -45,19 +45,6 @@ async def no_swarm_mode(request: web.Request) -> web.Response:
     raise Unavailable(NO_SWARM_MODE)
 
 
-async def list_plugins(request: web.Request) -> web.Response:
-    return web.json_response([])
-
-
-async def no_such_plugin(request: web.Request) -> web.Response:
-    raise NotFound(f'plugin "{request.match_info["name"]}" not found')
-
-
-async def no_managed_plugins(request: web.Request) -> web.Response:
-    raise NotImplementedError("dockyard does not install Docker Engine managed plugins; "
-                              "its drivers and plugins are Python packages (see dockyard info)")
-
-
 async def search(request: web.Request) -> web.Response:
     raise NotImplementedError("image search is not supported by dockyard: it keeps no index of "
                               "registries and does not query Docker Hub; browse the registry "
@@ -70,12 +57,4 @@ def setup(app: web.Application) -> None:
     route(app, "POST", "/swarm/leave", not_in_a_swarm)
     route(app, "POST", "/swarm/init", no_swarm_mode)
     route(app, "POST", "/swarm/join", no_swarm_mode)
-    route(app, "GET", "/plugins", list_plugins)
-    route(app, "GET", "/plugins/privileges", no_managed_plugins)
-    route(app, "POST", "/plugins/pull", no_managed_plugins)
-    route(app, "POST", "/plugins/create", no_managed_plugins)
-    route(app, "GET", "/plugins/{name:.+}/json", no_such_plugin)
-    for method, action in (("DELETE", ""), ("POST", "/enable"), ("POST", "/disable"),
-                           ("POST", "/push"), ("POST", "/upgrade"), ("POST", "/set")):
-        route(app, method, "/plugins/{name:.+}" + action, no_such_plugin)
     route(app, "GET", "/images/search", search)

@@ -6,7 +6,7 @@ import json
 import os
 import shlex
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 
@@ -119,13 +119,31 @@ async def attach(request: web.Request) -> web.StreamResponse:
     if not stream and not logs:
         raise InvalidParameter("either logs or stream must be set")
     keys = parse_detach_keys(request.query.get("detachKeys"))
+    stdout, stderr = params.flag(request, "stdout"), params.flag(request, "stderr")
+    if logs and (svc.get(request.match_info["id"])["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+        raise InvalidParameter("configured logging driver does not support reading")
+    # as dockerd, the session is attached before the log is replayed (logs=1)
     c, streams = await svc.attach(request.match_info["id"], params.flag(request, "stdin"),
-                                  params.flag(request, "stdout"), params.flag(request, "stderr"))
+                                  stdout, stderr, stream=stream)
+    tty = c["Config"]["Tty"]
+    replay = _frames(svc.logs(c["Id"], stdout=stdout, stderr=stderr, follow=False, tail="all",
+                              since=0.0, until=0.0, timestamps=False), tty) if logs else None
     upgrade = request.headers.get("Upgrade", "").lower() == "tcp" or \
         "upgrade" in request.headers.get("Connection", "").lower()
     # as dockerd, detach keys are looked for only on a TTY
-    return await serve_hijacked(request, streams, c["Config"]["Tty"], upgrade=upgrade,
-                                detach_keys=keys if c["Config"]["Tty"] else b"")
+    return await serve_hijacked(request, streams, tty, upgrade=upgrade,
+                                detach_keys=keys if tty else b"", replay=replay)
+
+
+async def _frames(items: AsyncIterator[tuple[int, bytes]], tty: bool) -> AsyncIterator[bytes]:
+    """Log records as the attach and logs streams carry them: raw on a TTY, else multiplexed."""
+    try:
+        async for stream, data in items:
+            yield data if tty else frame(stream, data)
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def resize(request: web.Request) -> web.Response:
@@ -154,11 +172,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
                      tail=request.query.get("tail", "all"), since=_time_param(request, "since"),
                      until=_time_param(request, "until"),
                      timestamps=params.flag(request, "timestamps"))
-    async for stream, data in race_iter(request, items):
-        if tty:
-            await resp.write(data)
-        else:
-            await resp.write(frame(stream, data))
+    async for chunk in race_iter(request, _frames(items, tty)):
+        await resp.write(chunk)
     await resp.write_eof()
     return resp
 
@@ -170,7 +185,7 @@ async def top(request: web.Request) -> web.Response:
     c = svc.get(request.match_info["id"])
     if not c["State"]["Running"]:
         raise Conflict(f"Container {c['Id']} is not running")
-    pids = set(await request.app["daemon"].execdriver.pids(c["Id"]))
+    pids = set(await svc.drv(c["Id"]).pids(c["Id"]))
     ps_args = request.query.get("ps_args") or "-ef"
     proc = await asyncio.create_subprocess_exec(
         "ps", *shlex.split(ps_args), stdout=asyncio.subprocess.PIPE,
@@ -212,7 +227,7 @@ async def unpause(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = svc.get(request.match_info["id"])
-    drv = request.app["daemon"].execdriver
+    drv = svc.drv(c["Id"])
     stream = params.flag(request, "stream", True)
     one_shot = params.flag(request, "one-shot")
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})

@@ -37,11 +37,7 @@ def registry_auth(request: web.Request) -> dict[str, Any]:
         data = loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), "X-Registry-Auth")
     except (InvalidParameter, ValueError, binascii.Error):
         raise InvalidParameter("invalid X-Registry-Auth header") from None
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if k in ("username", "password", "identitytoken",
-                                                   "registrytoken", "serveraddress")
-            and v and isinstance(v, str)}
+    return transfer.clean_auth(data)
 
 
 def _d(request: web.Request):  # noqa: ANN202

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import NotFound, Unauthorized
 
-from ... import reference, transfer
+from ... import reference, remote
 from ..clientwork import client_work
 from ..jsonstream import JsonStream
 
@@ -25,36 +25,37 @@ def _denied(ref: reference.Reference, why: str) -> NotFound:
                     f"may require 'docker login': {why}")
 
 
-async def _tags_to_pull(backend: Any, ref: reference.Reference) -> list[str]:
-    """What to pull, checked before any progress goes out: an unknown image or refused
-    credentials is an HTTP error, as with dockerd."""
+async def _tags_to_pull(every: list[Any], ref: reference.Reference) -> tuple[list[Any], list[str]]:
+    """The pull sources from the first that has ``ref`` on (a registry's mirrors first,
+    core.remote), and what to pull, checked before any progress goes out: an unknown image or
+    refused credentials is an HTTP error, as with dockerd."""
+    want = ref.digest or ref.tag
     try:
-        if ref.digest or ref.tag:
-            want = ref.digest or ref.tag
-            await asyncio.to_thread(backend.resolve, ref.path, want)
-            return [want]  # type: ignore[list-item]
-        tags = await asyncio.to_thread(backend.tags, ref.path)
+        if want:
+            backends, _ = await asyncio.to_thread(remote.first_source, every, ref.path, want)
+            return backends, [want]
+        return await asyncio.to_thread(remote.each_source, every,
+                                       lambda i, b: (every[i:], b.tags(ref.path)))
     except NotFound:
-        raise _denied(ref, f"manifest unknown: {ref.digest or ref.tag or 'no tags'}") from None
+        raise _denied(ref, f"manifest unknown: {want or 'no tags'}") from None
     except Unauthorized as exc:
         raise _denied(ref, exc.message) from None
-    if not tags:
-        raise _denied(ref, "the repository has no tags")
-    return tags
 
 
 async def pull(request: web.Request, ref: reference.Reference, auth: dict[str, Any]) -> web.StreamResponse:
     """Pull ``ref`` (every tag when it names neither a tag nor a digest) with ``auth``."""
     d = request.app["daemon"]
-    backend = d.remote(ref.domain, auth)
+    every = d.remote(ref.domain, auth).pull_sources()
     try:
-        wanted = await _tags_to_pull(backend, ref)
+        backends, wanted = await _tags_to_pull(every, ref)
+        if not wanted:
+            raise _denied(ref, "the repository has no tags")
         out = JsonStream(request)
         fresh = False
         for want in wanted:
             def work(progress: Any, cancel: threading.Event, want: str = want) -> dict[str, Any]:
-                return transfer.Puller(d.images, backend, progress, cancel).pull(
-                    ref.path, want, status_id=want)
+                return remote.pull(d.images, backends, ref.path, want, progress, cancel,
+                                   status_id=want)
 
             try:
                 async with client_work(request):
@@ -71,7 +72,7 @@ async def pull(request: web.Request, ref: reference.Reference, auth: dict[str, A
             d.emit("dockyard_image_pulled", image_id=result["image_id"], reference=str(one))
             d.event("image", "pull", str(one), {"name": str(one)})
     finally:
-        await asyncio.to_thread(backend.close)
+        await asyncio.to_thread(remote.close_all, every)
     shown = ref.familiar()
     await out.write({"status": (f"Status: Downloaded newer image for {shown}" if fresh
                                 else f"Status: Image is up to date for {shown}")})

@@ -43,8 +43,9 @@ async def version(request: web.Request) -> web.Response:
                "GoVersion": "python" + platform.python_version(), "Os": "linux",
                "Arch": _arch(), "KernelVersion": _kernel(), "BuildTime": "", "Experimental": "false"}
     components = [{"Name": "Engine", "Version": VERSION, "Details": details}]
-    for kind, drv in (("graph driver", d.graph), ("exec driver", d.execdriver)):
-        components.append({"Name": f"{drv.name} ({kind})", "Version": VERSION,
+    for kind, drv in (("graph driver", d.graph), *(("exec driver", e) for e in d.runtimes.all())):
+        version = getattr(drv, "version", lambda: "")() or VERSION
+        components.append({"Name": f"{drv.name} ({kind})", "Version": version,
                            "Details": dict(drv.status()) or {"Driver": drv.name}})
     body = {"Platform": {"Name": f"dockyard {VERSION}"}, "Components": components,
             "Version": VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
@@ -98,7 +99,7 @@ async def info(request: web.Request) -> web.Response:
         "NCPU": os.cpu_count() or 1, "MemTotal": _meminfo(), "DockerRootDir": d.data_root,
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(),
         "Labels": d.config["labels"], "ExperimentalBuild": False, "ServerVersion": VERSION,
-        "Runtimes": {d.execdriver.name: {"path": d.execdriver.name}},
+        "Runtimes": d.runtimes.info(),
         "DefaultRuntime": d.execdriver.name, "ExecutionDriver": d.execdriver.name,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
                   "Error": "", "RemoteManagers": None},

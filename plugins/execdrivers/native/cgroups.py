@@ -44,6 +44,38 @@ def _read(path: str) -> str:
         return f.read()
 
 
+def _rt_refused(d: str, name: str, value: int, e: OSError) -> InvalidParameter:
+    return InvalidParameter(
+        f"{d}/{name}: the kernel refused {value}: {e.strerror} (a cgroup's real-time runtime "
+        f"must fit in its parent's: give the daemon a budget with cpu-rt-runtime, as dockerd's "
+        f"--cpu-rt-runtime)")
+
+
+def _write_rt(d: str, name: str, value: int) -> None:
+    try:
+        _write(f"{d}/{name}", value)
+    except OSError as e:
+        raise _rt_refused(d, name, value, e) from None
+
+
+def _set_rt(d: str, period: int, runtime: int) -> None:
+    """A cgroup's real-time period and runtime, in an order the kernel accepts (each write is
+    checked against the other value): as runc, a period refused first is written again after
+    the runtime."""
+    retry = 0
+    if period:
+        try:
+            _write(f"{d}/cpu.rt_period_us", period)
+        except OSError as e:
+            if e.errno != errno.EINVAL or not runtime:
+                raise _rt_refused(d, "cpu.rt_period_us", period, e) from None
+            retry = period
+    if runtime:
+        _write_rt(d, "cpu.rt_runtime_us", runtime)
+    if retry:
+        _write_rt(d, "cpu.rt_period_us", retry)
+
+
 class Cgroups:
     """The cgroup layout of this host, found once."""
 
@@ -79,10 +111,38 @@ class Cgroups:
 
     def unsupported(self, res: dict) -> list[str]:
         """The OCI resources of ``res`` this host's cgroups cannot apply (the probe of
-        :func:`dockyard.hookspecs.host.cgroupfiles.host_support` on this tree)."""
+        :func:`dockyard.hookspecs.host.cgroupfiles.host_support` on this tree; the real-time
+        budget: :attr:`realtime`)."""
         if self._support is None:
             self._support = cgroupfiles.host_support(self.root)
-        return cgroupfiles.unsupported(res, self._support)
+        out = cgroupfiles.unsupported(res, self._support)
+        cpu = res.get("cpu") or {}
+        return out + [f"cpu.{key}" for key in ("realtimePeriod", "realtimeRuntime")
+                      if cpu.get(key) and not self.realtime]
+
+    @property
+    def realtime(self) -> bool:
+        """Whether containers can get a real-time CPU budget: cgroup v1's ``cpu.rt_*`` files
+        (a kernel with CONFIG_RT_GROUP_SCHED); cgroup v2 has none."""
+        base = self.hierarchies.get("cpu")
+        return not self.v2 and bool(base) and os.path.exists(f"{base}/cpu.rt_runtime_us")
+
+    def set_rt_parents(self, rel: str, period: int, runtime: int) -> None:
+        """The daemon's ``cpu-rt-period``/``cpu-rt-runtime`` (0: leave as is) into every ancestor
+        of cgroup ``rel`` below the cpu hierarchy's root, top down (dockerd's
+        ``initCPURtController``): a child's real-time budget must fit in its parent's."""
+        base = self.hierarchies.get("cpu")
+        if base is None or not (period or runtime):
+            return
+        path = base
+        for part in os.path.dirname(rel.strip("/")).split("/"):
+            if not part:
+                continue
+            path = os.path.join(path, part)
+            os.makedirs(path, exist_ok=True)
+            for name, value in (("cpu.rt_period_us", period), ("cpu.rt_runtime_us", runtime)):
+                if value:
+                    _write_rt(path, name, value)
 
     def _prepare_parent(self, parent: str) -> None:
         """Create the shared parent (e.g. ``dockyard``) in each hierarchy, set up once."""
@@ -158,6 +218,11 @@ class Cgroups:
         try:
             for path, value in self._writes(dirs, res):
                 _write(path, value)
+            cpu = res.get("cpu") or {}
+            if (cpu.get("realtimePeriod") or cpu.get("realtimeRuntime")) and not self.v2:
+                # in runc's order (a period refused first is written again after the runtime)
+                _set_rt(self._dir(dirs, "cpu") or "", cpu.get("realtimePeriod") or 0,
+                        cpu.get("realtimeRuntime") or 0)
         except cgroupfiles.Untranslatable as e:
             raise InvalidParameter(f"cannot apply resource limits: {e}") from None
         except OSError as e:

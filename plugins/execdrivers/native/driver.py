@@ -132,16 +132,22 @@ class NativeDriver(ExecDriver):
     name = "native"
     priority = 50
     user_namespaces = True
-    bindings = (SECCOMP_BINDING,)
+    bindings: tuple = (SECCOMP_BINDING,)
+    #: what makes the processes in the supervisor (``module:Class``; empty: the native init)
+    launcher = ""
+
+    def launcher_options(self) -> dict[str, Any]:
+        """The launcher's options (JSON), given to the supervisor when it starts."""
+        return {}
 
     def __init__(self, root: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(root, options)
         if not sys.platform.startswith("linux"):
-            raise DriverNotSupported("native: needs Linux")
+            raise DriverNotSupported(f"{self.name}: needs Linux")
         if os.geteuid() != 0:
-            raise DriverNotSupported("native: needs root")
+            raise DriverNotSupported(f"{self.name}: needs root")
         if not os.path.exists("/proc/self/ns/pid") or not os.path.exists("/proc/self/ns/mnt"):
-            raise DriverNotSupported("native: kernel without pid/mount namespaces")
+            raise DriverNotSupported(f"{self.name}: kernel without pid/mount namespaces")
         self.root = os.path.abspath(root)
         self.sock_path = os.path.join(self.root, SOCK_NAME)
         #: ``--exec-opt native.cgroup-root=PATH``: the cgroup tree the containers go in (a v1
@@ -194,7 +200,9 @@ class NativeDriver(ExecDriver):
             with open(os.path.join(self.root, LOG_NAME), "ab") as errlog:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", SUPERVISOR_MODULE, "--root", self.root,
-                     "--ready-fd", str(w),
+                     "--ready-fd", str(w), *(["--launcher", self.launcher, "--launcher-options",
+                                              json.dumps(self.launcher_options())]
+                                             if self.launcher else []),
                      *(["--cgroup-root", self.cgroup_root] if self.cgroup_root else [])],
                     pass_fds=(w,), start_new_session=True, close_fds=True, cwd="/",
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog)
@@ -225,7 +233,7 @@ class NativeDriver(ExecDriver):
         threading.Thread(target=watch, name="dockyard-native-supervisor", daemon=True).start()
         data = await asyncio.wait_for(ready, SPAWN_TIMEOUT)
         if not data.startswith(b"ready"):
-            raise DockyardError(f"native: the supervisor did not start; see "
+            raise DockyardError(f"{self.name}: the supervisor did not start; see "
                                 f"{os.path.join(self.root, LOG_NAME)}")
 
     async def _call(self, op: str, **args: Any) -> Any:

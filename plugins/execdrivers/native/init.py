@@ -33,6 +33,7 @@ from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.host import devices, seccompbpf
 from dockyard.plugins.execdrivers.native import rootfs as rootsetup
+from dockyard.plugins.execdrivers.native.procenv import merge_env
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -712,13 +713,7 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
             os.close(slave)
         user = proc.get("user") or {"username": (base.get("user") or {}).get("username", "")}
         uid, gid, groups, home = resolve_user(user)
-        env: dict[str, str] = {}
-        for kv in list(base.get("env") or []) + list(proc.get("env") or []):
-            k, sep, v = kv.partition("=")
-            if sep:
-                env[k] = v
-            else:  # a bare NAME unsets it, as dockerd's ReplaceOrAppendEnvValues
-                env.pop(k, None)
+        env = merge_env(base.get("env"), proc.get("env"))
         env.setdefault("HOME", home)
         env.setdefault("PATH", DEFAULT_PATH)
         if cfg["tty"]:

@@ -47,6 +47,7 @@ from dockyard.hookspecs.errors import (
     Conflict, DockyardError, ExecError, InvalidParameter, NotFound,
 )
 from dockyard.plugins.execdrivers.native import init as _init
+from dockyard.plugins.execdrivers.native import launcher as _launcher
 from dockyard.plugins.execdrivers.native.cgroups import Cgroups
 
 
@@ -560,8 +561,9 @@ class Exec:
 
 
 class Supervisor:
-    def __init__(self, root: str, cgroup_root: str | None = None) -> None:
+    def __init__(self, root: str, launcher: _launcher.Launcher | None = None, cgroup_root: str = "") -> None:
         self.root = os.path.abspath(root)
+        self.launcher = launcher or _launcher.NativeLauncher()
         self.sock_path = os.path.join(self.root, SOCK_NAME)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.containers: dict[str, Container] = {}
@@ -673,6 +675,7 @@ class Supervisor:
                                             "oom_killed": False, "error": ""}
             c.status = "exited"
             c.pid = 0
+            self.launcher.recover(self, cid)
             try:
                 with open(os.path.join(self.root, cid, "config.json")) as f:
                     c.spec = json.load(f)
@@ -702,6 +705,8 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             if code < 0:
                 code = 128 - code
+            if _launcher.reaped(pid, code):
+                continue
             c = self.by_pid.pop(pid, None)
             if c is not None:
                 c.on_exit(code)
@@ -893,13 +898,14 @@ class Supervisor:
                         stdio[stream] = w
                         ex.add_output(r, stream)
             chan, child_chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            cfg = {"spec": c.spec, "process": process, "tty": tty, "stdio": stdio,
+            cfg = {"id": c.id, "dir": c.dir, "exec_id": eid, "options": self.launcher.options,
+                   "spec": c.spec, "process": process, "tty": tty, "stdio": stdio,
                    "target_pid": c.pid, "cgroup_procs": Cgroups.procs_files(c.cg_dirs),
                    "base_rlimits": self.base_rlimits, "seccomp_bpf": _seccomp_bpf(c.spec)}
         except BaseException:
             self._undo_setup(ex, child_fds, chan, child_chan)
             raise
-        gpid, err = await self._spawn(ex, _init.exec_main, cfg, child_fds, chan, child_chan)
+        gpid, err = await self._spawn(ex, self.launcher.exec_entry, cfg, child_fds, chan, child_chan)
         if gpid:
             ex.pid = gpid
             self.by_pid[gpid] = ex
@@ -948,6 +954,7 @@ class Supervisor:
             raise InvalidParameter(f"rootfs {root!r} is not a directory")
         if not (spec.get("process") or {}).get("args"):
             raise InvalidParameter("no command specified")
+        self.launcher.check(spec)
         for ns in (spec.get("linux") or {}).get("namespaces") or ():
             if ns.get("type") not in host.NAMESPACE_FLAGS:
                 raise InvalidParameter(f"unknown namespace type {ns.get('type')!r}")
@@ -964,13 +971,15 @@ class Supervisor:
             os.makedirs(c.dir, mode=0o700, exist_ok=True)
         resources = (spec.get("linux") or {}).get("resources") or {}
         if self.cgroups.available:
-            rel = (spec.get("linux") or {}).get("cgroupsPath") or ""
-            if not rel or ":" in rel:
-                rel = f"dockyard/{id}"
+            rel = _launcher.cgroup_rel(spec, id)
             # made afresh for every run (those of a created container hold no process yet)
             await self._remove_cgroups(c)
+            notes = spec.get("annotations") or {}
             try:
-                c.cg_dirs = self.cgroups.create(rel, resources)  # all made, or none left
+                self.cgroups.set_rt_parents(rel, int(notes.get("io.dockyard.cpu-rt-period") or 0),
+                                            int(notes.get("io.dockyard.cpu-rt-runtime") or 0))
+                c.cg_dirs = self.cgroups.create(  # all made, or none left
+                    rel, {} if self.launcher.applies_resources else resources)
             except (InvalidParameter, OSError) as e:
                 if new:
                     shutil.rmtree(c.dir, ignore_errors=True)
@@ -996,6 +1005,7 @@ class Supervisor:
         with open(os.path.join(c.dir, "config.json"), "w") as f:
             json.dump(spec, f)
         c.persist()
+        await self.launcher.prepare(self, c)
 
     async def op_start(self, id: str) -> int:
         c = self._get(id)
@@ -1028,7 +1038,8 @@ class Supervisor:
                     stdio[stream] = w
                     c.add_output(r, stream)
             chan, child_chan = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            cfg = {"spec": spec, "namespaces": namespaces, "mounts": mounts, "tty": c.tty,
+            cfg = {"id": c.id, "dir": c.dir, "options": self.launcher.options,
+                   "cgroups_path": _launcher.cgroup_rel(spec, c.id), "spec": spec, "namespaces": namespaces, "mounts": mounts, "tty": c.tty,
                    "stdio": stdio, "cgroup_procs": Cgroups.procs_files(c.cg_dirs),
                    "base_rlimits": self.base_rlimits, "seccomp_bpf": _seccomp_bpf(spec)}
         except BaseException:
@@ -1036,7 +1047,8 @@ class Supervisor:
             c.starting = False
             raise
         try:
-            gpid, err = await self._spawn(c, _init.child_main, cfg, child_fds, chan, child_chan)
+            gpid, err = await self._spawn(c, self.launcher.start_entry, cfg, child_fds, chan,
+                                          child_chan)
         finally:
             c.starting = False
         if gpid:
@@ -1183,10 +1195,7 @@ class Supervisor:
         c = self._get(id)
         if c.status not in ("running", "paused") or not c.pid or c.proc_code is not None:
             raise Conflict(f"Container {id} is not running")
-        try:
-            os.kill(c.pid, int(signal))
-        except ProcessLookupError:
-            pass
+        await self.launcher.kill(self, c, int(signal))
         if c.status == "paused" and int(signal) == 9:
             self._thaw(c)
 
@@ -1205,6 +1214,7 @@ class Supervisor:
                 self._thaw(c)
             await c.wait_future()
         await self._remove_cgroups(c)
+        await self.launcher.delete(self, c)
         for cl in c.clients:
             cl.close()
         c.clients.clear()
@@ -1287,8 +1297,7 @@ class Supervisor:
         c = self._get(id)
         if not isinstance(resources, dict):
             raise InvalidParameter("resources must be an object")
-        if self.cgroups.available and c.cg_dirs:
-            self.cgroups.apply(c.cg_dirs, resources)
+        await self.launcher.update(self, c, resources)
         lin = c.spec.setdefault("linux", {})
         merged = dict(lin.get("resources") or {})
         for key, value in resources.items():
@@ -1302,13 +1311,7 @@ class Supervisor:
         c = self._get(id)
         if c.status != "running":
             raise Conflict(f"Container {id} is not running")
-        for _ in range(1000):
-            if self.cgroups.freeze(c.cg_dirs, True):
-                break
-            await asyncio.sleep(0.001)
-        else:
-            self.cgroups.freeze(c.cg_dirs, False)
-            raise DockyardError(f"container {id}: freezing timed out")
+        await self.launcher.pause(self, c)
         c.status = "paused"
         c.persist()
 
@@ -1316,10 +1319,7 @@ class Supervisor:
         c = self._get(id)
         if c.status != "paused":
             raise Conflict(f"Container {id} is not paused")
-        for _ in range(1000):
-            if self.cgroups.freeze(c.cg_dirs, False):
-                break
-            await asyncio.sleep(0.001)
+        await self.launcher.resume(self, c)
         c.status = "running"
         c.persist()
 
@@ -1328,6 +1328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dockyard-native-supervisor")
     parser.add_argument("--root", required=True, type=os.path.abspath)
     parser.add_argument("--ready-fd", type=int, default=None)
+    parser.add_argument("--launcher", default="", help="MODULE:CLASS (default: the native one)")
+    parser.add_argument("--launcher-options", default="{}", help="a JSON object")
     parser.add_argument("--cgroup-root", default=None)  # the cgroup tree (native.cgroup-root)
     args = parser.parse_args(argv)
     os.makedirs(args.root, mode=0o711, exist_ok=True)
@@ -1341,7 +1343,8 @@ def main(argv: list[str] | None = None) -> int:
     host.set_child_subreaper()
     host.set_name("dockyard-shim")
     try:
-        asyncio.run(Supervisor(args.root, args.cgroup_root).serve(args.ready_fd))
+        launcher = _launcher.load(args.launcher, json.loads(args.launcher_options))
+        asyncio.run(Supervisor(args.root, launcher, args.cgroup_root or "").serve(args.ready_fd))
     except Exception:  # noqa: BLE001
         log.exception("supervisor failed")
         return 1

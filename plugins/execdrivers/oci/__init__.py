@@ -1,0 +1,4 @@
+"""OCI runtimes (runc, crun, any of the daemon's ``runtimes``) as exec drivers."""
+from .driver import CrunDriver, OciDriver, RuncDriver
+
+__all__ = ["CrunDriver", "OciDriver", "RuncDriver"]
