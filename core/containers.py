@@ -27,7 +27,7 @@ from dockyard.hookspecs.host import ns, units
 from dockyard.hookspecs.host.timefmt import rfc3339
 from dockyard.hookspecs.idmap import IDMap
 
-from . import health, names, seccomp as seccompmod, spec as specmod
+from . import health, names, resources as resourcesmod, seccomp as seccompmod, spec as specmod
 from .attach import (PendingAttach, StartFailed, check_attachable, check_removable, connect_pending,
                      end_pending, exit_being_recorded, no_live_output, record_start_failure)
 from .blobs import atomic_write
@@ -220,8 +220,6 @@ class ContainerService:
             cfg["Entrypoint"] = None
         args = specmod.command(cfg)
         parse_signal(cfg["StopSignal"])
-        if host.get("Memory") and 0 < host["Memory"] < 6 * 1024 * 1024:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
         if "SecurityOpt" in host:
             host["SecurityOpt"] = seccompmod.normalize_security_opts(host["SecurityOpt"])
             specmod.security_options(host["SecurityOpt"])
@@ -261,7 +259,7 @@ class ContainerService:
         host_cfg["Links"] = links or None  # as dockerd shows them: /child:/parent/alias
         host_cfg["Runtime"] = runtime  # the exec driver that runs it
         specmod.check_host_config(host_cfg)
-        specmod.check_resources(host_cfg, self.d.runtimes.drivers[runtime])
+        warnings = resourcesmod.adapt(host_cfg, self.d.runtimes.drivers[runtime], self.graph.name)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -312,7 +310,7 @@ class ContainerService:
         self.save(c)
         self.d.emit("dockyard_container_created", container=self.public(c))
         self._event("create", c)
-        return {"Id": cid, "Warnings": []}
+        return {"Id": cid, "Warnings": warnings}
 
     # -- prepare / start ------------------------------------------------------------------------
     async def _prepare(self, c: dict[str, Any]) -> None:
@@ -809,7 +807,8 @@ class ContainerService:
     # -- update -----------------------------------------------------------------------------------
     #: the ``UpdateConfig`` fields this engine applies (dockerd's others are accepted at zero)
     UPDATE_INT_KEYS = ("Memory", "MemorySwap", "CpuShares", "CpuQuota", "CpuPeriod", "NanoCpus",
-                       "PidsLimit", "BlkioWeight", "CpuRealtimePeriod", "CpuRealtimeRuntime")
+                       "PidsLimit", "BlkioWeight", "MemoryReservation", "CpuRealtimePeriod",
+                       "CpuRealtimeRuntime")
 
     async def update(self, ref: str, body: Any) -> dict[str, Any]:
         """``docker update``: new resource limits (applied at once to a running container, kept
@@ -824,13 +823,6 @@ class ContainerService:
         if new.get("NanoCpus") and (new.get("CpuQuota") or new.get("CpuPeriod")):
             raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period/Quota cannot "
                                    "both be set")
-        if new.get("Memory") and 0 < new["Memory"] < 6 * 1024 * 1024:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
-        mem = new.get("Memory", host.get("Memory") or 0)
-        swap = new.get("MemorySwap", host.get("MemorySwap") or 0)
-        if mem > 0 and swap > 0 and swap < mem:
-            raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, "
-                                   "see usage")
         policy = body.get("RestartPolicy")
         if policy and policy.get("Name"):
             if policy["Name"] != "no" and host.get("AutoRemove"):
@@ -840,7 +832,7 @@ class ContainerService:
         if new.get("NanoCpus"):
             updated.pop("CpuQuota", None)
             updated.pop("CpuPeriod", None)
-        specmod.check_resources(new, self.drv(c["Id"]))
+        warnings = resourcesmod.check_update(host, new, updated, self.drv(c["Id"]))
         if new and (c["State"]["Running"] or self.rt(c["Id"]).prepared):
             await self.drv(c["Id"]).update(c["Id"], specmod.resources_of(updated))
         if policy and policy.get("Name"):
@@ -849,7 +841,7 @@ class ContainerService:
         c["HostConfig"] = updated
         self.save(c)
         self._event("update", c)
-        return {"Warnings": []}
+        return {"Warnings": warnings}
 
     # -- rename / prune -------------------------------------------------------------------------
     async def rename(self, ref: str, new: str) -> None:

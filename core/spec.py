@@ -10,6 +10,8 @@ from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.host.caps import ALL_CAPS, DEFAULT_CAPS, normalize as normalize_cap
 from dockyard.hookspecs.idmap import IDMap
 
+from . import propagation
+from .resources import resources_of
 from .volumes import spec_mounts
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -161,57 +163,6 @@ def log_annotations(log_config: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-#: an OCI ``linux.resources`` field -> the HostConfig field that sets it
-RESOURCE_FIELDS = {"memory.limit": "Memory", "memory.swap": "MemorySwap", "pids.limit": "PidsLimit",
-                   "cpu.shares": "CpuShares", "cpu.quota": "CpuQuota", "cpu.period": "CpuPeriod",
-                   "cpu.cpus": "CpusetCpus", "cpu.mems": "CpusetMems", "blockIO.weight": "BlkioWeight",
-                   "cpu.realtimePeriod": "CpuRealtimePeriod",
-                   "cpu.realtimeRuntime": "CpuRealtimeRuntime"}
-
-
-def check_resources(host: dict[str, Any], execdrv: Any) -> None:
-    """InvalidParameter naming the first resource of ``host`` the exec driver cannot apply on
-    this host (never run a container without a limit it asked for)."""
-    period, runtime = host.get("CpuRealtimePeriod") or 0, host.get("CpuRealtimeRuntime") or 0
-    if period and runtime > period:
-        raise InvalidParameter(f"HostConfig.CpuRealtimeRuntime ({runtime}) cannot be higher than "
-                               f"HostConfig.CpuRealtimePeriod ({period})")
-    for name in execdrv.unsupported_resources(resources_of(host)):
-        field = RESOURCE_FIELDS.get(name, name)
-        raise InvalidParameter(f"HostConfig.{field}: not supported on this host by the "
-                               f"{execdrv.name} exec driver ({name})")
-
-
-def resources_of(host: dict[str, Any]) -> dict[str, Any]:
-    """OCI ``linux.resources`` from a HostConfig (at create, and again for ``docker update``)."""
-    resources: dict[str, Any] = {}
-    if host.get("Memory"):
-        resources["memory"] = {"limit": int(host["Memory"])}
-        if host.get("MemorySwap"):
-            resources["memory"]["swap"] = int(host["MemorySwap"])
-    if host.get("PidsLimit"):
-        resources["pids"] = {"limit": int(host["PidsLimit"])}
-    if host.get("CpuShares"):
-        resources["cpu"] = {"shares": int(host["CpuShares"])}
-    if host.get("CpuQuota"):
-        resources.setdefault("cpu", {})["quota"] = int(host["CpuQuota"])
-    if host.get("CpuPeriod"):
-        resources.setdefault("cpu", {})["period"] = int(host["CpuPeriod"])
-    if host.get("CpusetCpus"):
-        resources.setdefault("cpu", {})["cpus"] = host["CpusetCpus"]
-    if host.get("BlkioWeight"):
-        resources["blockIO"] = {"weight": int(host["BlkioWeight"])}
-    if host.get("CpusetMems"):
-        resources.setdefault("cpu", {})["mems"] = host["CpusetMems"]
-    if host.get("NanoCpus"):
-        resources.setdefault("cpu", {})["quota"] = int(host["NanoCpus"]) * 100000 // 1_000_000_000
-        resources["cpu"]["period"] = 100000
-    for key, oci in (("CpuRealtimePeriod", "realtimePeriod"), ("CpuRealtimeRuntime", "realtimeRuntime")):
-        if host.get(key):
-            resources.setdefault("cpu", {})[oci] = int(host[key])
-    return resources
-
-
 def base_mounts(shm_size: int = DEFAULT_SHM_SIZE, sys_readonly: bool = True) -> list[dict[str, Any]]:
     """What every container (and managed plugin) gets mounted: /proc, /dev, /sys, ..."""
     return [
@@ -222,6 +173,9 @@ def base_mounts(shm_size: int = DEFAULT_SHM_SIZE, sys_readonly: bool = True) -> 
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
          "options": ["nosuid", "noexec", "nodev", *(("ro",) if sys_readonly else ())]},
+        # the container's own cgroups, as dockerd (read-write with --privileged)
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "ro" if sys_readonly else "rw"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size // 1024}k"]},
@@ -304,6 +258,7 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
         },
         "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
         "hostname": cfg.get("Hostname") or "",
+        **({"domainname": cfg["Domainname"]} if cfg.get("Domainname") else {}),
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
@@ -313,6 +268,8 @@ def build(container: dict[str, Any], rootfs: str, namespaces: list[dict[str, str
             "readonlyPaths": READONLY_PATHS if confined_paths else [],
             "cgroupsPath": f"{(host.get('CgroupParent') or 'dockyard').strip('/')}/{container['Id']}",
             **({"sysctl": dict(host["Sysctls"])} if host.get("Sysctls") else {}),
+            **({"rootfsPropagation": prop} if (prop := propagation.rootfs(
+                container.get("Mounts") or [])) else {}),
             **userns,
             **({"seccomp": seccomp} if seccomp else {}),
         },

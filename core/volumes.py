@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 
-from . import localvolumes
+from . import localvolumes, propagation, subpath
 from .volumeplugins import VolumePlugins, is_plugin_driver
 
 log = logging.getLogger(__name__)
@@ -193,10 +193,11 @@ class VolumeService:
                 raise InvalidParameter(f"invalid mode {parts[2]!r} in volume specification {spec!r}")
             rw = "ro" not in modes
             if src.startswith("/"):
+                prop = propagation.of(modes)
                 # a missing source is made (a directory) when the container starts: prepare_binds
                 out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
                             "Mode": parts[2] if len(parts) == 3 else "", "RW": rw,
-                            "Propagation": "rprivate"}
+                            "Propagation": prop}
             else:
                 vol = self.create(src, host.get("VolumeDriver") or "")
                 out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
@@ -210,8 +211,9 @@ class VolumeService:
                 if not src.startswith("/") or not os.path.exists(src):
                     raise InvalidParameter(f"invalid mount config for type \"bind\": bind source path "
                                            f"does not exist: {src}")
+                prop = (m.get("BindOptions") or {}).get("Propagation") or propagation.DEFAULT
                 out[dst] = {"Type": "bind", "Source": posixpath.normpath(src), "Destination": dst,
-                            "Mode": "", "RW": not ro, "Propagation": "rprivate"}
+                            "Mode": "", "RW": not ro, "Propagation": prop}
             elif typ == "volume":
                 vopts = m.get("VolumeOptions") or {}
                 # --mount volume-driver=..., volume-opt=...: the driver and options of a volume
@@ -222,7 +224,8 @@ class VolumeService:
                 vol = self.create(m.get("Source") or None, dcfg.get("Name") or "",
                                   labels=vopts.get("Labels"), options=dcfg.get("Options"))
                 # NoCopy (--mount volume-nocopy): no copy of the image's content, as -v :nocopy
-                out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": vol["Mountpoint"],
+                src = subpath.source(vol["Mountpoint"], vopts.get("Subpath") or "")
+                out[dst] = {"Type": "volume", "Name": vol["Name"], "Source": src,
                             "Destination": dst, "Driver": vol["Driver"],
                             "Mode": "nocopy" if vopts.get("NoCopy") else "z", "RW": not ro,
                             "Propagation": ""}
@@ -282,6 +285,14 @@ class VolumeService:
             except NotFound as e:
                 raise InvalidParameter(f"{field}: {e.message}") from None
 
+    def _subpath_of(self, m: dict[str, Any]) -> str:
+        """The volume's mount point when mount ``m`` binds a subpath of it, else ""."""
+        try:
+            mountpoint = self._row(m["Name"])["Mountpoint"]
+        except NotFound:
+            return ""
+        return mountpoint if m["Source"] != mountpoint else ""
+
     def copy_up(self, c: dict[str, Any], rootfs: str) -> None:
         """Docker's copy-up: an empty volume mounted where the image has content gets a copy
         of it (once, at first start). Runs in a worker thread."""
@@ -291,8 +302,8 @@ class VolumeService:
             return
         c["_volumes_copied"] = True
         for m in c.get("Mounts") or []:
-            if m.get("Type") != "volume" or m.get("Mode") == "nocopy":
-                continue
+            if m.get("Type") != "volume" or m.get("Mode") == "nocopy" or self._subpath_of(m):
+                continue  # a volume-subpath mount gets no copy of the image's content
             if os.listdir(m["Source"]):
                 continue
             try:
@@ -326,6 +337,7 @@ class VolumeService:
     def prepare_binds(self, c: dict[str, Any]) -> None:
         """Before a start or a ``docker cp``, as dockerd: a missing bind source given with ``-v``
         is made (a directory); one given with ``--mount`` is refused."""
+        propagation.check_sources(c.get("Mounts") or [])
         strict = {_dest(m.get("Target")) for m in c["HostConfig"].get("Mounts") or []
                   if isinstance(m, dict) and m.get("Type") == "bind"}
         for m in c.get("Mounts") or []:
@@ -370,8 +382,8 @@ class VolumeService:
 
     def mount(self, c: dict[str, Any], user: str = "") -> None:
         """Before container ``c`` starts (or a ``docker cp`` reads or writes its files: another
-        ``user``): mount its volumes that have options (the first user mounts). Runs in a
-        worker thread; a failed mount is the start's error."""
+        ``user``): mount its volumes that have options (the first user mounts), then check its
+        volume-subpaths. Runs in a worker thread; a failed mount is the start's error."""
         own = not user  # the container's own start: its plugin volumes too (VolumeDriver.Mount)
         user = user or c["Id"]
         done = []
@@ -379,7 +391,10 @@ class VolumeService:
             for name, opts, target in self._mounted_volumes(c):
                 self.mounts.acquire(name, opts, target, user)
                 done.append((name, target))
-            if own:
+            for m in c.get("Mounts") or []:  # volume-subpath: checked in the mounted volume
+                if m.get("Type") == "volume" and (mountpoint := self._subpath_of(m)):
+                    subpath.check(mountpoint, m["Source"])
+            if own:  # last: nothing after it can fail and leave a plugin's volume mounted
                 self.plugins.mount(c)
         except BaseException:
             for name, target in done:
@@ -414,13 +429,15 @@ def spec_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for m in c.get("Mounts") or []:
         if m["Type"] == "tmpfs":
-            opts = ["nosuid", "nodev"] + [o for o in (m.get("Mode") or "").split(",") if o]
+            # Docker's defaults; the given options come after and win (exec, suid, dev)
+            opts = ["noexec", "nosuid", "nodev"] + [o for o in (m.get("Mode") or "").split(",") if o]
             if not m.get("RW", True) and "ro" not in opts:
                 opts.append("ro")
             out.append({"destination": m["Destination"], "type": "tmpfs", "source": "tmpfs",
                         "options": opts})
         else:
-            opts = ["rbind", "rprivate"] + ([] if m.get("RW", True) else ["ro"])
+            opts = ["rbind", m.get("Propagation") or propagation.DEFAULT] + \
+                ([] if m.get("RW", True) else ["ro"])
             out.append({"destination": m["Destination"], "type": "bind", "source": m["Source"],
                         "options": opts})
     return out

@@ -17,7 +17,10 @@ The spec
   ``--group-add`` names or numbers resolved the same way), ``capabilities``, ``rlimits``,
   ``noNewPrivileges``, ``oomScoreAdj``.
 * ``root``: ``{"path": <mounted rootfs>, "readonly": bool}``.
-* ``hostname``; ``mounts`` (list of ``{"destination", "type", "source", "options"}``).
+* ``hostname``, ``domainname``; ``mounts`` (list of ``{"destination", "type", "source",
+  "options"}``; a ``type: cgroup`` entry at ``/sys/fs/cgroup`` means the container's own cgroups,
+  read-only unless its options say ``rw``, as runc mounts them; ``tmpfs`` options are the
+  kernel's, flags such as ``noexec``/``exec`` applied in order).
 * ``linux``: ``namespaces`` (list of ``{"type": "pid"|"network"|"mount"|"ipc"|"uts"|"cgroup"|"user",
   "path"?: str}`` — a ``path`` means join that namespace instead of creating one; a type that is
   absent means share the host's), ``resources``, ``maskedPaths``, ``readonlyPaths``,

@@ -162,7 +162,7 @@ def test_bad_device_options_are_refused_at_create(shared_daemon: Daemon) -> None
             ({"DeviceCgroupRules": ["c 1:3"]}, "invalid device cgroup rule format: 'c 1:3'"),
             ({"DeviceCgroupRules": "c 1:3 r"}, "HostConfig.DeviceCgroupRules: expected an array"),
             ({"DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]},
-             "HostConfig.DeviceRequests: not supported by this engine")):
+             "HostConfig.DeviceRequests: could not select device driver")):
         status, body = api.post("/containers/create", {"Image": "busybox", "Cmd": ["true"],
                                                         "HostConfig": host})
         assert status == 400 and words in body["message"], (host, status, body)

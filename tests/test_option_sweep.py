@@ -9,7 +9,8 @@ sent with a non-default value through the API, and must be either
 
 A field that is accepted and dropped fails the sweep, as does a field the table does not list,
 so a new field of the schema needs a row here. Two more kinds exist for what dockerd itself
-does not apply: ``output`` (a field of what inspect shows, ignored in a request by dockerd: the
+does not apply: ``warned`` (what the host's kernel cannot do, discarded with dockerd's own
+warning in the create answer; the probe checks inspect shows it discarded), ``output`` (a field of what inspect shows, ignored in a request by dockerd: the
 sweep checks that inspect shows the real value, not the one sent) and ``ignored`` (dockerd
 ignores it on Linux; the row says why).
 
@@ -341,7 +342,30 @@ def _bridge_name_probe(ctx: "Ctx") -> None:
 
 
 CAP_NET_ADMIN = sh("ip link set lo mtu 1400 && echo changed")
-BLKIO_WEIGHT = os.path.exists("/sys/fs/cgroup/blkio/blkio.weight")
+BLKIO_WEIGHT = any(os.path.exists(f"/sys/fs/cgroup/blkio/{n}") for n in ("blkio.weight", "blkio.bfq.weight"))
+BLKIO_WEIGHT_DEVICE = any(os.path.exists(f"/sys/fs/cgroup/blkio/{n}")
+                          for n in ("blkio.weight_device", "blkio.bfq.weight_device"))
+
+
+def _block_device() -> tuple[str, str]:
+    """(path, "major:minor") of the block device under / (the throttle rows' device)."""
+    dev = os.stat("/").st_dev
+    name = os.path.basename(os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"))
+    return f"/dev/{name}", f"{os.major(dev)}:{os.minor(dev)}"
+
+
+BLOCK_DEV, BLOCK_MM = _block_device()
+
+
+def _oom_kill_disabled(ctx: "Ctx") -> None:
+    shown("HostConfig.OomKillDisable")(ctx)
+    ctx.start()
+    ctx.assert_in("oom_kill_disable 1", ctx.cgroup("memory", "memory.oom_control"))
+
+
+def _propagation_probe(ctx: "Ctx") -> None:
+    output("bound")(ctx)
+    ctx.assert_equal(ctx.inspect("Mounts")[0]["Propagation"], "private")
 UNSET = object()
 
 
@@ -357,12 +381,20 @@ def container_rows(env: "Env") -> list[Row]:
         Row(H + "NanoCpus", 500_000_000, probe=cgroup_file("cpu", "cpu.cfs_quota_us", "50000", H + "NanoCpus"),
             cmd=sleep),
         Row(H + "CgroupParent", env.cgroup_parent, probe=_cgroup_parent_probe, cmd=sleep),
-        # applied where the host's block I/O scheduler has weights; refused (400) elsewhere
-        Row(H + "BlkioWeight", 300, cmd=sleep, kind="refused" if not BLKIO_WEIGHT else "applied",
-            probe=cgroup_file("blkio", "blkio.weight", "300", H + "BlkioWeight")),
-        *(refused(H + k, [{"Path": "/dev/null", "Weight" if k == "BlkioWeightDevice" else "Rate": 10}],
-                  covers=True) for k in ("BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
-                                         "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps")),
+        # applied where the host's block I/O scheduler has weights; elsewhere discarded with
+        # dockerd's warning, as dockerd does
+        Row(H + "BlkioWeight", 300, cmd=sleep, kind="warned" if not BLKIO_WEIGHT else "applied",
+            probe=cgroup_file("blkio", "blkio.weight", "300", H + "BlkioWeight") if BLKIO_WEIGHT
+            else shown(H + "BlkioWeight", 0), why="no weight without the BFQ scheduler"),
+        Row(H + "BlkioWeightDevice", [{"Path": BLOCK_DEV, "Weight": 300}], covers=True, cmd=sleep,
+            kind="warned" if not BLKIO_WEIGHT_DEVICE else "applied",
+            probe=cgroup_file("blkio", "blkio.weight_device", f"{BLOCK_MM} 300", H + "BlkioWeightDevice")
+            if BLKIO_WEIGHT_DEVICE else shown(H + "BlkioWeightDevice", []),
+            why="no weight without the BFQ scheduler"),
+        *(Row(H + k, [{"Path": BLOCK_DEV, "Rate": 1000}], covers=True, cmd=sleep,
+              probe=cgroup_file("blkio", f"blkio.throttle.{f}", f"{BLOCK_MM} 1000", H + k))
+          for k, f in (("BlkioDeviceReadBps", "read_bps_device"), ("BlkioDeviceWriteBps", "write_bps_device"),
+                       ("BlkioDeviceReadIOps", "read_iops_device"), ("BlkioDeviceWriteIOps", "write_iops_device"))),
         Row(H + "CpuPeriod", 50000, probe=cgroup_file("cpu", "cpu.cfs_period_us", "50000", H + "CpuPeriod"),
             cmd=sleep),
         Row(H + "CpuQuota", 25000, probe=cgroup_file("cpu", "cpu.cfs_quota_us", "25000", H + "CpuQuota"),
@@ -385,10 +417,13 @@ def container_rows(env: "Env") -> list[Row]:
                        lambda ctx: (ctx.start(), ctx.assert_in("c 42:42 rw", ctx.cgroup("devices", "devices.list"))))),
         refused(H + "DeviceRequests", [{"Driver": "nvidia", "Count": 1}], covers=True),
         refused(H + "KernelMemory", 64 * mb), refused(H + "KernelMemoryTCP", 64 * mb),
-        refused(H + "MemoryReservation", 32 * mb),
+        Row(H + "MemoryReservation", 32 * mb, cmd=sleep, probe=cgroup_file(
+            "memory", "memory.soft_limit_in_bytes", str(32 * mb), H + "MemoryReservation")),
         Row(H + "MemorySwap", 128 * mb, host={"Memory": 64 * mb}, cmd=sleep,
             probe=cgroup_file("memory", "memory.memsw.limit_in_bytes", str(128 * mb), H + "MemorySwap")),
-        refused(H + "MemorySwappiness", 10), refused(H + "OomKillDisable"),
+        Row(H + "MemorySwappiness", 10, cmd=sleep,
+            probe=cgroup_file("memory", "memory.swappiness", "10", H + "MemorySwappiness")),
+        Row(H + "OomKillDisable", True, host={"Memory": 64 * mb}, cmd=sleep, probe=_oom_kill_disabled),
         Row(H + "Init", True, cmd=("cat", "/proc/1/cmdline"), probe=output("/dev/init", key=H + "Init")),
         Row(H + "PidsLimit", 50, probe=cgroup_file("pids", "pids.max", "50", H + "PidsLimit"), cmd=sleep),
         Row(H + "Ulimits", [{"Name": "nofile", "Soft": 1000, "Hard": 1000}], covers=True,
@@ -475,7 +510,7 @@ def container_rows(env: "Env") -> list[Row]:
             why="macOS only: dockerd on Linux keeps and ignores it"),
         *(refused(H + "Mounts.[].BindOptions." + k,
                   [{"Type": "bind", "Source": env.bind_dir, "Target": "/m", "BindOptions": {k: v}}])
-          for k, v in (("Propagation", "shared"), ("NonRecursive", True), ("CreateMountpoint", True),
+          for k, v in (("NonRecursive", True), ("CreateMountpoint", True),
                        ("ReadOnlyNonRecursive", True), ("ReadOnlyForceRecursive", True))),
         Row(H + "Mounts.[].VolumeOptions.NoCopy", [{"Type": "volume", "Target": "/etc",
                                                     "VolumeOptions": {"NoCopy": True}}],
@@ -490,8 +525,12 @@ def container_rows(env: "Env") -> list[Row]:
             [{"Type": "volume", "Source": "sweepvo" + os.urandom(3).hex(), "Target": "/v", "VolumeOptions": {
                 "DriverConfig": {"Options": {"type": "tmpfs", "device": "tmpfs", "o": "size=2m"}}}}],
             cmd=sh("df -k /v | tail -1"), probe=_volume_opts_probe),
-        refused(H + "Mounts.[].VolumeOptions.Subpath",
-                [{"Type": "volume", "Target": "/v", "VolumeOptions": {"Subpath": "sub"}}]),
+        Row(H + "Mounts.[].VolumeOptions.Subpath",
+            [{"Type": "volume", "Source": "sweepsub", "Target": "/v", "VolumeOptions": {"Subpath": "sub"}}],
+            cmd=("cat", "/v/f"), probe=output("in-sub")),
+        Row(H + "Mounts.[].BindOptions.Propagation",
+            [{"Type": "bind", "Source": env.bind_dir, "Target": "/m", "BindOptions": {"Propagation": "private"}}],
+            cmd=("cat", "/m/f"), probe=_propagation_probe),
         Row(H + "Mounts.[].TmpfsOptions.SizeBytes", [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": mb}}],
             cmd=sh("df -k /t | tail -1"), probe=output(" 1024 ")),
         Row(H + "Mounts.[].TmpfsOptions.Mode", [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": 0o700}}],
@@ -788,6 +827,11 @@ def env(busybox_tar: str) -> Iterator[Env]:
             "Image": "busybox", "Cmd": ["sh", "-c", "echo from-peer > /pv/peerfile; exec sleep 3000"],
             "Volumes": {"/pv": {}}, "ExposedPorts": {"5432/tcp": {}}})
         assert status == 201 and d.api.post(f"/containers/{e.peer}/start")[0] == 204, res
+        status, res = d.api.post("/volumes/create", {"Name": "sweepsub"})  # the Subpath row's
+        assert status == 201, res
+        os.makedirs(os.path.join(res["Mountpoint"], "sub"))
+        with open(os.path.join(res["Mountpoint"], "sub", "f"), "w") as f:
+            f.write("in-sub\n")
         assert d.api.post(f"/networks/{e.net}/connect", {"Container": e.peer})[0] == 200
         e.peer_ip = d.api.get(f"/containers/{e.peer}/json")[1]["NetworkSettings"]["Networks"][e.net]["IPAddress"]
         try:
@@ -824,9 +868,10 @@ def test_every_field_of_the_schema_has_a_row() -> None:
                and not any(p.startswith(c + ".") for c in covering)]
     assert not missing, f"fields without a row in the sweep: {missing}"
     for r in rows:
-        assert r.kind in ("applied", "refused", "output", "ignored"), r
+        assert r.kind in ("applied", "refused", "output", "ignored", "warned"), r
         assert r.kind == "refused" or r.probe is not None, f"{r.path}: a row that is not refused needs a probe"
-        assert r.kind not in ("output", "ignored") or r.why, f"{r.path}: say why dockerd does not apply it"
+        assert r.kind not in ("output", "ignored", "warned") or r.why, \
+            f"{r.path}: say why dockerd does not apply it"
 
 
 @pytest.mark.parametrize("path", ROW_PATHS)
@@ -841,6 +886,8 @@ def test_field_is_applied_or_refused(env: Env, path: str) -> None:
             assert row.field in res["message"], (f"{path}: the 400 must name the field", res)
             return
         assert status in (200, 201), (f"{path} was refused: {res}")
+        if row.kind == "warned":  # discarded as dockerd does, with a warning naming it
+            assert res.get("Warnings"), (f"{path}: discarded without a warning", res)
         assert row.probe is not None
         row.probe(ctx)
     finally:

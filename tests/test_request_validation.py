@@ -145,8 +145,8 @@ def test_json_with_parameters_and_posts_without_a_body_are_fine(d: Daemon) -> No
 
 def test_unsupported_fields_are_refused_when_set(d: Daemon) -> None:
     status, err = d.api.post("/containers/create", {"Image": "busybox",
-                                                    "HostConfig": {"MemoryReservation": 1 << 26}})
-    assert status == 400 and err["message"].startswith("HostConfig.MemoryReservation: not supported")
+                                                    "HostConfig": {"KernelMemory": 1 << 26}})
+    assert status == 400 and err["message"].startswith("HostConfig.KernelMemory: not supported")
     # what the docker CLI sends for them when not given passes
     status, body = d.api.post("/containers/create", {
         "Image": "busybox", "Cmd": ["true"],

@@ -150,18 +150,16 @@ def test_a_wrong_field_is_named(body: object, path: str, words: str) -> None:
 
 
 def test_unsupported_fields_are_refused_only_when_set() -> None:
-    assert "HostConfig.MemoryReservation: not supported" in _refused(
-        {"HostConfig": {"MemoryReservation": 1 << 20}})
+    assert "HostConfig.KernelMemory: not supported" in _refused(
+        {"HostConfig": {"KernelMemory": 1 << 20}})
     assert "HostConfig.MaskedPaths" in _refused({"HostConfig": {"MaskedPaths": []}})
-    assert "Mounts[0].BindOptions.Propagation" in _refused(
-        {"HostConfig": {"Mounts": [{"Type": "bind", "BindOptions": {"Propagation": "shared"}}]}})
-    assert "Mounts[0].VolumeOptions.Subpath" in _refused(
-        {"HostConfig": {"Mounts": [{"Type": "volume", "VolumeOptions": {"Subpath": "a"}}]}})
+    assert "Mounts[0].BindOptions.NonRecursive" in _refused(
+        {"HostConfig": {"Mounts": [{"Type": "bind", "BindOptions": {"NonRecursive": True}}]}})
     assert "ConfigFrom.Network" in _refused({"Name": "n", "ConfigFrom": {"Network": "other"}},
                                             schema.NetworkCreate)
     # their "not set" values pass
     _decode({"HostConfig": {"MemorySwappiness": -1, "Isolation": "default", "VolumeDriver": "local",
-                            "MaskedPaths": None, "Mounts": [{"BindOptions": {"Propagation": "rprivate"}}]}})
+                            "MaskedPaths": None, "Mounts": [{"BindOptions": {"NonRecursive": False}}]}})
     # every listed field exists in its description
     for body_type in SWAGGER_1_45:
         for path, _ in unsupported.rules(body_type):

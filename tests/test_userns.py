@@ -252,12 +252,15 @@ def test_parse_forms_and_default(tmp_path, monkeypatch) -> None:
 
 def test_host_sys_submounts_are_hidden(rd: Daemon) -> None:
     """/sys is the host's (bound read-only), but not the file systems mounted under it: the
-    host's cgroup tree stays invisible, as with a fresh sysfs."""
-    host_cgroups = os.listdir("/sys/fs/cgroup")
-    assert host_cgroups  # the host has some
-    out = ok(rd, "run", "--rm", "busybox", "sh", "-c", "ls -A /sys/fs/cgroup | wc -l; ls /sys/class | wc -l")
-    n_cg, n_class = out.split()
-    assert n_cg == "0" and int(n_class) > 0
+    host's cgroup tree stays invisible; /sys/fs/cgroup shows only the container's own cgroups
+    (its directory per hierarchy, as Docker's view), never the host's tree above them."""
+    host_cgroups = os.listdir("/sys/fs/cgroup/memory")
+    assert "dockyard" in host_cgroups  # the host's tree has the daemons' parents
+    out = ok(rd, "run", "--rm", "busybox", "sh", "-c",
+             "ls -A /sys/fs/cgroup/memory | grep -c -x -e dockyard -e docker; "
+             "wc -l < /sys/fs/cgroup/memory/cgroup.procs; ls /sys/class | wc -l")
+    n_host, n_procs, n_class = out.split()
+    assert n_host == "0" and 1 <= int(n_procs) <= 3 and int(n_class) > 0  # sh, wc
 
 
 def test_survives_daemon_sigkill(rd: Daemon, remap_user: tuple[str, int]) -> None:

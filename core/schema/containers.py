@@ -57,7 +57,7 @@ class ContainerConfig(Body):
     StopTimeout: Opt[Int] = UNSET
     Shell: Opt[StrSlice] = UNSET
 
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Domainname": (), "NetworkDisabled": ()}
+    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"NetworkDisabled": ()}
 
     def __post_init__(self) -> None:
         str_slices(self, "Cmd", "Entrypoint", "Shell")
@@ -137,10 +137,8 @@ class Resources(Body):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         key: () for key in (
-            "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps",
-            "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps", "DeviceRequests", "KernelMemory",
-            "KernelMemoryTCP", "MemoryReservation", "OomKillDisable", "CpuCount", "CpuPercent",
-            "IOMaximumIOps", "IOMaximumBandwidth")} | {"MemorySwappiness": (-1,)}
+            "KernelMemory", "KernelMemoryTCP", "CpuCount", "CpuPercent", "IOMaximumIOps",
+            "IOMaximumBandwidth")}
 
 
 class LogConfig(Body):
@@ -171,7 +169,7 @@ class BindOptions(Body):
     ReadOnlyForceRecursive: Opt[bool] = UNSET
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
-        "Propagation": ("rprivate",), "NonRecursive": (), "CreateMountpoint": (),
+        "NonRecursive": (), "CreateMountpoint": (),
         "ReadOnlyNonRecursive": (), "ReadOnlyForceRecursive": ()}
 
 
@@ -184,9 +182,8 @@ class VolumeOptions(Body):
     NoCopy: Opt[bool] = UNSET
     Labels: Opt[StrMap] = UNSET
     DriverConfig: Opt[VolumeDriverConfig] = UNSET
+    #: a directory inside the volume to mount instead of all of it (core.subpath)
     Subpath: Opt[str] = UNSET
-
-    unsupported: ClassVar[dict[str, tuple[object, ...]]] = {"Subpath": ()}
 
 
 class TmpfsOptions(Body):
@@ -257,7 +254,7 @@ class HostConfig(Resources):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         **Resources.unsupported, "Annotations": (), "Cgroup": (),
-        "StorageOpt": (), "Isolation": ("default",), "MaskedPaths": NULL_ONLY,
+        "Isolation": ("default",), "MaskedPaths": NULL_ONLY,
         "ReadonlyPaths": NULL_ONLY}
 
     def __post_init__(self) -> None:
@@ -317,7 +314,9 @@ class ContainerUpdate(Resources):
 
     unsupported: ClassVar[dict[str, tuple[object, ...]]] = {
         **Resources.unsupported, "CgroupParent": (), "Devices": (), "DeviceCgroupRules": (),
-        "Ulimits": (), "Init": ()}
+        "Ulimits": (), "Init": (), "DeviceRequests": (), "OomKillDisable": (), "MemorySwappiness": (-1,),
+        "BlkioWeightDevice": (), "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (),
+        "BlkioDeviceReadIOps": (), "BlkioDeviceWriteIOps": ()}
 
 
 #: ``POST /commit``: the new image's config overrides

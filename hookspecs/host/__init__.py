@@ -18,6 +18,7 @@ Modules (each documented in ``docs/toolkit.md``; everything in a module's ``__al
 * :mod:`.caps` — the capability table, Docker's default set, capset/bounding/ambient.
 * :mod:`.seccomp` — Docker's seccomp profile format and default profile, resolved per container.
 * :mod:`.seccompbpf` — a resolved profile compiled to BPF and installed.
+* :mod:`.cgroupfiles` — OCI resources to cgroup v1/v2 files, cgroup event files, host probe.
 * :mod:`.devices` / :mod:`.devicebpf` — device cgroup rules, device nodes, the cgroup v2 program.
 * :mod:`.refcount` — :class:`RefCounter` for a graph driver's get/put.
 * :mod:`.changes` — the ``docker diff`` walk of two trees.
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 #: every module of the toolkit
 _MODULES = (
     "caps",
+    "cgroupfiles",
     "changes",
     "devicebpf",
     "devices",
@@ -81,7 +83,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # what the names are, for type checkers
     # fmt: off
-    from . import (caps, changes, devicebpf, devices, layertar, libc, mounts, ns, refcount,
+    from . import (caps, cgroupfiles, changes, devicebpf, devices, layertar, libc, mounts, ns, refcount,
                    seccomp, seccompbpf, streams, tarsafe, timefmt, units)
     # fmt: on
     from .caps import *

@@ -19,7 +19,7 @@ from .libc import syscall
 # fmt: off
 __all__ = [
     "mount", "umount2", "mount_flags", "remount_bind", "parse_mount_options", "MOUNT_OPTIONS",
-    "PROPAGATION_OPTIONS", "statfs_magic", "fs_name", "FS_MAGIC", "filesystems", "mountinfo",
+    "PROPAGATION_OPTIONS", "statfs_magic", "fs_name", "FS_MAGIC", "filesystems", "mountinfo", "mount_of",
     "supports_d_type", "open_tree", "move_mount", "OPEN_TREE_CLONE", "AT_FDCWD", "AT_EMPTY_PATH",
     "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_SYNCHRONOUS", "MS_REMOUNT",
     "MS_MANDLOCK", "MS_DIRSYNC", "MS_NOSYMFOLLOW", "MS_NOATIME", "MS_NODIRATIME", "MS_BIND",
@@ -255,6 +255,23 @@ def mountinfo() -> list[tuple[str, str, str]]:
                 )
             )
     return out
+
+
+def mount_of(path: str, mountinfo_file: str = "/proc/self/mountinfo") -> tuple[str, list[str]]:
+    """(mount point, optional fields such as ``shared:3`` / ``master:1``) of the mount that
+    holds absolute ``path`` in this mount namespace: the longest mount point that is a prefix,
+    the last one mounted there when several are. For propagation: pivot_root needs the
+    rootfs's mount private; a shared bind needs a shared source."""
+    best, fields = "/", []
+    with open(mountinfo_file, "rb") as f:
+        for raw in f:
+            left = raw.decode("utf-8", "surrogateescape").partition(" - ")[0].split()
+            point = _unescape(left[4])
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(
+                best
+            ):
+                best, fields = point, left[6:]
+    return best, fields
 
 
 def _unescape(s: str) -> str:

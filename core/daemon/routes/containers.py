@@ -13,7 +13,7 @@ from aiohttp import web
 from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
 from dockyard.hookspecs.host.streams import frame
 
-from ... import listing
+from ... import listing, platforms
 from ... import stats as stats_doc
 from ...containers import summary
 from .. import params
@@ -37,6 +37,8 @@ async def create(request: web.Request) -> web.Response:
     body = await json_body(request, ContainerCreate)
     if body is None:
         raise InvalidParameter("container config missing from request body")
+    platforms.check(request.app["daemon"].images, body.get("Image"),
+                    request.query.get("platform"))
     result = await _svc(request).create(body, request.query.get("name") or None)
     return web.json_response(result, status=201)
 

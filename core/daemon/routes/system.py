@@ -13,7 +13,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.host.timefmt import rfc3339
 
-from ... import plugins
+from ... import plugins, resources
 from ...filtersets import event_matcher
 from .. import params
 from ..app import API_VERSION, MIN_API_VERSION, VERSION, route
@@ -77,6 +77,7 @@ async def info(request: web.Request) -> web.Response:
     paused = sum(1 for c in cs if c["State"]["Paused"])
     cgv2 = not os.path.isdir("/sys/fs/cgroup/memory") and os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     extra = plugins.info_contributions(d.pm)
+    sup = resources.support()  # what the cgroups can limit, as the create checks use it
     body = {
         "ID": d.state.get_meta("daemon-id") or "", "Containers": len(cs),
         "ContainersRunning": running, "ContainersPaused": paused,
@@ -84,11 +85,12 @@ async def info(request: web.Request) -> web.Response:
         "Driver": d.graph.name, "DriverStatus": [list(x) for x in d.graph.status()],
         "Plugins": {"Volume": ["local", *d.docker_plugins.activated("VolumeDriver")], "Network": sorted(d.netdrivers), "Authorization": None,
                     "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
-        "KernelMemory": False, "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True,
-        "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True, "BridgeNfIptables": False,
+        "MemoryLimit": sup.memory, "SwapLimit": sup.swap, "KernelMemory": False,
+        "KernelMemoryTCP": False, "CpuCfsPeriod": sup.cpu_cfs, "CpuCfsQuota": sup.cpu_cfs,
+        "CPUShares": sup.cpu_shares, "CPUSet": sup.cpuset, "PidsLimit": sup.pids,
+        "IPv4Forwarding": True, "BridgeNfIptables": False,
         "BridgeNfIp6tables": False, "Debug": d.config["log-level"] == "debug", "NFd": len(os.listdir("/proc/self/fd")),
-        "OomKillDisable": False, "NGoroutines": len(asyncio.all_tasks()),
+        "OomKillDisable": sup.oom_kill_disable, "NGoroutines": len(asyncio.all_tasks()),
         "SystemTime": rfc3339(),
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if cgv2 else "1",
         "NEventsListener": len(d._event_subscribers), "KernelVersion": _kernel(),

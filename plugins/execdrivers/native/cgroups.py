@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 
-from dockyard.hookspecs.host import devicebpf
+from dockyard.hookspecs.host import cgroupfiles, devicebpf
 from dockyard.hookspecs.host.devices import DeviceRules
 from dockyard.hookspecs.errors import InvalidParameter
 
@@ -79,8 +79,8 @@ def _set_rt(d: str, period: int, runtime: int) -> None:
 class Cgroups:
     """The cgroup layout of this host, found once."""
 
-    def __init__(self, root: str = CGROUP_ROOT) -> None:
-        self.root = root
+    def __init__(self, root: str | None = None) -> None:
+        self.root = root = (root or CGROUP_ROOT).rstrip("/") or "/"
         self.v2 = os.path.exists(os.path.join(root, "cgroup.controllers"))
         #: controller name -> hierarchy mount point (v1); several names may share one mount
         self.hierarchies: dict[str, str] = {}
@@ -103,28 +103,22 @@ class Cgroups:
         #: rule-set key -> fd of its loaded eBPF device program
         self._programs: dict[str, int] = {}
         self._bpf_warned = False
+        self._support: cgroupfiles.Support | None = None
 
     @property
     def available(self) -> bool:
         return bool(self.hierarchies)
 
     def unsupported(self, res: dict) -> list[str]:
-        """The OCI resources of ``res`` this host's cgroups cannot apply."""
-        out = []
-        if (res.get("blockIO") or {}).get("weight"):
-            if self.v2:
-                ok = "io" in _read(os.path.join(self.root, "cgroup.controllers")).split()
-            else:
-                base = self.hierarchies.get("blkio") or ""
-                ok = bool(base) and any(os.path.exists(os.path.join(base, name))
-                                        for name in ("blkio.weight", "blkio.bfq.weight"))
-            if not ok:
-                out.append("blockIO.weight")
+        """The OCI resources of ``res`` this host's cgroups cannot apply (the probe of
+        :func:`dockyard.hookspecs.host.cgroupfiles.host_support` on this tree; the real-time
+        budget: :attr:`realtime`)."""
+        if self._support is None:
+            self._support = cgroupfiles.host_support(self.root)
+        out = cgroupfiles.unsupported(res, self._support)
         cpu = res.get("cpu") or {}
-        for key in ("realtimePeriod", "realtimeRuntime"):
-            if cpu.get(key) and not self.realtime:
-                out.append(f"cpu.{key}")
-        return out
+        return out + [f"cpu.{key}" for key in ("realtimePeriod", "realtimeRuntime")
+                      if cpu.get(key) and not self.realtime]
 
     @property
     def realtime(self) -> bool:
@@ -169,6 +163,8 @@ class Cgroups:
                 _write(os.path.join(path, "cgroup.clone_children"), "1")
             if self.v2:
                 ctrls = _read(os.path.join(base, "cgroup.controllers")).split()
+                if not ctrls:  # a cgroup2 mount without controllers (a hybrid host's unified)
+                    continue
                 want = [c for c in ("cpu", "memory", "pids", "cpuset", "io") if c in ctrls]
                 cur = base
                 for part in parent.split("/"):
@@ -215,92 +211,87 @@ class Cgroups:
         return None
 
     def apply(self, dirs: list[str], res: dict) -> None:
-        """Apply ``linux.resources`` (memory, pids, cpu, blockIO; devices when given)."""
+        """Apply ``linux.resources`` (memory, pids, cpu, blockIO; devices when given), through
+        the one translation of :mod:`dockyard.hookspecs.host.cgroupfiles`."""
         if res.get("devices") is not None:
             self.apply_devices(dirs, res["devices"])
         try:
-            mem = res.get("memory") or {}
-            pids = res.get("pids") or {}
+            for path, value in self._writes(dirs, res):
+                _write(path, value)
             cpu = res.get("cpu") or {}
-            if self.v2:
-                d = self._dir(dirs, "unified")
-                if d is None:
-                    return
-                if mem.get("limit") is not None:
-                    _write(f"{d}/memory.max", "max" if mem["limit"] < 0 else mem["limit"])
-                    if mem.get("swap") is not None and os.path.exists(f"{d}/memory.swap.max"):
-                        swap = mem["swap"]
-                        _write(f"{d}/memory.swap.max",
-                               "max" if swap < 0 else max(swap - mem["limit"], 0))
-                if pids.get("limit") is not None:
-                    lim = pids["limit"]
-                    _write(f"{d}/pids.max", "max" if lim <= 0 else lim)
-                if cpu.get("shares"):
-                    weight = 1 + ((cpu["shares"] - 2) * 9999) // 262142
-                    _write(f"{d}/cpu.weight", max(1, min(weight, 10000)))
-                if cpu.get("quota"):
-                    _write(f"{d}/cpu.max", f"{cpu['quota']} {cpu.get('period') or 100000}")
-                if cpu.get("realtimePeriod") or cpu.get("realtimeRuntime"):  # refused at create
-                    raise InvalidParameter("cgroup v2 has no real-time CPU budget "
-                                           "(CpuRealtimePeriod, CpuRealtimeRuntime)")
-                if cpu.get("cpus") and os.path.exists(f"{d}/cpuset.cpus"):
-                    _write(f"{d}/cpuset.cpus", cpu["cpus"])
-                if cpu.get("mems") and os.path.exists(f"{d}/cpuset.mems"):
-                    _write(f"{d}/cpuset.mems", cpu["mems"])
-                weight = (res.get("blockIO") or {}).get("weight")
-                if weight:
-                    if os.path.exists(f"{d}/io.bfq.weight"):
-                        _write(f"{d}/io.bfq.weight", weight)
-                    elif os.path.exists(f"{d}/io.weight"):
-                        _write(f"{d}/io.weight", f"default {1 + (weight - 10) * 9999 // 990}")
-                    else:  # refused at create (unsupported()); never dropped
-                        raise InvalidParameter("BlkioWeight: this host has no block I/O weight "
-                                               "(cgroup v2 io.weight or io.bfq.weight)")
-                return
-            d = self._dir(dirs, "memory")
-            if d and mem.get("limit") is not None:
-                memsw = f"{d}/memory.memsw.limit_in_bytes"
-                if mem.get("swap") is not None and os.path.exists(memsw):
-                    # the kernel keeps limit <= memsw at every step: raise memsw first when
-                    # it grows (docker update), lower the limit first when it shrinks
-                    with open(memsw) as f:
-                        grows = mem["swap"] < 0 or mem["swap"] >= int(f.read())
-                    order = [(memsw, mem["swap"]), (f"{d}/memory.limit_in_bytes", mem["limit"])]
-                    for path, value in (order if grows else order[::-1]):
-                        _write(path, value)
-                else:
-                    _write(f"{d}/memory.limit_in_bytes", mem["limit"])
-            d = self._dir(dirs, "pids")
-            if d and pids.get("limit") is not None:
-                lim = pids["limit"]
-                _write(f"{d}/pids.max", "max" if lim <= 0 else lim)
-            d = self._dir(dirs, "cpu")
-            if d:
-                if cpu.get("shares"):
-                    _write(f"{d}/cpu.shares", cpu["shares"])
-                if cpu.get("period"):
-                    _write(f"{d}/cpu.cfs_period_us", cpu["period"])
-                if cpu.get("quota"):
-                    _write(f"{d}/cpu.cfs_quota_us", cpu["quota"])
-                _set_rt(d, cpu.get("realtimePeriod") or 0, cpu.get("realtimeRuntime") or 0)
-            weight = (res.get("blockIO") or {}).get("weight")
-            d = self._dir(dirs, "blkio")
-            if weight and d:
-                for name in ("blkio.weight", "blkio.bfq.weight"):
-                    if os.path.exists(f"{d}/{name}"):
-                        _write(f"{d}/{name}", weight)
-                        break
-                else:  # refused at create (unsupported()); never dropped
-                    raise InvalidParameter("BlkioWeight: this host has no block I/O weight "
-                                           "(blkio.weight: the bfq I/O scheduler is needed)")
-            d = self._dir(dirs, "cpuset")
-            if d:
-                if cpu.get("cpus"):
-                    _write(f"{d}/cpuset.cpus", cpu["cpus"])
-                if cpu.get("mems"):
-                    _write(f"{d}/cpuset.mems", cpu["mems"])
+            if (cpu.get("realtimePeriod") or cpu.get("realtimeRuntime")) and not self.v2:
+                # in runc's order (a period refused first is written again after the runtime)
+                _set_rt(self._dir(dirs, "cpu") or "", cpu.get("realtimePeriod") or 0,
+                        cpu.get("realtimeRuntime") or 0)
+        except cgroupfiles.Untranslatable as e:
+            raise InvalidParameter(f"cannot apply resource limits: {e}") from None
         except OSError as e:
             raise InvalidParameter(f"cannot apply resource limits: {e}") from None
+
+    def _writes(self, dirs: list[str], res: dict) -> list[tuple[str, str]]:
+        """(path, value) of each write, in order; a write whose controller is not mounted here
+        is an error (the daemon discarded, with dockerd's warning, what the host lacks)."""
+        if self.v2:
+            d = self._dir(dirs, "unified")
+            if d is None:
+                return []
+            bfq = os.path.exists(f"{d}/io.bfq.weight")
+            return [(f"{d}/{w.file}", w.value) for w in cgroupfiles.v2_writes(res, bfq=bfq)]
+        mem = self._dir(dirs, "memory")
+        current = None
+        if mem and os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):
+            current = int(_read(f"{mem}/memory.memsw.limit_in_bytes"))
+        blkio = self._dir(dirs, "blkio")
+        bfq = bool(blkio) and os.path.exists(f"{blkio}/blkio.bfq.weight")
+        out = []
+        for w in cgroupfiles.v1_writes(res, current_memsw=current, bfq=bfq):
+            d = self._dir(dirs, w.controller)
+            if d is None:
+                raise OSError(f"no {w.controller} cgroup on this host for {w.file}")
+            out.append((f"{d}/{w.file}", w.value))
+        return out
+
+    def view_mounts(self, mounts: list[dict], dirs: list[str]) -> list[dict]:
+        """``mounts`` with each ``type: cgroup`` entry (Docker's ``/sys/fs/cgroup``) made into
+        what the container sees of its own cgroups, as runc does: on v2 its directory of the
+        cgroup2 tree; on v1 a tmpfs with, per hierarchy, the container's own directory (read-only
+        unless the entry says ``rw``); the tmpfs turns read-only once they are in (init's
+        ``remountReadonly``). No cgroups here: the entry is left out (an empty directory)."""
+        out: list[dict] = []
+        for m in mounts:
+            if m.get("type") != "cgroup":
+                out.append(m)
+                continue
+            if not dirs:
+                continue
+            dest = m["destination"].rstrip("/") or "/"
+            ro = "rw" not in (m.get("options") or ())
+            flags = ["nosuid", "noexec", "nodev"] + (["ro"] if ro else [])
+            if self.v2:
+                out.append({"destination": dest, "type": "bind", "source": dirs[0],
+                            "options": ["bind", *flags]})
+                continue
+            out.append({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                        "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"],
+                        "remountReadonly": ro})
+            for name, d in self._view_names(dirs):
+                out.append({"destination": f"{dest}/{name}", "type": "bind", "source": d,
+                            "options": ["bind", *flags]})
+        return out
+
+    def _view_names(self, dirs: list[str]) -> list[tuple[str, str]]:
+        """(name under /sys/fs/cgroup, container's directory) per hierarchy: the host's name of
+        each mount (``cpu,cpuacct``) and each controller name that leads to it (``cpu``)."""
+        out = []
+        for base in self.hierarchies.values():
+            d = next((x for x in dirs if x.startswith(base + "/")), None)
+            if d is None:
+                continue
+            names = {os.path.basename(base)}
+            names.update(c for c in V1_CONTROLLERS
+                         if os.path.realpath(os.path.join(self.root, c)) == base)
+            out += [(name, d) for name in sorted(names)]
+        return out
 
     def apply_devices(self, dirs: list[str], rules: list) -> None:
         """The device rules, before any process joins: the v1 ``devices`` cgroup is written
@@ -353,7 +344,19 @@ class Cgroups:
             return []
 
     def kill_all(self, dirs: list[str], sig: int = signal.SIGKILL) -> int:
+        """Signal every process of the cgroup; SIGKILL on v2 is one write of ``cgroup.kill``
+        (kernel 5.14+: no fork escapes it). Returns how many were signalled (v2 kill: the
+        processes there were)."""
         n = 0
+        if self.v2 and sig == signal.SIGKILL:
+            d = self._dir(dirs, "unified")
+            if d is not None and os.path.exists(f"{d}/cgroup.kill"):
+                n = len(self.pids(dirs))
+                try:
+                    _write(f"{d}/cgroup.kill", "1")
+                    return n
+                except FileNotFoundError:
+                    return 0
         for pid in self.pids(dirs):
             try:
                 os.kill(pid, sig)
@@ -361,6 +364,19 @@ class Cgroups:
             except ProcessLookupError:
                 pass
         return n
+
+    def populated(self, dirs: list[str]) -> bool:
+        """Does the container's cgroup still hold a process? v2: ``populated`` of
+        ``cgroup.events`` (the subtree, as the kernel counts it: no rmdir is tried before it
+        says 0); v1: ``cgroup.procs``."""
+        if self.v2:
+            d = self._dir(dirs, "unified")
+            try:
+                return bool(d) and cgroupfiles.events(_read(f"{d}/cgroup.events")).get(
+                    "populated", 0) == 1
+            except FileNotFoundError:
+                return False
+        return bool(self.pids(dirs))
 
     def freeze(self, dirs: list[str], frozen: bool) -> bool:
         """Freeze or thaw; return True once the cgroup reached the state."""
@@ -392,13 +408,10 @@ class Cgroups:
                 text = _read(f"{d}/memory.oom_control") if d else ""
         except OSError:
             return False
-        seen = False
-        for line in text.splitlines():
-            key, _, val = line.partition(" ")
-            if key == "oom_kill":
-                seen = True
-                if val.strip() not in ("", "0"):
-                    return True
+        kills = cgroupfiles.oom_kills(text)
+        if kills:
+            return True
+        seen = kills is not None
         if not seen and not self.v2 and d and exit_code == 137:
             try:
                 return int(_read(f"{d}/memory.failcnt").strip() or 0) > 0
@@ -412,17 +425,9 @@ class Cgroups:
 
         def kv(path: str) -> dict[str, int]:
             try:
-                text = _read(path)
+                return cgroupfiles.flat_keyed(_read(path))
             except OSError:
                 return {}
-            res = {}
-            for line in text.splitlines():
-                k, _, v = line.partition(" ")
-                try:
-                    res[k] = int(v)
-                except ValueError:
-                    pass
-            return res
 
         def num(path: str) -> int | None:
             try:

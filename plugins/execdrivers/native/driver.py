@@ -150,6 +150,13 @@ class NativeDriver(ExecDriver):
             raise DriverNotSupported(f"{self.name}: kernel without pid/mount namespaces")
         self.root = os.path.abspath(root)
         self.sock_path = os.path.join(self.root, SOCK_NAME)
+        #: ``--exec-opt native.cgroup-root=PATH``: the cgroup tree the containers go in (a v1
+        #: root of hierarchies, or a cgroup2 mount such as a hybrid host's ``unified``)
+        self.cgroup_root = self.options.get("native.cgroup-root") or ""
+        if self.cgroup_root and not os.path.exists(os.path.join(self.cgroup_root, "cgroup.procs")) \
+                and not os.path.isdir(os.path.join(self.cgroup_root, "memory")):
+            raise DriverNotSupported(f"native: native.cgroup-root {self.cgroup_root!r} is not a "
+                                     f"cgroup file system")
         self._control: _Control | None = None
         self._lock: asyncio.Lock | None = None
         self._waits: dict[str, asyncio.Task] = {}
@@ -195,7 +202,8 @@ class NativeDriver(ExecDriver):
                     [sys.executable, "-m", SUPERVISOR_MODULE, "--root", self.root,
                      "--ready-fd", str(w), *(["--launcher", self.launcher, "--launcher-options",
                                               json.dumps(self.launcher_options())]
-                                             if self.launcher else [])],
+                                             if self.launcher else []),
+                     *(["--cgroup-root", self.cgroup_root] if self.cgroup_root else [])],
                     pass_fds=(w,), start_new_session=True, close_fds=True, cwd="/",
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog)
         except BaseException:
@@ -310,7 +318,8 @@ class NativeDriver(ExecDriver):
     def unsupported_resources(self, resources: dict[str, Any]) -> list[str]:
         from .cgroups import Cgroups
         if getattr(self, "_cgroups", None) is None:
-            self._cgroups = Cgroups()  # the host's layout, as the supervisor sees it
+            # the supervisor's cgroup tree (native.cgroup-root, else the host's)
+            self._cgroups = Cgroups(self.cgroup_root or None)
         return self._cgroups.unsupported(resources)
 
     async def update(self, cid: str, resources: dict[str, Any]) -> None:

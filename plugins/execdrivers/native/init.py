@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.host import devices, seccompbpf
+from dockyard.plugins.execdrivers.native import rootfs as rootsetup
 from dockyard.plugins.execdrivers.native.procenv import merge_env
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -556,10 +557,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     new_ns = {ns["type"] for ns in cfg["namespaces"] if not ns.get("path")}
 
     # -- the file system view ---------------------------------------------------------------
-    host.mount(None, "/", None, host.MS_REC | host.MS_PRIVATE)
-    rootfs = os.path.realpath(spec["root"]["path"])
-    host.mount(rootfs, rootfs, None, host.MS_BIND | host.MS_REC)
-    os.chdir(rootfs)  # on the bind mount: every path below is relative to it
+    root_prop = rootsetup.enter(spec)
     mounts = cfg["mounts"]
     sources = _open_sources(mounts)
     if "user" in new_ns:
@@ -570,14 +568,14 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.setresuid(0, 0, 0)
     for i, m in enumerate(mounts):
         _mount_one(".", m, sources.pop(i, None))
+    rootsetup.remount_readonly([secure_join(".", m["destination"]) for m in mounts
+                                if m.get("remountReadonly")])
     _make_devices(spec, mounts, "user" in new_ns)
-    if "uts" in new_ns and spec.get("hostname"):
-        host.sethostname(spec["hostname"])
+    if "uts" in new_ns:
+        rootsetup.set_uts_names(spec)
     if "network" in new_ns:
         host.set_link_up("lo")
-    host.pivot_root(".", ".")
-    host.umount2(".", host.MNT_DETACH)
-    os.chdir("/")
+    rootsetup.pivot(root_prop)
     lin = spec.get("linux") or {}
     for key, value in (lin.get("sysctl") or {}).items():  # before /proc/sys turns read-only
         path = "/proc/sys/" + key.replace(".", "/")

@@ -561,7 +561,7 @@ class Exec:
 
 
 class Supervisor:
-    def __init__(self, root: str, launcher: _launcher.Launcher | None = None) -> None:
+    def __init__(self, root: str, launcher: _launcher.Launcher | None = None, cgroup_root: str = "") -> None:
         self.root = os.path.abspath(root)
         self.launcher = launcher or _launcher.NativeLauncher()
         self.sock_path = os.path.join(self.root, SOCK_NAME)
@@ -575,7 +575,7 @@ class Supervisor:
         self.nclients = 0
         self.ever_connected = False
         self.stop: asyncio.Event | None = None
-        self.cgroups = Cgroups()
+        self.cgroups = Cgroups(cgroup_root)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.base_rlimits = [(resource.RLIMIT_NOFILE, soft, hard)]
         if soft != hard:
@@ -1018,7 +1018,7 @@ class Supervisor:
         c.exit = None
         spec = c.spec
         namespaces = list((spec.get("linux") or {}).get("namespaces") or ())
-        mounts = spec["mounts"] if "mounts" in spec else _init.default_mounts()
+        mounts = self.cgroups.view_mounts(spec.get("mounts", _init.default_mounts()), c.cg_dirs)
         child_fds: list[int] = []
         stdio: list[int | None] = [None, None, None]
         chan = child_chan = None
@@ -1094,7 +1094,7 @@ class Supervisor:
             return
         busy: list[str] = []
         for _ in range(200):
-            busy = Cgroups.remove(c.cg_dirs)
+            busy = c.cg_dirs if self.cgroups.populated(c.cg_dirs) else Cgroups.remove(c.cg_dirs)
             if not busy:
                 break
             self.cgroups.kill_all(busy)
@@ -1326,25 +1326,25 @@ class Supervisor:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dockyard-native-supervisor")
-    parser.add_argument("--root", required=True)
+    parser.add_argument("--root", required=True, type=os.path.abspath)
     parser.add_argument("--ready-fd", type=int, default=None)
     parser.add_argument("--launcher", default="", help="MODULE:CLASS (default: the native one)")
     parser.add_argument("--launcher-options", default="{}", help="a JSON object")
+    parser.add_argument("--cgroup-root", default=None)  # the cgroup tree (native.cgroup-root)
     args = parser.parse_args(argv)
-    root = os.path.abspath(args.root)
-    os.makedirs(root, mode=0o711, exist_ok=True)
-    logging.basicConfig(filename=os.path.join(root, LOG_NAME), level=logging.INFO,
+    os.makedirs(args.root, mode=0o711, exist_ok=True)
+    logging.basicConfig(filename=os.path.join(args.root, LOG_NAME), level=logging.INFO,
                         format="%(asctime)s %(process)d %(levelname)s %(message)s")
     if args.ready_fd is not None:
         os.set_inheritable(args.ready_fd, False)
     # one supervisor per root: a previous one may still be shutting down
-    lock = os.open(os.path.join(root, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock = os.open(os.path.join(args.root, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)
     host.set_child_subreaper()
     host.set_name("dockyard-shim")
     try:
         launcher = _launcher.load(args.launcher, json.loads(args.launcher_options))
-        asyncio.run(Supervisor(root, launcher).serve(args.ready_fd))
+        asyncio.run(Supervisor(args.root, launcher, args.cgroup_root or "").serve(args.ready_fd))
     except Exception:  # noqa: BLE001
         log.exception("supervisor failed")
         return 1
