@@ -83,6 +83,24 @@ def complete(entry: Config, subnet: ipammod.Network) -> Config:
     return out
 
 
+#: the bridge driver option that turns IPv6 on, as ``EnableIPv6`` does (compose files use it)
+ENABLE_IPV6_OPTION = "com.docker.network.enable_ipv6"
+_GO_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
+             **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
+
+
+def wants_ipv6(body: dict[str, Any]) -> bool:
+    """A network-create body's IPv6 switch: ``EnableIPv6``, or the driver option
+    ``com.docker.network.enable_ipv6`` (a Go boolean), which dockerd honours the same way."""
+    option = (body.get("Options") or {}).get(ENABLE_IPV6_OPTION)
+    if option is None:
+        return bool(body.get("EnableIPv6"))
+    if option not in _GO_BOOLS:
+        raise InvalidParameter(f"invalid value {option!r} for option {ENABLE_IPV6_OPTION}: "
+                               f"a boolean is expected")
+    return bool(body.get("EnableIPv6")) or _GO_BOOLS[option]
+
+
 def network_config(wanted: list[Config], ipv6: bool, pools: list[Config], seed: str,
                    taken: Iterable[ipammod.Network], check_overlap: bool = True) -> list[Config]:
     """The ``IPAM.Config`` of a new network: ``wanted`` (the request's entries) checked, at

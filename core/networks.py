@@ -174,7 +174,7 @@ class NetworkService:
         nid = secrets.token_hex(32)
         ipam_cfg: list[dict[str, Any]] = []
         ipv6 = bool(self.config.get("ipv6")) and drv.needs_ipam if predefined else \
-            bool(body.get("EnableIPv6"))
+            netipam.wants_ipv6(body)
         if drv.needs_ipam:
             ipam_cfg = self._predefined_ipam([]) if predefined else \
                 self._ipam_config((body.get("IPAM") or {}).get("Config") or [], ipv6)

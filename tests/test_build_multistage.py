@@ -415,6 +415,8 @@ def test_pull_missing_base_and_cachefrom(bd: Daemon, registry: str, tmp_path: An
     assert _inspect(bd, f"again{g}:1")["Id"] == built
     out = ok(bd, "build", "--cache-from", "127.0.0.1:9/absent:1", "-t", f"again{g}:2", str(tmp_path))
     assert "cache-from image 127.0.0.1:9/absent:1 not found" in out
+    # as dockerd: with cache-from, only those images are cache; none found is no cache at all
+    assert "Using cache" not in out and "Running in" in out, out
     docker(bd, "rmi", remote, f"again{g}:1", f"again{g}:2", base)
 
 

@@ -145,6 +145,22 @@ def test_ipv6_requests_that_are_refused(nd: Daemon) -> None:
     finally:
         docker(nd, "network", "rm", net)
     refused(docker(nd, "network", "create", "-d", "host", "--ipv6", "h6" + os.urandom(2).hex()))
+    refused(docker(nd, "network", "create", "-o", "com.docker.network.enable_ipv6=maybe",
+                   "--subnet", v6, "bad6" + os.urandom(2).hex()), "a boolean is expected")
+
+
+def test_ipv6_through_the_bridge_option(nd: Daemon) -> None:
+    """``com.docker.network.enable_ipv6=true`` (compose files' driver_opts) turns IPv6 on as
+    ``--ipv6`` does, as with dockerd."""
+    v6, net = unique_subnet6(), "o6" + os.urandom(2).hex()
+    ok(docker(nd, "network", "create", "-o", "com.docker.network.enable_ipv6=true",
+              "--subnet", v6, net))
+    try:
+        shown = json.loads(ok(docker(nd, "network", "inspect", net)))[0]
+        assert shown["EnableIPv6"] is True
+        assert v6 in [c["Subnet"] for c in shown["IPAM"]["Config"]]
+    finally:
+        docker(nd, "network", "rm", net)
 
 
 def test_default_bridge_with_ipv6_from_daemon_json(busybox_tar: str) -> None:

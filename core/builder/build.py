@@ -337,7 +337,9 @@ class Build:
         self.d.event("image", "pull", str(ref), {"name": str(ref)})
         return result["image_id"]
 
-    async def _cache_sources(self) -> list[str]:
+    async def _cache_sources(self) -> list[str] | None:
+        if not self.opts.cache_from:
+            return None
         out = []
         for name in self.opts.cache_from:
             try:

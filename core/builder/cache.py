@@ -37,7 +37,9 @@ class StepCache:
         self.images = images
         self.restore = restore  # (parent, cfg, history entry, diff id or None) -> image id
         self.nocache = nocache
-        self.sources = [(s, images.config(s)) for s in sources or []]
+        # None: no ``cachefrom``, this daemon's own cache; a list (even empty, when no image
+        # named was found): only what those images hold, as dockerd's ``MakeImageCache``
+        self.sources = None if sources is None else [(s, images.config(s)) for s in sources]
 
     def get(self, k: str, parent: str | None, created_by: str, cfg: dict[str, Any]) -> str | None:
         """The image of step ``k`` (parent ``parent``, history line ``created_by``, resulting
@@ -45,7 +47,7 @@ class StepCache:
         if self.nocache:
             return None
         hit = self.local(k)
-        if not self.sources:
+        if self.sources is None:
             return hit
         if hit and any(self._is_ancestor(hit, s) for s, _ in self.sources):
             return hit
@@ -80,7 +82,7 @@ class StepCache:
         pcfg = self.images.config(parent) if parent else {}
         phist = pcfg.get("history") or []
         pdiffs = (pcfg.get("rootfs") or {}).get("diff_ids") or []
-        for sid, scfg in self.sources:
+        for sid, scfg in self.sources or ():
             hist = scfg.get("history") or []
             diffs = (scfg.get("rootfs") or {}).get("diff_ids") or []
             n = len(phist)
