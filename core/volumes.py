@@ -180,8 +180,10 @@ class VolumeService:
         """The ``Mounts`` of a new container, creating the named and anonymous volumes it needs.
         ``volumes`` are the image's and the request's ``Volumes`` (anonymous unless a bind or
         named volume already covers the destination). A volume plugin named and not found is a
-        400 naming its field."""
-        self._check_driver("HostConfig.VolumeDriver", host.get("VolumeDriver"))
+        400 naming its field — when a volume would be made with it: as dockerd, a container with
+        no volume may name any ``VolumeDriver``."""
+        if volumes or any(not b.split(":")[0].startswith("/") for b in host.get("Binds") or []):
+            self._check_driver("HostConfig.VolumeDriver", host.get("VolumeDriver"))
         out: dict[str, dict[str, Any]] = {}
         for spec in host.get("Binds") or []:
             parts = spec.split(":")
