@@ -446,9 +446,9 @@ def container_rows(env: "Env") -> list[Row]:
         Row(H + "RestartPolicy", {"Name": "on-failure", "MaximumRetryCount": 1}, covers=True,
             cmd=sh("exit 3"), probe=_restart_probe),
         Row(H + "AutoRemove", True, probe=_auto_remove_probe),
-        # a volume plugin that is not found: a 400 naming the field (a real plugin serves the
-        # container: tests/test_docker_plugins.py)
-        refused(H + "VolumeDriver", "othervd"),
+        # a volume plugin that is not found, for a container with a volume to make: a 400
+        # naming the field (a real plugin serves the container: tests/test_docker_plugins.py)
+        refused(H + "VolumeDriver", "othervd", host={"Binds": ["sweepvd:/v"]}),
         Row(H + "VolumesFrom", [f"{env.peer}:ro"], cmd=("cat", "/pv/peerfile"),
             probe=output("from-peer", key=H + "VolumesFrom")),
         Row(H + "ConsoleSize", [30, 100], body={"Tty": True}, cmd=("stty", "size"), probe=output("30 100")),
