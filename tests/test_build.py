@@ -227,7 +227,10 @@ def test_build_ignore_args_and_file(shared_daemon: Daemon, tmp_path: Any) -> Non
     _write(ctx, "important.log", "i\n")
     os.makedirs(os.path.join(ctx, "cache"))
     _write(ctx, "cache/c.txt", "c\n")
-    _write(ctx, ".dockerignore", "*.log\n!important.log\ncache\n")
+    for name in ("ignored/x", "ignored/sub/excepted", "ignored/sub/other"):
+        os.makedirs(os.path.dirname(os.path.join(ctx, name)), exist_ok=True)
+        _write(ctx, name, name + "\n")
+    _write(ctx, ".dockerignore", "*.log\n!important.log\ncache\nignored\n!ignored/sub/excepted\n")
     r = docker(d, "build", "-f", os.path.join(ctx, "Dockerfile.alt"), "--build-arg", "COLOR=blue",
                "-t", "alt:1", ctx)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -237,6 +240,10 @@ def test_build_ignore_args_and_file(shared_daemon: Daemon, tmp_path: Any) -> Non
     names = r.stdout.decode().split()
     assert "keep.txt" in names and "important.log" in names
     assert "drop.log" not in names and "cache" not in names
+    # a '!' pattern reaches into an excluded directory (moby's archiver walks it)
+    r = docker(d, "run", "--rm", "alt:1", "find", "/ctx/ignored")
+    assert sorted(r.stdout.decode().split()) == ["/ctx/ignored", "/ctx/ignored/sub",
+                                                 "/ctx/ignored/sub/excepted"], r.stdout
     # the default applies without --build-arg
     r = docker(d, "build", "-q", "-f", os.path.join(ctx, "Dockerfile.alt"), "-t", "alt:2", ctx)
     assert r.returncode == 0, r.stderr

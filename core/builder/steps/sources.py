@@ -120,8 +120,11 @@ def _parents_rel(pattern: str, rel: str) -> str:
 
 def walk(src: Src, exclude: Patterns) -> Iterator[tuple[str, str, os.stat_result]]:
     """``(host path, path relative to the copied directory, lstat)`` of a directory source's
-    content, in name order; ignored and excluded paths (and what is below them) left out."""
+    content, in name order; ignored and excluded paths (and what is below them) left out — but
+    an excluded directory that a ``!`` pattern reaches into is walked, as moby's archiver
+    walks it, and given only when something below it is (``ignored/`` + ``!ignored/sub/f``)."""
     base_rel = "" if src.rel == "." else src.rel
+    pending: dict[str, tuple[str, os.stat_result]] = {}  # excluded directories walked into
     for dirpath, dirs, files in os.walk(src.host):
         dirs.sort()
         inner = os.path.relpath(dirpath, src.host)
@@ -129,14 +132,34 @@ def walk(src: Src, exclude: Patterns) -> Iterator[tuple[str, str, os.stat_result
         for name in sorted(dirs + files):
             sub = name if inner == "." else f"{inner}/{name}"
             ctx_rel = f"{base_rel}/{sub}" if base_rel else sub
-            if (src.ignore and ignored(ctx_rel, src.ignore)) or (exclude and ignored(sub, exclude)):
-                continue
             host = os.path.join(dirpath, name)
+            if (src.ignore and ignored(ctx_rel, src.ignore)) or (exclude and ignored(sub, exclude)):
+                if name in dirs and (_reaches_into(ctx_rel, src.ignore) or _reaches_into(sub, exclude)):
+                    pending[sub] = (host, os.lstat(host))
+                    keep_dirs.append(name)
+                continue
             st = os.lstat(host)
             if name in dirs:
                 keep_dirs.append(name)
+            yield from _pending_parents(pending, sub)
             yield host, sub, st
         dirs[:] = keep_dirs
+
+
+def _reaches_into(rel: str, patterns: Patterns) -> bool:
+    """Whether a ``!`` pattern names something below directory ``rel`` (moby's test: the
+    pattern's text starts with ``rel/``)."""
+    return any(neg and (pat + "/").startswith(rel + "/") for neg, pat in patterns or ())
+
+
+def _pending_parents(pending: dict[str, tuple[str, os.stat_result]],
+                     sub: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    parts = sub.split("/")
+    for k in range(1, len(parts)):
+        parent = "/".join(parts[:k])
+        if parent in pending:
+            host, st = pending.pop(parent)
+            yield host, parent, st
 
 
 def excluded(src: Src, exclude: Patterns) -> bool:
