@@ -81,6 +81,15 @@ def open_pull(d: Any, ref: Any, auth: dict[str, Any] | None) -> list[RegistryBac
     return backends
 
 
+def tag_moves(images: Any, ref: Any, image_id: str) -> bool:
+    """Whether pulling ``image_id`` as ``ref`` changes what ``ref`` names (dockerd's
+    ``tagUpdated``: "Downloaded newer image" then, else "Image is up to date")."""
+    try:
+        return images.resolve(str(ref)) != image_id
+    except DockyardError:  # NotFound, or not a reference this store knows
+        return True
+
+
 def pull_into(d: Any, ref: Any, backends: list[RegistryBackend], progress: Progress,
               cancel: threading.Event | None = None) -> dict[str, Any]:
     """Pull ``ref`` from ``backends`` (closed after), tag it and record its repo digest."""
@@ -89,6 +98,7 @@ def pull_into(d: Any, ref: Any, backends: list[RegistryBackend], progress: Progr
             ref.path, ref.digest or ref.tag or "latest", status_id=ref.tag or ref.digest), cancel)
     finally:
         close_all(backends)
+    result["fresh"] = tag_moves(d.images, ref, result["image_id"])
     if ref.tag:
         d.images.tag(result["image_id"], str(ref))
     d.images.add_repo_digest(ref.name, result["digest"], result["image_id"], result["media_type"])

@@ -395,10 +395,11 @@ def test_pull_missing_base_and_cachefrom(bd: Daemon, registry: str, tmp_path: An
     docker(bd, "rmi", base)
     (tmp_path / "Dockerfile").write_text(f"FROM {base}\nRUN echo {g} > /g\nLABEL grp={g}\n")
     out = ok(bd, "build", "-t", f"pulled{g}:1", str(tmp_path))
-    assert f"Pulling {base}" in out, out
+    assert f"Pulling {base}" in out and f"Status: Downloaded newer image for {base}" in out, out
     assert _inspect(bd, base)["Id"] == _inspect(bd, "busybox")["Id"]
     out = ok(bd, "build", "--pull", "-t", f"pulled{g}:1", str(tmp_path))
     assert f"Pulling {base}" in out and out.count("Using cache") == 2, out
+    assert f"Status: Image is up to date for {base}" in out, out  # a pull's last words
 
     # cachefrom: an image pushed, then the local cache and images gone, then pulled back
     built = _inspect(bd, f"pulled{g}:1")["Id"]

@@ -335,6 +335,11 @@ class Build:
         except DockyardError as exc:
             raise BuildError(f"pull of {ref.familiar()} failed: {exc.message}") from None
         self.d.event("image", "pull", str(ref), {"name": str(ref)})
+        # the pull's last words, as a docker pull (and dockerd's build) prints them
+        shown = ref.familiar()
+        await self.out.message({"status": f"Digest: {result['digest']}"})
+        await self.out.message({"status": f"Status: Downloaded newer image for {shown}"
+                                if result.get("fresh") else f"Status: Image is up to date for {shown}"})
         return result["image_id"]
 
     async def _cache_sources(self) -> list[str] | None:

@@ -62,8 +62,8 @@ async def pull(request: web.Request, ref: reference.Reference, auth: dict[str, A
                     result = await out.run(work)
             except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
                 return await out.fail(exc)
-            fresh = fresh or result["fresh"]
             one = ref if ref.tag or ref.digest else ref.with_tag(want)
+            fresh = remote.tag_moves(d.images, one, result["image_id"]) or fresh
             if one.tag:
                 d.images.tag(result["image_id"], str(one))
             d.images.add_repo_digest(ref.name, result["digest"], result["image_id"],
