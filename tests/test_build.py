@@ -186,6 +186,14 @@ def test_build_failure_and_errors(shared_daemon: Daemon, tmp_path: Any) -> None:
     err = (r.stdout + r.stderr).decode()
     assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in err
     assert "before" in r.stdout.decode()
+    # as dockerd: the failed step's container stays for the user to look into ...
+    left = docker(d, "ps", "-aq").stdout.decode().split()
+    assert len(left) == 1, left
+    assert docker(d, "inspect", "-f", "{{.State.ExitCode}}", left[0]).stdout.strip() == b"3"
+    assert docker(d, "rm", left[0]).returncode == 0
+    # ... unless --force-rm
+    r = docker(d, "build", "--force-rm", "-t", "fail:1", ctx)
+    assert r.returncode == 3
     _no_containers(d)
     assert docker(d, "image", "inspect", "fail:1").returncode != 0
 
@@ -284,7 +292,8 @@ def test_build_docker_py(shared_daemon: Daemon, tmp_path: Any) -> None:
         assert out == b"from-docker-py\n"
         with pytest.raises(docker_mod.errors.BuildError) as exc:
             _write(ctx, "Dockerfile", "FROM busybox\nRUN exit 7\n")
-            client.images.build(path=ctx, tag="dpy:2", rm=True)
+            # forcerm: the failed step's container goes too (with rm only, it stays: dockerd)
+            client.images.build(path=ctx, tag="dpy:2", rm=True, forcerm=True)
         assert "returned a non-zero code: 7" in str(exc.value)
         client.images.remove("dpy:1", force=True)
         client.images.prune()
@@ -309,7 +318,7 @@ def test_dockyard_cli_build(shared_daemon: Daemon, tmp_path: Any) -> None:
     r = d.cli("build", "-t", "ours:1", "-f", "build.Dockerfile", "--build-arg", "X=2", ctx)
     assert r.returncode == 0 and r.stdout.decode().count("Using cache") == 4, r.stdout
     _write(ctx, "build.Dockerfile", "FROM busybox\nRUN exit 3\n")
-    r = d.cli("build", "-f", "build.Dockerfile", ctx)
+    r = d.cli("build", "--force-rm", "-f", "build.Dockerfile", ctx)
     assert r.returncode != 0 and b"returned a non-zero code: 3" in r.stderr + r.stdout
     r = d.cli("build", "--no-cache", "-q", "-f", "nope", ctx)
     assert r.returncode != 0 and b"Cannot locate specified Dockerfile" in r.stderr + r.stdout

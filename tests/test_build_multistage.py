@@ -503,6 +503,12 @@ def test_a_failing_stage_stops_the_others(bd: Daemon, tmp_path: Any) -> None:
     assert r.returncode == 5, (r.stdout, r.stderr)
     assert b"The command '/bin/sh -c echo failing && exit 5' returned a non-zero code: 5" in r.stderr
     assert b"[broken 4/7] failing" in r.stdout
+    # the failed step's container stays for the user to look into, as dockerd's; the other
+    # stage's, stopped by the failure, is gone
+    out = docker(bd, "ps", "-aq").stdout
+    left = (out.decode() if isinstance(out, bytes) else out).split()
+    assert len(left) == 1, left
+    docker(bd, "rm", left[0])
     _no_containers(bd)
 
 

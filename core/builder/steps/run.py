@@ -134,19 +134,22 @@ async def _run(st: "StageRun", out: StepOutput, cmd: list[str], env: list[str], 
         cid = (await cs.create(body, None))["Id"]
     except DockyardError as exc:
         raise BuildError(f"failed to create the step's container: {exc.message}") from None
-    ok = False
+    ok = failed = False
     try:
         await out.line(f" ---> Running in {cid[:12]}")
         wanted = [t for t in (*STANDARD_TARGETS, *targets) if not t.startswith("/dev/")]
         stubs = await b.thread(_missing, b.d.graph, cid, wanted)
         exit_fut = cs.wait_future(cid, "next-exit")
         await cs.start(cid)
-        async for _stream, data in cs.logs(cid, stdout=True, stderr=True, follow=True, tail="all",
-                                           since=0, until=0, timestamps=False):
-            await out.data(data.decode(errors="replace"))
+        async for stream, data in cs.logs(cid, stdout=True, stderr=True, follow=True, tail="all",
+                                          since=0, until=0, timestamps=False):
+            text = data.decode(errors="replace")
+            # stderr in red, as dockerd's legacy builder writes it (its StderrWriter)
+            await out.data(f"\x1b[91m{text}\x1b[0m" if stream == 2 else text)
         code = await exit_fut
         await out.flush()
         if code != 0:
+            failed = True
             shown = " ".join(cmd)
             raise StepFailed(f"The command '{shown}' returned a non-zero code: {code}", code)
         await b.thread(_remove_stubs, b.d.graph, cid, stubs)
@@ -154,8 +157,10 @@ async def _run(st: "StageRun", out: StepOutput, cmd: list[str], env: list[str], 
         ok = True
         return image
     finally:
-        # dockerd keeps a failed step's container unless forcerm; it is removed here too
-        if b.opts.rm or b.opts.forcerm or not ok:
+        # as dockerd: a step's container goes with rm (the default) when the step succeeded,
+        # stays for the user to look into when its command failed (unless forcerm), and goes
+        # whenever the build ended otherwise (cancelled, an error of the engine)
+        if b.opts.forcerm or (b.opts.rm if ok else not failed):
             try:
                 await cs.remove(cid, force=True, volumes=True)
             except DockyardError as exc:
