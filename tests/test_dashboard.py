@@ -240,7 +240,9 @@ def test_dashboard_in_headless_chromium(dash_daemon: Daemon, forwarder: Forwarde
         wait.until(lambda b: "live" in b.find_element(By.ID, "live").get_attribute("class").split())
 
         # a container started by the docker CLI appears without reloading the page
-        run = subprocess.run([docker, "run", "-d", "--name", name, "busybox", "sh", "-c",
+        # --network none: a veth appearing on the host makes Chromium abort the page's requests
+        # in flight (net::ERR_NETWORK_CHANGED), which is the host's doing, not the page's
+        run = subprocess.run([docker, "run", "-d", "--network", "none", "--name", name, "busybox", "sh", "-c",
                               'trap "exit 0" TERM; i=0; while true; do echo "tick $i"; j=0; '
                               'while [ $j -lt 3000 ]; do j=$((j+1)); done; i=$((i+1)); sleep 1; done'],
                              capture_output=True, text=True, timeout=120,
