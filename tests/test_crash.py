@@ -1,5 +1,5 @@
 """Crash safety: SIGKILL the daemon in the middle of import, pull, build, commit, rm, volume and
-network changes, 21 rounds; after each restart every listed image runs and the start-up
+network changes, 21 rounds (and one more that kills an import while its upload is in a temporary file, so at least one kill is certain to land mid-operation); after each restart every listed image runs and the start-up
 reconcile has left no temporary file, orphan layer, unreferenced blob, record-less container or
 volume directory, nor a bridge of a network that does not exist (each counted, each 0).
 
@@ -105,7 +105,10 @@ class Crash:
         return loop, (0.1, 0.8)
 
     # -- one round ---------------------------------------------------------------------------------
-    def round(self, name: str) -> None:
+    def round(self, name: str, on_temp_file: bool = False) -> list[str]:
+        """One kill during ``name``: after a random delay in its window or, with ``on_temp_file``,
+        as soon as the operation has a temporary file in <data-root>/tmp. Returns the temporary
+        files there once the daemon is dead, before the restart."""
         work, (lo, hi) = getattr(self, "op_" + name)()
         started = threading.Event()
 
@@ -119,12 +122,20 @@ class Crash:
         t = threading.Thread(target=run, daemon=True)
         t.start()
         started.wait()
-        time.sleep(random.uniform(lo, hi))
+        tmp = os.path.join(self.d.data_root, "tmp")
+        if on_temp_file:
+            deadline = time.monotonic() + 60
+            while not os.listdir(tmp) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        else:
+            time.sleep(random.uniform(lo, hi))
         self.d.stop(signal.SIGKILL)
         t.join(30)
+        left = sorted(os.listdir(tmp))
         self.d.start()
         self.check(name)
         self.tidy()
+        return left
 
     def check(self, op: str) -> None:
         d = self.d
@@ -239,12 +250,15 @@ def test_sigkill_mid_operation_leaves_nothing_behind(crash: Crash) -> None:
     ops = ["import", "pull", "build", "commit", "rm", "volume", "network"]
     rounds = (ops * (ROUNDS // len(ops) + 1))[:ROUNDS]
     random.shuffle(rounds)
+    # one kill is certain to land mid-operation: while an import's upload is in a temporary file
+    left = crash.round("import", on_temp_file=True)
+    assert left, "the import never wrote a temporary file in <data-root>/tmp"
     for name in rounds:
         crash.round(name)
     cleaned = crash.reconciled()
-    print("start-up reconcile removed, over", ROUNDS, "kills:", json.dumps(cleaned))
-    # the kills did land mid-operation: restarts had leftovers to remove
-    assert sum(cleaned.values()) > 0, cleaned
+    print("start-up reconcile removed, over", ROUNDS + 1, "kills:", json.dumps(cleaned))
+    # the restarts had leftovers to remove, and removed them (check() found none after each)
+    assert cleaned.get("temporary files", 0) >= len(left), cleaned
 
 
 def test_an_orphan_layer_whose_parent_went_first(busybox_tar: str) -> None:
