@@ -4,6 +4,7 @@ stage graph and its scheduler."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -262,3 +263,44 @@ def test_step_errors_name_their_line_without_calling_them_parse_errors() -> None
     assert at_line(err, 9) is err
     failed = StepFailed("The command 'x' returned a non-zero code: 3", 3)
     assert at_line(failed, 2) is failed
+
+
+def test_cache_mounts_made_while_the_first_sweep_runs_survive_it(tmp_path) -> None:
+    """Two stages start together: the first ``use`` sweeps directories without a row while the
+    second makes its cache directory. The sweep's list of rows is read slowly here (a real
+    SQLite state, its first ``SELECT id`` held back), so a second caller let through during the
+    sweep would see its fresh directory removed under it."""
+    import threading
+    import time
+
+    from dockyard.core.builder.mounts import CacheMounts
+    from dockyard.core.state import State
+
+    class SlowSweep(State):
+        held = threading.Event()
+
+        def q(self, sql: str, *args):  # type: ignore[no-untyped-def]
+            if sql == "SELECT id FROM build_cache_mounts" and not self.held.is_set():
+                self.held.set()
+                rows = super().q(sql, *args)
+                time.sleep(0.5)  # the other stage makes its directory now
+                return rows
+            return super().q(sql, *args)
+
+    state = SlowSweep(str(tmp_path / "state.db"))
+    mounts = CacheMounts(state, str(tmp_path / "mounts"))
+    spec = parse_mount("type=cache,target=/rv,id=rv")
+
+    async def stage(delay: float) -> bool:
+        await asyncio.sleep(delay)
+        async with mounts.use("rv", spec, "rendezvous") as path:
+            await asyncio.sleep(0.7)  # the step runs
+            return os.path.isdir(path)
+
+    async def both() -> list[bool]:
+        return list(await asyncio.gather(stage(0), stage(0.1)))
+
+    try:
+        assert asyncio.run(both()) == [True, True]
+    finally:
+        state.close()

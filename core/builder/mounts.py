@@ -26,6 +26,7 @@ import functools
 import os
 import secrets as token
 import shutil
+import threading
 import time
 from typing import Any, AsyncIterator, Callable
 
@@ -159,12 +160,19 @@ class CacheMounts:
         self._locks: dict[str, asyncio.Lock] = {}
         self._making: dict[str, asyncio.Lock] = {}
         self._reconciled = False
+        self._reconciling = threading.Lock()
 
     def _reconcile(self) -> None:
-        """Directories without a row (a crash between the two) go."""
-        if self._reconciled:
-            return
-        self._reconciled = True
+        """Directories without a row (a crash between the two) go: once, and before any cache
+        mount is made. A second caller waits for the first to finish: were it let through while
+        the sweep runs, the directory it makes (not yet in the sweep's list of rows) would be
+        swept away under its step (two stages starting together, seen in CI)."""
+        with self._reconciling:
+            if not self._reconciled:
+                self._sweep()
+                self._reconciled = True
+
+    def _sweep(self) -> None:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         known = {r["id"] for r in self.state.q("SELECT id FROM build_cache_mounts")}
         for name in os.listdir(self.root):
