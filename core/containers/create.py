@@ -15,7 +15,7 @@ from dockyard.hookspecs.errors import InvalidParameter, NotFound
 from dockyard.hookspecs.host.timefmt import rfc3339
 
 from .. import links as linksmod, names, resources as resourcesmod, seccomp as seccompmod
-from .. import spec as specmod
+from .. import platforms, spec as specmod
 from ..networks import parse_extra_hosts
 from . import config
 from .base import ServiceBase
@@ -23,8 +23,11 @@ from .config import ZERO_TIME
 
 
 class Create(ServiceBase):
-    async def create(self, body: dict[str, Any], name: str | None) -> dict[str, Any]:
-        """``body``: a create body checked by :class:`dockyard.core.schema.ContainerCreate`."""
+    async def create(self, body: dict[str, Any], name: str | None,
+                     platform: str | None = None) -> dict[str, Any]:
+        """``body``: a create body checked by :class:`dockyard.core.schema.ContainerCreate`;
+        ``platform``: the one its image must be for (a 404 when it is not, as dockerd)."""
+        platforms.check(self.images, body.get("Image"), platform)
         image_name = body.get("Image")
         if not image_name:
             raise InvalidParameter("Config.Image must be given: no image specified")

@@ -11,7 +11,7 @@ from aiohttp import web
 from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.host.streams import frame
 
-from ... import platforms
+from ...containers import ContainerService
 from .. import params
 from ..app import route
 from ...schema import CommitConfig, ContainerCreate, ContainerUpdate
@@ -21,24 +21,18 @@ from ..errors import json_bytes
 from ..hijack import parse_detach_keys, serve_hijacked
 
 
-def _svc(request: web.Request):  # noqa: ANN202
-    return request.app["daemon"].containers
-
-
-
-
+def _svc(request: web.Request) -> ContainerService:
+    svc: ContainerService = request.app["daemon"].containers
+    return svc
 
 
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request, ContainerCreate)
     if body is None:
         raise InvalidParameter("container config missing from request body")
-    platforms.check(request.app["daemon"].images, body.get("Image"),
-                    request.query.get("platform"))
-    result = await _svc(request).create(body, request.query.get("name") or None)
+    result = await _svc(request).create(body, request.query.get("name") or None,
+                                        request.query.get("platform"))
     return web.json_response(result, status=201)
-
-
 
 
 async def list_(request: web.Request) -> web.Response:
