@@ -11,6 +11,7 @@ from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound
 from dockyard.hookspecs.idmap import IDMap
 
 from ..attach import PendingAttach
+from .config import name_in_use
 
 
 class _Runtime:
@@ -120,6 +121,12 @@ class ServiceBase:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.rt(c["Id"]).exit_waiters.append(fut)
         return fut
+
+    def _check_name_free(self, full: str) -> None:
+        """A 409 when a container holds the name ``full`` (``/name``)."""
+        for c in self._cache.values():
+            if c["Name"] == full:
+                raise name_in_use(full, c["Id"])
 
     def _check_not_migrating(self) -> None:
         """Refuse what would mount a rootfs while the storage is being migrated."""

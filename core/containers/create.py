@@ -73,9 +73,7 @@ class Create(ServiceBase):
         if not name:
             return "/" + names.random_name({c["Name"][1:] for c in self._cache.values()})
         full = config.full_name(name)
-        for c in self._cache.values():
-            if c["Name"] == full:
-                raise config.name_in_use(full, c["Id"])
+        self._check_name_free(full)
         return full
 
     def _network_of(self, body: dict[str, Any], host: dict[str, Any]

@@ -206,9 +206,7 @@ class Lifecycle(Running):
         c = self.get(ref)
         if full == c["Name"]:
             raise InvalidParameter("Renaming a container with the same name as its current name")
-        for other in self._cache.values():
-            if other["Name"] == full:
-                raise config.name_in_use(full, other["Id"])
+        self._check_name_free(full)
         old = c["Name"]
         c["Name"] = full
         self.save(c)
