@@ -30,6 +30,10 @@ class _Runtime:
 
 
 class ServiceBase:
+    """The state every part of :class:`~dockyard.core.containers.ContainerService` shares: the
+    cache of records (written through to SQLite by :meth:`save`), the runtime of each container
+    in this daemon's memory, and the lookups, checks and events the parts all use."""
+
     def __init__(self, daemon: Any) -> None:
         self.d = daemon
         self.state = daemon.state

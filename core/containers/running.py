@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class Running(ServiceBase):
-    if TYPE_CHECKING:
+    if TYPE_CHECKING:  # in .lifecycle; an auto-removed container is removed from here
         async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
 
     # -- prepare / start ------------------------------------------------------------------------
