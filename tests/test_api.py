@@ -347,3 +347,59 @@ def test_restart_policies(shared_daemon: Daemon) -> None:
     assert status == 400
     for x in (cid, cid2):
         assert d.api.delete(f"/containers/{x}?force=1")[0] == 204
+
+
+def test_export_top_and_stats_go_through_the_service(shared_daemon: Daemon) -> None:
+    """``export`` streams the whole file system (the container's changes included) and says so
+    in an event carrying the container's name, as dockerd; ``top`` and ``stats`` answer for a
+    running container; all three are 404 for an unknown one and 409/shaped for a stopped one."""
+    import io
+    import tarfile
+    import urllib.parse
+
+    d = shared_daemon
+    name = f"exp-{os.getpid()}-{time.monotonic_ns()}"
+    status, body = d.api.post(f"/containers/create?name={name}", {
+        "Image": "busybox", "Cmd": ["sh", "-c", "echo marked > /marker; exec sleep 300"],
+        "Labels": {"test": name}})
+    assert status == 201, body
+    cid = body["Id"]
+    try:
+        since = time.time()
+        assert d.api.post(f"/containers/{cid}/start")[0] == 204
+        deadline = time.monotonic() + 20
+        while True:  # the marker is written once the shell ran
+            status, data = d.api.get(f"/containers/{cid}/export")
+            assert status == 200
+            tar = tarfile.open(fileobj=io.BytesIO(data))
+            if "marker" in tar.getnames() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        names = set(tar.getnames())
+        assert {"marker", "bin/busybox", "etc/passwd"} <= names, sorted(names)[:20]
+        assert tar.extractfile("marker").read() == b"marked\n"  # type: ignore[union-attr]
+        filters = urllib.parse.quote(json.dumps({"event": ["export"], "container": [cid]}))
+        status, events = d.api.get(f"/events?since={since:.3f}&until={time.time() + 1:.3f}"
+                                   f"&filters={filters}")
+        events = events if isinstance(events, list) else [events]
+        assert status == 200 and events, events
+        assert events[0]["Actor"]["Attributes"]["name"] == name
+        assert events[0]["Actor"]["Attributes"]["test"] == name
+
+        status, top = d.api.get(f"/containers/{cid}/top?ps_args=-o%20pid,args")
+        assert status == 200, top
+        assert top["Titles"] == ["PID", "COMMAND"]
+        assert any(p[1] == "sleep 300" for p in top["Processes"]), top
+        status, stats = d.api.get(f"/containers/{cid}/stats?stream=0&one-shot=1")
+        assert status == 200 and stats["id"] == cid and stats["name"] == "/" + name, stats
+        assert stats["memory_stats"].get("usage", 0) > 0, stats
+        assert d.api.post(f"/containers/{cid}/kill")[0] == 204
+        status, err = d.api.get(f"/containers/{cid}/top")
+        assert status == 409 and err["message"] == f"Container {cid} is not running"
+        status, stats = d.api.get(f"/containers/{cid}/stats?stream=0")
+        assert status == 200 and stats["id"] == cid and stats["memory_stats"]["usage"] == 0, stats
+        for path in ("export", "top", "stats?stream=0"):
+            status, err = d.api.get(f"/containers/nosuch-{name}/{path}")
+            assert status == 404 and err["message"] == f"No such container: nosuch-{name}", path
+    finally:
+        d.api.delete(f"/containers/{cid}?force=1")

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import InvalidParameter
 
-from ... import reference
+from ... import imagelife, reference
 from ...builder import cache, context, options
 from ...builder.build import Build
 from ...builder.errors import StepFailed
@@ -97,12 +97,10 @@ async def _run(request: web.Request, b: Build, out: JsonStream, cw: ClientWork) 
         await out.write({"stream": image_id + "\n"})
     else:
         await out.write({"stream": f"Successfully built {image_id[7:19]}\n"})
+    imagelife.built(d, image_id, b.opts.tags)
     for t in b.opts.tags:
-        d.images.tag(image_id, t)
         if not b.opts.quiet:
             await out.write({"stream": f"Successfully tagged {reference.familiar(t)}\n"})
-        d.event("image", "tag", image_id, {"name": t})
-    d.emit("dockyard_image_built", image_id=image_id, tags=b.opts.tags)
     return await out.finish()
 
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
-import time
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from aiohttp import web
 
-from dockyard.hookspecs.errors import Conflict, DockyardError, InvalidParameter, NotFound
+from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.host.streams import frame
 
-from ... import listing, platforms
-from ... import stats as stats_doc
-from ...containers import summary
+from ...containers import ContainerService
 from .. import params
 from ..app import route
 from ...schema import CommitConfig, ContainerCreate, ContainerUpdate
@@ -25,47 +21,30 @@ from ..errors import json_bytes
 from ..hijack import parse_detach_keys, serve_hijacked
 
 
-def _svc(request: web.Request):  # noqa: ANN202
-    return request.app["daemon"].containers
-
-
-
-
+def _svc(request: web.Request) -> ContainerService:
+    svc: ContainerService = request.app["daemon"].containers
+    return svc
 
 
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request, ContainerCreate)
     if body is None:
         raise InvalidParameter("container config missing from request body")
-    platforms.check(request.app["daemon"].images, body.get("Image"),
-                    request.query.get("platform"))
-    result = await _svc(request).create(body, request.query.get("name") or None)
+    result = await _svc(request).create(body, request.query.get("name") or None,
+                                        request.query.get("platform"))
     return web.json_response(result, status=201)
 
 
-
-
 async def list_(request: web.Request) -> web.Response:
-    d = request.app["daemon"]
     limit = params.integer(request, "limit", -1) or -1
-    chosen = listing.containers(d, params.filters(request), params.flag(request, "all"), limit)
-    out = [summary(c, None) for c in chosen]
-    if params.flag(request, "size"):  # docker ps -s
-        from ...usage import container_sizes
-        for s, c in zip(out, chosen):
-            s["SizeRw"], s["SizeRootFs"] = await asyncio.to_thread(container_sizes, d, c)
-    return web.json_response(out)
+    return web.json_response(await _svc(request).list_summaries(
+        params.filters(request), params.flag(request, "all"), limit, params.flag(request, "size")))
 
 
 async def inspect(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    c = svc.get(request.match_info["id"])
-    out = svc.public(c)
-    if params.flag(request, "size"):  # docker inspect -s / docker container inspect --size
-        from ...usage import container_sizes
-        out["SizeRw"], out["SizeRootFs"] = await asyncio.to_thread(
-            container_sizes, request.app["daemon"], c)
-    return web.json_response(out)
+    # docker inspect -s / docker container inspect --size
+    return web.json_response(await _svc(request).inspect(request.match_info["id"],
+                                                         params.flag(request, "size")))
 
 
 async def start(request: web.Request) -> web.Response:
@@ -79,11 +58,8 @@ async def stop(request: web.Request) -> web.Response:
 
 
 async def restart(request: web.Request) -> web.Response:
-    svc = _svc(request)
-    c = svc.get(request.match_info["id"])
-    if c["State"]["Running"]:
-        await svc.stop(c["Id"], params.integer(request, "t"), request.query.get("signal"))
-    await svc.start(c["Id"])
+    await _svc(request).restart(request.match_info["id"], params.integer(request, "t"),
+                                request.query.get("signal"))
     return web.Response(status=204)
 
 
@@ -120,11 +96,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise InvalidParameter("either logs or stream must be set")
     keys = parse_detach_keys(request.query.get("detachKeys"))
     stdout, stderr = params.flag(request, "stdout"), params.flag(request, "stderr")
-    if logs and (svc.get(request.match_info["id"])["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
-        raise InvalidParameter("configured logging driver does not support reading")
     # as dockerd, the session is attached before the log is replayed (logs=1)
     c, streams = await svc.attach(request.match_info["id"], params.flag(request, "stdin"),
-                                  stdout, stderr, stream=stream)
+                                  stdout, stderr, stream=stream, logs=logs)
     tty = c["Config"]["Tty"]
     replay = _frames(svc.logs(c["Id"], stdout=stdout, stderr=stderr, follow=False, tail="all",
                               since=0.0, until=0.0, timestamps=False), tty) if logs else None
@@ -162,16 +136,15 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stdout, stderr = params.flag(request, "stdout"), params.flag(request, "stderr")
     if not stdout and not stderr:
         raise InvalidParameter("you must choose at least one stream")
-    if (c["HostConfig"].get("LogConfig") or {}).get("Type") == "none":  # before the 200 goes out
-        raise InvalidParameter("configured logging driver does not support reading")
-    tty = c["Config"]["Tty"]
-    ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
-    resp = web.StreamResponse(status=200, headers={"Content-Type": ctype})
-    await resp.prepare(request)
+    # checked by the service before the 200 goes out
     items = svc.logs(c["Id"], stdout=stdout, stderr=stderr, follow=params.flag(request, "follow"),
                      tail=request.query.get("tail", "all"), since=_time_param(request, "since"),
                      until=_time_param(request, "until"),
                      timestamps=params.flag(request, "timestamps"))
+    tty = c["Config"]["Tty"]
+    ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+    resp = web.StreamResponse(status=200, headers={"Content-Type": ctype})
+    await resp.prepare(request)
     async for chunk in race_iter(request, _frames(items, tty)):
         await resp.write(chunk)
     await resp.write_eof()
@@ -179,39 +152,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 
 async def top(request: web.Request) -> web.Response:
-    """Docker's shape: run ``ps`` (``ps_args``, default ``-ef``) on the host and keep the rows
-    whose PID is in the container."""
-    svc = _svc(request)
-    c = svc.get(request.match_info["id"])
-    if not c["State"]["Running"]:
-        raise Conflict(f"Container {c['Id']} is not running")
-    pids = set(await svc.drv(c["Id"]).pids(c["Id"]))
-    ps_args = request.query.get("ps_args") or "-ef"
-    proc = await asyncio.create_subprocess_exec(
-        "ps", *shlex.split(ps_args), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise DockyardError(f"Error running ps: {err.decode(errors='replace').strip()}")
-    lines = out.decode(errors="replace").splitlines()
-    if not lines:
-        raise DockyardError("ps printed nothing")
-    titles = lines[0].split()
-    if "PID" not in titles:
-        raise DockyardError("Couldn't find PID field in ps output")
-    col = titles.index("PID")
-    procs = []
-    for line in lines[1:]:
-        fields = line.split(None, len(titles) - 1)
-        if len(fields) <= col:
-            continue
-        try:
-            pid = int(fields[col])
-        except ValueError:
-            continue
-        if pid in pids:
-            procs.append(fields)
-    return web.json_response({"Titles": titles, "Processes": procs})
+    return web.json_response(await _svc(request).top(request.match_info["id"],
+                                                     request.query.get("ps_args") or ""))
 
 
 async def pause(request: web.Request) -> web.Response:
@@ -225,68 +167,29 @@ async def unpause(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.StreamResponse:
-    svc = _svc(request)
-    c = svc.get(request.match_info["id"])
-    drv = svc.drv(c["Id"])
-    stream = params.flag(request, "stream", True)
-    one_shot = params.flag(request, "one-shot")
+    samples = _svc(request).stats(request.match_info["id"], stream=params.flag(request, "stream", True),
+                                  one_shot=params.flag(request, "one-shot"))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-
-    async def sample() -> dict[str, Any]:
-        if not c["State"]["Running"]:
-            return {}
-        try:
-            return await drv.stats(c["Id"])
-        except (NotFound, Conflict):
-            return {}
-
-    def networks() -> dict[str, Any] | None:
-        if not c["State"]["Running"] or not c["State"].get("Pid") or c.get("_host_net"):
-            return None  # the host's interfaces are not the container's (dockerd shows none)
-        return stats_doc.network_stats(c["State"]["Pid"])
-
-    pre, pre_time = None, None
-    if not stream and not one_shot:
-        pre, pre_time = await sample(), time.time()
-        await asyncio.sleep(0.25)
-    await resp.prepare(request)
-    while True:
-        raw, now = await sample(), time.time()
-        body = stats_doc.docker_stats(c, raw, pre, now, pre_time, networks()) if raw else \
-            stats_doc.docker_stats(c, {}, None, now, None, None)
+    async for body in samples:
+        if not resp.prepared:
+            await resp.prepare(request)
         await resp.write(json.dumps(body).encode() + b"\n")
-        if not stream or not c["State"]["Running"]:
-            break
-        pre, pre_time = raw, now
-        await asyncio.sleep(1.0)
     await resp.write_eof()
     return resp
 
 
 async def export(request: web.Request) -> web.StreamResponse:
-    """``docker export``: the container's whole filesystem as one tar (through the graph
-    driver's mount, so it works for any driver)."""
-    from dockyard.hookspecs.host.changes import compute_changes
-    from dockyard.hookspecs.host.layertar import stream_from_writer, write_layer_tar
-    d = request.app["daemon"]
-    c = d.containers.get(request.match_info["id"])
-    cid = c["Id"]
-    root = await asyncio.to_thread(d.graph.get, cid)
+    """``docker export``: the container's whole file system as one tar."""
+    tar = await _svc(request).export(request.match_info["id"])
     try:
-        changes = await asyncio.to_thread(compute_changes, root, None)
-        stream = stream_from_writer(lambda out: write_layer_tar(out, root, changes, getattr(d.graph, "id_map", None)))
         resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
         await resp.prepare(request)
-        try:
-            while chunk := await asyncio.to_thread(stream.read, 1 << 20):
-                await resp.write(chunk)
-        finally:
-            stream.close()
+        async for chunk in tar.chunks():
+            await resp.write(chunk)
         await resp.write_eof()
-        d.event("container", "export", cid, {})
         return resp
     finally:
-        await asyncio.to_thread(d.graph.put, cid)
+        await tar.close()
 
 
 async def changes(request: web.Request) -> web.Response:

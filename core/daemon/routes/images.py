@@ -16,7 +16,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import Conflict, InvalidParameter, NotFound, Unauthorized
 
-from ... import filtersets, listing, reference, transfer
+from ... import filtersets, imagelife, listing, reference, transfer
 from .. import params
 from ..app import route
 from ...schema import AuthConfig, loads
@@ -82,9 +82,7 @@ async def create(request: web.Request) -> web.StreamResponse:
                 image_id = await cw.run(work)
         finally:
             os.unlink(path)
-        tags = [d.images.tag(image_id, str(ref))] if ref else []
-        d.emit("dockyard_image_built", image_id=image_id, tags=tags)
-        d.event("image", "import", image_id, {"name": str(ref) if ref else ""})
+        imagelife.imported(d, image_id, ref)
         return web.Response(text=json.dumps({"status": image_id}) + "\r\n",
                             content_type="application/json")
     if q.get("fromImage"):
@@ -135,11 +133,9 @@ async def push(request: web.Request) -> web.StreamResponse:
             digest, size = await out.run(work)
         except Exception as exc:  # noqa: BLE001 - reported to the client in the stream
             return await out.fail(exc)
-        d.images.add_repo_digest(r.name, digest, image_id, "")
+        imagelife.pushed(d, r, image_id, digest)
         await out.write({"status": f"{r.tag}: digest: {digest} size: {size}", "progressDetail": {}})
         await out.write({"progressDetail": {}, "aux": {"Tag": r.tag, "Digest": digest, "Size": size}})
-        d.emit("dockyard_image_pushed", image_id=image_id, reference=str(r))
-        d.event("image", "push", str(r), {"name": str(r)})
     return await out.finish()
 
 
@@ -309,7 +305,7 @@ async def prune(request: web.Request) -> web.Response:
         except (NotFound, Conflict):
             continue
         deleted += res
-        _removal_events(d, row["id"], res)
+        imagelife.removed(d, row["id"], res)
         if parent:
             deleted += await _remove_parents(d, row["id"], parent)
     reclaimed = sum(sizes.get(item.get("Deleted", ""), 0) for item in deleted)
@@ -334,20 +330,9 @@ async def _remove_parents(d: Any, image_id: str, parent: str | None) -> list[dic
         except (NotFound, Conflict):
             break
         out += [r for r in res if "Deleted" in r]
-        _removal_events(d, parent, res)
+        imagelife.removed(d, parent, res)
         parent = nxt
     return out
-
-
-def _removal_events(d: Any, image_id: str, result: list[dict[str, str]]) -> None:
-    """dockerd's events for what one image deletion did: ``untag`` per tag removed, then
-    ``delete`` (both name the image by its ID)."""
-    for item in result:
-        if "Untagged" in item:
-            d.event("image", "untag", image_id, {"name": image_id})
-        elif "Deleted" in item:
-            d.emit("dockyard_image_removed", image_id=item["Deleted"])
-            d.event("image", "delete", item["Deleted"], {"name": item["Deleted"]})
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -363,7 +348,7 @@ async def remove(request: web.Request) -> web.Response:
     image_id = d.images.resolve(name)
     parent = d.images.parent_of(image_id)
     result = await asyncio.to_thread(d.images.delete, name, force, d.containers.using_image(image_id))
-    _removal_events(d, image_id, result)
+    imagelife.removed(d, image_id, result)
     if parent and not params.flag(request, "noprune") and {"Deleted": image_id} in result:
         result += await _remove_parents(d, image_id, parent)
     return web.json_response(result)

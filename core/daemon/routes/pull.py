@@ -15,7 +15,7 @@ from aiohttp import web
 
 from dockyard.hookspecs.errors import NotFound, Unauthorized
 
-from ... import reference, remote
+from ... import imagelife, reference, remote
 from ..clientwork import client_work
 from ..jsonstream import JsonStream
 
@@ -64,13 +64,8 @@ async def pull(request: web.Request, ref: reference.Reference, auth: dict[str, A
                 return await out.fail(exc)
             one = ref if ref.tag or ref.digest else ref.with_tag(want)
             fresh = remote.tag_moves(d.images, one, result["image_id"]) or fresh
-            if one.tag:
-                d.images.tag(result["image_id"], str(one))
-            d.images.add_repo_digest(ref.name, result["digest"], result["image_id"],
-                                     result["media_type"])
+            imagelife.pulled(d, ref.name, one, result)
             await out.write({"status": f"Digest: {result['digest']}"})
-            d.emit("dockyard_image_pulled", image_id=result["image_id"], reference=str(one))
-            d.event("image", "pull", str(one), {"name": str(one)})
     finally:
         await asyncio.to_thread(remote.close_all, every)
     shown = ref.familiar()
