@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "commit": ("containers", "commit", "Create a new image from a container's changes"),
     "rename": ("containers", "rename", "Rename a container"),
     "update": ("containers", "update", "Update configuration of one or more containers"),
-    "cp": ("containers", "cp", "Copy files/folders between a container and the local filesystem"),
+    "cp": ("cp", "cp", "Copy files/folders between a container and the local filesystem"),
     "volume": ("volumes", "volume_group", "Manage volumes"),
     "container": ("containers", "container_group", "Manage containers"),
     "kill": ("containers", "kill", "Kill one or more running containers"),

@@ -1,276 +1,26 @@
-"""Container commands: create, run, start, stop, kill, wait, logs, rm, inspect (ps: cli/ps.py)."""
+"""Container commands: create, run, start, stop, kill, wait, logs, rm, inspect (ps: cli/ps.py,
+cp: cli/cp.py, attaching: cli/attach.py)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
-import threading
 from typing import Any
 from urllib.parse import quote
 
 import click
 
-from dockyard.hookspecs.errors import DockyardError
-from dockyard.hookspecs.host.streams import STDOUT, parse_header
 
 from . import complete
+from .attach import (_RespReader, _term_size, attach_and_run, pump_output, run_status_code,
+                     wait_error)
 from .client import Client, DaemonError
+from .cmdutil import _call, _each, _err, _p
 from .ps import ps
 from .runopts import OptError, build_create_body, container_options
 
 RUN_SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
 
 
-def _p(name: str) -> str:
-    return quote(name, safe="")
-
-
-def _err(msg: str) -> None:
-    print(f"Error response from daemon: {msg}", file=sys.stderr)
-
-
-# -- stream handling --------------------------------------------------------------------------
-def _write(fd_file: Any, data: bytes) -> None:
-    try:
-        fd_file.write(data)
-        fd_file.flush()
-    except BrokenPipeError:
-        pass
-
-
-def pump_output(fp: Any, tty: bool) -> None:
-    """Copy an attach/logs stream to stdout/stderr until EOF (demultiplexing unless ``tty``)."""
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    if tty:
-        while True:
-            data = fp.read1(65536)
-            if not data:
-                return
-            _write(out, data)
-    while True:
-        header = _read_exact(fp, 8)
-        if len(header) < 8:
-            if header:
-                _write(out, header)
-            return
-        stream, size = parse_header(header)
-        data = _read_exact(fp, size)
-        _write(out if stream == STDOUT else err, data)  # stderr, and the daemon's errors
-        if len(data) < size:
-            return
-
-
-def _read_exact(fp: Any, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = fp.read1(n - len(buf)) if hasattr(fp, "read1") else fp.read(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return buf
-
-
-class _RespReader:
-    """Adapter so pump_output can read a Response body."""
-
-    def __init__(self, resp: Any) -> None:
-        self.resp = resp
-
-    def read1(self, n: int) -> bytes:
-        return self.resp.read1(n)
-
-
-def _pump_stdin(sock: Any, tty: bool, detach_keys: bytes = b"\x10\x11",
-                detached: threading.Event | None = None) -> None:
-    import socket as _socket
-    fd = sys.stdin.fileno()
-    pending = b""
-    try:
-        while True:
-            try:
-                data = os.read(fd, 32768)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            if tty and detach_keys:
-                data = pending + data
-                pending = b""
-                idx = data.find(detach_keys)
-                if idx >= 0:
-                    sock.sendall(data[:idx])
-                    if detached is not None:
-                        detached.set()
-                    try:
-                        sock.shutdown(_socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                    return
-                if data.endswith(detach_keys[:1]):
-                    pending, data = data[-1:], data[:-1]
-            sock.sendall(data)
-        if pending:
-            sock.sendall(pending)
-        sock.shutdown(_socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-class RawTerminal:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stdin.isatty()
-        self.saved = None
-
-    def __enter__(self) -> "RawTerminal":
-        if self.enabled:
-            import termios
-            import tty
-            fd = sys.stdin.fileno()
-            self.saved = termios.tcgetattr(fd)
-            tty.setraw(fd)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.saved is not None:
-            import termios
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
-
-
-def _term_size() -> tuple[int, int] | None:
-    for stream in (sys.stdout, sys.stdin, sys.stderr):
-        try:
-            sz = os.get_terminal_size(stream.fileno())
-            return sz.lines, sz.columns
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def _resize(client: Client, cid: str) -> None:
-    size = _term_size()
-    if size:
-        try:
-            client.request("POST", f"/containers/{cid}/resize", {"h": size[0], "w": size[1]}).read()
-        except Exception:
-            pass
-
-
-class Waiter:
-    """``POST /containers/{id}/wait`` on its own connection, its body read in a thread."""
-
-    def __init__(self, client: Client, cid: str, condition: str) -> None:
-        self.result: dict[str, Any] | None = None
-        self.error: BaseException | None = None
-        self.headers_seen = threading.Event()
-        self.done = threading.Event()
-        conn_client = Client(client.host, client.tls)
-        conn_client.prefix = client.prefix
-        self.client = conn_client
-        self.cid = cid
-        self.condition = condition
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.headers_seen.wait(5)
-
-    def _run(self) -> None:
-        try:
-            from .client import Connection
-            conn = Connection(self.client)
-            conn.send_request("POST", self.client.url(f"/containers/{self.cid}/wait",
-                                                      {"condition": self.condition}), {}, None)
-            resp = conn.read_response("POST")
-            self.headers_seen.set()
-            if resp.status >= 400:
-                from .client import _message
-                raise DaemonError(resp.status, _message(resp.read(), resp))
-            self.result = resp.json() or {}
-        except BaseException as e:  # reported by wait()
-            self.error = e
-        finally:
-            self.headers_seen.set()
-            self.done.set()
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any]:
-        self.done.wait(timeout)
-        if self.error is not None:
-            raise self.error
-        return self.result or {}
-
-
-def run_status_code(msg: str) -> int:
-    """docker's ``toStatusError``: 127 command not found, 126 cannot invoke, else 125."""
-    if ("executable file not found" in msg or "no such file or directory" in msg
-            or "not found" in msg and "exec" in msg):
-        return 127
-    if "permission denied" in msg or "is a directory" in msg or "not executable" in msg:
-        return 126
-    return 125
-
-
-def attach_and_run(opts: Any, cid: str, tty: bool, stdin: bool, auto_remove: bool,
-                   start: bool = True, sig_proxy: bool = True) -> int:
-    """Attach, wait and start as ``docker run`` does; return the container's exit code."""
-    client: Client = opts.client
-    params = {"stream": 1, "stdout": 1, "stderr": 1}
-    if stdin:
-        params["stdin"] = 1
-    sock, fp = client.hijack(f"/containers/{cid}/attach", params)
-    waiter = Waiter(client, cid, "removed" if auto_remove else "next-exit")
-    if waiter.error is not None and isinstance(waiter.error, DaemonError):
-        raise waiter.error
-    detached = threading.Event()
-    with RawTerminal(tty and stdin):
-        if start:
-            try:
-                client.request("POST", f"/containers/{cid}/start").read()
-            except DaemonError:
-                sock.close()
-                raise
-        if tty:
-            _resize(client, cid)
-            try:
-                import signal
-                signal.signal(signal.SIGWINCH, lambda *a: _resize(client, cid))
-            except (ValueError, AttributeError):
-                pass
-        if sig_proxy and not tty:
-            _install_sig_proxy(client, cid)
-        if stdin:
-            threading.Thread(target=_pump_stdin, args=(sock, tty, b"\x10\x11", detached),
-                             daemon=True).start()
-        try:
-            pump_output(fp, tty)
-        except OSError:
-            pass
-    if detached.is_set():
-        return 0
-    res = waiter.wait()
-    err = res.get("Error")
-    if err and (err.get("Message") if isinstance(err, dict) else err):
-        msg = err.get("Message") if isinstance(err, dict) else str(err)
-        _err(msg)
-        return 125
-    return int(res.get("StatusCode", 0))
-
-
-def _install_sig_proxy(client: Client, cid: str) -> None:
-    import signal
-
-    def handler(signum: int, frame: Any) -> None:
-        try:
-            c = Client(client.host, client.tls)
-            c.prefix = client.prefix
-            c.request("POST", f"/containers/{cid}/kill", {"signal": str(signum)}).read()
-            c.close()
-        except Exception:
-            pass
-
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-              signal.SIGUSR2):
-        try:
-            signal.signal(s, handler)
-        except (ValueError, OSError):
-            pass
 
 
 # -- create / run -----------------------------------------------------------------------------
@@ -365,25 +115,6 @@ def run(opts: Any, image: str, command: tuple[str, ...], detach: bool, sig_proxy
 
 
 # -- lifecycle --------------------------------------------------------------------------------
-def _call(client: Client, method: str, path: str, params: dict[str, Any] | None = None) -> None:
-    client.request(method, path, params).read()
-
-
-def _each(names: tuple[str, ...], fn: Any, echo: bool = True) -> None:
-    failed = False
-    for n in names:
-        try:
-            out = fn(n)
-        except DaemonError as e:
-            _err(e.message)
-            failed = True
-            continue
-        if echo:
-            print(n if out is None else out)
-    if failed:
-        sys.exit(1)
-
-
 @click.command(short_help="Start one or more stopped containers")
 @click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True, shell_complete=complete.stopped_containers)
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
@@ -487,9 +218,9 @@ def wait(opts: Any, containers: tuple[str, ...]) -> None:
 
     def one(n: str) -> str:
         res = client.request("POST", f"/containers/{_p(n)}/wait").json() or {}
-        err = res.get("Error")
-        if err and (err.get("Message") if isinstance(err, dict) else err):
-            raise DaemonError(500, err.get("Message") if isinstance(err, dict) else str(err))
+        msg = wait_error(res)
+        if msg is not None:
+            raise DaemonError(500, msg)
         return str(res.get("StatusCode", 0))
     _each(containers, one)
 
@@ -702,120 +433,3 @@ for _name, _cmd in (("ls", ps), ("rm", rm), ("run", run), ("create", create), ("
                     ("logs", logs), ("inspect", inspect), ("diff", diff), ("commit", commit),
                     ("rename", rename), ("prune", container_prune), ("update", update)):
     container_group.add_command(_cmd, _name)
-
-
-def _split_cp_arg(arg: str) -> tuple[str | None, str]:
-    """``CONTAINER:PATH`` → (container, path); a local path (``-``, or starting with ``/`` or
-    ``.``, or with no colon before its first slash) → (None, path)."""
-    if arg == "-" or arg.startswith(("/", ".")):
-        return None, arg
-    head, sep, tail = arg.partition(":")
-    if not sep or "/" in head:
-        return None, arg
-    return head, tail
-
-
-def _path_stat(client: Client, container: str, path: str) -> dict[str, Any] | None:
-    import base64
-
-    resp = client.request("HEAD", f"/containers/{_p(container)}/archive", {"path": path}, check=False)
-    resp.read()
-    if resp.status == 404:
-        return None
-    if resp.status >= 400:
-        raise DaemonError(resp.status, f"{container}:{path}: cannot stat ({resp.status})")
-    return json.loads(base64.b64decode(resp.headers.get("x-docker-container-path-stat", "") or "e30="))
-
-
-@click.command(short_help="Copy files/folders between a container and the local filesystem")
-@click.argument("src", metavar="SRC")
-@click.argument("dest", metavar="DEST")
-@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
-@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
-@click.pass_obj
-def cp(opts: Any, src: str, dest: str, archive: bool, follow_link: bool) -> None:
-    """Copy files/folders between a container and the local filesystem.
-
-    \b
-    dockyard cp CONTAINER:SRC_PATH DEST_PATH|-
-    dockyard cp SRC_PATH|- CONTAINER:DEST_PATH
-    """
-    import io
-    import posixpath
-    import tarfile
-
-    client: Client = opts.client
-    (sc, spath), (dc, dpath) = _split_cp_arg(src), _split_cp_arg(dest)
-    if (sc is None) == (dc is None):
-        click.echo("Error: copying between containers or between local paths is not supported; "
-                   "one of SRC and DEST must be CONTAINER:PATH", err=True)
-        sys.exit(1)
-    try:
-        if sc is not None:  # out of the container
-            resp = client.request("GET", f"/containers/{_p(sc)}/archive", {"path": spath})
-            if dpath == "-":
-                for chunk in resp.iter_chunks():
-                    sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
-                return
-            into_dir = os.path.isdir(dpath)
-            target = dpath if into_dir else (os.path.dirname(os.path.abspath(dpath)))
-            if not os.path.isdir(target):
-                click.echo(f"Error: destination directory {target!r} does not exist", err=True)
-                sys.exit(1)
-            rename = None if into_dir else os.path.basename(os.path.abspath(dpath))
-            _extract_out(resp, target, rename)
-            return
-        # into the container
-        if spath == "-":
-            body = sys.stdin.buffer.read()
-            client.request("PUT", f"/containers/{_p(dc)}/archive", {"path": dpath}, body=body).read()
-            return
-        if not os.path.lexists(spath):
-            click.echo(f"Error: no such file or directory: {spath}", err=True)
-            sys.exit(1)
-        st = _path_stat(client, dc, dpath)
-        if st is not None and st.get("mode", 0) & (1 << 31):
-            into, name = dpath, os.path.basename(os.path.abspath(spath))
-        else:
-            into = posixpath.dirname(posixpath.normpath("/" + dpath)) or "/"
-            name = posixpath.basename(posixpath.normpath("/" + dpath))
-            if _path_stat(client, dc, into) is None:
-                click.echo(f"Error: destination directory {into!r} does not exist in {dc}", err=True)
-                sys.exit(1)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.add(os.path.realpath(spath) if follow_link else spath, arcname=name)
-        client.request("PUT", f"/containers/{_p(dc)}/archive", {"path": into},
-                       body=buf.getvalue(), headers={"Content-Type": "application/x-tar"}).read()
-    except DaemonError as e:
-        _err(e.message)
-        sys.exit(1)
-    except DockyardError as e:
-        click.echo(f"Error: copying {src} to {dest} failed: {e.message}", err=True)
-        sys.exit(1)
-    except (tarfile.TarError, OSError) as e:
-        click.echo(f"Error: copying {src} to {dest} failed: {e}", err=True)
-        sys.exit(1)
-
-
-def _extract_out(resp: Any, target: str, rename: str | None) -> None:
-    """Unpack the archive of ``docker cp`` out into directory ``target`` (its top entry renamed
-    to ``rename``): spooled to a temporary file and checked whole first, so a corrupt or hostile
-    archive leaves ``target`` untouched; then the safe extractor's host-side policy (nothing
-    outside ``target``, no chown, no device nodes, setuid bits cleared)."""
-    import base64
-    import tempfile
-
-    from dockyard.hookspecs.host import tarsafe
-
-    rebase = None
-    if rename:
-        raw = resp.headers.get("x-docker-container-path-stat", "") or "e30="
-        top = json.loads(base64.b64decode(raw)).get("name") or ""
-        rebase = ("." if top in ("", "/") else top, rename)
-    with tempfile.NamedTemporaryFile(prefix="dockyard-cp-") as spool:
-        for chunk in resp.iter_chunks():
-            spool.write(chunk)
-        spool.flush()
-        tarsafe.extract_file(spool.name, target, tarsafe.COPY_OUT, rebase=rebase)

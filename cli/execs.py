@@ -12,7 +12,8 @@ from dockyard.hookspecs.host.units import bytes_size
 
 from . import complete
 from .client import Client, DaemonError
-from .containers import (RawTerminal, _each, _call, _p, _pump_stdin, _term_size, pump_output)
+from .attach import RawTerminal, _pump_stdin, _term_size, pump_output
+from .cmdutil import _call, _each, _p
 
 EXEC_SETTINGS = {"ignore_unknown_options": False, "allow_interspersed_args": False}
 

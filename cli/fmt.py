@@ -4,13 +4,20 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import IO, Any, Iterable, Iterator
-
-import click
 
 from dockyard.hookspecs.host.units import bytes_size, human_duration, human_size
 
+TYPE_CHECKING = False  # not typing's: importing typing costs a few ms on every dockyard run
+if TYPE_CHECKING:
+    from typing import IO, Any, Iterable, Iterator
+
 __all__ = ["ago", "bytes_size", "filter_args", "human_duration", "human_size", "tabwrite", "to_epoch"]
+
+
+def _click_error(message: str) -> Exception:
+    """click's error for ``message`` (click is imported only then: ``ps`` may run without it)."""
+    import click
+    return click.ClickException(message)
 
 
 def filter_args(filters: Iterable[str],
@@ -65,7 +72,7 @@ def archive_output(output: str | None) -> Iterator[IO[bytes]]:
     words)."""
     if not output:
         if sys.stdout.isatty():
-            raise click.ClickException("cowardly refusing to save to a terminal. Use the -o flag "
+            raise _click_error("cowardly refusing to save to a terminal. Use the -o flag "
                                        "or redirect")
         yield sys.stdout.buffer
         return
@@ -117,7 +124,7 @@ def render_list(fmt: str, items: list[Any], headers: dict[str, str]) -> None:
         for it in items:
             lines.append(tpl.execute(it))
     except TemplateError as e:
-        raise click.ClickException(f"template parsing error: {e}") from None
+        raise _click_error(f"template parsing error: {e}") from None
     if table:
         sys.stdout.write(tabwrite(lines))
     else:
@@ -129,7 +136,7 @@ def render_one(fmt: str, obj: Any) -> str:
     try:
         return Template(fmt).execute(obj)
     except TemplateError as e:
-        raise click.ClickException(f"template parsing error: {e}") from None
+        raise _click_error(f"template parsing error: {e}") from None
 
 
 def stringify_ports(ports: list[dict[str, Any]] | None) -> str:

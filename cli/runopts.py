@@ -270,6 +270,18 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
     for t in o.get("tmpfs") or ():
         path, _, topts = t.partition(":")
         tmpfs[path] = topts
+    config = _config(o, image, cmd, detach, env, exposed, volumes)
+    network = o.get("network") or "default"
+    host = _host_config(o, network, console_size, binds=binds, mounts=mounts, tmpfs=tmpfs,
+                        bindings=bindings)
+    return {**config, "HostConfig": host,
+            "NetworkingConfig": {"EndpointsConfig": _endpoints(o, network)}}
+
+
+def _config(o: dict[str, Any], image: str, cmd: tuple[str, ...], detach: bool, env: list[str],
+            exposed: dict[str, Any], volumes: dict[str, Any]) -> dict[str, Any]:
+    """The container's own configuration (the body's top level, but ``HostConfig`` and
+    ``NetworkingConfig``)."""
     interactive, tty = bool(o.get("interactive")), bool(o.get("tty"))
     attach_stdin = interactive and not detach
     config: dict[str, Any] = {
@@ -292,7 +304,13 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
     check = parse_healthcheck(o)
     if check is not None:
         config["Healthcheck"] = check
-    network = o.get("network") or "default"
+    return config
+
+
+def _host_config(o: dict[str, Any], network: str, console_size: tuple[int, int], *,
+                 binds: list[str], mounts: list[dict[str, Any]], tmpfs: dict[str, str],
+                 bindings: dict[str, Any]) -> dict[str, Any]:
+    """``HostConfig``: every field the docker CLI sends, its default where no flag is given."""
     host: dict[str, Any] = {
         "Binds": binds or None, "Mounts": mounts or None, "Tmpfs": tmpfs or None, "ContainerIDFile": "",
         "LogConfig": {"Type": o.get("log_driver") or "", "Config": parse_log_opts(o.get("log_opt") or ())},
@@ -329,6 +347,12 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
     }
     if o.get("init"):
         host["Init"] = True
+    return host
+
+
+def _endpoints(o: dict[str, Any], network: str) -> dict[str, Any]:
+    """``NetworkingConfig.EndpointsConfig``: the network's endpoint, with the aliases, addresses
+    and MAC address given."""
     endpoints = {"default": _endpoint_defaults()} if network == "default" else {}
     aliases = list(o.get("network_alias") or ())
     ipam = {k: v for k, v in (("IPv4Address", o.get("ip")), ("IPv6Address", o.get("ip6")),
@@ -340,7 +364,7 @@ def build_create_body(o: dict[str, Any], image: str, cmd: tuple[str, ...], detac
         ep["IPAMConfig"] = ipam or None
         ep["MacAddress"] = o.get("mac_address") or ""
         endpoints = {network: ep}
-    return {**config, "HostConfig": host, "NetworkingConfig": {"EndpointsConfig": endpoints}}
+    return endpoints
 
 
 def container_options(f):

@@ -9,7 +9,7 @@ import click
 
 from . import complete
 from .client import DaemonError
-from .containers import _call, _each, _err, _p
+from .cmdutil import _call, _each, _err, _p
 
 
 @click.group(name="volume", short_help="Manage volumes")

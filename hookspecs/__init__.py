@@ -12,7 +12,9 @@ pluggy, asyncio and tarfile with it.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # not typing's: the CLI imports the toolkit, and typing costs it a few ms
+if TYPE_CHECKING:
+    from typing import Any
 
 #: entry-point group of each driver kind, keyed by the kind's name
 DRIVER_GROUPS = {

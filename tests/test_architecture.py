@@ -35,17 +35,12 @@ MAX_FUNCTION_LINES = 80
 #: modules over the limit today -> their size today (lines); a later restructuring shrinks them
 MODULE_ALLOWLIST = {
     "plugins/execdrivers/native/supervisor.py": 1355,
-    "hookspecs/conformance/graphdriver.py": 1013,
-    "cli/containers.py": 821,
     "plugins/execdrivers/native/init.py": 760,
     "core/networks.py": 781,
-    "cli/gotemplate.py": 641,
 }
 #: functions over the limit today ("path::Class.function") -> their size today (lines)
 FUNCTION_ALLOWLIST = {
     "plugins/execdrivers/native/init.py::_setup_container": 95,
-    "cli/runopts.py::build_create_body": 95,
-    "hookspecs/conformance/registry.py::registry_suite": 98,
 }
 
 _IMPORT_CALLS = {"import_module", "__import__", "find_spec", "resolve_name"}

@@ -91,6 +91,34 @@ def test_fast_version_prints_what_click_prints(shared_daemon: Daemon) -> None:
     assert fast.returncode == 1 and b"Cannot connect" in fast.stderr
 
 
+def test_fast_ps_prints_what_click_prints(shared_daemon: Daemon) -> None:
+    """``ps`` served without click (a plain line) prints what click's path (another global
+    option) prints, for listings, a template error and a daemon that is not there."""
+    name = "fastps" + os.urandom(4).hex()
+    r = shared_daemon.cli("create", "--name", name, "--label", "k=v", "busybox", "true")
+    assert r.returncode == 0, r.stderr
+    try:
+        fmt = "{{.ID}} {{.Image}} {{.Command}} {{.Names}} {{.Labels}} {{.State}} {{.Ports}}"
+        for argv in (["-a", "--format", fmt], ["-aq"], ["-a", "--no-trunc", "-q"],
+                     ["-a", "-f", f"name={name}", "--format", "table " + fmt],
+                     ["-a", "--format", "{{nosuchfunc .}}"]):
+            fast = shared_daemon.cli("ps", *argv)
+            slow = shared_daemon.cli("-l", "info", "ps", *argv)
+            assert (fast.returncode, fast.stdout, fast.stderr) == (
+                slow.returncode, slow.stdout, slow.stderr), argv
+        assert name.encode() in shared_daemon.cli("ps", "-a", "--format", fmt).stdout
+        assert b"template parsing error" in fast.stderr and fast.returncode == 1
+    finally:
+        shared_daemon.cli("rm", "-f", name)
+    gone = [DOCKYARD, "-H", f"unix://{shared_daemon.root}/nosuch.sock"]
+    fast = subprocess.run(gone + ["ps"], capture_output=True)
+    slow = subprocess.run(gone + ["-l", "info", "ps"], capture_output=True)
+    assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout,
+                                                           slow.stderr)
+    assert fast.returncode == 1 and b"Cannot connect" in fast.stderr
+    assert "click" not in imported("-H", shared_daemon.host, "ps", "-a", "--format", fmt)
+
+
 def test_plugins_ls_from_the_daemon(shared_daemon: Daemon) -> None:
     r = shared_daemon.cli("plugins", "ls", "--format", "json")
     assert r.returncode == 0, r.stderr

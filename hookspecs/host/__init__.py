@@ -36,8 +36,13 @@ is imported on first use). The toolkit is versioned with the ``dockyard`` distri
 Nothing here imports the rest of dockyard but :mod:`dockyard.hookspecs`.
 """
 
+from __future__ import annotations
+
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not typing's: the CLI imports the toolkit, and typing costs it a few ms
+if TYPE_CHECKING:
+    from typing import Any
 
 #: every module of the toolkit
 _MODULES = (
