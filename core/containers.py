@@ -1208,6 +1208,14 @@ class ContainerService:
                 if task is not None:
                     task.cancel()
 
+    def lookup(self, name_or_id: str) -> dict[str, Any] | None:  # netsettings.ContainerLookup
+        return self._cache.get(name_or_id) or next(
+            (c for c in self._cache.values() if c["Name"] in (name_or_id, "/" + name_or_id)), None)
+
+    def set_network_settings(self, c: dict[str, Any], networks: dict[str, Any], settings: dict[str, Any]) -> None:
+        c["_networks"], c["NetworkSettings"] = networks, settings
+        self.save(c)
+
 
 def _parse_time(ts: str) -> float:
     try:

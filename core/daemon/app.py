@@ -103,9 +103,10 @@ class Daemon:
         self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"), self.tmp_dir)
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.build_mounts = CacheMounts(self.state, os.path.join(self.data_root, "builder", "mounts"))
-        self.networks = NetworkService(self)
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
+        self.networks = NetworkService(self.state, config, self.netdrivers, self.containers,
+                                       self.event, self.exec_root, self.data_root)
         self.execs = ExecService(self)
         self.managed_plugins = PluginService(self)
         self.plugin_runner = PluginRunner(self, self.managed_plugins)
