@@ -40,7 +40,12 @@ CALL_TIMEOUT = 30.0
 
 
 class PluginError(DockyardError):
-    """A plugin answered with an error (its ``Err``) or could not be reached."""
+    """A plugin answered with an error (its ``Err``) or could not be reached; ``http_status``
+    is the status the plugin answered (0 when it answered none, or 200 with an ``Err``)."""
+
+    def __init__(self, message: str = "", http_status: int = 0) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -144,7 +149,8 @@ def _decode(name: str, method: str, status: int, raw: bytes) -> Any:
         answer = None
     if status != 200:
         err = answer.get("Err") if isinstance(answer, dict) else None
-        raise PluginError(f"{method}: {err or raw.decode(errors='replace').strip() or status}")
+        raise PluginError(f"{method}: {err or raw.decode(errors='replace').strip() or status}",
+                          status)
     if answer is None:
         raise PluginError(f"{method}: plugin {name} answered invalid JSON: {raw[:200]!r}")
     return answer

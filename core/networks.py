@@ -69,11 +69,13 @@ class NetworkService:
     are chosen from when the database has no daemon id yet."""
 
     def __init__(self, state: Any, config: Any, drivers: dict[str, NetDriver],
-                 containers: ContainerLookup, events: Events, exec_root: str, seed: str) -> None:
+                 containers: ContainerLookup, events: Events, exec_root: str, seed: str,
+                 find_remote: Callable[[str], NetDriver]) -> None:
         self.state = state
         self.config = config
         self.drivers = drivers
         self.containers = containers
+        self.find_remote = find_remote
         self.event = events
         self.seed = seed
         self.ipam = ipammod.Ipam(self.state)
@@ -174,7 +176,7 @@ class NetworkService:
         elif ipv6:
             raise InvalidParameter(f"the {driver} driver gives no addresses: IPv6 cannot be "
                                    f"enabled on its networks")
-        net = {"Name": name, "Id": nid, "Created": rfc3339(), "Scope": "local",
+        net = {"Name": name, "Id": nid, "Created": rfc3339(), "Scope": getattr(drv, "scope", "local"),
                "Driver": driver, "EnableIPv6": ipv6 and drv.needs_ipam,
                "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}) or None,  # nil: null
                         "Config": ipam_cfg},
@@ -202,9 +204,9 @@ class NetworkService:
         async with self._lock:
             if name in self.networks:
                 raise Conflict(f"network with name {name} already exists")
-            if driver not in self.drivers:
-                raise NotFound(f"plugin \"{driver or 'default'}\" not found")
-            if not self.drivers[driver].multiple_networks:
+            if not driver:
+                raise NotFound("plugin \"default\" not found")
+            if not (await asyncio.to_thread(self._driver, driver)).multiple_networks:
                 raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
             net = await asyncio.to_thread(self._create, name, driver, body)
         self.event("network", "create", net["Id"], {"name": name, "type": driver})
@@ -251,7 +253,8 @@ class NetworkService:
             if active:
                 raise Forbidden(f"error while removing network: network {net['Name']} id "
                                 f"{net['Id']} has active endpoints")
-            await asyncio.to_thread(self.drivers[net["Driver"]].delete_network, net["Id"])
+            drv = await asyncio.to_thread(self._driver, net["Driver"])
+            await asyncio.to_thread(drv.delete_network, net["Id"])
             self.ipam.release_network(net["Id"])
             self.state.x("DELETE FROM networks WHERE id=?", net["Id"])
             self.networks.pop(net["Name"], None)
@@ -282,8 +285,23 @@ class NetworkService:
             raise NotFound("no network driver is installed")
         return self.get(mode)
 
+    def _driver(self, name: str) -> NetDriver:
+        """The driver ``name``: installed, else the Docker network plugin of that name, found
+        and registered on first use (blocking then: call it from a thread)."""
+        drv = self.drivers.get(name)
+        if drv is None:
+            drv = self.drivers[name] = self.find_remote(name)
+        return drv
+
+    def _driver_or_none(self, name: str) -> NetDriver | None:
+        try:
+            return self._driver(name)
+        except DockyardError as e:
+            log.warning("network driver %s: %s", name, e.message)
+            return None
+
     def driver_of(self, name: str) -> NetDriver:
-        return self.drivers[self.networks[name]["Driver"]]
+        return self._driver(self.networks[name]["Driver"])
 
     container_networks = staticmethod(netsettings.container_networks)
 
@@ -308,10 +326,10 @@ class NetworkService:
         nets: dict[str, dict[str, Any]] = {network["Name"]: self.endpoint_config(network, primary_cfg)}
         for key, cfg in eps.items():
             net = self.get(key)
-            if net["Driver"] != network["Driver"] and self.drivers[net["Driver"]].namespace == "host":
+            if net["Driver"] != network["Driver"] and self._driver(net["Driver"]).namespace == "host":
                 raise InvalidParameter("container cannot be connected to host network and another")
             nets[net["Name"]] = self.endpoint_config(net, cfg)
-        if len(nets) > 1 and self.drivers[network["Driver"]].namespace == "host":
+        if len(nets) > 1 and self._driver(network["Driver"]).namespace == "host":
             raise InvalidParameter("container cannot be connected to host network and another")
         c["_networks"] = nets
         c["NetworkSettings"] = self.settings_for(c)
@@ -324,7 +342,7 @@ class NetworkService:
         (handed to the network driver). Types are checked at the edge (core.schema)."""
         cfg = cfg or {}
         netipam.check_endpoint(net, cfg, not net.get("_predefined"),
-                               self.drivers[net["Driver"]].needs_ipam)
+                               self._driver(net["Driver"]).needs_ipam)
         links = cfg.get("Links") or []
         for link in links:
             parse_link(link)
@@ -402,7 +420,7 @@ class NetworkService:
         """Make and join ``c``'s endpoint on network ``name`` (``cfg``: its endpoint settings,
         by default those recorded)."""
         net = self.get(name)
-        drv = self.drivers[net["Driver"]]
+        drv = await asyncio.to_thread(self._driver, net["Driver"])
         cfg = cfg if cfg is not None else self.container_networks(c).get(name) or {}
         opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}",
                                 "DriverOpts": dict(cfg.get("DriverOpts") or {})}
@@ -415,6 +433,7 @@ class NetworkService:
             ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], secrets.token_hex(32), opts)
             c["_endpoints"][name] = dataclasses.asdict(ep)
             await asyncio.to_thread(drv.join, ep, c["_sandbox"])
+            c["_endpoints"][name] = dataclasses.asdict(ep)  # as join left it
             sysctls = netipam.endpoint_sysctls(cfg.get("DriverOpts"), ep.interface)
             if sysctls and ep.interface:  # dockerd's own endpoint option, for any driver
                 await asyncio.to_thread(ns.in_netns, c["_sandbox"], netipam.apply_sysctls, sysctls)
@@ -437,8 +456,8 @@ class NetworkService:
             return
         net = self.networks.get(name)
         ep = Endpoint(**epd)
-        if net is not None and net["Driver"] in self.drivers:
-            drv = self.drivers[net["Driver"]]
+        drv = None if net is None else await asyncio.to_thread(self._driver_or_none, net["Driver"])
+        if net is not None and drv is not None:
             mine = [p for p in c.get("_ports") or [] if p.get("_endpoint") == ep.endpoint_id]
             for step, args in (("unpublish", (ep, mine)), ("leave", (ep, c.get("_sandbox") or "")),
                                ("delete_endpoint", (ep,))):
@@ -457,7 +476,7 @@ class NetworkService:
     def _driver_of_network_id(self, nid: str) -> NetDriver:
         for net in self.networks.values():
             if net["Id"] == nid:
-                return self.drivers[net["Driver"]]
+                return self._driver(net["Driver"])
         raise NotFound(f"network {nid} not found")
 
     async def teardown(self, c: dict[str, Any]) -> None:
@@ -501,10 +520,10 @@ class NetworkService:
         nets = self.container_networks(c)
         if net["Name"] in nets:
             raise Forbidden(f"endpoint with name {c['Name'][1:]} already exists in network {net['Name']}")
-        if self._is_host(c) or self.drivers[net["Driver"]].namespace == "host":
+        if self._is_host(c) or self._driver(net["Driver"]).namespace == "host":
             raise Forbidden("container cannot be disconnected from host network or connected to host network")
-        if not self.drivers[net["Driver"]].multiple_networks and len(nets) and \
-                self.drivers[net["Driver"]].namespace != "private":
+        if not self._driver(net["Driver"]).multiple_networks and len(nets) and \
+                self._driver(net["Driver"]).namespace != "private":
             raise Forbidden(f"container cannot be connected to network {net['Name']}")
         nets = {**nets, net["Name"]: self.endpoint_config(net, cfg)}
         if c["State"]["Running"] and c.get("_sandbox"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import logging
 import os
@@ -17,7 +18,7 @@ from dockyard.hookspecs.bindings import advice
 from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
-from .. import dashboard, plugins, userns
+from .. import dashboard, netplugins, plugins, userns
 from ..blobs import BlobStore
 from ..builder.mounts import CacheMounts
 from ..config import Config
@@ -106,7 +107,8 @@ class Daemon:
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
         self.networks = NetworkService(self.state, config, self.netdrivers, self.containers,
-                                       self.event, self.exec_root, self.data_root)
+                                       self.event, self.exec_root, self.data_root,
+                                       functools.partial(netplugins.find, self.docker_plugins))
         self.execs = ExecService(self)
         self.managed_plugins = PluginService(self)
         self.plugin_runner = PluginRunner(self, self.managed_plugins)
