@@ -34,7 +34,7 @@ from ..reserve import DiskReserve
 from ..runtimes import Runtimes
 from ..state import State
 from ..volumes import VolumeService
-from .authz import authorization_middleware
+from .authz import AuthzPlugins, authorization_middleware
 from .body import MAX_JSON_BODY
 from .errors import error_middleware, error_response
 from .params import version_tuple as _vtuple
@@ -68,6 +68,7 @@ class Daemon:
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
         #: Docker's out-of-process plugins (volume plugins...), found by name in these directories
         self.docker_plugins = PluginDirs(config["docker-plugin-dirs"])
+        self.authz = AuthzPlugins(self.docker_plugins, config["authorization-plugins"])
         self.missing_bindings = self._missing_bindings()
         #: what ``info`` reports under Warnings (as dockerd's)
         self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
