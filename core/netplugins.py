@@ -246,7 +246,8 @@ def _configure(src: str, ep: Endpoint, routes: list[tuple[str, int, str]]) -> st
                 ipr.addr("add", index=idx, address=addr, prefixlen=plen)
         ipr.link("set", index=idx, state="up")
         for gw, family, dst in ((ep.gateway, AF_INET, "0.0.0.0/0"), (ep.ipv6_gateway, AF_INET6, "::/0")):
-            if gw:
+            # one default route per container, as dockerd's sandbox: the first network's
+            if gw and not any(r["dst_len"] == 0 for r in ipr.get_routes(family=family, table=254)):
                 ipr.route("add", dst=dst, gateway=gw, oif=idx, family=family)
         for dst, kind, hop in routes:
             family = AF_INET6 if ":" in dst else AF_INET

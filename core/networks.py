@@ -32,7 +32,7 @@ from dockyard.hookspecs.host.timefmt import rfc3339
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
 
 from . import ipam as ipammod
-from . import netipam, netnames, netsettings
+from . import netipam, netnames, netplugins, netsettings
 from .dns import DnsServer
 from .links import parse as parse_link
 from .netnames import parse_extra_hosts
@@ -300,8 +300,13 @@ class NetworkService:
             log.warning("network driver %s: %s", name, e.message)
             return None
 
-    def driver_of(self, name: str) -> NetDriver:
-        return self._driver(self.networks[name]["Driver"])
+    def _traits(self, name: str) -> Any:
+        """What the class attributes of driver ``name`` say, never waiting for a plugin: a
+        network's driver not loaded yet is a network plugin (:mod:`.netplugins`)."""
+        return self.drivers.get(name) or netplugins.RemoteNetDriver
+
+    def driver_of(self, name: str) -> Any:
+        return self._traits(self.networks[name]["Driver"])
 
     container_networks = staticmethod(netsettings.container_networks)
 
@@ -326,10 +331,10 @@ class NetworkService:
         nets: dict[str, dict[str, Any]] = {network["Name"]: self.endpoint_config(network, primary_cfg)}
         for key, cfg in eps.items():
             net = self.get(key)
-            if net["Driver"] != network["Driver"] and self._driver(net["Driver"]).namespace == "host":
+            if net["Driver"] != network["Driver"] and self._traits(net["Driver"]).namespace == "host":
                 raise InvalidParameter("container cannot be connected to host network and another")
             nets[net["Name"]] = self.endpoint_config(net, cfg)
-        if len(nets) > 1 and self._driver(network["Driver"]).namespace == "host":
+        if len(nets) > 1 and self._traits(network["Driver"]).namespace == "host":
             raise InvalidParameter("container cannot be connected to host network and another")
         c["_networks"] = nets
         c["NetworkSettings"] = self.settings_for(c)
@@ -342,7 +347,7 @@ class NetworkService:
         (handed to the network driver). Types are checked at the edge (core.schema)."""
         cfg = cfg or {}
         netipam.check_endpoint(net, cfg, not net.get("_predefined"),
-                               self._driver(net["Driver"]).needs_ipam)
+                               self._traits(net["Driver"]).needs_ipam)
         links = cfg.get("Links") or []
         for link in links:
             parse_link(link)
@@ -506,10 +511,6 @@ class NetworkService:
         """Whether :meth:`setup` left something for :meth:`teardown` to undo."""
         return bool(c.get("_sandbox") or c.get("_endpoints") or c.get("_ports") or c.get("_host_net"))
 
-    # kept for callers of the first version of this service
-    async def left(self, c: dict[str, Any]) -> None:
-        await self.teardown(c)
-
     # -- connect / disconnect -------------------------------------------------------------------
     async def connect(self, ref: str, cref: str, cfg: dict[str, Any]) -> None:
         net = self.get(ref)
@@ -520,10 +521,10 @@ class NetworkService:
         nets = self.container_networks(c)
         if net["Name"] in nets:
             raise Forbidden(f"endpoint with name {c['Name'][1:]} already exists in network {net['Name']}")
-        if self._is_host(c) or self._driver(net["Driver"]).namespace == "host":
+        if self._is_host(c) or self._traits(net["Driver"]).namespace == "host":
             raise Forbidden("container cannot be disconnected from host network or connected to host network")
-        if not self._driver(net["Driver"]).multiple_networks and len(nets) and \
-                self._driver(net["Driver"]).namespace != "private":
+        if not self._traits(net["Driver"]).multiple_networks and len(nets) and \
+                self._traits(net["Driver"]).namespace != "private":
             raise Forbidden(f"container cannot be connected to network {net['Name']}")
         nets = {**nets, net["Name"]: self.endpoint_config(net, cfg)}
         if c["State"]["Running"] and c.get("_sandbox"):

@@ -149,3 +149,36 @@ def test_network_plugin_errors(ndaemon: Daemon, netplugin: NetPlugin) -> None:
                                                 "IPAM": {"Driver": "someipam"}})
     assert status == 400 and "IPAM.Driver" in err["message"], err
     assert api.get("/networks/y")[0] == 404
+
+
+def test_network_plugin_connect_disconnect_across_a_restart(ndaemon: Daemon,
+                                                            netplugin: NetPlugin) -> None:
+    """``network connect`` of a running container plumbs the plugin's interface as eth1; after
+    a daemon restart (the plugin driver is looked up again on first use, no second
+    CreateNetwork) ``network disconnect`` and ``network rm`` still reach the plugin."""
+    api = ndaemon.api
+    third = os.urandom(1)[0]
+    status, made = api.post("/networks/create", {
+        "Name": "pnet2", "Driver": netplugin.name, "IPAM": {"Config": [{"Subnet": f"10.214.{third}.0/24"}]}})
+    assert status == 201, made
+    cid = ok(ndaemon.cli("run", "-d", "busybox", "sleep", "300")).strip()
+    status, err = api.post("/networks/pnet2/connect", {"Container": cid})
+    assert status == 200, err
+    assert f"inet 10.214.{third}.2/24" in ok(ndaemon.cli("exec", cid, "ip", "-o", "-4", "addr", "show", "eth1"))
+    eid = netplugin.calls("Join")[-1]["body"]["EndpointID"]
+    assert links("dkh" + eid[:8])
+
+    ndaemon.stop()
+    ndaemon.start()
+    assert api.get(f"/containers/{cid}/json")[1]["State"]["Running"]
+    status, err = api.post("/networks/pnet2/disconnect", {"Container": cid})
+    assert status == 200, err
+    assert [c["body"]["EndpointID"] for c in netplugin.calls("Leave")] == [eid]
+    assert [c["body"]["EndpointID"] for c in netplugin.calls("DeleteEndpoint")] == [eid]
+    assert links("dkh" + eid[:8]) == []
+    r = ndaemon.cli("exec", cid, "ip", "link", "show", "eth1")
+    assert r.returncode != 0
+    ok(ndaemon.cli("rm", "-f", cid))
+    assert api.delete("/networks/pnet2")[0] == 204
+    assert len(netplugin.calls("CreateNetwork")) == 1
+    assert [c["body"]["NetworkID"] for c in netplugin.calls("DeleteNetwork")] == [made["Id"]]
