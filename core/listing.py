@@ -117,7 +117,7 @@ def volumes(svc: Any, args: Args, prune: bool = False,
     volume plugins that cannot answer add to ``warnings``."""
     ok = volume_matcher(args, prune=prune)
     out = []
-    for vol in svc.list(warnings):
+    for vol in svc.list(warnings, plugins=not prune):  # prune: the daemon's own volumes only
         view = VolumeView(name=vol["Name"], driver=vol.get("Driver") or "local",
                           labels=vol.get("Labels") or {}, in_use=bool(svc.users(vol["Name"])),
                           options=vol.get("Options") or None, record=vol)

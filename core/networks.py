@@ -99,7 +99,7 @@ class NetworkService:
         for name, net in list(self.networks.items()):
             drv = self.drivers.get(net["Driver"])
             if drv is None:
-                log.warning("network %s: driver %s is not available", name, net["Driver"])
+                log.warning("network %s: driver %s is not installed (a network plugin is looked up on first use)", name, net["Driver"])
                 continue
             if net.get("_predefined") and drv.needs_ipam:
                 self._update_predefined_subnet(net)

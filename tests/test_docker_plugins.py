@@ -236,6 +236,11 @@ def test_volumes_a_plugin_has_and_dockyard_did_not_create(pdaemon: Daemon, plugi
     assert status == 200 and vol["Driver"] == plugin.name and vol["Status"] == {"mounts": 0}, vol
     assert plugin.calls("VolumeDriver.Get")[-1]["body"] == {"Name": "behind"}
     assert pdaemon.api.get("/volumes/nowhere")[0] == 404
+    # prune (even all=true) removes only the volumes the daemon made
+    status, pruned = pdaemon.api.post("/volumes/prune?filters=" + json.dumps(
+        {"all": ["true"]}, separators=(",", ":")))
+    assert status == 200 and "behind" not in (pruned["VolumesDeleted"] or []), pruned
+    assert not plugin.calls("VolumeDriver.Remove")
     # a container's -v of that name uses the plugin's volume, not a new local one
     ok(pdaemon.cli("run", "--rm", "-v", "behind:/b", "busybox", "sh", "-c", "echo hi > /b/f"))
     with open(os.path.join(plugin.state, "data", "behind", "f")) as f:
