@@ -1,11 +1,14 @@
 """What a container's network configuration looks like from outside: the narrow view the network
 service has of containers (:class:`ContainerLookup`), and ``NetworkSettings`` and ``Ports`` as
-the API shows them, computed from a container record and the network records."""
+the API shows them, computed from a container record and the network records; and what a
+network record gives its driver and shows as its ``Options``."""
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from dockyard.hookspecs.errors import InvalidParameter
+
+from . import netipam
 
 
 class ContainerLookup(Protocol):
@@ -124,3 +127,20 @@ def port_summary(c: dict[str, Any]) -> list[dict[str, Any]]:
                 port, proto = parse_port(key)
                 out.append({"PrivatePort": port, "Type": proto})
     return out
+
+
+def driver_create_opts(net: dict[str, Any]) -> dict[str, Any]:
+    """The ``options`` a network record gives its driver's ``create_network``."""
+    v4, v6 = netipam.by_version(net, 4), netipam.by_version(net, 6)
+    return {"Name": net["Name"], "Internal": net["Internal"], "Default": bool(net.get("_predefined")),
+            "Options": dict(net.get("_user_options") or {}),
+            "Subnet": v4.get("Subnet"), "Gateway": v4.get("Gateway"),
+            "IPv6Subnet": v6.get("Subnet") or "", "IPv6Gateway": v6.get("Gateway") or ""}
+
+
+def shown_options(net: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
+    """``Options`` as dockerd shows them: what the user gave; for a predefined network also
+    what the driver chose (``com.docker.network.bridge.name``...). docker-compose compares a
+    user network's Options with its file and recreates the network on any extra key."""
+    user = dict(net.get("_user_options") or {})
+    return {**user, **(data or {})} if net.get("_predefined") else user

@@ -104,8 +104,8 @@ class NetworkService:
             if net.get("_predefined") and drv.needs_ipam:
                 self._update_predefined_subnet(net)
             try:
-                data = drv.create_network(net["Id"], self._driver_create_opts(net))
-                net["Options"] = self._shown_options(net, data)
+                data = drv.create_network(net["Id"], netsettings.driver_create_opts(net))
+                net["Options"] = netsettings.shown_options(net, data)
             except DockyardError as e:
                 log.error("network %s could not be brought up: %s", name, e.message)
         for name, drv in self.drivers.items():
@@ -113,21 +113,7 @@ class NetworkService:
                 self._create(name, name, {}, predefined=True)
 
     # -- records --------------------------------------------------------------------------------
-    @staticmethod
-    def _driver_create_opts(net: dict[str, Any]) -> dict[str, Any]:
-        v4, v6 = netipam.by_version(net, 4), netipam.by_version(net, 6)
-        return {"Name": net["Name"], "Internal": net["Internal"], "Default": bool(net.get("_predefined")),
-                "Options": dict(net.get("_user_options") or {}),
-                "Subnet": v4.get("Subnet"), "Gateway": v4.get("Gateway"),
-                "IPv6Subnet": v6.get("Subnet") or "", "IPv6Gateway": v6.get("Gateway") or ""}
 
-    @staticmethod
-    def _shown_options(net: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
-        """``Options`` as dockerd shows them: what the user gave; for a predefined network also
-        what the driver chose (``com.docker.network.bridge.name``...). docker-compose compares a
-        user network's Options with its file and recreates the network on any extra key."""
-        user = dict(net.get("_user_options") or {})
-        return {**user, **(data or {})} if net.get("_predefined") else user
 
     def _save(self, net: dict[str, Any]) -> None:
         self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?) "
@@ -184,8 +170,8 @@ class NetworkService:
                "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
                "Containers": {}, "Options": {}, "Labels": dict(body.get("Labels") or {}),
                "_predefined": predefined, "_user_options": dict(body.get("Options") or {})}
-        data = drv.create_network(nid, self._driver_create_opts(net))
-        net["Options"] = self._shown_options(net, data)
+        data = drv.create_network(nid, netsettings.driver_create_opts(net))
+        net["Options"] = netsettings.shown_options(net, data)
         self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?)",
                      nid, name, driver, json.dumps(net))
         self.networks[name] = net
@@ -582,7 +568,7 @@ class NetworkService:
                         await self.dns.add(c["Id"], c["_sandbox"], c["HostConfig"].get("Dns"))
             await self.ports.rebind(c)
         for name, drv in self.drivers.items():
-            nets = {n["Id"]: self._driver_create_opts(n) for n in self.networks.values()
+            nets = {n["Id"]: netsettings.driver_create_opts(n) for n in self.networks.values()
                     if n["Driver"] == name}
             eps, pub = per_driver[name]
             try:
