@@ -77,6 +77,8 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     # as ninja's jobs; 3 on two CPUs)
     "max-build-parallelism": (int, 0),
     "disabled-plugins": (list, []),
+    # Docker authorization plugins (``authz``), asked in this order about every request
+    "authorization-plugins": (list, []),
     # dockyard's own: where Docker's out-of-process plugins (*.sock, *.spec, *.json) are found,
     # in order (dockerd's fixed places by default)
     "docker-plugin-dirs": (list, ["/run/docker/plugins", "/etc/docker/plugins",

@@ -40,7 +40,12 @@ CALL_TIMEOUT = 30.0
 
 
 class PluginError(DockyardError):
-    """A plugin answered with an error (its ``Err``) or could not be reached."""
+    """A plugin answered with an error (its ``Err``) or could not be reached; ``http_status``
+    is the status the plugin answered (0 when it answered none, or 200 with an ``Err``)."""
+
+    def __init__(self, message: str = "", http_status: int = 0) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -93,8 +98,9 @@ class Plugin:
         finally:
             conn.close()
 
-    def activate(self) -> list[str]:
-        """``/Plugin.Activate``, retried (1 s, 2 s, 4 s... as dockerd) until :attr:`timeout`."""
+    def activate(self, retry: bool = True) -> list[str]:
+        """``/Plugin.Activate``, retried (1 s, 2 s, 4 s... as dockerd) until :attr:`timeout`;
+        once only with ``retry`` false (a scan of every plugin, as dockerd's ``GetAll``)."""
         with self._lock:
             if self.implements is not None:
                 return self.implements
@@ -105,7 +111,7 @@ class Plugin:
                     status, raw = self._post("Plugin.Activate", None)
                     break
                 except OSError as e:
-                    if time.monotonic() + delay > deadline:
+                    if not retry or time.monotonic() + delay > deadline:
                         raise PluginError(f"error looking up plugin {self.name}: "
                                           f"could not reach {self.addr}: {e}") from None
                     log.info("plugin %s not answering yet (%s); retrying in %.0fs",
@@ -143,7 +149,8 @@ def _decode(name: str, method: str, status: int, raw: bytes) -> Any:
         answer = None
     if status != 200:
         err = answer.get("Err") if isinstance(answer, dict) else None
-        raise PluginError(f"{method}: {err or raw.decode(errors='replace').strip() or status}")
+        raise PluginError(f"{method}: {err or raw.decode(errors='replace').strip() or status}",
+                          status)
     if answer is None:
         raise PluginError(f"{method}: plugin {name} answered invalid JSON: {raw[:200]!r}")
     return answer
@@ -175,7 +182,7 @@ class PluginDirs:
                     return Plugin(name, _json_addr(name, js), js)
         return None
 
-    def get(self, name: str, implements: str) -> Plugin:
+    def get(self, name: str, implements: str, retry: bool = True) -> Plugin:
         """The plugin ``name``, activated and implementing ``implements`` (else NotFound, as
         dockerd's ``plugin "x" not found``)."""
         with self._lock:
@@ -186,7 +193,7 @@ class PluginDirs:
                     raise NotFound(f"plugin {name!r} not found in " + ", ".join(self.dirs))
                 self._found[name] = plugin
         try:
-            kinds = plugin.activate()
+            kinds = plugin.activate(retry)
         except PluginError:
             with self._lock:  # looked up afresh next time (the file may change)
                 self._found.pop(name, None)
@@ -195,6 +202,19 @@ class PluginDirs:
             raise NotFound(f"plugin {name!r} does not implement {implements} "
                            f"(it implements {', '.join(kinds) or 'nothing'})")
         return plugin
+
+    def all(self, implements: str) -> tuple[list[Plugin], list[str]]:
+        """Every announced plugin that implements ``implements``, each activated once without
+        retries (dockerd's ``GetAll``), and the errors of those that could not be reached."""
+        found, errors = [], []
+        for name in self.names():
+            try:
+                found.append(self.get(name, implements, retry=False))
+            except NotFound:
+                continue  # a plugin of another kind
+            except DockyardError as e:
+                errors.append(e.message)
+        return found, errors
 
     def activated(self, implements: str) -> list[str]:
         """The plugins activated so far that implement ``implements`` (dockerd's ``info``

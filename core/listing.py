@@ -111,11 +111,13 @@ def networks(svc: Any, args: Args, prune: bool = False) -> list[dict[str, Any]]:
 
 
 # -- volumes ---------------------------------------------------------------------------------------
-def volumes(svc: Any, args: Args, prune: bool = False) -> list[dict[str, Any]]:
-    """The volumes ``GET /volumes`` lists (``prune``: those ``POST /volumes/prune`` removes)."""
+def volumes(svc: Any, args: Args, prune: bool = False,
+            warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """The volumes ``GET /volumes`` lists (``prune``: those ``POST /volumes/prune`` removes);
+    volume plugins that cannot answer add to ``warnings``."""
     ok = volume_matcher(args, prune=prune)
     out = []
-    for vol in svc.list():
+    for vol in svc.list(warnings, plugins=not prune):  # prune: the daemon's own volumes only
         view = VolumeView(name=vol["Name"], driver=vol.get("Driver") or "local",
                           labels=vol.get("Labels") or {}, in_use=bool(svc.users(vol["Name"])),
                           options=vol.get("Options") or None, record=vol)

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import secrets
-from typing import Any
+from typing import Any, Callable
 
 from dockyard.hookspecs.errors import (Conflict, DockyardError, Forbidden, InvalidParameter,
                                        NotFound)
@@ -32,10 +32,16 @@ from dockyard.hookspecs.host.timefmt import rfc3339
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
 
 from . import ipam as ipammod
-from . import netipam
-from .dns import ADDRESS as DNS_ADDRESS, DnsServer
+from . import netipam, netnames, netplugins, netsettings
+from .dns import DnsServer
 from .links import parse as parse_link
-from .portproxy import Proxy, proxy_target
+from .netnames import parse_extra_hosts
+from .netports import Publisher
+from .netsettings import ContainerLookup, parse_port
+
+#: re-exported: the container service parses ``ExtraHosts`` and ports at create
+__all__ = ["DEFAULT_NETWORKS", "NetworkService", "driver_options", "parse_extra_hosts",
+           "parse_port"]
 from .resolvconf import HostResolvConf
 
 log = logging.getLogger(__name__)
@@ -51,44 +57,33 @@ def driver_options(config: Any) -> dict[str, Any]:
     return {k: config.get(k) for k in NETWORK_CONFIG_KEYS if config.get(k) not in (None, "")}
 
 
-def parse_port(key: str) -> tuple[int, str]:
-    port, _, proto = key.partition("/")
-    try:
-        return int(port), (proto or "tcp").lower()
-    except ValueError:
-        raise InvalidParameter(f"invalid port {key!r}") from None
-
-
-def parse_extra_hosts(entries: Any) -> list[tuple[str, str]]:
-    """``["name:ip", ...]`` (``ExtraHosts``; ``name=ip`` too, and ``host-gateway``) as
-    ``(name, ip)``; InvalidParameter names a bad entry."""
-    out = []
-    for entry in entries or ():
-        cut = min((i for i in (entry.find(":"), entry.find("=")) if i > 0), default=-1)
-        name, ip = (entry[:cut], entry[cut + 1:].strip("[]")) if cut > 0 else ("", "")
-        if not name or not ip:
-            raise InvalidParameter(f"invalid extra host {entry!r}: expected name:ip")
-        if ip != "host-gateway":
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                raise InvalidParameter(f"invalid IP address in add-host: {ip!r}") from None
-        out.append((name, ip))
-    return out
+#: how the service announces what happened: ``(type, action, id, attributes)``, the daemon's
+#: event stream
+Events = Callable[[str, str, str, "dict[str, str]"], None]
 
 
 class NetworkService:
-    def __init__(self, daemon: Any) -> None:
-        self.d = daemon
-        self.state = daemon.state
-        self.config = daemon.config
-        self.drivers: dict[str, NetDriver] = daemon.netdrivers
+    """``state``: the daemon's database; ``drivers``: the network drivers by name;
+    ``containers``: what the service may know of containers (:class:`ContainerLookup`);
+    ``exec_root``: where the sandboxes' namespace files live; ``seed``: what default subnets
+    are chosen from when the database has no daemon id yet."""
+
+    def __init__(self, state: Any, config: Any, drivers: dict[str, NetDriver],
+                 containers: ContainerLookup, events: Events, exec_root: str, seed: str,
+                 find_remote: Callable[[str], NetDriver]) -> None:
+        self.state = state
+        self.config = config
+        self.drivers = drivers
+        self.containers = containers
+        self.find_remote = find_remote
+        self.event = events
+        self.seed = seed
         self.ipam = ipammod.Ipam(self.state)
-        self.netns_dir = os.path.join(daemon.exec_root, "netns")
+        self.netns_dir = os.path.join(exec_root, "netns")
         os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
         self.host_resolv = HostResolvConf()
         self.dns = DnsServer(self._resolve, list(self.config.get("dns") or []), self.host_resolv)
-        self._proxies: dict[str, list[Proxy]] = {}
+        self.ports = Publisher(self.config)
         self._lock = asyncio.Lock()
         self.networks: dict[str, dict[str, Any]] = {}
         for row in self.state.q("SELECT * FROM networks"):
@@ -104,13 +99,13 @@ class NetworkService:
         for name, net in list(self.networks.items()):
             drv = self.drivers.get(net["Driver"])
             if drv is None:
-                log.warning("network %s: driver %s is not available", name, net["Driver"])
+                log.warning("network %s: driver %s is not installed (a network plugin is looked up on first use)", name, net["Driver"])
                 continue
             if net.get("_predefined") and drv.needs_ipam:
                 self._update_predefined_subnet(net)
             try:
-                data = drv.create_network(net["Id"], self._driver_create_opts(net))
-                net["Options"] = self._shown_options(net, data)
+                data = drv.create_network(net["Id"], netsettings.driver_create_opts(net))
+                net["Options"] = netsettings.shown_options(net, data)
             except DockyardError as e:
                 log.error("network %s could not be brought up: %s", name, e.message)
         for name, drv in self.drivers.items():
@@ -118,21 +113,7 @@ class NetworkService:
                 self._create(name, name, {}, predefined=True)
 
     # -- records --------------------------------------------------------------------------------
-    @staticmethod
-    def _driver_create_opts(net: dict[str, Any]) -> dict[str, Any]:
-        v4, v6 = netipam.by_version(net, 4), netipam.by_version(net, 6)
-        return {"Name": net["Name"], "Internal": net["Internal"], "Default": bool(net.get("_predefined")),
-                "Options": dict(net.get("_user_options") or {}),
-                "Subnet": v4.get("Subnet"), "Gateway": v4.get("Gateway"),
-                "IPv6Subnet": v6.get("Subnet") or "", "IPv6Gateway": v6.get("Gateway") or ""}
 
-    @staticmethod
-    def _shown_options(net: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
-        """``Options`` as dockerd shows them: what the user gave; for a predefined network also
-        what the driver chose (``com.docker.network.bridge.name``...). docker-compose compares a
-        user network's Options with its file and recreates the network on any extra key."""
-        user = dict(net.get("_user_options") or {})
-        return {**user, **(data or {})} if net.get("_predefined") else user
 
     def _save(self, net: dict[str, Any]) -> None:
         self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?) "
@@ -154,7 +135,7 @@ class NetworkService:
         """``IPAM.Config`` of a network; subnets the daemon's configuration gives for the
         predefined network (``but``) are not checked for overlaps (dockerd does not either)."""
         return netipam.network_config(wanted, ipv6, self.config.get("default-address-pools") or [],
-                                      self.state.get_meta("daemon-id") or self.d.data_root,
+                                      self.state.get_meta("daemon-id") or self.seed,
                                       self._taken_subnets(but), check_overlap=but is None)
 
     def _predefined_ipam(self, current: list[dict[str, Any]], but: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -181,7 +162,7 @@ class NetworkService:
         elif ipv6:
             raise InvalidParameter(f"the {driver} driver gives no addresses: IPv6 cannot be "
                                    f"enabled on its networks")
-        net = {"Name": name, "Id": nid, "Created": rfc3339(), "Scope": "local",
+        net = {"Name": name, "Id": nid, "Created": rfc3339(), "Scope": getattr(drv, "scope", "local"),
                "Driver": driver, "EnableIPv6": ipv6 and drv.needs_ipam,
                "IPAM": {"Driver": "default", "Options": dict((body.get("IPAM") or {}).get("Options") or {}) or None,  # nil: null
                         "Config": ipam_cfg},
@@ -189,8 +170,8 @@ class NetworkService:
                "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
                "Containers": {}, "Options": {}, "Labels": dict(body.get("Labels") or {}),
                "_predefined": predefined, "_user_options": dict(body.get("Options") or {})}
-        data = drv.create_network(nid, self._driver_create_opts(net))
-        net["Options"] = self._shown_options(net, data)
+        data = drv.create_network(nid, netsettings.driver_create_opts(net))
+        net["Options"] = netsettings.shown_options(net, data)
         self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?)",
                      nid, name, driver, json.dumps(net))
         self.networks[name] = net
@@ -209,12 +190,12 @@ class NetworkService:
         async with self._lock:
             if name in self.networks:
                 raise Conflict(f"network with name {name} already exists")
-            if driver not in self.drivers:
-                raise NotFound(f"plugin \"{driver or 'default'}\" not found")
-            if not self.drivers[driver].multiple_networks:
+            if not driver:
+                raise NotFound("plugin \"default\" not found")
+            if not (await asyncio.to_thread(self._driver, driver)).multiple_networks:
                 raise Forbidden(f"only one instance of \"{driver}\" network is allowed")
             net = await asyncio.to_thread(self._create, name, driver, body)
-        self.d.event("network", "create", net["Id"], {"name": name, "type": driver})
+        self.event("network", "create", net["Id"], {"name": name, "type": driver})
         return net
 
     def get(self, ref: str) -> dict[str, Any]:
@@ -233,7 +214,7 @@ class NetworkService:
     def public(self, net: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in net.items() if not k.startswith("_")}
         members = {}
-        for c in self.d.containers.all():
+        for c in self.containers.all():
             ep = (c.get("_endpoints") or {}).get(net["Name"])
             if ep and c["State"]["Running"]:
                 members[c["Id"]] = {"Name": c["Name"][1:], "EndpointID": ep["endpoint_id"],
@@ -245,7 +226,7 @@ class NetworkService:
         return out
 
     def users(self, net: dict[str, Any], running_only: bool) -> list[dict[str, Any]]:
-        return [c for c in self.d.containers.all()
+        return [c for c in self.containers.all()
                 if net["Name"] in self.container_networks(c)
                 and (c["State"]["Running"] or not running_only)]
 
@@ -258,11 +239,12 @@ class NetworkService:
             if active:
                 raise Forbidden(f"error while removing network: network {net['Name']} id "
                                 f"{net['Id']} has active endpoints")
-            await asyncio.to_thread(self.drivers[net["Driver"]].delete_network, net["Id"])
+            drv = await asyncio.to_thread(self._driver, net["Driver"])
+            await asyncio.to_thread(drv.delete_network, net["Id"])
             self.ipam.release_network(net["Id"])
             self.state.x("DELETE FROM networks WHERE id=?", net["Id"])
             self.networks.pop(net["Name"], None)
-        self.d.event("network", "destroy", net["Id"], {"name": net["Name"], "type": net["Driver"]})
+        self.event("network", "destroy", net["Id"], {"name": net["Name"], "type": net["Driver"]})
 
     async def prune(self, args: Any) -> list[str]:
         """``docker network prune``: the networks no container uses, not predefined, that
@@ -289,16 +271,30 @@ class NetworkService:
             raise NotFound("no network driver is installed")
         return self.get(mode)
 
-    def driver_of(self, name: str) -> NetDriver:
-        return self.drivers[self.networks[name]["Driver"]]
+    def _driver(self, name: str) -> NetDriver:
+        """The driver ``name``: installed, else the Docker network plugin of that name, found
+        and registered on first use (blocking then: call it from a thread)."""
+        drv = self.drivers.get(name)
+        if drv is None:
+            drv = self.drivers[name] = self.find_remote(name)
+        return drv
 
-    @staticmethod
-    def container_networks(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """The networks a container is attached to, primary first: name → endpoint settings."""
-        nets = c.get("_networks")
-        if nets is None:
-            nets = {c["_network"]: {}}
-        return nets
+    def _driver_or_none(self, name: str) -> NetDriver | None:
+        try:
+            return self._driver(name)
+        except DockyardError as e:
+            log.warning("network driver %s: %s", name, e.message)
+            return None
+
+    def _traits(self, name: str) -> Any:
+        """What the class attributes of driver ``name`` say, never waiting for a plugin: a
+        network's driver not loaded yet is a network plugin (:mod:`.netplugins`)."""
+        return self.drivers.get(name) or netplugins.RemoteNetDriver
+
+    def driver_of(self, name: str) -> Any:
+        return self._traits(self.networks[name]["Driver"])
+
+    container_networks = staticmethod(netsettings.container_networks)
 
     def configure(self, c: dict[str, Any], network: dict[str, Any], body: dict[str, Any]) -> None:
         """At create: record the container's networks (NetworkMode plus EndpointsConfig; the
@@ -321,10 +317,10 @@ class NetworkService:
         nets: dict[str, dict[str, Any]] = {network["Name"]: self.endpoint_config(network, primary_cfg)}
         for key, cfg in eps.items():
             net = self.get(key)
-            if net["Driver"] != network["Driver"] and self.drivers[net["Driver"]].namespace == "host":
+            if net["Driver"] != network["Driver"] and self._traits(net["Driver"]).namespace == "host":
                 raise InvalidParameter("container cannot be connected to host network and another")
             nets[net["Name"]] = self.endpoint_config(net, cfg)
-        if len(nets) > 1 and self.drivers[network["Driver"]].namespace == "host":
+        if len(nets) > 1 and self._traits(network["Driver"]).namespace == "host":
             raise InvalidParameter("container cannot be connected to host network and another")
         c["_networks"] = nets
         c["NetworkSettings"] = self.settings_for(c)
@@ -337,7 +333,7 @@ class NetworkService:
         (handed to the network driver). Types are checked at the edge (core.schema)."""
         cfg = cfg or {}
         netipam.check_endpoint(net, cfg, not net.get("_predefined"),
-                               self.drivers[net["Driver"]].needs_ipam)
+                               self._traits(net["Driver"]).needs_ipam)
         links = cfg.get("Links") or []
         for link in links:
             parse_link(link)
@@ -345,70 +341,15 @@ class NetworkService:
                 "MacAddress": netipam.normal_mac(cfg["MacAddress"]) if cfg.get("MacAddress") else "",
                 "Links": list(links) or None, "DriverOpts": dict(cfg.get("DriverOpts") or {}) or None}
 
-    def _endpoint_settings(self, c: dict[str, Any], name: str) -> dict[str, Any]:
-        net = self.networks.get(name)
-        cfg = self.container_networks(c).get(name) or {}
-        ep = (c.get("_endpoints") or {}).get(name) or {}
-        aliases = list(cfg.get("Aliases") or [])
-        return {"IPAMConfig": cfg.get("IPAMConfig"), "Links": cfg.get("Links"),
-                "Aliases": aliases or None, "MacAddress": ep.get("mac_address") or cfg.get("MacAddress") or "",
-                "DriverOpts": cfg.get("DriverOpts"), "NetworkID": net["Id"] if net else "",
-                "EndpointID": ep.get("endpoint_id", ""), "Gateway": ep.get("gateway", ""),
-                "IPAddress": ep.get("ip_address", ""), "IPPrefixLen": ep.get("prefix_len", 0),
-                "IPv6Gateway": ep.get("ipv6_gateway", ""),
-                "GlobalIPv6Address": ep.get("ipv6_address", ""),
-                "GlobalIPv6PrefixLen": ep.get("ipv6_prefix_len", 0),
-                "DNSNames": self._names_of(c, name) if ep.get("ip_address") else None}
+
 
     def settings_for(self, c: dict[str, Any]) -> dict[str, Any]:
         """``NetworkSettings`` as ``GET /containers/{id}/json`` shows it."""
-        nets = self.container_networks(c)
-        primary = next(iter(nets), "")
-        first = self._endpoint_settings(c, primary) if primary else {}
-        sandbox = c.get("_sandbox") or ""
-        net = self.networks.get(primary) or {}
-        return {"Bridge": "", "SandboxID": c["Id"] if sandbox else "", "SandboxKey": sandbox,
-                "Ports": self._ports_view(c), "HairpinMode": False, "LinkLocalIPv6Address": "",
-                "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": None,
-                "SecondaryIPv6Addresses": None,
-                "EndpointID": first["EndpointID"] if net.get("_predefined") else "",
-                "Gateway": first["Gateway"] if net.get("_predefined") else "",
-                "GlobalIPv6Address": first["GlobalIPv6Address"] if net.get("_predefined") else "",
-                "GlobalIPv6PrefixLen": first["GlobalIPv6PrefixLen"] if net.get("_predefined") else 0,
-                "IPAddress": first["IPAddress"] if net.get("_predefined") else "",
-                "IPPrefixLen": first["IPPrefixLen"] if net.get("_predefined") else 0,
-                "IPv6Gateway": first["IPv6Gateway"] if net.get("_predefined") else "",
-                "MacAddress": first["MacAddress"] if net.get("_predefined") else "",
-                "Networks": {name: self._endpoint_settings(c, name) for name in nets}}
+        return netsettings.settings_for(self.networks, c)
 
-    @staticmethod
-    def _ports_view(c: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key in (c["Config"].get("ExposedPorts") or {}):
-            out[key] = None
-        for key in (c["HostConfig"].get("PortBindings") or {}):
-            out.setdefault(key, None)
-        for p in c.get("_ports") or []:
-            key = f"{p['ContainerPort']}/{p['Proto']}"
-            out[key] = (out.get(key) or []) + [{"HostIp": p["HostIp"] or "0.0.0.0",
-                                                "HostPort": str(p["HostPort"])}]
-        return out
 
-    @staticmethod
-    def port_summary(c: dict[str, Any]) -> list[dict[str, Any]]:
-        """``Ports`` of ``GET /containers/json``."""
-        out = []
-        published = set()
-        for p in c.get("_ports") or []:
-            out.append({"IP": p["HostIp"] or "0.0.0.0", "PrivatePort": p["ContainerPort"],
-                        "PublicPort": p["HostPort"], "Type": p["Proto"]})
-            published.add(f"{p['ContainerPort']}/{p['Proto']}")
-        if c["State"]["Running"]:
-            for key in (c["Config"].get("ExposedPorts") or {}):
-                if key not in published:
-                    port, proto = parse_port(key)
-                    out.append({"PrivatePort": port, "Type": proto})
-        return out
+
+    port_summary = staticmethod(netsettings.port_summary)
 
     # -- /etc files -----------------------------------------------------------------------------
     def _is_host(self, c: dict[str, Any]) -> bool:
@@ -416,98 +357,20 @@ class NetworkService:
         return primary in self.networks and self.driver_of(primary).namespace == "host"
 
     def resolv_conf(self, c: dict[str, Any]) -> str:
-        if self._is_host(c):
-            return self.host_resolv.text()
-        host = c["HostConfig"]
-        hostconf = self.host_resolv.get()
-        domains = host.get("DnsSearch") or hostconf.search
-        search = f"search {' '.join(domains)}\n" if domains else ""
-        opts = list(host.get("DnsOptions") or hostconf.options)
-        if not any(o.startswith("ndots:") for o in opts):
-            opts.insert(0, "ndots:0")
-        options = " ".join(opts)
-        if any(ep.get("ip_address") for ep in (c.get("_endpoints") or {}).values()):
-            # the embedded server answers for the container's networks and forwards the rest
-            # to the container's --dns servers (else the daemon's, else the host's)
-            return f"nameserver {DNS_ADDRESS}\n{search}options {options}\n"
-        return search  # no route out, no name servers
+        return netnames.resolv_conf(c, self._is_host(c), self.host_resolv)
 
     def hosts_file(self, c: dict[str, Any]) -> str:
-        if self._is_host(c):
-            with contextlib.suppress(OSError), open("/etc/hosts", encoding="utf-8", errors="replace") as f:
-                text = f.read()
-                return text + ("" if text.endswith("\n") or not text else "\n") + self.extra_hosts(c)
-        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-                 "ff02::2\tip6-allrouters\n")
-        hostname = c["Config"]["Hostname"]
-        for ep in (c.get("_endpoints") or {}).values():
-            if ep.get("ip_address"):
-                hosts += f"{ep['ip_address']}\t{hostname}\n"
-                if ep.get("ipv6_address"):
-                    hosts += f"{ep['ipv6_address']}\t{hostname}\n"
-                break
-        return hosts + self.link_hosts(c) + self.extra_hosts(c)
+        return netnames.hosts_file(c, self._is_host(c), self.containers)
 
-    def link_hosts(self, c: dict[str, Any]) -> str:
-        """``--link name[:alias]`` (legacy links): the linked container's address under the
-        alias, its name and short ID, as dockerd writes them."""
-        out = ""
-        for link in c["HostConfig"].get("Links") or ():
-            name, alias = parse_link(link)
-            peer = self.d.containers._cache.get(name) or next(
-                (p for p in self.d.containers._cache.values() if p["Name"][1:] == name), None)
-            if peer is None:
-                continue
-            ip = next((ep["ip_address"] for ep in (peer.get("_endpoints") or {}).values()
-                       if ep.get("ip_address")), "")
-            if ip:
-                names = dict.fromkeys([alias, peer["Name"][1:], peer["Id"][:12]])
-                out += f"{ip}\t{' '.join(names)}\n"
-        return out
 
-    def extra_hosts(self, c: dict[str, Any]) -> str:
-        """``--add-host name:ip`` lines (``host-gateway``: the gateway of the container's
-        first network that has one, as dockerd's default)."""
-        out = ""
-        for name, ip in parse_extra_hosts(c["HostConfig"].get("ExtraHosts")):
-            if ip == "host-gateway":
-                ip = next((ep["gateway"] for ep in (c.get("_endpoints") or {}).values()
-                           if ep.get("gateway")), "")
-                if not ip:
-                    continue
-            out += f"{ip}\t{name}\n"
-        return out
+
+
 
     # -- names ----------------------------------------------------------------------------------
-    def _names_of(self, c: dict[str, Any], netname: str) -> list[str]:
-        cfg = self.container_networks(c).get(netname) or {}
-        return [c["Name"][1:], *(cfg.get("Aliases") or []), c["Id"][:12]]
+
 
     def _resolve(self, asker: str, qname: str) -> list[str] | None:
-        """Addresses of ``qname`` on the networks container ``asker`` shares with it."""
-        me = self.d.containers._cache.get(asker)
-        if me is None:
-            return None
-        mine = {n for n in (me.get("_endpoints") or {}) if not self.networks.get(n, {}).get("_predefined")}
-        # the asker's endpoint links on a network: an alias there names the linked container
-        linked = {(n, alias.lower()): peer for n in mine
-                  for peer, alias in map(parse_link, (self.container_networks(me).get(n) or {}).get("Links") or [])}
-        out: list[str] = []
-        for c in self.d.containers.all():
-            if not c["State"]["Running"] and c["Id"] != asker:
-                continue
-            for netname, ep in (c.get("_endpoints") or {}).items():
-                if netname not in mine or not ep.get("ip_address"):
-                    continue
-                names = {n.lower() for n in self._names_of(c, netname)}
-                peer = linked.get((netname, qname))
-                if peer is not None and peer in (c["Name"][1:], c["Id"], c["Id"][:12]):
-                    names.add(qname)
-                if qname in names:
-                    # both families: the DNS server answers A or AAAA from them
-                    out += [a for a in (ep["ip_address"], ep.get("ipv6_address")) if a and a not in out]
-        return out or None
+        return netnames.resolve(self.networks, self.containers, asker, qname)
 
     # -- the sandbox ----------------------------------------------------------------------------
     def _sandbox_path(self, cid: str) -> str:
@@ -534,7 +397,7 @@ class NetworkService:
         try:
             for name in list(self.container_networks(c)):
                 await self._attach(c, name)
-            await self._publish(c)
+            await self.ports.publish(c, self._driver_of_network_id)
             if any(ep.get("ip_address") for ep in c["_endpoints"].values()):
                 await self.dns.add(cid, path, c["HostConfig"].get("Dns"))
         except BaseException:
@@ -543,10 +406,13 @@ class NetworkService:
         c["NetworkSettings"] = self.settings_for(c)
         return [{"type": "network", "path": path}]
 
-    async def _attach(self, c: dict[str, Any], name: str) -> None:
+    async def _attach(self, c: dict[str, Any], name: str,
+                      cfg: dict[str, Any] | None = None) -> None:
+        """Make and join ``c``'s endpoint on network ``name`` (``cfg``: its endpoint settings,
+        by default those recorded)."""
         net = self.get(name)
-        drv = self.drivers[net["Driver"]]
-        cfg = self.container_networks(c).get(name) or {}
+        drv = await asyncio.to_thread(self._driver, net["Driver"])
+        cfg = cfg if cfg is not None else self.container_networks(c).get(name) or {}
         opts: dict[str, Any] = {"Interface": f"eth{sum(1 for e in c['_endpoints'].values() if e.get('interface'))}",
                                 "DriverOpts": dict(cfg.get("DriverOpts") or {})}
         if cfg.get("MacAddress"):
@@ -558,6 +424,7 @@ class NetworkService:
             ep = await asyncio.to_thread(drv.create_endpoint, net["Id"], secrets.token_hex(32), opts)
             c["_endpoints"][name] = dataclasses.asdict(ep)
             await asyncio.to_thread(drv.join, ep, c["_sandbox"])
+            c["_endpoints"][name] = dataclasses.asdict(ep)  # as join left it
             sysctls = netipam.endpoint_sysctls(cfg.get("DriverOpts"), ep.interface)
             if sysctls and ep.interface:  # dockerd's own endpoint option, for any driver
                 await asyncio.to_thread(ns.in_netns, c["_sandbox"], netipam.apply_sysctls, sysctls)
@@ -571,7 +438,7 @@ class NetworkService:
     def _event(self, action: str, net: dict[str, Any], c: dict[str, Any]) -> None:
         """``connect`` / ``disconnect``, as dockerd: when an endpoint joins (start, or connecting
         a running container) or leaves (stop, or disconnecting a running one)."""
-        self.d.event("network", action, net["Id"], {"container": c["Id"], "name": net["Name"],
+        self.event("network", action, net["Id"], {"container": c["Id"], "name": net["Name"],
                                                      "type": net["Driver"]})
 
     async def _detach(self, c: dict[str, Any], name: str) -> None:
@@ -580,8 +447,8 @@ class NetworkService:
             return
         net = self.networks.get(name)
         ep = Endpoint(**epd)
-        if net is not None and net["Driver"] in self.drivers:
-            drv = self.drivers[net["Driver"]]
+        drv = None if net is None else await asyncio.to_thread(self._driver_or_none, net["Driver"])
+        if net is not None and drv is not None:
             mine = [p for p in c.get("_ports") or [] if p.get("_endpoint") == ep.endpoint_id]
             for step, args in (("unpublish", (ep, mine)), ("leave", (ep, c.get("_sandbox") or "")),
                                ("delete_endpoint", (ep,))):
@@ -597,52 +464,17 @@ class NetworkService:
         if net is not None:
             self._event("disconnect", net, c)
 
-    async def _publish(self, c: dict[str, Any]) -> None:
-        host = c["HostConfig"]
-        bindings: dict[str, list[dict[str, str]]] = dict(host.get("PortBindings") or {})
-        if host.get("PublishAllPorts"):
-            for key in (c["Config"].get("ExposedPorts") or {}):
-                bindings.setdefault(key, [{"HostIp": "", "HostPort": ""}])
-        if not bindings:
-            return
-        target = next((ep for ep in c["_endpoints"].values() if ep.get("ip_address")), None)
-        if target is None:
-            return  # none: nothing to publish to (Docker ignores -p there too)
-        ep = Endpoint(**target)
-        userland = self.config.get("userland-proxy", True)
-        proxies: list[Proxy] = self._proxies.setdefault(c["Id"], [])
-        ports = []
-        for key, lst in bindings.items():
-            cport, proto = parse_port(key)
-            if proto not in ("tcp", "udp"):
-                raise InvalidParameter(f"unsupported protocol {proto}")
-            for b in lst or [{"HostIp": "", "HostPort": ""}]:
-                hp = str((b or {}).get("HostPort") or "")
-                lo, _, hi = hp.partition("-")
-                host_ip = ((b or {}).get("HostIp") or "").strip("[]")
-                px = Proxy(proto, host_ip, int(lo) if lo else 0, proxy_target(target, host_ip, cport))
-                px.bind()
-                proxies.append(px)
-                if userland:
-                    await px.start()
-                ports.append({"Proto": proto, "HostIp": host_ip, "HostPort": px.host_port,
-                              "ContainerPort": cport})
-        drv = self.drivers[self.networks[self._name_of_net(ep.network_id)]["Driver"]]
-        await asyncio.to_thread(drv.publish, ep, ports)
-        c["_ports"] = [{**p, "_endpoint": ep.endpoint_id} for p in ports]
-
-    def _name_of_net(self, nid: str) -> str:
-        for name, net in self.networks.items():
+    def _driver_of_network_id(self, nid: str) -> NetDriver:
+        for net in self.networks.values():
             if net["Id"] == nid:
-                return name
+                return self._driver(net["Driver"])
         raise NotFound(f"network {nid} not found")
 
     async def teardown(self, c: dict[str, Any]) -> None:
         """After the container's process exited: undo :meth:`setup` (failures are logged)."""
         cid = c["Id"]
         self.dns.remove(cid)
-        for px in self._proxies.pop(cid, []):
-            await px.close()
+        await self.ports.close(cid)
         host_net = self.networks.get(c.pop("_host_net", None) or "")
         if host_net is not None:
             self._event("disconnect", host_net, c)
@@ -665,42 +497,31 @@ class NetworkService:
         """Whether :meth:`setup` left something for :meth:`teardown` to undo."""
         return bool(c.get("_sandbox") or c.get("_endpoints") or c.get("_ports") or c.get("_host_net"))
 
-    # kept for callers of the first version of this service
-    async def left(self, c: dict[str, Any]) -> None:
-        await self.teardown(c)
-
     # -- connect / disconnect -------------------------------------------------------------------
     async def connect(self, ref: str, cref: str, cfg: dict[str, Any]) -> None:
         net = self.get(ref)
-        c = self.d.containers.get(cref)
+        c = self.containers.get(cref)
         if (c["HostConfig"].get("NetworkMode") or "").startswith("container:"):
             raise Forbidden("container sharing network namespace with another container or host "
                             "cannot be connected to any other network")
         nets = self.container_networks(c)
         if net["Name"] in nets:
             raise Forbidden(f"endpoint with name {c['Name'][1:]} already exists in network {net['Name']}")
-        if self._is_host(c) or self.drivers[net["Driver"]].namespace == "host":
+        if self._is_host(c) or self._traits(net["Driver"]).namespace == "host":
             raise Forbidden("container cannot be disconnected from host network or connected to host network")
-        if not self.drivers[net["Driver"]].multiple_networks and len(nets) and \
-                self.drivers[net["Driver"]].namespace != "private":
+        if not self._traits(net["Driver"]).multiple_networks and len(nets) and \
+                self._traits(net["Driver"]).namespace != "private":
             raise Forbidden(f"container cannot be connected to network {net['Name']}")
-        nets = dict(nets)
-        nets[net["Name"]] = self.endpoint_config(net, cfg)
-        c["_networks"] = nets
+        nets = {**nets, net["Name"]: self.endpoint_config(net, cfg)}
         if c["State"]["Running"] and c.get("_sandbox"):
-            try:
-                await self._attach(c, net["Name"])
-            except BaseException:
-                nets.pop(net["Name"], None)
-                raise
+            await self._attach(c, net["Name"], nets[net["Name"]])
             if c["_endpoints"][net["Name"]].get("ip_address"):
                 await self.dns.add(c["Id"], c["_sandbox"], c["HostConfig"].get("Dns"))
-        c["NetworkSettings"] = self.settings_for(c)
-        self.d.containers.save(c)
+        self._record(c, nets)
 
     async def disconnect(self, ref: str, cref: str, force: bool = False) -> None:
         net = self.get(ref)
-        c = self.d.containers.get(cref)
+        c = self.containers.get(cref)
         nets = dict(self.container_networks(c))
         if net["Name"] not in nets:
             raise Forbidden(f"container {c['Id'][:12]} is not connected to network {net['Name']}")
@@ -708,9 +529,12 @@ class NetworkService:
             raise Forbidden("container cannot be disconnected from host network or connected to host network")
         await self._detach(c, net["Name"])
         del nets[net["Name"]]
-        c["_networks"] = nets  # may be empty: the container then starts with loopback only
-        c["NetworkSettings"] = self.settings_for(c)
-        self.d.containers.save(c)
+        self._record(c, nets)  # may be empty: the container then starts with loopback only
+
+    def _record(self, c: dict[str, Any], nets: dict[str, dict[str, Any]]) -> None:
+        """``c``'s networks are now ``nets``: recorded by the container service."""
+        settings = netsettings.settings_for(self.networks, {**c, "_networks": nets})
+        self.containers.set_network_settings(c, nets, settings)
 
     # -- daemon start / stop --------------------------------------------------------------------
     async def reconcile(self, running: list[dict[str, Any]]) -> None:
@@ -742,9 +566,9 @@ class NetworkService:
                 if any(ep.get("ip_address") for ep in (c.get("_endpoints") or {}).values()):
                     with contextlib.suppress(OSError):
                         await self.dns.add(c["Id"], c["_sandbox"], c["HostConfig"].get("Dns"))
-            await self._rebind(c)
+            await self.ports.rebind(c)
         for name, drv in self.drivers.items():
-            nets = {n["Id"]: self._driver_create_opts(n) for n in self.networks.values()
+            nets = {n["Id"]: netsettings.driver_create_opts(n) for n in self.networks.values()
                     if n["Driver"] == name}
             eps, pub = per_driver[name]
             try:
@@ -752,28 +576,9 @@ class NetworkService:
             except Exception:  # noqa: BLE001
                 log.exception("network driver %s could not restore its state", name)
 
-    async def _rebind(self, c: dict[str, Any]) -> None:
-        target = {ep["endpoint_id"]: ep for ep in (c.get("_endpoints") or {}).values()}
-        userland = self.config.get("userland-proxy", True)
-        for p in c.get("_ports") or []:
-            ep = target.get(p.get("_endpoint"))
-            if ep is None:
-                continue
-            px = Proxy(p["Proto"], p["HostIp"], p["HostPort"], proxy_target(ep, p["HostIp"], p["ContainerPort"]))
-            try:
-                px.bind()
-                if userland:
-                    await px.start()
-            except DockyardError as e:
-                log.warning("port %s of %s could not be bound again: %s", p["HostPort"], c["Id"][:12], e)
-                continue
-            self._proxies.setdefault(c["Id"], []).append(px)
-
     async def shutdown(self) -> None:
         self.dns.close()
-        for cid in list(self._proxies):
-            for px in self._proxies.pop(cid):
-                await px.close()
+        await self.ports.close_all()
         for name, drv in self.drivers.items():
             try:
                 await asyncio.to_thread(drv.close)

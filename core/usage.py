@@ -51,7 +51,7 @@ def disk_usage(d: Any, types: Iterable[str] = ()) -> dict[str, Any]:
         out["Containers"] = listed
     if "volume" in types:
         vols = []
-        for v in d.volumes.list():
+        for v in d.volumes.list(plugins=False):  # local sizes only, as dockerd's
             v = dict(v)
             v["UsageData"] = {"Size": directory_size(v["Mountpoint"]),
                               "RefCount": len(d.volumes.users(v["Name"]))}

@@ -2,7 +2,7 @@
 
 dockyard keeps the record of every volume (name, driver, labels, options) as it does for its
 ``local`` ones; the plugin owns the data. ``Create``/``Remove`` follow ``docker volume
-create``/``rm``; ``Get`` refreshes the mount point and status for ``inspect``; each container
+create``/``rm``; ``List`` adds the plugins' other volumes to ``volume ls``; ``Get`` refreshes the mount point and status for ``inspect``; each container
 start asks ``Mount`` with a fresh ``ID`` and binds the path the plugin answers, and the stop or
 removal answers it with ``Unmount`` of the same ID, as dockerd does.
 """
@@ -60,8 +60,35 @@ class VolumePlugins:
             vol["Mountpoint"] = plugin.call("VolumeDriver.Path", {"Name": name}).get("Mountpoint") or ""
         return vol
 
-    def list(self, driver: str) -> list[dict[str, Any]]:
-        return self._plugin(driver).call("VolumeDriver.List").get("Volumes") or []
+    def everywhere(self, warnings: list[str]) -> list[dict[str, Any]]:
+        """The volumes every reachable volume plugin lists (``VolumeDriver.List``), each as
+        ``docker volume ls`` shows a volume: with its plugin's name as ``Driver``. A plugin
+        that cannot be reached or refuses adds to ``warnings`` (dockerd's ``ls`` Warnings)."""
+        plugins, errors = self.dirs.all(IMPLEMENTS)
+        warnings += errors
+        out = []
+        for plugin in plugins:
+            try:
+                listed = plugin.call("VolumeDriver.List").get("Volumes") or []
+            except PluginError as e:
+                warnings.append(f"volume plugin {plugin.name}: {e.message}")
+                continue
+            out += [_shown(plugin.name, v, self.scope(plugin.name)) for v in listed
+                    if isinstance(v, dict) and v.get("Name")]
+        return out
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        """The volume ``name`` as the first volume plugin that has it shows it (``Get``), or
+        None (dockerd's store asks every driver for a volume it has no record of)."""
+        plugins, _ = self.dirs.all(IMPLEMENTS)
+        for plugin in plugins:
+            try:
+                vol = plugin.call("VolumeDriver.Get", {"Name": name}).get("Volume")
+            except PluginError:  # "no such volume", in the plugin's words
+                continue
+            if isinstance(vol, dict):
+                return _shown(plugin.name, {**vol, "Name": name}, self.scope(plugin.name))
+        return None
 
     def mount(self, c: dict[str, Any]) -> None:
         """Mount every plugin volume of container ``c``; each mount's ``Source`` becomes the
@@ -99,6 +126,18 @@ class VolumePlugins:
                 log.warning("unmounting volume %s of plugin %s failed: %s", m["Name"],
                             m["Driver"], e)
         c.pop(MOUNT_IDS, None)
+
+
+def _shown(driver: str, vol: dict[str, Any], scope: str) -> dict[str, Any]:
+    """A volume a plugin reports and dockyard has no record of, as ``volume ls``/``inspect``
+    show it (no labels or options: those are the daemon's record, as with dockerd)."""
+    out = {"Name": vol["Name"], "Driver": driver, "Mountpoint": vol.get("Mountpoint") or "",
+           "Labels": None, "Scope": scope, "Options": None}
+    if vol.get("CreatedAt"):
+        out["CreatedAt"] = vol["CreatedAt"]
+    if vol.get("Status"):
+        out["Status"] = vol["Status"]
+    return out
 
 
 def _plugin_mounts(c: dict[str, Any]) -> list[dict[str, Any]]:

@@ -67,8 +67,15 @@ class VolumeService:
 
     def get(self, name: str) -> dict[str, Any]:
         """The volume as ``docker volume inspect`` shows it: a plugin's volume with the
-        mount point and status its plugin reports now. Blocking for a plugin's volume."""
-        vol = self._row(name)
+        mount point and status its plugin reports now; a name dockyard has no record of as the
+        first volume plugin that has it shows it (as dockerd). Blocking."""
+        try:
+            vol = self._row(name)
+        except NotFound:
+            found = self.plugins.find(name)
+            if found is None:
+                raise
+            return found
         if is_plugin_driver(vol.get("Driver")):
             seen = self.plugins.get(vol["Driver"], name)
             vol["Mountpoint"] = seen.get("Mountpoint") or ""
@@ -76,8 +83,19 @@ class VolumeService:
                 vol["Status"] = seen["Status"]
         return vol
 
-    def list(self) -> list[dict[str, Any]]:
-        return [json.loads(r["data"]) for r in self.state.q("SELECT data FROM volumes ORDER BY name")]
+    def list(self, warnings: list[str] | None = None, plugins: bool = True) -> list[dict[str, Any]]:
+        """Every volume: dockyard's records, and (``plugins``) the volumes its volume plugins
+        list that it has no record of (created behind its back, or by another daemon), as
+        dockerd lists them. Plugins that cannot answer add to ``warnings``. Blocking."""
+        vols = [json.loads(r["data"]) for r in self.state.q("SELECT data FROM volumes ORDER BY name")]
+        if not plugins:
+            return vols
+        known = {v["Name"] for v in vols}
+        for vol in self.plugins.everywhere([] if warnings is None else warnings):
+            if vol["Name"] not in known:
+                known.add(vol["Name"])
+                vols.append(vol)
+        return vols
 
     def create(self, name: str | None, driver: str = "local", labels: dict[str, str] | None = None,
                options: dict[str, str] | None = None) -> dict[str, Any]:
@@ -108,6 +126,9 @@ class VolumeService:
         labels = dict(labels or {})
         if anonymous:
             labels[ANON_LABEL] = ""
+        found = None if driver or anonymous else self.plugins.find(name)
+        if found is not None:  # a plugin's volume dockyard had no record of: used, and kept
+            return self._adopt(found)
         if is_plugin_driver(driver):
             return self._create_in_plugin(name, driver, labels, options or {})
         data_dir = os.path.join(self.root, name, "_data")
@@ -130,6 +151,13 @@ class VolumeService:
         self.d.event("volume", "create", name, {"driver": driver})
         return vol
 
+    def _adopt(self, vol: dict[str, Any]) -> dict[str, Any]:
+        vol = {**vol, "CreatedAt": vol.get("CreatedAt") or _now(), "Labels": {},
+               "Mountpoint": ""}
+        vol.pop("Status", None)
+        self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", vol["Name"], json.dumps(vol))
+        return vol
+
     def users(self, name: str) -> list[str]:
         return [c["Id"] for c in self.d.containers.all()
                 if any(m.get("Type") == "volume" and m.get("Name") == name for m in c.get("Mounts") or [])]
@@ -138,9 +166,12 @@ class VolumeService:
         try:
             self._row(name)
         except NotFound:
-            if force:
-                return
-            raise
+            found = self.plugins.find(name)
+            if found is None:
+                if force:
+                    return
+                raise
+            self._adopt(found)  # removed through its plugin below, as dockerd removes it
         users = self.users(name)
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")

@@ -109,7 +109,9 @@ class NetDriver(abc.ABC):
         namespace file; its ``lo`` is already up): the interface with its MAC address, its IPv4
         and (when it has one) IPv6 address, IPv6 enabled on it, default routes through the
         gateways unless the network is internal. Called before the container's process starts,
-        or while it runs (``network connect``)."""
+        or while it runs (``network connect``). What join learns (the interface's name and MAC
+        address, the gateway, ``data``) may be set on ``endpoint``: the daemon keeps the
+        endpoint as join leaves it."""
 
     @abc.abstractmethod
     def leave(self, endpoint: Endpoint, netns_path: str) -> None:

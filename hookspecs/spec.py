@@ -145,12 +145,19 @@ def dockyard_authorize(method: str, path: str, body: bytes | None) -> str | None
     """Veto an API request (an authorization plugin).
 
     :param method: the HTTP method.
-    :param path: the request path, without the ``/vX.Y`` prefix.
-    :param body: the raw request body when it is JSON (``Content-Type: application/json``, at
-        most the daemon's JSON body limit; the handler then reads the same bytes), else
-        ``None`` (no body, or a tar or other stream, which is never read ahead).
+    :param path: the request path without the ``/vX.Y`` prefix and without the query string
+        (``/containers/create``, not ``/v1.43/containers/create?name=x``).
+    :param body: the raw request body when the request has one and its ``Content-Type`` is
+        ``application/json`` (parameters such as ``; charset=utf-8`` allowed), read ahead once
+        and held to the daemon's JSON body limit (a larger body is refused with 413 before any
+        hook runs; the handler then reads the same bytes); else ``None``: no body, or a tar or
+        other stream, which is never read ahead.
 
-    Called for every API request before it is handled, after the API version is checked.
-    Return a message to refuse it (HTTP 403 with that message) or ``None`` to let it through.
-    The first non-``None`` result wins.
+    Called for every API request before it is handled (``/_ping`` included), after the API
+    version is checked and before Docker's authorization plugins (``authorization-plugins``) are
+    asked. Called on the daemon's event loop: do not block. Return a message to refuse the
+    request (HTTP 403 with that message) or ``None`` to let it through; the first non-``None``
+    result wins. An exception the hook raises answers the request as a handler's would: a
+    ``DockyardError`` with its status, a ``ValueError`` 400, anything else 500. The hook does
+    not see the response.
     """

@@ -211,3 +211,43 @@ def test_discovery_by_spec_and_json_files_and_activation_retries(tmp_path) -> No
         if proc is not None:
             proc.kill()
             proc.wait()
+
+
+def test_volumes_a_plugin_has_and_dockyard_did_not_create(pdaemon: Daemon, plugin: Plugin) -> None:
+    """``VolumeDriver.List``/``Get``: a volume made in the plugin behind the daemon's back is
+    listed and inspected with the plugin's name as its driver (as dockerd shows it), a
+    container may use it, and ``volume rm`` removes it through the plugin; a plugin that does
+    not answer is a warning of ``volume ls``, not a failure."""
+    from dockyard.core.dockerplugins import Plugin as Client
+    sock = os.path.join(plugin.dir, plugin.name + ".sock")
+    Client(plugin.name, "unix://" + sock, sock).call(
+        "VolumeDriver.Create", {"Name": "behind", "Opts": {}})
+    with open(os.path.join(plugin.dir, "dead.spec"), "w") as f:
+        f.write("unix:///nonexistent/dead.sock\n")
+    status, listed = pdaemon.api.get("/volumes")
+    assert status == 200, listed
+    (row,) = [v for v in listed["Volumes"] if v["Name"] == "behind"]
+    assert row["Driver"] == plugin.name and row["Scope"] == "local", row
+    assert any("dead" in w for w in listed["Warnings"]), listed["Warnings"]
+    assert plugin.calls("VolumeDriver.List")
+    status, filtered = pdaemon.api.get(f"/volumes?filters={json.dumps({'driver': [plugin.name]}, separators=(',', ':'))}")
+    assert [v["Name"] for v in filtered["Volumes"]] == ["behind"]
+    status, vol = pdaemon.api.get("/volumes/behind")
+    assert status == 200 and vol["Driver"] == plugin.name and vol["Status"] == {"mounts": 0}, vol
+    assert plugin.calls("VolumeDriver.Get")[-1]["body"] == {"Name": "behind"}
+    assert pdaemon.api.get("/volumes/nowhere")[0] == 404
+    # prune (even all=true) removes only the volumes the daemon made
+    status, pruned = pdaemon.api.post("/volumes/prune?filters=" + json.dumps(
+        {"all": ["true"]}, separators=(",", ":")))
+    assert status == 200 and "behind" not in (pruned["VolumesDeleted"] or []), pruned
+    assert not plugin.calls("VolumeDriver.Remove")
+    # a container's -v of that name uses the plugin's volume, not a new local one
+    ok(pdaemon.cli("run", "--rm", "-v", "behind:/b", "busybox", "sh", "-c", "echo hi > /b/f"))
+    with open(os.path.join(plugin.state, "data", "behind", "f")) as f:
+        assert f.read() == "hi\n"
+    assert len(plugin.calls("VolumeDriver.Create")) == 1  # the one made behind the daemon's back
+    assert pdaemon.api.get("/volumes/behind")[1]["Driver"] == plugin.name
+    assert pdaemon.api.delete("/volumes/behind")[0] == 204
+    assert plugin.calls("VolumeDriver.Remove")[-1]["body"] == {"Name": "behind"}
+    assert not os.path.exists(os.path.join(plugin.state, "data", "behind"))
+    assert pdaemon.api.get("/volumes/behind")[0] == 404

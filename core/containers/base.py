@@ -81,6 +81,16 @@ class ServiceBase:
         self.state.put_container(c)
         self._cache[c["Id"]] = c
 
+    # the network service's view of containers (netsettings.ContainerLookup)
+    def lookup(self, name_or_id: str) -> dict[str, Any] | None:
+        return self._cache.get(name_or_id) or next(
+            (c for c in self._cache.values() if c["Name"] in (name_or_id, "/" + name_or_id)), None)
+
+    def set_network_settings(self, c: dict[str, Any], networks: dict[str, Any],
+                             settings: dict[str, Any]) -> None:
+        c["_networks"], c["NetworkSettings"] = networks, settings
+        self.save(c)
+
     def using_image(self, image_id: str) -> list[dict[str, Any]]:
         return [c for c in self._cache.values() if c["Image"] == image_id]
 

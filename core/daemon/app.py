@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import logging
 import os
@@ -17,7 +18,7 @@ from dockyard.hookspecs.bindings import advice
 from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
-from .. import dashboard, plugins, userns
+from .. import dashboard, netplugins, plugins, userns
 from ..blobs import BlobStore
 from ..builder.mounts import CacheMounts
 from ..config import Config
@@ -33,7 +34,7 @@ from ..reserve import DiskReserve
 from ..runtimes import Runtimes
 from ..state import State
 from ..volumes import VolumeService
-from .authz import authorization_middleware
+from .authz import AuthzPlugins, authorization_middleware
 from .body import MAX_JSON_BODY
 from .errors import error_middleware, error_response
 from .params import version_tuple as _vtuple
@@ -67,6 +68,7 @@ class Daemon:
         self.registries = {kind: plugins.DriverRegistry(kind) for kind in DRIVER_GROUPS}
         #: Docker's out-of-process plugins (volume plugins...), found by name in these directories
         self.docker_plugins = PluginDirs(config["docker-plugin-dirs"])
+        self.authz = AuthzPlugins(self.docker_plugins, config["authorization-plugins"])
         self.missing_bindings = self._missing_bindings()
         #: what ``info`` reports under Warnings (as dockerd's)
         self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
@@ -103,9 +105,11 @@ class Daemon:
         self.blobs = BlobStore(os.path.join(self.data_root, "image", "blobs"), self.tmp_dir)
         self.images = ImageStore(self.state, self.blobs, self.graph)
         self.build_mounts = CacheMounts(self.state, os.path.join(self.data_root, "builder", "mounts"))
-        self.networks = NetworkService(self)
         self.volumes = VolumeService(self)
         self.containers = ContainerService(self)
+        self.networks = NetworkService(self.state, config, self.netdrivers, self.containers,
+                                       self.event, self.exec_root, self.data_root,
+                                       functools.partial(netplugins.find, self.docker_plugins))
         self.execs = ExecService(self)
         self.managed_plugins = PluginService(self)
         self.plugin_runner = PluginRunner(self, self.managed_plugins)

@@ -172,6 +172,8 @@ async def serve(cfg: configmod.Config, plan: Plan) -> None:
 @click.option("--api-read-timeout", "api_read_timeout", type=click.FloatRange(min=0, min_open=True),
               help="seconds a client may send nothing (no request, or a stalled request body) "
                    "before it is disconnected [default: 300]")
+@click.option("--authorization-plugin", "authorization_plugins", multiple=True,
+              help="a Docker authorization plugin asked about every request (repeatable)")
 @click.version_option(package_name="dockyard", prog_name="dockyardd")
 def main(config_file: str, **flags: Any) -> None:
     """dockyardd: the dockyard container engine daemon (serves the Docker Engine API)."""
@@ -194,6 +196,7 @@ def main(config_file: str, **flags: Any) -> None:
         "userns-remap": flags["userns_remap"], "no-new-privileges": flags["no_new_privileges"],
         "api-read-timeout": flags["api_read_timeout"],
         "cpu-rt-period": flags["cpu_rt_period"], "cpu-rt-runtime": flags["cpu_rt_runtime"],
+        "authorization-plugins": list(flags["authorization_plugins"]),
     }
     try:
         cfg = configmod.load(config_file, overrides, path_explicit=explicit)

@@ -83,7 +83,7 @@ async def info(request: web.Request) -> web.Response:
         "ContainersRunning": running, "ContainersPaused": paused,
         "ContainersStopped": len(cs) - running - paused, "Images": len(d.images.all()),
         "Driver": d.graph.name, "DriverStatus": [list(x) for x in d.graph.status()],
-        "Plugins": {"Volume": ["local", *d.docker_plugins.activated("VolumeDriver")], "Network": sorted(d.netdrivers), "Authorization": None,
+        "Plugins": {"Volume": ["local", *d.docker_plugins.activated("VolumeDriver")], "Network": sorted(d.netdrivers), "Authorization": d.authz.names or None,
                     "Log": ["json-file"]},
         "MemoryLimit": sup.memory, "SwapLimit": sup.swap, "KernelMemory": False,
         "KernelMemoryTCP": False, "CpuCfsPeriod": sup.cpu_cfs, "CpuCfsQuota": sup.cpu_cfs,

@@ -18,8 +18,10 @@ def _svc(request: web.Request):  # noqa: ANN202
 
 
 async def list_(request: web.Request) -> web.Response:
-    chosen = await asyncio.to_thread(listing.volumes, _svc(request), params.filters(request))
-    return web.json_response({"Volumes": chosen, "Warnings": []})
+    warnings: list[str] = []
+    chosen = await asyncio.to_thread(listing.volumes, _svc(request), params.filters(request),
+                                     False, warnings)
+    return web.json_response({"Volumes": chosen, "Warnings": warnings})
 
 
 async def create(request: web.Request) -> web.Response:
