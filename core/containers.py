@@ -172,10 +172,7 @@ class ContainerService:
             network_mode = "container:" + net_peer["Id"]
             network = None
         else:
-            try:
-                network = self.d.networks.resolve_mode(network_mode)
-            except NotFound as exc:  # a 404 would make the docker CLI pull the image and retry
-                raise InvalidParameter(exc.message) from None
+            network = self.d.networks.resolve_mode(network_mode)  # None: looked up at start
 
         cid = secrets.token_hex(32)
         # as dockerd: the host's name with the host's network (or UTS namespace)
@@ -297,7 +294,7 @@ class ContainerService:
             "GraphDriver": {"Name": self.graph.name, "Data": self.graph.metadata(cid)},
             "Mounts": mounts, "Config": cfg,
             "NetworkSettings": {},
-            "_created": now, "_network": network["Name"] if network else "",
+            "_created": now, "_network": network["Name"] if network else "" if net_peer else network_mode,
             self.d.runtimes.record_key: runtime,
         }
         if net_peer is not None:
