@@ -230,7 +230,8 @@ class ContainerService:
                 raise InvalidParameter("conflicting options: host type networking can't be used "
                                        "with links. This would result in undefined behavior")
             links.append(linksmod.shown(child, full, alias))
-        runtime = self.d.runtimes.choose(host.get("Runtime") or "")
+        # a top-level Runtime is docker-py's create_container(runtime=): applied, not dropped
+        runtime = self.d.runtimes.choose(host.get("Runtime") or body.get("Runtime") or "")
         for server in host.get("Dns") or ():
             try:
                 ipaddress.ip_address(server)
