@@ -49,6 +49,24 @@ def support() -> cgroupfiles.Support:
     return cgroupfiles.host_support()
 
 
+def host_warnings(sup: cgroupfiles.Support) -> list[str]:
+    """What ``info`` warns about the host's cgroups, in dockerd's words and order
+    (``fillPlatformInfo``): what a limit flag would be discarded for. On v1 the blkio weights
+    are not warned about (the kernel dropped them in 5.0: nothing to do), as dockerd."""
+    out = [text for ok, text in (
+        (sup.memory, "No memory limit support"), (sup.swap, "No swap limit support"),
+        (sup.oom_kill_disable or sup.v2, "No oom kill disable support"),
+        (sup.cpu_cfs, "No cpu cfs quota support"), (sup.cpu_cfs, "No cpu cfs period support"),
+        (sup.cpu_shares, "No cpu shares support"), (sup.cpuset, "No cpuset support"),
+        (sup.blkio_weight or not sup.v2, "No io.weight support"),
+        (sup.blkio_weight_device or not sup.v2, "No io.weight (per device) support")) if not ok]
+    if not sup.blkio_throttle:
+        out += [f"No io.max ({v2}) support" if sup.v2 else f"No blkio throttle.{v1}_device support"
+                for v2, v1 in (("rbps", "read_bps"), ("wbps", "write_bps"),
+                               ("riops", "read_iops"), ("wiops", "write_iops"))]
+    return ["WARNING: " + text for text in out]
+
+
 def check(host: dict[str, Any], sup: cgroupfiles.Support | None = None,
           update: bool = False) -> list[str]:
     """Check and adapt the resources of ``host`` in place (a HostConfig, or the resources of

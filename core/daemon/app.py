@@ -17,7 +17,7 @@ from dockyard.hookspecs.bindings import advice
 from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
-from .. import dashboard, plugins, userns
+from .. import dashboard, plugins, resources, userns
 from ..blobs import BlobStore
 from ..builder.mounts import CacheMounts
 from ..config import Config
@@ -70,6 +70,7 @@ class Daemon:
         self.missing_bindings = self._missing_bindings()
         #: what ``info`` reports under Warnings (as dockerd's)
         self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
+        self.warnings += resources.host_warnings(resources.support())  # probed once, here
 
         # on a full disk, room for the database's journal and start-up's files first
         self.reserve = DiskReserve(self.data_root)
