@@ -33,7 +33,7 @@ from .attach import (PendingAttach, StartFailed, check_attachable, check_removab
 from .blobs import atomic_write
 from .filters import Args
 from .filtersets import prune_matcher
-from . import links as linksmod
+from . import links as linksmod, storageopt
 from .networks import DEFAULT_NETWORKS, NetworkService, parse_extra_hosts
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ class ContainerService:
         host_cfg["Links"] = links or None  # as dockerd shows them: /child:/parent/alias
         host_cfg["Runtime"] = runtime  # the exec driver that runs it
         specmod.check_host_config(host_cfg)
-        warnings = resourcesmod.adapt(host_cfg, self.d.runtimes.drivers[runtime], self.graph.name)
+        warnings = resourcesmod.adapt(host_cfg, self.d.runtimes.drivers[runtime], self.graph)
         host_cfg["LogConfig"] = self._log_config(host.get("LogConfig") or {})
         # name and count are checked by the schema; null means the default
         policy = host_cfg["RestartPolicy"] = {
@@ -277,7 +277,7 @@ class ContainerService:
             shutil.rmtree(cdir, ignore_errors=True)
             raise Conflict("a storage migration is in progress; try again when it is done")
         try:
-            await asyncio.to_thread(self.graph.create_rw, cid, top)
+            await asyncio.to_thread(storageopt.create_rw, self.graph, cid, top, host_cfg)
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
             raise

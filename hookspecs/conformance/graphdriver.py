@@ -22,10 +22,9 @@ Every installed driver (entry-point group ``dockyard.graphdrivers``) is run by::
     TestInstalledGraphDrivers = installed_graphdriver_suite()
 
 (restrict with ``--dockyard-graphdriver NAME``). The ``userns-remap`` tests build the driver with
-``factory(home, id_map=IDMap(...))``: the factories made from a driver class do that; a factory
-function that takes no ``id_map`` keyword skips them. Tests needing root (ownership, device nodes,
-``security.capability``) skip when not root; xattr tests skip where the file system has no xattrs.
-"""
+``factory(home, id_map=IDMap(...))`` (a factory function without that keyword skips them); the
+size-limit tests (:mod:`.graphdriver_size`) use ``size_limit_fs``. Root-only tests skip when
+not root; xattr tests skip where the file system has no xattrs."""
 from __future__ import annotations
 
 import errno
@@ -48,6 +47,7 @@ from ..errors import Conflict, DockyardError, DriverNotSupported, InvalidParamet
 from ..graphdriver import GraphDriver
 from ..idmap import IDMap
 from .graphdriver_ids import LayerListingSuite
+from .graphdriver_size import SizeLimitSuite
 from .loopfs import LoopFilesystem, LoopUnavailable
 
 GROUP = "dockyard.graphdrivers"
@@ -183,10 +183,6 @@ def tar_names(stream: Any) -> dict[str, tarfile.TarInfo]:
         return {ti.name.rstrip("/"): ti for ti in tf}
 
 
-def _outside_state(outside: str) -> dict[str, tuple]:
-    return snapshot(outside)
-
-
 def _loop_base(config: Any, fstype: str) -> str:
     """A loop-mounted ``fstype`` shared by the session's tests (each still gets a fresh
     directory in it), removed when the session ends."""
@@ -221,9 +217,10 @@ def _takes_id_map(factory: Any) -> bool:
     return any(p.name == "id_map" or p.kind == p.VAR_KEYWORD for p in params)
 
 
-def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], GraphDriver]) -> Any:
-    """A fresh home (and ``outside``) for one test, its driver ``make(home)``; torn down after."""
-    base = (request.config.getoption("dockyard_basetemp", None)
+def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], GraphDriver],
+                base: str | None = None) -> Any:
+    """A fresh home (and ``outside``) for one test (in ``base``), its driver ``make(home)``."""
+    base = base or (request.config.getoption("dockyard_basetemp", None)
             or os.environ.get("DOCKYARD_CONFORMANCE_BASETEMP") or None)
     fstype = getattr(graphdriver_factory, "required_fs", None)
     if base is None and fstype:
@@ -239,9 +236,9 @@ def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], Gr
         except DriverNotSupported as e:
             pytest.skip(f"driver not supported here: {e.reason}")
         e = Env(driver, home, outside)
-        before = _outside_state(outside)
+        before = snapshot(outside)
         yield e
-        assert _outside_state(outside) == before, "the driver wrote outside its home"
+        assert snapshot(outside) == before, "the driver wrote outside its home"
     finally:
         try:
             if driver is not None:
@@ -257,7 +254,7 @@ def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], Gr
 # ------------------------------------------------------------------------------------------------
 # the suite
 # ------------------------------------------------------------------------------------------------
-class GraphDriverSuite(LayerListingSuite):
+class GraphDriverSuite(LayerListingSuite, SizeLimitSuite):
     """The tests (those of :meth:`GraphDriver.ids`: :mod:`.graphdriver_ids`). Subclasses provide
     ``graphdriver_factory`` (see :func:`graphdriver_suite`); not collected itself (no ``Test``)."""
 
@@ -986,7 +983,8 @@ def _class_factory(cls: Any) -> Factory:
 
 
 def _with_fs(factory: Any, cls: type) -> Any:
-    factory.required_fs = getattr(cls, "required_fs", None)
+    for attr in ("required_fs", "size_limit_fs"):
+        setattr(factory, attr, getattr(cls, attr, None))
     return factory
 
 
