@@ -81,7 +81,7 @@ def _qcmd(cmd: int) -> int:
 
 
 def _fsxattr(path: str) -> tuple[int, ...]:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         buf = bytearray(_FSXATTR.size)
         fcntl.ioctl(fd, _FS_IOC_FSGETXATTR, buf)
@@ -96,9 +96,9 @@ def get_project(path: str) -> int:
 
 
 def set_project(path: str, projid: int) -> None:
-    """Give directory ``path`` project ``projid``, inherited by what is made below it."""
+    """Give ``path`` project ``projid``; a directory's is inherited by what is made in it."""
     xflags, extsize, nextents, _old, cow = _fsxattr(path)
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         fcntl.ioctl(
             fd,
@@ -150,11 +150,17 @@ class ProjectQuota:
         return cls(base, device, max(used) + 1)
 
     def limit(self, path: str, size: int) -> int:
-        """Give directory ``path`` (below base) a project of its own limited to ``size`` bytes;
-        returns the project ID."""
+        """Give directory ``path`` (below base) and everything in it (files and directories;
+        links and device nodes have no project) a project of its own limited to ``size`` bytes:
+        moving a file between projects fails (EXDEV), so a layer's whole tree, overlay's work
+        directory too, must be in one; returns the project ID."""
         with self._lock:
             projid, self._next = self._next, self._next + 1
-        set_project(path, projid)
+        for top, _dirs, files in os.walk(path):  # every directory comes as a top
+            set_project(top, projid)
+            for name in files:
+                if stat.S_ISREG(os.lstat(os.path.join(top, name)).st_mode):
+                    set_project(os.path.join(top, name), projid)
         q = _DiskQuota(
             d_version=_FS_DQUOT_VERSION,
             d_flags=_FS_PROJ_QUOTA,

@@ -94,7 +94,7 @@ class OverlayDriver(OverlayLayout):
     def limit_size(self, id: str, size: int) -> None:
         if self.size_limit_unsupported() or self._quota is None:
             raise DockyardError(self.size_limit_unsupported())
-        self._quota.limit(os.path.join(self._dir(id), "diff"), size)
+        self._quota.limit(self._dir(id), size)  # diff, work (copy-up renames from it): one project
 
     def status(self) -> list[tuple[str, str]]:
         return self._backing_status() + [
