@@ -27,7 +27,7 @@ def size_of(host: dict[str, Any], graph: Any) -> int:
         raise InvalidParameter(f"HostConfig.StorageOpt: size must be positive: {text}")
     reason = graph.size_limit_unsupported()
     if reason:
-        raise InvalidParameter(f"HostConfig.StorageOpt: {reason}")
+        raise InvalidParameter(f"HostConfig.StorageOpt: size: {reason}")
     return size
 
 
