@@ -12,7 +12,7 @@ RUN_PACKAGES := busybox-static iproute2 util-linux procps btrfs-progs python3-bt
 # ... and the peers and clients the tests drive (make test): Docker's CLI, daemon and compose, a
 # registry and image tools, other runtimes, a browser for the dashboard, systemd's tools for the
 # service tests
-TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose lxc runc crun chromium chromium-driver systemd
+TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose lxc runc crun chromium chromium-driver systemd xfsprogs
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 

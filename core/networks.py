@@ -32,7 +32,7 @@ from dockyard.hookspecs.host.timefmt import rfc3339
 from dockyard.hookspecs.netdriver import Endpoint, NetDriver
 
 from . import ipam as ipammod
-from . import netipam, netnames, netplugins, netsettings
+from . import netdeferred, netipam, netnames, netplugins, netsettings
 from .dns import DnsServer
 from .links import parse as parse_link
 from .netnames import parse_extra_hosts
@@ -261,15 +261,21 @@ class NetworkService:
         return [self.public(n) for n in self.networks.values()]
 
     # -- container configuration ----------------------------------------------------------------
-    def resolve_mode(self, mode: str) -> dict[str, Any]:
+    def resolve_mode(self, mode: str) -> dict[str, Any] | None:
+        """The network a create's ``NetworkMode`` names, or None for a name no network has yet:
+        as dockerd (``updateContainerNetworkSettings``), a user-defined network is looked up at
+        start, not at create (compose creates containers before their project's network)."""
         if mode == "default":
             for name in DEFAULT_NETWORKS:
                 if name in self.networks:
                     return self.networks[name]
             if self.networks:
                 return next(iter(self.networks.values()))
-            raise NotFound("no network driver is installed")
-        return self.get(mode)
+            raise InvalidParameter("no network driver is installed")
+        try:
+            return self.get(mode)
+        except NotFound:
+            return None
 
     def _driver(self, name: str) -> NetDriver:
         """The driver ``name``: installed, else the Docker network plugin of that name, found
@@ -296,15 +302,16 @@ class NetworkService:
 
     container_networks = staticmethod(netsettings.container_networks)
 
-    def configure(self, c: dict[str, Any], network: dict[str, Any], body: dict[str, Any]) -> None:
+    def configure(self, c: dict[str, Any], network: dict[str, Any] | None,
+                  body: dict[str, Any]) -> None:
         """At create: record the container's networks (NetworkMode plus EndpointsConfig; the
         docker CLI keys the primary network's settings by the NetworkMode it sent, ``default``
         too). The deprecated container-wide ``MacAddress`` is the primary endpoint's, as in
         dockerd since API 1.44."""
         eps = dict((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
         mode = (body.get("HostConfig") or {}).get("NetworkMode") or "default"
-        primary_cfg = dict(eps.pop(mode, None) or eps.pop(network["Name"], None)
-                           or eps.pop(network["Id"], None) or {})
+        primary_cfg = dict(eps.pop(mode, None) or (network and (eps.pop(network["Name"], None)
+                           or eps.pop(network["Id"], None))) or {})
         eps.pop("default", None)
         mac = body.get("MacAddress") or ""
         if mac:
@@ -314,15 +321,7 @@ class NetworkService:
                                        "endpoint-specific MAC address for the main network, or "
                                        "be left empty")
             primary_cfg["MacAddress"] = mac
-        nets: dict[str, dict[str, Any]] = {network["Name"]: self.endpoint_config(network, primary_cfg)}
-        for key, cfg in eps.items():
-            net = self.get(key)
-            if net["Driver"] != network["Driver"] and self._traits(net["Driver"]).namespace == "host":
-                raise InvalidParameter("container cannot be connected to host network and another")
-            nets[net["Name"]] = self.endpoint_config(net, cfg)
-        if len(nets) > 1 and self._traits(network["Driver"]).namespace == "host":
-            raise InvalidParameter("container cannot be connected to host network and another")
-        c["_networks"] = nets
+        c["_networks"] = netdeferred.at_create(self, network, mode, primary_cfg, eps)
         c["NetworkSettings"] = self.settings_for(c)
 
     def endpoint_config(self, net: dict[str, Any], cfg: dict[str, Any] | None) -> dict[str, Any]:
@@ -379,6 +378,7 @@ class NetworkService:
     async def setup(self, c: dict[str, Any]) -> list[dict[str, str]]:
         """Before the container's process exists: make its namespace, plumb every endpoint,
         publish its ports, serve its names. Return the spec's network namespace entries."""
+        netdeferred.at_start(self, c)  # a network named at create that did not exist then
         if self._is_host(c):
             c["_sandbox"] = ""
             c["_endpoints"] = {}

@@ -21,6 +21,8 @@ from typing import Any
 from dockyard.hookspecs.host import cgroupfiles
 from dockyard.hookspecs.errors import InvalidParameter
 
+from . import storageopt
+
 MIN_MEMORY = 6 * 1024 * 1024
 
 #: HostConfig key -> OCI blockIO list
@@ -47,6 +49,24 @@ _BLKIO_WARN = (
 def support() -> cgroupfiles.Support:
     """This host's cgroup abilities (probed once)."""
     return cgroupfiles.host_support()
+
+
+def host_warnings(sup: cgroupfiles.Support) -> list[str]:
+    """What ``info`` warns about the host's cgroups, in dockerd's words and order
+    (``fillPlatformInfo``): what a limit flag would be discarded for. On v1 the blkio weights
+    are not warned about (the kernel dropped them in 5.0: nothing to do), as dockerd."""
+    out = [text for ok, text in (
+        (sup.memory, "No memory limit support"), (sup.swap, "No swap limit support"),
+        (sup.oom_kill_disable or sup.v2, "No oom kill disable support"),
+        (sup.cpu_cfs, "No cpu cfs quota support"), (sup.cpu_cfs, "No cpu cfs period support"),
+        (sup.cpu_shares, "No cpu shares support"), (sup.cpuset, "No cpuset support"),
+        (sup.blkio_weight or not sup.v2, "No io.weight support"),
+        (sup.blkio_weight_device or not sup.v2, "No io.weight (per device) support")) if not ok]
+    if not sup.blkio_throttle:
+        out += [f"No io.max ({v2}) support" if sup.v2 else f"No blkio throttle.{v1}_device support"
+                for v2, v1 in (("rbps", "read_bps"), ("wbps", "write_bps"),
+                               ("riops", "read_iops"), ("wiops", "write_iops"))]
+    return ["WARNING: " + text for text in out]
 
 
 def check(host: dict[str, Any], sup: cgroupfiles.Support | None = None,
@@ -103,14 +123,15 @@ def check_driver(host: dict[str, Any], execdrv: Any) -> None:
                                f"{execdrv.name} exec driver ({name})")
 
 
-def adapt(host: dict[str, Any], execdrv: Any, storage_driver: str) -> list[str]:
+def adapt(host: dict[str, Any], execdrv: Any, graph: Any) -> list[str]:
     """At create, dockerd's ``adaptContainerSettings`` and resource checks on a new container's
     HostConfig (in place): the cgroup namespace default (the host's on v1, a private one on
     v2), :func:`check`, what no driver here can do, then what the exec driver cannot apply.
     Returns the warnings."""
     host["CgroupnsMode"] = host.get("CgroupnsMode") or ("private" if support().v2 else "host")
     warnings = check(host)
-    refuse_devices_and_storage(host, storage_driver)
+    refuse_devices(host)
+    storageopt.size_of(host, graph)
     check_driver(host, execdrv)
     return warnings
 
@@ -128,23 +149,14 @@ def check_update(host: dict[str, Any], new: dict[str, Any], updated: dict[str, A
     return warnings
 
 
-def refuse_devices_and_storage(host: dict[str, Any], storage_driver: str) -> None:
+def refuse_devices(host: dict[str, Any]) -> None:
     """``--gpus`` / ``DeviceRequests``: no device driver (nvidia...) is installed, so each
-    request is refused with dockerd's words; ``--storage-opt``: no storage driver here limits
-    a container's size, so it is refused with the reason (dockerd refuses it the same way on
-    overlay2 without xfs project quota)."""
+    request is refused with dockerd's words."""
     for req in host.get("DeviceRequests") or ():
         caps = "[" + " ".join("[" + " ".join(c) + "]" for c in req.get("Capabilities") or ()) + "]"
         raise InvalidParameter(f"HostConfig.DeviceRequests: could not select device driver "
                                f"\"{req.get('Driver') or ''}\" with capabilities: {caps} (no "
                                f"device driver is installed)")
-    for key in host.get("StorageOpt") or {}:
-        if key != "size":
-            raise InvalidParameter(f"HostConfig.StorageOpt: Unknown option {key}")
-        raise InvalidParameter(
-            f"HostConfig.StorageOpt: --storage-opt size is not supported by the "
-            f"{storage_driver} storage driver here (a size quota needs overlay on xfs mounted "
-            f"with pquota, or btrfs with quotas enabled; this engine applies neither yet)")
 
 
 def _check_memory(host: dict[str, Any], sup: cgroupfiles.Support, update: bool) -> list[str]:

@@ -33,6 +33,10 @@ class GraphDriver(abc.ABC):
     #: the file-system type ``home`` must be on (``"btrfs"``...), or ``None``: the conformance
     #: suite then runs the driver on a loop-mounted file system of that type it makes itself
     required_fs: ClassVar[str | None] = None
+    #: where :meth:`limit_size` works: ``(fs type, mkfs options, mount options)`` of a file
+    #: system for home; the conformance suite runs the size-limit test on a loop-mounted one
+    #: (``None``: the driver limits no size)
+    size_limit_fs: ClassVar[tuple[str, tuple[str, ...], str] | None] = None
 
     def __init__(self, home: str, options: dict[str, str] | None = None,
                  id_map: IDMap | None = None) -> None:
@@ -100,6 +104,18 @@ class GraphDriver(abc.ABC):
         recording it. Optional: this default raises NotImplementedError, and the daemon then
         skips that clean-up for the driver (and says so in its log)."""
         raise NotImplementedError(f"{self.name or type(self).__name__} cannot list its layers")
+
+    # -- size limits (``--storage-opt size=``) -------------------------------------------------
+    def size_limit_unsupported(self) -> str:
+        """Why :meth:`limit_size` cannot work with this driver's home here (the daemon refuses
+        ``--storage-opt size=`` with a 400 giving it), or ``""`` when it can."""
+        return f"--storage-opt size is not supported by the {self.name} storage driver"
+
+    def limit_size(self, id: str, size: int) -> None:
+        """Limit container layer ``id``, just made by :meth:`create_rw`, to ``size`` bytes: a
+        write inside it past the limit fails with EDQUOT or ENOSPC. Called only when
+        :meth:`size_limit_unsupported` is ``""``; the limit goes when the layer is removed."""
+        raise NotImplementedError(self.size_limit_unsupported())
 
     def status(self) -> list[tuple[str, str]]:
         """``(key, value)`` lines for ``info`` (``Driver Status``)."""

@@ -173,3 +173,21 @@ def test_daemon_checks_as_dockerd() -> None:
     nosw = V1_HOST._replace(swap=False)
     assert "Memory limited without swap" in resources.check(host, nosw)[0]
     assert host["MemorySwap"] == -1
+
+
+def test_info_warns_what_the_hosts_cgroups_lack_in_dockerds_words() -> None:
+    assert resources.host_warnings(V1_HOST) == []  # v1 blkio weights: no warning, as dockerd
+    bare = V1_HOST._replace(swap=False, oom_kill_disable=False, cpu_cfs=False, blkio_throttle=False)
+    assert resources.host_warnings(bare) == [
+        "WARNING: No swap limit support", "WARNING: No oom kill disable support",
+        "WARNING: No cpu cfs quota support", "WARNING: No cpu cfs period support",
+        "WARNING: No blkio throttle.read_bps_device support",
+        "WARNING: No blkio throttle.write_bps_device support",
+        "WARNING: No blkio throttle.read_iops_device support",
+        "WARNING: No blkio throttle.write_iops_device support"]
+    # v2: no OOM-kill-disable warning (nothing to be done), io.* names
+    assert resources.host_warnings(V2_HOST._replace(blkio_weight=False, blkio_throttle=False,
+                                                    memory=False)) == [
+        "WARNING: No memory limit support", "WARNING: No io.weight support",
+        "WARNING: No io.max (rbps) support", "WARNING: No io.max (wbps) support",
+        "WARNING: No io.max (riops) support", "WARNING: No io.max (wiops) support"]

@@ -2,9 +2,12 @@
 with a user network, a named volume and a loopback port, through its whole life."""
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
+import signal
 import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -123,3 +126,36 @@ def test_compose_project_lifecycle(cd: Daemon, tmp_path) -> None:
     _, networks = cd.api.get("/networks")
     assert containers == [] and volumes["Volumes"] in ([], None)
     assert {n["Name"] for n in networks} == {"bridge", "host", "none"}
+
+
+def test_compose_events_human_readable(cd: Daemon, tmp_path) -> None:
+    """compose 1.29's ``events`` (compose's own test_events_human_readable): the project's
+    container events only, each with a microsecond timestamp (from ``timeNano``), the action, the
+    id and the attributes that are not compose's labels."""
+    project = tmp_path / "evproj"
+    project.mkdir()
+    (project / "docker-compose.yml").write_text(
+        "services:\n  simple:\n    image: busybox:latest\n    command: top\n"
+        "  another:\n    image: busybox:latest\n    command: top\n")
+    env = {**os.environ, "DOCKER_HOST": cd.host, "COMPOSE_PROJECT_NAME": "evproj"}
+    events = subprocess.Popen([COMPOSE, "events"], cwd=project, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        # compose's events is listening once the daemon counts it as a listener
+        for _ in range(100):
+            if cd.api.get("/info")[1]["NEventsListener"] > 0:
+                break
+            time.sleep(0.1)
+        compose(cd, str(project), "up", "-d", "simple")
+        cid = compose_out(cd, str(project), "ps", "-q").strip()
+        time.sleep(1)
+    finally:
+        events.send_signal(signal.SIGINT)
+        out, err = events.communicate(timeout=30)
+        compose(cd, str(project), "down", "-t", "0")
+    lines = out.rstrip().split("\n")
+    assert len(lines) == 2, (out, err)
+    for line, action in zip(lines, ("create", "start")):
+        day, clock, rest = line.split(" ", 2)
+        datetime.datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M:%S.%f")
+        assert rest == f"container {action} {cid} (image=busybox:latest, name=evproj_simple_1)"

@@ -429,7 +429,17 @@ def test_events_of_exec_volumes_attach_resize_network_kill_and_images(
                  ("network", "connect"), ("network", "disconnect"),
                  ("image", "untag"), ("image", "save"), ("image", "load")]:
         assert want in seen, (want, sorted(seen))
+    # dockerd's events.Message: the deprecated status/id (from) for containers and images only,
+    # in its field order; time is timeNano's second
+    for e in evs:
+        legacy = ["status", "id", *(["from"] if "from" in e else [])] \
+            if e["Type"] in ("container", "image") else []
+        assert list(e) == legacy + ["Type", "Action", "Actor", "scope", "time", "timeNano"], e
+        assert e["time"] == e["timeNano"] // 10**9
+        if legacy:
+            assert (e["status"], e["id"]) == (e["Action"], e["Actor"]["ID"])
     mine = [e for e in evs if e["Actor"]["ID"] == ct.id]
+    assert all(e["from"] == "busybox" for e in mine)
     die = [e for e in mine if e["Action"] == "exec_die"]
     assert die and die[0]["Actor"]["Attributes"]["exitCode"] == "3"
     create = [e for e in mine if e["Action"].startswith("exec_create")]

@@ -248,6 +248,38 @@ def test_internal_network_and_ip_option(netd: Daemon) -> None:
         netd.api.delete("/networks/inside")
 
 
+def test_a_network_is_looked_up_at_start_not_at_create(netd: Daemon) -> None:
+    """As dockerd (compose creates a service's container before its project's network): create
+    keeps the name, start answers 404 until the network exists, then joins it with the endpoint
+    settings given at create."""
+    net, name = f"later{os.getpid()}", f"early{os.getpid()}"
+    subnet = ipaddress.ip_network(unique_subnet())
+    wanted = str(subnet.network_address + 9)
+    status, res = netd.api.post(f"/containers/create?name={name}", {
+        "Image": "busybox", "Cmd": ["ip", "-o", "-4", "addr", "show", "eth0"],
+        "HostConfig": {"NetworkMode": net},
+        "NetworkingConfig": {"EndpointsConfig": {net: {"IPAMConfig": {"IPv4Address": wanted},
+                                                       "Aliases": ["early"]}}}})
+    assert status == 201, res
+    try:
+        status, c = netd.api.get(f"/containers/{name}/json")
+        assert c["HostConfig"]["NetworkMode"] == net
+        assert c["NetworkSettings"]["Networks"][net]["NetworkID"] == ""
+        status, res = netd.api.post(f"/containers/{name}/start")
+        assert status == 404 and res["message"] == f"network {net} not found", res
+        status, res = netd.api.post("/networks/create", {
+            "Name": net, "IPAM": {"Config": [{"Subnet": str(subnet)}]}})
+        assert status == 201, res
+        assert netd.api.post(f"/containers/{name}/start")[0] == 204
+        assert netd.api.post(f"/containers/{name}/wait")[1]["StatusCode"] == 0
+        assert f"{wanted}/{subnet.prefixlen}" in out(netd.cli("logs", name))
+        ep = netd.api.get(f"/containers/{name}/json")[1]["NetworkSettings"]["Networks"][net]
+        assert ep["NetworkID"] == res["Id"] and "early" in ep["Aliases"]
+    finally:
+        netd.cli("rm", "-f", name)
+        netd.api.delete(f"/networks/{net}")
+
+
 # -- host and none --------------------------------------------------------------------------------
 def _host_interfaces() -> set[str]:
     with open("/proc/net/dev") as f:

@@ -494,7 +494,7 @@ def container_rows(env: "Env") -> list[Row]:
         # (a value no namespace inherits: a new one copies IPv4 settings from the host's)
         Row(H + "Sysctls", {"net.ipv4.tcp_keepalive_time": "1234"},
             cmd=("cat", "/proc/sys/net/ipv4/tcp_keepalive_time"), probe=output("1234", key=H + "Sysctls")),
-        Row(H + "Runtime", "runc", probe=shown(H + "Runtime"), why="runc is the native driver's alias"),
+        Row(H + "Runtime", "runc", probe=shown(H + "Runtime"), why="the runc driver (a real runc)"),
         refused(H + "Isolation", "hyperv"),
         # -- Mounts --
         Row(H + "Mounts.[].Type", [{"Type": "bind", "Source": env.bind_dir, "Target": "/m"}],

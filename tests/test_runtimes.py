@@ -179,6 +179,31 @@ def test_unknown_runtime_is_refused_with_the_choices(rd: Daemon) -> None:
     assert "Default Runtime: native" in out(docker(rd, "info"))
 
 
+def test_docker_py_runtime_argument_is_applied(rd: Daemon) -> None:
+    """docker-py's ``create_container(runtime=)`` sends ``Runtime`` beside the config, not in
+    ``HostConfig`` (dockerd drops it; its default is runc anyway): applied, so the container runs
+    on the runtime asked for and inspect says so. Without one, inspect names the default that
+    runs it, as dockerd names its own (``runc``)."""
+    import docker as dockerpy
+
+    _need(rd, "runc")
+    api = dockerpy.APIClient(base_url="unix://" + rd.sock, version="1.41")
+    made = []
+    try:
+        for asked, shown in (("runc", "runc"), (None, _info(rd)["DefaultRuntime"])):
+            c = api.create_container("busybox", ["cat", "/proc/1/cmdline"],
+                                     **({"runtime": asked} if asked else {}))
+            made.append(c["Id"])
+            assert api.inspect_container(c)["HostConfig"]["Runtime"] == shown
+            api.start(c)
+            assert api.wait(c, timeout=60)["StatusCode"] == 0
+            assert api.logs(c) == b"cat\0/proc/1/cmdline\0"
+    finally:
+        for cid in made:
+            api.remove_container(cid, force=True)
+        api.close()
+
+
 def test_dockyard_cli_runtime_and_info(rd: Daemon) -> None:
     """dockyard's own CLI: ``run --runtime``, and ``info`` lists the runtimes and the default."""
     names = sorted(_info(rd)["Runtimes"])

@@ -13,6 +13,7 @@ import pytest
 from conftest import DOCKYARDD, Daemon, _kill_pidfile_tree, make_root, running_daemon
 from dockyard.hookspecs.conformance.loopfs import LoopFilesystem, LoopUnavailable
 from test_api import run_container
+from test_docker_cli import DOCKER, docker
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +187,34 @@ def test_switching_drivers_without_images_is_allowed(busybox_tar: str) -> None:
         _kill_pidfile_tree(os.path.join(root, "exec"))
         subprocess.run(["umount", "-R", "-l", root], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+WRITE_64M = "dd if=/dev/zero of=/big bs=1M count=64 conv=fsync 2>&1; echo rc=$?"
+
+
+def test_storage_opt_size_is_applied_by_btrfs_and_refused_with_the_reason_elsewhere(
+        busybox_tar: str, btrfs_dir: str) -> None:
+    """``--storage-opt size=`` through the docker CLI: on btrfs the container's subvolume gets a
+    qgroup limit, so writing past it inside fails with EDQUOT while a container without one
+    writes it all; where the driver cannot limit (overlay without project quotas here) create
+    is refused with dockerd's words and the reason, and an unknown key is refused."""
+    if DOCKER is None:
+        pytest.skip("the docker CLI is not installed")
+    with running_daemon(busybox_tar, ["--storage-driver", "btrfs"], root_dir=btrfs_dir) as d:
+        limited = docker(d, "run", "--rm", "--storage-opt", "size=24M", "busybox", "sh", "-c",
+                        WRITE_64M, timeout=120)
+        text = limited.stdout.decode()
+        assert limited.returncode == 0 and "Disk quota exceeded" in text, (text, limited.stderr)
+        assert "rc=0" not in text
+        free = docker(d, "run", "--rm", "busybox", "sh", "-c", WRITE_64M, timeout=120)
+        assert free.returncode == 0 and "rc=0" in free.stdout.decode(), free.stdout
+        bad = docker(d, "create", "--storage-opt", "size=lots", "busybox")
+        assert bad.returncode != 0 and b"invalid size: 'lots'" in bad.stderr, bad.stderr
+    with running_daemon(busybox_tar, ["--storage-driver", "overlay"]) as d:
+        refused = docker(d, "create", "--storage-opt", "size=24M", "busybox")
+        assert refused.returncode != 0
+        assert b"--storage-opt is supported only for overlay over xfs with 'pquota' mount " \
+               b"option" in refused.stderr, refused.stderr
+        unknown = docker(d, "create", "--storage-opt", "inodes=10", "busybox")
+        assert unknown.returncode != 0 and b"Unknown option inodes" in unknown.stderr
+        assert d.api.get("/containers/json?all=1")[1] == []

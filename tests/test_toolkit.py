@@ -258,3 +258,33 @@ def test_every_exported_name_resolves() -> None:
         assert getattr(host, name) is not None, name
     with pytest.raises(AttributeError):
         host.no_such_name  # noqa: B018
+
+
+def test_projquota_projects_on_xfs_and_the_refusal_without_enforced_quotas() -> None:
+    """``host.projquota`` on a loop-mounted xfs without ``prjquota``: a tree's project IDs are
+    set and inherited (what a size limit counts by), and the controller refuses with the reason
+    (this kernel may lack XFS quota support altogether: then quotactl's ENOSYS is the reason)."""
+    from dockyard.hookspecs.conformance.loopfs import LoopFilesystem, LoopUnavailable
+    from dockyard.hookspecs.host import projquota
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    try:
+        lfs = LoopFilesystem("xfs", 320 << 20).open()
+    except LoopUnavailable as e:
+        pytest.skip(f"no loop-mounted xfs: {e}")
+    try:
+        top = os.path.join(lfs.path, "layer")
+        os.makedirs(os.path.join(top, "diff"))
+        with open(os.path.join(top, "diff", "old"), "w") as f:
+            f.write("x")
+        os.symlink("old", os.path.join(top, "diff", "link"))
+        for path in (top, os.path.join(top, "diff"), os.path.join(top, "diff", "old")):
+            projquota.set_project(path, 4242)
+            assert projquota.get_project(path) == 4242
+        os.mkdir(os.path.join(top, "diff", "new"))  # PROJINHERIT: made inside, same project
+        assert projquota.get_project(os.path.join(top, "diff", "new")) == 4242
+        with pytest.raises(projquota.QuotaUnavailable):
+            projquota.ProjectQuota.open(lfs.path)
+    finally:
+        lfs.close()

@@ -126,7 +126,7 @@ class Build:
         self._number()
         if self.opts.network_mode and self.opts.network_mode not in ("host", "none", "bridge"):
             try:
-                self.d.networks.resolve_mode(self.opts.network_mode)
+                self.d.networks.get(self.opts.network_mode)
             except NotFound as exc:
                 raise InvalidParameter(f"networkmode: {exc.message}") from None
 

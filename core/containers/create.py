@@ -11,11 +11,11 @@ import socket
 import time
 from typing import Any
 
-from dockyard.hookspecs.errors import InvalidParameter, NotFound
+from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.host.timefmt import rfc3339
 
 from .. import links as linksmod, names, resources as resourcesmod, seccomp as seccompmod
-from .. import platforms, spec as specmod
+from .. import platforms, spec as specmod, storageopt
 from ..networks import parse_extra_hosts
 from . import config
 from .base import ServiceBase
@@ -32,6 +32,9 @@ class Create(ServiceBase):
         if not image_name:
             raise InvalidParameter("Config.Image must be given: no image specified")
         host = body.get("HostConfig") or {}
+        if body.get("Runtime") and not host.get("Runtime"):
+            # a top-level Runtime is docker-py's create_container(runtime=): applied, not dropped
+            host = {**host, "Runtime": body["Runtime"]}
         full = self._new_name(name)
         image_id = self.images.resolve(image_name)
         img_cfg = (self.images.config(image_id).get("config") or {})
@@ -43,7 +46,7 @@ class Create(ServiceBase):
         wanted = {**(img_cfg.get("Volumes") or {}), **(body.get("Volumes") or {})}
         mounts = await asyncio.to_thread(self.d.volumes.mounts_for, host_cfg, wanted)  # plugins
         mounts = self.d.volumes.volumes_from(host_cfg.get("VolumesFrom"), mounts, self._peer)
-        cdir = await self._create_layer(cid, image_id)
+        cdir = await self._create_layer(cid, image_id, host_cfg)
         now = time.time()
         c: dict[str, Any] = {
             "Id": cid, "Created": rfc3339(now), "Path": args[0], "Args": args[1:],
@@ -58,7 +61,7 @@ class Create(ServiceBase):
             "GraphDriver": {"Name": self.graph.name, "Data": self.graph.metadata(cid)},
             "Mounts": mounts, "Config": cfg,
             "NetworkSettings": {},
-            "_created": now, "_network": network["Name"] if network else "",
+            "_created": now, "_network": network["Name"] if network else "" if net_peer else network_mode,
             self.d.runtimes.record_key: host_cfg["Runtime"],
         }
         self._configure_network(c, network, net_peer, body)
@@ -85,10 +88,8 @@ class Create(ServiceBase):
             net_peer = self._peer(network_mode[len("container:"):], "join the network namespace of")
             config.check_net_peer_options(body, host)
             return "container:" + net_peer["Id"], None, net_peer
-        try:
-            return network_mode, self.d.networks.resolve_mode(network_mode), None
-        except NotFound as exc:  # a 404 would make the docker CLI pull the image and retry
-            raise InvalidParameter(exc.message) from None
+        # None: a user-defined network that does not exist yet, looked up at start
+        return network_mode, self.d.networks.resolve_mode(network_mode), None
 
     def _default_hostname(self, cid: str, host: dict[str, Any], network: dict[str, Any] | None,
                           net_peer: dict[str, Any] | None) -> str:
@@ -110,7 +111,7 @@ class Create(ServiceBase):
         config.check_host_options(host, not self.d.id_map.is_identity, self._peer)
         host_cfg = config.host_config(host, network_mode, links, runtime)
         specmod.check_host_config(host_cfg)
-        warnings = resourcesmod.adapt(host_cfg, self.d.runtimes.drivers[runtime], self.graph.name)
+        warnings = resourcesmod.adapt(host_cfg, self.d.runtimes.drivers[runtime], self.graph)
         host_cfg["LogConfig"] = config.log_config(host.get("LogConfig") or {}, self.d.config)
         host_cfg["RestartPolicy"] = config.restart_policy(host_cfg)
         return host_cfg, warnings
@@ -121,21 +122,22 @@ class Create(ServiceBase):
         for link in host.get("Links") or ():
             peer_name, alias = linksmod.parse(link)
             child = self._peer(peer_name, "link to")
-            if network is not None and self.d.networks.drivers[network["Driver"]].namespace == "host" \
+            if network is not None and self.d.networks.driver_of(network["Name"]).namespace == "host" \
                     or child["HostConfig"].get("NetworkMode") == "host":
                 raise InvalidParameter("conflicting options: host type networking can't be used "
                                        "with links. This would result in undefined behavior")
             links.append(linksmod.shown(child, full, alias))
         return links
 
-    async def _create_layer(self, cid: str, image_id: str) -> str:
-        """The container's directory and writable layer; returns the directory."""
+    async def _create_layer(self, cid: str, image_id: str, host_cfg: dict[str, Any]) -> str:
+        """The container's directory and writable layer (``StorageOpt`` applied); returns the
+        directory."""
         cdir = os.path.join(self.root, cid)
         os.makedirs(cdir, exist_ok=True)
         top = self.images.top_cache_id(image_id)
         try:
             self._check_not_migrating()
-            await asyncio.to_thread(self.graph.create_rw, cid, top)
+            await asyncio.to_thread(storageopt.create_rw, self.graph, cid, top, host_cfg)
         except BaseException:
             shutil.rmtree(cdir, ignore_errors=True)
             raise

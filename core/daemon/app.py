@@ -18,7 +18,7 @@ from dockyard.hookspecs.bindings import advice
 from dockyard.hookspecs.host import tarsafe
 from dockyard.hookspecs.errors import DockyardError, DriverNotFound, DriverNotSupported
 
-from .. import dashboard, netplugins, plugins, userns
+from .. import dashboard, netplugins, plugins, resources, userns
 from ..blobs import BlobStore
 from ..builder.mounts import CacheMounts
 from ..config import Config
@@ -72,6 +72,7 @@ class Daemon:
         self.missing_bindings = self._missing_bindings()
         #: what ``info`` reports under Warnings (as dockerd's)
         self.warnings = [f"WARNING: {advice(b)}" for b in self.missing_bindings]
+        self.warnings += resources.host_warnings(resources.support())  # probed once, here
 
         # on a full disk, room for the database's journal and start-up's files first
         self.reserve = DiskReserve(self.data_root)
@@ -211,11 +212,15 @@ class Daemon:
             log.exception("plugin hook %s failed", hook)
 
     def event(self, type_: str, action: str, id_: str, attrs: dict[str, str]) -> None:
-        now = time.time()
-        ev = {"Type": type_, "Action": action, "Actor": {"ID": id_, "Attributes": attrs},
-              "scope": "local", "time": int(now), "timeNano": int(now * 1e9)}
-        if type_ == "container":
-            ev.update(status=action, id=id_, **({"from": attrs["image"]} if "image" in attrs else {}))
+        """One event, as dockerd's ``events.Message``: the deprecated ``status``/``id`` (and
+        ``from``) first for containers and images, fields in its order, ``time`` the second
+        of ``timeNano`` (one clock reading, so they agree)."""
+        now = time.time_ns()
+        ev: dict[str, Any] = {"status": action, "id": id_} if type_ in ("container", "image") else {}
+        if type_ == "container" and attrs.get("image"):
+            ev["from"] = attrs["image"]
+        ev.update({"Type": type_, "Action": action, "Actor": {"ID": id_, "Attributes": attrs},
+                   "scope": "local", "time": now // 1_000_000_000, "timeNano": now})
         self._events.append(ev)
         for q in list(self._event_subscribers):
             q.put_nowait(ev)

@@ -304,6 +304,10 @@ class ContainerCreate(ContainerConfig):
 
     HostConfig: Opt[HostConfig] = UNSET
     NetworkingConfig: Opt[NetworkingConfig] = UNSET
+    #: docker-py's ``create_container(runtime=)`` sends it here, beside the config, where dockerd
+    #: drops it (its default being runc, docker-py's test cannot tell); applied here as
+    #: ``HostConfig.Runtime`` when that is not given, so the runtime asked for is the one used
+    Runtime: Opt[str] = UNSET
 
 
 class ContainerUpdate(Resources):

@@ -22,10 +22,9 @@ Every installed driver (entry-point group ``dockyard.graphdrivers``) is run by::
     TestInstalledGraphDrivers = installed_graphdriver_suite()
 
 (restrict with ``--dockyard-graphdriver NAME``). The ``userns-remap`` tests build the driver with
-``factory(home, id_map=IDMap(...))``: the factories made from a driver class do that; a factory
-function that takes no ``id_map`` keyword skips them. Tests needing root (ownership, device nodes,
-``security.capability``) skip when not root; xattr tests skip where the file system has no xattrs.
-"""
+``factory(home, id_map=IDMap(...))`` (a factory function without that keyword skips them); the
+size-limit tests (:mod:`.graphdriver_size`) use ``size_limit_fs``. Root-only tests skip when
+not root; xattr tests skip where the file system has no xattrs."""
 from __future__ import annotations
 
 import inspect
@@ -45,6 +44,7 @@ from .graphdriver_diffs import LayerDiffSuite
 from .graphdriver_files import REMAP, Env, layer, mounts_under, outside_state, read, write
 from .graphdriver_ids import LayerListingSuite
 from .graphdriver_preserve import PreservationSuite
+from .graphdriver_size import SizeLimitSuite
 from .loopfs import LoopFilesystem, LoopUnavailable
 
 GROUP = "dockyard.graphdrivers"
@@ -85,10 +85,11 @@ def _takes_id_map(factory: Any) -> bool:
     return any(p.name == "id_map" or p.kind == p.VAR_KEYWORD for p in params)
 
 
-def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], GraphDriver]) -> Any:
-    """A fresh home (and ``outside``) for one test, its driver ``make(home)``; torn down after."""
-    base = (request.config.getoption("dockyard_basetemp", None)
-            or os.environ.get("DOCKYARD_CONFORMANCE_BASETEMP") or None)
+def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], GraphDriver],
+                base: str | None = None) -> Any:
+    """A fresh home (and ``outside``) for one test (in ``base``), its driver ``make(home)``."""
+    base = base or (request.config.getoption("dockyard_basetemp", None)
+                    or os.environ.get("DOCKYARD_CONFORMANCE_BASETEMP") or None)
     fstype = getattr(graphdriver_factory, "required_fs", None)
     if base is None and fstype:
         base = _loop_base(request.config, fstype)
@@ -120,7 +121,7 @@ def _driver_env(graphdriver_factory: Any, request: Any, make: Callable[[str], Gr
 # ------------------------------------------------------------------------------------------------
 # the suite
 # ------------------------------------------------------------------------------------------------
-class GraphDriverSuite(LayerDiffSuite, PreservationSuite, LayerListingSuite):
+class GraphDriverSuite(LayerDiffSuite, PreservationSuite, LayerListingSuite, SizeLimitSuite):
     """The tests: the core here, the diff side (:mod:`.graphdriver_diffs`), preservation
     (:mod:`.graphdriver_preserve`), layer listing (:mod:`.graphdriver_ids`). Subclasses provide
     ``graphdriver_factory`` (see :func:`graphdriver_suite`); not collected itself (no ``Test``)."""
@@ -338,7 +339,8 @@ def _class_factory(cls: Any) -> Factory:
 
 
 def _with_fs(factory: Any, cls: type) -> Any:
-    factory.required_fs = getattr(cls, "required_fs", None)
+    for attr in ("required_fs", "size_limit_fs"):
+        setattr(factory, attr, getattr(cls, attr, None))
     return factory
 
 

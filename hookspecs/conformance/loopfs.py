@@ -39,8 +39,8 @@ class LoopFilesystem:
     """``with LoopFilesystem("btrfs", 1 << 30) as fs: fs.path`` is the mounted root."""
 
     def __init__(self, fstype: str, size: int = 1 << 30, dir: str | None = None,
-                 mkfs_args: list[str] | None = None) -> None:
-        self.fstype, self.size, self.dir = fstype, size, dir
+                 mkfs_args: list[str] | None = None, mount_opts: str = "") -> None:
+        self.fstype, self.size, self.dir, self.mount_opts = fstype, size, dir, mount_opts
         self.mkfs_args = mkfs_args if mkfs_args is not None else _MKFS_ARGS.get(fstype, [])
         self.top: str | None = None
         self.device: str | None = None
@@ -62,7 +62,8 @@ class LoopFilesystem:
                 f.truncate(self.size)
             _run([f"mkfs.{self.fstype}", *self.mkfs_args, image])
             self.device = _run(["losetup", "--find", "--show", image])
-            _run(["mount", "-t", self.fstype, self.device, self.path])
+            opts = ["-o", self.mount_opts] if self.mount_opts else []
+            _run(["mount", "-t", self.fstype, *opts, self.device, self.path])
             self._mounted = True
         except BaseException:
             self.close()

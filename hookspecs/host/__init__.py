@@ -20,6 +20,7 @@ Modules (each documented in ``docs/toolkit.md``; everything in a module's ``__al
 * :mod:`.seccompbpf` — a resolved profile compiled to BPF and installed.
 * :mod:`.cgroupfiles` — OCI resources to cgroup v1/v2 files, cgroup event files, host probe.
 * :mod:`.devices` / :mod:`.devicebpf` — device cgroup rules, device nodes, the cgroup v2 program.
+* :mod:`.projquota` — XFS project quotas: a size limit on a directory tree.
 * :mod:`.refcount` — :class:`RefCounter` for a graph driver's get/put.
 * :mod:`.changes` — the ``docker diff`` walk of two trees.
 * :mod:`.layertar` — writing a layer tar (PAX, OCI whiteouts, ID shifting), streamed.
@@ -55,6 +56,7 @@ _MODULES = (
     "libc",
     "mounts",
     "ns",
+    "projquota",
     "refcount",
     "seccomp",
     "seccompbpf",

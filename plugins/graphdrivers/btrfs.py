@@ -72,6 +72,25 @@ class BtrfsDriver(DirectoryLayers):
         except self._bu.BtrfsUtilError as e:
             raise DockyardError(f"btrfs: deleting {path} failed: {e}") from None
 
+    # -- --storage-opt size: a qgroup limit on the layer's subvolume (as dockerd's btrfs) --------
+    size_limit_fs = ("btrfs", (), "")
+
+    def size_limit_unsupported(self) -> str:
+        if shutil.which("btrfs") is None:
+            return "--storage-opt size on btrfs needs the btrfs command (apt-get install btrfs-progs)"
+        return ""
+
+    def limit_size(self, id: str, size: int) -> None:
+        """Quotas are turned on for home's file system at the first limit (a no-op after), as
+        dockerd does; the limit is on what the subvolume references, its image's files too."""
+        path = self._path(id)
+        for argv in (("quota", "enable", self.home), ("quota", "rescan", "-W", self.home),
+                     ("qgroup", "limit", str(size), path)):
+            proc = subprocess.run(["btrfs", *argv], capture_output=True, timeout=300)
+            if proc.returncode != 0:
+                raise DockyardError(f"btrfs {' '.join(argv[:2])}: "
+                                    f"{proc.stderr.decode(errors='replace').strip()}")
+
     def status(self) -> list[tuple[str, str]]:
         out = [("Backing Filesystem", "btrfs")]
         try:

@@ -22,6 +22,7 @@ import uuid
 
 from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
+from dockyard.hookspecs.host import projquota
 from dockyard.hookspecs.idmap import IDMap
 
 from .overlay_layout import PAGE_SIZE, OverlayLayout, check_backing
@@ -42,6 +43,7 @@ class OverlayDriver(OverlayLayout):
             raise DriverNotSupported("overlay is not in /proc/filesystems (no overlayfs in this kernel)")
         self._backing = check_backing(self.name, home)
         self._extra = self._probe(home)
+        self._quota: projquota.ProjectQuota | None = None
         super().__init__(home, options, id_map)
 
     def _probe(self, home: str) -> tuple[str, ...]:
@@ -75,6 +77,24 @@ class OverlayDriver(OverlayLayout):
             raise DockyardError(f"overlay: mount options for layer {id} ({len(lowers)} lower "
                                 f"layers) exceed a page ({len(data)} bytes)")
         host.call_in_dir(self.home, lambda: host.mount("overlay", f"{id}/merged", "overlay", 0, data))
+
+    # -- --storage-opt size: a project quota on the layer's upper dir (as dockerd's overlay2) ---
+    size_limit_fs = ("xfs", (), "prjquota")
+
+    def size_limit_unsupported(self) -> str:
+        if self._quota is None:
+            try:
+                self._quota = projquota.ProjectQuota.open(self.home)
+            except (projquota.QuotaUnavailable, OSError) as e:
+                # dockerd's words, then why
+                return ("--storage-opt is supported only for overlay over xfs with 'pquota' "
+                        f"mount option ({e})")
+        return ""
+
+    def limit_size(self, id: str, size: int) -> None:
+        if self.size_limit_unsupported() or self._quota is None:
+            raise DockyardError(self.size_limit_unsupported())
+        self._quota.limit(self._dir(id), size)  # diff, work (copy-up renames from it): one project
 
     def status(self) -> list[tuple[str, str]]:
         return self._backing_status() + [

@@ -41,6 +41,20 @@ IFA_F_NODAD = 0x02
 AF_INET6 = 10
 
 
+def _mtu(value: Any, default: int) -> int:
+    """A network's MTU option (``com.docker.network.driver.mtu``): what an Ethernet bridge can
+    take, or a 400 as dockerd's ``invalid MTU number``."""
+    if value in (None, ""):
+        return default
+    try:
+        mtu = int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"invalid MTU number: {value!r} ({OPT_MTU})") from None
+    if not 68 <= mtu <= 65535:
+        raise InvalidParameter(f"invalid MTU number: {mtu} ({OPT_MTU}: 68 to 65535)")
+    return mtu
+
+
 def _truthy(v: Any, default: bool) -> bool:
     if v is None or v == "":
         return default
@@ -131,37 +145,55 @@ class BridgeDriver(NetDriver):
         gateway6 = options.get("IPv6Gateway") or ""
         if net6 is not None and not gateway6:
             raise InvalidParameter("the bridge driver needs a gateway for the IPv6 subnet")
-        mtu = int(drv.get(OPT_MTU) or self.mtu)
+        mtu = _mtu(drv.get(OPT_MTU), self.mtu)
         with self._lock, self._ipr() as ipr:
             for nid, other in self.nets.items():
                 if nid != network_id and other["bridge"] == bridge:
                     raise InvalidParameter(f"bridge {bridge} is already used by another network")
             found = ipr.link_lookup(ifname=bridge)
-            if not found:
+            made, known = not found, network_id in self.nets
+            if made:
                 ipr.link("add", ifname=bridge, kind="bridge")
                 found = ipr.link_lookup(ifname=bridge)
-            idx = found[0]
-            ipr.link("set", index=idx, ifalias=self.tag, mtu=mtu)
-            have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
-            if (gateway, net.prefixlen) not in have:
-                ipr.addr("add", index=idx, address=gateway, prefixlen=net.prefixlen)
-            if net6 is not None:
-                _set_ipv6(bridge, True)
-                if (str(ipaddress.ip_address(gateway6)), net6.prefixlen) not in have:
-                    ipr.addr("add", index=idx, address=gateway6, prefixlen=net6.prefixlen,
-                             flags=IFA_F_NODAD)
-            ipr.link("set", index=idx, state="up")
-            self.nets[network_id] = {
-                "bridge": bridge, "subnet": str(net), "gateway": gateway, "mtu": mtu,
-                "subnet6": str(net6) if net6 is not None else "", "gateway6": gateway6,
-                "internal": bool(options.get("Internal")),
-                "icc": _truthy(drv.get(OPT_ICC), self.icc),
-                "masq": _truthy(drv.get(OPT_MASQ), self.ip_masq),
-            }
-            if self.ip_forward and not options.get("Internal"):
-                self._enable_forwarding(6 if net6 is not None else 4)
-            self._apply_rules()
+            try:
+                self._set_up_bridge(ipr, found[0], network_id, bridge, mtu, options, drv,
+                                    (net, gateway, net6, gateway6))
+            except BaseException:
+                # a bridge made here goes with the failure: nothing else would remove it
+                # (without the alias it is not known as ours)
+                if made:
+                    with contextlib.suppress(Exception):
+                        ipr.link("del", index=found[0])
+                if not known:
+                    self.nets.pop(network_id, None)
+                raise
         return {OPT_BRIDGE_NAME: bridge}
+
+    def _set_up_bridge(self, ipr: Any, idx: int, network_id: str, bridge: str, mtu: int,
+                       options: dict[str, Any], drv: dict[str, Any], addrs: tuple[Any, ...]) -> None:
+        """Tag bridge ``idx`` as ours, give it its gateways and MTU, bring it up, record the
+        network and its firewall rules."""
+        net, gateway, net6, gateway6 = addrs
+        ipr.link("set", index=idx, ifalias=self.tag, mtu=mtu)
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
+        if (gateway, net.prefixlen) not in have:
+            ipr.addr("add", index=idx, address=gateway, prefixlen=net.prefixlen)
+        if net6 is not None:
+            _set_ipv6(bridge, True)
+            if (str(ipaddress.ip_address(gateway6)), net6.prefixlen) not in have:
+                ipr.addr("add", index=idx, address=gateway6, prefixlen=net6.prefixlen,
+                         flags=IFA_F_NODAD)
+        ipr.link("set", index=idx, state="up")
+        self.nets[network_id] = {
+            "bridge": bridge, "subnet": str(net), "gateway": gateway, "mtu": mtu,
+            "subnet6": str(net6) if net6 is not None else "", "gateway6": gateway6,
+            "internal": bool(options.get("Internal")),
+            "icc": _truthy(drv.get(OPT_ICC), self.icc),
+            "masq": _truthy(drv.get(OPT_MASQ), self.ip_masq),
+        }
+        if self.ip_forward and not options.get("Internal"):
+            self._enable_forwarding(6 if net6 is not None else 4)
+        self._apply_rules()
 
     def delete_network(self, network_id: str) -> None:
         with self._lock:
