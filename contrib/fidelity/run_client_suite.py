@@ -92,8 +92,10 @@ def run_one(kind: str, suite: Suite, checkout: str, out: str, opts: dict) -> str
                 d.pull(ref)
             env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
             # a HOME of its own: the suites write contexts and config under ~/.docker
+            # (fresh each run: a context left by an earlier run fails the context tests)
             home = os.path.join(workdir, "home")
-            os.makedirs(home, exist_ok=True)
+            shutil.rmtree(home, ignore_errors=True)
+            os.makedirs(home)
             env.update(suite.env, DOCKER_HOST=d.host, DOCKER_TEST_API_VERSION=opts["api_version"],
                        PYTHONDONTWRITEBYTECODE="1", HOME=home)
             argv = pytest_argv(opts["client_python"], list(opts["tests"]) or suite.tests, junit,
