@@ -34,18 +34,15 @@ MAX_FUNCTION_LINES = 80
 
 #: modules over the limit today -> their size today (lines); a later restructuring shrinks them
 MODULE_ALLOWLIST = {
-    "plugins/execdrivers/native/supervisor.py": 1355,
     "core/containers.py": 1253,
     "hookspecs/conformance/graphdriver.py": 1013,
     "cli/containers.py": 821,
-    "plugins/execdrivers/native/init.py": 760,
     "core/networks.py": 781,
     "cli/gotemplate.py": 641,
 }
 #: functions over the limit today ("path::Class.function") -> their size today (lines)
 FUNCTION_ALLOWLIST = {
     "core/containers.py::ContainerService.create": 174,
-    "plugins/execdrivers/native/init.py::_setup_container": 95,
     "cli/runopts.py::build_create_body": 95,
     "hookspecs/conformance/registry.py::registry_suite": 98,
 }
@@ -146,6 +143,9 @@ MOVED = {
     "dockyard.hookspecs.devicebpf": "dockyard.hookspecs.host.devicebpf",
     "dockyard.hookspecs.tarsafe": "dockyard.hookspecs.host.tarsafe",
     "dockyard.plugins.execdrivers.native.security": "dockyard.hookspecs.host (.caps, .seccompbpf)",
+    "dockyard.plugins.execdrivers.native.supervisor": "dockyard.hookspecs.host.supervisor",
+    "dockyard.plugins.execdrivers.native.cgroups": "dockyard.hookspecs.host.supervisor.cgroups",
+    "dockyard.plugins.execdrivers.native.procenv": "dockyard.hookspecs.host.process",
 }
 
 
