@@ -6,7 +6,8 @@ namespaces, forks the container's first process (pid 1 of a new pid namespace), 
 process's host pid and exits. ``_container_main`` runs in that grandchild: mounts, hostname,
 ``lo``, pivot_root, console, user, working directory, then ``execve``.
 
-Both talk to the supervisor over one ``SOCK_SEQPACKET`` socket (close-on-exec), one message each:
+Both talk to the supervisor over one ``SOCK_SEQPACKET`` socket (close-on-exec), one message each
+(written with ``dockyard.hookspecs.host.supervisor.protocol``'s ``report_*``):
 
 * ``P<pid>``       the intermediate: the container process's host pid
 * ``T`` + fd       the container process: the console master (SCM_RIGHTS), when ``tty``
