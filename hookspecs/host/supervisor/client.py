@@ -36,6 +36,11 @@ SUPERVISOR_MODULE = "dockyard.hookspecs.host.supervisor"
 SPAWN_TIMEOUT = 30.0
 
 
+def _settle(fut: asyncio.Future, value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
 def _exit_status(d: dict[str, Any] | None) -> ExitStatus | None:
     if d is None:
         return None
@@ -247,7 +252,7 @@ class SupervisedDriver(ExecDriver):
             finally:
                 os.close(r)
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(lambda: ready.done() or ready.set_result(data))
+                loop.call_soon_threadsafe(_settle, ready, data)
             proc.wait()
 
         threading.Thread(target=watch, name="dockyard-native-supervisor", daemon=True).start()

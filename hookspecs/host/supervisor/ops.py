@@ -117,7 +117,7 @@ class Ops:
         if not log_path:
             raise InvalidParameter("log_path is required")
         new = c is None
-        if new:
+        if c is None:
             c = Container(self, id)
             os.makedirs(c.dir, mode=0o700, exist_ok=True)
         resources = (spec.get("linux") or {}).get("resources") or {}

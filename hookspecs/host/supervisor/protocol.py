@@ -104,7 +104,7 @@ async def open_session(
     try:
         writer.write(encode(request))
         line = await reader.readline()
-        msg = (
+        msg: dict[str, Any] = (
             json.loads(line)
             if line
             else {"ok": False, "error": {"message": f"native: supervisor closed the {what}"}}

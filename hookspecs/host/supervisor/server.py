@@ -203,7 +203,7 @@ class Supervisor(Ops):
     def _on_sigterm(self) -> None:
         if self.containers:
             log.warning("SIGTERM ignored: %d containers held", len(self.containers))
-        else:
+        elif self.stop is not None:
             self.stop.set()
 
     def _reap(self) -> None:

@@ -205,12 +205,14 @@ class Stdio:
             stdio[0] = r
             self.stdin.attach(w)
         else:
-            stdio[0] = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-            child_fds.append(stdio[0])
+            null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            child_fds.append(null)
+            stdio[0] = null
         for stream in (1, 2):
             if discard_output:
-                stdio[stream] = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
-                child_fds.append(stdio[stream])  # type: ignore[arg-type]
+                null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+                child_fds.append(null)
+                stdio[stream] = null
             else:
                 r, w = os.pipe2(os.O_CLOEXEC)
                 child_fds.append(w)
