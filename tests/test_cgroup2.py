@@ -22,7 +22,7 @@ import pytest
 from conftest import Daemon, running_daemon
 from test_docker_cli import docker
 from dockyard.hookspecs.host import cgroupfiles
-from dockyard.plugins.execdrivers.native.cgroups import Cgroups
+from dockyard.hookspecs.host.supervisor.cgroups import Cgroups
 
 UNIFIED = "/sys/fs/cgroup/unified"
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),

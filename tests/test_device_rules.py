@@ -229,7 +229,7 @@ def test_native_cgroups_on_a_pure_cgroup2_tree(nodes_dir: str) -> None:
     tree): the device program is attached to the container's directory before anything joins,
     refusals as the rules say; a set it cannot attach is an error, never a silent start; the
     directories go with remove."""
-    from dockyard.plugins.execdrivers.native.cgroups import Cgroups
+    from dockyard.hookspecs.host.supervisor.cgroups import Cgroups
     base = _cgroup_mounts().get("cgroup2")
     if base is None:
         pytest.skip("no cgroup2 mount on this host")

@@ -21,12 +21,16 @@ Modules (each documented in ``docs/toolkit.md``; everything in a module's ``__al
 * :mod:`.cgroupfiles` — OCI resources to cgroup v1/v2 files, cgroup event files, host probe.
 * :mod:`.devices` / :mod:`.devicebpf` — device cgroup rules, device nodes, the cgroup v2 program.
 * :mod:`.projquota` — XFS project quotas: a size limit on a directory tree.
+* :mod:`.process` — a container process's user, environment and signal state, as dockerd
+  makes them, for code between fork and exec.
 * :mod:`.refcount` — :class:`RefCounter` for a graph driver's get/put.
 * :mod:`.changes` — the ``docker diff`` walk of two trees.
 * :mod:`.layertar` — writing a layer tar (PAX, OCI whiteouts, ID shifting), streamed.
 * :mod:`.tarsafe` — reading tars safely: the one extractor (layers with whiteouts, build
   contexts, ``cp``), its bounds and cancellation, the strict reader.
 * :mod:`.streams` — Docker's multiplexed stream frames.
+* :mod:`.supervisor` — the supervisor that keeps containers running past the daemon: its
+  protocol, the driver's client, stdio plumbing, the json-file log writer, launchers, cgroups.
 * :mod:`.timefmt` — RFC 3339 times as Docker writes them.
 * :mod:`.units` — sizes and durations as Docker reads and prints them (``go-units``).
 
@@ -57,10 +61,12 @@ _MODULES = (
     "mounts",
     "ns",
     "projquota",
+    "process",
     "refcount",
     "seccomp",
     "seccompbpf",
     "streams",
+    "supervisor",
     "tarsafe",
     "timefmt",
     "units",
@@ -90,8 +96,8 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # what the names are, for type checkers
     # fmt: off
-    from . import (caps, cgroupfiles, changes, devicebpf, devices, layertar, libc, mounts, ns, refcount,
-                   seccomp, seccompbpf, streams, tarsafe, timefmt, units)
+    from . import (caps, cgroupfiles, changes, devicebpf, devices, layertar, libc, mounts, ns, process, refcount,
+                   seccomp, seccompbpf, streams, supervisor, tarsafe, timefmt, units)
     # fmt: on
     from .caps import *
     from .mounts import *

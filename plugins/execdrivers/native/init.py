@@ -6,7 +6,8 @@ namespaces, forks the container's first process (pid 1 of a new pid namespace), 
 process's host pid and exits. ``_container_main`` runs in that grandchild: mounts, hostname,
 ``lo``, pivot_root, console, user, working directory, then ``execve``.
 
-Both talk to the supervisor over one ``SOCK_SEQPACKET`` socket (close-on-exec), one message each:
+Both talk to the supervisor over one ``SOCK_SEQPACKET`` socket (close-on-exec), one message each
+(written with ``dockyard.hookspecs.host.supervisor.protocol``'s ``report_*``):
 
 * ``P<pid>``       the intermediate: the container process's host pid
 * ``T`` + fd       the container process: the console master (SCM_RIGHTS), when ``tty``
@@ -30,74 +31,20 @@ import termios
 from typing import Any, NoReturn
 
 from dockyard.hookspecs import host
-from dockyard.hookspecs.errors import InvalidParameter
-from dockyard.hookspecs.host import devices, seccompbpf
+from dockyard.hookspecs.host import seccompbpf
+from dockyard.hookspecs.host.process import (
+    DEFAULT_PATH, ProcessError, go_error, merge_env, reset_signals, resolve_user,
+)
+from dockyard.hookspecs.host.supervisor.protocol import report_console, report_error, report_pid
 from dockyard.plugins.execdrivers.native import rootfs as rootsetup
-from dockyard.plugins.execdrivers.native.procenv import merge_env
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-#: the nodes of every container's /dev (runc's defaults): name, major, minor (character, 0666)
-DEV_NODES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9),
-             ("tty", 5, 0))
-DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
-
-
-class InitError(Exception):
-    """A failure to report to the supervisor with Docker's exit code."""
-
-    def __init__(self, message: str, code: int = 128) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def default_mounts() -> list[dict[str, Any]]:
-    """The mounts Docker gives every container (what the daemon puts in ``spec["mounts"]``)."""
-    return [
-        {"destination": "/proc", "type": "proc", "source": "proc",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-    ]
-
 
 # -- the intermediate -----------------------------------------------------------------------------
-def _report(chan: socket.socket, code: int, message: str) -> None:
-    try:
-        chan.send(b"E%d %s" % (code, message.encode("utf-8", "replace")[:60000]))
-    except OSError:
-        pass
-
-
-def _reset_signals() -> None:
-    try:
-        signal.set_wakeup_fd(-1)
-    except (ValueError, OSError):
-        pass
-    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE,
-                signal.SIGXFSZ, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
 def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     """Entry point of the supervisor's forked child. Never returns."""
     code = 128
     try:
         gc.disable()  # a collection would touch (copy) every page of the supervisor's heap
-        _reset_signals()
+        reset_signals()
         host.set_name("dockyard-init")
         os.setsid()
         # Joining a cgroup waits for an RCU grace period (milliseconds): unless the container
@@ -134,11 +81,11 @@ def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         cg_fds = [] if early else [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
                                    for p in cfg["cgroup_procs"]]
         _fork_gated(cfg, chan, cg_fds, _container_main)
-    except InitError as e:
+    except ProcessError as e:
         code = e.code
-        _report(chan, code, str(e))
+        report_error(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
-        _report(chan, code, f"container init: {e}")
+        report_error(chan, code, f"container init: {e}")
     os._exit(code)
 
 
@@ -149,7 +96,7 @@ def _fork_mapper(cfg: dict[str, Any], chan: socket.socket) -> tuple[int, int]:
     lin = cfg["spec"].get("linux") or {}
     maps = {"gid_map": _map_text(lin.get("gidMappings")), "uid_map": _map_text(lin.get("uidMappings"))}
     if not maps["uid_map"] or not maps["gid_map"]:
-        raise InitError("a user namespace needs linux.uidMappings and linux.gidMappings")
+        raise ProcessError("a user namespace needs linux.uidMappings and linux.gidMappings")
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the helper
@@ -167,8 +114,8 @@ def _fork_mapper(cfg: dict[str, Any], chan: socket.socket) -> tuple[int, int]:
                         finally:
                             os.close(fd)
                     except OSError as e:
-                        _report(chan, 128, f"container init: writing {path} ({text!r}): "
-                                           f"{_go_err(e)}")
+                        report_error(chan, 128, f"container init: writing {path} ({text!r}): "
+                                           f"{go_error(e)}")
                         raise
                 code = 0
         finally:
@@ -214,7 +161,7 @@ def _fork_gated(cfg: dict[str, Any], chan: socket.socket, cg_fds: list[int],
         os.kill(pid, signal.SIGKILL)
         raise
     os.write(gate_w, b"1")
-    chan.send(b"P%d" % pid)
+    report_pid(chan, pid)
     os._exit(0)
 
 
@@ -232,248 +179,12 @@ def _container_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     code = 128
     try:
         _setup_container(cfg, chan)
-    except InitError as e:
+    except ProcessError as e:
         code = e.code
-        _report(chan, code, str(e))
+        report_error(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001
-        _report(chan, code, f"container init: {e}")
+        report_error(chan, code, f"container init: {e}")
     os._exit(code)
-
-
-def secure_join(root: str, unsafe: str) -> str:
-    """``root``/``unsafe`` with symlinks resolved as if ``root`` were ``/`` (never escapes it)."""
-    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        cur = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(cur)
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 255:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe)
-            target = os.readlink(cur)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-        else:
-            resolved.append(part)
-    return os.path.join(root, *resolved)
-
-
-def _ensure_file(path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not os.path.exists(path):
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-
-
-def _populate_dev(dev: str) -> None:
-    for name, target in DEV_LINKS:
-        try:
-            os.symlink(target, os.path.join(dev, name))
-        except FileExistsError:
-            pass
-
-
-def _is_bind(m: dict[str, Any]) -> bool:
-    return m.get("type") == "bind" or "bind" in (m.get("options") or ()) \
-        or "rbind" in (m.get("options") or ())
-
-
-def _open_sources(mounts: list[dict[str, Any]]) -> dict[int, int]:
-    """``O_PATH`` descriptors of the bind-mount sources, opened while this process is still the
-    host's root: once it is the root of a user namespace, host directories it may not search
-    (a data-root under a 0700 directory, ``-v /root/x:/x``) stay reachable through them."""
-    fds: dict[int, int] = {}
-    for i, m in enumerate(mounts):
-        if _is_bind(m):
-            try:
-                fds[i] = os.open(m.get("source") or "", os.O_PATH | os.O_CLOEXEC)
-            except OSError as e:
-                raise InitError(f"error mounting \"{m.get('source')}\" to rootfs at "
-                                f"\"{m['destination']}\": {_go_err(e)}") from None
-    return fds
-
-
-def _mount_one(rootfs: str, m: dict[str, Any], src_fd: int | None = None) -> None:
-    dest = secure_join(rootfs, m["destination"])
-    typ = m.get("type") or ""
-    source = m.get("source") or typ or "none"
-    flags, prop, data = host.parse_mount_options(m.get("options"))
-    if flags & host.MS_BIND or typ == "bind":
-        flags |= host.MS_BIND
-        if src_fd is not None:
-            is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)
-            source = f"/proc/self/fd/{src_fd}"
-        else:
-            is_dir = os.path.isdir(source)
-        if is_dir:
-            os.makedirs(dest, exist_ok=True)
-        else:
-            _ensure_file(dest)
-        host.mount(source, dest, None, flags & (host.MS_BIND | host.MS_REC))
-        extra = flags & ~(host.MS_BIND | host.MS_REC)
-        if extra:
-            host.remount_bind(dest, extra)
-    else:
-        os.makedirs(dest, exist_ok=True)
-        try:
-            host.mount(source, dest, typ, flags, data or None)
-        except PermissionError:
-            if typ != "sysfs":
-                raise
-            _bind_host_sys(dest)
-        if typ == "tmpfs" and os.path.normpath(m["destination"]) == "/dev":
-            _populate_dev(dest)
-    if prop:
-        host.mount(None, dest, None, prop)
-
-
-def _bind_host_sys(dest: str) -> None:
-    """sysfs of a network namespace this user namespace does not own (the network driver made
-    it) cannot be mounted: bind the host's, read-only. The bind must be recursive (the host's
-    submounts are locked to it), so each file system mounted under the host's /sys (cgroups,
-    securityfs, debugfs...) is covered by an empty read-only tmpfs: a fresh sysfs shows those
-    directories empty too."""
-    subs = sorted({p for p, _, _ in host.mountinfo() if p.startswith("/sys/")})
-    host.mount("/sys", dest, None, host.MS_BIND | host.MS_REC)
-    host.remount_bind(dest, host.MS_RDONLY)
-    covered: list[str] = []
-    for path in subs:
-        if any(path.startswith(c + "/") for c in covered):
-            continue
-        covered.append(path)
-        try:
-            host.mount("tmpfs", dest + path[4:], "tmpfs",
-                        host.MS_RDONLY | host.MS_NOSUID | host.MS_NODEV | host.MS_NOEXEC,
-                        "size=0,mode=755")
-        except OSError:  # gone meanwhile, or not a directory: nothing to hide
-            pass
-
-
-def _make_devices(spec: dict[str, Any], mounts: list[dict[str, Any]], userns: bool) -> None:
-    """The spec's ``linux.devices``, then the standard nodes, in the container's ``/dev``:
-    made with mknod (a node of the container's own: chmod in it cannot reach the host's), or,
-    in a user namespace where mknod is refused, the host's nodes bind-mounted. Nothing when
-    ``/dev`` is a bind mount (the host's own /dev, as runc)."""
-    if any(os.path.normpath(m["destination"]) == "/dev" and _is_bind(m) for m in mounts):
-        return
-    nodes = list((spec.get("linux") or {}).get("devices") or ())
-    nodes += [{"path": "/dev/" + name, "type": "c", "major": major, "minor": minor,
-               "fileMode": 0o666, "uid": 0, "gid": 0} for name, major, minor in DEV_NODES
-              if not userns or os.path.exists("/dev/" + name)]
-    bind = (lambda src, dst: host.mount(src, dst, None, host.MS_BIND)) if userns else None
-    try:
-        devices.create_nodes(".", nodes, secure_join, bind)
-    except InvalidParameter as e:
-        raise InitError(f"creating device nodes: {e}") from None
-    except OSError as e:
-        where = f" ({e.filename})" if e.filename else ""
-        raise InitError(f"creating device nodes: {e.strerror or e}{where}") from None
-
-
-def _mask_paths(masked: list[str], readonly: list[str]) -> None:
-    for path in masked:
-        try:
-            if os.path.isdir(path):
-                host.mount("tmpfs", path, "tmpfs", host.MS_RDONLY)
-            elif os.path.exists(path):
-                host.mount("/dev/null", path, None, host.MS_BIND)
-        except FileNotFoundError:
-            pass
-    for path in readonly:
-        try:
-            if not os.path.exists(path):
-                continue
-            host.mount(path, path, None, host.MS_BIND | host.MS_REC)
-            host.remount_bind(path, host.MS_RDONLY | host.MS_REC)
-        except FileNotFoundError:
-            pass
-
-
-def _read_db(path: str) -> list[list[str]]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return [line.rstrip("\n").split(":") for line in f
-                    if line.strip() and not line.startswith("#")]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def resolve_user(spec_user: dict[str, Any]) -> tuple[int, int, list[int], str]:
-    """``(uid, gid, supplementary gids, home)`` from ``process.user``, the way Docker resolves
-    ``--user`` against the container's own ``/etc/passwd`` and ``/etc/group``."""
-    username = spec_user.get("username")
-    extra = [int(g) for g in spec_user.get("additionalGids") or ()]
-    if username is None or username == "":
-        if "username" not in spec_user and ("uid" in spec_user or "gid" in spec_user):
-            uid, gid = int(spec_user.get("uid", 0)), int(spec_user.get("gid", 0))
-            home = "/"
-            for ent in _read_db("/etc/passwd"):
-                if len(ent) >= 6 and ent[2] == str(uid):
-                    home = ent[5]
-                    break
-            return uid, gid, extra, home
-        username = "0"
-    user, _, group = username.partition(":")
-    uid, gid, home, name = 0, 0, "/", None
-    passwd = _read_db("/etc/passwd")
-    for ent in passwd:
-        if len(ent) >= 4 and (ent[0] == user or ent[2] == user):
-            name, uid, gid = ent[0], int(ent[2]), int(ent[3])
-            home = ent[5] if len(ent) >= 6 and ent[5] else "/"
-            break
-    else:
-        if not user.isdigit():
-            raise InitError(f"unable to find user {user}: no matching entries in passwd file")
-        uid = int(user)
-    groups_db = _read_db("/etc/group")
-    if group:
-        for ent in groups_db:
-            if len(ent) >= 3 and (ent[0] == group or ent[2] == group):
-                gid = int(ent[2])
-                break
-        else:
-            if not group.isdigit():
-                raise InitError(f"unable to find group {group}: no matching entries in group file")
-            gid = int(group)
-    groups: list[int] = [gid]
-    if name is not None and not group:
-        for ent in groups_db:
-            if len(ent) >= 4 and name in ent[3].split(","):
-                g = int(ent[2])
-                if g not in groups:
-                    groups.append(g)
-    for g in extra + _group_ids(spec_user.get("additionalGroups"), groups_db):
-        if g not in groups:
-            groups.append(g)
-    return uid, gid, groups, home
-
-
-def _group_ids(names: Any, groups_db: list[list[str]]) -> list[int]:
-    """``--group-add``: numbers as they are, names from the container's /etc/group."""
-    out = []
-    for name in names or ():
-        name = str(name)
-        if name.isdigit():
-            out.append(int(name))
-            continue
-        for ent in groups_db:
-            if len(ent) >= 3 and ent[0] == name:
-                out.append(int(ent[2]))
-                break
-        else:
-            raise InitError(f"unable to find group {name}: no matching entries in group file")
-    return out
 
 
 def _lookup(arg0: str, env: list[str]) -> str:
@@ -482,10 +193,10 @@ def _lookup(arg0: str, env: list[str]) -> str:
         try:
             st = os.stat(arg0)
         except OSError as e:
-            raise InitError(f'exec: "{arg0}": stat {arg0}: {_go_err(e)}',
+            raise ProcessError(f'exec: "{arg0}": stat {arg0}: {go_error(e)}',
                             127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126) from None
         if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
-            raise InitError(f'exec: "{arg0}": permission denied', 126)
+            raise ProcessError(f'exec: "{arg0}": permission denied', 126)
         return arg0
     path = DEFAULT_PATH
     for kv in env:
@@ -499,12 +210,7 @@ def _lookup(arg0: str, env: list[str]) -> str:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
             return cand
-    raise InitError(f'exec: "{arg0}": executable file not found in $PATH', 127)
-
-
-def _go_err(e: OSError) -> str:
-    msg = os.strerror(e.errno) if e.errno else str(e)
-    return msg[:1].lower() + msg[1:]
+    raise ProcessError(f'exec: "{arg0}": executable file not found in $PATH', 127)
 
 
 def _apply_rlimits(base: Any, rlimits: Any) -> None:
@@ -515,7 +221,7 @@ def _apply_rlimits(base: Any, rlimits: Any) -> None:
     for rl in rlimits or ():
         kind = getattr(resource, rl["type"], None)
         if kind is None:
-            raise InitError(f"unknown rlimit {rl['type']}")
+            raise ProcessError(f"unknown rlimit {rl['type']}")
         hard_now = resource.getrlimit(kind)[1]
         hard = rl["hard"] if hard_now == resource.RLIM_INFINITY or rl["hard"] <= hard_now \
             else hard_now
@@ -553,13 +259,21 @@ def _drop_privileges(proc: dict[str, Any], lin: dict[str, Any], uid: int, gid: i
 
 def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     spec = cfg["spec"]
-    proc = spec.get("process") or {}
-    new_ns = {ns["type"] for ns in cfg["namespaces"] if not ns.get("path")}
+    _setup_view(cfg, spec)
+    os.setsid()
+    if cfg["tty"]:
+        _open_console(chan, (spec.get("process") or {}).get("consoleSize") or {}, True)
+    if (spec.get("root") or {}).get("readonly"):
+        host.remount_bind("/", host.MS_RDONLY)
+    _exec_container_process(cfg, spec)
 
-    # -- the file system view ---------------------------------------------------------------
+
+def _setup_view(cfg: dict[str, Any], spec: dict[str, Any]) -> None:
+    """The container's file system view, host and domain names, ``lo``; pivoted into."""
+    new_ns = {ns["type"] for ns in cfg["namespaces"] if not ns.get("path")}
     root_prop = rootsetup.enter(spec)
     mounts = cfg["mounts"]
-    sources = _open_sources(mounts)
+    sources = rootsetup.open_sources(mounts)
     if "user" in new_ns:
         # the root of the new user namespace from here on: file systems mounted in it (the
         # tmpfs /dev, devpts...) only take files from IDs mapped into it, and mount points it
@@ -567,10 +281,10 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     for i, m in enumerate(mounts):
-        _mount_one(".", m, sources.pop(i, None))
-    rootsetup.remount_readonly([secure_join(".", m["destination"]) for m in mounts
+        rootsetup.mount_one(".", m, sources.pop(i, None))
+    rootsetup.remount_readonly([rootsetup.secure_join(".", m["destination"]) for m in mounts
                                 if m.get("remountReadonly")])
-    _make_devices(spec, mounts, "user" in new_ns)
+    rootsetup.make_devices(spec, mounts, "user" in new_ns)
     if "uts" in new_ns:
         rootsetup.set_uts_names(spec)
     if "network" in new_ns:
@@ -583,34 +297,38 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
             with open(path, "w") as f:
                 f.write(str(value))
         except OSError as e:
-            raise InitError(f"setting sysctl {key}={value}: {_go_err(e)}") from None
-    _mask_paths(lin.get("maskedPaths") or [], lin.get("readonlyPaths") or [])
+            raise ProcessError(f"setting sysctl {key}={value}: {go_error(e)}") from None
+    rootsetup.mask_paths(lin.get("maskedPaths") or [], lin.get("readonlyPaths") or [])
 
-    # -- the console ------------------------------------------------------------------------
-    os.setsid()
-    if cfg["tty"]:
-        master, slave = os.openpty()
-        size = (spec.get("process") or {}).get("consoleSize") or {}
-        if size.get("height") and size.get("width"):  # before the process runs (ConsoleSize)
-            fcntl.ioctl(slave, termios.TIOCSWINSZ,
-                        struct.pack("HHHH", int(size["height"]), int(size["width"]), 0, 0))
-        socket.send_fds(chan, [b"T"], [master])
-        os.close(master)
+
+def _open_console(chan: socket.socket, size: dict[str, Any], dev_console: bool) -> None:
+    """A pseudo-terminal for the process to be: its master to the supervisor, its slave the
+    controlling terminal and fds 0-2 (and bound on /dev/console for a container's init),
+    sized before the process runs (``consoleSize``)."""
+    master, slave = os.openpty()
+    if size.get("height") and size.get("width"):
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", int(size["height"]), int(size["width"]), 0, 0))
+    report_console(chan, master)
+    os.close(master)
+    if dev_console:
         try:
             console = os.ttyname(slave)
-            _ensure_file("/dev/console")
+            rootsetup.ensure_file("/dev/console")
             host.mount(console, "/dev/console", None, host.MS_BIND)
         except OSError:
             pass
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-        for target in (0, 1, 2):
-            os.dup2(slave, target)
-        os.close(slave)
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    os.close(slave)
 
-    if (spec.get("root") or {}).get("readonly"):
-        host.remount_bind("/", host.MS_RDONLY)
 
-    # -- the process ------------------------------------------------------------------------
+def _exec_container_process(cfg: dict[str, Any], spec: dict[str, Any]) -> NoReturn:
+    """The user, environment, working directory, limits and privileges of the container's
+    process, then ``execve``."""
+    proc = spec.get("process") or {}
+    lin = spec.get("linux") or {}
     uid, gid, groups, home = resolve_user(proc.get("user") or {})
     env = list(proc.get("env") or [])
     if not any(kv.startswith("HOME=") for kv in env):
@@ -622,17 +340,17 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         os.makedirs(cwd, exist_ok=True)
         os.chdir(cwd)
     except OSError as e:
-        raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}") from e
+        raise ProcessError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {go_error(e)}") from e
     _apply_rlimits(cfg.get("base_rlimits"), proc.get("rlimits"))
     if proc.get("oomScoreAdj") is not None:
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write(str(int(proc["oomScoreAdj"])))
         except OSError as e:
-            raise InitError(f"setting oom_score_adj {proc['oomScoreAdj']}: {_go_err(e)}") from None
+            raise ProcessError(f"setting oom_score_adj {proc['oomScoreAdj']}: {go_error(e)}") from None
     args = list(proc.get("args") or [])
     if not args:
-        raise InitError("no command specified")
+        raise ProcessError("no command specified")
     path = _lookup(args[0], env)
     os.umask(0o022)
     cfg["filter"] = _drop_privileges(proc, lin, uid, gid, groups, cfg.get("seccomp_bpf"))
@@ -645,7 +363,7 @@ def _setup_container(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     except OSError as e:
         code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else \
             126 if e.errno in (errno.EACCES, errno.EISDIR, errno.EPERM) else 128
-        raise InitError(f'exec: "{args[0]}": {_go_err(e)}', code) from None
+        raise ProcessError(f'exec: "{args[0]}": {go_error(e)}', code) from None
 
 
 # -- exec: a new process in a running container ------------------------------------------------
@@ -662,7 +380,7 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     code = 128
     try:
         gc.disable()
-        _reset_signals()
+        reset_signals()
         host.set_name("dockyard-exec")
         os.setsid()
         # the cgroups are joined by writing the process's pid while it sets itself up (each
@@ -687,11 +405,11 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
             host.setns(fd, flag)
             os.close(fd)
         _fork_gated(cfg, chan, cg_fds, _exec_process_main)
-    except InitError as e:
+    except ProcessError as e:
         code = e.code
-        _report(chan, code, str(e))
+        report_error(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001
-        _report(chan, code, f"exec: {e}")
+        report_error(chan, code, f"exec: {e}")
     os._exit(code)
 
 
@@ -704,13 +422,7 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         lin = spec.get("linux") or {}
         os.setsid()
         if cfg["tty"]:
-            master, slave = os.openpty()
-            socket.send_fds(chan, [b"T"], [master])
-            os.close(master)
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-            for target in (0, 1, 2):
-                os.dup2(slave, target)
-            os.close(slave)
+            _open_console(chan, {}, False)
         user = proc.get("user") or {"username": (base.get("user") or {}).get("username", "")}
         uid, gid, groups, home = resolve_user(user)
         env = merge_env(base.get("env"), proc.get("env"))
@@ -723,11 +435,11 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
         try:
             os.chdir(cwd)
         except OSError as e:
-            raise InitError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {_go_err(e)}") from e
+            raise ProcessError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {go_error(e)}") from e
         _apply_rlimits(cfg.get("base_rlimits"), base.get("rlimits"))
         args = list(proc.get("args") or [])
         if not args:
-            raise InitError("no command specified")
+            raise ProcessError("no command specified")
         path = _lookup(args[0], env_list)
         os.umask(0o022)
         privileged = dict(base)
@@ -744,10 +456,10 @@ def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
             os.execve(path, args, env)
         except OSError as e:
             code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
-            raise InitError(f'exec: "{args[0]}": {_go_err(e)}', code) from None
-    except InitError as e:
+            raise ProcessError(f'exec: "{args[0]}": {go_error(e)}', code) from None
+    except ProcessError as e:
         code = e.code
-        _report(chan, code, str(e))
+        report_error(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001
-        _report(chan, code, f"exec: {e}")
+        report_error(chan, code, f"exec: {e}")
     os._exit(code)

@@ -21,10 +21,8 @@ import os
 import resource
 from typing import Any
 
-from dockyard.plugins.execdrivers.native.procenv import merge_env
+from dockyard.hookspecs.host.process import DEFAULT_PATH, ProcessError, merge_env, resolve_user
 from dockyard.hookspecs.host.caps import CAPS
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def resolve_user_in(root: str, user: dict[str, Any]) -> tuple[int, int, list[int], str]:
@@ -32,8 +30,6 @@ def resolve_user_in(root: str, user: dict[str, Any]) -> tuple[int, int, list[int
     directory, or ``/proc/<pid>/root``): a forked child chroots there to read its databases,
     so that no symbolic link of the image reaches the host's files. Raises ValueError with
     Docker's message when a name is not found."""
-    from dockyard.plugins.execdrivers.native.init import InitError, resolve_user
-
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -44,7 +40,7 @@ def resolve_user_in(root: str, user: dict[str, Any]) -> tuple[int, int, list[int
             os.chdir("/")
             try:
                 out: Any = list(resolve_user(user))
-            except InitError as e:
+            except ProcessError as e:
                 out = {"error": str(e)}
             os.write(w, json.dumps(out).encode())
             code = 0

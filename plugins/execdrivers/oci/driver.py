@@ -15,7 +15,7 @@ import subprocess
 from typing import Any
 
 from dockyard.hookspecs.errors import DriverNotSupported
-from dockyard.plugins.execdrivers.native.driver import NativeDriver
+from dockyard.hookspecs.host.supervisor.client import SupervisedDriver
 
 LAUNCHER = "dockyard.plugins.execdrivers.oci.launch:OciLauncher"
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -26,7 +26,7 @@ def _hybrid_cgroups() -> bool:
     return os.path.isdir("/sys/fs/cgroup/memory") and os.path.ismount(UNIFIED)
 
 
-class OciDriver(NativeDriver):
+class OciDriver(SupervisedDriver):
     """Containers through an OCI runtime's ``create/start/exec/kill/pause/resume/update/
     delete``. Options: ``path`` (the binary; default: the class's on ``PATH``), ``runtimeArgs``
     (given before every command), ``name`` (the runtime's name in the daemon's ``runtimes``)."""

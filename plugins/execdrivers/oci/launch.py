@@ -33,9 +33,10 @@ from typing import Any, NoReturn
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
 from dockyard.hookspecs.host import mounts, ns
-from dockyard.plugins.execdrivers.native import launcher as base
-from dockyard.plugins.execdrivers.native.cgroups import Cgroups
-from dockyard.plugins.execdrivers.native.init import _report, _reset_signals
+from dockyard.hookspecs.host.process import reset_signals
+from dockyard.hookspecs.host.supervisor import launcher as base
+from dockyard.hookspecs.host.supervisor.cgroups import Cgroups
+from dockyard.hookspecs.host.supervisor.protocol import report_console, report_error, report_pid
 
 from . import bundle
 
@@ -129,7 +130,7 @@ def _preexec(opts: dict[str, Any]) -> Any:
 
 def _child_setup(cfg: dict[str, Any]) -> None:
     gc.disable()
-    _reset_signals()
+    reset_signals()
     os.setsid()
     for target, fd in enumerate(cfg["stdio"]):
         if fd is None:
@@ -175,7 +176,7 @@ def _run_with_console(opts: dict[str, Any], args: list[str], log: str, console: 
         if sock is not None:
             master = _receive_console(sock, proc)
             if master is not None:
-                socket.send_fds(chan, [b"T"], [master])
+                report_console(chan, master)
                 os.close(master)
         return proc.wait()
     finally:
@@ -226,11 +227,11 @@ def _entry(work: Any, cfg: dict[str, Any], chan: socket.socket, code: int,
         code = 0
     except LaunchError as e:
         code = e.code
-        _report(chan, code, str(e))
+        report_error(chan, code, str(e))
     except ValueError as e:  # the spec's user or limits
-        _report(chan, code, str(e))
+        report_error(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
-        _report(chan, code, f"{cfg['options'].get('name')}{what}: {e}")
+        report_error(chan, code, f"{cfg['options'].get('name')}{what}: {e}")
     os._exit(code)
 
 
@@ -250,7 +251,7 @@ def _start(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
     if _run_with_console(opts, args, log, console, chan) != 0:
         raise _not_started(log, conf["process"]["args"][0])
     pid = _read_pid(pidfile)
-    chan.send(b"P%d" % pid)
+    report_pid(chan, pid)
     _own_device_rules(cfg)
     started = subprocess.run(argv(opts, "start", cid, log=log), capture_output=True,
                              preexec_fn=_preexec(opts))
@@ -278,7 +279,7 @@ def _exec(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
     try:
         if _run_with_console(opts, args, log, console, chan) != 0:
             raise _not_started(log, proc["args"][0])
-        chan.send(b"P%d" % _read_pid(pidfile))
+        report_pid(chan, _read_pid(pidfile))
     finally:
         for path in (pfile, log, pidfile):
             try:

@@ -10,6 +10,7 @@ from the same rules is attached to its directory. A hybrid host (v1 controllers 
 mount at ``unified``) gets both: the container also has a directory in the cgroup2 tree, and
 the kernel asks both (each must allow).
 """
+
 from __future__ import annotations
 
 import errno
@@ -48,7 +49,8 @@ def _rt_refused(d: str, name: str, value: int, e: OSError) -> InvalidParameter:
     return InvalidParameter(
         f"{d}/{name}: the kernel refused {value}: {e.strerror} (a cgroup's real-time runtime "
         f"must fit in its parent's: give the daemon a budget with cpu-rt-runtime, as dockerd's "
-        f"--cpu-rt-runtime)")
+        f"--cpu-rt-runtime)"
+    )
 
 
 def _write_rt(d: str, name: str, value: int) -> None:
@@ -117,8 +119,11 @@ class Cgroups:
             self._support = cgroupfiles.host_support(self.root)
         out = cgroupfiles.unsupported(res, self._support)
         cpu = res.get("cpu") or {}
-        return out + [f"cpu.{key}" for key in ("realtimePeriod", "realtimeRuntime")
-                      if cpu.get(key) and not self.realtime]
+        return out + [
+            f"cpu.{key}"
+            for key in ("realtimePeriod", "realtimeRuntime")
+            if cpu.get(key) and not self.realtime
+        ]
 
     @property
     def realtime(self) -> bool:
@@ -169,14 +174,18 @@ class Cgroups:
                 cur = base
                 for part in parent.split("/"):
                     try:
-                        _write(os.path.join(cur, "cgroup.subtree_control"),
-                               " ".join("+" + c for c in want))
+                        _write(
+                            os.path.join(cur, "cgroup.subtree_control"),
+                            " ".join("+" + c for c in want),
+                        )
                     except OSError as e:
                         log.info("cgroup v2: cannot enable controllers in %s: %s", cur, e)
                     cur = os.path.join(cur, part)
                 try:
-                    _write(os.path.join(path, "cgroup.subtree_control"),
-                           " ".join("+" + c for c in want))
+                    _write(
+                        os.path.join(path, "cgroup.subtree_control"),
+                        " ".join("+" + c for c in want),
+                    )
                 except OSError as e:
                     log.info("cgroup v2: cannot enable controllers in %s: %s", path, e)
 
@@ -221,8 +230,11 @@ class Cgroups:
             cpu = res.get("cpu") or {}
             if (cpu.get("realtimePeriod") or cpu.get("realtimeRuntime")) and not self.v2:
                 # in runc's order (a period refused first is written again after the runtime)
-                _set_rt(self._dir(dirs, "cpu") or "", cpu.get("realtimePeriod") or 0,
-                        cpu.get("realtimeRuntime") or 0)
+                _set_rt(
+                    self._dir(dirs, "cpu") or "",
+                    cpu.get("realtimePeriod") or 0,
+                    cpu.get("realtimeRuntime") or 0,
+                )
         except cgroupfiles.Untranslatable as e:
             raise InvalidParameter(f"cannot apply resource limits: {e}") from None
         except OSError as e:
@@ -268,15 +280,33 @@ class Cgroups:
             ro = "rw" not in (m.get("options") or ())
             flags = ["nosuid", "noexec", "nodev"] + (["ro"] if ro else [])
             if self.v2:
-                out.append({"destination": dest, "type": "bind", "source": dirs[0],
-                            "options": ["bind", *flags]})
+                out.append(
+                    {
+                        "destination": dest,
+                        "type": "bind",
+                        "source": dirs[0],
+                        "options": ["bind", *flags],
+                    }
+                )
                 continue
-            out.append({"destination": dest, "type": "tmpfs", "source": "tmpfs",
-                        "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"],
-                        "remountReadonly": ro})
+            out.append(
+                {
+                    "destination": dest,
+                    "type": "tmpfs",
+                    "source": "tmpfs",
+                    "options": ["nosuid", "noexec", "nodev", "mode=755", "size=64k"],
+                    "remountReadonly": ro,
+                }
+            )
             for name, d in self._view_names(dirs):
-                out.append({"destination": f"{dest}/{name}", "type": "bind", "source": d,
-                            "options": ["bind", *flags]})
+                out.append(
+                    {
+                        "destination": f"{dest}/{name}",
+                        "type": "bind",
+                        "source": d,
+                        "options": ["bind", *flags],
+                    }
+                )
         return out
 
     def _view_names(self, dirs: list[str]) -> list[tuple[str, str]]:
@@ -288,8 +318,9 @@ class Cgroups:
             if d is None:
                 continue
             names = {os.path.basename(base)}
-            names.update(c for c in V1_CONTROLLERS
-                         if os.path.realpath(os.path.join(self.root, c)) == base)
+            names.update(
+                c for c in V1_CONTROLLERS if os.path.realpath(os.path.join(self.root, c)) == base
+            )
             out += [(name, d) for name in sorted(names)]
         return out
 
@@ -316,8 +347,11 @@ class Cgroups:
             if d is None:  # the only device cgroup this container has: no start without it
                 raise InvalidParameter(f"cannot apply the device rules: {e}") from None
             if not self._bpf_warned:
-                log.warning("cgroup2 device program not attached (the v1 devices cgroup "
-                            "applies the rules): %s", e)
+                log.warning(
+                    "cgroup2 device program not attached (the v1 devices cgroup "
+                    "applies the rules): %s",
+                    e,
+                )
                 self._bpf_warned = True
 
     def _program(self, state: DeviceRules) -> int:
@@ -372,8 +406,10 @@ class Cgroups:
         if self.v2:
             d = self._dir(dirs, "unified")
             try:
-                return bool(d) and cgroupfiles.events(_read(f"{d}/cgroup.events")).get(
-                    "populated", 0) == 1
+                return (
+                    bool(d)
+                    and cgroupfiles.events(_read(f"{d}/cgroup.events")).get("populated", 0) == 1
+                )
             except FileNotFoundError:
                 return False
         return bool(self.pids(dirs))
@@ -420,119 +456,10 @@ class Cgroups:
         return False
 
     def stats(self, dirs: list[str]) -> dict:
-        """Raw usage figures, the same keys on v1 and v2 (see ExecDriver.stats)."""
-        out: dict = {"cpu": {}, "memory": {}, "pids": {}, "blkio": {}}
+        """The counters of ``docker stats`` (see :mod:`.cgstats`)."""
+        from dockyard.hookspecs.host.supervisor import cgstats
 
-        def kv(path: str) -> dict[str, int]:
-            try:
-                return cgroupfiles.flat_keyed(_read(path))
-            except OSError:
-                return {}
-
-        def num(path: str) -> int | None:
-            try:
-                v = _read(path).strip()
-            except OSError:
-                return None
-            return None if v == "max" else int(v)
-
-        if self.v2:
-            d = self._dir(dirs, "unified")
-            if d is None:
-                return out
-            cs = kv(f"{d}/cpu.stat")
-            out["cpu"] = {"usage_ns": cs.get("usage_usec", 0) * 1000,
-                          "user_ns": cs.get("user_usec", 0) * 1000,
-                          "system_ns": cs.get("system_usec", 0) * 1000,
-                          "throttling": {"periods": cs.get("nr_periods", 0),
-                                         "throttled_periods": cs.get("nr_throttled", 0),
-                                         "throttled_time": cs.get("throttled_usec", 0) * 1000}}
-            out["memory"] = {"usage": num(f"{d}/memory.current") or 0,
-                             "max_usage": num(f"{d}/memory.peak") or 0,
-                             "limit": num(f"{d}/memory.max"), "stats": kv(f"{d}/memory.stat")}
-            out["pids"] = {"current": num(f"{d}/pids.current") or 0, "limit": num(f"{d}/pids.max")}
-            try:  # as dockerd on cgroup v2: bytes read and written only
-                entries = []
-                for line in _read(f"{d}/io.stat").splitlines():
-                    dev, *fields = line.split()
-                    major, minor = (int(x) for x in dev.split(":"))
-                    f = dict(x.split("=", 1) for x in fields if "=" in x)
-                    for key, op in (("rbytes", "read"), ("wbytes", "write")):
-                        entries.append({"major": major, "minor": minor, "op": op,
-                                        "value": int(f.get(key, 0))})
-                out["blkio"]["io_service_bytes_recursive"] = entries
-            except OSError:
-                pass
-            return out
-        d = self._dir(dirs, "cpuacct")
-        if d:
-            st = kv(f"{d}/cpuacct.stat")
-            hz = os.sysconf("SC_CLK_TCK")
-            out["cpu"] = {"usage_ns": num(f"{d}/cpuacct.usage") or 0,
-                          "user_ns": st.get("user", 0) * 1_000_000_000 // hz,
-                          "system_ns": st.get("system", 0) * 1_000_000_000 // hz}
-            try:
-                out["cpu"]["percpu_ns"] = [int(x) for x in _read(f"{d}/cpuacct.usage_percpu").split()]
-            except OSError:
-                pass
-        d = self._dir(dirs, "cpu")
-        if d:
-            cs = kv(f"{d}/cpu.stat")
-            out["cpu"]["throttling"] = {"periods": cs.get("nr_periods", 0),
-                                        "throttled_periods": cs.get("nr_throttled", 0),
-                                        "throttled_time": cs.get("throttled_time", 0)}
-        d = self._dir(dirs, "memory")
-        if d:
-            out["memory"] = {"usage": num(f"{d}/memory.usage_in_bytes") or 0,
-                             "max_usage": num(f"{d}/memory.max_usage_in_bytes") or 0,
-                             "failcnt": num(f"{d}/memory.failcnt") or 0,
-                             "limit": num(f"{d}/memory.limit_in_bytes"),
-                             "stats": kv(f"{d}/memory.stat")}
-        d = self._dir(dirs, "pids")
-        if d:
-            out["pids"] = {"current": num(f"{d}/pids.current") or 0, "limit": num(f"{d}/pids.max")}
-        d = self._dir(dirs, "blkio")
-        if d:
-            out["blkio"] = self._blkio_v1(d)
-        return out
-
-    #: Docker's blkio lists, from the CFQ/BFQ files (when the kernel has them)
-    BLKIO_V1 = (("io_service_bytes_recursive", "blkio.io_service_bytes_recursive"),
-                ("io_serviced_recursive", "blkio.io_serviced_recursive"),
-                ("io_queue_recursive", "blkio.io_queued_recursive"),
-                ("io_service_time_recursive", "blkio.io_service_time_recursive"),
-                ("io_wait_time_recursive", "blkio.io_wait_time_recursive"),
-                ("io_merged_recursive", "blkio.io_merged_recursive"),
-                ("io_time_recursive", "blkio.time_recursive"),
-                ("sectors_recursive", "blkio.sectors_recursive"))
-
-    @staticmethod
-    def _blkio_v1(d: str) -> dict[str, list[dict]]:
-        """As containerd for dockerd: every list (empty when nothing was counted), from the
-        CFQ/BFQ files, or, when those count nothing, the throttle files (the only ones most
-        devices fill in); entries as the kernel writes them (op ``Read``, ``Write``...)."""
-        def entries(fname: str) -> list[dict]:
-            out: list[dict] = []
-            try:
-                text = _read(f"{d}/{fname}")
-            except OSError:
-                return out
-            for line in text.splitlines():
-                parts = line.split()
-                if len(parts) == 3 and ":" in parts[0]:  # "Total N" has 2 fields
-                    major, minor = (int(x) for x in parts[0].split(":"))
-                    out.append({"major": major, "minor": minor, "op": parts[1],
-                                "value": int(parts[2])})
-                elif len(parts) == 2 and ":" in parts[0]:  # time / sectors: "maj:min value"
-                    major, minor = (int(x) for x in parts[0].split(":"))
-                    out.append({"major": major, "minor": minor, "op": "", "value": int(parts[1])})
-            return out
-
-        lists = {key: entries(fname) for key, fname in Cgroups.BLKIO_V1}
-        if not any(lists.values()):
-            lists["io_service_bytes_recursive"] = entries("blkio.throttle.io_service_bytes_recursive")
-            lists["io_serviced_recursive"] = entries("blkio.throttle.io_serviced_recursive")
-        return lists
+        return cgstats.stats(self, dirs)
 
     @staticmethod
     def remove(dirs: list[str]) -> list[str]:
