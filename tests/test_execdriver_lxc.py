@@ -1,0 +1,39 @@
+"""The lxc exec driver (liblxc through python3-lxc) against the exec-driver conformance suite."""
+from __future__ import annotations
+
+from dockyard.hookspecs.conformance.execdriver import execdriver_suite
+from dockyard.plugins.execdrivers.lxc import LxcDriver
+
+TestLxcConformance = execdriver_suite(LxcDriver)
+
+
+def test_without_the_binding_the_driver_is_not_supported_naming_the_package(tmp_path) -> None:
+    """With liblxc's binding not importable (hidden here), the driver says which package
+    brings it, and makes nothing."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['lxc'] = None\n"
+            "from dockyard.hookspecs.errors import DriverNotSupported\n"
+            "from dockyard.plugins.execdrivers.lxc import LxcDriver\n"
+            "try:\n    LxcDriver(sys.argv[1], {})\n"
+            "except DriverNotSupported as e:\n    print(e.reason)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lxc")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "python3-lxc" in out
+    assert not (tmp_path / "lxc").exists()
+
+
+def test_docker_profile_in_liblxc_seccomp_format() -> None:
+    """Docker's default profile, resolved, in liblxc's format 2: the default action first, one
+    line per call whose action differs, argument conditions with the mask last."""
+    from dockyard.hookspecs.host import seccomp
+    from dockyard.plugins.execdrivers.lxc.config import seccomp_v2
+
+    text = seccomp_v2(seccomp.default_profile(["CAP_CHOWN"]))
+    lines = text.splitlines()
+    assert lines[:3] == ["2", "allowlist errno 1", "[all]"]
+    assert "read allow" in lines and "clone3 errno 38" in lines
+    assert not any(line.startswith(("mount ", "unshare ")) for line in lines)
+    clone = [line for line in lines if line.startswith("clone ")]
+    assert clone and all("SCMP_CMP_MASKED_EQ" in line for line in clone), clone
