@@ -15,6 +15,8 @@ import os
 import sys
 import termios
 
+from dockyard.hookspecs.host import ns
+
 from .starter import exit_code
 
 #: liblxc's LXC_ATTACH_TERMINAL (attach_options.h), which the binding does not export: a new
@@ -26,6 +28,12 @@ def main(cdir: str, request: str) -> int:
     import lxc  # noqa: PLC0415 - the driver checked it imports
 
     req = json.loads(request)
+    # liblxc's monitor (the starter) listens on an abstract socket of its network namespace
+    fd = os.open(req["netns"], os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ns.setns(fd, ns.CLONE_NEWNET)
+    finally:
+        os.close(fd)
     c = lxc.Container(os.path.basename(cdir), os.path.dirname(cdir))
     if req.get("tty"):  # liblxc relays the new terminal to /dev/tty: the helper's must be ours
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)

@@ -239,6 +239,7 @@ def generate(spec: dict[str, Any], *, name: str, cdir: str,
         lines += [_line("lxc.hook.version", 1),
                   _line("lxc.hook.autodev", f"{sys.executable} -m "
                         f"dockyard.plugins.execdrivers.lxc.hook {os.path.join(cdir, 'hook.json')}")]
+    lines.append(_line("lxc.hook.start-host", start_hook(cdir)))
     if root.get("readonly"):
         lines.append(_line("lxc.rootfs.options", "ro"))
     if spec.get("hostname") and "uts" not in joins:
@@ -258,6 +259,14 @@ def generate(spec: dict[str, Any], *, name: str, cdir: str,
             f.write(seccomp_v2(lin["seccomp"]))
         lines.append(_line("lxc.seccomp.profile", path))
     return "\n".join(lines) + "\n", joins
+
+
+def start_hook(cdir: str) -> str:
+    """liblxc's ``start-host`` hook, run by ``sh`` once the container's process and cgroups
+    exist, right before liblxc lets the process exec: give the monitor the process's pid
+    (``LXC_PID``), signal it (SIGUSR1), and wait until it has set its watch up."""
+    return (f"sh -c 'echo $LXC_PID > {cdir}/init.pid && kill -USR1 $(cat {cdir}/monitor.pid) "
+            f"&& head -c 1 {cdir}/hook.fifo >/dev/null'")
 
 
 def default_mounts() -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any
 from dockyard.hookspecs.errors import (Conflict, DockyardError, DriverNotSupported, ExecError,
                                        InvalidParameter, NotFound)
 from dockyard.hookspecs.execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
-from dockyard.hookspecs.host import cgroupfiles
+from dockyard.hookspecs.host import cgroupfiles, ns
 
 from . import config, execs
 from .user import resolve_in
@@ -270,20 +270,25 @@ class LxcDriver(ExecDriver):
     def container(self, cid: str) -> Any:
         return self._lxc.Container(cid, self.root)
 
-    async def _running(self, cid: str) -> Any:
-        if self._state(cid)["status"] != "running":
+    async def _call(self, cid: str, method: str, *args: Any) -> Any:
+        """``method(*args)`` of the running container's liblxc object. liblxc reaches its
+        monitor (the starter) by an abstract unix socket, which lives in the starter's network
+        namespace (the one it joined): the call is made from a thread in that namespace."""
+        st = self._state(cid)
+        if st["status"] != "running":
             raise Conflict(f"Container {cid} is not running")
-        return self.container(cid)
+        c = self.container(cid)
+        netns = f"/proc/{int(st.get('starter') or 0)}/ns/net"
+        return await asyncio.get_running_loop().run_in_executor(
+            None, ns.in_netns, netns, getattr(c, method), *args)
 
     async def pause(self, cid: str) -> None:
-        c = await self._running(cid)
-        if not await asyncio.get_running_loop().run_in_executor(None, c.freeze):
+        if not await self._call(cid, "freeze"):
             raise DockyardError(f"lxc: cannot freeze {cid}")
         self._write(self.cdir(cid), "paused", "")
 
     async def resume(self, cid: str) -> None:
-        c = await self._running(cid)
-        if not await asyncio.get_running_loop().run_in_executor(None, c.unfreeze):
+        if not await self._call(cid, "unfreeze"):
             raise DockyardError(f"lxc: cannot thaw {cid}")
         try:
             os.unlink(os.path.join(self.cdir(cid), "paused"))
@@ -291,7 +296,8 @@ class LxcDriver(ExecDriver):
             pass
 
     async def pids(self, cid: str) -> list[int]:
-        await self._running(cid)
+        if self._state(cid)["status"] != "running":
+            raise Conflict(f"Container {cid} is not running")
         run = _read_json(os.path.join(self.cdir(cid), "run.json")) or {}
         top = "/sys/fs/cgroup" if config.v2_host() else "/sys/fs/cgroup/pids"
         try:
@@ -316,13 +322,10 @@ class LxcDriver(ExecDriver):
             raise NotFound(f"No such container: {cid}")
         st = self._state(cid)
         if st["status"] == "running":
-            c = self.container(cid)
             for line in config.cgroup_lines(resources, config.v2_host()):
                 key, _, value = line.partition(" = ")
                 item = key.split(".", 2)[2]
-                ok = await asyncio.get_running_loop().run_in_executor(
-                    None, c.set_cgroup_item, item, value)
-                if not ok:
+                if not await self._call(cid, "set_cgroup_item", item, value):
                     raise InvalidParameter(f"lxc: cannot set {item} to {value}")
         res = spec.setdefault("linux", {}).setdefault("resources", {})
         for key, value in resources.items():
@@ -330,8 +333,13 @@ class LxcDriver(ExecDriver):
         self._write(self.cdir(cid), "spec.json", json.dumps(spec))
 
     async def stats(self, cid: str) -> dict[str, Any]:
-        c = await self._running(cid)
-        return await asyncio.get_running_loop().run_in_executor(None, execs.stats, c)
+        items = {}
+        for key in execs.STAT_ITEMS:
+            try:
+                items[key] = await self._call(cid, "get_cgroup_item", key)
+            except KeyError:  # a file this host's cgroups do not have
+                items[key] = ""
+        return execs.stats(items)
 
     # -- exec ---------------------------------------------------------------------------------
     async def exec(self, cid: str, eid: str, process: dict[str, Any], *, tty: bool = False,
@@ -340,7 +348,7 @@ class LxcDriver(ExecDriver):
         st = self._state(cid)
         if st["status"] != "running":
             raise Conflict(f"Container {cid} is not running")
-        return await self.execs.start(cid, int(st["pid"]), eid, process, tty=tty, stdin=stdin,
+        return await self.execs.start(cid, st, eid, process, tty=tty, stdin=stdin,
                                       detach=detach)
 
     async def exec_wait(self, eid: str) -> int:

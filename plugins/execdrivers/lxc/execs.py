@@ -52,14 +52,15 @@ class Execs:
         self.driver = driver
         self.running: dict[str, Exec] = {}
 
-    def _request(self, cid: str, pid: int, process: dict[str, Any], tty: bool) -> dict[str, Any]:
+    def _request(self, cid: str, st: dict[str, Any], process: dict[str, Any], tty: bool
+                 ) -> dict[str, Any]:
         with open(os.path.join(self.driver.cdir(cid), "spec.json")) as f:
             spec = json.load(f)
         base = spec.get("process") or {}
         user = process.get("user") or {}
         if not user.get("username"):
             user = base.get("user") or {}
-        root = f"/proc/{pid}/root"
+        root = f"/proc/{int(st['pid'])}/root"
         uid, gid, _groups, home = resolve_in(root, user)
         env = environment(base.get("env"), home, tty, process.get("env"))
         args = list(process.get("args") or [])
@@ -67,12 +68,13 @@ class Execs:
         bad = check_executable(root, args[0], env, cwd)
         if bad is not None:
             raise ExecError(bad[1], bad[0])
-        return {"args": args, "env": env, "uid": uid, "gid": gid, "cwd": cwd, "tty": tty}
+        return {"args": args, "env": env, "uid": uid, "gid": gid, "cwd": cwd, "tty": tty,
+                "netns": f"/proc/{int(st.get('starter') or 0)}/ns/net"}
 
-    async def start(self, cid: str, pid: int, eid: str, process: dict[str, Any], *, tty: bool,
+    async def start(self, cid: str, st: dict[str, Any], eid: str, process: dict[str, Any], *, tty: bool,
                     stdin: bool, detach: bool) -> tuple[int, AttachStreams | None]:
         try:
-            req = self._request(cid, pid, process, tty)
+            req = self._request(cid, st, process, tty)
         except ValueError as e:
             raise ExecError(str(e), 126) from None
         argv = [sys.executable, "-m", "dockyard.plugins.execdrivers.lxc.attach",
@@ -172,8 +174,10 @@ async def _tty_writer(master: int) -> asyncio.StreamWriter:
     return asyncio.StreamWriter(transport, protocol, None, loop)
 
 
-def _item(c: Any, key: str) -> str:
-    return c.get_cgroup_item(key) or ""
+#: the cgroup items :func:`stats` reads (v1)
+STAT_ITEMS = ("cpuacct.stat", "cpuacct.usage", "cpu.stat", "memory.usage_in_bytes",
+              "memory.limit_in_bytes", "memory.max_usage_in_bytes", "memory.stat",
+              "pids.current", "pids.max")
 
 
 def _int(text: str) -> int:
@@ -183,23 +187,23 @@ def _int(text: str) -> int:
         return 0
 
 
-def stats(c: Any) -> dict[str, Any]:
-    """The raw stats of a running container, from liblxc's cgroup items (v1)."""
-    cpu = cgroupfiles.flat_keyed(_item(c, "cpuacct.stat"))
+def stats(items: dict[str, str]) -> dict[str, Any]:
+    """The raw stats of a running container from its cgroup items (:data:`STAT_ITEMS`)."""
+    cpu = cgroupfiles.flat_keyed(items["cpuacct.stat"])
     tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-    throttling = cgroupfiles.flat_keyed(_item(c, "cpu.stat"))
-    pids_max = _item(c, "pids.max").strip()
+    throttling = cgroupfiles.flat_keyed(items["cpu.stat"])
+    pids_max = items["pids.max"].strip()
     return {
-        "cpu": {"usage_ns": _int(_item(c, "cpuacct.usage")),
+        "cpu": {"usage_ns": _int(items["cpuacct.usage"]),
                 "user_ns": cpu.get("user", 0) * tick, "system_ns": cpu.get("system", 0) * tick,
                 "throttling": {"periods": throttling.get("nr_periods", 0),
                                "throttled_periods": throttling.get("nr_throttled", 0),
                                "throttled_time": throttling.get("throttled_time", 0)}},
-        "memory": {"usage": _int(_item(c, "memory.usage_in_bytes")),
-                   "limit": _int(_item(c, "memory.limit_in_bytes")),
-                   "max_usage": _int(_item(c, "memory.max_usage_in_bytes")),
-                   "stats": cgroupfiles.flat_keyed(_item(c, "memory.stat"))},
-        "pids": {"current": _int(_item(c, "pids.current")),
+        "memory": {"usage": _int(items["memory.usage_in_bytes"]),
+                   "limit": _int(items["memory.limit_in_bytes"]),
+                   "max_usage": _int(items["memory.max_usage_in_bytes"]),
+                   "stats": cgroupfiles.flat_keyed(items["memory.stat"])},
+        "pids": {"current": _int(items["pids.current"]),
                  "limit": 0 if pids_max in ("", "max") else _int(pids_max)},
         "online_cpus": os.cpu_count() or 1,
         "system_ns": _system_ns(),

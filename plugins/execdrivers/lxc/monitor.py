@@ -20,6 +20,7 @@ import asyncio
 import fcntl
 import json
 import os
+import signal
 import struct
 import sys
 import termios
@@ -95,8 +96,9 @@ class Monitor:
         self.drained = asyncio.Event()
         self.state: dict[str, Any] = {"status": "created"}
         self.starter_pid = 0
-        self.starter_done = False
         self.oom = False
+        self.init = 0
+        self.init_ready = asyncio.Event()
         self.stdin_w: int | None = None
         self._make_stdio()
 
@@ -164,7 +166,7 @@ class Monitor:
             os.close(fd)
         asyncio.get_running_loop().create_task(self.pump_output())
         asyncio.get_running_loop().create_task(self.reap())
-        init = await asyncio.get_running_loop().run_in_executor(None, self._init_pid)
+        init = await self._init_pid()
         started = time.time()
         if not init:  # the starter ended: a failure, or a container that was quick to exit
             await self.exited.wait()
@@ -174,27 +176,36 @@ class Monitor:
             self.state.update(pid=self.starter_pid, started_at=started)
             self.save()
             return {"pid": self.starter_pid}
-        self.state = {"status": "running", "pid": init, "started_at": started}
+        self.state = {"status": "running", "pid": init, "started_at": started,
+                      "starter": self.starter_pid}
         self.save()
-        self.watch_oom()
         return {"pid": init}
 
-    def _init_pid(self) -> int:
-        """The container's init pid once liblxc reports it running; 0 if the starter ended."""
-        import lxc  # noqa: PLC0415
-
-        c = lxc.Container(self.run["name"], os.path.dirname(self.dir))
-        while True:
-            if self.exited.is_set() or self.starter_done:
-                return 0
-            if c.running and c.init_pid > 0:
-                return int(c.init_pid)
-            time.sleep(0.002)
+    async def _init_pid(self) -> int:
+        """The container's process once it has exec'd its program (its executable is no longer
+        the starter's); 0 if the starter ended first. The monitor never calls liblxc while it
+        starts the container: liblxc's own monitor (the starter) answers no request while it runs
+        the hook, and the binding holds the interpreter lock meanwhile."""
+        ready = asyncio.ensure_future(self.init_ready.wait())
+        ended = asyncio.ensure_future(self.exited.wait())
+        await asyncio.wait([ready, ended], return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        ended.cancel()
+        if not self.init:
+            return 0
+        mine = os.readlink(f"/proc/{self.starter_pid}/exe")
+        while not self.exited.is_set():
+            try:
+                if os.readlink(f"/proc/{self.init}/exe") != mine:
+                    break
+            except OSError:
+                break
+            await asyncio.sleep(0.001)
+        return self.init
 
     async def reap(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, os.waitpid, self.starter_pid, 0)
-        self.starter_done = True
         try:
             with open(os.path.join(self.dir, "exit.json")) as f:
                 res = json.load(f)
@@ -236,9 +247,11 @@ class Monitor:
 
     def watch_oom(self) -> None:
         """v1: an eventfd on the container's ``memory.oom_control`` (``cgroup.event_control``,
-        as runc's OOM notifier): at each event, whether the kernel has killed for lack of memory
-        there. The event also fires when liblxc removes the cgroup; the file is gone then."""
+        as runc's OOM notifier): the kernel signals it once per OOM in the cgroup, and once when
+        liblxc removes the cgroup (the directory is gone then)."""
         path = f"/sys/fs/cgroup/memory/{self.run.get('cgroups_path', '').strip('/')}/payload"
+        if not os.path.isdir(path):  # cgroup v2: memory.events, read at the end
+            return
         try:
             efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             cfd = os.open(os.path.join(path, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
@@ -250,17 +263,37 @@ class Monitor:
 
         def fired() -> None:
             try:
-                os.eventfd_read(efd)
-                self.oom = self.oom or bool(cgroupfiles.oom_kills(os.pread(cfd, 4096, 0).decode()))
-                return
+                events = os.eventfd_read(efd)
             except BlockingIOError:
                 return
-            except OSError:
-                pass
+            # one event per OOM, one when the cgroup is removed (maybe read together)
+            alive = os.path.isdir(path)
+            if events >= 2 or alive:
+                self.oom = True
+            if alive:
+                return
             loop.remove_reader(efd)
             os.close(efd)
             os.close(cfd)
         loop.add_reader(efd, fired)
+
+    async def on_hook(self) -> None:
+        """liblxc's start-host hook gave the container's pid; its cgroups exist: watch them,
+        then let the hook (and liblxc) go on."""
+        try:
+            with open(os.path.join(self.dir, "init.pid")) as f:
+                self.init = int(f.read().strip())
+        except (OSError, ValueError):
+            self.init = 0
+        self.watch_oom()
+        fifo = os.path.join(self.dir, "hook.fifo")
+
+        def release() -> None:
+            fd = os.open(fifo, os.O_WRONLY)
+            os.write(fd, b"w")
+            os.close(fd)
+        await asyncio.get_running_loop().run_in_executor(None, release)
+        self.init_ready.set()
 
     # -- requests -----------------------------------------------------------------------------
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -327,6 +360,11 @@ async def serve(m: Monitor, ready: int) -> None:
     if os.path.exists(path):
         os.unlink(path)
     server = await asyncio.start_unix_server(m.serve, path)
+    fifo = os.path.join(m.dir, "hook.fifo")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo, 0o600)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(m.on_hook()))
     m.save()
     os.write(ready, b"r")
     os.close(ready)
