@@ -264,9 +264,11 @@ def generate(spec: dict[str, Any], *, name: str, cdir: str,
 def start_hook(cdir: str) -> str:
     """liblxc's ``start-host`` hook, run by ``sh`` once the container's process and cgroups
     exist, right before liblxc lets the process exec: give the monitor the process's pid
-    (``LXC_PID``), signal it (SIGUSR1), and wait until it has set its watch up."""
-    return (f"sh -c 'echo $LXC_PID > {cdir}/init.pid && kill -USR1 $(cat {cdir}/monitor.pid) "
-            f"&& head -c 1 {cdir}/hook.fifo >/dev/null'")
+    (``LXC_PID``) through one FIFO, and wait for its go-ahead on the other (it sets its OOM
+    watch up meanwhile). FIFOs, not signals: the hook may run in a pid namespace the starter
+    joined, where the monitor has no pid."""
+    return (f"sh -c 'echo $LXC_PID > {cdir}/hook.in && "
+            f"head -c 1 {cdir}/hook.out >/dev/null'")
 
 
 def default_mounts() -> list[dict[str, Any]]:

@@ -148,7 +148,9 @@ class LxcDriver(ExecDriver):
             "cwd": proc.get("cwd") or "/", "rootfs": rootfs, "joins": joins, "tty": tty,
             "open_stdin": open_stdin, "stdin_once": stdin_once, "log_path": log_path,
             "annotations": spec.get("annotations") or {},
-            "cgroups_path": base}))
+            "cgroups_path": base,
+            "mounts": [m["destination"] for m in spec.get("mounts") or ()
+                       if m.get("type") in (None, "bind", "none")]}))
         proc_ = await asyncio.create_subprocess_exec(
             sys.executable, "-m", f"{MODULE}.monitor", cdir, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)

@@ -34,9 +34,20 @@ def _lookup(arg0: str, path: str, cwd: str) -> tuple[int, str] | None:
     return 127, f'exec: "{arg0}": executable file not found in $PATH'
 
 
-def check_executable(rootfs: str, arg0: str, env: list[str], cwd: str) -> tuple[int, str] | None:
-    """None if ``arg0`` can be run in ``rootfs``, else Docker's (exit code, message)."""
+def _under(path: str, mounts: list[str]) -> bool:
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def check_executable(rootfs: str, arg0: str, env: list[str], cwd: str,
+                     mounts: list[str] | None = None) -> tuple[int, str] | None:
+    """None if ``arg0`` can be run in ``rootfs``, else Docker's (exit code, message).
+    ``mounts``: where the container will have mounts the root file system does not show; a
+    program that may be in one is left for liblxc to find."""
     path = next((kv[5:] for kv in env if kv.startswith("PATH=")), DEFAULT_PATH)
+    places = [arg0 if arg0.startswith("/") else os.path.join(cwd or "/", arg0)] if "/" in arg0 \
+        else path.split(":")
+    if mounts and any(_under(p, mounts) for p in places):
+        return None
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child

@@ -20,7 +20,6 @@ import asyncio
 import fcntl
 import json
 import os
-import signal
 import struct
 import sys
 import termios
@@ -152,7 +151,8 @@ class Monitor:
         if self.state["status"] != "created":
             return {"error": "container already started", "code": 128}
         args = self.run["args"]
-        bad = check_executable(self.run["rootfs"], args[0], self.run["env"], self.run["cwd"])
+        bad = check_executable(self.run["rootfs"], args[0], self.run["env"], self.run["cwd"],
+                               self.run.get("mounts"))
         if bad is not None:
             code, message = bad
             self._exit(code, message)
@@ -277,22 +277,28 @@ class Monitor:
             os.close(cfd)
         loop.add_reader(efd, fired)
 
-    async def on_hook(self) -> None:
+    def open_hook(self) -> None:
+        """The two FIFOs of liblxc's start-host hook (:func:`.config.start_hook`): ``hook.in``
+        brings the container's pid, a byte in ``hook.out`` lets the hook end. Both are held
+        open read-write here, so neither side ever sees an end of file or blocks on open."""
+        fds = []
+        for name in ("hook.in", "hook.out"):
+            path = os.path.join(self.dir, name)
+            if not os.path.exists(path):
+                os.mkfifo(path, 0o600)
+            fds.append(os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
+        self.hook_in, self.hook_out = fds
+        asyncio.get_running_loop().add_reader(self.hook_in, self.on_hook)
+
+    def on_hook(self) -> None:
         """liblxc's start-host hook gave the container's pid; its cgroups exist: watch them,
         then let the hook (and liblxc) go on."""
         try:
-            with open(os.path.join(self.dir, "init.pid")) as f:
-                self.init = int(f.read().strip())
-        except (OSError, ValueError):
+            self.init = int(os.read(self.hook_in, 64).split()[0])
+        except (OSError, ValueError, IndexError):
             self.init = 0
         self.watch_oom()
-        fifo = os.path.join(self.dir, "hook.fifo")
-
-        def release() -> None:
-            fd = os.open(fifo, os.O_WRONLY)
-            os.write(fd, b"w")
-            os.close(fd)
-        await asyncio.get_running_loop().run_in_executor(None, release)
+        os.write(self.hook_out, b"w")
         self.init_ready.set()
 
     # -- requests -----------------------------------------------------------------------------
@@ -360,11 +366,7 @@ async def serve(m: Monitor, ready: int) -> None:
     if os.path.exists(path):
         os.unlink(path)
     server = await asyncio.start_unix_server(m.serve, path)
-    fifo = os.path.join(m.dir, "hook.fifo")
-    if not os.path.exists(fifo):
-        os.mkfifo(fifo, 0o600)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(m.on_hook()))
+    m.open_hook()
     m.save()
     os.write(ready, b"r")
     os.close(ready)
