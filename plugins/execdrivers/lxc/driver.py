@@ -65,6 +65,9 @@ class LxcDriver(ExecDriver):
         super().__init__(root, options)
         self._lxc = lxc
         self.execs = execs.Execs(self)
+        self._spawning = asyncio.Lock()
+        self._ctl: tuple[asyncio.StreamReader, asyncio.StreamWriter,
+                         asyncio.AbstractEventLoop] | None = None
         os.makedirs(root, mode=0o700, exist_ok=True)
 
     # -- files --------------------------------------------------------------------------------
@@ -111,6 +114,8 @@ class LxcDriver(ExecDriver):
     async def restore(self) -> list[ProcessState]:
         out = []
         for cid in sorted(os.listdir(self.root)):
+            if not os.path.isdir(self.cdir(cid)):
+                continue
             try:
                 out.append(await self.state(cid))
             except NotFound:
@@ -151,12 +156,51 @@ class LxcDriver(ExecDriver):
             "cgroups_path": base,
             "mounts": [m["destination"] for m in spec.get("mounts") or ()
                        if m.get("type") in (None, "bind", "none")]}))
-        proc_ = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"{MODULE}.monitor", cdir, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, err = await proc_.communicate()
-        if proc_.returncode != 0:
-            raise DockyardError(f"lxc: the container's monitor did not start: "
+        await self._monitor(cid)
+
+    async def _monitor(self, cid: str) -> None:
+        """Hand the container to the driver root's monitor over the connection this driver
+        holds to it (which keeps it running), connecting, or starting one, if need be."""
+        async with self._spawning:
+            for attempt in range(3):
+                try:
+                    if self._ctl is not None and self._ctl[2] is not asyncio.get_running_loop():
+                        self._drop_ctl()  # made in another event loop (a test's earlier run)
+                    if self._ctl is None:
+                        self._ctl = (*await asyncio.open_unix_connection(
+                            os.path.join(self.root, "monitor.sock")), asyncio.get_running_loop())
+                    reader, writer, _ = self._ctl
+                    writer.write(json.dumps({"op": "add", "id": cid}).encode() + b"\n")
+                    reply = json.loads(await reader.readline() or b'{"error": "no reply"}')
+                    if "error" not in reply:
+                        return
+                except (OSError, ValueError):
+                    pass
+                self._drop_ctl()
+                if attempt == 1:
+                    await self._spawn_monitor()
+        raise DockyardError(f"lxc: the monitor does not take container {cid}")
+
+    def _drop_ctl(self) -> None:
+        if self._ctl is not None:
+            try:
+                self._ctl[1].close()
+            except RuntimeError:  # its event loop is closed: so is the connection
+                pass
+            self._ctl = None
+
+    async def close(self) -> None:
+        """Let go of the monitor: it ends once it holds no container; running ones stay."""
+        self._drop_ctl()
+
+    async def _spawn_monitor(self) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", f"{MODULE}.monitor", self.root,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise DockyardError("lxc: the monitor did not start: "
                                 f"{err.decode(errors='replace').strip()}")
 
     @staticmethod

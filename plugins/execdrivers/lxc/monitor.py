@@ -17,6 +17,7 @@ dockyard.plugins.execdrivers.lxc.monitor <container dir>``. It
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -117,6 +118,21 @@ class Monitor:
         self.child_fds = [stdin_r, out_w, err_w]
         self.outs = {"stdout": out_r, "stderr": err_r}
 
+    def close(self) -> None:
+        """Every descriptor of this run, each unregistered from the loop first: one process
+        serves many containers, and a number closed while still registered would be reused."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.hook_in)
+        fds = {self.hook_in, self.hook_out, *self.outs.values()}
+        if self.stdin_w is not None:
+            fds.add(self.stdin_w)
+        if not self.starter_pid:  # never started: the child's ends are still here
+            fds.update(self.child_fds)
+        for fd in fds:
+            loop.remove_reader(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def save(self) -> None:
         write_json(os.path.join(self.dir, "state.json"), self.state)
 
@@ -204,8 +220,18 @@ class Monitor:
         return self.init
 
     async def reap(self) -> None:
+        """Wait for the starter through a pidfd (no thread: the monitor forks starters, and a
+        fork must not happen while another thread may hold a lock)."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, os.waitpid, self.starter_pid, 0)
+        pidfd = os.pidfd_open(self.starter_pid)
+        done = loop.create_future()
+        loop.add_reader(pidfd, lambda: None if done.done() else done.set_result(None))
+        try:
+            await done
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        os.waitpid(self.starter_pid, 0)
         try:
             with open(os.path.join(self.dir, "exit.json")) as f:
                 res = json.load(f)
@@ -361,23 +387,100 @@ class Monitor:
             self.clients.remove(client)
 
 
-async def serve(m: Monitor, ready: int) -> None:
+async def serve(m: Monitor, started: asyncio.Future) -> None:
+    """One container's run: its socket, until it has exited (``started`` once it listens)."""
     path = os.path.join(m.dir, "sock")
     if os.path.exists(path):
         os.unlink(path)
     server = await asyncio.start_unix_server(m.serve, path)
     m.open_hook()
+    with open(os.path.join(m.dir, "monitor.pid"), "w") as f:
+        f.write(str(os.getpid()))
     m.save()
-    os.write(ready, b"r")
-    os.close(ready)
+    started.set_result(None)
     await m.exited.wait()
     await asyncio.sleep(0.05)  # the last replies (wait) go out
     server.close()
-    os.unlink(path)
+    with contextlib.suppress(FileNotFoundError):  # the driver may have removed the directory
+        os.unlink(path)
+    m.close()
 
 
-def main(cdir: str) -> None:
-    """Detach (a new session, the parent returns at once), then run the monitor."""
+class Supervisor:
+    """The one monitor process of a driver root: each container added (``add`` on
+    ``<root>/monitor.sock``) gets a :class:`Monitor` here; the process ends once it holds no
+    container and no driver is connected."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.runs: dict[str, asyncio.Task] = {}
+        self.idle = asyncio.Event()
+        self.added = asyncio.Event()
+        self.clients = 0
+
+    async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A driver's connection: ``add`` requests, one JSON line each; the monitor stays while
+        a driver holds one open, as the native supervisor does."""
+        self.clients += 1
+        try:
+            while line := await reader.readline():
+                writer.write(json.dumps(await self.add(json.loads(line))).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, ValueError, OSError) as e:
+            print(f"lxc monitor: {e}", file=sys.stderr)
+        finally:
+            writer.close()
+            self.clients -= 1
+            self.check_idle()
+
+    async def add(self, req: dict[str, Any]) -> dict[str, Any]:
+        cdir = os.path.join(self.root, os.path.basename(str(req.get("id") or "")))
+        if req.get("op") != "add" or not os.path.isfile(os.path.join(cdir, "run.json")):
+            return {"error": "bad request"}
+        if self.idle.is_set():
+            return {"error": "the monitor is ending"}
+        started = asyncio.get_running_loop().create_future()
+        self.runs[cdir] = asyncio.ensure_future(self.run(Monitor(cdir), started))
+        self.added.set()
+        await started
+        return {}
+
+    def check_idle(self) -> None:
+        if not self.runs and not self.clients:
+            self.idle.set()
+
+    async def run(self, m: Monitor, started: asyncio.Future) -> None:
+        try:
+            await serve(m, started)
+        except BaseException as e:
+            if not started.done():
+                started.set_exception(e)
+            raise
+        finally:
+            self.runs.pop(m.dir, None)
+            self.check_idle()
+
+    async def main(self, ready: int) -> None:
+        path = os.path.join(self.root, "monitor.sock")
+        if os.path.exists(path):
+            os.unlink(path)
+        server = await asyncio.start_unix_server(self.control, path)
+        mine = os.stat(path).st_ino
+        os.write(ready, b"r")
+        os.close(ready)
+        try:  # the driver adds the first container right after it started the monitor
+            await asyncio.wait_for(self.added.wait(), 30)
+            await self.idle.wait()
+        except asyncio.TimeoutError:
+            self.idle.set()
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == mine:  # not a newer monitor's
+                os.unlink(path)
+
+
+def main(root: str) -> None:
+    """Detach (a new session, the parent returns once the monitor listens), then supervise."""
     r, w = os.pipe()
     if os.fork() > 0:
         os.close(w)
@@ -388,11 +491,11 @@ def main(cdir: str) -> None:
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1):
         os.dup2(null, fd)
-    err = os.open(os.path.join(cdir, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    err = os.open(os.path.join(root, "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(err, 2)
-    with open(os.path.join(cdir, "monitor.pid"), "w") as f:
-        f.write(str(os.getpid()))
-    asyncio.run(serve(Monitor(cdir), w))
+    import lxc  # noqa: F401, PLC0415 - imported once here, never in a forked starter
+
+    asyncio.run(Supervisor(root).main(w))
 
 
 if __name__ == "__main__":

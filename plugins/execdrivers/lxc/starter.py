@@ -68,9 +68,12 @@ def _join(joins: dict[str, str]) -> None:
 
 
 def _stdio(fds: list[int], tty: bool) -> None:
+    """The container's stdio as 0, 1, 2, and nothing else open: the monitor holds every other
+    container's pipes, which must reach their end of file when those containers end."""
     os.setsid()
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     if tty:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
