@@ -37,3 +37,49 @@ def test_docker_profile_in_liblxc_seccomp_format() -> None:
     assert not any(line.startswith(("mount ", "unshare ")) for line in lines)
     clone = [line for line in lines if line.startswith("clone ")]
     assert clone and all("SCMP_CMP_MASKED_EQ" in line for line in clone), clone
+
+
+def test_a_container_whose_monitor_died_is_reported_and_its_processes_killed(tmp_path) -> None:
+    """The monitor SIGKILLed under a running container: the driver reports the container
+    exited (saying why), and deleting it kills what is left of it."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    import pytest
+
+    from dockyard.hookspecs.conformance.execdriver import PATH, build_busybox_rootfs
+
+    if os.geteuid() != 0:
+        pytest.skip("containers need root")
+    rootfs = str(tmp_path / "rootfs")
+    build_busybox_rootfs(rootfs)
+
+    async def main() -> None:
+        d = LxcDriver(str(tmp_path / "exec"), {})
+        cid = "orphan" + os.urandom(4).hex()
+        spec = {"process": {"args": ["sleep", "100"], "env": [PATH], "cwd": "/",
+                            "user": {"uid": 0, "gid": 0}},
+                "root": {"path": rootfs}, "hostname": "o",
+                "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "network")]}}
+        await d.create(cid, spec, log_path=str(tmp_path / "log"))
+        pid = await d.start(cid)
+        with open(os.path.join(d.cdir(cid), "monitor.pid")) as f:
+            monitor = int(f.read())
+        os.kill(monitor, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{monitor}") and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        st = await d.state(cid)
+        assert st.status == "exited" and st.exit is not None
+        assert "monitor is gone" in st.exit.error
+        os.kill(pid, 0)  # still running, with nobody holding its output
+        await d.delete(cid)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert not os.path.exists(f"/proc/{pid}")
+        await d.close()
+
+    asyncio.run(main())

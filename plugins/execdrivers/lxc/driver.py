@@ -272,8 +272,28 @@ class LxcDriver(ExecDriver):
                 await self._ask(cid, {"op": "quit"})
             except (OSError, ConnectionError, ValueError):
                 pass
+        else:
+            await self._kill_orphans(cid)
         await self._clean(cid)
         shutil.rmtree(self.cdir(cid), ignore_errors=True)
+
+    async def _kill_orphans(self, cid: str) -> None:
+        """A container whose monitor died while it ran is reported exited; what is left of it
+        (liblxc's starter and the container's processes, with nobody reading their output) is
+        killed here."""
+        raw = _read_json(os.path.join(self.cdir(cid), "state.json")) or {}
+        if raw.get("status") != "running":
+            return
+        pids = [p for p in (int(raw.get("pid") or 0), int(raw.get("starter") or 0)) if p > 0]
+        for pid in pids:
+            try:
+                os.kill(pid, signals.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for _ in range(500):  # liblxc's starter removes the container's cgroups as it ends
+            if not any(_alive(p) for p in pids):
+                break
+            await asyncio.sleep(0.01)
 
     async def _clean(self, cid: str) -> None:
         """The cgroups liblxc left behind (the parent directories dockyard named)."""
