@@ -62,7 +62,7 @@ def test_a_container_whose_monitor_died_is_reported_and_its_processes_killed(tmp
         spec = {"process": {"args": ["sleep", "100"], "env": [PATH], "cwd": "/",
                             "user": {"uid": 0, "gid": 0}},
                 "root": {"path": rootfs}, "hostname": "o",
-                "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "network")]}}
+                "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "network", "uts")]}}
         await d.create(cid, spec, log_path=str(tmp_path / "log"))
         pid = await d.start(cid)
         with open(os.path.join(d.cdir(cid), "monitor.pid")) as f:
@@ -83,3 +83,47 @@ def test_a_container_whose_monitor_died_is_reported_and_its_processes_killed(tmp
         await d.close()
 
     asyncio.run(main())
+
+
+def test_without_a_uts_namespace_the_host_name_is_left_alone(tmp_path) -> None:
+    """A spec sharing the host's uts namespace (``--uts host``) gives liblxc no name to set:
+    ``lxc.uts.name`` there would rename the host."""
+    import asyncio
+    import os
+    import socket
+
+    import pytest
+
+    from dockyard.hookspecs.conformance.execdriver import PATH, build_busybox_rootfs, demux
+    from dockyard.hookspecs.host import ns
+
+    if os.geteuid() != 0:
+        pytest.skip("containers need root")
+    rootfs = str(tmp_path / "rootfs")
+    build_busybox_rootfs(rootfs)
+    before = socket.gethostname()
+
+    async def main() -> bytes:
+        d = LxcDriver(str(tmp_path / "exec"), {})
+        cid = "uts" + os.urandom(4).hex()
+        spec = {"process": {"args": ["hostname"], "env": [PATH], "cwd": "/",
+                            "user": {"uid": 0, "gid": 0}},
+                "root": {"path": rootfs}, "hostname": "not-the-host",
+                "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "network")]}}
+        await d.create(cid, spec, log_path=str(tmp_path / "log"))
+        att = await d.attach(cid)
+        await d.start(cid)
+        await asyncio.wait_for(d.wait(cid), 30)
+        out, _ = demux(await asyncio.wait_for(att.reader.read(), 30))
+        await d.delete(cid)
+        await d.close()
+        return out
+
+    try:
+        out = asyncio.run(main())
+    finally:
+        after = socket.gethostname()
+        if after != before:
+            ns.sethostname(before)
+    assert after == before
+    assert out == before.encode() + b"\n"

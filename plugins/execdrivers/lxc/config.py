@@ -17,7 +17,8 @@ The spec is the one every exec driver receives (OCI ``config.json`` shaped, see
 * mounts → ``lxc.mount.auto`` (proc, sysfs, cgroup) and ``lxc.mount.entry`` (binds, tmpfs,
   mqueue); ``/dev`` is liblxc's ``autodev``, ``/dev/pts`` its own devpts.
 
-What liblxc has no key for — ``maskedPaths``, ``readonlyPaths`` and the ``linux.devices`` nodes —
+What liblxc has no key for — ``maskedPaths``, ``readonlyPaths``, the ``linux.devices`` nodes and
+``domainname`` —
 is done by :mod:`.hook`, liblxc's ``autodev`` hook, in the container's mount namespace before
 it pivots into the root file system.
 """
@@ -235,14 +236,22 @@ def generate(spec: dict[str, Any], *, name: str, cdir: str,
              _line("lxc.pty.max", 1024), _line("lxc.log.file", os.path.join(cdir, "lxc.log")),
              _line("lxc.log.level", "ERROR"),
              *ns_lines]
-    if lin.get("devices") or lin.get("maskedPaths") or lin.get("readonlyPaths"):
+    if lin.get("devices") or lin.get("maskedPaths") or lin.get("readonlyPaths") or \
+            spec.get("domainname"):
         lines += [_line("lxc.hook.version", 1),
                   _line("lxc.hook.autodev", f"{sys.executable} -m "
                         f"dockyard.plugins.execdrivers.lxc.hook {os.path.join(cdir, 'hook.json')}")]
     lines.append(_line("lxc.hook.start-host", start_hook(cdir)))
+    if lin.get("rootfsPropagation"):  # liblxc makes the root a shared mount of its own
+        raise InvalidParameter("the lxc exec driver does not set the root file system's mount "
+                               "propagation (a volume's shared or slave propagation)")
     if root.get("readonly"):
         lines.append(_line("lxc.rootfs.options", "ro"))
-    if spec.get("hostname") and "uts" not in joins:
+    own_uts = any(n.get("type") == "uts" and not n.get("path")
+                  for n in lin.get("namespaces") or ())
+    if spec.get("domainname") and not own_uts:
+        raise InvalidParameter("lxc: a domain name needs a uts namespace of the container's own")
+    if spec.get("hostname") and own_uts:  # never the host's name, nor a joined one's
         lines.append(_line("lxc.uts.name", spec["hostname"]))
     lines += process_lines(spec.get("process") or {}, user)
     lines += cgroup_lines(lin.get("resources") or {}, v2_host())

@@ -146,7 +146,8 @@ class LxcDriver(ExecDriver):
         self._write(cdir, "config", text)
         self._write(cdir, "hook.json", json.dumps({
             "devices": lin.get("devices") or [], "masked": lin.get("maskedPaths") or [],
-            "readonly": lin.get("readonlyPaths") or []}))
+            "readonly": lin.get("readonlyPaths") or [],
+            "domainname": spec.get("domainname") or ""}))
         self._write(cdir, "spec.json", json.dumps(spec))
         self._write(cdir, "run.json", json.dumps({
             "name": cid, "args": list(proc.get("args") or []), "env": env,

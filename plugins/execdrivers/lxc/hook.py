@@ -8,7 +8,8 @@ system (mounted at ``$LXC_ROOTFS_MOUNT``). The hook:
   :func:`~dockyard.hookspecs.host.devices.create_nodes`);
 * masks ``maskedPaths``: ``/dev/null`` bound over a file, an empty read-only tmpfs over a
   directory, as runc does;
-* makes ``readonlyPaths`` read-only bind mounts of themselves.
+* makes ``readonlyPaths`` read-only bind mounts of themselves;
+* sets the ``domainname`` (it runs in the container's uts namespace).
 
 A failure exits non-zero: liblxc then refuses to start the container.
 """
@@ -19,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-from dockyard.hookspecs.host import devices, mounts
+from dockyard.hookspecs.host import devices, mounts, ns
 
 
 def resolve(root: str, path: str) -> str:
@@ -68,6 +69,8 @@ def read_only(root: str, path: str) -> None:
 
 
 def run(root: str, work: dict[str, Any]) -> None:
+    if work.get("domainname"):  # the hook runs in the container's uts namespace
+        ns.setdomainname(work["domainname"])
     devices.create_nodes(root, work.get("devices") or [], resolve)
     for path in work.get("masked") or ():
         mask(root, path)
