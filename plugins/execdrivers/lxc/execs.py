@@ -15,7 +15,7 @@ import termios
 import tty as tty_mode
 from typing import Any
 
-from dockyard.hookspecs.errors import ExecError, NotFound
+from dockyard.hookspecs.errors import ExecError, InvalidParameter, NotFound
 from dockyard.hookspecs.execdriver import AttachStreams
 from dockyard.hookspecs.host import cgroupfiles, streams
 
@@ -73,6 +73,9 @@ class Execs:
 
     async def start(self, cid: str, st: dict[str, Any], eid: str, process: dict[str, Any], *, tty: bool,
                     stdin: bool, detach: bool) -> tuple[int, AttachStreams | None]:
+        if process.get("privileged"):
+            raise InvalidParameter("the lxc exec driver does not run privileged execs "
+                                   "(liblxc's attach keeps the container's capabilities)")
         try:
             req = self._request(cid, st, process, tty)
         except ValueError as e:
