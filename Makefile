@@ -12,7 +12,7 @@ RUN_PACKAGES := busybox-static iproute2 util-linux procps btrfs-progs python3-bt
 # ... and the peers and clients the tests drive (make test): Docker's CLI, daemon and compose, a
 # registry and image tools, other runtimes, a browser for the dashboard, systemd's tools for the
 # service tests
-TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose lxc runc crun chromium chromium-driver systemd xfsprogs
+TEST_PACKAGES := docker-registry skopeo umoci docker.io docker-compose lxc python3-lxc runc crun chromium chromium-driver systemd xfsprogs
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
@@ -56,10 +56,12 @@ $(CONTRIB_STAMP): $(STAMP) $(wildcard contrib/plugins/*/pyproject.toml contrib/p
 	touch $@
 contrib-plugins: $(CONTRIB_STAMP)
 
-# Two bindings come from Debian, not PyPI: btrfsutil (the PyPI source does not import against
-# Debian 12's library) and libseccomp's. Only their .so files are made importable in the venv,
-# through a directory of links named by a .pth — never the whole system site-packages.
-DEBIAN_MODULES := btrfsutil seccomp
+# Three bindings come from Debian, not PyPI: btrfsutil (the PyPI source does not import against
+# Debian 12's library), libseccomp's and liblxc's (python3-lxc: a package directory `lxc/` and its
+# `_lxc` extension). Only those are made importable in the venv, through a directory of links
+# named by a .pth — never the whole system site-packages.
+DEBIAN_MODULES := btrfsutil seccomp _lxc
+DEBIAN_PACKAGES := lxc
 # $(call link-debian-modules,VENV-DIR)
 define link-debian-modules
 	@site=$$($(1)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
@@ -67,6 +69,9 @@ define link-debian-modules
 	for m in $(DEBIAN_MODULES); do \
 	  so=$$(ls /usr/lib/python3/dist-packages/$$m.cpython-*.so 2>/dev/null | head -n1); \
 	  [ -n "$$so" ] && ln -sfn "$$so" "$$dir/"; \
+	done; \
+	for p in $(DEBIAN_PACKAGES); do \
+	  [ -f /usr/lib/python3/dist-packages/$$p/__init__.py ] && ln -sfn /usr/lib/python3/dist-packages/$$p "$$dir/"; \
 	done; \
 	echo "$$dir" > "$$site/dockyard-debian-modules.pth"
 endef

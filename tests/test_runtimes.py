@@ -1,8 +1,7 @@
-"""Every exec driver behind the same docker CLI: ``docker run --runtime NAME`` for native, runc
-and crun — the same isolation, limits and lifecycle on each, one daemon holding them all.
+"""Every exec driver behind the same docker CLI: ``docker run --runtime NAME`` for native, runc,
+crun and lxc — the same isolation, limits and lifecycle on each, one daemon holding them all.
 
-A runtime this host cannot run is skipped with the daemon's own reason (``docker info``). The
-``lxc`` driver is not written yet; it joins :data:`RUNTIMES` when it is.
+A runtime this host cannot run is skipped with the daemon's own reason (``docker info``).
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import pytest
 from conftest import Daemon, running_daemon
 from test_docker_cli import DOCKER, docker
 
-RUNTIMES = ("native", "runc", "crun")
+RUNTIMES = ("native", "runc", "crun", "lxc")
 pytestmark = [pytest.mark.docker_cli,
               pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed"),
               pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")]

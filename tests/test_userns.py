@@ -286,11 +286,12 @@ def test_cli_info_shows_userns(rd: Daemon) -> None:
 
 def test_runtimes_without_user_namespaces_are_refused(rd: Daemon) -> None:
     """With remapping on, the daemon offers only the exec drivers that run containers in user
-    namespaces: runc and crun (which do not yet) are listed unavailable and refused by name."""
+    namespaces: runc, crun and lxc (which do not yet) are listed unavailable and refused by
+    name."""
     _, info = rd.api.get("/info")
     assert info["DefaultRuntime"] == "native" and "native" in info["Runtimes"]
     unavailable = info["DockyardDrivers"]["exec"]["unavailable"]
-    for name in ("runc", "crun"):
+    for name in ("runc", "crun", "lxc"):
         if name not in unavailable and name not in info["Runtimes"]:
             continue  # not installed: nothing to offer or refuse
         assert name not in info["Runtimes"]

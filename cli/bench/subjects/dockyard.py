@@ -72,7 +72,8 @@ class DockyardEngine(Engine):
     def owns(self, comm: str, argv: list[str]) -> bool:
         joined = " ".join(argv)
         return bool(self.root) and self.root in joined and ("dockyardd" in joined
-                                                            or "supervisor" in joined)
+                                                            or "supervisor" in joined
+                                                            or "execdrivers.lxc.monitor" in joined)
 
     def stop(self) -> None:
         super().stop()
