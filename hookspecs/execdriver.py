@@ -226,6 +226,11 @@ class ExecDriver(abc.ABC):
     async def exec_forget(self, eid: str) -> None:
         """Drop what the driver remembers of an exited exec ``eid``. Idempotent."""
 
+    async def sync_output(self, cid: str) -> None:
+        """Write to ``cid``'s log what its process has written and the driver not yet read (a
+        ``logs`` read right after a start sees what the process printed before it, as dockerd's
+        log copier, never idle, makes it see). Optional: the default does nothing."""
+
     async def stats(self, cid: str) -> dict[str, Any]:
         """Raw resource usage of ``cid`` (``cpu``: ``{usage_ns, user_ns, system_ns,
         throttling}``, ``memory``: ``{usage, limit, max_usage, stats}``, ``pids``:

@@ -202,6 +202,30 @@ def test_stdio_pipes_output_and_stdin_until_exit() -> None:
     asyncio.run(main())
 
 
+def test_stdio_sync_delivers_what_was_written_before_the_loop_polls() -> None:
+    """``sync`` (a ``logs`` read right after a start): output already in the pipes is
+    delivered at once, without the event loop running in between; the outputs stay open."""
+
+    async def main() -> None:
+        p = _Proc(_Sup(asyncio.get_running_loop()))
+        child: list[int] = []
+        stdio = p.child_stdio(child)
+        try:
+            os.write(stdio[1], b"a" * 50000)  # type: ignore[arg-type]
+            os.write(stdio[2], b"err")  # type: ignore[arg-type]
+            p.drain_available()  # no await: the loop has not polled the pipes
+            assert b"".join(d for s, d in p.got if s == 1) == b"a" * 50000
+            assert (2, b"err") in p.got and len(p.out_fds) == 2
+            p.drain_available()  # nothing new: nothing delivered, nothing closed
+            assert len(p.got) == 2 and len(p.out_fds) == 2
+        finally:
+            for fd in child:
+                os.close(fd)
+            p.close_outputs()
+
+    asyncio.run(main())
+
+
 def test_stdio_discarded_output_is_dev_null() -> None:
     async def main() -> None:
         p = _Proc(_Sup(asyncio.get_running_loop()))

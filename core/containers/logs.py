@@ -68,6 +68,9 @@ class Logs(Running):
                            timestamps: bool) -> AsyncIterator[tuple[int, bytes]]:
         path = c["LogPath"]
         want = {"stdout": stdout, "stderr": stderr}
+        if c["State"]["Running"]:  # what the process printed so far is in the log first
+            with contextlib.suppress(DockyardError):
+                await self.drv(c["Id"]).sync_output(c["Id"])
         try:
             f = open(path, "rb")
         except FileNotFoundError:

@@ -22,7 +22,7 @@ import sys
 import threading
 from typing import Any
 
-from dockyard.hookspecs.errors import DockyardError, DriverNotSupported
+from dockyard.hookspecs.errors import DockyardError, DriverNotSupported, InvalidParameter
 from dockyard.hookspecs.execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
 from dockyard.hookspecs.host.supervisor import protocol
 from dockyard.hookspecs.host.supervisor.protocol import LINE_LIMIT, LOG_NAME, PID_NAME, SOCK_NAME
@@ -408,6 +408,12 @@ class SupervisedDriver(ExecDriver):
 
     async def exec_forget(self, eid: str) -> None:
         await self._call("exec_forget", id=eid)
+
+    async def sync_output(self, cid: str) -> None:
+        try:
+            await self._call("sync", id=cid)
+        except InvalidParameter:  # a supervisor from before ``sync``, still running: no op
+            pass
 
     async def stats(self, cid: str) -> dict[str, Any]:
         return await self._call("stats", id=cid)

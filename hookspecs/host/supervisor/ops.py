@@ -208,6 +208,9 @@ class Ops:
         c.persist()
         return gpid
 
+    async def op_sync(self, id: str) -> None:
+        self._get(id).drain_available()
+
     async def op_wait(self, id: str) -> dict[str, Any]:
         c = self._get(id)
         return await c.wait_future()

@@ -172,6 +172,22 @@ class Stdio:
         if not self.out_fds and self.proc_code is not None:
             self._finalize()
 
+    def drain_available(self) -> None:
+        """Deliver what the process has written so far, now (``sync``), not when the loop
+        next polls its outputs."""
+        for fd in list(self.out_fds):
+            while fd in self.out_fds:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    self.close_output(fd)
+                    break
+                self.deliver(self.out_fds[fd], data)
+
     def close_outputs(self) -> None:
         for fd in list(self.out_fds):
             self.close_output(fd)
@@ -180,16 +196,8 @@ class Stdio:
         """The main process exited long ago but something still holds its output open (a
         daemonized child without a pid namespace): take what is buffered and stop reading."""
         self.drain_timer = None
-        for fd in list(self.out_fds):
-            while True:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                self.deliver(self.out_fds[fd], data)
-            self.close_output(fd)
+        self.drain_available()
+        self.close_outputs()
 
     def child_stdio(self, child_fds: list[int], discard_output: bool = False) -> list[int | None]:
         """The fds 0, 1, 2 of the process to make (None: its TTY's, made by the child): a
