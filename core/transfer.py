@@ -117,8 +117,8 @@ class Puller:
             with contextlib.suppress(Exception):
                 self.store.remove_layer_if_unused(chain)
         for digest in self.new_blobs:
-            if not self.store.state.q("SELECT 1 FROM layer_blobs WHERE digest=?", digest) and \
-                    not self.store.state.q("SELECT 1 FROM images WHERE id=?", digest):
+            if not self.store.state.has_layer_blob(digest) and \
+                    not self.store.state.has_image(digest):
                 self.store.blobs.delete(digest)
 
     def _keep_blob(self, data: bytes) -> str:
@@ -152,7 +152,7 @@ class Puller:
             mt.check_digest(layer.get("digest", ""))
         cfg_digest = mt.check_digest(cfg_desc.get("digest", ""))
         # the config
-        if store.state.q("SELECT 1 FROM images WHERE id=?", cfg_digest):
+        if store.state.has_image(cfg_digest):
             cfg_raw = store.config_bytes(cfg_digest)
         else:
             with contextlib.closing(b.get_blob(repo, cfg_digest)) as s:
@@ -168,7 +168,7 @@ class Puller:
         for d in diff_ids:
             parent = chain_id(parent, mt.check_digest(d))
             chains.append(parent)
-        fresh = not store.state.q("SELECT 1 FROM images WHERE id=?", cfg_digest)
+        fresh = not store.state.has_image(cfg_digest)
         # which layers are missing; announce all
         todo: list[int] = []
         for i, layer in enumerate(layers):
