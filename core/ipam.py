@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import sqlite3
 from typing import Any, Iterable
 
 from dockyard.hookspecs.errors import Conflict, Forbidden, InvalidParameter
@@ -92,10 +91,8 @@ class Ipam:
         self.state = state
 
     def reserve(self, network_id: str, address: str, owner: str) -> None:
-        try:
-            self.state.reserve_address(network_id, address, owner)
-        except sqlite3.IntegrityError:
-            raise Forbidden(f"Address already in use: {address}") from None
+        if not self.state.reserve_address(network_id, address, owner):
+            raise Forbidden(f"Address already in use: {address}")
 
     def allocate(self, network_id: str, subnet: str, owner: str, wanted: str = "",
                   gateway: str = "", pool: str = "", reserved: Iterable[str] = ()) -> str:

@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Mapping
 
 from dockyard.hookspecs import registry as mt
 from dockyard.hookspecs.host import tarsafe
@@ -344,7 +344,7 @@ class Pusher:
             size = src["size"] if src["digest"] == diff_id else None
             return {"mediaType": mt.DOCKER_LAYER, "digest": diff_id, "size": size,
                     "_source": src["digest"], "_diff_id": diff_id}
-        gz = next((b for b in blobs if b["digest"] != diff_id), None)
+        gz: Mapping[str, Any] | None = next((b for b in blobs if b["digest"] != diff_id), None)
         if gz is None:
             if not blobs:
                 raise NotFound(f"no content stored for layer {diff_id}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any, Iterable
 
 from .db import Db
@@ -27,9 +28,14 @@ class NetworkRepo(Db):
 
 
 class IpamRepo(Db):
-    def reserve_address(self, network_id: str, address: str, owner: str) -> None:
-        """Record ``address`` as ``owner``'s (one in use is an ``IntegrityError``)."""
-        self.x("INSERT INTO ipam(network_id, address, owner) VALUES(?,?,?)", network_id, address, owner)
+    def reserve_address(self, network_id: str, address: str, owner: str) -> bool:
+        """Record ``address`` as ``owner``'s; False when it is in use already."""
+        try:
+            self.x("INSERT INTO ipam(network_id, address, owner) VALUES(?,?,?)",
+                   network_id, address, owner)
+        except sqlite3.IntegrityError:
+            return False
+        return True
 
     def claim_first_free(self, network_id: str, owner: str, candidates: Iterable[str],
                          taken: set[str]) -> str | None:
