@@ -1,7 +1,7 @@
 """The connection every state repository shares: one SQLite database (WAL), one lock.
 
 Every method is short and runs on the daemon's event-loop thread (or a worker thread under the
-lock); writes that must go together share one transaction (``with self.tx():``).
+lock); writes that must go together share one transaction (``with self._tx():``).
 """
 from __future__ import annotations
 
@@ -19,38 +19,38 @@ class Db:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(SCHEMA)
-        rows = self.q("SELECT value FROM meta WHERE key='schema'")
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        rows = self._q("SELECT value FROM meta WHERE key='schema'")
         if not rows:
-            self.x("INSERT INTO meta(key, value) VALUES('schema', ?)", str(SCHEMA_VERSION))
+            self._x("INSERT INTO meta(key, value) VALUES('schema', ?)", str(SCHEMA_VERSION))
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
 
     @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self.db
+                yield self._db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
             else:
-                self.db.execute("COMMIT")
+                self._db.execute("COMMIT")
 
-    def q(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+    def _q(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
-            return self.db.execute(sql, args).fetchall()
+            return self._db.execute(sql, args).fetchall()
 
-    def x(self, sql: str, *args: Any) -> int:
+    def _x(self, sql: str, *args: Any) -> int:
         with self._lock:
-            return self.db.execute(sql, args).rowcount
+            return self._db.execute(sql, args).rowcount
 
-    def exists(self, sql: str, *args: Any) -> bool:
-        return bool(self.q(sql, *args))
+    def _exists(self, sql: str, *args: Any) -> bool:
+        return bool(self._q(sql, *args))

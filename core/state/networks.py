@@ -11,27 +11,27 @@ from .db import Db
 class NetworkRepo(Db):
     def networks(self) -> dict[str, dict[str, Any]]:
         """Name -> the network's document."""
-        return {r["name"]: json.loads(r["data"]) for r in self.q("SELECT name, data FROM networks")}
+        return {r["name"]: json.loads(r["data"]) for r in self._q("SELECT name, data FROM networks")}
 
     def add_network(self, net: dict[str, Any]) -> None:
-        self.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?)",
+        self._x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?)",
                net["Id"], net["Name"], net["Driver"], json.dumps(net))
 
     def save_network(self, net: dict[str, Any]) -> None:
         """Record ``net``, or replace the document of the network with its id."""
-        self.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?) "
+        self._x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?) "
                "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
                net["Id"], net["Name"], net["Driver"], json.dumps(net))
 
     def delete_network(self, network_id: str) -> None:
-        self.x("DELETE FROM networks WHERE id=?", network_id)
+        self._x("DELETE FROM networks WHERE id=?", network_id)
 
 
 class IpamRepo(Db):
     def reserve_address(self, network_id: str, address: str, owner: str) -> bool:
         """Record ``address`` as ``owner``'s; False when it is in use already."""
         try:
-            self.x("INSERT INTO ipam(network_id, address, owner) VALUES(?,?,?)",
+            self._x("INSERT INTO ipam(network_id, address, owner) VALUES(?,?,?)",
                    network_id, address, owner)
         except sqlite3.IntegrityError:
             return False
@@ -41,7 +41,7 @@ class IpamRepo(Db):
                          taken: set[str]) -> str | None:
         """In one transaction: record for ``owner`` the first of ``candidates`` (read lazily)
         neither in use on the network nor in ``taken``; None when there is none."""
-        with self.tx() as db:
+        with self._tx() as db:
             used = {r[0] for r in db.execute("SELECT address FROM ipam WHERE network_id=?",
                                              (network_id,))} | taken
             for text in candidates:
@@ -52,18 +52,18 @@ class IpamRepo(Db):
         return None
 
     def release_address(self, network_id: str, address: str) -> None:
-        self.x("DELETE FROM ipam WHERE network_id=? AND address=?", network_id, address)
+        self._x("DELETE FROM ipam WHERE network_id=? AND address=?", network_id, address)
 
     def release_owner(self, owner: str) -> None:
-        self.x("DELETE FROM ipam WHERE owner=?", owner)
+        self._x("DELETE FROM ipam WHERE owner=?", owner)
 
     def release_network(self, network_id: str) -> None:
-        self.x("DELETE FROM ipam WHERE network_id=?", network_id)
+        self._x("DELETE FROM ipam WHERE network_id=?", network_id)
 
     def addresses_in_use(self, network_id: str) -> dict[str, str]:
         """Address -> owner, on one network."""
         return {r["address"]: r["owner"]
-                for r in self.q("SELECT address, owner FROM ipam WHERE network_id=?", network_id)}
+                for r in self._q("SELECT address, owner FROM ipam WHERE network_id=?", network_id)}
 
     def address_owners(self) -> set[str]:
-        return {r["owner"] for r in self.q("SELECT DISTINCT owner FROM ipam")}
+        return {r["owner"] for r in self._q("SELECT DISTINCT owner FROM ipam")}
