@@ -21,7 +21,7 @@ from dockyard.hookspecs.host.timefmt import rfc3339
 
 from . import reference
 from .blobs import BlobStore
-from .state import State
+from .state import ImageRow, Layer, LayerBlob, RepoDigest, State
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,11 @@ class ImageStore:
         self.state, self.blobs, self.graph = state, blobs, graph
 
     # -- layers ------------------------------------------------------------------------------
-    def layer(self, chain: str) -> dict[str, Any]:
-        rows = self.state.q("SELECT * FROM layers WHERE chain_id=?", chain)
-        if not rows:
+    def layer(self, chain: str) -> Layer:
+        layer = self.state.layer(chain)
+        if layer is None:
             raise NotFound(f"layer {chain} not found")
-        return dict(rows[0])
+        return layer
 
     def register_layer(self, stream: IO[bytes], parent: str | None,
                        expected_diff_id: str | None = None, keep_blob: bool = False,
@@ -190,52 +190,42 @@ class ImageStore:
             self._remove_cache(cache_id)
             raise
         chain = chain_id(parent, diff_id)
-        with self.state.tx() as db:
-            if db.execute("SELECT 1 FROM layers WHERE chain_id=?", (chain,)).fetchone():
-                duplicate = True
-            else:
-                duplicate = False
-                db.execute("INSERT INTO layers(chain_id, diff_id, parent, cache_id, size) "
-                           "VALUES(?,?,?,?,?)", (chain, diff_id, parent, cache_id, size))
-        if duplicate:
+        if not self.state.add_layer(Layer(chain_id=chain, diff_id=diff_id, parent=parent,
+                                          cache_id=cache_id, size=size)):  # a duplicate
             self._remove_cache(cache_id)
         return chain
 
     def remove_layer_if_unused(self, chain: str) -> None:
         """Drop a layer no image and no other layer builds on (an aborted pull's leftovers)."""
-        if self.state.q("SELECT 1 FROM images WHERE top_layer=?", chain) or \
-                self.state.q("SELECT 1 FROM layers WHERE parent=?", chain):
+        if self.state.layer_in_use(chain):
             return
-        rows = self.state.q("SELECT * FROM layers WHERE chain_id=?", chain)
-        if rows:
-            self.state.x("DELETE FROM layers WHERE chain_id=?", chain)
-            self._remove_cache(rows[0]["cache_id"])
+        layer = self.state.layer(chain)
+        if layer is not None:
+            self.state.delete_layer(chain)
+            self._remove_cache(layer["cache_id"])
 
     def has_layer(self, chain: str) -> bool:
-        return bool(self.state.q("SELECT 1 FROM layers WHERE chain_id=?", chain))
+        return self.state.has_layer(chain)
 
     # -- the blobs layers came as, and the manifests images came as ----------------------------
     def record_layer_blob(self, digest: str, diff_id: str, media_type: str, size: int) -> None:
-        self.state.x("INSERT OR IGNORE INTO layer_blobs(digest, diff_id, media_type, size) "
-                     "VALUES(?,?,?,?)", digest, diff_id, media_type, size)
+        self.state.record_layer_blob(LayerBlob(digest=digest, diff_id=diff_id,
+                                               media_type=media_type, size=size))
 
-    def layer_blobs(self, diff_id: str) -> list[dict[str, Any]]:
+    def layer_blobs(self, diff_id: str) -> list[LayerBlob]:
         """The stored blobs whose uncompressed content is ``diff_id`` (compressed ones first)."""
-        rows = [dict(r) for r in self.state.q("SELECT * FROM layer_blobs WHERE diff_id=?", diff_id)]
+        rows = self.state.layer_blobs(diff_id)
         rows = [r for r in rows if self.blobs.exists(r["digest"])]
         rows.sort(key=lambda r: (r["digest"] == diff_id, r["digest"]))
         return rows
 
     def add_repo_digest(self, name: str, digest: str, image_id: str, media_type: str) -> str:
         ref = f"{reference.parse(name, default_tag=False).name}@{digest}"
-        self.state.x("INSERT INTO repo_digests(ref, image_id, media_type) VALUES(?,?,?) "
-                     "ON CONFLICT(ref) DO UPDATE SET image_id=excluded.image_id, "
-                     "media_type=excluded.media_type", ref, image_id, media_type)
+        self.state.put_repo_digest(ref, image_id, media_type)
         return ref
 
-    def repo_digests(self, image_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.state.q(
-            "SELECT ref, media_type FROM repo_digests WHERE image_id=? ORDER BY ref", image_id)]
+    def repo_digests(self, image_id: str) -> list[RepoDigest]:
+        return self.state.repo_digests(image_id)
 
     def _remove_cache(self, cache_id: str) -> None:
         try:
@@ -244,7 +234,7 @@ class ImageStore:
         except Exception:  # noqa: BLE001 - best effort, reconciled at start-up
             log.exception("could not remove layer %s", cache_id)
 
-    def layer_chain(self, top: str | None) -> list[dict[str, Any]]:
+    def layer_chain(self, top: str | None) -> list[Layer]:
         out = []
         while top:
             layer = self.layer(top)
@@ -267,8 +257,8 @@ class ImageStore:
             raise InvalidParameter("image config's rootfs.diff_ids do not match its layers")
         image_id = self.blobs.put(raw)
         size = sum(layer["size"] for layer in chain)
-        self.state.x("INSERT OR IGNORE INTO images(id, top_layer, created, size, config) "
-                     "VALUES(?,?,?,?,?)", image_id, top, config.get("created", ""), size, raw.decode())
+        self.state.add_image(ImageRow(id=image_id, top_layer=top, created=config.get("created", ""),
+                                      size=size, config=raw.decode()))
         return image_id
 
     def config_bytes(self, image_id: str) -> bytes:
@@ -293,15 +283,14 @@ class ImageStore:
         r = reference.parse(ref)
         if r.digest:
             raise InvalidParameter(f"refusing to create a tag with a digest reference: {ref}")
-        self.state.x("INSERT INTO tags(ref, image_id) VALUES(?, ?) "
-                     "ON CONFLICT(ref) DO UPDATE SET image_id=excluded.image_id", str(r), image_id)
+        self.state.put_tag(str(r), image_id)
         return str(r)
 
-    def get(self, image_id: str) -> dict[str, Any]:
-        rows = self.state.q("SELECT * FROM images WHERE id=?", image_id)
-        if not rows:
+    def get(self, image_id: str) -> ImageRow:
+        row = self.state.image(image_id)
+        if row is None:
             raise NotFound(f"No such image: {image_id}")
-        return dict(rows[0])
+        return row
 
     def config(self, image_id: str) -> dict[str, Any]:
         return json.loads(self.get(image_id)["config"])
@@ -312,7 +301,7 @@ class ImageStore:
             raise InvalidParameter("image name must not be empty")
         candidate = name[7:] if name.startswith("sha256:") else name
         if len(candidate) == 64 and all(c in "0123456789abcdef" for c in candidate):
-            if self.state.q("SELECT 1 FROM images WHERE id=?", "sha256:" + candidate):
+            if self.state.has_image("sha256:" + candidate):
                 return "sha256:" + candidate
         is_hex = all(c in "0123456789abcdef" for c in candidate)
         try:
@@ -322,42 +311,39 @@ class ImageStore:
                 raise
             ref = None
         if ref is not None and ref.digest:
-            rows = self.state.q("SELECT image_id FROM repo_digests WHERE ref=?", f"{ref.name}@{ref.digest}")
-            if rows:
-                return rows[0]["image_id"]
+            found = self.state.repo_digest_image(f"{ref.name}@{ref.digest}")
+            if found:
+                return found
         elif ref is not None and ref.tag:
-            rows = self.state.q("SELECT image_id FROM tags WHERE ref=?", str(ref.with_tag(ref.tag)))
-            if rows:
-                return rows[0]["image_id"]
+            found = self.state.tagged_image(str(ref.with_tag(ref.tag)))
+            if found:
+                return found
         if 1 <= len(candidate) < 64 and is_hex:
-            rows = self.state.q("SELECT id FROM images WHERE id LIKE ?", f"sha256:{candidate}%")
-            if len(rows) == 1:
-                return rows[0]["id"]
-            if len(rows) > 1:
+            ids = self.state.image_ids_with_prefix(f"sha256:{candidate}")
+            if len(ids) == 1:
+                return ids[0]
+            if len(ids) > 1:
                 raise InvalidParameter(f"ambiguous image id prefix {candidate!r}")
         raise NotFound(f"No such image: {name}")
 
     # -- parents (build steps) ----------------------------------------------------------------
     def set_parent(self, image_id: str, parent: str) -> None:
-        self.state.x("INSERT OR REPLACE INTO image_parents(id, parent) VALUES(?,?)", image_id, parent)
+        self.state.set_parent(image_id, parent)
 
     def parent_of(self, image_id: str) -> str | None:
-        rows = self.state.q("SELECT parent FROM image_parents WHERE id=?", image_id)
-        return rows[0]["parent"] if rows else None
+        return self.state.parent_of(image_id)
 
     def children_of(self, image_id: str) -> list[str]:
-        return [r["id"] for r in self.state.q("SELECT p.id FROM image_parents p JOIN images i "
-                                              "ON i.id = p.id WHERE p.parent=?", image_id)]
+        return self.state.children_of(image_id)
 
     def has_children(self, image_id: str) -> bool:
-        return bool(self.state.q("SELECT 1 FROM image_parents p JOIN images i ON i.id = p.id "
-                                 "WHERE p.parent=? LIMIT 1", image_id))
+        return self.state.has_children(image_id)
 
     def tags_of(self, image_id: str) -> list[str]:
-        return [r["ref"] for r in self.state.q("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", image_id)]
+        return self.state.tags_of(image_id)
 
-    def all(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.state.q("SELECT * FROM images ORDER BY created DESC")]
+    def all(self) -> list[ImageRow]:
+        return self.state.images()
 
     def top_cache_id(self, image_id: str) -> str | None:
         top = self.get(image_id)["top_layer"]
@@ -377,11 +363,11 @@ class ImageStore:
             pass
         result: list[dict[str, str]] = []
         if by_ref and len(tags) > 1:
-            self.state.x("DELETE FROM tags WHERE ref=?", by_ref)
+            self.state.delete_tag(by_ref)
             return [{"Untagged": reference.familiar(by_ref)}]
         if self.has_children(image_id):  # a build step other images were made on (dockerd's rule)
             if by_ref:
-                self.state.x("DELETE FROM tags WHERE ref=?", by_ref)
+                self.state.delete_tag(by_ref)
                 return [{"Untagged": reference.familiar(by_ref)}]
             raise Conflict(f"conflict: unable to delete {image_id[7:19]} (cannot be forced) - "
                            "image has dependent child images")
@@ -400,7 +386,7 @@ class ImageStore:
                                f"(must force) - container {c['Id'][:12]} is using its referenced "
                                f"image {image_id[7:19]}")
             for t in tags:
-                self.state.x("DELETE FROM tags WHERE ref=?", t)
+                self.state.delete_tag(t)
                 result.append({"Untagged": reference.familiar(t)})
             return result
         result += [{"Untagged": reference.familiar(t)} for t in tags]
@@ -415,15 +401,10 @@ class ImageStore:
         (returned: their chain ids)."""
         top = self.get(image_id)["top_layer"]
         manifests = {r["ref"].split("@", 1)[1] for r in self.repo_digests(image_id)}
-        with self.state.tx() as db:
-            db.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
-            db.execute("DELETE FROM repo_digests WHERE image_id=?", (image_id,))
-            db.execute("DELETE FROM images WHERE id=?", (image_id,))
-            db.execute("DELETE FROM image_parents WHERE id=?", (image_id,))
-            db.execute("DELETE FROM build_cache WHERE image_id=?", (image_id,))
+        self.state.forget_image(image_id)
         self.blobs.delete(image_id)
         for digest in manifests:  # the manifests it was pulled or pushed as, unless shared
-            if not self.state.q("SELECT 1 FROM repo_digests WHERE ref LIKE ?", f"%@{digest}"):
+            if not self.state.manifest_in_use(digest):
                 self.blobs.delete(digest)
         return self._release_layers(top)
 
@@ -431,18 +412,18 @@ class ImageStore:
         """Remove the layers of ``top``'s chain no other image uses; their chain ids."""
         released: list[str] = []
         used: set[str] = set()
-        for row in self.state.q("SELECT top_layer FROM images WHERE top_layer IS NOT NULL"):
-            used.update(layer["chain_id"] for layer in self.layer_chain(row["top_layer"]))
+        for image_top in self.state.top_layers():
+            used.update(layer["chain_id"] for layer in self.layer_chain(image_top))
         for layer in reversed(self.layer_chain(top)):
             if layer["chain_id"] in used:
                 break
-            self.state.x("DELETE FROM layers WHERE chain_id=?", layer["chain_id"])
+            self.state.delete_layer(layer["chain_id"])
             released.append(layer["chain_id"])
             self._remove_cache(layer["cache_id"])
-            if not self.state.q("SELECT 1 FROM layers WHERE diff_id=?", layer["diff_id"]):
-                for b in self.state.q("SELECT digest FROM layer_blobs WHERE diff_id=?", layer["diff_id"]):
+            if not self.state.diff_id_in_use(layer["diff_id"]):
+                for b in self.state.layer_blobs(layer["diff_id"]):
                     self.blobs.delete(b["digest"])
-                self.state.x("DELETE FROM layer_blobs WHERE diff_id=?", layer["diff_id"])
+                self.state.delete_layer_blobs(layer["diff_id"])
         return released
 
     def _familiar_digests(self, image_id: str) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import sqlite3
 from typing import Any, Iterable
 
 from dockyard.hookspecs.errors import Conflict, Forbidden, InvalidParameter
@@ -92,11 +91,8 @@ class Ipam:
         self.state = state
 
     def reserve(self, network_id: str, address: str, owner: str) -> None:
-        try:
-            self.state.x("INSERT INTO ipam(network_id, address, owner) VALUES(?,?,?)",
-                         network_id, address, owner)
-        except sqlite3.IntegrityError:
-            raise Forbidden(f"Address already in use: {address}") from None
+        if not self.state.reserve_address(network_id, address, owner):
+            raise Forbidden(f"Address already in use: {address}")
 
     def allocate(self, network_id: str, subnet: str, owner: str, wanted: str = "",
                   gateway: str = "", pool: str = "", reserved: Iterable[str] = ()) -> str:
@@ -120,28 +116,22 @@ class Ipam:
             self.reserve(network_id, str(addr), owner)
             return str(addr)
         space = ipaddress.ip_network(pool, strict=False) if pool else net
-        with self.state.tx() as db:
-            used = {r[0] for r in db.execute("SELECT address FROM ipam WHERE network_id=?",
-                                             (network_id,))} | taken
-            for host in space.hosts():
-                text = str(host)
-                if text not in used and host != net.network_address and \
-                        not (net.version == 4 and host == net.broadcast_address):
-                    db.execute("INSERT INTO ipam(network_id, address, owner) VALUES(?,?,?)",
-                               (network_id, text, owner))
-                    return text
+        candidates = (str(host) for host in space.hosts() if host != net.network_address and
+                      not (net.version == 4 and host == net.broadcast_address))
+        claimed = self.state.claim_first_free(network_id, owner, candidates, taken)
+        if claimed is not None:
+            return claimed
         raise Conflict(f"no available IPv{net.version} addresses on network {network_id[:12]} "
                        f"({pool or subnet})")
 
     def release(self, network_id: str, address: str) -> None:
-        self.state.x("DELETE FROM ipam WHERE network_id=? AND address=?", network_id, address)
+        self.state.release_address(network_id, address)
 
     def release_owner(self, owner: str) -> None:
-        self.state.x("DELETE FROM ipam WHERE owner=?", owner)
+        self.state.release_owner(owner)
 
     def release_network(self, network_id: str) -> None:
-        self.state.x("DELETE FROM ipam WHERE network_id=?", network_id)
+        self.state.release_network(network_id)
 
     def in_use(self, network_id: str) -> dict[str, str]:
-        return {r["address"]: r["owner"]
-                for r in self.state.q("SELECT address, owner FROM ipam WHERE network_id=?", network_id)}
+        return self.state.addresses_in_use(network_id)

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
-import json
 import logging
 import os
 import secrets
@@ -86,8 +85,7 @@ class NetworkService:
         self.ports = Publisher(self.config)
         self._lock = asyncio.Lock()
         self.networks: dict[str, dict[str, Any]] = {}
-        for row in self.state.q("SELECT * FROM networks"):
-            self.networks[row["name"]] = json.loads(row["data"])
+        self.networks.update(self.state.networks())
 
     async def start(self) -> None:
         """At daemon start (drivers do netlink work, so in a thread: pyroute2's synchronous API
@@ -116,9 +114,7 @@ class NetworkService:
 
 
     def _save(self, net: dict[str, Any]) -> None:
-        self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?) "
-                     "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                     net["Id"], net["Name"], net["Driver"], json.dumps(net))
+        self.state.save_network(net)
 
     def _taken_subnets(self, but: dict[str, Any] | None = None) -> list[ipammod.Network]:
         taken = ipammod.host_routes(4) + ipammod.host_routes(6)
@@ -172,8 +168,7 @@ class NetworkService:
                "_predefined": predefined, "_user_options": dict(body.get("Options") or {})}
         data = drv.create_network(nid, netsettings.driver_create_opts(net))
         net["Options"] = netsettings.shown_options(net, data)
-        self.state.x("INSERT INTO networks(id, name, driver, data) VALUES(?,?,?,?)",
-                     nid, name, driver, json.dumps(net))
+        self.state.add_network(net)
         self.networks[name] = net
         return net
 
@@ -242,7 +237,7 @@ class NetworkService:
             drv = await asyncio.to_thread(self._driver, net["Driver"])
             await asyncio.to_thread(drv.delete_network, net["Id"])
             self.ipam.release_network(net["Id"])
-            self.state.x("DELETE FROM networks WHERE id=?", net["Id"])
+            self.state.delete_network(net["Id"])
             self.networks.pop(net["Name"], None)
         self.event("network", "destroy", net["Id"], {"name": net["Name"], "type": net["Driver"]})
 
@@ -546,9 +541,9 @@ class NetworkService:
             if name not in live:
                 log.info("removing leftover network namespace %s", name[:12])
                 await asyncio.to_thread(ns.remove_netns, os.path.join(self.netns_dir, name))
-        for row in self.state.q("SELECT DISTINCT owner FROM ipam"):
-            if row["owner"] not in live:
-                self.ipam.release_owner(row["owner"])
+        for owner in self.state.address_owners():
+            if owner not in live:
+                self.ipam.release_owner(owner)
         per_driver: dict[str, tuple[list[Endpoint], dict[str, list[dict[str, Any]]]]] = {
             name: ([], {}) for name in self.drivers}
         for c in running:

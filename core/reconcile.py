@@ -118,12 +118,12 @@ class Reconciler:
     # -- records ---------------------------------------------------------------------------------
     def _used_layers(self) -> set[str]:
         used: set[str] = set()
-        for row in self.state.q("SELECT top_layer FROM images WHERE top_layer IS NOT NULL"):
-            chain = row["top_layer"]
+        for top in self.state.top_layers():
+            chain: str | None = top
             while chain and chain not in used:
                 used.add(chain)
-                rows = self.state.q("SELECT parent FROM layers WHERE chain_id=?", chain)
-                chain = rows[0]["parent"] if rows else None
+                layer = self.state.layer(chain)
+                chain = layer["parent"] if layer else None
         return used
 
     def dangling_layers(self) -> None:
@@ -131,16 +131,13 @@ class Reconciler:
         of diff ids no layer has any more."""
         used = self._used_layers()
         while True:
-            doomed = [dict(r) for r in self.state.q(
-                "SELECT * FROM layers l WHERE NOT EXISTS "
-                "(SELECT 1 FROM layers c WHERE c.parent = l.chain_id)")
-                if r["chain_id"] not in used]
+            doomed = [r for r in self.state.leaf_layers() if r["chain_id"] not in used]
             if not doomed:
                 break
             for layer in doomed:
-                self.state.x("DELETE FROM layers WHERE chain_id=?", layer["chain_id"])
+                self.state.delete_layer(layer["chain_id"])
                 self._remove_layer(layer["cache_id"], "unused image layers", layer["size"])
-        self.state.x("DELETE FROM layer_blobs WHERE diff_id NOT IN (SELECT diff_id FROM layers)")
+        self.state.delete_orphan_layer_blobs()
 
     def _remove_layer(self, cache_id: str, kind: str, size: int = 0) -> None:
         try:
@@ -152,7 +149,7 @@ class Reconciler:
 
     def broken_images(self) -> None:
         """Images with a layer the graph driver no longer has: unusable, so not listed."""
-        for row in self.state.q("SELECT id, top_layer FROM images"):
+        for row in self.state.images():
             chain = self.d.images.layer_chain(row["top_layer"]) if row["top_layer"] else []
             missing = [layer["cache_id"] for layer in chain if not self.graph.exists(layer["cache_id"])]
             if missing:
@@ -180,8 +177,8 @@ class Reconciler:
             log.info("start-up reconcile: the %s storage driver cannot list its layers; orphan "
                      "layers are not looked for", self.graph.name)
             return
-        known = {r["cache_id"] for r in self.state.q("SELECT cache_id FROM layers")}
-        known |= {r["id"] for r in self.state.q("SELECT id FROM containers")}
+        known = {r["cache_id"] for r in self.state.layers()}
+        known |= self.state.container_ids()
         for lid in held:
             if lid not in known:
                 self._remove_layer(lid, "orphan layers", self._layer_size(lid))
@@ -195,9 +192,9 @@ class Reconciler:
         return sum(tree_size(v) for k, v in meta.items() if k in ("UpperDir", "Dir"))
 
     def _referenced_blobs(self) -> set[str]:
-        refs = {r["id"] for r in self.state.q("SELECT id FROM images")}
-        refs |= {r["digest"] for r in self.state.q("SELECT digest FROM layer_blobs")}
-        manifests = {r["ref"].split("@", 1)[1] for r in self.state.q("SELECT ref FROM repo_digests")}
+        refs = self.state.image_ids()
+        refs |= self.state.layer_blob_digests()
+        manifests = {ref.split("@", 1)[1] for ref in self.state.repo_digest_refs()}
         refs |= manifests
         for digest in manifests:  # an index names the platform manifest kept with it
             try:
@@ -217,11 +214,11 @@ class Reconciler:
                 self._count("unreferenced blobs", _remove_path(os.path.join(blob_dir, name)))
 
     def orphan_dirs(self) -> None:
-        records = {r["id"] for r in self.state.q("SELECT id FROM containers")}
+        records = self.state.container_ids()
         for path in self._subdirs(self.d.containers.root):
             if os.path.basename(path) not in records:
                 self._count("container directories without a record", _remove_path(path))
-        volumes = {r["name"] for r in self.state.q("SELECT name FROM volumes")}
+        volumes = self.state.volume_names()
         for path in self._subdirs(self.d.volumes.root):
             if os.path.basename(path) not in volumes:
                 try:  # never through a mount: a bind volume's files are the host's

@@ -56,7 +56,7 @@ def _sha256(stream: IO[bytes]) -> str:
 
 
 def plan(daemon: Any) -> list[Step]:
-    rows = {r["chain_id"]: dict(r) for r in daemon.state.q("SELECT * FROM layers")}
+    rows = {r["chain_id"]: r for r in daemon.state.layers()}
     steps: list[Step] = []
     seen: set[str] = set()
 

@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Mapping
 
 from dockyard.hookspecs import registry as mt
 from dockyard.hookspecs.host import tarsafe
@@ -117,8 +117,8 @@ class Puller:
             with contextlib.suppress(Exception):
                 self.store.remove_layer_if_unused(chain)
         for digest in self.new_blobs:
-            if not self.store.state.q("SELECT 1 FROM layer_blobs WHERE digest=?", digest) and \
-                    not self.store.state.q("SELECT 1 FROM images WHERE id=?", digest):
+            if not self.store.state.has_layer_blob(digest) and \
+                    not self.store.state.has_image(digest):
                 self.store.blobs.delete(digest)
 
     def _keep_blob(self, data: bytes) -> str:
@@ -152,7 +152,7 @@ class Puller:
             mt.check_digest(layer.get("digest", ""))
         cfg_digest = mt.check_digest(cfg_desc.get("digest", ""))
         # the config
-        if store.state.q("SELECT 1 FROM images WHERE id=?", cfg_digest):
+        if store.state.has_image(cfg_digest):
             cfg_raw = store.config_bytes(cfg_digest)
         else:
             with contextlib.closing(b.get_blob(repo, cfg_digest)) as s:
@@ -168,7 +168,7 @@ class Puller:
         for d in diff_ids:
             parent = chain_id(parent, mt.check_digest(d))
             chains.append(parent)
-        fresh = not store.state.q("SELECT 1 FROM images WHERE id=?", cfg_digest)
+        fresh = not store.state.has_image(cfg_digest)
         # which layers are missing; announce all
         todo: list[int] = []
         for i, layer in enumerate(layers):
@@ -344,7 +344,7 @@ class Pusher:
             size = src["size"] if src["digest"] == diff_id else None
             return {"mediaType": mt.DOCKER_LAYER, "digest": diff_id, "size": size,
                     "_source": src["digest"], "_diff_id": diff_id}
-        gz = next((b for b in blobs if b["digest"] != diff_id), None)
+        gz: Mapping[str, Any] | None = next((b for b in blobs if b["digest"] != diff_id), None)
         if gz is None:
             if not blobs:
                 raise NotFound(f"no content stored for layer {diff_id}")

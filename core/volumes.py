@@ -60,10 +60,10 @@ class VolumeService:
 
     # -- volumes --------------------------------------------------------------------------------
     def _row(self, name: str) -> dict[str, Any]:
-        rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
-        if not rows:
+        vol = self.state.volume(name)
+        if vol is None:
             raise NotFound(f"get {name}: no such volume")
-        return json.loads(rows[0]["data"])
+        return vol
 
     def get(self, name: str) -> dict[str, Any]:
         """The volume as ``docker volume inspect`` shows it: a plugin's volume with the
@@ -87,7 +87,7 @@ class VolumeService:
         """Every volume: dockyard's records, and (``plugins``) the volumes its volume plugins
         list that it has no record of (created behind its back, or by another daemon), as
         dockerd lists them. Plugins that cannot answer add to ``warnings``. Blocking."""
-        vols = [json.loads(r["data"]) for r in self.state.q("SELECT data FROM volumes ORDER BY name")]
+        vols = self.state.volumes()
         if not plugins:
             return vols
         known = {v["Name"] for v in vols}
@@ -113,9 +113,9 @@ class VolumeService:
         if len(name) > 255:  # the volume is a directory of that name
             raise InvalidParameter(f"volume name {name[:32]}... is too long: at most 255 "
                                    f"characters")
-        rows = self.state.q("SELECT data FROM volumes WHERE name=?", name)
-        if rows:  # Docker: creating an existing volume returns it
-            vol = json.loads(rows[0]["data"])
+        existing = self.state.volume(name)
+        if existing is not None:  # Docker: creating an existing volume returns it
+            vol = existing
             if driver and driver != (vol.get("Driver") or "local"):
                 raise Conflict(f"create {name}: volume name is already in use with driver "
                                f"{vol.get('Driver') or 'local'}, not {driver}")
@@ -138,7 +138,7 @@ class VolumeService:
             os.chown(data_dir, *id_map.root)
         vol = {"Name": name, "Driver": "local", "Mountpoint": data_dir, "CreatedAt": _now(),
                "Labels": labels, "Scope": "local", "Options": options or None}
-        self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
+        self.state.add_volume(vol)
         self.d.event("volume", "create", name, {"driver": "local"})
         return vol
 
@@ -147,7 +147,7 @@ class VolumeService:
         self.plugins.create(driver, name, options)
         vol = {"Name": name, "Driver": driver, "Mountpoint": "", "CreatedAt": _now(),
                "Labels": labels, "Scope": self.plugins.scope(driver), "Options": options or None}
-        self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", name, json.dumps(vol))
+        self.state.add_volume(vol)
         self.d.event("volume", "create", name, {"driver": driver})
         return vol
 
@@ -155,7 +155,7 @@ class VolumeService:
         vol = {**vol, "CreatedAt": vol.get("CreatedAt") or _now(), "Labels": {},
                "Mountpoint": ""}
         vol.pop("Status", None)
-        self.state.x("INSERT INTO volumes(name, data) VALUES(?, ?)", vol["Name"], json.dumps(vol))
+        self.state.add_volume(vol)
         return vol
 
     def users(self, name: str) -> list[str]:
@@ -187,7 +187,7 @@ class VolumeService:
             self.plugins.remove(driver, name)
         else:
             localvolumes.unmount(os.path.join(self.root, name, "_data"))
-        self.state.x("DELETE FROM volumes WHERE name=?", name)
+        self.state.delete_volume(name)
         shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
         self.d.event("volume", "destroy", name, {"driver": driver})
 

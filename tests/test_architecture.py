@@ -9,6 +9,7 @@ large a module or a function may grow.
 - ``hookspecs/`` imports nothing of core, cli or plugins at run time (types only, under
   ``if TYPE_CHECKING:``).
 - ``core/`` never names a driver module (drivers are found through entry points).
+- Only ``core/state/`` speaks SQL: no string literal elsewhere holds a statement.
 - No module over :data:`MAX_MODULE_LINES` lines and no function over :data:`MAX_FUNCTION_LINES`
   lines outside ``tests/``, but for today's offenders below, each held to its size of today:
   the lists may only shrink (an entry that no longer exceeds the limit must be removed).
@@ -331,6 +332,59 @@ def test_what_is_not_an_import_is_not_caught() -> None:
     assert not any(_under(i.module, "dockyard.core") for i in found), found
     typed = imports_of("hookspecs/example.py", "if TYPE_CHECKING:\n    import dockyard.core.x\n")
     assert [i.typing_only for i in typed] == [True]
+
+
+# -- state ---------------------------------------------------------------------------------------
+STATE = "core/state/"
+# SQL as the house writes it: a statement's leading words, in capitals
+_SQL = re.compile(r"\b(SELECT\s+\S|INSERT\s+(OR\s+[A-Z]+\s+)?INTO\s|DELETE\s+FROM\s|"
+                  r"UPDATE\s+\w+\s+SET\s|CREATE\s+(TABLE|INDEX)\s|PRAGMA\s|BEGIN\s+IMMEDIATE\b)")
+
+
+def sql_literals(path: str, source: str | None = None) -> list[str]:
+    """``path:line`` of each string literal (f-strings' parts included) that holds SQL."""
+    if source is None:
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            source = f.read()
+    lines = sorted({node.lineno for node in ast.walk(ast.parse(source, path))
+                    if _SQL.search(_literal_text(node))})
+    return [f"{path}:{line}" for line in lines]
+
+
+def _literal_text(node: ast.AST) -> str:
+    """A string literal's text; an f-string's with ``?`` for each replacement field."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(_literal_text(v) if isinstance(v, ast.Constant) else "?" for v in node.values)
+    return ""
+
+
+def test_only_the_state_package_speaks_sql() -> None:
+    """``core/state/`` is the one place that speaks SQL: services call its named methods."""
+    bad = [hit for top in SIZED for path in _py_files(top) if not path.startswith(STATE)
+           for hit in sql_literals(path)]
+    assert not bad, "SQL outside core/state/ (add a named method to a repository there):\n  " + \
+        "\n  ".join(bad)
+
+
+@pytest.mark.parametrize("source", [
+    'rows = state.q("SELECT * FROM layers WHERE chain_id=?", chain)',
+    'state.x("INSERT OR IGNORE INTO images(id) VALUES(?)", i)',
+    'db.execute("DELETE FROM tags WHERE ref=?", (r,))',
+    'state.x("UPDATE build_cache_mounts SET usage=usage+1 WHERE id=?", rid)',
+    'q = ("SELECT id "\n     "FROM images")',
+    'q = f"SELECT {col} FROM images"',
+    'db.executescript("CREATE TABLE x (a TEXT)")',
+])
+def test_every_spelling_of_sql_is_caught(source: str) -> None:
+    assert sql_literals("core/example.py", source) == ["core/example.py:1"]
+
+
+def test_prose_is_not_sql() -> None:
+    source = ('"""Select the images to delete; insert a tag; update the set."""\n'
+              'msg = "SELECT"\nhelp = "the UPDATE of a volume"\n')
+    assert sql_literals("core/example.py", source) == []
 
 
 # -- sizes --------------------------------------------------------------------------------------

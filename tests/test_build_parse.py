@@ -268,7 +268,7 @@ def test_step_errors_name_their_line_without_calling_them_parse_errors() -> None
 def test_cache_mounts_made_while_the_first_sweep_runs_survive_it(tmp_path) -> None:
     """Two stages start together: the first ``use`` sweeps directories without a row while the
     second makes its cache directory. The sweep's list of rows is read slowly here (a real
-    SQLite state, its first ``SELECT id`` held back), so a second caller let through during the
+    SQLite state, its first list of cache mount ids held back), so a second caller let through during the
     sweep would see its fresh directory removed under it."""
     import threading
     import time
@@ -279,13 +279,13 @@ def test_cache_mounts_made_while_the_first_sweep_runs_survive_it(tmp_path) -> No
     class SlowSweep(State):
         held = threading.Event()
 
-        def q(self, sql: str, *args):  # type: ignore[no-untyped-def]
-            if sql == "SELECT id FROM build_cache_mounts" and not self.held.is_set():
+        def cache_mount_ids(self) -> set[str]:
+            if not self.held.is_set():
                 self.held.set()
-                rows = super().q(sql, *args)
+                ids = super().cache_mount_ids()
                 time.sleep(0.5)  # the other stage makes its directory now
-                return rows
-            return super().q(sql, *args)
+                return ids
+            return super().cache_mount_ids()
 
     state = SlowSweep(str(tmp_path / "state.db"))
     mounts = CacheMounts(state, str(tmp_path / "mounts"))

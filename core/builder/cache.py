@@ -54,20 +54,20 @@ class StepCache:
         return self._from_sources(parent, created_by, cfg)
 
     def put(self, k: str, image_id: str) -> None:
-        self.images.state.x("INSERT OR REPLACE INTO build_cache(key, image_id) VALUES(?,?)", k, image_id)
+        self.images.state.put_build_step(k, image_id)
 
     def local(self, k: str) -> str | None:
         """This daemon's own entry for ``k`` (whose image still exists)."""
         if self.nocache:
             return None
-        rows = self.images.state.q("SELECT image_id FROM build_cache WHERE key=?", k)
-        if not rows:
+        image_id = self.images.state.build_step(k)
+        if image_id is None:
             return None
         try:
-            self.images.get(rows[0]["image_id"])
+            self.images.get(image_id)
         except DockyardError:
             return None
-        return rows[0]["image_id"]
+        return image_id
 
     def _is_ancestor(self, image_id: str, of: str) -> bool:
         cur: str | None = of
@@ -139,20 +139,20 @@ def step_records(d: Any) -> list[Record]:
     from ..listing import image_view
     used = _images_in_use(d)
     out = []
-    for row in d.state.q("SELECT key, image_id FROM build_cache"):
+    for key, image_id in d.state.build_steps():
         try:
-            view = image_view(d, d.images.get(row["image_id"]))
+            view = image_view(d, d.images.get(image_id))
         except NotFound:
-            out.append(Record(row["key"], "regular", "a step whose image is gone", 0.0, 0.0))
+            out.append(Record(key, "regular", "a step whose image is gone", 0.0, 0.0))
             continue
-        out.append(Record(row["key"], "regular", f"build step {row['image_id'][7:19]}", view.created,
-                          view.created, shared=row["image_id"] in used, labels=dict(view.labels or {})))
+        out.append(Record(key, "regular", f"build step {image_id[7:19]}", view.created,
+                          view.created, shared=image_id in used, labels=dict(view.labels or {})))
     return out
 
 
 def _images_in_use(d: Any) -> set[str]:
     """Images tagged or used by a container, and every image they were built on."""
-    roots = {r["image_id"] for r in d.state.q("SELECT image_id FROM tags")}
+    roots = d.state.tagged_image_ids()
     roots |= {c["Image"] for c in d.containers.all()}
     seen: set[str] = set()
     for image_id in roots:
@@ -218,7 +218,6 @@ def prune(d: Any, args: Args, all_: bool = False, keep_storage: int = 0) -> tupl
             total -= r.size
         chosen = [r for r in chosen if r not in kept]
     steps = [r.id for r in chosen if r.type == "regular"]
-    with d.state.tx() as db:
-        db.executemany("DELETE FROM build_cache WHERE key=?", [(k,) for k in steps])
+    d.state.drop_build_steps(steps)
     freed = d.build_mounts.remove([r.id for r in chosen if r.type == "exec.cachemount"])
     return [r.id for r in chosen], freed

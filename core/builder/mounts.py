@@ -27,7 +27,6 @@ import os
 import secrets as token
 import shutil
 import threading
-import time
 from typing import Any, AsyncIterator, Callable
 
 from .errors import BuildError
@@ -174,22 +173,22 @@ class CacheMounts:
 
     def _sweep(self) -> None:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
-        known = {r["id"] for r in self.state.q("SELECT id FROM build_cache_mounts")}
+        known = self.state.cache_mount_ids()
         for name in os.listdir(self.root):
             if name not in known:
                 shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
         for rid in known:
             if not os.path.isdir(os.path.join(self.root, rid)):
-                self.state.x("DELETE FROM build_cache_mounts WHERE id=?", rid)
+                self.state.delete_cache_mount(rid)
 
     def records(self) -> list[Any]:
         from .cache import Record
         self._reconcile()
         out = []
-        for r in self.state.q("SELECT * FROM build_cache_mounts ORDER BY last_used"):
-            out.append(Record(r["id"], "exec.cachemount", r["description"], r["created"],
-                              r["last_used"], size=_du(os.path.join(self.root, r["id"])),
-                              in_use=bool(self.in_use.get(r["id"])), usage=r["usage"]))
+        for r in self.state.cache_mounts():
+            out.append(Record(r.id, "exec.cachemount", r.description, r.created,
+                              r.last_used, size=_du(os.path.join(self.root, r.id)),
+                              in_use=bool(self.in_use.get(r.id)), usage=r.usage))
         return out
 
     def remove(self, ids: list[str]) -> int:
@@ -199,15 +198,14 @@ class CacheMounts:
                 continue
             path = os.path.join(self.root, rid)
             freed += _du(path)
-            self.state.x("DELETE FROM build_cache_mounts WHERE id=?", rid)
+            self.state.delete_cache_mount(rid)
             shutil.rmtree(path, ignore_errors=True)
         return freed
 
     def _pick(self, cache_id: str, private: bool) -> str | None:
-        for r in self.state.q("SELECT id FROM build_cache_mounts WHERE cache_id=? "
-                              "ORDER BY last_used DESC", cache_id):
-            if not private or not self.in_use.get(r["id"]):
-                return r["id"]
+        for rid in self.state.cache_mounts_for(cache_id):
+            if not private or not self.in_use.get(rid):
+                return rid
         return None
 
     def _create(self, cache_id: str, description: str, m: MountSpec) -> str:
@@ -217,9 +215,7 @@ class CacheMounts:
         os.chmod(path, 0o755 if m.mode is None else m.mode)
         if m.uid is not None or m.gid is not None:
             os.chown(path, m.uid or 0, m.gid or 0)
-        now = time.time()
-        self.state.x("INSERT INTO build_cache_mounts(id, cache_id, description, created, last_used, "
-                     "usage) VALUES(?,?,?,?,?,0)", rid, cache_id, description, now, now)
+        self.state.add_cache_mount(rid, cache_id, description)
         return rid
 
     @contextlib.asynccontextmanager
@@ -245,8 +241,7 @@ class CacheMounts:
                 self.in_use[rid] -= 1
                 if not self.in_use[rid]:
                     del self.in_use[rid]
-                self.state.x("UPDATE build_cache_mounts SET last_used=?, usage=usage+1 WHERE id=?",
-                             time.time(), rid)
+                self.state.cache_mount_used(rid)
         finally:
             if lock is not None:
                 lock.release()

@@ -172,8 +172,7 @@ class Daemon:
         opts = config.storage_opts()
         explicit = config["storage-driver"] or None
         recorded = self.state.get_meta("storage-driver")
-        holds = bool(self.state.q("SELECT 1 FROM layers LIMIT 1")
-                     or self.state.q("SELECT 1 FROM containers LIMIT 1"))
+        holds = self.state.holds_data()
         # the driver this data-root last ran with; the directory scan only for data-roots
         # older than that record
         prior = recorded or plugins.prior_graph_driver(self.data_root, greg.names())

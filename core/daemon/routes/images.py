@@ -110,8 +110,7 @@ async def push(request: web.Request) -> web.StreamResponse:
         refs = [base.with_tag(tag or base.tag)]  # type: ignore[arg-type]
     else:
         prefix = base.name + ":"
-        refs = [reference.parse(r["ref"]) for r in d.images.state.q(
-            "SELECT ref FROM tags WHERE substr(ref, 1, ?) = ? ORDER BY ref", len(prefix), prefix)]
+        refs = [reference.parse(r) for r in d.images.state.tags_with_prefix(prefix)]
     if not refs:
         raise NotFound(f"An image does not exist locally with the tag: {base.familiar_name}")
     ids = [d.images.resolve(str(r)) for r in refs]
@@ -287,7 +286,7 @@ async def prune(request: web.Request) -> web.Response:
     layers that went (a layer another image still uses stays, and is not counted)."""
     d = _d(request)
     dangling_only, ok = filtersets.image_prune_matcher(params.filters(request))
-    sizes = {r["chain_id"]: r["size"] for r in d.state.q("SELECT chain_id, size FROM layers")}
+    sizes = {r["chain_id"]: r["size"] for r in d.state.layers()}
     deleted: list[dict[str, str]] = []
     for row in d.images.all():
         if d.containers.using_image(row["id"]):

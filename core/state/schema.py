@@ -1,21 +1,9 @@
-"""The daemon's metadata, in SQLite (WAL): images, tags, layers, containers, networks.
-
-Blobs are not here: they are content-addressed files (``dockyard.core.blobs``). Every method is
-short and runs on the daemon's event-loop thread; writes that must go together share one
-transaction (``with state.tx():``).
-"""
+"""The tables of the daemon's SQLite database (unchanged since schema 1: no migration)."""
 from __future__ import annotations
-
-import contextlib
-import json
-import os
-import sqlite3
-import threading
-from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS layers (
     chain_id TEXT PRIMARY KEY,
@@ -102,62 +90,3 @@ CREATE TABLE IF NOT EXISTS ipam (
 );
 CREATE INDEX IF NOT EXISTS ipam_by_owner ON ipam(owner);
 """
-
-
-class State:
-    def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.path = path
-        self._lock = threading.RLock()
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(_SCHEMA)
-        if self.get_meta("schema") is None:
-            self.set_meta("schema", str(SCHEMA_VERSION))
-
-    def close(self) -> None:
-        self.db.close()
-
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            else:
-                self.db.execute("COMMIT")
-
-    def q(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        with self._lock:
-            return self.db.execute(sql, args).fetchall()
-
-    def x(self, sql: str, *args: Any) -> int:
-        with self._lock:
-            return self.db.execute(sql, args).rowcount
-
-    # meta
-    def get_meta(self, key: str) -> str | None:
-        rows = self.q("SELECT value FROM meta WHERE key=?", key)
-        return rows[0]["value"] if rows else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.x("INSERT INTO meta(key, value) VALUES(?, ?) "
-               "ON CONFLICT(key) DO UPDATE SET value=excluded.value", key, value)
-
-    # containers
-    def put_container(self, c: dict[str, Any]) -> None:
-        self.x("INSERT INTO containers(id, name, image_id, created, data) VALUES(?,?,?,?,?) "
-               "ON CONFLICT(id) DO UPDATE SET name=excluded.name, data=excluded.data",
-               c["Id"], c["Name"], c["Image"], c["_created"], json.dumps(c))
-
-    def containers(self) -> list[dict[str, Any]]:
-        return [json.loads(r["data"]) for r in self.q("SELECT data FROM containers ORDER BY created DESC")]
-
-    def delete_container(self, cid: str) -> None:
-        self.x("DELETE FROM containers WHERE id=?", cid)
