@@ -66,6 +66,21 @@ class _RespReader:
         return self.resp.read1(n)
 
 
+def relay(sock: Any, fp: Any, tty: bool, detach_keys: bytes | None) -> bool:
+    """The attached streams until the output ends: ``fp``'s to this terminal and, unless
+    ``detach_keys`` is None, this terminal's input to ``sock`` (those keys detach). True if
+    the user detached."""
+    detached = threading.Event()
+    if detach_keys is not None:
+        threading.Thread(target=_pump_stdin, args=(sock, tty, detach_keys, detached),
+                         daemon=True).start()
+    try:
+        pump_output(fp, tty)
+    except OSError:
+        pass
+    return detached.is_set()
+
+
 def _pump_stdin(sock: Any, tty: bool, detach_keys: bytes = b"\x10\x11",
                 detached: threading.Event | None = None) -> None:
     import socket as _socket
@@ -204,7 +219,6 @@ def attach_and_run(opts: Any, cid: str, tty: bool, stdin: bool, auto_remove: boo
     waiter = Waiter(client, cid, "removed" if auto_remove else "next-exit")
     if waiter.error is not None and isinstance(waiter.error, DaemonError):
         raise waiter.error
-    detached = threading.Event()
     with RawTerminal(tty and stdin):
         if start:
             try:
@@ -221,14 +235,8 @@ def attach_and_run(opts: Any, cid: str, tty: bool, stdin: bool, auto_remove: boo
                 pass
         if sig_proxy and not tty:
             _install_sig_proxy(client, cid)
-        if stdin:
-            threading.Thread(target=_pump_stdin, args=(sock, tty, b"\x10\x11", detached),
-                             daemon=True).start()
-        try:
-            pump_output(fp, tty)
-        except OSError:
-            pass
-    if detached.is_set():
+        detached = relay(sock, fp, tty, b"\x10\x11" if stdin else None)
+    if detached:
         return 0
     res = waiter.wait()
     msg = wait_error(res)

@@ -1,5 +1,5 @@
 """What the commands share: a name in a URL path, the daemon's error as the docker CLI prints
-it, and a command applied to each of its arguments."""
+it, a command applied to each of its arguments, and what a prune prints."""
 from __future__ import annotations
 
 import sys
@@ -34,3 +34,14 @@ def _each(names: tuple[str, ...], fn: Any, echo: bool = True) -> None:
             print(n if out is None else out)
     if failed:
         sys.exit(1)
+
+
+def _print_pruned(kind: str, lines: list[str], space: int | None) -> None:
+    """A prune's report as the docker CLI prints it: ``Deleted <kind>:`` and ``lines`` (if
+    any), then the space reclaimed."""
+    from .fmt import human_size
+    if lines:
+        print(f"Deleted {kind}:")
+        print("\n".join(lines))
+        print()
+    print(f"Total reclaimed space: {human_size(space or 0)}")

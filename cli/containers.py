@@ -14,7 +14,7 @@ from . import complete
 from .attach import (_RespReader, _term_size, attach_and_run, pump_output, run_status_code,
                      wait_error)
 from .client import Client, DaemonError
-from .cmdutil import _call, _each, _err, _p
+from .cmdutil import _call, _each, _err, _p, _print_pruned
 from .ps import ps
 from .runopts import OptError, build_create_body, container_options
 
@@ -362,7 +362,7 @@ def container_prune(opts: Any, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all stopped containers."""
     import json
 
-    from .fmt import filter_args, human_size
+    from .fmt import filter_args
 
     if not force and not click.confirm("WARNING! This will remove all stopped containers.\n"
                                        "Are you sure you want to continue?"):
@@ -373,12 +373,7 @@ def container_prune(opts: Any, force: bool, filters: tuple[str, ...]) -> None:
     except DaemonError as e:
         _err(e.message)
         sys.exit(1)
-    deleted = res.get("ContainersDeleted") or []
-    if deleted:
-        print("Deleted Containers:")
-        print("\n".join(deleted))
-        print()
-    print(f"Total reclaimed space: {human_size(res.get('SpaceReclaimed') or 0)}")
+    _print_pruned("Containers", res.get("ContainersDeleted") or [], res.get("SpaceReclaimed"))
 
 
 @click.command(short_help="Update configuration of one or more containers")

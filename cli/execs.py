@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from typing import Any
 
 import click
@@ -12,7 +11,7 @@ from dockyard.hookspecs.host.units import bytes_size
 
 from . import complete
 from .client import Client, DaemonError
-from .attach import RawTerminal, _pump_stdin, _term_size, pump_output
+from .attach import RawTerminal, _term_size, relay
 from .cmdutil import _call, _each, _p
 
 EXEC_SETTINGS = {"ignore_unknown_options": False, "allow_interspersed_args": False}
@@ -53,18 +52,11 @@ def exec_(opts: Any, container: str, command: tuple[str, ...], interactive: bool
         client.request("POST", f"/exec/{eid}/start", body={"Detach": True, "Tty": tty}).read()
         return
     sock, fp = client.hijack(f"/exec/{eid}/start", body={"Detach": False, "Tty": tty})
-    detached = threading.Event()
     with RawTerminal(tty and interactive):
         if tty:
             _exec_resize(client, eid)
-        if interactive:
-            threading.Thread(target=_pump_stdin, args=(sock, tty, _keys(detach_keys), detached),
-                             daemon=True).start()
-        try:
-            pump_output(fp, tty)
-        except OSError:
-            pass
-    if detached.is_set():
+        detached = relay(sock, fp, tty, _keys(detach_keys) if interactive else None)
+    if detached:
         sys.exit(0)
     info = client.get_json(f"/exec/{eid}/json")
     code = info.get("ExitCode")

@@ -9,6 +9,7 @@ import click
 
 from . import complete
 from .client import DaemonError, json_messages
+from .cmdutil import _print_pruned
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -455,22 +456,16 @@ def history(opts: Any, image: str, no_trunc: bool, quiet: bool, human: bool, fmt
 @click.pass_obj
 def prune(opts: Any, all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused images."""
-    from .fmt import filter_args, human_size
+    from .fmt import filter_args
     if not force and not click.confirm(
             "WARNING! This will remove all " + ("images without at least one container associated to them."
                                                  if all_ else "dangling images.") + "\nAre you sure you want to continue?"):
         return
     flt = filter_args(filters, {"dangling": {"false" if all_ else "true": True}})
     res = opts.client.post_json("/images/prune", {"filters": json.dumps(flt)}) or {}
-    items = res.get("ImagesDeleted") or []
-    if items:
-        print("Deleted Images:")
-        for it in items:
-            for k in ("Untagged", "Deleted"):
-                if it.get(k):
-                    print(f"{k.lower()}: {it[k]}")
-        print()
-    print(f"Total reclaimed space: {human_size(res.get('SpaceReclaimed') or 0)}")
+    lines = [f"{k.lower()}: {it[k]}" for it in res.get("ImagesDeleted") or ()
+             for k in ("Untagged", "Deleted") if it.get(k)]
+    _print_pruned("Images", lines, res.get("SpaceReclaimed"))
 
 
 @click.group(name="image", short_help="Manage images")

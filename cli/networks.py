@@ -197,12 +197,9 @@ def connect(opts: Any, network_name: str, container: str, alias: tuple[str, ...]
     cfg: dict[str, Any] = {"Aliases": list(alias) or None}
     if ip:
         cfg["IPAMConfig"] = {"IPv4Address": ip}
-    try:
-        opts.client.post_json(f"/networks/{_p(network_name)}/connect",
-                              body={"Container": container, "EndpointConfig": cfg})
-    except DaemonError as e:
-        _err(e.message)
-        sys.exit(1)
+    # a refusal is printed by app.run as the docker CLI does (Error response from daemon, 1)
+    opts.client.post_json(f"/networks/{_p(network_name)}/connect",
+                          body={"Container": container, "EndpointConfig": cfg})
 
 
 @network.command("disconnect", short_help="Disconnect a container from a network")
@@ -211,12 +208,8 @@ def connect(opts: Any, network_name: str, container: str, alias: tuple[str, ...]
 @click.option("-f", "--force", is_flag=True, help="Force the container to disconnect from a network")
 @click.pass_obj
 def disconnect(opts: Any, network_name: str, container: str, force: bool) -> None:
-    try:
-        opts.client.post_json(f"/networks/{_p(network_name)}/disconnect",
-                              body={"Container": container, "Force": force})
-    except DaemonError as e:
-        _err(e.message)
-        sys.exit(1)
+    opts.client.post_json(f"/networks/{_p(network_name)}/disconnect",
+                          body={"Container": container, "Force": force})
 
 
 @network.command("prune", short_help="Remove all unused networks")

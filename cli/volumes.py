@@ -9,7 +9,7 @@ import click
 
 from . import complete
 from .client import DaemonError
-from .cmdutil import _call, _each, _err, _p
+from .cmdutil import _call, _each, _err, _p, _print_pruned
 
 
 @click.group(name="volume", short_help="Manage volumes")
@@ -83,16 +83,9 @@ def volume_rm(opts: Any, names: tuple[str, ...], force: bool) -> None:
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.pass_obj
 def volume_prune(opts: Any, all_: bool, force: bool) -> None:
-    from .fmt import human_size
-
     if not force and not click.confirm("WARNING! This will remove anonymous local volumes not used "
                                        "by at least one container.\nAre you sure you want to continue?"):
         return
     res = opts.client.post_json("/volumes/prune", {"filters": json.dumps({"all": {"true": True}})}
                                 if all_ else None) or {}
-    deleted = res.get("VolumesDeleted") or []
-    if deleted:
-        print("Deleted Volumes:")
-        print("\n".join(deleted))
-        print()
-    print(f"Total reclaimed space: {human_size(res.get('SpaceReclaimed') or 0)}")
+    _print_pruned("Volumes", res.get("VolumesDeleted") or [], res.get("SpaceReclaimed"))

@@ -10,11 +10,11 @@ to ``STATE_DIR/calls.jsonl``.
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import os
-import socketserver
 import sys
+
+import plugin_server
 
 
 def decoded(b64: str | None) -> object:
@@ -40,33 +40,14 @@ def handle(method: str, body: dict) -> dict | None:
 
 
 def serve(plugin_dir: str, name: str, state: str) -> None:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw.strip() else {}
-            method = self.path.lstrip("/")
-            with open(os.path.join(state, "calls.jsonl"), "a") as f:
-                f.write(json.dumps({"method": method, "body": body,
-                                    "request": decoded(body.get("RequestBody")),
-                                    "response": decoded(body.get("ResponseBody"))}) + "\n")
-            answer = handle(method, body)
-            data = json.dumps(answer if answer is not None else {"Err": "unknown method"}).encode()
-            self.send_response(200 if answer is not None else 404)
-            self.send_header("Content-Type", "application/vnd.docker.plugins.v1.2+json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(method: str, body: dict) -> dict | None:
+        with open(os.path.join(state, "calls.jsonl"), "a") as f:
+            f.write(json.dumps({"method": method, "body": body,
+                                "request": decoded(body.get("RequestBody")),
+                                "response": decoded(body.get("ResponseBody"))}) + "\n")
+        return handle(method, body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-        daemon_threads = True
-
-    with Server(os.path.join(plugin_dir, name + ".sock"), Handler) as server:
-        print("ready", flush=True)
-        server.serve_forever()
+    plugin_server.serve(plugin_dir, name, answer)
 
 
 if __name__ == "__main__":

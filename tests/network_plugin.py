@@ -10,13 +10,13 @@ call is appended to ``STATE_DIR/calls.jsonl``.
 """
 from __future__ import annotations
 
-import http.server
 import ipaddress
 import json
 import os
-import socketserver
 import sys
 import threading
+
+import plugin_server
 
 from pyroute2 import IPRoute
 
@@ -98,35 +98,15 @@ class Plugin:
 def serve(plugin_dir: str, name: str, state: str) -> None:
     plugin = Plugin(state)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw.strip() else {}
-            method = self.path.lstrip("/")
-            with plugin.lock:
-                plugin.log(method, body)
-                try:
-                    answer = plugin.handle(method, body)
-                except Exception as e:  # noqa: BLE001 - the daemon sees it as the plugin's Err
-                    answer = {"Err": f"{type(e).__name__}: {e}"}
-            data = json.dumps(answer if answer is not None else {"Err": "unknown method"}).encode()
-            self.send_response(200 if answer is not None else 404)
-            self.send_header("Content-Type", "application/vnd.docker.plugins.v1.2+json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(method: str, body: dict) -> dict | None:
+        with plugin.lock:
+            plugin.log(method, body)
+            try:
+                return plugin.handle(method, body)
+            except Exception as e:  # noqa: BLE001 - the daemon sees it as the plugin's Err
+                return {"Err": f"{type(e).__name__}: {e}"}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-        daemon_threads = True
-
-    sock = os.path.join(plugin_dir, name + ".sock")
-    with Server(sock, Handler) as server:
-        print("ready", flush=True)
-        server.serve_forever()
+    plugin_server.serve(plugin_dir, name, answer)
 
 
 if __name__ == "__main__":

@@ -4,59 +4,31 @@ request (``AuthZReq``) and every answer (``AuthZRes``), and answers its refusals
 dockerd's words."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
-from conftest import Daemon, running_daemon
+from conftest import Daemon
+from plugin_server import Served, plugin_daemon, running_plugin
 
 SERVER = os.path.join(os.path.dirname(__file__), "authz_plugin.py")
 
 
-class AuthzPlugin:
-    def __init__(self, root: str) -> None:
-        self.name = "dkyauthz" + os.urandom(3).hex()
-        self.dir = os.path.join(root, "plugins")
-        self.state = os.path.join(root, "state")
-        os.makedirs(self.dir)
-        os.makedirs(self.state)
-
-    def calls(self, method: str) -> list[dict[str, Any]]:
-        with open(os.path.join(self.state, "calls.jsonl")) as f:
-            calls = [json.loads(line) for line in f]
-        return [c for c in calls if c["method"] == "AuthZPlugin." + method]
+class AuthzPlugin(Served):
+    prefix = "dkyauthz"
+    namespace = "AuthZPlugin."
 
 
 @pytest.fixture
 def authz() -> Iterator[AuthzPlugin]:
-    root = tempfile.mkdtemp(prefix="dkyauthz-", dir="/tmp")
-    p = AuthzPlugin(root)
-    proc = subprocess.Popen([sys.executable, SERVER, p.dir, p.name, p.state],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    with running_plugin(SERVER, AuthzPlugin) as p:
         yield p
-    finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
 def adaemon(authz: AuthzPlugin) -> Iterator[Daemon]:
-    class PluginDaemon(Daemon):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **kw)
-            self.config["docker-plugin-dirs"] = [authz.dir]
-
-    with running_daemon(None, extra_args=["--authorization-plugin", authz.name],
-                        daemon_class=PluginDaemon) as d:
+    with plugin_daemon(authz, None, extra_args=["--authorization-plugin", authz.name]) as d:
         yield d
 
 

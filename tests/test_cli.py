@@ -74,6 +74,15 @@ def test_run_missing_image_exits_125(daemon):
     assert "Unable to find image 'nosuchimage:1' locally" in err(r)
 
 
+def test_network_connect_refused_prints_the_daemons_error(daemon):
+    name = "nonet" + os.urandom(3).hex()
+    for verb in ("connect", "disconnect"):
+        r = daemon.cli("network", verb, name, "nosuchcontainer")
+        assert r.returncode == 1, r
+        assert err(r).startswith("Error response from daemon: "), err(r)
+        assert name in err(r) or "nosuchcontainer" in err(r), err(r)
+
+
 def test_detach_logs_stop(daemon):
     r = daemon.cli("run", "-d", "--name", "bg", "busybox", "sh", "-c",
                    "echo started; while true; do sleep 0.1; done")

@@ -8,32 +8,19 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
-from conftest import Daemon, running_daemon
+from conftest import Daemon
+from plugin_server import Served, plugin_daemon, running_plugin
 
 DOCKER = shutil.which("docker")
 SERVER = os.path.join(os.path.dirname(__file__), "volume_plugin.py")
 
 
-class Plugin:
-    def __init__(self, root: str) -> None:
-        self.name = "dkyvol" + os.urandom(3).hex()
-        self.dir = os.path.join(root, "plugins")
-        self.state = os.path.join(root, "state")
-        os.makedirs(self.dir)
-        os.makedirs(self.state)
-
-    def calls(self, method: str | None = None) -> list[dict[str, Any]]:
-        try:
-            with open(os.path.join(self.state, "calls.jsonl")) as f:
-                calls = [json.loads(line) for line in f]
-        except FileNotFoundError:
-            return []
-        return [c for c in calls if method is None or c["method"] == method]
+class Plugin(Served):
+    prefix = "dkyvol"
 
     def mounted(self) -> list[str]:
         """Mount points under the plugin's state directory (its bind mounts)."""
@@ -42,33 +29,21 @@ class Plugin:
         return [p for p in points if p.startswith(self.state + "/")]
 
 
+def _unmount(p: Plugin) -> None:
+    for point in reversed(p.mounted()):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 @pytest.fixture
 def plugin() -> Iterator[Plugin]:
-    root = tempfile.mkdtemp(prefix="dkyplug-", dir="/tmp")
-    p = Plugin(root)
-    proc = subprocess.Popen([sys.executable, SERVER, p.dir, p.name, p.state],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    with running_plugin(SERVER, Plugin, _unmount) as p:
         yield p
-    finally:
-        proc.kill()
-        proc.wait()
-        for point in reversed(p.mounted()):
-            subprocess.run(["umount", "-l", point], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
 def pdaemon(busybox_tar: str, plugin: Plugin) -> Iterator[Daemon]:
     """A dockyardd that finds Docker plugins in the plugin's private directory only."""
-
-    class PluginDaemon(Daemon):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **kw)
-            self.config["docker-plugin-dirs"] = [plugin.dir]
-
-    with running_daemon(busybox_tar, daemon_class=PluginDaemon) as d:
+    with plugin_daemon(plugin, busybox_tar) as d:
         yield d
 
 

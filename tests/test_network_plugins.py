@@ -3,37 +3,21 @@
 real veth pairs) serves ``network create -d <plugin>`` and the containers run on it."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
-from conftest import Daemon, running_daemon
+from conftest import Daemon
+from plugin_server import Served, plugin_daemon, running_plugin
 
 SERVER = os.path.join(os.path.dirname(__file__), "network_plugin.py")
 
 
-class NetPlugin:
-    def __init__(self, root: str) -> None:
-        self.name = "dkynet" + os.urandom(3).hex()
-        self.dir = os.path.join(root, "plugins")
-        self.state = os.path.join(root, "state")
-        os.makedirs(self.dir)
-        os.makedirs(self.state)
-
-    def calls(self, method: str | None = None) -> list[dict[str, Any]]:
-        try:
-            with open(os.path.join(self.state, "calls.jsonl")) as f:
-                calls = [json.loads(line) for line in f]
-        except FileNotFoundError:
-            return []
-        return [c for c in calls if method is None or c["method"] == "NetworkDriver." + method
-                or c["method"] == method]
+class NetPlugin(Served):
+    prefix = "dkynet"
+    namespace = "NetworkDriver."
 
 
 def links(prefix: str) -> list[str]:
@@ -41,32 +25,21 @@ def links(prefix: str) -> list[str]:
     return [n for n in os.listdir("/sys/class/net") if n.startswith(prefix)]
 
 
+def _del_veths(p: NetPlugin) -> None:
+    for call in p.calls("Join"):  # a veth pair a failed test left
+        subprocess.run(["ip", "link", "del", "dkh" + call["body"]["EndpointID"][:8]],
+                       capture_output=True)
+
+
 @pytest.fixture
 def netplugin() -> Iterator[NetPlugin]:
-    root = tempfile.mkdtemp(prefix="dkynetplug-", dir="/tmp")
-    p = NetPlugin(root)
-    proc = subprocess.Popen([sys.executable, SERVER, p.dir, p.name, p.state],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    with running_plugin(SERVER, NetPlugin, _del_veths) as p:
         yield p
-    finally:
-        proc.kill()
-        proc.wait()
-        for call in p.calls("Join"):  # a veth pair a failed test left
-            subprocess.run(["ip", "link", "del", "dkh" + call["body"]["EndpointID"][:8]],
-                           capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
 def ndaemon(busybox_tar: str, netplugin: NetPlugin) -> Iterator[Daemon]:
-    class PluginDaemon(Daemon):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, **kw)
-            self.config["docker-plugin-dirs"] = [netplugin.dir]
-
-    with running_daemon(busybox_tar, daemon_class=PluginDaemon) as d:
+    with plugin_daemon(netplugin, busybox_tar) as d:
         yield d
 
 

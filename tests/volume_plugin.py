@@ -9,13 +9,13 @@ it) and answers that path; ``Unmount`` of the last ID unmounts it. Every call is
 """
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import socketserver
 import subprocess
 import sys
 import threading
+
+import plugin_server
 
 
 class Plugin:
@@ -84,35 +84,12 @@ class Plugin:
 def serve(plugin_dir: str, name: str, state: str) -> None:
     plugin = Plugin(state)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw.strip() else {}
-            method = self.path.lstrip("/")
-            with plugin.lock:
-                plugin.log(method, body)
-                answer = plugin.handle(method, body)
-            data = json.dumps(answer if answer is not None else {"Err": "unknown method"}).encode()
-            self.send_response(200 if answer is not None else 404)
-            self.send_header("Content-Type", "application/vnd.docker.plugins.v1.2+json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(method: str, body: dict) -> dict | None:
+        with plugin.lock:
+            plugin.log(method, body)
+            return plugin.handle(method, body)
 
-        def address_string(self) -> str:
-            return "daemon"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-        daemon_threads = True
-
-    sock = os.path.join(plugin_dir, name + ".sock")
-    with Server(sock, Handler) as server:
-        print("ready", flush=True)
-        server.serve_forever()
+    plugin_server.serve(plugin_dir, name, answer)
 
 
 if __name__ == "__main__":

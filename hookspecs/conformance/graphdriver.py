@@ -45,7 +45,7 @@ from .graphdriver_files import REMAP, Env, layer, mounts_under, outside_state, r
 from .graphdriver_ids import LayerListingSuite
 from .graphdriver_preserve import PreservationSuite
 from .graphdriver_size import SizeLimitSuite
-from .loopfs import LoopFilesystem, LoopUnavailable
+from .loopfs import LoopFilesystem, LoopUnavailable, session_loopfs
 
 GROUP = "dockyard.graphdrivers"
 Factory = Callable[..., GraphDriver]  # factory(home) or factory(home, id_map=IDMap)
@@ -54,19 +54,7 @@ Factory = Callable[..., GraphDriver]  # factory(home) or factory(home, id_map=ID
 def _loop_base(config: Any, fstype: str) -> str:
     """A loop-mounted ``fstype`` shared by the session's tests (each still gets a fresh
     directory in it), removed when the session ends."""
-    cache = getattr(config, "_dockyard_loopfs", None)
-    if cache is None:
-        cache = config._dockyard_loopfs = {}
-    if fstype not in cache:
-        lfs = LoopFilesystem(fstype, 2 << 30)
-        try:
-            lfs.open()
-        except LoopUnavailable as e:
-            cache[fstype] = e
-        else:
-            cache[fstype] = lfs
-            config.add_cleanup(lfs.close)
-    got = cache[fstype]
+    got = session_loopfs(config, fstype, lambda: LoopFilesystem(fstype, 2 << 30))
     if isinstance(got, LoopUnavailable):
         pytest.skip(f"no loop-mounted {fstype} for this driver: {got}")
     return got.path

@@ -16,27 +16,16 @@ from typing import Any
 
 import pytest
 
-from .loopfs import LoopFilesystem, LoopUnavailable
+from .loopfs import LoopFilesystem, LoopUnavailable, session_loopfs
 
 MiB = 1 << 20
 
 
 def _quota_base(config: Any, kind: tuple[str, tuple[str, ...], str]) -> str:
-    cache = getattr(config, "_dockyard_quotafs", None)
-    if cache is None:
-        cache = config._dockyard_quotafs = {}
-    if kind not in cache:
-        fstype, mkfs, opts = kind
-        lfs = LoopFilesystem(fstype, 512 * MiB, mkfs_args=["-q", "-f", *mkfs] if fstype != "ext4"
-                             else ["-q", "-F", *mkfs], mount_opts=opts)
-        try:
-            lfs.open()
-        except LoopUnavailable as e:
-            cache[kind] = e
-        else:
-            cache[kind] = lfs
-            config.add_cleanup(lfs.close)
-    got = cache[kind]
+    fstype, mkfs, opts = kind
+    got = session_loopfs(config, kind, lambda: LoopFilesystem(
+        fstype, 512 * MiB, mkfs_args=["-q", "-f", *mkfs] if fstype != "ext4"
+        else ["-q", "-F", *mkfs], mount_opts=opts))
     if isinstance(got, LoopUnavailable):
         pytest.skip(f"no loop-mounted {kind[0]} with {kind[2] or 'defaults'} here: {got}")
     return str(got.path)

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable, Hashable
 
 _MKFS_ARGS = {"btrfs": ["-q", "-f"], "ext4": ["-q", "-F", "-O", "^has_journal"],
               "xfs": ["-q", "-f"]}
@@ -91,3 +91,23 @@ class LoopFilesystem:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def session_loopfs(config: Any, key: Hashable, make: Callable[[], LoopFilesystem]
+                   ) -> LoopFilesystem | LoopUnavailable:
+    """The loop-mounted file system ``make()`` gives, opened once per pytest session (``config``)
+    for ``key`` and closed when the session ends; or why this host cannot have it."""
+    cache = getattr(config, "_dockyard_loopfs", None)
+    if cache is None:
+        cache = config._dockyard_loopfs = {}
+    if key not in cache:
+        lfs = make()
+        try:
+            lfs.open()
+        except LoopUnavailable as e:
+            cache[key] = e
+        else:
+            cache[key] = lfs
+            config.add_cleanup(lfs.close)
+    got: LoopFilesystem | LoopUnavailable = cache[key]
+    return got

@@ -8,7 +8,9 @@ function. Paths may be ``str`` or ``bytes``.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import stat
 import threading
 
 from .libc import check as _check
@@ -20,7 +22,7 @@ from .libc import syscall
 __all__ = [
     "mount", "umount2", "mount_flags", "remount_bind", "parse_mount_options", "MOUNT_OPTIONS",
     "PROPAGATION_OPTIONS", "statfs_magic", "fs_name", "FS_MAGIC", "filesystems", "mountinfo", "mount_of",
-    "supports_d_type", "open_tree", "move_mount", "OPEN_TREE_CLONE", "AT_FDCWD", "AT_EMPTY_PATH",
+    "supports_d_type", "secure_join", "open_tree", "move_mount", "OPEN_TREE_CLONE", "AT_FDCWD", "AT_EMPTY_PATH",
     "MS_RDONLY", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_SYNCHRONOUS", "MS_REMOUNT",
     "MS_MANDLOCK", "MS_DIRSYNC", "MS_NOSYMFOLLOW", "MS_NOATIME", "MS_NODIRATIME", "MS_BIND",
     "MS_MOVE", "MS_REC", "MS_SILENT", "MS_UNBINDABLE", "MS_PRIVATE", "MS_SLAVE", "MS_SHARED",
@@ -327,3 +329,35 @@ def supports_d_type(path: str) -> bool:
             _libc.closedir(d)
     finally:
         os.unlink(probe)
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """``root``/``unsafe`` with symbolic links resolved as if ``root`` were ``/`` (an absolute
+    link stays under ``root``; ``..`` never leaves it): where a mount or a mask of a container
+    lands. OSError ``ELOOP`` past 255 links."""
+    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        cur = os.path.join(root, *resolved, part)
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 255:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe)
+            target = os.readlink(cur)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+        else:
+            resolved.append(part)
+    return os.path.join(root, *resolved)

@@ -5,11 +5,21 @@ state a forked child of an asyncio program starts clean from."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["DEFAULT_PATH", "ProcessError", "go_error", "merge_env", "reset_signals", "resolve_user"]
+__all__ = [
+    "DEFAULT_PATH",
+    "ProcessError",
+    "call_chrooted",
+    "go_error",
+    "merge_env",
+    "reset_signals",
+    "resolve_user",
+    "resolve_user_in",
+]
 
 #: the ``PATH`` a process gets when its environment has none (dockerd's)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -149,3 +159,44 @@ def _group_ids(names: Any, groups_db: list[list[str]]) -> list[int]:
         else:
             raise ProcessError(f"unable to find group {name}: no matching entries in group file")
     return out
+
+
+def call_chrooted(root: str, fn: Callable[..., Any], *args: Any, failed: Any = None) -> Any:
+    """``fn(*args)`` run in a forked child chrooted into ``root`` (a container's root directory
+    or ``/proc/<pid>/root``), so that no symbolic link of the image reaches the host's files;
+    its result (JSON-able) comes back. A :class:`ProcessError` it raises is raised here; a
+    child that answers nothing gives ``failed``."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            os.chroot(root)
+            os.chdir("/")
+            try:
+                out: Any = {"ok": fn(*args)}
+            except ProcessError as e:
+                out = {"error": str(e), "code": e.code}
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    if not data:
+        return failed
+    got = json.loads(data)
+    if "error" in got:
+        raise ProcessError(got["error"], got["code"])
+    return got["ok"]
+
+
+def resolve_user_in(root: str, spec_user: dict[str, Any]) -> tuple[int, int, list[int], str]:
+    """:func:`resolve_user` read from the databases of the container whose root is ``root``,
+    by :func:`call_chrooted`; ProcessError with Docker's words."""
+    got = call_chrooted(root, resolve_user, spec_user)
+    if got is None:
+        raise ProcessError("resolving the user failed")
+    uid, gid, groups, home = got
+    return int(uid), int(gid), [int(g) for g in groups], str(home)

@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import signal
+from typing import Iterable
 
 from dockyard.hookspecs.host import cgroupfiles, devicebpf
 from dockyard.hookspecs.host.devices import DeviceRules
@@ -76,6 +77,14 @@ def _set_rt(d: str, period: int, runtime: int) -> None:
         _write_rt(d, "cpu.rt_runtime_us", runtime)
     if retry:
         _write_rt(d, "cpu.rt_period_us", retry)
+
+
+def _enable_controllers(cgroup: str, want: Iterable[str]) -> None:
+    """``want`` enabled for ``cgroup``'s children (cgroup v2); a refusal is logged, not raised."""
+    try:
+        _write(os.path.join(cgroup, "cgroup.subtree_control"), " ".join("+" + c for c in want))
+    except OSError as e:
+        log.info("cgroup v2: cannot enable controllers in %s: %s", cgroup, e)
 
 
 class Cgroups:
@@ -173,21 +182,9 @@ class Cgroups:
                 want = [c for c in ("cpu", "memory", "pids", "cpuset", "io") if c in ctrls]
                 cur = base
                 for part in parent.split("/"):
-                    try:
-                        _write(
-                            os.path.join(cur, "cgroup.subtree_control"),
-                            " ".join("+" + c for c in want),
-                        )
-                    except OSError as e:
-                        log.info("cgroup v2: cannot enable controllers in %s: %s", cur, e)
+                    _enable_controllers(cur, want)
                     cur = os.path.join(cur, part)
-                try:
-                    _write(
-                        os.path.join(path, "cgroup.subtree_control"),
-                        " ".join("+" + c for c in want),
-                    )
-                except OSError as e:
-                    log.info("cgroup v2: cannot enable controllers in %s: %s", path, e)
+                _enable_controllers(path, want)
 
     def create(self, rel: str, resources: dict | None) -> list[str]:
         """Create cgroup ``rel`` (``dockyard/<cid>``) everywhere; return its directories."""

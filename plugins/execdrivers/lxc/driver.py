@@ -22,9 +22,9 @@ from dockyard.hookspecs.errors import (Conflict, DockyardError, DriverNotSupport
                                        InvalidParameter, NotFound)
 from dockyard.hookspecs.execdriver import AttachStreams, ExecDriver, ExitStatus, ProcessState
 from dockyard.hookspecs.host import cgroupfiles, ns
+from dockyard.hookspecs.host.process import ProcessError, resolve_user_in
 
 from . import config, execs
-from .user import resolve_in
 
 MODULE = "dockyard.plugins.execdrivers.lxc"
 #: the cgroup parent of containers whose spec names none
@@ -137,8 +137,8 @@ class LxcDriver(ExecDriver):
         proc = spec.get("process") or {}
         rootfs = (spec.get("root") or {}).get("path") or ""
         try:
-            uid, gid, groups, home = resolve_in(rootfs, proc.get("user") or {})
-        except ValueError as e:
+            uid, gid, groups, home = resolve_user_in(rootfs, proc.get("user") or {})
+        except ProcessError as e:
             raise InvalidParameter(str(e)) from None
         env = execs.environment(proc.get("env"), home, tty)
         text, joins = config.generate({**spec, "process": {**proc, "env": env}}, name=cid,

@@ -2,15 +2,14 @@
 
 liblxc reports a failed ``exec`` of the container's process only in its log; Docker answers
 ``exec: "x": executable file not found in $PATH`` (127) or ``permission denied`` (126) at start.
-A forked child chroots into the container's root file system (so that no symbolic link of the
-image reaches the host's files) and looks the program up the way ``execvp`` does, with the
-container's ``PATH``.
+A child chrooted into the container's root file system (``process.call_chrooted``) looks the
+program up the way ``execvp`` does, with the container's ``PATH``.
 """
 from __future__ import annotations
 
 import os
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+from dockyard.hookspecs.host.process import DEFAULT_PATH, call_chrooted
 
 
 def _lookup(arg0: str, path: str, cwd: str) -> tuple[int, str] | None:
@@ -48,22 +47,5 @@ def check_executable(rootfs: str, arg0: str, env: list[str], cwd: str,
         else path.split(":")
     if mounts and any(_under(p, mounts) for p in places):
         return None
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            os.chroot(rootfs)
-            os.chdir("/")
-            got = _lookup(arg0, path, cwd or "/")
-            os.write(w, b"" if got is None else f"{got[0]} {got[1]}".encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read().decode()
-    os.waitpid(pid, 0)
-    if not data:
-        return None
-    code, message = data.split(" ", 1)
-    return int(code), message
+    got = call_chrooted(rootfs, _lookup, arg0, path, cwd or "/")
+    return None if got is None else (int(got[0]), str(got[1]))

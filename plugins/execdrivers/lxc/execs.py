@@ -18,9 +18,9 @@ from typing import Any
 from dockyard.hookspecs.errors import ExecError, InvalidParameter, NotFound
 from dockyard.hookspecs.execdriver import AttachStreams
 from dockyard.hookspecs.host import cgroupfiles, streams
+from dockyard.hookspecs.host.process import ProcessError, resolve_user_in
 
 from .execcheck import check_executable
-from .user import resolve_in
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READ = 65536
@@ -61,7 +61,7 @@ class Execs:
         if not user.get("username"):
             user = base.get("user") or {}
         root = f"/proc/{int(st['pid'])}/root"
-        uid, gid, _groups, home = resolve_in(root, user)
+        uid, gid, _groups, home = resolve_user_in(root, user)
         env = environment(base.get("env"), home, tty, process.get("env"))
         args = list(process.get("args") or [])
         cwd = process.get("cwd") or base.get("cwd") or "/"
@@ -78,7 +78,7 @@ class Execs:
                                    "(liblxc's attach keeps the container's capabilities)")
         try:
             req = self._request(cid, st, process, tty)
-        except ValueError as e:
+        except (ValueError, ProcessError) as e:
             raise ExecError(str(e), 126) from None
         argv = [sys.executable, "-m", "dockyard.plugins.execdrivers.lxc.attach",
                 self.driver.cdir(cid), json.dumps(req)]

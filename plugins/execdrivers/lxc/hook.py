@@ -23,34 +23,8 @@ from typing import Any
 from dockyard.hookspecs.host import devices, mounts, ns
 
 
-def resolve(root: str, path: str) -> str:
-    """``path`` of the container under ``root``, following symbolic links as the container
-    would (an absolute link stays under ``root``)."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        here = os.path.join(root, *done, part)
-        if os.path.islink(here):
-            hops += 1
-            if hops > 40:
-                raise OSError(f"too many levels of symbolic links: {path}")
-            link = os.readlink(here)
-            if link.startswith("/"):
-                done = []
-            parts = [p for p in link.split("/") if p and p != "."] + parts
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
-
-
 def mask(root: str, path: str) -> None:
-    target = resolve(root, path)
+    target = mounts.secure_join(root, path)
     if not os.path.lexists(target):
         return
     if os.path.isdir(target):
@@ -60,7 +34,7 @@ def mask(root: str, path: str) -> None:
 
 
 def read_only(root: str, path: str) -> None:
-    target = resolve(root, path)
+    target = mounts.secure_join(root, path)
     if not os.path.lexists(target):
         return
     mounts.mount(target, target, None, mounts.MS_BIND | mounts.MS_REC)
@@ -71,7 +45,7 @@ def read_only(root: str, path: str) -> None:
 def run(root: str, work: dict[str, Any]) -> None:
     if work.get("domainname"):  # the hook runs in the container's uts namespace
         ns.setdomainname(work["domainname"])
-    devices.create_nodes(root, work.get("devices") or [], resolve)
+    devices.create_nodes(root, work.get("devices") or [], mounts.secure_join)
     for path in work.get("masked") or ():
         mask(root, path)
     for path in work.get("readonly") or ():

@@ -28,7 +28,7 @@ import socket
 import stat
 import struct
 import termios
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from dockyard.hookspecs import host
 from dockyard.hookspecs.host import seccompbpf
@@ -38,55 +38,66 @@ from dockyard.hookspecs.host.process import (
 from dockyard.hookspecs.host.supervisor.protocol import report_console, report_error, report_pid
 from dockyard.plugins.execdrivers.native import rootfs as rootsetup
 
-# -- the intermediate -----------------------------------------------------------------------------
-def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
-    """Entry point of the supervisor's forked child. Never returns."""
-    code = 128
+def _exit_reporting(chan: socket.socket, code: int, what: str,
+                    fn: Callable[[dict[str, Any], socket.socket], Any], cfg: dict[str, Any]
+                    ) -> NoReturn:
+    """``fn(cfg, chan)``, a forked child's work, then ``_exit(code)``; a failure is reported on
+    ``chan`` first: a ProcessError with its words and code, anything else as ``what: error``."""
     try:
-        gc.disable()  # a collection would touch (copy) every page of the supervisor's heap
-        reset_signals()
-        host.set_name("dockyard-init")
-        os.setsid()
-        # Joining a cgroup waits for an RCU grace period (milliseconds): unless the container
-        # gets its own cgroup namespace (rooted where its creator is), move the container
-        # process while it sets itself up, and let it exec only once that is done.
-        early = any(ns["type"] == "cgroup" and not ns.get("path") for ns in cfg["namespaces"])
-        if early:
-            _join_cgroups(cfg["cgroup_procs"], 0)
-        # stdio: the container's pipes (the console is opened later, inside the container)
-        for target, fd in enumerate(cfg["stdio"]):
-            if fd is not None:
-                os.dup2(fd, target)
-        # namespaces: join those with a path, create the others
-        joined: set[str] = set()
-        for ns in cfg["namespaces"]:
-            if ns.get("path"):
-                fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    host.setns(fd, host.NAMESPACE_FLAGS[ns["type"]])
-                finally:
-                    os.close(fd)
-                joined.add(ns["type"])
-        flags = host.CLONE_NEWNS
-        for ns in cfg["namespaces"]:
-            if not ns.get("path"):
-                flags |= host.NAMESPACE_FLAGS[ns["type"]]
-        # a new user namespace is made in the same call as the others, so that it owns them
-        # (mounting proc, mqueue, devpts needs that); its maps are written from outside it
-        mapper = _fork_mapper(cfg, chan) if flags & host.CLONE_NEWUSER else None
-        host.unshare(flags)
-        if mapper is not None:
-            _release_mapper(*mapper)
-        # opened now: once the container pivots, this mount namespace no longer shows them
-        cg_fds = [] if early else [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
-                                   for p in cfg["cgroup_procs"]]
-        _fork_gated(cfg, chan, cg_fds, _container_main)
+        fn(cfg, chan)
     except ProcessError as e:
         code = e.code
         report_error(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
-        report_error(chan, code, f"container init: {e}")
+        report_error(chan, code, f"{what}: {e}")
     os._exit(code)
+
+
+# -- the intermediate -----------------------------------------------------------------------------
+def child_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
+    """Entry point of the supervisor's forked child. Never returns."""
+    _exit_reporting(chan, 128, "container init", _child_body, cfg)
+
+
+def _child_body(cfg: dict[str, Any], chan: socket.socket) -> None:
+    gc.disable()  # a collection would touch (copy) every page of the supervisor's heap
+    reset_signals()
+    host.set_name("dockyard-init")
+    os.setsid()
+    # Joining a cgroup waits for an RCU grace period (milliseconds): unless the container
+    # gets its own cgroup namespace (rooted where its creator is), move the container
+    # process while it sets itself up, and let it exec only once that is done.
+    early = any(ns["type"] == "cgroup" and not ns.get("path") for ns in cfg["namespaces"])
+    if early:
+        _join_cgroups(cfg["cgroup_procs"], 0)
+    # stdio: the container's pipes (the console is opened later, inside the container)
+    for target, fd in enumerate(cfg["stdio"]):
+        if fd is not None:
+            os.dup2(fd, target)
+    # namespaces: join those with a path, create the others
+    joined: set[str] = set()
+    for ns in cfg["namespaces"]:
+        if ns.get("path"):
+            fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                host.setns(fd, host.NAMESPACE_FLAGS[ns["type"]])
+            finally:
+                os.close(fd)
+            joined.add(ns["type"])
+    flags = host.CLONE_NEWNS
+    for ns in cfg["namespaces"]:
+        if not ns.get("path"):
+            flags |= host.NAMESPACE_FLAGS[ns["type"]]
+    # a new user namespace is made in the same call as the others, so that it owns them
+    # (mounting proc, mqueue, devpts needs that); its maps are written from outside it
+    mapper = _fork_mapper(cfg, chan) if flags & host.CLONE_NEWUSER else None
+    host.unshare(flags)
+    if mapper is not None:
+        _release_mapper(*mapper)
+    # opened now: once the container pivots, this mount namespace no longer shows them
+    cg_fds = [] if early else [os.open(p, os.O_WRONLY | os.O_CLOEXEC)
+                               for p in cfg["cgroup_procs"]]
+    _fork_gated(cfg, chan, cg_fds, _container_main)
 
 
 def _fork_mapper(cfg: dict[str, Any], chan: socket.socket) -> tuple[int, int]:
@@ -176,15 +187,7 @@ def _join_cgroups(procs_files: list[str], pid: int) -> None:
 
 # -- the container's first process ----------------------------------------------------------------
 def _container_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
-    code = 128
-    try:
-        _setup_container(cfg, chan)
-    except ProcessError as e:
-        code = e.code
-        report_error(chan, code, str(e))
-    except BaseException as e:  # noqa: BLE001
-        report_error(chan, code, f"container init: {e}")
-    os._exit(code)
+    _exit_reporting(chan, 128, "container init", _setup_container, cfg)
 
 
 def _lookup(arg0: str, env: list[str]) -> str:
@@ -377,89 +380,81 @@ def exec_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
     """The supervisor's forked child for an exec: join the container's cgroups and every
     namespace it has of its own (``/proc/<pid>/ns/*``), fork the process (so that it is inside
     the pid namespace), report its host pid, exit."""
-    code = 128
-    try:
-        gc.disable()
-        reset_signals()
-        host.set_name("dockyard-exec")
-        os.setsid()
-        # the cgroups are joined by writing the process's pid while it sets itself up (each
-        # cgroup.procs write waits for an RCU grace period); it execs only once that is done
-        cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cfg["cgroup_procs"]]
-        for target, fd in enumerate(cfg["stdio"]):
-            if fd is not None:
-                os.dup2(fd, target)
-        target_pid = cfg["target_pid"]
-        joins = []
-        for typ in EXEC_NS_ORDER:
-            name = host.NAMESPACE_FILES[typ]
-            try:
-                theirs = os.stat(f"/proc/{target_pid}/ns/{name}")
-                ours = os.stat(f"/proc/self/ns/{name}")
-            except FileNotFoundError:
-                continue
-            if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
-                joins.append((os.open(f"/proc/{target_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC),
-                              host.NAMESPACE_FLAGS[typ]))
-        for fd, flag in joins:
-            host.setns(fd, flag)
-            os.close(fd)
-        _fork_gated(cfg, chan, cg_fds, _exec_process_main)
-    except ProcessError as e:
-        code = e.code
-        report_error(chan, code, str(e))
-    except BaseException as e:  # noqa: BLE001
-        report_error(chan, code, f"exec: {e}")
-    os._exit(code)
+    _exit_reporting(chan, 128, "exec", _exec_body, cfg)
+
+
+def _exec_body(cfg: dict[str, Any], chan: socket.socket) -> None:
+    gc.disable()
+    reset_signals()
+    host.set_name("dockyard-exec")
+    os.setsid()
+    # the cgroups are joined by writing the process's pid while it sets itself up (each
+    # cgroup.procs write waits for an RCU grace period); it execs only once that is done
+    cg_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cfg["cgroup_procs"]]
+    for target, fd in enumerate(cfg["stdio"]):
+        if fd is not None:
+            os.dup2(fd, target)
+    target_pid = cfg["target_pid"]
+    joins = []
+    for typ in EXEC_NS_ORDER:
+        name = host.NAMESPACE_FILES[typ]
+        try:
+            theirs = os.stat(f"/proc/{target_pid}/ns/{name}")
+            ours = os.stat(f"/proc/self/ns/{name}")
+        except FileNotFoundError:
+            continue
+        if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+            joins.append((os.open(f"/proc/{target_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC),
+                          host.NAMESPACE_FLAGS[typ]))
+    for fd, flag in joins:
+        host.setns(fd, flag)
+        os.close(fd)
+    _fork_gated(cfg, chan, cg_fds, _exec_process_main)
 
 
 def _exec_process_main(cfg: dict[str, Any], chan: socket.socket) -> NoReturn:
-    code = 126
+    _exit_reporting(chan, 126, "exec", _exec_process_body, cfg)
+
+
+def _exec_process_body(cfg: dict[str, Any], chan: socket.socket) -> None:
+    spec = cfg["spec"]
+    proc = cfg["process"]
+    base = spec.get("process") or {}
+    lin = spec.get("linux") or {}
+    os.setsid()
+    if cfg["tty"]:
+        _open_console(chan, {}, False)
+    user = proc.get("user") or {"username": (base.get("user") or {}).get("username", "")}
+    uid, gid, groups, home = resolve_user(user)
+    env = merge_env(base.get("env"), proc.get("env"))
+    env.setdefault("HOME", home)
+    env.setdefault("PATH", DEFAULT_PATH)
+    if cfg["tty"]:
+        env.setdefault("TERM", "xterm")
+    env_list = [f"{k}={v}" for k, v in env.items()]
+    cwd = proc.get("cwd") or base.get("cwd") or "/"
     try:
-        spec = cfg["spec"]
-        proc = cfg["process"]
-        base = spec.get("process") or {}
-        lin = spec.get("linux") or {}
-        os.setsid()
-        if cfg["tty"]:
-            _open_console(chan, {}, False)
-        user = proc.get("user") or {"username": (base.get("user") or {}).get("username", "")}
-        uid, gid, groups, home = resolve_user(user)
-        env = merge_env(base.get("env"), proc.get("env"))
-        env.setdefault("HOME", home)
-        env.setdefault("PATH", DEFAULT_PATH)
-        if cfg["tty"]:
-            env.setdefault("TERM", "xterm")
-        env_list = [f"{k}={v}" for k, v in env.items()]
-        cwd = proc.get("cwd") or base.get("cwd") or "/"
-        try:
-            os.chdir(cwd)
-        except OSError as e:
-            raise ProcessError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {go_error(e)}") from e
-        _apply_rlimits(cfg.get("base_rlimits"), base.get("rlimits"))
-        args = list(proc.get("args") or [])
-        if not args:
-            raise ProcessError("no command specified")
-        path = _lookup(args[0], env_list)
-        os.umask(0o022)
-        privileged = dict(base)
-        if proc.get("privileged"):
-            privileged = dict(base, capabilities=None, noNewPrivileges=False)
-            lin = dict(lin, seccomp=None)
-        flt = _drop_privileges(privileged, lin, uid, gid, groups,
-                               None if proc.get("privileged") else cfg.get("seccomp_bpf"))
-        if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
-            os._exit(126)
-        if flt is not None:
-            seccompbpf.load_seccomp(flt)
-        try:
-            os.execve(path, args, env)
-        except OSError as e:
-            code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
-            raise ProcessError(f'exec: "{args[0]}": {go_error(e)}', code) from None
-    except ProcessError as e:
-        code = e.code
-        report_error(chan, code, str(e))
-    except BaseException as e:  # noqa: BLE001
-        report_error(chan, code, f"exec: {e}")
-    os._exit(code)
+        os.chdir(cwd)
+    except OSError as e:
+        raise ProcessError(f"chdir to cwd (\"{cwd}\") set in config.json failed: {go_error(e)}") from e
+    _apply_rlimits(cfg.get("base_rlimits"), base.get("rlimits"))
+    args = list(proc.get("args") or [])
+    if not args:
+        raise ProcessError("no command specified")
+    path = _lookup(args[0], env_list)
+    os.umask(0o022)
+    privileged = dict(base)
+    if proc.get("privileged"):
+        privileged = dict(base, capabilities=None, noNewPrivileges=False)
+        lin = dict(lin, seccomp=None)
+    flt = _drop_privileges(privileged, lin, uid, gid, groups,
+                           None if proc.get("privileged") else cfg.get("seccomp_bpf"))
+    if os.read(cfg["gate"], 1) != b"1":  # the intermediate failed (and reported why)
+        os._exit(126)
+    if flt is not None:
+        seccompbpf.load_seccomp(flt)
+    try:
+        os.execve(path, args, env)
+    except OSError as e:
+        code = 127 if e.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+        raise ProcessError(f'exec: "{args[0]}": {go_error(e)}', code) from None

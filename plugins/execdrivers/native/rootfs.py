@@ -4,7 +4,6 @@ and exec: entering the root and pivoting into it with the mount propagation the 
 paths."""
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from dockyard.hookspecs import host
 from dockyard.hookspecs.errors import InvalidParameter
 from dockyard.hookspecs.host import devices
+from dockyard.hookspecs.host.mounts import secure_join
 from dockyard.hookspecs.host.process import ProcessError, go_error
 
 
@@ -64,36 +64,6 @@ DEV_NODES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), (
              ("tty", 5, 0))
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
-
-
-def secure_join(root: str, unsafe: str) -> str:
-    """``root``/``unsafe`` with symlinks resolved as if ``root`` were ``/`` (never escapes it)."""
-    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        cur = os.path.join(root, *resolved, part)
-        try:
-            st = os.lstat(cur)
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 255:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), unsafe)
-            target = os.readlink(cur)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-        else:
-            resolved.append(part)
-    return os.path.join(root, *resolved)
 
 
 def ensure_file(path: str) -> None:
