@@ -84,9 +84,6 @@ class OciDriver(SupervisedDriver):
 
 class RuncDriver(OciDriver):
     name = "runc"
-    #: runc 1.1 joins a container's user namespace before its other ones at exec, and then
-    #: cannot join a network namespace the host's user namespace owns (the network driver's)
-    user_namespaces = False
     binary = "runc"
     package = "runc"
 

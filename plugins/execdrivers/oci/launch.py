@@ -25,6 +25,13 @@ temporary directory): ``create`` runs in a mount namespace of its own in which t
 bound at ``ROOTFS_AT``, a path every ID can pass, and the bundle names that path. The mount
 lives only in that namespace (and the container's copy of it), so any number of containers
 use the same path at once and nothing is left on the host but the empty directory.
+
+A container in a new user namespace that joins a network namespace the host's user namespace
+owns (the network driver's) cannot write that namespace's sysctls from inside: the launcher
+writes them itself from within the namespace, as the host's root, before ``create``. And runc
+1.1's ``exec`` joins the user namespace before the others, and from there may not join such a
+network namespace: for runc the bundle names none, ``create`` and ``exec`` run inside it and
+their processes inherit it.
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ from typing import Any, NoReturn
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
 from dockyard.hookspecs.host import mounts, ns
-from dockyard.hookspecs.host.process import reset_signals
+from dockyard.hookspecs.host.process import go_error, reset_signals
 from dockyard.hookspecs.host.supervisor import launcher as base
 from dockyard.hookspecs.host.supervisor.cgroups import Cgroups
 from dockyard.hookspecs.host.supervisor.protocol import report_console, report_error, report_pid
@@ -147,6 +154,42 @@ def _preexec(opts: dict[str, Any], rootfs: str | None = None) -> Any:
     if rootfs is not None:
         return lambda: private_view(bool(opts.get("private_cgroupfs")), rootfs)
     return private_cgroupfs if opts.get("private_cgroupfs") else None
+
+
+def outer_netns(spec: dict[str, Any]) -> str | None:
+    """The network namespace a container in a new user namespace joins (its user namespace
+    does not own it: see the module's text), else None."""
+    nss = (spec.get("linux") or {}).get("namespaces") or ()
+    if not any(n.get("type") == "user" and not n.get("path") for n in nss):
+        return None
+    return next((str(n["path"]) for n in nss if n.get("type") == "network" and n.get("path")),
+                None)
+
+
+def _enter_netns(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ns.setns(fd, ns.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+def _start_in_netns(conf: dict[str, Any], path: str, inherit: bool) -> None:
+    """This process (the intermediate) into ``path``; the bundle's network sysctls written
+    here; with ``inherit`` (runc), the bundle without the network namespace: the container
+    inherits it from the runtime."""
+    _enter_netns(path)
+    lin = conf["linux"]
+    if inherit:
+        lin["namespaces"] = [n for n in lin["namespaces"] if n.get("type") != "network"]
+    sysctls = lin.get("sysctl") or {}
+    for key in [k for k in sysctls if k.startswith("net.")]:
+        value = sysctls.pop(key)
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(str(value))
+        except OSError as e:
+            raise LaunchError(f"setting sysctl {key}={value}: {go_error(e)}") from None
 
 
 def _child_setup(cfg: dict[str, Any]) -> None:
@@ -265,6 +308,9 @@ def _start(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
     if "user" in bundle.new_namespaces(conf):
         rootfs, conf["root"]["path"] = conf["root"]["path"], ROOTFS_AT
         os.makedirs(ROOTFS_AT, mode=0o755, exist_ok=True)
+    netns = outer_netns(conf)
+    if netns is not None:
+        _start_in_netns(conf, netns, inherit=opts.get("flavor") == "runc")
     _write_json(os.path.join(bdir, "config.json"), conf)
     if os.path.exists(os.path.join(opts["state_root"], cid)):  # a restart: the old run
         subprocess.run(argv(opts, "delete", "--force", cid), capture_output=True,
@@ -295,6 +341,8 @@ def _exec(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
     opts, eid = cfg["options"], cfg["exec_id"]
     proc = bundle.process(cfg["spec"].get("process") or {}, f"/proc/{cfg['target_pid']}/root",
                           terminal=bool(cfg["tty"]), extra=cfg["process"])
+    if opts.get("flavor") == "runc" and outer_netns(cfg["spec"]) is not None:
+        _enter_netns(f"/proc/{cfg['target_pid']}/ns/net")
     pfile = os.path.join(bdir, f"exec-{eid}.json")
     _write_json(pfile, proc)
     log = _fresh(os.path.join(bdir, f"exec-{eid}.log"))
