@@ -11,7 +11,12 @@ OCI is resolved or dropped here, in one place:
 * ``rlimits`` are held to the current hard limits (root here may lack CAP_SYS_RESOURCE);
 * ``linux.cgroupsPath`` is made absolute: the supervisor has made and limited exactly those
   directories, and the runtime joins them;
-* ``annotations`` stay (OCI allows any), ``io.dockyard.*`` included.
+* ``annotations`` stay (OCI allows any), ``io.dockyard.*`` included;
+* in a new user namespace (``userns-remap``) whose network namespace is not its own (the network
+  driver made it), sysfs cannot be mounted: the host's ``/sys`` is bound read-only instead, each
+  file system mounted under it covered by an empty read-only tmpfs, as the native driver does;
+  and ``linux.devices`` become bind mounts of the host's nodes (no ``mknod`` there), found by
+  type and number rather than by the container's path.
 """
 from __future__ import annotations
 
@@ -21,8 +26,13 @@ import os
 import resource
 from typing import Any
 
-from dockyard.hookspecs.host.process import DEFAULT_PATH, ProcessError, merge_env, resolve_user
+from dockyard.hookspecs.host import devices, mounts
 from dockyard.hookspecs.host.caps import CAPS
+from dockyard.hookspecs.host.process import DEFAULT_PATH, ProcessError, merge_env, resolve_user
+
+#: how a file system under the host's /sys is hidden in a bind of it, and how /sys is bound
+_COVER = ["ro", "nosuid", "nodev", "noexec", "size=0", "mode=755"]
+_HOST_SYS = ["rbind", "ro", "nosuid", "noexec", "nodev"]
 
 
 def resolve_user_in(root: str, user: dict[str, Any]) -> tuple[int, int, list[int], str]:
@@ -117,6 +127,38 @@ def _bounding() -> set[int]:
     return set()
 
 
+def new_namespaces(spec: dict[str, Any]) -> set[str]:
+    """The namespace types ``spec`` creates (those without a ``path``)."""
+    return {str(ns.get("type")) for ns in (spec.get("linux") or {}).get("namespaces") or ()
+            if not ns.get("path")}
+
+
+def _host_sys() -> list[dict[str, Any]]:
+    """The host's /sys bound read-only, and a cover over each top file system mounted in it."""
+    out = [{"destination": "/sys", "type": "bind", "source": "/sys", "options": list(_HOST_SYS)}]
+    covered: list[str] = []
+    for path in sorted({p for p, _, _ in mounts.mountinfo() if p.startswith("/sys/")}):
+        if not any(path.startswith(c + "/") for c in covered):
+            covered.append(path)
+            out.append({"destination": path, "type": "tmpfs", "source": "tmpfs",
+                        "options": list(_COVER)})
+    return out
+
+
+def _in_user_namespace(cfg: dict[str, Any], own_netns: bool) -> None:
+    """``cfg``'s mounts and devices made to work in its new user namespace."""
+    out: list[dict[str, Any]] = []
+    for m in cfg["mounts"]:
+        if m.get("type") == "sysfs" and not own_netns:
+            out += _host_sys()
+        else:
+            out.append(m)
+    lin = cfg["linux"]
+    out += [{"destination": dev["path"], "type": "bind", "source": devices.host_node(dev),
+             "options": ["bind"]} for dev in lin.pop("devices", None) or ()]
+    cfg["mounts"] = out
+
+
 def config(spec: dict[str, Any], *, terminal: bool, cgroups_path: str,
            default_mounts: list[dict[str, Any]]) -> dict[str, Any]:
     """The bundle's ``config.json`` for ``spec``."""
@@ -131,6 +173,9 @@ def config(spec: dict[str, Any], *, terminal: bool, cgroups_path: str,
     if not any(ns.get("type") == "mount" for ns in namespaces):
         namespaces.append({"type": "mount"})
     lin["namespaces"] = namespaces
+    made = new_namespaces(cfg)
+    if "user" in made:
+        _in_user_namespace(cfg, "network" in made)
     lin["cgroupsPath"] = "/" + cgroups_path.strip("/")
     res = lin.get("resources") or {}
     if res.get("devices"):  # dockyard writes a wildcard number as -1, OCI leaves it out

@@ -33,9 +33,9 @@ class OciDriver(SupervisedDriver):
 
     name = "oci"
     priority = 20
-    #: the runtime needs the rootfs's path reachable by the container's remapped root, which a
-    #: private directory on the way (a test's temporary directory) is not: not offered yet
-    user_namespaces = False
+    #: user namespaces: the runtime maps the IDs; the launcher makes the rootfs reachable to
+    #: the remapped root (:mod:`.launch`) and the bundle's mounts work there (:mod:`.bundle`)
+    user_namespaces = True
     runtime_paths = True
     bindings = ()  # the runtime compiles seccomp profiles itself
     launcher = LAUNCHER

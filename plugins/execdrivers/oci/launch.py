@@ -18,6 +18,20 @@ into Docker's words and exit code (127: not found, 126: not executable).
 
 crun 1.8 refuses a hybrid cgroup host: it runs in a mount namespace of its own without the
 cgroup2 mount at ``/sys/fs/cgroup/unified`` (option ``private_cgroupfs``), so it sees v1 only.
+
+In a new user namespace the runtime sets the root file system up as the container's root, a
+host ID that may not pass the directories above it (a daemon's data-root, a test's private
+temporary directory): ``create`` runs in a mount namespace of its own in which the rootfs is
+bound at ``ROOTFS_AT``, a path every ID can pass, and the bundle names that path. The mount
+lives only in that namespace (and the container's copy of it), so any number of containers
+use the same path at once and nothing is left on the host but the empty directory.
+
+A container in a new user namespace that joins a network namespace the host's user namespace
+owns (the network driver's) cannot write that namespace's sysctls from inside: the launcher
+writes them itself from within the namespace, as the host's root, before ``create``. And runc
+1.1's ``exec`` joins the user namespace before the others, and from there may not join such a
+network namespace: for runc the bundle names none, ``create`` and ``exec`` run inside it and
+their processes inherit it.
 """
 from __future__ import annotations
 
@@ -33,7 +47,7 @@ from typing import Any, NoReturn
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
 from dockyard.hookspecs.host import mounts, ns
-from dockyard.hookspecs.host.process import reset_signals
+from dockyard.hookspecs.host.process import go_error, reset_signals
 from dockyard.hookspecs.host.supervisor import launcher as base
 from dockyard.hookspecs.host.supervisor.cgroups import Cgroups
 from dockyard.hookspecs.host.supervisor.protocol import report_console, report_error, report_pid
@@ -41,6 +55,7 @@ from dockyard.hookspecs.host.supervisor.protocol import report_console, report_e
 from . import bundle
 
 UNIFIED = "/sys/fs/cgroup/unified"
+ROOTFS_AT = "/run/dockyard-oci/rootfs"
 CONSOLE_TIMEOUT = 30.0
 
 
@@ -63,13 +78,23 @@ def argv(opts: dict[str, Any], *args: str, log: str | None = None) -> list[str]:
 def private_cgroupfs() -> None:
     """In this process (a child about to exec crun): a mount namespace of its own, without the
     hybrid host's cgroup2 mount."""
+    private_view(True, None)
+
+
+def private_view(no_unified: bool, rootfs: str | None) -> None:
+    """In this process (a child about to exec the runtime): a mount namespace of its own,
+    without the hybrid host's cgroup2 mount if ``no_unified``, with ``rootfs`` bound at
+    ``ROOTFS_AT`` if given."""
     ns.unshare(ns.CLONE_NEWNS)
     mounts.mount(None, "/", None, mounts.MS_REC | mounts.MS_SLAVE)
-    try:
-        mounts.umount2(UNIFIED, mounts.MNT_DETACH)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.ENOENT):
-            raise
+    if no_unified:
+        try:
+            mounts.umount2(UNIFIED, mounts.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+    if rootfs is not None:
+        mounts.mount(rootfs, ROOTFS_AT, None, mounts.MS_BIND | mounts.MS_REC)
 
 
 def _last_error(log: str, output: bytes = b"") -> str:
@@ -123,9 +148,48 @@ def _not_started(log: str, arg0: str) -> LaunchError:
 
 
 # -- the intermediate (a forked child of the supervisor) ----------------------------------------
-def _preexec(opts: dict[str, Any]) -> Any:
-    """What runs in the runtime's process before it execs: crun's mount namespace."""
+def _preexec(opts: dict[str, Any], rootfs: str | None = None) -> Any:
+    """What runs in the runtime's process before it execs: crun's mount namespace, or one
+    where ``rootfs`` is at ``ROOTFS_AT``."""
+    if rootfs is not None:
+        return lambda: private_view(bool(opts.get("private_cgroupfs")), rootfs)
     return private_cgroupfs if opts.get("private_cgroupfs") else None
+
+
+def outer_netns(spec: dict[str, Any]) -> str | None:
+    """The network namespace a container in a new user namespace joins (its user namespace
+    does not own it: see the module's text), else None."""
+    nss = (spec.get("linux") or {}).get("namespaces") or ()
+    if not any(n.get("type") == "user" and not n.get("path") for n in nss):
+        return None
+    return next((str(n["path"]) for n in nss if n.get("type") == "network" and n.get("path")),
+                None)
+
+
+def _enter_netns(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ns.setns(fd, ns.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+def _start_in_netns(conf: dict[str, Any], path: str, inherit: bool) -> None:
+    """This process (the intermediate) into ``path``; the bundle's network sysctls written
+    here; with ``inherit`` (runc), the bundle without the network namespace: the container
+    inherits it from the runtime."""
+    _enter_netns(path)
+    lin = conf["linux"]
+    if inherit:
+        lin["namespaces"] = [n for n in lin["namespaces"] if n.get("type") != "network"]
+    sysctls = lin.get("sysctl") or {}
+    for key in [k for k in sysctls if k.startswith("net.")]:
+        value = sysctls.pop(key)
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(str(value))
+        except OSError as e:
+            raise LaunchError(f"setting sysctl {key}={value}: {go_error(e)}") from None
 
 
 def _child_setup(cfg: dict[str, Any]) -> None:
@@ -167,12 +231,13 @@ def _receive_console(sock: socket.socket, proc: subprocess.Popen) -> int | None:
 
 
 def _run_with_console(opts: dict[str, Any], args: list[str], log: str, console: str | None,
-                      chan: socket.socket) -> int:
-    """Run a runtime command that may send a console (``T`` to the supervisor); its exit code."""
+                      chan: socket.socket, rootfs: str | None = None) -> int:
+    """Run a runtime command that may send a console (``T`` to the supervisor); its exit code.
+    ``rootfs``: bound at ``ROOTFS_AT`` in the command's own mount namespace."""
     sock = _listen(console) if console else None
     try:
         proc = subprocess.Popen(argv(opts, *args, log=log), close_fds=True,
-                                preexec_fn=_preexec(opts))
+                                preexec_fn=_preexec(opts, rootfs))
         if sock is not None:
             master = _receive_console(sock, proc)
             if master is not None:
@@ -239,6 +304,13 @@ def _start(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
     opts, cid = cfg["options"], cfg["id"]
     conf = bundle.config(cfg["spec"], terminal=bool(cfg["tty"]), cgroups_path=cfg["cgroups_path"],
                          default_mounts=cfg["mounts"])
+    rootfs = None
+    if "user" in bundle.new_namespaces(conf):
+        rootfs, conf["root"]["path"] = conf["root"]["path"], ROOTFS_AT
+        os.makedirs(ROOTFS_AT, mode=0o755, exist_ok=True)
+    netns = outer_netns(conf)
+    if netns is not None:
+        _start_in_netns(conf, netns, inherit=opts.get("flavor") == "runc")
     _write_json(os.path.join(bdir, "config.json"), conf)
     if os.path.exists(os.path.join(opts["state_root"], cid)):  # a restart: the old run
         subprocess.run(argv(opts, "delete", "--force", cid), capture_output=True,
@@ -248,7 +320,7 @@ def _start(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
     console = "console.sock" if cfg["tty"] else None
     args = ["create", "--bundle", bdir, "--pid-file", pidfile,
             *(["--console-socket", console] if console else []), cid]
-    if _run_with_console(opts, args, log, console, chan) != 0:
+    if _run_with_console(opts, args, log, console, chan, rootfs) != 0:
         raise _not_started(log, conf["process"]["args"][0])
     pid = _read_pid(pidfile)
     report_pid(chan, pid)
@@ -269,6 +341,8 @@ def _exec(cfg: dict[str, Any], chan: socket.socket, bdir: str) -> None:
     opts, eid = cfg["options"], cfg["exec_id"]
     proc = bundle.process(cfg["spec"].get("process") or {}, f"/proc/{cfg['target_pid']}/root",
                           terminal=bool(cfg["tty"]), extra=cfg["process"])
+    if opts.get("flavor") == "runc" and outer_netns(cfg["spec"]) is not None:
+        _enter_netns(f"/proc/{cfg['target_pid']}/ns/net")
     pfile = os.path.join(bdir, f"exec-{eid}.json")
     _write_json(pfile, proc)
     log = _fresh(os.path.join(bdir, f"exec-{eid}.log"))
