@@ -21,50 +21,16 @@ OCI is resolved or dropped here, in one place:
 from __future__ import annotations
 
 import copy
-import json
-import os
 import resource
 from typing import Any
 
 from dockyard.hookspecs.host import devices, mounts
 from dockyard.hookspecs.host.caps import CAPS
-from dockyard.hookspecs.host.process import DEFAULT_PATH, ProcessError, merge_env, resolve_user
+from dockyard.hookspecs.host.process import DEFAULT_PATH, merge_env, resolve_user_in
 
 #: how a file system under the host's /sys is hidden in a bind of it, and how /sys is bound
 _COVER = ["ro", "nosuid", "nodev", "noexec", "size=0", "mode=755"]
 _HOST_SYS = ["rbind", "ro", "nosuid", "noexec", "nodev"]
-
-
-def resolve_user_in(root: str, user: dict[str, Any]) -> tuple[int, int, list[int], str]:
-    """``(uid, gid, groups, home)`` of ``user`` resolved inside ``root`` (a container's root
-    directory, or ``/proc/<pid>/root``): a forked child chroots there to read its databases,
-    so that no symbolic link of the image reaches the host's files. Raises ValueError with
-    Docker's message when a name is not found."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            os.close(r)
-            os.chroot(root)
-            os.chdir("/")
-            try:
-                out: Any = list(resolve_user(user))
-            except ProcessError as e:
-                out = {"error": str(e)}
-            os.write(w, json.dumps(out).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    got = json.loads(data or b'{"error": "resolving the user failed"}')
-    if isinstance(got, dict):
-        raise ValueError(got["error"])
-    uid, gid, groups, home = got
-    return int(uid), int(gid), [int(g) for g in groups], str(home)
 
 
 def _clamped_rlimits(rlimits: list[dict[str, Any]]) -> list[dict[str, Any]]:

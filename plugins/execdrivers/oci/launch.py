@@ -47,7 +47,7 @@ from typing import Any, NoReturn
 
 from dockyard.hookspecs.errors import DockyardError, InvalidParameter
 from dockyard.hookspecs.host import mounts, ns
-from dockyard.hookspecs.host.process import go_error, reset_signals
+from dockyard.hookspecs.host.process import ProcessError, go_error, reset_signals
 from dockyard.hookspecs.host.supervisor import launcher as base
 from dockyard.hookspecs.host.supervisor.cgroups import Cgroups
 from dockyard.hookspecs.host.supervisor.protocol import report_console, report_error, report_pid
@@ -293,7 +293,7 @@ def _entry(work: Any, cfg: dict[str, Any], chan: socket.socket, code: int,
     except LaunchError as e:
         code = e.code
         report_error(chan, code, str(e))
-    except ValueError as e:  # the spec's user or limits
+    except (ValueError, ProcessError) as e:  # the spec's user or limits
         report_error(chan, code, str(e))
     except BaseException as e:  # noqa: BLE001 - everything must be reported, then _exit
         report_error(chan, code, f"{cfg['options'].get('name')}{what}: {e}")
