@@ -92,10 +92,14 @@ def run_one(kind: str, suite: Suite, checkout: str, out: str, opts: dict) -> str
                 d.pull(ref)
             env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
             # a HOME of its own: the suites write contexts and config under ~/.docker
-            # (fresh each run: a context left by an earlier run fails the context tests)
+            # (fresh each run). docker-py keeps contexts beside the config file it finds, and in
+            # ./contexts of the checkout when there is none: a context one run's tests leave there
+            # fails the next run's three context tests, whatever the daemon. So a config file.
             home = os.path.join(workdir, "home")
             shutil.rmtree(home, ignore_errors=True)
-            os.makedirs(home)
+            os.makedirs(os.path.join(home, ".docker"))
+            with open(os.path.join(home, ".docker", "config.json"), "w") as f:
+                f.write("{}\n")
             env.update(suite.env, DOCKER_HOST=d.host, DOCKER_TEST_API_VERSION=opts["api_version"],
                        PYTHONDONTWRITEBYTECODE="1", HOME=home)
             argv = pytest_argv(opts["client_python"], list(opts["tests"]) or suite.tests, junit,
