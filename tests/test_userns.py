@@ -274,11 +274,7 @@ def test_parse_forms_and_default(tmp_path, monkeypatch) -> None:
         subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
-@pytest.mark.parametrize("runtime", [
-    pytest.param("native", marks=pytest.mark.xfail(
-        strict=True, reason="native writes sysctls from inside the user namespace, which does "
-                            "not own the network driver's namespace: permission denied")),
-    "runc", "crun"])
+@pytest.mark.parametrize("runtime", ["native", "runc", "crun"])
 def test_network_sysctl_and_exec_in_the_container_network(rd: Daemon, runtime: str) -> None:
     """A network sysctl is the container's network namespace's, and an exec is in that
     namespace too (runc makes and execs such a container from inside it)."""

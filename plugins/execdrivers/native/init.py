@@ -84,6 +84,11 @@ def _child_body(cfg: dict[str, Any], chan: socket.socket) -> None:
             finally:
                 os.close(fd)
             joined.add(ns["type"])
+    if "network" in joined and any(ns["type"] == "user" and not ns.get("path")
+                                   for ns in cfg["namespaces"]):
+        # the network driver's namespace belongs to the host's user namespace: its net.*
+        # sysctls are written now, as the host's root, not from inside the new one
+        cfg["sysctls_done"] = _write_sysctls(cfg["spec"], lambda key: key.startswith("net."))
     flags = host.CLONE_NEWNS
     for ns in cfg["namespaces"]:
         if not ns.get("path"):
@@ -294,14 +299,26 @@ def _setup_view(cfg: dict[str, Any], spec: dict[str, Any]) -> None:
         host.set_link_up("lo")
     rootsetup.pivot(root_prop)
     lin = spec.get("linux") or {}
-    for key, value in (lin.get("sysctl") or {}).items():  # before /proc/sys turns read-only
+    done = set(cfg.get("sysctls_done") or ())
+    _write_sysctls(spec, lambda key: key not in done)  # before /proc/sys turns read-only
+    rootsetup.mask_paths(lin.get("maskedPaths") or [], lin.get("readonlyPaths") or [])
+
+
+def _write_sysctls(spec: dict[str, Any], wanted: Any) -> list[str]:
+    """Write the spec's sysctls whose key ``wanted`` accepts (through this process's
+    ``/proc/sys``: the net.* ones of the network namespace it is in); the keys written."""
+    written = []
+    for key, value in ((spec.get("linux") or {}).get("sysctl") or {}).items():
+        if not wanted(key):
+            continue
         path = "/proc/sys/" + key.replace(".", "/")
         try:
             with open(path, "w") as f:
                 f.write(str(value))
         except OSError as e:
             raise ProcessError(f"setting sysctl {key}={value}: {go_error(e)}") from None
-    rootsetup.mask_paths(lin.get("maskedPaths") or [], lin.get("readonlyPaths") or [])
+        written.append(key)
+    return written
 
 
 def _open_console(chan: socket.socket, size: dict[str, Any], dev_console: bool) -> None:
