@@ -33,8 +33,8 @@ def size_of(host: dict[str, Any], graph: Any) -> int:
 
 def create_rw(graph: Any, cid: str, parent: str | None, host: dict[str, Any]) -> None:
     """The container's layer, limited as its ``StorageOpt`` asks (checked by :func:`size_of`)."""
+    size = size_of(host, graph)  # refused before any layer is made
     graph.create_rw(cid, parent)
-    size = size_of(host, graph)
     if size:
         try:
             graph.limit_size(cid, size)
